@@ -1,0 +1,88 @@
+//! Parsers from raw text to typed values; each error names the key, the value and the rule.
+
+use url::Url;
+
+use crate::{ConfigError, Key};
+
+/// A whole number in `min..=max`.
+pub(crate) fn integer_in(key: Key, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let allowed = || format!("expected a whole number from {min} to {max}");
+    let value: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::invalid(key.name(), raw, allowed()))?;
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(key.name(), raw, allowed()))
+    }
+}
+
+/// An `http://` or `https://` base URL.
+pub(crate) fn http_url(key: Key, raw: &str) -> Result<Url, ConfigError> {
+    let allowed = "expected an http:// or https:// URL, e.g. https://api.example.com";
+    let url = Url::parse(raw.trim()).map_err(|_| ConfigError::invalid(key.name(), raw, allowed))?;
+    if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() {
+        Ok(url)
+    } else {
+        Err(ConfigError::invalid(key.name(), raw, allowed))
+    }
+}
+
+/// A comma-separated list of positive Telegram user ids; empty is allowed.
+pub(crate) fn user_ids(key: Key, raw: &str) -> Result<Vec<i64>, ConfigError> {
+    let allowed = "expected comma-separated positive Telegram user ids, e.g. 12345,67890";
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(id),
+            _ => Err(ConfigError::invalid(key.name(), raw, allowed)),
+        })
+        .collect()
+}
+
+/// A non-empty secret token without whitespace.
+pub(crate) fn token(key: Key, raw: &str) -> Result<String, ConfigError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            key.name(),
+            "***",
+            "expected a token without spaces",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_bounds_are_inclusive() {
+        let key = Key::DbPoolSize;
+        assert_eq!(integer_in(key, "1", 1, 5).unwrap(), 1);
+        assert_eq!(integer_in(key, "5", 1, 5).unwrap(), 5);
+        assert!(integer_in(key, "6", 1, 5).is_err());
+        assert!(integer_in(key, "0", 1, 5).is_err());
+        assert!(integer_in(key, "-3", 1, 5).is_err());
+        assert!(integer_in(key, "2.5", 1, 5).is_err());
+    }
+
+    #[test]
+    fn user_ids_accept_spaces_and_refuse_junk() {
+        assert_eq!(user_ids(Key::AdminIds, " 1, 22 ,333").unwrap(), vec![1, 22, 333]);
+        assert_eq!(user_ids(Key::AdminIds, "").unwrap(), Vec::<i64>::new());
+        assert!(user_ids(Key::AdminIds, "1;2").is_err());
+        assert!(user_ids(Key::AdminIds, "1,-2").is_err());
+        assert!(user_ids(Key::AdminIds, "admin").is_err());
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(http_url(Key::TelegramApiUrl, "http://127.0.0.1:8081").is_ok());
+        assert!(http_url(Key::TelegramApiUrl, "ftp://example.com").is_err());
+        assert!(http_url(Key::TelegramApiUrl, "api.telegram.org").is_err());
+    }
+}

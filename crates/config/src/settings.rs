@@ -1,0 +1,432 @@
+//! The typed settings and their validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::parse::{http_url, integer_in, token, user_ids};
+use crate::{ConfigError, DatabaseUrl, Key, Origin, RedactedUrl, Sources};
+
+/// Every setting genbot reads, parsed and validated. Built once at start-up by
+/// [`Settings::load`] (or [`Settings::from_sources`] in tests) and passed down by reference.
+///
+/// `Debug` is safe to log: secrets print as `[REDACTED]`, URL passwords as `***`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `TELEGRAM_BOT_TOKEN`; optional here because only `serve` needs it.
+    pub telegram_bot_token: Option<SecretString>,
+    /// `TELEGRAM_API_URL`.
+    pub telegram_api_url: Url,
+    /// `REPLICATE_API_TOKEN`; optional because the mock needs none.
+    pub replicate_api_token: Option<SecretString>,
+    /// `REPLICATE_API_URL`.
+    pub replicate_api_url: Url,
+    /// `DATABASE_URL`.
+    pub database_url: DatabaseUrl,
+    /// `DB_POOL_SIZE`.
+    pub db_pool_size: u32,
+    /// `REDIS_URL`; `None` selects the in-process cache.
+    pub redis_url: Option<RedactedUrl>,
+    /// `CACHE_TTL_SECONDS`.
+    pub cache_ttl: Duration,
+    /// `CACHE_MAX_ENTRIES`.
+    pub cache_max_entries: u64,
+    /// `MAX_CONCURRENT_GENERATIONS`.
+    pub max_concurrent_generations: u32,
+    /// `MAX_CONCURRENT_GENERATIONS_PER_USER`; never above the global limit.
+    pub max_concurrent_generations_per_user: u32,
+    /// `DAILY_GENERATION_LIMIT`.
+    pub daily_generation_limit: u32,
+    /// `REPLICATE_RATE_LIMIT`, prediction creations per minute.
+    pub replicate_rate_limit_per_min: u32,
+    /// `GENERATION_TIMEOUT_SECONDS`.
+    pub generation_timeout: Duration,
+    /// `QUEUE_MAX_LENGTH`.
+    pub queue_max_length: u32,
+    /// `MODELS_FILE`; `None` selects the catalogue built into the binary.
+    pub models_file: Option<PathBuf>,
+    /// `DEFAULT_MODEL` (whether it exists is checked when the catalogue is loaded).
+    pub default_model: String,
+    /// `ADMIN_IDS`.
+    pub admin_ids: Vec<i64>,
+    origins: Vec<(Key, Origin)>,
+    file: Option<PathBuf>,
+}
+
+/// One line of `genbot config check`: a key, its value as safe to show, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveSetting {
+    /// The key.
+    pub key: Key,
+    /// The value, secrets replaced by `***` and unset values by `(unset)`.
+    pub shown: String,
+    /// Which layer set it; `None` when it is unset.
+    pub origin: Option<Origin>,
+}
+
+impl Settings {
+    /// Reads the process environment and the configuration file, then validates.
+    ///
+    /// # Errors
+    /// The first invalid value, or an unreadable or malformed configuration file.
+    pub fn load() -> Result<Self, ConfigError> {
+        Settings::from_sources(&Sources::from_process()?)
+    }
+
+    /// Parses and validates settings from explicit sources.
+    ///
+    /// # Errors
+    /// The first invalid value, naming the variable, the value and what is allowed.
+    pub fn from_sources(sources: &Sources) -> Result<Self, ConfigError> {
+        let raw = |key: Key| sources.lookup(key).map(|(value, _)| value);
+        // Keys with a default always have a value; `required` reads them.
+        let required = |key: Key| raw(key).unwrap_or_default();
+        let int = |key: Key, min: u64, max: u64| integer_in(key, required(key), min, max);
+        let as_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+
+        let secret = |key: Key| {
+            raw(key)
+                .map(|v| token(key, v).map(SecretString::from))
+                .transpose()
+        };
+
+        let database_url = DatabaseUrl::parse(required(Key::DatabaseUrl)).map_err(|allowed| {
+            ConfigError::invalid(
+                Key::DatabaseUrl.name(),
+                &redact_url_text(required(Key::DatabaseUrl)),
+                allowed,
+            )
+        })?;
+
+        let redis_url = raw(Key::RedisUrl)
+            .map(|text| {
+                let refuse = || {
+                    ConfigError::invalid(
+                        Key::RedisUrl.name(),
+                        &redact_url_text(text),
+                        "expected redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://…; unset it for the in-process cache",
+                    )
+                };
+                let url = Url::parse(text).map_err(|_| refuse())?;
+                match url.scheme() {
+                    "redis" | "rediss" if url.host_str().is_some() => Ok(RedactedUrl::new(url)),
+                    _ => Err(refuse()),
+                }
+            })
+            .transpose()?;
+
+        let max_concurrent_generations = as_u32(int(Key::MaxConcurrentGenerations, 1, 10_000)?);
+        let per_user_raw = required(Key::MaxConcurrentGenerationsPerUser);
+        let max_concurrent_generations_per_user = as_u32(
+            integer_in(Key::MaxConcurrentGenerationsPerUser, per_user_raw, 1, 10_000).and_then(
+                |v| {
+                    if v <= u64::from(max_concurrent_generations) {
+                        Ok(v)
+                    } else {
+                        Err(ConfigError::invalid(
+                            Key::MaxConcurrentGenerationsPerUser.name(),
+                            per_user_raw,
+                            format!(
+                                "expected a whole number from 1 to MAX_CONCURRENT_GENERATIONS ({max_concurrent_generations})"
+                            ),
+                        ))
+                    }
+                },
+            )?,
+        );
+
+        let models_file = raw(Key::ModelsFile)
+            .map(|text| {
+                let path = PathBuf::from(text);
+                match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+                    Ok(meta) if meta.is_file() => Ok(path),
+                    Ok(_) => Err(ConfigError::invalid(
+                        Key::ModelsFile.name(),
+                        text,
+                        "expected a readable TOML file, found a directory",
+                    )),
+                    Err(e) => Err(ConfigError::invalid(
+                        Key::ModelsFile.name(),
+                        text,
+                        format!("expected a readable TOML file ({e}); unset it for the built-in catalogue"),
+                    )),
+                }
+            })
+            .transpose()?;
+
+        let default_model = required(Key::DefaultModel).trim().to_owned();
+        if default_model.is_empty()
+            || !default_model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::invalid(
+                Key::DefaultModel.name(),
+                &default_model,
+                "expected a model id from the catalogue (letters, digits, '-', '_', '.')",
+            ));
+        }
+
+        let origins = Key::ALL
+            .into_iter()
+            .filter_map(|key| sources.lookup(key).map(|(_, origin)| (key, origin)))
+            .collect();
+
+        Ok(Settings {
+            telegram_bot_token: secret(Key::TelegramBotToken)?,
+            telegram_api_url: http_url(Key::TelegramApiUrl, required(Key::TelegramApiUrl))?,
+            replicate_api_token: secret(Key::ReplicateApiToken)?,
+            replicate_api_url: http_url(Key::ReplicateApiUrl, required(Key::ReplicateApiUrl))?,
+            database_url,
+            db_pool_size: as_u32(int(Key::DbPoolSize, 1, 1_000)?),
+            redis_url,
+            cache_ttl: Duration::from_secs(int(Key::CacheTtlSeconds, 1, 30 * 86_400)?),
+            cache_max_entries: int(Key::CacheMaxEntries, 1, 100_000_000)?,
+            max_concurrent_generations,
+            max_concurrent_generations_per_user,
+            daily_generation_limit: as_u32(int(Key::DailyGenerationLimit, 1, 1_000_000)?),
+            replicate_rate_limit_per_min: as_u32(int(Key::ReplicateRateLimit, 1, 100_000)?),
+            generation_timeout: Duration::from_secs(int(Key::GenerationTimeoutSeconds, 1, 86_400)?),
+            queue_max_length: as_u32(int(Key::QueueMaxLength, 1, 10_000_000)?),
+            models_file,
+            default_model,
+            admin_ids: user_ids(Key::AdminIds, required(Key::AdminIds))?,
+            origins,
+            file: sources.file_path().map(ToOwned::to_owned),
+        })
+    }
+
+    /// The configuration file that was read, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// Every setting as `config check` shows it: redacted, with its origin.
+    pub fn effective(&self) -> Vec<EffectiveSetting> {
+        Key::ALL
+            .into_iter()
+            .map(|key| {
+                let origin = self
+                    .origins
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, o)| *o);
+                EffectiveSetting {
+                    key,
+                    shown: self.shown(key),
+                    origin,
+                }
+            })
+            .collect()
+    }
+
+    fn shown(&self, key: Key) -> String {
+        let unset = || "(unset)".to_owned();
+        let secret = |s: &Option<SecretString>| s.as_ref().map_or_else(unset, |_| "***".into());
+        match key {
+            Key::TelegramBotToken => secret(&self.telegram_bot_token),
+            Key::ReplicateApiToken => secret(&self.replicate_api_token),
+            Key::TelegramApiUrl => self.telegram_api_url.to_string(),
+            Key::ReplicateApiUrl => self.replicate_api_url.to_string(),
+            Key::DatabaseUrl => self.database_url.to_string(),
+            Key::DbPoolSize => self.db_pool_size.to_string(),
+            Key::RedisUrl => self
+                .redis_url
+                .as_ref()
+                .map_or_else(|| "(unset: in-process cache)".into(), ToString::to_string),
+            Key::CacheTtlSeconds => self.cache_ttl.as_secs().to_string(),
+            Key::CacheMaxEntries => self.cache_max_entries.to_string(),
+            Key::MaxConcurrentGenerations => self.max_concurrent_generations.to_string(),
+            Key::MaxConcurrentGenerationsPerUser => {
+                self.max_concurrent_generations_per_user.to_string()
+            }
+            Key::DailyGenerationLimit => self.daily_generation_limit.to_string(),
+            Key::ReplicateRateLimit => self.replicate_rate_limit_per_min.to_string(),
+            Key::GenerationTimeoutSeconds => self.generation_timeout.as_secs().to_string(),
+            Key::QueueMaxLength => self.queue_max_length.to_string(),
+            Key::ModelsFile => self.models_file.as_ref().map_or_else(
+                || "(unset: built-in catalogue)".into(),
+                |p| p.display().to_string(),
+            ),
+            Key::DefaultModel => self.default_model.clone(),
+            Key::AdminIds => {
+                if self.admin_ids.is_empty() {
+                    "(none)".into()
+                } else {
+                    self.admin_ids
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            }
+        }
+    }
+}
+
+/// Masks the password of a URL-looking text that failed to parse, for error messages.
+fn redact_url_text(text: &str) -> String {
+    if let Ok(mut url) = Url::parse(text) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        return url.to_string();
+    }
+    // Unparseable: hide anything between "://user:" and "@".
+    match (text.find("://"), text.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let userinfo = &text[start + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &text[..start + 3], &text[at..]),
+                None => text.to_owned(),
+            }
+        }
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_sources(&Sources::from_env(env))
+    }
+
+    fn error_line(pairs: &[(&str, &str)]) -> String {
+        settings(pairs).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_make_the_embedded_default() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(
+            s.database_url,
+            DatabaseUrl::Sqlite {
+                path: "genbot.db".into()
+            }
+        );
+        assert!(s.redis_url.is_none());
+        assert!(s.models_file.is_none());
+        assert_eq!(s.max_concurrent_generations, 10);
+        assert_eq!(s.replicate_rate_limit_per_min, 600);
+        assert_eq!(s.cache_ttl, Duration::from_secs(300));
+        assert!(s.admin_ids.is_empty());
+    }
+
+    #[test]
+    fn non_numeric_zero_and_negative_limits_are_refused_with_the_variable_named() {
+        for value in ["abc", "0", "-3"] {
+            let line = error_line(&[("MAX_CONCURRENT_GENERATIONS", value)]);
+            assert_eq!(
+                line,
+                format!(
+                    "invalid MAX_CONCURRENT_GENERATIONS={value}: expected a whole number from 1 to 10000"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn per_user_limit_cannot_exceed_the_global_one() {
+        let line = error_line(&[
+            ("MAX_CONCURRENT_GENERATIONS", "4"),
+            ("MAX_CONCURRENT_GENERATIONS_PER_USER", "5"),
+        ]);
+        assert!(line.starts_with("invalid MAX_CONCURRENT_GENERATIONS_PER_USER=5"), "{line}");
+        assert!(line.contains("(4)"), "{line}");
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_refused() {
+        let line = error_line(&[("DATABASE_URL", "mysql://root:pw@localhost/test")]);
+        assert!(line.starts_with("invalid DATABASE_URL=mysql://root:***@localhost/test"), "{line}");
+        assert!(line.contains("sqlite://PATH"), "{line}");
+        assert!(!line.contains(":pw@"), "{line}");
+    }
+
+    #[test]
+    fn unreadable_models_file_is_refused() {
+        let line = error_line(&[("MODELS_FILE", "/nonexistent/models.toml")]);
+        assert!(line.starts_with("invalid MODELS_FILE=/nonexistent/models.toml: expected a readable TOML file"), "{line}");
+        let dir = std::env::temp_dir();
+        let line = error_line(&[("MODELS_FILE", dir.to_str().unwrap())]);
+        assert!(line.contains("found a directory"), "{line}");
+    }
+
+    #[test]
+    fn malformed_admin_ids_are_refused() {
+        let line = error_line(&[("ADMIN_IDS", "123,abc")]);
+        assert_eq!(
+            line,
+            "invalid ADMIN_IDS=123,abc: expected comma-separated positive Telegram user ids, e.g. 12345,67890"
+        );
+        assert_eq!(settings(&[("ADMIN_IDS", "7,8")]).unwrap().admin_ids, vec![7, 8]);
+    }
+
+    #[test]
+    fn bad_redis_url_is_refused_without_its_password() {
+        let line = error_line(&[("REDIS_URL", "http://:s3cret@cache:6379")]);
+        assert!(line.starts_with("invalid REDIS_URL="), "{line}");
+        assert!(!line.contains("s3cret"), "{line}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_or_config_check() {
+        let s = settings(&[
+            ("TELEGRAM_BOT_TOKEN", "123456:AAE-bot-secret"),
+            ("REPLICATE_API_TOKEN", "r8_replicate_secret"),
+            ("DATABASE_URL", "postgres://bot:db-secret@127.0.0.1/genbot"),
+            ("REDIS_URL", "redis://:redis-secret@127.0.0.1:6379/0"),
+        ])
+        .unwrap();
+        let debug = format!("{s:?}");
+        let check: String = s
+            .effective()
+            .iter()
+            .map(|e| format!("{} {}\n", e.key, e.shown))
+            .collect();
+        for shown in [&debug, &check] {
+            for secret in ["AAE-bot-secret", "r8_replicate_secret", "db-secret", "redis-secret"] {
+                assert!(!shown.contains(secret), "{secret} leaked in:\n{shown}");
+            }
+        }
+        assert!(check.contains("TELEGRAM_BOT_TOKEN ***"), "{check}");
+        assert_eq!(
+            s.telegram_bot_token.as_ref().unwrap().expose_secret(),
+            "123456:AAE-bot-secret"
+        );
+    }
+
+    #[test]
+    fn a_bad_token_is_reported_without_echoing_it() {
+        let line = error_line(&[("TELEGRAM_BOT_TOKEN", "has a space")]);
+        assert_eq!(line, "invalid TELEGRAM_BOT_TOKEN=***: expected a token without spaces");
+    }
+
+    #[test]
+    fn effective_settings_name_their_origin() {
+        let s = settings(&[("DB_POOL_SIZE", "3")]).unwrap();
+        let effective = s.effective();
+        let pool = effective.iter().find(|e| e.key == Key::DbPoolSize).unwrap();
+        assert_eq!((pool.shown.as_str(), pool.origin), ("3", Some(Origin::Env)));
+        let redis = effective.iter().find(|e| e.key == Key::RedisUrl).unwrap();
+        assert_eq!(redis.origin, None);
+    }
+
+    #[test]
+    fn redaction_of_unparseable_urls() {
+        assert_eq!(redact_url_text("x://u:p@h"), "x://u:***@h");
+        assert_eq!(redact_url_text("nothing here"), "nothing here");
+    }
+}

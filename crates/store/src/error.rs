@@ -1,0 +1,54 @@
+//! Store errors: what failed, in terms the engine can act on.
+
+use crate::{JobId, JobStatus, UserId};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or reached.
+    #[error("cannot connect to the {backend} database at {location}: {reason}")]
+    Connect {
+        backend: &'static str,
+        /// Path or redacted URL.
+        location: String,
+        reason: String,
+    },
+    /// A migration failed; the schema is left as it was before it.
+    #[error("migration {version} failed: {reason}")]
+    Migration { version: u32, reason: String },
+    /// The user does not exist.
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    /// The job does not exist.
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// The user cannot pay for this.
+    #[error("user {user} has {balance} credits, {needed} needed")]
+    InsufficientCredits {
+        user: UserId,
+        balance: i64,
+        needed: i64,
+    },
+    /// The job is not in a state that allows this change (e.g. updating a finished job).
+    #[error("job {job} is {status}; cannot apply {attempted}")]
+    InvalidTransition {
+        job: JobId,
+        status: JobStatus,
+        attempted: &'static str,
+    },
+    /// A value read from the database does not fit the model (a corrupted or foreign row).
+    #[error("unexpected value in column {column}: {value}")]
+    Corrupt { column: &'static str, value: String },
+    /// The SQLite driver failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL driver failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    /// The SQLite writer thread has stopped (the store is shutting down or it panicked).
+    #[error("the sqlite writer has stopped")]
+    WriterStopped,
+    /// The batch this write belonged to failed to commit.
+    #[error("commit failed: {0}")]
+    Commit(String),
+}

@@ -1,0 +1,238 @@
+//! genbot's durable state: users and generation jobs.
+//!
+//! One API ([`Store`]) over two backends:
+//! - [`SqliteStore`] (`sqlite://PATH`), the embedded default: pooled read-only connections and
+//!   one writer thread with group commit;
+//! - [`PgStore`] (`postgres://…`), for several replicas: a sqlx pool, `FOR UPDATE SKIP LOCKED`
+//!   claims.
+//!
+//! Both create their schema on connect (versioned migrations) and keep the same invariants:
+//! the daily generation quota is checked and consumed in one statement, a job is claimed by
+//! exactly one worker, credits never go below zero.
+//!
+//! This crate owns SQL and nothing else: no caching (see `genbot-cache`), no business rules
+//! beyond those invariants (see `genbot-engine`).
+
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+
+use std::ops::Range;
+
+use chrono::NaiveDate;
+use genbot_config::DatabaseUrl;
+
+pub use error::StoreError;
+pub use model::{
+    DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
+    User, UserId,
+};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Users and jobs, in whichever database `DATABASE_URL` names. Cheap to clone: clones share
+/// the pool.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Forwards a call to the backend in use.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the database `url` names with a pool of `pool_size` connections, creating or
+    /// migrating the schema.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when the database cannot be opened or reached,
+    /// [`StoreError::Migration`] when the schema cannot be brought up to date.
+    pub async fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Store, StoreError> {
+        match url {
+            DatabaseUrl::Sqlite { path } => {
+                let path = path.clone();
+                // Opening runs migrations and may touch the disk: keep it off the async threads.
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, pool_size))
+                    .await
+                    .map_err(|e| StoreError::Connect {
+                        backend: "sqlite",
+                        location: url.to_string(),
+                        reason: e.to_string(),
+                    })??;
+                Ok(Store::Sqlite(store))
+            }
+            DatabaseUrl::Postgres(url) => Ok(Store::Postgres(PgStore::connect(url, pool_size).await?)),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// How durable a returned write is, in one sentence for reports.
+    pub fn durability(&self) -> &'static str {
+        match self {
+            Store::Sqlite(store) => store.durability(),
+            Store::Postgres(store) => store.durability(),
+        }
+    }
+
+    /// The connection pool right now.
+    pub fn pool_stats(&self) -> PoolStats {
+        match self {
+            Store::Sqlite(store) => store.pool_stats(),
+            Store::Postgres(store) => store.pool_stats(),
+        }
+    }
+
+    /// The user with this id, if registered.
+    ///
+    /// # Errors
+    /// Database failures only; a missing user is `Ok(None)`.
+    pub async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        dispatch!(self.get_user(id))
+    }
+
+    /// Number of registered users.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn count_users(&self) -> Result<u64, StoreError> {
+        dispatch!(self.count_users())
+    }
+
+    /// Registers the user or refreshes their profile (username, language); credits, counters
+    /// and choices of an existing user are kept.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn upsert_user(&self, new: NewUser) -> Result<User, StoreError> {
+        dispatch!(self.upsert_user(new))
+    }
+
+    /// Stores the user's model choice (`None` = back to the default).
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`], or database failures.
+    pub async fn set_selected_model(
+        &self,
+        id: UserId,
+        model: Option<String>,
+    ) -> Result<User, StoreError> {
+        dispatch!(self.set_selected_model(id, model))
+    }
+
+    /// Adds `delta` (negative to charge) to the user's credits and returns the new balance.
+    ///
+    /// # Errors
+    /// [`StoreError::InsufficientCredits`] when the balance would go below zero (nothing is
+    /// changed), [`StoreError::UserNotFound`], or database failures.
+    pub async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
+        dispatch!(self.add_credits(id, delta))
+    }
+
+    /// Atomically takes one generation from the user's daily quota of `limit`, starting a new
+    /// count when `today` differs from the stored day.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`], or database failures. A used-up quota is
+    /// `Ok(DailyQuota::Exhausted)`, not an error.
+    pub async fn consume_daily_generation(
+        &self,
+        id: UserId,
+        today: NaiveDate,
+        limit: u32,
+    ) -> Result<DailyQuota, StoreError> {
+        dispatch!(self.consume_daily_generation(id, today, limit))
+    }
+
+    /// Gives back one generation taken today (a job that failed through no fault of the user).
+    /// Does nothing if the stored day is not `today` or the count is zero.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_daily_generation(
+        &self,
+        id: UserId,
+        today: NaiveDate,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.release_daily_generation(id, today))
+    }
+
+    /// Persists a new job in status `queued`.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`] when the user is not registered, or database failures.
+    pub async fn create_job(&self, new: NewJob) -> Result<Job, StoreError> {
+        dispatch!(self.create_job(new))
+    }
+
+    /// The job with this id.
+    ///
+    /// # Errors
+    /// Database failures; a missing job is `Ok(None)`.
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        dispatch!(self.get_job(id))
+    }
+
+    /// Moves the oldest queued job to `running` and returns it; no two callers, in this process
+    /// or another, ever receive the same job.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_next_job(&self) -> Result<Option<Job>, StoreError> {
+        dispatch!(self.claim_next_job())
+    }
+
+    /// Applies a state change to a job. Finished jobs never change again: a change to one is
+    /// refused, so a late duplicate report cannot overwrite the first outcome.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidTransition`] (e.g. succeeding a canceled job),
+    /// [`StoreError::JobNotFound`], or database failures.
+    pub async fn update_job(&self, id: JobId, update: JobUpdate) -> Result<Job, StoreError> {
+        dispatch!(self.update_job(id, update))
+    }
+
+    /// Up to `limit` jobs in `status`, oldest first (restart recovery reads `running` ones).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn jobs_with_status(
+        &self,
+        status: JobStatus,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self.jobs_with_status(status, limit))
+    }
+
+    /// How many jobs are in each status.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn count_jobs_by_status(&self) -> Result<JobCounts, StoreError> {
+        dispatch!(self.count_jobs_by_status())
+    }
+
+    /// Deletes the users whose id is in `ids`, and their jobs, in one transaction. The
+    /// readiness suite uses it to remove its test users (ids from 1,000,000 up).
+    ///
+    /// # Errors
+    /// Database failures; nothing is deleted then.
+    pub async fn delete_users_in_range(&self, ids: Range<i64>) -> Result<Deleted, StoreError> {
+        dispatch!(self.delete_users_in_range(ids))
+    }
+}

@@ -1,0 +1,80 @@
+//! PostgreSQL schema migrations, applied in order under an advisory lock (so replicas starting
+//! together do not race) and recorded in `genbot_schema_version`.
+
+use sqlx::{Executor, PgPool, Row};
+
+use crate::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id               BIGINT PRIMARY KEY,            -- Telegram user id
+    username         TEXT,
+    language         TEXT,
+    selected_model   TEXT,
+    credits          BIGINT  NOT NULL DEFAULT 0,
+    daily_count      INTEGER NOT NULL DEFAULT 0,
+    daily_reset_date DATE    NOT NULL DEFAULT DATE '1970-01-01',  -- UTC day of daily_count
+    banned           BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at       TIMESTAMPTZ NOT NULL,
+    updated_at       TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE generation_jobs (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id       BIGINT  NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    model         TEXT    NOT NULL,
+    prompt        TEXT    NOT NULL,
+    params        JSONB   NOT NULL,
+    status        TEXT    NOT NULL CHECK (status IN ('queued','running','succeeded','failed','canceled')),
+    prediction_id TEXT,
+    result_url    TEXT,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    started_at    TIMESTAMPTZ,
+    finished_at   TIMESTAMPTZ
+);
+
+-- Claiming the oldest queued job (FOR UPDATE SKIP LOCKED walks this index in id order),
+-- finding `running` jobs after a restart and counting jobs by status all filter on status:
+-- one (status, id) index serves the three without scanning finished jobs.
+CREATE INDEX generation_jobs_status_id ON generation_jobs (status, id);
+
+-- Per-user questions (running jobs of a user, a user's queued job for /cancel, range deletes)
+-- filter on user_id first; this also serves the foreign key's ON DELETE CASCADE.
+CREATE INDEX generation_jobs_user_status ON generation_jobs (user_id, status);
+"#];
+
+/// An arbitrary constant naming genbot's migration lock.
+const MIGRATION_LOCK: i64 = 0x6765_6e62_6f74; // "genbot"
+
+pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    tx.execute("CREATE TABLE IF NOT EXISTS genbot_schema_version (version INTEGER NOT NULL)")
+        .await?;
+    let current: i32 = sqlx::query("SELECT coalesce(max(version), 0) FROM genbot_schema_version")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = index as u32 + 1;
+        let failed = |e: sqlx::Error| StoreError::Migration {
+            version,
+            reason: e.to_string(),
+        };
+        tx.execute(*sql).await.map_err(failed)?;
+        sqlx::query("INSERT INTO genbot_schema_version (version) VALUES ($1)")
+            .bind(version as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! The SQLite backend: the embedded default.
+//!
+//! Reads go through a pool of read-only connections ([`connection::ReadPool`]); writes go to
+//! one writer thread that commits them in groups ([`writer::Writer`]). Claims are writes, so
+//! two workers can never claim the same job: the writer runs one claim at a time.
+
+mod connection;
+mod rows;
+mod schema;
+mod writer;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use self::connection::ReadPool;
+use self::rows::{date_text, job_columns, millis, user_columns};
+use self::writer::Writer;
+use crate::{
+    DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
+    StoreError, User, UserId,
+};
+
+/// Users and jobs in an SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    readers: Arc<ReadPool>,
+    writer: Writer,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, migrates it, and opens
+    /// `read_connections` readers beside the one writer.
+    ///
+    /// # Errors
+    /// The file cannot be opened or created, or a migration fails.
+    pub fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
+                backend: "sqlite",
+                location: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let mut writer_conn = connection::open(path, true)?;
+        schema::migrate(&mut writer_conn)?;
+        let readers = ReadPool::open(path, read_connections.max(1))?;
+        Ok(SqliteStore {
+            readers: Arc::new(readers),
+            writer: Writer::spawn(writer_conn)?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How durable a returned write is, stated for reports.
+    pub fn durability(&self) -> &'static str {
+        "SQLite WAL, synchronous=NORMAL, group commit: a returned write survives a process crash; \
+         a power loss may drop the last commits without corrupting the file"
+    }
+
+    pub(crate) fn pool_stats(&self) -> PoolStats {
+        self.readers.stats()
+    }
+
+    pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.readers.with(|conn| select_user(conn, id)).await
+    }
+
+    pub(crate) async fn count_users(&self) -> Result<u64, StoreError> {
+        self.readers
+            .with(|conn| Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .await
+    }
+
+    pub(crate) async fn upsert_user(&self, new: NewUser) -> Result<User, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let now = millis(Utc::now());
+                let sql = concat!("INSERT INTO users (id, username, language, credits, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT (id) DO UPDATE SET
+                        username = excluded.username,
+                        language = excluded.language,
+                        updated_at = excluded.updated_at
+                     RETURNING ", user_columns!());
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![
+                    new.id.0,
+                    new.username,
+                    new.language,
+                    new.initial_credits,
+                    now
+                ])?;
+                match rows.next()? {
+                    Some(row) => rows::user(row),
+                    None => Err(StoreError::UserNotFound(new.id)),
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn set_selected_model(
+        &self,
+        id: UserId,
+        model: Option<String>,
+    ) -> Result<User, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let sql = concat!("UPDATE users SET selected_model = ?2, updated_at = ?3 WHERE id = ?1
+                     RETURNING ", user_columns!());
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![id.0, model, millis(Utc::now())])?;
+                match rows.next()? {
+                    Some(row) => rows::user(row),
+                    None => Err(StoreError::UserNotFound(id)),
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let balance: Option<i64> = conn
+                    .prepare_cached(
+                        "UPDATE users SET credits = credits + ?2, updated_at = ?3
+                         WHERE id = ?1 AND credits + ?2 >= 0 RETURNING credits",
+                    )?
+                    .query_row(params![id.0, delta, millis(Utc::now())], |r| r.get(0))
+                    .optional()?;
+                match balance {
+                    Some(balance) => Ok(balance),
+                    None => match select_user(conn, id)? {
+                        Some(user) => Err(StoreError::InsufficientCredits {
+                            user: id,
+                            balance: user.credits,
+                            needed: -delta,
+                        }),
+                        None => Err(StoreError::UserNotFound(id)),
+                    },
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn consume_daily_generation(
+        &self,
+        id: UserId,
+        today: NaiveDate,
+        limit: u32,
+    ) -> Result<DailyQuota, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let today = date_text(today);
+                let used: Option<u32> = conn
+                    .prepare_cached(
+                        "UPDATE users SET
+                            daily_count = CASE WHEN daily_reset_date = ?2 THEN daily_count + 1 ELSE 1 END,
+                            daily_reset_date = ?2,
+                            updated_at = ?4
+                         WHERE id = ?1 AND (daily_reset_date <> ?2 OR daily_count < ?3)
+                         RETURNING daily_count",
+                    )?
+                    .query_row(params![id.0, today, limit, millis(Utc::now())], |r| r.get(0))
+                    .optional()?;
+                match used {
+                    Some(used) => Ok(DailyQuota::Granted {
+                        used,
+                        remaining: limit.saturating_sub(used),
+                    }),
+                    None if select_user(conn, id)?.is_some() => Ok(DailyQuota::Exhausted { limit }),
+                    None => Err(StoreError::UserNotFound(id)),
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn release_daily_generation(
+        &self,
+        id: UserId,
+        today: NaiveDate,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE users SET daily_count = daily_count - 1, updated_at = ?3
+                     WHERE id = ?1 AND daily_reset_date = ?2 AND daily_count > 0",
+                )?
+                .execute(params![id.0, date_text(today), millis(Utc::now())])?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn create_job(&self, new: NewJob) -> Result<Job, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let now = millis(Utc::now());
+                let sql = concat!("INSERT INTO generation_jobs
+                        (user_id, model, prompt, params, status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)
+                     RETURNING ", job_columns!());
+                let params_json = new.params.to_string();
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![
+                    new.user_id.0,
+                    new.model,
+                    new.prompt,
+                    params_json,
+                    now
+                ])?;
+                match rows.next() {
+                    Ok(Some(row)) => rows::job(row),
+                    Ok(None) => Err(StoreError::UserNotFound(new.user_id)),
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                    {
+                        Err(StoreError::UserNotFound(new.user_id))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.readers.with(|conn| select_job(conn, id)).await
+    }
+
+    pub(crate) async fn claim_next_job(&self) -> Result<Option<Job>, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let sql = concat!("UPDATE generation_jobs SET
+                        status = 'running', attempts = attempts + 1, started_at = ?1, updated_at = ?1
+                     WHERE id = (SELECT id FROM generation_jobs WHERE status = 'queued'
+                                 ORDER BY id LIMIT 1)
+                     RETURNING ", job_columns!());
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![millis(Utc::now())])?;
+                rows.next()?.map(rows::job).transpose()
+            })
+            .await
+    }
+
+    pub(crate) async fn update_job(&self, id: JobId, update: JobUpdate) -> Result<Job, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let now = millis(Utc::now());
+                let (allowed_from, prediction_id, result_url, error) = match &update {
+                    JobUpdate::PredictionCreated { prediction_id } => {
+                        ("running", Some(prediction_id.as_str()), None, None)
+                    }
+                    JobUpdate::Requeued => ("running", None, None, None),
+                    JobUpdate::Succeeded { result_url } => {
+                        ("running", None, Some(result_url.as_str()), None)
+                    }
+                    JobUpdate::Failed { error } => {
+                        ("queued", None, None, Some(error.as_str()))
+                    }
+                    JobUpdate::Canceled => ("queued", None, None, None),
+                };
+                let status = update.status();
+                let finished = status.is_final().then_some(now);
+                let sql = concat!("UPDATE generation_jobs SET
+                        status = ?2,
+                        prediction_id = CASE WHEN ?2 = 'queued' THEN NULL
+                                             ELSE coalesce(?3, prediction_id) END,
+                        result_url = coalesce(?4, result_url),
+                        error = coalesce(?5, error),
+                        started_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE started_at END,
+                        finished_at = ?6,
+                        updated_at = ?7
+                     WHERE id = ?1 AND status IN (?8, 'running')
+                     RETURNING ", job_columns!());
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![
+                    id.0,
+                    status.as_str(),
+                    prediction_id,
+                    result_url,
+                    error,
+                    finished,
+                    now,
+                    allowed_from
+                ])?;
+                if let Some(row) = rows.next()? {
+                    return rows::job(row);
+                }
+                drop(rows);
+                match select_job(conn, id)? {
+                    Some(job) => Err(StoreError::InvalidTransition {
+                        job: id,
+                        status: job.status,
+                        attempted: status.as_str(),
+                    }),
+                    None => Err(StoreError::JobNotFound(id)),
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn jobs_with_status(
+        &self,
+        status: JobStatus,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let sql = concat!("SELECT ", job_columns!(), " FROM generation_jobs WHERE status = ?1 ORDER BY id LIMIT ?2");
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![status.as_str(), limit])?;
+                let mut jobs = Vec::new();
+                while let Some(row) = rows.next()? {
+                    jobs.push(rows::job(row)?);
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    pub(crate) async fn count_jobs_by_status(&self) -> Result<JobCounts, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT status, count(*) FROM generation_jobs GROUP BY status")?;
+                let mut rows = stmt.query([])?;
+                let mut counts = JobCounts::default();
+                while let Some(row) = rows.next()? {
+                    let status: String = row.get(0)?;
+                    let n: u64 = row.get(1)?;
+                    let status = JobStatus::parse(&status).ok_or(StoreError::Corrupt {
+                        column: "generation_jobs.status",
+                        value: status.clone(),
+                    })?;
+                    counts.add(status, n);
+                }
+                Ok(counts)
+            })
+            .await
+    }
+
+    pub(crate) async fn delete_users_in_range(&self, ids: Range<i64>) -> Result<Deleted, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let jobs = conn
+                    .prepare_cached("DELETE FROM generation_jobs WHERE user_id >= ?1 AND user_id < ?2")?
+                    .execute(params![ids.start, ids.end])?;
+                let users = conn
+                    .prepare_cached("DELETE FROM users WHERE id >= ?1 AND id < ?2")?
+                    .execute(params![ids.start, ids.end])?;
+                Ok(Deleted {
+                    users: users as u64,
+                    jobs: jobs as u64,
+                })
+            })
+            .await
+    }
+}
+
+fn select_user(conn: &Connection, id: UserId) -> Result<Option<User>, StoreError> {
+    let mut stmt = conn.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"))?;
+    let mut rows = stmt.query([id.0])?;
+    rows.next()?.map(rows::user).transpose()
+}
+
+fn select_job(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(concat!("SELECT ", job_columns!(), " FROM generation_jobs WHERE id = ?1"))?;
+    let mut rows = stmt.query([id.0])?;
+    rows.next()?.map(rows::job).transpose()
+}

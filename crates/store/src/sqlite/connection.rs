@@ -1,0 +1,111 @@
+//! Opening SQLite connections and lending the read connections out.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+
+use crate::{PoolStats, StoreError};
+
+/// How long a connection waits on a lock held by another before giving up. Readers never wait
+/// in WAL mode; this covers the writer meeting an external process (a backup, `sqlite3`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a connection with genbot's pragmas. `writer` selects the read-write role.
+pub(super) fn open(path: &Path, writer: bool) -> Result<Connection, StoreError> {
+    let connect_error = |e: rusqlite::Error| StoreError::Connect {
+        backend: "sqlite",
+        location: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(connect_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(connect_error)?;
+    // WAL: readers never block the writer nor each other. synchronous=NORMAL in WAL mode keeps
+    // every commit safe from a process crash and fsyncs at checkpoints; a power loss can drop the
+    // last commits but never corrupts the file. See `SqliteStore::durability`.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;
+         PRAGMA mmap_size = 268435456;",
+    )
+    .map_err(connect_error)?;
+    if !writer {
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(connect_error)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A fixed set of read-only connections. A task first takes a permit (waiting if all are
+/// lent), then a connection, which it uses without awaiting and gives back at once.
+pub(super) struct ReadPool {
+    connections: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    size: u32,
+    waiting: AtomicU32,
+}
+
+impl ReadPool {
+    pub(super) fn open(path: &Path, size: u32) -> Result<Self, StoreError> {
+        let connections = (0..size)
+            .map(|_| open(path, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ReadPool {
+            connections: Mutex::new(connections),
+            permits: Semaphore::new(size as usize),
+            size,
+            waiting: AtomicU32::new(0),
+        })
+    }
+
+    /// Runs `read` on a pooled connection.
+    ///
+    /// The query runs on the calling task's thread: a point read from SQLite's page cache takes
+    /// a microsecond or two, far less than handing it to another thread would cost, and WAL
+    /// readers never wait on locks. Long scans do not belong here.
+    pub(super) async fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let permit = self.permits.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                permit.map_err(|_| StoreError::WriterStopped)?
+            }
+        };
+        // The permit guarantees a connection is in the vector.
+        let conn = self
+            .connections
+            .lock()
+            .pop()
+            .ok_or(StoreError::WriterStopped)?;
+        let result = read(&conn);
+        self.connections.lock().push(conn);
+        drop(permit);
+        result
+    }
+
+    pub(super) fn stats(&self) -> PoolStats {
+        let available = self.permits.available_permits() as u32;
+        PoolStats {
+            size: self.size,
+            open: self.size,
+            in_use: self.size.saturating_sub(available),
+            waiting: Some(self.waiting.load(Ordering::Relaxed)),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Row ↔ record conversions for SQLite (timestamps are unix milliseconds, dates ISO text).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::Row;
+
+use crate::{Job, JobId, JobStatus, StoreError, User, UserId};
+
+/// The `users` columns in the order [`user`] reads them (a macro so `concat!` can build SQL
+/// text at compile time, keeping hot queries free of formatting).
+macro_rules! user_columns {
+    () => {
+        "id, username, language, selected_model, credits, daily_count, daily_reset_date, \
+         banned, created_at, updated_at"
+    };
+}
+
+/// The `generation_jobs` columns in the order [`job`] reads them.
+macro_rules! job_columns {
+    () => {
+        "id, user_id, model, prompt, params, status, prediction_id, result_url, error, \
+         attempts, created_at, updated_at, started_at, finished_at"
+    };
+}
+
+pub(super) use {job_columns, user_columns};
+
+pub(super) fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn timestamp(column: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt {
+        column,
+        value: ms.to_string(),
+    })
+}
+
+pub(super) fn date_text(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+pub(super) fn user(row: &Row<'_>) -> Result<User, StoreError> {
+    let date: String = row.get(6)?;
+    Ok(User {
+        id: UserId(row.get(0)?),
+        username: row.get(1)?,
+        language: row.get(2)?,
+        selected_model: row.get(3)?,
+        credits: row.get(4)?,
+        daily_count: row.get(5)?,
+        daily_reset_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
+            StoreError::Corrupt {
+                column: "users.daily_reset_date",
+                value: date.clone(),
+            }
+        })?,
+        banned: row.get(7)?,
+        created_at: timestamp("users.created_at", row.get(8)?)?,
+        updated_at: timestamp("users.updated_at", row.get(9)?)?,
+    })
+}
+
+pub(super) fn job(row: &Row<'_>) -> Result<Job, StoreError> {
+    let status: String = row.get(5)?;
+    let params: String = row.get(4)?;
+    let optional_timestamp = |column, index| -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.get::<_, Option<i64>>(index)?
+            .map(|ms| timestamp(column, ms))
+            .transpose()
+    };
+    Ok(Job {
+        id: JobId(row.get(0)?),
+        user_id: UserId(row.get(1)?),
+        model: row.get(2)?,
+        prompt: row.get(3)?,
+        params: serde_json::from_str(&params).map_err(|_| StoreError::Corrupt {
+            column: "generation_jobs.params",
+            value: params.clone(),
+        })?,
+        status: JobStatus::parse(&status).ok_or(StoreError::Corrupt {
+            column: "generation_jobs.status",
+            value: status.clone(),
+        })?,
+        prediction_id: row.get(6)?,
+        result_url: row.get(7)?,
+        error: row.get(8)?,
+        attempts: row.get(9)?,
+        created_at: timestamp("generation_jobs.created_at", row.get(10)?)?,
+        updated_at: timestamp("generation_jobs.updated_at", row.get(11)?)?,
+        started_at: optional_timestamp("generation_jobs.started_at", 12)?,
+        finished_at: optional_timestamp("generation_jobs.finished_at", 13)?,
+    })
+}

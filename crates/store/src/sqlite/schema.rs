@@ -1,0 +1,66 @@
+//! SQLite schema migrations, applied in order and recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id               INTEGER PRIMARY KEY,          -- Telegram user id
+    username         TEXT,
+    language         TEXT,
+    selected_model   TEXT,
+    credits          INTEGER NOT NULL DEFAULT 0,
+    daily_count      INTEGER NOT NULL DEFAULT 0,
+    daily_reset_date TEXT    NOT NULL DEFAULT '1970-01-01',  -- YYYY-MM-DD, UTC
+    banned           INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,             -- unix milliseconds
+    updated_at       INTEGER NOT NULL
+);
+
+CREATE TABLE generation_jobs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT, -- AUTOINCREMENT: ids are never reused, so a
+                                                     -- job id seen by a user always means one job
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    model         TEXT    NOT NULL,
+    prompt        TEXT    NOT NULL,
+    params        TEXT    NOT NULL,                  -- JSON
+    status        TEXT    NOT NULL CHECK (status IN ('queued','running','succeeded','failed','canceled')),
+    prediction_id TEXT,
+    result_url    TEXT,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER
+);
+
+-- Claiming the oldest queued job, finding `running` jobs after a restart and counting jobs by
+-- status all filter on status and order by id: one (status, id) index serves the three without
+-- scanning the finished jobs that pile up.
+CREATE INDEX generation_jobs_status_id ON generation_jobs (status, id);
+
+-- Per-user questions (how many of my jobs run now, my queued job for /cancel, range deletes of
+-- a user's jobs) filter on user_id first.
+CREATE INDEX generation_jobs_user_status ON generation_jobs (user_id, status);
+"#];
+
+/// Brings the database to the latest schema version inside one transaction per migration.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as u32 + 1;
+        let failed = |e: rusqlite::Error| StoreError::Migration {
+            version,
+            reason: e.to_string(),
+        };
+        let tx = conn.transaction().map_err(failed)?;
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The store's behaviour, checked identically on SQLite and PostgreSQL.
+
+mod helpers;
+mod jobs;
+mod users;
