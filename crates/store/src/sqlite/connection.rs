@@ -74,10 +74,15 @@ impl ReadPool {
     /// The query runs on the calling task's thread: a point read from SQLite's page cache takes
     /// a microsecond or two, far less than handing it to another thread would cost, and WAL
     /// readers never wait on locks. Long scans do not belong here.
+    ///
+    /// Because such a read never returns `Pending`, a task looping over reads would never give
+    /// its thread back (starving timers and other tasks); `consume_budget` makes it yield once
+    /// its cooperative budget is spent, as tokio's own resources do.
     pub(super) async fn with<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        tokio::task::consume_budget().await;
         let permit = match self.permits.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {

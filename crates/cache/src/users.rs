@@ -1,0 +1,158 @@
+//! The read-through user cache in front of the store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use genbot_store::{DailyQuota, NewUser, Store, StoreError, User, UserId};
+use chrono::NaiveDate;
+
+use crate::burst_log::BurstLog;
+use crate::{CacheStats, CacheStatsSnapshot, UserCache};
+
+/// Users, read through the cache and written to the database. The only way the bot reads or
+/// changes a user, so cached copies never outlive a change made through it. Clones share the
+/// cache and the counters.
+///
+/// A read racing a write can put the pre-write copy back after the write's invalidation; that
+/// copy lives at most `CACHE_TTL_SECONDS`. Values that must be exact (credits, daily quota) are
+/// checked by the database in the write itself, never from the cached copy.
+#[derive(Debug, Clone)]
+pub struct Users {
+    store: Store,
+    cache: UserCache,
+    stats: Arc<CacheStats>,
+    errors: Arc<BurstLog>,
+}
+
+impl Users {
+    /// Puts `cache` in front of `store`.
+    pub fn new(store: Store, cache: UserCache) -> Self {
+        Users {
+            store,
+            cache,
+            stats: Arc::new(CacheStats::default()),
+            errors: Arc::new(BurstLog::new("user cache", Duration::from_secs(10))),
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The cache in front of the store.
+    pub fn cache(&self) -> &UserCache {
+        &self.cache
+    }
+
+    /// Hits, misses, errors and mean latencies so far.
+    pub fn stats(&self) -> CacheStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The user, from the cache if fresh there, else from the database (then cached).
+    ///
+    /// # Errors
+    /// Database failures only; cache failures fall back to the database.
+    pub async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let started = Instant::now();
+        match self.cache.get(id).await {
+            Ok(Some(user)) => {
+                self.errors.success();
+                self.stats.hit(started.elapsed());
+                return Ok(Some(user));
+            }
+            Ok(None) => self.errors.success(),
+            Err(e) => self.cache_failed(&e),
+        }
+        let user = self.store.get_user(id).await?;
+        if let Some(user) = &user {
+            self.fill(user).await;
+        }
+        self.stats.miss(started.elapsed());
+        Ok(user)
+    }
+
+    /// Registers or refreshes a user; see [`Store::upsert_user`].
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn upsert(&self, new: NewUser) -> Result<User, StoreError> {
+        let id = new.id;
+        let user = self.store.upsert_user(new).await?;
+        self.invalidate(id).await;
+        Ok(user)
+    }
+
+    /// Stores the user's model choice; see [`Store::set_selected_model`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn set_selected_model(
+        &self,
+        id: UserId,
+        model: Option<String>,
+    ) -> Result<User, StoreError> {
+        let user = self.store.set_selected_model(id, model).await?;
+        self.invalidate(id).await;
+        Ok(user)
+    }
+
+    /// Changes the user's credits; see [`Store::add_credits`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
+        let balance = self.store.add_credits(id, delta).await?;
+        self.invalidate(id).await;
+        Ok(balance)
+    }
+
+    /// Takes one generation from today's quota; see [`Store::consume_daily_generation`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn consume_daily_generation(
+        &self,
+        id: UserId,
+        today: NaiveDate,
+        limit: u32,
+    ) -> Result<DailyQuota, StoreError> {
+        let quota = self.store.consume_daily_generation(id, today, limit).await?;
+        if matches!(quota, DailyQuota::Granted { .. }) {
+            self.invalidate(id).await;
+        }
+        Ok(quota)
+    }
+
+    /// Gives back one generation taken today; see [`Store::release_daily_generation`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn release_daily_generation(
+        &self,
+        id: UserId,
+        today: NaiveDate,
+    ) -> Result<(), StoreError> {
+        self.store.release_daily_generation(id, today).await?;
+        self.invalidate(id).await;
+        Ok(())
+    }
+
+    async fn fill(&self, user: &User) {
+        if let Err(e) = self.cache.put(user).await {
+            self.cache_failed(&e);
+        }
+    }
+
+    async fn invalidate(&self, id: UserId) {
+        if let Err(e) = self.cache.invalidate(id).await {
+            self.cache_failed(&e);
+        }
+    }
+
+    fn cache_failed(&self, error: &crate::CacheError) {
+        self.stats.error();
+        self.errors.error(error);
+    }
+}

@@ -1,0 +1,93 @@
+use std::time::Duration;
+
+use genbot_cache::{MemoryCache, UserCache, Users};
+use genbot_store::UserId;
+
+use crate::helpers::{on_both_caches, store_with_users, unreachable_redis, users};
+
+on_both_caches!(
+    hits_and_misses_are_counted,
+    entries_expire_after_the_ttl,
+    writes_invalidate_the_cached_copy,
+);
+
+type MakeCache = fn(Duration) -> Option<UserCache>;
+
+async fn hits_and_misses_are_counted(make: MakeCache) {
+    let Some(cache) = make(Duration::from_secs(60)) else {
+        return;
+    };
+    let (users, _dir) = users(cache, 3).await;
+    let first = users.get(UserId(1)).await.unwrap().unwrap();
+    let second = users.get(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(first, second);
+    users.get(UserId(2)).await.unwrap().unwrap();
+    assert_eq!(users.get(UserId(99)).await.unwrap(), None);
+    assert_eq!(users.get(UserId(99)).await.unwrap(), None);
+    let stats = users.stats();
+    assert_eq!((stats.hits, stats.misses, stats.errors), (1, 4, 0));
+    assert!((stats.hit_rate() - 0.2).abs() < 1e-9);
+    assert!(stats.mean_hit > Duration::ZERO && stats.mean_miss > Duration::ZERO);
+}
+
+async fn entries_expire_after_the_ttl(make: MakeCache) {
+    let ttl = Duration::from_millis(300);
+    let Some(cache) = make(ttl) else {
+        return;
+    };
+    assert_eq!(cache.ttl(), ttl);
+    let (users, _dir) = users(cache, 1).await;
+    users.get(UserId(1)).await.unwrap();
+    users.get(UserId(1)).await.unwrap();
+    assert_eq!(users.stats().hits, 1, "fresh entry must hit");
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    users.get(UserId(1)).await.unwrap();
+    let stats = users.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2), "expired entry must miss");
+}
+
+async fn writes_invalidate_the_cached_copy(make: MakeCache) {
+    let Some(cache) = make(Duration::from_secs(60)) else {
+        return;
+    };
+    let (users, _dir) = users(cache, 1).await;
+    let before = users.get(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(before.selected_model, None);
+    users
+        .set_selected_model(UserId(1), Some("sdxl".into()))
+        .await
+        .unwrap();
+    let after = users.get(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(after.selected_model.as_deref(), Some("sdxl"));
+    users.add_credits(UserId(1), 7).await.unwrap();
+    assert_eq!(users.get(UserId(1)).await.unwrap().unwrap().credits, 12);
+    let stats = users.stats();
+    assert_eq!((stats.hits, stats.misses), (0, 3), "each read after a write misses");
+    users.get(UserId(1)).await.unwrap();
+    assert_eq!(users.stats().hits, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_falls_through_to_the_database() {
+    let (store, _dir) = store_with_users(2).await;
+    let users = Users::new(store, unreachable_redis());
+    for _ in 0..50 {
+        let user = users.get(UserId(1)).await.unwrap().unwrap();
+        assert_eq!(user.username.as_deref(), Some("u1"));
+    }
+    assert_eq!(users.add_credits(UserId(2), 1).await.unwrap(), 6);
+    let stats = users.stats();
+    assert_eq!((stats.hits, stats.misses), (0, 50));
+    assert!(stats.errors >= 50, "errors counted: {}", stats.errors);
+}
+
+#[tokio::test]
+async fn the_memory_cache_evicts_beyond_its_capacity() {
+    let cache = MemoryCache::new(Duration::from_secs(60), 10);
+    let (users, _dir) = users(UserCache::Memory(cache.clone()), 100).await;
+    for id in 1..=100 {
+        users.get(UserId(id)).await.unwrap().unwrap();
+    }
+    assert!(cache.entry_count() <= 10, "holds {}", cache.entry_count());
+    assert!(cache.evictions() >= 80, "evicted {}", cache.evictions());
+}
