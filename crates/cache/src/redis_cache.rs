@@ -92,7 +92,9 @@ impl RedisCache {
             id: user.id.0,
             reason: e.to_string(),
         })?;
-        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut conn = self.connection.clone();
         self.breaker
             .observe(conn.pset_ex(self.key(user.id), value, ttl_ms).await)
@@ -142,7 +144,12 @@ impl Breaker {
                 self.open_until_ms.store(0, Ordering::Relaxed);
                 Ok(value)
             }
-            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            Err(e)
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal() =>
+            {
                 let backoff = u64::try_from(BACKOFF.as_millis()).unwrap_or(500);
                 self.open_until_ms
                     .store(self.now_ms() + backoff, Ordering::Relaxed);

@@ -56,7 +56,12 @@ impl CacheStatsSnapshot {
             misses: self.misses.saturating_sub(earlier.misses),
             errors: self.errors.saturating_sub(earlier.errors),
             mean_hit: mean(self.mean_hit, self.hits, earlier.mean_hit, earlier.hits),
-            mean_miss: mean(self.mean_miss, self.misses, earlier.mean_miss, earlier.misses),
+            mean_miss: mean(
+                self.mean_miss,
+                self.misses,
+                earlier.mean_miss,
+                earlier.misses,
+            ),
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use genbot_store::{DailyQuota, NewUser, Store, StoreError, User, UserId};
 use chrono::NaiveDate;
+use genbot_store::{DailyQuota, NewUser, Store, StoreError, User, UserId};
 
 use crate::burst_log::BurstLog;
 use crate::{CacheStats, CacheStatsSnapshot, UserCache};
@@ -118,7 +118,10 @@ impl Users {
         today: NaiveDate,
         limit: u32,
     ) -> Result<DailyQuota, StoreError> {
-        let quota = self.store.consume_daily_generation(id, today, limit).await?;
+        let quota = self
+            .store
+            .consume_daily_generation(id, today, limit)
+            .await?;
         if matches!(quota, DailyQuota::Granted { .. }) {
             self.invalidate(id).await;
         }

@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn user_ids_accept_spaces_and_refuse_junk() {
-        assert_eq!(user_ids(Key::AdminIds, " 1, 22 ,333").unwrap(), vec![1, 22, 333]);
+        assert_eq!(
+            user_ids(Key::AdminIds, " 1, 22 ,333").unwrap(),
+            vec![1, 22, 333]
+        );
         assert_eq!(user_ids(Key::AdminIds, "").unwrap(), Vec::<i64>::new());
         assert!(user_ids(Key::AdminIds, "1;2").is_err());
         assert!(user_ids(Key::AdminIds, "1,-2").is_err());

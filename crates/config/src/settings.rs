@@ -343,14 +343,20 @@ mod tests {
             ("MAX_CONCURRENT_GENERATIONS", "4"),
             ("MAX_CONCURRENT_GENERATIONS_PER_USER", "5"),
         ]);
-        assert!(line.starts_with("invalid MAX_CONCURRENT_GENERATIONS_PER_USER=5"), "{line}");
+        assert!(
+            line.starts_with("invalid MAX_CONCURRENT_GENERATIONS_PER_USER=5"),
+            "{line}"
+        );
         assert!(line.contains("(4)"), "{line}");
     }
 
     #[test]
     fn unknown_database_scheme_is_refused() {
         let line = error_line(&[("DATABASE_URL", "mysql://root:pw@localhost/test")]);
-        assert!(line.starts_with("invalid DATABASE_URL=mysql://root:***@localhost/test"), "{line}");
+        assert!(
+            line.starts_with("invalid DATABASE_URL=mysql://root:***@localhost/test"),
+            "{line}"
+        );
         assert!(line.contains("sqlite://PATH"), "{line}");
         assert!(!line.contains(":pw@"), "{line}");
     }
@@ -358,7 +364,12 @@ mod tests {
     #[test]
     fn unreadable_models_file_is_refused() {
         let line = error_line(&[("MODELS_FILE", "/nonexistent/models.toml")]);
-        assert!(line.starts_with("invalid MODELS_FILE=/nonexistent/models.toml: expected a readable TOML file"), "{line}");
+        assert!(
+            line.starts_with(
+                "invalid MODELS_FILE=/nonexistent/models.toml: expected a readable TOML file"
+            ),
+            "{line}"
+        );
         let dir = std::env::temp_dir();
         let line = error_line(&[("MODELS_FILE", dir.to_str().unwrap())]);
         assert!(line.contains("found a directory"), "{line}");
@@ -371,7 +382,10 @@ mod tests {
             line,
             "invalid ADMIN_IDS=123,abc: expected comma-separated positive Telegram user ids, e.g. 12345,67890"
         );
-        assert_eq!(settings(&[("ADMIN_IDS", "7,8")]).unwrap().admin_ids, vec![7, 8]);
+        assert_eq!(
+            settings(&[("ADMIN_IDS", "7,8")]).unwrap().admin_ids,
+            vec![7, 8]
+        );
     }
 
     #[test]
@@ -397,7 +411,12 @@ mod tests {
             .map(|e| format!("{} {}\n", e.key, e.shown))
             .collect();
         for shown in [&debug, &check] {
-            for secret in ["AAE-bot-secret", "r8_replicate_secret", "db-secret", "redis-secret"] {
+            for secret in [
+                "AAE-bot-secret",
+                "r8_replicate_secret",
+                "db-secret",
+                "redis-secret",
+            ] {
                 assert!(!shown.contains(secret), "{secret} leaked in:\n{shown}");
             }
         }
@@ -411,7 +430,10 @@ mod tests {
     #[test]
     fn a_bad_token_is_reported_without_echoing_it() {
         let line = error_line(&[("TELEGRAM_BOT_TOKEN", "has a space")]);
-        assert_eq!(line, "invalid TELEGRAM_BOT_TOKEN=***: expected a token without spaces");
+        assert_eq!(
+            line,
+            "invalid TELEGRAM_BOT_TOKEN=***: expected a token without spaces"
+        );
     }
 
     #[test]

@@ -166,7 +166,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(sources.lookup(Key::DbPoolSize), Some(("3", Origin::Env)));
-        assert_eq!(sources.lookup(Key::QueueMaxLength), Some(("7", Origin::File)));
+        assert_eq!(
+            sources.lookup(Key::QueueMaxLength),
+            Some(("7", Origin::File))
+        );
         assert_eq!(sources.lookup(Key::AdminIds), Some(("1,2", Origin::File)));
         assert_eq!(
             sources.lookup(Key::CacheTtlSeconds),
@@ -186,7 +189,10 @@ mod tests {
         let err = Sources::default()
             .with_file_text(Path::new("genbot.toml"), "max_concurent_generations = 3")
             .unwrap_err();
-        assert!(err.to_string().contains("max_concurent_generations"), "{err}");
+        assert!(
+            err.to_string().contains("max_concurent_generations"),
+            "{err}"
+        );
     }
 
     #[test]

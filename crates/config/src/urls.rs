@@ -125,7 +125,11 @@ mod tests {
 
     #[test]
     fn sqlite_forms() {
-        for text in ["sqlite://genbot.db", "sqlite:genbot.db", "sqlite://genbot.db?mode=rwc"] {
+        for text in [
+            "sqlite://genbot.db",
+            "sqlite:genbot.db",
+            "sqlite://genbot.db?mode=rwc",
+        ] {
             assert_eq!(
                 DatabaseUrl::parse(text),
                 Ok(DatabaseUrl::Sqlite {
@@ -144,7 +148,12 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
-        for text in ["mysql://root@localhost/test", "genbot.db", "sqlite://", "postgres:///x"] {
+        for text in [
+            "mysql://root@localhost/test",
+            "genbot.db",
+            "sqlite://",
+            "postgres:///x",
+        ] {
             assert!(DatabaseUrl::parse(text).is_err(), "{text}");
         }
     }
@@ -154,7 +163,10 @@ mod tests {
         let url = DatabaseUrl::parse("postgres://bot:hunter2@db.internal:5432/genbot").unwrap();
         let shown = format!("{url} {url:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("postgres://bot:***@db.internal:5432/genbot"), "{shown}");
+        assert!(
+            shown.contains("postgres://bot:***@db.internal:5432/genbot"),
+            "{shown}"
+        );
         match url {
             DatabaseUrl::Postgres(inner) => assert!(inner.expose().contains("hunter2")),
             DatabaseUrl::Sqlite { .. } => panic!("parsed as sqlite"),

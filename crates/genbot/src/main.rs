@@ -1,1 +1,39 @@
-fn main() {}
+//! The `genbot` binary: parses the command line, loads the settings, starts logging and runs
+//! the chosen command. Everything else lives in the library crates.
+
+mod cli;
+mod commands;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+/// Exit code for bad arguments or configuration (clap uses it for argument errors too).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let settings = match genbot_config::Settings::load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("genbot: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => commands::config_check::run(&settings),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("genbot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

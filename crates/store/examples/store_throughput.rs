@@ -19,7 +19,10 @@ const FIRST_ID: i64 = 1_000_000;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds: u64 = args.first().map_or(Ok(3), |s| s.parse()).context("SECONDS")?;
+    let seconds: u64 = args
+        .first()
+        .map_or(Ok(3), |s| s.parse())
+        .context("SECONDS")?;
     let tasks: usize = args.get(1).map_or(Ok(64), |s| s.parse()).context("TASKS")?;
     let dir = tempfile::tempdir()?;
     let url = match std::env::var("STORE_URL") {
@@ -29,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let store = Store::connect(&url, 8).await?;
-    store.delete_users_in_range(FIRST_ID..FIRST_ID + USERS).await?;
+    store
+        .delete_users_in_range(FIRST_ID..FIRST_ID + USERS)
+        .await?;
     for id in FIRST_ID..FIRST_ID + USERS {
         store.upsert_user(user(id)).await?;
     }
@@ -40,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let reads = run(&store, tasks, seconds, |store, n| async move {
         let id = FIRST_ID + (n.wrapping_mul(2_654_435_761) % USERS as u64) as i64;
-        store.get_user(UserId(id)).await.map(|u| assert!(u.is_some()))
+        store
+            .get_user(UserId(id))
+            .await
+            .map(|u| assert!(u.is_some()))
     })
     .await?;
     println!("user-by-id reads : {reads:>10.0} /s");
@@ -49,8 +57,13 @@ async fn main() -> anyhow::Result<()> {
         store.upsert_user(user(id)).await.map(|_| ())
     })
     .await?;
-    println!("durable upserts  : {writes:>10.0} /s   ({})", store.durability());
-    store.delete_users_in_range(FIRST_ID..FIRST_ID + USERS).await?;
+    println!(
+        "durable upserts  : {writes:>10.0} /s   ({})",
+        store.durability()
+    );
+    store
+        .delete_users_in_range(FIRST_ID..FIRST_ID + USERS)
+        .await?;
     Ok(())
 }
 

@@ -61,16 +61,19 @@ impl Store {
             DatabaseUrl::Sqlite { path } => {
                 let path = path.clone();
                 // Opening runs migrations and may touch the disk: keep it off the async threads.
-                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, pool_size))
-                    .await
-                    .map_err(|e| StoreError::Connect {
-                        backend: "sqlite",
-                        location: url.to_string(),
-                        reason: e.to_string(),
-                    })??;
+                let store =
+                    tokio::task::spawn_blocking(move || SqliteStore::open(&path, pool_size))
+                        .await
+                        .map_err(|e| StoreError::Connect {
+                            backend: "sqlite",
+                            location: url.to_string(),
+                            reason: e.to_string(),
+                        })??;
                 Ok(Store::Sqlite(store))
             }
-            DatabaseUrl::Postgres(url) => Ok(Store::Postgres(PgStore::connect(url, pool_size).await?)),
+            DatabaseUrl::Postgres(url) => {
+                Ok(Store::Postgres(PgStore::connect(url, pool_size).await?))
+            }
         }
     }
 

@@ -162,11 +162,17 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobUpdate {
     /// The prediction was created at Replicate; remember its id.
-    PredictionCreated { prediction_id: String },
+    PredictionCreated {
+        prediction_id: String,
+    },
     /// Put back in the queue (e.g. restart before a prediction existed).
     Requeued,
-    Succeeded { result_url: String },
-    Failed { error: String },
+    Succeeded {
+        result_url: String,
+    },
+    Failed {
+        error: String,
+    },
     Canceled,
 }
 

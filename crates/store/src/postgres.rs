@@ -46,11 +46,13 @@ impl PgStore {
     /// The server cannot be reached within 10 s, refuses the login, or a migration fails.
     pub async fn connect(url: &RedactedUrl, pool_size: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions =
-            url.expose().parse().map_err(|e: sqlx::Error| StoreError::Connect {
-                backend: "postgres",
-                location: url.to_string(),
-                reason: e.to_string(),
-            })?;
+            url.expose()
+                .parse()
+                .map_err(|e: sqlx::Error| StoreError::Connect {
+                    backend: "postgres",
+                    location: url.to_string(),
+                    reason: e.to_string(),
+                })?;
         PgStore::connect_with(options, pool_size, &url.to_string()).await
     }
 
@@ -102,12 +104,16 @@ impl PgStore {
     }
 
     pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| user(&row))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| user(&row))
+        .transpose()
     }
 
     pub(crate) async fn count_users(&self) -> Result<u64, StoreError> {
@@ -261,12 +267,16 @@ impl PgStore {
     }
 
     pub(crate) async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        sqlx::query(concat!("SELECT ", job_columns!(), " FROM generation_jobs WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| job(&row))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM generation_jobs WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| job(&row))
+        .transpose()
     }
 
     pub(crate) async fn claim_next_job(&self) -> Result<Option<Job>, StoreError> {
@@ -292,7 +302,9 @@ impl PgStore {
                 ("running", Some(prediction_id.as_str()), None, None)
             }
             JobUpdate::Requeued => ("running", None, None, None),
-            JobUpdate::Succeeded { result_url } => ("running", None, Some(result_url.as_str()), None),
+            JobUpdate::Succeeded { result_url } => {
+                ("running", None, Some(result_url.as_str()), None)
+            }
             JobUpdate::Failed { error } => ("queued", None, None, Some(error.as_str())),
             JobUpdate::Canceled => ("queued", None, None, None),
         };
@@ -371,7 +383,10 @@ impl PgStore {
         Ok(counts)
     }
 
-    pub(crate) async fn delete_users_in_range(&self, ids: Range<i64>) -> Result<Deleted, StoreError> {
+    pub(crate) async fn delete_users_in_range(
+        &self,
+        ids: Range<i64>,
+    ) -> Result<Deleted, StoreError> {
         let mut tx = self.pool.begin().await?;
         let jobs = sqlx::query("DELETE FROM generation_jobs WHERE user_id >= $1 AND user_id < $2")
             .bind(ids.start)

@@ -93,13 +93,16 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = millis(Utc::now());
-                let sql = concat!("INSERT INTO users (id, username, language, credits, created_at, updated_at)
+                let sql = concat!(
+                    "INSERT INTO users (id, username, language, credits, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                      ON CONFLICT (id) DO UPDATE SET
                         username = excluded.username,
                         language = excluded.language,
                         updated_at = excluded.updated_at
-                     RETURNING ", user_columns!());
+                     RETURNING ",
+                    user_columns!()
+                );
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params![
                     new.id.0,
@@ -123,8 +126,11 @@ impl SqliteStore {
     ) -> Result<User, StoreError> {
         self.writer
             .run(move |conn| {
-                let sql = concat!("UPDATE users SET selected_model = ?2, updated_at = ?3 WHERE id = ?1
-                     RETURNING ", user_columns!());
+                let sql = concat!(
+                    "UPDATE users SET selected_model = ?2, updated_at = ?3 WHERE id = ?1
+                     RETURNING ",
+                    user_columns!()
+                );
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params![id.0, model, millis(Utc::now())])?;
                 match rows.next()? {
@@ -213,10 +219,13 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = millis(Utc::now());
-                let sql = concat!("INSERT INTO generation_jobs
+                let sql = concat!(
+                    "INSERT INTO generation_jobs
                         (user_id, model, prompt, params, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)
-                     RETURNING ", job_columns!());
+                     RETURNING ",
+                    job_columns!()
+                );
                 let params_json = new.params.to_string();
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params![
@@ -271,14 +280,13 @@ impl SqliteStore {
                     JobUpdate::Succeeded { result_url } => {
                         ("running", None, Some(result_url.as_str()), None)
                     }
-                    JobUpdate::Failed { error } => {
-                        ("queued", None, None, Some(error.as_str()))
-                    }
+                    JobUpdate::Failed { error } => ("queued", None, None, Some(error.as_str())),
                     JobUpdate::Canceled => ("queued", None, None, None),
                 };
                 let status = update.status();
                 let finished = status.is_final().then_some(now);
-                let sql = concat!("UPDATE generation_jobs SET
+                let sql = concat!(
+                    "UPDATE generation_jobs SET
                         status = ?2,
                         prediction_id = CASE WHEN ?2 = 'queued' THEN NULL
                                              ELSE coalesce(?3, prediction_id) END,
@@ -288,7 +296,9 @@ impl SqliteStore {
                         finished_at = ?6,
                         updated_at = ?7
                      WHERE id = ?1 AND status IN (?8, 'running')
-                     RETURNING ", job_columns!());
+                     RETURNING ",
+                    job_columns!()
+                );
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params![
                     id.0,
@@ -323,7 +333,11 @@ impl SqliteStore {
     ) -> Result<Vec<Job>, StoreError> {
         self.readers
             .with(|conn| {
-                let sql = concat!("SELECT ", job_columns!(), " FROM generation_jobs WHERE status = ?1 ORDER BY id LIMIT ?2");
+                let sql = concat!(
+                    "SELECT ",
+                    job_columns!(),
+                    " FROM generation_jobs WHERE status = ?1 ORDER BY id LIMIT ?2"
+                );
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params![status.as_str(), limit])?;
                 let mut jobs = Vec::new();
@@ -338,8 +352,9 @@ impl SqliteStore {
     pub(crate) async fn count_jobs_by_status(&self) -> Result<JobCounts, StoreError> {
         self.readers
             .with(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT status, count(*) FROM generation_jobs GROUP BY status")?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT status, count(*) FROM generation_jobs GROUP BY status",
+                )?;
                 let mut rows = stmt.query([])?;
                 let mut counts = JobCounts::default();
                 while let Some(row) = rows.next()? {
@@ -356,11 +371,16 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn delete_users_in_range(&self, ids: Range<i64>) -> Result<Deleted, StoreError> {
+    pub(crate) async fn delete_users_in_range(
+        &self,
+        ids: Range<i64>,
+    ) -> Result<Deleted, StoreError> {
         self.writer
             .run(move |conn| {
                 let jobs = conn
-                    .prepare_cached("DELETE FROM generation_jobs WHERE user_id >= ?1 AND user_id < ?2")?
+                    .prepare_cached(
+                        "DELETE FROM generation_jobs WHERE user_id >= ?1 AND user_id < ?2",
+                    )?
                     .execute(params![ids.start, ids.end])?;
                 let users = conn
                     .prepare_cached("DELETE FROM users WHERE id >= ?1 AND id < ?2")?
@@ -375,14 +395,21 @@ impl SqliteStore {
 }
 
 fn select_user(conn: &Connection, id: UserId) -> Result<Option<User>, StoreError> {
-    let mut stmt = conn.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = ?1"
+    ))?;
     let mut rows = stmt.query([id.0])?;
     rows.next()?.map(rows::user).transpose()
 }
 
 fn select_job(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached(concat!("SELECT ", job_columns!(), " FROM generation_jobs WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM generation_jobs WHERE id = ?1"
+    ))?;
     let mut rows = stmt.query([id.0])?;
     rows.next()?.map(rows::job).transpose()
 }

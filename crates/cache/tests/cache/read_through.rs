@@ -43,7 +43,11 @@ async fn entries_expire_after_the_ttl(make: MakeCache) {
     tokio::time::sleep(ttl + Duration::from_millis(300)).await;
     users.get(UserId(1)).await.unwrap();
     let stats = users.stats();
-    assert_eq!((stats.hits, stats.misses), (1, 2), "expired entry must miss");
+    assert_eq!(
+        (stats.hits, stats.misses),
+        (1, 2),
+        "expired entry must miss"
+    );
 }
 
 async fn writes_invalidate_the_cached_copy(make: MakeCache) {
@@ -62,7 +66,11 @@ async fn writes_invalidate_the_cached_copy(make: MakeCache) {
     users.add_credits(UserId(1), 7).await.unwrap();
     assert_eq!(users.get(UserId(1)).await.unwrap().unwrap().credits, 12);
     let stats = users.stats();
-    assert_eq!((stats.hits, stats.misses), (0, 3), "each read after a write misses");
+    assert_eq!(
+        (stats.hits, stats.misses),
+        (0, 3),
+        "each read after a write misses"
+    );
     users.get(UserId(1)).await.unwrap();
     assert_eq!(users.stats().hits, 1);
 }

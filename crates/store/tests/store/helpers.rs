@@ -33,7 +33,10 @@ pub(crate) fn say_skipped(test: &str, reason: &str) {
 /// A PostgreSQL store in a fresh schema, or `None` (with a visible note) when `DATABASE_URL`
 /// does not name PostgreSQL. Under CI (`CI` set) a missing server is a failure, not a skip.
 pub(crate) async fn postgres(test: &str) -> Option<TestStore> {
-    let url = match std::env::var("DATABASE_URL").ok().map(|u| DatabaseUrl::parse(&u)) {
+    let url = match std::env::var("DATABASE_URL")
+        .ok()
+        .map(|u| DatabaseUrl::parse(&u))
+    {
         Some(Ok(DatabaseUrl::Postgres(url))) => url,
         _ => {
             assert!(

@@ -56,7 +56,11 @@ async fn job_lifecycle(store: &Store) {
         .unwrap();
     assert_eq!(running.prediction_id.as_deref(), Some("p-123"));
     assert_eq!(
-        store.jobs_with_status(JobStatus::Running, 10).await.unwrap()[0].id,
+        store
+            .jobs_with_status(JobStatus::Running, 10)
+            .await
+            .unwrap()[0]
+            .id,
         first.id
     );
 
@@ -74,7 +78,10 @@ async fn job_lifecycle(store: &Store) {
     assert_eq!(done.prediction_id.as_deref(), Some("p-123"));
     assert!(done.finished_at.is_some());
 
-    let canceled = store.update_job(second.id, JobUpdate::Canceled).await.unwrap();
+    let canceled = store
+        .update_job(second.id, JobUpdate::Canceled)
+        .await
+        .unwrap();
     assert_eq!(canceled.status, JobStatus::Canceled);
     assert_eq!(store.claim_next_job().await.unwrap(), None);
 
@@ -90,7 +97,10 @@ async fn job_lifecycle(store: &Store) {
         )
         .await
         .unwrap();
-    let requeued = store.update_job(third.id, JobUpdate::Requeued).await.unwrap();
+    let requeued = store
+        .update_job(third.id, JobUpdate::Requeued)
+        .await
+        .unwrap();
     assert_eq!(
         (requeued.status, requeued.prediction_id),
         (JobStatus::Queued, None)
@@ -110,7 +120,12 @@ async fn job_lifecycle(store: &Store) {
 
     let counts = store.count_jobs_by_status().await.unwrap();
     assert_eq!(
-        (counts.succeeded, counts.canceled, counts.failed, counts.total()),
+        (
+            counts.succeeded,
+            counts.canceled,
+            counts.failed,
+            counts.total()
+        ),
         (1, 1, 1, 3)
     );
     assert_eq!(store.get_job(third.id).await.unwrap().unwrap(), failed);

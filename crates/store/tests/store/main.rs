@@ -1,5 +1,7 @@
 //! The store's behaviour, checked identically on SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod helpers;
 mod jobs;
 mod users;

@@ -31,7 +31,10 @@ async fn user_crud(store: &Store) {
     assert_eq!(created.id, UserId(42));
     assert_eq!(created.credits, 10);
     assert_eq!(created.username.as_deref(), Some("user42"));
-    assert_eq!(store.get_user(UserId(42)).await.unwrap(), Some(created.clone()));
+    assert_eq!(
+        store.get_user(UserId(42)).await.unwrap(),
+        Some(created.clone())
+    );
 
     store.add_credits(UserId(42), 5).await.unwrap();
     let refreshed = store
@@ -88,7 +91,10 @@ async fn daily_limit_at_the_boundary_and_across_a_date_change(store: &Store) {
     store.upsert_user(new_user(5)).await.unwrap();
     for used in 1..=3 {
         assert_eq!(
-            store.consume_daily_generation(id, day(24), 3).await.unwrap(),
+            store
+                .consume_daily_generation(id, day(24), 3)
+                .await
+                .unwrap(),
             DailyQuota::Granted {
                 used,
                 remaining: 3 - used
@@ -96,7 +102,10 @@ async fn daily_limit_at_the_boundary_and_across_a_date_change(store: &Store) {
         );
     }
     assert_eq!(
-        store.consume_daily_generation(id, day(24), 3).await.unwrap(),
+        store
+            .consume_daily_generation(id, day(24), 3)
+            .await
+            .unwrap(),
         DailyQuota::Exhausted { limit: 3 }
     );
     let user = store.get_user(id).await.unwrap().unwrap();
@@ -104,7 +113,10 @@ async fn daily_limit_at_the_boundary_and_across_a_date_change(store: &Store) {
 
     // A new day starts from zero, whatever was used before.
     assert_eq!(
-        store.consume_daily_generation(id, day(25), 3).await.unwrap(),
+        store
+            .consume_daily_generation(id, day(25), 3)
+            .await
+            .unwrap(),
         DailyQuota::Granted {
             used: 1,
             remaining: 2

@@ -1,0 +1,63 @@
+//! `genbot config check`: the effective settings, redacted, with where each came from.
+
+use genbot_config::Settings;
+
+pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
+    print!("{}", render(settings));
+    Ok(())
+}
+
+fn render(settings: &Settings) -> String {
+    let effective = settings.effective();
+    let width = effective
+        .iter()
+        .map(|e| e.key.name().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from("configuration is valid\n");
+    match settings.file() {
+        Some(path) => out.push_str(&format!("file: {}\n\n", path.display())),
+        None => out.push_str("file: none (environment and defaults only)\n\n"),
+    }
+    for setting in effective {
+        let origin = setting
+            .origin
+            .map_or_else(|| "unset".to_owned(), |o| o.to_string());
+        out.push_str(&format!(
+            "{:width$}  {:<44} [{origin}]\n",
+            setting.key.name(),
+            setting.shown,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use genbot_config::Sources;
+
+    use super::*;
+
+    #[test]
+    fn lists_every_key_and_hides_secrets() {
+        let env: HashMap<String, String> = [
+            ("TELEGRAM_BOT_TOKEN", "42:very-secret"),
+            ("DATABASE_URL", "postgres://u:pw-secret@127.0.0.1/test"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let settings = Settings::from_sources(&Sources::from_env(env)).unwrap();
+        let text = render(&settings);
+        for key in genbot_config::Key::ALL {
+            assert!(text.contains(key.name()), "{key} missing:\n{text}");
+        }
+        assert!(
+            !text.contains("very-secret") && !text.contains("pw-secret"),
+            "{text}"
+        );
+        assert!(text.contains("postgres://u:***@127.0.0.1/test"), "{text}");
+    }
+}

@@ -1,0 +1,99 @@
+use std::process::{Command, Output};
+
+/// Runs `genbot config check` with a clean environment plus `vars`.
+fn config_check(vars: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["config", "check"])
+        .env_clear()
+        .current_dir(dir.path())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run genbot")
+}
+
+#[test]
+fn defaults_are_valid() {
+    let out = config_check(&[]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DATABASE_URL"), "{stdout}");
+    assert!(stdout.contains("sqlite://genbot.db"), "{stdout}");
+}
+
+#[test]
+fn each_invalid_value_exits_2_with_one_line_naming_it() {
+    let cases = [
+        ("MAX_CONCURRENT_GENERATIONS", "abc"),
+        ("MAX_CONCURRENT_GENERATIONS", "0"),
+        ("MAX_CONCURRENT_GENERATIONS", "-3"),
+        ("DATABASE_URL", "mysql://localhost/genbot"),
+        ("MODELS_FILE", "/nonexistent/models.toml"),
+        ("ADMIN_IDS", "12,x"),
+        ("REPLICATE_RATE_LIMIT", "fast"),
+        ("CACHE_TTL_SECONDS", "0"),
+    ];
+    for (variable, value) in cases {
+        let out = config_check(&[(variable, value)]);
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("genbot: invalid {variable}={value}: expected")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn secrets_are_never_printed() {
+    let out = config_check(&[
+        ("TELEGRAM_BOT_TOKEN", "123:bot-secret-value"),
+        ("REPLICATE_API_TOKEN", "r8_replicate-secret"),
+        (
+            "DATABASE_URL",
+            "postgres://bot:db-secret@127.0.0.1:5432/test",
+        ),
+        ("REDIS_URL", "redis://:redis-secret@127.0.0.1:6379"),
+        ("RUST_LOG", "trace"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in [
+        "bot-secret-value",
+        "r8_replicate-secret",
+        "db-secret",
+        "redis-secret",
+    ] {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+}
+
+#[test]
+fn a_config_file_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("genbot.toml");
+    std::fs::write(&file, "db_pool_size = 5\nqueue_max_length = 77\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["config", "check"])
+        .env_clear()
+        .current_dir(dir.path())
+        .env("DB_POOL_SIZE", "3")
+        .output()
+        .expect("run genbot");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("DB_POOL_SIZE ").contains(" 3 ") && line("DB_POOL_SIZE ").contains("[env]"));
+    assert!(line("QUEUE_MAX_LENGTH").contains("77") && line("QUEUE_MAX_LENGTH").contains("[file]"));
+}

@@ -1,0 +1,5 @@
+//! The real `genbot` binary, run as an operator would.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod config_check;
