@@ -30,6 +30,44 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run a mock server (Replicate) for local trials.
+    Mock {
+        #[command(subcommand)]
+        command: MockCommand,
+    },
+}
+
+/// Mock servers that speak the real protocols, for trying genbot without tokens or network.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MockCommand {
+    /// Serve a Replicate-compatible predictions API on 127.0.0.1.
+    Replicate(ReplicateMockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplicateMockArgs {
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8090)]
+    pub(crate) port: u16,
+    /// Median time from creation to a final status, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) median_ms: u64,
+    /// Spread of the log-normal latency (0 = every prediction takes the median).
+    #[arg(long, default_value_t = 0.3)]
+    pub(crate) sigma: f64,
+    /// Fraction of predictions that end failed, 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub(crate) failure_rate: f64,
+    /// Answer 429 above this many creations per second (Replicate-style throttling).
+    #[arg(long)]
+    pub(crate) rate_limit: Option<u32>,
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got {text}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

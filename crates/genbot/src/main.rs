@@ -9,10 +9,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, MockCommand};
 
 /// Exit code for bad arguments or configuration (clap uses it for argument errors too).
 const EXIT_BAD_CONFIG: u8 = 2;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,6 +36,9 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check,
         } => commands::config_check::run(&settings),
+        Command::Mock {
+            command: MockCommand::Replicate(args),
+        } => runtime().and_then(|rt| rt.block_on(commands::mock::replicate(args))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

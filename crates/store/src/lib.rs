@@ -200,6 +200,15 @@ impl Store {
         dispatch!(self.claim_next_job())
     }
 
+    /// Moves this job from `queued` to `running` and returns it; `None` when it is no longer
+    /// queued (canceled, or claimed by another worker or replica).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        dispatch!(self.claim_job(id))
+    }
+
     /// Applies a state change to a job. Finished jobs never change again: a change to one is
     /// refused, so a late duplicate report cannot overwrite the first outcome.
     ///

@@ -295,6 +295,22 @@ impl PgStore {
         .transpose()
     }
 
+    pub(crate) async fn claim_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        sqlx::query(concat!(
+            "UPDATE generation_jobs SET
+                status = 'running', attempts = attempts + 1, started_at = $2, updated_at = $2
+             WHERE id = $1 AND status = 'queued'
+             RETURNING ",
+            job_columns!()
+        ))
+        .bind(id.0)
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| job(&row))
+        .transpose()
+    }
+
     pub(crate) async fn update_job(&self, id: JobId, update: JobUpdate) -> Result<Job, StoreError> {
         let now = Utc::now();
         let (allowed_from, prediction_id, result_url, error) = match &update {

@@ -268,6 +268,23 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn claim_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let sql = concat!(
+                    "UPDATE generation_jobs SET
+                        status = 'running', attempts = attempts + 1, started_at = ?2, updated_at = ?2
+                     WHERE id = ?1 AND status = 'queued'
+                     RETURNING ",
+                    job_columns!()
+                );
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![id.0, millis(Utc::now())])?;
+                rows.next()?.map(rows::job).transpose()
+            })
+            .await
+    }
+
     pub(crate) async fn update_job(&self, id: JobId, update: JobUpdate) -> Result<Job, StoreError> {
         self.writer
             .run(move |conn| {

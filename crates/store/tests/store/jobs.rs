@@ -9,7 +9,33 @@ on_both_backends!(
     finished_jobs_never_change,
     jobs_need_a_registered_user,
     concurrent_claimers_never_get_the_same_job,
+    a_job_is_claimed_by_id_once,
 );
+
+async fn a_job_is_claimed_by_id_once(store: &Store) {
+    register(store, 3).await;
+    let job = store.create_job(new_job(3, "z")).await.unwrap();
+    let claims: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_job(job.id).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for claim in claims {
+        if let Some(claimed) = claim.await.unwrap() {
+            assert_eq!((claimed.id, claimed.status), (job.id, JobStatus::Running));
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    let canceled = store.create_job(new_job(3, "w")).await.unwrap();
+    store
+        .update_job(canceled.id, JobUpdate::Canceled)
+        .await
+        .unwrap();
+    assert_eq!(store.claim_job(canceled.id).await.unwrap(), None);
+}
 
 async fn register(store: &Store, id: i64) {
     store

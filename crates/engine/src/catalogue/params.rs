@@ -1,0 +1,82 @@
+//! A model input's allowed values, and checking a value against them.
+
+use serde_json::Value;
+
+/// The allowed values of one model input, with its default.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamSpec {
+    Int {
+        min: i64,
+        max: i64,
+        default: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+        default: f64,
+    },
+    Choice {
+        choices: Vec<String>,
+        default: String,
+    },
+    Bool {
+        default: bool,
+    },
+}
+
+/// Why a requested input value was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("unknown parameter `{name}` (allowed: {})", allowed.join(", "))]
+    Unknown { name: String, allowed: Vec<String> },
+    #[error("{name}={value} is not allowed: {allowed}")]
+    OutOfRange {
+        name: String,
+        value: String,
+        allowed: String,
+    },
+}
+
+impl ParamSpec {
+    pub(crate) fn default_value(&self) -> Value {
+        match self {
+            ParamSpec::Int { default, .. } => Value::from(*default),
+            ParamSpec::Float { default, .. } => Value::from(*default),
+            ParamSpec::Choice { default, .. } => Value::from(default.clone()),
+            ParamSpec::Bool { default } => Value::from(*default),
+        }
+    }
+
+    /// What is allowed, in words.
+    pub fn allowed(&self) -> String {
+        match self {
+            ParamSpec::Int { min, max, .. } => format!("a whole number from {min} to {max}"),
+            ParamSpec::Float { min, max, .. } => format!("a number from {min} to {max}"),
+            ParamSpec::Choice { choices, .. } => format!("one of {}", choices.join(", ")),
+            ParamSpec::Bool { .. } => "true or false".to_owned(),
+        }
+    }
+
+    pub(crate) fn check(&self, name: &str, value: &Value) -> Result<Value, ParamError> {
+        let accepted = match self {
+            ParamSpec::Int { min, max, .. } => value
+                .as_i64()
+                .filter(|v| (*min..=*max).contains(v))
+                .map(Value::from),
+            ParamSpec::Float { min, max, .. } => value
+                .as_f64()
+                .filter(|v| *min <= *v && *v <= *max)
+                .map(Value::from),
+            ParamSpec::Choice { choices, .. } => value
+                .as_str()
+                .filter(|v| choices.iter().any(|c| c == v))
+                .map(Value::from),
+            ParamSpec::Bool { .. } => value.as_bool().map(Value::from),
+        };
+        accepted.ok_or_else(|| ParamError::OutOfRange {
+            name: name.to_owned(),
+            value: value.to_string(),
+            allowed: self.allowed(),
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! What happens to jobs, streamed to the front end so it can tell the user.
+
+use genbot_store::{JobId, UserId};
+
+/// A change in a job's life. Sent in order per job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent {
+    /// A prediction was created at Replicate: the image is being generated.
+    Started { job: JobId, user: UserId },
+    /// The image is ready at `url` (Replicate deletes outputs after an hour: send it now).
+    Succeeded {
+        job: JobId,
+        user: UserId,
+        url: String,
+        prompt: String,
+    },
+    /// The generation failed; credits and the daily generation were given back.
+    Failed {
+        job: JobId,
+        user: UserId,
+        reason: FailureReason,
+    },
+}
+
+/// Why a generation failed, in the words the front end needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// `GENERATION_TIMEOUT_SECONDS` passed; the prediction was canceled.
+    TimedOut,
+    /// The model failed, or the prediction was canceled or aborted at Replicate.
+    Model(String),
+    /// Replicate refused the request or could not be reached.
+    Replicate(String),
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureReason::TimedOut => f.write_str("timed out"),
+            FailureReason::Model(e) => write!(f, "model failed: {e}"),
+            FailureReason::Replicate(e) => write!(f, "replicate: {e}"),
+        }
+    }
+}

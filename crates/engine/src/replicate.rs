@@ -1,0 +1,307 @@
+//! A client for Replicate's predictions API: create, poll, cancel.
+//!
+//! Every call retries what is safe to retry: 5xx answers and network errors with exponential
+//! backoff and full jitter, and 429 after `Retry-After` (Replicate's throttling answer often
+//! has none: then backoff again; a throttled create created nothing, so retrying it is safe).
+//! The token goes only into the `Authorization` header; `Debug` and errors never show it.
+
+mod error;
+mod retry;
+mod types;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use url::Url;
+
+pub use error::ReplicateError;
+pub use retry::RetryPolicy;
+pub use types::{Prediction, PredictionStatus};
+
+use crate::catalogue::ModelRef;
+use crate::limiter::RateLimiter;
+
+/// How often a running prediction is polled: starting at `initial`, growing by `factor` up to
+/// `max`. Small values cost requests; large ones add latency to every generation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PollPolicy {
+    pub initial: Duration,
+    pub factor: f64,
+    pub max: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        PollPolicy {
+            initial: Duration::from_millis(250),
+            factor: 1.5,
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Replicate's predictions API at a base URL. Clones share the connection pool.
+#[derive(Clone)]
+pub struct ReplicateClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: Option<HeaderValue>,
+    retry: RetryPolicy,
+    poll: PollPolicy,
+    limiter: Option<Arc<dyn RateLimiter>>,
+}
+
+impl std::fmt::Debug for ReplicateClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicateClient")
+            .field("base", &self.base.as_str())
+            .field("token", &self.auth.as_ref().map(|_| "***"))
+            .field("retry", &self.retry)
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
+/// Longest a single HTTP request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ReplicateClient {
+    /// A client for `base` (e.g. `https://api.replicate.com`) authenticating with `token`.
+    ///
+    /// # Errors
+    /// The token cannot be put in a header, or the HTTP client cannot be built.
+    pub fn new(base: Url, token: Option<&SecretString>) -> Result<Self, ReplicateError> {
+        let auth = token
+            .map(|t| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
+                    .map_err(|_| {
+                        ReplicateError::Config(
+                            "REPLICATE_API_TOKEN is not a valid header value".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Ok::<_, ReplicateError>(value)
+            })
+            .transpose()?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(256)
+            .user_agent(concat!("genbot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ReplicateError::Config(e.to_string()))?;
+        Ok(ReplicateClient {
+            http,
+            base,
+            auth,
+            retry: RetryPolicy::default(),
+            poll: PollPolicy::default(),
+            limiter: None,
+        })
+    }
+
+    /// Uses `retry` for failed requests.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Polls running predictions with `poll`.
+    pub fn with_poll(mut self, poll: PollPolicy) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Waits on `limiter` before every creation attempt, retries included, since Replicate
+    /// counts every request against its limit.
+    pub fn with_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// The rate limiter in use, if any.
+    pub fn limiter(&self) -> Option<&Arc<dyn RateLimiter>> {
+        self.limiter.as_ref()
+    }
+
+    /// Creates a prediction of `model` with `input`.
+    ///
+    /// # Errors
+    /// [`ReplicateError::Rejected`] for a 4xx (bad input, unknown model, no credit at
+    /// Replicate): permanent. [`ReplicateError::Throttled`], [`ReplicateError::Server`] or
+    /// [`ReplicateError::Network`] when retries ran out.
+    pub async fn create_prediction(
+        &self,
+        model: &ModelRef,
+        input: &Value,
+    ) -> Result<Prediction, ReplicateError> {
+        let (path, body) = match model {
+            ModelRef::Official { owner, name } => (
+                format!("v1/models/{owner}/{name}/predictions"),
+                json!({ "input": input }),
+            ),
+            ModelRef::Version(version) => (
+                "v1/predictions".to_owned(),
+                json!({ "version": version, "input": input }),
+            ),
+        };
+        self.call(Method::POST, &path, Some(&body), true).await
+    }
+
+    /// The prediction's current state.
+    ///
+    /// # Errors
+    /// As [`ReplicateClient::create_prediction`]; an unknown id is `Rejected` with 404.
+    pub async fn get_prediction(&self, id: &str) -> Result<Prediction, ReplicateError> {
+        self.call(Method::GET, &format!("v1/predictions/{id}"), None, false)
+            .await
+    }
+
+    /// Asks Replicate to cancel the prediction.
+    ///
+    /// # Errors
+    /// As [`ReplicateClient::get_prediction`].
+    pub async fn cancel_prediction(&self, id: &str) -> Result<Prediction, ReplicateError> {
+        self.call(
+            Method::POST,
+            &format!("v1/predictions/{id}/cancel"),
+            None,
+            false,
+        )
+        .await
+    }
+
+    /// Polls until the prediction is final or `deadline` passes (then it is canceled and
+    /// [`ReplicateError::TimedOut`] returned).
+    ///
+    /// # Errors
+    /// As [`ReplicateClient::get_prediction`], plus `TimedOut`.
+    pub async fn wait_for(
+        &self,
+        prediction: Prediction,
+        deadline: Instant,
+    ) -> Result<Prediction, ReplicateError> {
+        let mut current = prediction;
+        let mut delay = self.poll.initial;
+        while !current.status.is_final() {
+            let now = Instant::now();
+            if now >= deadline {
+                let id = current.id.clone();
+                if let Err(e) = self.cancel_prediction(&id).await {
+                    tracing::warn!(prediction = %id, error = %e, "cancel after timeout failed");
+                }
+                return Err(ReplicateError::TimedOut { prediction: id });
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            delay = delay.mul_f64(self.poll.factor).min(self.poll.max);
+            current = self.get_prediction(&current.id).await?;
+        }
+        Ok(current)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        is_create: bool,
+    ) -> Result<Prediction, ReplicateError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| ReplicateError::Config(format!("bad URL for {path}: {e}")))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if is_create {
+                if let Some(limiter) = &self.limiter {
+                    limiter.acquire().await;
+                }
+            }
+            let mut request = self.http.request(method.clone(), url.clone());
+            if let Some(auth) = &self.auth {
+                request = request.header(AUTHORIZATION, auth.clone());
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let failure = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        return response
+                            .json::<Prediction>()
+                            .await
+                            .map_err(|e| ReplicateError::Decode(e.to_string()));
+                    }
+                    let retry_after = retry_after(response.headers());
+                    let detail = detail(response.text().await.unwrap_or_default());
+                    match status {
+                        StatusCode::TOO_MANY_REQUESTS => ReplicateError::Throttled {
+                            retry_after,
+                            detail,
+                        },
+                        s if s.is_server_error() => ReplicateError::Server {
+                            status: s.as_u16(),
+                            detail,
+                        },
+                        s => {
+                            return Err(ReplicateError::Rejected {
+                                status: s.as_u16(),
+                                detail,
+                            })
+                        }
+                    }
+                }
+                Err(e) => ReplicateError::Network(error_chain(&e)),
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(failure);
+            }
+            let wait = match &failure {
+                ReplicateError::Throttled {
+                    retry_after: Some(after),
+                    ..
+                } => *after,
+                _ => self.retry.backoff(attempt),
+            };
+            tracing::debug!(%method, path, attempt, ?wait, error = %failure, "replicate request failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(300.0)))
+}
+
+/// Replicate's error bodies carry `detail`; fall back to the raw text, shortened.
+fn detail(body: String) -> String {
+    serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// The error and its causes on one line (reqwest's top-level message alone says little).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

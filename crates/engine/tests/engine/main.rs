@@ -1,0 +1,8 @@
+//! The engine against the Replicate mock over real HTTP, on a real SQLite store.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod helpers;
+mod limits;
+mod queue;
+mod replicate_faults;

@@ -1,0 +1,221 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use genbot_engine::{CancelError, EngineConfig, JobEvent, SubmitError};
+use genbot_mocks::replicate::ReplicateMockConfig;
+use genbot_store::{JobStatus, UserId};
+
+use crate::helpers::{job_of, request, restart, spawn_engine, TestSettings};
+
+fn one_at_a_time() -> TestSettings {
+    TestSettings {
+        config: EngineConfig {
+            max_concurrent: 1,
+            per_user: 1,
+            ..TestSettings::default().config
+        },
+        ..TestSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_backlog_does_not_starve_the_next_user() {
+    let mut app = spawn_engine(
+        one_at_a_time(),
+        ReplicateMockConfig {
+            median_latency: Duration::from_millis(40),
+            ..ReplicateMockConfig::default()
+        },
+    )
+    .await;
+    app.register(1, 100).await;
+    app.register(2, 100).await;
+    let mut a_jobs = Vec::new();
+    for n in 0..20 {
+        a_jobs.push(app.submit(1, &format!("a{n}")).await.job);
+    }
+    let b_job = app.submit(2, "b").await;
+    assert!(b_job.position <= 2, "B is next in turn: {}", b_job.position);
+    let events = app.finished(21).await;
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, JobEvent::Started { .. }))
+        .map(job_of)
+        .collect();
+    let b_at = starts.iter().position(|j| *j == b_job.job).unwrap();
+    let a_last_15: HashSet<_> = a_jobs[5..].iter().copied().collect();
+    assert!(
+        starts[..b_at].iter().all(|j| !a_last_15.contains(j)),
+        "B started at {b_at}, after some of A's last 15"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_ends_exactly_once_across_a_restart() {
+    let settings = TestSettings {
+        config: EngineConfig {
+            max_concurrent: 3,
+            per_user: 3,
+            ..TestSettings::default().config
+        },
+        ..TestSettings::default()
+    };
+    let mut app = spawn_engine(
+        settings,
+        ReplicateMockConfig {
+            median_latency: Duration::from_millis(600),
+            ..ReplicateMockConfig::default()
+        },
+    )
+    .await;
+    for user in 1..=5 {
+        app.register(user, 100).await;
+    }
+    let mut jobs = Vec::new();
+    for n in 0..10 {
+        jobs.push(app.submit(n % 5 + 1, &format!("job {n}")).await.job);
+    }
+    app.started(3).await;
+    app.engine.shutdown().await;
+    let counts = app.store.count_jobs_by_status().await.unwrap();
+    assert_eq!(
+        counts.running + counts.queued,
+        10,
+        "nothing finished: {counts:?}"
+    );
+    assert_eq!(
+        app.mock.stats().created,
+        3,
+        "three predictions were running"
+    );
+
+    let mut second = restart(&app).await;
+    let events = second.finished(10).await;
+    let finals: Vec<_> = events
+        .iter()
+        .filter(|e| !matches!(e, JobEvent::Started { .. }))
+        .map(job_of)
+        .collect();
+    let unique: HashSet<_> = finals.iter().copied().collect();
+    assert_eq!(finals.len(), unique.len(), "a job finished twice");
+    assert_eq!(unique, jobs.iter().copied().collect(), "every job finished");
+    for job in &jobs {
+        let stored = second.store.get_job(*job).await.unwrap().unwrap();
+        assert_eq!(stored.status, JobStatus::Succeeded);
+    }
+    assert_eq!(
+        second.mock.stats().created,
+        10,
+        "no prediction created twice"
+    );
+    assert_eq!(second.engine.stats().resumed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_specific_and_charge_nothing() {
+    let settings = TestSettings {
+        config: EngineConfig {
+            max_concurrent: 1,
+            per_user: 1,
+            daily_limit: 3,
+            queue_max: 4,
+            max_prompt_chars: 20,
+            ..TestSettings::default().config
+        },
+        ..TestSettings::default()
+    };
+    let app = spawn_engine(
+        settings,
+        ReplicateMockConfig {
+            median_latency: Duration::from_secs(20),
+            ..ReplicateMockConfig::default()
+        },
+    )
+    .await;
+    let e = &app.engine;
+    assert!(matches!(
+        e.submit(request(9, "x")).await,
+        Err(SubmitError::NotRegistered)
+    ));
+    app.register(1, 2).await;
+    assert!(matches!(
+        e.submit(request(1, "  ")).await,
+        Err(SubmitError::EmptyPrompt)
+    ));
+    assert!(matches!(
+        e.submit(request(1, &"x".repeat(21))).await,
+        Err(SubmitError::PromptTooLong { chars: 21, max: 20 })
+    ));
+    let mut unknown = request(1, "x");
+    unknown.model = Some("dall-e".into());
+    assert!(matches!(
+        e.submit(unknown).await,
+        Err(SubmitError::UnknownModel(_))
+    ));
+    let mut bad_params = request(1, "x");
+    bad_params
+        .params
+        .insert("num_inference_steps".into(), 99.into());
+    assert!(matches!(
+        e.submit(bad_params).await,
+        Err(SubmitError::InvalidParams(_))
+    ));
+
+    // flux-schnell costs 1: two credits buy two jobs.
+    e.submit(request(1, "one")).await.unwrap();
+    e.submit(request(1, "two")).await.unwrap();
+    match e.submit(request(1, "three")).await {
+        Err(SubmitError::NoCredits {
+            balance: 0,
+            cost: 1,
+        }) => {}
+        other => panic!("expected NoCredits, got {other:?}"),
+    }
+    let user = app.store.get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(
+        user.daily_count, 2,
+        "a refused submit gives its daily generation back"
+    );
+
+    // The daily limit (3) comes before credits.
+    app.engine.users().add_credits(UserId(1), 10).await.unwrap();
+    e.submit(request(1, "three")).await.unwrap();
+    match e.submit(request(1, "four")).await {
+        Err(SubmitError::DailyLimit {
+            limit: 3,
+            resets_at,
+        }) => {
+            assert!(resets_at > chrono::Utc::now());
+        }
+        other => panic!("expected DailyLimit, got {other:?}"),
+    }
+
+    // Cancel gives back the credit and the daily generation.
+    let before = app.credits(1).await;
+    let canceled = e.cancel_latest(UserId(1)).await.unwrap();
+    assert_eq!(
+        app.store.get_job(canceled).await.unwrap().unwrap().status,
+        JobStatus::Canceled
+    );
+    assert_eq!(app.credits(1).await, before + 1);
+    assert!(matches!(
+        e.cancel_latest(UserId(2)).await,
+        Err(CancelError::NothingQueued)
+    ));
+
+    // The queue holds 4: one job runs, the rest fill it, the next is refused.
+    app.register(2, 100).await;
+    let mut taken = 0;
+    let refused = loop {
+        match e.submit(request(2, "fill")).await {
+            Ok(_) => taken += 1,
+            Err(err) => break err,
+        }
+        assert!(taken < 10, "the queue never filled");
+    };
+    assert!(
+        matches!(refused, SubmitError::QueueFull { max: 4 }),
+        "{refused:?}"
+    );
+    assert_eq!(app.engine.stats().queue_length, 4);
+}

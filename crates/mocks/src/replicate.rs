@@ -1,0 +1,94 @@
+//! A Replicate-compatible predictions API.
+//!
+//! Start one in-process with [`ReplicateMock::start`] (binds `127.0.0.1:0`), or serve it on a
+//! listener with [`serve`] (`genbot mock replicate --port P`). Point the client at
+//! [`ReplicateMock::url`].
+
+mod config;
+mod routes;
+mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use config::{ReplicateMockConfig, ScriptedFault, ServerRateLimit};
+pub use state::ReplicateMockStats;
+
+use self::state::MockState;
+
+/// A running mock; stops when dropped.
+#[derive(Debug)]
+pub struct ReplicateMock {
+    state: Arc<MockState>,
+    url: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl ReplicateMock {
+    /// Starts a mock on a free loopback port.
+    ///
+    /// # Errors
+    /// The port cannot be bound.
+    pub async fn start(config: ReplicateMockConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(MockState::new(config, url.clone()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = routes::router(state.clone());
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "replicate mock stopped");
+            }
+        });
+        Ok(ReplicateMock {
+            state,
+            url,
+            _shutdown: stop,
+        })
+    }
+
+    /// Base URL to give the client as `REPLICATE_API_URL` (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What the mock has seen so far.
+    pub fn stats(&self) -> ReplicateMockStats {
+        self.state.stats()
+    }
+
+    /// Queues faults answered to the next prediction creations, in order.
+    pub fn script(&self, faults: impl IntoIterator<Item = ScriptedFault>) {
+        self.state.script(faults);
+    }
+
+    /// Replaces the latency / failure model for predictions created from now on.
+    pub fn reconfigure(&self, config: ReplicateMockConfig) {
+        self.state.reconfigure(config);
+    }
+}
+
+/// Serves the mock on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    config: ReplicateMockConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let url = format!("http://{}", listener.local_addr()?);
+    let state = Arc::new(MockState::new(config, url));
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,210 @@
+//! HTTP routes with Replicate's paths, headers and JSON shapes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::state::{Created, MockState};
+use crate::png::TINY_PNG;
+
+type Shared = Arc<MockState>;
+
+/// Longest `Prefer: wait` honoured, as on Replicate.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub(super) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/predictions", post(create_with_version))
+        .route(
+            "/v1/models/{owner}/{name}/predictions",
+            post(create_for_model),
+        )
+        .route("/v1/predictions/{id}", get(get_prediction))
+        .route("/v1/predictions/{id}/cancel", post(cancel_prediction))
+        .route("/files/{file}", get(file))
+        .route("/mock/stats", get(stats))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    version: Option<String>,
+    #[serde(default)]
+    input: Value,
+}
+
+fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    (
+        status,
+        Json(json!({ "title": title, "detail": detail, "status": status.as_u16() })),
+    )
+        .into_response()
+}
+
+/// `None` when the request carries a bearer token; otherwise the 401 to answer.
+fn unauthorized(headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.trim().is_empty());
+    token.is_none().then(|| {
+        problem(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            "You did not pass a valid authentication token",
+        )
+    })
+}
+
+/// Seconds asked for by `Prefer: wait` or `Prefer: wait=N`.
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    let prefer = headers.get("prefer")?.to_str().ok()?.trim();
+    let seconds = match prefer.strip_prefix("wait") {
+        Some("") => MAX_WAIT.as_secs(),
+        Some(rest) => rest.strip_prefix('=')?.trim().parse().ok()?,
+        None => return None,
+    };
+    Some(Duration::from_secs(seconds).min(MAX_WAIT))
+}
+
+async fn create_with_version(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Option<Json<CreateBody>>,
+) -> Response {
+    if let Some(denied) = unauthorized(&headers) {
+        return denied;
+    }
+    let Some(Json(body)) = body else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request",
+            "body must be JSON",
+        );
+    };
+    let Some(version) = body.version.filter(|v| !v.is_empty()) else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid version",
+            "version is required",
+        );
+    };
+    let model = format!("version/{}", &version[..version.len().min(12)]);
+    created(
+        &state,
+        &headers,
+        state.create(model, Some(version), body.input),
+    )
+    .await
+}
+
+async fn create_for_model(
+    State(state): State<Shared>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<CreateBody>>,
+) -> Response {
+    if let Some(denied) = unauthorized(&headers) {
+        return denied;
+    }
+    let Some(Json(body)) = body else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid request",
+            "body must be JSON",
+        );
+    };
+    created(
+        &state,
+        &headers,
+        state.create(format!("{owner}/{name}"), None, body.input),
+    )
+    .await
+}
+
+async fn created(state: &Shared, headers: &HeaderMap, outcome: Created) -> Response {
+    match outcome {
+        Created::Prediction(body) => {
+            let body = match (prefer_wait(headers), body["id"].as_str()) {
+                (Some(wait), Some(id)) => {
+                    let id = id.to_owned();
+                    if let Some(remaining) = state.remaining(&id) {
+                        tokio::time::sleep(remaining.min(wait)).await;
+                    }
+                    state.get(&id).unwrap_or(body)
+                }
+                _ => body,
+            };
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Created::Throttled { retry_after_secs } => {
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Request was throttled.",
+                "Request was throttled. Expected available in 1 second.",
+            );
+            if let Some(seconds) = retry_after_secs {
+                if let Ok(value) = seconds.to_string().parse() {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+            response
+        }
+        Created::Fault(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            problem(status, "Simulated failure", "scripted by the test")
+        }
+    }
+}
+
+async fn get_prediction(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = unauthorized(&headers) {
+        return denied;
+    }
+    match state.get(&id) {
+        Some(body) => Json(body).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The requested resource could not be found.",
+        ),
+    }
+}
+
+async fn cancel_prediction(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = unauthorized(&headers) {
+        return denied;
+    }
+    match state.cancel(&id) {
+        Some(body) => Json(body).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The requested resource could not be found.",
+        ),
+    }
+}
+
+async fn file(Path(_file): Path<String>) -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+}
+
+async fn stats(State(state): State<Shared>) -> Response {
+    Json(state.stats()).into_response()
+}

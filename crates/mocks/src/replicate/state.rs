@@ -1,0 +1,343 @@
+//! The mock's predictions and counters. A prediction's status is computed from its timestamps
+//! when asked, so the mock runs no task per prediction.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::config::{ReplicateMockConfig, ScriptedFault};
+
+#[derive(Debug)]
+pub(super) struct MockState {
+    config: RwLock<ReplicateMockConfig>,
+    base_url: String,
+    epoch: Instant,
+    epoch_utc: DateTime<Utc>,
+    predictions: Mutex<HashMap<String, Prediction>>,
+    script: Mutex<VecDeque<ScriptedFault>>,
+    window: Mutex<RateWindow>,
+    counters: Mutex<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct RateWindow {
+    second: u64,
+    used: u32,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    throttled: u64,
+    faults: u64,
+    polls: u64,
+    cancels: u64,
+}
+
+#[derive(Debug)]
+struct Prediction {
+    model: String,
+    version: Option<String>,
+    input: Value,
+    /// Offsets from the mock's epoch.
+    created: Duration,
+    started: Duration,
+    ends: Duration,
+    canceled: Option<Duration>,
+    failure: Option<String>,
+}
+
+/// A prediction's life as the mock sees it at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Processing => "processing",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Canceled => "canceled",
+        }
+    }
+}
+
+impl Prediction {
+    fn phase(&self, now: Duration) -> Phase {
+        match self.canceled {
+            Some(at) if at < self.ends => return Phase::Canceled,
+            _ => {}
+        }
+        if now < self.started {
+            Phase::Starting
+        } else if now < self.ends {
+            Phase::Processing
+        } else if self.failure.is_some() {
+            Phase::Failed
+        } else {
+            Phase::Succeeded
+        }
+    }
+
+    /// When it stopped running (or will): its end, or its cancellation if earlier.
+    fn stops(&self) -> Duration {
+        self.canceled.map_or(self.ends, |c| c.min(self.ends))
+    }
+}
+
+/// What the mock has seen, for the readiness suite and tests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplicateMockStats {
+    /// Predictions created (429s and scripted errors excluded).
+    pub created: u64,
+    /// Seconds since the mock started at which each prediction was created, in order.
+    pub creation_times: Vec<f64>,
+    /// Most predictions running (created, not yet final) at the same moment.
+    pub max_running: u64,
+    /// Predictions running now.
+    pub running_now: u64,
+    /// Predictions by status now (`starting`, `processing`, `succeeded`, `failed`, `canceled`).
+    pub by_status: BTreeMap<String, u64>,
+    /// Creations answered 429 by the server-side rate limit or a script.
+    pub throttled: u64,
+    /// Creations answered with a scripted error status.
+    pub faults: u64,
+    /// `GET /v1/predictions/{id}` requests.
+    pub polls: u64,
+    /// Cancel requests.
+    pub cancels: u64,
+}
+
+impl ReplicateMockStats {
+    /// Creations per minute between the first and the last creation.
+    pub fn creation_rate_per_min(&self) -> Option<f64> {
+        let (first, last) = (self.creation_times.first()?, self.creation_times.last()?);
+        let span = last - first;
+        (self.creation_times.len() > 1 && span > 0.0)
+            .then(|| (self.creation_times.len() - 1) as f64 / span * 60.0)
+    }
+}
+
+/// The answer to a creation request.
+pub(super) enum Created {
+    Prediction(Value),
+    Throttled { retry_after_secs: Option<u64> },
+    Fault(u16),
+}
+
+impl MockState {
+    pub(super) fn new(config: ReplicateMockConfig, base_url: String) -> Self {
+        MockState {
+            config: RwLock::new(config),
+            base_url,
+            epoch: Instant::now(),
+            epoch_utc: Utc::now(),
+            predictions: Mutex::new(HashMap::new()),
+            script: Mutex::new(VecDeque::new()),
+            window: Mutex::new(RateWindow::default()),
+            counters: Mutex::new(Counters::default()),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    pub(super) fn script(&self, faults: impl IntoIterator<Item = ScriptedFault>) {
+        self.script.lock().extend(faults);
+    }
+
+    pub(super) fn reconfigure(&self, config: ReplicateMockConfig) {
+        *self.config.write() = config;
+    }
+
+    pub(super) fn create(&self, model: String, version: Option<String>, input: Value) -> Created {
+        let mut failure = None;
+        if let Some(fault) = self.script.lock().pop_front() {
+            match fault {
+                ScriptedFault::Throttle { retry_after_secs } => {
+                    self.counters.lock().throttled += 1;
+                    return Created::Throttled { retry_after_secs };
+                }
+                ScriptedFault::Status(code) => {
+                    self.counters.lock().faults += 1;
+                    return Created::Fault(code);
+                }
+                ScriptedFault::FailPrediction(error) => failure = Some(error),
+            }
+        }
+        let config = self.config.read().clone();
+        let now = self.now();
+        if let Some(limit) = config.rate_limit {
+            let mut window = self.window.lock();
+            let second = now.as_secs();
+            if window.second != second {
+                *window = RateWindow { second, used: 0 };
+            }
+            if window.used >= limit.per_second {
+                drop(window);
+                self.counters.lock().throttled += 1;
+                return Created::Throttled {
+                    retry_after_secs: limit.retry_after_header.then_some(1),
+                };
+            }
+            window.used += 1;
+        }
+        let mut rng = rand::rng();
+        let latency = sample_latency(&mut rng, config.median_latency, config.latency_sigma);
+        if failure.is_none() && rng.random::<f64>() < config.failure_rate {
+            failure = Some("Prediction failed: CUDA out of memory (simulated)".to_owned());
+        }
+        let id = prediction_id(&mut rng);
+        let prediction = Prediction {
+            model,
+            version,
+            input,
+            created: now,
+            started: now + config.start_delay.min(latency),
+            ends: now + latency.max(config.start_delay),
+            canceled: None,
+            failure,
+        };
+        let body = self.render(&id, &prediction, now);
+        self.predictions.lock().insert(id, prediction);
+        Created::Prediction(body)
+    }
+
+    pub(super) fn get(&self, id: &str) -> Option<Value> {
+        self.counters.lock().polls += 1;
+        let now = self.now();
+        let predictions = self.predictions.lock();
+        predictions.get(id).map(|p| self.render(id, p, now))
+    }
+
+    /// How long until the prediction is final (for `Prefer: wait`); `None` if unknown.
+    pub(super) fn remaining(&self, id: &str) -> Option<Duration> {
+        let now = self.now();
+        let predictions = self.predictions.lock();
+        predictions.get(id).map(|p| p.stops().saturating_sub(now))
+    }
+
+    pub(super) fn cancel(&self, id: &str) -> Option<Value> {
+        self.counters.lock().cancels += 1;
+        let now = self.now();
+        let mut predictions = self.predictions.lock();
+        let prediction = predictions.get_mut(id)?;
+        if !matches!(
+            prediction.phase(now),
+            Phase::Succeeded | Phase::Failed | Phase::Canceled
+        ) {
+            prediction.canceled = Some(now);
+        }
+        Some(self.render(id, prediction, now))
+    }
+
+    fn at(&self, offset: Duration) -> String {
+        let at = self.epoch_utc + chrono::Duration::from_std(offset).unwrap_or_default();
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    fn render(&self, id: &str, p: &Prediction, now: Duration) -> Value {
+        let phase = p.phase(now);
+        let done = matches!(phase, Phase::Succeeded | Phase::Failed | Phase::Canceled);
+        let base = &self.base_url;
+        let completed = done.then(|| self.at(p.stops()));
+        json!({
+            "id": id,
+            "model": p.model,
+            "version": p.version,
+            "input": p.input,
+            "logs": "",
+            "output": (phase == Phase::Succeeded).then(|| json!([format!("{base}/files/{id}.png")])),
+            "data_removed": false,
+            "error": (phase == Phase::Failed).then(|| p.failure.clone()),
+            "status": phase.as_str(),
+            "created_at": self.at(p.created),
+            "started_at": (now >= p.started).then(|| self.at(p.started)),
+            "completed_at": completed,
+            "source": "api",
+            "urls": {
+                "get": format!("{base}/v1/predictions/{id}"),
+                "cancel": format!("{base}/v1/predictions/{id}/cancel"),
+                "web": format!("{base}/p/{id}"),
+            },
+            "metrics": if done {
+                json!({ "predict_time": p.stops().saturating_sub(p.started).as_secs_f64() })
+            } else {
+                json!({})
+            },
+        })
+    }
+
+    pub(super) fn stats(&self) -> ReplicateMockStats {
+        let now = self.now();
+        let predictions = self.predictions.lock();
+        let mut by_status = BTreeMap::new();
+        let mut events = Vec::with_capacity(predictions.len() * 2);
+        let mut creation_times = Vec::with_capacity(predictions.len());
+        let mut running_now = 0;
+        for p in predictions.values() {
+            let phase = p.phase(now);
+            *by_status.entry(phase.as_str().to_owned()).or_insert(0) += 1;
+            if matches!(phase, Phase::Starting | Phase::Processing) {
+                running_now += 1;
+            }
+            creation_times.push(p.created.as_secs_f64());
+            // Ends sort before starts at the same instant: back-to-back is not overlap.
+            events.push((p.created, 1i64));
+            events.push((p.stops(), -1i64));
+        }
+        drop(predictions);
+        creation_times.sort_by(f64::total_cmp);
+        events.sort();
+        let (mut running, mut max_running) = (0i64, 0i64);
+        for (_, delta) in events {
+            running += delta;
+            max_running = max_running.max(running);
+        }
+        let counters = self.counters.lock();
+        ReplicateMockStats {
+            created: creation_times.len() as u64,
+            creation_times,
+            max_running: max_running.max(0) as u64,
+            running_now,
+            by_status,
+            throttled: counters.throttled,
+            faults: counters.faults,
+            polls: counters.polls,
+            cancels: counters.cancels,
+        }
+    }
+}
+
+/// Log-normal around `median`, clamped to [median/10, median×10].
+fn sample_latency(rng: &mut impl Rng, median: Duration, sigma: f64) -> Duration {
+    if sigma <= 0.0 {
+        return median;
+    }
+    // Box–Muller: one standard normal from two uniforms.
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    let factor = (sigma * z).exp().clamp(0.1, 10.0);
+    median.mul_f64(factor)
+}
+
+/// A 26-character lowercase base32 id, as Replicate's look.
+fn prediction_id(rng: &mut impl Rng) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    (0..26)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,0 +1,5 @@
+//! The mocks, spoken to over HTTP the way real clients do.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod replicate;
