@@ -13,6 +13,7 @@
 //! This crate owns SQL and nothing else: no caching (see `genbot-cache`), no business rules
 //! beyond those invariants (see `genbot-engine`).
 
+mod columns;
 mod error;
 mod model;
 mod postgres;

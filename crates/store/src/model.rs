@@ -177,6 +177,21 @@ pub enum JobUpdate {
 }
 
 impl JobUpdate {
+    /// What both backends write: the status the job must be in besides `running` for the update
+    /// to apply, and the new prediction id, result URL and error (each `None` = keep).
+    pub(crate) fn columns(&self) -> (&'static str, Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            JobUpdate::PredictionCreated { prediction_id } => {
+                ("running", Some(prediction_id), None, None)
+            }
+            JobUpdate::Requeued => ("running", None, None, None),
+            JobUpdate::Succeeded { result_url } => ("running", None, Some(result_url), None),
+            // Queued jobs may fail (a timeout before start) or be canceled.
+            JobUpdate::Failed { error } => ("queued", None, None, Some(error)),
+            JobUpdate::Canceled => ("queued", None, None, None),
+        }
+    }
+
     /// The status the job has after this update.
     pub fn status(&self) -> JobStatus {
         match self {

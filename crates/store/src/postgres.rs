@@ -13,24 +13,11 @@ use genbot_config::RedactedUrl;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
+use crate::columns::{job_columns, user_columns};
 use crate::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     StoreError, User, UserId,
 };
-
-macro_rules! user_columns {
-    () => {
-        "id, username, language, selected_model, credits, daily_count, daily_reset_date, \
-         banned, created_at, updated_at"
-    };
-}
-
-macro_rules! job_columns {
-    () => {
-        "id, user_id, model, prompt, params, status, prediction_id, result_url, error, \
-         attempts, created_at, updated_at, started_at, finished_at"
-    };
-}
 
 /// Users and jobs in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -313,17 +300,7 @@ impl PgStore {
 
     pub(crate) async fn update_job(&self, id: JobId, update: JobUpdate) -> Result<Job, StoreError> {
         let now = Utc::now();
-        let (allowed_from, prediction_id, result_url, error) = match &update {
-            JobUpdate::PredictionCreated { prediction_id } => {
-                ("running", Some(prediction_id.as_str()), None, None)
-            }
-            JobUpdate::Requeued => ("running", None, None, None),
-            JobUpdate::Succeeded { result_url } => {
-                ("running", None, Some(result_url.as_str()), None)
-            }
-            JobUpdate::Failed { error } => ("queued", None, None, Some(error.as_str())),
-            JobUpdate::Canceled => ("queued", None, None, None),
-        };
+        let (allowed_from, prediction_id, result_url, error) = update.columns();
         let status = update.status();
         let finished = status.is_final().then_some(now);
         let updated = sqlx::query(concat!(

@@ -17,8 +17,9 @@ use chrono::{NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use self::connection::ReadPool;
-use self::rows::{date_text, job_columns, millis, user_columns};
+use self::rows::{date_text, millis};
 use self::writer::Writer;
+use crate::columns::{job_columns, user_columns};
 use crate::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     StoreError, User, UserId,
@@ -289,17 +290,7 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = millis(Utc::now());
-                let (allowed_from, prediction_id, result_url, error) = match &update {
-                    JobUpdate::PredictionCreated { prediction_id } => {
-                        ("running", Some(prediction_id.as_str()), None, None)
-                    }
-                    JobUpdate::Requeued => ("running", None, None, None),
-                    JobUpdate::Succeeded { result_url } => {
-                        ("running", None, Some(result_url.as_str()), None)
-                    }
-                    JobUpdate::Failed { error } => ("queued", None, None, Some(error.as_str())),
-                    JobUpdate::Canceled => ("queued", None, None, None),
-                };
+                let (allowed_from, prediction_id, result_url, error) = update.columns();
                 let status = update.status();
                 let finished = status.is_final().then_some(now);
                 let sql = concat!(

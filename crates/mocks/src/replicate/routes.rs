@@ -170,17 +170,7 @@ async fn get_prediction(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) = unauthorized(&headers) {
-        return denied;
-    }
-    match state.get(&id) {
-        Some(body) => Json(body).into_response(),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "The requested resource could not be found.",
-        ),
-    }
+    prediction_or_404(&headers, || state.get(&id))
 }
 
 async fn cancel_prediction(
@@ -188,10 +178,15 @@ async fn cancel_prediction(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) = unauthorized(&headers) {
+    prediction_or_404(&headers, || state.cancel(&id))
+}
+
+/// Authorizes, then answers the prediction `find` returns, or 404 like Replicate.
+fn prediction_or_404(headers: &HeaderMap, find: impl FnOnce() -> Option<Value>) -> Response {
+    if let Some(denied) = unauthorized(headers) {
         return denied;
     }
-    match state.cancel(&id) {
+    match find() {
         Some(body) => Json(body).into_response(),
         None => problem(
             StatusCode::NOT_FOUND,

@@ -5,25 +5,6 @@ use rusqlite::Row;
 
 use crate::{Job, JobId, JobStatus, StoreError, User, UserId};
 
-/// The `users` columns in the order [`user`] reads them (a macro so `concat!` can build SQL
-/// text at compile time, keeping hot queries free of formatting).
-macro_rules! user_columns {
-    () => {
-        "id, username, language, selected_model, credits, daily_count, daily_reset_date, \
-         banned, created_at, updated_at"
-    };
-}
-
-/// The `generation_jobs` columns in the order [`job`] reads them.
-macro_rules! job_columns {
-    () => {
-        "id, user_id, model, prompt, params, status, prediction_id, result_url, error, \
-         attempts, created_at, updated_at, started_at, finished_at"
-    };
-}
-
-pub(super) use {job_columns, user_columns};
-
 pub(super) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
