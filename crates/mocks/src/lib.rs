@@ -11,3 +11,4 @@
 
 mod png;
 pub mod replicate;
+pub mod telegram;

@@ -3,3 +3,4 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod replicate;
+mod telegram;

@@ -1,0 +1,110 @@
+//! A Telegram Bot API server with simulated users.
+//!
+//! The bot under test talks to it as to `https://api.telegram.org` (`TELEGRAM_API_URL`): long
+//! polling with `getUpdates`, or a webhook it registers with `setWebhook`; it answers with
+//! `sendMessage`, `editMessageText`, `sendPhoto`, `sendChatAction`, `answerCallbackQuery`.
+//! Tests and the readiness suite drive [`SimUser`]s that send texts and press inline buttons,
+//! then read each chat's transcript and the time from an update to the bot's first answer.
+
+mod routes;
+mod state;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use state::{Entry, TelegramMockStats};
+pub use users::SimUser;
+
+use self::state::BotState;
+
+/// How the mock treats the bot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelegramMockConfig {
+    /// Longest a `getUpdates` long poll is held, whatever the bot asks (below teloxide's 17 s
+    /// client timeout).
+    pub max_long_poll: Duration,
+    /// Answer 429 with `retry_after` when the bot sends faster than Telegram allows
+    /// (30 messages/s overall, 1/s per chat).
+    pub enforce_limits: bool,
+}
+
+impl Default for TelegramMockConfig {
+    fn default() -> Self {
+        TelegramMockConfig {
+            max_long_poll: Duration::from_secs(10),
+            enforce_limits: false,
+        }
+    }
+}
+
+/// A running Bot API mock; stops when dropped.
+#[derive(Debug)]
+pub struct TelegramMock {
+    state: Arc<BotState>,
+    url: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TelegramMock {
+    /// Starts a mock on a free loopback port.
+    ///
+    /// # Errors
+    /// The port cannot be bound.
+    pub async fn start(config: TelegramMockConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(BotState::new(config));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = routes::router(state.clone());
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "telegram mock stopped");
+            }
+        });
+        Ok(TelegramMock {
+            state,
+            url,
+            _shutdown: stop,
+        })
+    }
+
+    /// Base URL to give the bot as `TELEGRAM_API_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A simulated user (and their private chat) with this id, created on first use.
+    pub fn user(&self, id: i64, first_name: &str, language: Option<&str>) -> SimUser {
+        SimUser::new(self.state.clone(), id, first_name, language)
+    }
+
+    /// Counters and latency samples so far.
+    pub fn stats(&self) -> TelegramMockStats {
+        self.state.stats()
+    }
+}
+
+/// Serves the mock on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    config: TelegramMockConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = Arc::new(BotState::new(config));
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,372 @@
+//! `/bot<token>/<method>`: the Bot API's envelope, method names in any case, JSON, form and
+//! multipart bodies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, Semaphore};
+
+use super::state::{BotState, Entry, Webhook};
+
+type Shared = Arc<BotState>;
+type Params = Map<String, Value>;
+
+/// Webhook deliveries in flight at once, as Telegram's default `max_connections`.
+const WEBHOOK_CONNECTIONS: usize = 40;
+
+pub(super) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/{bot}/{method}", post(call).get(call))
+        .with_state(state)
+}
+
+fn ok(result: Value) -> Response {
+    Json(json!({ "ok": true, "result": result })).into_response()
+}
+
+fn error(code: u16, description: &str) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        Json(json!({ "ok": false, "error_code": code, "description": description })),
+    )
+        .into_response()
+}
+
+fn too_many(retry_after: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({
+            "ok": false, "error_code": 429,
+            "description": format!("Too Many Requests: retry after {retry_after}"),
+            "parameters": { "retry_after": retry_after }
+        })),
+    )
+        .into_response()
+}
+
+async fn call(
+    State(state): State<Shared>,
+    Path((bot, method)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if !bot.starts_with("bot") || bot.len() <= 3 {
+        return error(404, "Not Found");
+    }
+    let params = match params(request).await {
+        Ok(params) => params,
+        Err(reason) => return error(400, &format!("Bad Request: {reason}")),
+    };
+    let method = method.to_ascii_lowercase();
+    state.count_method(&method);
+    match method.as_str() {
+        "getme" => ok(BotState::me()),
+        "getupdates" => get_updates(&state, &params).await,
+        "setwebhook" => set_webhook(&state, &params),
+        "deletewebhook" => {
+            *state.webhook.lock() = None;
+            ok(json!(true))
+        }
+        "getwebhookinfo" => {
+            let url = state
+                .webhook
+                .lock()
+                .as_ref()
+                .map(|(w, _)| w.url.clone())
+                .unwrap_or_default();
+            ok(json!({ "url": url, "has_custom_certificate": false, "pending_update_count": 0 }))
+        }
+        "sendmessage" => send_message(&state, &params),
+        "editmessagetext" => edit_message_text(&state, &params),
+        "sendphoto" => send_photo(&state, &params),
+        "sendchataction" => match chat_id(&params) {
+            Some(chat) => {
+                let action = text(&params, "action").unwrap_or_default();
+                state.with_chat(chat, |c| c.transcript.push(Entry::BotAction(action)));
+                ok(json!(true))
+            }
+            None => error(400, "Bad Request: chat not found"),
+        },
+        "answercallbackquery" => {
+            let id = text(&params, "callback_query_id").unwrap_or_default();
+            let chat = id.split(':').next().and_then(|c| c.parse::<i64>().ok());
+            match chat {
+                Some(chat) if state.bot_answer(chat, Some(Entry::CallbackAnswered(text(&params, "text")))) => ok(json!(true)),
+                _ => error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
+            }
+        }
+        "setmycommands" | "deletemycommands" | "close" | "logout" => ok(json!(true)),
+        "getmycommands" => ok(json!([])),
+        _ => error(404, "Not Found"),
+    }
+}
+
+/// The request's parameters, whatever the body's encoding. Multipart and form values arrive as
+/// text; numbers and JSON (reply_markup) in them are read back as such.
+async fn params(request: Request) -> Result<Params, String> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let query: HashMap<String, String> = request
+        .uri()
+        .query()
+        .map(|q| url_pairs(q.as_bytes()))
+        .unwrap_or_default();
+    let mut params: Params = query.into_iter().map(|(k, v)| (k, text_value(v))).collect();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let value = field.text().await.map_err(|e| e.to_string())?;
+            params.insert(name, text_value(value));
+        }
+    } else {
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|e| e.to_string())?;
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            params.extend(
+                url_pairs(&body)
+                    .into_iter()
+                    .map(|(k, v)| (k, text_value(v))),
+            );
+        } else if !body.is_empty() {
+            match serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())? {
+                Value::Object(map) => params.extend(map),
+                _ => return Err("body must be a JSON object".into()),
+            }
+        }
+    }
+    Ok(params)
+}
+
+fn url_pairs(bytes: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+fn text_value(text: String) -> Value {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if let Ok(value) = serde_json::from_str(trimmed) {
+            return value;
+        }
+    }
+    Value::String(text)
+}
+
+fn integer(params: &Params, name: &str) -> Option<i64> {
+    match params.get(name)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(params: &Params, name: &str) -> Option<String> {
+    match params.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn chat_id(params: &Params) -> Option<i64> {
+    integer(params, "chat_id")
+}
+
+/// Inline keyboard buttons as (label, callback data).
+fn buttons(params: &Params) -> Option<Vec<(String, String)>> {
+    let rows = params
+        .get("reply_markup")?
+        .get("inline_keyboard")?
+        .as_array()?;
+    Some(
+        rows.iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .map(|b| {
+                let label = b.get("text").and_then(Value::as_str).unwrap_or_default();
+                let data = b
+                    .get("callback_data")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                (label.to_owned(), data.to_owned())
+            })
+            .collect(),
+    )
+}
+
+async fn get_updates(state: &Shared, params: &Params) -> Response {
+    if state.webhook.lock().is_some() {
+        return error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
+    }
+    let offset = integer(params, "offset").unwrap_or(0);
+    let limit = integer(params, "limit").unwrap_or(100).clamp(1, 100) as usize;
+    let timeout = Duration::from_secs(integer(params, "timeout").unwrap_or(0).max(0) as u64)
+        .min(state.config.max_long_poll);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ready = state.updates_ready.notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        let batch = state.take_updates(offset, limit);
+        if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
+            return ok(Value::Array(batch));
+        }
+        if tokio::time::timeout_at(deadline, ready).await.is_err() {
+            return ok(json!([]));
+        }
+    }
+}
+
+fn set_webhook(state: &Shared, params: &Params) -> Response {
+    let Some(url) = text(params, "url") else {
+        return error(400, "Bad Request: bad webhook: URL is required");
+    };
+    if url.is_empty() {
+        *state.webhook.lock() = None;
+        return ok(json!(true));
+    }
+    let webhook = Webhook {
+        url,
+        secret: text(params, "secret_token"),
+    };
+    let (pusher, updates) = mpsc::unbounded_channel();
+    tokio::spawn(push_updates(state.clone(), webhook.clone(), updates));
+    *state.webhook.lock() = Some((webhook, pusher));
+    ok(json!(true))
+}
+
+/// Delivers updates to the bot's webhook, up to [`WEBHOOK_CONNECTIONS`] at once, retrying a
+/// failed delivery a few times as Telegram does.
+async fn push_updates(
+    state: Shared,
+    webhook: Webhook,
+    mut updates: mpsc::UnboundedReceiver<Value>,
+) {
+    let client = reqwest::Client::new();
+    let slots = Arc::new(Semaphore::new(WEBHOOK_CONNECTIONS));
+    while let Some(update) = updates.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (client, webhook, state) = (client.clone(), webhook.clone(), state.clone());
+        tokio::spawn(async move {
+            for attempt in 0..3u32 {
+                let mut request = client.post(&webhook.url).json(&update);
+                if let Some(secret) = &webhook.secret {
+                    request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+                }
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        state.count_delivered(1);
+                        break;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+fn message_json(state: &Shared, chat: i64, message_id: i64) -> Value {
+    json!({
+        "message_id": message_id,
+        "from": BotState::me(),
+        "chat": state.chat_public(chat),
+        "date": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    })
+}
+
+fn send_message(state: &Shared, params: &Params) -> Response {
+    let (Some(chat), Some(body)) = (chat_id(params), text(params, "text")) else {
+        return error(400, "Bad Request: chat_id and text are required");
+    };
+    if state.chat_public(chat).is_none() {
+        return error(400, "Bad Request: chat not found");
+    }
+    if let Some(retry_after) = state.throttle(chat) {
+        return too_many(retry_after);
+    }
+    let message_id = state.next_message_id();
+    let entry = Entry::BotText {
+        message_id,
+        text: body.clone(),
+        buttons: buttons(params).unwrap_or_default(),
+        edits: 0,
+    };
+    state.bot_answer(chat, Some(entry));
+    let mut message = message_json(state, chat, message_id);
+    message["text"] = json!(body);
+    if let Some(markup) = params.get("reply_markup") {
+        message["reply_markup"] = markup.clone();
+    }
+    ok(message)
+}
+
+fn edit_message_text(state: &Shared, params: &Params) -> Response {
+    let (Some(chat), Some(message_id), Some(body)) = (
+        chat_id(params),
+        integer(params, "message_id"),
+        text(params, "text"),
+    ) else {
+        return error(
+            400,
+            "Bad Request: chat_id, message_id and text are required",
+        );
+    };
+    if let Some(retry_after) = state.throttle(chat) {
+        return too_many(retry_after);
+    }
+    if !state.edit(chat, message_id, &body, buttons(params)) {
+        return error(400, "Bad Request: message to edit not found");
+    }
+    let mut message = message_json(state, chat, message_id);
+    message["text"] = json!(body);
+    ok(message)
+}
+
+fn send_photo(state: &Shared, params: &Params) -> Response {
+    let (Some(chat), Some(url)) = (chat_id(params), text(params, "photo")) else {
+        return error(400, "Bad Request: chat_id and photo are required");
+    };
+    if state.chat_public(chat).is_none() {
+        return error(400, "Bad Request: chat not found");
+    }
+    if let Some(retry_after) = state.throttle(chat) {
+        return too_many(retry_after);
+    }
+    let message_id = state.next_message_id();
+    let caption = text(params, "caption");
+    state.bot_answer(
+        chat,
+        Some(Entry::BotPhoto {
+            message_id,
+            url: url.clone(),
+            caption: caption.clone(),
+        }),
+    );
+    let mut message = message_json(state, chat, message_id);
+    message["photo"] = json!([{
+        "file_id": format!("photo{message_id}"), "file_unique_id": format!("u{message_id}"),
+        "width": 1, "height": 1, "file_size": 67
+    }]);
+    if let Some(caption) = caption {
+        message["caption"] = json!(caption);
+    }
+    ok(message)
+}

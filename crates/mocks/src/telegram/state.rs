@@ -1,0 +1,398 @@
+//! The Bot API mock's state: pending updates, chats with their transcripts, latency samples.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use super::TelegramMockConfig;
+
+/// The bot's own user id, as `getMe` reports it.
+pub(super) const BOT_ID: i64 = 7_000_000_001;
+
+/// One line of a chat, as a person reading it would see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Entry {
+    /// The user sent a text (or a command).
+    UserText(String),
+    /// The user pressed an inline button carrying this callback data.
+    UserPressed(String),
+    /// The bot sent a text; `edits` counts later `editMessageText` calls on it.
+    BotText {
+        message_id: i64,
+        text: String,
+        /// Inline keyboard buttons as (label, callback data).
+        buttons: Vec<(String, String)>,
+        edits: u32,
+    },
+    /// The bot sent a photo by URL.
+    BotPhoto {
+        message_id: i64,
+        url: String,
+        caption: Option<String>,
+    },
+    /// The bot showed a chat action (`upload_photo`, `typing`).
+    BotAction(String),
+    /// The bot answered a button press.
+    CallbackAnswered(Option<String>),
+}
+
+/// What the mock has counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TelegramMockStats {
+    /// Updates created by simulated users.
+    pub updates_sent: u64,
+    /// Updates the bot fetched with getUpdates or received on its webhook.
+    pub updates_delivered: u64,
+    /// Calls per Bot API method (lower case).
+    pub methods: BTreeMap<String, u64>,
+    /// Calls answered 429 for sending too fast.
+    pub throttled: u64,
+    /// Time from each update to the bot's first answer in that chat, in order of answers.
+    pub answer_latencies: Vec<Duration>,
+    /// Updates not answered yet.
+    pub unanswered: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Chat {
+    pub(super) first_name: String,
+    pub(super) language: Option<String>,
+    pub(super) transcript: Vec<Entry>,
+    /// When each not-yet-answered update of this chat was sent.
+    pending: VecDeque<Instant>,
+    pub(super) changed: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Updates {
+    next_id: i64,
+    queue: VecDeque<(i64, Value)>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Webhook {
+    pub(super) url: String,
+    pub(super) secret: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct SendWindow {
+    second: u64,
+    total: u32,
+    per_chat: HashMap<i64, u32>,
+}
+
+#[derive(Debug)]
+pub(super) struct BotState {
+    pub(super) config: TelegramMockConfig,
+    epoch: Instant,
+    updates: Mutex<Updates>,
+    pub(super) updates_ready: Notify,
+    pub(super) webhook: Mutex<Option<(Webhook, mpsc::UnboundedSender<Value>)>>,
+    chats: Mutex<HashMap<i64, Chat>>,
+    next_message_id: AtomicI64,
+    counters: Mutex<TelegramMockStats>,
+    window: Mutex<SendWindow>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl BotState {
+    pub(super) fn new(config: TelegramMockConfig) -> Self {
+        BotState {
+            config,
+            epoch: Instant::now(),
+            updates: Mutex::new(Updates {
+                next_id: 1,
+                queue: VecDeque::new(),
+            }),
+            updates_ready: Notify::new(),
+            webhook: Mutex::new(None),
+            chats: Mutex::new(HashMap::new()),
+            next_message_id: AtomicI64::new(1),
+            counters: Mutex::new(TelegramMockStats::default()),
+            window: Mutex::new(SendWindow::default()),
+        }
+    }
+
+    pub(super) fn me() -> Value {
+        json!({
+            "id": BOT_ID, "is_bot": true, "first_name": "genbot", "username": "genbot_mock_bot",
+            "can_join_groups": false, "can_read_all_group_messages": false,
+            "supports_inline_queries": false
+        })
+    }
+
+    pub(super) fn count_method(&self, method: &str) {
+        *self
+            .counters
+            .lock()
+            .methods
+            .entry(method.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    pub(super) fn ensure_chat(
+        &self,
+        id: i64,
+        first_name: &str,
+        language: Option<&str>,
+    ) -> Arc<Notify> {
+        let mut chats = self.chats.lock();
+        let chat = chats.entry(id).or_insert_with(|| Chat {
+            first_name: first_name.to_owned(),
+            language: language.map(str::to_owned),
+            transcript: Vec::new(),
+            pending: VecDeque::new(),
+            changed: Arc::new(Notify::new()),
+        });
+        chat.changed.clone()
+    }
+
+    pub(super) fn with_chat<T>(&self, id: i64, f: impl FnOnce(&mut Chat) -> T) -> Option<T> {
+        self.chats.lock().get_mut(&id).map(f)
+    }
+
+    fn user_json(id: i64, chat: &Chat) -> Value {
+        let mut user = json!({ "id": id, "is_bot": false, "first_name": chat.first_name });
+        if let Some(language) = &chat.language {
+            user["language_code"] = json!(language);
+        }
+        user
+    }
+
+    fn chat_json(id: i64, chat: &Chat) -> Value {
+        json!({ "id": id, "type": "private", "first_name": chat.first_name })
+    }
+
+    /// Records a user action and queues (or pushes) its update. Returns the update id.
+    pub(super) fn user_update(
+        &self,
+        chat_id: i64,
+        entry: Entry,
+        body: impl FnOnce(i64, &Chat) -> Value,
+    ) -> Option<i64> {
+        let update = {
+            let mut chats = self.chats.lock();
+            let chat = chats.get_mut(&chat_id)?;
+            let mut updates = self.updates.lock();
+            let update_id = updates.next_id;
+            updates.next_id += 1;
+            let update = {
+                let mut update = body(update_id, chat);
+                update["update_id"] = json!(update_id);
+                update
+            };
+            chat.transcript.push(entry);
+            chat.pending.push_back(Instant::now());
+            let webhook = self.webhook.lock();
+            match webhook.as_ref() {
+                Some((_, pusher)) => {
+                    let _ = pusher.send(update.clone());
+                }
+                None => updates.queue.push_back((update_id, update.clone())),
+            }
+            (update_id, update)
+        };
+        self.counters.lock().updates_sent += 1;
+        self.updates_ready.notify_waiters();
+        Some(update.0)
+    }
+
+    pub(super) fn text_update(&self, chat_id: i64, text: &str) -> Option<i64> {
+        let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        self.user_update(chat_id, Entry::UserText(text.to_owned()), |_, chat| {
+            let mut message = json!({
+                "message_id": message_id,
+                "from": Self::user_json(chat_id, chat),
+                "chat": Self::chat_json(chat_id, chat),
+                "date": unix_now(),
+                "text": text,
+            });
+            if text.starts_with('/') {
+                let length = text
+                    .split_whitespace()
+                    .next()
+                    .map_or(0, |c| c.encode_utf16().count());
+                message["entities"] =
+                    json!([{ "type": "bot_command", "offset": 0, "length": length }]);
+            }
+            json!({ "message": message })
+        })
+    }
+
+    pub(super) fn press_update(&self, chat_id: i64, message_id: i64, data: &str) -> Option<i64> {
+        let message = self.with_chat(chat_id, |chat| {
+            chat.transcript.iter().find_map(|e| match e {
+                Entry::BotText {
+                    message_id: id,
+                    text,
+                    ..
+                } if *id == message_id => Some(text.clone()),
+                _ => None,
+            })
+        })??;
+        self.user_update(
+            chat_id,
+            Entry::UserPressed(data.to_owned()),
+            |update_id, chat| {
+                json!({ "callback_query": {
+                    "id": format!("{chat_id}:{update_id}"),
+                    "from": Self::user_json(chat_id, chat),
+                    "message": {
+                        "message_id": message_id,
+                        "from": Self::me(),
+                        "chat": Self::chat_json(chat_id, chat),
+                        "date": unix_now(),
+                        "text": message,
+                    },
+                    "chat_instance": format!("ci{chat_id}"),
+                    "data": data,
+                }})
+            },
+        )
+    }
+
+    /// Updates from `offset` on (forgetting older ones), at most `limit`.
+    pub(super) fn take_updates(&self, offset: i64, limit: usize) -> Vec<Value> {
+        let mut updates = self.updates.lock();
+        while updates.queue.front().is_some_and(|(id, _)| *id < offset) {
+            updates.queue.pop_front();
+        }
+        let batch: Vec<Value> = updates
+            .queue
+            .iter()
+            .take(limit)
+            .map(|(_, u)| u.clone())
+            .collect();
+        drop(updates);
+        self.counters.lock().updates_delivered += batch.len() as u64;
+        batch
+    }
+
+    pub(super) fn count_delivered(&self, n: u64) {
+        self.counters.lock().updates_delivered += n;
+    }
+
+    /// Checks Telegram's send limits; `Some(retry_after)` when this send must be refused.
+    pub(super) fn throttle(&self, chat_id: i64) -> Option<u64> {
+        if !self.config.enforce_limits {
+            return None;
+        }
+        let second = self.epoch.elapsed().as_secs();
+        let mut window = self.window.lock();
+        if window.second != second {
+            *window = SendWindow {
+                second,
+                ..SendWindow::default()
+            };
+        }
+        let total = window.total;
+        let in_chat = window.per_chat.entry(chat_id).or_insert(0);
+        if total >= 30 || *in_chat >= 1 {
+            drop(window);
+            self.counters.lock().throttled += 1;
+            return Some(1);
+        }
+        *in_chat += 1;
+        window.total += 1;
+        None
+    }
+
+    /// Records the bot's answer in a chat: a transcript entry, and the latency of the oldest
+    /// unanswered update there.
+    pub(super) fn bot_answer(&self, chat_id: i64, entry: Option<Entry>) -> bool {
+        let (latency, notify) = {
+            let mut chats = self.chats.lock();
+            let Some(chat) = chats.get_mut(&chat_id) else {
+                return false;
+            };
+            if let Some(entry) = entry {
+                chat.transcript.push(entry);
+            }
+            (
+                chat.pending.pop_front().map(|at| at.elapsed()),
+                chat.changed.clone(),
+            )
+        };
+        if let Some(latency) = latency {
+            self.counters.lock().answer_latencies.push(latency);
+        }
+        notify.notify_waiters();
+        true
+    }
+
+    pub(super) fn next_message_id(&self) -> i64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Applies `editMessageText`; false when the message is unknown.
+    pub(super) fn edit(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        text: &str,
+        buttons: Option<Vec<(String, String)>>,
+    ) -> bool {
+        let edited = self
+            .with_chat(chat_id, |chat| {
+                let found = chat.transcript.iter_mut().rev().find_map(|e| match e {
+                    Entry::BotText {
+                        message_id: id,
+                        text: t,
+                        buttons: b,
+                        edits,
+                    } if *id == message_id => Some((t, b, edits)),
+                    _ => None,
+                });
+                found.map(|(t, b, edits)| {
+                    *t = text.to_owned();
+                    if let Some(new) = buttons {
+                        *b = new;
+                    }
+                    *edits += 1;
+                })
+            })
+            .flatten()
+            .is_some();
+        if edited {
+            // An edit is progress on an earlier answer, not an answer to a new update.
+            if let Some(notify) = self.with_chat(chat_id, |chat| chat.changed.clone()) {
+                notify.notify_waiters();
+            }
+        }
+        edited
+    }
+
+    pub(super) fn chat_public(&self, chat_id: i64) -> Option<Value> {
+        self.with_chat(chat_id, |chat| Self::chat_json(chat_id, chat))
+    }
+
+    pub(super) fn transcript(&self, chat_id: i64) -> Vec<Entry> {
+        self.with_chat(chat_id, |chat| chat.transcript.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn stats(&self) -> TelegramMockStats {
+        let unanswered = self
+            .chats
+            .lock()
+            .values()
+            .map(|c| c.pending.len() as u64)
+            .sum();
+        TelegramMockStats {
+            unanswered,
+            ..self.counters.lock().clone()
+        }
+    }
+}

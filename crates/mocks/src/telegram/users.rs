@@ -1,0 +1,94 @@
+//! Simulated users: they send texts, press inline buttons and read their chat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::state::{BotState, Entry};
+
+/// One simulated user and their private chat with the bot (chat id = user id, as in Telegram).
+#[derive(Debug, Clone)]
+pub struct SimUser {
+    state: Arc<BotState>,
+    id: i64,
+    changed: Arc<Notify>,
+}
+
+impl SimUser {
+    pub(super) fn new(
+        state: Arc<BotState>,
+        id: i64,
+        first_name: &str,
+        language: Option<&str>,
+    ) -> Self {
+        let changed = state.ensure_chat(id, first_name, language);
+        SimUser { state, id, changed }
+    }
+
+    /// The user's (and chat's) id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// Sends a text message (commands included); returns its update id.
+    pub fn send_text(&self, text: &str) -> i64 {
+        self.state.text_update(self.id, text).unwrap_or_default()
+    }
+
+    /// Presses the inline button with `data` under the bot's message `message_id`; `None` when
+    /// the chat has no such message.
+    pub fn press(&self, message_id: i64, data: &str) -> Option<i64> {
+        self.state.press_update(self.id, message_id, data)
+    }
+
+    /// Everything said in the chat so far.
+    pub fn transcript(&self) -> Vec<Entry> {
+        self.state.transcript(self.id)
+    }
+
+    /// Waits until `done` holds for the transcript; returns it, or `None` after `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Entry]) -> bool,
+    ) -> Option<Vec<Entry>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let transcript = self.transcript();
+            if done(&transcript) {
+                return Some(transcript);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the bot's next text after the transcript's current length.
+    pub async fn next_bot_text(
+        &self,
+        timeout: Duration,
+    ) -> Option<(i64, String, Vec<(String, String)>)> {
+        let seen = self.transcript().len();
+        let transcript = self
+            .wait_for(timeout, |t| {
+                t[seen.min(t.len())..]
+                    .iter()
+                    .any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await?;
+        transcript[seen..].iter().find_map(|e| match e {
+            Entry::BotText {
+                message_id,
+                text,
+                buttons,
+                ..
+            } => Some((*message_id, text.clone(), buttons.clone())),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,181 @@
+use std::time::{Duration, Instant};
+
+use genbot_mocks::telegram::{Entry, TelegramMock, TelegramMockConfig};
+use serde_json::{json, Value};
+
+async fn call(mock: &TelegramMock, method: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/bot123:abc/{method}", mock.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_user_message_reaches_the_bot_by_long_poll_and_the_answer_is_recorded() {
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let (status, me) = call(&mock, "getMe", json!({})).await;
+    assert_eq!((status, me["ok"].as_bool()), (200, Some(true)));
+    assert_eq!(me["result"]["is_bot"], true);
+
+    let user = mock.user(42, "Ann", Some("ru"));
+    // A long poll waits for the update sent while it is held.
+    let sender = user.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sender.send_text("/start");
+    });
+    let started = Instant::now();
+    let (_, updates) = call(&mock, "getUpdates", json!({"offset": 0, "timeout": 5})).await;
+    assert!(started.elapsed() >= Duration::from_millis(90));
+    let update = &updates["result"][0];
+    assert_eq!(update["message"]["text"], "/start");
+    assert_eq!(update["message"]["from"]["language_code"], "ru");
+    assert_eq!(update["message"]["entities"][0]["type"], "bot_command");
+    let next_offset = update["update_id"].as_i64().unwrap() + 1;
+
+    // Method names in any case, as teloxide sends them.
+    let (_, sent) = call(
+        &mock,
+        "SendMessage",
+        json!({"chat_id": 42, "text": "Hi!", "reply_markup": {"inline_keyboard": [[{"text": "FLUX", "callback_data": "model:flux"}]]}}),
+    )
+    .await;
+    let message_id = sent["result"]["message_id"].as_i64().unwrap();
+    user.press(message_id, "model:flux").unwrap();
+    let (_, updates) = call(
+        &mock,
+        "getUpdates",
+        json!({"offset": next_offset, "timeout": 1}),
+    )
+    .await;
+    let press = &updates["result"][0]["callback_query"];
+    assert_eq!(press["data"], "model:flux");
+    let (status, _) = call(
+        &mock,
+        "answerCallbackQuery",
+        json!({"callback_query_id": press["id"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    call(
+        &mock,
+        "editMessageText",
+        json!({"chat_id": 42, "message_id": message_id, "text": "FLUX chosen"}),
+    )
+    .await;
+
+    let transcript = user.transcript();
+    assert_eq!(transcript[0], Entry::UserText("/start".into()));
+    assert!(
+        matches!(&transcript[1], Entry::BotText { text, edits: 1, .. } if text == "FLUX chosen")
+    );
+    assert_eq!(transcript[2], Entry::UserPressed("model:flux".into()));
+    let stats = mock.stats();
+    assert_eq!((stats.answer_latencies.len(), stats.unanswered), (2, 0));
+}
+
+#[tokio::test]
+async fn form_and_multipart_bodies_are_understood() {
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let user = mock.user(7, "Bob", None);
+    user.send_text("a cat");
+    let client = reqwest::Client::new();
+    let form = client
+        .post(format!("{}/bot1:x/sendChatAction", mock.url()))
+        .form(&[("chat_id", "7"), ("action", "upload_photo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let multipart = reqwest::multipart::Form::new()
+        .text("chat_id", "7")
+        .text("photo", "http://127.0.0.1/files/x.png")
+        .text("caption", "a cat");
+    let sent: Value = client
+        .post(format!("{}/bot1:x/sendPhoto", mock.url()))
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["result"]["caption"], "a cat");
+    let transcript = user.transcript();
+    assert_eq!(transcript[1], Entry::BotAction("upload_photo".into()));
+    assert!(matches!(&transcript[2], Entry::BotPhoto { caption: Some(c), .. } if c == "a cat"));
+
+    let (status, body) = call(&mock, "sendMessage", json!({"chat_id": 999, "text": "x"})).await;
+    assert_eq!((status, body["ok"].as_bool()), (400, Some(false)));
+    assert_eq!(body["description"], "Bad Request: chat not found");
+}
+
+#[tokio::test]
+async fn sending_too_fast_gets_telegrams_429() {
+    let mock = TelegramMock::start(TelegramMockConfig {
+        enforce_limits: true,
+        ..TelegramMockConfig::default()
+    })
+    .await
+    .unwrap();
+    mock.user(1, "C", None);
+    let (first, _) = call(&mock, "sendMessage", json!({"chat_id": 1, "text": "1"})).await;
+    let (second, body) = call(&mock, "sendMessage", json!({"chat_id": 1, "text": "2"})).await;
+    if first == 200 && second == 429 {
+        assert_eq!(body["parameters"]["retry_after"], 1);
+        assert_eq!(body["error_code"], 429);
+    } else {
+        // Both landed in different seconds: the second one then passed legitimately.
+        assert_eq!((first, second), (200, 200));
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_receives_pushed_updates_with_the_secret() {
+    use axum::routing::post;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Option<String>, Value)>();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, axum::Json(update): axum::Json<Value>| {
+                let tx = tx.clone();
+                async move {
+                    let secret = headers
+                        .get("x-telegram-bot-api-secret-token")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    tx.send((secret, update)).unwrap();
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    call(
+        &mock,
+        "setWebhook",
+        json!({"url": hook, "secret_token": "s3"}),
+    )
+    .await;
+    let (status, _) = call(&mock, "getUpdates", json!({})).await;
+    assert_eq!(status, 409, "getUpdates is refused while a webhook is set");
+    mock.user(5, "D", None).send_text("hello");
+    let (secret, update) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secret.as_deref(), Some("s3"));
+    assert_eq!(update["message"]["text"], "hello");
+}
