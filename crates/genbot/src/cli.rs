@@ -42,6 +42,18 @@ pub(crate) enum Command {
 pub(crate) enum MockCommand {
     /// Serve a Replicate-compatible predictions API on 127.0.0.1.
     Replicate(ReplicateMockArgs),
+    /// Serve a Telegram Bot API on 127.0.0.1 (simulated users are driven from tests and the suite).
+    Telegram(TelegramMockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TelegramMockArgs {
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8081)]
+    pub(crate) port: u16,
+    /// Answer 429 when the bot sends faster than Telegram allows (30/s overall, 1/s per chat).
+    #[arg(long)]
+    pub(crate) enforce_limits: bool,
 }
 
 #[derive(Debug, clap::Args)]

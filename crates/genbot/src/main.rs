@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         Command::Mock {
             command: MockCommand::Replicate(args),
         } => runtime().and_then(|rt| rt.block_on(commands::mock::replicate(args))),
+        Command::Mock {
+            command: MockCommand::Telegram(args),
+        } => runtime().and_then(|rt| rt.block_on(commands::mock::telegram(args))),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

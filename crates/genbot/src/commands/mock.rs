@@ -6,7 +6,7 @@ use anyhow::Context;
 use genbot_mocks::replicate::{ReplicateMockConfig, ServerRateLimit};
 use tokio::net::TcpListener;
 
-use crate::cli::ReplicateMockArgs;
+use crate::cli::{ReplicateMockArgs, TelegramMockArgs};
 
 pub(crate) async fn replicate(args: ReplicateMockArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
@@ -29,6 +29,23 @@ pub(crate) async fn replicate(args: ReplicateMockArgs) -> anyhow::Result<()> {
     genbot_mocks::replicate::serve(listener, config, shutdown_signal())
         .await
         .context("The Replicate mock failed")
+}
+
+pub(crate) async fn telegram(args: TelegramMockArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("Failed to listen on 127.0.0.1:{}", args.port))?;
+    let address = listener
+        .local_addr()
+        .context("Failed to read the bound address")?;
+    let config = genbot_mocks::telegram::TelegramMockConfig {
+        enforce_limits: args.enforce_limits,
+        ..Default::default()
+    };
+    println!("telegram mock listening on http://{address} (TELEGRAM_API_URL=http://{address}); Ctrl-C stops it");
+    genbot_mocks::telegram::serve(listener, config, shutdown_signal())
+        .await
+        .context("The Telegram mock failed")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
