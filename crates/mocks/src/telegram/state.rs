@@ -129,7 +129,8 @@ impl BotState {
         json!({
             "id": BOT_ID, "is_bot": true, "first_name": "genbot", "username": "genbot_mock_bot",
             "can_join_groups": false, "can_read_all_group_messages": false,
-            "supports_inline_queries": false
+            "supports_inline_queries": false, "can_connect_to_business": false,
+            "has_main_web_app": false
         })
     }
 

@@ -4,3 +4,4 @@
 
 mod replicate;
 mod telegram;
+mod teloxide_client;
