@@ -11,4 +11,5 @@
 
 mod png;
 pub mod replicate;
+mod server;
 pub mod telegram;

@@ -36,19 +36,7 @@ impl ReplicateMock {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(MockState::new(config, url.clone()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = routes::router(state.clone());
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "replicate mock stopped");
-            }
-        });
+        let stop = crate::server::spawn(listener, routes::router(state.clone()), "replicate");
         Ok(ReplicateMock {
             state,
             url,

@@ -58,19 +58,7 @@ impl TelegramMock {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(BotState::new(config));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = routes::router(state.clone());
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "telegram mock stopped");
-            }
-        });
+        let stop = crate::server::spawn(listener, routes::router(state.clone()), "telegram");
         Ok(TelegramMock {
             state,
             url,

@@ -9,12 +9,7 @@ use tokio::net::TcpListener;
 use crate::cli::{ReplicateMockArgs, TelegramMockArgs};
 
 pub(crate) async fn replicate(args: ReplicateMockArgs) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| format!("Failed to listen on 127.0.0.1:{}", args.port))?;
-    let address = listener
-        .local_addr()
-        .context("Failed to read the bound address")?;
+    let (listener, address) = bind(args.port).await?;
     let config = ReplicateMockConfig {
         median_latency: Duration::from_millis(args.median_ms),
         latency_sigma: args.sigma,
@@ -32,12 +27,7 @@ pub(crate) async fn replicate(args: ReplicateMockArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn telegram(args: TelegramMockArgs) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| format!("Failed to listen on 127.0.0.1:{}", args.port))?;
-    let address = listener
-        .local_addr()
-        .context("Failed to read the bound address")?;
+    let (listener, address) = bind(args.port).await?;
     let config = genbot_mocks::telegram::TelegramMockConfig {
         enforce_limits: args.enforce_limits,
         ..Default::default()
@@ -46,6 +36,17 @@ pub(crate) async fn telegram(args: TelegramMockArgs) -> anyhow::Result<()> {
     genbot_mocks::telegram::serve(listener, config, shutdown_signal())
         .await
         .context("The Telegram mock failed")
+}
+
+/// Listens on `127.0.0.1:port` (0 = any free port) and tells which address it got.
+async fn bind(port: u16) -> anyhow::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("Failed to listen on 127.0.0.1:{port}"))?;
+    let address = listener
+        .local_addr()
+        .context("Failed to read the bound address")?;
+    Ok((listener, address))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
