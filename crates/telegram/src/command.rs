@@ -1,0 +1,60 @@
+//! Parsing a message's text into a command or a prompt.
+
+/// What a user's text asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Input<'a> {
+    Start,
+    Help,
+    Models,
+    Balance,
+    Cancel,
+    Stats,
+    /// A `/word` the bot does not know.
+    Unknown,
+    /// Anything else: a description to draw.
+    Prompt(&'a str),
+}
+
+/// The commands shown in Telegram's menu (`setMyCommands`); `/stats` stays hidden.
+pub(crate) const MENU: [(&str, &str); 5] = [
+    ("start", "register / start over"),
+    ("models", "choose a model"),
+    ("balance", "credits and today's images"),
+    ("cancel", "cancel your queued image"),
+    ("help", "help"),
+];
+
+impl<'a> Input<'a> {
+    /// Reads `/cmd`, `/cmd@botname` and `/cmd args` as commands, the rest as a prompt.
+    pub(crate) fn parse(text: &'a str) -> Input<'a> {
+        let trimmed = text.trim();
+        let Some(rest) = trimmed.strip_prefix('/') else {
+            return Input::Prompt(trimmed);
+        };
+        let word = rest.split_whitespace().next().unwrap_or_default();
+        let name = word.split('@').next().unwrap_or_default();
+        match name.to_ascii_lowercase().as_str() {
+            "start" => Input::Start,
+            "help" => Input::Help,
+            "models" => Input::Models,
+            "balance" => Input::Balance,
+            "cancel" => Input::Cancel,
+            "stats" => Input::Stats,
+            _ => Input::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_prompts() {
+        assert_eq!(Input::parse("/start"), Input::Start);
+        assert_eq!(Input::parse("/models@genbot_bot"), Input::Models);
+        assert_eq!(Input::parse(" /Balance now"), Input::Balance);
+        assert_eq!(Input::parse("/dance"), Input::Unknown);
+        assert_eq!(Input::parse("  a red fox  "), Input::Prompt("a red fox"));
+    }
+}

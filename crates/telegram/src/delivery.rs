@@ -1,0 +1,128 @@
+//! Delivering results: the engine's events become chat actions, photos and failure messages,
+//! and queue-position messages are edited in place as the queue moves.
+
+use std::time::Duration;
+
+use genbot_engine::JobEvent;
+use genbot_store::UserId;
+use teloxide::prelude::*;
+use teloxide::types::{ChatAction, InputFile};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::texts::{self, Lang};
+use crate::Front;
+
+/// How often waiting users' queue positions are refreshed. Each refresh edits only messages
+/// whose position changed, so a long queue costs edits, not a flood of new messages.
+const POSITION_REFRESH: Duration = Duration::from_secs(2);
+
+/// Telegram's caption limit, in characters.
+const CAPTION_MAX: usize = 1024;
+
+/// Reads `events` until the engine closes them or `stop` is cancelled, delivering each in its own
+/// task so one slow send does not hold up the others; refreshes queue positions meanwhile.
+pub async fn run(
+    front: Front,
+    mut events: mpsc::UnboundedReceiver<JobEvent>,
+    stop: CancellationToken,
+) {
+    let mut refresh = tokio::time::interval(POSITION_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            event = events.recv() => match event {
+                Some(event) => {
+                    let front = front.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = deliver(&front, event).await {
+                            tracing::warn!(error = %e, "delivering a job event failed");
+                        }
+                    });
+                }
+                None => return,
+            },
+            _ = refresh.tick() => refresh_positions(&front).await,
+        }
+    }
+}
+
+async fn language_of(front: &Front, user: UserId) -> Lang {
+    match front.engine().users().get(user).await {
+        Ok(Some(stored)) => Lang::from_code(stored.language.as_deref()),
+        _ => Lang::En,
+    }
+}
+
+async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::RequestError> {
+    let bot = front.bot();
+    match event {
+        JobEvent::Started { job, user } => {
+            let chat = ChatId(user.0);
+            bot.send_chat_action(chat, ChatAction::UploadPhoto).await?;
+            let waiting = front.waiting().lock().get(&job).copied();
+            if let Some(waiting) = waiting {
+                bot.edit_message_text(
+                    waiting.chat,
+                    waiting.message,
+                    texts::generating(waiting.lang),
+                )
+                .await?;
+            }
+        }
+        JobEvent::Succeeded {
+            job,
+            user,
+            url,
+            prompt,
+        } => {
+            front.waiting().lock().remove(&job);
+            let Ok(url) = url.parse() else {
+                tracing::warn!(job_id = job.0, "result URL is not a URL");
+                return Ok(());
+            };
+            let caption: String = prompt.chars().take(CAPTION_MAX).collect();
+            bot.send_photo(ChatId(user.0), InputFile::url(url))
+                .caption(caption)
+                .await?;
+        }
+        JobEvent::Failed { job, user, reason } => {
+            front.waiting().lock().remove(&job);
+            let lang = language_of(front, user).await;
+            bot.send_message(ChatId(user.0), texts::failed(lang, &reason))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn refresh_positions(front: &Front) {
+    let waiting: Vec<_> = front
+        .waiting()
+        .lock()
+        .iter()
+        .map(|(job, w)| (*job, *w))
+        .collect();
+    for (job, entry) in waiting {
+        match front.engine().queue_position(entry.user, job) {
+            Some(position) if position != entry.position => {
+                if let Some(w) = front.waiting().lock().get_mut(&job) {
+                    w.position = position;
+                }
+                let edit = front.bot().edit_message_text(
+                    entry.chat,
+                    entry.message,
+                    texts::queued(entry.lang, position),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = edit.await {
+                        tracing::debug!(error = %e, "position edit failed");
+                    }
+                });
+            }
+            // Unchanged, or left the queue (started: its final event removes the entry).
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Update handlers: commands, button presses and prompts.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use genbot_engine::{GenerationRequest, SubmitError};
+use genbot_store::{NewUser, User, UserId};
+use teloxide::dispatching::UpdateHandler;
+use teloxide::prelude::*;
+use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User as TgUser};
+
+use crate::command::Input;
+use crate::texts::{self, Lang};
+use crate::{BotApi, Front, Waiting};
+
+/// What a handler may fail with (logged by the dispatcher's error handler).
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+type HandlerResult = Result<(), HandlerError>;
+
+/// Callback data prefix of the `/models` buttons.
+const MODEL_BUTTON: &str = "model:";
+
+/// The dispatch tree: messages and button presses; other updates are ignored.
+pub fn schema() -> UpdateHandler<HandlerError> {
+    dptree::entry()
+        .branch(Update::filter_message().endpoint(on_message))
+        .branch(Update::filter_callback_query().endpoint(on_button))
+}
+
+fn user_id(from: &TgUser) -> UserId {
+    UserId(i64::try_from(from.id.0).unwrap_or(i64::MAX))
+}
+
+async fn on_message(front: Front, msg: Message) -> HandlerResult {
+    let started = Instant::now();
+    let result = handle_message(&front, &msg).await;
+    front.metrics().observe(started.elapsed());
+    result
+}
+
+#[tracing::instrument(skip_all, fields(user_id))]
+async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
+    let Some(from) = msg.from.as_ref() else {
+        return Ok(());
+    };
+    let user = user_id(from);
+    tracing::Span::current().record("user_id", user.0);
+    let lang = Lang::from_code(from.language_code.as_deref());
+    let bot = front.bot();
+    let chat = msg.chat.id;
+    if let Err(warn) = front.admit(user.0) {
+        if warn {
+            bot.send_message(chat, texts::slow_down(lang)).await?;
+        }
+        return Ok(());
+    }
+    let Some(text) = msg.text() else {
+        bot.send_message(chat, texts::help(lang)).await?;
+        return Ok(());
+    };
+    let engine = front.engine();
+    match Input::parse(text) {
+        Input::Start => {
+            let stored = register(front, from).await?;
+            let daily = engine.config().daily_limit;
+            bot.send_message(
+                chat,
+                texts::welcome(lang, &from.first_name, stored.credits, daily),
+            )
+            .await?;
+        }
+        Input::Help => {
+            bot.send_message(chat, texts::help(lang)).await?;
+        }
+        Input::Models => {
+            let current = engine
+                .users()
+                .get(user)
+                .await?
+                .and_then(|u| u.selected_model);
+            let current = current.unwrap_or_else(|| engine.catalogue().default_model().id.clone());
+            let rows = engine.catalogue().enabled().map(|model| {
+                let mark = if model.id == current { "✅ " } else { "" };
+                vec![InlineKeyboardButton::callback(
+                    format!("{mark}{} · {}", model.name, model.cost),
+                    format!("{MODEL_BUTTON}{}", model.id),
+                )]
+            });
+            bot.send_message(chat, texts::choose_model(lang))
+                .reply_markup(InlineKeyboardMarkup::new(rows))
+                .await?;
+        }
+        Input::Balance => {
+            let stored = match engine.users().get(user).await? {
+                Some(stored) => stored,
+                None => register(front, from).await?,
+            };
+            let limit = engine.config().daily_limit;
+            let today = Utc::now().date_naive();
+            let remaining = limit.saturating_sub(stored.used_on(today));
+            let resets_at = today
+                .succ_opt()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map_or_else(Utc::now, |d| d.and_utc());
+            bot.send_message(
+                chat,
+                texts::balance(lang, stored.credits, remaining, limit, resets_at),
+            )
+            .await?;
+        }
+        Input::Cancel => {
+            let text = match engine.cancel_latest(user).await {
+                Ok(job) => {
+                    front.waiting().lock().remove(&job);
+                    texts::canceled(lang)
+                }
+                Err(e) => texts::cancel_refused(lang, &e),
+            };
+            bot.send_message(chat, text).await?;
+        }
+        Input::Stats if front.is_admin(user.0) => {
+            bot.send_message(chat, stats_text(front).await?).await?;
+        }
+        Input::Stats | Input::Unknown => {
+            bot.send_message(chat, texts::unknown_command(lang)).await?;
+        }
+        Input::Prompt(prompt) => prompt_received(front, from, chat, lang, prompt).await?,
+    }
+    Ok(())
+}
+
+async fn register(front: &Front, from: &TgUser) -> Result<User, HandlerError> {
+    Ok(front
+        .engine()
+        .users()
+        .upsert(NewUser {
+            id: user_id(from),
+            username: from.username.clone(),
+            language: from.language_code.clone(),
+            initial_credits: front.config().initial_credits,
+        })
+        .await?)
+}
+
+async fn prompt_received(
+    front: &Front,
+    from: &TgUser,
+    chat: ChatId,
+    lang: Lang,
+    prompt: &str,
+) -> HandlerResult {
+    let bot = front.bot();
+    let request = GenerationRequest {
+        user: user_id(from),
+        prompt: prompt.to_owned(),
+        model: None,
+        params: Default::default(),
+    };
+    let mut submitted = front.engine().submit(request.clone()).await;
+    if matches!(submitted, Err(SubmitError::NotRegistered)) {
+        // A prompt before /start: register on the spot rather than send the user back.
+        register(front, from).await?;
+        submitted = front.engine().submit(request).await;
+    }
+    match submitted {
+        Ok(accepted) => {
+            let sent = bot
+                .send_message(chat, texts::queued(lang, accepted.position))
+                .await?;
+            front.waiting().lock().insert(
+                accepted.job,
+                Waiting {
+                    user: user_id(from),
+                    chat,
+                    message: sent.id,
+                    lang,
+                    position: accepted.position,
+                },
+            );
+        }
+        Err(refusal) => {
+            if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {
+                tracing::error!(error = %refusal, "submit failed");
+            }
+            bot.send_message(chat, texts::refused(lang, &refusal))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn stats_text(front: &Front) -> Result<String, HandlerError> {
+    let engine = front.engine();
+    let store = engine.store();
+    let users = store.count_users().await?;
+    let jobs = store.count_jobs_by_status().await?;
+    let stats = engine.stats();
+    let cache = engine.users().stats();
+    let limiter = stats.limiter.map_or_else(
+        || "none".to_owned(),
+        |l| {
+            format!(
+                "{}/min, {} admitted, {} waited",
+                l.per_minute, l.admitted, l.waited
+            )
+        },
+    );
+    Ok(format!(
+        "users: {users}\njobs: queued {} · running {} · succeeded {} · failed {} · canceled {}\n\
+         queue: {} waiting\nsemaphore: {} of {} in flight (max {}), per user {}\n\
+         rate limiter: {limiter}\ncache ({}): hit rate {:.1} %\nupdates handled: {}",
+        jobs.queued,
+        jobs.running,
+        jobs.succeeded,
+        jobs.failed,
+        jobs.canceled,
+        stats.queue_length,
+        stats.in_flight,
+        stats.limit,
+        stats.max_in_flight,
+        stats.per_user_limit,
+        engine.users().cache().kind(),
+        cache.hit_rate() * 100.0,
+        front.metrics().updates(),
+    ))
+}
+
+async fn on_button(front: Front, query: CallbackQuery) -> HandlerResult {
+    let started = Instant::now();
+    let result = handle_button(&front, &query).await;
+    front.metrics().observe(started.elapsed());
+    result
+}
+
+async fn handle_button(front: &Front, query: &CallbackQuery) -> HandlerResult {
+    let bot: &BotApi = front.bot();
+    let user = user_id(&query.from);
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    if front.admit(user.0).is_err() {
+        return Ok(());
+    }
+    let Some(model_id) = query
+        .data
+        .as_deref()
+        .and_then(|d| d.strip_prefix(MODEL_BUTTON))
+    else {
+        bot.answer_callback_query(query.id.clone()).await?;
+        return Ok(());
+    };
+    let engine = front.engine();
+    let text = match engine.catalogue().get(model_id).filter(|m| m.enabled) {
+        Some(model) => {
+            if engine.users().get(user).await?.is_none() {
+                register(front, &query.from).await?;
+            }
+            engine
+                .users()
+                .set_selected_model(user, Some(model.id.clone()))
+                .await?;
+            texts::model_chosen(lang, &model.name)
+        }
+        None => texts::model_unavailable(lang, model_id),
+    };
+    bot.answer_callback_query(query.id.clone())
+        .text(text.clone())
+        .await?;
+    if let Some(message) = &query.message {
+        bot.edit_message_text(message.chat().id, message.id(), text)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! genbot's Telegram front end.
+//!
+//! [`Front`] turns updates into engine calls and engine events into messages:
+//! - [`handlers`]: `/start`, `/help`, `/models` (inline keyboard), `/balance`, `/cancel`,
+//!   `/stats` (admins only), and plain text = a prompt. A handler never waits for a generation:
+//!   it submits the job, answers with the queue position and returns;
+//! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
+//!   "generating" action, the photo, or the failure, and keeps queue-position messages current
+//!   by editing them in place;
+//! - [`run`]: long polling or a webhook (axum, secret token checked), `/healthz` and `/metrics`,
+//!   graceful shutdown.
+//!
+//! Telegram's send limits are kept by teloxide's `Throttle` adaptor (which also waits out 429s);
+//! a per-user update limit keeps one flooding user from slowing anyone else down.
+//! This crate knows Telegram and the engine's public API, nothing of SQL or Replicate.
+
+mod command;
+pub mod delivery;
+pub mod handlers;
+mod metrics;
+pub mod run;
+mod texts;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use genbot_engine::Engine;
+use genbot_store::JobId;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use parking_lot::Mutex;
+use secrecy::{ExposeSecret, SecretString};
+use teloxide::adaptors::throttle::Limits;
+use teloxide::adaptors::Throttle;
+use teloxide::requests::RequesterExt;
+use teloxide::types::{ChatId, MessageId};
+use teloxide::Bot;
+
+pub use metrics::Metrics;
+pub use texts::Lang;
+
+/// The Bot API client the front end uses: teloxide's `Bot` behind the `Throttle` adaptor.
+pub type BotApi = Throttle<Bot>;
+
+/// Creates the Bot API client for `token` at `api_url` (Telegram's, a local Bot API server or a
+/// mock) keeping `limits` (Telegram's: `Limits::default()`). Must run inside a tokio runtime:
+/// the throttle's worker is spawned there.
+pub fn connect_bot(token: &SecretString, api_url: url::Url, limits: Limits) -> BotApi {
+    Bot::new(token.expose_secret())
+        .set_api_url(api_url)
+        .throttle(limits)
+}
+
+/// How the front end behaves.
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    /// `ADMIN_IDS`: who may use `/stats`.
+    pub admin_ids: Vec<i64>,
+    /// Credits a new user starts with.
+    pub initial_credits: i64,
+    /// Updates one user may send per second before the rest are skipped…
+    pub user_updates_per_sec: u32,
+    /// …after a burst of this many.
+    pub user_burst: u32,
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        FrontConfig {
+            admin_ids: Vec::new(),
+            initial_credits: 10,
+            user_updates_per_sec: 2,
+            user_burst: 10,
+        }
+    }
+}
+
+/// A queue-position message kept current while its job waits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    pub(crate) user: genbot_store::UserId,
+    pub(crate) chat: ChatId,
+    pub(crate) message: MessageId,
+    pub(crate) lang: Lang,
+    pub(crate) position: usize,
+}
+
+/// The front end's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Front {
+    inner: Arc<FrontInner>,
+}
+
+struct FrontInner {
+    bot: BotApi,
+    engine: Engine,
+    config: FrontConfig,
+    metrics: Metrics,
+    waiting: Mutex<HashMap<JobId, Waiting>>,
+    /// Per-user update limit: one user's flood is skipped at the door, costing others nothing.
+    flood: DefaultKeyedRateLimiter<i64>,
+    /// Users told to slow down, so each flood gets one warning, not one per skipped message.
+    warned: Mutex<HashMap<i64, std::time::Instant>>,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Front {
+    /// A front end speaking through `bot` to `engine`.
+    pub fn new(bot: BotApi, engine: Engine, config: FrontConfig) -> Self {
+        let per_sec = NonZeroU32::new(config.user_updates_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.user_burst).unwrap_or(NonZeroU32::MIN);
+        Front {
+            inner: Arc::new(FrontInner {
+                bot,
+                engine,
+                config,
+                metrics: Metrics::default(),
+                waiting: Mutex::new(HashMap::new()),
+                flood: DefaultKeyedRateLimiter::keyed(
+                    Quota::per_second(per_sec).allow_burst(burst),
+                ),
+                warned: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn bot(&self) -> &BotApi {
+        &self.inner.bot
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn config(&self) -> &FrontConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn waiting(&self) -> &Mutex<HashMap<JobId, Waiting>> {
+        &self.inner.waiting
+    }
+
+    /// Whether this user's update may be handled now; the first refusal of a flood returns
+    /// `Err(true)` so the caller warns once.
+    pub(crate) fn admit(&self, user: i64) -> Result<(), bool> {
+        if self.inner.flood.check_key(&user).is_ok() {
+            return Ok(());
+        }
+        self.inner.metrics.dropped();
+        let mut warned = self.inner.warned.lock();
+        let now = std::time::Instant::now();
+        let warn = warned
+            .get(&user)
+            .is_none_or(|at| now.duration_since(*at) > std::time::Duration::from_secs(30));
+        if warn {
+            warned.insert(user, now);
+        }
+        Err(warn)
+    }
+
+    pub(crate) fn is_admin(&self, user: i64) -> bool {
+        self.inner.config.admin_ids.contains(&user)
+    }
+}

@@ -1,0 +1,229 @@
+//! Running the bot: long polling or a webhook, plus `/healthz` and `/metrics`, until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use teloxide::dispatching::Dispatcher;
+use teloxide::error_handlers::LoggingErrorHandler;
+use teloxide::prelude::*;
+use teloxide::types::BotCommand;
+use teloxide::update_listeners::{webhooks, Polling};
+use tokio::net::TcpListener;
+
+use crate::command::MENU;
+use crate::handlers::{schema, HandlerError};
+use crate::metrics::gauge;
+use crate::Front;
+
+/// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order
+/// in one worker; when a worker's queue is full the dispatcher waits, which would stall every
+/// chat. The per-user limit skips a flood cheaply, and this size lets a burst of a few hundred
+/// updates queue without stalling anyone else.
+const WORKER_QUEUE: usize = 1024;
+
+/// Long-poll timeout asked of `getUpdates` (below teloxide's 17 s client timeout).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the bot could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("Telegram refused the bot: {0}")]
+    Telegram(#[from] teloxide::RequestError),
+    #[error("cannot serve HTTP: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// `/healthz` and `/metrics`.
+pub fn http_router(front: Front) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(front)
+}
+
+async fn healthz(State(front): State<Front>) -> impl IntoResponse {
+    match front.engine().store().count_jobs_by_status().await {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}
+
+async fn metrics(State(front): State<Front>) -> impl IntoResponse {
+    let mut out = String::new();
+    front.metrics().render(&mut out);
+    let stats = front.engine().stats();
+    gauge(
+        &mut out,
+        "genbot_queue_length",
+        "Jobs waiting.",
+        stats.queue_length as f64,
+    );
+    gauge(
+        &mut out,
+        "genbot_in_flight",
+        "Generations running now.",
+        stats.in_flight as f64,
+    );
+    gauge(
+        &mut out,
+        "genbot_in_flight_limit",
+        "MAX_CONCURRENT_GENERATIONS.",
+        f64::from(stats.limit),
+    );
+    gauge(
+        &mut out,
+        "genbot_generations_succeeded",
+        "Generations succeeded since start.",
+        stats.succeeded as f64,
+    );
+    gauge(
+        &mut out,
+        "genbot_generations_failed",
+        "Generations failed since start.",
+        stats.failed as f64,
+    );
+    let cache = front.engine().users().stats();
+    gauge(
+        &mut out,
+        "genbot_cache_hit_rate",
+        "User cache hits ÷ reads.",
+        cache.hit_rate(),
+    );
+    gauge(
+        &mut out,
+        "genbot_cache_errors",
+        "User cache errors since start.",
+        cache.errors as f64,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+async fn announce_commands(front: &Front) {
+    let commands: Vec<BotCommand> = MENU
+        .iter()
+        .map(|(name, description)| BotCommand::new(*name, *description))
+        .collect();
+    if let Err(e) = front.bot().set_my_commands(commands).await {
+        tracing::warn!(error = %e, "setMyCommands failed; the command menu may be stale");
+    }
+}
+
+fn dispatcher(
+    front: &Front,
+) -> Dispatcher<crate::BotApi, HandlerError, teloxide::dispatching::DefaultKey> {
+    Dispatcher::builder(front.bot().clone(), schema())
+        .dependencies(dptree::deps![front.clone()])
+        .worker_queue_size(WORKER_QUEUE)
+        .default_handler(|_| async {})
+        .build()
+}
+
+/// Runs the bot with long polling until `shutdown` completes; handlers running then finish.
+/// `http`, when given, serves `/healthz` and `/metrics`.
+///
+/// # Errors
+/// `getMe` fails (wrong token or unreachable API), or the HTTP listener fails.
+pub async fn polling(
+    front: Front,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let me = front.bot().get_me().await?;
+    tracing::info!(bot = %me.username(), "bot started (long polling)");
+    announce_commands(&front).await;
+    let mut dispatcher = dispatcher(&front);
+    let token = dispatcher.shutdown_token();
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = http {
+        let stop = stop.clone();
+        let app = http_router(front.clone());
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "health/metrics server stopped");
+            }
+        });
+    }
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new updates; running handlers finish");
+        if let Ok(done) = token.shutdown() {
+            done.await;
+        }
+    });
+    let listener = Polling::builder(front.bot().clone())
+        .timeout(POLL_TIMEOUT)
+        .build();
+    dispatcher
+        .dispatch_with_listener(
+            listener,
+            LoggingErrorHandler::with_custom_text("update listener failed"),
+        )
+        .await;
+    stop.cancel();
+    Ok(())
+}
+
+/// Where Telegram delivers updates in webhook mode.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The public URL registered with `setWebhook` (its path is served on `listener`).
+    pub url: url::Url,
+    /// Sent by Telegram in `X-Telegram-Bot-Api-Secret-Token`; requests without it get 401.
+    pub secret: String,
+}
+
+/// Runs the bot behind a webhook served on `listener` (with `/healthz` and `/metrics` beside
+/// it) until `shutdown` completes.
+///
+/// # Errors
+/// `setWebhook` fails, or the listener fails.
+pub async fn webhook(
+    front: Front,
+    listener: TcpListener,
+    settings: WebhookSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let address: SocketAddr = listener.local_addr()?;
+    let options =
+        webhooks::Options::new(address, settings.url.clone()).secret_token(settings.secret);
+    let (updates, _stop_flag, router) =
+        webhooks::axum_to_router(front.bot().clone(), options).await?;
+    tracing::info!(url = %settings.url, %address, "bot started (webhook)");
+    announce_commands(&front).await;
+    let app = router.merge(http_router(front.clone()));
+    let mut dispatcher = dispatcher(&front);
+    let token = dispatcher.shutdown_token();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        if let Ok(done) = token.shutdown() {
+            done.await;
+        }
+    });
+    dispatcher
+        .dispatch_with_listener(
+            updates,
+            LoggingErrorHandler::with_custom_text("webhook listener failed"),
+        )
+        .await;
+    stop.cancel();
+    if let Ok(Err(e)) = server.await {
+        return Err(e.into());
+    }
+    Ok(())
+}

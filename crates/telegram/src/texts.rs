@@ -1,0 +1,231 @@
+//! Everything the bot says, in English and Russian. The one place that maps engine outcomes to
+//! user-facing words.
+
+use chrono::{DateTime, Utc};
+use genbot_engine::{CancelError, FailureReason, SubmitError};
+
+/// The language of a user's texts, from Telegram's `language_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ru,
+}
+
+impl Lang {
+    /// Russian for `ru`, `uk`, `be` and `kk` speakers (who mostly read Russian), English
+    /// otherwise.
+    pub fn from_code(code: Option<&str>) -> Lang {
+        match code.map(|c| c.split(['-', '_']).next().unwrap_or(c)) {
+            Some("ru" | "uk" | "be" | "kk") => Lang::Ru,
+            _ => Lang::En,
+        }
+    }
+}
+
+fn pick(lang: Lang, en: String, ru: String) -> String {
+    match lang {
+        Lang::En => en,
+        Lang::Ru => ru,
+    }
+}
+
+fn until(at: DateTime<Utc>) -> String {
+    let minutes = (at - Utc::now()).num_minutes().max(0);
+    format!("{}h {:02}m", minutes / 60, minutes % 60)
+}
+
+pub(crate) fn welcome(lang: Lang, name: &str, credits: i64, daily_limit: u32) -> String {
+    pick(
+        lang,
+        format!("Hi, {name}! Send me a description and I will draw it.\nCredits: {credits}. Up to {daily_limit} images a day.\n/models — choose a model, /balance — credits, /help — help."),
+        format!("Привет, {name}! Опишите картинку, и я её нарисую.\nКредиты: {credits}. До {daily_limit} картинок в день.\n/models — выбрать модель, /balance — баланс, /help — помощь."),
+    )
+}
+
+pub(crate) fn help(lang: Lang) -> String {
+    pick(
+        lang,
+        "Send any text and I will turn it into an image.\n/start — register\n/models — choose a model\n/balance — credits and today's images\n/cancel — cancel your queued image\n/help — this help".into(),
+        "Отправьте любой текст, и я превращу его в картинку.\n/start — регистрация\n/models — выбрать модель\n/balance — кредиты и картинки на сегодня\n/cancel — отменить картинку в очереди\n/help — эта справка".into(),
+    )
+}
+
+pub(crate) fn choose_model(lang: Lang) -> String {
+    pick(lang, "Choose a model:".into(), "Выберите модель:".into())
+}
+
+pub(crate) fn model_chosen(lang: Lang, name: &str) -> String {
+    pick(lang, format!("Model: {name}"), format!("Модель: {name}"))
+}
+
+pub(crate) fn model_unavailable(lang: Lang, id: &str) -> String {
+    pick(
+        lang,
+        format!("The model “{id}” is not available now. Choose another one: /models"),
+        format!("Модель «{id}» сейчас недоступна. Выберите другую: /models"),
+    )
+}
+
+pub(crate) fn balance(
+    lang: Lang,
+    credits: i64,
+    remaining: u32,
+    limit: u32,
+    resets_at: DateTime<Utc>,
+) -> String {
+    let resets = until(resets_at);
+    pick(
+        lang,
+        format!("Credits: {credits}\nImages left today: {remaining} of {limit} (resets in {resets})"),
+        format!("Кредиты: {credits}\nОсталось картинок сегодня: {remaining} из {limit} (обновится через {resets})"),
+    )
+}
+
+pub(crate) fn queued(lang: Lang, position: usize) -> String {
+    pick(
+        lang,
+        format!("In the queue: position {position}"),
+        format!("В очереди: место {position}"),
+    )
+}
+
+pub(crate) fn generating(lang: Lang) -> String {
+    pick(lang, "Generating…".into(), "Рисую…".into())
+}
+
+pub(crate) fn canceled(lang: Lang) -> String {
+    pick(
+        lang,
+        "Canceled; the credits are back.".into(),
+        "Отменено, кредиты возвращены.".into(),
+    )
+}
+
+pub(crate) fn cancel_refused(lang: Lang, error: &CancelError) -> String {
+    match error {
+        CancelError::NothingQueued => pick(
+            lang,
+            "You have nothing in the queue.".into(),
+            "У вас нет картинок в очереди.".into(),
+        ),
+        CancelError::AlreadyStarted(_) => pick(
+            lang,
+            "It is already being generated and can no longer be canceled.".into(),
+            "Картинка уже рисуется, отменить нельзя.".into(),
+        ),
+        CancelError::Store(_) => internal_error(lang),
+    }
+}
+
+pub(crate) fn unknown_command(lang: Lang) -> String {
+    pick(
+        lang,
+        "Unknown command. /help lists what I can do.".into(),
+        "Неизвестная команда. /help — что я умею.".into(),
+    )
+}
+
+pub(crate) fn internal_error(lang: Lang) -> String {
+    pick(
+        lang,
+        "Something went wrong on our side. Please try again in a minute.".into(),
+        "Что-то пошло не так. Попробуйте через минуту.".into(),
+    )
+}
+
+pub(crate) fn failed(lang: Lang, reason: &FailureReason) -> String {
+    let (en, ru) = match reason {
+        FailureReason::TimedOut => (
+            "The image took too long and was canceled.",
+            "Картинка рисовалась слишком долго и была отменена.",
+        ),
+        FailureReason::Model(_) => (
+            "The model could not draw this one (it may have been refused by the safety filter).",
+            "Модель не смогла нарисовать это (возможно, запрос отклонил фильтр).",
+        ),
+        FailureReason::Replicate(_) => (
+            "The image service is not answering right now.",
+            "Сервис генерации сейчас не отвечает.",
+        ),
+    };
+    pick(
+        lang,
+        format!("{en} Your credits are back; try again or change the prompt."),
+        format!("{ru} Кредиты возвращены; попробуйте ещё раз или измените запрос."),
+    )
+}
+
+pub(crate) fn refused(lang: Lang, error: &SubmitError) -> String {
+    match error {
+        SubmitError::EmptyPrompt => pick(
+            lang,
+            "Send a description of the image.".into(),
+            "Опишите картинку текстом.".into(),
+        ),
+        SubmitError::PromptTooLong { max, chars } => pick(
+            lang,
+            format!("The description is too long ({chars} characters); keep it under {max}."),
+            format!("Слишком длинное описание ({chars} символов); максимум {max}."),
+        ),
+        SubmitError::NotRegistered => pick(
+            lang,
+            "Send /start first.".into(),
+            "Сначала отправьте /start.".into(),
+        ),
+        SubmitError::Banned => pick(
+            lang,
+            "Access is closed for this account.".into(),
+            "Доступ для этого аккаунта закрыт.".into(),
+        ),
+        SubmitError::UnknownModel(id) | SubmitError::ModelDisabled(id) => {
+            model_unavailable(lang, id)
+        }
+        SubmitError::InvalidParams(e) => pick(
+            lang,
+            format!("Invalid settings: {e}"),
+            format!("Неверные параметры: {e}"),
+        ),
+        SubmitError::QueueFull { .. } => pick(
+            lang,
+            "The queue is full right now. Please try again in a few minutes.".into(),
+            "Очередь сейчас заполнена. Попробуйте через несколько минут.".into(),
+        ),
+        SubmitError::DailyLimit { limit, resets_at } => {
+            let resets = until(*resets_at);
+            pick(
+                lang,
+                format!("You have used all {limit} images for today. The limit resets in {resets}."),
+                format!("Вы использовали все {limit} картинок на сегодня. Лимит обновится через {resets}."),
+            )
+        }
+        SubmitError::NoCredits { balance, cost } => pick(
+            lang,
+            format!("Not enough credits: this model costs {cost}, you have {balance}. /balance"),
+            format!("Недостаточно кредитов: модель стоит {cost}, у вас {balance}. /balance"),
+        ),
+        SubmitError::ShuttingDown | SubmitError::Store(_) => internal_error(lang),
+    }
+}
+
+pub(crate) fn slow_down(lang: Lang) -> String {
+    pick(
+        lang,
+        "Too many messages at once; some were skipped. Please slow down.".into(),
+        "Слишком много сообщений подряд; часть пропущена. Помедленнее, пожалуйста.".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_codes_choose_the_texts() {
+        assert_eq!(Lang::from_code(Some("ru")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("ru-RU")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("uk")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("en-GB")), Lang::En);
+        assert_eq!(Lang::from_code(None), Lang::En);
+        assert!(help(Lang::Ru).contains("/models"));
+    }
+}

@@ -1,0 +1,132 @@
+use std::time::Duration;
+
+use genbot_mocks::telegram::Entry;
+use genbot_store::{JobStatus, UserId};
+
+use crate::helpers::{photo, say, spawn_bot, Options, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_starts_picks_a_model_and_gets_their_image() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(1001, "Ann", Some("en"));
+
+    let (_, welcome, _) = say(&ann, "/start").await;
+    assert!(welcome.starts_with("Hi, Ann!"), "{welcome}");
+    assert!(welcome.contains("Credits: 10"), "{welcome}");
+
+    let (menu, text, buttons) = say(&ann, "/models").await;
+    assert_eq!(text, "Choose a model:");
+    let (label, data) = buttons
+        .iter()
+        .find(|(_, d)| d == "model:flux-dev")
+        .unwrap()
+        .clone();
+    assert!(label.contains("FLUX.1 [dev]"), "{label}");
+    assert!(
+        buttons.iter().any(|(l, _)| l.starts_with("✅")),
+        "current model marked: {buttons:?}"
+    );
+
+    let seen = ann.transcript().len();
+    ann.press(menu, &data).unwrap();
+    ann.wait_for(WAIT, |t| {
+        t[seen..]
+            .iter()
+            .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+    })
+    .await
+    .unwrap();
+    let user = bot.store.get_user(UserId(1001)).await.unwrap().unwrap();
+    assert_eq!(user.selected_model.as_deref(), Some("flux-dev"));
+
+    let (_, queued, _) = say(&ann, "a red fox in the snow").await;
+    assert!(queued.starts_with("In the queue: position"), "{queued}");
+    assert_eq!(photo(&ann).await.as_deref(), Some("a red fox in the snow"));
+
+    let job = bot
+        .store
+        .jobs_with_status(JobStatus::Succeeded, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (job.user_id, job.model.as_str()),
+        (UserId(1001), "flux-dev")
+    );
+    assert!(job.result_url.unwrap().starts_with(bot.replicate.url()));
+    let user = bot.store.get_user(UserId(1001)).await.unwrap().unwrap();
+    assert_eq!(user.credits, 7, "flux-dev costs 3");
+
+    let (_, balance, _) = say(&ann, "/balance").await;
+    assert!(
+        balance.contains("Credits: 7") && balance.contains("49 of 50"),
+        "{balance}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn russian_speakers_get_russian_texts() {
+    let bot = spawn_bot(Options::default()).await;
+    let ivan = bot.telegram.user(1002, "Иван", Some("ru"));
+    let (_, welcome, _) = say(&ivan, "/start").await;
+    assert!(welcome.starts_with("Привет, Иван!"), "{welcome}");
+    let (_, help, _) = say(&ivan, "/help").await;
+    assert!(help.contains("Отправьте любой текст"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_handles_pushed_updates_and_refuses_a_wrong_secret() {
+    let bot = spawn_bot(Options {
+        webhook: true,
+        ..Options::default()
+    })
+    .await;
+    // Wait until the bot registered its webhook with the mock.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !bot.telegram.stats().methods.contains_key("setwebhook") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "setWebhook never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let eve = bot.telegram.user(1003, "Eve", None);
+    let (_, welcome, _) = say(&eve, "/start").await;
+    assert!(welcome.starts_with("Hi, Eve!"), "{welcome}");
+    say(&eve, "a lighthouse").await;
+    assert_eq!(photo(&eve).await.as_deref(), Some("a lighthouse"));
+
+    let url = bot.webhook_url.clone().unwrap();
+    let update = serde_json::json!({"update_id": 999, "message": {
+        "message_id": 1, "date": 0, "chat": {"id": 1003, "type": "private", "first_name": "Eve"},
+        "from": {"id": 1003, "is_bot": false, "first_name": "Eve"}, "text": "/start"}});
+    let client = reqwest::Client::new();
+    let forged = client
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let missing = client.post(&url).json(&update).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+
+    let health = client
+        .get(url.replace("/telegram/webhook", "/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = client
+        .get(url.replace("/telegram/webhook", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("genbot_updates_total"), "{metrics}");
+    assert!(metrics.contains("genbot_cache_hit_rate"), "{metrics}");
+}

@@ -1,0 +1,211 @@
+//! `spawn_bot()`: both mocks, a fresh SQLite store, the engine and the front end wired as
+//! `genbot serve` wires them, with long polling (or a webhook) over loopback HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use genbot_cache::{MemoryCache, UserCache, Users};
+use genbot_engine::catalogue::Catalogue;
+use genbot_engine::limiter::LocalRateLimiter;
+use genbot_engine::replicate::{PollPolicy, ReplicateClient};
+use genbot_engine::{Engine, EngineConfig};
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+use genbot_store::{SqliteStore, Store};
+use genbot_telegram::run::WebhookSettings;
+use genbot_telegram::{connect_bot, Front, FrontConfig};
+use secrecy::SecretString;
+use teloxide::adaptors::throttle::Limits;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
+
+pub(crate) struct Options {
+    pub(crate) engine: EngineConfig,
+    pub(crate) front: FrontConfig,
+    pub(crate) replicate: ReplicateMockConfig,
+    pub(crate) webhook: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            engine: EngineConfig {
+                max_concurrent: 50,
+                per_user: 2,
+                daily_limit: 50,
+                queue_max: 10_000,
+                timeout: Duration::from_secs(30),
+                max_prompt_chars: 1000,
+            },
+            front: FrontConfig {
+                admin_ids: vec![1],
+                ..FrontConfig::default()
+            },
+            replicate: ReplicateMockConfig {
+                median_latency: Duration::from_millis(50),
+                ..ReplicateMockConfig::default()
+            },
+            webhook: false,
+        }
+    }
+}
+
+pub(crate) struct TestBot {
+    pub(crate) telegram: TelegramMock,
+    pub(crate) replicate: Arc<ReplicateMock>,
+    pub(crate) store: Store,
+    pub(crate) front: Front,
+    pub(crate) webhook_url: Option<String>,
+    stop: CancellationToken,
+    _shutdown: oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Limits high enough that tests measure the bot, not Telegram's per-chat pacing.
+fn test_limits() -> Limits {
+    Limits {
+        messages_per_sec_chat: 1_000,
+        messages_per_min_chat: 60_000,
+        messages_per_min_channel_or_supergroup: 60_000,
+        messages_per_sec_overall: 10_000,
+    }
+}
+
+pub(crate) async fn spawn_bot(options: Options) -> TestBot {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = Arc::new(ReplicateMock::start(options.replicate).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("bot.db"), 4).unwrap());
+    let users = Users::new(
+        store.clone(),
+        UserCache::Memory(MemoryCache::new(Duration::from_secs(60), 100_000)),
+    );
+    let client = ReplicateClient::new(
+        replicate.url().parse().unwrap(),
+        Some(&SecretString::from("r8_t")),
+    )
+    .unwrap()
+    .with_poll(PollPolicy {
+        initial: Duration::from_millis(20),
+        factor: 1.5,
+        max: Duration::from_millis(100),
+    })
+    .with_limiter(Arc::new(LocalRateLimiter::new(600_000, 1)));
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let engine = Engine::start(
+        users,
+        Catalogue::load(None, "flux-schnell").unwrap(),
+        client,
+        options.engine,
+        Some(events_tx),
+    )
+    .await
+    .unwrap();
+    let bot = connect_bot(
+        &SecretString::from("123456:TEST"),
+        telegram.url().parse().unwrap(),
+        test_limits(),
+    );
+    let front = Front::new(bot, engine, options.front);
+    let stop = CancellationToken::new();
+    tokio::spawn(genbot_telegram::delivery::run(
+        front.clone(),
+        events,
+        stop.clone(),
+    ));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let until_stopped = async move {
+        let _ = stopped.await;
+    };
+    let mut webhook_url = None;
+    if options.webhook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/telegram/webhook", listener.local_addr().unwrap());
+        webhook_url = Some(url.clone());
+        let settings = WebhookSettings {
+            url: url.parse().unwrap(),
+            secret: "test-secret".into(),
+        };
+        let front = front.clone();
+        tokio::spawn(async move {
+            genbot_telegram::run::webhook(front, listener, settings, until_stopped)
+                .await
+                .unwrap();
+        });
+    } else {
+        let front = front.clone();
+        tokio::spawn(async move {
+            genbot_telegram::run::polling(front, None, until_stopped)
+                .await
+                .unwrap();
+        });
+    }
+    TestBot {
+        telegram,
+        replicate,
+        store,
+        front,
+        webhook_url,
+        stop,
+        _shutdown: shutdown,
+        _dir: dir,
+    }
+}
+
+impl Drop for TestBot {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The newest bot text in the transcript after `seen` entries, waiting for it.
+pub(crate) async fn reply_after(
+    user: &SimUser,
+    seen: usize,
+) -> (i64, String, Vec<(String, String)>) {
+    let transcript = user
+        .wait_for(WAIT, |t| {
+            t[seen.min(t.len())..]
+                .iter()
+                .any(|e| matches!(e, Entry::BotText { .. }))
+        })
+        .await
+        .unwrap_or_else(|| panic!("no reply for user {}: {:?}", user.id(), user.transcript()));
+    transcript[seen..]
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotText {
+                message_id,
+                text,
+                buttons,
+                ..
+            } => Some((*message_id, text.clone(), buttons.clone())),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// Sends `text` and returns the bot's first text reply to it.
+pub(crate) async fn say(user: &SimUser, text: &str) -> (i64, String, Vec<(String, String)>) {
+    let seen = user.transcript().len();
+    user.send_text(text);
+    reply_after(user, seen).await
+}
+
+/// Waits for a photo in the chat; returns its caption.
+pub(crate) async fn photo(user: &SimUser) -> Option<String> {
+    let transcript = user
+        .wait_for(WAIT, |t| {
+            t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
+        })
+        .await
+        .unwrap_or_else(|| panic!("no photo for user {}: {:?}", user.id(), user.transcript()));
+    transcript.iter().find_map(|e| match e {
+        Entry::BotPhoto { caption, .. } => caption.clone(),
+        _ => None,
+    })
+}

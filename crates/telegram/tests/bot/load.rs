@@ -1,0 +1,125 @@
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use genbot_mocks::telegram::{Entry, SimUser};
+
+use crate::helpers::{photo, say, spawn_bot, Options};
+
+async fn run_flow(user: SimUser) -> Duration {
+    let started = Instant::now();
+    let (_, welcome, _) = say(&user, "/start").await;
+    let start_latency = started.elapsed();
+    assert!(welcome.starts_with("Hi,"), "{welcome}");
+    say(&user, &format!("picture for {}", user.id())).await;
+    let caption = photo(&user).await.unwrap();
+    assert_eq!(caption, format!("picture for {}", user.id()));
+    start_latency
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_users_at_once_each_complete_the_flow_once() {
+    let bot = spawn_bot(Options::default()).await;
+    let users: Vec<SimUser> = (0..200)
+        .map(|n| bot.telegram.user(10_000 + n, &format!("U{n}"), Some("en")))
+        .collect();
+    let flows: Vec<_> = users
+        .iter()
+        .cloned()
+        .map(|u| tokio::spawn(run_flow(u)))
+        .collect();
+    for flow in flows {
+        flow.await.unwrap();
+    }
+    for user in &users {
+        let transcript = user.transcript();
+        let welcomes = transcript
+            .iter()
+            .filter(|e| matches!(e, Entry::BotText { text, .. } if text.starts_with("Hi,")))
+            .count();
+        let photos = transcript
+            .iter()
+            .filter(|e| matches!(e, Entry::BotPhoto { .. }))
+            .count();
+        assert_eq!(
+            (welcomes, photos),
+            (1, 1),
+            "user {}: {transcript:?}",
+            user.id()
+        );
+    }
+    let stats = bot.telegram.stats();
+    assert_eq!(stats.unanswered, 0, "every update answered");
+    assert_eq!(stats.updates_sent, 400);
+    assert_eq!(
+        bot.store.count_jobs_by_status().await.unwrap().succeeded,
+        200
+    );
+}
+
+fn p90(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 9 / 10).min(samples.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_flood_does_not_slow_the_others() {
+    let bot = spawn_bot(Options::default()).await;
+    let baseline_users: Vec<SimUser> = (0..50)
+        .map(|n| bot.telegram.user(20_000 + n, "B", None))
+        .collect();
+    let mut baseline = Vec::new();
+    for flow in baseline_users
+        .into_iter()
+        .map(|u| tokio::spawn(run_flow(u)))
+        .collect::<Vec<_>>()
+    {
+        baseline.push(flow.await.unwrap());
+    }
+
+    let flooder = bot.telegram.user(99, "Flood", None);
+    say(&flooder, "/start").await;
+    let others: Vec<SimUser> = (0..50)
+        .map(|n| bot.telegram.user(30_000 + n, "O", None))
+        .collect();
+    for n in 0..500 {
+        flooder.send_text(&format!("spam {n}"));
+    }
+    let mut flooded = Vec::new();
+    for flow in others
+        .into_iter()
+        .map(|u| tokio::spawn(run_flow(u)))
+        .collect::<Vec<_>>()
+    {
+        flooded.push(flow.await.unwrap());
+    }
+    let (before, during) = (p90(baseline), p90(flooded));
+    println!(
+        "p90 /start answer: {before:?} without a flood, {during:?} during a 500-message flood"
+    );
+    assert!(
+        during <= before * 4 + Duration::from_millis(50),
+        "p90 answer time {during:?} during the flood vs {before:?} without"
+    );
+    // The flood drains after the others are served: wait for it, then check it was skipped.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while bot.front.metrics().dropped_flood() <= 400 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bot.front.metrics().dropped_flood() > 400,
+        "the flood was skipped at the door: {} dropped",
+        bot.front.metrics().dropped_flood()
+    );
+    let replies: HashMap<bool, usize> =
+        flooder
+            .transcript()
+            .iter()
+            .fold(HashMap::new(), |mut m, e| {
+                *m.entry(matches!(e, Entry::BotText { .. })).or_insert(0) += 1;
+                m
+            });
+    assert!(
+        replies[&true] < 50,
+        "the flooder got a few answers, not 500: {replies:?}"
+    );
+}

@@ -1,0 +1,8 @@
+//! The real dispatcher and delivery task against the Bot API and Replicate mocks over HTTP.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod flow;
+mod helpers;
+mod load;
+mod refusals;
