@@ -30,11 +30,39 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Run a mock server (Replicate) for local trials.
+    /// Run the bot (long polling, or a webhook with --webhook-url).
+    Serve(ServeArgs),
+    /// Run the bot against both mocks with a few simulated users and print their chats:
+    /// the whole flow, with no tokens and no network.
+    Demo(DemoArgs),
+    /// Run a mock server (Replicate or Telegram) for local trials.
     Mock {
         #[command(subcommand)]
         command: MockCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Receive updates by webhook at this public URL instead of long polling.
+    #[arg(long)]
+    pub(crate) webhook_url: Option<url::Url>,
+    /// Secret Telegram must send with each webhook request (default: a random one).
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) webhook_secret: Option<String>,
+    /// Address for the webhook (if any), /healthz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Credits a new user starts with.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) initial_credits: i64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Median time the mock Replicate takes per image, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub(crate) latency_ms: u64,
 }
 
 /// Mock servers that speak the real protocols, for trying genbot without tokens or network.

@@ -1,6 +1,7 @@
 //! The `genbot` binary: parses the command line, loads the settings, starts logging and runs
 //! the chosen command. Everything else lives in the library crates.
 
+mod app;
 mod cli;
 mod commands;
 mod telemetry;
@@ -13,6 +14,11 @@ use crate::cli::{Cli, Command, ConfigCommand, MockCommand};
 
 /// Exit code for bad arguments or configuration (clap uses it for argument errors too).
 const EXIT_BAD_CONFIG: u8 = 2;
+
+/// A problem the operator fixes in the configuration or the command line (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub(crate) String);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
@@ -36,6 +42,12 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check,
         } => commands::config_check::run(&settings),
+        Command::Serve(args) => {
+            runtime().and_then(|rt| rt.block_on(commands::serve::run(settings, args)))
+        }
+        Command::Demo(args) => {
+            runtime().and_then(|rt| rt.block_on(commands::demo::run(settings, args)))
+        }
         Command::Mock {
             command: MockCommand::Replicate(args),
         } => runtime().and_then(|rt| rt.block_on(commands::mock::replicate(args))),
@@ -45,6 +57,10 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("genbot: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
         Err(e) => {
             eprintln!("genbot: {e:#}");
             ExitCode::FAILURE

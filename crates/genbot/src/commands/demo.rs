@@ -1,0 +1,176 @@
+//! `genbot demo`: the real bot against both mocks, with simulated users whose chats are printed.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use genbot_config::{DatabaseUrl, SecretString, Settings};
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+use genbot_telegram::{connect_bot, Front, FrontConfig};
+use teloxide::adaptors::throttle::Limits;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::cli::DemoArgs;
+
+/// Longest the demo waits for one answer.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .context("Failed to start the Telegram mock")?;
+    let replicate = ReplicateMock::start(ReplicateMockConfig {
+        median_latency: Duration::from_millis(args.latency_ms),
+        latency_sigma: 0.3,
+        ..ReplicateMockConfig::default()
+    })
+    .await
+    .context("Failed to start the Replicate mock")?;
+    let dir = tempfile::tempdir().context("Failed to create a temporary directory")?;
+    settings.telegram_api_url = telegram.url().parse().context("mock URL")?;
+    settings.replicate_api_url = replicate.url().parse().context("mock URL")?;
+    settings.replicate_api_token = Some(SecretString::from("demo"));
+    settings.database_url = DatabaseUrl::Sqlite {
+        path: dir.path().join("demo.db"),
+    };
+    settings.redis_url = None;
+    println!(
+        "demo: Telegram mock at {}, Replicate mock at {} (median {} ms), SQLite in {}\n",
+        telegram.url(),
+        replicate.url(),
+        args.latency_ms,
+        dir.path().display()
+    );
+
+    let core = app::start_core(&settings).await?;
+    let engine = core.engine.clone();
+    let bot = connect_bot(
+        &SecretString::from("0:demo"),
+        settings.telegram_api_url.clone(),
+        Limits::default(),
+    );
+    let front = Front::new(bot, core.engine, FrontConfig::default());
+    let stop = CancellationToken::new();
+    tokio::spawn(genbot_telegram::delivery::run(
+        front.clone(),
+        core.events,
+        stop.clone(),
+    ));
+    let (end_polling, polling_ended) = tokio::sync::oneshot::channel::<()>();
+    let bot_task = tokio::spawn(genbot_telegram::run::polling(front, None, async move {
+        let _ = polling_ended.await;
+    }));
+
+    let ann = telegram.user(101, "Ann", Some("en"));
+    let ivan = telegram.user(102, "Иван", Some("ru"));
+    let bob = telegram.user(103, "Bob", Some("en"));
+    let scripts = tokio::join!(
+        script(
+            &ann,
+            &[
+                "/start",
+                "/models",
+                "@press:model:flux-dev",
+                "a lighthouse in a storm, oil painting",
+                "@photo",
+                "/balance"
+            ]
+        ),
+        script(&ivan, &["/start", "рыжий кот в космосе", "@photo"]),
+        script(
+            &bob,
+            &["/help", "/start", "first", "second", "/cancel", "@photo", "/balance"]
+        ),
+    );
+    for (user, result) in [(&ann, scripts.0), (&ivan, scripts.1), (&bob, scripts.2)] {
+        print_chat(user);
+        result?;
+    }
+
+    let _ = end_polling.send(());
+    let _ = bot_task.await;
+    stop.cancel();
+    engine.shutdown().await;
+    let stats = replicate.stats();
+    println!(
+        "Replicate mock: {} predictions created, {} polls; Telegram mock: {} updates sent",
+        stats.created,
+        stats.polls,
+        telegram.stats().updates_sent
+    );
+    Ok(())
+}
+
+/// Plays a user's lines: texts are sent and answered; `@press:DATA` presses the button with that
+/// data under the last keyboard; `@photo` waits for an image.
+async fn script(user: &SimUser, lines: &[&str]) -> anyhow::Result<()> {
+    for line in lines {
+        let seen = user.transcript().len();
+        if let Some(data) = line.strip_prefix("@press:") {
+            let keyboard = user
+                .transcript()
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Entry::BotText {
+                        message_id,
+                        buttons,
+                        ..
+                    } if !buttons.is_empty() => Some(*message_id),
+                    _ => None,
+                })
+                .context("no keyboard to press")?;
+            user.press(keyboard, data).context("button press refused")?;
+            user.wait_for(PATIENCE, |t| {
+                t[seen..]
+                    .iter()
+                    .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+            })
+            .await
+            .context("the bot did not answer the button")?;
+        } else if *line == "@photo" {
+            user.wait_for(PATIENCE, |t| {
+                t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
+            })
+            .await
+            .context("no image arrived")?;
+        } else {
+            user.send_text(line);
+            user.wait_for(PATIENCE, |t| {
+                t[seen..].iter().any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await
+            .with_context(|| format!("no answer to {line:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_chat(user: &SimUser) {
+    println!("── chat with user {} ──", user.id());
+    for entry in user.transcript() {
+        match entry {
+            Entry::UserText(text) => println!("  user › {text}"),
+            Entry::UserPressed(data) => println!("  user ⏵ pressed [{data}]"),
+            Entry::BotText {
+                text,
+                buttons,
+                edits,
+                ..
+            } => {
+                let edited = if edits > 0 { " (edited)" } else { "" };
+                println!("  bot  › {}{edited}", text.replace('\n', "\n         "));
+                for (label, _) in buttons {
+                    println!("         [{label}]");
+                }
+            }
+            Entry::BotPhoto { url, caption, .. } => {
+                println!("  bot  › 🖼 {url} — {}", caption.unwrap_or_default());
+            }
+            Entry::BotAction(action) => println!("  bot  … {action}"),
+            Entry::CallbackAnswered(text) => println!("  bot  ✓ {}", text.unwrap_or_default()),
+        }
+    }
+    println!();
+}
