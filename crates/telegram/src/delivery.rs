@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use genbot_engine::JobEvent;
-use genbot_store::UserId;
+use genbot_store::{JobId, UserId};
 use teloxide::prelude::*;
 use teloxide::types::{ChatAction, InputFile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::texts::{self, Lang};
-use crate::Front;
+use crate::{Front, Slot};
 
 /// How often waiting users' queue positions are refreshed. Each refresh edits only messages
 /// whose position changed, so a long queue costs edits, not a flood of new messages.
@@ -61,7 +61,17 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
         JobEvent::Started { job, user } => {
             let chat = ChatId(user.0);
             bot.send_chat_action(chat, ChatAction::UploadPhoto).await?;
-            let waiting = front.waiting().lock().get(&job).copied();
+            let waiting = {
+                let mut slots = front.waiting().lock();
+                match slots.get(&job) {
+                    Some(Slot::Waiting(waiting)) => Some(*waiting),
+                    Some(_) => None,
+                    None => {
+                        slots.insert(job, Slot::Started);
+                        None
+                    }
+                }
+            };
             if let Some(waiting) = waiting {
                 bot.edit_message_text(
                     waiting.chat,
@@ -77,7 +87,7 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
             url,
             prompt,
         } => {
-            front.waiting().lock().remove(&job);
+            finished(front, job);
             let Ok(url) = url.parse() else {
                 tracing::warn!(job_id = job.0, "result URL is not a URL");
                 return Ok(());
@@ -88,7 +98,7 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 .await?;
         }
         JobEvent::Failed { job, user, reason } => {
-            front.waiting().lock().remove(&job);
+            finished(front, job);
             let lang = language_of(front, user).await;
             bot.send_message(ChatId(user.0), texts::failed(lang, &reason))
                 .await?;
@@ -97,17 +107,31 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
     Ok(())
 }
 
+/// Forgets the job's message, or leaves a mark for the handler still sending it.
+fn finished(front: &Front, job: JobId) {
+    let mut slots = front.waiting().lock();
+    match slots.remove(&job) {
+        Some(Slot::Waiting(_)) => {}
+        Some(Slot::Started | Slot::Finished) | None => {
+            slots.insert(job, Slot::Finished);
+        }
+    }
+}
+
 async fn refresh_positions(front: &Front) {
     let waiting: Vec<_> = front
         .waiting()
         .lock()
         .iter()
-        .map(|(job, w)| (*job, *w))
+        .filter_map(|(job, slot)| match slot {
+            Slot::Waiting(w) => Some((*job, *w)),
+            _ => None,
+        })
         .collect();
     for (job, entry) in waiting {
         match front.engine().queue_position(entry.user, job) {
             Some(position) if position != entry.position => {
-                if let Some(w) = front.waiting().lock().get_mut(&job) {
+                if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
                     w.position = position;
                 }
                 let edit = front.bot().edit_message_text(

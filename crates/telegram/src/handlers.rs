@@ -11,7 +11,7 @@ use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup,
 
 use crate::command::Input;
 use crate::texts::{self, Lang};
-use crate::{BotApi, Front, Waiting};
+use crate::{BotApi, Front, Slot, Waiting};
 
 /// What a handler may fail with (logged by the dispatcher's error handler).
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -164,19 +164,33 @@ async fn prompt_received(
     }
     match submitted {
         Ok(accepted) => {
+            let user = user_id(from);
+            let position = front
+                .engine()
+                .queue_position(user, accepted.job)
+                .unwrap_or(accepted.position);
             let sent = bot
-                .send_message(chat, texts::queued(lang, accepted.position))
+                .send_message(chat, texts::queued(lang, position))
                 .await?;
-            front.waiting().lock().insert(
-                accepted.job,
-                Waiting {
-                    user: user_id(from),
-                    chat,
-                    message: sent.id,
-                    lang,
-                    position: accepted.position,
-                },
-            );
+            let waiting = Waiting {
+                user,
+                chat,
+                message: sent.id,
+                lang,
+                position,
+            };
+            let earlier = {
+                let mut slots = front.waiting().lock();
+                let earlier = slots.remove(&accepted.job);
+                if !matches!(earlier, Some(Slot::Finished)) {
+                    slots.insert(accepted.job, Slot::Waiting(waiting));
+                }
+                earlier
+            };
+            if matches!(earlier, Some(Slot::Started)) {
+                bot.edit_message_text(chat, sent.id, texts::generating(lang))
+                    .await?;
+            }
         }
         Err(refusal) => {
             if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {

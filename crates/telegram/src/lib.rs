@@ -75,6 +75,19 @@ impl Default for FrontConfig {
     }
 }
 
+/// What the front end knows of a job's queue-position message. The handler that sends the
+/// message and the delivery task that hears the job's events race; whichever comes second
+/// finds the other's mark here and does the right thing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot {
+    /// The message was sent; edit it as the job moves.
+    Waiting(Waiting),
+    /// The job started before its message was recorded.
+    Started,
+    /// The job finished before its message was recorded.
+    Finished,
+}
+
 /// A queue-position message kept current while its job waits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Waiting {
@@ -96,7 +109,7 @@ struct FrontInner {
     engine: Engine,
     config: FrontConfig,
     metrics: Metrics,
-    waiting: Mutex<HashMap<JobId, Waiting>>,
+    waiting: Mutex<HashMap<JobId, Slot>>,
     /// Per-user update limit: one user's flood is skipped at the door, costing others nothing.
     flood: DefaultKeyedRateLimiter<i64>,
     /// Users told to slow down, so each flood gets one warning, not one per skipped message.
@@ -147,7 +160,7 @@ impl Front {
         &self.inner.config
     }
 
-    pub(crate) fn waiting(&self) -> &Mutex<HashMap<JobId, Waiting>> {
+    pub(crate) fn waiting(&self) -> &Mutex<HashMap<JobId, Slot>> {
         &self.inner.waiting
     }
 
