@@ -133,3 +133,37 @@ async fn webhook_mode_handles_pushed_updates_and_refuses_a_wrong_secret() {
     assert!(metrics.contains("genbot_updates_total"), "{metrics}");
     assert!(metrics.contains("genbot_cache_hit_rate"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_from_telegram_is_waited_out_and_nothing_is_lost() {
+    let bot = spawn_bot(Options {
+        enforce_telegram_limits: true,
+        ..Options::default()
+    })
+    .await;
+    let fay = bot.telegram.user(1004, "Fay", Some("en"));
+    fay.send_text("/start");
+    fay.send_text("/help");
+    fay.send_text("/balance");
+    let transcript = fay
+        .wait_for(WAIT, |t| {
+            t.iter()
+                .filter(|e| matches!(e, Entry::BotText { .. }))
+                .count()
+                >= 3
+        })
+        .await
+        .unwrap_or_else(|| panic!("answers lost: {:?}", fay.transcript()));
+    assert_eq!(
+        transcript
+            .iter()
+            .filter(|e| matches!(e, Entry::BotText { .. }))
+            .count(),
+        3,
+        "each command answered once"
+    );
+    assert!(
+        bot.telegram.stats().throttled >= 1,
+        "the mock did refuse a send"
+    );
+}

@@ -26,6 +26,8 @@ pub(crate) struct Options {
     pub(crate) front: FrontConfig,
     pub(crate) replicate: ReplicateMockConfig,
     pub(crate) webhook: bool,
+    /// Make the Bot API mock answer 429 when the bot sends faster than Telegram allows.
+    pub(crate) enforce_telegram_limits: bool,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
                 ..ReplicateMockConfig::default()
             },
             webhook: false,
+            enforce_telegram_limits: false,
         }
     }
 }
@@ -74,9 +77,12 @@ fn test_limits() -> Limits {
 }
 
 pub(crate) async fn spawn_bot(options: Options) -> TestBot {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
+    let telegram = TelegramMock::start(TelegramMockConfig {
+        enforce_limits: options.enforce_telegram_limits,
+        ..TelegramMockConfig::default()
+    })
+    .await
+    .unwrap();
     let replicate = Arc::new(ReplicateMock::start(options.replicate).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("bot.db"), 4).unwrap());
