@@ -118,6 +118,14 @@ impl Store {
         dispatch!(self.count_users())
     }
 
+    /// Number of users whose id is in `ids`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn count_users_in_range(&self, ids: Range<i64>) -> Result<u64, StoreError> {
+        dispatch!(self.count_users_in_range(ids))
+    }
+
     /// Registers the user or refreshes their profile (username, language); credits, counters
     /// and choices of an existing user are kept.
     ///

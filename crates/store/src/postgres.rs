@@ -111,6 +111,16 @@ impl PgStore {
         Ok(n as u64)
     }
 
+    pub(crate) async fn count_users_in_range(&self, ids: Range<i64>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT count(*) FROM users WHERE id >= $1 AND id < $2")
+            .bind(ids.start)
+            .bind(ids.end)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
     pub(crate) async fn upsert_user(&self, new: NewUser) -> Result<User, StoreError> {
         let row = sqlx::query(concat!(
             "INSERT INTO users (id, username, language, credits, created_at, updated_at)

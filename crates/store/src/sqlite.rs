@@ -90,6 +90,16 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn count_users_in_range(&self, ids: Range<i64>) -> Result<u64, StoreError> {
+        self.readers
+            .with(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT count(*) FROM users WHERE id >= ?1 AND id < ?2")?
+                    .query_row(params![ids.start, ids.end], |r| r.get(0))?)
+            })
+            .await
+    }
+
     pub(crate) async fn upsert_user(&self, new: NewUser) -> Result<User, StoreError> {
         self.writer
             .run(move |conn| {

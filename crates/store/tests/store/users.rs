@@ -180,5 +180,13 @@ async fn range_delete_leaves_other_ids_untouched(store: &Store) {
         assert_eq!(store.get_user(UserId(id)).await.unwrap(), None);
     }
     assert_eq!(store.count_users().await.unwrap(), 2);
+    assert_eq!(
+        store
+            .count_users_in_range(1_000_000..2_000_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.count_users_in_range(0..i64::MAX).await.unwrap(), 2);
     assert_eq!(store.count_jobs_by_status().await.unwrap().queued, 2);
 }

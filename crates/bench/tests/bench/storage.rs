@@ -1,0 +1,66 @@
+use std::time::Duration;
+
+use genbot_bench::grade::{Grade, Thresholds};
+use genbot_bench::measure::{cache_read_through, db_read, db_write};
+use genbot_bench::target::{Target, TEST_IDS};
+use genbot_config::RedactedUrl;
+
+const SHORT: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_figures_are_measured_on_the_embedded_target() {
+    let target = Target::embedded(None, Duration::from_secs(300), 4)
+        .await
+        .unwrap();
+    let ids = target.seed_users(500).await.unwrap();
+
+    let read = db_read(&target.store, ids.clone(), 16, SHORT).await;
+    assert!(read.ops > 100 && read.errors == 0, "{read:?}");
+    assert!(read.rps > 0.0 && read.latency.p99_ms >= read.latency.p50_ms);
+
+    let write = db_write(&target.store, ids.clone(), 16, SHORT).await;
+    assert!(
+        write.upserts.ops > 10 && write.upserts.errors == 0,
+        "{write:?}"
+    );
+    assert!(
+        write.job_inserts.ops > 10 && write.job_inserts.errors == 0,
+        "{write:?}"
+    );
+
+    let cache = cache_read_through(&target.users, ids, 1.1, 16, SHORT).await;
+    assert_eq!(cache.reads.errors, 0);
+    assert_eq!(cache.stats.hits + cache.stats.misses, cache.reads.ops);
+    let hit_rate = cache.hit_rate().unwrap();
+    assert!(hit_rate > 0.5, "a skewed pattern mostly hits: {hit_rate}");
+    assert!(
+        cache.speed_up().unwrap() > 1.0,
+        "hits are faster than misses"
+    );
+
+    let deleted = target.cleanup().await.unwrap();
+    assert_eq!(deleted.users, 500);
+    assert_eq!(
+        target.store.count_users_in_range(TEST_IDS).await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_graded_needs_configuration_and_reads_still_succeed() {
+    let closed = RedactedUrl::new("redis://127.0.0.1:1/".parse().unwrap());
+    let target = Target::embedded(Some(&closed), Duration::from_secs(300), 4)
+        .await
+        .unwrap();
+    let ids = target.seed_users(50).await.unwrap();
+    let cache = cache_read_through(&target.users, ids, 1.1, 4, SHORT).await;
+    assert!(
+        cache.reads.ops > 0 && cache.reads.errors == 0,
+        "reads fall through: {cache:?}"
+    );
+    assert_eq!(cache.hit_rate(), None);
+    assert_eq!(
+        Thresholds::default().cache(cache.hit_rate()),
+        Grade::NeedsConfiguration
+    );
+}
