@@ -6,8 +6,17 @@
 //! from id 1,000,000 up, always removed) and the storage measurements ([`measure`]: DB read,
 //! DB write, cache). The suite uses only the public APIs the bot uses.
 
+mod bot_rig;
+pub mod checks;
+pub mod context;
+pub mod cpu;
 pub mod grade;
 pub mod histogram;
 pub mod measure;
+pub mod outcome;
 pub mod readiness;
+pub mod report;
+mod rig;
+pub mod rss;
+pub mod suite;
 pub mod target;

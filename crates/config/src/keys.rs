@@ -86,7 +86,7 @@ impl Key {
             Key::DbPoolSize => Some("8"),
             Key::CacheTtlSeconds => Some("300"),
             Key::CacheMaxEntries => Some("100000"),
-            Key::MaxConcurrentGenerations => Some("10"),
+            Key::MaxConcurrentGenerations => Some("80"),
             Key::MaxConcurrentGenerationsPerUser => Some("2"),
             Key::DailyGenerationLimit => Some("50"),
             Key::ReplicateRateLimit => Some("600"),

@@ -318,7 +318,7 @@ mod tests {
         );
         assert!(s.redis_url.is_none());
         assert!(s.models_file.is_none());
-        assert_eq!(s.max_concurrent_generations, 10);
+        assert_eq!(s.max_concurrent_generations, 80);
         assert_eq!(s.replicate_rate_limit_per_min, 600);
         assert_eq!(s.cache_ttl, Duration::from_secs(300));
         assert!(s.admin_ids.is_empty());

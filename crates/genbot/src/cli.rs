@@ -35,6 +35,8 @@ pub(crate) enum Command {
     /// Run the bot against both mocks with a few simulated users and print their chats:
     /// the whole flow, with no tokens and no network.
     Demo(DemoArgs),
+    /// Run the readiness suite: measure every part, grade it, score readiness, write reports.
+    Bench(BenchArgs),
     /// Run a mock server (Replicate or Telegram) for local trials.
     Mock {
         #[command(subcommand)]
@@ -56,6 +58,73 @@ pub(crate) struct ServeArgs {
     /// Credits a new user starts with.
     #[arg(long, default_value_t = 10)]
     pub(crate) initial_credits: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchSuite {
+    /// DB read, cache, concurrent users, DB write, memory, system limits.
+    Performance,
+    /// Semaphores, rate limiting, model configuration, cache settings, operation simulation,
+    /// queue, memory under load.
+    GenerationSettings,
+    /// Both, then the readiness score and the load forecast.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportLang {
+    En,
+    Ru,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    Txt,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Which tests to run.
+    #[arg(value_enum)]
+    pub(crate) suite: BenchSuite,
+    /// Shorter measurements (about a minute for `all`), for CI and a first look.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Simulated users for the concurrent-users test.
+    #[arg(long)]
+    pub(crate) users: Option<u32>,
+    /// Seconds each timed measurement runs (default 2 with --quick, 10 otherwise).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) duration: Option<u64>,
+    /// Directory for the reports.
+    #[arg(long, default_value = "reports")]
+    pub(crate) out: std::path::PathBuf,
+    /// Language of the reports.
+    #[arg(long, value_enum, default_value_t = ReportLang::En)]
+    pub(crate) lang: ReportLang,
+    /// Report formats, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "txt,json")]
+    pub(crate) format: Vec<ReportFormat>,
+    /// Exit with code 1 when readiness is below this percentage.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) fail_under: Option<u8>,
+    /// Run against this database instead of a fresh temporary SQLite file (test users only in
+    /// ids 1,000,000–1,999,999, refused if any exist there, removed afterwards).
+    #[arg(long)]
+    pub(crate) database_url: Option<String>,
+    /// Cache in this Redis instead of in-process (default: REDIS_URL if set).
+    #[arg(long)]
+    pub(crate) redis_url: Option<String>,
+    /// Grade with these thresholds (TOML) instead of the seed's.
+    #[arg(long)]
+    pub(crate) thresholds: Option<std::path::PathBuf>,
+    /// Call the real Replicate API (costs money; not supported by this version).
+    #[arg(long)]
+    pub(crate) live_replicate: bool,
+    /// No progress output (CI).
+    #[arg(long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -30,7 +30,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The suite and the demo print their own progress; their engines' info logs would
+    // interleave with it.
+    let default_level = match cli.command {
+        Command::Bench(_) | Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, default_level);
     let settings = match genbot_config::Settings::load() {
         Ok(settings) => settings,
         Err(e) => {
@@ -45,6 +51,13 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             runtime().and_then(|rt| rt.block_on(commands::serve::run(settings, args)))
         }
+        Command::Bench(args) => match runtime() {
+            Ok(rt) => match rt.block_on(commands::bench::run(settings, args)) {
+                Ok(code) => return code,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
         Command::Demo(args) => {
             runtime().and_then(|rt| rt.block_on(commands::demo::run(settings, args)))
         }

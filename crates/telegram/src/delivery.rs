@@ -10,6 +10,7 @@ use teloxide::types::{ChatAction, InputFile};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::pacing::send;
 use crate::texts::{self, Lang};
 use crate::{Front, Slot};
 
@@ -43,7 +44,10 @@ pub async fn run(
                 }
                 None => return,
             },
-            _ = refresh.tick() => refresh_positions(&front).await,
+            _ = refresh.tick() => {
+                refresh_positions(&front).await;
+                front.forget_quiet_users();
+            }
         }
     }
 }
@@ -73,10 +77,14 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 }
             };
             if let Some(waiting) = waiting {
-                bot.edit_message_text(
+                send(
+                    front,
                     waiting.chat,
-                    waiting.message,
-                    texts::generating(waiting.lang),
+                    bot.edit_message_text(
+                        waiting.chat,
+                        waiting.message,
+                        texts::generating(waiting.lang),
+                    ),
                 )
                 .await?;
             }
@@ -93,15 +101,23 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 return Ok(());
             };
             let caption: String = prompt.chars().take(CAPTION_MAX).collect();
-            bot.send_photo(ChatId(user.0), InputFile::url(url))
-                .caption(caption)
-                .await?;
+            send(
+                front,
+                ChatId(user.0),
+                bot.send_photo(ChatId(user.0), InputFile::url(url))
+                    .caption(caption),
+            )
+            .await?;
         }
         JobEvent::Failed { job, user, reason } => {
             finished(front, job);
             let lang = language_of(front, user).await;
-            bot.send_message(ChatId(user.0), texts::failed(lang, &reason))
-                .await?;
+            send(
+                front,
+                ChatId(user.0),
+                bot.send_message(ChatId(user.0), texts::failed(lang, &reason)),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -139,8 +155,9 @@ async fn refresh_positions(front: &Front) {
                     entry.message,
                     texts::queued(entry.lang, position),
                 );
+                let front = front.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = edit.await {
+                    if let Err(e) = send(&front, entry.chat, edit).await {
                         tracing::debug!(error = %e, "position edit failed");
                     }
                 });

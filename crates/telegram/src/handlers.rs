@@ -10,6 +10,7 @@ use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User as TgUser};
 
 use crate::command::Input;
+use crate::pacing::send;
 use crate::texts::{self, Lang};
 use crate::{BotApi, Front, Slot, Waiting};
 
@@ -50,12 +51,12 @@ async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
     let chat = msg.chat.id;
     if let Err(warn) = front.admit(user.0) {
         if warn {
-            bot.send_message(chat, texts::slow_down(lang)).await?;
+            send(front, chat, bot.send_message(chat, texts::slow_down(lang))).await?;
         }
         return Ok(());
     }
     let Some(text) = msg.text() else {
-        bot.send_message(chat, texts::help(lang)).await?;
+        send(front, chat, bot.send_message(chat, texts::help(lang))).await?;
         return Ok(());
     };
     let engine = front.engine();
@@ -63,14 +64,18 @@ async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
         Input::Start => {
             let stored = register(front, from).await?;
             let daily = engine.config().daily_limit;
-            bot.send_message(
+            send(
+                front,
                 chat,
-                texts::welcome(lang, &from.first_name, stored.credits, daily),
+                bot.send_message(
+                    chat,
+                    texts::welcome(lang, &from.first_name, stored.credits, daily),
+                ),
             )
             .await?;
         }
         Input::Help => {
-            bot.send_message(chat, texts::help(lang)).await?;
+            send(front, chat, bot.send_message(chat, texts::help(lang))).await?;
         }
         Input::Models => {
             let current = engine
@@ -86,9 +91,13 @@ async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
                     format!("{MODEL_BUTTON}{}", model.id),
                 )]
             });
-            bot.send_message(chat, texts::choose_model(lang))
-                .reply_markup(InlineKeyboardMarkup::new(rows))
-                .await?;
+            send(
+                front,
+                chat,
+                bot.send_message(chat, texts::choose_model(lang))
+                    .reply_markup(InlineKeyboardMarkup::new(rows)),
+            )
+            .await?;
         }
         Input::Balance => {
             let stored = match engine.users().get(user).await? {
@@ -102,9 +111,13 @@ async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
                 .succ_opt()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
                 .map_or_else(Utc::now, |d| d.and_utc());
-            bot.send_message(
+            send(
+                front,
                 chat,
-                texts::balance(lang, stored.credits, remaining, limit, resets_at),
+                bot.send_message(
+                    chat,
+                    texts::balance(lang, stored.credits, remaining, limit, resets_at),
+                ),
             )
             .await?;
         }
@@ -116,13 +129,23 @@ async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
                 }
                 Err(e) => texts::cancel_refused(lang, &e),
             };
-            bot.send_message(chat, text).await?;
+            send(front, chat, bot.send_message(chat, text)).await?;
         }
         Input::Stats if front.is_admin(user.0) => {
-            bot.send_message(chat, stats_text(front).await?).await?;
+            send(
+                front,
+                chat,
+                bot.send_message(chat, stats_text(front).await?),
+            )
+            .await?;
         }
         Input::Stats | Input::Unknown => {
-            bot.send_message(chat, texts::unknown_command(lang)).await?;
+            send(
+                front,
+                chat,
+                bot.send_message(chat, texts::unknown_command(lang)),
+            )
+            .await?;
         }
         Input::Prompt(prompt) => prompt_received(front, from, chat, lang, prompt).await?,
     }
@@ -169,9 +192,12 @@ async fn prompt_received(
                 .engine()
                 .queue_position(user, accepted.job)
                 .unwrap_or(accepted.position);
-            let sent = bot
-                .send_message(chat, texts::queued(lang, position))
-                .await?;
+            let sent = send(
+                front,
+                chat,
+                bot.send_message(chat, texts::queued(lang, position)),
+            )
+            .await?;
             let waiting = Waiting {
                 user,
                 chat,
@@ -188,16 +214,24 @@ async fn prompt_received(
                 earlier
             };
             if matches!(earlier, Some(Slot::Started)) {
-                bot.edit_message_text(chat, sent.id, texts::generating(lang))
-                    .await?;
+                send(
+                    front,
+                    chat,
+                    bot.edit_message_text(chat, sent.id, texts::generating(lang)),
+                )
+                .await?;
             }
         }
         Err(refusal) => {
             if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {
                 tracing::error!(error = %refusal, "submit failed");
             }
-            bot.send_message(chat, texts::refused(lang, &refusal))
-                .await?;
+            send(
+                front,
+                chat,
+                bot.send_message(chat, texts::refused(lang, &refusal)),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -279,8 +313,12 @@ async fn handle_button(front: &Front, query: &CallbackQuery) -> HandlerResult {
         .text(text.clone())
         .await?;
     if let Some(message) = &query.message {
-        bot.edit_message_text(message.chat().id, message.id(), text)
-            .await?;
+        send(
+            front,
+            message.chat().id,
+            bot.edit_message_text(message.chat().id, message.id(), text),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -10,14 +10,15 @@
 //! - [`run`]: long polling or a webhook (axum, secret token checked), `/healthz` and `/metrics`,
 //!   graceful shutdown.
 //!
-//! Telegram's send limits are kept by teloxide's `Throttle` adaptor (which also waits out 429s);
-//! a per-user update limit keeps one flooding user from slowing anyone else down.
+//! Telegram's send limits are kept by [`pacing`] (which also waits out 429s); a per-user update
+//! limit keeps one flooding user from slowing anyone else down.
 //! This crate knows Telegram and the engine's public API, nothing of SQL or Replicate.
 
 mod command;
 pub mod delivery;
 pub mod handlers;
 mod metrics;
+mod pacing;
 pub mod run;
 mod texts;
 
@@ -30,25 +31,20 @@ use genbot_store::JobId;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parking_lot::Mutex;
 use secrecy::{ExposeSecret, SecretString};
-use teloxide::adaptors::throttle::Limits;
-use teloxide::adaptors::Throttle;
-use teloxide::requests::RequesterExt;
 use teloxide::types::{ChatId, MessageId};
 use teloxide::Bot;
 
 pub use metrics::Metrics;
+pub use pacing::SendLimits;
 pub use texts::Lang;
 
-/// The Bot API client the front end uses: teloxide's `Bot` behind the `Throttle` adaptor.
-pub type BotApi = Throttle<Bot>;
+/// The Bot API client the front end uses (sends go through [`pacing`]).
+pub type BotApi = Bot;
 
 /// Creates the Bot API client for `token` at `api_url` (Telegram's, a local Bot API server or a
-/// mock) keeping `limits` (Telegram's: `Limits::default()`). Must run inside a tokio runtime:
-/// the throttle's worker is spawned there.
-pub fn connect_bot(token: &SecretString, api_url: url::Url, limits: Limits) -> BotApi {
-    Bot::new(token.expose_secret())
-        .set_api_url(api_url)
-        .throttle(limits)
+/// mock).
+pub fn connect_bot(token: &SecretString, api_url: url::Url) -> BotApi {
+    Bot::new(token.expose_secret()).set_api_url(api_url)
 }
 
 /// How the front end behaves.
@@ -58,6 +54,8 @@ pub struct FrontConfig {
     pub admin_ids: Vec<i64>,
     /// Credits a new user starts with.
     pub initial_credits: i64,
+    /// Telegram's send limits (lift them only against a mock).
+    pub send_limits: SendLimits,
     /// Updates one user may send per second before the rest are skipped…
     pub user_updates_per_sec: u32,
     /// …after a burst of this many.
@@ -69,6 +67,7 @@ impl Default for FrontConfig {
         FrontConfig {
             admin_ids: Vec::new(),
             initial_credits: 10,
+            send_limits: SendLimits::TELEGRAM,
             user_updates_per_sec: 2,
             user_burst: 10,
         }
@@ -109,6 +108,7 @@ struct FrontInner {
     engine: Engine,
     config: FrontConfig,
     metrics: Metrics,
+    pacer: pacing::Pacer,
     waiting: Mutex<HashMap<JobId, Slot>>,
     /// Per-user update limit: one user's flood is skipped at the door, costing others nothing.
     flood: DefaultKeyedRateLimiter<i64>,
@@ -129,12 +129,14 @@ impl Front {
     pub fn new(bot: BotApi, engine: Engine, config: FrontConfig) -> Self {
         let per_sec = NonZeroU32::new(config.user_updates_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.user_burst).unwrap_or(NonZeroU32::MIN);
+        let pacer = pacing::Pacer::new(config.send_limits);
         Front {
             inner: Arc::new(FrontInner {
                 bot,
                 engine,
                 config,
                 metrics: Metrics::default(),
+                pacer,
                 waiting: Mutex::new(HashMap::new()),
                 flood: DefaultKeyedRateLimiter::keyed(
                     Quota::per_second(per_sec).allow_burst(burst),
@@ -154,6 +156,21 @@ impl Front {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn pacer(&self) -> &pacing::Pacer {
+        &self.inner.pacer
+    }
+
+    /// Drops per-chat and per-user limiter state of users who have been quiet.
+    pub(crate) fn forget_quiet_users(&self) {
+        self.inner.pacer.forget_quiet_chats();
+        self.inner.flood.retain_recent();
+        let cutoff = std::time::Duration::from_secs(60);
+        self.inner
+            .warned
+            .lock()
+            .retain(|_, at| at.elapsed() < cutoff);
     }
 
     pub(crate) fn config(&self) -> &FrontConfig {

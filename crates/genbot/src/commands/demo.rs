@@ -7,7 +7,6 @@ use genbot_config::{DatabaseUrl, SecretString, Settings};
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
 use genbot_telegram::{connect_bot, Front, FrontConfig};
-use teloxide::adaptors::throttle::Limits;
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
@@ -48,7 +47,6 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     let bot = connect_bot(
         &SecretString::from("0:demo"),
         settings.telegram_api_url.clone(),
-        Limits::default(),
     );
     let front = Front::new(bot, core.engine, FrontConfig::default());
     let stop = CancellationToken::new();

@@ -4,7 +4,6 @@ use anyhow::Context;
 use genbot_config::Settings;
 use genbot_telegram::run::WebhookSettings;
 use genbot_telegram::{connect_bot, Front, FrontConfig};
-use teloxide::adaptors::throttle::Limits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +31,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
     }
     let core = app::start_core(&settings).await?;
     let engine = core.engine.clone();
-    let bot = connect_bot(&token, settings.telegram_api_url.clone(), Limits::default());
+    let bot = connect_bot(&token, settings.telegram_api_url.clone());
     let front = Front::new(
         bot,
         core.engine,

@@ -13,9 +13,8 @@ use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
 use genbot_store::{SqliteStore, Store};
 use genbot_telegram::run::WebhookSettings;
-use genbot_telegram::{connect_bot, Front, FrontConfig};
+use genbot_telegram::{connect_bot, Front, FrontConfig, SendLimits};
 use secrecy::SecretString;
-use teloxide::adaptors::throttle::Limits;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +42,8 @@ impl Default for Options {
             },
             front: FrontConfig {
                 admin_ids: vec![1],
+                // Tests measure the bot, not Telegram's pacing.
+                send_limits: SendLimits::UNLIMITED,
                 ..FrontConfig::default()
             },
             replicate: ReplicateMockConfig {
@@ -64,16 +65,6 @@ pub(crate) struct TestBot {
     stop: CancellationToken,
     _shutdown: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
-}
-
-/// Limits high enough that tests measure the bot, not Telegram's per-chat pacing.
-fn test_limits() -> Limits {
-    Limits {
-        messages_per_sec_chat: 1_000,
-        messages_per_min_chat: 60_000,
-        messages_per_min_channel_or_supergroup: 60_000,
-        messages_per_sec_overall: 10_000,
-    }
 }
 
 pub(crate) async fn spawn_bot(options: Options) -> TestBot {
@@ -114,7 +105,6 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
     let bot = connect_bot(
         &SecretString::from("123456:TEST"),
         telegram.url().parse().unwrap(),
-        test_limits(),
     );
     let front = Front::new(bot, engine, options.front);
     let stop = CancellationToken::new();

@@ -17,7 +17,7 @@ fn strict() -> Options {
         front: FrontConfig {
             admin_ids: vec![1],
             initial_credits: 1,
-            ..FrontConfig::default()
+            ..Options::default().front
         },
         ..Options::default()
     }

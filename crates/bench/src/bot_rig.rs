@@ -1,0 +1,120 @@
+//! The whole bot for the end-to-end checks: a private store, the engine, the real teloxide
+//! dispatcher and delivery task, the Bot API mock with simulated users and the Replicate mock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use genbot_cache::{MemoryCache, UserCache, Users};
+use genbot_engine::catalogue::Catalogue;
+use genbot_engine::limiter::LocalRateLimiter;
+use genbot_engine::replicate::{PollPolicy, ReplicateClient};
+use genbot_engine::{Engine, EngineConfig};
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
+use genbot_store::{SqliteStore, Store};
+use genbot_telegram::{connect_bot, Front, FrontConfig, SendLimits};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) struct BotRig {
+    pub(crate) telegram: TelegramMock,
+    pub(crate) front: Front,
+    pub(crate) store: Store,
+    _replicate: ReplicateMock,
+    stop: CancellationToken,
+    stop_polling: Option<oneshot::Sender<()>>,
+    polling: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl BotRig {
+    pub(crate) async fn start(
+        engine: EngineConfig,
+        rate_per_min: u32,
+        replicate: ReplicateMockConfig,
+        front: FrontConfig,
+    ) -> Result<BotRig, String> {
+        let telegram = TelegramMock::start(TelegramMockConfig::default())
+            .await
+            .map_err(|e| format!("telegram mock: {e}"))?;
+        let replicate = ReplicateMock::start(replicate)
+            .await
+            .map_err(|e| format!("replicate mock: {e}"))?;
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let store = Store::Sqlite(
+            SqliteStore::open(&dir.path().join("bot.db"), 8).map_err(|e| e.to_string())?,
+        );
+        let users = Users::new(
+            store.clone(),
+            UserCache::Memory(MemoryCache::new(Duration::from_secs(300), 1_000_000)),
+        );
+        let client = ReplicateClient::new(
+            replicate.url().parse().map_err(|e| format!("{e}"))?,
+            Some(&SecretString::from("bench")),
+        )
+        .map_err(|e| e.to_string())?
+        .with_poll(PollPolicy {
+            initial: Duration::from_millis(50),
+            factor: 1.5,
+            max: Duration::from_millis(500),
+        })
+        .with_limiter(Arc::new(LocalRateLimiter::new(rate_per_min, 1)));
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
+        let engine = Engine::start(users, catalogue, client, engine, Some(tx))
+            .await
+            .map_err(|e| e.to_string())?;
+        let bot = connect_bot(
+            &SecretString::from("0:bench"),
+            telegram.url().parse().map_err(|e| format!("{e}"))?,
+        );
+        // Telegram's send pacing lifted: the checks measure the bot, not Telegram's limits
+        // (which `genbot serve` keeps).
+        let front = Front::new(
+            bot,
+            engine,
+            FrontConfig {
+                send_limits: SendLimits::UNLIMITED,
+                ..front
+            },
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(genbot_telegram::delivery::run(
+            front.clone(),
+            events,
+            stop.clone(),
+        ));
+        let (stop_polling, polling_stopped) = oneshot::channel::<()>();
+        let polling_front = front.clone();
+        let polling = tokio::spawn(async move {
+            let until = async move {
+                let _ = polling_stopped.await;
+            };
+            if let Err(e) = genbot_telegram::run::polling(polling_front, None, until).await {
+                tracing::error!(error = %e, "bench bot stopped");
+            }
+        });
+        Ok(BotRig {
+            telegram,
+            front,
+            store,
+            _replicate: replicate,
+            stop,
+            stop_polling: Some(stop_polling),
+            polling: Some(polling),
+            _dir: dir,
+        })
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop_polling.take() {
+            let _ = stop.send(());
+        }
+        if let Some(polling) = self.polling.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), polling).await;
+        }
+        self.stop.cancel();
+        self.front.engine().shutdown().await;
+    }
+}

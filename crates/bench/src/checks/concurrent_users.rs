@@ -1,0 +1,130 @@
+//! Concurrent users (closed model): U simulated users each run a session — /start, /models,
+//! /balance, a prompt — through the Bot API mock into the real dispatcher, with think time.
+//! Success = every step answered; latency = update → the bot's first answer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use genbot_mocks::replicate::ReplicateMockConfig;
+use genbot_mocks::telegram::{Entry, SimUser};
+use genbot_telegram::FrontConfig;
+
+use crate::bot_rig::BotRig;
+use crate::context::Context;
+use crate::grade::Grade;
+use crate::histogram::Latencies;
+use crate::outcome::{TestId, TestOutcome};
+use crate::rig::engine_config;
+
+/// Longest a step may wait for its answer before it counts as failed.
+const STEP_PATIENCE: Duration = Duration::from_secs(10);
+/// The SLO for non-generation commands.
+const P99_TARGET_MS: f64 = 100.0;
+
+pub async fn run(ctx: &Context) -> TestOutcome {
+    let mut out = TestOutcome::new(TestId::ConcurrentUsers, ctx.lang);
+    if let Err(e) = measure(ctx, &mut out).await {
+        out.fact(format!("could not run: {e}"));
+        out.grade = Grade::NeedsOptimization;
+    }
+    out
+}
+
+async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
+    for step in ["/start", "/models", "/balance", "a lighthouse at dawn"] {
+        let seen = user.transcript().len();
+        user.send_text(step);
+        let answered = user
+            .wait_for(STEP_PATIENCE, |t| {
+                t[seen.min(t.len())..]
+                    .iter()
+                    .any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await
+            .is_some();
+        if !answered {
+            failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        tokio::time::sleep(think).await;
+    }
+}
+
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+    let users = ctx.users.max(1);
+    let think = Duration::from_millis(if ctx.quick { 200 } else { 1000 });
+    let limit = ctx.settings.max_concurrent_generations;
+    let rig = BotRig::start(
+        engine_config(
+            limit,
+            ctx.settings.max_concurrent_generations_per_user,
+            10_000_000,
+        ),
+        ctx.settings.replicate_rate_limit_per_min,
+        ReplicateMockConfig {
+            median_latency: Duration::from_millis(500),
+            ..ReplicateMockConfig::default()
+        },
+        FrontConfig {
+            initial_credits: 100,
+            ..FrontConfig::default()
+        },
+    )
+    .await?;
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    // Users arrive over the first second, as a crowd does, not in one instant.
+    let spread = Duration::from_secs(1).as_secs_f64() / f64::from(users);
+    let mut sessions = Vec::with_capacity(users as usize);
+    for n in 0..users {
+        let user = rig.telegram.user(
+            crate::target::TEST_IDS.start + i64::from(n),
+            "Sim",
+            Some(if n % 2 == 0 { "en" } else { "ru" }),
+        );
+        let failed = failed.clone();
+        sessions.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(spread * f64::from(n))).await;
+            session(user, think, failed).await;
+        }));
+    }
+    for session in sessions {
+        let _ = session.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = rig.telegram.stats();
+    let mut latencies = Latencies::new();
+    for latency in &stats.answer_latencies {
+        latencies.record(*latency);
+    }
+    let summary = latencies.summary();
+    let failed = failed.load(Ordering::Relaxed);
+    let success = (f64::from(users) - failed as f64) / f64::from(users);
+    let updates_per_s = stats.answer_latencies.len() as f64 / elapsed;
+    out.metric("users", f64::from(users))
+        .metric("success_rate", success)
+        .metric("updates", stats.updates_sent as f64)
+        .metric("updates_per_s", updates_per_s)
+        .metric("p50_ms", summary.p50_ms)
+        .metric("p95_ms", summary.p95_ms)
+        .metric("p99_ms", summary.p99_ms)
+        .metric("max_ms", summary.max_ms)
+        .metric("flood_dropped", rig.front.metrics().dropped_flood() as f64);
+    out.fact(ctx.text(
+        format!("{users} users, each /start → /models → /balance → prompt with {think:?} think time, through the Bot API mock into the real dispatcher (Telegram's send pacing lifted; private SQLite store); p99 target for these commands {P99_TARGET_MS} ms"),
+        format!("{users} пользователей, каждый /start → /models → /balance → запрос с паузой {think:?}, через мок Bot API в настоящий диспетчер (ограничения Telegram сняты; отдельная SQLite); цель p99 {P99_TARGET_MS} мс"),
+    ));
+    out.grade = ctx.thresholds.success(success);
+    if summary.p99_ms > P99_TARGET_MS && out.grade == Grade::Excellent {
+        out.grade = Grade::Good;
+    }
+    if out.grade != Grade::Excellent {
+        out.recommend(ctx.text(
+            format!("{:.1} % of sessions completed, p99 {:.0} ms: raise semaphore limits, optimise request handling, use queues (MAX_CONCURRENT_GENERATIONS={limit}, DB_POOL_SIZE={}).", success * 100.0, summary.p99_ms, ctx.settings.db_pool_size),
+            format!("Завершено {:.1} % сессий, p99 {:.0} мс: увеличьте лимиты семафоров, оптимизируйте обработку, используйте очереди (MAX_CONCURRENT_GENERATIONS={limit}, DB_POOL_SIZE={}).", success * 100.0, summary.p99_ms, ctx.settings.db_pool_size),
+        ));
+    }
+    rig.stop().await;
+    Ok(())
+}

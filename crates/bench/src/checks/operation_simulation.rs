@@ -1,0 +1,184 @@
+//! Operation simulation: the full generation flow under load against the Replicate mock's
+//! latency and failure model, throughput compared with its bound
+//! min(concurrency ÷ mean latency, rate limit); and memory under that load.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use genbot_engine::JobEvent;
+use genbot_mocks::replicate::ReplicateMockConfig;
+
+use crate::context::Context;
+use crate::grade::Grade;
+use crate::histogram::Latencies;
+use crate::outcome::{TestId, TestOutcome};
+use crate::rig::{engine_config, Rig};
+use crate::rss::{megabytes, rss_bytes};
+
+/// Spread of the simulated latency (log-normal σ) and the share of failing predictions.
+const SIGMA: f64 = 0.3;
+const FAILURE_RATE: f64 = 0.02;
+
+/// Runs the simulation; returns (operation simulation, memory under load).
+pub async fn run(ctx: &Context) -> (TestOutcome, TestOutcome) {
+    let mut sim = TestOutcome::new(TestId::OperationSimulation, ctx.lang);
+    let mut memory = TestOutcome::new(TestId::MemoryUnderLoad, ctx.lang);
+    if let Err(e) = measure(ctx, &mut sim, &mut memory).await {
+        sim.fact(format!("could not run: {e}"));
+        memory.fact(format!("could not run: {e}"));
+    }
+    (sim, memory)
+}
+
+async fn measure(
+    ctx: &Context,
+    sim: &mut TestOutcome,
+    memory: &mut TestOutcome,
+) -> Result<(), String> {
+    let limit = ctx.settings.max_concurrent_generations;
+    let per_user = ctx.settings.max_concurrent_generations_per_user;
+    let per_min = ctx.settings.replicate_rate_limit_per_min;
+    let median = Duration::from_millis(if ctx.quick { 400 } else { 2_000 });
+    let mean = median.mul_f64((SIGMA * SIGMA / 2.0).exp());
+    let bound = (f64::from(limit) / mean.as_secs_f64()).min(f64::from(per_min) / 60.0);
+    let span = if ctx.quick { 6.0 } else { 60.0 };
+    let jobs = ((bound * span).ceil() as usize).clamp(20, 20_000);
+    let users = (jobs as u32).div_ceil(2).max(1) as i64;
+
+    let rss_before = rss_bytes();
+    let mut rig = Rig::start(
+        engine_config(limit, per_user, 10_000_000),
+        per_min,
+        ReplicateMockConfig {
+            median_latency: median,
+            latency_sigma: SIGMA,
+            failure_rate: FAILURE_RATE,
+            ..ReplicateMockConfig::default()
+        },
+    )
+    .await?;
+    rig.register(1..users + 1).await?;
+    let started = Instant::now();
+    let mut submitted_at = HashMap::with_capacity(jobs);
+    for n in 0..jobs {
+        let job = rig
+            .submit(1 + (n as i64 % users), &format!("simulated {n}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        submitted_at.insert(job.job, Instant::now());
+    }
+    let mut latencies = Latencies::new();
+    let (mut succeeded, mut failed, mut finals) = (0u64, 0u64, 0usize);
+    let mut rss_peak = rss_before.unwrap_or(0);
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_secs_f64(jobs as f64 / bound.max(0.01) * 3.0 + 60.0);
+    while finals < jobs {
+        let Ok(Some(event)) = tokio::time::timeout_at(deadline, rig.events.recv()).await else {
+            break;
+        };
+        let (job, ok) = match event {
+            JobEvent::Started { .. } => continue,
+            JobEvent::Succeeded { job, .. } => (job, true),
+            JobEvent::Failed { job, .. } => (job, false),
+        };
+        finals += 1;
+        if ok {
+            succeeded += 1
+        } else {
+            failed += 1
+        }
+        if let Some(at) = submitted_at.get(&job) {
+            latencies.record(at.elapsed());
+        }
+        if finals % 16 == 0 {
+            rss_peak = rss_peak.max(rss_bytes().unwrap_or(0));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let throughput = finals as f64 / elapsed;
+    let ratio = throughput / bound;
+    let summary = latencies.summary();
+    let mock = rig.mock.stats();
+    sim.metric("jobs", jobs as f64)
+        .metric("completed", finals as f64)
+        .metric("succeeded", succeeded as f64)
+        .metric(
+            "failure_rate",
+            if finals == 0 {
+                0.0
+            } else {
+                failed as f64 / finals as f64
+            },
+        )
+        .metric("throughput_per_s", throughput)
+        .metric("theoretical_per_s", bound)
+        .metric("throughput_ratio", ratio)
+        .metric("p50_ms", summary.p50_ms)
+        .metric("p95_ms", summary.p95_ms)
+        .metric("p99_ms", summary.p99_ms)
+        .metric("mock_max_running", mock.max_running as f64);
+    let limited_by = if f64::from(limit) / mean.as_secs_f64() < f64::from(per_min) / 60.0 {
+        "concurrency"
+    } else {
+        "rate limit"
+    };
+    sim.fact(ctx.text(
+        format!("{jobs} generations from {users} users; mock latency log-normal, median {median:?} (mean {mean:?}), {:.0} % failures; bound {bound:.2}/s set by the {limited_by} (MAX_CONCURRENT_GENERATIONS={limit}, REPLICATE_RATE_LIMIT={per_min}/min); measured {throughput:.2}/s", FAILURE_RATE * 100.0),
+        format!("{jobs} генераций от {users} пользователей; задержка мока логнормальная, медиана {median:?} (среднее {mean:?}), {:.0} % ошибок; предел {bound:.2}/с задаёт {} (MAX_CONCURRENT_GENERATIONS={limit}, REPLICATE_RATE_LIMIT={per_min}/мин); измерено {throughput:.2}/с", FAILURE_RATE * 100.0, if limited_by == "concurrency" { "параллельность" } else { "лимит частоты" }),
+    ));
+    sim.grade = if finals < jobs {
+        Grade::NeedsOptimization
+    } else if ratio >= 0.9 {
+        Grade::Excellent
+    } else if ratio >= 0.7 {
+        Grade::Good
+    } else {
+        Grade::NeedsOptimization
+    };
+    if sim.grade != Grade::Excellent {
+        sim.recommend(ctx.text(
+            format!("Throughput is {:.0} % of its bound: polling and queueing overhead eat the rest; check CPU and the database during the run.", ratio * 100.0),
+            format!("Пропускная способность — {:.0} % от предела: остальное съедают опрос и очередь; проверьте CPU и БД во время прогона.", ratio * 100.0),
+        ));
+    }
+    if limited_by == "concurrency" && f64::from(per_min) / 60.0 > bound * 1.5 {
+        sim.recommend(ctx.text(
+            format!("Concurrency limits throughput: MAX_CONCURRENT_GENERATIONS={limit} allows {bound:.1}/s while REPLICATE_RATE_LIMIT allows {:.1}/s; raise the former to use the rate you pay for.", f64::from(per_min) / 60.0),
+            format!("Пропускную способность ограничивает параллельность: MAX_CONCURRENT_GENERATIONS={limit} даёт {bound:.1}/с, а REPLICATE_RATE_LIMIT — {:.1}/с; увеличьте первое.", f64::from(per_min) / 60.0),
+        ));
+    }
+
+    let rss_after = rss_bytes();
+    rig.engine.shutdown().await;
+    match (rss_before, rss_after) {
+        (Some(before), Some(after)) => {
+            let growth = megabytes(after.saturating_sub(before));
+            let peak = megabytes(rss_peak.saturating_sub(before));
+            memory
+                .metric("rss_before_mb", megabytes(before))
+                .metric("rss_after_mb", megabytes(after))
+                .metric("growth_mb", growth)
+                .metric("peak_growth_mb", peak)
+                .metric(
+                    "bytes_per_job",
+                    after.saturating_sub(before) as f64 / jobs as f64,
+                );
+            memory.grade = ctx.thresholds.memory_growth(growth);
+            memory.fact(ctx.text(
+                format!("RSS {:.1} MB before {jobs} simulated generations, {:.1} MB after (peak +{peak:.1} MB)", megabytes(before), megabytes(after)),
+                format!("RSS {:.1} МБ до {jobs} генераций, {:.1} МБ после (пик +{peak:.1} МБ)", megabytes(before), megabytes(after)),
+            ));
+            if memory.grade != Grade::Excellent {
+                memory.recommend(ctx.text(
+                    format!("Memory grew {growth:.1} MB under load: check for leaks (jobs kept after they finish), store less per job, consider weak references for caches."),
+                    format!("Память выросла на {growth:.1} МБ под нагрузкой: проверьте утечки (задачи, хранимые после завершения), храните меньше на задачу, рассмотрите слабые ссылки."),
+                ));
+            }
+        }
+        _ => {
+            memory.fact("RSS is not readable on this platform (needs /proc)");
+            memory.grade = Grade::NeedsOptimization;
+        }
+    }
+    Ok(())
+}

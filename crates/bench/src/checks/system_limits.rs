@@ -1,0 +1,200 @@
+//! System limits (open model): updates arrive at a constant rate, stepped up, until the p99
+//! answer time or the error rate breaks the SLO. The last step within it is the knee: the
+//! maximum RPS and the users that produce it; the bottleneck is named from evidence.
+//!
+//! Latency counts from each update's intended send time (coordinated omission corrected the
+//! wrk2 way: a stalled bot cannot hide its delay by slowing the generator), and the generator's
+//! own lag behind its schedule is reported, so a limit of the generator is not blamed on the bot.
+
+use std::time::{Duration, Instant};
+
+use genbot_mocks::replicate::ReplicateMockConfig;
+use genbot_mocks::telegram::SimUser;
+use genbot_telegram::FrontConfig;
+
+use crate::bot_rig::BotRig;
+use crate::context::Context;
+use crate::cpu::process_cpu;
+use crate::grade::Grade;
+use crate::histogram::Latencies;
+use crate::outcome::{TestId, TestOutcome};
+use crate::rig::engine_config;
+
+/// The SLO: p99 answer time and share of unanswered updates.
+const SLO_P99_MS: f64 = 100.0;
+const SLO_ERRORS: f64 = 0.01;
+/// How long after a step its stragglers may still be answered.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Each user sends an update every this many seconds on average.
+const SECONDS_PER_UPDATE_PER_USER: f64 = 5.0;
+
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    rate: f64,
+    p99_ms: f64,
+    errors: f64,
+    lag_p99_ms: f64,
+    cpu_percent: f64,
+    queue_growth: f64,
+}
+
+pub async fn run(ctx: &Context) -> TestOutcome {
+    let mut out = TestOutcome::new(TestId::SystemLimits, ctx.lang);
+    if let Err(e) = measure(ctx, &mut out).await {
+        out.fact(format!("could not run: {e}"));
+        out.grade = Grade::NeedsOptimization;
+    }
+    out
+}
+
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+    let step_length = Duration::from_secs(if ctx.quick { 2 } else { 5 });
+    let rates: &[f64] = if ctx.quick {
+        &[100.0, 200.0, 400.0, 800.0, 1600.0]
+    } else {
+        &[100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0]
+    };
+    let rig = BotRig::start(
+        engine_config(
+            ctx.settings.max_concurrent_generations,
+            ctx.settings.max_concurrent_generations_per_user,
+            10_000_000,
+        ),
+        ctx.settings.replicate_rate_limit_per_min,
+        ReplicateMockConfig::default(),
+        FrontConfig {
+            initial_credits: 100,
+            ..FrontConfig::default()
+        },
+    )
+    .await?;
+    let max_rate = rates.iter().copied().fold(0.0, f64::max);
+    let pool_size = (max_rate * SECONDS_PER_UPDATE_PER_USER) as i64;
+    let pool: Vec<SimUser> = (0..pool_size)
+        .map(|n| {
+            rig.telegram
+                .user(crate::target::TEST_IDS.start + n, "Load", Some("en"))
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut steps: Vec<Step> = Vec::new();
+    let mut next_user = 0usize;
+    for &rate in rates {
+        let users_this_step = ((rate * SECONDS_PER_UPDATE_PER_USER) as usize)
+            .min(pool.len())
+            .max(1);
+        let before = rig.telegram.stats();
+        let answered_before = before.answer_latencies.len();
+        let queue_before = rig.front.engine().stats().queue_length as f64;
+        let cpu_before = process_cpu();
+        let started = Instant::now();
+        let count = (rate * step_length.as_secs_f64()) as u64;
+        let mut lag = Latencies::new();
+        for i in 0..count {
+            let intended = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(intended.into()).await;
+            lag.record(Instant::now().saturating_duration_since(intended));
+            pool[next_user % users_this_step].send_text("/balance");
+            next_user += 1;
+        }
+        tokio::time::sleep(DRAIN).await;
+        let wall = started.elapsed();
+        let after = rig.telegram.stats();
+        let answered = after.answer_latencies.len() - answered_before;
+        let mut latency = Latencies::new();
+        for l in &after.answer_latencies[answered_before..] {
+            latency.record(*l);
+        }
+        let lag_p99 = lag.summary().p99_ms;
+        let step = Step {
+            rate,
+            // Measured from the actual send; the generator's lag is added to correct for
+            // coordinated omission.
+            p99_ms: latency.summary().p99_ms + lag_p99,
+            errors: 1.0 - (answered as f64 / count.max(1) as f64).min(1.0),
+            lag_p99_ms: lag_p99,
+            cpu_percent: match (cpu_before, process_cpu()) {
+                (Some(a), Some(b)) => (b - a).as_secs_f64() / wall.as_secs_f64() * 100.0,
+                _ => f64::NAN,
+            },
+            queue_growth: rig.front.engine().stats().queue_length as f64 - queue_before,
+        };
+        steps.push(step);
+        if step.p99_ms > SLO_P99_MS || step.errors > SLO_ERRORS {
+            break;
+        }
+    }
+    let knee = steps
+        .iter()
+        .rev()
+        .find(|s| s.p99_ms <= SLO_P99_MS && s.errors <= SLO_ERRORS)
+        .copied();
+    let broke = steps
+        .last()
+        .filter(|s| s.p99_ms > SLO_P99_MS || s.errors > SLO_ERRORS)
+        .copied();
+    for (i, s) in steps.iter().enumerate() {
+        out.fact(format!(
+            "step {}: {:.0} updates/s → p99 {:.1} ms, unanswered {:.2} %, generator lag p99 {:.1} ms, CPU {:.0} % of {cores:.0} cores, queue {:+.0}",
+            i + 1, s.rate, s.p99_ms, s.errors * 100.0, s.lag_p99_ms, s.cpu_percent, s.queue_growth
+        ));
+    }
+    let max_rps = knee.map_or(0.0, |k| k.rate);
+    let max_users = max_rps * SECONDS_PER_UPDATE_PER_USER;
+    out.metric("max_rps", max_rps)
+        .metric("max_users", max_users)
+        .metric("steps", steps.len() as f64)
+        .metric("slo_p99_ms", SLO_P99_MS);
+    let pool_stats = rig.store.pool_stats();
+    let bottleneck = match broke {
+        None => ctx.text(
+            format!("none found up to {max_rps:.0} updates/s (the highest step)"),
+            format!("не найдено до {max_rps:.0} обновлений/с (верхняя ступень)"),
+        ),
+        Some(s) if s.lag_p99_ms > SLO_P99_MS / 2.0 => ctx.text(
+            format!("the load generator (it fell {:.0} ms behind its schedule at {:.0}/s): the bot's limit is at least this high", s.lag_p99_ms, s.rate),
+            format!("генератор нагрузки (отстал на {:.0} мс при {:.0}/с): предел бота не ниже", s.lag_p99_ms, s.rate),
+        ),
+        Some(s) if s.cpu_percent >= cores * 100.0 * 0.85 => ctx.text(
+            format!("CPU: {:.0} % of {cores:.0} cores at {:.0} updates/s", s.cpu_percent, s.rate),
+            format!("CPU: {:.0} % из {cores:.0} ядер при {:.0} обновлений/с", s.cpu_percent, s.rate),
+        ),
+        Some(s) if pool_stats.waiting.unwrap_or(0) > 0 => ctx.text(
+            format!("database pool wait at {:.0} updates/s (DB_POOL_SIZE={})", s.rate, ctx.settings.db_pool_size),
+            format!("ожидание пула БД при {:.0} обновлений/с (DB_POOL_SIZE={})", s.rate, ctx.settings.db_pool_size),
+        ),
+        Some(s) if s.queue_growth > 0.0 => ctx.text(
+            format!("the generation queue grew by {:.0} at {:.0} updates/s", s.queue_growth, s.rate),
+            format!("очередь генераций выросла на {:.0} при {:.0} обновлений/с", s.queue_growth, s.rate),
+        ),
+        Some(s) => ctx.text(
+            format!("update handling latency at {:.0} updates/s (CPU {:.0} %, no pool wait, no queue growth)", s.rate, s.cpu_percent),
+            format!("задержка обработки обновлений при {:.0}/с (CPU {:.0} %, без ожидания пула и роста очереди)", s.rate, s.cpu_percent),
+        ),
+    };
+    out.fact(ctx.text(
+        format!("bottleneck: {bottleneck}"),
+        format!("узкое место: {bottleneck}"),
+    ));
+    out.fact(ctx.text(
+        format!("open model: /balance updates at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms from the intended send time, ≤ {:.0} % unanswered", SLO_ERRORS * 100.0),
+        format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа", SLO_ERRORS * 100.0),
+    ));
+    out.grade = match knee {
+        Some(k) if broke.is_none() || k.rate >= 400.0 => Grade::Excellent,
+        Some(_) => Grade::Good,
+        None => Grade::NeedsOptimization,
+    };
+    if out.grade != Grade::Excellent {
+        out.recommend(ctx.text(
+            format!(
+                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
+            ),
+            format!(
+                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
+            ),
+        ));
+    }
+    rig.stop().await;
+    Ok(())
+}

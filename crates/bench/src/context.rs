@@ -1,0 +1,42 @@
+//! What every check needs: the settings under test, thresholds, language, run length, target.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use genbot_config::Settings;
+
+use crate::grade::{Lang, Thresholds};
+use crate::target::Target;
+
+/// Shared by all checks of one run.
+#[derive(Debug)]
+pub struct Context {
+    /// The bot's settings (limits, TTLs, rates) being judged.
+    pub settings: Settings,
+    pub thresholds: Thresholds,
+    pub lang: Lang,
+    /// Shorter runs for CI and a first look.
+    pub quick: bool,
+    /// Simulated users for the concurrent-users test.
+    pub users: u32,
+    /// Length of each timed measurement.
+    pub duration: Duration,
+    pub target: Target,
+    /// Test users registered in the target.
+    pub seeded: Range<i64>,
+}
+
+impl Context {
+    /// Concurrent tasks for closed-loop storage measurements.
+    pub fn workers(&self) -> usize {
+        64
+    }
+
+    /// English or Russian.
+    pub fn text(&self, en: impl Into<String>, ru: impl Into<String>) -> String {
+        match self.lang {
+            Lang::En => en.into(),
+            Lang::Ru => ru.into(),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! One test's result: its grade, the measured figures, facts worth stating, recommendations.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::grade::{Grade, Lang};
+
+/// The seed's thirteen tests, with their report ids and names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestId {
+    DbRead,
+    Cache,
+    ConcurrentUsers,
+    DbWrite,
+    Memory,
+    SystemLimits,
+    Semaphores,
+    RateLimiting,
+    ModelConfig,
+    CacheSettings,
+    OperationSimulation,
+    Queue,
+    MemoryUnderLoad,
+}
+
+impl TestId {
+    /// The id used in JSON and metric names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestId::DbRead => "db_read",
+            TestId::Cache => "cache",
+            TestId::ConcurrentUsers => "concurrent_users",
+            TestId::DbWrite => "db_write",
+            TestId::Memory => "memory",
+            TestId::SystemLimits => "system_limits",
+            TestId::Semaphores => "semaphores",
+            TestId::RateLimiting => "rate_limiting",
+            TestId::ModelConfig => "model_config",
+            TestId::CacheSettings => "cache_settings",
+            TestId::OperationSimulation => "operation_simulation",
+            TestId::Queue => "queue",
+            TestId::MemoryUnderLoad => "memory_under_load",
+        }
+    }
+
+    /// The seed's name of the test.
+    pub fn name(self, lang: Lang) -> &'static str {
+        match (self, lang) {
+            (TestId::DbRead, Lang::En) => "DB read test",
+            (TestId::Cache, Lang::En) => "Cache test",
+            (TestId::ConcurrentUsers, Lang::En) => "Concurrent users test",
+            (TestId::DbWrite, Lang::En) => "DB write test",
+            (TestId::Memory, Lang::En) => "Memory test",
+            (TestId::SystemLimits, Lang::En) => "System limits test",
+            (TestId::Semaphores, Lang::En) => "Semaphore test",
+            (TestId::RateLimiting, Lang::En) => "Rate limiting test",
+            (TestId::ModelConfig, Lang::En) => "Model configuration test",
+            (TestId::CacheSettings, Lang::En) => "Cache settings test",
+            (TestId::OperationSimulation, Lang::En) => "Operation simulation",
+            (TestId::Queue, Lang::En) => "Queue test",
+            (TestId::MemoryUnderLoad, Lang::En) => "Memory under load test",
+            (TestId::DbRead, Lang::Ru) => "Тест чтения из БД",
+            (TestId::Cache, Lang::Ru) => "Тест кэша",
+            (TestId::ConcurrentUsers, Lang::Ru) => "Тест одновременных пользователей",
+            (TestId::DbWrite, Lang::Ru) => "Тест записи в БД",
+            (TestId::Memory, Lang::Ru) => "Тест памяти",
+            (TestId::SystemLimits, Lang::Ru) => "Тест пределов системы",
+            (TestId::Semaphores, Lang::Ru) => "Тест семафоров",
+            (TestId::RateLimiting, Lang::Ru) => "Тест ограничения частоты",
+            (TestId::ModelConfig, Lang::Ru) => "Тест конфигурации моделей",
+            (TestId::CacheSettings, Lang::Ru) => "Тест настроек кэша",
+            (TestId::OperationSimulation, Lang::Ru) => "Симуляция операций",
+            (TestId::Queue, Lang::Ru) => "Тест очереди",
+            (TestId::MemoryUnderLoad, Lang::Ru) => "Тест памяти под нагрузкой",
+        }
+    }
+}
+
+/// A finished test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestOutcome {
+    pub id: TestId,
+    pub name: String,
+    pub grade: Grade,
+    /// Measured figures, keyed `test_id.metric` (e.g. `db_read.rps`).
+    pub metrics: BTreeMap<String, f64>,
+    /// Facts the reader needs to trust the figures (durability mode, load shape, scaling).
+    pub facts: Vec<String>,
+    /// What to change, with the measured numbers, when the grade is not EXCELLENT.
+    pub recommendations: Vec<String>,
+}
+
+impl TestOutcome {
+    pub fn new(id: TestId, lang: Lang) -> Self {
+        TestOutcome {
+            id,
+            name: id.name(lang).to_owned(),
+            grade: Grade::NeedsOptimization,
+            metrics: BTreeMap::new(),
+            facts: Vec::new(),
+            recommendations: Vec::new(),
+        }
+    }
+
+    /// Records `test_id.name = value`.
+    pub fn metric(&mut self, name: &str, value: f64) -> &mut Self {
+        self.metrics
+            .insert(format!("{}.{name}", self.id.as_str()), value);
+        self
+    }
+
+    /// A measured figure by its short name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .get(&format!("{}.{name}", self.id.as_str()))
+            .copied()
+    }
+
+    pub fn fact(&mut self, text: impl Into<String>) -> &mut Self {
+        self.facts.push(text.into());
+        self
+    }
+
+    pub fn recommend(&mut self, text: impl Into<String>) -> &mut Self {
+        self.recommendations.push(text.into());
+        self
+    }
+}

@@ -1,0 +1,160 @@
+//! A private engine for the generation-settings checks: its own temporary SQLite store,
+//! in-process cache and Replicate mock.
+//!
+//! Never the deployment's database: an engine started there would pick up real users' queued
+//! jobs on start (restart recovery) and run them against the mock.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use genbot_cache::{MemoryCache, UserCache, Users};
+use genbot_engine::catalogue::Catalogue;
+use genbot_engine::limiter::LocalRateLimiter;
+use genbot_engine::replicate::{PollPolicy, ReplicateClient};
+use genbot_engine::{Engine, EngineConfig, GenerationRequest, JobEvent, SubmitError, Submitted};
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_store::{NewUser, SqliteStore, Store, UserId};
+use secrecy::SecretString;
+use tokio::sync::mpsc;
+
+pub(crate) struct Rig {
+    pub(crate) engine: Engine,
+    pub(crate) mock: Arc<ReplicateMock>,
+    pub(crate) events: mpsc::UnboundedReceiver<JobEvent>,
+    pub(crate) store: Store,
+    config: EngineConfig,
+    rate_per_min: u32,
+    dir: Arc<tempfile::TempDir>,
+}
+
+/// Polls tight enough that the checks measure the limits, not the polling.
+const POLL: PollPolicy = PollPolicy {
+    initial: Duration::from_millis(25),
+    factor: 1.5,
+    max: Duration::from_millis(100),
+};
+
+impl Rig {
+    pub(crate) async fn start(
+        config: EngineConfig,
+        rate_per_min: u32,
+        mock: ReplicateMockConfig,
+    ) -> Result<Rig, String> {
+        let mock = Arc::new(
+            ReplicateMock::start(mock)
+                .await
+                .map_err(|e| format!("replicate mock: {e}"))?,
+        );
+        let dir = Arc::new(tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?);
+        let store = Store::Sqlite(
+            SqliteStore::open(&dir.path().join("rig.db"), 4).map_err(|e| e.to_string())?,
+        );
+        Rig::on(store, mock, dir, config, rate_per_min).await
+    }
+
+    async fn on(
+        store: Store,
+        mock: Arc<ReplicateMock>,
+        dir: Arc<tempfile::TempDir>,
+        config: EngineConfig,
+        rate_per_min: u32,
+    ) -> Result<Rig, String> {
+        let users = Users::new(
+            store.clone(),
+            UserCache::Memory(MemoryCache::new(Duration::from_secs(300), 100_000)),
+        );
+        let client = ReplicateClient::new(
+            mock.url().parse().map_err(|e| format!("mock url: {e}"))?,
+            Some(&SecretString::from("bench")),
+        )
+        .map_err(|e| e.to_string())?
+        .with_poll(POLL)
+        .with_limiter(Arc::new(LocalRateLimiter::new(rate_per_min, 1)));
+        let (tx, events) = mpsc::unbounded_channel();
+        let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
+        let engine = Engine::start(users, catalogue, client, config, Some(tx))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Rig {
+            engine,
+            mock,
+            events,
+            store,
+            config,
+            rate_per_min,
+            dir,
+        })
+    }
+
+    /// Stops this engine and starts a new one on the same store and mock (a restart).
+    pub(crate) async fn restart(self) -> Result<Rig, String> {
+        self.engine.shutdown().await;
+        Rig::on(
+            self.store,
+            self.mock,
+            self.dir,
+            self.config,
+            self.rate_per_min,
+        )
+        .await
+    }
+
+    pub(crate) async fn register(&self, ids: Range<i64>) -> Result<(), String> {
+        for id in ids {
+            self.engine
+                .users()
+                .upsert(NewUser {
+                    id: UserId(id),
+                    username: None,
+                    language: None,
+                    initial_credits: 1_000_000,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn submit(&self, user: i64, prompt: &str) -> Result<Submitted, SubmitError> {
+        self.engine
+            .submit(GenerationRequest {
+                user: UserId(user),
+                prompt: prompt.to_owned(),
+                model: None,
+                params: Default::default(),
+            })
+            .await
+    }
+
+    /// Collects events until `n` jobs are final or `patience` passes.
+    pub(crate) async fn finals(&mut self, n: usize, patience: Duration) -> Vec<JobEvent> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut seen = Vec::new();
+        let mut finals = 0;
+        while finals < n {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    if !matches!(event, JobEvent::Started { .. }) {
+                        finals += 1;
+                    }
+                    seen.push(event);
+                }
+                _ => break,
+            }
+        }
+        seen
+    }
+}
+
+/// Engine limits for a check: the settings' own, with the daily limit and queue out of the way.
+pub(crate) fn engine_config(max_concurrent: u32, per_user: u32, queue_max: u32) -> EngineConfig {
+    EngineConfig {
+        max_concurrent,
+        per_user,
+        daily_limit: 1_000_000,
+        queue_max,
+        timeout: Duration::from_secs(120),
+        max_prompt_chars: 1000,
+    }
+}

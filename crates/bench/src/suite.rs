@@ -1,0 +1,227 @@
+//! Running the suites: which tests, in which order, then the readiness score and the forecast.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::checks;
+use crate::context::Context;
+use crate::grade::Grade;
+use crate::outcome::{TestId, TestOutcome};
+use crate::readiness::{Criterion, Readiness};
+
+/// Which tests to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Suite {
+    /// DB read, cache, concurrent users, DB write, memory, system limits.
+    Performance,
+    /// Semaphores, rate limiting, model configuration, cache settings, operation simulation,
+    /// queue, memory under load.
+    GenerationSettings,
+    /// Both, then the readiness score and the load forecast.
+    All,
+}
+
+impl Suite {
+    /// The tests this suite runs, in report order.
+    pub fn tests(self) -> Vec<TestId> {
+        let performance = [
+            TestId::DbRead,
+            TestId::Cache,
+            TestId::ConcurrentUsers,
+            TestId::DbWrite,
+            TestId::Memory,
+            TestId::SystemLimits,
+        ];
+        let generation = [
+            TestId::Semaphores,
+            TestId::RateLimiting,
+            TestId::ModelConfig,
+            TestId::CacheSettings,
+            TestId::OperationSimulation,
+            TestId::Queue,
+            TestId::MemoryUnderLoad,
+        ];
+        match self {
+            Suite::Performance => performance.to_vec(),
+            Suite::GenerationSettings => generation.to_vec(),
+            Suite::All => performance.into_iter().chain(generation).collect(),
+        }
+    }
+}
+
+/// Told about each test as it starts and ends (progress bars, logs).
+pub trait Progress: Send + Sync {
+    fn started(&self, test: TestId, index: usize, total: usize);
+    fn finished(&self, outcome: &TestOutcome);
+}
+
+/// Everything one run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    pub suite: Suite,
+    pub started_at: DateTime<Utc>,
+    pub duration_s: f64,
+    pub quick: bool,
+    pub tests: Vec<TestOutcome>,
+    pub readiness: Readiness,
+    pub forecast: Forecast,
+}
+
+/// What the measurements say the bot can carry.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Forecast {
+    /// Most simulated users served within the SLO, if measured.
+    pub max_concurrent_users: Option<f64>,
+    /// Most updates per second served within the SLO, if measured.
+    pub max_rps: Option<f64>,
+    /// Generations per second the settings allow: min(concurrency ÷ latency, rate limit).
+    pub generations_per_s: Option<f64>,
+    /// Suggested `DAILY_GENERATION_LIMIT` and `MAX_CONCURRENT_GENERATIONS_PER_USER`.
+    pub recommended_daily_limit: Option<u32>,
+    pub recommended_per_user: Option<u32>,
+    /// Named bottlenecks, from the evidence.
+    pub bottlenecks: Vec<String>,
+}
+
+/// Runs `suite` on `ctx`, reporting progress; never fails: a test that cannot run says so in
+/// its outcome.
+pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteReport {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let tests = suite.tests();
+    let total = tests.len();
+    let mut outcomes: Vec<TestOutcome> = Vec::with_capacity(total);
+    let mut pending_memory_under_load = None;
+    for (index, test) in tests.iter().copied().enumerate() {
+        progress.started(test, index, total);
+        let outcome = match test {
+            TestId::DbRead => checks::storage::db_read(ctx).await,
+            TestId::Cache => checks::storage::cache(ctx).await,
+            TestId::DbWrite => checks::storage::db_write(ctx).await,
+            TestId::Memory => checks::storage::memory(ctx).await,
+            TestId::ConcurrentUsers => checks::concurrent_users::run(ctx).await,
+            TestId::SystemLimits => checks::system_limits::run(ctx).await,
+            TestId::Semaphores => checks::semaphores::run(ctx).await,
+            TestId::RateLimiting => checks::rate_limiting::run(ctx).await,
+            TestId::ModelConfig => checks::model_config::run(ctx).await,
+            TestId::CacheSettings => checks::cache_settings::run(ctx).await,
+            TestId::OperationSimulation => {
+                let (sim, memory) = checks::operation_simulation::run(ctx).await;
+                pending_memory_under_load = Some(memory);
+                sim
+            }
+            TestId::MemoryUnderLoad => match pending_memory_under_load.take() {
+                Some(memory) => memory,
+                None => checks::operation_simulation::run(ctx).await.1,
+            },
+            TestId::Queue => checks::queue::run(ctx).await,
+        };
+        progress.finished(&outcome);
+        outcomes.push(outcome);
+    }
+    let readiness = readiness(&outcomes);
+    let forecast = forecast(&outcomes, ctx);
+    SuiteReport {
+        suite,
+        started_at,
+        duration_s: clock.elapsed().as_secs_f64(),
+        quick: ctx.quick,
+        tests: outcomes,
+        readiness,
+        forecast,
+    }
+}
+
+fn find(outcomes: &[TestOutcome], id: TestId) -> Option<&TestOutcome> {
+    outcomes.iter().find(|o| o.id == id)
+}
+
+fn readiness(outcomes: &[TestOutcome]) -> Readiness {
+    let mut graded = Vec::new();
+    let mut from = |criterion: Criterion, ids: &[TestId], what: &dyn Fn(&TestOutcome) -> String| {
+        let found: Vec<&TestOutcome> = ids.iter().filter_map(|id| find(outcomes, *id)).collect();
+        if found.is_empty() {
+            return;
+        }
+        let grade = found
+            .iter()
+            .map(|o| o.grade)
+            .min()
+            .unwrap_or(Grade::NeedsOptimization);
+        let evidence = found.iter().map(|o| what(o)).collect::<Vec<_>>().join("; ");
+        graded.push((criterion, grade, evidence));
+    };
+    let metric =
+        |o: &TestOutcome, name: &str| o.get(name).map_or("n/a".to_owned(), |v| format!("{v:.1}"));
+    from(Criterion::DbRead, &[TestId::DbRead], &|o| {
+        format!("{} RPS", metric(o, "rps"))
+    });
+    from(Criterion::Cache, &[TestId::Cache], &|o| {
+        format!(
+            "hit rate {}",
+            o.get("hit_rate")
+                .map_or("n/a".into(), |v| format!("{:.1} %", v * 100.0))
+        )
+    });
+    from(
+        Criterion::StabilityUnderLoad,
+        &[TestId::ConcurrentUsers, TestId::OperationSimulation],
+        &|o| format!("{}: {:?}", o.id.as_str(), o.grade),
+    );
+    from(
+        Criterion::Memory,
+        &[TestId::Memory, TestId::MemoryUnderLoad],
+        &|o| format!("{} growth {} MB", o.id.as_str(), metric(o, "growth_mb")),
+    );
+    from(
+        Criterion::GenerationSettings,
+        &[
+            TestId::Semaphores,
+            TestId::RateLimiting,
+            TestId::ModelConfig,
+            TestId::CacheSettings,
+            TestId::Queue,
+        ],
+        &|o| format!("{}: {:?}", o.id.as_str(), o.grade),
+    );
+    from(Criterion::NoBottlenecks, &[TestId::SystemLimits], &|o| {
+        format!("{}: {:?}", o.id.as_str(), o.grade)
+    });
+    Readiness::score(graded)
+}
+
+fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
+    let mut forecast = Forecast::default();
+    if let Some(sim) = find(outcomes, TestId::OperationSimulation) {
+        forecast.generations_per_s = sim.get("throughput_per_s");
+    }
+    if let Some(limits) = find(outcomes, TestId::SystemLimits) {
+        forecast.max_concurrent_users = limits.get("max_users");
+        forecast.max_rps = limits.get("max_rps");
+    }
+    if let Some(per_s) = forecast.generations_per_s {
+        // A day's generation capacity shared by the users the bot can hold at once, assuming a
+        // tenth of them generate in a day: a starting point, stated as such in the report.
+        let daily_capacity = per_s * 86_400.0;
+        let active = forecast
+            .max_concurrent_users
+            .unwrap_or(f64::from(ctx.users))
+            .max(1.0)
+            * 10.0;
+        forecast.recommended_daily_limit =
+            Some(((daily_capacity / active).floor() as u32).clamp(1, 1_000));
+        forecast.recommended_per_user =
+            Some((ctx.settings.max_concurrent_generations / 5).clamp(1, 5));
+    }
+    for outcome in outcomes {
+        if outcome.grade.is_failure() {
+            forecast
+                .bottlenecks
+                .push(format!("{} ({:?})", outcome.name, outcome.grade));
+        }
+    }
+    forecast
+}

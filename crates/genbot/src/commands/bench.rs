@@ -1,0 +1,188 @@
+//! `genbot bench …`: the readiness suite from the command line.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use genbot_bench::context::Context;
+use genbot_bench::grade::{Lang, Thresholds};
+use genbot_bench::outcome::{TestId, TestOutcome};
+use genbot_bench::report::{self, Environment};
+use genbot_bench::suite::{self, Progress, Suite};
+use genbot_bench::target::{Target, TargetError};
+use genbot_config::{DatabaseUrl, RedactedUrl, Settings};
+
+use crate::cli::{BenchArgs, BenchSuite, ReportFormat, ReportLang};
+use crate::UsageError;
+
+/// Exit code when readiness is below `--fail-under`.
+const EXIT_BELOW_FAIL_UNDER: u8 = 1;
+/// Exit code when the target cannot be reached.
+const EXIT_UNREACHABLE: u8 = 3;
+
+pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.live_replicate {
+        return Err(UsageError("--live-replicate is not supported by this version: the suite measures against the Replicate mock only".into()).into());
+    }
+    let lang = match args.lang {
+        ReportLang::En => Lang::En,
+        ReportLang::Ru => Lang::Ru,
+    };
+    let thresholds = match &args.thresholds {
+        Some(path) => Thresholds::load(path).map_err(|e| UsageError(e.to_string()))?,
+        None => Thresholds::default(),
+    };
+    let database = args
+        .database_url
+        .as_deref()
+        .map(|text| {
+            DatabaseUrl::parse(text)
+                .map_err(|allowed| UsageError(format!("invalid --database-url: {allowed}")))
+        })
+        .transpose()?;
+    let redis = match args.redis_url.as_deref() {
+        Some(text) => Some(RedactedUrl::new(text.parse().map_err(|_| {
+            UsageError("invalid --redis-url: expected redis://HOST[:PORT]".into())
+        })?)),
+        None => settings.redis_url.clone(),
+    };
+    report::prepare(&args.out).map_err(|e| UsageError(e.to_string()))?;
+
+    let quick = args.quick;
+    let duration = Duration::from_secs(args.duration.unwrap_or(if quick { 2 } else { 10 }));
+    let seed_count = if quick { 10_000 } else { 50_000 };
+    let target = match &database {
+        None => Target::embedded(redis.as_ref(), settings.cache_ttl, settings.db_pool_size).await,
+        Some(url) => {
+            Target::deployment(
+                url,
+                redis.as_ref(),
+                settings.cache_ttl,
+                settings.db_pool_size,
+            )
+            .await
+        }
+    };
+    let target = match target {
+        Ok(target) => target,
+        Err(e @ TargetError::RangeInUse(_)) => return Err(UsageError(e.to_string()).into()),
+        Err(e) => {
+            eprintln!("genbot: {e}");
+            return Ok(ExitCode::from(EXIT_UNREACHABLE));
+        }
+    };
+    let env = Environment {
+        db: target.database.clone(),
+        cache: redis.as_ref().map_or_else(
+            || "in-process (moka)".to_owned(),
+            |url| format!("redis {url}"),
+        ),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        replicate: "in-process mock".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let seeded = target
+        .seed_users(seed_count)
+        .await
+        .context("Failed to create test users")?;
+    let ctx = Context {
+        settings,
+        thresholds,
+        lang,
+        quick,
+        users: args.users.unwrap_or(if quick { 1_000 } else { 10_000 }),
+        duration,
+        target,
+        seeded,
+    };
+    let suite = match args.suite {
+        BenchSuite::Performance => Suite::Performance,
+        BenchSuite::GenerationSettings => Suite::GenerationSettings,
+        BenchSuite::All => Suite::All,
+    };
+    let progress = Lines {
+        quiet: args.quiet,
+        lang,
+        started: std::sync::Mutex::new(Instant::now()),
+    };
+    let outcome = tokio::select! {
+        report = suite::run(suite, &ctx, &progress) => Some(report),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    // Test users go, whatever happened.
+    let cleaned = ctx.target.cleanup().await;
+    let Some(report) = outcome else {
+        eprintln!(
+            "genbot: interrupted; test users removed: {}",
+            cleaned.map_or_else(|e| format!("no ({e})"), |d| d.users.to_string())
+        );
+        return Ok(ExitCode::from(130));
+    };
+    cleaned.context("Failed to remove the test users; run the suite's cleanup again")?;
+
+    let json = args.format.contains(&ReportFormat::Json);
+    let written = report::write(&args.out, &report, &env, lang, json)
+        .context("Failed to write the reports")?;
+    if !args.quiet {
+        summary(&report.tests, lang);
+        eprintln!(
+            "readiness {:.1} % ({:?}) in {:.1} s; reports: {}",
+            report.readiness.percent,
+            report.readiness.band,
+            report.duration_s,
+            written
+                .files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(floor) = args.fail_under {
+        if suite == Suite::All && report.readiness.percent < f64::from(floor) {
+            eprintln!(
+                "genbot: readiness {:.1} % is below --fail-under {floor}",
+                report.readiness.percent
+            );
+            return Ok(ExitCode::from(EXIT_BELOW_FAIL_UNDER));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(tests: &[TestOutcome], lang: Lang) {
+    eprintln!();
+    for test in tests {
+        eprintln!("  {:<34} {}", test.name, test.grade.label(lang));
+    }
+    eprintln!();
+}
+
+/// One line per test on stderr.
+struct Lines {
+    quiet: bool,
+    lang: Lang,
+    started: std::sync::Mutex<Instant>,
+}
+
+impl Progress for Lines {
+    fn started(&self, test: TestId, index: usize, total: usize) {
+        if let Ok(mut started) = self.started.lock() {
+            *started = Instant::now();
+        }
+        if !self.quiet {
+            eprint!("[{}/{total}] {} … ", index + 1, test.name(self.lang));
+        }
+    }
+
+    fn finished(&self, outcome: &TestOutcome) {
+        if !self.quiet {
+            let took = self.started.lock().map(|s| s.elapsed()).unwrap_or_default();
+            eprintln!(
+                "{} ({:.1} s)",
+                outcome.grade.label(self.lang),
+                took.as_secs_f64()
+            );
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Sending within Telegram's limits: about 30 messages a second overall and one a second per
+//! chat (short bursts tolerated), waiting out a 429's `retry_after` when the server still says
+//! no.
+//!
+//! teloxide's `Throttle` adaptor keeps the same limits, but its worker releases queued requests
+//! only every 250 ms, which would put a quarter of a second on every answer; this pacer lets a
+//! send through the moment its chat and the whole bot have budget (GCRA, as the engine's rate
+//! limiter).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use teloxide::requests::{Output, Request};
+use teloxide::types::ChatId;
+use teloxide::RequestError;
+
+use crate::Front;
+
+/// Telegram's send limits, as the pacer applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    /// Sustained messages per second into one chat…
+    pub per_chat_per_sec: u32,
+    /// …after a burst of this many.
+    pub per_chat_burst: u32,
+    /// Messages per second across all chats.
+    pub overall_per_sec: u32,
+}
+
+impl SendLimits {
+    /// Telegram's documented limits for bots.
+    pub const TELEGRAM: SendLimits = SendLimits {
+        per_chat_per_sec: 1,
+        per_chat_burst: 3,
+        overall_per_sec: 30,
+    };
+
+    /// No pacing at all: for mocks and measurements of the bot itself.
+    pub const UNLIMITED: SendLimits = SendLimits {
+        per_chat_per_sec: 1_000_000,
+        per_chat_burst: 1_000_000,
+        overall_per_sec: 1_000_000,
+    };
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        SendLimits::TELEGRAM
+    }
+}
+
+/// Most 429s waited out for one send before giving up.
+const MAX_RETRIES: u32 = 3;
+
+pub(crate) struct Pacer {
+    overall: DefaultDirectRateLimiter,
+    per_chat: DefaultKeyedRateLimiter<i64>,
+    clock: DefaultClock,
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Pacer {
+    pub(crate) fn new(limits: SendLimits) -> Self {
+        Pacer {
+            overall: DefaultDirectRateLimiter::direct(
+                Quota::per_second(nonzero(limits.overall_per_sec))
+                    .allow_burst(nonzero(limits.overall_per_sec)),
+            ),
+            per_chat: DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(nonzero(limits.per_chat_per_sec))
+                    .allow_burst(nonzero(limits.per_chat_burst)),
+            ),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Waits until `chat` and the bot as a whole may receive one more message.
+    pub(crate) async fn ready(&self, chat: ChatId) {
+        while let Err(not_until) = self.per_chat.check_key(&chat.0) {
+            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+        }
+        while let Err(not_until) = self.overall.check() {
+            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+        }
+    }
+
+    /// Forgets chats that have been quiet, so the per-chat state does not grow forever.
+    pub(crate) fn forget_quiet_chats(&self) {
+        self.per_chat.retain_recent();
+    }
+}
+
+/// Sends `request` into `chat` within the limits, waiting out up to three 429 answers.
+///
+/// # Errors
+/// The request failed for another reason, or Telegram kept answering 429.
+pub(crate) async fn send<R>(
+    front: &Front,
+    chat: ChatId,
+    request: R,
+) -> Result<Output<R>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
+    let mut retries = 0;
+    loop {
+        front.pacer().ready(chat).await;
+        match request.send_ref().await {
+            Err(RequestError::RetryAfter(after)) if retries < MAX_RETRIES => {
+                retries += 1;
+                tracing::debug!(chat = chat.0, ?after, "telegram asked to slow down");
+                tokio::time::sleep(after.duration().max(Duration::from_millis(100))).await;
+            }
+            result => return result,
+        }
+    }
+}
