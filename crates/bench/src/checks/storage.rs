@@ -1,6 +1,6 @@
 //! DB read, DB write, cache and memory: the store and cache the bot uses, measured closed-loop.
 
-use genbot_cache::UserCache;
+use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_store::UserId;
 
 use crate::context::Context;
@@ -145,17 +145,26 @@ pub async fn cache(ctx: &Context) -> TestOutcome {
     out
 }
 
-/// RSS before and after loading every test user into the cache and the store's page cache.
+/// RSS before and after loading every test user into a fresh cache of the bot's kind (the
+/// earlier tests' cache is warm already and would hide the growth).
 pub async fn memory(ctx: &Context) -> TestOutcome {
     let mut out = TestOutcome::new(TestId::Memory, ctx.lang);
     let Some(before) = rss_bytes() else {
         out.fact("RSS is not readable on this platform (needs /proc)");
         return out;
     };
+    let cache = match ctx.target.users.cache() {
+        UserCache::Memory(_) => UserCache::Memory(MemoryCache::new(
+            ctx.settings.cache_ttl,
+            ctx.settings.cache_max_entries,
+        )),
+        redis @ UserCache::Redis(_) => redis.clone(),
+    };
+    let fresh = Users::new(ctx.target.store.clone(), cache);
     let users = ctx.seeded.end - ctx.seeded.start;
     let mut errors = 0u64;
     for id in ctx.seeded.clone() {
-        if ctx.target.users.get(UserId(id)).await.is_err() {
+        if fresh.get(UserId(id)).await.is_err() {
             errors += 1;
         }
     }

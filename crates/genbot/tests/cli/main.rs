@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod bench;
 mod config_check;
 mod serve;

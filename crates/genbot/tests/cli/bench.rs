@@ -1,0 +1,226 @@
+use std::path::Path;
+use std::process::{Command, Output};
+
+use genbot_config::DatabaseUrl;
+use genbot_store::{NewUser, Store, UserId};
+
+fn bench(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .arg("bench")
+        .args(args)
+        .args(["--quiet", "--out"])
+        .arg(dir.join("reports"))
+        .env_clear()
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+const ALL_IDS: [&str; 13] = [
+    "db_read",
+    "cache",
+    "concurrent_users",
+    "db_write",
+    "memory",
+    "system_limits",
+    "semaphores",
+    "rate_limiting",
+    "model_config",
+    "cache_settings",
+    "operation_simulation",
+    "queue",
+    "memory_under_load",
+];
+
+const REQUIRED_METRICS: [&str; 17] = [
+    "db_read.rps",
+    "db_read.p99_ms",
+    "db_write.rps",
+    "cache.hit_rate",
+    "concurrent_users.users",
+    "concurrent_users.success_rate",
+    "concurrent_users.updates_per_s",
+    "concurrent_users.p99_ms",
+    "memory.growth_mb",
+    "system_limits.max_users",
+    "system_limits.max_rps",
+    "semaphores.limit",
+    "semaphores.max_in_flight",
+    "rate_limiting.configured_per_min",
+    "rate_limiting.measured_per_min",
+    "operation_simulation.throughput_ratio",
+    "queue.lost_jobs",
+];
+
+/// The quick run of the whole suite on the embedded default: the seed's three files with their
+/// exact names, and JSON carrying every test and every promised metric.
+#[test]
+fn bench_all_quick_writes_the_three_reports_with_every_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(
+        &["all", "--quick", "--duration", "1", "--users", "200"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = dir.path().join("reports");
+    for name in [
+        "performance_report.txt",
+        "generation_settings_report.txt",
+        "performance_report.json",
+        "generation_settings_report.json",
+    ] {
+        assert!(reports.join(name).is_file(), "{name} missing");
+    }
+    let names: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let comprehensive = names
+        .iter()
+        .find(|n| {
+            n.strip_prefix("comprehensive_performance_report_")
+                .and_then(|rest| rest.strip_suffix(".txt"))
+                .is_some_and(|stamp| {
+                    stamp.len() == 15
+                        && stamp.as_bytes()[8] == b'_'
+                        && stamp.replace('_', "").chars().all(|c| c.is_ascii_digit())
+                })
+        })
+        .unwrap_or_else(|| {
+            panic!("no comprehensive_performance_report_YYYYMMDD_HHMMSS.txt in {names:?}")
+        });
+    let json = read_json(&reports.join(comprehensive.replace(".txt", ".json")));
+    let tests = json["tests"].as_array().unwrap();
+    let ids: Vec<&str> = tests.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ALL_IDS);
+    let metrics: Vec<String> = tests
+        .iter()
+        .flat_map(|t| {
+            t["metrics"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for metric in REQUIRED_METRICS {
+        assert!(metrics.iter().any(|m| m == metric), "{metric} missing");
+    }
+    for test in tests {
+        assert!([
+            "EXCELLENT",
+            "GOOD",
+            "NEEDS_OPTIMIZATION",
+            "NEEDS_CONFIGURATION"
+        ]
+        .contains(&test["grade"].as_str().unwrap()));
+    }
+    let percent = json["readiness"]["percent"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&percent));
+    assert_eq!(json["readiness"]["criteria"].as_array().unwrap().len(), 6);
+    assert!(json["forecast"].is_object());
+    let lost = tests.iter().find(|t| t["id"] == "queue").unwrap()["metrics"]["queue.lost_jobs"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(lost, 0.0);
+}
+
+/// Against a deployment database with real users, a closed Redis port and Russian reports:
+/// the cache is graded "needs configuration", the run completes, the real users are
+/// byte-for-byte unchanged and no test user remains.
+#[test]
+fn bench_on_a_deployment_with_redis_down_in_russian() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prod.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = DatabaseUrl::Sqlite { path: db.clone() };
+    let before = runtime.block_on(async {
+        let store = Store::connect(&url, 2).await.unwrap();
+        let mut users = Vec::new();
+        for id in [5, 777, 999_999] {
+            users.push(
+                store
+                    .upsert_user(NewUser {
+                        id: UserId(id),
+                        username: Some(format!("real{id}")),
+                        language: Some("ru".into()),
+                        initial_credits: 3,
+                    })
+                    .await
+                    .unwrap(),
+            );
+        }
+        users
+    });
+    let out = bench(
+        &[
+            "performance",
+            "--quick",
+            "--duration",
+            "1",
+            "--users",
+            "100",
+            "--lang",
+            "ru",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = dir.path().join("reports");
+    let json = read_json(&reports.join("performance_report.json"));
+    let cache = json["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "cache")
+        .unwrap()
+        .clone();
+    assert_eq!(cache["grade"], "NEEDS_CONFIGURATION");
+    let text = std::fs::read_to_string(reports.join("performance_report.txt")).unwrap();
+    assert!(text.contains("Тест кэша — ТРЕБУЕТ НАСТРОЙКИ"), "{text}");
+    assert!(text.contains("Отчёт о производительности"), "{text}");
+
+    runtime.block_on(async {
+        let store = Store::connect(&url, 2).await.unwrap();
+        for user in before {
+            assert_eq!(store.get_user(user.id).await.unwrap().unwrap(), user);
+        }
+        assert_eq!(
+            store
+                .count_users_in_range(1_000_000..i64::MAX)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.count_users().await.unwrap(), 3);
+    });
+}
+
+#[test]
+fn bad_bench_arguments_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(&["all", "--thresholds", "/nonexistent.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
+    let out = bench(&["all", "--live-replicate"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = bench(&["all", "--database-url", "mysql://x"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
