@@ -325,6 +325,12 @@ impl Engine {
         self.inner.scheduler.lock().position(user, job)
     }
 
+    /// Every queued job's current place, computed in one pass (for refreshing many position
+    /// messages at once).
+    pub fn queue_positions(&self) -> std::collections::HashMap<JobId, usize> {
+        self.inner.scheduler.lock().positions()
+    }
+
     /// Jobs of `user` running now.
     pub fn running_of(&self, user: UserId) -> u32 {
         self.inner.scheduler.lock().running_of(user)

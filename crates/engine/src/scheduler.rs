@@ -117,6 +117,28 @@ impl Scheduler {
         self.users.get(&user).map_or(0, |q| q.running)
     }
 
+    /// Every queued job's 1-based place in the round-robin order, in one pass over the queue
+    /// (asking [`Scheduler::position`] for each job would cost queue × users).
+    pub(crate) fn positions(&self) -> HashMap<JobId, usize> {
+        let mut positions = HashMap::with_capacity(self.queued);
+        let mut active: Vec<&VecDeque<JobId>> = self
+            .ring
+            .iter()
+            .filter_map(|u| self.users.get(u).map(|q| &q.queued))
+            .collect();
+        let mut round = 0;
+        while !active.is_empty() {
+            for queue in &active {
+                if let Some(job) = queue.get(round) {
+                    positions.insert(*job, positions.len() + 1);
+                }
+            }
+            round += 1;
+            active.retain(|queue| queue.len() > round);
+        }
+        positions
+    }
+
     /// 1-based place of a queued job in the round-robin order (ignoring per-user limits, which
     /// can only delay others' jobs, not this one's turn).
     pub(crate) fn position(&self, user: UserId, job: JobId) -> Option<usize> {
@@ -189,6 +211,15 @@ mod tests {
         assert_eq!(s.position(UserId(2), JobId(100)), Some(2));
         assert_eq!(s.position(UserId(1), JobId(2)), Some(3));
         assert_eq!(s.position(UserId(1), JobId(20)), Some(21));
+        let all = s.positions();
+        for (job, user) in [(1, 1), (100, 2), (2, 1), (20, 1)] {
+            assert_eq!(
+                all.get(&JobId(job)).copied(),
+                s.position(UserId(user), JobId(job)),
+                "job {job}"
+            );
+        }
+        assert_eq!(all.len(), 21);
         assert!(s.remove(UserId(2), JobId(100)));
         assert_eq!(s.position(UserId(1), JobId(20)), Some(20));
         assert!(!s.remove(UserId(2), JobId(100)));

@@ -12,11 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pacing::send;
 use crate::texts::{self, Lang};
-use crate::{Front, Slot};
+use crate::{Front, Slot, Waiting};
 
 /// How often waiting users' queue positions are refreshed. Each refresh edits only messages
 /// whose position changed, so a long queue costs edits, not a flood of new messages.
 const POSITION_REFRESH: Duration = Duration::from_secs(2);
+
+/// Most position messages edited per refresh.
+const EDITS_PER_REFRESH: usize = 10;
 
 /// Telegram's caption limit, in characters.
 const CAPTION_MAX: usize = 1024;
@@ -135,7 +138,7 @@ fn finished(front: &Front, job: JobId) {
 }
 
 async fn refresh_positions(front: &Front) {
-    let waiting: Vec<_> = front
+    let shown: Vec<_> = front
         .waiting()
         .lock()
         .iter()
@@ -144,26 +147,36 @@ async fn refresh_positions(front: &Front) {
             _ => None,
         })
         .collect();
-    for (job, entry) in waiting {
-        match front.engine().queue_position(entry.user, job) {
-            Some(position) if position != entry.position => {
-                if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
-                    w.position = position;
-                }
-                let edit = front.bot().edit_message_text(
-                    entry.chat,
-                    entry.message,
-                    texts::queued(entry.lang, position),
-                );
-                let front = front.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = send(&front, entry.chat, edit).await {
-                        tracing::debug!(error = %e, "position edit failed");
-                    }
-                });
-            }
-            // Unchanged, or left the queue (started: its final event removes the entry).
-            _ => {}
+    if shown.is_empty() {
+        return;
+    }
+    let positions = front.engine().queue_positions();
+    // A message is worth editing when its job moved a quarter closer, or into the top three;
+    // the biggest moves go first and at most a few per refresh, so a long queue costs a bounded
+    // number of edits instead of one per waiting user per refresh.
+    let mut moves: Vec<(f64, JobId, Waiting, usize)> = shown
+        .into_iter()
+        .filter_map(|(job, entry)| {
+            let now = *positions.get(&job)?;
+            let worth = now * 4 <= entry.position * 3 || (now <= 3 && now != entry.position);
+            worth.then(|| (now as f64 / entry.position.max(1) as f64, job, entry, now))
+        })
+        .collect();
+    moves.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, job, entry, position) in moves.into_iter().take(EDITS_PER_REFRESH) {
+        if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
+            w.position = position;
         }
+        let edit = front.bot().edit_message_text(
+            entry.chat,
+            entry.message,
+            texts::queued(entry.lang, position),
+        );
+        let front = front.clone();
+        tokio::spawn(async move {
+            if let Err(e) = send(&front, entry.chat, edit).await {
+                tracing::debug!(error = %e, "position edit failed");
+            }
+        });
     }
 }

@@ -199,7 +199,6 @@ async fn prompt_received(
             )
             .await?;
             let waiting = Waiting {
-                user,
                 chat,
                 message: sent.id,
                 lang,

@@ -90,7 +90,6 @@ pub(crate) enum Slot {
 /// A queue-position message kept current while its job waits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Waiting {
-    pub(crate) user: genbot_store::UserId,
     pub(crate) chat: ChatId,
     pub(crate) message: MessageId,
     pub(crate) lang: Lang,
