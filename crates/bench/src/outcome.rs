@@ -90,6 +90,26 @@ pub struct TestOutcome {
     pub facts: Vec<String>,
     /// What to change, with the measured numbers, when the grade is not EXCELLENT.
     pub recommendations: Vec<String>,
+    /// Measured curves for the HTML charts (latency over time, throughput against users).
+    pub series: Vec<Series>,
+}
+
+/// A chart's worth of measured curves sharing axes (e.g. p50 and p99 over time).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Series {
+    /// Short id, e.g. `latency_over_time`.
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub lines: Vec<Line>,
+}
+
+/// One curve: `points` are `(x, y)` in the units the series' labels name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
 }
 
 impl TestOutcome {
@@ -101,6 +121,7 @@ impl TestOutcome {
             metrics: BTreeMap::new(),
             facts: Vec::new(),
             recommendations: Vec::new(),
+            series: Vec::new(),
         }
     }
 
@@ -120,6 +141,11 @@ impl TestOutcome {
 
     pub fn fact(&mut self, text: impl Into<String>) -> &mut Self {
         self.facts.push(text.into());
+        self
+    }
+
+    pub fn series(&mut self, series: Series) -> &mut Self {
+        self.series.push(series);
         self
     }
 

@@ -1,13 +1,15 @@
 //! Running the suites: which tests, in which order, then the readiness score and the forecast.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::checks;
 use crate::context::Context;
 use crate::grade::Grade;
+use crate::monitor::{Monitor, Sample};
 use crate::outcome::{TestId, TestOutcome};
 use crate::readiness::{Criterion, Readiness};
 
@@ -55,7 +57,13 @@ impl Suite {
 /// Told about each test as it starts and ends (progress bars, logs).
 pub trait Progress: Send + Sync {
     fn started(&self, test: TestId, index: usize, total: usize);
-    fn finished(&self, outcome: &TestOutcome);
+    /// The monitor's newest reading (CPU, memory, pool, logged problems), about once a second
+    /// while a test runs.
+    fn sampled(&self, sample: &Sample) {
+        let _ = sample;
+    }
+    /// `latest` is the monitor's newest reading (CPU, memory, pool, logged problems).
+    fn finished(&self, outcome: &TestOutcome, latest: Option<&Sample>);
 }
 
 /// Everything one run found.
@@ -68,6 +76,8 @@ pub struct SuiteReport {
     pub tests: Vec<TestOutcome>,
     pub readiness: Readiness,
     pub forecast: Forecast,
+    /// One sample a second for the whole run.
+    pub monitoring: Vec<Sample>,
 }
 
 /// What the measurements say the bot can carry.
@@ -91,37 +101,31 @@ pub struct Forecast {
 pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteReport {
     let started_at = Utc::now();
     let clock = Instant::now();
+    let stop_monitor = CancellationToken::new();
+    let monitor = Monitor::start(ctx.target.store.clone(), stop_monitor.clone());
     let tests = suite.tests();
     let total = tests.len();
     let mut outcomes: Vec<TestOutcome> = Vec::with_capacity(total);
     let mut pending_memory_under_load = None;
     for (index, test) in tests.iter().copied().enumerate() {
         progress.started(test, index, total);
-        let outcome = match test {
-            TestId::DbRead => checks::storage::db_read(ctx).await,
-            TestId::Cache => checks::storage::cache(ctx).await,
-            TestId::DbWrite => checks::storage::db_write(ctx).await,
-            TestId::Memory => checks::storage::memory(ctx).await,
-            TestId::ConcurrentUsers => checks::concurrent_users::run(ctx).await,
-            TestId::SystemLimits => checks::system_limits::run(ctx).await,
-            TestId::Semaphores => checks::semaphores::run(ctx).await,
-            TestId::RateLimiting => checks::rate_limiting::run(ctx).await,
-            TestId::ModelConfig => checks::model_config::run(ctx).await,
-            TestId::CacheSettings => checks::cache_settings::run(ctx).await,
-            TestId::OperationSimulation => {
-                let (sim, memory) = checks::operation_simulation::run(ctx).await;
-                pending_memory_under_load = Some(memory);
-                sim
+        let running = run_one(test, ctx, &mut pending_memory_under_load);
+        tokio::pin!(running);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut running => break outcome,
+                _ = tick.tick() => {
+                    if let Some(sample) = monitor.latest() {
+                        progress.sampled(&sample);
+                    }
+                }
             }
-            TestId::MemoryUnderLoad => match pending_memory_under_load.take() {
-                Some(memory) => memory,
-                None => checks::operation_simulation::run(ctx).await.1,
-            },
-            TestId::Queue => checks::queue::run(ctx).await,
         };
-        progress.finished(&outcome);
+        progress.finished(&outcome, monitor.latest().as_ref());
         outcomes.push(outcome);
     }
+    stop_monitor.cancel();
     let readiness = readiness(&outcomes);
     let forecast = forecast(&outcomes, ctx);
     SuiteReport {
@@ -132,6 +136,37 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
         tests: outcomes,
         readiness,
         forecast,
+        monitoring: monitor.samples(),
+    }
+}
+
+/// One test; operation simulation also measures memory under load, kept for that test.
+async fn run_one(
+    test: TestId,
+    ctx: &Context,
+    pending_memory_under_load: &mut Option<TestOutcome>,
+) -> TestOutcome {
+    match test {
+        TestId::DbRead => checks::storage::db_read(ctx).await,
+        TestId::Cache => checks::storage::cache(ctx).await,
+        TestId::DbWrite => checks::storage::db_write(ctx).await,
+        TestId::Memory => checks::storage::memory(ctx).await,
+        TestId::ConcurrentUsers => checks::concurrent_users::run(ctx).await,
+        TestId::SystemLimits => checks::system_limits::run(ctx).await,
+        TestId::Semaphores => checks::semaphores::run(ctx).await,
+        TestId::RateLimiting => checks::rate_limiting::run(ctx).await,
+        TestId::ModelConfig => checks::model_config::run(ctx).await,
+        TestId::CacheSettings => checks::cache_settings::run(ctx).await,
+        TestId::OperationSimulation => {
+            let (sim, memory) = checks::operation_simulation::run(ctx).await;
+            *pending_memory_under_load = Some(memory);
+            sim
+        }
+        TestId::MemoryUnderLoad => match pending_memory_under_load.take() {
+            Some(memory) => memory,
+            None => checks::operation_simulation::run(ctx).await.1,
+        },
+        TestId::Queue => checks::queue::run(ctx).await,
     }
 }
 

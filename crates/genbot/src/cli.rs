@@ -81,6 +81,8 @@ pub(crate) enum ReportLang {
 pub(crate) enum ReportFormat {
     Txt,
     Json,
+    Junit,
+    Html,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,7 +106,12 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum, default_value_t = ReportLang::En)]
     pub(crate) lang: ReportLang,
     /// Report formats, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "txt,json")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "txt,json,html"
+    )]
     pub(crate) format: Vec<ReportFormat>,
     /// Exit with code 1 when readiness is below this percentage.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]

@@ -1,6 +1,8 @@
 //! Logging: `RUST_LOG` filters (default `info`), text on a terminal or JSON lines.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::cli::LogFormat;
 
@@ -8,11 +10,24 @@ use crate::cli::LogFormat;
 pub(crate) fn init(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // The monitor counts warnings and errors whatever the filter shows.
+    let counting = genbot_bench::monitor::ErrorCountLayer;
+    let registry = tracing_subscriber::registry().with(counting);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
+            .init(),
     }
 }

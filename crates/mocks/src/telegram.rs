@@ -80,6 +80,22 @@ impl TelegramMock {
     pub fn stats(&self) -> TelegramMockStats {
         self.state.stats()
     }
+
+    /// A cloneable handle for tasks that watch the answers while a test runs.
+    pub fn answers(&self) -> Answers {
+        Answers(self.state.clone())
+    }
+}
+
+/// Read-only view of the answer latencies, shareable with a sampling task.
+#[derive(Debug, Clone)]
+pub struct Answers(Arc<BotState>);
+
+impl Answers {
+    /// Time from update to first answer of every answer from index `from` on, in order.
+    pub fn latencies_since(&self, from: usize) -> Vec<Duration> {
+        self.0.answer_latencies_since(from)
+    }
 }
 
 /// Serves the mock on `listener` until `shutdown` completes.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use genbot_mocks::replicate::ReplicateMockConfig;
 use genbot_mocks::telegram::{Entry, SimUser};
 use genbot_telegram::FrontConfig;
+use tokio_util::sync::CancellationToken;
 
 use crate::bot_rig::BotRig;
 use crate::context::Context;
@@ -16,6 +17,7 @@ use crate::grade::Grade;
 use crate::histogram::Latencies;
 use crate::outcome::{TestId, TestOutcome};
 use crate::rig::engine_config;
+use crate::timeline;
 
 /// Longest a step may wait for its answer before it counts as failed.
 const STEP_PATIENCE: Duration = Duration::from_secs(10);
@@ -76,6 +78,12 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     )
     .await?;
     let failed = Arc::new(AtomicU64::new(0));
+    let stop_sampling = CancellationToken::new();
+    let sampler = timeline::sample(
+        rig.telegram.answers(),
+        Duration::from_millis(if ctx.quick { 250 } else { 1000 }),
+        stop_sampling.clone(),
+    );
     let started = Instant::now();
     let spread = 1.0 / ARRIVALS_PER_SEC;
     let mut sessions = Vec::with_capacity(users as usize);
@@ -95,6 +103,21 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         let _ = session.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    stop_sampling.cancel();
+    let windows = sampler.await.unwrap_or_default();
+    for series in timeline::series(
+        &windows,
+        ctx.lang,
+        ctx.text(
+            "seconds since the first user",
+            "секунды от первого пользователя",
+        )
+        .as_str(),
+        ctx.text("Concurrent users", "Одновременные пользователи")
+            .as_str(),
+    ) {
+        out.series(series);
+    }
     let stats = rig.telegram.stats();
     let mut latencies = Latencies::new();
     for latency in &stats.answer_latencies {

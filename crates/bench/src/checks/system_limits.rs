@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 use genbot_mocks::replicate::ReplicateMockConfig;
 use genbot_mocks::telegram::SimUser;
 use genbot_telegram::FrontConfig;
+use tokio_util::sync::CancellationToken;
 
 use crate::bot_rig::BotRig;
 use crate::context::Context;
 use crate::cpu::process_cpu;
 use crate::grade::Grade;
 use crate::histogram::Latencies;
-use crate::outcome::{TestId, TestOutcome};
+use crate::outcome::{Line, Series, TestId, TestOutcome};
 use crate::rig::engine_config;
+use crate::timeline;
 
 /// The SLO: p99 answer time and share of unanswered updates.
 const SLO_P99_MS: f64 = 100.0;
@@ -31,6 +33,11 @@ const SECONDS_PER_UPDATE_PER_USER: f64 = 5.0;
 #[derive(Debug, Clone, Copy)]
 struct Step {
     rate: f64,
+    /// The second run of a step that broke the SLO.
+    repeat: bool,
+    users: f64,
+    /// Answers counted in the step and its drain, per second of sending.
+    answered_per_s: f64,
     p99_ms: f64,
     errors: f64,
     lag_p99_ms: f64,
@@ -79,7 +86,15 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut steps: Vec<Step> = Vec::new();
     let mut next_user = 0usize;
-    for &rate in rates {
+    let stop_sampling = CancellationToken::new();
+    let sampler = timeline::sample(
+        rig.telegram.answers(),
+        Duration::from_millis(if ctx.quick { 250 } else { 1000 }),
+        stop_sampling.clone(),
+    );
+    let mut index = 0;
+    let mut repeating = false;
+    while let Some(&rate) = rates.get(index) {
         let users_this_step = ((rate * SECONDS_PER_UPDATE_PER_USER) as usize)
             .min(pool.len())
             .max(1);
@@ -108,6 +123,9 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         let lag_p99 = lag.summary().p99_ms;
         let step = Step {
             rate,
+            repeat: repeating,
+            users: users_this_step as f64,
+            answered_per_s: answered as f64 / step_length.as_secs_f64(),
             // Measured from the actual send; the generator's lag is added to correct for
             // coordinated omission.
             p99_ms: latency.summary().p99_ms + lag_p99,
@@ -120,10 +138,73 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             queue_growth: rig.front.engine().stats().queue_length as f64 - queue_before,
         };
         steps.push(step);
-        if step.p99_ms > SLO_P99_MS || step.errors > SLO_ERRORS {
+        let broken = step.p99_ms > SLO_P99_MS || step.errors > SLO_ERRORS;
+        if broken && !repeating {
+            // One stall on a shared machine is not a limit: a breaking step runs once more.
+            repeating = true;
+            continue;
+        }
+        if broken {
             break;
         }
+        repeating = false;
+        index += 1;
     }
+    stop_sampling.cancel();
+    let windows = sampler.await.unwrap_or_default();
+    for series in timeline::series(
+        &windows,
+        ctx.lang,
+        &ctx.text("seconds since the first step", "секунды от первой ступени"),
+        &ctx.text("System limits", "Пределы системы"),
+    ) {
+        out.series(series);
+    }
+    // A step's curve point is its last run (a repeat replaces the run it repeated).
+    let charted: Vec<Step> = steps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !steps.get(i + 1).is_some_and(|next| next.repeat))
+        .map(|(_, s)| *s)
+        .collect();
+    out.series(Series {
+        id: "throughput_vs_users".into(),
+        title: ctx.text(
+            "System limits: throughput vs concurrent users",
+            "Пределы системы: пропускная способность и пользователи",
+        ),
+        x_label: ctx.text(
+            "users (one update every 5 s each)",
+            "пользователи (по обновлению раз в 5 с)",
+        ),
+        y_label: ctx.text("updates/s", "обновлений/с"),
+        lines: vec![
+            Line {
+                name: ctx.text("offered", "подано"),
+                points: charted.iter().map(|s| (s.users, s.rate)).collect(),
+            },
+            Line {
+                name: ctx.text("answered", "отвечено"),
+                points: charted
+                    .iter()
+                    .map(|s| (s.users, s.answered_per_s))
+                    .collect(),
+            },
+        ],
+    });
+    out.series(Series {
+        id: "p99_vs_users".into(),
+        title: ctx.text(
+            "System limits: p99 from intended send vs users",
+            "Пределы системы: p99 от плановой отправки и пользователи",
+        ),
+        x_label: ctx.text("users", "пользователи"),
+        y_label: "ms".into(),
+        lines: vec![Line {
+            name: "p99".into(),
+            points: charted.iter().map(|s| (s.users, s.p99_ms)).collect(),
+        }],
+    });
     let knee = steps
         .iter()
         .rev()
@@ -135,8 +216,8 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         .copied();
     for (i, s) in steps.iter().enumerate() {
         out.fact(format!(
-            "step {}: {:.0} updates/s → p99 {:.1} ms, unanswered {:.2} %, generator lag p99 {:.1} ms, CPU {:.0} % of {cores:.0} cores, queue {:+.0}",
-            i + 1, s.rate, s.p99_ms, s.errors * 100.0, s.lag_p99_ms, s.cpu_percent, s.queue_growth
+            "step {}{}: {:.0} updates/s → p99 {:.1} ms, unanswered {:.2} %, generator lag p99 {:.1} ms, CPU {:.0} % of {cores:.0} cores, queue {:+.0}",
+            i + 1, if s.repeat { " (repeated)" } else { "" }, s.rate, s.p99_ms, s.errors * 100.0, s.lag_p99_ms, s.cpu_percent, s.queue_growth
         ));
     }
     let max_rps = knee.map_or(0.0, |k| k.rate);
@@ -177,8 +258,8 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         format!("узкое место: {bottleneck}"),
     ));
     out.fact(ctx.text(
-        format!("open model: /balance updates at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms from the intended send time, ≤ {:.0} % unanswered", SLO_ERRORS * 100.0),
-        format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа", SLO_ERRORS * 100.0),
+        format!("open model: /balance updates at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms from the intended send time, ≤ {:.0} % unanswered; a step that breaks it runs once more before it counts", SLO_ERRORS * 100.0),
+        format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа; ступень, нарушившая SLO, повторяется один раз", SLO_ERRORS * 100.0),
     ));
     out.grade = match knee {
         Some(k) if broke.is_none() || k.rate >= 400.0 => Grade::Excellent,

@@ -62,7 +62,16 @@ const REQUIRED_METRICS: [&str; 17] = [
 fn bench_all_quick_writes_the_three_reports_with_every_test() {
     let dir = tempfile::tempdir().unwrap();
     let out = bench(
-        &["all", "--quick", "--duration", "1", "--users", "200"],
+        &[
+            "all",
+            "--quick",
+            "--duration",
+            "1",
+            "--users",
+            "200",
+            "--format",
+            "txt,json,html,junit",
+        ],
         dir.path(),
     );
     assert!(
@@ -132,6 +141,58 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
         .as_f64()
         .unwrap();
     assert_eq!(lost, 0.0);
+
+    // Monitoring: one sample a second for the whole run.
+    let samples = json["monitoring"].as_array().unwrap();
+    let duration = json["duration_s"].as_f64().unwrap();
+    assert!(
+        samples.len() as f64 >= duration * 0.8 - 1.0,
+        "{} samples in {duration} s",
+        samples.len()
+    );
+    assert!(samples.iter().all(|s| s["rss_mb"].as_f64().unwrap() > 0.0));
+    // The curves behind the HTML charts are in the JSON too.
+    let series_of = |id: &str| -> Vec<String> {
+        tests.iter().find(|t| t["id"] == id).unwrap()["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| !s["lines"][0]["points"].as_array().unwrap().is_empty())
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(series_of("concurrent_users").contains(&"latency_over_time".to_owned()));
+    assert!(series_of("system_limits").contains(&"throughput_vs_users".to_owned()));
+
+    // HTML: self-contained (nothing fetched), with the three promised charts.
+    let html =
+        std::fs::read_to_string(reports.join(comprehensive.replace(".txt", ".html"))).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    for forbidden in ["<script", "src=", "<link", "@import", "url("] {
+        assert!(!html.contains(forbidden), "HTML contains {forbidden}");
+    }
+    for chart in [
+        "Concurrent users: latency over time",
+        "System limits: throughput vs concurrent users",
+        "Memory over time (RSS)",
+    ] {
+        assert!(
+            html.contains(&format!("aria-label=\"{chart}\"")),
+            "no chart {chart}"
+        );
+    }
+    assert!(html.matches("<polyline").count() >= 3);
+
+    // JUnit: one test case per seed test, as many failures as failing grades.
+    let junit = std::fs::read_to_string(reports.join("readiness_junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 13);
+    let failing = tests
+        .iter()
+        .filter(|t| {
+            ["NEEDS_OPTIMIZATION", "NEEDS_CONFIGURATION"].contains(&t["grade"].as_str().unwrap())
+        })
+        .count();
+    assert_eq!(junit.matches("<failure ").count(), failing);
 }
 
 /// Against a deployment database with real users, a closed Redis port and Russian reports:

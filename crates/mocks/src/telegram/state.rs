@@ -384,6 +384,16 @@ impl BotState {
             .unwrap_or_default()
     }
 
+    /// Answer latencies recorded from index `from` on (all of them when `from` is 0).
+    pub(super) fn answer_latencies_since(&self, from: usize) -> Vec<Duration> {
+        self.counters
+            .lock()
+            .answer_latencies
+            .get(from..)
+            .map(<[Duration]>::to_vec)
+            .unwrap_or_default()
+    }
+
     pub(super) fn stats(&self) -> TelegramMockStats {
         let unanswered = self
             .chats

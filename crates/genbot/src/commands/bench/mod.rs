@@ -1,16 +1,19 @@
 //! `genbot bench …`: the readiness suite from the command line.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use genbot_bench::context::Context;
 use genbot_bench::grade::{Lang, Thresholds};
-use genbot_bench::outcome::{TestId, TestOutcome};
 use genbot_bench::report::{self, Environment};
-use genbot_bench::suite::{self, Progress, Suite};
+use genbot_bench::suite::{self, Suite};
 use genbot_bench::target::{Target, TargetError};
 use genbot_config::{DatabaseUrl, RedactedUrl, Settings};
+
+mod progress;
+
+use progress::{Display, Terminal};
 
 use crate::cli::{BenchArgs, BenchSuite, ReportFormat, ReportLang};
 use crate::UsageError;
@@ -100,11 +103,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         BenchSuite::GenerationSettings => Suite::GenerationSettings,
         BenchSuite::All => Suite::All,
     };
-    let progress = Lines {
-        quiet: args.quiet,
-        lang,
-        started: std::sync::Mutex::new(Instant::now()),
-    };
+    let progress = Terminal::new(Display::detect(args.quiet), lang, suite.tests().len());
     let outcome = tokio::select! {
         report = suite::run(suite, &ctx, &progress) => Some(report),
         _ = tokio::signal::ctrl_c() => None,
@@ -120,15 +119,23 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
     };
     cleaned.context("Failed to remove the test users; run the suite's cleanup again")?;
 
-    let json = args.format.contains(&ReportFormat::Json);
-    let written = report::write(&args.out, &report, &env, lang, json)
+    let formats = report::Formats {
+        json: args.format.contains(&ReportFormat::Json),
+        junit: args.format.contains(&ReportFormat::Junit),
+        html: args.format.contains(&ReportFormat::Html),
+    };
+    let written = report::write(&args.out, &report, &env, lang, formats)
         .context("Failed to write the reports")?;
     if !args.quiet {
-        summary(&report.tests, lang);
+        progress.summary(&report.tests);
+        if suite == Suite::All {
+            eprintln!(
+                "readiness {:.1} % ({:?})",
+                report.readiness.percent, report.readiness.band
+            );
+        }
         eprintln!(
-            "readiness {:.1} % ({:?}) in {:.1} s; reports: {}",
-            report.readiness.percent,
-            report.readiness.band,
+            "done in {:.1} s; reports: {}",
             report.duration_s,
             written
                 .files
@@ -148,41 +155,4 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn summary(tests: &[TestOutcome], lang: Lang) {
-    eprintln!();
-    for test in tests {
-        eprintln!("  {:<34} {}", test.name, test.grade.label(lang));
-    }
-    eprintln!();
-}
-
-/// One line per test on stderr.
-struct Lines {
-    quiet: bool,
-    lang: Lang,
-    started: std::sync::Mutex<Instant>,
-}
-
-impl Progress for Lines {
-    fn started(&self, test: TestId, index: usize, total: usize) {
-        if let Ok(mut started) = self.started.lock() {
-            *started = Instant::now();
-        }
-        if !self.quiet {
-            eprint!("[{}/{total}] {} … ", index + 1, test.name(self.lang));
-        }
-    }
-
-    fn finished(&self, outcome: &TestOutcome) {
-        if !self.quiet {
-            let took = self.started.lock().map(|s| s.elapsed()).unwrap_or_default();
-            eprintln!(
-                "{} ({:.1} s)",
-                outcome.grade.label(self.lang),
-                took.as_secs_f64()
-            );
-        }
-    }
 }

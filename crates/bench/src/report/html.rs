@@ -1,0 +1,297 @@
+//! The HTML report: one self-contained page (inline CSS and SVG, no script, no network) with the
+//! readiness score, a summary table, the measured curves (latency over time, throughput against
+//! users) and the monitoring series (memory, CPU, database pool over time), then every test's
+//! figures, facts and recommendations.
+
+use std::fmt::Write as _;
+
+use super::svg::line_chart;
+use super::{band_text, number, run_line, title, xml_escape, View};
+use crate::grade::{Grade, Lang};
+use crate::monitor::{MonitorSummary, Sample};
+use crate::outcome::{Line, Series};
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px;color:#1a1a1a}\
+h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}h3{font-size:15px}\
+table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}\
+td.num{text-align:right;font-variant-numeric:tabular-nums}.env{color:#555}\
+.grade{padding:1px 8px;border-radius:10px;font-weight:600;white-space:nowrap}\
+.excellent{background:#d8f3dc;color:#1b4332}.good{background:#fff3bf;color:#7a5b00}\
+.needs_optimization{background:#ffd6d6;color:#8b0000}.needs_configuration{background:#e0e0ff;color:#26267a}\
+.ready{font-size:28px;font-weight:700}.charts{display:flex;flex-wrap:wrap;gap:12px}\
+svg{background:#fafafa;border:1px solid #e4e4e4;max-width:100%;height:auto}\
+svg .t{font-size:13px;font-weight:600}svg .a{font-size:11px;fill:#444}svg .n{font-size:13px;fill:#999}\
+svg .g{stroke:#e6e6e6}svg .x{stroke:#888}li.rec{color:#8b0000}";
+
+fn pick(lang: Lang, en: &'static str, ru: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::Ru => ru,
+    }
+}
+
+fn grade_class(grade: Grade) -> &'static str {
+    match grade {
+        Grade::Excellent => "excellent",
+        Grade::Good => "good",
+        Grade::NeedsOptimization => "needs_optimization",
+        Grade::NeedsConfiguration => "needs_configuration",
+    }
+}
+
+fn badge(grade: Grade, lang: Lang) -> String {
+    format!(
+        r#"<span class="grade {}">{}</span>"#,
+        grade_class(grade),
+        // The colour carries what the label's emoji does in text; not every font has them.
+        xml_escape(
+            grade
+                .label(lang)
+                .trim_end_matches(|c: char| !c.is_alphanumeric())
+        )
+    )
+}
+
+/// The monitoring time series as charts: memory, CPU, database pool.
+fn monitoring_series(samples: &[Sample], lang: Lang) -> Vec<Series> {
+    let over_time = |id: &str, title: &str, y_label: &str, lines: Vec<Line>| Series {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        x_label: pick(lang, "seconds since start", "секунды от начала").to_owned(),
+        y_label: y_label.to_owned(),
+        lines,
+    };
+    let line = |name: &str, f: &dyn Fn(&Sample) -> f64| Line {
+        name: name.to_owned(),
+        points: samples.iter().map(|s| (s.t_s, f(s))).collect(),
+    };
+    vec![
+        over_time(
+            "memory_over_time",
+            pick(lang, "Memory over time (RSS)", "Память во времени (RSS)"),
+            "MB",
+            vec![line("RSS", &|s| s.rss_mb)],
+        ),
+        over_time(
+            "cpu_over_time",
+            pick(
+                lang,
+                "CPU over time (100 % = one core)",
+                "CPU во времени (100 % = одно ядро)",
+            ),
+            "%",
+            vec![line("CPU", &|s| s.cpu_percent)],
+        ),
+        over_time(
+            "db_pool_over_time",
+            pick(lang, "Database pool over time", "Пул БД во времени"),
+            pick(lang, "connections", "соединения"),
+            vec![
+                line(pick(lang, "in use", "занято"), &|s| {
+                    f64::from(s.pool_in_use)
+                }),
+                line(pick(lang, "waiting", "ждут"), &|s| {
+                    s.pool_waiting.map_or(f64::NAN, f64::from)
+                }),
+                line(pick(lang, "size", "размер"), &|s| {
+                    f64::from(s.pool_size)
+                }),
+            ],
+        ),
+    ]
+}
+
+/// The page.
+pub fn render(view: &View<'_>) -> String {
+    let View {
+        report,
+        env,
+        lang,
+        suite,
+        tests,
+        overall,
+    } = *view;
+    let mut out = String::new();
+    let heading = format!("genbot — {}", title(suite, lang));
+    let _ = write!(
+        out,
+        r#"<!doctype html><html lang="{}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1>"#,
+        pick(lang, "en", "ru"),
+        xml_escape(&heading),
+        xml_escape(&heading)
+    );
+    let _ = write!(
+        out,
+        r#"<p class="env">{}</p>"#,
+        xml_escape(&run_line(report, env))
+    );
+    if overall {
+        let r = &report.readiness;
+        let _ = write!(
+            out,
+            r#"<h2 id="readiness">{}</h2><p><span class="ready">{:.1} %</span> — {}</p><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>"#,
+            pick(lang, "Production readiness", "Готовность к продакшену"),
+            r.percent,
+            xml_escape(band_text(r.band, lang)),
+            pick(lang, "Criterion", "Критерий"),
+            pick(lang, "Grade", "Оценка"),
+            pick(lang, "Evidence", "Основание")
+        );
+        for c in &r.criteria {
+            let _ = write!(
+                out,
+                "<tr><td>{:?}</td><td>{}</td><td>{}</td></tr>",
+                c.criterion,
+                badge(c.grade, lang),
+                xml_escape(&c.evidence)
+            );
+        }
+        out.push_str("</table>");
+    }
+    let _ = write!(
+        out,
+        "<h2 id=\"summary\">{}</h2><table><tr><th>#</th><th>{}</th><th>{}</th></tr>",
+        pick(lang, "Summary", "Сводка"),
+        pick(lang, "Test", "Тест"),
+        pick(lang, "Grade", "Оценка")
+    );
+    for (n, test) in tests.iter().enumerate() {
+        let _ = write!(
+            out,
+            r##"<tr><td class="num">{}</td><td><a href="#{}">{}</a></td><td>{}</td></tr>"##,
+            n + 1,
+            test.id.as_str(),
+            xml_escape(&test.name),
+            badge(test.grade, lang)
+        );
+    }
+    out.push_str("</table>");
+
+    let _ = write!(
+        out,
+        r#"<h2 id="charts">{}</h2><div class="charts">"#,
+        pick(lang, "Charts", "Графики")
+    );
+    for series in tests.iter().flat_map(|t| t.series.iter()) {
+        out.push_str(&line_chart(series));
+    }
+    for series in monitoring_series(&report.monitoring, lang) {
+        out.push_str(&line_chart(&series));
+    }
+    out.push_str("</div>");
+    if let Some(m) = MonitorSummary::of(&report.monitoring) {
+        let _ = write!(
+            out,
+            "<p>{}: CPU {} / {} % · RSS {} → {} → {} MB · DB {} / {} · {} {}</p>",
+            pick(
+                lang,
+                "Monitoring (median / max)",
+                "Мониторинг (медиана / максимум)"
+            ),
+            number(m.cpu_median_percent),
+            number(m.cpu_max_percent),
+            number(m.rss_first_mb),
+            number(m.rss_max_mb),
+            number(m.rss_last_mb),
+            m.pool_in_use_max,
+            m.pool_size,
+            pick(
+                lang,
+                "warnings/errors logged:",
+                "предупреждений/ошибок в логе:"
+            ),
+            m.log_problems
+        );
+    }
+
+    let _ = write!(
+        out,
+        r#"<h2 id="tests">{}</h2>"#,
+        pick(lang, "Tests", "Тесты")
+    );
+    for test in tests {
+        let _ = write!(
+            out,
+            r#"<h3 id="{}">{} {}</h3><table>"#,
+            test.id.as_str(),
+            xml_escape(&test.name),
+            badge(test.grade, lang)
+        );
+        for (name, value) in &test.metrics {
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td class="num">{}</td></tr>"#,
+                xml_escape(name),
+                number(*value)
+            );
+        }
+        out.push_str("</table><ul>");
+        for fact in &test.facts {
+            let _ = write!(out, "<li>{}</li>", xml_escape(fact));
+        }
+        for rec in &test.recommendations {
+            let _ = write!(out, r#"<li class="rec">→ {}</li>"#, xml_escape(rec));
+        }
+        out.push_str("</ul>");
+    }
+
+    if overall {
+        let f = &report.forecast;
+        let opt = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), number);
+        let _ = write!(
+            out,
+            r#"<h2 id="forecast">{}</h2><table>"#,
+            pick(lang, "Load forecast", "Прогноз нагрузки")
+        );
+        let rows = [
+            (
+                pick(
+                    lang,
+                    "max concurrent users",
+                    "макс. одновременных пользователей",
+                ),
+                opt(f.max_concurrent_users),
+            ),
+            (
+                pick(lang, "max requests per second", "макс. запросов в секунду"),
+                opt(f.max_rps),
+            ),
+            (
+                pick(lang, "generations per second", "генераций в секунду"),
+                opt(f.generations_per_s),
+            ),
+            (
+                pick(
+                    lang,
+                    "recommended daily limit",
+                    "рекомендуемый дневной лимит",
+                ),
+                f.recommended_daily_limit
+                    .map_or_else(|| "—".to_owned(), |v| v.to_string()),
+            ),
+            (
+                pick(lang, "recommended per user", "рекомендуемо на пользователя"),
+                f.recommended_per_user
+                    .map_or_else(|| "—".to_owned(), |v| v.to_string()),
+            ),
+            (
+                pick(lang, "bottlenecks", "узкие места"),
+                if f.bottlenecks.is_empty() {
+                    pick(lang, "none found", "не найдены").to_owned()
+                } else {
+                    f.bottlenecks.join("; ")
+                },
+            ),
+        ];
+        for (name, value) in rows {
+            let _ = write!(
+                out,
+                "<tr><td>{name}</td><td>{}</td></tr>",
+                xml_escape(&value)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</body></html>\n");
+    out
+}

@@ -1,0 +1,46 @@
+//! The JSON report (schema `genbot.readiness/1`, documented in the README).
+
+use serde_json::json;
+
+use super::View;
+
+/// The JSON report (see the module doc for the schema).
+pub fn render(view: &View<'_>) -> serde_json::Value {
+    let View {
+        report,
+        env,
+        suite,
+        tests,
+        overall,
+        ..
+    } = *view;
+    let tests: Vec<serde_json::Value> = tests
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id.as_str(),
+                "name": t.name,
+                "grade": t.grade,
+                "metrics": t.metrics.iter().map(|(k, v)| (k.clone(), if v.is_finite() { json!(v) } else { serde_json::Value::Null })).collect::<serde_json::Map<_, _>>(),
+                "facts": t.facts,
+                "recommendations": t.recommendations,
+                "series": t.series,
+            })
+        })
+        .collect();
+    let mut value = json!({
+        "schema": "genbot.readiness/1",
+        "suite": suite,
+        "started_at": report.started_at,
+        "duration_s": report.duration_s,
+        "quick": report.quick,
+        "environment": env,
+        "tests": tests,
+    });
+    if overall {
+        value["readiness"] = json!(report.readiness);
+        value["forecast"] = json!(report.forecast);
+    }
+    value["monitoring"] = json!(report.monitoring);
+    value
+}

@@ -1,0 +1,366 @@
+//! Report files: the seed's three text reports ([`text`]), the same data as JSON ([`json`],
+//! stable schema), a self-contained HTML page with charts ([`html`]) and JUnit XML ([`junit`]).
+//! This module owns file names and which tests go in which file; it measures nothing.
+
+pub mod html;
+pub mod json;
+pub mod junit;
+mod svg;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::grade::Lang;
+use crate::outcome::{TestId, TestOutcome};
+use crate::readiness::Band;
+use crate::suite::{Suite, SuiteReport};
+
+/// Where the run happened, for the report header.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub db: String,
+    pub cache: String,
+    pub cpus: usize,
+    pub replicate: String,
+    pub version: String,
+}
+
+/// Which files besides the text reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Formats {
+    /// The same data as JSON.
+    pub json: bool,
+    /// `readiness_junit.xml`: one test case per seed test, failed when graded NEEDS
+    /// OPTIMIZATION (or NEEDS CONFIGURATION), for CI dashboards.
+    pub junit: bool,
+    /// A self-contained HTML page per report, with charts.
+    pub html: bool,
+}
+
+/// The files written for one run.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct ReportError {
+    pub path: String,
+    pub source: std::io::Error,
+}
+
+/// Checks that `dir` can take the reports (creates it; writes and removes a probe file), so an
+/// unwritable place fails before the tests run.
+///
+/// # Errors
+/// The directory cannot be created or written.
+pub fn prepare(dir: &Path) -> Result<(), ReportError> {
+    let fail = |path: &Path, source| ReportError {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let probe = dir.join(".genbot-write-probe");
+    std::fs::write(&probe, b"").map_err(|e| fail(&probe, e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail(&probe, e))?;
+    Ok(())
+}
+
+/// Writes the reports a suite's run calls for: `performance_report`, `generation_settings_report`
+/// and, for `all`, `comprehensive_performance_report_YYYYMMDD_HHMMSS` — each as `.txt` and, as
+/// asked, `.json` and `.html` — and, when asked, one `readiness_junit.xml` for the whole run.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write(
+    dir: &Path,
+    report: &SuiteReport,
+    env: &Environment,
+    lang: Lang,
+    formats: Formats,
+) -> Result<Written, ReportError> {
+    let mut written = Written::default();
+    let mut save = |name: String, body: String| -> Result<(), ReportError> {
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|source| ReportError {
+            path: path.display().to_string(),
+            source,
+        })?;
+        written.files.push(path);
+        Ok(())
+    };
+    for part in parts(report) {
+        let tests: Vec<&TestOutcome> = report
+            .tests
+            .iter()
+            .filter(|t| part.suite.tests().contains(&t.id))
+            .collect();
+        let view = View {
+            report,
+            env,
+            lang,
+            suite: part.suite,
+            tests: &tests,
+            overall: part.overall,
+        };
+        save(format!("{}.txt", part.stem), text::render(&view))?;
+        if formats.json {
+            let body = serde_json::to_string_pretty(&json::render(&view)).unwrap_or_default();
+            save(format!("{}.json", part.stem), body)?;
+        }
+        if formats.html {
+            save(format!("{}.html", part.stem), html::render(&view))?;
+        }
+    }
+    if formats.junit {
+        save(JUNIT_FILE.to_owned(), junit::render(report))?;
+    }
+    Ok(written)
+}
+
+/// The JUnit file's name.
+pub const JUNIT_FILE: &str = "readiness_junit.xml";
+
+/// One report file set: which tests it shows and whether it carries readiness and forecast.
+struct Part {
+    stem: String,
+    suite: Suite,
+    overall: bool,
+}
+
+fn parts(report: &SuiteReport) -> Vec<Part> {
+    let mut parts = Vec::new();
+    if matches!(report.suite, Suite::Performance | Suite::All) {
+        parts.push(Part {
+            stem: "performance_report".into(),
+            suite: Suite::Performance,
+            overall: report.suite == Suite::Performance,
+        });
+    }
+    if matches!(report.suite, Suite::GenerationSettings | Suite::All) {
+        parts.push(Part {
+            stem: "generation_settings_report".into(),
+            suite: Suite::GenerationSettings,
+            overall: report.suite == Suite::GenerationSettings,
+        });
+    }
+    if report.suite == Suite::All {
+        parts.push(Part {
+            stem: format!(
+                "comprehensive_performance_report_{}",
+                report.started_at.format("%Y%m%d_%H%M%S")
+            ),
+            suite: Suite::All,
+            overall: true,
+        });
+    }
+    parts
+}
+
+/// What one report file shows.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub report: &'a SuiteReport,
+    pub env: &'a Environment,
+    pub lang: Lang,
+    /// The suite this file covers (a part of an `all` run, or the run itself).
+    pub suite: Suite,
+    pub tests: &'a [&'a TestOutcome],
+    /// Whether readiness and forecast belong in this file.
+    pub overall: bool,
+}
+
+/// The line under a report's title: when, how long, on what.
+pub(crate) fn run_line(report: &SuiteReport, env: &Environment) -> String {
+    format!(
+        "{} · {:.1} s{} · db: {} · cache: {} · replicate: {} · {} CPUs · genbot {}",
+        report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        report.duration_s,
+        if report.quick { " · quick" } else { "" },
+        env.db,
+        env.cache,
+        env.replicate,
+        env.cpus,
+        env.version
+    )
+}
+
+pub(crate) fn band_text(band: Band, lang: Lang) -> &'static str {
+    match (band, lang) {
+        (Band::Ready, Lang::En) => "ready for production",
+        (Band::PartlyReady, Lang::En) => "partly ready: some optimisation needed",
+        (Band::NotReady, Lang::En) => "not ready: needs serious work",
+        (Band::Ready, Lang::Ru) => "готов к продакшену",
+        (Band::PartlyReady, Lang::Ru) => "частично готов: нужна оптимизация",
+        (Band::NotReady, Lang::Ru) => "не готов: требуется серьёзная доработка",
+    }
+}
+
+pub(crate) fn title(suite: Suite, lang: Lang) -> &'static str {
+    match (suite, lang) {
+        (Suite::Performance, Lang::En) => "Performance report",
+        (Suite::GenerationSettings, Lang::En) => "Generation settings report",
+        (Suite::All, Lang::En) => "Comprehensive performance report",
+        (Suite::Performance, Lang::Ru) => "Отчёт о производительности",
+        (Suite::GenerationSettings, Lang::Ru) => "Отчёт о настройках генерации",
+        (Suite::All, Lang::Ru) => "Комплексный отчёт о производительности",
+    }
+}
+
+pub(crate) fn number(value: f64) -> String {
+    if value.is_nan() {
+        "n/a".into()
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else if value.abs() >= 100.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// The ids the JSON report carries for a suite, for checks of completeness.
+pub fn test_ids(suite: Suite) -> Vec<&'static str> {
+    suite.tests().into_iter().map(TestId::as_str).collect()
+}
+
+pub(crate) fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+    use crate::grade::Grade;
+    use crate::monitor::Sample;
+    use crate::outcome::{Line, Series};
+    use crate::readiness::{Criterion, Readiness};
+    use crate::suite::Forecast;
+
+    fn outcome(id: TestId, grade: Grade) -> TestOutcome {
+        let mut t = TestOutcome::new(id, Lang::En);
+        t.grade = grade;
+        t.metric("rps", 1234.5);
+        t.fact("fact <with> & markup");
+        t.recommend("raise the pool");
+        t
+    }
+
+    fn report() -> SuiteReport {
+        let mut users = outcome(TestId::ConcurrentUsers, Grade::Good);
+        users.series(Series {
+            id: "latency_over_time".into(),
+            title: "Concurrent users: latency over time".into(),
+            x_label: "s".into(),
+            y_label: "ms".into(),
+            lines: vec![Line {
+                name: "p99".into(),
+                points: vec![(1.0, 2.0), (2.0, 3.0)],
+            }],
+        });
+        SuiteReport {
+            suite: Suite::All,
+            started_at: Utc.with_ymd_and_hms(2026, 11, 24, 12, 30, 5).unwrap(),
+            duration_s: 12.0,
+            quick: true,
+            tests: vec![
+                outcome(TestId::DbRead, Grade::Excellent),
+                users,
+                outcome(TestId::Queue, Grade::NeedsOptimization),
+            ],
+            readiness: Readiness::score(vec![(
+                Criterion::ALL[0],
+                Grade::Excellent,
+                "evidence".into(),
+            )]),
+            forecast: Forecast::default(),
+            monitoring: vec![Sample {
+                t_s: 1.0,
+                cpu_percent: 50.0,
+                rss_mb: 20.0,
+                pool_size: 8,
+                pool_in_use: 1,
+                pool_waiting: Some(0),
+                log_problems: 0,
+            }],
+        }
+    }
+
+    fn env() -> Environment {
+        Environment {
+            db: "sqlite (temporary)".into(),
+            cache: "in-process".into(),
+            cpus: 2,
+            replicate: "mock".into(),
+            version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn every_format_lands_under_its_seed_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = Formats {
+            json: true,
+            junit: true,
+            html: true,
+        };
+        let written = write(dir.path(), &report(), &env(), Lang::En, all).unwrap();
+        let mut names: Vec<String> = written
+            .files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let stem = "comprehensive_performance_report_20261124_123005";
+        let mut expected = vec![JUNIT_FILE.to_owned()];
+        for s in ["performance_report", "generation_settings_report", stem] {
+            for ext in ["txt", "json", "html"] {
+                expected.push(format!("{s}.{ext}"));
+            }
+        }
+        expected.sort();
+        assert_eq!(names, expected);
+        let only_text = write(dir.path(), &report(), &env(), Lang::En, Formats::default()).unwrap();
+        assert_eq!(only_text.files.len(), 3);
+    }
+
+    #[test]
+    fn junit_fails_exactly_the_tests_that_need_work() {
+        let xml = junit::render(&report());
+        assert_eq!(xml.matches("<testcase ").count(), 3);
+        assert_eq!(xml.matches("<failure ").count(), 1);
+        assert!(xml.contains(r#"name="queue">"#));
+        assert!(xml.contains(r#"<failure message="NEEDS_OPTIMIZATION">raise the pool</failure>"#));
+    }
+
+    #[test]
+    fn html_is_self_contained_escaped_and_charted() {
+        let report = report();
+        let tests: Vec<&TestOutcome> = report.tests.iter().collect();
+        let env = env();
+        let page = html::render(&View {
+            report: &report,
+            env: &env,
+            lang: Lang::Ru,
+            suite: Suite::All,
+            tests: &tests,
+            overall: true,
+        });
+        assert!(page.starts_with("<!doctype html><html lang=\"ru\">"));
+        assert!(page.contains("fact &lt;with&gt; &amp; markup"));
+        assert!(!page.contains("<with>"));
+        assert!(page.contains("Concurrent users: latency over time"));
+        assert!(page.contains("Память во времени (RSS)"));
+        assert!(page.contains("ТРЕБУЕТ ОПТИМИЗАЦИИ"));
+        assert!(!page.contains("<script"));
+    }
+}
