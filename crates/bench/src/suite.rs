@@ -238,8 +238,9 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
         forecast.max_rps = limits.get("max_rps");
     }
     if let Some(per_s) = forecast.generations_per_s {
-        // A day's generation capacity shared by the users the bot can hold at once, assuming a
-        // tenth of them generate in a day: a starting point, stated as such in the report.
+        // A day's generation capacity shared by the day's active users, taken as ten times the
+        // users the bot holds at once (peak concurrency ≈ a tenth of daily actives): a starting
+        // point, stated as such in the report.
         let daily_capacity = per_s * 86_400.0;
         let active = forecast
             .max_concurrent_users

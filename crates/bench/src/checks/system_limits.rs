@@ -59,7 +59,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     let rates: &[f64] = if ctx.quick {
         &[100.0, 200.0, 400.0, 800.0, 1600.0]
     } else {
-        &[100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0]
+        &[100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0]
     };
     let rig = BotRig::start(
         engine_config(

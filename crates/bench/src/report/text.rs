@@ -42,12 +42,12 @@ pub fn render(view: &View<'_>) -> String {
         let _ = writeln!(out, "{heading}:");
         let _ = writeln!(
             out,
-            "   CPU median {} %, max {} % · RSS {} → max {} → {} MB · DB pool {} of {} in use at most{} · warnings/errors logged {}",
-            number(m.cpu_median_percent),
-            number(m.cpu_max_percent),
-            number(m.rss_first_mb),
-            number(m.rss_max_mb),
-            number(m.rss_last_mb),
+            "   CPU median {:.0} %, max {:.0} % · RSS {:.1} → max {:.1} → {:.1} MB · DB pool {} of {} in use at most{} · warnings/errors logged {}",
+            m.cpu_median_percent,
+            m.cpu_max_percent,
+            m.rss_first_mb,
+            m.rss_max_mb,
+            m.rss_last_mb,
             m.pool_in_use_max,
             m.pool_size,
             m.pool_waiting_max
@@ -97,9 +97,15 @@ pub fn render(view: &View<'_>) -> String {
         );
         let _ = writeln!(
             out,
-            "   recommended daily limit   {}",
+            "   recommended daily limit   {}{}",
             f.recommended_daily_limit
-                .map_or("n/a".into(), |v| v.to_string())
+                .map_or("n/a".into(), |v| v.to_string()),
+            match lang {
+                Lang::En =>
+                    " (a day's generations ÷ daily actives, taken as 10 × max concurrent users)",
+                Lang::Ru =>
+                    " (генераций за день ÷ активных за день, принято 10 × макс. одновременных)",
+            }
         );
         let _ = writeln!(
             out,
