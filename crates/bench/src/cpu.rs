@@ -1,10 +1,20 @@
-//! This process's CPU time, from `/proc/self/stat` (Linux); `None` elsewhere.
+//! CPU time from `/proc` (Linux): this process's, or the calling thread's (the load generator
+//! runs on its own thread so its cost can be told apart from the bot's); `None` elsewhere.
 
 use std::time::Duration;
 
 /// User + system CPU time consumed by this process so far.
 pub fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_from_stat("/proc/self/stat")
+}
+
+/// User + system CPU time consumed by the calling thread so far (10 ms resolution).
+pub fn thread_cpu() -> Option<Duration> {
+    cpu_from_stat("/proc/thread-self/stat")
+}
+
+fn cpu_from_stat(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -12,4 +22,33 @@ pub fn process_cpu() -> Option<Duration> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
     Some(Duration::from_millis(ticks * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_thread_is_charged_its_own_cpu_only() {
+        let Some(before) = thread_cpu() else {
+            eprintln!("SKIPPED a_busy_thread_is_charged_its_own_cpu_only: no /proc/thread-self");
+            return;
+        };
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let used = thread_cpu().expect("read twice") - before;
+        assert!(used >= Duration::from_millis(100), "{used:?}");
+        let idle = std::thread::spawn(|| {
+            let before = thread_cpu().expect("thread stat");
+            std::thread::sleep(Duration::from_millis(200));
+            thread_cpu().expect("thread stat") - before
+        })
+        .join()
+        .expect("thread");
+        assert!(idle <= Duration::from_millis(20), "{idle:?}");
+    }
 }
