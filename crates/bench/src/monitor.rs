@@ -61,8 +61,12 @@ impl Monitor {
         let samples = monitor.samples.clone();
         let started = Instant::now();
         let problems_at_start = LOGGED_PROBLEMS.load(Ordering::Relaxed);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            // After a stall, one late sample rather than a burst of back-to-back ones (whose
+            // CPU figure would divide 10 ms ticks by microseconds).
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_cpu = process_cpu();
             let mut last_at = Instant::now();
             loop {
@@ -73,7 +77,14 @@ impl Monitor {
                 let cpu = process_cpu();
                 let cpu_percent = match (last_cpu, cpu) {
                     (Some(a), Some(b)) => {
-                        (b - a).as_secs_f64() / last_at.elapsed().as_secs_f64().max(1e-3) * 100.0
+                        // CPU time comes in 10 ms ticks: over less than half a second the
+                        // ratio says little, and it can never exceed every core at work.
+                        let elapsed = last_at.elapsed().as_secs_f64();
+                        if elapsed < 0.5 {
+                            f64::NAN
+                        } else {
+                            ((b - a).as_secs_f64() / elapsed * 100.0).min(cores * 100.0)
+                        }
                     }
                     _ => f64::NAN,
                 };

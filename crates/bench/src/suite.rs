@@ -89,6 +89,10 @@ pub struct Forecast {
     pub max_rps: Option<f64>,
     /// Generations per second the settings allow: min(concurrency ÷ latency, rate limit).
     pub generations_per_s: Option<f64>,
+    /// Generations a day at the measured rate.
+    pub daily_generation_capacity: Option<f64>,
+    /// Users the daily limit is shared by (`--users`: the audience the operator plans for).
+    pub planned_users: u32,
     /// Suggested `DAILY_GENERATION_LIMIT` and `MAX_CONCURRENT_GENERATIONS_PER_USER`.
     pub recommended_daily_limit: Option<u32>,
     pub recommended_per_user: Option<u32>,
@@ -237,18 +241,17 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
         forecast.max_concurrent_users = limits.get("max_users");
         forecast.max_rps = limits.get("max_rps");
     }
+    forecast.planned_users = ctx.users.max(1);
     if let Some(per_s) = forecast.generations_per_s {
-        // A day's generation capacity shared by the day's active users, taken as ten times the
-        // users the bot holds at once (peak concurrency ≈ a tenth of daily actives): a starting
-        // point, stated as such in the report.
+        // A day's measured generation capacity shared by the users the operator plans for
+        // (`--users`), each of whom might use their whole limit: a starting point, stated as
+        // such in the report.
         let daily_capacity = per_s * 86_400.0;
-        let active = forecast
-            .max_concurrent_users
-            .unwrap_or(f64::from(ctx.users))
-            .max(1.0)
-            * 10.0;
-        forecast.recommended_daily_limit =
-            Some(((daily_capacity / active).floor() as u32).clamp(1, 1_000));
+        forecast.daily_generation_capacity = Some(daily_capacity);
+        forecast.recommended_daily_limit = Some(
+            ((daily_capacity / f64::from(forecast.planned_users)).floor() as u32).clamp(1, 1_000),
+        );
+        // At most a fifth of the slots per user, so five users can always generate at once.
         forecast.recommended_per_user =
             Some((ctx.settings.max_concurrent_generations / 5).clamp(1, 5));
     }

@@ -261,6 +261,10 @@ pub fn render(view: &View<'_>) -> String {
                 opt(f.generations_per_s),
             ),
             (
+                pick(lang, "generations a day", "генераций в день"),
+                opt(f.daily_generation_capacity),
+            ),
+            (
                 pick(
                     lang,
                     "recommended daily limit",

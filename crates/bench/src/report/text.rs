@@ -100,12 +100,16 @@ pub fn render(view: &View<'_>) -> String {
             "   recommended daily limit   {}{}",
             f.recommended_daily_limit
                 .map_or("n/a".into(), |v| v.to_string()),
-            match lang {
-                Lang::En =>
-                    " (a day's generations ÷ daily actives, taken as 10 × max concurrent users)",
-                Lang::Ru =>
-                    " (генераций за день ÷ активных за день, принято 10 × макс. одновременных)",
-            }
+            f.daily_generation_capacity.map_or_else(String::new, |day| match lang {
+                Lang::En => format!(
+                    " ({day:.0} generations a day at the measured rate ÷ {} planned users, --users)",
+                    f.planned_users
+                ),
+                Lang::Ru => format!(
+                    " ({day:.0} генераций в день при измеренной скорости ÷ {} пользователей, --users)",
+                    f.planned_users
+                ),
+            })
         );
         let _ = writeln!(
             out,
