@@ -6,12 +6,15 @@
 mod schema;
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use genbot_config::RedactedUrl;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Postgres, Row};
 
 use crate::columns::{job_columns, user_columns};
 use crate::{
@@ -24,6 +27,25 @@ use crate::{
 pub struct PgStore {
     pool: PgPool,
     size: u32,
+    /// Tasks waiting for a connection now; sqlx does not count them, so every query takes its
+    /// connection through [`PgStore::connection`], which does.
+    waiting: Arc<AtomicU32>,
+}
+
+/// Counts a task as waiting for as long as it lives, so a cancelled acquire is uncounted too.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PgStore {
@@ -66,7 +88,18 @@ impl PgStore {
         Ok(PgStore {
             pool,
             size: pool_size.max(1),
+            waiting: Arc::new(AtomicU32::new(0)),
         })
+    }
+
+    /// A connection from the pool: an idle one at once, or else after waiting, counted in
+    /// [`PoolStats::waiting`] meanwhile.
+    async fn connection(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        if let Some(idle) = self.pool.try_acquire() {
+            return Ok(idle);
+        }
+        let _waiting = Waiting::enter(&self.waiting);
+        Ok(self.pool.acquire().await?)
     }
 
     /// How durable a returned write is, stated for reports.
@@ -86,42 +119,46 @@ impl PgStore {
             size: self.size,
             open,
             in_use: open.saturating_sub(idle),
-            waiting: None,
+            waiting: Some(self.waiting.load(Ordering::Relaxed)),
         }
     }
 
     pub(crate) async fn get_user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE id = $1"
         ))
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| user(&row))
         .transpose()
     }
 
     pub(crate) async fn count_users(&self) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
         let n: i64 = sqlx::query("SELECT count(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         Ok(n as u64)
     }
 
     pub(crate) async fn count_users_in_range(&self, ids: Range<i64>) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
         let n: i64 = sqlx::query("SELECT count(*) FROM users WHERE id >= $1 AND id < $2")
             .bind(ids.start)
             .bind(ids.end)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?
             .try_get(0)?;
         Ok(n as u64)
     }
 
     pub(crate) async fn upsert_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let mut conn = self.connection().await?;
         let row = sqlx::query(concat!(
             "INSERT INTO users (id, username, language, credits, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
@@ -137,7 +174,7 @@ impl PgStore {
         .bind(&new.language)
         .bind(new.initial_credits)
         .bind(Utc::now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         user(&row)
     }
@@ -147,6 +184,7 @@ impl PgStore {
         id: UserId,
         model: Option<String>,
     ) -> Result<User, StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(concat!(
             "UPDATE users SET selected_model = $2, updated_at = $3 WHERE id = $1 RETURNING ",
             user_columns!()
@@ -154,7 +192,7 @@ impl PgStore {
         .bind(id.0)
         .bind(model)
         .bind(Utc::now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| user(&row))
         .transpose()?
@@ -162,6 +200,7 @@ impl PgStore {
     }
 
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
+        let mut conn = self.connection().await?;
         let balance: Option<i64> = sqlx::query(
             "UPDATE users SET credits = credits + $2, updated_at = $3
              WHERE id = $1 AND credits + $2 >= 0 RETURNING credits",
@@ -169,10 +208,13 @@ impl PgStore {
         .bind(id.0)
         .bind(delta)
         .bind(Utc::now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| row.try_get(0))
         .transpose()?;
+        // Give the connection back before the fallback lookup takes one: holding it while
+        // asking for another deadlocks a saturated pool.
+        drop(conn);
         match balance {
             Some(balance) => Ok(balance),
             None => match self.get_user(id).await? {
@@ -192,6 +234,7 @@ impl PgStore {
         today: NaiveDate,
         limit: u32,
     ) -> Result<DailyQuota, StoreError> {
+        let mut conn = self.connection().await?;
         // One statement: the row lock taken by UPDATE makes check-and-increment atomic.
         let used: Option<i32> = sqlx::query(
             "UPDATE users SET
@@ -205,10 +248,11 @@ impl PgStore {
         .bind(today)
         .bind(limit as i32)
         .bind(Utc::now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| row.try_get(0))
         .transpose()?;
+        drop(conn);
         match used {
             Some(used) => {
                 let used = used.max(0) as u32;
@@ -227,6 +271,7 @@ impl PgStore {
         id: UserId,
         today: NaiveDate,
     ) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(
             "UPDATE users SET daily_count = daily_count - 1, updated_at = $3
              WHERE id = $1 AND daily_reset_date = $2 AND daily_count > 0",
@@ -234,12 +279,13 @@ impl PgStore {
         .bind(id.0)
         .bind(today)
         .bind(Utc::now())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
 
     pub(crate) async fn create_job(&self, new: NewJob) -> Result<Job, StoreError> {
+        let mut conn = self.connection().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO generation_jobs
                 (user_id, model, prompt, params, status, created_at, updated_at)
@@ -252,7 +298,7 @@ impl PgStore {
         .bind(&new.prompt)
         .bind(sqlx::types::Json(&new.params))
         .bind(Utc::now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await;
         match inserted {
             Ok(row) => job(&row),
@@ -264,19 +310,21 @@ impl PgStore {
     }
 
     pub(crate) async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(concat!(
             "SELECT ",
             job_columns!(),
             " FROM generation_jobs WHERE id = $1"
         ))
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| job(&row))
         .transpose()
     }
 
     pub(crate) async fn claim_next_job(&self) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(concat!(
             "UPDATE generation_jobs SET
                 status = 'running', attempts = attempts + 1, started_at = $1, updated_at = $1
@@ -286,13 +334,14 @@ impl PgStore {
             job_columns!()
         ))
         .bind(Utc::now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| job(&row))
         .transpose()
     }
 
     pub(crate) async fn claim_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(concat!(
             "UPDATE generation_jobs SET
                 status = 'running', attempts = attempts + 1, started_at = $2, updated_at = $2
@@ -302,13 +351,14 @@ impl PgStore {
         ))
         .bind(id.0)
         .bind(Utc::now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| job(&row))
         .transpose()
     }
 
     pub(crate) async fn update_job(&self, id: JobId, update: JobUpdate) -> Result<Job, StoreError> {
+        let mut conn = self.connection().await?;
         let now = Utc::now();
         let (allowed_from, prediction_id, result_url, error) = update.columns();
         let status = update.status();
@@ -335,8 +385,9 @@ impl PgStore {
         .bind(finished)
         .bind(now)
         .bind(allowed_from)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        drop(conn);
         if let Some(row) = updated {
             return job(&row);
         }
@@ -355,6 +406,7 @@ impl PgStore {
         status: JobStatus,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
+        let mut conn = self.connection().await?;
         sqlx::query(concat!(
             "SELECT ",
             job_columns!(),
@@ -362,7 +414,7 @@ impl PgStore {
         ))
         .bind(status.as_str())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(job)
@@ -370,8 +422,9 @@ impl PgStore {
     }
 
     pub(crate) async fn count_jobs_by_status(&self) -> Result<JobCounts, StoreError> {
+        let mut conn = self.connection().await?;
         let rows = sqlx::query("SELECT status, count(*) FROM generation_jobs GROUP BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut counts = JobCounts::default();
         for row in rows {
@@ -390,7 +443,8 @@ impl PgStore {
         &self,
         ids: Range<i64>,
     ) -> Result<Deleted, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.connection().await?;
+        let mut tx = conn.begin().await?;
         let jobs = sqlx::query("DELETE FROM generation_jobs WHERE user_id >= $1 AND user_id < $2")
             .bind(ids.start)
             .bind(ids.end)

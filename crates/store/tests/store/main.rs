@@ -4,4 +4,5 @@
 
 mod helpers;
 mod jobs;
+mod pool;
 mod users;

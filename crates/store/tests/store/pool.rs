@@ -1,0 +1,63 @@
+//! The pool figures the readiness suite samples every second: size, in use and waiters.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use genbot_store::{NewUser, Store, UserId};
+
+/// More readers than connections: some must wait, the figures say so, and the count returns
+/// to zero when they are done.
+async fn waiters_are_counted_and_released(store: Store) {
+    store
+        .upsert_user(NewUser {
+            id: UserId(7),
+            username: None,
+            language: None,
+            initial_credits: 1,
+        })
+        .await
+        .unwrap();
+    let size = store.pool_stats().size;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..size * 8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    store.get_user(UserId(7)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let sampler = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut most_waiting = 0;
+            while !done.load(Ordering::Relaxed) {
+                let stats = store.pool_stats();
+                assert!(stats.in_use <= stats.size, "{stats:?}");
+                most_waiting = most_waiting.max(stats.waiting.unwrap());
+                tokio::task::yield_now().await;
+            }
+            most_waiting
+        })
+    };
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let most_waiting = sampler.await.unwrap();
+    assert!(
+        most_waiting > 0,
+        "{} readers on {size} connections, no waiter seen",
+        size * 8
+    );
+    assert_eq!(store.pool_stats().waiting, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_counts_waiters() {
+    if let Some(test) = crate::helpers::postgres("postgres_pool_counts_waiters").await {
+        waiters_are_counted_and_released(test.store.clone()).await;
+    }
+}
