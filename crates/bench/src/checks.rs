@@ -4,6 +4,7 @@
 
 pub mod cache_settings;
 pub mod concurrent_users;
+pub mod live_replicate;
 pub mod model_config;
 pub mod operation_simulation;
 pub mod queue;

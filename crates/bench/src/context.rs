@@ -24,6 +24,9 @@ pub struct Context {
     pub target: Target,
     /// Test users registered in the target.
     pub seeded: Range<i64>,
+    /// Also send a few generations to the Replicate API the settings name, with their token
+    /// (`--live-replicate`; costs real predictions). Load always goes to the in-process mock.
+    pub live_replicate: bool,
 }
 
 impl Context {

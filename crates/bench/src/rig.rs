@@ -60,10 +60,6 @@ impl Rig {
         config: EngineConfig,
         rate_per_min: u32,
     ) -> Result<Rig, String> {
-        let users = Users::new(
-            store.clone(),
-            UserCache::Memory(MemoryCache::new(Duration::from_secs(300), 100_000)),
-        );
         let client = ReplicateClient::new(
             mock.url().parse().map_err(|e| format!("mock url: {e}"))?,
             Some(&SecretString::from("bench")),
@@ -71,11 +67,8 @@ impl Rig {
         .map_err(|e| e.to_string())?
         .with_poll(POLL)
         .with_limiter(Arc::new(LocalRateLimiter::new(rate_per_min, 1)));
-        let (tx, events) = mpsc::unbounded_channel();
         let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
-        let engine = Engine::start(users, catalogue, client, config, Some(tx))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (engine, events) = start_engine(store.clone(), catalogue, client, config).await?;
         Ok(Rig {
             engine,
             mock,
@@ -145,6 +138,24 @@ impl Rig {
         }
         seen
     }
+}
+
+/// An engine on `store` with an in-process user cache, reporting its events.
+pub(crate) async fn start_engine(
+    store: Store,
+    catalogue: Catalogue,
+    client: ReplicateClient,
+    config: EngineConfig,
+) -> Result<(Engine, mpsc::UnboundedReceiver<JobEvent>), String> {
+    let users = Users::new(
+        store,
+        UserCache::Memory(MemoryCache::new(Duration::from_secs(300), 100_000)),
+    );
+    let (tx, events) = mpsc::unbounded_channel();
+    let engine = Engine::start(users, catalogue, client, config, Some(tx))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((engine, events))
 }
 
 /// Engine limits for a check: the settings' own, with the daily limit and queue out of the way.

@@ -126,7 +126,8 @@ pub(crate) struct BenchArgs {
     /// Grade with these thresholds (TOML) instead of the seed's.
     #[arg(long)]
     pub(crate) thresholds: Option<std::path::PathBuf>,
-    /// Call the real Replicate API (costs money; not supported by this version).
+    /// Also send 3 real generations (2 with --quick) to REPLICATE_API_URL with REPLICATE_API_TOKEN,
+    /// to state throughput at the real latency (billed by Replicate). Load stays on the mock.
     #[arg(long)]
     pub(crate) live_replicate: bool,
     /// No progress output (CI).

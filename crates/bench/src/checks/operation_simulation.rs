@@ -1,6 +1,7 @@
 //! Operation simulation: the full generation flow under load against the Replicate mock's
 //! latency and failure model, throughput compared with its bound
-//! min(concurrency ÷ mean latency, rate limit); and memory under that load.
+//! min(concurrency ÷ mean latency, rate limit); and memory under that load. With
+//! `--live-replicate`, a few real generations add the real latency (see [`super::live_replicate`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ pub async fn run(ctx: &Context) -> (TestOutcome, TestOutcome) {
     if let Err(e) = measure(ctx, &mut sim, &mut memory).await {
         sim.fact(format!("could not run: {e}"));
         memory.fact(format!("could not run: {e}"));
+    }
+    if ctx.live_replicate {
+        super::live_replicate::add_to(ctx, &mut sim).await;
     }
     (sim, memory)
 }

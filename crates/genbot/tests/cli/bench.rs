@@ -282,6 +282,80 @@ fn bad_bench_arguments_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
     let out = bench(&["all", "--live-replicate"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REPLICATE_API_TOKEN"));
     let out = bench(&["all", "--database-url", "mysql://x"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `--live-replicate` sends its few generations to whatever REPLICATE_API_URL names (here a
+/// Replicate mock in another runtime, standing in for api.replicate.com), with the token, and
+/// reports their latency; the token appears in no report.
+#[test]
+fn live_replicate_sends_a_bounded_sample_to_the_configured_api() {
+    use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let live = runtime
+        .block_on(ReplicateMock::start(ReplicateMockConfig {
+            median_latency: std::time::Duration::from_millis(300),
+            ..ReplicateMockConfig::default()
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "r8_live_sample_secret_9f2c";
+    let out = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["bench", "generation-settings", "--quick", "--duration", "1"])
+        .args([
+            "--live-replicate",
+            "--quiet",
+            "--format",
+            "txt,json,html",
+            "--out",
+        ])
+        .arg(dir.path().join("reports"))
+        .env_clear()
+        .env("REPLICATE_API_URL", live.url())
+        .env("REPLICATE_API_TOKEN", token)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        live.stats().created,
+        2,
+        "the quick sample is two generations"
+    );
+
+    let reports = dir.path().join("reports");
+    let json = read_json(&reports.join("generation_settings_report.json"));
+    let sim = json["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "operation_simulation")
+        .unwrap();
+    let metric = |name: &str| sim["metrics"][format!("operation_simulation.{name}")].as_f64();
+    assert_eq!(metric("live_sent"), Some(2.0));
+    assert_eq!(metric("live_succeeded"), Some(2.0));
+    assert!(metric("live_p50_ms").unwrap() >= 100.0, "{sim}");
+    assert!(json["environment"]["replicate"]
+        .as_str()
+        .unwrap()
+        .contains(live.url()));
+    for entry in std::fs::read_dir(&reports).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(
+            !text.contains(token),
+            "the Replicate token leaked into a report"
+        );
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
 }

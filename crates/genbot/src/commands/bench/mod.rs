@@ -24,8 +24,13 @@ const EXIT_BELOW_FAIL_UNDER: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 3;
 
 pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.live_replicate {
-        return Err(UsageError("--live-replicate is not supported by this version: the suite measures against the Replicate mock only".into()).into());
+    if args.live_replicate && settings.replicate_api_token.is_none() {
+        return Err(UsageError(format!(
+            "--live-replicate needs REPLICATE_API_TOKEN (it sends {} real, billed generations to {})",
+            genbot_bench::checks::live_replicate::sample_size(args.quick),
+            settings.replicate_api_url
+        ))
+        .into());
     }
     let lang = match args.lang {
         ReportLang::En => Lang::En,
@@ -81,7 +86,15 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
             |url| format!("redis {url}"),
         ),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        replicate: "in-process mock".into(),
+        replicate: if args.live_replicate {
+            format!(
+                "in-process mock for load; {} live generations at {}",
+                genbot_bench::checks::live_replicate::sample_size(quick),
+                settings.replicate_api_url
+            )
+        } else {
+            "in-process mock".into()
+        },
         version: env!("CARGO_PKG_VERSION").into(),
     };
     let seeded = target
@@ -97,6 +110,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         duration,
         target,
         seeded,
+        live_replicate: args.live_replicate,
     };
     let suite = match args.suite {
         BenchSuite::Performance => Suite::Performance,
