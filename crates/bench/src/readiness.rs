@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::grade::Grade;
+use crate::grade::{Grade, Lang};
 
 /// The seed's six criteria, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +18,24 @@ pub enum Criterion {
 }
 
 impl Criterion {
+    /// The criterion as the seed names it.
+    pub fn label(self, lang: Lang) -> &'static str {
+        match (self, lang) {
+            (Criterion::DbRead, Lang::En) => "DB read performance",
+            (Criterion::Cache, Lang::En) => "Cache present and effective",
+            (Criterion::StabilityUnderLoad, Lang::En) => "Stability under load",
+            (Criterion::Memory, Lang::En) => "Memory use",
+            (Criterion::GenerationSettings, Lang::En) => "Generation settings",
+            (Criterion::NoBottlenecks, Lang::En) => "No bottlenecks",
+            (Criterion::DbRead, Lang::Ru) => "Скорость чтения из БД",
+            (Criterion::Cache, Lang::Ru) => "Кэш есть и работает",
+            (Criterion::StabilityUnderLoad, Lang::Ru) => "Стабильность под нагрузкой",
+            (Criterion::Memory, Lang::Ru) => "Использование памяти",
+            (Criterion::GenerationSettings, Lang::Ru) => "Настройки генерации",
+            (Criterion::NoBottlenecks, Lang::Ru) => "Нет узких мест",
+        }
+    }
+
     pub const ALL: [Criterion; 6] = [
         Criterion::DbRead,
         Criterion::Cache,
@@ -63,7 +81,9 @@ impl Band {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CriterionScore {
     pub criterion: Criterion,
-    pub grade: Grade,
+    /// `None` when the run did not include the criterion's test (`bench performance` alone
+    /// measures no generation settings): it earns nothing, and reports say "not measured".
+    pub grade: Option<Grade>,
     pub points: f64,
     /// The measured figures that decided it, in words.
     pub evidence: String,
@@ -77,20 +97,40 @@ pub struct Readiness {
     pub criteria: Vec<CriterionScore>,
 }
 
+/// Says that a run measured only some criteria, so its score is not the whole picture.
+pub fn unmeasured_note(readiness: &Readiness, lang: Lang) -> Option<String> {
+    let missing: Vec<&str> = readiness
+        .criteria
+        .iter()
+        .filter(|c| c.grade.is_none())
+        .map(|c| c.criterion.label(lang))
+        .collect();
+    (!missing.is_empty()).then(|| match lang {
+        Lang::En => format!(
+            "not measured by this run, counted as 0: {}; `genbot bench all` scores all six",
+            missing.join(", ")
+        ),
+        Lang::Ru => format!(
+            "не измерено в этом прогоне, засчитано как 0: {}; `genbot bench all` оценивает все шесть",
+            missing.join(", ")
+        ),
+    })
+}
+
 impl Readiness {
     /// Scores graded criteria; a criterion not given (its test did not run) earns nothing.
     pub fn score(graded: Vec<(Criterion, Grade, String)>) -> Readiness {
         let criteria: Vec<CriterionScore> = Criterion::ALL
             .into_iter()
             .map(|criterion| {
-                let (grade, evidence) = graded.iter().find(|(c, _, _)| *c == criterion).map_or(
-                    (Grade::NeedsOptimization, "not measured".to_owned()),
-                    |(_, g, e)| (*g, e.clone()),
-                );
+                let (grade, evidence) = graded
+                    .iter()
+                    .find(|(c, _, _)| *c == criterion)
+                    .map_or((None, String::new()), |(_, g, e)| (Some(*g), e.clone()));
                 CriterionScore {
                     criterion,
                     grade,
-                    points: points(grade),
+                    points: grade.map_or(0.0, points),
                     evidence,
                 }
             })
@@ -133,7 +173,13 @@ mod tests {
         // Unmeasured criteria earn nothing.
         let half = Readiness::score(all(Grade::Excellent).into_iter().take(3).collect());
         assert_eq!((half.percent, half.band), (50.0, Band::NotReady));
-        assert_eq!(half.criteria[5].evidence, "not measured");
+        assert_eq!(half.criteria[5].grade, None);
+        let note = unmeasured_note(&half, Lang::En).unwrap();
+        assert!(
+            note.contains("Memory use, Generation settings, No bottlenecks"),
+            "{note}"
+        );
+        assert_eq!(unmeasured_note(&ready, Lang::En), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks;
 use crate::context::Context;
-use crate::grade::Grade;
+use crate::grade::{Grade, Lang};
 use crate::monitor::{Monitor, Sample};
 use crate::outcome::{TestId, TestOutcome};
 use crate::readiness::{Criterion, Readiness};
@@ -130,7 +130,7 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
         outcomes.push(outcome);
     }
     stop_monitor.cancel();
-    let readiness = readiness(&outcomes);
+    let readiness = readiness(&outcomes, ctx.lang);
     let forecast = forecast(&outcomes, ctx);
     SuiteReport {
         suite,
@@ -178,7 +178,8 @@ fn find(outcomes: &[TestOutcome], id: TestId) -> Option<&TestOutcome> {
     outcomes.iter().find(|o| o.id == id)
 }
 
-fn readiness(outcomes: &[TestOutcome]) -> Readiness {
+fn readiness(outcomes: &[TestOutcome], lang: Lang) -> Readiness {
+    let en = lang == Lang::En;
     let mut graded = Vec::new();
     let mut from = |criterion: Criterion, ids: &[TestId], what: &dyn Fn(&TestOutcome) -> String| {
         let found: Vec<&TestOutcome> = ids.iter().filter_map(|id| find(outcomes, *id)).collect();
@@ -195,25 +196,36 @@ fn readiness(outcomes: &[TestOutcome]) -> Readiness {
     };
     let metric =
         |o: &TestOutcome, name: &str| o.get(name).map_or("n/a".to_owned(), |v| format!("{v:.1}"));
+    let graded_as = |o: &TestOutcome| format!("{}: {}", o.name, o.grade.label(lang));
     from(Criterion::DbRead, &[TestId::DbRead], &|o| {
         format!("{} RPS", metric(o, "rps"))
     });
     from(Criterion::Cache, &[TestId::Cache], &|o| {
-        format!(
-            "hit rate {}",
-            o.get("hit_rate")
-                .map_or("n/a".into(), |v| format!("{:.1} %", v * 100.0))
-        )
+        let rate = o
+            .get("hit_rate")
+            .map_or("n/a".into(), |v| format!("{:.1} %", v * 100.0));
+        if en {
+            format!("hit rate {rate}")
+        } else {
+            format!("доля попаданий {rate}")
+        }
     });
     from(
         Criterion::StabilityUnderLoad,
         &[TestId::ConcurrentUsers, TestId::OperationSimulation],
-        &|o| format!("{}: {:?}", o.id.as_str(), o.grade),
+        &graded_as,
     );
     from(
         Criterion::Memory,
         &[TestId::Memory, TestId::MemoryUnderLoad],
-        &|o| format!("{} growth {} MB", o.id.as_str(), metric(o, "growth_mb")),
+        &|o| {
+            let growth = metric(o, "growth_mb");
+            if en {
+                format!("{}: +{growth} MB", o.name)
+            } else {
+                format!("{}: +{growth} МБ", o.name)
+            }
+        },
     );
     from(
         Criterion::GenerationSettings,
@@ -224,11 +236,13 @@ fn readiness(outcomes: &[TestOutcome]) -> Readiness {
             TestId::CacheSettings,
             TestId::Queue,
         ],
-        &|o| format!("{}: {:?}", o.id.as_str(), o.grade),
+        &graded_as,
     );
-    from(Criterion::NoBottlenecks, &[TestId::SystemLimits], &|o| {
-        format!("{}: {:?}", o.id.as_str(), o.grade)
-    });
+    from(
+        Criterion::NoBottlenecks,
+        &[TestId::SystemLimits],
+        &graded_as,
+    );
     Readiness::score(graded)
 }
 

@@ -6,10 +6,11 @@
 use std::fmt::Write as _;
 
 use super::svg::line_chart;
-use super::{band_text, number, run_line, title, xml_escape, View};
+use super::{band_text, not_measured, number, run_line, title, xml_escape, View};
 use crate::grade::{Grade, Lang};
 use crate::monitor::{MonitorSummary, Sample};
 use crate::outcome::{Line, Series};
+use crate::readiness::unmeasured_note;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px;color:#1a1a1a}\
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}h3{font-size:15px}\
@@ -140,13 +141,19 @@ pub fn render(view: &View<'_>) -> String {
         for c in &r.criteria {
             let _ = write!(
                 out,
-                "<tr><td>{:?}</td><td>{}</td><td>{}</td></tr>",
-                c.criterion,
-                badge(c.grade, lang),
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                xml_escape(c.criterion.label(lang)),
+                c.grade.map_or_else(
+                    || xml_escape(not_measured(lang)),
+                    |grade| badge(grade, lang)
+                ),
                 xml_escape(&c.evidence)
             );
         }
         out.push_str("</table>");
+        if let Some(note) = unmeasured_note(r, lang) {
+            let _ = write!(out, "<p>{}</p>", xml_escape(&note));
+        }
     }
     let _ = write!(
         out,

@@ -189,7 +189,7 @@ pub(crate) fn run_line(report: &SuiteReport, env: &Environment) -> String {
     )
 }
 
-pub(crate) fn band_text(band: Band, lang: Lang) -> &'static str {
+pub fn band_text(band: Band, lang: Lang) -> &'static str {
     match (band, lang) {
         (Band::Ready, Lang::En) => "ready for production",
         (Band::PartlyReady, Lang::En) => "partly ready: some optimisation needed",
@@ -208,6 +208,14 @@ pub(crate) fn title(suite: Suite, lang: Lang) -> &'static str {
         (Suite::Performance, Lang::Ru) => "Отчёт о производительности",
         (Suite::GenerationSettings, Lang::Ru) => "Отчёт о настройках генерации",
         (Suite::All, Lang::Ru) => "Комплексный отчёт о производительности",
+    }
+}
+
+/// What a report shows for a criterion or figure the run did not measure.
+pub(crate) fn not_measured(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "not measured",
+        Lang::Ru => "не измерено",
     }
 }
 

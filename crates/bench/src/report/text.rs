@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::{band_text, number, run_line, title, View};
+use super::{band_text, not_measured, number, run_line, title, View};
 use crate::grade::Lang;
 use crate::monitor::MonitorSummary;
+use crate::readiness::unmeasured_note;
 
 /// The text report: header, one block per test, then readiness and forecast when `overall`.
 pub fn render(view: &View<'_>) -> String {
@@ -71,11 +72,14 @@ pub fn render(view: &View<'_>) -> String {
         for c in &r.criteria {
             let _ = writeln!(
                 out,
-                "   {:<22} {:<26} {}",
-                format!("{:?}", c.criterion),
-                c.grade.label(lang),
+                "   {:<28} {:<26} {}",
+                c.criterion.label(lang),
+                c.grade.map_or(not_measured(lang), |g| g.label(lang)),
                 c.evidence
             );
+        }
+        if let Some(note) = unmeasured_note(r, lang) {
+            let _ = writeln!(out, "   ({note})");
         }
         let f = &report.forecast;
         let heading = match lang {
@@ -83,49 +87,52 @@ pub fn render(view: &View<'_>) -> String {
             Lang::Ru => "Прогноз нагрузки",
         };
         let _ = writeln!(out, "\n{heading}:");
-        let opt = |v: Option<f64>| v.map_or("not measured".to_owned(), number);
-        let _ = writeln!(
-            out,
-            "   max concurrent users      {}",
-            opt(f.max_concurrent_users)
-        );
-        let _ = writeln!(out, "   max requests per second   {}", opt(f.max_rps));
-        let _ = writeln!(
-            out,
-            "   generations per second    {}",
-            opt(f.generations_per_s)
-        );
-        let _ = writeln!(
-            out,
-            "   recommended daily limit   {}{}",
-            f.recommended_daily_limit
-                .map_or("n/a".into(), |v| v.to_string()),
-            f.daily_generation_capacity.map_or_else(String::new, |day| match lang {
-                Lang::En => format!(
-                    " ({day:.0} generations a day at the measured rate ÷ {} planned users, --users)",
-                    f.planned_users
-                ),
-                Lang::Ru => format!(
-                    " ({day:.0} генераций в день при измеренной скорости ÷ {} пользователей, --users)",
-                    f.planned_users
-                ),
-            })
-        );
-        let _ = writeln!(
-            out,
-            "   recommended per user      {}",
-            f.recommended_per_user
-                .map_or("n/a".into(), |v| v.to_string())
-        );
-        let _ = writeln!(
-            out,
-            "   bottlenecks               {}",
-            if f.bottlenecks.is_empty() {
-                "none found".to_owned()
+        let opt = |v: Option<f64>| v.map_or_else(|| not_measured(lang).to_owned(), number);
+        let whole =
+            |v: Option<u32>| v.map_or_else(|| not_measured(lang).to_owned(), |v| v.to_string());
+        let en = lang == Lang::En;
+        let pick =
+            |english: &'static str, russian: &'static str| if en { english } else { russian };
+        let daily_basis = f.daily_generation_capacity.map_or_else(String::new, |day| {
+            if en {
+                format!(" ({day:.0} generations a day at the measured rate ÷ {} planned users, --users)", f.planned_users)
             } else {
-                f.bottlenecks.join("; ")
+                format!(" ({day:.0} генераций в день при измеренной скорости ÷ {} пользователей, --users)", f.planned_users)
             }
-        );
+        });
+        let rows = [
+            (
+                pick("max concurrent users", "макс. одновременных пользователей"),
+                opt(f.max_concurrent_users),
+            ),
+            (
+                pick("max requests per second", "макс. запросов в секунду"),
+                opt(f.max_rps),
+            ),
+            (
+                pick("generations per second", "генераций в секунду"),
+                opt(f.generations_per_s),
+            ),
+            (
+                pick("recommended daily limit", "рекомендуемый дневной лимит"),
+                whole(f.recommended_daily_limit) + &daily_basis,
+            ),
+            (
+                pick("recommended per user", "рекомендуемо на пользователя"),
+                whole(f.recommended_per_user),
+            ),
+            (
+                pick("bottlenecks", "узкие места"),
+                if f.bottlenecks.is_empty() {
+                    pick("none found", "не найдены").to_owned()
+                } else {
+                    f.bottlenecks.join("; ")
+                },
+            ),
+        ];
+        for (name, value) in rows {
+            let _ = writeln!(out, "   {name:<34} {value}");
+        }
     }
     out
 }

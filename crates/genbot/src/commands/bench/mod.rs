@@ -144,8 +144,9 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         progress.summary(&report.tests);
         if suite == Suite::All {
             eprintln!(
-                "readiness {:.1} % ({:?})",
-                report.readiness.percent, report.readiness.band
+                "readiness {:.1} % — {}",
+                report.readiness.percent,
+                report::band_text(report.readiness.band, lang)
             );
         }
         eprintln!(
