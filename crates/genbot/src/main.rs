@@ -12,6 +12,11 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigCommand, MockCommand};
 
+/// mimalloc instead of glibc's malloc: at 12,800 updates/s glibc's allocator took a fifth of
+/// the CPU (malloc/free/consolidate in `perf`), and the bot allocates per update.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for bad arguments or configuration (clap uses it for argument errors too).
 const EXIT_BAD_CONFIG: u8 = 2;
 
