@@ -359,3 +359,74 @@ fn live_replicate_sends_a_bounded_sample_to_the_configured_api() {
     }
     assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
 }
+
+/// Ctrl-C while test users exist (while they are being created, then in the middle of a
+/// test): the run stops with 130, no test user remains, the real users are unchanged.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_removes_the_test_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prod.db");
+    let url = DatabaseUrl::Sqlite { path: db.clone() };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(Store::connect(&url, 2)).unwrap();
+    let real = runtime
+        .block_on(store.upsert_user(NewUser {
+            id: UserId(999_999),
+            username: Some("real".into()),
+            language: Some("en".into()),
+            initial_credits: 3,
+        }))
+        .unwrap();
+    let test_users = || {
+        runtime
+            .block_on(store.count_users_in_range(1_000_000..i64::MAX))
+            .unwrap()
+    };
+
+    // Full (not quick) run: 50,000 test users, 30 s per measurement, so it is interrupted.
+    for interrupt_when_seeded in [1, 50_000] {
+        let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
+            .args([
+                "bench",
+                "performance",
+                "--duration",
+                "30",
+                "--quiet",
+                "--out",
+            ])
+            .arg(dir.path().join("reports"))
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", db.display()))
+            .env_clear()
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while test_users() < interrupt_when_seeded {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no test users appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(
+            stderr.contains("interrupted; test users removed"),
+            "{stderr}"
+        );
+        assert_eq!(test_users(), 0, "test users left after Ctrl-C: {stderr}");
+        assert_eq!(
+            runtime.block_on(store.get_user(UserId(999_999))).unwrap(),
+            Some(real.clone())
+        );
+    }
+}

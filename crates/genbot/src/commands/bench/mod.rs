@@ -22,6 +22,8 @@ use crate::UsageError;
 const EXIT_BELOW_FAIL_UNDER: u8 = 1;
 /// Exit code when the target cannot be reached.
 const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
 
 pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.live_replicate && settings.replicate_api_token.is_none() {
@@ -97,10 +99,21 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         },
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let seeded = target
-        .seed_users(seed_count)
-        .await
-        .context("Failed to create test users")?;
+    // From here on test users may exist: Ctrl-C must not kill the process before they go.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let seeded = tokio::select! {
+        seeded = target.seed_users(seed_count) => seeded,
+        _ = &mut interrupted => return Ok(stop_interrupted(&target).await),
+    };
+    let seeded = match seeded {
+        Ok(seeded) => seeded,
+        Err(e) => {
+            // Some users may have been created before the failure.
+            let _ = target.cleanup().await;
+            return Err(anyhow::Error::new(e).context("Failed to create test users"));
+        }
+    };
     let ctx = Context {
         settings,
         thresholds,
@@ -120,18 +133,16 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
     let progress = Terminal::new(Display::detect(args.quiet), lang, suite.tests().len());
     let outcome = tokio::select! {
         report = suite::run(suite, &ctx, &progress) => Some(report),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = &mut interrupted => None,
     };
-    // Test users go, whatever happened.
-    let cleaned = ctx.target.cleanup().await;
     let Some(report) = outcome else {
-        eprintln!(
-            "genbot: interrupted; test users removed: {}",
-            cleaned.map_or_else(|e| format!("no ({e})"), |d| d.users.to_string())
-        );
-        return Ok(ExitCode::from(130));
+        return Ok(stop_interrupted(&ctx.target).await);
     };
-    cleaned.context("Failed to remove the test users; run the suite's cleanup again")?;
+    // Test users go, whatever the grades.
+    ctx.target
+        .cleanup()
+        .await
+        .context("Failed to remove the test users; run the suite's cleanup again")?;
 
     let formats = report::Formats {
         json: args.format.contains(&ReportFormat::Json),
@@ -170,4 +181,14 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After Ctrl-C: removes the test users and says so; the exit code is the shell's for SIGINT.
+async fn stop_interrupted(target: &Target) -> ExitCode {
+    let cleaned = target.cleanup().await;
+    eprintln!(
+        "genbot: interrupted; test users removed: {}",
+        cleaned.map_or_else(|e| format!("no ({e})"), |d| d.users.to_string())
+    );
+    ExitCode::from(EXIT_INTERRUPTED)
 }
