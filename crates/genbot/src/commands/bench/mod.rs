@@ -1,9 +1,11 @@
 //! `genbot bench …`: the readiness suite from the command line.
 
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use genbot_bench::context::Context;
 use genbot_bench::grade::{Lang, Thresholds};
 use genbot_bench::report::{self, Environment};
@@ -131,8 +133,10 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         BenchSuite::All => Suite::All,
     };
     let progress = Terminal::new(Display::detect(args.quiet), lang, suite.tests().len());
+    // A test that panics (a bug) must not leave test users behind either.
+    let run = AssertUnwindSafe(suite::run(suite, &ctx, &progress)).catch_unwind();
     let outcome = tokio::select! {
-        report = suite::run(suite, &ctx, &progress) => Some(report),
+        report = run => Some(report),
         _ = &mut interrupted => None,
     };
     let Some(report) = outcome else {
@@ -143,6 +147,9 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         .cleanup()
         .await
         .context("Failed to remove the test users; run the suite's cleanup again")?;
+    let report = report.map_err(|_| {
+        anyhow::anyhow!("a test crashed (its message is above); the test users were removed")
+    })?;
 
     let formats = report::Formats {
         json: args.format.contains(&ReportFormat::Json),
