@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_engine::catalogue::Catalogue;
-use genbot_engine::limiter::LocalRateLimiter;
+use genbot_engine::limiter::{LocalRateLimiter, RateLimiter};
 use genbot_engine::replicate::{PollPolicy, ReplicateClient};
 use genbot_engine::{Engine, EngineConfig, GenerationRequest, JobEvent, SubmitError, Submitted};
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
@@ -24,7 +24,7 @@ pub(crate) struct Rig {
     pub(crate) events: mpsc::UnboundedReceiver<JobEvent>,
     pub(crate) store: Store,
     config: EngineConfig,
-    rate_per_min: u32,
+    limiter: Arc<dyn RateLimiter>,
     dir: Arc<tempfile::TempDir>,
 }
 
@@ -36,9 +36,24 @@ const POLL: PollPolicy = PollPolicy {
 };
 
 impl Rig {
+    /// A rig whose engine limits creations with a [`LocalRateLimiter`] of `rate_per_min`.
     pub(crate) async fn start(
         config: EngineConfig,
         rate_per_min: u32,
+        mock: ReplicateMockConfig,
+    ) -> Result<Rig, String> {
+        Rig::start_with(
+            config,
+            Arc::new(LocalRateLimiter::new(rate_per_min, 1)),
+            mock,
+        )
+        .await
+    }
+
+    /// A rig whose engine limits creations with `limiter`.
+    pub(crate) async fn start_with(
+        config: EngineConfig,
+        limiter: Arc<dyn RateLimiter>,
         mock: ReplicateMockConfig,
     ) -> Result<Rig, String> {
         let mock = Arc::new(
@@ -50,7 +65,7 @@ impl Rig {
         let store = Store::Sqlite(
             SqliteStore::open(&dir.path().join("rig.db"), 4).map_err(|e| e.to_string())?,
         );
-        Rig::on(store, mock, dir, config, rate_per_min).await
+        Rig::on(store, mock, dir, config, limiter).await
     }
 
     async fn on(
@@ -58,7 +73,7 @@ impl Rig {
         mock: Arc<ReplicateMock>,
         dir: Arc<tempfile::TempDir>,
         config: EngineConfig,
-        rate_per_min: u32,
+        limiter: Arc<dyn RateLimiter>,
     ) -> Result<Rig, String> {
         let client = ReplicateClient::new(
             mock.url().parse().map_err(|e| format!("mock url: {e}"))?,
@@ -66,7 +81,7 @@ impl Rig {
         )
         .map_err(|e| e.to_string())?
         .with_poll(POLL)
-        .with_limiter(Arc::new(LocalRateLimiter::new(rate_per_min, 1)));
+        .with_limiter(limiter.clone());
         let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
         let (engine, events) = start_engine(store.clone(), catalogue, client, config).await?;
         Ok(Rig {
@@ -75,7 +90,7 @@ impl Rig {
             events,
             store,
             config,
-            rate_per_min,
+            limiter,
             dir,
         })
     }
@@ -83,14 +98,7 @@ impl Rig {
     /// Stops this engine and starts a new one on the same store and mock (a restart).
     pub(crate) async fn restart(self) -> Result<Rig, String> {
         self.engine.shutdown().await;
-        Rig::on(
-            self.store,
-            self.mock,
-            self.dir,
-            self.config,
-            self.rate_per_min,
-        )
-        .await
+        Rig::on(self.store, self.mock, self.dir, self.config, self.limiter).await
     }
 
     pub(crate) async fn register(&self, ids: Range<i64>) -> Result<(), String> {

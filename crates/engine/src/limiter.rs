@@ -1,18 +1,22 @@
 //! The rate limiter on prediction creations (`REPLICATE_RATE_LIMIT`, per minute).
 //!
-//! [`RateLimiter`] is the seam: [`LocalRateLimiter`] (governor's GCRA) serves one process; a
-//! limiter shared by several replicas (GCRA state in Redis) implements the same trait.
+//! [`RateLimiter`] is the seam: [`LocalRateLimiter`] (governor's GCRA) serves one process;
+//! [`SharedRateLimiter`] keeps the GCRA state in Redis, so several replicas together stay
+//! within the one rate Replicate grants the account.
 
 use std::fmt;
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Serialize;
+
+mod local;
+mod shared;
+
+pub use local::LocalRateLimiter;
+pub use shared::SharedRateLimiter;
 
 /// Admits prediction creations at a set rate.
 pub trait RateLimiter: Send + Sync + fmt::Debug {
@@ -34,56 +38,22 @@ pub struct LimiterStats {
     pub waited: u64,
     /// Total time spent waiting.
     pub total_wait: Duration,
+    /// Admissions decided locally because the shared state (Redis) did not answer.
+    pub fallbacks: u64,
 }
 
-/// GCRA in this process: creations spaced `60 s / per_minute` apart, with `burst` allowed at
-/// once after a quiet spell.
-pub struct LocalRateLimiter {
-    limiter: DefaultDirectRateLimiter,
-    clock: DefaultClock,
-    per_minute: u32,
+/// The admission counters both limiters keep.
+#[derive(Debug, Default)]
+struct Counters {
     admitted: AtomicU64,
     waited: AtomicU64,
     wait_nanos: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
-impl fmt::Debug for LocalRateLimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalRateLimiter")
-            .field("per_minute", &self.per_minute)
-            .finish()
-    }
-}
-
-impl LocalRateLimiter {
-    /// A limiter of `per_minute` creations (at least 1) with bursts of `burst` (at least 1).
-    /// A burst of 1 spaces every creation evenly, the safest against Replicate's own limiter.
-    pub fn new(per_minute: u32, burst: u32) -> Self {
-        let per_minute = per_minute.max(1);
-        let period = Duration::from_secs(60) / per_minute;
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        // with_period only refuses a zero period; 60 s / u32 is never zero nanoseconds.
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
-            .allow_burst(burst);
-        LocalRateLimiter {
-            limiter: DefaultDirectRateLimiter::direct(quota),
-            clock: DefaultClock::default(),
-            per_minute,
-            admitted: AtomicU64::new(0),
-            waited: AtomicU64::new(0),
-            wait_nanos: AtomicU64::new(0),
-        }
-    }
-
-    async fn admit(&self) {
-        let started = Instant::now();
-        let mut waited = false;
-        // Sleep on tokio's timer (not governor's own) so waits follow the runtime's clock.
-        while let Err(not_until) = self.limiter.check() {
-            waited = true;
-            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-        }
+impl Counters {
+    /// Counts one admission that began at `started` and had to wait or not.
+    fn admitted(&self, started: Instant, waited: bool) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         if waited {
             self.waited.fetch_add(1, Ordering::Relaxed);
@@ -91,45 +61,18 @@ impl LocalRateLimiter {
             self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
         }
     }
-}
 
-impl RateLimiter for LocalRateLimiter {
-    fn acquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.admit())
+    fn fell_back(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn per_minute(&self) -> u32 {
-        self.per_minute
-    }
-
-    fn stats(&self) -> LimiterStats {
+    fn stats(&self, per_minute: u32) -> LimiterStats {
         LimiterStats {
-            per_minute: self.per_minute,
+            per_minute,
             admitted: self.admitted.load(Ordering::Relaxed),
             waited: self.waited.load(Ordering::Relaxed),
             total_wait: Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed)),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn spaces_admissions_at_the_configured_rate() {
-        // 1200/min = one every 50 ms: 11 admissions span 10 intervals = 500 ms.
-        let limiter = LocalRateLimiter::new(1200, 1);
-        let started = Instant::now();
-        for _ in 0..11 {
-            limiter.acquire().await;
-        }
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(480) && elapsed < Duration::from_millis(700),
-            "{elapsed:?}"
-        );
-        let stats = limiter.stats();
-        assert_eq!((stats.admitted, stats.waited), (11, 10));
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use genbot_cache::{UserCache, Users};
 use genbot_config::Settings;
 use genbot_engine::catalogue::Catalogue;
-use genbot_engine::limiter::LocalRateLimiter;
+use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
 use genbot_engine::replicate::ReplicateClient;
 use genbot_engine::{Engine, EngineConfig, JobEvent};
 use genbot_store::Store;
@@ -44,10 +44,7 @@ pub(crate) async fn start_core(settings: &Settings) -> anyhow::Result<Core> {
         settings.replicate_api_token.as_ref(),
     )
     .map_err(|e| UsageError(e.to_string()))?
-    .with_limiter(Arc::new(LocalRateLimiter::new(
-        settings.replicate_rate_limit_per_min,
-        1,
-    )));
+    .with_limiter(rate_limiter(settings)?);
     let (events_tx, events) = mpsc::unbounded_channel();
     let engine = Engine::start(
         users,
@@ -59,4 +56,30 @@ pub(crate) async fn start_core(settings: &Settings) -> anyhow::Result<Core> {
     .await
     .context("Failed to start the generation engine")?;
     Ok(Core { engine, events })
+}
+
+/// The limiter on prediction creations: shared through Redis when `REDIS_URL` is set (so
+/// replicas together keep to the account's rate), else this process's own.
+fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter>> {
+    let per_minute = settings.replicate_rate_limit_per_min;
+    Ok(match &settings.redis_url {
+        Some(url) => {
+            tracing::info!(
+                per_minute,
+                key = SharedRateLimiter::DEFAULT_KEY,
+                "rate limiter shared through Redis"
+            );
+            Arc::new(
+                SharedRateLimiter::new(url, SharedRateLimiter::DEFAULT_KEY, per_minute, 1)
+                    .map_err(|e| UsageError(format!("REDIS_URL: {e}")))?,
+            )
+        }
+        None => {
+            tracing::info!(
+                per_minute,
+                "rate limiter local to this process (no REDIS_URL)"
+            );
+            Arc::new(LocalRateLimiter::new(per_minute, 1))
+        }
+    })
 }

@@ -1,8 +1,10 @@
 //! Rate limiting: the creation rate measured at the Replicate mock against
 //! `REPLICATE_RATE_LIMIT`, and a 429 (with and without Retry-After) handled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
 use genbot_engine::JobEvent;
 use genbot_mocks::replicate::{ReplicateMockConfig, ScriptedFault};
 
@@ -33,8 +35,23 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         median_latency: Duration::from_millis(20),
         ..ReplicateMockConfig::default()
     };
+    // The limiter the bot would use: shared through Redis when the run has one (under a key
+    // of its own, so a deployment's budget is not touched), else local.
+    let shared = ctx.settings.redis_url.as_ref();
+    let limiter: Arc<dyn RateLimiter> = match shared {
+        Some(url) => Arc::new(
+            SharedRateLimiter::new(
+                url,
+                &format!("genbot:bench:{:016x}:ratelimit", rand::random::<u64>()),
+                per_min,
+                1,
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => Arc::new(LocalRateLimiter::new(per_min, 1)),
+    };
     // Concurrency out of the way: this test is about the creation rate.
-    let mut rig = Rig::start(engine_config(10_000, 10_000, 1_000_000), per_min, mock).await?;
+    let mut rig = Rig::start_with(engine_config(10_000, 10_000, 1_000_000), limiter, mock).await?;
     rig.register(1..2).await?;
     for n in 0..jobs {
         rig.submit(1, &format!("rate {n}"))
@@ -53,7 +70,32 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         .metric("measured_per_min", measured)
         .metric("error_percent", error * 100.0)
         .metric("creations", stats.created as f64)
-        .metric("limiter_waits", limiter.waited as f64);
+        .metric("limiter_waits", limiter.waited as f64)
+        .metric("limiter_fallbacks", limiter.fallbacks as f64);
+    match shared {
+        Some(url) if limiter.fallbacks > 0 => {
+            out.fact(ctx.text(
+                format!("limiter shared through Redis at {url}, but Redis did not answer for {} of {} creations: they were limited by this process alone", limiter.fallbacks, limiter.admitted),
+                format!("лимитер общий через Redis ({url}), но Redis не ответил для {} из {} созданий: их ограничивал только этот процесс", limiter.fallbacks, limiter.admitted),
+            ));
+            out.recommend(ctx.text(
+                format!("Redis at {url} did not answer the rate limiter: while it is down every replica uses the full REPLICATE_RATE_LIMIT={per_min}/min on its own; make Redis reachable."),
+                format!("Redis ({url}) не ответил лимитеру: пока он недоступен, каждая реплика использует весь REPLICATE_RATE_LIMIT={per_min}/мин; обеспечьте доступность Redis."),
+            ));
+        }
+        Some(url) => {
+            out.fact(ctx.text(
+                format!("limiter shared through Redis at {url} (as the bot with REDIS_URL): one budget for all replicas"),
+                format!("лимитер общий через Redis ({url}), как у бота с REDIS_URL: один бюджет на все реплики"),
+            ));
+        }
+        None => {
+            out.fact(ctx.text(
+                "limiter local to the process (no REDIS_URL): with several replicas each would use the full rate",
+                "лимитер локальный (нет REDIS_URL): при нескольких репликах каждая использовала бы весь лимит",
+            ));
+        }
+    }
 
     // 429s: one with Retry-After, one without; the job must still succeed.
     rig.mock.script([

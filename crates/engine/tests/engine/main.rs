@@ -6,3 +6,4 @@ mod helpers;
 mod limits;
 mod queue;
 mod replicate_faults;
+mod shared_limiter;

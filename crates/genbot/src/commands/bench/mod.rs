@@ -116,6 +116,9 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
             return Err(anyhow::Error::new(e).context("Failed to create test users"));
         }
     };
+    // The settings under test name the Redis the run actually uses (--redis-url wins).
+    let mut settings = settings;
+    settings.redis_url = redis.clone();
     let ctx = Context {
         settings,
         thresholds,
