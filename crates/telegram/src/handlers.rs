@@ -246,8 +246,13 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
     let limiter = stats.limiter.map_or_else(
         || "none".to_owned(),
         |l| {
+            let fallbacks = if l.fallbacks > 0 {
+                format!(", {} decided locally (Redis did not answer)", l.fallbacks)
+            } else {
+                String::new()
+            };
             format!(
-                "{}/min, {} admitted, {} waited",
+                "{}/min, {} admitted, {} waited{fallbacks}",
                 l.per_minute, l.admitted, l.waited
             )
         },

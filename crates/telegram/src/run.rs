@@ -88,6 +88,20 @@ async fn metrics(State(front): State<Front>) -> impl IntoResponse {
         "Generations failed since start.",
         stats.failed as f64,
     );
+    if let Some(limiter) = stats.limiter {
+        gauge(
+            &mut out,
+            "genbot_rate_limiter_waits",
+            "Prediction creations that waited for the rate limiter since start.",
+            limiter.waited as f64,
+        );
+        gauge(
+            &mut out,
+            "genbot_rate_limiter_fallbacks",
+            "Creations limited by this process alone because Redis did not answer.",
+            limiter.fallbacks as f64,
+        );
+    }
     let cache = front.engine().users().stats();
     gauge(
         &mut out,

@@ -132,6 +132,7 @@ async fn webhook_mode_handles_pushed_updates_and_refuses_a_wrong_secret() {
         .unwrap();
     assert!(metrics.contains("genbot_updates_total"), "{metrics}");
     assert!(metrics.contains("genbot_cache_hit_rate"), "{metrics}");
+    assert!(metrics.contains("genbot_rate_limiter_waits"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
