@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::state::{BotState, Entry, Webhook};
+use super::state::{BotState, Entry, RawUpdate, Webhook};
 
 type Shared = Arc<BotState>;
 type Params = Map<String, Value>;
@@ -30,6 +30,20 @@ pub(super) fn router(state: Shared) -> Router {
 
 fn ok(result: Value) -> Response {
     Json(json!({ "ok": true, "result": result })).into_response()
+}
+
+/// `{"ok":true,"result":[…]}` from updates serialized when they were made.
+fn ok_updates(batch: &[RawUpdate]) -> Response {
+    let mut body = String::with_capacity(32 + batch.iter().map(|u| u.len() + 1).sum::<usize>());
+    body.push_str(r#"{"ok":true,"result":["#);
+    for (i, update) in batch.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(update);
+    }
+    body.push_str("]}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn error(code: u16, description: &str) -> Response {
@@ -224,7 +238,7 @@ async fn get_updates(state: &Shared, params: &Params) -> Response {
         ready.as_mut().enable();
         let batch = state.take_updates(offset, limit);
         if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
-            return ok(Value::Array(batch));
+            return ok_updates(&batch);
         }
         if tokio::time::timeout_at(deadline, ready).await.is_err() {
             return ok(json!([]));
@@ -255,7 +269,7 @@ fn set_webhook(state: &Shared, params: &Params) -> Response {
 async fn push_updates(
     state: Shared,
     webhook: Webhook,
-    mut updates: mpsc::UnboundedReceiver<Value>,
+    mut updates: mpsc::UnboundedReceiver<RawUpdate>,
 ) {
     let client = reqwest::Client::new();
     let slots = Arc::new(Semaphore::new(WEBHOOK_CONNECTIONS));
@@ -266,7 +280,10 @@ async fn push_updates(
         let (client, webhook, state) = (client.clone(), webhook.clone(), state.clone());
         tokio::spawn(async move {
             for attempt in 0..3u32 {
-                let mut request = client.post(&webhook.url).json(&update);
+                let mut request = client
+                    .post(&webhook.url)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(update.to_string());
                 if let Some(secret) = &webhook.secret {
                     request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
                 }

@@ -69,10 +69,14 @@ pub(super) struct Chat {
     pub(super) changed: Arc<Notify>,
 }
 
+/// An update serialized once, when the user acts: getUpdates and webhook pushes send the same
+/// bytes however often they are asked for (the mock must not cost what the bot is measured on).
+pub(super) type RawUpdate = Arc<str>;
+
 #[derive(Debug, Default)]
 struct Updates {
     next_id: i64,
-    queue: VecDeque<(i64, Value)>,
+    queue: VecDeque<(i64, RawUpdate)>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +98,7 @@ pub(super) struct BotState {
     epoch: Instant,
     updates: Mutex<Updates>,
     pub(super) updates_ready: Notify,
-    pub(super) webhook: Mutex<Option<(Webhook, mpsc::UnboundedSender<Value>)>>,
+    pub(super) webhook: Mutex<Option<(Webhook, mpsc::UnboundedSender<RawUpdate>)>>,
     chats: Mutex<HashMap<i64, Chat>>,
     next_message_id: AtomicI64,
     counters: Mutex<TelegramMockStats>,
@@ -183,31 +187,29 @@ impl BotState {
         entry: Entry,
         body: impl FnOnce(i64, &Chat) -> Value,
     ) -> Option<i64> {
-        let update = {
+        let update_id = {
             let mut chats = self.chats.lock();
             let chat = chats.get_mut(&chat_id)?;
             let mut updates = self.updates.lock();
             let update_id = updates.next_id;
             updates.next_id += 1;
-            let update = {
-                let mut update = body(update_id, chat);
-                update["update_id"] = json!(update_id);
-                update
-            };
+            let mut update = body(update_id, chat);
+            update["update_id"] = json!(update_id);
+            let update: RawUpdate = update.to_string().into();
             chat.transcript.push(entry);
             chat.pending.push_back(Instant::now());
             let webhook = self.webhook.lock();
             match webhook.as_ref() {
                 Some((_, pusher)) => {
-                    let _ = pusher.send(update.clone());
+                    let _ = pusher.send(update);
                 }
-                None => updates.queue.push_back((update_id, update.clone())),
+                None => updates.queue.push_back((update_id, update)),
             }
-            (update_id, update)
+            update_id
         };
         self.counters.lock().updates_sent += 1;
         self.updates_ready.notify_waiters();
-        Some(update.0)
+        Some(update_id)
     }
 
     pub(super) fn text_update(&self, chat_id: i64, text: &str) -> Option<i64> {
@@ -265,12 +267,12 @@ impl BotState {
     }
 
     /// Updates from `offset` on (forgetting older ones), at most `limit`.
-    pub(super) fn take_updates(&self, offset: i64, limit: usize) -> Vec<Value> {
+    pub(super) fn take_updates(&self, offset: i64, limit: usize) -> Vec<RawUpdate> {
         let mut updates = self.updates.lock();
         while updates.queue.front().is_some_and(|(id, _)| *id < offset) {
             updates.queue.pop_front();
         }
-        let batch: Vec<Value> = updates
+        let batch: Vec<RawUpdate> = updates
             .queue
             .iter()
             .take(limit)
