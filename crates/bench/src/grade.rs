@@ -37,6 +37,12 @@ impl Grade {
         }
     }
 
+    /// The label without its emoji, for running text (evidence lines, fonts without emoji).
+    pub fn word(self, lang: Lang) -> &'static str {
+        self.label(lang)
+            .trim_end_matches(|c: char| !c.is_alphanumeric())
+    }
+
     /// Whether a CI dashboard should count the test as failed.
     pub fn is_failure(self) -> bool {
         matches!(self, Grade::NeedsOptimization | Grade::NeedsConfiguration)

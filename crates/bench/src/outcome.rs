@@ -102,7 +102,18 @@ pub struct Series {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
+    /// How the x axis is drawn: `log` where x doubles step by step (users, rates).
+    pub x_scale: Scale,
     pub lines: Vec<Line>,
+}
+
+/// An axis scale.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    #[default]
+    Linear,
+    Log,
 }
 
 /// One curve: `points` are `(x, y)` in the units the series' labels name.

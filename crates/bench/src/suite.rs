@@ -196,7 +196,7 @@ fn readiness(outcomes: &[TestOutcome], lang: Lang) -> Readiness {
     };
     let metric =
         |o: &TestOutcome, name: &str| o.get(name).map_or("n/a".to_owned(), |v| format!("{v:.1}"));
-    let graded_as = |o: &TestOutcome| format!("{}: {}", o.name, o.grade.label(lang));
+    let graded_as = |o: &TestOutcome| format!("{}: {}", o.name, o.grade.word(lang));
     from(Criterion::DbRead, &[TestId::DbRead], &|o| {
         format!("{} RPS", metric(o, "rps"))
     });

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::grade::Lang;
 use crate::histogram::Latencies;
-use crate::outcome::{Line, Series};
+use crate::outcome::{Line, Scale, Series};
 
 /// One window's answers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +78,7 @@ pub(crate) fn series(windows: &[Window], lang: Lang, x_label: &str, prefix: &str
             title: format!("{prefix}: {latency}"),
             x_label: x_label.to_owned(),
             y_label: "ms".into(),
+            x_scale: Scale::Linear,
             lines: vec![line("p50", |w| w.p50_ms), line("p99", |w| w.p99_ms)],
         },
         Series {
@@ -85,6 +86,7 @@ pub(crate) fn series(windows: &[Window], lang: Lang, x_label: &str, prefix: &str
             title: format!("{prefix}: {answers}"),
             x_label: x_label.to_owned(),
             y_label: answers.into(),
+            x_scale: Scale::Linear,
             lines: vec![line(answers, |w| w.answers_per_s)],
         },
     ]

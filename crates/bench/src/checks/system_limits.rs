@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::cpu::{process_cpu, thread_cpu};
 use crate::grade::Grade;
 use crate::histogram::Latencies;
-use crate::outcome::{Line, Series, TestId, TestOutcome};
+use crate::outcome::{Line, Scale, Series, TestId, TestOutcome};
 use crate::rig::engine_config;
 use crate::timeline;
 
@@ -232,6 +232,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             "пользователи (по обновлению раз в 5 с)",
         ),
         y_label: ctx.text("updates/s", "обновлений/с"),
+        x_scale: Scale::Log,
         lines: vec![
             Line {
                 name: ctx.text("offered", "подано"),
@@ -254,6 +255,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         ),
         x_label: ctx.text("users", "пользователи"),
         y_label: "ms".into(),
+        x_scale: Scale::Log,
         lines: vec![Line {
             name: "p99".into(),
             points: charted.iter().map(|s| (s.users, s.p99_ms)).collect(),

@@ -9,7 +9,7 @@ use super::svg::line_chart;
 use super::{band_text, not_measured, number, run_line, title, xml_escape, View};
 use crate::grade::{Grade, Lang};
 use crate::monitor::{MonitorSummary, Sample};
-use crate::outcome::{Line, Series};
+use crate::outcome::{Line, Scale, Series};
 use crate::readiness::unmeasured_note;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px;color:#1a1a1a}\
@@ -45,11 +45,7 @@ fn badge(grade: Grade, lang: Lang) -> String {
         r#"<span class="grade {}">{}</span>"#,
         grade_class(grade),
         // The colour carries what the label's emoji does in text; not every font has them.
-        xml_escape(
-            grade
-                .label(lang)
-                .trim_end_matches(|c: char| !c.is_alphanumeric())
-        )
+        xml_escape(grade.word(lang))
     )
 }
 
@@ -60,6 +56,7 @@ fn monitoring_series(samples: &[Sample], lang: Lang) -> Vec<Series> {
         title: title.to_owned(),
         x_label: pick(lang, "seconds since start", "секунды от начала").to_owned(),
         y_label: y_label.to_owned(),
+        x_scale: Scale::Linear,
         lines,
     };
     let line = |name: &str, f: &dyn Fn(&Sample) -> f64| Line {

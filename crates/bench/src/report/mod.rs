@@ -250,7 +250,7 @@ mod tests {
     use super::*;
     use crate::grade::Grade;
     use crate::monitor::Sample;
-    use crate::outcome::{Line, Series};
+    use crate::outcome::{Line, Scale, Series};
     use crate::readiness::{Criterion, Readiness};
     use crate::suite::Forecast;
 
@@ -270,6 +270,7 @@ mod tests {
             title: "Concurrent users: latency over time".into(),
             x_label: "s".into(),
             y_label: "ms".into(),
+            x_scale: Scale::Linear,
             lines: vec![Line {
                 name: "p99".into(),
                 points: vec![(1.0, 2.0), (2.0, 3.0)],

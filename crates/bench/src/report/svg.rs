@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::xml_escape;
-use crate::outcome::Series;
+use crate::outcome::{Scale, Series};
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 260.0;
@@ -40,6 +40,15 @@ pub(crate) fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     ticks
 }
 
+/// Ticks for a log axis over `[lo, hi]` (both > 0): 1, 2 and 5 × 10ⁿ inside the range.
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    (first..=last)
+        .flat_map(|n| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(n)))
+        .filter(|t| *t >= lo * (1.0 - 1e-9) && *t <= hi * (1.0 + 1e-9))
+        .collect()
+}
+
 /// A tick's label: as few decimals as it needs (`0.5`, `1`, `2000`).
 fn tick_label(value: f64) -> String {
     let text = format!("{value:.3}");
@@ -48,12 +57,16 @@ fn tick_label(value: f64) -> String {
 
 /// One chart: a title, axes with round ticks, one polyline per line, and a legend.
 pub(crate) fn line_chart(series: &Series) -> String {
+    let log_x = series.x_scale == Scale::Log;
+    // A log axis has no place for x ≤ 0: such points are skipped like non-finite ones.
+    let drawable =
+        move |(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!log_x || *x > 0.0);
     let points = || {
         series
             .lines
             .iter()
             .flat_map(|l| l.points.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(|p| drawable(p))
     };
     let mut svg = String::new();
     let _ = write!(
@@ -76,18 +89,32 @@ pub(crate) fn line_chart(series: &Series) -> String {
         x_hi = x_hi.max(*x);
         y_hi = y_hi.max(*y);
     }
-    let x_ticks = ticks(x_lo, x_hi.max(x_lo + f64::EPSILON));
     let y_ticks = ticks(0.0, y_hi.max(f64::EPSILON));
-    let x_min = x_ticks.first().copied().unwrap_or(x_lo);
-    let x_max = x_ticks
-        .last()
-        .copied()
-        .unwrap_or(x_hi)
-        .max(x_min + f64::EPSILON);
+    let (x_ticks, x_min, x_max) = if log_x {
+        // The axis spans the data exactly; a decade of padding would squash doubling steps.
+        let x_max = x_hi.max(x_lo * 1.01);
+        (log_ticks(x_lo, x_max), x_lo, x_max)
+    } else {
+        let x_ticks = ticks(x_lo, x_hi.max(x_lo + f64::EPSILON));
+        let x_min = x_ticks.first().copied().unwrap_or(x_lo);
+        let x_max = x_ticks
+            .last()
+            .copied()
+            .unwrap_or(x_hi)
+            .max(x_min + f64::EPSILON);
+        (x_ticks, x_min, x_max)
+    };
     let y_max = y_ticks.last().copied().unwrap_or(y_hi).max(f64::EPSILON);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
-    let px = |x: f64| LEFT + (x - x_min) / (x_max - x_min) * plot_w;
+    let px = |x: f64| {
+        let share = if log_x {
+            (x / x_min).log10() / (x_max / x_min).log10()
+        } else {
+            (x - x_min) / (x_max - x_min)
+        };
+        LEFT + share * plot_w
+    };
     let py = |y: f64| TOP + plot_h - y / y_max * plot_h;
     for t in &y_ticks {
         let _ = write!(
@@ -125,7 +152,7 @@ pub(crate) fn line_chart(series: &Series) -> String {
         let coords: Vec<String> = line
             .points
             .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(|p| drawable(p))
             .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
             .collect();
         if coords.len() == 1 {
@@ -158,7 +185,7 @@ pub(crate) fn line_chart(series: &Series) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Line;
+    use crate::outcome::{Line, Scale};
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
@@ -175,6 +202,42 @@ mod tests {
     }
 
     #[test]
+    fn log_ticks_are_1_2_5_within_the_range() {
+        assert_eq!(
+            log_ticks(500.0, 256_000.0),
+            vec![500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5]
+        );
+    }
+
+    #[test]
+    fn log_axis_spaces_doublings_evenly() {
+        let series = Series {
+            id: "x".into(),
+            title: "t".into(),
+            x_label: "users".into(),
+            y_label: "rps".into(),
+            x_scale: Scale::Log,
+            lines: vec![Line {
+                name: "rps".into(),
+                points: vec![(0.0, 1.0), (100.0, 1.0), (200.0, 2.0), (400.0, 4.0)],
+            }],
+        };
+        let svg = line_chart(&series);
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a polyline");
+        let xs: Vec<f64> = points
+            .split(' ')
+            .map(|p| p.split(',').next().and_then(|x| x.parse().ok()).expect("x"))
+            .collect();
+        // x = 0 cannot be drawn on a log axis; 100 → 200 → 400 are equal steps.
+        assert_eq!(xs.len(), 3, "{points}");
+        assert!(((xs[1] - xs[0]) - (xs[2] - xs[1])).abs() < 0.2, "{xs:?}");
+    }
+
+    #[test]
     fn tick_labels_carry_no_trailing_zeros() {
         assert_eq!(tick_label(0.5), "0.5");
         assert_eq!(tick_label(2000.0), "2000");
@@ -188,6 +251,7 @@ mod tests {
             title: "p99 <ms> & more".into(),
             x_label: "s".into(),
             y_label: "ms".into(),
+            x_scale: Scale::Linear,
             lines: vec![
                 Line {
                     name: "p50".into(),
