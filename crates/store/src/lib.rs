@@ -18,6 +18,7 @@ mod error;
 mod model;
 mod postgres;
 mod sqlite;
+mod waiting;
 
 use std::ops::Range;
 

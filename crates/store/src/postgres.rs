@@ -17,6 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgPool, Postgres, Row};
 
 use crate::columns::{job_columns, user_columns};
+use crate::waiting::Waiting;
 use crate::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     StoreError, User, UserId,
@@ -30,22 +31,6 @@ pub struct PgStore {
     /// Tasks waiting for a connection now; sqlx does not count them, so every query takes its
     /// connection through [`PgStore::connection`], which does.
     waiting: Arc<AtomicU32>,
-}
-
-/// Counts a task as waiting for as long as it lives, so a cancelled acquire is uncounted too.
-struct Waiting<'a>(&'a AtomicU32);
-
-impl<'a> Waiting<'a> {
-    fn enter(counter: &'a AtomicU32) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Waiting(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl PgStore {

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use crate::waiting::Waiting;
 use crate::{PoolStats, StoreError};
 
 /// How long a connection waits on a lock held by another before giving up. Readers never wait
@@ -86,10 +87,11 @@ impl ReadPool {
         let permit = match self.permits.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let permit = self.permits.acquire().await;
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-                permit.map_err(|_| StoreError::WriterStopped)?
+                let _waiting = Waiting::enter(&self.waiting);
+                self.permits
+                    .acquire()
+                    .await
+                    .map_err(|_| StoreError::WriterStopped)?
             }
         };
         // The permit guarantees a connection is in the vector.
