@@ -26,7 +26,7 @@ use genbot_store::{User, UserId};
 
 pub use error::CacheError;
 pub use memory::MemoryCache;
-pub use redis_cache::RedisCache;
+pub use redis_cache::{lazy_connection, RedisCache};
 pub use stats::{CacheStats, CacheStatsSnapshot};
 pub use users::Users;
 

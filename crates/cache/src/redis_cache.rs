@@ -17,6 +17,26 @@ const TIMEOUT: Duration = Duration::from_millis(250);
 /// After a failure, requests skip Redis for this long instead of each waiting for a timeout.
 const BACKOFF: Duration = Duration::from_millis(500);
 
+/// A multiplexed connection to `url` that connects on first use, waits at most `timeout` for
+/// a connection or an answer and retries once: a Redis slower than that is treated as down by
+/// its callers (this cache; the engine's shared rate limiter).
+///
+/// # Errors
+/// The Redis client refuses the URL.
+pub fn lazy_connection(
+    url: &RedactedUrl,
+    timeout: Duration,
+    max_delay: Duration,
+) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url.expose())?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(max_delay);
+    ConnectionManager::new_lazy_with_config(client, config)
+}
+
 /// Users cached in Redis. Clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisCache {
@@ -46,15 +66,8 @@ impl RedisCache {
     /// # Errors
     /// [`CacheError::Config`] when the client refuses the URL.
     pub fn new(url: &RedactedUrl, ttl: Duration, prefix: &str) -> Result<Self, CacheError> {
-        let config_error = |e: redis::RedisError| CacheError::Config(e.to_string());
-        let client = redis::Client::open(url.expose()).map_err(config_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(BACKOFF);
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(config_error)?;
+        let connection = lazy_connection(url, TIMEOUT, BACKOFF)
+            .map_err(|e| CacheError::Config(e.to_string()))?;
         Ok(RedisCache {
             connection,
             ttl,

@@ -11,9 +11,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use genbot_cache::lazy_connection;
 use genbot_config::RedactedUrl;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::{Counters, LimiterStats, LocalRateLimiter, RateLimiter};
 
@@ -87,18 +88,11 @@ impl SharedRateLimiter {
         per_minute: u32,
         burst: u32,
     ) -> Result<Self, SharedLimiterError> {
-        let refused = |e: redis::RedisError| SharedLimiterError {
-            url: url.to_string(),
-            reason: e.to_string(),
-        };
-        let client = redis::Client::open(url.expose()).map_err(refused)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(BACKOFF);
         let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(refused)?;
+            lazy_connection(url, TIMEOUT, BACKOFF).map_err(|e| SharedLimiterError {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
         let per_minute = per_minute.max(1);
         let interval_us = 60_000_000 / u64::from(per_minute);
         Ok(SharedRateLimiter {
