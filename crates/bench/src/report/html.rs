@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::svg::line_chart;
-use super::{band_text, not_measured, number, run_line, title, xml_escape, View};
+use super::{band_text, not_measured, number, pick, run_line, title, xml_escape, View};
 use crate::grade::{Grade, Lang};
 use crate::monitor::{MonitorSummary, Sample};
 use crate::outcome::{Line, Scale, Series};
@@ -23,13 +23,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.env{color:#555}\
 svg{background:#fafafa;border:1px solid #e4e4e4;max-width:100%;height:auto}\
 svg .t{font-size:13px;font-weight:600}svg .a{font-size:11px;fill:#444}svg .n{font-size:13px;fill:#999}\
 svg .g{stroke:#e6e6e6}svg .x{stroke:#888}li.rec{color:#8b0000}";
-
-fn pick(lang: Lang, en: &'static str, ru: &'static str) -> &'static str {
-    match lang {
-        Lang::En => en,
-        Lang::Ru => ru,
-    }
-}
 
 fn grade_class(grade: Grade) -> &'static str {
     match grade {

@@ -211,6 +211,14 @@ pub(crate) fn title(suite: Suite, lang: Lang) -> &'static str {
     }
 }
 
+/// The English or the Russian text, by the report's language.
+pub(crate) fn pick(lang: Lang, en: &'static str, ru: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::Ru => ru,
+    }
+}
+
 /// What a report shows for a criterion or figure the run did not measure.
 pub(crate) fn not_measured(lang: Lang) -> &'static str {
     match lang {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{band_text, not_measured, number, run_line, title, View};
+use super::{band_text, not_measured, number, pick, run_line, title, View};
 use crate::grade::Lang;
 use crate::monitor::MonitorSummary;
 use crate::readiness::unmeasured_note;
@@ -36,10 +36,11 @@ pub fn render(view: &View<'_>) -> String {
         let _ = writeln!(out);
     }
     if let Some(m) = MonitorSummary::of(&report.monitoring) {
-        let heading = match lang {
-            Lang::En => "Monitoring (sampled every second)",
-            Lang::Ru => "Мониторинг (замер каждую секунду)",
-        };
+        let heading = pick(
+            lang,
+            "Monitoring (sampled every second)",
+            "Мониторинг (замер каждую секунду)",
+        );
         let _ = writeln!(out, "{heading}:");
         let _ = writeln!(
             out,
@@ -59,10 +60,7 @@ pub fn render(view: &View<'_>) -> String {
     }
     if overall {
         let r = &report.readiness;
-        let heading = match lang {
-            Lang::En => "Production readiness",
-            Lang::Ru => "Готовность к продакшену",
-        };
+        let heading = pick(lang, "Production readiness", "Готовность к продакшену");
         let _ = writeln!(
             out,
             "{heading}: {:.1} % — {}",
@@ -82,19 +80,13 @@ pub fn render(view: &View<'_>) -> String {
             let _ = writeln!(out, "   ({note})");
         }
         let f = &report.forecast;
-        let heading = match lang {
-            Lang::En => "Load forecast",
-            Lang::Ru => "Прогноз нагрузки",
-        };
+        let heading = pick(lang, "Load forecast", "Прогноз нагрузки");
         let _ = writeln!(out, "\n{heading}:");
         let opt = |v: Option<f64>| v.map_or_else(|| not_measured(lang).to_owned(), number);
         let whole =
             |v: Option<u32>| v.map_or_else(|| not_measured(lang).to_owned(), |v| v.to_string());
-        let en = lang == Lang::En;
-        let pick =
-            |english: &'static str, russian: &'static str| if en { english } else { russian };
         let daily_basis = f.daily_generation_capacity.map_or_else(String::new, |day| {
-            if en {
+            if lang == Lang::En {
                 format!(" ({day:.0} generations a day at the measured rate ÷ {} planned users, --users)", f.planned_users)
             } else {
                 format!(" ({day:.0} генераций в день при измеренной скорости ÷ {} пользователей, --users)", f.planned_users)
@@ -102,29 +94,37 @@ pub fn render(view: &View<'_>) -> String {
         });
         let rows = [
             (
-                pick("max concurrent users", "макс. одновременных пользователей"),
+                pick(
+                    lang,
+                    "max concurrent users",
+                    "макс. одновременных пользователей",
+                ),
                 opt(f.max_concurrent_users),
             ),
             (
-                pick("max requests per second", "макс. запросов в секунду"),
+                pick(lang, "max requests per second", "макс. запросов в секунду"),
                 opt(f.max_rps),
             ),
             (
-                pick("generations per second", "генераций в секунду"),
+                pick(lang, "generations per second", "генераций в секунду"),
                 opt(f.generations_per_s),
             ),
             (
-                pick("recommended daily limit", "рекомендуемый дневной лимит"),
+                pick(
+                    lang,
+                    "recommended daily limit",
+                    "рекомендуемый дневной лимит",
+                ),
                 whole(f.recommended_daily_limit) + &daily_basis,
             ),
             (
-                pick("recommended per user", "рекомендуемо на пользователя"),
+                pick(lang, "recommended per user", "рекомендуемо на пользователя"),
                 whole(f.recommended_per_user),
             ),
             (
-                pick("bottlenecks", "узкие места"),
+                pick(lang, "bottlenecks", "узкие места"),
                 if f.bottlenecks.is_empty() {
-                    pick("none found", "не найдены").to_owned()
+                    pick(lang, "none found", "не найдены").to_owned()
                 } else {
                     f.bottlenecks.join("; ")
                 },
