@@ -12,7 +12,9 @@ use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_engine::catalogue::Catalogue;
 use genbot_engine::limiter::{LocalRateLimiter, RateLimiter};
 use genbot_engine::replicate::{PollPolicy, ReplicateClient};
-use genbot_engine::{Engine, EngineConfig, GenerationRequest, JobEvent, SubmitError, Submitted};
+use genbot_engine::{
+    Engine, EngineConfig, GenerationRequest, JobEvent, ReplicaConfig, SubmitError, Submitted,
+};
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_store::{NewUser, SqliteStore, Store, UserId};
 use secrecy::SecretString;
@@ -83,7 +85,8 @@ impl Rig {
         .with_poll(POLL)
         .with_limiter(limiter.clone());
         let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
-        let (engine, events) = start_engine(store.clone(), catalogue, client, config).await?;
+        let (engine, events) =
+            start_engine(store.clone(), catalogue, client, config.clone()).await?;
         Ok(Rig {
             engine,
             mock,
@@ -175,5 +178,6 @@ pub(crate) fn engine_config(max_concurrent: u32, per_user: u32, queue_max: u32) 
         queue_max,
         timeout: Duration::from_secs(120),
         max_prompt_chars: 1000,
+        replica: ReplicaConfig::single_process(),
     }
 }

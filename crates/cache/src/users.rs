@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use genbot_store::{DailyQuota, NewUser, Store, StoreError, User, UserId};
+use genbot_store::{
+    DailyQuota, Finished, JobId, JobOutcome, NewUser, Store, StoreError, Submission, SubmitOutcome,
+    User, UserId,
+};
 
 use crate::burst_log::BurstLog;
 use crate::{CacheStats, CacheStatsSnapshot, UserCache};
@@ -140,6 +143,37 @@ impl Users {
         self.store.release_daily_generation(id, today).await?;
         self.invalidate(id).await;
         Ok(())
+    }
+
+    /// Accepts a job, charging the user in the same transaction; see [`Store::submit_job`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn submit_job(&self, submission: Submission) -> Result<SubmitOutcome, StoreError> {
+        let id = submission.job.user_id;
+        let outcome = self.store.submit_job(submission).await?;
+        if matches!(outcome, SubmitOutcome::Queued { .. }) {
+            self.invalidate(id).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Ends a job, refunding in the same transaction when it did not succeed; see
+    /// [`Store::finish_job`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn finish_job(
+        &self,
+        job: JobId,
+        owner: &str,
+        outcome: JobOutcome,
+    ) -> Result<Finished, StoreError> {
+        let finished = self.store.finish_job(job, owner, outcome).await?;
+        if finished.refunded != 0 || finished.job.quota_day.is_some() {
+            self.invalidate(finished.job.user_id).await;
+        }
+        Ok(finished)
     }
 
     async fn fill(&self, user: &User) {

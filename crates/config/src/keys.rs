@@ -25,11 +25,15 @@ pub enum Key {
     ModelsFile,
     DefaultModel,
     AdminIds,
+    ReplicaId,
+    JobLeaseSeconds,
+    JobHeartbeatSeconds,
+    ShutdownGraceSeconds,
 }
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 18] = [
+    pub const ALL: [Key; 22] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
@@ -48,6 +52,10 @@ impl Key {
         Key::ModelsFile,
         Key::DefaultModel,
         Key::AdminIds,
+        Key::ReplicaId,
+        Key::JobLeaseSeconds,
+        Key::JobHeartbeatSeconds,
+        Key::ShutdownGraceSeconds,
     ];
 
     /// The environment variable's name.
@@ -71,15 +79,24 @@ impl Key {
             Key::ModelsFile => "MODELS_FILE",
             Key::DefaultModel => "DEFAULT_MODEL",
             Key::AdminIds => "ADMIN_IDS",
+            Key::ReplicaId => "REPLICA_ID",
+            Key::JobLeaseSeconds => "JOB_LEASE_SECONDS",
+            Key::JobHeartbeatSeconds => "JOB_HEARTBEAT_SECONDS",
+            Key::ShutdownGraceSeconds => "SHUTDOWN_GRACE_SECONDS",
         }
     }
 
     /// The default, as the text a user would write; `None` when the key is unset by default.
     pub const fn default_value(self) -> Option<&'static str> {
         match self {
-            Key::TelegramBotToken | Key::ReplicateApiToken | Key::RedisUrl | Key::ModelsFile => {
-                None
-            }
+            Key::TelegramBotToken
+            | Key::ReplicateApiToken
+            | Key::RedisUrl
+            | Key::ModelsFile
+            | Key::ReplicaId => None,
+            Key::JobLeaseSeconds => Some("30"),
+            Key::JobHeartbeatSeconds => Some("10"),
+            Key::ShutdownGraceSeconds => Some("10"),
             Key::TelegramApiUrl => Some("https://api.telegram.org"),
             Key::ReplicateApiUrl => Some("https://api.replicate.com"),
             Key::DatabaseUrl => Some("sqlite://genbot.db"),
@@ -118,6 +135,14 @@ impl Key {
             Key::ModelsFile => "model catalogue (TOML); unset = the built-in catalogue",
             Key::DefaultModel => "model id used until a user picks one",
             Key::AdminIds => "comma-separated Telegram user ids allowed to use /stats",
+            Key::ReplicaId => {
+                "this process among the replicas; unset = `local` on SQLite, HOST-PID on PostgreSQL"
+            }
+            Key::JobLeaseSeconds => {
+                "a running job whose owner stops renewing is taken over after this"
+            }
+            Key::JobHeartbeatSeconds => "how often a replica renews its leases (below the lease)",
+            Key::ShutdownGraceSeconds => "SIGTERM: longest wait for running handlers before exit",
         }
     }
 

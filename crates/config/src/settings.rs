@@ -51,6 +51,14 @@ pub struct Settings {
     pub default_model: String,
     /// `ADMIN_IDS`.
     pub admin_ids: Vec<i64>,
+    /// `REPLICA_ID`, or the default for the database in use.
+    pub replica_id: String,
+    /// `JOB_LEASE_SECONDS`.
+    pub job_lease: Duration,
+    /// `JOB_HEARTBEAT_SECONDS`; always below the lease.
+    pub job_heartbeat: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS`.
+    pub shutdown_grace: Duration,
     origins: Vec<(Key, Origin)>,
     file: Option<PathBuf>,
 }
@@ -169,6 +177,38 @@ impl Settings {
             ));
         }
 
+        let replica_id = match sources.lookup(Key::ReplicaId) {
+            Some((text, _)) => {
+                let id = text.trim();
+                if id.is_empty()
+                    || id.len() > 100
+                    || !id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+                {
+                    return Err(ConfigError::invalid(
+                        Key::ReplicaId.name(),
+                        id,
+                        "expected 1 to 100 of letters, digits, '-', '_', '.', ':' (e.g. the pod name)",
+                    ));
+                }
+                id.to_owned()
+            }
+            None => default_replica_id(&database_url),
+        };
+        let job_lease = Duration::from_secs(int(Key::JobLeaseSeconds, 2, 3_600)?);
+        let job_heartbeat = Duration::from_secs(int(Key::JobHeartbeatSeconds, 1, 1_800)?);
+        if job_heartbeat >= job_lease {
+            return Err(ConfigError::invalid(
+                Key::JobHeartbeatSeconds.name(),
+                &job_heartbeat.as_secs().to_string(),
+                format!(
+                    "expected fewer seconds than JOB_LEASE_SECONDS ({}), or leases expire between heartbeats",
+                    job_lease.as_secs()
+                ),
+            ));
+        }
+
         let origins = Key::ALL
             .into_iter()
             .filter_map(|key| sources.lookup(key).map(|(_, origin)| (key, origin)))
@@ -193,6 +233,10 @@ impl Settings {
             models_file,
             default_model,
             admin_ids: user_ids(Key::AdminIds, required(Key::AdminIds))?,
+            replica_id,
+            job_lease,
+            job_heartbeat,
+            shutdown_grace: Duration::from_secs(int(Key::ShutdownGraceSeconds, 1, 600)?),
             origins,
             file: sources.file_path().map(ToOwned::to_owned),
         })
@@ -251,6 +295,10 @@ impl Settings {
                 |p| p.display().to_string(),
             ),
             Key::DefaultModel => self.default_model.clone(),
+            Key::ReplicaId => self.replica_id.clone(),
+            Key::JobLeaseSeconds => self.job_lease.as_secs().to_string(),
+            Key::JobHeartbeatSeconds => self.job_heartbeat.as_secs().to_string(),
+            Key::ShutdownGraceSeconds => self.shutdown_grace.as_secs().to_string(),
             Key::AdminIds => {
                 if self.admin_ids.is_empty() {
                     "(none)".into()
@@ -284,6 +332,24 @@ fn redact_url_text(text: &str) -> String {
             }
         }
         _ => text.to_owned(),
+    }
+}
+
+/// `local` on SQLite (one process per file, so a restart takes its own running jobs over at
+/// once); `HOST-PID` on PostgreSQL (unique among live replicas; a dead one's jobs are taken
+/// over when their leases expire).
+fn default_replica_id(database: &DatabaseUrl) -> String {
+    match database {
+        DatabaseUrl::Sqlite { .. } => "local".into(),
+        DatabaseUrl::Postgres(_) => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "host".into());
+            format!("{host}-{}", std::process::id())
+        }
     }
 }
 

@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             queue_max: 1_000_000,
             timeout: Duration::from_secs(60),
             max_prompt_chars: 1000,
+            replica: genbot_engine::ReplicaConfig::single_process(),
         },
         Some(tx),
     )

@@ -1,19 +1,25 @@
-//! The engine: accepts generation requests, keeps them in the durable queue and runs them
-//! under the global semaphore, the per-user limit and the rate limiter.
+//! The engine: accepts generation requests into the durable queue shared by every replica and
+//! runs each job exactly once: claimed under a lease, its prediction created at most once, its
+//! outcome and refund committed together.
 
 mod dispatch;
-mod recovery;
+mod generate;
+mod leases;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
 use genbot_cache::Users;
 use genbot_config::Settings;
-use genbot_store::{DailyQuota, JobId, JobUpdate, NewJob, Store, StoreError, UserId};
+use genbot_store::{
+    JobId, JobOutcome, NewJob, Store, StoreError, Submission, SubmitOutcome, UserId,
+};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,24 +27,50 @@ use crate::catalogue::Catalogue;
 use crate::error::{CancelError, EngineError, SubmitError};
 use crate::events::JobEvent;
 use crate::replicate::ReplicateClient;
-use crate::scheduler::Scheduler;
 use crate::stats::{Counters, EngineStats};
 
+/// Who this process is among the replicas, and how long its claims hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// `REPLICA_ID`: unique among live replicas. Running jobs carry it; a process starting with
+    /// the id of a dead one takes that one's running jobs over at once.
+    pub id: String,
+    /// `JOB_LEASE_SECONDS`: a running job whose owner has not renewed its lease for this long is
+    /// taken over by another replica.
+    pub lease: Duration,
+    /// `JOB_HEARTBEAT_SECONDS`: how often leases are renewed and expired ones looked for.
+    pub heartbeat: Duration,
+}
+
+impl ReplicaConfig {
+    /// One process alone on its database (SQLite, tests): a fixed id, so a restart takes its
+    /// own running jobs over at once, and the default lease.
+    pub fn single_process() -> Self {
+        ReplicaConfig {
+            id: "local".into(),
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The engine's limits, from the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
-    /// `MAX_CONCURRENT_GENERATIONS`.
+    /// `MAX_CONCURRENT_GENERATIONS`, over every replica together.
     pub max_concurrent: u32,
-    /// `MAX_CONCURRENT_GENERATIONS_PER_USER`.
+    /// `MAX_CONCURRENT_GENERATIONS_PER_USER`, over every replica together.
     pub per_user: u32,
     /// `DAILY_GENERATION_LIMIT`.
     pub daily_limit: u32,
-    /// `QUEUE_MAX_LENGTH`.
+    /// `QUEUE_MAX_LENGTH`, over every replica together.
     pub queue_max: u32,
     /// `GENERATION_TIMEOUT_SECONDS`.
     pub timeout: Duration,
     /// Longest prompt accepted, in characters.
     pub max_prompt_chars: usize,
+    /// This replica and its leases.
+    pub replica: ReplicaConfig,
 }
 
 impl EngineConfig {
@@ -54,6 +86,11 @@ impl EngineConfig {
             queue_max: settings.queue_max_length,
             timeout: settings.generation_timeout,
             max_prompt_chars: Self::DEFAULT_MAX_PROMPT_CHARS,
+            replica: ReplicaConfig {
+                id: settings.replica_id.clone(),
+                lease: settings.job_lease,
+                heartbeat: settings.job_heartbeat,
+            },
         }
     }
 }
@@ -90,26 +127,29 @@ struct Inner {
     catalogue: Catalogue,
     client: ReplicateClient,
     config: EngineConfig,
-    scheduler: Mutex<Scheduler>,
-    /// One permit per generation allowed to run; a job's task owns its permit until it ends.
-    permits: Arc<Semaphore>,
-    /// Wakes the dispatcher when a job is queued or a user's running job ends.
+    /// Jobs this process is running now (their leases are the ones the heartbeat renews).
+    running: Mutex<HashSet<JobId>>,
+    /// Running jobs of this process per user (for `/stats`; the limit itself is in the claim).
+    running_per_user: Mutex<HashMap<UserId, u32>>,
+    /// Wakes the dispatcher when a job is queued here or a job of this process ends.
     wake: Notify,
+    /// Queued jobs of every replica, as last counted.
+    queue_length: AtomicU64,
     counters: Counters,
     events: Option<mpsc::UnboundedSender<JobEvent>>,
     /// Cancelled by `shutdown`: the dispatcher and every job task stop at their next step,
-    /// leaving jobs in the database as they are for the next start to pick up.
+    /// leaving jobs in the database for another replica or the next start.
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Engine {
-    /// Starts the engine: recovers jobs left by a previous run (resuming running predictions,
-    /// re-queuing jobs that had none), loads the queue and starts dispatching. Events go to
-    /// `events` if given.
+    /// Starts the engine: takes over running jobs whose lease expired (and those a previous
+    /// run of this replica id left), then dispatches from the shared queue and keeps its
+    /// leases alive. Events go to `events` if given.
     ///
     /// # Errors
-    /// The recovery queries fail.
+    /// The take-over queries fail.
     pub async fn start(
         users: Users,
         catalogue: Catalogue,
@@ -122,23 +162,35 @@ impl Engine {
                 users,
                 catalogue,
                 client,
-                scheduler: Mutex::new(Scheduler::new(config.per_user)),
-                permits: Arc::new(Semaphore::new(config.max_concurrent.max(1) as usize)),
                 config,
+                running: Mutex::new(HashSet::new()),
+                running_per_user: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                queue_length: AtomicU64::new(0),
                 counters: Counters::default(),
                 events,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
         };
-        recovery::recover(&engine).await?;
+        engine.take_over(true).await?;
+        engine.refresh_queue_length().await;
         let dispatcher = engine.clone();
         engine
             .inner
             .tasks
             .spawn(async move { dispatcher.dispatch().await });
+        let keeper = engine.clone();
+        engine
+            .inner
+            .tasks
+            .spawn(async move { keeper.keep_leases().await });
         Ok(engine)
+    }
+
+    /// This replica's id.
+    pub fn replica_id(&self) -> &str {
+        &self.inner.config.replica.id
     }
 
     /// The users (through the cache) the engine charges and limits.
@@ -213,162 +265,148 @@ impl Engine {
             return Err(SubmitError::ModelDisabled(model_id));
         }
         let input = model.input(prompt, &request.params)?;
-        if inner.scheduler.lock().queued() >= inner.config.queue_max as usize {
-            return Err(SubmitError::QueueFull {
-                max: inner.config.queue_max,
-            });
-        }
-
         let today = Utc::now().date_naive();
-        match inner
+        let outcome = inner
             .users
-            .consume_daily_generation(user.id, today, inner.config.daily_limit)
-            .await?
-        {
-            DailyQuota::Granted { .. } => {}
-            DailyQuota::Exhausted { limit } => {
-                return Err(SubmitError::DailyLimit {
-                    limit,
-                    resets_at: next_midnight(today),
+            .submit_job(Submission {
+                job: NewJob {
+                    user_id: user.id,
+                    model: model.id.clone(),
+                    prompt: prompt.to_owned(),
+                    params: input,
+                },
+                cost: model.cost.max(0),
+                quota_day: today,
+                daily_limit: inner.config.daily_limit,
+                queue_max: inner.config.queue_max,
+            })
+            .await?;
+        match outcome {
+            SubmitOutcome::Queued { job, position } => {
+                inner.queue_length.fetch_add(1, Ordering::Relaxed);
+                inner.wake.notify_one();
+                tracing::debug!(job_id = job.id.0, position, "job queued");
+                Ok(Submitted {
+                    job: job.id,
+                    position: usize::try_from(position).unwrap_or(usize::MAX),
                 })
             }
-        }
-        if model.cost > 0 {
-            if let Err(e) = inner.users.add_credits(user.id, -model.cost).await {
-                self.release_quota(user.id, today).await;
-                return Err(match e {
-                    StoreError::InsufficientCredits { balance, .. } => SubmitError::NoCredits {
-                        balance,
-                        cost: model.cost,
-                    },
-                    other => other.into(),
-                });
+            SubmitOutcome::QueueFull { max } => Err(SubmitError::QueueFull { max }),
+            SubmitOutcome::DailyLimit { limit } => Err(SubmitError::DailyLimit {
+                limit,
+                resets_at: next_midnight(today),
+            }),
+            SubmitOutcome::NoCredits { balance, cost } => {
+                Err(SubmitError::NoCredits { balance, cost })
             }
         }
-        let job = match inner
-            .users
-            .store()
-            .create_job(NewJob {
-                user_id: user.id,
-                model: model.id.clone(),
-                prompt: prompt.to_owned(),
-                params: input,
-            })
-            .await
-        {
-            Ok(job) => job,
-            Err(e) => {
-                self.refund(user.id, model.cost, today).await;
-                return Err(e.into());
-            }
-        };
-        let position = {
-            let mut scheduler = inner.scheduler.lock();
-            scheduler.push(user.id, job.id);
-            scheduler.position(user.id, job.id).unwrap_or(1)
-        };
-        inner.wake.notify_one();
-        tracing::debug!(job_id = job.id.0, position, "job queued");
-        Ok(Submitted {
-            job: job.id,
-            position,
-        })
     }
 
-    /// Cancels the user's most recently queued job and gives back what it cost.
+    /// Cancels the user's most recently queued job and gives back exactly what it cost.
     ///
     /// # Errors
     /// [`CancelError::NothingQueued`] when the user has no queued job;
     /// [`CancelError::AlreadyStarted`] when it started meanwhile.
     pub async fn cancel_latest(&self, user: UserId) -> Result<JobId, CancelError> {
         let job = self
-            .inner
-            .scheduler
-            .lock()
-            .latest_of(user)
+            .store()
+            .latest_queued_of(user)
+            .await?
             .ok_or(CancelError::NothingQueued)?;
         self.cancel(user, job).await.map(|()| job)
     }
 
-    /// Cancels a queued job of `user` and gives back what it cost.
+    /// Cancels a queued job of `user`; the refund commits with the cancellation.
     ///
     /// # Errors
     /// As [`Engine::cancel_latest`].
     pub async fn cancel(&self, user: UserId, job: JobId) -> Result<(), CancelError> {
-        if !self.inner.scheduler.lock().remove(user, job) {
-            return Err(CancelError::AlreadyStarted(job));
+        match self.store().get_job(job).await? {
+            Some(found) if found.user_id == user => {}
+            _ => return Err(CancelError::NothingQueued),
         }
-        let canceled = match self.store().update_job(job, JobUpdate::Canceled).await {
-            Ok(canceled) => canceled,
-            Err(StoreError::InvalidTransition { .. }) => {
-                return Err(CancelError::AlreadyStarted(job))
-            }
-            Err(e) => {
-                // Not canceled after all: put it back so it still runs.
-                self.inner.scheduler.lock().push(user, job);
-                return Err(e.into());
-            }
-        };
-        Counters::bump(&self.inner.counters.canceled);
-        let cost = self
+        match self
             .inner
-            .catalogue
-            .get(&canceled.model)
-            .map_or(0, |m| m.cost);
-        self.refund(user, cost, canceled.created_at.date_naive())
-            .await;
-        Ok(())
+            .users
+            .finish_job(job, self.replica_id(), JobOutcome::Canceled)
+            .await
+        {
+            Ok(_) => {
+                Counters::bump(&self.inner.counters.canceled);
+                let _ = self.inner.queue_length.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                );
+                Ok(())
+            }
+            Err(StoreError::InvalidTransition { .. }) => Err(CancelError::AlreadyStarted(job)),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// The job's current 1-based place in the queue; `None` once it left the queue.
-    pub fn queue_position(&self, user: UserId, job: JobId) -> Option<usize> {
-        self.inner.scheduler.lock().position(user, job)
+    /// Every queued job's current place in the fair order (all replicas' jobs), computed in
+    /// one pass, for refreshing many position messages at once.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn queue_positions(&self) -> Result<HashMap<JobId, usize>, StoreError> {
+        let queued = self.store().queued_jobs(POSITIONS_LIMIT).await?;
+        self.inner
+            .queue_length
+            .store(queued.len() as u64, Ordering::Relaxed);
+        Ok(crate::fair::positions(&queued))
     }
 
-    /// Every queued job's current place, computed in one pass (for refreshing many position
-    /// messages at once).
-    pub fn queue_positions(&self) -> std::collections::HashMap<JobId, usize> {
-        self.inner.scheduler.lock().positions()
+    /// Queued jobs of every replica, counted now.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn queue_length(&self) -> Result<u64, StoreError> {
+        let counts = self.store().count_jobs_by_status().await?;
+        self.inner
+            .queue_length
+            .store(counts.queued, Ordering::Relaxed);
+        Ok(counts.queued)
     }
 
-    /// Jobs of `user` running now.
+    /// Jobs of `user` this process runs now.
     pub fn running_of(&self, user: UserId) -> u32 {
-        self.inner.scheduler.lock().running_of(user)
+        self.inner
+            .running_per_user
+            .lock()
+            .get(&user)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// The engine's counters now.
+    /// The engine's counters now (`queue_length` as last counted, at most a heartbeat old).
     pub fn stats(&self) -> EngineStats {
         let inner = &self.inner;
         EngineStats {
             limit: inner.config.max_concurrent,
             per_user_limit: inner.config.per_user,
-            queue_length: inner.scheduler.lock().queued() as u64,
+            queue_length: inner.queue_length.load(Ordering::Relaxed),
             limiter: inner.client.limiter().map(|l| l.stats()),
             ..inner.counters.snapshot()
         }
     }
 
-    /// Stops dispatching and stops every job task at its next step. Queued and running jobs
-    /// stay in the database as they are; the next [`Engine::start`] on it picks them up.
+    /// Stops dispatching and stops every job task at its next step, then ends this replica's
+    /// leases so another replica (or the next start) takes its running jobs over at once.
+    /// Queued and running jobs stay in the database as they are.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
-    }
-
-    /// Gives back credits and a daily generation after a job did not run to success.
-    async fn refund(&self, user: UserId, cost: i64, day: NaiveDate) {
-        if cost > 0 {
-            if let Err(e) = self.inner.users.add_credits(user, cost).await {
-                tracing::error!(user_id = user.0, cost, error = %e, "credit refund failed");
-            }
+        if let Err(e) = self.store().release_leases(self.replica_id()).await {
+            tracing::warn!(error = %e, "could not release leases; they expire on their own");
         }
-        self.release_quota(user, day).await;
     }
 
-    async fn release_quota(&self, user: UserId, day: NaiveDate) {
-        if let Err(e) = self.inner.users.release_daily_generation(user, day).await {
-            tracing::error!(user_id = user.0, error = %e, "daily quota release failed");
+    async fn refresh_queue_length(&self) {
+        if let Err(e) = self.queue_length().await {
+            tracing::debug!(error = %e, "counting the queue failed");
         }
     }
 
@@ -379,6 +417,9 @@ impl Engine {
         }
     }
 }
+
+/// Most queued jobs read for position messages.
+const POSITIONS_LIMIT: u32 = 100_000;
 
 /// When the daily quota of `today` (UTC) resets.
 fn next_midnight(today: NaiveDate) -> chrono::DateTime<Utc> {

@@ -3,6 +3,10 @@
 //! Every call retries what is safe to retry: 5xx answers and network errors with exponential
 //! backoff and full jitter, and 429 after `Retry-After` (Replicate's throttling answer often
 //! has none: then backoff again; a throttled create created nothing, so retrying it is safe).
+//! A create is different: Replicate has no idempotency key, so a create that may have reached it
+//! (timeout after sending, reset, 5xx, unreadable answer) is never resent; it fails with
+//! [`ReplicateError::OutcomeUnknown`] and the caller looks the prediction up
+//! ([`ReplicateClient::find_created`]).
 //! The token goes only into the `Authorization` header; `Debug` and errors never show it.
 
 mod error;
@@ -12,15 +16,17 @@ mod types;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use url::Url;
 
 pub use error::ReplicateError;
 pub use retry::RetryPolicy;
-pub use types::{Prediction, PredictionStatus};
+pub use types::{Prediction, PredictionPage, PredictionStatus, PredictionSummary};
 
 use crate::catalogue::ModelRef;
 use crate::limiter::RateLimiter;
@@ -52,6 +58,7 @@ pub struct ReplicateClient {
     auth: Option<HeaderValue>,
     retry: RetryPolicy,
     poll: PollPolicy,
+    timeout: Duration,
     limiter: Option<Arc<dyn RateLimiter>>,
 }
 
@@ -68,6 +75,13 @@ impl std::fmt::Debug for ReplicateClient {
 
 /// Longest a single HTTP request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pages of `GET /v1/predictions` read when looking for a create's prediction.
+const MAX_LOOKUP_PAGES: usize = 20;
+
+/// How much earlier than the intent a prediction may look created (Replicate's clock against
+/// the database's).
+const LOOKUP_SKEW_SECS: i64 = 120;
 
 impl ReplicateClient {
     /// A client for `base` (e.g. `https://api.replicate.com`) authenticating with `token`.
@@ -100,6 +114,7 @@ impl ReplicateClient {
             auth,
             retry: RetryPolicy::default(),
             poll: PollPolicy::default(),
+            timeout: REQUEST_TIMEOUT,
             limiter: None,
         })
     }
@@ -107,6 +122,13 @@ impl ReplicateClient {
     /// Uses `retry` for failed requests.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Gives up on a single request after `timeout` (default 30 s); a create that times out
+    /// has an unknown outcome.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -150,6 +172,70 @@ impl ReplicateClient {
             ),
         };
         self.call(Method::POST, &path, Some(&body), true).await
+    }
+
+    /// One page of the account's predictions, newest first: the first page, or the page at
+    /// `cursor` (a previous page's `next`).
+    ///
+    /// # Errors
+    /// As [`ReplicateClient::get_prediction`].
+    pub async fn list_predictions(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<PredictionPage, ReplicateError> {
+        let url = match cursor {
+            Some(next) => Url::parse(next)
+                .map_err(|e| ReplicateError::Decode(format!("bad next cursor {next}: {e}")))?,
+            None => self.endpoint("v1/predictions")?,
+        };
+        self.call_url(Method::GET, url, None, false).await
+    }
+
+    /// Predictions of `model` created with exactly `input` at or after `since` (less a margin
+    /// for clock skew), oldest first: what a create whose outcome is unknown may have made.
+    /// Walks the list newest first through at most `MAX_LOOKUP_PAGES` pages and confirms each
+    /// candidate by its full input.
+    ///
+    /// # Errors
+    /// A list or get request failed after its retries: the outcome is still unknown.
+    pub async fn find_created(
+        &self,
+        model: &ModelRef,
+        input: &Value,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Prediction>, ReplicateError> {
+        let oldest = since - chrono::Duration::seconds(LOOKUP_SKEW_SECS);
+        let mut found = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LOOKUP_PAGES {
+            let page = self.list_predictions(cursor.as_deref()).await?;
+            let mut reached_older = page.results.is_empty();
+            for item in &page.results {
+                if item.created_at < oldest {
+                    reached_older = true;
+                    continue;
+                }
+                let same_model = match model {
+                    ModelRef::Official { owner, name } => {
+                        item.model.as_deref() == Some(&format!("{owner}/{name}"))
+                    }
+                    ModelRef::Version(version) => item.version.as_deref() == Some(version),
+                };
+                if !same_model {
+                    continue;
+                }
+                let full = self.get_prediction(&item.id).await?;
+                if full.input.as_ref() == Some(input) {
+                    found.push(full);
+                }
+            }
+            match page.next {
+                Some(next) if !reached_older => cursor = Some(next),
+                _ => break,
+            }
+        }
+        found.reverse();
+        Ok(found)
     }
 
     /// The prediction's current state.
@@ -203,6 +289,12 @@ impl ReplicateClient {
         Ok(current)
     }
 
+    fn endpoint(&self, path: &str) -> Result<Url, ReplicateError> {
+        self.base
+            .join(path)
+            .map_err(|e| ReplicateError::Config(format!("bad URL for {path}: {e}")))
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -210,10 +302,19 @@ impl ReplicateClient {
         body: Option<&Value>,
         is_create: bool,
     ) -> Result<Prediction, ReplicateError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| ReplicateError::Config(format!("bad URL for {path}: {e}")))?;
+        let url = self.endpoint(path)?;
+        self.call_url(method, url, body, is_create).await
+    }
+
+    async fn call_url<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        is_create: bool,
+    ) -> Result<T, ReplicateError> {
+        let path = url.path().to_owned();
+        let path = path.as_str();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -222,7 +323,10 @@ impl ReplicateClient {
                     limiter.acquire().await;
                 }
             }
-            let mut request = self.http.request(method.clone(), url.clone());
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .timeout(self.timeout);
             if let Some(auth) = &self.auth {
                 request = request.header(AUTHORIZATION, auth.clone());
             }
@@ -233,10 +337,13 @@ impl ReplicateClient {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
-                        return response
-                            .json::<Prediction>()
-                            .await
-                            .map_err(|e| ReplicateError::Decode(e.to_string()));
+                        return response.json::<T>().await.map_err(|e| {
+                            if is_create {
+                                ReplicateError::OutcomeUnknown(format!("unreadable answer: {e}"))
+                            } else {
+                                ReplicateError::Decode(e.to_string())
+                            }
+                        });
                     }
                     let retry_after = retry_after(response.headers());
                     let detail = detail(response.text().await.unwrap_or_default());
@@ -245,6 +352,12 @@ impl ReplicateClient {
                             retry_after,
                             detail,
                         },
+                        s if s.is_server_error() && is_create => {
+                            return Err(ReplicateError::OutcomeUnknown(format!(
+                                "server error {}: {detail}",
+                                s.as_u16()
+                            )))
+                        }
                         s if s.is_server_error() => ReplicateError::Server {
                             status: s.as_u16(),
                             detail,
@@ -257,6 +370,9 @@ impl ReplicateClient {
                         }
                     }
                 }
+                // Refused before anything was sent: safe to retry even a create.
+                Err(e) if e.is_connect() => ReplicateError::Network(error_chain(&e)),
+                Err(e) if is_create => return Err(ReplicateError::OutcomeUnknown(error_chain(&e))),
                 Err(e) => ReplicateError::Network(error_chain(&e)),
             };
             if attempt >= self.retry.max_attempts {

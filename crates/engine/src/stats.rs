@@ -21,7 +21,10 @@ pub(crate) struct Counters {
     pub(crate) timed_out: AtomicU64,
     pub(crate) canceled: AtomicU64,
     pub(crate) resumed: AtomicU64,
-    pub(crate) requeued: AtomicU64,
+    pub(crate) taken_over: AtomicU64,
+    pub(crate) lookups: AtomicU64,
+    pub(crate) found_by_lookup: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -56,7 +59,7 @@ pub struct EngineStats {
     pub per_user_limit: u32,
     /// Jobs waiting in the queue now.
     pub queue_length: u64,
-    /// Generations holding a semaphore permit now.
+    /// Generations this process runs now.
     pub in_flight: u64,
     /// Most generations that held a permit at once since start.
     pub max_in_flight: u64,
@@ -64,7 +67,8 @@ pub struct EngineStats {
     pub submitted: u64,
     /// Submissions refused (limits, credits, queue full, bad input).
     pub rejected: u64,
-    /// Times the dispatcher had jobs but waited for a free permit, and for how long in all.
+    /// Times the dispatcher found `MAX_CONCURRENT_GENERATIONS` jobs running (all replicas) and
+    /// waited for one to end, and for how long in all.
     pub semaphore_waits: u64,
     pub semaphore_wait: Duration,
     /// Predictions this engine created at Replicate.
@@ -74,10 +78,16 @@ pub struct EngineStats {
     /// Failed because `GENERATION_TIMEOUT_SECONDS` passed (also counted in `failed`).
     pub timed_out: u64,
     pub canceled: u64,
-    /// Running jobs picked up again after a restart by polling their prediction.
+    /// Jobs whose existing prediction was polled again (after a take-over).
     pub resumed: u64,
-    /// Running jobs without a prediction put back in the queue after a restart.
-    pub requeued: u64,
+    /// Running jobs taken over from a replica whose lease expired (or a previous run).
+    pub taken_over: u64,
+    /// Lookups at Replicate after a create whose outcome was unknown…
+    pub lookups: u64,
+    /// …and how many found the prediction (so no second one was created).
+    pub found_by_lookup: u64,
+    /// Jobs this process left to another replica (lease lost) or to the next start.
+    pub abandoned: u64,
     /// The rate limiter, if any.
     pub limiter: Option<LimiterStats>,
 }
@@ -98,7 +108,10 @@ impl Counters {
             timed_out: get(&self.timed_out),
             canceled: get(&self.canceled),
             resumed: get(&self.resumed),
-            requeued: get(&self.requeued),
+            taken_over: get(&self.taken_over),
+            lookups: get(&self.lookups),
+            found_by_lookup: get(&self.found_by_lookup),
+            abandoned: get(&self.abandoned),
             ..EngineStats::default()
         }
     }

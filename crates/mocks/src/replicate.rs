@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use config::{ReplicateMockConfig, ScriptedFault, ServerRateLimit};
+pub use config::{LostResponse, ReplicateMockConfig, ScriptedFault, ServerRateLimit};
 pub use state::ReplicateMockStats;
 
 use self::state::MockState;

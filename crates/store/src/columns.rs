@@ -13,7 +13,8 @@ macro_rules! user_columns {
 macro_rules! job_columns {
     () => {
         "id, user_id, model, prompt, params, status, prediction_id, result_url, error, \
-         attempts, created_at, updated_at, started_at, finished_at"
+         attempts, created_at, updated_at, started_at, finished_at, charged_credits, \
+         refunded_credits, quota_day, owner, lease_until, create_intent_at"
     };
 }
 

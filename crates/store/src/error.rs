@@ -36,6 +36,10 @@ pub enum StoreError {
         status: JobStatus,
         attempted: &'static str,
     },
+    /// The job is no longer this replica's: its lease expired and another replica took it
+    /// over. The owner must stop working on it.
+    #[error("job {job} is no longer owned by replica {owner}")]
+    LeaseLost { job: JobId, owner: String },
     /// A value read from the database does not fit the model (a corrupted or foreign row).
     #[error("unexpected value in column {column}: {value}")]
     Corrupt { column: &'static str, value: String },

@@ -15,6 +15,7 @@
 
 mod columns;
 mod error;
+mod lifecycle;
 mod model;
 mod postgres;
 mod sqlite;
@@ -22,10 +23,15 @@ mod waiting;
 
 use std::ops::Range;
 
-use chrono::NaiveDate;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use genbot_config::DatabaseUrl;
 
 pub use error::StoreError;
+pub use lifecycle::{
+    Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
+};
 pub use model::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     User, UserId,
@@ -183,6 +189,142 @@ impl Store {
         today: NaiveDate,
     ) -> Result<(), StoreError> {
         dispatch!(self.release_daily_generation(id, today))
+    }
+
+    /// Accepts a job: checks `QUEUE_MAX_LENGTH` over all queued jobs, takes one generation of
+    /// the day's quota and the job's cost, and inserts the job with that charge, all in one
+    /// transaction. A refusal changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`], or database failures (nothing is charged then).
+    pub async fn submit_job(&self, submission: Submission) -> Result<SubmitOutcome, StoreError> {
+        dispatch!(self.submit_job(submission))
+    }
+
+    /// Claims the next queued job in fair order (round-robin across users, each under the
+    /// per-user limit) for `spec.owner` under a lease, if fewer than `spec.max_running` jobs run
+    /// on all replicas together.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_next(&self, spec: ClaimSpec<'_>) -> Result<Claim, StoreError> {
+        dispatch!(self.claim_next(spec))
+    }
+
+    /// Records, before the create request, that `owner` is about to create the job's
+    /// prediction, renewing its lease; returns the intent's time.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another replica took the job over,
+    /// [`StoreError::InvalidTransition`] when it is no longer running or has a prediction.
+    pub async fn record_intent(
+        &self,
+        id: JobId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        dispatch!(self.record_intent(id, owner, lease))
+    }
+
+    /// Records the job's prediction id.
+    ///
+    /// # Errors
+    /// As [`Store::record_intent`].
+    pub async fn record_prediction(
+        &self,
+        id: JobId,
+        owner: &str,
+        prediction_id: &str,
+    ) -> Result<Job, StoreError> {
+        dispatch!(self.record_prediction(id, owner, prediction_id))
+    }
+
+    /// Ends a job: a running one owned by `owner` succeeds or fails, a queued one is canceled.
+    /// A failure or cancellation gives back exactly the stored charge and the day's generation
+    /// in the same transaction; a finished job never changes again.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidTransition`] (already final, or not in the state the outcome
+    /// needs), [`StoreError::LeaseLost`], [`StoreError::JobNotFound`], or database failures.
+    pub async fn finish_job(
+        &self,
+        id: JobId,
+        owner: &str,
+        outcome: JobOutcome,
+    ) -> Result<Finished, StoreError> {
+        dispatch!(self.finish_job(id, owner, outcome))
+    }
+
+    /// Extends the leases of `jobs` that `owner` still holds and that still run; returns how
+    /// many. Only jobs the owner is working on are named, so a job it dropped cannot be kept
+    /// from take-over by its heartbeat.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobId],
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.renew_leases(owner, jobs, lease))
+    }
+
+    /// Ends the leases `owner` holds now (graceful stop), so other replicas take its running
+    /// jobs over at once.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        dispatch!(self.release_leases(owner))
+    }
+
+    /// Takes over up to `limit` running jobs whose lease expired (and, with `including_own`,
+    /// those already carrying `owner`: a previous run of this replica), under a fresh lease.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn take_over(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+        including_own: bool,
+    ) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self.take_over(owner, lease, limit, including_own))
+    }
+
+    /// Up to `limit` queued jobs, oldest first, with their users' turns.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn queued_jobs(&self, limit: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        dispatch!(self.queued_jobs(limit))
+    }
+
+    /// The user's most recently queued job.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn latest_queued_of(&self, user: UserId) -> Result<Option<JobId>, StoreError> {
+        dispatch!(self.latest_queued_of(user))
+    }
+
+    /// Whether some job already recorded this prediction id.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn prediction_recorded(&self, prediction_id: &str) -> Result<bool, StoreError> {
+        dispatch!(self.prediction_recorded(prediction_id))
+    }
+
+    /// Each user in `ids` with their balance and what the ledger says it must be
+    /// (initial + adjustments − charged + refunded).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn credit_audit(&self, ids: Range<i64>) -> Result<Vec<CreditAudit>, StoreError> {
+        dispatch!(self.credit_audit(ids))
     }
 
     /// Persists a new job in status `queued`.

@@ -156,6 +156,20 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Credits taken when the job was accepted.
+    pub charged_credits: i64,
+    /// Credits given back when it failed or was canceled (0 or `charged_credits`).
+    pub refunded_credits: i64,
+    /// The UTC day whose daily quota the job took (`None` for jobs that took none).
+    pub quota_day: Option<NaiveDate>,
+    /// The replica running it (while `running`).
+    pub owner: Option<String>,
+    /// Until when the owner's claim holds; after that another replica may take the job over.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// When the owner decided to create the prediction (set before the create request): a job
+    /// with an intent and no prediction id may have a prediction at Replicate that must be
+    /// looked up before any new create.
+    pub create_intent_at: Option<DateTime<Utc>>,
 }
 
 /// A change to a job's state, applied by [`crate::Store::update_job`].

@@ -3,6 +3,7 @@
 //! Same operations as the SQLite backend. Concurrency comes from the server: claims use
 //! `FOR UPDATE SKIP LOCKED`, so workers on any number of replicas never get the same job.
 
+mod lifecycle;
 mod schema;
 
 use std::ops::Range;
@@ -145,8 +146,9 @@ impl PgStore {
     pub(crate) async fn upsert_user(&self, new: NewUser) -> Result<User, StoreError> {
         let mut conn = self.connection().await?;
         let row = sqlx::query(concat!(
-            "INSERT INTO users (id, username, language, credits, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
+            "INSERT INTO users
+                (id, username, language, credits, initial_credits, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4, $5, $5)
              ON CONFLICT (id) DO UPDATE SET
                 username = excluded.username,
                 language = excluded.language,
@@ -187,7 +189,8 @@ impl PgStore {
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
         let mut conn = self.connection().await?;
         let balance: Option<i64> = sqlx::query(
-            "UPDATE users SET credits = credits + $2, updated_at = $3
+            "UPDATE users SET credits = credits + $2, credits_adjusted = credits_adjusted + $2,
+                updated_at = $3
              WHERE id = $1 AND credits + $2 >= 0 RETURNING credits",
         )
         .bind(id.0)
@@ -485,5 +488,11 @@ fn job(row: &PgRow) -> Result<Job, StoreError> {
         updated_at: row.try_get::<DateTime<Utc>, _>(11)?,
         started_at: row.try_get::<Option<DateTime<Utc>>, _>(12)?,
         finished_at: row.try_get::<Option<DateTime<Utc>>, _>(13)?,
+        charged_credits: row.try_get(14)?,
+        refunded_credits: row.try_get(15)?,
+        quota_day: row.try_get(16)?,
+        owner: row.try_get(17)?,
+        lease_until: row.try_get::<Option<DateTime<Utc>>, _>(18)?,
+        create_intent_at: row.try_get::<Option<DateTime<Utc>>, _>(19)?,
     })
 }

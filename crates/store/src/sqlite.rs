@@ -5,6 +5,7 @@
 //! two workers can never claim the same job: the writer runs one claim at a time.
 
 mod connection;
+mod lifecycle;
 mod rows;
 mod schema;
 mod writer;
@@ -105,8 +106,9 @@ impl SqliteStore {
             .run(move |conn| {
                 let now = millis(Utc::now());
                 let sql = concat!(
-                    "INSERT INTO users (id, username, language, credits, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                    "INSERT INTO users
+                        (id, username, language, credits, initial_credits, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)
                      ON CONFLICT (id) DO UPDATE SET
                         username = excluded.username,
                         language = excluded.language,
@@ -157,7 +159,8 @@ impl SqliteStore {
             .run(move |conn| {
                 let balance: Option<i64> = conn
                     .prepare_cached(
-                        "UPDATE users SET credits = credits + ?2, updated_at = ?3
+                        "UPDATE users SET credits = credits + ?2,
+                            credits_adjusted = credits_adjusted + ?2, updated_at = ?3
                          WHERE id = ?1 AND credits + ?2 >= 0 RETURNING credits",
                     )?
                     .query_row(params![id.0, delta, millis(Utc::now())], |r| r.get(0))

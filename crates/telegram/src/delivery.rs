@@ -150,7 +150,13 @@ async fn refresh_positions(front: &Front) {
     if shown.is_empty() {
         return;
     }
-    let positions = front.engine().queue_positions();
+    let positions = match front.engine().queue_positions().await {
+        Ok(positions) => positions,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading queue positions failed; next refresh retries");
+            return;
+        }
+    };
     // A message is worth editing when its job moved a quarter closer, or into the top three;
     // the biggest moves go first and at most a few per refresh, so a long queue costs a bounded
     // number of edits instead of one per waiting user per refresh.

@@ -187,11 +187,7 @@ async fn prompt_received(
     }
     match submitted {
         Ok(accepted) => {
-            let user = user_id(from);
-            let position = front
-                .engine()
-                .queue_position(user, accepted.job)
-                .unwrap_or(accepted.position);
+            let position = accepted.position;
             let sent = send(
                 front,
                 chat,

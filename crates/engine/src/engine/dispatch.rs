@@ -1,245 +1,207 @@
 //! The dispatcher (one task) and the job tasks it spawns.
+//!
+//! The dispatcher claims from the shared queue in the database: the claim itself checks
+//! `MAX_CONCURRENT_GENERATIONS` and the per-user limit over every replica, so this process keeps
+//! no permits of its own. It is woken by local submissions and endings, and looks again every
+//! `IDLE_POLL` for work queued or freed by other replicas.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use genbot_store::{Job, JobUpdate, StoreError, UserId};
-use tokio::sync::OwnedSemaphorePermit;
+use genbot_store::{Claim, ClaimSpec, Job, JobOutcome, StoreError};
 
 use super::Engine;
 use crate::events::{FailureReason, JobEvent};
-use crate::replicate::{Prediction, PredictionStatus, ReplicateError};
 use crate::stats::Counters;
 
 /// Pause after a database error in the dispatcher, so a failing database is not hammered.
 const STORE_ERROR_PAUSE: Duration = Duration::from_millis(200);
 
+/// How often an idle or full dispatcher looks at the shared queue again without being woken.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Retries of a job's final write after database errors start here and double up to this.
+const PERSIST_PAUSE: Duration = Duration::from_millis(100);
+const PERSIST_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Why a job task stopped without an outcome of its own.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The generation failed: record it and refund.
+    Failed(FailureReason),
+    /// Another replica owns the job now, or this one is shutting down: leave it.
+    Abandoned,
+}
+
 impl Engine {
-    /// Takes a permit, then the next job in fair order, claims it and runs it in its own task
-    /// with the permit; repeats until shutdown.
+    /// Claims the next job in fair order and runs it in its own task; repeats until shutdown.
     pub(super) async fn dispatch(&self) {
         let inner = &self.inner;
-        loop {
-            let permit = match inner.permits.clone().try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    let waiting_since = Instant::now();
-                    let permit = tokio::select! {
-                        biased;
-                        () = inner.shutdown.cancelled() => return,
-                        permit = inner.permits.clone().acquire_owned() => permit,
-                    };
-                    let Ok(permit) = permit else { return };
-                    if inner.scheduler.lock().queued() > 0 {
-                        inner.counters.semaphore_waited(waiting_since.elapsed());
-                    }
-                    permit
-                }
-            };
-            let Some((user, job_id)) = self.next_job().await else {
-                return;
-            };
-            if inner.shutdown.is_cancelled() {
-                return;
-            }
-            match self.store().claim_job(job_id).await {
-                Ok(Some(job)) => self.spawn_job(job, permit, None),
-                Ok(None) => inner.scheduler.lock().finished(user),
-                Err(e) => {
-                    tracing::error!(job_id = job_id.0, error = %e, "claiming a job failed; it stays queued");
-                    {
-                        let mut scheduler = inner.scheduler.lock();
-                        scheduler.finished(user);
-                        scheduler.push(user, job_id);
-                    }
-                    tokio::select! {
-                        biased;
-                        () = inner.shutdown.cancelled() => return,
-                        () = tokio::time::sleep(STORE_ERROR_PAUSE) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits for a job that may run now; `None` on shutdown.
-    async fn next_job(&self) -> Option<(UserId, genbot_store::JobId)> {
-        let inner = &self.inner;
+        let mut full_since: Option<Instant> = None;
         loop {
             if inner.shutdown.is_cancelled() {
-                return None;
+                return;
             }
             // Register for a wake-up before looking, so one sent in between is not lost.
             let notified = inner.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(next) = inner.scheduler.lock().next() {
-                return Some(next);
-            }
+            let spec = ClaimSpec {
+                owner: &inner.config.replica.id,
+                lease: inner.config.replica.lease,
+                max_running: inner.config.max_concurrent,
+                per_user: inner.config.per_user,
+            };
+            let pause = match self.store().claim_next(spec).await {
+                Ok(Claim::Claimed(job)) => {
+                    if let Some(since) = full_since.take() {
+                        inner.counters.semaphore_waited(since.elapsed());
+                    }
+                    let _ = inner.queue_length.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
+                    self.spawn_job(job);
+                    continue;
+                }
+                Ok(Claim::AtCapacity) => {
+                    full_since.get_or_insert_with(Instant::now);
+                    IDLE_POLL
+                }
+                Ok(Claim::Idle) => {
+                    full_since = None;
+                    IDLE_POLL
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a job failed; retrying");
+                    STORE_ERROR_PAUSE
+                }
+            };
             tokio::select! {
                 biased;
-                () = inner.shutdown.cancelled() => return None,
+                () = inner.shutdown.cancelled() => return,
                 () = notified => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
 
-    /// Runs `job` (holding `permit`) in a task; `prediction` is set when resuming one.
-    pub(super) fn spawn_job(
-        &self,
-        job: Job,
-        permit: OwnedSemaphorePermit,
-        prediction: Option<Prediction>,
-    ) {
+    /// Runs `job`, which this replica owns now (claimed, or taken over), in a task.
+    pub(super) fn spawn_job(&self, job: Job) {
         let engine = self.clone();
-        self.inner.tasks.spawn(async move {
+        let inner = &self.inner;
+        if !inner.running.lock().insert(job.id) {
+            return; // already running here (taken over from ourselves at start)
+        }
+        *inner
+            .running_per_user
+            .lock()
+            .entry(job.user_id)
+            .or_default() += 1;
+        inner.tasks.spawn(async move {
             let inner = &engine.inner;
             inner.counters.started();
-            let user = job.user_id;
+            let (id, user) = (job.id, job.user_id);
             tokio::select! {
                 biased;
                 () = inner.shutdown.cancelled() => {}
-                () = engine.run_job(job, prediction) => {}
+                () = engine.run_job(job) => {}
             }
             inner.counters.stopped();
-            drop(permit);
-            inner.scheduler.lock().finished(user);
+            inner.running.lock().remove(&id);
+            {
+                let mut per_user = inner.running_per_user.lock();
+                if let Some(n) = per_user.get_mut(&user) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        per_user.remove(&user);
+                    }
+                }
+            }
             inner.wake.notify_one();
         });
     }
 
     #[tracing::instrument(skip_all, fields(job_id = job.id.0, user_id = job.user_id.0))]
-    async fn run_job(&self, job: Job, resumed: Option<Prediction>) {
-        let outcome = self.generate(&job, resumed).await;
-        match outcome {
-            Ok(url) => self.succeed(&job, url).await,
-            Err(reason) => self.fail(&job, reason).await,
-        }
-    }
-
-    /// Creates (or resumes) the prediction and waits for its result URL.
-    async fn generate(
-        &self,
-        job: &Job,
-        resumed: Option<Prediction>,
-    ) -> Result<String, FailureReason> {
-        let inner = &self.inner;
-        let started = job
-            .started_at
-            .map(|at| (chrono::Utc::now() - at).to_std().unwrap_or_default())
-            .unwrap_or_default();
-        let deadline = Instant::now() + inner.config.timeout.saturating_sub(started);
-        let prediction = match resumed {
-            Some(prediction) => prediction,
-            None => {
-                let model = inner.catalogue.get(&job.model).ok_or_else(|| {
-                    FailureReason::Replicate(format!("model `{}` left the catalogue", job.model))
-                })?;
-                let prediction = inner
-                    .client
-                    .create_prediction(&model.replicate, &job.params)
-                    .await
-                    .map_err(|e| FailureReason::Replicate(e.to_string()))?;
-                Counters::bump(&inner.counters.predictions_created);
-                self.store()
-                    .update_job(
-                        job.id,
-                        JobUpdate::PredictionCreated {
-                            prediction_id: prediction.id.clone(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        FailureReason::Replicate(format!("recording the prediction failed: {e}"))
-                    })?;
-                self.emit(JobEvent::Started {
-                    job: job.id,
-                    user: job.user_id,
-                });
-                prediction
+    async fn run_job(&self, job: Job) {
+        let (outcome, reason) = match self.generate(&job).await {
+            Ok(url) => (JobOutcome::Succeeded { result_url: url }, None),
+            Err(Stop::Failed(reason)) => {
+                tracing::info!(reason = %reason, "generation failed");
+                let error = reason.to_string();
+                (JobOutcome::Failed { error }, Some(reason))
             }
+            Err(Stop::Abandoned) => return,
         };
-        let done = inner
-            .client
-            .wait_for(prediction, deadline)
-            .await
-            .map_err(|e| match e {
-                ReplicateError::TimedOut { .. } => FailureReason::TimedOut,
-                other => FailureReason::Replicate(other.to_string()),
-            })?;
-        match done.status {
-            PredictionStatus::Succeeded => done
-                .output_url()
-                .map(str::to_owned)
-                .ok_or_else(|| FailureReason::Model("the prediction returned no image".into())),
-            PredictionStatus::Canceled => Err(FailureReason::Model("canceled at Replicate".into())),
-            PredictionStatus::Aborted => Err(FailureReason::Model(
-                "aborted at Replicate before it started".into(),
-            )),
-            _ => Err(FailureReason::Model(
-                done.error_text().unwrap_or_else(|| "unknown error".into()),
-            )),
-        }
-    }
-
-    async fn succeed(&self, job: &Job, url: String) {
-        match self
-            .store()
-            .update_job(
-                job.id,
-                JobUpdate::Succeeded {
-                    result_url: url.clone(),
-                },
-            )
-            .await
-        {
-            Ok(_) => {
+        let finished = self
+            .persist(|| {
+                self.inner
+                    .users
+                    .finish_job(job.id, self.replica_id(), outcome.clone())
+            })
+            .await;
+        let Ok(finished) = finished else {
+            Counters::bump(&self.inner.counters.abandoned);
+            return;
+        };
+        match outcome {
+            JobOutcome::Succeeded { result_url } => {
                 Counters::bump(&self.inner.counters.succeeded);
                 self.emit(JobEvent::Succeeded {
                     job: job.id,
                     user: job.user_id,
-                    url,
+                    url: result_url,
                     prompt: job.prompt.clone(),
                 });
             }
-            Err(e) => self.final_update_failed(job, &e),
-        }
-    }
-
-    async fn fail(&self, job: &Job, reason: FailureReason) {
-        tracing::info!(reason = %reason, "generation failed");
-        match self
-            .store()
-            .update_job(
-                job.id,
-                JobUpdate::Failed {
-                    error: reason.to_string(),
-                },
-            )
-            .await
-        {
-            Ok(_) => {
+            JobOutcome::Failed { .. } => {
+                let reason = reason.unwrap_or(FailureReason::Model("unknown error".into()));
                 Counters::bump(&self.inner.counters.failed);
                 if reason == FailureReason::TimedOut {
                     Counters::bump(&self.inner.counters.timed_out);
                 }
-                let cost = self.inner.catalogue.get(&job.model).map_or(0, |m| m.cost);
-                self.refund(job.user_id, cost, job.created_at.date_naive())
-                    .await;
+                tracing::debug!(refunded = finished.refunded, "refunded");
                 self.emit(JobEvent::Failed {
                     job: job.id,
                     user: job.user_id,
                     reason,
                 });
             }
-            Err(e) => self.final_update_failed(job, &e),
+            JobOutcome::Canceled => {}
         }
     }
 
-    fn final_update_failed(&self, job: &Job, error: &StoreError) {
-        // InvalidTransition: another replica (or an earlier run) already finished the job;
-        // its outcome stands and must not be reported twice.
-        if !matches!(error, StoreError::InvalidTransition { .. }) {
-            tracing::error!(job_id = job.id.0, error = %error, "recording the job's outcome failed");
+    /// Runs a guarded write until it lands: database errors are retried with backoff (the work
+    /// it records is done and must not be lost); `Err(Stop::Abandoned)` when the job is not
+    /// this replica's any more, or on shutdown.
+    pub(super) async fn persist<T, F, Fut>(&self, mut write: F) -> Result<T, Stop>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut pause = PERSIST_PAUSE;
+        loop {
+            match write().await {
+                Ok(value) => return Ok(value),
+                Err(
+                    e @ (StoreError::LeaseLost { .. }
+                    | StoreError::InvalidTransition { .. }
+                    | StoreError::JobNotFound(_)),
+                ) => {
+                    tracing::info!(error = %e, "job is no longer this replica's; leaving it");
+                    return Err(Stop::Abandoned);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?pause, "recording a job's step failed; retrying");
+                }
+            }
+            tokio::select! {
+                biased;
+                () = self.inner.shutdown.cancelled() => return Err(Stop::Abandoned),
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(PERSIST_PAUSE_MAX);
         }
     }
 }

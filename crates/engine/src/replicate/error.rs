@@ -23,6 +23,10 @@ pub enum ReplicateError {
     /// Connection refused, reset or timed out, after every retry.
     #[error("cannot reach Replicate: {0}")]
     Network(String),
+    /// A create request may or may not have reached Replicate (timed out after sending, reset,
+    /// 5xx, unreadable answer): the prediction must be looked up, never created again blindly.
+    #[error("the create request's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
     /// The answer was not the JSON expected.
     #[error("unexpected answer from Replicate: {0}")]
     Decode(String),

@@ -1,5 +1,6 @@
 //! Replicate's prediction object, as much of it as genbot reads.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -41,6 +42,30 @@ pub struct Prediction {
     pub output: Option<Value>,
     #[serde(default)]
     pub error: Option<Value>,
+    /// The input it was created with (full objects only; list items leave it out).
+    #[serde(default)]
+    pub input: Option<Value>,
+}
+
+/// One entry of `GET /v1/predictions`: shallow (no input, no output).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PredictionSummary {
+    pub id: String,
+    /// `owner/name` of the model.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of `GET /v1/predictions`, newest first; `next` is the URL of the older page.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PredictionPage {
+    #[serde(default)]
+    pub next: Option<String>,
+    #[serde(default)]
+    pub results: Vec<PredictionSummary>,
 }
 
 impl Prediction {

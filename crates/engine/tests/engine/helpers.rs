@@ -24,7 +24,7 @@ pub(crate) struct TestApp {
     _dir: Arc<tempfile::TempDir>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct TestSettings {
     pub(crate) config: EngineConfig,
     pub(crate) rate_per_min: u32,
@@ -40,6 +40,7 @@ impl Default for TestSettings {
                 queue_max: 1000,
                 timeout: Duration::from_secs(30),
                 max_prompt_chars: 1000,
+                replica: genbot_engine::ReplicaConfig::single_process(),
             },
             rate_per_min: 600_000,
         }
@@ -78,7 +79,7 @@ pub(crate) async fn restart(app: &TestApp) -> TestApp {
         app.store.clone(),
         app.mock.clone(),
         app._dir.clone(),
-        app.settings,
+        app.settings.clone(),
     )
     .await
 }
@@ -98,7 +99,7 @@ async fn start_on(
         users,
         Catalogue::load(None, "flux-schnell").unwrap(),
         client(&mock, settings.rate_per_min),
-        settings.config,
+        settings.config.clone(),
         Some(tx),
     )
     .await

@@ -15,6 +15,11 @@ pub struct ReplicateMockConfig {
     pub failure_rate: f64,
     /// Answer 429 to creations above this rate, like Replicate does.
     pub rate_limit: Option<ServerRateLimit>,
+    /// Every create's answer is held back this long after the prediction exists (a slow
+    /// network, or a crash of the client while it waits).
+    pub create_response_delay: Duration,
+    /// Predictions per page of `GET /v1/predictions` (Replicate's is 100).
+    pub list_page_size: usize,
 }
 
 impl Default for ReplicateMockConfig {
@@ -25,6 +30,8 @@ impl Default for ReplicateMockConfig {
             start_delay: Duration::ZERO,
             failure_rate: 0.0,
             rate_limit: None,
+            create_response_delay: Duration::ZERO,
+            list_page_size: 100,
         }
     }
 }
@@ -47,4 +54,15 @@ pub enum ScriptedFault {
     Status(u16),
     /// The prediction is created but ends `failed` with this error.
     FailPrediction(String),
+    /// The prediction is created, but its answer is lost: the client gets this instead.
+    LoseResponse(LostResponse),
+}
+
+/// How a create's answer goes missing after the prediction exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostResponse {
+    /// This HTTP status (a gateway's 502, say) instead of the 201.
+    Status(u16),
+    /// No answer at all, until the client gives up.
+    Hang,
 }

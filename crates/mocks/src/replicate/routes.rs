@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::config::LostResponse;
 use super::state::{Created, MockState};
 use crate::png::TINY_PNG;
 
@@ -21,7 +22,10 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
-        .route("/v1/predictions", post(create_with_version))
+        .route(
+            "/v1/predictions",
+            post(create_with_version).get(list_predictions),
+        )
         .route(
             "/v1/models/{owner}/{name}/predictions",
             post(create_for_model),
@@ -132,7 +136,21 @@ async fn create_for_model(
 
 async fn created(state: &Shared, headers: &HeaderMap, outcome: Created) -> Response {
     match outcome {
-        Created::Prediction(body) => {
+        Created::Prediction { body, delay, lost } => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match lost {
+                Some(LostResponse::Status(code)) => {
+                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+                    return problem(status, "Bad gateway", "the answer was lost (scripted)");
+                }
+                Some(LostResponse::Hang) => {
+                    // The client gives up first; the connection closes with it.
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                None => {}
+            }
             let body = match (prefer_wait(headers), body["id"].as_str()) {
                 (Some(wait), Some(id)) => {
                     let id = id.to_owned();
@@ -163,6 +181,37 @@ async fn created(state: &Shared, headers: &HeaderMap, outcome: Created) -> Respo
             problem(status, "Simulated failure", "scripted by the test")
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+}
+
+/// `GET /v1/predictions`: newest first, cursor-paginated, shallow items.
+async fn list_predictions(
+    State(state): State<Shared>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = unauthorized(&headers) {
+        return denied;
+    }
+    let before = match query.cursor.as_deref().map(str::parse::<usize>) {
+        None => None,
+        Some(Ok(index)) => Some(index),
+        Some(Err(_)) => {
+            return problem(StatusCode::BAD_REQUEST, "Invalid cursor", "unknown cursor")
+        }
+    };
+    let (results, next) = state.list(before);
+    let base = state.base_url();
+    Json(json!({
+        "previous": null,
+        "next": next.map(|index| format!("{base}/v1/predictions?cursor={index}")),
+        "results": results,
+    }))
+    .into_response()
 }
 
 async fn get_prediction(

@@ -10,7 +10,7 @@ use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::config::{ReplicateMockConfig, ScriptedFault};
+use super::config::{LostResponse, ReplicateMockConfig, ScriptedFault};
 
 #[derive(Debug)]
 pub(super) struct MockState {
@@ -19,6 +19,8 @@ pub(super) struct MockState {
     epoch: Instant,
     epoch_utc: DateTime<Utc>,
     predictions: Mutex<HashMap<String, Prediction>>,
+    /// Prediction ids in creation order (the list endpoint walks it newest first).
+    order: Mutex<Vec<String>>,
     script: Mutex<VecDeque<ScriptedFault>>,
     window: Mutex<RateWindow>,
     counters: Mutex<Counters>,
@@ -131,8 +133,15 @@ impl ReplicateMockStats {
 
 /// The answer to a creation request.
 pub(super) enum Created {
-    Prediction(Value),
-    Throttled { retry_after_secs: Option<u64> },
+    /// Created; answer `body` after `delay`, or lose the answer.
+    Prediction {
+        body: Value,
+        delay: Duration,
+        lost: Option<LostResponse>,
+    },
+    Throttled {
+        retry_after_secs: Option<u64>,
+    },
     Fault(u16),
 }
 
@@ -144,10 +153,15 @@ impl MockState {
             epoch: Instant::now(),
             epoch_utc: Utc::now(),
             predictions: Mutex::new(HashMap::new()),
+            order: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
             window: Mutex::new(RateWindow::default()),
             counters: Mutex::new(Counters::default()),
         }
+    }
+
+    pub(super) fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     fn now(&self) -> Duration {
@@ -164,6 +178,7 @@ impl MockState {
 
     pub(super) fn create(&self, model: String, version: Option<String>, input: Value) -> Created {
         let mut failure = None;
+        let mut lost = None;
         if let Some(fault) = self.script.lock().pop_front() {
             match fault {
                 ScriptedFault::Throttle { retry_after_secs } => {
@@ -175,6 +190,7 @@ impl MockState {
                     return Created::Fault(code);
                 }
                 ScriptedFault::FailPrediction(error) => failure = Some(error),
+                ScriptedFault::LoseResponse(how) => lost = Some(how),
             }
         }
         let config = self.config.read().clone();
@@ -211,8 +227,43 @@ impl MockState {
             failure,
         };
         let body = self.render(&id, &prediction, now);
-        self.predictions.lock().insert(id, prediction);
-        Created::Prediction(body)
+        {
+            let mut predictions = self.predictions.lock();
+            self.order.lock().push(id.clone());
+            predictions.insert(id, prediction);
+        }
+        Created::Prediction {
+            body,
+            delay: config.create_response_delay,
+            lost,
+        }
+    }
+
+    /// A page of predictions, newest first, like `GET /v1/predictions`: the newest if
+    /// `before` is `None`, else those created before the one at index `before`. Returns the
+    /// shallow items and the index to continue from.
+    pub(super) fn list(&self, before: Option<usize>) -> (Vec<Value>, Option<usize>) {
+        let page_size = self.config.read().list_page_size.max(1);
+        let now = self.now();
+        let predictions = self.predictions.lock();
+        let order = self.order.lock();
+        let end = before.unwrap_or(order.len()).min(order.len());
+        let start = end.saturating_sub(page_size);
+        let items = order[start..end]
+            .iter()
+            .rev()
+            .filter_map(|id| {
+                let p = predictions.get(id)?;
+                let mut item = self.render(id, p, now);
+                if let Value::Object(fields) = &mut item {
+                    for deep in ["input", "output", "logs", "error", "metrics"] {
+                        fields.remove(deep);
+                    }
+                }
+                Some(item)
+            })
+            .collect();
+        (items, (start > 0).then_some(start))
     }
 
     pub(super) fn get(&self, id: &str) -> Option<Value> {

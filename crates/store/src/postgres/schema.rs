@@ -6,7 +6,8 @@ use sqlx::{Executor, PgPool, Row};
 use crate::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id               BIGINT PRIMARY KEY,            -- Telegram user id
     username         TEXT,
@@ -45,7 +46,32 @@ CREATE INDEX generation_jobs_status_id ON generation_jobs (status, id);
 -- Per-user questions (running jobs of a user, a user's queued job for /cancel, range deletes)
 -- filter on user_id first; this also serves the foreign key's ON DELETE CASCADE.
 CREATE INDEX generation_jobs_user_status ON generation_jobs (user_id, status);
-"#];
+"#,
+    // v2: exactly once across crashes and replicas. A job carries what it charged and refunded,
+    // its owner's lease and its create intent; users carry the ledger's starting point and their
+    // place in the round-robin.
+    r#"
+ALTER TABLE generation_jobs
+    ADD COLUMN charged_credits  BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refunded_credits BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN quota_day        DATE,
+    ADD COLUMN owner            TEXT,
+    ADD COLUMN lease_until      TIMESTAMPTZ,
+    ADD COLUMN create_intent_at TIMESTAMPTZ;
+
+ALTER TABLE users
+    ADD COLUMN initial_credits  BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN credits_adjusted BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN queue_turn       BIGINT NOT NULL DEFAULT 0;
+-- Jobs before v2 charged nothing on the job row: their users' ledger starts at today's balance.
+UPDATE users SET initial_credits = credits;
+
+CREATE SEQUENCE genbot_queue_turn;
+
+-- The fair claim reads each user's oldest queued job.
+CREATE INDEX generation_jobs_queued_user ON generation_jobs (user_id, id) WHERE status = 'queued';
+"#,
+];
 
 /// An arbitrary constant naming genbot's migration lock.
 const MIGRATION_LOCK: i64 = 0x6765_6e62_6f74; // "genbot"

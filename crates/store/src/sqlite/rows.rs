@@ -70,5 +70,19 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job, StoreError> {
         updated_at: timestamp("generation_jobs.updated_at", row.get(11)?)?,
         started_at: optional_timestamp("generation_jobs.started_at", 12)?,
         finished_at: optional_timestamp("generation_jobs.finished_at", 13)?,
+        charged_credits: row.get(14)?,
+        refunded_credits: row.get(15)?,
+        quota_day: row
+            .get::<_, Option<String>>(16)?
+            .map(|text| {
+                NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| StoreError::Corrupt {
+                    column: "generation_jobs.quota_day",
+                    value: text.clone(),
+                })
+            })
+            .transpose()?,
+        owner: row.get(17)?,
+        lease_until: optional_timestamp("generation_jobs.lease_until", 18)?,
+        create_intent_at: optional_timestamp("generation_jobs.create_intent_at", 19)?,
     })
 }

@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id               INTEGER PRIMARY KEY,          -- Telegram user id
     username         TEXT,
@@ -45,7 +46,29 @@ CREATE INDEX generation_jobs_status_id ON generation_jobs (status, id);
 -- Per-user questions (how many of my jobs run now, my queued job for /cancel, range deletes of
 -- a user's jobs) filter on user_id first.
 CREATE INDEX generation_jobs_user_status ON generation_jobs (user_id, status);
-"#];
+"#,
+    // v2: exactly once across crashes. A job carries what it charged and refunded, its owner's
+    // lease and its create intent; users carry the ledger's starting point and their place in the
+    // round-robin.
+    r#"
+ALTER TABLE generation_jobs ADD COLUMN charged_credits  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE generation_jobs ADD COLUMN refunded_credits INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE generation_jobs ADD COLUMN quota_day        TEXT;     -- YYYY-MM-DD, UTC
+ALTER TABLE generation_jobs ADD COLUMN owner            TEXT;
+ALTER TABLE generation_jobs ADD COLUMN lease_until      INTEGER;  -- unix milliseconds
+ALTER TABLE generation_jobs ADD COLUMN create_intent_at INTEGER;
+
+ALTER TABLE users ADD COLUMN initial_credits  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN credits_adjusted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN queue_turn       INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET initial_credits = credits;
+
+CREATE TABLE genbot_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO genbot_counters (name, value) VALUES ('queue_turn', 0);
+
+CREATE INDEX generation_jobs_queued_user ON generation_jobs (user_id, id) WHERE status = 'queued';
+"#,
+];
 
 /// Brings the database to the latest schema version inside one transaction per migration.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -39,6 +39,7 @@ impl Default for Options {
                 queue_max: 10_000,
                 timeout: Duration::from_secs(30),
                 max_prompt_chars: 1000,
+                replica: genbot_engine::ReplicaConfig::single_process(),
             },
             front: FrontConfig {
                 admin_ids: vec![1],
