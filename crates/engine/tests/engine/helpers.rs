@@ -64,6 +64,7 @@ pub(crate) fn client(mock: &ReplicateMock, rate_per_min: u32) -> ReplicateClient
         cap: Duration::from_millis(200),
     })
     .with_limiter(Arc::new(LocalRateLimiter::new(rate_per_min, 1)))
+    .with_request_timeout(Duration::from_secs(1))
 }
 
 pub(crate) async fn spawn_engine(settings: TestSettings, mock: ReplicateMockConfig) -> TestApp {
@@ -71,6 +72,11 @@ pub(crate) async fn spawn_engine(settings: TestSettings, mock: ReplicateMockConf
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let store = Store::Sqlite(SqliteStore::open(&dir.path().join("engine.db"), 4).unwrap());
     start_on(store, mock, dir, settings).await
+}
+
+/// Another engine (a second replica, with its own settings) on the same store and mock.
+pub(crate) async fn replica(app: &TestApp, settings: TestSettings) -> TestApp {
+    start_on(app.store.clone(), app.mock.clone(), app._dir.clone(), settings).await
 }
 
 /// A new engine on an existing store and mock (a restart).

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod helpers;
+mod exactly_once;
 mod limits;
 mod queue;
 mod replicate_faults;
