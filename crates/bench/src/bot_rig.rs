@@ -14,7 +14,6 @@ use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::{SqliteStore, Store};
 use genbot_telegram::{connect_bot, Front, FrontConfig, SendLimits};
 use secrecy::SecretString;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct BotRig {
@@ -23,10 +22,12 @@ pub(crate) struct BotRig {
     pub(crate) store: Store,
     _replicate: ReplicateMock,
     stop: CancellationToken,
-    stop_polling: Option<oneshot::Sender<()>>,
     polling: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
+
+/// Longest a rig's bot may take to stop.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl BotRig {
     pub(crate) async fn start(
@@ -80,18 +81,15 @@ impl BotRig {
             },
         );
         let stop = CancellationToken::new();
-        tokio::spawn(genbot_telegram::delivery::run(
+        let running = tokio::spawn(genbot_telegram::run::serve_bot(
             front.clone(),
             events,
+            genbot_telegram::run::Mode::Polling { http: None },
             stop.clone(),
+            STOP_GRACE,
         ));
-        let (stop_polling, polling_stopped) = oneshot::channel::<()>();
-        let polling_front = front.clone();
         let polling = tokio::spawn(async move {
-            let until = async move {
-                let _ = polling_stopped.await;
-            };
-            if let Err(e) = genbot_telegram::run::polling(polling_front, None, until).await {
+            if let Ok(Err(e)) = running.await {
                 tracing::error!(error = %e, "bench bot stopped");
             }
         });
@@ -101,20 +99,15 @@ impl BotRig {
             store,
             _replicate: replicate,
             stop,
-            stop_polling: Some(stop_polling),
             polling: Some(polling),
             _dir: dir,
         })
     }
 
     pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop_polling.take() {
-            let _ = stop.send(());
-        }
-        if let Some(polling) = self.polling.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), polling).await;
-        }
         self.stop.cancel();
-        self.front.engine().shutdown().await;
+        if let Some(polling) = self.polling.take() {
+            let _ = tokio::time::timeout(STOP_GRACE * 2, polling).await;
+        }
     }
 }

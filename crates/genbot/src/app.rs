@@ -1,6 +1,7 @@
 //! Wiring the bot's parts from the settings: store → cache → engine → front end.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use genbot_cache::{UserCache, Users};
@@ -9,8 +10,9 @@ use genbot_engine::catalogue::Catalogue;
 use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
 use genbot_engine::replicate::ReplicateClient;
 use genbot_engine::{Engine, EngineConfig, JobEvent};
-use genbot_store::Store;
+use genbot_store::{Store, StoreError};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
 
@@ -25,14 +27,55 @@ pub(crate) struct Core {
 /// # Errors
 /// A catalogue error is a [`UsageError`]; an unreachable database is not.
 pub(crate) async fn start_core(settings: &Settings) -> anyhow::Result<Core> {
-    let catalogue = Catalogue::load(settings.models_file.as_deref(), &settings.default_model)
-        .map_err(|e| UsageError(e.to_string()))?;
     let store = Store::connect(&settings.database_url, settings.db_pool_size)
         .await
         .context("Failed to open the database")?;
+    start_core_on(settings, store).await
+}
+
+/// As [`start_core`], but a PostgreSQL server that cannot be reached yet is waited for with
+/// backoff (saying so in the log) until `stop` fires (then `None`).
+///
+/// # Errors
+/// As [`start_core`]; a bad SQLite path or a failed migration is not waited for.
+pub(crate) async fn start_core_waiting(
+    settings: &Settings,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Core>> {
+    let mut pause = Duration::from_millis(500);
+    let store = loop {
+        match Store::connect(&settings.database_url, settings.db_pool_size).await {
+            Ok(store) => break store,
+            Err(e @ StoreError::Connect { .. }) if store_is_remote(settings) => {
+                tracing::warn!(
+                    database = %settings.database_url,
+                    error = %e,
+                    retry_in = ?pause,
+                    "waiting for the database"
+                );
+            }
+            Err(e) => return Err(e).context("Failed to open the database"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(None),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    };
+    start_core_on(settings, store).await.map(Some)
+}
+
+fn store_is_remote(settings: &Settings) -> bool {
+    matches!(settings.database_url, genbot_config::DatabaseUrl::Postgres(_))
+}
+
+async fn start_core_on(settings: &Settings, store: Store) -> anyhow::Result<Core> {
+    let catalogue = Catalogue::load(settings.models_file.as_deref(), &settings.default_model)
+        .map_err(|e| UsageError(e.to_string()))?;
     let cache =
         UserCache::from_settings(settings).map_err(|e| UsageError(format!("REDIS_URL: {e}")))?;
     tracing::info!(
+        replica = %settings.replica_id,
         database = store.backend(),
         cache = cache.kind(),
         models = catalogue.models().len(),

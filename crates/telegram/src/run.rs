@@ -1,6 +1,5 @@
 //! Running the bot: long polling or a webhook, plus `/healthz` and `/metrics`, until shutdown.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,10 +32,57 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why the bot could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("Telegram refused the bot: {0}")]
+    /// The Bot API answered 401/404 to `getMe`: the token is wrong or revoked.
+    #[error("the Bot API rejected TELEGRAM_BOT_TOKEN ({0}); check the token from @BotFather")]
+    InvalidToken(String),
+    /// Another Bot API call failed at start.
+    #[error("the Bot API call failed: {0}")]
     Telegram(#[from] teloxide::RequestError),
     #[error("cannot serve HTTP: {0}")]
     Http(#[from] std::io::Error),
+    /// Stopped (SIGTERM) before the Bot API could be reached.
+    #[error("stopped before the Bot API answered")]
+    Stopped,
+}
+
+/// First and longest pause between tries while the Bot API cannot be reached at start.
+const CONNECT_PAUSE: Duration = Duration::from_millis(500);
+const CONNECT_PAUSE_MAX: Duration = Duration::from_secs(30);
+
+/// `getMe`, waited for with backoff while the Bot API cannot be reached (network errors, 5xx,
+/// 429): only a rejected token ends the wait with an error. Gives up when `stop` fires.
+///
+/// # Errors
+/// [`RunError::InvalidToken`], or [`RunError::Stopped`].
+pub async fn wait_for_bot_api(
+    front: &Front,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<teloxide::types::Me, RunError> {
+    use teloxide::{ApiError, RequestError};
+    let mut pause = CONNECT_PAUSE;
+    loop {
+        let reason = match front.bot().get_me().await {
+            Ok(me) => return Ok(me),
+            Err(RequestError::Api(e @ ApiError::InvalidToken)) => {
+                return Err(RunError::InvalidToken(e.to_string()))
+            }
+            Err(RequestError::Api(ApiError::Unknown(text))) if text.contains("Unauthorized") => {
+                return Err(RunError::InvalidToken(text))
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            api = %front.bot().api_url(),
+            %reason,
+            retry_in = ?pause,
+            "waiting for the Telegram Bot API to answer getMe"
+        );
+        tokio::select! {
+            () = stop.cancelled() => return Err(RunError::Stopped),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(CONNECT_PAUSE_MAX);
+    }
 }
 
 /// `/healthz` and `/metrics`.
@@ -146,9 +192,9 @@ fn dispatcher(
 pub async fn polling(
     front: Front,
     http: Option<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
-    let me = front.bot().get_me().await?;
+    let me = wait_for_bot_api(&front, &shutdown).await?;
     tracing::info!(bot = %me.username(), "bot started (long polling)");
     announce_commands(&front).await;
     let mut dispatcher = dispatcher(&front);
@@ -167,7 +213,7 @@ pub async fn polling(
         });
     }
     tokio::spawn(async move {
-        shutdown.await;
+        shutdown.cancelled().await;
         tracing::info!("shutting down: no new updates; running handlers finish");
         if let Ok(done) = token.shutdown() {
             done.await;
@@ -204,12 +250,13 @@ pub async fn webhook(
     front: Front,
     listener: TcpListener,
     settings: WebhookSettings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
+    wait_for_bot_api(&front, &shutdown).await?;
     let address: SocketAddr = listener.local_addr()?;
     let options =
         webhooks::Options::new(address, settings.url.clone()).secret_token(settings.secret);
-    let (updates, _stop_flag, router) =
+    let (updates, stop_flag, router) =
         webhooks::axum_to_router(front.bot().clone(), options).await?;
     tracing::info!(url = %settings.url, %address, "bot started (webhook)");
     announce_commands(&front).await;
@@ -218,13 +265,21 @@ pub async fn webhook(
     let token = dispatcher.shutdown_token();
     let stop = tokio_util::sync::CancellationToken::new();
     let server_stop = stop.clone();
+    // The server stops taking requests when the listener is stopped (teloxide's stop flag)
+    // or the dispatcher ended, whichever is first.
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = server_stop.cancelled() => {}
+                    () = stop_flag => {}
+                }
+            })
             .await
     });
     tokio::spawn(async move {
-        shutdown.await;
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: no new updates; running handlers finish");
         if let Ok(done) = token.shutdown() {
             done.await;
         }
@@ -240,4 +295,64 @@ pub async fn webhook(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// How the bot receives updates.
+#[derive(Debug)]
+pub enum Mode {
+    /// Long polling; `/healthz` and `/metrics` on `http` when given.
+    Polling { http: Option<TcpListener> },
+    /// A webhook served on `listener` (with `/healthz` and `/metrics`).
+    Webhook {
+        listener: TcpListener,
+        settings: WebhookSettings,
+    },
+}
+
+/// The one way to run the bot: delivers `events`, takes updates in `mode` until `stop` fires,
+/// then gives running handlers at most `grace` to finish, stops delivery and the engine (queued
+/// and running jobs stay in the database; this replica's leases are released for the others).
+/// `serve`, `demo`, the readiness suite's rigs and the tests all run the bot through here.
+///
+/// # Errors
+/// As [`polling`] and [`webhook`]; the engine is stopped in every case.
+pub async fn serve_bot(
+    front: Front,
+    events: tokio::sync::mpsc::UnboundedReceiver<genbot_engine::JobEvent>,
+    mode: Mode,
+    stop: tokio_util::sync::CancellationToken,
+    grace: Duration,
+) -> Result<(), RunError> {
+    let engine = front.engine().clone();
+    let stop_delivery = tokio_util::sync::CancellationToken::new();
+    let delivery = tokio::spawn(crate::delivery::run(
+        front.clone(),
+        events,
+        stop_delivery.clone(),
+    ));
+    let run = async {
+        match mode {
+            Mode::Polling { http } => polling(front, http, stop.clone()).await,
+            Mode::Webhook { listener, settings } => {
+                webhook(front, listener, settings, stop.clone()).await
+            }
+        }
+    };
+    let grace_over = async {
+        stop.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let ran = tokio::select! {
+        ran = run => ran,
+        () = grace_over => {
+            tracing::warn!(?grace, "handlers still running after the grace period; stopping anyway (their jobs are in the database)");
+            Ok(())
+        }
+    };
+    stop_delivery.cancel();
+    if tokio::time::timeout(grace, delivery).await.is_err() {
+        tracing::warn!("delivery did not stop within the grace period");
+    }
+    engine.shutdown().await;
+    ran
 }

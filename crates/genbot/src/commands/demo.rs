@@ -43,22 +43,19 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     );
 
     let core = app::start_core(&settings).await?;
-    let engine = core.engine.clone();
     let bot = connect_bot(
         &SecretString::from("0:demo"),
         settings.telegram_api_url.clone(),
     );
     let front = Front::new(bot, core.engine, FrontConfig::default());
     let stop = CancellationToken::new();
-    tokio::spawn(genbot_telegram::delivery::run(
-        front.clone(),
+    let bot_task = tokio::spawn(genbot_telegram::run::serve_bot(
+        front,
         core.events,
+        genbot_telegram::run::Mode::Polling { http: None },
         stop.clone(),
+        settings.shutdown_grace,
     ));
-    let (end_polling, polling_ended) = tokio::sync::oneshot::channel::<()>();
-    let bot_task = tokio::spawn(genbot_telegram::run::polling(front, None, async move {
-        let _ = polling_ended.await;
-    }));
 
     let ann = telegram.user(101, "Ann", Some("en"));
     let ivan = telegram.user(102, "Иван", Some("ru"));
@@ -86,10 +83,8 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
         result?;
     }
 
-    let _ = end_polling.send(());
-    let _ = bot_task.await;
     stop.cancel();
-    engine.shutdown().await;
+    let _ = bot_task.await;
     let stats = replicate.stats();
     println!(
         "Replicate mock: {} predictions created, {} polls; Telegram mock: {} updates sent",

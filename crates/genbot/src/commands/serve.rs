@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use genbot_config::Settings;
-use genbot_telegram::run::WebhookSettings;
+use genbot_telegram::run::{Mode, WebhookSettings};
 use genbot_telegram::{connect_bot, Front, FrontConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +29,20 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         ))
         .into());
     }
-    let core = app::start_core(&settings).await?;
-    let engine = core.engine.clone();
+    // SIGTERM counts from now: a database or Bot API still being waited for does not delay it.
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stop requested");
+            stop.cancel();
+        });
+    }
+    let Some(core) = app::start_core_waiting(&settings, &stop).await? else {
+        tracing::info!("stopped before the database answered");
+        return Ok(());
+    };
     let bot = connect_bot(&token, settings.telegram_api_url.clone());
     let front = Front::new(
         bot,
@@ -41,34 +53,37 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             ..FrontConfig::default()
         },
     );
-    let stop_delivery = CancellationToken::new();
-    let delivery = tokio::spawn(genbot_telegram::delivery::run(
-        front.clone(),
-        core.events,
-        stop_delivery.clone(),
-    ));
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", args.listen))?;
-    let ran = match args.webhook_url {
+    let mode = match args.webhook_url {
         Some(url) => {
             let secret = args
                 .webhook_secret
                 .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-            genbot_telegram::run::webhook(
-                front,
+            Mode::Webhook {
                 listener,
-                WebhookSettings { url, secret },
-                shutdown_signal(),
-            )
-            .await
+                settings: WebhookSettings { url, secret },
+            }
         }
-        None => genbot_telegram::run::polling(front, Some(listener), shutdown_signal()).await,
+        None => Mode::Polling {
+            http: Some(listener),
+        },
     };
-    // Handlers are done: stop delivering, stop the engine; queued jobs stay in the database.
-    stop_delivery.cancel();
-    let _ = delivery.await;
-    engine.shutdown().await;
+    let ran = genbot_telegram::run::serve_bot(
+        front,
+        core.events,
+        mode,
+        stop,
+        settings.shutdown_grace,
+    )
+    .await;
     tracing::info!("stopped");
-    ran.context("The bot stopped with an error")
+    match ran {
+        Err(e @ genbot_telegram::run::RunError::InvalidToken(_)) => {
+            Err(UsageError(e.to_string()).into())
+        }
+        Err(genbot_telegram::run::RunError::Stopped) => Ok(()),
+        other => other.context("The bot stopped with an error"),
+    }
 }

@@ -4,4 +4,5 @@
 
 mod bench;
 mod config_check;
+mod crash;
 mod serve;

@@ -12,10 +12,9 @@ use genbot_engine::{Engine, EngineConfig};
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
 use genbot_store::{SqliteStore, Store};
-use genbot_telegram::run::WebhookSettings;
+use genbot_telegram::run::{Mode, WebhookSettings};
 use genbot_telegram::{connect_bot, Front, FrontConfig, SendLimits};
 use secrecy::SecretString;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
@@ -64,7 +63,6 @@ pub(crate) struct TestBot {
     pub(crate) front: Front,
     pub(crate) webhook_url: Option<String>,
     stop: CancellationToken,
-    _shutdown: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
 
@@ -109,17 +107,8 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
     );
     let front = Front::new(bot, engine, options.front);
     let stop = CancellationToken::new();
-    tokio::spawn(genbot_telegram::delivery::run(
-        front.clone(),
-        events,
-        stop.clone(),
-    ));
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let until_stopped = async move {
-        let _ = stopped.await;
-    };
     let mut webhook_url = None;
-    if options.webhook {
+    let mode = if options.webhook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/telegram/webhook", listener.local_addr().unwrap());
         webhook_url = Some(url.clone());
@@ -127,20 +116,17 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
             url: url.parse().unwrap(),
             secret: "test-secret".into(),
         };
-        let front = front.clone();
-        tokio::spawn(async move {
-            genbot_telegram::run::webhook(front, listener, settings, until_stopped)
-                .await
-                .unwrap();
-        });
+        Mode::Webhook { listener, settings }
     } else {
-        let front = front.clone();
-        tokio::spawn(async move {
-            genbot_telegram::run::polling(front, None, until_stopped)
-                .await
-                .unwrap();
-        });
-    }
+        Mode::Polling { http: None }
+    };
+    tokio::spawn(genbot_telegram::run::serve_bot(
+        front.clone(),
+        events,
+        mode,
+        stop.clone(),
+        Duration::from_secs(5),
+    ));
     TestBot {
         telegram,
         replicate,
@@ -148,7 +134,6 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
         front,
         webhook_url,
         stop,
-        _shutdown: shutdown,
         _dir: dir,
     }
 }
