@@ -66,7 +66,10 @@ pub(crate) async fn start_core_waiting(
 }
 
 fn store_is_remote(settings: &Settings) -> bool {
-    matches!(settings.database_url, genbot_config::DatabaseUrl::Postgres(_))
+    matches!(
+        settings.database_url,
+        genbot_config::DatabaseUrl::Postgres(_)
+    )
 }
 
 async fn start_core_on(settings: &Settings, store: Store) -> anyhow::Result<Core> {

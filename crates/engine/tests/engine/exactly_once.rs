@@ -72,7 +72,8 @@ async fn a_lost_create_that_never_reached_replicate_is_created_once_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_refunds_exactly_its_stored_charge_once() {
     let mut app = spawn_engine(TestSettings::default(), fast()).await;
-    app.mock.script([ScriptedFault::FailPrediction("NSFW".into())]);
+    app.mock
+        .script([ScriptedFault::FailPrediction("NSFW".into())]);
     app.register(1, 10).await;
     let job = app.submit(1, "refused").await.job;
     app.finished(1).await;

@@ -76,7 +76,13 @@ pub(crate) async fn spawn_engine(settings: TestSettings, mock: ReplicateMockConf
 
 /// Another engine (a second replica, with its own settings) on the same store and mock.
 pub(crate) async fn replica(app: &TestApp, settings: TestSettings) -> TestApp {
-    start_on(app.store.clone(), app.mock.clone(), app._dir.clone(), settings).await
+    start_on(
+        app.store.clone(),
+        app.mock.clone(),
+        app._dir.clone(),
+        settings,
+    )
+    .await
 }
 
 /// A new engine on an existing store and mock (a restart).

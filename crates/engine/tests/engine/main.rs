@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod helpers;
 mod exactly_once;
+mod helpers;
 mod limits;
 mod queue;
 mod replicate_faults;

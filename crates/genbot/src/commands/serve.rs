@@ -70,14 +70,9 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             http: Some(listener),
         },
     };
-    let ran = genbot_telegram::run::serve_bot(
-        front,
-        core.events,
-        mode,
-        stop,
-        settings.shutdown_grace,
-    )
-    .await;
+    let ran =
+        genbot_telegram::run::serve_bot(front, core.events, mode, stop, settings.shutdown_grace)
+            .await;
     tracing::info!("stopped");
     match ran {
         Err(e @ genbot_telegram::run::RunError::InvalidToken(_)) => {

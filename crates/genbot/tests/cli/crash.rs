@@ -90,7 +90,11 @@ async fn open(database_url: &str) -> Store {
 
 /// Every job final, each succeeded job with its own prediction, every prediction at the mock
 /// belonging to exactly one job, every balance equal to its ledger.
-async fn assert_exactly_once(store: &Store, replicate: &ReplicateMock, users: std::ops::Range<i64>) {
+async fn assert_exactly_once(
+    store: &Store,
+    replicate: &ReplicateMock,
+    users: std::ops::Range<i64>,
+) {
     let mut jobs = Vec::new();
     for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled] {
         jobs.extend(store.jobs_with_status(status, 100_000).await.unwrap());
@@ -102,7 +106,11 @@ async fn assert_exactly_once(store: &Store, replicate: &ReplicateMock, users: st
         .filter_map(|j| j.prediction_id.as_deref())
         .collect();
     let distinct: HashSet<&str> = predictions.iter().copied().collect();
-    assert_eq!(distinct.len(), predictions.len(), "a prediction shared by two jobs");
+    assert_eq!(
+        distinct.len(),
+        predictions.len(),
+        "a prediction shared by two jobs"
+    );
     let created = replicate.stats().created;
     assert_eq!(
         created,
@@ -139,8 +147,8 @@ async fn sigkill_mid_run_then_restart_runs_every_job_exactly_once() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let mut bot = Bot::new(&telegram, &replicate, &database_url)
-        .with("MAX_CONCURRENT_GENERATIONS", "20");
+    let mut bot =
+        Bot::new(&telegram, &replicate, &database_url).with("MAX_CONCURRENT_GENERATIONS", "20");
     bot.start();
     let users: Vec<_> = (0..100)
         .map(|n| telegram.user(10_000 + n, &format!("u{n}"), Some("en")))
@@ -149,9 +157,11 @@ async fn sigkill_mid_run_then_restart_runs_every_job_exactly_once() {
         user.send_text("/start");
         user.send_text(&format!("a lighthouse number {}", user.id()));
     }
-    wait_until("30 predictions at the mock", Duration::from_secs(60), || async {
-        replicate.stats().created >= 30
-    })
+    wait_until(
+        "30 predictions at the mock",
+        Duration::from_secs(60),
+        || async { replicate.stats().created >= 30 },
+    )
     .await;
     bot.kill().await;
     let store = open(&database_url).await;
@@ -162,15 +172,202 @@ async fn sigkill_mid_run_then_restart_runs_every_job_exactly_once() {
     );
     bot.start();
     let sent = telegram.stats().updates_sent;
-    wait_until("every update fetched again after the restart", Duration::from_secs(60), || async {
-        telegram.stats().updates_delivered >= sent
-    })
+    wait_until(
+        "every update fetched again after the restart",
+        Duration::from_secs(60),
+        || async { telegram.stats().updates_delivered >= sent },
+    )
     .await;
-    wait_until("every job final after the restart", Duration::from_secs(90), || async {
-        let c = store.count_jobs_by_status().await.unwrap();
-        c.queued == 0 && c.running == 0 && c.total() > 0
-    })
+    wait_until(
+        "every job final after the restart",
+        Duration::from_secs(90),
+        || async {
+            let c = store.count_jobs_by_status().await.unwrap();
+            c.queued == 0 && c.running == 0 && c.total() > 0
+        },
+    )
     .await;
     bot.kill().await;
     assert_exactly_once(&store, &replicate, 10_000..10_100).await;
+}
+
+/// A fresh PostgreSQL database for one test (dropped after), or `None` with a visible SKIPPED
+/// line when `DATABASE_URL` names no PostgreSQL server (a failure under CI).
+struct FreshDatabase {
+    admin: sqlx::postgres::PgConnectOptions,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    async fn create(test: &str) -> Option<FreshDatabase> {
+        use sqlx::Connection;
+        let base = match std::env::var("DATABASE_URL")
+            .ok()
+            .map(|u| DatabaseUrl::parse(&u))
+        {
+            Some(Ok(DatabaseUrl::Postgres(url))) => url,
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI is set but DATABASE_URL does not name a PostgreSQL server"
+                );
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED {test}: set DATABASE_URL=postgres://… to run it"
+                );
+                return None;
+            }
+        };
+        let admin: sqlx::postgres::PgConnectOptions = base.expose().parse().unwrap();
+        let name = format!("genbot_crash_{:012x}", rand::random::<u64>() >> 16);
+        let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(base.expose()).unwrap();
+        url.set_path(&format!("/{name}"));
+        Some(FreshDatabase {
+            admin,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_now(self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect_with(&self.admin).await {
+            let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+/// Two replicas on one PostgreSQL (+ Redis when `REDIS_URL` is set); A receives 200 prompts and
+/// is killed mid-run; B starts A's queued jobs at once and takes over its running ones when
+/// their leases expire. Predictions == jobs, and the mock never saw more running than the one
+/// global `MAX_CONCURRENT_GENERATIONS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
+    let Some(database) =
+        FreshDatabase::create("two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over")
+            .await
+    else {
+        return;
+    };
+    let front = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let idle = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig {
+        median_latency: Duration::from_millis(1500),
+        create_response_delay: Duration::from_millis(100),
+        ..ReplicateMockConfig::default()
+    })
+    .await
+    .unwrap();
+    let limit = 10;
+    let replica = |telegram: &TelegramMock, id: &str| {
+        let mut bot = Bot::new(telegram, &replicate, &database.url)
+            .with("REPLICA_ID", id)
+            .with("MAX_CONCURRENT_GENERATIONS", &limit.to_string());
+        if let Ok(redis) = std::env::var("REDIS_URL") {
+            bot = bot.with("REDIS_URL", &redis);
+        }
+        bot
+    };
+    let mut a = replica(&front, "replica-a");
+    let mut b = replica(&idle, "replica-b");
+    a.start();
+    // A migrates first, so both do not race to create the schema on an empty database.
+    let store = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let store = open(&database.url).await;
+            if store.count_jobs_by_status().await.is_ok() {
+                break store;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica A never created the schema"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    b.start();
+    let users: Vec<_> = (0..200)
+        .map(|n| front.user(20_000 + n, &format!("u{n}"), Some("en")))
+        .collect();
+    for user in &users {
+        user.send_text("/start");
+        user.send_text(&format!("a harbour number {}", user.id()));
+    }
+    wait_until(
+        "30 predictions at the mock",
+        Duration::from_secs(60),
+        || async { replicate.stats().created >= 30 },
+    )
+    .await;
+    a.kill().await;
+    let killed_at = Instant::now();
+    let at_kill = store.count_jobs_by_status().await.unwrap();
+    assert!(at_kill.queued > 0 && at_kill.running > 0, "{at_kill:?}");
+    // A held every global slot: its predictions still run at Replicate, so B may start queued
+    // jobs only as they end; it takes them over when their leases (3 s) expire.
+    wait_until(
+        "B takes over A's running jobs",
+        Duration::from_secs(15),
+        || async {
+            let running = store
+                .jobs_with_status(JobStatus::Running, 1_000)
+                .await
+                .unwrap();
+            running
+                .iter()
+                .all(|j| j.owner.as_deref() != Some("replica-a"))
+        },
+    )
+    .await;
+    let taken_over_after = killed_at.elapsed();
+    wait_until(
+        "B starts A's queued jobs",
+        Duration::from_secs(15),
+        || async { store.count_jobs_by_status().await.unwrap().queued < at_kill.queued },
+    )
+    .await;
+    let queued_started_after = killed_at.elapsed();
+    wait_until("every job final on B", Duration::from_secs(120), || async {
+        let c = store.count_jobs_by_status().await.unwrap();
+        c.queued == 0 && c.running == 0
+    })
+    .await;
+    b.kill().await;
+    // Lease 3 s + heartbeat 1 s, with room for a loaded machine.
+    assert!(
+        taken_over_after < Duration::from_secs(7),
+        "B took {taken_over_after:?} to take over A's running jobs (lease 3 s, heartbeat 1 s)"
+    );
+    // …and the first queued one starts when a slot frees: a prediction (median 1.5 s) later.
+    assert!(
+        queued_started_after < taken_over_after + Duration::from_secs(8),
+        "B took {queued_started_after:?} to start A's queued jobs"
+    );
+    eprintln!(
+        "two replicas: A killed with {at_kill:?}; B took its running jobs over after {taken_over_after:?} and started its queued ones after {queued_started_after:?}"
+    );
+    let max_running = replicate.stats().max_running;
+    assert!(
+        max_running <= limit,
+        "the mock saw {max_running} running at once; MAX_CONCURRENT_GENERATIONS={limit} over both replicas"
+    );
+    assert_exactly_once(&store, &replicate, 20_000..20_200).await;
+    if let Store::Postgres(pg) = &store {
+        pg.close().await;
+    }
+    database.drop_now().await;
 }
