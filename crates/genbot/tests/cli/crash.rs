@@ -371,3 +371,106 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     }
     database.drop_now().await;
 }
+
+/// Webhook mode with no traffic stops within 10 s of SIGTERM (it used to hang on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("webhook.db").display());
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let bot = Bot::new(&telegram, &replicate, &database_url);
+    let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-url",
+            &format!("http://127.0.0.1:{port}/telegram/webhook"),
+        ])
+        .env_clear()
+        .envs(bot.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_until("the webhook is set", Duration::from_secs(30), || async {
+        telegram.stats().methods.get("setwebhook").copied().unwrap_or(0) > 0
+    })
+    .await;
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    wait_until("/healthz answers", Duration::from_secs(30), || async {
+        reqwest::get(&health).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("genbot serve --webhook-url still running 10 s after SIGTERM")
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    eprintln!("webhook mode stopped {:?} after SIGTERM", signalled.elapsed());
+}
+
+/// With the Bot API unreachable, serve waits (saying what it waits for) instead of exiting,
+/// and SIGTERM still stops it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:wait-secret")
+        .env("TELEGRAM_API_URL", format!("http://127.0.0.1:{closed}"))
+        .env("REPLICATE_API_URL", replicate.url())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("w.db").display()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = child.id().expect("serve exited instead of waiting for the Bot API");
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("still running 10 s after SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(
+        stderr.contains("waiting for the Telegram Bot API"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("refused the bot"), "{stderr}");
+    assert!(!stderr.contains("wait-secret"), "token in the logs: {stderr}");
+}
