@@ -136,6 +136,14 @@ impl Target {
     /// # Errors
     /// Database failures; run it again, it is idempotent.
     pub async fn cleanup(&self) -> Result<Deleted, StoreError> {
-        self.store.delete_users_in_range(TEST_IDS).await
+        let mut deleted = self.store.delete_users_in_range(TEST_IDS).await?;
+        // Re-check the range: a write still in flight when the run stopped may have landed
+        // after the delete.
+        if self.store.count_users_in_range(TEST_IDS).await? > 0 {
+            let again = self.store.delete_users_in_range(TEST_IDS).await?;
+            deleted.users += again.users;
+            deleted.jobs += again.jobs;
+        }
+        Ok(deleted)
     }
 }

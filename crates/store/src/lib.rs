@@ -327,12 +327,22 @@ impl Store {
         dispatch!(self.credit_audit(ids))
     }
 
+    /// Persists a job that can never run: status `canceled`, nothing charged. Load tests
+    /// (the readiness suite's DB write test) measure inserts with it on a production database
+    /// without leaving anything an engine would start.
+    ///
+    /// # Errors
+    /// As [`Store::create_job`].
+    pub async fn create_inert_job(&self, new: NewJob) -> Result<Job, StoreError> {
+        dispatch!(self.insert_job(new, JobStatus::Canceled))
+    }
+
     /// Persists a new job in status `queued`.
     ///
     /// # Errors
     /// [`StoreError::UserNotFound`] when the user is not registered, or database failures.
     pub async fn create_job(&self, new: NewJob) -> Result<Job, StoreError> {
-        dispatch!(self.create_job(new))
+        dispatch!(self.insert_job(new, JobStatus::Queued))
     }
 
     /// The job with this id.

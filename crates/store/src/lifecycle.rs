@@ -27,7 +27,7 @@ pub struct Submission {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubmitOutcome {
     /// Queued and charged; `position` is its 1-based place in the fair order when accepted.
-    Queued { job: Job, position: u64 },
+    Queued { job: Box<Job>, position: u64 },
     /// `queue_max` jobs already wait.
     QueueFull { max: u32 },
     /// The user used the day's quota.
@@ -53,7 +53,7 @@ pub struct ClaimSpec<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// This job is now `running`, owned by the claimant under a fresh lease.
-    Claimed(Job),
+    Claimed(Box<Job>),
     /// `max_running` jobs run already (on any replica).
     AtCapacity,
     /// Nothing queued, or every user with queued jobs is at the per-user limit.

@@ -272,12 +272,16 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn create_job(&self, new: NewJob) -> Result<Job, StoreError> {
+    pub(crate) async fn insert_job(
+        &self,
+        new: NewJob,
+        status: JobStatus,
+    ) -> Result<Job, StoreError> {
         let mut conn = self.connection().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO generation_jobs
                 (user_id, model, prompt, params, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'queued', $5, $5)
+             VALUES ($1, $2, $3, $4, $6, $5, $5)
              RETURNING ",
             job_columns!()
         ))
@@ -286,6 +290,7 @@ impl PgStore {
         .bind(&new.prompt)
         .bind(sqlx::types::Json(&new.params))
         .bind(Utc::now())
+        .bind(status.as_str())
         .fetch_one(&mut *conn)
         .await;
         match inserted {

@@ -229,14 +229,18 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn create_job(&self, new: NewJob) -> Result<Job, StoreError> {
+    pub(crate) async fn insert_job(
+        &self,
+        new: NewJob,
+        status: JobStatus,
+    ) -> Result<Job, StoreError> {
         self.writer
             .run(move |conn| {
                 let now = millis(Utc::now());
                 let sql = concat!(
                     "INSERT INTO generation_jobs
                         (user_id, model, prompt, params, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)
+                     VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5)
                      RETURNING ",
                     job_columns!()
                 );
@@ -247,7 +251,8 @@ impl SqliteStore {
                     new.model,
                     new.prompt,
                     params_json,
-                    now
+                    now,
+                    status.as_str()
                 ])?;
                 match rows.next() {
                     Ok(Some(row)) => rows::job(row),

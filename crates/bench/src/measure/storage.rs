@@ -79,8 +79,10 @@ pub async fn db_write(
         let store = inserter.clone();
         let id = spread(&ids, worker, n);
         async move {
+            // Inert (canceled, uncharged): a production engine on this database must never
+            // run a test job, even one left by a killed suite.
             store
-                .create_job(NewJob {
+                .create_inert_job(NewJob {
                     user_id: UserId(id),
                     model: "flux-schnell".into(),
                     prompt: "benchmark prompt".into(),

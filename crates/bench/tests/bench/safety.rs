@@ -56,6 +56,15 @@ async fn users_below_the_test_range_are_untouched_and_no_test_user_remains() {
     db_read(&target.store, ids.clone(), 4, Duration::from_millis(200)).await;
     db_write(&target.store, ids.clone(), 4, Duration::from_millis(200)).await;
     cache_read_through(&target.users, ids, 1.1, 4, Duration::from_millis(200)).await;
+    // Nothing the test wrote can be started by an engine, even before the cleanup.
+    let test_jobs_runnable = store
+        .jobs_with_status(JobStatus::Queued, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|j| j.user_id.0 >= TEST_IDS.start)
+        .count();
+    assert_eq!(test_jobs_runnable, 0, "the DB write test left queued jobs");
     target.cleanup().await.unwrap();
 
     for user in before {

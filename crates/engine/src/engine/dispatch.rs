@@ -62,7 +62,7 @@ impl Engine {
                         Ordering::Relaxed,
                         |n| n.checked_sub(1),
                     );
-                    self.spawn_job(job);
+                    self.spawn_job(*job);
                     continue;
                 }
                 Ok(Claim::AtCapacity) => {

@@ -404,7 +404,13 @@ async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
         .spawn()
         .unwrap();
     wait_until("the webhook is set", Duration::from_secs(30), || async {
-        telegram.stats().methods.get("setwebhook").copied().unwrap_or(0) > 0
+        telegram
+            .stats()
+            .methods
+            .get("setwebhook")
+            .copied()
+            .unwrap_or(0)
+            > 0
     })
     .await;
     let health = format!("http://127.0.0.1:{port}/healthz");
@@ -424,7 +430,10 @@ async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
         .expect("genbot serve --webhook-url still running 10 s after SIGTERM")
         .unwrap();
     assert!(out.status.success(), "{:?}", out.status);
-    eprintln!("webhook mode stopped {:?} after SIGTERM", signalled.elapsed());
+    eprintln!(
+        "webhook mode stopped {:?} after SIGTERM",
+        signalled.elapsed()
+    );
 }
 
 /// With the Bot API unreachable, serve waits (saying what it waits for) instead of exiting,
@@ -455,7 +464,9 @@ async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pid = child.id().expect("serve exited instead of waiting for the Bot API");
+    let pid = child
+        .id()
+        .expect("serve exited instead of waiting for the Bot API");
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -472,5 +483,8 @@ async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
         "{stderr}"
     );
     assert!(!stderr.contains("refused the bot"), "{stderr}");
-    assert!(!stderr.contains("wait-secret"), "token in the logs: {stderr}");
+    assert!(
+        !stderr.contains("wait-secret"),
+        "token in the logs: {stderr}"
+    );
 }

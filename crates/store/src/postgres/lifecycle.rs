@@ -119,7 +119,7 @@ impl PgStore {
         .try_get(0)?;
         tx.commit().await?;
         Ok(SubmitOutcome::Queued {
-            job,
+            job: Box::new(job),
             position: (1 + ahead_own + ahead_others).max(1) as u64,
         })
     }
@@ -177,7 +177,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Claim::Claimed(claimed))
+        Ok(Claim::Claimed(Box::new(claimed)))
     }
 
     pub(crate) async fn record_intent(

@@ -342,7 +342,7 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
         )?
         .query_row(params![user.0, ahead_own + 1], |r| r.get(0))?;
     Ok(SubmitOutcome::Queued {
-        job,
+        job: Box::new(job),
         position: (1 + ahead_own + ahead_others).max(1) as u64,
     })
 }
@@ -405,7 +405,7 @@ fn claim(
          WHERE id = ?1",
     )?
     .execute([claimed.user_id.0])?;
-    Ok(Claim::Claimed(claimed))
+    Ok(Claim::Claimed(Box::new(claimed)))
 }
 
 fn finish(

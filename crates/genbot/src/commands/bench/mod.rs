@@ -101,8 +101,9 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         },
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    // From here on test users may exist: Ctrl-C must not kill the process before they go.
-    let interrupted = tokio::signal::ctrl_c();
+    // From here on test users may exist: Ctrl-C or SIGTERM must not kill the process before
+    // they go.
+    let interrupted = crate::commands::mock::shutdown_signal();
     tokio::pin!(interrupted);
     let seeded = tokio::select! {
         seeded = target.seed_users(seed_count) => seeded,
@@ -193,7 +194,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// After Ctrl-C: removes the test users and says so; the exit code is the shell's for SIGINT.
+/// After Ctrl-C or SIGTERM: removes the test users and says so; the exit code is the shell's for SIGINT.
 async fn stop_interrupted(target: &Target) -> ExitCode {
     let cleaned = target.cleanup().await;
     eprintln!(
