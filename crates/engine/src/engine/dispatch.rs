@@ -101,14 +101,14 @@ impl Engine {
             .or_default() += 1;
         inner.tasks.spawn(async move {
             let inner = &engine.inner;
-            inner.counters.started();
+            let mut in_flight = InFlight::start(&inner.counters);
             let (id, user) = (job.id, job.user_id);
             tokio::select! {
                 biased;
                 () = inner.shutdown.cancelled() => {}
-                () = engine.run_job(job) => {}
+                () = engine.run_job(job, &mut in_flight) => {}
             }
-            inner.counters.stopped();
+            in_flight.end();
             inner.running.lock().remove(&id);
             {
                 let mut per_user = inner.running_per_user.lock();
@@ -124,8 +124,12 @@ impl Engine {
     }
 
     #[tracing::instrument(skip_all, fields(job_id = job.id.0, user_id = job.user_id.0))]
-    async fn run_job(&self, job: Job) {
-        let (outcome, reason) = match self.generate(&job).await {
+    async fn run_job(&self, job: Job, in_flight: &mut InFlight<'_>) {
+        let generated = self.generate(&job).await;
+        // The generation is over: once the outcome commits, the claim may start another job,
+        // so this one stops counting as in flight first.
+        in_flight.end();
+        let (outcome, reason) = match generated {
             Ok(url) => (JobOutcome::Succeeded { result_url: url }, None),
             Err(Stop::Failed(reason)) => {
                 tracing::info!(reason = %reason, "generation failed");
@@ -203,5 +207,34 @@ impl Engine {
             }
             pause = (pause * 2).min(PERSIST_PAUSE_MAX);
         }
+    }
+}
+
+/// Counts a job task as in flight from its start until [`InFlight::end`] (or drop), once.
+struct InFlight<'a> {
+    counters: &'a Counters,
+    ended: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(counters: &'a Counters) -> Self {
+        counters.started();
+        InFlight {
+            counters,
+            ended: false,
+        }
+    }
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.counters.stopped();
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.end();
     }
 }
