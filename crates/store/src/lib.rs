@@ -3,12 +3,14 @@
 //! One API ([`Store`]) over two backends:
 //! - [`SqliteStore`] (`sqlite://PATH`), the embedded default: pooled read-only connections and
 //!   one writer thread with group commit;
-//! - [`PgStore`] (`postgres://…`), for several replicas: a sqlx pool, `FOR UPDATE SKIP LOCKED`
-//!   claims.
+//! - [`PgStore`] (`postgres://…`), for several replicas: a sqlx pool; claims and acceptances
+//!   serialize on advisory transaction locks, take-overs use `FOR UPDATE SKIP LOCKED`.
 //!
 //! Both create their schema on connect (versioned migrations) and keep the same invariants:
-//! the daily generation quota is checked and consumed in one statement, a job is claimed by
-//! exactly one worker, credits never go below zero.
+//! a job is accepted together with its charge (quota, credits, `QUEUE_MAX_LENGTH`) and ended
+//! together with its exact refund; a running job has one owner under a lease and every write of
+//! an owner is fenced on it; the global limits are counted over every replica in the claim's
+//! transaction; credits never go below zero. The guarded life of a job is in `lifecycle`.
 //!
 //! This crate owns SQL and nothing else: no caching (see `genbot-cache`), no business rules
 //! beyond those invariants (see `genbot-engine`).

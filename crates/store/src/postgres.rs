@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, for deployments with several replicas or a managed database.
 //!
-//! Same operations as the SQLite backend. Concurrency comes from the server: claims use
-//! `FOR UPDATE SKIP LOCKED`, so workers on any number of replicas never get the same job.
+//! Same operations as the SQLite backend. Concurrency comes from the server: claims and
+//! acceptances serialize on advisory transaction locks (so the global counts are exact over any
+//! number of replicas) and take-overs use `FOR UPDATE SKIP LOCKED`.
 
 mod lifecycle;
 mod schema;
