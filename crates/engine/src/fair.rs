@@ -13,19 +13,19 @@ use genbot_store::{JobId, QueuedJob, UserId};
 /// (`queued` oldest first, as [`genbot_store::Store::queued_jobs`] returns it).
 pub(crate) fn positions(queued: &[QueuedJob]) -> HashMap<JobId, usize> {
     let mut per_user: HashMap<UserId, (i64, VecDeque<JobId>)> = HashMap::new();
-    let mut users: Vec<(i64, JobId, UserId)> = Vec::new();
+    let mut users: Vec<(i64, UserId)> = Vec::new();
     for job in queued {
         let entry = per_user.entry(job.user).or_insert_with(|| {
-            users.push((job.turn, job.id, job.user));
+            users.push((job.turn, job.user));
             (job.turn, VecDeque::new())
         });
         entry.1.push_back(job.id);
     }
-    // The store serves the user with the lowest turn first, ties by their oldest job.
+    // The store serves the user with the lowest turn first, ties by user id.
     users.sort_unstable();
     let mut rings: Vec<VecDeque<JobId>> = users
         .into_iter()
-        .filter_map(|(_, _, user)| per_user.remove(&user).map(|(_, jobs)| jobs))
+        .filter_map(|(_, user)| per_user.remove(&user).map(|(_, jobs)| jobs))
         .collect();
     let mut positions = HashMap::with_capacity(queued.len());
     while !rings.is_empty() {

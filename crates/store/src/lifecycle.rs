@@ -103,3 +103,32 @@ pub struct CreditAudit {
 pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30))
 }
+
+/// A new job's 1-based place in the round-robin, from counts alone: `ahead_own` of the user's
+/// jobs were queued before it, `queued` jobs wait in all (this one included) from
+/// `queued_users` users (this user included). Every other user gets at most `ahead_own + 1`
+/// turns before this job's, and has at most their queued jobs: the estimate assumes the other
+/// jobs spread evenly, and is exact when every other user has one job or more than
+/// `ahead_own`. Position messages are corrected from the queue itself within seconds.
+pub(crate) fn fair_position(ahead_own: i64, queued: i64, queued_users: i64) -> u64 {
+    let ahead_own = ahead_own.max(0);
+    let others_jobs = (queued - ahead_own - 1).max(0);
+    let others_users = (queued_users - 1).max(0);
+    let others_ahead = others_jobs.min(others_users.saturating_mul(ahead_own + 1));
+    (1 + ahead_own + others_ahead) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_position;
+
+    #[test]
+    fn positions_follow_the_round_robin() {
+        // A has 19 queued before its 20th; B then C arrive with one each.
+        assert_eq!(fair_position(0, 20, 2), 2, "B behind A's head");
+        assert_eq!(fair_position(0, 21, 3), 3, "C behind A's and B's heads");
+        // A's 21st job: one turn each for B and C per round, 20 of A's own ahead.
+        assert_eq!(fair_position(20, 23, 3), 23);
+        assert_eq!(fair_position(0, 1, 1), 1, "alone");
+    }
+}

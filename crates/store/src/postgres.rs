@@ -417,9 +417,11 @@ impl PgStore {
 
     pub(crate) async fn count_jobs_by_status(&self) -> Result<JobCounts, StoreError> {
         let mut conn = self.connection().await?;
-        let rows = sqlx::query("SELECT status, count(*) FROM generation_jobs GROUP BY status")
-            .fetch_all(&mut *conn)
-            .await?;
+        // Kept by triggers in the same transactions as the jobs: no scan.
+        let rows =
+            sqlx::query("SELECT name, n FROM genbot_job_counts WHERE name <> 'queued_users'")
+                .fetch_all(&mut *conn)
+                .await?;
         let mut counts = JobCounts::default();
         for row in rows {
             let status: String = row.try_get(0)?;

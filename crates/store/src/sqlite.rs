@@ -378,8 +378,9 @@ impl SqliteStore {
     pub(crate) async fn count_jobs_by_status(&self) -> Result<JobCounts, StoreError> {
         self.readers
             .with(|conn| {
+                // Kept by triggers in the same transactions as the jobs: no scan.
                 let mut stmt = conn.prepare_cached(
-                    "SELECT status, count(*) FROM generation_jobs GROUP BY status",
+                    "SELECT name, n FROM genbot_job_counts WHERE name <> 'queued_users'",
                 )?;
                 let mut rows = stmt.query([])?;
                 let mut counts = JobCounts::default();

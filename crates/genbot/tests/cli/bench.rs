@@ -364,7 +364,7 @@ fn live_replicate_sends_a_bounded_sample_to_the_configured_api() {
 /// test): the run stops with 130, no test user remains, the real users are unchanged.
 #[cfg(unix)]
 #[test]
-fn ctrl_c_removes_the_test_users() {
+fn ctrl_c_or_sigterm_removes_the_test_users() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("prod.db");
     let url = DatabaseUrl::Sqlite { path: db.clone() };
@@ -384,8 +384,9 @@ fn ctrl_c_removes_the_test_users() {
             .unwrap()
     };
 
-    // Full (not quick) run: 50,000 test users, 30 s per measurement, so it is interrupted.
-    for interrupt_when_seeded in [1, 50_000] {
+    // Full (not quick) run: 50,000 test users, 30 s per measurement, so it is interrupted:
+    // by Ctrl-C while seeding, by an orchestrator's SIGTERM mid-test.
+    for (interrupt_when_seeded, signal) in [(1, "-INT"), (50_000, "-TERM")] {
         let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
             .args([
                 "bench",
@@ -412,7 +413,7 @@ fn ctrl_c_removes_the_test_users() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let killed = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
@@ -423,7 +424,7 @@ fn ctrl_c_removes_the_test_users() {
             stderr.contains("interrupted; test users removed"),
             "{stderr}"
         );
-        assert_eq!(test_users(), 0, "test users left after Ctrl-C: {stderr}");
+        assert_eq!(test_users(), 0, "test users left after {signal}: {stderr}");
         assert_eq!(
             runtime.block_on(store.get_user(UserId(999_999))).unwrap(),
             Some(real.clone())

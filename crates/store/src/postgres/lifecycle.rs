@@ -10,7 +10,8 @@ use sqlx::{Connection, Row};
 use super::{job, PgStore};
 use crate::columns::job_columns;
 use crate::lifecycle::{
-    Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
+    fair_position, Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission,
+    SubmitOutcome,
 };
 use crate::{Job, JobId, JobStatus, StoreError, UserId};
 
@@ -25,6 +26,17 @@ fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// One of the trigger-kept counts (`genbot_job_counts`).
+async fn count(conn: &mut sqlx::PgConnection, name: &str) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query("SELECT n FROM genbot_job_counts WHERE name = $1")
+            .bind(name)
+            .fetch_one(conn)
+            .await?
+            .try_get(0)?,
+    )
+}
+
 impl PgStore {
     pub(crate) async fn submit_job(&self, s: Submission) -> Result<SubmitOutcome, StoreError> {
         let mut conn = self.connection().await?;
@@ -33,32 +45,28 @@ impl PgStore {
             .bind(SUBMIT_LOCK)
             .execute(&mut *tx)
             .await?;
-        let queued: i64 =
-            sqlx::query("SELECT count(*) FROM generation_jobs WHERE status = 'queued'")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-        if queued >= i64::from(s.queue_max) {
+        if count(&mut tx, "queued").await? >= i64::from(s.queue_max) {
             return Ok(SubmitOutcome::QueueFull { max: s.queue_max });
         }
         let now = Utc::now();
-        let charged = sqlx::query(
+        // Charging returns the user's queued jobs before this one (its own place in the line).
+        let ahead_own = sqlx::query(
             "UPDATE users SET
                 daily_count = CASE WHEN daily_reset_date = $2 THEN daily_count + 1 ELSE 1 END,
                 daily_reset_date = $2,
                 credits = credits - $4,
                 updated_at = $5
-             WHERE id = $1 AND (daily_reset_date <> $2 OR daily_count < $3) AND credits >= $4",
+             WHERE id = $1 AND (daily_reset_date <> $2 OR daily_count < $3) AND credits >= $4
+             RETURNING queued_jobs",
         )
         .bind(s.job.user_id.0)
         .bind(s.quota_day)
         .bind(s.daily_limit as i32)
         .bind(s.cost)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if charged == 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(ahead_own) = ahead_own else {
             let row = sqlx::query(
                 "SELECT credits, daily_count, daily_reset_date FROM users WHERE id = $1",
             )
@@ -79,7 +87,8 @@ impl PgStore {
                     cost: s.cost,
                 }
             });
-        }
+        };
+        let ahead_own: i32 = ahead_own.try_get(0)?;
         let row = sqlx::query(concat!(
             "INSERT INTO generation_jobs
                 (user_id, model, prompt, params, status, created_at, updated_at,
@@ -98,29 +107,15 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let job = job(&row)?;
-        let ahead_own: i64 = sqlx::query(
-            "SELECT count(*) FROM generation_jobs
-             WHERE user_id = $1 AND status = 'queued' AND id < $2",
-        )
-        .bind(job.user_id.0)
-        .bind(job.id.0)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        let ahead_others: i64 = sqlx::query(
-            "SELECT coalesce(sum(LEAST(c, $2)), 0)::BIGINT FROM (
-                SELECT count(*) AS c FROM generation_jobs
-                WHERE status = 'queued' AND user_id <> $1 GROUP BY user_id) per_user",
-        )
-        .bind(job.user_id.0)
-        .bind(ahead_own + 1)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
+        let position = fair_position(
+            i64::from(ahead_own),
+            count(&mut tx, "queued").await?,
+            count(&mut tx, "queued_users").await?,
+        );
         tx.commit().await?;
         Ok(SubmitOutcome::Queued {
             job: Box::new(job),
-            position: (1 + ahead_own + ahead_others).max(1) as u64,
+            position,
         })
     }
 
@@ -131,31 +126,29 @@ impl PgStore {
             .bind(CLAIM_LOCK)
             .execute(&mut *tx)
             .await?;
-        let running: i64 =
-            sqlx::query("SELECT count(*) FROM generation_jobs WHERE status = 'running'")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-        if running >= i64::from(spec.max_running) {
+        if count(&mut tx, "running").await? >= i64::from(spec.max_running) {
             return Ok(Claim::AtCapacity);
         }
+        // The least recently served user with a queued job and room under the per-user limit,
+        // then that user's oldest queued job: two index walks, whatever the queue's length.
         let next = sqlx::query(
-            "SELECT head.id FROM (
-                SELECT DISTINCT ON (user_id) user_id, id FROM generation_jobs
-                WHERE status = 'queued' ORDER BY user_id, id) head
-             JOIN users u ON u.id = head.user_id
-             WHERE (SELECT count(*) FROM generation_jobs r
-                    WHERE r.user_id = head.user_id AND r.status = 'running') < $1
-             ORDER BY u.queue_turn, head.id
+            "SELECT (SELECT j.id FROM generation_jobs j
+                     WHERE j.user_id = u.id AND j.status = 'queued' ORDER BY j.id LIMIT 1)
+             FROM users u
+             WHERE u.queued_jobs > 0 AND u.running_jobs < $1
+             ORDER BY u.queue_turn, u.id
              LIMIT 1",
         )
-        .bind(i64::from(spec.per_user))
+        .bind(spec.per_user as i32)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(next) = next else {
+        let Some(id) = next
+            .map(|row| row.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten()
+        else {
             return Ok(Claim::Idle);
         };
-        let id: i64 = next.try_get(0)?;
         let row = sqlx::query(concat!(
             "UPDATE generation_jobs SET
                 status = 'running', attempts = attempts + 1, started_at = $2, updated_at = $2,

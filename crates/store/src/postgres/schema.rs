@@ -71,6 +71,63 @@ CREATE SEQUENCE genbot_queue_turn;
 -- The fair claim reads each user's oldest queued job.
 CREATE INDEX generation_jobs_queued_user ON generation_jobs (user_id, id) WHERE status = 'queued';
 "#,
+    // v3: the counts the claim and the acceptance check, kept by triggers in the same transaction
+    // as the rows they count, so both are O(1) instead of a scan of the queue.
+    r#"
+ALTER TABLE users
+    ADD COLUMN queued_jobs  INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN running_jobs INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET
+    queued_jobs  = (SELECT count(*) FROM generation_jobs j WHERE j.user_id = users.id AND j.status = 'queued'),
+    running_jobs = (SELECT count(*) FROM generation_jobs j WHERE j.user_id = users.id AND j.status = 'running');
+
+-- One row per job status, plus `queued_users`: users with at least one queued job.
+CREATE TABLE genbot_job_counts (name TEXT PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO genbot_job_counts (name, n)
+    SELECT s.name, (SELECT count(*) FROM generation_jobs j WHERE j.status = s.name)
+    FROM (VALUES ('queued'), ('running'), ('succeeded'), ('failed'), ('canceled')) AS s(name);
+INSERT INTO genbot_job_counts (name, n)
+    SELECT 'queued_users', count(*) FROM users WHERE queued_jobs > 0;
+
+CREATE FUNCTION genbot_count_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        UPDATE users SET queued_jobs  = queued_jobs  - (OLD.status = 'queued')::int,
+                         running_jobs = running_jobs - (OLD.status = 'running')::int
+        WHERE id = OLD.user_id;
+        UPDATE genbot_job_counts SET n = n - 1 WHERE name = OLD.status;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        UPDATE users SET queued_jobs  = queued_jobs  + (NEW.status = 'queued')::int,
+                         running_jobs = running_jobs + (NEW.status = 'running')::int
+        WHERE id = NEW.user_id;
+        UPDATE genbot_job_counts SET n = n + 1 WHERE name = NEW.status;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER generation_jobs_counted AFTER INSERT OR DELETE ON generation_jobs
+    FOR EACH ROW EXECUTE FUNCTION genbot_count_jobs();
+CREATE TRIGGER generation_jobs_counted_update AFTER UPDATE OF status ON generation_jobs
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION genbot_count_jobs();
+
+CREATE FUNCTION genbot_count_queued_users() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF OLD.queued_jobs > 0 THEN
+            UPDATE genbot_job_counts SET n = n - 1 WHERE name = 'queued_users';
+        END IF;
+    ELSIF (OLD.queued_jobs > 0) <> (NEW.queued_jobs > 0) THEN
+        UPDATE genbot_job_counts SET n = n + CASE WHEN NEW.queued_jobs > 0 THEN 1 ELSE -1 END
+        WHERE name = 'queued_users';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER users_queued_counted AFTER UPDATE OF queued_jobs OR DELETE ON users
+    FOR EACH ROW EXECUTE FUNCTION genbot_count_queued_users();
+
+-- The claim walks users with queued jobs in turn order.
+CREATE INDEX users_waiting_turn ON users (queue_turn, id) WHERE queued_jobs > 0;
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

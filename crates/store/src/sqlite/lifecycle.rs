@@ -12,8 +12,8 @@ use super::rows::{self, date_text, millis};
 use super::{select_job, SqliteStore};
 use crate::columns::job_columns;
 use crate::lifecycle::{
-    lease_end, Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission,
-    SubmitOutcome,
+    fair_position, lease_end, Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob,
+    Submission, SubmitOutcome,
 };
 use crate::{Job, JobId, JobStatus, StoreError, UserId};
 
@@ -265,27 +265,35 @@ impl SqliteStore {
     }
 }
 
+fn count(conn: &Connection, name: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT n FROM genbot_job_counts WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?)
+}
+
 fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError> {
-    let queued: i64 = conn
-        .prepare_cached("SELECT count(*) FROM generation_jobs WHERE status = 'queued'")?
-        .query_row([], |r| r.get(0))?;
-    if queued >= i64::from(s.queue_max) {
+    if count(conn, "queued")? >= i64::from(s.queue_max) {
         return Ok(SubmitOutcome::QueueFull { max: s.queue_max });
     }
     let user = s.job.user_id;
     let day = date_text(s.quota_day);
     let now = millis(Utc::now());
-    let charged = conn
+    // Charging returns the user's queued jobs before this one (its own place in the line).
+    let ahead_own: Option<i64> = conn
         .prepare_cached(
             "UPDATE users SET
                 daily_count = CASE WHEN daily_reset_date = ?2 THEN daily_count + 1 ELSE 1 END,
                 daily_reset_date = ?2,
                 credits = credits - ?4,
                 updated_at = ?5
-             WHERE id = ?1 AND (daily_reset_date <> ?2 OR daily_count < ?3) AND credits >= ?4",
+             WHERE id = ?1 AND (daily_reset_date <> ?2 OR daily_count < ?3) AND credits >= ?4
+             RETURNING queued_jobs",
         )?
-        .execute(params![user.0, day, s.daily_limit, s.cost, now])?;
-    if charged == 0 {
+        .query_row(params![user.0, day, s.daily_limit, s.cost, now], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(ahead_own) = ahead_own else {
         let found: Option<(i64, u32, String)> = conn
             .prepare_cached(
                 "SELECT credits, daily_count, daily_reset_date FROM users WHERE id = ?1",
@@ -303,7 +311,7 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
                 cost: s.cost,
             }
         });
-    }
+    };
     let sql = concat!(
         "INSERT INTO generation_jobs
             (user_id, model, prompt, params, status, created_at, updated_at, charged_credits,
@@ -328,22 +336,14 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
             None => return Err(StoreError::UserNotFound(user)),
         }
     };
-    let ahead_own: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM generation_jobs
-             WHERE user_id = ?1 AND status = 'queued' AND id < ?2",
-        )?
-        .query_row(params![user.0, job.id.0], |r| r.get(0))?;
-    let ahead_others: i64 = conn
-        .prepare_cached(
-            "SELECT coalesce(sum(min(c, ?2)), 0) FROM (
-                SELECT count(*) AS c FROM generation_jobs
-                WHERE status = 'queued' AND user_id <> ?1 GROUP BY user_id)",
-        )?
-        .query_row(params![user.0, ahead_own + 1], |r| r.get(0))?;
+    let position = fair_position(
+        ahead_own,
+        count(conn, "queued")?,
+        count(conn, "queued_users")?,
+    );
     Ok(SubmitOutcome::Queued {
         job: Box::new(job),
-        position: (1 + ahead_own + ahead_others).max(1) as u64,
+        position,
     })
 }
 
@@ -354,25 +354,23 @@ fn claim(
     max_running: u32,
     per_user: u32,
 ) -> Result<Claim, StoreError> {
-    let running: i64 = conn
-        .prepare_cached("SELECT count(*) FROM generation_jobs WHERE status = 'running'")?
-        .query_row([], |r| r.get(0))?;
-    if running >= i64::from(max_running) {
+    if count(conn, "running")? >= i64::from(max_running) {
         return Ok(Claim::AtCapacity);
     }
+    // The least recently served user with a queued job and room under the per-user limit,
+    // then that user's oldest queued job: two index walks, whatever the queue's length.
     let next: Option<i64> = conn
         .prepare_cached(
-            "SELECT head.id FROM (
-                SELECT user_id, min(id) AS id FROM generation_jobs
-                WHERE status = 'queued' GROUP BY user_id) head
-             JOIN users u ON u.id = head.user_id
-             WHERE (SELECT count(*) FROM generation_jobs r
-                    WHERE r.user_id = head.user_id AND r.status = 'running') < ?1
-             ORDER BY u.queue_turn, head.id
+            "SELECT (SELECT j.id FROM generation_jobs j
+                     WHERE j.user_id = u.id AND j.status = 'queued' ORDER BY j.id LIMIT 1)
+             FROM users u
+             WHERE u.queued_jobs > 0 AND u.running_jobs < ?1
+             ORDER BY u.queue_turn, u.id
              LIMIT 1",
         )?
         .query_row([per_user], |r| r.get(0))
-        .optional()?;
+        .optional()?
+        .flatten();
     let Some(id) = next else {
         return Ok(Claim::Idle);
     };

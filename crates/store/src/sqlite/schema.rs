@@ -68,6 +68,57 @@ INSERT INTO genbot_counters (name, value) VALUES ('queue_turn', 0);
 
 CREATE INDEX generation_jobs_queued_user ON generation_jobs (user_id, id) WHERE status = 'queued';
 "#,
+    // v3: the counts the claim and the acceptance check, kept by triggers in the same transaction
+    // as the rows they count, so both are O(1) instead of a scan of the queue.
+    r#"
+ALTER TABLE users ADD COLUMN queued_jobs  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN running_jobs INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET
+    queued_jobs  = (SELECT count(*) FROM generation_jobs j WHERE j.user_id = users.id AND j.status = 'queued'),
+    running_jobs = (SELECT count(*) FROM generation_jobs j WHERE j.user_id = users.id AND j.status = 'running');
+
+-- One row per job status, plus `queued_users`: users with at least one queued job.
+CREATE TABLE genbot_job_counts (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+INSERT INTO genbot_job_counts (name, n)
+    SELECT s.name, (SELECT count(*) FROM generation_jobs j WHERE j.status = s.name)
+    FROM (SELECT 'queued' AS name UNION ALL SELECT 'running' UNION ALL SELECT 'succeeded'
+          UNION ALL SELECT 'failed' UNION ALL SELECT 'canceled') s;
+INSERT INTO genbot_job_counts (name, n)
+    SELECT 'queued_users', count(*) FROM users WHERE queued_jobs > 0;
+
+CREATE TRIGGER generation_jobs_counted_insert AFTER INSERT ON generation_jobs BEGIN
+    UPDATE users SET queued_jobs  = queued_jobs  + (NEW.status = 'queued'),
+                     running_jobs = running_jobs + (NEW.status = 'running')
+    WHERE id = NEW.user_id;
+    UPDATE genbot_job_counts SET n = n + 1 WHERE name = NEW.status;
+END;
+CREATE TRIGGER generation_jobs_counted_update AFTER UPDATE OF status ON generation_jobs
+WHEN OLD.status <> NEW.status BEGIN
+    UPDATE users SET
+        queued_jobs  = queued_jobs  - (OLD.status = 'queued')  + (NEW.status = 'queued'),
+        running_jobs = running_jobs - (OLD.status = 'running') + (NEW.status = 'running')
+    WHERE id = NEW.user_id;
+    UPDATE genbot_job_counts SET n = n - 1 WHERE name = OLD.status;
+    UPDATE genbot_job_counts SET n = n + 1 WHERE name = NEW.status;
+END;
+CREATE TRIGGER generation_jobs_counted_delete AFTER DELETE ON generation_jobs BEGIN
+    UPDATE users SET queued_jobs  = queued_jobs  - (OLD.status = 'queued'),
+                     running_jobs = running_jobs - (OLD.status = 'running')
+    WHERE id = OLD.user_id;
+    UPDATE genbot_job_counts SET n = n - 1 WHERE name = OLD.status;
+END;
+CREATE TRIGGER users_queued_counted AFTER UPDATE OF queued_jobs ON users
+WHEN (OLD.queued_jobs > 0) <> (NEW.queued_jobs > 0) BEGIN
+    UPDATE genbot_job_counts SET n = n + (CASE WHEN NEW.queued_jobs > 0 THEN 1 ELSE -1 END)
+    WHERE name = 'queued_users';
+END;
+CREATE TRIGGER users_queued_uncounted AFTER DELETE ON users WHEN OLD.queued_jobs > 0 BEGIN
+    UPDATE genbot_job_counts SET n = n - 1 WHERE name = 'queued_users';
+END;
+
+-- The claim walks users with queued jobs in turn order.
+CREATE INDEX users_waiting_turn ON users (queue_turn, id) WHERE queued_jobs > 0;
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -1,0 +1,174 @@
+use std::time::Duration;
+
+use chrono::Utc;
+use genbot_store::{
+    Claim, ClaimSpec, JobCounts, JobOutcome, JobStatus, NewJob, NewUser, Store, StoreError,
+    Submission, SubmitOutcome, UserId,
+};
+
+use crate::helpers::on_both_backends;
+
+on_both_backends!(
+    submit_charges_claim_fences_finish_refunds_and_counts_stay_exact,
+    claims_keep_the_global_and_per_user_limits_and_take_turns,
+);
+
+fn submission(user: i64, cost: i64) -> Submission {
+    Submission {
+        job: NewJob {
+            user_id: UserId(user),
+            model: "flux-schnell".into(),
+            prompt: format!("prompt of {user}"),
+            params: serde_json::json!({}),
+        },
+        cost,
+        quota_day: Utc::now().date_naive(),
+        daily_limit: 100,
+        queue_max: 5,
+    }
+}
+
+async fn register(store: &Store, id: i64, credits: i64) {
+    store
+        .upsert_user(NewUser {
+            id: UserId(id),
+            username: None,
+            language: None,
+            initial_credits: credits,
+        })
+        .await
+        .unwrap();
+}
+
+/// The trigger-kept counts against a count of the rows themselves.
+async fn assert_counts_exact(store: &Store) {
+    let mut actual = JobCounts::default();
+    for status in JobStatus::ALL {
+        let n = store.jobs_with_status(status, 100_000).await.unwrap().len() as u64;
+        match status {
+            JobStatus::Queued => actual.queued = n,
+            JobStatus::Running => actual.running = n,
+            JobStatus::Succeeded => actual.succeeded = n,
+            JobStatus::Failed => actual.failed = n,
+            JobStatus::Canceled => actual.canceled = n,
+        }
+    }
+    assert_eq!(store.count_jobs_by_status().await.unwrap(), actual);
+}
+
+fn spec<'a>(owner: &'a str, max_running: u32, per_user: u32) -> ClaimSpec<'a> {
+    ClaimSpec {
+        owner,
+        lease: Duration::from_secs(30),
+        max_running,
+        per_user,
+    }
+}
+
+async fn submit_charges_claim_fences_finish_refunds_and_counts_stay_exact(store: &Store) {
+    register(store, 1, 3).await;
+    let SubmitOutcome::Queued { job, position } = store.submit_job(submission(1, 2)).await.unwrap()
+    else {
+        panic!("refused")
+    };
+    assert_eq!((position, job.charged_credits), (1, 2));
+    assert_eq!(
+        store.submit_job(submission(1, 2)).await.unwrap(),
+        SubmitOutcome::NoCredits {
+            balance: 1,
+            cost: 2
+        }
+    );
+    let Claim::Claimed(claimed) = store.claim_next(spec("a", 10, 10)).await.unwrap() else {
+        panic!("nothing claimed")
+    };
+    assert_eq!(claimed.id, job.id);
+    assert_eq!(claimed.owner.as_deref(), Some("a"));
+    // Another owner's writes are fenced off.
+    assert!(matches!(
+        store
+            .record_intent(job.id, "b", Duration::from_secs(30))
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let failed = store
+        .finish_job(job.id, "a", JobOutcome::Failed { error: "x".into() })
+        .await
+        .unwrap();
+    assert_eq!(failed.refunded, 2);
+    assert!(store
+        .finish_job(
+            job.id,
+            "a",
+            JobOutcome::Failed {
+                error: "again".into()
+            }
+        )
+        .await
+        .is_err());
+    let user = store.get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!((user.credits, user.daily_count), (3, 0));
+    for audit in store.credit_audit(0..10).await.unwrap() {
+        assert_eq!(audit.credits, audit.expected);
+    }
+    assert_counts_exact(store).await;
+    // Queue length is counted over everything queued.
+    register(store, 2, 100).await;
+    for _ in 0..5 {
+        assert!(matches!(
+            store.submit_job(submission(2, 1)).await.unwrap(),
+            SubmitOutcome::Queued { .. }
+        ));
+    }
+    assert_eq!(
+        store.submit_job(submission(2, 1)).await.unwrap(),
+        SubmitOutcome::QueueFull { max: 5 }
+    );
+    assert_counts_exact(store).await;
+    store.delete_users_in_range(2..3).await.unwrap();
+    assert_counts_exact(store).await;
+    register(store, 3, 100).await;
+    let SubmitOutcome::Queued { position, .. } = store.submit_job(submission(3, 1)).await.unwrap()
+    else {
+        panic!("refused after the queue emptied")
+    };
+    assert_eq!(position, 1, "the deleted user's jobs no longer count");
+}
+
+async fn claims_keep_the_global_and_per_user_limits_and_take_turns(store: &Store) {
+    for user in 1..=3 {
+        register(store, user, 100).await;
+    }
+    let mut batch = submission(1, 1);
+    batch.queue_max = 100;
+    for _ in 0..3 {
+        store.submit_job(batch.clone()).await.unwrap();
+    }
+    for user in [2, 3] {
+        let mut one = submission(user, 1);
+        one.queue_max = 100;
+        store.submit_job(one).await.unwrap();
+    }
+    let mut order = Vec::new();
+    loop {
+        match store.claim_next(spec("a", 4, 1)).await.unwrap() {
+            Claim::Claimed(job) => order.push(job.user_id.0),
+            Claim::AtCapacity => panic!("at capacity with 3 running of 4"),
+            Claim::Idle => break,
+        }
+    }
+    assert_eq!(
+        order,
+        vec![1, 2, 3],
+        "round-robin, one per user at the limit of 1"
+    );
+    let Claim::Claimed(running) = store.claim_next(spec("a", 4, 2)).await.unwrap() else {
+        panic!("user 1 has room under a limit of 2")
+    };
+    assert_eq!(running.user_id.0, 1);
+    assert_eq!(
+        store.claim_next(spec("a", 4, 3)).await.unwrap(),
+        Claim::AtCapacity
+    );
+    assert_counts_exact(store).await;
+}
