@@ -134,6 +134,24 @@ async fn metrics(State(front): State<Front>) -> impl IntoResponse {
         "Generations failed since start.",
         stats.failed as f64,
     );
+    gauge(
+        &mut out,
+        "genbot_jobs_taken_over",
+        "Running jobs taken over from a replica whose lease expired, since start.",
+        stats.taken_over as f64,
+    );
+    gauge(
+        &mut out,
+        "genbot_create_lookups",
+        "Creates with an unknown outcome looked up at Replicate, since start.",
+        stats.lookups as f64,
+    );
+    gauge(
+        &mut out,
+        "genbot_create_found_by_lookup",
+        "Lookups that found the prediction (a second create avoided), since start.",
+        stats.found_by_lookup as f64,
+    );
     if let Some(limiter) = stats.limiter {
         gauge(
             &mut out,
