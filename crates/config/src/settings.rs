@@ -316,22 +316,19 @@ impl Settings {
 
 /// Masks the password of a URL-looking text that failed to parse, for error messages.
 fn redact_url_text(text: &str) -> String {
-    if let Ok(mut url) = Url::parse(text) {
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
-        return url.to_string();
+    if let Ok(url) = Url::parse(text) {
+        return RedactedUrl::new(url).to_string();
     }
-    // Unparseable: hide anything between "://user:" and "@".
+    // Unparseable: hide the whole userinfo and query, which is where credentials go.
+    let (text, query) = match text.split_once('?') {
+        Some((before, _)) => (before, "?***"),
+        None => (text, ""),
+    };
     match (text.find("://"), text.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
-            let userinfo = &text[start + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &text[..start + 3], &text[at..]),
-                None => text.to_owned(),
-            }
+            format!("{}***{}{query}", &text[..start + 3], &text[at..])
         }
-        _ => text.to_owned(),
+        _ => format!("{text}{query}"),
     }
 }
 
@@ -420,7 +417,7 @@ mod tests {
     fn unknown_database_scheme_is_refused() {
         let line = error_line(&[("DATABASE_URL", "mysql://root:pw@localhost/test")]);
         assert!(
-            line.starts_with("invalid DATABASE_URL=mysql://root:***@localhost/test"),
+            line.starts_with("invalid DATABASE_URL=mysql://***:***@localhost/test"),
             "{line}"
         );
         assert!(line.contains("sqlite://PATH"), "{line}");
@@ -514,7 +511,11 @@ mod tests {
 
     #[test]
     fn redaction_of_unparseable_urls() {
-        assert_eq!(redact_url_text("x://u:p@h"), "x://u:***@h");
+        assert_eq!(redact_url_text("x://u:p@h"), "x://***:***@h");
+        assert_eq!(
+            redact_url_text("not a url://u:p@h?token=t"),
+            "not a url://***@h?***"
+        );
         assert_eq!(redact_url_text("nothing here"), "nothing here");
     }
 }

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use url::Url;
 
-/// A URL that may carry a password. `Display` and `Debug` print it with the password (and a
-/// token-like user name without password) replaced by `***`; [`RedactedUrl::expose`] gives the
-/// real one to the code that connects.
+/// A URL that may carry credentials. `Display` and `Debug` print it with every credential-bearing
+/// part replaced by `***`: the user name and password (`rediss://TOKEN@host` carries its token as
+/// the user name), and query parameters named like secrets (`password`, `sslpassword`, `token`,
+/// `secret`, `key`, `auth`, …). [`RedactedUrl::expose`] gives the real one to the code that
+/// connects.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedactedUrl(Url);
 
@@ -38,11 +40,30 @@ impl RedactedUrl {
 
     fn redacted(&self) -> String {
         let mut shown = self.0.clone();
+        // Both setters only fail for URLs that cannot have credentials (no host), which then
+        // have none to hide.
         if shown.password().is_some() {
-            // set_password only fails for URLs that cannot have credentials, and this one has.
             let _ = shown.set_password(Some("***"));
         }
-        shown.to_string()
+        if !shown.username().is_empty() {
+            let _ = shown.set_username("***");
+        }
+        if shown.query().is_some() {
+            let pairs: Vec<(String, String)> = shown
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if is_secret_parameter(&k) {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        // `***` is written percent-encoded in some positions; show it plainly.
+        shown.to_string().replace("%2A%2A%2A", "***")
     }
 }
 
@@ -56,6 +77,27 @@ impl fmt::Debug for RedactedUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RedactedUrl({})", self.redacted())
     }
+}
+
+/// Whether a query parameter of this name carries a credential (libpq's `password` and
+/// `sslpassword`, tokens, secrets, keys).
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "pass",
+        "pwd",
+        "token",
+        "secret",
+        "auth",
+        "credential",
+        "signature",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
+        || matches!(
+            name.as_str(),
+            "key" | "apikey" | "api_key" | "access_key" | "sslkey"
+        )
 }
 
 /// Where the users and jobs live.
@@ -164,12 +206,35 @@ mod tests {
         let shown = format!("{url} {url:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(
-            shown.contains("postgres://bot:***@db.internal:5432/genbot"),
+            shown.contains("postgres://***:***@db.internal:5432/genbot"),
             "{shown}"
         );
         match url {
             DatabaseUrl::Postgres(inner) => assert!(inner.expose().contains("hunter2")),
             DatabaseUrl::Sqlite { .. } => panic!("parsed as sqlite"),
         }
+    }
+
+    #[test]
+    fn every_credential_in_a_url_is_redacted() {
+        for (text, secret) in [
+            ("postgres://u@h/db?password=hunter2", "hunter2"),
+            (
+                "postgres://u@h/db?sslmode=require&sslpassword=s3cr3t",
+                "s3cr3t",
+            ),
+            ("rediss://TOKEN123@cache.example:6380", "TOKEN123"),
+            ("redis://:pw-only@127.0.0.1:6379/0", "pw-only"),
+            ("postgres://h/db?user=bot&Password=Mixed", "Mixed"),
+            ("redis://h/0?token=abc-def", "abc-def"),
+        ] {
+            let url = RedactedUrl::new(Url::parse(text).unwrap());
+            let shown = format!("{url} {url:?}");
+            assert!(!shown.contains(secret), "{text} shown as {shown}");
+            assert!(shown.contains("***"), "{shown}");
+            assert!(url.expose().contains(secret));
+        }
+        let plain = RedactedUrl::new(Url::parse("postgres://h:5432/db?sslmode=require").unwrap());
+        assert_eq!(plain.to_string(), "postgres://h:5432/db?sslmode=require");
     }
 }

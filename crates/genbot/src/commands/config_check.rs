@@ -58,6 +58,6 @@ mod tests {
             !text.contains("very-secret") && !text.contains("pw-secret"),
             "{text}"
         );
-        assert!(text.contains("postgres://u:***@127.0.0.1/test"), "{text}");
+        assert!(text.contains("postgres://***:***@127.0.0.1/test"), "{text}");
     }
 }

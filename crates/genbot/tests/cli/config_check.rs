@@ -97,3 +97,31 @@ fn a_config_file_is_read_and_the_environment_wins() {
     assert!(line("DB_POOL_SIZE ").contains(" 3 ") && line("DB_POOL_SIZE ").contains("[env]"));
     assert!(line("QUEUE_MAX_LENGTH").contains("77") && line("QUEUE_MAX_LENGTH").contains("[file]"));
 }
+
+#[test]
+fn credentials_in_urls_never_reach_the_output() {
+    let out = config_check(&[
+        (
+            "DATABASE_URL",
+            "postgres://bot@db.internal/genbot?password=pg-secret-1",
+        ),
+        ("REDIS_URL", "rediss://redis-token-2@cache.internal:6380"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in ["pg-secret-1", "redis-token-2"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+    assert!(shown.contains("db.internal"), "{shown}");
+    // A value refused as invalid is echoed redacted too.
+    let out = config_check(&[("REDIS_URL", "http://user:bad-3@h?token=bad-4")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for secret in ["bad-3", "bad-4"] {
+        assert!(!stderr.contains(secret), "{secret} shown: {stderr}");
+    }
+}
