@@ -2,7 +2,8 @@
 
 use genbot_store::{JobId, UserId};
 
-/// A change in a job's life. Sent in order per job.
+/// A change in a job's life. Sent in order per job. Results are delivered from the durable
+/// outbox (the job rows), not from these events: `Succeeded` and `Failed` only wake it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobEvent {
     /// A prediction was created at Replicate: the image is being generated.
@@ -31,6 +32,25 @@ pub enum FailureReason {
     Model(String),
     /// Replicate refused the request or could not be reached.
     Replicate(String),
+}
+
+impl FailureReason {
+    /// The reason back from the text stored on the job (its `Display` form), for a delivery
+    /// made after a restart.
+    pub fn from_stored(error: &str) -> FailureReason {
+        if error == "timed out" {
+            FailureReason::TimedOut
+        } else if let Some(model) = error.strip_prefix("model failed: ") {
+            FailureReason::Model(model.to_owned())
+        } else {
+            FailureReason::Replicate(
+                error
+                    .strip_prefix("replicate: ")
+                    .unwrap_or(error)
+                    .to_owned(),
+            )
+        }
+    }
 }
 
 impl std::fmt::Display for FailureReason {

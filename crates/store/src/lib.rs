@@ -19,6 +19,7 @@ mod columns;
 mod error;
 mod lifecycle;
 mod model;
+mod outbox;
 mod postgres;
 mod sqlite;
 mod waiting;
@@ -38,6 +39,7 @@ pub use model::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     User, UserId,
 };
+pub use outbox::{Delivery, DeliveryOutcome};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -327,6 +329,52 @@ impl Store {
     /// Database failures.
     pub async fn credit_audit(&self, ids: Range<i64>) -> Result<Vec<CreditAudit>, StoreError> {
         dispatch!(self.credit_audit(ids))
+    }
+
+    /// Claims up to `limit` finished jobs not yet delivered whose turn has come, for `owner`
+    /// under a lease of `lease` (with `including_own`, also those `owner` held before: a
+    /// previous run of this replica).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+        including_own: bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        dispatch!(self.claim_deliveries(owner, lease, limit, including_own))
+    }
+
+    /// Records how a delivery attempt of `owner` ended; `Ok(false)` when the delivery is no
+    /// longer `owner`'s (its lease passed to another worker) or already recorded.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn finish_delivery(
+        &self,
+        job: JobId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.finish_delivery(job, owner, outcome))
+    }
+
+    /// Marks the user as having blocked the bot (Telegram answered 403).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
+        dispatch!(self.mark_blocked(user))
+    }
+
+    /// Finished jobs whose delivery is not recorded yet.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn undelivered(&self) -> Result<u64, StoreError> {
+        dispatch!(self.undelivered())
     }
 
     /// Persists a job that can never run: status `canceled`, nothing charged. Load tests

@@ -5,6 +5,7 @@
 //! number of replicas) and take-overs use `FOR UPDATE SKIP LOCKED`.
 
 mod lifecycle;
+mod outbox;
 mod schema;
 
 use std::ops::Range;

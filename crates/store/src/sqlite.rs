@@ -6,6 +6,7 @@
 
 mod connection;
 mod lifecycle;
+mod outbox;
 mod rows;
 mod schema;
 mod writer;

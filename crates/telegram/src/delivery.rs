@@ -1,17 +1,18 @@
-//! Delivering results: the engine's events become chat actions, photos and failure messages,
-//! and queue-position messages are edited in place as the queue moves.
+//! Progress: the engine's events become chat actions and in-place edits of queue-position
+//! messages. Results themselves (photos, failure messages) are sent by the durable
+//! [`crate::outbox`], which these events only wake.
 
 use std::time::Duration;
 
 use genbot_engine::JobEvent;
-use genbot_store::{JobId, UserId};
+use genbot_store::JobId;
 use teloxide::prelude::*;
-use teloxide::types::{ChatAction, InputFile};
+use teloxide::types::ChatAction;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pacing::send;
-use crate::texts::{self, Lang};
+use crate::texts;
 use crate::{Front, Slot, Waiting};
 
 /// How often waiting users' queue positions are refreshed. Each refresh edits only messages
@@ -20,9 +21,6 @@ const POSITION_REFRESH: Duration = Duration::from_secs(2);
 
 /// Most position messages edited per refresh.
 const EDITS_PER_REFRESH: usize = 10;
-
-/// Telegram's caption limit, in characters.
-const CAPTION_MAX: usize = 1024;
 
 /// Reads `events` until the engine closes them or `stop` is cancelled, delivering each in its own
 /// task so one slow send does not hold up the others; refreshes queue positions meanwhile.
@@ -33,11 +31,20 @@ pub async fn run(
 ) {
     let mut refresh = tokio::time::interval(POSITION_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let outbox = tokio::spawn(crate::outbox::run(
+        front.clone(),
+        wake.clone(),
+        stop.clone(),
+    ));
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             event = events.recv() => match event {
                 Some(event) => {
+                    if !matches!(event, JobEvent::Started { .. }) {
+                        wake.notify_one();
+                    }
                     let front = front.clone();
                     tokio::spawn(async move {
                         if let Err(e) = deliver(&front, event).await {
@@ -45,7 +52,7 @@ pub async fn run(
                         }
                     });
                 }
-                None => return,
+                None => break,
             },
             _ = refresh.tick() => {
                 refresh_positions(&front).await;
@@ -53,13 +60,8 @@ pub async fn run(
             }
         }
     }
-}
-
-async fn language_of(front: &Front, user: UserId) -> Lang {
-    match front.engine().users().get(user).await {
-        Ok(Some(stored)) => Lang::from_code(stored.language.as_deref()),
-        _ => Lang::En,
-    }
+    stop.cancel();
+    let _ = outbox.await;
 }
 
 async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::RequestError> {
@@ -92,36 +94,8 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 .await?;
             }
         }
-        JobEvent::Succeeded {
-            job,
-            user,
-            url,
-            prompt,
-        } => {
-            finished(front, job);
-            let Ok(url) = url.parse() else {
-                tracing::warn!(job_id = job.0, "result URL is not a URL");
-                return Ok(());
-            };
-            let caption: String = prompt.chars().take(CAPTION_MAX).collect();
-            send(
-                front,
-                ChatId(user.0),
-                bot.send_photo(ChatId(user.0), InputFile::url(url))
-                    .caption(caption),
-            )
-            .await?;
-        }
-        JobEvent::Failed { job, user, reason } => {
-            finished(front, job);
-            let lang = language_of(front, user).await;
-            send(
-                front,
-                ChatId(user.0),
-                bot.send_message(ChatId(user.0), texts::failed(lang, &reason)),
-            )
-            .await?;
-        }
+        // The outbox sends the result; here only the position message is let go.
+        JobEvent::Succeeded { job, .. } | JobEvent::Failed { job, .. } => finished(front, job),
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ mod command;
 pub mod delivery;
 pub mod handlers;
 mod metrics;
+mod outbox;
 mod pacing;
 pub mod run;
 mod texts;

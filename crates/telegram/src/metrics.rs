@@ -12,6 +12,8 @@ const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 pub struct Metrics {
     updates: AtomicU64,
     dropped_flood: AtomicU64,
+    delivered: AtomicU64,
+    send_failures: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     sum_micros: AtomicU64,
 }
@@ -27,6 +29,14 @@ impl Metrics {
         if let Some(i) = BUCKETS.iter().position(|le| seconds <= *le) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn send_failed(&self) {
+        self.send_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn dropped(&self) {
@@ -59,6 +69,22 @@ impl Metrics {
             "genbot_updates_dropped_flood_total {}",
             self.dropped_flood()
         );
+        for (name, help, value) in [
+            (
+                "genbot_deliveries_total",
+                "Results (images or failure messages) delivered from the outbox.",
+                &self.delivered,
+            ),
+            (
+                "genbot_delivery_failures_total",
+                "Delivery attempts that failed (retried later or given up).",
+                &self.send_failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
         let _ = writeln!(
             out,
             "# HELP genbot_update_seconds Time to handle one update."

@@ -488,3 +488,101 @@ async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
         "token in the logs: {stderr}"
     );
 }
+
+/// 100 users; SIGKILL while results are being delivered (some sent, some finished but not yet
+/// sent, some still generating); after a restart every user has their photo, and only a send
+/// that was on the wire at the kill can arrive twice (Telegram has no idempotency key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
+    use genbot_mocks::telegram::Entry;
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig {
+        median_latency: Duration::from_millis(300),
+        ..ReplicateMockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("deliver.db").display());
+    let mut bot = Bot::new(&telegram, &replicate, &database_url);
+    bot.start();
+    let users: Vec<_> = (0..100)
+        .map(|n| telegram.user(30_000 + n, &format!("u{n}"), Some("en")))
+        .collect();
+    for user in &users {
+        user.send_text("/start");
+        user.send_text(&format!("a kite number {}", user.id()));
+    }
+    let photos = |user: &genbot_mocks::telegram::SimUser| {
+        user.transcript()
+            .iter()
+            .filter(|e| matches!(e, Entry::BotPhoto { .. }))
+            .count()
+    };
+    wait_until("20 photos delivered", Duration::from_secs(60), || async {
+        users.iter().map(photos).sum::<usize>() >= 20
+    })
+    .await;
+    bot.kill().await;
+    let store = open(&database_url).await;
+    let at_kill = users.iter().map(photos).sum::<usize>();
+    let undelivered = store.undelivered().await.unwrap();
+    bot.start();
+    let sent = telegram.stats().updates_sent;
+    wait_until(
+        "every update fetched again",
+        Duration::from_secs(60),
+        || async { telegram.stats().updates_delivered >= sent },
+    )
+    .await;
+    wait_until(
+        "every job final and delivered",
+        Duration::from_secs(120),
+        || async {
+            let c = store.count_jobs_by_status().await.unwrap();
+            c.queued == 0 && c.running == 0 && store.undelivered().await.unwrap() == 0
+        },
+    )
+    .await;
+    let with_job: HashSet<i64> = store
+        .jobs_with_status(JobStatus::Succeeded, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.user_id.0)
+        .collect();
+    wait_until(
+        "every user with a job has a photo",
+        Duration::from_secs(30),
+        || async {
+            users
+                .iter()
+                .filter(|u| with_job.contains(&u.id()))
+                .all(|u| photos(u) >= 1)
+        },
+    )
+    .await;
+    bot.kill().await;
+    let twice: Vec<i64> = users
+        .iter()
+        .filter(|u| photos(u) > 1)
+        .map(|u| u.id())
+        .collect();
+    let without_job = users.len() - with_job.len();
+    eprintln!(
+        "delivery: {at_kill} photos before the kill, {undelivered} finished but undelivered at the kill; {} jobs, every one delivered; users with two photos: {twice:?}; {without_job} users' updates were taken from Telegram but not handled before the kill (no job)",
+        with_job.len()
+    );
+    assert!(
+        undelivered > 0 || at_kill < with_job.len(),
+        "the kill came after every delivery"
+    );
+    assert!(
+        twice.len() <= 2,
+        "{} users got their photo twice (only a send on the wire at the kill may): {twice:?}",
+        twice.len()
+    );
+    assert_exactly_once(&store, &replicate, 30_000..30_100).await;
+}

@@ -128,6 +128,23 @@ CREATE TRIGGER users_queued_counted AFTER UPDATE OF queued_jobs OR DELETE ON use
 -- The claim walks users with queued jobs in turn order.
 CREATE INDEX users_waiting_turn ON users (queue_turn, id) WHERE queued_jobs > 0;
 "#,
+    // v4: the delivery outbox. A finished job is delivered by a worker that records it; one not yet
+    // delivered (a crash, a Telegram error) is sent again by whichever replica claims it next.
+    r#"
+ALTER TABLE generation_jobs
+    ADD COLUMN delivered_at      TIMESTAMPTZ,
+    ADD COLUMN delivery_attempts INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN delivery_error    TEXT,
+    ADD COLUMN delivery_owner    TEXT,
+    ADD COLUMN delivery_due      TIMESTAMPTZ,
+    ADD COLUMN telegram_file_id  TEXT;
+ALTER TABLE users ADD COLUMN blocked_at TIMESTAMPTZ;
+-- Results finished before the outbox existed were delivered (or lost) by then.
+UPDATE generation_jobs SET delivered_at = coalesce(finished_at, updated_at)
+WHERE status IN ('succeeded', 'failed');
+CREATE INDEX generation_jobs_undelivered ON generation_jobs (id)
+WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed');
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

@@ -119,6 +119,22 @@ END;
 -- The claim walks users with queued jobs in turn order.
 CREATE INDEX users_waiting_turn ON users (queue_turn, id) WHERE queued_jobs > 0;
 "#,
+    // v4: the delivery outbox. A finished job is delivered by a worker that records it; one not yet
+    // delivered (a crash, a Telegram error) is sent again by whichever replica claims it next.
+    r#"
+ALTER TABLE generation_jobs ADD COLUMN delivered_at      INTEGER;  -- unix ms; NULL = not yet
+ALTER TABLE generation_jobs ADD COLUMN delivery_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE generation_jobs ADD COLUMN delivery_error    TEXT;
+ALTER TABLE generation_jobs ADD COLUMN delivery_owner    TEXT;
+ALTER TABLE generation_jobs ADD COLUMN delivery_due      INTEGER;  -- not before (lease, backoff)
+ALTER TABLE generation_jobs ADD COLUMN telegram_file_id  TEXT;
+ALTER TABLE users ADD COLUMN blocked_at INTEGER;
+-- Results finished before the outbox existed were delivered (or lost) by then.
+UPDATE generation_jobs SET delivered_at = coalesce(finished_at, updated_at)
+WHERE status IN ('succeeded', 'failed');
+CREATE INDEX generation_jobs_undelivered ON generation_jobs (id)
+WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed');
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -1,0 +1,34 @@
+//! The delivery outbox's records: a finished job waits here until a worker records that its
+//! result (or its failure) reached the user.
+
+use std::time::Duration;
+
+use crate::{JobId, JobStatus, UserId};
+
+/// A finished job to tell its user about, claimed by one worker under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job: JobId,
+    pub user: UserId,
+    /// `succeeded` (send the image) or `failed` (send the reason).
+    pub status: JobStatus,
+    pub prompt: String,
+    pub result_url: Option<String>,
+    pub error: Option<String>,
+    /// Earlier tries that failed (network, 5xx, 429 past its retries).
+    pub attempts: u32,
+    /// Telegram's id of the image once uploaded: a resend needs no download.
+    pub file_id: Option<String>,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Sent; `file_id` is Telegram's id of the uploaded image, kept for re-sends.
+    Delivered { file_id: Option<String> },
+    /// Not sent this time; try again after `after` (any replica may).
+    Retry { error: String, after: Duration },
+    /// Will never be sent (the user blocked the bot, Telegram refused the request): recorded
+    /// with its reason and not tried again.
+    GaveUp { error: String },
+}

@@ -1,0 +1,120 @@
+//! The delivery outbox on PostgreSQL: claims skip rows another replica is claiming.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::PgStore;
+use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, StoreError, UserId};
+
+impl PgStore {
+    pub(crate) async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+        including_own: bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut claimed = sqlx::query(
+            "UPDATE generation_jobs SET delivery_owner = $1,
+                delivery_due = now() + make_interval(secs => $2)
+             WHERE id IN (
+                SELECT id FROM generation_jobs
+                WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed')
+                  AND (delivery_due IS NULL OR delivery_due <= now()
+                       OR ($4 AND delivery_owner = $1))
+                ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id, user_id, status, prompt, result_url, error,
+                       delivery_attempts, telegram_file_id",
+        )
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .bind(i64::from(limit))
+        .bind(including_own)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(delivery)
+        .collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|d| d.job);
+        Ok(claimed)
+    }
+
+    pub(crate) async fn finish_delivery(
+        &self,
+        job: JobId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.connection().await?;
+        let query = match &outcome {
+            DeliveryOutcome::Delivered { file_id } => sqlx::query(
+                "UPDATE generation_jobs SET delivered_at = now(),
+                    telegram_file_id = coalesce($3, telegram_file_id)
+                 WHERE id = $1 AND delivery_owner = $2 AND delivered_at IS NULL",
+            )
+            .bind(job.0)
+            .bind(owner)
+            .bind(file_id.as_deref()),
+            DeliveryOutcome::Retry { error, after } => sqlx::query(
+                "UPDATE generation_jobs SET delivery_attempts = delivery_attempts + 1,
+                    delivery_error = $3, delivery_due = now() + make_interval(secs => $4)
+                 WHERE id = $1 AND delivery_owner = $2 AND delivered_at IS NULL",
+            )
+            .bind(job.0)
+            .bind(owner)
+            .bind(error.as_str())
+            .bind(after.as_secs_f64()),
+            DeliveryOutcome::GaveUp { error } => sqlx::query(
+                "UPDATE generation_jobs SET delivered_at = now(), delivery_error = $3,
+                    delivery_attempts = delivery_attempts + 1
+                 WHERE id = $1 AND delivery_owner = $2 AND delivered_at IS NULL",
+            )
+            .bind(job.0)
+            .bind(owner)
+            .bind(error.as_str()),
+        };
+        Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
+    }
+
+    pub(crate) async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query("UPDATE users SET blocked_at = coalesce(blocked_at, now()) WHERE id = $1")
+            .bind(user.0)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn undelivered(&self) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
+        let n: i64 = sqlx::query(
+            "SELECT count(*) FROM generation_jobs
+             WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed')",
+        )
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
+    let status: String = row.try_get(2)?;
+    let attempts: i32 = row.try_get(6)?;
+    Ok(Delivery {
+        job: JobId(row.try_get(0)?),
+        user: UserId(row.try_get(1)?),
+        status: JobStatus::parse(&status).ok_or(StoreError::Corrupt {
+            column: "generation_jobs.status",
+            value: status.clone(),
+        })?,
+        prompt: row.try_get(3)?,
+        result_url: row.try_get(4)?,
+        error: row.try_get(5)?,
+        attempts: attempts.max(0) as u32,
+        file_id: row.try_get(7)?,
+    })
+}

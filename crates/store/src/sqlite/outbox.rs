@@ -1,0 +1,132 @@
+//! The delivery outbox on SQLite: claims and outcomes run on the writer, one at a time.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::{params, Row};
+
+use super::rows::millis;
+use super::SqliteStore;
+use crate::lifecycle::lease_end;
+use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, StoreError, UserId};
+
+impl SqliteStore {
+    pub(crate) async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+        including_own: bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .run(move |conn| {
+                let now = Utc::now();
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE generation_jobs SET delivery_owner = ?1, delivery_due = ?2
+                     WHERE id IN (
+                        SELECT id FROM generation_jobs
+                        WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed')
+                          AND (delivery_due IS NULL OR delivery_due <= ?3
+                               OR (?5 AND delivery_owner = ?1))
+                        ORDER BY id LIMIT ?4)
+                     RETURNING id, user_id, status, prompt, result_url, error,
+                               delivery_attempts, telegram_file_id",
+                )?;
+                let mut rows = stmt.query(params![
+                    owner,
+                    millis(lease_end(now, lease)),
+                    millis(now),
+                    limit,
+                    including_own
+                ])?;
+                let mut claimed = Vec::new();
+                while let Some(row) = rows.next()? {
+                    claimed.push(delivery(row)?);
+                }
+                claimed.sort_by_key(|d| d.job);
+                Ok(claimed)
+            })
+            .await
+    }
+
+    pub(crate) async fn finish_delivery(
+        &self,
+        job: JobId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .run(move |conn| {
+                let now = Utc::now();
+                let changed = match outcome {
+                    DeliveryOutcome::Delivered { file_id } => conn
+                        .prepare_cached(
+                            "UPDATE generation_jobs SET delivered_at = ?3,
+                                telegram_file_id = coalesce(?4, telegram_file_id)
+                             WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL",
+                        )?
+                        .execute(params![job.0, owner, millis(now), file_id])?,
+                    DeliveryOutcome::Retry { error, after } => conn
+                        .prepare_cached(
+                            "UPDATE generation_jobs SET delivery_attempts = delivery_attempts + 1,
+                                delivery_error = ?3, delivery_due = ?4
+                             WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL",
+                        )?
+                        .execute(params![job.0, owner, error, millis(lease_end(now, after))])?,
+                    DeliveryOutcome::GaveUp { error } => conn
+                        .prepare_cached(
+                            "UPDATE generation_jobs SET delivered_at = ?3, delivery_error = ?4,
+                                delivery_attempts = delivery_attempts + 1
+                             WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL",
+                        )?
+                        .execute(params![job.0, owner, millis(now), error])?,
+                };
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    pub(crate) async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE users SET blocked_at = coalesce(blocked_at, ?2) WHERE id = ?1",
+                )?
+                .execute(params![user.0, millis(Utc::now())])?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn undelivered(&self) -> Result<u64, StoreError> {
+        self.readers
+            .with(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM generation_jobs
+                         WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed')",
+                    )?
+                    .query_row([], |r| r.get(0))?)
+            })
+            .await
+    }
+}
+
+fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
+    let status: String = row.get(2)?;
+    Ok(Delivery {
+        job: JobId(row.get(0)?),
+        user: UserId(row.get(1)?),
+        status: JobStatus::parse(&status).ok_or(StoreError::Corrupt {
+            column: "generation_jobs.status",
+            value: status.clone(),
+        })?,
+        prompt: row.get(3)?,
+        result_url: row.get(4)?,
+        error: row.get(5)?,
+        attempts: row.get(6)?,
+        file_id: row.get(7)?,
+    })
+}
