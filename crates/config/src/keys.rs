@@ -29,11 +29,12 @@ pub enum Key {
     JobLeaseSeconds,
     JobHeartbeatSeconds,
     ShutdownGraceSeconds,
+    TelegramSendsPerSecond,
 }
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 22] = [
+    pub const ALL: [Key; 23] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
@@ -56,6 +57,7 @@ impl Key {
         Key::JobLeaseSeconds,
         Key::JobHeartbeatSeconds,
         Key::ShutdownGraceSeconds,
+        Key::TelegramSendsPerSecond,
     ];
 
     /// The environment variable's name.
@@ -83,6 +85,7 @@ impl Key {
             Key::JobLeaseSeconds => "JOB_LEASE_SECONDS",
             Key::JobHeartbeatSeconds => "JOB_HEARTBEAT_SECONDS",
             Key::ShutdownGraceSeconds => "SHUTDOWN_GRACE_SECONDS",
+            Key::TelegramSendsPerSecond => "TELEGRAM_SENDS_PER_SECOND",
         }
     }
 
@@ -97,6 +100,7 @@ impl Key {
             Key::JobLeaseSeconds => Some("30"),
             Key::JobHeartbeatSeconds => Some("10"),
             Key::ShutdownGraceSeconds => Some("10"),
+            Key::TelegramSendsPerSecond => Some("30"),
             Key::TelegramApiUrl => Some("https://api.telegram.org"),
             Key::ReplicateApiUrl => Some("https://api.replicate.com"),
             Key::DatabaseUrl => Some("sqlite://genbot.db"),
@@ -143,6 +147,9 @@ impl Key {
             }
             Key::JobHeartbeatSeconds => "how often a replica renews its leases (below the lease)",
             Key::ShutdownGraceSeconds => "SIGTERM: longest wait for running handlers before exit",
+            Key::TelegramSendsPerSecond => {
+                "messages per second to Telegram, all chats (30 unless Telegram raised the bot's limit)"
+            }
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Settings {
     pub job_heartbeat: Duration,
     /// `SHUTDOWN_GRACE_SECONDS`.
     pub shutdown_grace: Duration,
+    /// `TELEGRAM_SENDS_PER_SECOND`.
+    pub telegram_sends_per_sec: u32,
     origins: Vec<(Key, Origin)>,
     file: Option<PathBuf>,
 }
@@ -237,6 +239,7 @@ impl Settings {
             job_lease,
             job_heartbeat,
             shutdown_grace: Duration::from_secs(int(Key::ShutdownGraceSeconds, 1, 600)?),
+            telegram_sends_per_sec: as_u32(int(Key::TelegramSendsPerSecond, 1, 1_000)?),
             origins,
             file: sources.file_path().map(ToOwned::to_owned),
         })
@@ -299,6 +302,7 @@ impl Settings {
             Key::JobLeaseSeconds => self.job_lease.as_secs().to_string(),
             Key::JobHeartbeatSeconds => self.job_heartbeat.as_secs().to_string(),
             Key::ShutdownGraceSeconds => self.shutdown_grace.as_secs().to_string(),
+            Key::TelegramSendsPerSecond => self.telegram_sends_per_sec.to_string(),
             Key::AdminIds => {
                 if self.admin_ids.is_empty() {
                     "(none)".into()

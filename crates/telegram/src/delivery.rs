@@ -11,7 +11,7 @@ use teloxide::types::ChatAction;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::pacing::send;
+use crate::pacing::send_progress;
 use crate::texts;
 use crate::{Front, Slot, Waiting};
 
@@ -67,9 +67,10 @@ pub async fn run(
 async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::RequestError> {
     let bot = front.bot();
     match event {
+        // One progress message per start, and only if the budget is free: the position message
+        // turns into "generating", or (without one) the chat shows "uploading photo".
         JobEvent::Started { job, user } => {
             let chat = ChatId(user.0);
-            bot.send_chat_action(chat, ChatAction::UploadPhoto).await?;
             let waiting = {
                 let mut slots = front.waiting().lock();
                 match slots.get(&job) {
@@ -81,17 +82,27 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                     }
                 }
             };
-            if let Some(waiting) = waiting {
-                send(
-                    front,
-                    waiting.chat,
-                    bot.edit_message_text(
+            match waiting {
+                Some(waiting) => {
+                    send_progress(
+                        front,
                         waiting.chat,
-                        waiting.message,
-                        texts::generating(waiting.lang),
-                    ),
-                )
-                .await?;
+                        bot.edit_message_text(
+                            waiting.chat,
+                            waiting.message,
+                            texts::generating(waiting.lang),
+                        ),
+                    )
+                    .await?;
+                }
+                None => {
+                    send_progress(
+                        front,
+                        chat,
+                        bot.send_chat_action(chat, ChatAction::UploadPhoto),
+                    )
+                    .await?;
+                }
             }
         }
         // The outbox sends the result; here only the position message is let go.
@@ -144,9 +155,6 @@ async fn refresh_positions(front: &Front) {
         .collect();
     moves.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (_, job, entry, position) in moves.into_iter().take(EDITS_PER_REFRESH) {
-        if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
-            w.position = position;
-        }
         let edit = front.bot().edit_message_text(
             entry.chat,
             entry.message,
@@ -154,8 +162,16 @@ async fn refresh_positions(front: &Front) {
         );
         let front = front.clone();
         tokio::spawn(async move {
-            if let Err(e) = send(&front, entry.chat, edit).await {
-                tracing::debug!(error = %e, "position edit failed");
+            match send_progress(&front, entry.chat, edit).await {
+                // Remember what the message shows only once it shows it: a dropped edit is
+                // tried again at a later refresh.
+                Ok(Some(_)) => {
+                    if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
+                        w.position = position;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "position edit failed"),
             }
         });
     }

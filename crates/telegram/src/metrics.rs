@@ -14,6 +14,7 @@ pub struct Metrics {
     dropped_flood: AtomicU64,
     delivered: AtomicU64,
     send_failures: AtomicU64,
+    progress_dropped: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     sum_micros: AtomicU64,
 }
@@ -33,6 +34,10 @@ impl Metrics {
 
     pub(crate) fn delivered(&self) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn progress_dropped(&self) {
+        self.progress_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn send_failed(&self) {
@@ -79,6 +84,11 @@ impl Metrics {
                 "genbot_delivery_failures_total",
                 "Delivery attempts that failed (retried later or given up).",
                 &self.send_failures,
+            ),
+            (
+                "genbot_progress_dropped_total",
+                "Progress messages (chat actions, status edits) dropped to leave the send budget to answers.",
+                &self.progress_dropped,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

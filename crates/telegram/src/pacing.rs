@@ -6,6 +6,12 @@
 //! only every 250 ms, which would put a quarter of a second on every answer; this pacer lets a
 //! send through the moment its chat and the whole bot have budget (GCRA, as the engine's rate
 //! limiter).
+//!
+//! Sends come in two classes. Answers (replies to commands, results) wait for budget. Progress
+//! (chat actions, position and "generating" edits) never waits: it goes out only when budget is
+//! free at that moment and within its own share (a third of the overall rate), and is dropped
+//! otherwise — the next refresh carries the newer state anyway. So under load users' answers
+//! and images go first.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -56,6 +62,8 @@ const MAX_RETRIES: u32 = 3;
 
 pub(crate) struct Pacer {
     overall: DefaultDirectRateLimiter,
+    /// Progress may use at most this share of the overall rate.
+    progress: DefaultDirectRateLimiter,
     per_chat: DefaultKeyedRateLimiter<i64>,
     clock: DefaultClock,
 }
@@ -70,6 +78,10 @@ impl Pacer {
             overall: DefaultDirectRateLimiter::direct(
                 Quota::per_second(nonzero(limits.overall_per_sec))
                     .allow_burst(nonzero(limits.overall_per_sec)),
+            ),
+            progress: DefaultDirectRateLimiter::direct(
+                Quota::per_second(nonzero(limits.overall_per_sec / 3))
+                    .allow_burst(nonzero(limits.overall_per_sec / 3)),
             ),
             per_chat: DefaultKeyedRateLimiter::keyed(
                 Quota::per_second(nonzero(limits.per_chat_per_sec))
@@ -87,6 +99,14 @@ impl Pacer {
         while let Err(not_until) = self.overall.check() {
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
         }
+    }
+
+    /// Whether a progress message to `chat` may go out now; never waits. Progress is the first
+    /// thing dropped when the budget is short.
+    pub(crate) fn try_progress(&self, chat: ChatId) -> bool {
+        self.progress.check().is_ok()
+            && self.per_chat.check_key(&chat.0).is_ok()
+            && self.overall.check().is_ok()
     }
 
     /// Forgets chats that have been quiet, so the per-chat state does not grow forever.
@@ -118,5 +138,52 @@ where
             }
             result => return result,
         }
+    }
+}
+
+/// Sends a progress message (chat action, position or status edit) if the budget allows it now;
+/// `Ok(None)` when it was dropped (no budget, or Telegram asked to slow down).
+///
+/// # Errors
+/// The request failed for another reason.
+pub(crate) async fn send_progress<R>(
+    front: &Front,
+    chat: ChatId,
+    request: R,
+) -> Result<Option<Output<R>>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
+    if !front.pacer().try_progress(chat) {
+        front.metrics().progress_dropped();
+        return Ok(None);
+    }
+    match request.send_ref().await {
+        Ok(output) => Ok(Some(output)),
+        Err(RequestError::RetryAfter(_)) => {
+            front.metrics().progress_dropped();
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_dropped_first_and_takes_at_most_a_third() {
+        let pacer = Pacer::new(SendLimits {
+            per_chat_per_sec: 1_000,
+            per_chat_burst: 1_000,
+            overall_per_sec: 30,
+        });
+        let progress_sent = (0..30).filter(|n| pacer.try_progress(ChatId(*n))).count();
+        assert_eq!(progress_sent, 10, "a third of the budget");
+        // Answers still have the rest of the second's budget.
+        let answers = (0..30).filter(|_| pacer.overall.check().is_ok()).count();
+        assert_eq!(answers, 20);
+        assert!(!pacer.try_progress(ChatId(99)), "nothing left for progress");
     }
 }

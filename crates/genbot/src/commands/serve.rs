@@ -50,6 +50,10 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         FrontConfig {
             admin_ids: settings.admin_ids.clone(),
             initial_credits: args.initial_credits,
+            send_limits: genbot_telegram::SendLimits {
+                overall_per_sec: settings.telegram_sends_per_sec,
+                ..genbot_telegram::SendLimits::TELEGRAM
+            },
             ..FrontConfig::default()
         },
     );

@@ -586,3 +586,73 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     );
     assert_exactly_once(&store, &replicate, 30_000..30_100).await;
 }
+
+/// 200 users each send /start and a prompt at once, under Telegram's 30 sends/s: every /start
+/// and every prompt is answered and every image delivered, with at most one progress message
+/// per job (sends per job ≤ 3: the queue message, one progress message, the photo).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_send_budget_answers_go_first_and_a_job_costs_at_most_three_sends() {
+    use genbot_mocks::telegram::Entry;
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig {
+        median_latency: Duration::from_millis(800),
+        ..ReplicateMockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("budget.db").display());
+    let mut bot = Bot::new(&telegram, &replicate, &database_url);
+    bot.start();
+    let users: Vec<_> = (0..200)
+        .map(|n| telegram.user(40_000 + n, &format!("u{n}"), Some("en")))
+        .collect();
+    for user in &users {
+        user.send_text("/start");
+        user.send_text(&format!("a lantern number {}", user.id()));
+    }
+    let photo = |e: &Entry| matches!(e, Entry::BotPhoto { .. });
+    wait_until(
+        "every user has a photo",
+        Duration::from_secs(120),
+        || async { users.iter().all(|u| u.transcript().iter().any(photo)) },
+    )
+    .await;
+    bot.kill().await;
+    let mut worst = 0;
+    for user in &users {
+        let transcript = user.transcript();
+        let texts: Vec<(u32, &str)> = transcript
+            .iter()
+            .filter_map(|e| match e {
+                Entry::BotText { text, edits, .. } => Some((*edits, text.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            texts.len(),
+            2,
+            "a greeting and a queue message: {transcript:?}"
+        );
+        // Sends for the job: the queue message, its edits, chat actions and the photo.
+        let sends = 1
+            + texts[1].0 as usize
+            + transcript
+                .iter()
+                .filter(|e| matches!(e, Entry::BotAction(_)) || photo(e))
+                .count();
+        worst = worst.max(sends);
+        assert_eq!(transcript.iter().filter(|e| photo(e)).count(), 1);
+    }
+    let latencies = telegram.answers().latencies_since(0);
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    eprintln!(
+        "send budget: 200 users, {} answers, median answer {median:?}, most sends for one job {worst}",
+        latencies.len()
+    );
+    assert!(worst <= 3, "a job cost {worst} sends");
+}
