@@ -81,6 +81,17 @@ impl TelegramMock {
         self.state.stats()
     }
 
+    /// Answers the next `times` calls of `method` (e.g. `sendPhoto`) with this HTTP error and
+    /// description, as the Bot API does (`{"ok":false,"error_code":…}`).
+    pub fn fail_next(&self, method: &str, code: u16, description: &str, times: usize) {
+        self.state.fail_next(method, code, description, times);
+    }
+
+    /// The user blocks the bot: from now on every send into their chat is answered 403.
+    pub fn block(&self, user: i64) {
+        self.state.block(user);
+    }
+
     /// A cloneable handle for tasks that watch the answers while a test runs.
     pub fn answers(&self) -> Answers {
         Answers(self.state.clone())

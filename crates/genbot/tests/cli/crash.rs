@@ -656,3 +656,78 @@ async fn under_the_send_budget_answers_go_first_and_a_job_costs_at_most_three_se
     );
     assert!(worst <= 3, "a job cost {worst} sends");
 }
+
+/// Telegram answers a photo 502 twice: it is delivered once, on the third try. A user who
+/// blocked the bot: one attempt, then the delivery is recorded as given up, never retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_502_is_retried_until_delivered_and_a_403_is_not_retried() {
+    use genbot_mocks::telegram::Entry;
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("faults.db").display());
+    let mut bot = Bot::new(&telegram, &replicate, &database_url);
+    bot.start();
+    let store = open(&database_url).await;
+    let photos = |user: &genbot_mocks::telegram::SimUser| {
+        user.transcript()
+            .iter()
+            .filter(|e| matches!(e, Entry::BotPhoto { .. }))
+            .count()
+    };
+    let sendphoto_calls = || {
+        telegram
+            .stats()
+            .methods
+            .get("sendphoto")
+            .copied()
+            .unwrap_or(0)
+    };
+
+    let started = Instant::now();
+    let bea = telegram.user(50_001, "Bea", Some("en"));
+    telegram.fail_next("sendPhoto", 502, "Bad Gateway", 2);
+    bea.send_text("/start");
+    bea.send_text("a bridge in fog");
+    // teloxide itself waits 10 s after every 5xx before returning it, so two 502s cost 20 s.
+    wait_until(
+        "Bea's photo after two 502s",
+        Duration::from_secs(60),
+        || async { photos(&bea) == 1 },
+    )
+    .await;
+    assert_eq!(sendphoto_calls(), 3, "two failures and one delivery");
+    eprintln!("502s: delivered {:?} after start", started.elapsed());
+
+    let cid = telegram.user(50_002, "Cid", Some("en"));
+    cid.send_text("/start");
+    wait_until("Cid greeted", Duration::from_secs(30), || async {
+        cid.transcript()
+            .iter()
+            .any(|e| matches!(e, Entry::BotText { .. }))
+    })
+    .await;
+    telegram.block(50_002);
+    cid.send_text("a quiet harbour");
+    wait_until(
+        "Cid's delivery recorded",
+        Duration::from_secs(30),
+        || async {
+            let c = store.count_jobs_by_status().await.unwrap();
+            c.succeeded == 2 && store.undelivered().await.unwrap() == 0
+        },
+    )
+    .await;
+    eprintln!("403: recorded {:?} after start", started.elapsed());
+    let after_block = sendphoto_calls();
+    assert_eq!(after_block, 4, "one attempt for the blocked user");
+    // A misread 403 would be retried after the first backoff (1 s): watch for twice that.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sendphoto_calls(), after_block, "the 403 was retried");
+    assert_eq!(photos(&cid), 0);
+    bot.kill().await;
+}

@@ -81,6 +81,16 @@ async fn call(
     };
     let method = method.to_ascii_lowercase();
     state.count_method(&method);
+    let sends_into_chat = matches!(
+        method.as_str(),
+        "sendmessage" | "sendphoto" | "sendchataction" | "editmessagetext"
+    );
+    if sends_into_chat && chat_id(&params).is_some_and(|chat| state.has_blocked(chat)) {
+        return error(403, "Forbidden: bot was blocked by the user");
+    }
+    if let Some((code, description)) = state.take_fault(&method) {
+        return error(code, &description);
+    }
     match method.as_str() {
         "getme" => ok(BotState::me()),
         "getupdates" => get_updates(&state, &params).await,

@@ -103,6 +103,10 @@ pub(super) struct BotState {
     next_message_id: AtomicI64,
     counters: Mutex<TelegramMockStats>,
     window: Mutex<SendWindow>,
+    /// Errors answered to the next calls of a method (lower case), in order.
+    faults: Mutex<HashMap<String, VecDeque<(u16, String)>>>,
+    /// Users who blocked the bot: every send into their chat is answered 403.
+    blocked: Mutex<std::collections::HashSet<i64>>,
 }
 
 fn unix_now() -> i64 {
@@ -112,6 +116,27 @@ fn unix_now() -> i64 {
 }
 
 impl BotState {
+    pub(super) fn fail_next(&self, method: &str, code: u16, description: &str, times: usize) {
+        let mut faults = self.faults.lock();
+        let queue = faults.entry(method.to_ascii_lowercase()).or_default();
+        for _ in 0..times {
+            queue.push_back((code, description.to_owned()));
+        }
+    }
+
+    /// The scripted error for this call of `method`, if one is queued.
+    pub(super) fn take_fault(&self, method: &str) -> Option<(u16, String)> {
+        self.faults.lock().get_mut(method)?.pop_front()
+    }
+
+    pub(super) fn block(&self, user: i64) {
+        self.blocked.lock().insert(user);
+    }
+
+    pub(super) fn has_blocked(&self, chat: i64) -> bool {
+        self.blocked.lock().contains(&chat)
+    }
+
     pub(super) fn new(config: TelegramMockConfig) -> Self {
         BotState {
             config,
@@ -126,6 +151,8 @@ impl BotState {
             next_message_id: AtomicI64::new(1),
             counters: Mutex::new(TelegramMockStats::default()),
             window: Mutex::new(SendWindow::default()),
+            faults: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(std::collections::HashSet::new()),
         }
     }
 

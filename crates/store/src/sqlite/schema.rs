@@ -138,15 +138,30 @@ WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed');
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.
+///
+/// Each step takes the write lock first (`BEGIN IMMEDIATE`) and reads the version under it, so
+/// two processes opening the same file at once (a restart beside a reader, a tool) apply each
+/// migration once instead of racing to apply it twice.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as u32 + 1;
         let failed = |e: rusqlite::Error| StoreError::Migration {
             version,
             reason: e.to_string(),
         };
-        let tx = conn.transaction().map_err(failed)?;
+        let current: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if current >= version {
+            continue;
+        }
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let current: u32 = tx
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(failed)?;
+        if current >= version {
+            continue;
+        }
         tx.execute_batch(sql).map_err(failed)?;
         tx.pragma_update(None, "user_version", version)
             .map_err(failed)?;
