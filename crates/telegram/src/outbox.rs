@@ -53,13 +53,22 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let claimed = store
-            .claim_deliveries(&owner, LEASE, BATCH, including_own)
-            .await;
-        including_own = false;
+        // Claim no more than can be sent now: a claimed delivery waiting for a send slot would
+        // sit out its whole lease if this process died.
+        let room = (sends.available_permits() as u32).min(BATCH);
+        let claimed = if room == 0 {
+            Ok(Vec::new())
+        } else {
+            store
+                .claim_deliveries(&owner, LEASE, room, including_own)
+                .await
+        };
+        if room > 0 {
+            including_own = false;
+        }
         let full = match claimed {
             Ok(batch) => {
-                let full = batch.len() == BATCH as usize;
+                let full = room > 0 && batch.len() == room as usize;
                 for delivery in batch {
                     let permit = tokio::select! {
                         () = stop.cancelled() => return,

@@ -346,6 +346,14 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
         c.queued == 0 && c.running == 0
     })
     .await;
+    // B's outbox settles every result on PostgreSQL too (A's users are unknown to B's Telegram,
+    // so their deliveries end as recorded refusals rather than photos).
+    wait_until(
+        "every delivery recorded",
+        Duration::from_secs(60),
+        || async { store.undelivered().await.unwrap() == 0 },
+    )
+    .await;
     b.kill().await;
     // Lease 3 s + heartbeat 1 s, with room for a loaded machine.
     assert!(
