@@ -39,7 +39,7 @@ pub use model::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     User, UserId,
 };
-pub use outbox::{Delivery, DeliveryOutcome};
+pub use outbox::{Delivery, DeliveryOutcome, OutboxBacklog};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -374,7 +374,15 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn undelivered(&self) -> Result<u64, StoreError> {
-        dispatch!(self.undelivered())
+        Ok(self.outbox_backlog().await?.undelivered)
+    }
+
+    /// Undelivered results and the age of the oldest, for `/metrics`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        dispatch!(self.outbox_backlog())
     }
 
     /// Persists a job that can never run: status `canceled`, nothing charged. Load tests

@@ -21,6 +21,14 @@ pub struct Delivery {
     pub file_id: Option<String>,
 }
 
+/// The outbox right now: results not yet delivered, and how long the oldest has waited since
+/// its job finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OutboxBacklog {
+    pub undelivered: u64,
+    pub oldest_seconds: f64,
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {

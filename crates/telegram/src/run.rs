@@ -134,6 +134,20 @@ async fn metrics(State(front): State<Front>) -> impl IntoResponse {
         "Generations failed since start.",
         stats.failed as f64,
     );
+    if let Ok(backlog) = front.engine().store().outbox_backlog().await {
+        gauge(
+            &mut out,
+            "genbot_outbox_undelivered",
+            "Finished jobs whose result is not delivered yet.",
+            backlog.undelivered as f64,
+        );
+        gauge(
+            &mut out,
+            "genbot_outbox_oldest_seconds",
+            "How long the oldest undelivered result has waited since its job finished.",
+            backlog.oldest_seconds,
+        );
+    }
     gauge(
         &mut out,
         "genbot_jobs_taken_over",

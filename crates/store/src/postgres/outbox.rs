@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
-use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, StoreError, UserId};
+use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, OutboxBacklog, StoreError, UserId};
 
 impl PgStore {
     pub(crate) async fn claim_deliveries(
@@ -88,16 +88,22 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn undelivered(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
         let mut conn = self.connection().await?;
-        let n: i64 = sqlx::query(
-            "SELECT count(*) FROM generation_jobs
+        let row = sqlx::query(
+            "SELECT count(*),
+                    coalesce(extract(epoch FROM now() - min(coalesce(finished_at, updated_at))), 0)::FLOAT8
+             FROM generation_jobs
              WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed')",
         )
         .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
-        Ok(n.max(0) as u64)
+        .await?;
+        let undelivered: i64 = row.try_get(0)?;
+        let oldest_seconds: f64 = row.try_get(1)?;
+        Ok(OutboxBacklog {
+            undelivered: undelivered.max(0) as u64,
+            oldest_seconds: oldest_seconds.max(0.0),
+        })
     }
 }
 

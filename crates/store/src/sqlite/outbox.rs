@@ -8,7 +8,7 @@ use rusqlite::{params, Row};
 use super::rows::millis;
 use super::SqliteStore;
 use crate::lifecycle::lease_end;
-use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, StoreError, UserId};
+use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, OutboxBacklog, StoreError, UserId};
 
 impl SqliteStore {
     pub(crate) async fn claim_deliveries(
@@ -100,15 +100,22 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn undelivered(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
         self.readers
             .with(|conn| {
-                Ok(conn
+                let (undelivered, oldest): (u64, Option<i64>) = conn
                     .prepare_cached(
-                        "SELECT count(*) FROM generation_jobs
+                        "SELECT count(*), min(coalesce(finished_at, updated_at))
+                         FROM generation_jobs
                          WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed')",
                     )?
-                    .query_row([], |r| r.get(0))?)
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let oldest_seconds =
+                    oldest.map_or(0.0, |at| ((millis(Utc::now()) - at).max(0) as f64) / 1000.0);
+                Ok(OutboxBacklog {
+                    undelivered,
+                    oldest_seconds,
+                })
             })
             .await
     }

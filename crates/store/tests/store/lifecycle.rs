@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use genbot_store::{
-    Claim, ClaimSpec, JobCounts, JobOutcome, JobStatus, NewJob, NewUser, Store, StoreError,
-    Submission, SubmitOutcome, UserId,
+    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobOutcome, JobStatus, NewJob, NewUser, Store,
+    StoreError, Submission, SubmitOutcome, UserId,
 };
 
 use crate::helpers::on_both_backends;
@@ -112,6 +112,30 @@ async fn submit_charges_claim_fences_finish_refunds_and_counts_stay_exact(store:
         assert_eq!(audit.credits, audit.expected);
     }
     assert_counts_exact(store).await;
+    // The failed job waits in the outbox until one worker records its delivery, once.
+    assert_eq!(store.outbox_backlog().await.unwrap().undelivered, 1);
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_deliveries("a", lease, 10, false).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job, job.id);
+    assert!(store
+        .claim_deliveries("b", lease, 10, false)
+        .await
+        .unwrap()
+        .is_empty());
+    let delivered = DeliveryOutcome::Delivered {
+        file_id: Some("f1".into()),
+    };
+    assert!(store
+        .finish_delivery(job.id, "b", delivered.clone())
+        .await
+        .is_ok_and(|recorded| !recorded));
+    assert!(store
+        .finish_delivery(job.id, "a", delivered.clone())
+        .await
+        .unwrap());
+    assert!(!store.finish_delivery(job.id, "a", delivered).await.unwrap());
+    assert_eq!(store.outbox_backlog().await.unwrap().undelivered, 0);
     // Queue length is counted over everything queued.
     register(store, 2, 100).await;
     for _ in 0..5 {
