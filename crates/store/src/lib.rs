@@ -347,6 +347,19 @@ impl Store {
         dispatch!(self.claim_deliveries(owner, lease, limit, including_own))
     }
 
+    /// Extends the leases of the deliveries in `jobs` that `owner` is still sending.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_delivery_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobId],
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.renew_delivery_leases(owner, jobs, lease))
+    }
+
     /// Records how a delivery attempt of `owner` ended; `Ok(false)` when the delivery is no
     /// longer `owner`'s (its lease passed to another worker) or already recorded.
     ///

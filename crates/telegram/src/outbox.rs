@@ -1,8 +1,9 @@
 //! The delivery outbox worker: finished jobs are delivered from the database, not from memory.
 //!
 //! A finished job stays "undelivered" in its row until a worker records that its image (or its
-//! failure) reached the user. Workers claim deliveries under a lease, so after a crash the next
-//! start (or another replica) sends what was not recorded. The image is downloaded (bounded,
+//! failure) reached the user. Workers claim deliveries under the replica's lease
+//! (`JOB_LEASE_SECONDS`), renewed every heartbeat while a send is in flight, so after a crash the
+//! next start (or another replica, once the lease expires) sends what was not recorded. The image is downloaded (bounded,
 //! type-checked) and uploaded, and Telegram's `file_id` kept for re-sends; network errors, 5xx
 //! and 429 past the pacer's retries are tried again with backoff; 403 (the user blocked the
 //! bot) marks the user and stops; other refusals are recorded with their reason.
@@ -11,7 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use genbot_engine::FailureReason;
-use genbot_store::{Delivery, DeliveryOutcome, JobStatus};
+use std::collections::HashSet;
+
+use genbot_store::{Delivery, DeliveryOutcome, JobId, JobStatus};
+use parking_lot::Mutex;
 use teloxide::prelude::*;
 use teloxide::types::InputFile;
 use teloxide::{ApiError, RequestError};
@@ -26,8 +30,6 @@ use crate::Front;
 const BATCH: u32 = 64;
 /// Sends in flight at once (the pacer keeps Telegram's rates; this bounds memory).
 const CONCURRENT_SENDS: usize = 32;
-/// How long a claimed delivery is this worker's before another may take it.
-const LEASE: Duration = Duration::from_secs(60);
 /// How often the outbox is looked at without a wake-up (work of other replicas, retries due).
 const POLL: Duration = Duration::from_secs(1);
 /// Tries before a delivery that keeps failing is given up (recorded with its last error).
@@ -42,7 +44,18 @@ const CAPTION_MAX: usize = 1024;
 pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken) {
     let owner = front.engine().replica_id().to_owned();
     let store = front.engine().store().clone();
+    let replica = front.engine().config().replica.clone();
+    let lease = replica.lease;
     let sends = Arc::new(Semaphore::new(CONCURRENT_SENDS));
+    let in_flight: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    let keeper = tokio::spawn(keep_leases(
+        store.clone(),
+        owner.clone(),
+        in_flight.clone(),
+        replica.heartbeat,
+        lease,
+        stop.clone(),
+    ));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -60,7 +73,7 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
             Ok(Vec::new())
         } else {
             store
-                .claim_deliveries(&owner, LEASE, room, including_own)
+                .claim_deliveries(&owner, lease, room, including_own)
                 .await
         };
         if room > 0 {
@@ -71,13 +84,17 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
                 let full = room > 0 && batch.len() == room as usize;
                 for delivery in batch {
                     let permit = tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => break,
                         permit = sends.clone().acquire_owned() => permit,
                     };
-                    let Ok(permit) = permit else { return };
+                    let Ok(permit) = permit else { break };
                     let (front, owner, http) = (front.clone(), owner.clone(), http.clone());
+                    let in_flight = in_flight.clone();
+                    in_flight.lock().insert(delivery.job);
                     tokio::spawn(async move {
+                        let job = delivery.job;
                         deliver(&front, &http, &owner, delivery).await;
+                        in_flight.lock().remove(&job);
                         drop(permit);
                     });
                 }
@@ -88,13 +105,42 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
                 false
             }
         };
+        if stop.is_cancelled() {
+            break;
+        }
         if full {
             continue;
         }
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             () = notified => {}
             () = tokio::time::sleep(POLL) => {}
+        }
+    }
+    let _ = keeper.await;
+}
+
+/// Renews the leases of the deliveries in flight every `heartbeat`, so a long send (teloxide
+/// waits 10 s after a 5xx; 429s are waited out) is not taken over while it runs.
+async fn keep_leases(
+    store: genbot_store::Store,
+    owner: String,
+    in_flight: Arc<Mutex<HashSet<JobId>>>,
+    heartbeat: Duration,
+    lease: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(heartbeat) => {}
+        }
+        let jobs: Vec<JobId> = in_flight.lock().iter().copied().collect();
+        if jobs.is_empty() {
+            continue;
+        }
+        if let Err(e) = store.renew_delivery_leases(&owner, &jobs, lease).await {
+            tracing::warn!(error = %e, "renewing delivery leases failed");
         }
     }
 }

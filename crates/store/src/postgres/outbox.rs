@@ -79,6 +79,26 @@ impl PgStore {
         Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
     }
 
+    pub(crate) async fn renew_delivery_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobId],
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<i64> = jobs.iter().map(|j| j.0).collect();
+        let mut conn = self.connection().await?;
+        Ok(sqlx::query(
+            "UPDATE generation_jobs SET delivery_due = now() + make_interval(secs => $2)
+             WHERE delivery_owner = $1 AND delivered_at IS NULL AND id = ANY($3)",
+        )
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+    }
+
     pub(crate) async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
         sqlx::query("UPDATE users SET blocked_at = coalesce(blocked_at, now()) WHERE id = $1")

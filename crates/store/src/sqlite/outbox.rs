@@ -88,6 +88,29 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn renew_delivery_leases(
+        &self,
+        owner: &str,
+        jobs: &[JobId],
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        let ids =
+            serde_json::Value::from(jobs.iter().map(|j| j.0).collect::<Vec<i64>>()).to_string();
+        self.writer
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE generation_jobs SET delivery_due = ?2
+                         WHERE delivery_owner = ?1 AND delivered_at IS NULL
+                           AND id IN (SELECT value FROM json_each(?3))",
+                    )?
+                    .execute(params![owner, millis(lease_end(Utc::now(), lease)), ids])?
+                    as u64)
+            })
+            .await
+    }
+
     pub(crate) async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
         self.writer
             .run(move |conn| {
