@@ -7,7 +7,6 @@ use std::time::Duration;
 use genbot_engine::JobEvent;
 use genbot_store::JobId;
 use teloxide::prelude::*;
-use teloxide::types::ChatAction;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -67,14 +66,18 @@ pub async fn run(
 async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::RequestError> {
     let bot = front.bot();
     match event {
-        // One progress message per start, and only if the budget is free: the position message
-        // turns into "generating", or (without one) the chat shows "uploading photo".
-        JobEvent::Started { job, user } => {
-            let chat = ChatId(user.0);
+        // One progress message per job, and only if the budget is free: the queue message turns
+        // into "generating".
+        JobEvent::Started { job, .. } => {
+            // The job's one progress message: taken here unless a position edit took it.
             let waiting = {
                 let mut slots = front.waiting().lock();
-                match slots.get(&job) {
-                    Some(Slot::Waiting(waiting)) => Some(*waiting),
+                match slots.get_mut(&job) {
+                    Some(Slot::Waiting(waiting)) if waiting.edited => return Ok(()),
+                    Some(Slot::Waiting(waiting)) => {
+                        waiting.edited = true;
+                        Some(*waiting)
+                    }
                     Some(_) => None,
                     None => {
                         slots.insert(job, Slot::Started);
@@ -82,27 +85,19 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                     }
                 }
             };
-            match waiting {
-                Some(waiting) => {
-                    send_progress(
-                        front,
+            // Without a queue message recorded yet, the handler turns it into "generating"
+            // when it records it (the job's one progress message).
+            if let Some(waiting) = waiting {
+                send_progress(
+                    front,
+                    waiting.chat,
+                    bot.edit_message_text(
                         waiting.chat,
-                        bot.edit_message_text(
-                            waiting.chat,
-                            waiting.message,
-                            texts::generating(waiting.lang),
-                        ),
-                    )
-                    .await?;
-                }
-                None => {
-                    send_progress(
-                        front,
-                        chat,
-                        bot.send_chat_action(chat, ChatAction::UploadPhoto),
-                    )
-                    .await?;
-                }
+                        waiting.message,
+                        texts::generating(waiting.lang),
+                    ),
+                )
+                .await?;
             }
         }
         // The outbox sends the result; here only the position message is let go.
@@ -128,7 +123,7 @@ async fn refresh_positions(front: &Front) {
         .lock()
         .iter()
         .filter_map(|(job, slot)| match slot {
-            Slot::Waiting(w) => Some((*job, *w)),
+            Slot::Waiting(w) if !w.edited => Some((*job, *w)),
             _ => None,
         })
         .collect();
@@ -155,6 +150,11 @@ async fn refresh_positions(front: &Front) {
         .collect();
     moves.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (_, job, entry, position) in moves.into_iter().take(EDITS_PER_REFRESH) {
+        // Take the job's one progress message, unless its start took it meanwhile.
+        match front.waiting().lock().get_mut(&job) {
+            Some(Slot::Waiting(w)) if !w.edited => w.edited = true,
+            _ => continue,
+        }
         let edit = front.bot().edit_message_text(
             entry.chat,
             entry.message,
@@ -170,9 +170,20 @@ async fn refresh_positions(front: &Front) {
                         w.position = position;
                     }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "position edit failed"),
+                // Dropped or failed: the job's progress message is still to be had.
+                Ok(None) => release_progress(&front, job),
+                Err(e) => {
+                    release_progress(&front, job);
+                    tracing::debug!(error = %e, "position edit failed");
+                }
             }
         });
+    }
+}
+
+/// Gives a job its progress message back after a position edit was dropped or failed.
+fn release_progress(front: &Front, job: JobId) {
+    if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
+        w.edited = false;
     }
 }

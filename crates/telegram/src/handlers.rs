@@ -199,17 +199,20 @@ async fn prompt_received(
                 message: sent.id,
                 lang,
                 position,
+                edited: false,
             };
             let earlier = {
                 let mut slots = front.waiting().lock();
                 let earlier = slots.remove(&accepted.job);
                 if !matches!(earlier, Some(Slot::Finished)) {
-                    slots.insert(accepted.job, Slot::Waiting(waiting));
+                    // A job that started first gets its one progress message here.
+                    let edited = matches!(earlier, Some(Slot::Started));
+                    slots.insert(accepted.job, Slot::Waiting(Waiting { edited, ..waiting }));
                 }
                 earlier
             };
             if matches!(earlier, Some(Slot::Started)) {
-                send(
+                crate::pacing::send_progress(
                     front,
                     chat,
                     bot.edit_message_text(chat, sent.id, texts::generating(lang)),

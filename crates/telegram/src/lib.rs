@@ -95,6 +95,9 @@ pub(crate) struct Waiting {
     pub(crate) message: MessageId,
     pub(crate) lang: Lang,
     pub(crate) position: usize,
+    /// The message was edited (or an edit is on its way): a job gets one progress message in
+    /// all, so it costs at most three sends (queue message, one progress message, result).
+    pub(crate) edited: bool,
 }
 
 /// The front end's shared state. Cheap to clone.
