@@ -45,10 +45,7 @@ impl Bot {
     }
 
     fn start(&mut self) {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
+        let port = crate::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env_clear()
@@ -391,10 +388,7 @@ async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("webhook.db").display());
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = crate::free_port();
     let bot = Bot::new(&telegram, &replicate, &database_url);
     let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
         .args([
@@ -452,10 +446,7 @@ async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let closed = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let closed = crate::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()

@@ -6,3 +6,9 @@ mod bench;
 mod config_check;
 mod crash;
 mod serve;
+
+/// A loopback port free right now, for a `genbot serve --listen` started next.
+pub(crate) fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}

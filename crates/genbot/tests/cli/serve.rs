@@ -29,10 +29,7 @@ async fn serve_answers_a_user_end_to_end_and_stops_on_sigterm() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = crate::free_port();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env_clear()

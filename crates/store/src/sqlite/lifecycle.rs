@@ -111,8 +111,7 @@ impl SqliteStore {
         lease: Duration,
     ) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
-        let ids =
-            serde_json::Value::from(jobs.iter().map(|j| j.0).collect::<Vec<i64>>()).to_string();
+        let ids = rows::job_ids_json(jobs);
         self.writer
             .run(move |conn| {
                 let until = millis(lease_end(Utc::now(), lease));

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::{params, Row};
 
-use super::rows::millis;
+use super::rows::{self, millis};
 use super::SqliteStore;
 use crate::lifecycle::lease_end;
 use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, OutboxBacklog, StoreError, UserId};
@@ -95,8 +95,7 @@ impl SqliteStore {
         lease: Duration,
     ) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
-        let ids =
-            serde_json::Value::from(jobs.iter().map(|j| j.0).collect::<Vec<i64>>()).to_string();
+        let ids = rows::job_ids_json(jobs);
         self.writer
             .run(move |conn| {
                 Ok(conn

@@ -16,6 +16,11 @@ fn timestamp(column: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError>
     })
 }
 
+/// Job ids as a JSON array, for `id IN (SELECT value FROM json_each(?))`.
+pub(super) fn job_ids_json(jobs: &[JobId]) -> String {
+    serde_json::Value::from(jobs.iter().map(|j| j.0).collect::<Vec<i64>>()).to_string()
+}
+
 pub(super) fn date_text(date: NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
