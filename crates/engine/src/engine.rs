@@ -203,6 +203,18 @@ impl Engine {
         self.inner.users.store()
     }
 
+    /// Fetches a prediction's output image (for a delivery whose bytes were not stored).
+    ///
+    /// # Errors
+    /// As [`crate::replicate::output::download`].
+    pub async fn download_output(
+        &self,
+        url: &str,
+    ) -> Result<crate::replicate::output::OutputImage, crate::replicate::output::DownloadError>
+    {
+        self.inner.client.download_output(url).await
+    }
+
     pub fn catalogue(&self) -> &Catalogue {
         &self.inner.catalogue
     }

@@ -10,6 +10,7 @@
 //! The token goes only into the `Authorization` header; `Debug` and errors never show it.
 
 mod error;
+pub mod output;
 mod retry;
 mod types;
 
@@ -245,6 +246,17 @@ impl ReplicateClient {
     pub async fn get_prediction(&self, id: &str) -> Result<Prediction, ReplicateError> {
         self.call(Method::GET, &format!("v1/predictions/{id}"), None, false)
             .await
+    }
+
+    /// The output image at `url`, fetched without the token ([`output::download`]).
+    ///
+    /// # Errors
+    /// As [`output::download`].
+    pub async fn download_output(
+        &self,
+        url: &str,
+    ) -> Result<output::OutputImage, output::DownloadError> {
+        output::download(&self.http, url).await
     }
 
     /// Asks Replicate to cancel the prediction.

@@ -25,6 +25,8 @@ pub(crate) struct Counters {
     pub(crate) lookups: AtomicU64,
     pub(crate) found_by_lookup: AtomicU64,
     pub(crate) abandoned: AtomicU64,
+    pub(crate) outputs_stored: AtomicU64,
+    pub(crate) outputs_not_stored: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +90,10 @@ pub struct EngineStats {
     pub found_by_lookup: u64,
     /// Jobs this process left to another replica (lease lost) or to the next start.
     pub abandoned: u64,
+    /// Succeeded outputs downloaded and stored with the job…
+    pub outputs_stored: u64,
+    /// …and those whose download failed (delivered from their URL instead).
+    pub outputs_not_stored: u64,
     /// The rate limiter, if any.
     pub limiter: Option<LimiterStats>,
 }
@@ -112,6 +118,8 @@ impl Counters {
             lookups: get(&self.lookups),
             found_by_lookup: get(&self.found_by_lookup),
             abandoned: get(&self.abandoned),
+            outputs_stored: get(&self.outputs_stored),
+            outputs_not_stored: get(&self.outputs_not_stored),
             ..EngineStats::default()
         }
     }

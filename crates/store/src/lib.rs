@@ -39,7 +39,7 @@ pub use model::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     User, UserId,
 };
-pub use outbox::{Delivery, DeliveryOutcome, OutboxBacklog};
+pub use outbox::{Delivery, DeliveryOutcome, JobImage, OutboxBacklog};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -372,6 +372,14 @@ impl Store {
         outcome: DeliveryOutcome,
     ) -> Result<bool, StoreError> {
         dispatch!(self.finish_delivery(job, owner, outcome))
+    }
+
+    /// The stored image of a succeeded job not yet delivered, if its download succeeded.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn job_image(&self, job: JobId) -> Result<Option<JobImage>, StoreError> {
+        dispatch!(self.job_image(job))
     }
 
     /// Marks the user as having blocked the bot (Telegram answered 403).

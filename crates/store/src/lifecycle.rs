@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::{Job, JobId, NewJob, UserId};
+use crate::{Job, JobId, JobImage, NewJob, UserId};
 
 /// A job to accept, with what it costs and the limits its acceptance must respect. The
 /// quota, the credits, the queue length and the insert are checked and written together.
@@ -63,13 +63,14 @@ pub enum Claim {
 /// How a job ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
+    /// Succeeded; `image` is the output downloaded at once (kept until it reached the user),
+    /// `None` when the download failed and the delivery must fetch `result_url` itself.
     Succeeded {
         result_url: String,
+        image: Option<JobImage>,
     },
     /// Failed: its charge and daily generation are given back in the same transaction.
-    Failed {
-        error: String,
-    },
+    Failed { error: String },
     /// Canceled while queued: refunded like a failure.
     Canceled,
 }

@@ -19,6 +19,26 @@ pub struct Delivery {
     pub attempts: u32,
     /// Telegram's id of the image once uploaded: a resend needs no download.
     pub file_id: Option<String>,
+    /// Whether the image's bytes are stored ([`crate::Store::job_image`]).
+    pub has_image: bool,
+}
+
+/// A succeeded job's image, stored when its prediction succeeded and dropped once Telegram
+/// has it (its `file_id` is kept instead).
+#[derive(Clone, PartialEq, Eq)]
+pub struct JobImage {
+    /// A name with the type's extension (`image.png`), for the upload.
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for JobImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobImage")
+            .field("file_name", &self.file_name)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
 }
 
 /// The outbox right now: results not yet delivered, and how long the oldest has waited since

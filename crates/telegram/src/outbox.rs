@@ -14,7 +14,7 @@ use std::time::Duration;
 use genbot_engine::FailureReason;
 use std::collections::HashSet;
 
-use genbot_store::{Delivery, DeliveryOutcome, JobId, JobStatus};
+use genbot_store::{Delivery, DeliveryOutcome, JobId, JobImage, JobStatus};
 use parking_lot::Mutex;
 use teloxide::prelude::*;
 use teloxide::types::InputFile;
@@ -34,8 +34,7 @@ const CONCURRENT_SENDS: usize = 32;
 const POLL: Duration = Duration::from_secs(1);
 /// Tries before a delivery that keeps failing is given up (recorded with its last error).
 const MAX_ATTEMPTS: u32 = 10;
-/// Largest image downloaded; Telegram takes photos up to 10 MB and documents up to 50 MB.
-const MAX_IMAGE_BYTES: usize = 20 * 1024 * 1024;
+/// Telegram's limit for photos; larger images go as documents (up to 50 MB).
 const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
 /// Telegram's caption limit, in characters.
 const CAPTION_MAX: usize = 1024;
@@ -56,10 +55,6 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
         lease,
         stop.clone(),
     ));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default();
     // The first look also takes what a previous run of this replica had claimed.
     let mut including_own = true;
     loop {
@@ -88,12 +83,12 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
                         permit = sends.clone().acquire_owned() => permit,
                     };
                     let Ok(permit) = permit else { break };
-                    let (front, owner, http) = (front.clone(), owner.clone(), http.clone());
+                    let (front, owner) = (front.clone(), owner.clone());
                     let in_flight = in_flight.clone();
                     in_flight.lock().insert(delivery.job);
                     tokio::spawn(async move {
                         let job = delivery.job;
-                        deliver(&front, &http, &owner, delivery).await;
+                        deliver(&front, &owner, delivery).await;
                         in_flight.lock().remove(&job);
                         drop(permit);
                     });
@@ -146,10 +141,10 @@ async fn keep_leases(
 }
 
 /// One delivery attempt, recorded whatever its outcome.
-async fn deliver(front: &Front, http: &reqwest::Client, owner: &str, delivery: Delivery) {
+async fn deliver(front: &Front, owner: &str, delivery: Delivery) {
     let chat = ChatId(delivery.user.0);
     let sent = match delivery.status {
-        JobStatus::Succeeded => send_image(front, http, chat, &delivery).await,
+        JobStatus::Succeeded => send_image(front, chat, &delivery).await,
         _ => {
             let lang = language_of(front, delivery.user).await;
             let reason = FailureReason::from_stored(delivery.error.as_deref().unwrap_or(""));
@@ -196,11 +191,11 @@ async fn deliver(front: &Front, http: &reqwest::Client, owner: &str, delivery: D
     }
 }
 
-/// Sends the image: by its kept `file_id`, else downloaded and uploaded (as a document when
-/// too big for a photo), else by URL for Telegram to fetch. Returns the uploaded `file_id`.
+/// Sends the image: by its kept `file_id`, else its stored bytes, else downloaded now from its
+/// URL, else by URL for Telegram to fetch; as a document when too big for a photo. Returns the
+/// uploaded `file_id`.
 async fn send_image(
     front: &Front,
-    http: &reqwest::Client,
     chat: ChatId,
     delivery: &Delivery,
 ) -> Result<Option<String>, RequestError> {
@@ -215,7 +210,18 @@ async fn send_image(
     let Some(url) = delivery.result_url.as_deref() else {
         return Ok(None);
     };
-    match download(http, url).await {
+    let image = match stored_image(front, delivery).await {
+        Some(image) => Ok(image),
+        None => front
+            .engine()
+            .download_output(url)
+            .await
+            .map(|image| JobImage {
+                file_name: image.kind.file_name().to_owned(),
+                bytes: image.bytes,
+            }),
+    };
+    match image {
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
             let message = send(front, chat, bot.send_photo(chat, input).caption(caption)).await?;
@@ -231,7 +237,7 @@ async fn send_image(
             Ok(message.document().map(|d| d.file.id.to_string()))
         }
         Err(reason) => {
-            tracing::warn!(job_id = delivery.job.0, %reason, "downloading the image failed; Telegram fetches the URL instead");
+            tracing::warn!(job_id = delivery.job.0, %reason, "no stored image and the download failed; Telegram fetches the URL instead");
             let Ok(parsed) = url.parse() else {
                 return Ok(None);
             };
@@ -250,46 +256,17 @@ async fn send_image(
     }
 }
 
-struct Image {
-    bytes: Vec<u8>,
-    file_name: &'static str,
-}
-
-/// The image at `url`: at most `MAX_IMAGE_BYTES`, and a PNG, JPEG or WebP by its first bytes.
-async fn download(http: &reqwest::Client, url: &str) -> Result<Image, String> {
-    let mut response = http
-        .get(url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.to_string())?;
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_IMAGE_BYTES as u64)
-    {
-        return Err(format!("larger than {MAX_IMAGE_BYTES} bytes"));
+/// The image stored when the job succeeded, if it was.
+async fn stored_image(front: &Front, delivery: &Delivery) -> Option<JobImage> {
+    if !delivery.has_image {
+        return None;
     }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-            return Err(format!("larger than {MAX_IMAGE_BYTES} bytes"));
+    match front.engine().store().job_image(delivery.job).await {
+        Ok(image) => image,
+        Err(e) => {
+            tracing::warn!(job_id = delivery.job.0, error = %e, "reading the stored image failed; downloading it");
+            None
         }
-        bytes.extend_from_slice(&chunk);
-    }
-    let file_name = image_kind(&bytes).ok_or("not a PNG, JPEG or WebP image")?;
-    Ok(Image { bytes, file_name })
-}
-
-/// A file name for the image by its magic bytes, or `None` when it is not PNG, JPEG or WebP.
-fn image_kind(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image.png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image.jpg")
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image.webp")
-    } else {
-        None
     }
 }
 
@@ -348,14 +325,6 @@ async fn language_of(front: &Front, user: genbot_store::UserId) -> Lang {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn images_are_recognised_by_their_first_bytes() {
-        assert_eq!(image_kind(b"\x89PNG\r\n\x1a\nrest"), Some("image.png"));
-        assert_eq!(image_kind(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image.jpg"));
-        assert_eq!(image_kind(b"RIFF\0\0\0\0WEBPVP8 "), Some("image.webp"));
-        assert_eq!(image_kind(b"<html>not found</html>"), None);
-    }
 
     #[test]
     fn refusals_are_given_up_and_hiccups_retried() {

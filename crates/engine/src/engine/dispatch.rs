@@ -130,7 +130,16 @@ impl Engine {
         // so this one stops counting as in flight first.
         in_flight.end();
         let (outcome, reason) = match generated {
-            Ok(url) => (JobOutcome::Succeeded { result_url: url }, None),
+            Ok(url) => {
+                let image = self.keep_output(&url).await;
+                (
+                    JobOutcome::Succeeded {
+                        result_url: url,
+                        image,
+                    },
+                    None,
+                )
+            }
             Err(Stop::Failed(reason)) => {
                 tracing::info!(reason = %reason, "generation failed");
                 let error = reason.to_string();
@@ -150,7 +159,7 @@ impl Engine {
             return;
         };
         match outcome {
-            JobOutcome::Succeeded { result_url } => {
+            JobOutcome::Succeeded { result_url, .. } => {
                 Counters::bump(&self.inner.counters.succeeded);
                 self.emit(JobEvent::Succeeded {
                     job: job.id,

@@ -9,12 +9,13 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use genbot_store::Job;
+use genbot_store::{Job, JobImage};
 
 use super::dispatch::Stop;
 use super::Engine;
 use crate::catalogue::Model;
 use crate::events::{FailureReason, JobEvent};
+use crate::replicate::output::DownloadError;
 use crate::replicate::{Prediction, PredictionStatus, ReplicateError};
 use crate::stats::Counters;
 
@@ -24,6 +25,9 @@ const MAX_CREATES: u32 = 3;
 
 /// Pause between lookups while Replicate does not answer them.
 const LOOKUP_PAUSE: Duration = Duration::from_secs(1);
+
+/// Downloads of a succeeded output tried before it is left to the delivery to fetch.
+const OUTPUT_TRIES: u32 = 3;
 
 impl Engine {
     /// Creates (or resumes, or finds) the prediction and waits for its result URL.
@@ -80,6 +84,40 @@ impl Engine {
                 done.error_text().unwrap_or_else(|| "unknown error".into()),
             ))),
         }
+    }
+
+    /// The succeeded output's bytes, to keep with the job (Replicate deletes outputs after an
+    /// hour); `None` after [`OUTPUT_TRIES`] failed downloads (the delivery then fetches the URL
+    /// itself) or on a refused image (too large, not an image: the URL is all there is).
+    pub(super) async fn keep_output(&self, url: &str) -> Option<JobImage> {
+        let inner = &self.inner;
+        let mut pause = Duration::from_millis(200);
+        for attempt in 1..=OUTPUT_TRIES {
+            match inner.client.download_output(url).await {
+                Ok(image) => {
+                    Counters::bump(&inner.counters.outputs_stored);
+                    return Some(JobImage {
+                        file_name: image.kind.file_name().to_owned(),
+                        bytes: image.bytes,
+                    });
+                }
+                Err(e @ DownloadError::Network(_)) if attempt < OUTPUT_TRIES => {
+                    tracing::debug!(error = %e, attempt, "downloading the output failed; trying again");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "output not stored; its delivery will fetch the URL");
+                    break;
+                }
+            }
+            tokio::select! {
+                biased;
+                () = inner.shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause *= 2;
+        }
+        Counters::bump(&inner.counters.outputs_not_stored);
+        None
     }
 
     /// The job's one prediction: found at Replicate if an earlier create may have made it,

@@ -664,9 +664,14 @@ async fn a_502_is_retried_until_delivered_and_a_403_is_not_retried() {
     let telegram = TelegramMock::start(TelegramMockConfig::default())
         .await
         .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    // Outputs vanish after their first download (Replicate's hour, compressed): every send
+    // after the first, and every retry, must use the bytes kept when the prediction succeeded.
+    let replicate = ReplicateMock::start(ReplicateMockConfig {
+        outputs_served_once: true,
+        ..ReplicateMockConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("faults.db").display());
     let mut bot = Bot::new(&telegram, &replicate, &database_url);
@@ -700,6 +705,21 @@ async fn a_502_is_retried_until_delivered_and_a_403_is_not_retried() {
     )
     .await;
     assert_eq!(sendphoto_calls(), 3, "two failures and one delivery");
+    let uploaded = bea
+        .transcript()
+        .iter()
+        .any(|e| matches!(e, Entry::BotPhoto { url, .. } if url.starts_with("upload:image.png")));
+    assert!(
+        uploaded,
+        "the photo was not uploaded from kept bytes: {:?}",
+        bea.transcript()
+    );
+    let outputs = replicate.stats();
+    assert_eq!(
+        (outputs.output_downloads, outputs.outputs_gone),
+        (1, 0),
+        "the output was downloaded once, when the prediction succeeded, and never needed again"
+    );
     eprintln!("502s: delivered {:?} after start", started.elapsed());
 
     let cid = telegram.user(50_002, "Cid", Some("en"));

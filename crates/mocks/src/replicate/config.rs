@@ -20,6 +20,9 @@ pub struct ReplicateMockConfig {
     pub create_response_delay: Duration,
     /// Predictions per page of `GET /v1/predictions` (Replicate's is 100).
     pub list_page_size: usize,
+    /// Each output file answers 404 after its first download, as Replicate's do an hour after
+    /// the prediction: whoever needs the image later must have kept it.
+    pub outputs_served_once: bool,
 }
 
 impl Default for ReplicateMockConfig {
@@ -32,6 +35,7 @@ impl Default for ReplicateMockConfig {
             rate_limit: None,
             create_response_delay: Duration::ZERO,
             list_page_size: 100,
+            outputs_served_once: false,
         }
     }
 }

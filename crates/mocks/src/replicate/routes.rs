@@ -245,7 +245,14 @@ fn prediction_or_404(headers: &HeaderMap, find: impl FnOnce() -> Option<Value>) 
     }
 }
 
-async fn file(Path(_file): Path<String>) -> Response {
+async fn file(State(state): State<Shared>, Path(file): Path<String>) -> Response {
+    if !state.serve_output(&file) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The requested file has expired.",
+        );
+    }
     ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
 }
 

@@ -1,7 +1,7 @@
 //! The mock's predictions and counters. A prediction's status is computed from its timestamps
 //! when asked, so the mock runs no task per prediction.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +24,8 @@ pub(super) struct MockState {
     script: Mutex<VecDeque<ScriptedFault>>,
     window: Mutex<RateWindow>,
     counters: Mutex<Counters>,
+    /// Output files already downloaded once.
+    served: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,8 @@ struct Counters {
     faults: u64,
     polls: u64,
     cancels: u64,
+    output_downloads: u64,
+    outputs_gone: u64,
 }
 
 #[derive(Debug)]
@@ -119,6 +123,10 @@ pub struct ReplicateMockStats {
     pub polls: u64,
     /// Cancel requests.
     pub cancels: u64,
+    /// Output files served…
+    pub output_downloads: u64,
+    /// …and requests for outputs already gone (404).
+    pub outputs_gone: u64,
 }
 
 impl ReplicateMockStats {
@@ -157,6 +165,7 @@ impl MockState {
             script: Mutex::new(VecDeque::new()),
             window: Mutex::new(RateWindow::default()),
             counters: Mutex::new(Counters::default()),
+            served: Mutex::new(HashSet::new()),
         }
     }
 
@@ -331,6 +340,20 @@ impl MockState {
         })
     }
 
+    /// Whether output `file` may be served now (and counts it): `false` once it is gone.
+    pub(super) fn serve_output(&self, file: &str) -> bool {
+        let once = self.config.read().outputs_served_once;
+        let gone = once && !self.served.lock().insert(file.to_owned());
+        let mut counters = self.counters.lock();
+        if gone {
+            counters.outputs_gone += 1;
+            false
+        } else {
+            counters.output_downloads += 1;
+            true
+        }
+    }
+
     pub(super) fn stats(&self) -> ReplicateMockStats {
         let now = self.now();
         let predictions = self.predictions.lock();
@@ -368,6 +391,8 @@ impl MockState {
             faults: counters.faults,
             polls: counters.polls,
             cancels: counters.cancels,
+            output_downloads: counters.output_downloads,
+            outputs_gone: counters.outputs_gone,
         }
     }
 }

@@ -152,10 +152,29 @@ async fn params(request: Request) -> Result<Params, String> {
         let mut multipart = Multipart::from_request(request, &())
             .await
             .map_err(|e| e.to_string())?;
+        let mut files = HashMap::new();
         while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
             let name = field.name().unwrap_or_default().to_owned();
+            // An uploaded file is recorded by name and size: its bytes are no text.
+            if let Some(file_name) = field.file_name().map(str::to_owned) {
+                let bytes = field.bytes().await.map_err(|e| e.to_string())?;
+                let upload = format!("upload:{file_name} ({} bytes)", bytes.len());
+                files.insert(name.clone(), upload.clone());
+                params.insert(name, Value::String(upload));
+                continue;
+            }
             let value = field.text().await.map_err(|e| e.to_string())?;
             params.insert(name, text_value(value));
+        }
+        // `photo=attach://<part>` names the part that holds the file.
+        for value in params.values_mut() {
+            let attached = value
+                .as_str()
+                .and_then(|v| v.strip_prefix("attach://"))
+                .and_then(|part| files.get(part));
+            if let Some(upload) = attached {
+                *value = Value::String(upload.clone());
+            }
         }
     } else {
         let body = Bytes::from_request(request, &())

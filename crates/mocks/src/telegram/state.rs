@@ -30,7 +30,8 @@ pub enum Entry {
         buttons: Vec<(String, String)>,
         edits: u32,
     },
-    /// The bot sent a photo by URL.
+    /// The bot sent a photo: `url` is the URL or `file_id` it gave, or `upload:<file name> (<n>
+    /// bytes)` for an uploaded file.
     BotPhoto {
         message_id: i64,
         url: String,

@@ -232,7 +232,7 @@ impl PgStore {
         outcome: JobOutcome,
     ) -> Result<Finished, StoreError> {
         let (status, result_url, error) = match &outcome {
-            JobOutcome::Succeeded { result_url } => {
+            JobOutcome::Succeeded { result_url, .. } => {
                 (JobStatus::Succeeded, Some(result_url.as_str()), None)
             }
             JobOutcome::Failed { error } => (JobStatus::Failed, None, Some(error.as_str())),
@@ -267,6 +267,20 @@ impl PgStore {
         };
         let finished = job(&row)?;
         let refunded = finished.refunded_credits;
+        if let JobOutcome::Succeeded {
+            image: Some(image), ..
+        } = &outcome
+        {
+            sqlx::query(
+                "INSERT INTO job_images (job_id, file_name, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (job_id) DO NOTHING",
+            )
+            .bind(id.0)
+            .bind(image.file_name.as_str())
+            .bind(image.bytes.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
         if status != JobStatus::Succeeded {
             sqlx::query(
                 "UPDATE users SET

@@ -6,7 +6,9 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
-use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, OutboxBacklog, StoreError, UserId};
+use crate::{
+    Delivery, DeliveryOutcome, JobId, JobImage, JobStatus, OutboxBacklog, StoreError, UserId,
+};
 
 impl PgStore {
     pub(crate) async fn claim_deliveries(
@@ -27,7 +29,9 @@ impl PgStore {
                        OR ($4 AND delivery_owner = $1))
                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING id, user_id, status, prompt, result_url, error,
-                       delivery_attempts, telegram_file_id",
+                       delivery_attempts, telegram_file_id,
+                       EXISTS (SELECT 1 FROM job_images
+                               WHERE job_images.job_id = generation_jobs.id) AS has_image",
         )
         .bind(owner)
         .bind(lease.as_secs_f64())
@@ -76,7 +80,30 @@ impl PgStore {
             .bind(owner)
             .bind(error.as_str()),
         };
-        Ok(query.execute(&mut *conn).await?.rows_affected() == 1)
+        let changed = query.execute(&mut *conn).await?.rows_affected() == 1;
+        // Telegram has the image (or never will): its bytes are no longer needed.
+        if changed && !matches!(outcome, DeliveryOutcome::Retry { .. }) {
+            sqlx::query("DELETE FROM job_images WHERE job_id = $1")
+                .bind(job.0)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(changed)
+    }
+
+    pub(crate) async fn job_image(&self, job: JobId) -> Result<Option<JobImage>, StoreError> {
+        let mut conn = self.connection().await?;
+        let row = sqlx::query("SELECT file_name, bytes FROM job_images WHERE job_id = $1")
+            .bind(job.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(JobImage {
+                file_name: row.try_get(0)?,
+                bytes: row.try_get(1)?,
+            }),
+            None => None,
+        })
     }
 
     pub(crate) async fn renew_delivery_leases(
@@ -142,5 +169,6 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
         error: row.try_get(5)?,
         attempts: attempts.max(0) as u32,
         file_id: row.try_get(7)?,
+        has_image: row.try_get(8)?,
     })
 }

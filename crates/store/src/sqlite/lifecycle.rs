@@ -412,7 +412,7 @@ fn finish(
     outcome: &JobOutcome,
 ) -> Result<Finished, StoreError> {
     let (status, result_url, error) = match outcome {
-        JobOutcome::Succeeded { result_url } => {
+        JobOutcome::Succeeded { result_url, .. } => {
             (JobStatus::Succeeded, Some(result_url.as_str()), None)
         }
         JobOutcome::Failed { error } => (JobStatus::Failed, None, Some(error.as_str())),
@@ -447,6 +447,16 @@ fn finish(
         return Err(not_mine(conn, id, owner, status.as_str()));
     };
     let refunded = finished.refunded_credits;
+    if let JobOutcome::Succeeded {
+        image: Some(image), ..
+    } = outcome
+    {
+        conn.prepare_cached(
+            "INSERT INTO job_images (job_id, file_name, bytes, stored_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (job_id) DO NOTHING",
+        )?
+        .execute(params![id.0, image.file_name, image.bytes, now])?;
+    }
     if status != JobStatus::Succeeded {
         conn.prepare_cached(
             "UPDATE users SET

@@ -8,7 +8,9 @@ use rusqlite::{params, Row};
 use super::rows::{self, millis};
 use super::SqliteStore;
 use crate::lifecycle::lease_end;
-use crate::{Delivery, DeliveryOutcome, JobId, JobStatus, OutboxBacklog, StoreError, UserId};
+use crate::{
+    Delivery, DeliveryOutcome, JobId, JobImage, JobStatus, OutboxBacklog, StoreError, UserId,
+};
 
 impl SqliteStore {
     pub(crate) async fn claim_deliveries(
@@ -31,7 +33,9 @@ impl SqliteStore {
                                OR (?5 AND delivery_owner = ?1))
                         ORDER BY id LIMIT ?4)
                      RETURNING id, user_id, status, prompt, result_url, error,
-                               delivery_attempts, telegram_file_id",
+                               delivery_attempts, telegram_file_id,
+                               EXISTS (SELECT 1 FROM job_images
+                                       WHERE job_images.job_id = generation_jobs.id)",
                 )?;
                 let mut rows = stmt.query(params![
                     owner,
@@ -60,6 +64,7 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
+                let retry = matches!(outcome, DeliveryOutcome::Retry { .. });
                 let changed = match outcome {
                     DeliveryOutcome::Delivered { file_id } => conn
                         .prepare_cached(
@@ -83,6 +88,11 @@ impl SqliteStore {
                         )?
                         .execute(params![job.0, owner, millis(now), error])?,
                 };
+                // Telegram has the image (or never will): its bytes are no longer needed.
+                if changed == 1 && !retry {
+                    conn.prepare_cached("DELETE FROM job_images WHERE job_id = ?1")?
+                        .execute(params![job.0])?;
+                }
                 Ok(changed == 1)
             })
             .await
@@ -106,6 +116,23 @@ impl SqliteStore {
                     )?
                     .execute(params![owner, millis(lease_end(Utc::now(), lease)), ids])?
                     as u64)
+            })
+            .await
+    }
+
+    pub(crate) async fn job_image(&self, job: JobId) -> Result<Option<JobImage>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT file_name, bytes FROM job_images WHERE job_id = ?1")?;
+                let mut rows = stmt.query(params![job.0])?;
+                Ok(match rows.next()? {
+                    Some(row) => Some(JobImage {
+                        file_name: row.get(0)?,
+                        bytes: row.get(1)?,
+                    }),
+                    None => None,
+                })
             })
             .await
     }
@@ -157,5 +184,6 @@ fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
         error: row.get(5)?,
         attempts: row.get(6)?,
         file_id: row.get(7)?,
+        has_image: row.get(8)?,
     })
 }

@@ -135,6 +135,16 @@ WHERE status IN ('succeeded', 'failed');
 CREATE INDEX generation_jobs_undelivered ON generation_jobs (id)
 WHERE delivered_at IS NULL AND status IN ('succeeded', 'failed');
 "#,
+    // v5: a succeeded job's image, downloaded as soon as its prediction succeeded (Replicate
+    // deletes outputs after an hour), kept until it reached the user.
+    r#"
+CREATE TABLE job_images (
+    job_id    INTEGER PRIMARY KEY REFERENCES generation_jobs(id) ON DELETE CASCADE,
+    file_name TEXT    NOT NULL,
+    bytes     BLOB    NOT NULL,
+    stored_at INTEGER NOT NULL  -- unix ms
+);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use genbot_store::{
-    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobOutcome, JobStatus, NewJob, NewUser, Store,
-    StoreError, Submission, SubmitOutcome, UserId,
+    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobImage, JobOutcome, JobStatus, NewJob, NewUser,
+    Store, StoreError, Submission, SubmitOutcome, UserId,
 };
 
 use crate::helpers::on_both_backends;
@@ -11,6 +11,7 @@ use crate::helpers::on_both_backends;
 on_both_backends!(
     submit_charges_claim_fences_finish_refunds_and_counts_stay_exact,
     claims_keep_the_global_and_per_user_limits_and_take_turns,
+    a_succeeded_jobs_image_is_kept_until_telegram_has_it,
 );
 
 fn submission(user: i64, cost: i64) -> Submission {
@@ -195,4 +196,57 @@ async fn claims_keep_the_global_and_per_user_limits_and_take_turns(store: &Store
         Claim::AtCapacity
     );
     assert_counts_exact(store).await;
+}
+
+async fn a_succeeded_jobs_image_is_kept_until_telegram_has_it(store: &Store) {
+    register(store, 1, 10).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let SubmitOutcome::Queued { job, .. } = store.submit_job(submission(1, 1)).await.unwrap()
+        else {
+            panic!("refused")
+        };
+        ids.push(job.id);
+    }
+    let image = JobImage {
+        file_name: "image.png".into(),
+        bytes: b"\x89PNG\r\n\x1a\n-bytes".to_vec(),
+    };
+    for (n, id) in ids.iter().enumerate() {
+        let Claim::Claimed(claimed) = store.claim_next(spec("a", 10, 10)).await.unwrap() else {
+            panic!("nothing claimed")
+        };
+        assert_eq!(claimed.id, *id);
+        let outcome = JobOutcome::Succeeded {
+            result_url: format!("http://127.0.0.1:9/files/{n}.png"),
+            // The second job's download failed: only its URL is known.
+            image: (n == 0).then(|| image.clone()),
+        };
+        store.finish_job(*id, "a", outcome).await.unwrap();
+    }
+    let claimed = store
+        .claim_deliveries("a", Duration::from_secs(60), 10, false)
+        .await
+        .unwrap();
+    let kept: Vec<bool> = claimed.iter().map(|d| d.has_image).collect();
+    assert_eq!(kept, [true, false]);
+    assert_eq!(store.job_image(ids[0]).await.unwrap(), Some(image));
+    assert_eq!(store.job_image(ids[1]).await.unwrap(), None);
+    // A retry keeps the bytes; a recorded delivery drops them (Telegram's file_id replaces them).
+    let retry = DeliveryOutcome::Retry {
+        error: "502".into(),
+        after: Duration::ZERO,
+    };
+    assert!(store.finish_delivery(ids[0], "a", retry).await.unwrap());
+    assert!(store.job_image(ids[0]).await.unwrap().is_some());
+    let again = store
+        .claim_deliveries("a", Duration::from_secs(60), 10, false)
+        .await
+        .unwrap();
+    assert!(again.iter().any(|d| d.job == ids[0] && d.has_image));
+    let delivered = DeliveryOutcome::Delivered {
+        file_id: Some("f1".into()),
+    };
+    assert!(store.finish_delivery(ids[0], "a", delivered).await.unwrap());
+    assert_eq!(store.job_image(ids[0]).await.unwrap(), None);
 }
