@@ -30,11 +30,14 @@ pub enum Key {
     JobHeartbeatSeconds,
     ShutdownGraceSeconds,
     TelegramSendsPerSecond,
+    ReplicateWebhookUrl,
+    ReplicateWebhookSecret,
+    ReplicateReconcileSeconds,
 }
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 26] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
@@ -58,6 +61,9 @@ impl Key {
         Key::JobHeartbeatSeconds,
         Key::ShutdownGraceSeconds,
         Key::TelegramSendsPerSecond,
+        Key::ReplicateWebhookUrl,
+        Key::ReplicateWebhookSecret,
+        Key::ReplicateReconcileSeconds,
     ];
 
     /// The environment variable's name.
@@ -86,6 +92,9 @@ impl Key {
             Key::JobHeartbeatSeconds => "JOB_HEARTBEAT_SECONDS",
             Key::ShutdownGraceSeconds => "SHUTDOWN_GRACE_SECONDS",
             Key::TelegramSendsPerSecond => "TELEGRAM_SENDS_PER_SECOND",
+            Key::ReplicateWebhookUrl => "REPLICATE_WEBHOOK_URL",
+            Key::ReplicateWebhookSecret => "REPLICATE_WEBHOOK_SECRET",
+            Key::ReplicateReconcileSeconds => "REPLICATE_RECONCILE_SECONDS",
         }
     }
 
@@ -96,7 +105,10 @@ impl Key {
             | Key::ReplicateApiToken
             | Key::RedisUrl
             | Key::ModelsFile
-            | Key::ReplicaId => None,
+            | Key::ReplicaId
+            | Key::ReplicateWebhookUrl
+            | Key::ReplicateWebhookSecret => None,
+            Key::ReplicateReconcileSeconds => Some("30"),
             Key::JobLeaseSeconds => Some("30"),
             Key::JobHeartbeatSeconds => Some("10"),
             Key::ShutdownGraceSeconds => Some("10"),
@@ -150,12 +162,24 @@ impl Key {
             Key::TelegramSendsPerSecond => {
                 "messages per second to Telegram, all chats (30 unless Telegram raised the bot's limit)"
             }
+            Key::ReplicateWebhookUrl => {
+                "public URL Replicate posts finished predictions to (served on --listen); unset = polling"
+            }
+            Key::ReplicateWebhookSecret => {
+                "whsec_… signing secret of Replicate's webhooks; unset = fetched from Replicate at start"
+            }
+            Key::ReplicateReconcileSeconds => {
+                "with webhooks: how often a running prediction is still polled (a missed webhook)"
+            }
         }
     }
 
     /// Secrets are never printed, whole or in part.
     pub const fn is_secret(self) -> bool {
-        matches!(self, Key::TelegramBotToken | Key::ReplicateApiToken)
+        matches!(
+            self,
+            Key::TelegramBotToken | Key::ReplicateApiToken | Key::ReplicateWebhookSecret
+        )
     }
 
     /// Finds a key by its name as written in the environment or `genbot.toml` (any case).

@@ -61,6 +61,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// `TELEGRAM_SENDS_PER_SECOND`.
     pub telegram_sends_per_sec: u32,
+    /// `REPLICATE_WEBHOOK_URL`: predictions report their end here instead of being polled.
+    pub replicate_webhook_url: Option<Url>,
+    /// `REPLICATE_WEBHOOK_SECRET` (`whsec_…`); fetched from Replicate when unset.
+    pub replicate_webhook_secret: Option<SecretString>,
+    /// `REPLICATE_RECONCILE_SECONDS`: the poll interval left while webhooks are on.
+    pub replicate_reconcile: Duration,
     origins: Vec<(Key, Origin)>,
     file: Option<PathBuf>,
 }
@@ -211,6 +217,17 @@ impl Settings {
             ));
         }
 
+        let replicate_webhook_secret = secret(Key::ReplicateWebhookSecret)?;
+        if let Some(text) = raw(Key::ReplicateWebhookSecret) {
+            if !text.trim().starts_with("whsec_") {
+                return Err(ConfigError::invalid(
+                    Key::ReplicateWebhookSecret.name(),
+                    "***",
+                    "expected whsec_<base64>, as `GET /v1/webhooks/default/secret` answers",
+                ));
+            }
+        }
+
         let origins = Key::ALL
             .into_iter()
             .filter_map(|key| sources.lookup(key).map(|(_, origin)| (key, origin)))
@@ -240,6 +257,15 @@ impl Settings {
             job_heartbeat,
             shutdown_grace: Duration::from_secs(int(Key::ShutdownGraceSeconds, 1, 600)?),
             telegram_sends_per_sec: as_u32(int(Key::TelegramSendsPerSecond, 1, 1_000)?),
+            replicate_webhook_url: raw(Key::ReplicateWebhookUrl)
+                .map(|text| http_url(Key::ReplicateWebhookUrl, text))
+                .transpose()?,
+            replicate_webhook_secret,
+            replicate_reconcile: Duration::from_secs(int(
+                Key::ReplicateReconcileSeconds,
+                1,
+                3_600,
+            )?),
             origins,
             file: sources.file_path().map(ToOwned::to_owned),
         })
@@ -303,6 +329,12 @@ impl Settings {
             Key::JobHeartbeatSeconds => self.job_heartbeat.as_secs().to_string(),
             Key::ShutdownGraceSeconds => self.shutdown_grace.as_secs().to_string(),
             Key::TelegramSendsPerSecond => self.telegram_sends_per_sec.to_string(),
+            Key::ReplicateWebhookUrl => self.replicate_webhook_url.as_ref().map_or_else(
+                || "(unset: polling)".into(),
+                |url| redact_url_text(url.as_str()),
+            ),
+            Key::ReplicateWebhookSecret => secret(&self.replicate_webhook_secret),
+            Key::ReplicateReconcileSeconds => self.replicate_reconcile.as_secs().to_string(),
             Key::AdminIds => {
                 if self.admin_ids.is_empty() {
                     "(none)".into()

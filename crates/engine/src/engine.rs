@@ -203,6 +203,31 @@ impl Engine {
         self.inner.users.store()
     }
 
+    /// Replicate's webhook settings, when predictions report their end by webhook.
+    pub fn replicate_webhooks(&self) -> Option<&crate::replicate::WebhookSettings> {
+        self.inner.client.webhooks()
+    }
+
+    /// A webhook delivery from Replicate, as received: verified (signature, timestamp,
+    /// replay) and handed to the generation waiting for its prediction.
+    ///
+    /// # Errors
+    /// The delivery is not genuine, or webhooks are off.
+    pub fn receive_replicate_webhook(
+        &self,
+        headers: &crate::replicate::webhook::WebhookHeaders<'_>,
+        body: &[u8],
+    ) -> Result<crate::replicate::WebhookReceipt, crate::replicate::webhook::WebhookError> {
+        self.inner
+            .client
+            .receive_webhook(headers, body, Utc::now().timestamp())
+    }
+
+    /// Replicate webhooks received so far.
+    pub fn replicate_webhook_stats(&self) -> crate::replicate::WebhookStats {
+        self.inner.client.webhook_stats()
+    }
+
     /// Fetches a prediction's output image (for a delivery whose bytes were not stored).
     ///
     /// # Errors

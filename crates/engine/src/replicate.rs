@@ -9,10 +9,12 @@
 //! ([`ReplicateClient::find_created`]).
 //! The token goes only into the `Authorization` header; `Debug` and errors never show it.
 
+mod arrivals;
 mod error;
 pub mod output;
 mod retry;
 mod types;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use url::Url;
 
+pub use arrivals::{WebhookReceipt, WebhookSettings, WebhookStats};
 pub use error::ReplicateError;
 pub use retry::RetryPolicy;
 pub use types::{Prediction, PredictionPage, PredictionStatus, PredictionSummary};
@@ -61,6 +64,7 @@ pub struct ReplicateClient {
     poll: PollPolicy,
     timeout: Duration,
     limiter: Option<Arc<dyn RateLimiter>>,
+    arrivals: Option<Arc<arrivals::Arrivals>>,
 }
 
 impl std::fmt::Debug for ReplicateClient {
@@ -70,6 +74,10 @@ impl std::fmt::Debug for ReplicateClient {
             .field("token", &self.auth.as_ref().map(|_| "***"))
             .field("retry", &self.retry)
             .field("poll", &self.poll)
+            .field(
+                "webhook",
+                &self.arrivals.as_ref().map(|a| a.settings.url.as_str()),
+            )
             .finish()
     }
 }
@@ -117,6 +125,7 @@ impl ReplicateClient {
             poll: PollPolicy::default(),
             timeout: REQUEST_TIMEOUT,
             limiter: None,
+            arrivals: None,
         })
     }
 
@@ -146,6 +155,58 @@ impl ReplicateClient {
         self
     }
 
+    /// Asks Replicate to post each prediction's end to `settings.url` (`webhook_events_filter:
+    /// ["completed"]`); waits then end at the webhook, with polling every
+    /// `settings.reconcile` for webhooks that never come.
+    pub fn with_webhooks(mut self, settings: WebhookSettings) -> Self {
+        self.arrivals = Some(Arc::new(arrivals::Arrivals::new(settings)));
+        self
+    }
+
+    /// The webhook settings, when webhooks are on.
+    pub fn webhooks(&self) -> Option<&WebhookSettings> {
+        self.arrivals.as_ref().map(|a| &a.settings)
+    }
+
+    /// Verifies a webhook delivery (headers, body, `now` in unix seconds) and hands its
+    /// prediction to the generation waiting for it.
+    ///
+    /// # Errors
+    /// Webhooks are off, or the delivery is not genuine ([`webhook::WebhookError`]).
+    pub fn receive_webhook(
+        &self,
+        headers: &webhook::WebhookHeaders<'_>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<WebhookReceipt, webhook::WebhookError> {
+        match &self.arrivals {
+            Some(arrivals) => arrivals.receive(headers, body, now),
+            None => Err(webhook::WebhookError::NotEnabled),
+        }
+    }
+
+    /// Webhooks received so far (zeros when webhooks are off).
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.arrivals
+            .as_ref()
+            .map(|a| a.stats())
+            .unwrap_or_default()
+    }
+
+    /// The account's default webhook signing secret (`GET /v1/webhooks/default/secret`).
+    ///
+    /// # Errors
+    /// The request failed, or the answer holds no valid `whsec_…` key.
+    pub async fn default_webhook_secret(&self) -> Result<webhook::WebhookSecret, ReplicateError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            key: String,
+        }
+        let url = self.endpoint("v1/webhooks/default/secret")?;
+        let answer: Answer = self.call_url(Method::GET, url, None, false).await?;
+        webhook::WebhookSecret::parse(&answer.key).map_err(ReplicateError::Decode)
+    }
+
     /// The rate limiter in use, if any.
     pub fn limiter(&self) -> Option<&Arc<dyn RateLimiter>> {
         self.limiter.as_ref()
@@ -162,7 +223,7 @@ impl ReplicateClient {
         model: &ModelRef,
         input: &Value,
     ) -> Result<Prediction, ReplicateError> {
-        let (path, body) = match model {
+        let (path, mut body) = match model {
             ModelRef::Official { owner, name } => (
                 format!("v1/models/{owner}/{name}/predictions"),
                 json!({ "input": input }),
@@ -172,6 +233,10 @@ impl ReplicateClient {
                 json!({ "version": version, "input": input }),
             ),
         };
+        if let Some(settings) = self.webhooks() {
+            body["webhook"] = json!(settings.url.as_str());
+            body["webhook_events_filter"] = json!(["completed"]);
+        }
         self.call(Method::POST, &path, Some(&body), true).await
     }
 
@@ -283,8 +348,21 @@ impl ReplicateClient {
         prediction: Prediction,
         deadline: Instant,
     ) -> Result<Prediction, ReplicateError> {
+        if prediction.status.is_final() {
+            return Ok(prediction);
+        }
+        // With webhooks, the end arrives by webhook; polling only reconciles missed ones.
+        let mut arrival = self.arrivals.as_ref().map(|a| a.wait(&prediction.id));
+        let poll = match &self.arrivals {
+            Some(arrivals) => PollPolicy {
+                initial: arrivals.settings.reconcile,
+                factor: 1.0,
+                max: arrivals.settings.reconcile,
+            },
+            None => self.poll,
+        };
         let mut current = prediction;
-        let mut delay = self.poll.initial;
+        let mut delay = poll.initial;
         while !current.status.is_final() {
             let now = Instant::now();
             if now >= deadline {
@@ -294,9 +372,24 @@ impl ReplicateClient {
                 }
                 return Err(ReplicateError::TimedOut { prediction: id });
             }
-            tokio::time::sleep(delay.min(deadline - now)).await;
-            delay = delay.mul_f64(self.poll.factor).min(self.poll.max);
-            current = self.get_prediction(&current.id).await?;
+            let pause = tokio::time::sleep(delay.min(deadline - now));
+            match arrival.as_mut() {
+                Some(wait) => tokio::select! {
+                    arrived = &mut wait.arrived => match arrived {
+                        Ok(done) => return Ok(done),
+                        // Never dropped while registered; poll on if it ever is.
+                        Err(_) => arrival = None,
+                    },
+                    () = pause => {
+                        current = self.get_prediction(&current.id).await?;
+                    }
+                },
+                None => {
+                    pause.await;
+                    current = self.get_prediction(&current.id).await?;
+                }
+            }
+            delay = delay.mul_f64(poll.factor).min(poll.max);
         }
         Ok(current)
     }

@@ -8,9 +8,11 @@ use genbot_cache::{UserCache, Users};
 use genbot_config::Settings;
 use genbot_engine::catalogue::Catalogue;
 use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
-use genbot_engine::replicate::ReplicateClient;
+use genbot_engine::replicate::webhook::WebhookSecret;
+use genbot_engine::replicate::{ReplicateClient, WebhookSettings};
 use genbot_engine::{Engine, EngineConfig, JobEvent};
 use genbot_store::{Store, StoreError};
+use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +93,18 @@ async fn start_core_on(settings: &Settings, store: Store) -> anyhow::Result<Core
     )
     .map_err(|e| UsageError(e.to_string()))?
     .with_limiter(rate_limiter(settings)?);
+    let client = match &settings.replicate_webhook_url {
+        Some(url) => {
+            let secret = webhook_secret(settings, &client).await?;
+            tracing::info!(url = %url, reconcile = ?settings.replicate_reconcile, "predictions report their end by webhook");
+            client.with_webhooks(WebhookSettings {
+                url: url.clone(),
+                secret,
+                reconcile: settings.replicate_reconcile,
+            })
+        }
+        None => client,
+    };
     let (events_tx, events) = mpsc::unbounded_channel();
     let engine = Engine::start(
         users,
@@ -102,6 +116,23 @@ async fn start_core_on(settings: &Settings, store: Store) -> anyhow::Result<Core
     .await
     .context("Failed to start the generation engine")?;
     Ok(Core { engine, events })
+}
+
+/// `REPLICATE_WEBHOOK_SECRET`, or the account's default secret asked of Replicate.
+async fn webhook_secret(
+    settings: &Settings,
+    client: &ReplicateClient,
+) -> anyhow::Result<WebhookSecret> {
+    match &settings.replicate_webhook_secret {
+        Some(text) => WebhookSecret::parse(text.expose_secret())
+            .map_err(|reason| UsageError(format!("REPLICATE_WEBHOOK_SECRET: {reason}")).into()),
+        None => client.default_webhook_secret().await.map_err(|e| {
+            UsageError(format!(
+                "REPLICATE_WEBHOOK_URL is set but REPLICATE_WEBHOOK_SECRET is not, and asking Replicate for the default secret failed: {e}"
+            ))
+            .into()
+        }),
+    }
 }
 
 /// The limiter on prediction creations: shared through Redis when `REDIS_URL` is set (so

@@ -7,6 +7,7 @@
 mod config;
 mod routes;
 mod state;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::sync::oneshot;
 
 pub use config::{LostResponse, ReplicateMockConfig, ScriptedFault, ServerRateLimit};
 pub use state::ReplicateMockStats;
+pub use webhooks::SentWebhook;
 
 use self::state::MockState;
 
@@ -52,6 +54,16 @@ impl ReplicateMock {
     /// What the mock has seen so far.
     pub fn stats(&self) -> ReplicateMockStats {
         self.state.stats()
+    }
+
+    /// The webhook signing secret (`whsec_…`), as `GET /v1/webhooks/default/secret` answers.
+    pub fn webhook_secret(&self) -> String {
+        self.state.webhooks().secret()
+    }
+
+    /// Every webhook request sent so far, oldest first.
+    pub fn sent_webhooks(&self) -> Vec<SentWebhook> {
+        self.state.webhooks().sent()
     }
 
     /// Queues faults answered to the next prediction creations, in order.

@@ -1,125 +1,176 @@
-//! Counters the front end exposes at `GET /metrics` (Prometheus text format).
+//! What `GET /metrics` exposes (OpenMetrics text, through `prometheus-client`): the front end's
+//! own counters and handler latency, and at each scrape a snapshot of the engine, cache,
+//! outbox and Replicate webhooks ([`snapshot`]). Counters end in `_total`; the cache exposes
+//! hits and misses rather than a rate.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) mod snapshot;
+
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use teloxide::{ApiError, RequestError};
+
+use self::snapshot::{Snapshot, SnapshotCollector};
 
 /// Upper bounds of the handler-latency histogram buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-/// Updates handled and how long handling took; lock-free.
-#[derive(Debug, Default)]
+/// A Telegram send error, by what Telegram (or the network) answered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SendErrorLabels {
+    /// `429`, `403`, `400`, `401`, `5xx`, `network` or `invalid_json`.
+    code: &'static str,
+}
+
+/// The front end's instruments and the registry that encodes them.
+#[derive(Debug)]
 pub struct Metrics {
-    updates: AtomicU64,
-    dropped_flood: AtomicU64,
-    delivered: AtomicU64,
-    send_failures: AtomicU64,
-    progress_dropped: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    sum_micros: AtomicU64,
+    registry: Registry,
+    updates: Counter,
+    dropped_flood: Counter,
+    delivered: Counter,
+    delivery_failures: Counter,
+    progress_dropped: Counter,
+    send_errors: Family<SendErrorLabels, Counter>,
+    update_seconds: Histogram,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Metrics {
+            registry: Registry::default(),
+            updates: Counter::default(),
+            dropped_flood: Counter::default(),
+            delivered: Counter::default(),
+            delivery_failures: Counter::default(),
+            progress_dropped: Counter::default(),
+            send_errors: Family::default(),
+            update_seconds: Histogram::new(BUCKETS),
+            snapshot: Arc::default(),
+        };
+        metrics.registered()
+    }
 }
 
 impl Metrics {
-    pub(crate) fn observe(&self, elapsed: Duration) {
-        self.updates.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
+    fn registered(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "genbot_updates",
+            "Telegram updates handled",
+            self.updates.clone(),
         );
-        let seconds = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|le| seconds <= *le) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+        r.register(
+            "genbot_updates_dropped_flood",
+            "Updates skipped by the per-user limit",
+            self.dropped_flood.clone(),
+        );
+        r.register(
+            "genbot_deliveries",
+            "Results (images or failure messages) delivered from the outbox",
+            self.delivered.clone(),
+        );
+        r.register(
+            "genbot_delivery_failures",
+            "Delivery attempts that failed (retried later or given up)",
+            self.delivery_failures.clone(),
+        );
+        r.register(
+            "genbot_progress_dropped",
+            "Progress messages (status edits) dropped to leave the send budget to answers",
+            self.progress_dropped.clone(),
+        );
+        r.register(
+            "genbot_telegram_send_errors",
+            "Telegram requests that failed, by answer (429, 403, 400, 5xx, network)",
+            self.send_errors.clone(),
+        );
+        r.register(
+            "genbot_update_seconds",
+            "Time to handle one update",
+            self.update_seconds.clone(),
+        );
+        r.register_collector(Box::new(SnapshotCollector(self.snapshot.clone())));
+        self
+    }
+
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        self.updates.inc();
+        self.update_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn delivered(&self) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.delivered.inc();
     }
 
     pub(crate) fn progress_dropped(&self) {
-        self.progress_dropped.fetch_add(1, Ordering::Relaxed);
+        self.progress_dropped.inc();
     }
 
-    pub(crate) fn send_failed(&self) {
-        self.send_failures.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn delivery_failed(&self) {
+        self.delivery_failures.inc();
+    }
+
+    pub(crate) fn send_error(&self, error: &RequestError) {
+        self.send_errors
+            .get_or_create(&SendErrorLabels {
+                code: error_code(error),
+            })
+            .inc();
     }
 
     pub(crate) fn dropped(&self) {
-        self.dropped_flood.fetch_add(1, Ordering::Relaxed);
+        self.dropped_flood.inc();
     }
 
     /// Updates handled so far.
     pub fn updates(&self) -> u64 {
-        self.updates.load(Ordering::Relaxed)
+        self.updates.get()
     }
 
     /// Updates skipped because their user sent faster than the per-user limit.
     pub fn dropped_flood(&self) -> u64 {
-        self.dropped_flood.load(Ordering::Relaxed)
+        self.dropped_flood.get()
     }
 
-    /// The Prometheus exposition, with the engine's and the cache's gauges appended by the caller.
-    pub(crate) fn render(&self, out: &mut String) {
-        let updates = self.updates();
-        let _ = writeln!(out, "# HELP genbot_updates_total Telegram updates handled.");
-        let _ = writeln!(out, "# TYPE genbot_updates_total counter");
-        let _ = writeln!(out, "genbot_updates_total {updates}");
-        let _ = writeln!(
-            out,
-            "# HELP genbot_updates_dropped_flood_total Updates skipped by the per-user limit."
-        );
-        let _ = writeln!(out, "# TYPE genbot_updates_dropped_flood_total counter");
-        let _ = writeln!(
-            out,
-            "genbot_updates_dropped_flood_total {}",
-            self.dropped_flood()
-        );
-        for (name, help, value) in [
-            (
-                "genbot_deliveries_total",
-                "Results (images or failure messages) delivered from the outbox.",
-                &self.delivered,
-            ),
-            (
-                "genbot_delivery_failures_total",
-                "Delivery attempts that failed (retried later or given up).",
-                &self.send_failures,
-            ),
-            (
-                "genbot_progress_dropped_total",
-                "Progress messages (chat actions, status edits) dropped to leave the send budget to answers.",
-                &self.progress_dropped,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    /// The exposition, with `snapshot` as the scrape-time state of the pipeline.
+    pub(crate) fn render(&self, snapshot: Snapshot) -> String {
+        *self.snapshot.lock() = snapshot;
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding /metrics failed");
         }
-        let _ = writeln!(
-            out,
-            "# HELP genbot_update_seconds Time to handle one update."
-        );
-        let _ = writeln!(out, "# TYPE genbot_update_seconds histogram");
-        let mut cumulative = 0;
-        for (le, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "genbot_update_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(out, "genbot_update_seconds_bucket{{le=\"+Inf\"}} {updates}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "genbot_update_seconds_sum {sum}");
-        let _ = writeln!(out, "genbot_update_seconds_count {updates}");
+        out
     }
 }
 
-/// Appends one gauge.
-pub(crate) fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    let _ = writeln!(out, "{name} {value}");
+/// The label for a failed Telegram request. teloxide keeps the description, not the status,
+/// so refusals are told apart by kind.
+fn error_code(error: &RequestError) -> &'static str {
+    match error {
+        RequestError::RetryAfter(_) => "429",
+        RequestError::Api(
+            ApiError::BotBlocked
+            | ApiError::UserDeactivated
+            | ApiError::CantInitiateConversation
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel,
+        ) => "403",
+        RequestError::Api(ApiError::InvalidToken) => "401",
+        // Unknown descriptions are mostly server errors ("Bad Gateway", "Internal Server Error").
+        RequestError::Api(ApiError::Unknown(_)) => "5xx",
+        RequestError::Api(_) | RequestError::MigrateToChatId(_) => "400",
+        RequestError::Network(_) | RequestError::Io(_) => "network",
+        RequestError::InvalidJson { .. } => "invalid_json",
+    }
 }
 
 #[cfg(test)]
@@ -127,12 +178,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_is_cumulative() {
+    fn counters_end_in_total_and_the_histogram_is_cumulative() {
         let metrics = Metrics::default();
         metrics.observe(Duration::from_micros(500));
         metrics.observe(Duration::from_millis(20));
-        let mut out = String::new();
-        metrics.render(&mut out);
+        metrics.send_error(&RequestError::Api(ApiError::BotBlocked));
+        let out = metrics.render(Snapshot::default());
         assert!(
             out.contains("genbot_update_seconds_bucket{le=\"0.001\"} 1"),
             "{out}"
@@ -142,5 +193,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("genbot_updates_total 2"), "{out}");
+        assert!(
+            out.contains("genbot_telegram_send_errors_total{code=\"403\"} 1"),
+            "{out}"
+        );
+        assert!(out.contains("# TYPE genbot_cache_hits counter"), "{out}");
     }
 }

@@ -163,7 +163,7 @@ async fn deliver(front: &Front, owner: &str, delivery: Delivery) {
             DeliveryOutcome::Delivered { file_id }
         }
         Err(e) => {
-            front.metrics().send_failed();
+            front.metrics().delivery_failed();
             let outcome = classify(&e, delivery.attempts);
             if is_blocked(&e) {
                 if let Err(e) = front.engine().store().mark_blocked(delivery.user).await {

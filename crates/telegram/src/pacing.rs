@@ -132,11 +132,16 @@ where
         front.pacer().ready(chat).await;
         match request.send_ref().await {
             Err(RequestError::RetryAfter(after)) if retries < MAX_RETRIES => {
+                front.metrics().send_error(&RequestError::RetryAfter(after));
                 retries += 1;
                 tracing::debug!(chat = chat.0, ?after, "telegram asked to slow down");
                 tokio::time::sleep(after.duration().max(Duration::from_millis(100))).await;
             }
-            result => return result,
+            Err(e) => {
+                front.metrics().send_error(&e);
+                return Err(e);
+            }
+            ok => return ok,
         }
     }
 }
@@ -160,11 +165,15 @@ where
     }
     match request.send_ref().await {
         Ok(output) => Ok(Some(output)),
-        Err(RequestError::RetryAfter(_)) => {
+        Err(e @ RequestError::RetryAfter(_)) => {
+            front.metrics().send_error(&e);
             front.metrics().progress_dropped();
             Ok(None)
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            front.metrics().send_error(&e);
+            Err(e)
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use teloxide::dispatching::Dispatcher;
 use teloxide::error_handlers::LoggingErrorHandler;
@@ -17,7 +17,6 @@ use tokio::net::TcpListener;
 
 use crate::command::MENU;
 use crate::handlers::{schema, HandlerError};
-use crate::metrics::gauge;
 use crate::Front;
 
 /// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order
@@ -85,12 +84,46 @@ pub async fn wait_for_bot_api(
     }
 }
 
-/// `/healthz` and `/metrics`.
+/// `/healthz`, `/metrics`, and Replicate's webhook at its URL's path when webhooks are on.
 pub fn http_router(front: Front) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(front)
+        .route("/metrics", get(metrics));
+    if let Some(settings) = front.engine().replicate_webhooks() {
+        router = router.route(settings.url.path(), post(replicate_webhook));
+    }
+    router.with_state(front)
+}
+
+/// Replicate's webhook: 200 once verified (whatever it changed), 401 when the signature or
+/// timestamp is wrong, 400 when a genuine body is no prediction. Answers at once: the waiting
+/// generation does the work.
+async fn replicate_webhook(
+    State(front): State<Front>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    use genbot_engine::replicate::webhook::{WebhookError, WebhookHeaders};
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let received = WebhookHeaders {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+    };
+    match front.engine().receive_replicate_webhook(&received, &body) {
+        Ok(receipt) => {
+            tracing::debug!(?receipt, "replicate webhook");
+            (StatusCode::OK, "ok".to_owned())
+        }
+        Err(e @ WebhookError::NotAPrediction(_)) => {
+            tracing::warn!(error = %e, "replicate webhook refused");
+            (StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "replicate webhook refused");
+            (StatusCode::UNAUTHORIZED, e.to_string())
+        }
+    }
 }
 
 async fn healthz(State(front): State<Front>) -> impl IntoResponse {
@@ -101,99 +134,14 @@ async fn healthz(State(front): State<Front>) -> impl IntoResponse {
 }
 
 async fn metrics(State(front): State<Front>) -> impl IntoResponse {
-    let mut out = String::new();
-    front.metrics().render(&mut out);
-    let stats = front.engine().stats();
-    gauge(
-        &mut out,
-        "genbot_queue_length",
-        "Jobs waiting.",
-        stats.queue_length as f64,
-    );
-    gauge(
-        &mut out,
-        "genbot_in_flight",
-        "Generations running now.",
-        stats.in_flight as f64,
-    );
-    gauge(
-        &mut out,
-        "genbot_in_flight_limit",
-        "MAX_CONCURRENT_GENERATIONS.",
-        f64::from(stats.limit),
-    );
-    gauge(
-        &mut out,
-        "genbot_generations_succeeded",
-        "Generations succeeded since start.",
-        stats.succeeded as f64,
-    );
-    gauge(
-        &mut out,
-        "genbot_generations_failed",
-        "Generations failed since start.",
-        stats.failed as f64,
-    );
-    if let Ok(backlog) = front.engine().store().outbox_backlog().await {
-        gauge(
-            &mut out,
-            "genbot_outbox_undelivered",
-            "Finished jobs whose result is not delivered yet.",
-            backlog.undelivered as f64,
-        );
-        gauge(
-            &mut out,
-            "genbot_outbox_oldest_seconds",
-            "How long the oldest undelivered result has waited since its job finished.",
-            backlog.oldest_seconds,
-        );
-    }
-    gauge(
-        &mut out,
-        "genbot_jobs_taken_over",
-        "Running jobs taken over from a replica whose lease expired, since start.",
-        stats.taken_over as f64,
-    );
-    gauge(
-        &mut out,
-        "genbot_create_lookups",
-        "Creates with an unknown outcome looked up at Replicate, since start.",
-        stats.lookups as f64,
-    );
-    gauge(
-        &mut out,
-        "genbot_create_found_by_lookup",
-        "Lookups that found the prediction (a second create avoided), since start.",
-        stats.found_by_lookup as f64,
-    );
-    if let Some(limiter) = stats.limiter {
-        gauge(
-            &mut out,
-            "genbot_rate_limiter_waits",
-            "Prediction creations that waited for the rate limiter since start.",
-            limiter.waited as f64,
-        );
-        gauge(
-            &mut out,
-            "genbot_rate_limiter_fallbacks",
-            "Creations limited by this process alone because Redis did not answer.",
-            limiter.fallbacks as f64,
-        );
-    }
-    let cache = front.engine().users().stats();
-    gauge(
-        &mut out,
-        "genbot_cache_hit_rate",
-        "User cache hits ÷ reads.",
-        cache.hit_rate(),
-    );
-    gauge(
-        &mut out,
-        "genbot_cache_errors",
-        "User cache errors since start.",
-        cache.errors as f64,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    let snapshot = crate::metrics::snapshot::Snapshot::read(&front).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        front.metrics().render(snapshot),
+    )
 }
 
 async fn announce_commands(front: &Front) {

@@ -5,7 +5,9 @@
 mod bench;
 mod config_check;
 mod crash;
+mod process;
 mod serve;
+mod webhooks;
 
 /// A loopback port free right now, for a `genbot serve --listen` started next.
 pub(crate) fn free_port() -> u16 {

@@ -23,6 +23,9 @@ pub struct ReplicateMockConfig {
     /// Each output file answers 404 after its first download, as Replicate's do an hour after
     /// the prediction: whoever needs the image later must have kept it.
     pub outputs_served_once: bool,
+    /// Webhooks are not sent at all (a receiver that was down for all of Replicate's retries):
+    /// only polling finds the end.
+    pub drop_webhooks: bool,
 }
 
 impl Default for ReplicateMockConfig {
@@ -36,6 +39,7 @@ impl Default for ReplicateMockConfig {
             create_response_delay: Duration::ZERO,
             list_page_size: 100,
             outputs_served_once: false,
+            drop_webhooks: false,
         }
     }
 }

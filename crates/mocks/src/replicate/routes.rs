@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::config::LostResponse;
 use super::state::{Created, MockState};
+use super::webhooks::deliver_when_done;
 use crate::png::TINY_PNG;
 
 type Shared = Arc<MockState>;
@@ -32,6 +33,7 @@ pub(super) fn router(state: Shared) -> Router {
         )
         .route("/v1/predictions/{id}", get(get_prediction))
         .route("/v1/predictions/{id}/cancel", post(cancel_prediction))
+        .route("/v1/webhooks/default/secret", get(webhook_secret))
         .route("/files/{file}", get(file))
         .route("/mock/stats", get(stats))
         .with_state(state)
@@ -42,6 +44,19 @@ struct CreateBody {
     version: Option<String>,
     #[serde(default)]
     input: Value,
+    webhook: Option<String>,
+    webhook_events_filter: Option<Vec<String>>,
+}
+
+impl CreateBody {
+    /// Where to post the prediction's end: only `completed` events are modelled.
+    fn completed_webhook(&self) -> Option<String> {
+        let wanted = self
+            .webhook_events_filter
+            .as_ref()
+            .is_none_or(|events| events.iter().any(|e| e == "completed"));
+        self.webhook.clone().filter(|_| wanted)
+    }
 }
 
 fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
@@ -94,6 +109,7 @@ async fn create_with_version(
             "body must be JSON",
         );
     };
+    let webhook = body.completed_webhook();
     let Some(version) = body.version.filter(|v| !v.is_empty()) else {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -106,6 +122,7 @@ async fn create_with_version(
         &state,
         &headers,
         state.create(model, Some(version), body.input),
+        webhook,
     )
     .await
 }
@@ -126,17 +143,28 @@ async fn create_for_model(
             "body must be JSON",
         );
     };
+    let webhook = body.completed_webhook();
     created(
         &state,
         &headers,
         state.create(format!("{owner}/{name}"), None, body.input),
+        webhook,
     )
     .await
 }
 
-async fn created(state: &Shared, headers: &HeaderMap, outcome: Created) -> Response {
+async fn created(
+    state: &Shared,
+    headers: &HeaderMap,
+    outcome: Created,
+    webhook: Option<String>,
+) -> Response {
     match outcome {
         Created::Prediction { body, delay, lost } => {
+            // The prediction exists: its webhook comes whatever happens to this answer.
+            if let (Some(url), Some(id)) = (webhook, body["id"].as_str()) {
+                tokio::spawn(deliver_when_done(state.clone(), id.to_owned(), url));
+            }
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -254,6 +282,13 @@ async fn file(State(state): State<Shared>, Path(file): Path<String>) -> Response
         );
     }
     ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+}
+
+async fn webhook_secret(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if let Some(denied) = unauthorized(&headers) {
+        return denied;
+    }
+    Json(json!({ "key": state.webhooks().secret() })).into_response()
 }
 
 async fn stats(State(state): State<Shared>) -> Response {

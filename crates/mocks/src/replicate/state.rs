@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::config::{LostResponse, ReplicateMockConfig, ScriptedFault};
+use super::webhooks::{WebhookCount, Webhooks};
 
 #[derive(Debug)]
 pub(super) struct MockState {
@@ -26,6 +27,7 @@ pub(super) struct MockState {
     counters: Mutex<Counters>,
     /// Output files already downloaded once.
     served: Mutex<HashSet<String>>,
+    webhooks: Webhooks,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +44,9 @@ struct Counters {
     cancels: u64,
     output_downloads: u64,
     outputs_gone: u64,
+    webhooks_delivered: u64,
+    webhook_attempts_failed: u64,
+    webhooks_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -127,6 +132,12 @@ pub struct ReplicateMockStats {
     pub output_downloads: u64,
     /// …and requests for outputs already gone (404).
     pub outputs_gone: u64,
+    /// Webhooks answered 2xx by the receiver…
+    pub webhooks_delivered: u64,
+    /// …attempts that got no 2xx (each retried)…
+    pub webhook_attempts_failed: u64,
+    /// …and webhooks not sent because `drop_webhooks` was set.
+    pub webhooks_dropped: u64,
 }
 
 impl ReplicateMockStats {
@@ -166,6 +177,7 @@ impl MockState {
             window: Mutex::new(RateWindow::default()),
             counters: Mutex::new(Counters::default()),
             served: Mutex::new(HashSet::new()),
+            webhooks: Webhooks::new(),
         }
     }
 
@@ -289,6 +301,30 @@ impl MockState {
         predictions.get(id).map(|p| p.stops().saturating_sub(now))
     }
 
+    /// The prediction as `get` renders it, without counting a poll (for webhooks).
+    pub(super) fn peek(&self, id: &str) -> Option<Value> {
+        let now = self.now();
+        let predictions = self.predictions.lock();
+        predictions.get(id).map(|p| self.render(id, p, now))
+    }
+
+    pub(super) fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
+    pub(super) fn drops_webhooks(&self) -> bool {
+        self.config.read().drop_webhooks
+    }
+
+    pub(super) fn count_webhook(&self, what: WebhookCount) {
+        let mut counters = self.counters.lock();
+        match what {
+            WebhookCount::Delivered => counters.webhooks_delivered += 1,
+            WebhookCount::Failed => counters.webhook_attempts_failed += 1,
+            WebhookCount::Dropped => counters.webhooks_dropped += 1,
+        }
+    }
+
     pub(super) fn cancel(&self, id: &str) -> Option<Value> {
         self.counters.lock().cancels += 1;
         let now = self.now();
@@ -393,6 +429,9 @@ impl MockState {
             cancels: counters.cancels,
             output_downloads: counters.output_downloads,
             outputs_gone: counters.outputs_gone,
+            webhooks_delivered: counters.webhooks_delivered,
+            webhook_attempts_failed: counters.webhook_attempts_failed,
+            webhooks_dropped: counters.webhooks_dropped,
         }
     }
 }

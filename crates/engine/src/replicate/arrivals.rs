@@ -1,0 +1,269 @@
+//! Where verified webhooks meet the generations waiting for them.
+//!
+//! A generation waiting for its prediction registers the prediction id; a webhook for it wakes
+//! that wait at once. A webhook that comes before the wait is registered (it can overtake the
+//! create's answer) is kept for a while and picked up at registration. Webhook ids already seen
+//! are remembered past the timestamp tolerance, so a replay inside the window has no effect and
+//! one after it fails the timestamp check.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use url::Url;
+
+use super::webhook::{WebhookError, WebhookHeaders, WebhookSecret, TOLERANCE_SECS};
+use super::Prediction;
+
+/// How Replicate tells this bot that a prediction ended.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `REPLICATE_WEBHOOK_URL`: sent with every create; its path is served by the bot.
+    pub url: Url,
+    /// The signing secret (`REPLICATE_WEBHOOK_SECRET`, or Replicate's default one).
+    pub secret: WebhookSecret,
+    /// `REPLICATE_RECONCILE_SECONDS`: running predictions are still polled this often, for
+    /// webhooks that never came.
+    pub reconcile: Duration,
+}
+
+/// What became of a verified webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookReceipt {
+    /// A generation of this process was waiting for it and has it now.
+    Delivered,
+    /// Nobody here waits for it (yet, or another replica runs the job): kept for a late
+    /// registration; the owner's reconciler polls otherwise.
+    Kept,
+    /// Not a final status (the bot asks only for `completed`); nothing to do.
+    NotFinal,
+    /// This `webhook-id` was handled already: no effect.
+    Replayed,
+}
+
+/// Counts of webhooks received, as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookStats {
+    pub delivered: u64,
+    pub kept: u64,
+    pub replayed: u64,
+    /// Refused: bad or missing signature, timestamp outside the tolerance, unreadable body.
+    pub rejected: u64,
+}
+
+/// How long an unclaimed prediction and a seen webhook id are remembered.
+const REMEMBER: Duration = Duration::from_secs(2 * TOLERANCE_SECS as u64);
+const REMEMBER_MAX: u64 = 100_000;
+
+#[derive(Debug)]
+pub(crate) struct Arrivals {
+    pub(crate) settings: WebhookSettings,
+    waiting: Mutex<HashMap<String, oneshot::Sender<Prediction>>>,
+    unclaimed: moka::sync::Cache<String, Prediction>,
+    seen: moka::sync::Cache<String, ()>,
+    delivered: AtomicU64,
+    kept: AtomicU64,
+    replayed: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A registered wait; dropping it unregisters.
+#[derive(Debug)]
+pub(crate) struct Wait {
+    arrivals: Arc<Arrivals>,
+    id: String,
+    pub(crate) arrived: oneshot::Receiver<Prediction>,
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        self.arrivals.waiting.lock().remove(&self.id);
+    }
+}
+
+impl Arrivals {
+    pub(crate) fn new(settings: WebhookSettings) -> Arrivals {
+        Arrivals {
+            settings,
+            waiting: Mutex::new(HashMap::new()),
+            unclaimed: remembered(),
+            seen: remembered(),
+            delivered: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Registers a wait for prediction `id`; a webhook that came first is handed over at once.
+    pub(crate) fn wait(self: &Arc<Self>, id: &str) -> Wait {
+        let (sender, arrived) = oneshot::channel();
+        match self.unclaimed.remove(id) {
+            Some(early) => {
+                let _ = sender.send(early);
+            }
+            None => {
+                self.waiting.lock().insert(id.to_owned(), sender);
+            }
+        }
+        Wait {
+            arrivals: self.clone(),
+            id: id.to_owned(),
+            arrived,
+        }
+    }
+
+    /// Verifies a delivery and hands its prediction to whoever waits for it.
+    pub(crate) fn receive(
+        &self,
+        headers: &WebhookHeaders<'_>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<WebhookReceipt, WebhookError> {
+        let checked = self
+            .settings
+            .secret
+            .verify(headers, body, now)
+            .and_then(|()| {
+                serde_json::from_slice::<Prediction>(body)
+                    .map_err(|e| WebhookError::NotAPrediction(e.to_string()))
+            });
+        let prediction = match checked {
+            Ok(prediction) => prediction,
+            Err(e) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let id = headers.id.unwrap_or_default().to_owned();
+        if self.seen.contains_key(&id) {
+            self.replayed.fetch_add(1, Ordering::Relaxed);
+            return Ok(WebhookReceipt::Replayed);
+        }
+        self.seen.insert(id, ());
+        if !prediction.status.is_final() {
+            return Ok(WebhookReceipt::NotFinal);
+        }
+        let waiter = self.waiting.lock().remove(&prediction.id);
+        let unclaimed = match waiter {
+            Some(sender) => sender.send(prediction).err(),
+            None => Some(prediction),
+        };
+        Ok(match unclaimed {
+            None => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                WebhookReceipt::Delivered
+            }
+            Some(prediction) => {
+                self.kept.fetch_add(1, Ordering::Relaxed);
+                self.unclaimed.insert(prediction.id.clone(), prediction);
+                WebhookReceipt::Kept
+            }
+        })
+    }
+
+    pub(crate) fn stats(&self) -> WebhookStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WebhookStats {
+            delivered: get(&self.delivered),
+            kept: get(&self.kept),
+            replayed: get(&self.replayed),
+            rejected: get(&self.rejected),
+        }
+    }
+}
+
+fn remembered<V: Clone + Send + Sync + 'static>() -> moka::sync::Cache<String, V> {
+    moka::sync::Cache::builder()
+        .time_to_live(REMEMBER)
+        .max_capacity(REMEMBER_MAX)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replicate::PredictionStatus;
+
+    fn arrivals() -> Arc<Arrivals> {
+        Arc::new(Arrivals::new(WebhookSettings {
+            url: Url::parse("http://127.0.0.1:1/replicate/webhook").unwrap(),
+            secret: WebhookSecret::parse("whsec_c2VjcmV0LWtleQ==").unwrap(),
+            reconcile: Duration::from_secs(30),
+        }))
+    }
+
+    fn delivery(
+        arrivals: &Arrivals,
+        webhook_id: &str,
+        body: &str,
+    ) -> Result<WebhookReceipt, WebhookError> {
+        let now = 1_700_000_000;
+        let signature = arrivals
+            .settings
+            .secret
+            .sign(webhook_id, now, body.as_bytes());
+        let ts = now.to_string();
+        let headers = WebhookHeaders {
+            id: Some(webhook_id),
+            timestamp: Some(&ts),
+            signature: Some(&signature),
+        };
+        arrivals.receive(&headers, body.as_bytes(), now)
+    }
+
+    const DONE: &str = r#"{"id":"p1","status":"succeeded","output":["http://x/1.png"]}"#;
+
+    #[test]
+    fn a_webhook_wakes_its_wait_once_and_a_replay_does_nothing() {
+        let arrivals = arrivals();
+        let mut wait = arrivals.wait("p1");
+        assert_eq!(
+            delivery(&arrivals, "msg_1", DONE),
+            Ok(WebhookReceipt::Delivered)
+        );
+        let got = wait.arrived.try_recv().unwrap();
+        assert_eq!(got.status, PredictionStatus::Succeeded);
+        assert_eq!(
+            delivery(&arrivals, "msg_1", DONE),
+            Ok(WebhookReceipt::Replayed)
+        );
+        assert_eq!(arrivals.stats().replayed, 1);
+    }
+
+    #[test]
+    fn an_early_webhook_is_kept_for_the_wait_registered_after_it() {
+        let arrivals = arrivals();
+        assert_eq!(delivery(&arrivals, "msg_2", DONE), Ok(WebhookReceipt::Kept));
+        let mut wait = arrivals.wait("p1");
+        assert_eq!(wait.arrived.try_recv().unwrap().id, "p1");
+        drop(wait);
+        assert!(arrivals.waiting.lock().is_empty());
+    }
+
+    #[test]
+    fn forged_and_unfinished_deliveries_change_nothing() {
+        let arrivals = arrivals();
+        let mut wait = arrivals.wait("p1");
+        let ts = "1700000000";
+        let forged = WebhookHeaders {
+            id: Some("msg_3"),
+            timestamp: Some(ts),
+            signature: Some("v1,Zm9yZ2Vk"),
+        };
+        assert_eq!(
+            arrivals.receive(&forged, DONE.as_bytes(), 1_700_000_000),
+            Err(WebhookError::BadSignature)
+        );
+        let running = r#"{"id":"p1","status":"processing"}"#;
+        assert_eq!(
+            delivery(&arrivals, "msg_4", running),
+            Ok(WebhookReceipt::NotFinal)
+        );
+        assert!(wait.arrived.try_recv().is_err());
+        assert_eq!(arrivals.stats().rejected, 1);
+    }
+}

@@ -1,0 +1,97 @@
+//! Running the real `genbot serve` as a child process, and waiting on conditions with deadlines.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use genbot_config::DatabaseUrl;
+use genbot_mocks::replicate::ReplicateMock;
+use genbot_mocks::telegram::TelegramMock;
+use genbot_store::Store;
+use tokio::process::{Child, Command};
+
+/// A `genbot serve` process and how to start it again.
+pub(crate) struct Bot {
+    pub(crate) env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// The `--listen` port: fixed when set, else a free one at each start.
+    port: Option<u16>,
+}
+
+impl Bot {
+    pub(crate) fn new(
+        telegram: &TelegramMock,
+        replicate: &ReplicateMock,
+        database_url: &str,
+    ) -> Bot {
+        let env = [
+            ("TELEGRAM_BOT_TOKEN", "123456:crash-secret"),
+            ("TELEGRAM_API_URL", telegram.url()),
+            ("REPLICATE_API_URL", replicate.url()),
+            ("REPLICATE_API_TOKEN", "r8_crash-secret"),
+            ("DATABASE_URL", database_url),
+            ("REPLICATE_RATE_LIMIT", "100000"),
+            ("JOB_LEASE_SECONDS", "3"),
+            ("JOB_HEARTBEAT_SECONDS", "1"),
+            ("RUST_LOG", "info"),
+        ];
+        Bot {
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            child: None,
+            port: None,
+        }
+    }
+
+    pub(crate) fn with(mut self, key: &str, value: &str) -> Bot {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Listens on `port` at every start (for URLs given to others before the start).
+    pub(crate) fn listen_on(mut self, port: u16) -> Bot {
+        self.port = Some(port);
+        self
+    }
+
+    pub(crate) fn start(&mut self) {
+        let port = self.port.unwrap_or_else(crate::free_port);
+        let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub(crate) async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap(); // SIGKILL
+            child.wait().await.unwrap();
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; says what it waited for.
+pub(crate) async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "waited {limit:?} for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub(crate) async fn open(database_url: &str) -> Store {
+    Store::connect(&DatabaseUrl::parse(database_url).unwrap(), 2)
+        .await
+        .unwrap()
+}
