@@ -27,6 +27,9 @@ pub struct Context {
     /// Also send a few generations to the Replicate API the settings name, with their token
     /// (`--live-replicate`; costs real predictions). Load always goes to the in-process mock.
     pub live_replicate: bool,
+    /// The operation simulation's predictions report their end by signed webhook to the bot's
+    /// receiver instead of being polled (`--replicate-webhooks`, or `REPLICATE_WEBHOOK_URL` set).
+    pub replicate_webhooks: bool,
 }
 
 impl Context {

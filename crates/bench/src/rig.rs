@@ -11,7 +11,8 @@ use std::time::Duration;
 use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_engine::catalogue::Catalogue;
 use genbot_engine::limiter::{LocalRateLimiter, RateLimiter};
-use genbot_engine::replicate::{PollPolicy, ReplicateClient};
+use genbot_engine::replicate::webhook::WebhookSecret;
+use genbot_engine::replicate::{PollPolicy, ReplicateClient, WebhookSettings};
 use genbot_engine::{
     Engine, EngineConfig, GenerationRequest, JobEvent, ReplicaConfig, SubmitError, Submitted,
 };
@@ -28,7 +29,14 @@ pub(crate) struct Rig {
     config: EngineConfig,
     limiter: Arc<dyn RateLimiter>,
     dir: Arc<tempfile::TempDir>,
+    /// Predictions report their end by signed webhook to the receiver below, not by polling.
+    webhooks: bool,
+    /// Stops the rig's webhook receiver when the rig goes.
+    _receiver: Option<tokio_util::sync::DropGuard>,
 }
+
+/// How often the rig's engine still polls while webhooks are on (the bot's reconciler).
+const RECONCILE: Duration = Duration::from_secs(5);
 
 /// Polls tight enough that the checks measure the limits, not the polling.
 const POLL: PollPolicy = PollPolicy {
@@ -58,6 +66,31 @@ impl Rig {
         limiter: Arc<dyn RateLimiter>,
         mock: ReplicateMockConfig,
     ) -> Result<Rig, String> {
+        Rig::start_full(config, limiter, mock, false).await
+    }
+
+    /// As [`Rig::start`], with predictions ending by signed webhook (`webhooks`) or by polling.
+    pub(crate) async fn start_hooked(
+        config: EngineConfig,
+        rate_per_min: u32,
+        mock: ReplicateMockConfig,
+        webhooks: bool,
+    ) -> Result<Rig, String> {
+        Rig::start_full(
+            config,
+            Arc::new(LocalRateLimiter::new(rate_per_min, 1)),
+            mock,
+            webhooks,
+        )
+        .await
+    }
+
+    async fn start_full(
+        config: EngineConfig,
+        limiter: Arc<dyn RateLimiter>,
+        mock: ReplicateMockConfig,
+        webhooks: bool,
+    ) -> Result<Rig, String> {
         let mock = Arc::new(
             ReplicateMock::start(mock)
                 .await
@@ -67,7 +100,7 @@ impl Rig {
         let store = Store::Sqlite(
             SqliteStore::open(&dir.path().join("rig.db"), 4).map_err(|e| e.to_string())?,
         );
-        Rig::on(store, mock, dir, config, limiter).await
+        Rig::on(store, mock, dir, config, limiter, webhooks).await
     }
 
     async fn on(
@@ -76,6 +109,7 @@ impl Rig {
         dir: Arc<tempfile::TempDir>,
         config: EngineConfig,
         limiter: Arc<dyn RateLimiter>,
+        webhooks: bool,
     ) -> Result<Rig, String> {
         let client = ReplicateClient::new(
             mock.url().parse().map_err(|e| format!("mock url: {e}"))?,
@@ -84,9 +118,41 @@ impl Rig {
         .map_err(|e| e.to_string())?
         .with_poll(POLL)
         .with_limiter(limiter.clone());
+        let receiver = if webhooks {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| format!("webhook receiver: {e}"))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| format!("webhook receiver: {e}"))?;
+            Some((listener, address))
+        } else {
+            None
+        };
+        let client = match &receiver {
+            Some((_, address)) => client.with_webhooks(WebhookSettings {
+                url: format!("http://{address}/replicate/webhook")
+                    .parse()
+                    .map_err(|e| format!("webhook url: {e}"))?,
+                secret: WebhookSecret::parse(&mock.webhook_secret())?,
+                reconcile: RECONCILE,
+            }),
+            None => client,
+        };
         let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
         let (engine, events) =
             start_engine(store.clone(), catalogue, client, config.clone()).await?;
+        let receiver = receiver.map(|(listener, _)| {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let app = genbot_telegram::run::replicate_webhook_router(&engine);
+            let stopped = stop.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await;
+            });
+            stop.drop_guard()
+        });
         Ok(Rig {
             engine,
             mock,
@@ -95,13 +161,23 @@ impl Rig {
             config,
             limiter,
             dir,
+            webhooks,
+            _receiver: receiver,
         })
     }
 
     /// Stops this engine and starts a new one on the same store and mock (a restart).
     pub(crate) async fn restart(self) -> Result<Rig, String> {
         self.engine.shutdown().await;
-        Rig::on(self.store, self.mock, self.dir, self.config, self.limiter).await
+        Rig::on(
+            self.store,
+            self.mock,
+            self.dir,
+            self.config,
+            self.limiter,
+            self.webhooks,
+        )
+        .await
     }
 
     pub(crate) async fn register(&self, ids: Range<i64>) -> Result<(), String> {

@@ -130,6 +130,10 @@ pub(crate) struct BenchArgs {
     /// to state throughput at the real latency (billed by Replicate). Load stays on the mock.
     #[arg(long)]
     pub(crate) live_replicate: bool,
+    /// Operation simulation with Replicate webhooks (signed, verified, polling as reconciler)
+    /// instead of polling; on by default when REPLICATE_WEBHOOK_URL is set.
+    #[arg(long)]
+    pub(crate) replicate_webhooks: bool,
     /// No progress output (CI).
     #[arg(long)]
     pub(crate) quiet: bool,

@@ -86,20 +86,30 @@ pub async fn wait_for_bot_api(
 
 /// `/healthz`, `/metrics`, and Replicate's webhook at its URL's path when webhooks are on.
 pub fn http_router(front: Front) -> Router {
-    let mut router = Router::new()
+    let webhooks = replicate_webhook_router(front.engine());
+    Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
-    if let Some(settings) = front.engine().replicate_webhooks() {
-        router = router.route(settings.url.path(), post(replicate_webhook));
+        .route("/metrics", get(metrics))
+        .with_state(front)
+        .merge(webhooks)
+}
+
+/// Replicate's webhook receiver for `engine`, at the path of `REPLICATE_WEBHOOK_URL` (empty
+/// when webhooks are off). The readiness suite serves the same router for its rigs.
+pub fn replicate_webhook_router(engine: &genbot_engine::Engine) -> Router {
+    match engine.replicate_webhooks() {
+        Some(settings) => Router::new()
+            .route(settings.url.path(), post(replicate_webhook))
+            .with_state(engine.clone()),
+        None => Router::new(),
     }
-    router.with_state(front)
 }
 
 /// Replicate's webhook: 200 once verified (whatever it changed), 401 when the signature or
 /// timestamp is wrong, 400 when a genuine body is no prediction. Answers at once: the waiting
 /// generation does the work.
 async fn replicate_webhook(
-    State(front): State<Front>,
+    State(engine): State<genbot_engine::Engine>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
@@ -110,7 +120,7 @@ async fn replicate_webhook(
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
     };
-    match front.engine().receive_replicate_webhook(&received, &body) {
+    match engine.receive_replicate_webhook(&received, &body) {
         Ok(receipt) => {
             tracing::debug!(?receipt, "replicate webhook");
             (StatusCode::OK, "ok".to_owned())

@@ -50,7 +50,7 @@ async fn measure(
     let users = (jobs as u32).div_ceil(2).max(1) as i64;
 
     let rss_before = rss_bytes();
-    let mut rig = Rig::start(
+    let mut rig = Rig::start_hooked(
         engine_config(limit, per_user, 10_000_000),
         per_min,
         ReplicateMockConfig {
@@ -59,6 +59,7 @@ async fn measure(
             failure_rate: FAILURE_RATE,
             ..ReplicateMockConfig::default()
         },
+        ctx.replicate_webhooks,
     )
     .await?;
     rig.register(1..users + 1).await?;
@@ -120,12 +121,32 @@ async fn measure(
         .metric("p50_ms", summary.p50_ms)
         .metric("p95_ms", summary.p95_ms)
         .metric("p99_ms", summary.p99_ms)
-        .metric("mock_max_running", mock.max_running as f64);
+        .metric("mock_max_running", mock.max_running as f64)
+        .metric("mock_polls", mock.polls as f64)
+        .metric("webhooks_delivered", mock.webhooks_delivered as f64);
     let limited_by = if f64::from(limit) / mean.as_secs_f64() < f64::from(per_min) / 60.0 {
         "concurrency"
     } else {
         "rate limit"
     };
+    let completion = if ctx.replicate_webhooks {
+        ctx.text(
+            format!(
+                "ends by signed Replicate webhook ({} delivered, {} polls)",
+                mock.webhooks_delivered, mock.polls
+            ),
+            format!(
+                "окончание по подписанному вебхуку Replicate ({} доставлено, {} опросов)",
+                mock.webhooks_delivered, mock.polls
+            ),
+        )
+    } else {
+        ctx.text(
+            format!("ends found by polling ({} polls)", mock.polls),
+            format!("окончание находится опросом ({} опросов)", mock.polls),
+        )
+    };
+    sim.fact(completion);
     sim.fact(ctx.text(
         format!("{jobs} generations from {users} users; mock latency log-normal, median {median:?} (mean {mean:?}), {:.0} % failures; bound {bound:.2}/s set by the {limited_by} (MAX_CONCURRENT_GENERATIONS={limit}, REPLICATE_RATE_LIMIT={per_min}/min); measured {throughput:.2}/s", FAILURE_RATE * 100.0),
         format!("{jobs} генераций от {users} пользователей; задержка мока логнормальная, медиана {median:?} (среднее {mean:?}), {:.0} % ошибок; предел {bound:.2}/с задаёт {} (MAX_CONCURRENT_GENERATIONS={limit}, REPLICATE_RATE_LIMIT={per_min}/мин); измерено {throughput:.2}/с", FAILURE_RATE * 100.0, if limited_by == "concurrency" { "параллельность" } else { "лимит частоты" }),

@@ -120,6 +120,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
     // The settings under test name the Redis the run actually uses (--redis-url wins).
     let mut settings = settings;
     settings.redis_url = redis.clone();
+    let replicate_webhooks = args.replicate_webhooks || settings.replicate_webhook_url.is_some();
     let ctx = Context {
         settings,
         thresholds,
@@ -130,6 +131,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         target,
         seeded,
         live_replicate: args.live_replicate,
+        replicate_webhooks,
     };
     let suite = match args.suite {
         BenchSuite::Performance => Suite::Performance,
