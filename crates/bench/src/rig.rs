@@ -203,6 +203,7 @@ impl Rig {
                 prompt: prompt.to_owned(),
                 model: None,
                 params: Default::default(),
+                source_update: None,
             })
             .await
     }

@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
                 prompt: format!("image {n}"),
                 model: None,
                 params: Default::default(),
+                source_update: None,
             })
             .await?;
     }

@@ -104,6 +104,9 @@ pub struct GenerationRequest {
     pub model: Option<String>,
     /// Overrides of the model's default inputs.
     pub params: Map<String, Value>,
+    /// The Telegram update that asked for it: the same update submitted again (replayed after
+    /// a crash) finds its job instead of charging twice.
+    pub source_update: Option<i64>,
 }
 
 /// A job accepted into the queue.
@@ -316,6 +319,7 @@ impl Engine {
                 quota_day: today,
                 daily_limit: inner.config.daily_limit,
                 queue_max: inner.config.queue_max,
+                source_update: request.source_update,
             })
             .await?;
         match outcome {
@@ -336,6 +340,7 @@ impl Engine {
             SubmitOutcome::NoCredits { balance, cost } => {
                 Err(SubmitError::NoCredits { balance, cost })
             }
+            SubmitOutcome::AlreadySubmitted { job } => Err(SubmitError::AlreadySubmitted(job.id)),
         }
     }
 

@@ -34,6 +34,10 @@ pub enum SubmitError {
     NoCredits { balance: i64, cost: i64 },
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// The same Telegram update submitted job `0` already (a replay after a crash): nothing
+    /// was charged again.
+    #[error("this update already submitted job {0}")]
+    AlreadySubmitted(genbot_store::JobId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -17,6 +17,7 @@
 
 mod columns;
 mod error;
+mod inbox;
 mod lifecycle;
 mod model;
 mod outbox;
@@ -32,6 +33,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use genbot_config::DatabaseUrl;
 
 pub use error::StoreError;
+pub use inbox::InboxUpdate;
 pub use lifecycle::{
     Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
 };
@@ -372,6 +374,51 @@ impl Store {
         outcome: DeliveryOutcome,
     ) -> Result<bool, StoreError> {
         dispatch!(self.finish_delivery(job, owner, outcome))
+    }
+
+    /// Records an update taken from Telegram (as its JSON) before Telegram is told it arrived;
+    /// `false` when it was recorded already.
+    ///
+    /// # Errors
+    /// Database failures: the update must then not be confirmed to Telegram.
+    pub async fn record_update(
+        &self,
+        owner: &str,
+        id: i64,
+        payload: String,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_update(owner, id, payload))
+    }
+
+    /// Marks updates handled (they will not be replayed).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_updates_handled(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        dispatch!(self.mark_updates_handled(ids))
+    }
+
+    /// Takes the updates to handle again, oldest first: those `owner` recorded and did not
+    /// handle (a previous run of this replica), and any unhandled for `stale_after` (a replica
+    /// that is gone).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_unhandled_updates(
+        &self,
+        owner: &str,
+        stale_after: Duration,
+        limit: u32,
+    ) -> Result<Vec<InboxUpdate>, StoreError> {
+        dispatch!(self.claim_unhandled_updates(owner, stale_after, limit))
+    }
+
+    /// Forgets updates handled more than `older_than` ago.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn prune_handled_updates(&self, older_than: Duration) -> Result<u64, StoreError> {
+        dispatch!(self.prune_handled_updates(older_than))
     }
 
     /// The stored image of a succeeded job not yet delivered, if its download succeeded.

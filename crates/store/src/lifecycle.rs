@@ -21,6 +21,9 @@ pub struct Submission {
     pub daily_limit: u32,
     /// `QUEUE_MAX_LENGTH`, counted over every replica's queued jobs.
     pub queue_max: u32,
+    /// The Telegram update that asked for the job: a second submission from the same update
+    /// (a replay after a crash) finds this job and changes nothing.
+    pub source_update: Option<i64>,
 }
 
 /// What became of a [`Submission`]. Refusals change nothing.
@@ -34,6 +37,8 @@ pub enum SubmitOutcome {
     DailyLimit { limit: u32 },
     /// The user cannot pay.
     NoCredits { balance: i64, cost: i64 },
+    /// The same update submitted this job already (nothing charged again).
+    AlreadySubmitted { job: Box<Job> },
 }
 
 /// Who claims and within which global limits.

@@ -32,15 +32,22 @@ fn user_id(from: &TgUser) -> UserId {
     UserId(i64::try_from(from.id.0).unwrap_or(i64::MAX))
 }
 
-async fn on_message(front: Front, msg: Message) -> HandlerResult {
+/// The update's id as the inbox and the jobs store it.
+fn update_id(update: &Update) -> i64 {
+    i64::from(update.id.0)
+}
+
+async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult {
     let started = Instant::now();
-    let result = handle_message(&front, &msg).await;
+    let result = handle_message(&front, &msg, update_id(&update)).await;
     front.metrics().observe(started.elapsed());
+    // Handled, whatever the outcome: an error here (a refused send) would not pass next time.
+    front.update_handled(update_id(&update));
     result
 }
 
 #[tracing::instrument(skip_all, fields(user_id))]
-async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
+async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerResult {
     let Some(from) = msg.from.as_ref() else {
         return Ok(());
     };
@@ -147,7 +154,7 @@ async fn handle_message(front: &Front, msg: &Message) -> HandlerResult {
             )
             .await?;
         }
-        Input::Prompt(prompt) => prompt_received(front, from, chat, lang, prompt).await?,
+        Input::Prompt(prompt) => prompt_received(front, from, chat, lang, prompt, update).await?,
     }
     Ok(())
 }
@@ -171,6 +178,7 @@ async fn prompt_received(
     chat: ChatId,
     lang: Lang,
     prompt: &str,
+    update: i64,
 ) -> HandlerResult {
     let bot = front.bot();
     let request = GenerationRequest {
@@ -178,6 +186,7 @@ async fn prompt_received(
         prompt: prompt.to_owned(),
         model: None,
         params: Default::default(),
+        source_update: Some(update),
     };
     let mut submitted = front.engine().submit(request.clone()).await;
     if matches!(submitted, Err(SubmitError::NotRegistered)) {
@@ -219,6 +228,10 @@ async fn prompt_received(
                 )
                 .await?;
             }
+        }
+        Err(SubmitError::AlreadySubmitted(job)) => {
+            // A replay after a crash: the job runs (or ran) and its result comes from the outbox.
+            tracing::info!(job_id = job.0, "replayed prompt: its job exists already");
         }
         Err(refusal) => {
             if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {
@@ -276,10 +289,11 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
     ))
 }
 
-async fn on_button(front: Front, query: CallbackQuery) -> HandlerResult {
+async fn on_button(front: Front, query: CallbackQuery, update: Update) -> HandlerResult {
     let started = Instant::now();
     let result = handle_button(&front, &query).await;
     front.metrics().observe(started.elapsed());
+    front.update_handled(update_id(&update));
     result
 }
 

@@ -17,6 +17,7 @@
 mod command;
 pub mod delivery;
 pub mod handlers;
+pub mod inbox;
 mod metrics;
 mod outbox;
 mod pacing;
@@ -117,6 +118,8 @@ struct FrontInner {
     flood: DefaultKeyedRateLimiter<i64>,
     /// Users told to slow down, so each flood gets one warning, not one per skipped message.
     warned: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Updates handled since the inbox was last told (written in batches).
+    handled: Mutex<Vec<i64>>,
 }
 
 impl std::fmt::Debug for Front {
@@ -145,6 +148,7 @@ impl Front {
                     Quota::per_second(per_sec).allow_burst(burst),
                 ),
                 warned: Mutex::new(HashMap::new()),
+                handled: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -200,6 +204,15 @@ impl Front {
             warned.insert(user, now);
         }
         Err(warn)
+    }
+
+    /// Notes that update `id` was handled (the inbox will not replay it).
+    pub(crate) fn update_handled(&self, id: i64) {
+        self.inner.handled.lock().push(id);
+    }
+
+    pub(crate) fn take_handled(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.inner.handled.lock())
     }
 
     pub(crate) fn is_admin(&self, user: i64) -> bool {

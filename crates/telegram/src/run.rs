@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::command::MENU;
 use crate::handlers::{schema, HandlerError};
+use crate::inbox::DurableListener;
 use crate::Front;
 
 /// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order
@@ -167,10 +168,15 @@ async fn announce_commands(front: &Front) {
 fn dispatcher(
     front: &Front,
 ) -> Dispatcher<crate::BotApi, HandlerError, teloxide::dispatching::DefaultKey> {
+    let ignored = front.clone();
     Dispatcher::builder(front.bot().clone(), schema())
         .dependencies(dptree::deps![front.clone()])
         .worker_queue_size(WORKER_QUEUE)
-        .default_handler(|_| async {})
+        .default_handler(move |update| {
+            // Ignored kinds (edits, joins…) are handled too, or the inbox would replay them.
+            ignored.update_handled(i64::from(update.id.0));
+            async {}
+        })
         .build()
 }
 
@@ -212,6 +218,7 @@ pub async fn polling(
     let listener = Polling::builder(front.bot().clone())
         .timeout(POLL_TIMEOUT)
         .build();
+    let listener = DurableListener::new(listener, front.clone()).await;
     dispatcher
         .dispatch_with_listener(
             listener,
@@ -248,6 +255,7 @@ pub async fn webhook(
         webhooks::Options::new(address, settings.url.clone()).secret_token(settings.secret);
     let (updates, stop_flag, router) =
         webhooks::axum_to_router(front.bot().clone(), options).await?;
+    let updates = DurableListener::new(updates, front.clone()).await;
     tracing::info!(url = %settings.url, %address, "bot started (webhook)");
     announce_commands(&front).await;
     let app = router.merge(http_router(front.clone()));
@@ -320,6 +328,11 @@ pub async fn serve_bot(
         events,
         stop_delivery.clone(),
     ));
+    let stop_marking = tokio_util::sync::CancellationToken::new();
+    let marking = tokio::spawn(crate::inbox::keep_marking(
+        front.clone(),
+        stop_marking.clone(),
+    ));
     let run = async {
         match mode {
             Mode::Polling { http } => polling(front, http, stop.clone()).await,
@@ -339,6 +352,8 @@ pub async fn serve_bot(
             Ok(())
         }
     };
+    stop_marking.cancel();
+    let _ = marking.await;
     stop_delivery.cancel();
     if tokio::time::timeout(grace, delivery).await.is_err() {
         tracing::warn!("delivery did not stop within the grace period");

@@ -157,6 +157,11 @@ pub(crate) fn failed(lang: Lang, reason: &FailureReason) -> String {
 
 pub(crate) fn refused(lang: Lang, error: &SubmitError) -> String {
     match error {
+        SubmitError::AlreadySubmitted(_) => pick(
+            lang,
+            "This request is already being processed.".into(),
+            "Этот запрос уже обрабатывается.".into(),
+        ),
         SubmitError::EmptyPrompt => pick(
             lang,
             "Send a description of the image.".into(),

@@ -143,6 +143,7 @@ async fn sample(ctx: &Context) -> Result<LiveSample, String> {
                 prompt: PROMPT.to_owned(),
                 model: None,
                 params: Default::default(),
+                source_update: None,
             })
             .await;
         live.sent += 1;

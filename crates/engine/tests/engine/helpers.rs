@@ -199,6 +199,7 @@ pub(crate) fn request(user: i64, prompt: &str) -> GenerationRequest {
         prompt: prompt.into(),
         model: None,
         params: Map::new(),
+        source_update: None,
     }
 }
 

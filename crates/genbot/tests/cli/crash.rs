@@ -103,17 +103,38 @@ async fn sigkill_mid_run_then_restart_runs_every_job_exactly_once() {
         || async { telegram.stats().updates_delivered >= sent },
     )
     .await;
+    // Updates taken from Telegram but not handled at the kill are replayed from the inbox:
+    // every user's prompt becomes exactly one job.
     wait_until(
-        "every job final after the restart",
+        "100 jobs, every one final, after the restart",
         Duration::from_secs(90),
         || async {
             let c = store.count_jobs_by_status().await.unwrap();
-            c.queued == 0 && c.running == 0 && c.total() > 0
+            c.queued == 0 && c.running == 0 && c.total() >= 100
         },
     )
     .await;
     bot.kill().await;
     assert_exactly_once(&store, &replicate, 10_000..10_100).await;
+    assert_one_job_per_user(&store, 10_000..10_100).await;
+}
+
+/// Every user in `users` has exactly one job.
+async fn assert_one_job_per_user(store: &Store, users: std::ops::Range<i64>) {
+    let mut per_user = std::collections::HashMap::<i64, usize>::new();
+    for status in [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled] {
+        for job in store.jobs_with_status(status, 100_000).await.unwrap() {
+            *per_user.entry(job.user_id.0).or_default() += 1;
+        }
+    }
+    let wrong: Vec<(i64, usize)> = users
+        .map(|u| (u, per_user.get(&u).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "users without exactly one job (user, jobs): {wrong:?}"
+    );
 }
 
 /// A fresh PostgreSQL database for one test (dropped after), or `None` with a visible SKIPPED
@@ -465,11 +486,14 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     )
     .await;
     wait_until(
-        "every job final and delivered",
+        "100 jobs, every one final and delivered",
         Duration::from_secs(120),
         || async {
             let c = store.count_jobs_by_status().await.unwrap();
-            c.queued == 0 && c.running == 0 && store.undelivered().await.unwrap() == 0
+            c.total() >= 100
+                && c.queued == 0
+                && c.running == 0
+                && store.undelivered().await.unwrap() == 0
         },
     )
     .await;
@@ -497,10 +521,14 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
         .filter(|u| photos(u) > 1)
         .map(|u| u.id())
         .collect();
-    let without_job = users.len() - with_job.len();
     eprintln!(
-        "delivery: {at_kill} photos before the kill, {undelivered} finished but undelivered at the kill; {} jobs, every one delivered; users with two photos: {twice:?}; {without_job} users' updates were taken from Telegram but not handled before the kill (no job)",
+        "delivery: {at_kill} photos before the kill, {undelivered} finished but undelivered at the kill; {} jobs, every one delivered; users with two photos: {twice:?}",
         with_job.len()
+    );
+    assert_eq!(
+        with_job.len(),
+        users.len(),
+        "every user's prompt became a job (updates unhandled at the kill are replayed)"
     );
     assert!(
         undelivered > 0 || at_kill < with_job.len(),
@@ -512,6 +540,7 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
         twice.len()
     );
     assert_exactly_once(&store, &replicate, 30_000..30_100).await;
+    assert_one_job_per_user(&store, 30_000..30_100).await;
 }
 
 /// 200 users each send /start and a prompt at once, under Telegram's 30 sends/s: every /start

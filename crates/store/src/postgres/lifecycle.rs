@@ -45,6 +45,21 @@ impl PgStore {
             .bind(SUBMIT_LOCK)
             .execute(&mut *tx)
             .await?;
+        if let Some(update) = s.source_update {
+            let existing = sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM generation_jobs WHERE source_update = $1"
+            ))
+            .bind(update)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = existing {
+                return Ok(SubmitOutcome::AlreadySubmitted {
+                    job: Box::new(job(&row)?),
+                });
+            }
+        }
         if count(&mut tx, "queued").await? >= i64::from(s.queue_max) {
             return Ok(SubmitOutcome::QueueFull { max: s.queue_max });
         }
@@ -92,8 +107,8 @@ impl PgStore {
         let row = sqlx::query(concat!(
             "INSERT INTO generation_jobs
                 (user_id, model, prompt, params, status, created_at, updated_at,
-                 charged_credits, quota_day)
-             VALUES ($1, $2, $3, $4, 'queued', $5, $5, $6, $7)
+                 charged_credits, quota_day, source_update)
+             VALUES ($1, $2, $3, $4, 'queued', $5, $5, $6, $7, $8)
              RETURNING ",
             job_columns!()
         ))
@@ -104,6 +119,7 @@ impl PgStore {
         .bind(now)
         .bind(s.cost)
         .bind(s.quota_day)
+        .bind(s.source_update)
         .fetch_one(&mut *tx)
         .await?;
         let job = job(&row)?;

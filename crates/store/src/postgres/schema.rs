@@ -155,6 +155,23 @@ CREATE TABLE job_images (
     stored_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 "#,
+    // v6: the update inbox. An update taken from Telegram is recorded before Telegram is told it
+    // was received (the next getUpdates offset), and marked when handled; a crash in between
+    // replays it at the next start. A prompt's job carries its update, so a replay never
+    // charges twice.
+    r#"
+CREATE TABLE telegram_updates (
+    update_id   BIGINT PRIMARY KEY,
+    payload     TEXT   NOT NULL,  -- the update's JSON as received
+    owner       TEXT   NOT NULL,  -- the replica that received (or replays) it
+    received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    handled_at  TIMESTAMPTZ
+);
+CREATE INDEX telegram_updates_unhandled ON telegram_updates (update_id) WHERE handled_at IS NULL;
+ALTER TABLE generation_jobs ADD COLUMN source_update BIGINT;
+CREATE UNIQUE INDEX generation_jobs_source_update ON generation_jobs (source_update)
+WHERE source_update IS NOT NULL;
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

@@ -271,6 +271,20 @@ fn count(conn: &Connection, name: &str) -> Result<i64, StoreError> {
 }
 
 fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError> {
+    if let Some(update) = s.source_update {
+        let sql = concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM generation_jobs WHERE source_update = ?1"
+        );
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([update])?;
+        if let Some(row) = rows.next()? {
+            return Ok(SubmitOutcome::AlreadySubmitted {
+                job: Box::new(rows::job(row)?),
+            });
+        }
+    }
     if count(conn, "queued")? >= i64::from(s.queue_max) {
         return Ok(SubmitOutcome::QueueFull { max: s.queue_max });
     }
@@ -314,8 +328,8 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
     let sql = concat!(
         "INSERT INTO generation_jobs
             (user_id, model, prompt, params, status, created_at, updated_at, charged_credits,
-             quota_day)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6, ?7)
+             quota_day, source_update)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6, ?7, ?8)
          RETURNING ",
         job_columns!()
     );
@@ -328,7 +342,8 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
             s.job.params.to_string(),
             now,
             s.cost,
-            day
+            day,
+            s.source_update
         ])?;
         match rows.next()? {
             Some(row) => rows::job(row)?,

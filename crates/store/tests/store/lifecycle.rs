@@ -26,6 +26,7 @@ fn submission(user: i64, cost: i64) -> Submission {
         quota_day: Utc::now().date_naive(),
         daily_limit: 100,
         queue_max: 5,
+        source_update: None,
     }
 }
 

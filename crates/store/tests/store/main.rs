@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod helpers;
+mod inbox;
 mod jobs;
 mod lifecycle;
 mod pool;

@@ -1,0 +1,96 @@
+use std::time::Duration;
+
+use chrono::Utc;
+use genbot_store::{NewJob, NewUser, Store, Submission, SubmitOutcome, UserId};
+
+use crate::helpers::on_both_backends;
+
+on_both_backends!(
+    an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale,
+    a_replayed_prompt_finds_its_job_and_is_not_charged_again,
+);
+
+async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale(store: &Store) {
+    let base = 7_000_000_000; // Telegram's update ids are large; each test has its own schema
+
+    assert!(store.record_update("a", base, "{}".into()).await.unwrap());
+    assert!(
+        !store.record_update("a", base, "{}".into()).await.unwrap(),
+        "recorded twice"
+    );
+    assert!(store
+        .record_update("a", base + 1, "{\"x\":1}".into())
+        .await
+        .unwrap());
+    let long = Duration::from_secs(3600);
+    let ours = |updates: Vec<genbot_store::InboxUpdate>| -> Vec<i64> {
+        updates
+            .into_iter()
+            .map(|u| u.id)
+            .filter(|id| (base..base + 1000).contains(id))
+            .collect()
+    };
+    assert!(
+        ours(store.claim_unhandled_updates("b", long, 100).await.unwrap()).is_empty(),
+        "another replica took fresh updates"
+    );
+    assert_eq!(
+        ours(store.claim_unhandled_updates("a", long, 100).await.unwrap()),
+        [base, base + 1]
+    );
+    store.mark_updates_handled(&[base]).await.unwrap();
+    assert_eq!(
+        ours(store.claim_unhandled_updates("a", long, 100).await.unwrap()),
+        [base + 1]
+    );
+    // A replica gone for longer than the staleness bound leaves its updates to the others.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        ours(
+            store
+                .claim_unhandled_updates("b", Duration::from_millis(10), 100)
+                .await
+                .unwrap()
+        ),
+        [base + 1]
+    );
+    store.mark_updates_handled(&[base + 1]).await.unwrap();
+}
+
+async fn a_replayed_prompt_finds_its_job_and_is_not_charged_again(store: &Store) {
+    store
+        .upsert_user(NewUser {
+            id: UserId(1),
+            username: None,
+            language: None,
+            initial_credits: 10,
+        })
+        .await
+        .unwrap();
+    let update = 8_000_000_000;
+    let submission = Submission {
+        job: NewJob {
+            user_id: UserId(1),
+            model: "flux-schnell".into(),
+            prompt: "a replayed prompt".into(),
+            params: serde_json::json!({}),
+        },
+        cost: 3,
+        quota_day: Utc::now().date_naive(),
+        daily_limit: 100,
+        queue_max: 100,
+        source_update: Some(update),
+    };
+    let SubmitOutcome::Queued { job, .. } = store.submit_job(submission.clone()).await.unwrap()
+    else {
+        panic!("refused")
+    };
+    let again = store.submit_job(submission).await.unwrap();
+    assert!(
+        matches!(&again, SubmitOutcome::AlreadySubmitted { job: same } if same.id == job.id),
+        "{again:?}"
+    );
+    let user = store.get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!((user.credits, user.daily_count), (7, 1), "charged once");
+    store.delete_users_in_range(1..2).await.unwrap();
+}
