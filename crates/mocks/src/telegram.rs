@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use state::{Entry, TelegramMockStats};
+pub use state::{Entry, Sent, TelegramMockStats};
 pub use users::SimUser;
 
 use self::state::BotState;
@@ -90,6 +90,11 @@ impl TelegramMock {
     /// The user blocks the bot: from now on every send into their chat is answered 403.
     pub fn block(&self, user: i64) {
         self.state.block(user);
+    }
+
+    /// The bot's messages and edits in the order they arrived, across all chats.
+    pub fn sent_in_order(&self) -> Vec<Sent> {
+        self.state.sent_in_order()
     }
 
     /// A cloneable handle for tasks that watch the answers while a test runs.

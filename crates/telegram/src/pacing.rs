@@ -8,12 +8,14 @@
 //! limiter).
 //!
 //! Sends come in two classes. Answers (replies to commands, results) wait for budget. Progress
-//! (chat actions, position and "generating" edits) never waits: it goes out only when budget is
-//! free at that moment and within its own share (a third of the overall rate), and is dropped
-//! otherwise — the next refresh carries the newer state anyway. So under load users' answers
-//! and images go first.
+//! (position and "generating" edits) never waits: it goes out only when no answer waits, none
+//! went out in the last three send slots (100 ms at 30/s), budget is free at that moment and
+//! within progress's own share (a third of the overall rate); otherwise it is dropped — the
+//! next refresh carries the newer state anyway. So under load users' answers and images go
+//! first, and a burst of answers is never interleaved with progress.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -66,6 +68,31 @@ pub(crate) struct Pacer {
     progress: DefaultDirectRateLimiter,
     per_chat: DefaultKeyedRateLimiter<i64>,
     clock: DefaultClock,
+    /// Answers waiting for the overall budget: while any waits, progress is not sent (it would
+    /// take the slot the answer waits for).
+    answers_waiting: AtomicUsize,
+    /// When the last answer was let through (nanoseconds since `epoch`)…
+    last_answer: AtomicU64,
+    epoch: std::time::Instant,
+    /// …and how long the bot must have been free of answers before progress may go: three
+    /// send slots, so a burst of answers is never interleaved with progress.
+    quiet: Duration,
+}
+
+/// Counts an answer as waiting for as long as it lives.
+struct WaitingAnswer<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingAnswer<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, AtomicOrdering::SeqCst);
+        WaitingAnswer(count)
+    }
+}
+
+impl Drop for WaitingAnswer<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::SeqCst);
+    }
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -88,6 +115,10 @@ impl Pacer {
                     .allow_burst(nonzero(limits.per_chat_burst)),
             ),
             clock: DefaultClock::default(),
+            answers_waiting: AtomicUsize::new(0),
+            last_answer: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            quiet: Duration::from_secs_f64(3.0 / f64::from(limits.overall_per_sec.max(1))),
         }
     }
 
@@ -96,17 +127,28 @@ impl Pacer {
         while let Err(not_until) = self.per_chat.check_key(&chat.0) {
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
         }
+        let _waiting = WaitingAnswer::enter(&self.answers_waiting);
         while let Err(not_until) = self.overall.check() {
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
         }
+        self.last_answer
+            .store(self.since_epoch(), AtomicOrdering::SeqCst);
     }
 
     /// Whether a progress message to `chat` may go out now; never waits. Progress is the first
     /// thing dropped when the budget is short.
     pub(crate) fn try_progress(&self, chat: ChatId) -> bool {
-        self.progress.check().is_ok()
+        let last = self.last_answer.load(AtomicOrdering::SeqCst);
+        let quiet = self.since_epoch().saturating_sub(last) >= self.quiet.as_nanos() as u64;
+        self.answers_waiting.load(AtomicOrdering::SeqCst) == 0
+            && (last == 0 || quiet)
+            && self.progress.check().is_ok()
             && self.per_chat.check_key(&chat.0).is_ok()
             && self.overall.check().is_ok()
+    }
+
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Forgets chats that have been quiet, so the per-chat state does not grow forever.
@@ -194,5 +236,28 @@ mod tests {
         let answers = (0..30).filter(|_| pacer.overall.check().is_ok()).count();
         assert_eq!(answers, 20);
         assert!(!pacer.try_progress(ChatId(99)), "nothing left for progress");
+    }
+
+    #[tokio::test]
+    async fn no_progress_while_an_answer_waits_for_budget() {
+        let pacer = Pacer::new(SendLimits {
+            per_chat_per_sec: 1_000,
+            per_chat_burst: 1_000,
+            overall_per_sec: 3,
+        });
+        for chat in 0..3 {
+            pacer.ready(ChatId(chat)).await;
+        }
+        let waiting = pacer.ready(ChatId(10));
+        tokio::pin!(waiting);
+        // Poll once: the answer is now waiting for the overall budget.
+        assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            !pacer.try_progress(ChatId(11)),
+            "progress took the answer's slot"
+        );
+        waiting.await;
+        assert_eq!(pacer.answers_waiting.load(AtomicOrdering::SeqCst), 0);
     }
 }

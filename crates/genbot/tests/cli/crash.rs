@@ -611,6 +611,30 @@ async fn under_the_send_budget_answers_go_first_and_a_job_costs_at_most_three_se
         latencies.len()
     );
     assert!(worst <= 3, "a job cost {worst} sends");
+    // Answers before progress: every greeting went out before the first progress edit.
+    let greetings: HashSet<(i64, i64)> = users
+        .iter()
+        .filter_map(|u| {
+            u.transcript().iter().find_map(|e| match e {
+                Entry::BotText { message_id, .. } => Some((u.id(), *message_id)),
+                _ => None,
+            })
+        })
+        .collect();
+    let order = telegram.sent_in_order();
+    let last_greeting = order
+        .iter()
+        .rposition(|s| !s.edit && greetings.contains(&(s.chat, s.message_id)))
+        .unwrap();
+    let first_edit = order.iter().position(|s| s.edit);
+    eprintln!(
+        "send order: last greeting at {last_greeting}, first progress edit at {first_edit:?} of {}",
+        order.len()
+    );
+    assert!(
+        first_edit.is_none_or(|edit| edit > last_greeting),
+        "a progress edit (send {first_edit:?}) went out before the last /start answer (send {last_greeting})"
+    );
 }
 
 /// Telegram answers a photo 502 twice: it is delivered once, on the third try. A user who

@@ -108,6 +108,20 @@ pub(super) struct BotState {
     faults: Mutex<HashMap<String, VecDeque<(u16, String)>>>,
     /// Users who blocked the bot: every send into their chat is answered 403.
     blocked: Mutex<std::collections::HashSet<i64>>,
+    /// The bot's messages and edits in the order they arrived (the first `SENT_LOG_MAX`).
+    sent: Mutex<Vec<Sent>>,
+}
+
+/// Entries kept in the order log (enough for tests; bounded for long suite runs).
+const SENT_LOG_MAX: usize = 100_000;
+
+/// One message or edit the bot sent, in arrival order across all chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub chat: i64,
+    pub message_id: i64,
+    /// `true` for `editMessageText`, `false` for a new message (text or photo).
+    pub edit: bool,
 }
 
 fn unix_now() -> i64 {
@@ -154,6 +168,7 @@ impl BotState {
             window: Mutex::new(SendWindow::default()),
             faults: Mutex::new(HashMap::new()),
             blocked: Mutex::new(std::collections::HashSet::new()),
+            sent: Mutex::new(Vec::new()),
         }
     }
 
@@ -349,6 +364,19 @@ impl BotState {
                 return false;
             };
             if let Some(entry) = entry {
+                let message_id = match &entry {
+                    Entry::BotText { message_id, .. } | Entry::BotPhoto { message_id, .. } => {
+                        Some(*message_id)
+                    }
+                    _ => None,
+                };
+                if let Some(message_id) = message_id {
+                    self.log_sent(Sent {
+                        chat: chat_id,
+                        message_id,
+                        edit: false,
+                    });
+                }
                 chat.transcript.push(entry);
             }
             (
@@ -361,6 +389,17 @@ impl BotState {
         }
         notify.notify_waiters();
         true
+    }
+
+    fn log_sent(&self, sent: Sent) {
+        let mut log = self.sent.lock();
+        if log.len() < SENT_LOG_MAX {
+            log.push(sent);
+        }
+    }
+
+    pub(super) fn sent_in_order(&self) -> Vec<Sent> {
+        self.sent.lock().clone()
     }
 
     pub(super) fn next_message_id(&self) -> i64 {
@@ -397,6 +436,11 @@ impl BotState {
             .flatten()
             .is_some();
         if edited {
+            self.log_sent(Sent {
+                chat: chat_id,
+                message_id,
+                edit: true,
+            });
             // An edit is progress on an earlier answer, not an answer to a new update.
             if let Some(notify) = self.with_chat(chat_id, |chat| chat.changed.clone()) {
                 notify.notify_waiters();
