@@ -74,10 +74,7 @@ impl std::fmt::Debug for ReplicateClient {
             .field("token", &self.auth.as_ref().map(|_| "***"))
             .field("retry", &self.retry)
             .field("poll", &self.poll)
-            .field(
-                "webhook",
-                &self.arrivals.as_ref().map(|a| a.settings.url.as_str()),
-            )
+            .field("webhook", &self.arrivals.as_ref().map(|a| &a.settings))
             .finish()
     }
 }

@@ -96,7 +96,7 @@ async fn start_core_on(settings: &Settings, store: Store) -> anyhow::Result<Core
     let client = match &settings.replicate_webhook_url {
         Some(url) => {
             let secret = webhook_secret(settings, &client).await?;
-            tracing::info!(url = %url, reconcile = ?settings.replicate_reconcile, "predictions report their end by webhook");
+            tracing::info!(url = %genbot_config::RedactedUrl::new(url.clone()), reconcile = ?settings.replicate_reconcile, "predictions report their end by webhook");
             client.with_webhooks(WebhookSettings {
                 url: url.clone(),
                 secret,

@@ -376,18 +376,18 @@ impl Store {
         dispatch!(self.finish_delivery(job, owner, outcome))
     }
 
-    /// Records an update taken from Telegram (as its JSON) before Telegram is told it arrived;
-    /// `false` when it was recorded already.
+    /// Records updates taken from Telegram (their JSON) before Telegram is told they arrived,
+    /// in one transaction; returns the ids not recorded before (the others were seen already:
+    /// replayed from the inbox, or handled).
     ///
     /// # Errors
-    /// Database failures: the update must then not be confirmed to Telegram.
-    pub async fn record_update(
+    /// Database failures: the updates must then not be confirmed to Telegram.
+    pub async fn record_updates(
         &self,
         owner: &str,
-        id: i64,
-        payload: String,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self.record_update(owner, id, payload))
+        updates: Vec<InboxUpdate>,
+    ) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self.record_updates(owner, updates))
     }
 
     /// Marks updates handled (they will not be replayed).

@@ -1,20 +1,26 @@
 //! The durable update inbox in front of the dispatcher.
 //!
-//! teloxide confirms updates to Telegram (the next `getUpdates` offset) as soon as the
-//! dispatcher has taken them, before they are handled: a crash then loses them. Wrapped in a
-//! [`DurableListener`], each update is recorded in the database before it is passed on (so
-//! before the confirming `getUpdates` is sent), and handlers mark it handled when they are done
-//! ([`Front::update_handled`], written in batches). At start, what this replica recorded and did
-//! not handle, and what any replica left unhandled for [`STALE_AFTER`], is handled first.
+//! teloxide's polling confirms updates to Telegram (the next `getUpdates` offset) as soon as the
+//! dispatcher has taken them, before they are handled: a crash then loses them. [`InboxPolling`]
+//! polls instead: each batch `getUpdates` returns is recorded in the database in one
+//! transaction before it is passed on, so before the confirming `getUpdates` is sent. In webhook
+//! mode [`DurableListener`] records each update as it arrives. Handlers mark updates handled
+//! when they are done (`Front::update_handled`, written in batches). At start, what this replica
+//! recorded and did not handle, and what any replica left unhandled for [`STALE_AFTER`], is
+//! handled first.
 //! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
 //! command may answer twice.
 
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use teloxide::stop::StopToken;
+use genbot_store::InboxUpdate;
+use teloxide::payloads::GetUpdatesSetters;
+use teloxide::requests::{Request, Requester};
+use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
 use teloxide::types::{AllowedUpdate, Update};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
+use teloxide::RequestError;
 use tokio_util::sync::CancellationToken;
 
 use crate::Front;
@@ -27,8 +33,13 @@ const REPLAY_MAX: u32 = 10_000;
 const MARK_EVERY: Duration = Duration::from_millis(200);
 /// Handled updates are forgotten after a day.
 const KEEP_HANDLED: Duration = Duration::from_secs(86_400);
-/// Tries to record an update before it is passed on unrecorded (the database is down).
+/// Tries to record updates before they are passed on unrecorded (the database is down).
 const RECORD_TRIES: u32 = 3;
+/// Webhook updates recorded at once.
+const RECORD_CONCURRENCY: usize = 64;
+/// First and longest pause after a failed `getUpdates`.
+const POLL_BACKOFF: Duration = Duration::from_millis(500);
+const POLL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// An update listener whose updates are recorded before they are passed on.
 pub struct DurableListener<L> {
@@ -48,43 +59,49 @@ impl<L> std::fmt::Debug for DurableListener<L> {
 impl<L> DurableListener<L> {
     /// Wraps `inner`; the updates this replica (or a gone one) left unhandled come first.
     pub async fn new(inner: L, front: Front) -> Self {
-        let store = front.engine().store();
-        if let Err(e) = store.prune_handled_updates(KEEP_HANDLED).await {
-            tracing::warn!(error = %e, "forgetting old handled updates failed");
-        }
-        let owner = front.engine().replica_id();
-        let replay = match store
-            .claim_unhandled_updates(owner, STALE_AFTER, REPLAY_MAX)
-            .await
-        {
-            Ok(updates) => updates,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading unhandled updates failed; none replayed");
-                Vec::new()
-            }
-        };
-        let mut decoded = Vec::with_capacity(replay.len());
-        for update in replay {
-            match serde_json::from_str::<Update>(&update.payload) {
-                Ok(parsed) => decoded.push(parsed),
-                Err(e) => {
-                    tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
-                    front.update_handled(update.id);
-                }
-            }
-        }
-        if !decoded.is_empty() {
-            tracing::info!(
-                updates = decoded.len(),
-                "handling updates a previous run received but did not handle"
-            );
-        }
+        let replay = unhandled(&front).await;
         DurableListener {
             inner,
             front,
-            replay: decoded,
+            replay,
         }
     }
+}
+
+/// The updates to handle before new ones: this replica's unhandled, and any stale ones.
+async fn unhandled(front: &Front) -> Vec<Update> {
+    let store = front.engine().store();
+    if let Err(e) = store.prune_handled_updates(KEEP_HANDLED).await {
+        tracing::warn!(error = %e, "forgetting old handled updates failed");
+    }
+    let owner = front.engine().replica_id();
+    let replay = match store
+        .claim_unhandled_updates(owner, STALE_AFTER, REPLAY_MAX)
+        .await
+    {
+        Ok(updates) => updates,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading unhandled updates failed; none replayed");
+            Vec::new()
+        }
+    };
+    let mut decoded = Vec::with_capacity(replay.len());
+    for update in replay {
+        match serde_json::from_str::<Update>(&update.payload) {
+            Ok(parsed) => decoded.push(parsed),
+            Err(e) => {
+                tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
+                front.update_handled(update.id);
+            }
+        }
+    }
+    if !decoded.is_empty() {
+        tracing::info!(
+            updates = decoded.len(),
+            "handling updates a previous run received but did not handle"
+        );
+    }
+    decoded
 }
 
 impl<L> UpdateListener for DurableListener<L>
@@ -114,52 +131,209 @@ where
     fn as_stream(&'a mut self) -> Self::Stream {
         let replay = std::mem::take(&mut self.replay);
         let front = self.front.clone();
+        // Webhook updates are answered before they get here: recording several at once costs
+        // no durability and keeps one slow write from holding up the others.
         let live = self
             .inner
             .as_stream()
-            .then(move |item| {
+            .map(move |item| {
                 let front = front.clone();
                 async move {
                     match item {
-                        Ok(update) => record(&front, update).await.map(Ok),
+                        Ok(update) => record(&front, vec![update]).await.pop().map(Ok),
                         Err(e) => Some(Err(e)),
                     }
                 }
             })
+            .buffered(RECORD_CONCURRENCY)
             .filter_map(std::future::ready);
         stream::iter(replay.into_iter().map(Ok)).chain(live).boxed()
     }
 }
 
-/// Records `update`; `None` when it was recorded before (Telegram sent it again after a crash:
-/// it is replayed from the inbox, or handled already).
-async fn record(front: &Front, update: Update) -> Option<Update> {
-    let id = i64::from(update.id.0);
-    let payload = match serde_json::to_string(&update) {
-        Ok(payload) => payload,
-        Err(e) => {
-            tracing::warn!(update_id = id, error = %e, "update not recordable; handled unrecorded");
-            return Some(update);
+/// Long polling through the inbox: a batch is recorded before the `getUpdates` that confirms
+/// it is sent.
+pub struct InboxPolling {
+    front: Front,
+    timeout: Duration,
+    allowed: Option<Vec<AllowedUpdate>>,
+    replay: Vec<Update>,
+    token: StopToken,
+    flag: Option<StopFlag>,
+}
+
+impl std::fmt::Debug for InboxPolling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxPolling")
+            .field("timeout", &self.timeout)
+            .field("replay", &self.replay.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboxPolling {
+    /// Polls with long-poll `timeout`; the updates this replica (or a gone one) left unhandled
+    /// come first.
+    pub async fn new(front: Front, timeout: Duration) -> Self {
+        let replay = unhandled(&front).await;
+        let (token, flag) = mk_stop_token();
+        InboxPolling {
+            front,
+            timeout,
+            allowed: None,
+            replay,
+            token,
+            flag: Some(flag),
         }
-    };
+    }
+}
+
+impl UpdateListener for InboxPolling {
+    type Err = RequestError;
+
+    fn stop_token(&mut self) -> StopToken {
+        self.token.clone()
+    }
+
+    fn hint_allowed_updates(&mut self, hint: &mut dyn Iterator<Item = AllowedUpdate>) {
+        self.allowed = Some(hint.collect());
+    }
+}
+
+impl<'a> AsUpdateStream<'a> for InboxPolling {
+    type StreamErr = RequestError;
+    type Stream = BoxStream<'a, Result<Update, RequestError>>;
+
+    fn as_stream(&'a mut self) -> Self::Stream {
+        let replay = std::mem::take(&mut self.replay);
+        let flag = match self.flag.take() {
+            Some(flag) => flag,
+            None => {
+                let (token, flag) = mk_stop_token();
+                self.token = token;
+                flag
+            }
+        };
+        let poll = Poll {
+            front: self.front.clone(),
+            timeout: self.timeout,
+            allowed: self.allowed.clone(),
+            offset: None,
+            failures: 0,
+            stopped: Box::pin(flag),
+        };
+        let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
+        stream::iter(replay.into_iter().map(Ok)).chain(live).boxed()
+    }
+}
+
+struct Poll {
+    front: Front,
+    timeout: Duration,
+    allowed: Option<Vec<AllowedUpdate>>,
+    /// The next `getUpdates` offset (confirms everything below it).
+    offset: Option<i32>,
+    failures: u32,
+    stopped: std::pin::Pin<Box<StopFlag>>,
+}
+
+/// The next batch of new updates (recorded), or the error to report; `None` once stopped.
+async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>, Poll)> {
+    loop {
+        if poll.stopped.is_stopped() {
+            return None;
+        }
+        let mut request = poll
+            .front
+            .bot()
+            .get_updates()
+            .timeout(u32::try_from(poll.timeout.as_secs()).unwrap_or(10));
+        if let Some(offset) = poll.offset {
+            request = request.offset(offset);
+        }
+        if let Some(allowed) = &poll.allowed {
+            request = request.allowed_updates(allowed.clone());
+        }
+        let answer = tokio::select! {
+            () = &mut poll.stopped => return None,
+            answer = request.send() => answer,
+        };
+        match answer {
+            Ok(updates) => {
+                poll.failures = 0;
+                let Some(last) = updates.last() else {
+                    continue;
+                };
+                let next = last.id.as_offset();
+                let fresh = record(&poll.front, updates).await;
+                // Only now may the next request confirm this batch.
+                poll.offset = Some(next);
+                if !fresh.is_empty() {
+                    return Some((fresh.into_iter().map(Ok).collect(), poll));
+                }
+            }
+            Err(e) => {
+                let pause = match &e {
+                    RequestError::RetryAfter(after) => after.duration(),
+                    _ => POLL_BACKOFF
+                        .saturating_mul(1 << poll.failures.min(6))
+                        .min(POLL_BACKOFF_MAX),
+                };
+                poll.failures += 1;
+                tracing::warn!(error = %e, ?pause, "getUpdates failed; retrying");
+                tokio::select! {
+                    () = &mut poll.stopped => return None,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                return Some((vec![Err(e)], poll));
+            }
+        }
+    }
+}
+
+/// Records `updates` in one transaction and returns those not seen before (an update Telegram
+/// sends again after a crash is replayed from the inbox, or was handled already). When the
+/// database does not answer after a few tries they are passed on unrecorded (and said so).
+async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
+    let mut rows = Vec::with_capacity(updates.len());
+    for update in &updates {
+        match serde_json::to_string(update) {
+            Ok(payload) => rows.push(InboxUpdate {
+                id: i64::from(update.id.0),
+                payload,
+            }),
+            Err(e) => {
+                tracing::warn!(update_id = update.id.0, error = %e, "update not recordable; handled unrecorded");
+            }
+        }
+    }
     let store = front.engine().store();
     let owner = front.engine().replica_id();
     let mut pause = Duration::from_millis(100);
     for attempt in 1..=RECORD_TRIES {
-        match store.record_update(owner, id, payload.clone()).await {
-            Ok(true) => return Some(update),
-            Ok(false) => return None,
+        match store.record_updates(owner, rows.clone()).await {
+            Ok(new) => {
+                let recorded: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
+                let new: std::collections::HashSet<i64> = new.into_iter().collect();
+                return updates
+                    .into_iter()
+                    .filter(|u| {
+                        let id = i64::from(u.id.0);
+                        new.contains(&id) || !recorded.contains(&id)
+                    })
+                    .collect();
+            }
             Err(e) if attempt < RECORD_TRIES => {
-                tracing::warn!(update_id = id, error = %e, "recording an update failed; retrying");
+                tracing::warn!(error = %e, "recording updates failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
             Err(e) => {
-                tracing::error!(update_id = id, error = %e, "update handled without being recorded (a crash now would lose it)");
+                tracing::error!(error = %e, updates = updates.len(), "updates handled without being recorded (a crash now would lose them)");
             }
         }
     }
-    Some(update)
+    updates
 }
 
 /// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more.

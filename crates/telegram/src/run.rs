@@ -12,12 +12,12 @@ use teloxide::dispatching::Dispatcher;
 use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::prelude::*;
 use teloxide::types::BotCommand;
-use teloxide::update_listeners::{webhooks, Polling};
+use teloxide::update_listeners::webhooks;
 use tokio::net::TcpListener;
 
 use crate::command::MENU;
 use crate::handlers::{schema, HandlerError};
-use crate::inbox::DurableListener;
+use crate::inbox::{DurableListener, InboxPolling};
 use crate::Front;
 
 /// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order
@@ -215,10 +215,7 @@ pub async fn polling(
             done.await;
         }
     });
-    let listener = Polling::builder(front.bot().clone())
-        .timeout(POLL_TIMEOUT)
-        .build();
-    let listener = DurableListener::new(listener, front.clone()).await;
+    let listener = InboxPolling::new(front.clone(), POLL_TIMEOUT).await;
     dispatcher
         .dispatch_with_listener(
             listener,

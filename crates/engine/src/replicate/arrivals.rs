@@ -18,8 +18,8 @@ use url::Url;
 use super::webhook::{WebhookError, WebhookHeaders, WebhookSecret, TOLERANCE_SECS};
 use super::Prediction;
 
-/// How Replicate tells this bot that a prediction ended.
-#[derive(Debug, Clone)]
+/// How Replicate tells this bot that a prediction ended. `Debug` redacts credentials in the URL.
+#[derive(Clone)]
 pub struct WebhookSettings {
     /// `REPLICATE_WEBHOOK_URL`: sent with every create; its path is served by the bot.
     pub url: Url,
@@ -28,6 +28,19 @@ pub struct WebhookSettings {
     /// `REPLICATE_RECONCILE_SECONDS`: running predictions are still polled this often, for
     /// webhooks that never came.
     pub reconcile: Duration,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field(
+                "url",
+                &genbot_config::RedactedUrl::new(self.url.clone()).to_string(),
+            )
+            .field("secret", &self.secret)
+            .field("reconcile", &self.reconcile)
+            .finish()
+    }
 }
 
 /// What became of a verified webhook.
@@ -213,6 +226,19 @@ mod tests {
             signature: Some(&signature),
         };
         arrivals.receive(&headers, body.as_bytes(), now)
+    }
+
+    #[test]
+    fn debug_shows_neither_the_secret_nor_credentials_in_the_url() {
+        let settings = WebhookSettings {
+            url: Url::parse("https://hook:pa55@bot.example/replicate?token=t0k3n").unwrap(),
+            secret: WebhookSecret::parse("whsec_c2VjcmV0LWtleQ==").unwrap(),
+            reconcile: Duration::from_secs(30),
+        };
+        let shown = format!("{settings:?}");
+        for secret in ["pa55", "t0k3n", "c2VjcmV0"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     const DONE: &str = r#"{"id":"p1","status":"succeeded","output":["http://x/1.png"]}"#;

@@ -8,23 +8,28 @@ use super::PgStore;
 use crate::{InboxUpdate, StoreError};
 
 impl PgStore {
-    pub(crate) async fn record_update(
+    pub(crate) async fn record_updates(
         &self,
         owner: &str,
-        id: i64,
-        payload: String,
-    ) -> Result<bool, StoreError> {
+        updates: Vec<InboxUpdate>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (ids, payloads): (Vec<i64>, Vec<String>) =
+            updates.into_iter().map(|u| (u.id, u.payload)).unzip();
         let mut conn = self.connection().await?;
-        let done = sqlx::query(
-            "INSERT INTO telegram_updates (update_id, payload, owner) VALUES ($1, $2, $3)
-             ON CONFLICT (update_id) DO NOTHING",
+        let rows = sqlx::query(
+            "INSERT INTO telegram_updates (update_id, payload, owner)
+             SELECT id, payload, $3 FROM unnest($1::bigint[], $2::text[]) AS u(id, payload)
+             ON CONFLICT (update_id) DO NOTHING
+             RETURNING update_id",
         )
-        .bind(id)
-        .bind(payload)
+        .bind(&ids)
+        .bind(&payloads)
         .bind(owner)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-        Ok(done.rows_affected() == 1)
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
     }
 
     pub(crate) async fn mark_updates_handled(&self, ids: &[i64]) -> Result<u64, StoreError> {

@@ -10,22 +10,26 @@ use super::SqliteStore;
 use crate::{InboxUpdate, StoreError};
 
 impl SqliteStore {
-    pub(crate) async fn record_update(
+    pub(crate) async fn record_updates(
         &self,
         owner: &str,
-        id: i64,
-        payload: String,
-    ) -> Result<bool, StoreError> {
+        updates: Vec<InboxUpdate>,
+    ) -> Result<Vec<i64>, StoreError> {
         let owner = owner.to_owned();
         self.writer
             .run(move |conn| {
-                Ok(conn
-                    .prepare_cached(
-                        "INSERT INTO telegram_updates (update_id, payload, owner, received_at)
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (update_id) DO NOTHING",
-                    )?
-                    .execute(params![id, payload, owner, millis(Utc::now())])?
-                    == 1)
+                let now = millis(Utc::now());
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO telegram_updates (update_id, payload, owner, received_at)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (update_id) DO NOTHING",
+                )?;
+                let mut new = Vec::with_capacity(updates.len());
+                for update in &updates {
+                    if insert.execute(params![update.id, update.payload, owner, now])? == 1 {
+                        new.push(update.id);
+                    }
+                }
+                Ok(new)
             })
             .await
     }

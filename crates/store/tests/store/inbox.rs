@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use genbot_store::{NewJob, NewUser, Store, Submission, SubmitOutcome, UserId};
+use genbot_store::{InboxUpdate, NewJob, NewUser, Store, Submission, SubmitOutcome, UserId};
 
 use crate::helpers::on_both_backends;
 
@@ -12,18 +12,24 @@ on_both_backends!(
 
 async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale(store: &Store) {
     let base = 7_000_000_000; // Telegram's update ids are large; each test has its own schema
-
-    assert!(store.record_update("a", base, "{}".into()).await.unwrap());
-    assert!(
-        !store.record_update("a", base, "{}".into()).await.unwrap(),
-        "recorded twice"
+    let update = |id: i64| InboxUpdate {
+        id,
+        payload: format!("{{\"update_id\":{id}}}"),
+    };
+    assert_eq!(
+        store.record_updates("a", vec![update(base)]).await.unwrap(),
+        [base]
     );
-    assert!(store
-        .record_update("a", base + 1, "{\"x\":1}".into())
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .record_updates("a", vec![update(base), update(base + 1)])
+            .await
+            .unwrap(),
+        [base + 1],
+        "an update recorded twice"
+    );
     let long = Duration::from_secs(3600);
-    let ours = |updates: Vec<genbot_store::InboxUpdate>| -> Vec<i64> {
+    let ours = |updates: Vec<InboxUpdate>| -> Vec<i64> {
         updates
             .into_iter()
             .map(|u| u.id)
