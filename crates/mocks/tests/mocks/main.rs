@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod fault_proxy;
 mod replicate;
 mod telegram;
 mod teloxide_client;
