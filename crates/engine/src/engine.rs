@@ -132,8 +132,6 @@ struct Inner {
     config: EngineConfig,
     /// Jobs this process is running now (their leases are the ones the heartbeat renews).
     running: Mutex<HashSet<JobId>>,
-    /// Running jobs of this process per user (for `/stats`; the limit itself is in the claim).
-    running_per_user: Mutex<HashMap<UserId, u32>>,
     /// Wakes the dispatcher when a job is queued here or a job of this process ends.
     wake: Notify,
     /// Queued jobs of every replica, as last counted.
@@ -167,7 +165,6 @@ impl Engine {
                 client,
                 config,
                 running: Mutex::new(HashSet::new()),
-                running_per_user: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 queue_length: AtomicU64::new(0),
                 counters: Counters::default(),
@@ -410,16 +407,6 @@ impl Engine {
             .queue_length
             .store(counts.queued, Ordering::Relaxed);
         Ok(counts.queued)
-    }
-
-    /// Jobs of `user` this process runs now.
-    pub fn running_of(&self, user: UserId) -> u32 {
-        self.inner
-            .running_per_user
-            .lock()
-            .get(&user)
-            .copied()
-            .unwrap_or(0)
     }
 
     /// The engine's counters now (`queue_length` as last counted, at most a heartbeat old).

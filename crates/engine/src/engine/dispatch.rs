@@ -94,15 +94,10 @@ impl Engine {
         if !inner.running.lock().insert(job.id) {
             return; // already running here (taken over from ourselves at start)
         }
-        *inner
-            .running_per_user
-            .lock()
-            .entry(job.user_id)
-            .or_default() += 1;
         inner.tasks.spawn(async move {
             let inner = &engine.inner;
             let mut in_flight = InFlight::start(&inner.counters);
-            let (id, user) = (job.id, job.user_id);
+            let id = job.id;
             tokio::select! {
                 biased;
                 () = inner.shutdown.cancelled() => {}
@@ -110,15 +105,6 @@ impl Engine {
             }
             in_flight.end();
             inner.running.lock().remove(&id);
-            {
-                let mut per_user = inner.running_per_user.lock();
-                if let Some(n) = per_user.get_mut(&user) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        per_user.remove(&user);
-                    }
-                }
-            }
             inner.wake.notify_one();
         });
     }
