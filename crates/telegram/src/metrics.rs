@@ -156,14 +156,7 @@ impl Metrics {
 fn error_code(error: &RequestError) -> &'static str {
     match error {
         RequestError::RetryAfter(_) => "429",
-        RequestError::Api(
-            ApiError::BotBlocked
-            | ApiError::UserDeactivated
-            | ApiError::CantInitiateConversation
-            | ApiError::BotKicked
-            | ApiError::BotKickedFromSupergroup
-            | ApiError::BotKickedFromChannel,
-        ) => "403",
+        blocked if crate::pacing::is_blocked(blocked) => "403",
         RequestError::Api(ApiError::InvalidToken) => "401",
         // Unknown descriptions are mostly server errors ("Bad Gateway", "Internal Server Error").
         RequestError::Api(ApiError::Unknown(_)) => "5xx",

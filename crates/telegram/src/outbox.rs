@@ -22,7 +22,7 @@ use teloxide::{ApiError, RequestError};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::pacing::send;
+use crate::pacing::{is_blocked, send};
 use crate::texts::{self, Lang};
 use crate::Front;
 
@@ -225,10 +225,7 @@ async fn send_image(
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
             let message = send(front, chat, bot.send_photo(chat, input).caption(caption)).await?;
-            Ok(message
-                .photo()
-                .and_then(|sizes| sizes.last())
-                .map(|size| size.file.id.to_string()))
+            Ok(photo_file_id(&message))
         }
         Ok(image) => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
@@ -248,12 +245,17 @@ async fn send_image(
                     .caption(caption),
             )
             .await?;
-            Ok(message
-                .photo()
-                .and_then(|sizes| sizes.last())
-                .map(|size| size.file.id.to_string()))
+            Ok(photo_file_id(&message))
         }
     }
+}
+
+/// Telegram's id of the largest size of the photo `message` carries.
+fn photo_file_id(message: &Message) -> Option<String> {
+    message
+        .photo()
+        .and_then(|sizes| sizes.last())
+        .map(|size| size.file.id.to_string())
 }
 
 /// The image stored when the job succeeded, if it was.
@@ -268,20 +270,6 @@ async fn stored_image(front: &Front, delivery: &Delivery) -> Option<JobImage> {
             None
         }
     }
-}
-
-fn is_blocked(error: &RequestError) -> bool {
-    matches!(
-        error,
-        RequestError::Api(
-            ApiError::BotBlocked
-                | ApiError::UserDeactivated
-                | ApiError::CantInitiateConversation
-                | ApiError::BotKicked
-                | ApiError::BotKickedFromSupergroup
-                | ApiError::BotKickedFromChannel
-        )
-    )
 }
 
 /// What to do after a failed send: retry what may pass later, give up on refusals.

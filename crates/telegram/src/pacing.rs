@@ -22,7 +22,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use teloxide::requests::{Output, Request};
 use teloxide::types::ChatId;
-use teloxide::RequestError;
+use teloxide::{ApiError, RequestError};
 
 use crate::Front;
 
@@ -155,6 +155,22 @@ impl Pacer {
     pub(crate) fn forget_quiet_chats(&self) {
         self.per_chat.retain_recent();
     }
+}
+
+/// Whether Telegram refused because the user blocked the bot or cannot be written to (403):
+/// retrying cannot help.
+pub(crate) fn is_blocked(error: &RequestError) -> bool {
+    matches!(
+        error,
+        RequestError::Api(
+            ApiError::BotBlocked
+                | ApiError::UserDeactivated
+                | ApiError::CantInitiateConversation
+                | ApiError::BotKicked
+                | ApiError::BotKickedFromSupergroup
+                | ApiError::BotKickedFromChannel
+        )
+    )
 }
 
 /// Sends `request` into `chat` within the limits, waiting out up to three 429 answers.
