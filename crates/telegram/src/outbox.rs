@@ -216,10 +216,7 @@ async fn send_image(
             .engine()
             .download_output(url)
             .await
-            .map(|image| JobImage {
-                file_name: image.kind.file_name().to_owned(),
-                bytes: image.bytes,
-            }),
+            .map(JobImage::from),
     };
     match image {
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {

@@ -96,10 +96,7 @@ impl Engine {
             match inner.client.download_output(url).await {
                 Ok(image) => {
                     Counters::bump(&inner.counters.outputs_stored);
-                    return Some(JobImage {
-                        file_name: image.kind.file_name().to_owned(),
-                        bytes: image.bytes,
-                    });
+                    return Some(image.into());
                 }
                 Err(e @ DownloadError::Network(_)) if attempt < OUTPUT_TRIES => {
                     tracing::debug!(error = %e, attempt, "downloading the output failed; trying again");

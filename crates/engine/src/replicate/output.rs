@@ -25,6 +25,16 @@ impl std::fmt::Debug for OutputImage {
     }
 }
 
+impl From<OutputImage> for genbot_store::JobImage {
+    /// The output as the job keeps it: its bytes, named by their type.
+    fn from(image: OutputImage) -> Self {
+        genbot_store::JobImage {
+            file_name: image.kind.file_name().to_owned(),
+            bytes: image.bytes,
+        }
+    }
+}
+
 /// The image types kept and sent; anything else (an HTML error page, say) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
