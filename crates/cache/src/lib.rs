@@ -48,7 +48,7 @@ impl UserCache {
             Some(url) => Ok(UserCache::Redis(RedisCache::new(
                 url,
                 settings.cache_ttl,
-                RedisCache::DEFAULT_PREFIX,
+                &settings.redis_key_prefix,
             )?)),
             None => Ok(UserCache::Memory(MemoryCache::new(
                 settings.cache_ttl,

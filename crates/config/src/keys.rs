@@ -14,6 +14,7 @@ pub enum Key {
     DatabaseUrl,
     DbPoolSize,
     RedisUrl,
+    RedisKeyPrefix,
     CacheTtlSeconds,
     CacheMaxEntries,
     MaxConcurrentGenerations,
@@ -37,7 +38,7 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 26] = [
+    pub const ALL: [Key; 27] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
@@ -45,6 +46,7 @@ impl Key {
         Key::DatabaseUrl,
         Key::DbPoolSize,
         Key::RedisUrl,
+        Key::RedisKeyPrefix,
         Key::CacheTtlSeconds,
         Key::CacheMaxEntries,
         Key::MaxConcurrentGenerations,
@@ -76,6 +78,7 @@ impl Key {
             Key::DatabaseUrl => "DATABASE_URL",
             Key::DbPoolSize => "DB_POOL_SIZE",
             Key::RedisUrl => "REDIS_URL",
+            Key::RedisKeyPrefix => "REDIS_KEY_PREFIX",
             Key::CacheTtlSeconds => "CACHE_TTL_SECONDS",
             Key::CacheMaxEntries => "CACHE_MAX_ENTRIES",
             Key::MaxConcurrentGenerations => "MAX_CONCURRENT_GENERATIONS",
@@ -117,6 +120,7 @@ impl Key {
             Key::ReplicateApiUrl => Some("https://api.replicate.com"),
             Key::DatabaseUrl => Some("sqlite://genbot.db"),
             Key::DbPoolSize => Some("8"),
+            Key::RedisKeyPrefix => Some("genbot:"),
             Key::CacheTtlSeconds => Some("300"),
             Key::CacheMaxEntries => Some("100000"),
             Key::MaxConcurrentGenerations => Some("80"),
@@ -140,6 +144,9 @@ impl Key {
             Key::DatabaseUrl => "sqlite://PATH (embedded default) or postgres://…",
             Key::DbPoolSize => "database connections in the pool",
             Key::RedisUrl => "redis://… ; unset = in-process cache",
+            Key::RedisKeyPrefix => {
+                "start of every Redis key (cache, shared rate limit): deployments sharing one Redis use different ones"
+            }
             Key::CacheTtlSeconds => "how long a cached user stays fresh",
             Key::CacheMaxEntries => "users kept by the in-process cache",
             Key::MaxConcurrentGenerations => "predictions running at once, all users",

@@ -29,6 +29,8 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// `REDIS_URL`; `None` selects the in-process cache.
     pub redis_url: Option<RedactedUrl>,
+    /// `REDIS_KEY_PREFIX`: every Redis key starts with it.
+    pub redis_key_prefix: String,
     /// `CACHE_TTL_SECONDS`.
     pub cache_ttl: Duration,
     /// `CACHE_MAX_ENTRIES`.
@@ -185,6 +187,20 @@ impl Settings {
             ));
         }
 
+        let redis_key_prefix = required(Key::RedisKeyPrefix).trim().to_owned();
+        if redis_key_prefix.is_empty()
+            || redis_key_prefix.len() > 64
+            || !redis_key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(ConfigError::invalid(
+                Key::RedisKeyPrefix.name(),
+                &redis_key_prefix,
+                "expected 1 to 64 of letters, digits, '-', '_', '.', ':' (e.g. genbot:staging:)",
+            ));
+        }
+
         let replica_id = match sources.lookup(Key::ReplicaId) {
             Some((text, _)) => {
                 let id = text.trim();
@@ -241,6 +257,7 @@ impl Settings {
             database_url,
             db_pool_size: as_u32(int(Key::DbPoolSize, 1, 1_000)?),
             redis_url,
+            redis_key_prefix,
             cache_ttl: Duration::from_secs(int(Key::CacheTtlSeconds, 1, 30 * 86_400)?),
             cache_max_entries: int(Key::CacheMaxEntries, 1, 100_000_000)?,
             max_concurrent_generations,
@@ -309,6 +326,7 @@ impl Settings {
                 .redis_url
                 .as_ref()
                 .map_or_else(|| "(unset: in-process cache)".into(), ToString::to_string),
+            Key::RedisKeyPrefix => self.redis_key_prefix.clone(),
             Key::CacheTtlSeconds => self.cache_ttl.as_secs().to_string(),
             Key::CacheMaxEntries => self.cache_max_entries.to_string(),
             Key::MaxConcurrentGenerations => self.max_concurrent_generations.to_string(),

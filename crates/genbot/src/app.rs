@@ -141,13 +141,14 @@ fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter>> {
     let per_minute = settings.replicate_rate_limit_per_min;
     Ok(match &settings.redis_url {
         Some(url) => {
-            tracing::info!(
-                per_minute,
-                key = SharedRateLimiter::DEFAULT_KEY,
-                "rate limiter shared through Redis"
+            let key = format!(
+                "{}{}",
+                settings.redis_key_prefix,
+                SharedRateLimiter::KEY_SUFFIX
             );
+            tracing::info!(per_minute, key, "rate limiter shared through Redis");
             Arc::new(
-                SharedRateLimiter::new(url, SharedRateLimiter::DEFAULT_KEY, per_minute, 1)
+                SharedRateLimiter::new(url, &key, per_minute, 1)
                     .map_err(|e| UsageError(format!("REDIS_URL: {e}")))?,
             )
         }

@@ -84,7 +84,28 @@ impl TelegramMock {
     /// Answers the next `times` calls of `method` (e.g. `sendPhoto`) with this HTTP error and
     /// description, as the Bot API does (`{"ok":false,"error_code":…}`).
     pub fn fail_next(&self, method: &str, code: u16, description: &str, times: usize) {
-        self.state.fail_next(method, code, description, times);
+        let error = state::ScriptedError {
+            code,
+            description: description.to_owned(),
+            retry_after: None,
+        };
+        self.state.fail_next(method, error, times);
+    }
+
+    /// Answers the next `times` calls of `method` with 429 and `parameters.retry_after`, as
+    /// Telegram does when a bot sends too fast.
+    pub fn throttle_next(&self, method: &str, retry_after_secs: u64, times: usize) {
+        let error = state::ScriptedError {
+            code: 429,
+            description: format!("Too Many Requests: retry after {retry_after_secs}"),
+            retry_after: Some(retry_after_secs),
+        };
+        self.state.fail_next(method, error, times);
+    }
+
+    /// Every send into a chat is answered `delay` later from now on (`Duration::ZERO` ends it).
+    pub fn set_send_delay(&self, delay: Duration) {
+        self.state.set_send_delay(delay);
     }
 
     /// The user blocks the bot: from now on every send into their chat is answered 403.

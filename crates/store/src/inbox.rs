@@ -8,3 +8,12 @@ pub struct InboxUpdate {
     pub id: i64,
     pub payload: String,
 }
+
+/// Which unhandled updates a replica takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unhandled {
+    /// At start: its own (a previous run's) and any other replica's stale ones.
+    MineAndStale,
+    /// While running: only stale ones (its own recent ones are being handled right now).
+    StaleOnly,
+}

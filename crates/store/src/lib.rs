@@ -22,6 +22,7 @@ mod lifecycle;
 mod model;
 mod outbox;
 mod postgres;
+pub mod scratch;
 mod sqlite;
 mod waiting;
 
@@ -33,7 +34,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use genbot_config::DatabaseUrl;
 
 pub use error::StoreError;
-pub use inbox::InboxUpdate;
+pub use inbox::{InboxUpdate, Unhandled};
 pub use lifecycle::{
     Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
 };
@@ -398,19 +399,22 @@ impl Store {
         dispatch!(self.mark_updates_handled(ids))
     }
 
-    /// Takes the updates to handle again, oldest first: those `owner` recorded and did not
-    /// handle (a previous run of this replica), and any unhandled for `stale_after` (a replica
-    /// that is gone).
+    /// Takes the updates to handle again for `owner`, oldest first: any left unhandled for
+    /// `stale_after` (a replica that is gone) and, with [`Unhandled::MineAndStale`], those
+    /// `owner` recorded and did not handle (a previous run of this replica). A taken update
+    /// counts as received now, so it is not taken again while its new owner handles it.
     ///
     /// # Errors
     /// Database failures.
     pub async fn claim_unhandled_updates(
         &self,
         owner: &str,
+        which: Unhandled,
         stale_after: Duration,
         limit: u32,
     ) -> Result<Vec<InboxUpdate>, StoreError> {
-        dispatch!(self.claim_unhandled_updates(owner, stale_after, limit))
+        let mine = which == Unhandled::MineAndStale;
+        dispatch!(self.claim_unhandled_updates(owner, mine, stale_after, limit))
     }
 
     /// Forgets updates handled more than `older_than` ago.

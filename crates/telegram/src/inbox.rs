@@ -6,15 +6,16 @@
 //! transaction before it is passed on, so before the confirming `getUpdates` is sent. In webhook
 //! mode [`DurableListener`] records each update as it arrives. Handlers mark updates handled
 //! when they are done (`Front::update_handled`, written in batches). At start, what this replica
-//! recorded and did not handle, and what any replica left unhandled for [`STALE_AFTER`], is
-//! handled first.
+//! recorded and did not handle, and what any replica left unhandled for
+//! `FrontConfig::inbox_takeover_after` ([`STALE_AFTER`] by default), is handled first; while
+//! polling, a replica also takes over what another left unhandled that long (it was killed).
 //! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
 //! command may answer twice.
 
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use genbot_store::InboxUpdate;
+use genbot_store::{InboxUpdate, Unhandled};
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
@@ -25,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Front;
 
-/// An update left unhandled this long by another replica is taken over (that replica is gone).
+/// By default an update left unhandled this long by another replica is taken over (that
+/// replica is gone).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 /// Updates replayed at most at one start.
 const REPLAY_MAX: u32 = 10_000;
@@ -74,9 +76,17 @@ async fn unhandled(front: &Front) -> Vec<Update> {
     if let Err(e) = store.prune_handled_updates(KEEP_HANDLED).await {
         tracing::warn!(error = %e, "forgetting old handled updates failed");
     }
+    claim(front, Unhandled::MineAndStale).await
+}
+
+/// Takes over the unhandled updates `which` names, decoded.
+async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
     let owner = front.engine().replica_id();
-    let replay = match store
-        .claim_unhandled_updates(owner, STALE_AFTER, REPLAY_MAX)
+    let stale = front.config().inbox_takeover_after;
+    let replay = match front
+        .engine()
+        .store()
+        .claim_unhandled_updates(owner, which, stale, REPLAY_MAX)
         .await
     {
         Ok(updates) => updates,
@@ -98,7 +108,7 @@ async fn unhandled(front: &Front) -> Vec<Update> {
     if !decoded.is_empty() {
         tracing::info!(
             updates = decoded.len(),
-            "handling updates a previous run received but did not handle"
+            "handling updates a previous run (or a replica that is gone) received but did not handle"
         );
     }
     decoded
@@ -220,6 +230,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             allowed: self.allowed.clone(),
             offset: None,
             failures: 0,
+            last_sweep: tokio::time::Instant::now(),
             stopped: Box::pin(flag),
         };
         let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
@@ -234,7 +245,24 @@ struct Poll {
     /// The next `getUpdates` offset (confirms everything below it).
     offset: Option<i32>,
     failures: u32,
+    /// When stale updates of other replicas were last looked for.
+    last_sweep: tokio::time::Instant,
     stopped: std::pin::Pin<Box<StopFlag>>,
+}
+
+impl Poll {
+    /// Stale updates of a replica that is gone, looked for twice per takeover bound.
+    fn sweep_every(&self) -> Duration {
+        (self.front.config().inbox_takeover_after / 2).max(Duration::from_secs(1))
+    }
+
+    async fn sweep(&mut self) -> Vec<Update> {
+        if self.last_sweep.elapsed() < self.sweep_every() {
+            return Vec::new();
+        }
+        self.last_sweep = tokio::time::Instant::now();
+        claim(&self.front, Unhandled::StaleOnly).await
+    }
 }
 
 /// The next batch of new updates (recorded), or the error to report; `None` once stopped.
@@ -243,11 +271,16 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         if poll.stopped.is_stopped() {
             return None;
         }
+        let orphaned = poll.sweep().await;
+        if !orphaned.is_empty() {
+            return Some((orphaned.into_iter().map(Ok).collect(), poll));
+        }
         let mut request = poll
             .front
             .bot()
             .get_updates()
-            .timeout(u32::try_from(poll.timeout.as_secs()).unwrap_or(10));
+            // Short enough that an idle replica still sweeps in time.
+            .timeout(u32::try_from(poll.timeout.min(poll.sweep_every()).as_secs()).unwrap_or(10));
         if let Some(offset) = poll.offset {
             request = request.offset(offset);
         }

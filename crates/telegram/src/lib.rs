@@ -62,6 +62,10 @@ pub struct FrontConfig {
     pub user_updates_per_sec: u32,
     /// …after a burst of this many.
     pub user_burst: u32,
+    /// An update another replica recorded and left unhandled this long is taken over (that
+    /// replica is gone); `genbot serve` uses `JOB_LEASE_SECONDS`, the same liveness bound as
+    /// for running jobs.
+    pub inbox_takeover_after: std::time::Duration,
 }
 
 impl Default for FrontConfig {
@@ -72,6 +76,7 @@ impl Default for FrontConfig {
             send_limits: SendLimits::TELEGRAM,
             user_updates_per_sec: 2,
             user_burst: 10,
+            inbox_takeover_after: inbox::STALE_AFTER,
         }
     }
 }

@@ -74,8 +74,8 @@ impl fmt::Debug for SharedRateLimiter {
 }
 
 impl SharedRateLimiter {
-    /// The key the bot's replicas share.
-    pub const DEFAULT_KEY: &'static str = "genbot:ratelimit:replicate-creations";
+    /// The key the bot's replicas share, after `REDIS_KEY_PREFIX`.
+    pub const KEY_SUFFIX: &'static str = "ratelimit:replicate-creations";
 
     /// A limiter of `per_minute` creations (at least 1) with bursts of `burst` (at least 1),
     /// its state under `key` at `url`. Connects lazily, on first use.

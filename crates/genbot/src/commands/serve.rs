@@ -54,6 +54,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
                 overall_per_sec: settings.telegram_sends_per_sec,
                 ..genbot_telegram::SendLimits::TELEGRAM
             },
+            inbox_takeover_after: settings.job_lease,
             ..FrontConfig::default()
         },
     );

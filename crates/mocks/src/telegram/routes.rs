@@ -85,11 +85,20 @@ async fn call(
         method.as_str(),
         "sendmessage" | "sendphoto" | "sendchataction" | "editmessagetext"
     );
-    if sends_into_chat && chat_id(&params).is_some_and(|chat| state.has_blocked(chat)) {
+    if sends_into_chat && chat_id(&params).is_some_and(|chat| state.refuses_blocked(chat)) {
         return error(403, "Forbidden: bot was blocked by the user");
     }
-    if let Some((code, description)) = state.take_fault(&method) {
-        return error(code, &description);
+    if sends_into_chat {
+        let delay = state.send_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    if let Some(fault) = state.take_fault(&method) {
+        return match fault.retry_after {
+            Some(seconds) => too_many(seconds),
+            None => error(fault.code, &fault.description),
+        };
     }
     match method.as_str() {
         "getme" => ok(BotState::me()),

@@ -58,6 +58,8 @@ pub struct TelegramMockStats {
     pub answer_latencies: Vec<Duration>,
     /// Updates not answered yet.
     pub unanswered: u64,
+    /// Sends answered 403 because the user blocked the bot, per chat.
+    pub blocked_refusals: BTreeMap<i64, u64>,
 }
 
 #[derive(Debug)]
@@ -105,11 +107,22 @@ pub(super) struct BotState {
     counters: Mutex<TelegramMockStats>,
     window: Mutex<SendWindow>,
     /// Errors answered to the next calls of a method (lower case), in order.
-    faults: Mutex<HashMap<String, VecDeque<(u16, String)>>>,
+    faults: Mutex<HashMap<String, VecDeque<ScriptedError>>>,
+    /// Every send into a chat is answered this much later (a slow Bot API).
+    send_delay: Mutex<Duration>,
     /// Users who blocked the bot: every send into their chat is answered 403.
     blocked: Mutex<std::collections::HashSet<i64>>,
     /// The bot's messages and edits in the order they arrived (the first `SENT_LOG_MAX`).
     sent: Mutex<Vec<Sent>>,
+}
+
+/// An error answered to one call instead of its normal answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ScriptedError {
+    pub(super) code: u16,
+    pub(super) description: String,
+    /// `parameters.retry_after`, as Telegram sends with 429.
+    pub(super) retry_after: Option<u64>,
 }
 
 /// Entries kept in the order log (enough for tests; bounded for long suite runs).
@@ -131,16 +144,16 @@ fn unix_now() -> i64 {
 }
 
 impl BotState {
-    pub(super) fn fail_next(&self, method: &str, code: u16, description: &str, times: usize) {
+    pub(super) fn fail_next(&self, method: &str, error: ScriptedError, times: usize) {
         let mut faults = self.faults.lock();
         let queue = faults.entry(method.to_ascii_lowercase()).or_default();
         for _ in 0..times {
-            queue.push_back((code, description.to_owned()));
+            queue.push_back(error.clone());
         }
     }
 
     /// The scripted error for this call of `method`, if one is queued.
-    pub(super) fn take_fault(&self, method: &str) -> Option<(u16, String)> {
+    pub(super) fn take_fault(&self, method: &str) -> Option<ScriptedError> {
         self.faults.lock().get_mut(method)?.pop_front()
     }
 
@@ -148,8 +161,26 @@ impl BotState {
         self.blocked.lock().insert(user);
     }
 
-    pub(super) fn has_blocked(&self, chat: i64) -> bool {
-        self.blocked.lock().contains(&chat)
+    /// Whether the chat's user blocked the bot; counts the refusal when so.
+    pub(super) fn refuses_blocked(&self, chat: i64) -> bool {
+        let blocked = self.blocked.lock().contains(&chat);
+        if blocked {
+            *self
+                .counters
+                .lock()
+                .blocked_refusals
+                .entry(chat)
+                .or_insert(0) += 1;
+        }
+        blocked
+    }
+
+    pub(super) fn set_send_delay(&self, delay: Duration) {
+        *self.send_delay.lock() = delay;
+    }
+
+    pub(super) fn send_delay(&self) -> Duration {
+        *self.send_delay.lock()
     }
 
     pub(super) fn new(config: TelegramMockConfig) -> Self {
@@ -167,6 +198,7 @@ impl BotState {
             counters: Mutex::new(TelegramMockStats::default()),
             window: Mutex::new(SendWindow::default()),
             faults: Mutex::new(HashMap::new()),
+            send_delay: Mutex::new(Duration::ZERO),
             blocked: Mutex::new(std::collections::HashSet::new()),
             sent: Mutex::new(Vec::new()),
         }

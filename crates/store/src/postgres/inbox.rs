@@ -47,22 +47,24 @@ impl PgStore {
     pub(crate) async fn claim_unhandled_updates(
         &self,
         owner: &str,
+        mine: bool,
         stale_after: Duration,
         limit: u32,
     ) -> Result<Vec<InboxUpdate>, StoreError> {
         let mut conn = self.connection().await?;
         let rows = sqlx::query(
-            "UPDATE telegram_updates SET owner = $1
+            "UPDATE telegram_updates SET owner = $1, received_at = now()
              WHERE update_id IN (
                 SELECT update_id FROM telegram_updates
                 WHERE handled_at IS NULL
-                  AND (owner = $1 OR received_at <= now() - make_interval(secs => $2))
+                  AND (($4 AND owner = $1) OR received_at <= now() - make_interval(secs => $2))
                 ORDER BY update_id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING update_id, payload",
         )
         .bind(owner)
         .bind(stale_after.as_secs_f64())
         .bind(i64::from(limit))
+        .bind(mine)
         .fetch_all(&mut *conn)
         .await?;
         let mut claimed = rows

@@ -52,22 +52,24 @@ impl SqliteStore {
     pub(crate) async fn claim_unhandled_updates(
         &self,
         owner: &str,
+        mine: bool,
         stale_after: Duration,
         limit: u32,
     ) -> Result<Vec<InboxUpdate>, StoreError> {
         let owner = owner.to_owned();
         self.writer
             .run(move |conn| {
-                let stale = millis(Utc::now()) - stale_after.as_millis() as i64;
+                let now = millis(Utc::now());
+                let stale = now - stale_after.as_millis() as i64;
                 let mut stmt = conn.prepare_cached(
-                    "UPDATE telegram_updates SET owner = ?1
+                    "UPDATE telegram_updates SET owner = ?1, received_at = ?5
                      WHERE update_id IN (
                         SELECT update_id FROM telegram_updates
-                        WHERE handled_at IS NULL AND (owner = ?1 OR received_at <= ?2)
+                        WHERE handled_at IS NULL AND ((?4 AND owner = ?1) OR received_at <= ?2)
                         ORDER BY update_id LIMIT ?3)
                      RETURNING update_id, payload",
                 )?;
-                let mut rows = stmt.query(params![owner, stale, limit])?;
+                let mut rows = stmt.query(params![owner, stale, limit, mine, now])?;
                 let mut claimed = Vec::new();
                 while let Some(row) = rows.next()? {
                     claimed.push(InboxUpdate {

@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use genbot_store::{InboxUpdate, NewJob, NewUser, Store, Submission, SubmitOutcome, UserId};
+use genbot_store::{
+    InboxUpdate, NewJob, NewUser, Store, Submission, SubmitOutcome, Unhandled, UserId,
+};
 
 use crate::helpers::on_both_backends;
 
@@ -37,16 +39,16 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
             .collect()
     };
     assert!(
-        ours(store.claim_unhandled_updates("b", long, 100).await.unwrap()).is_empty(),
+        ours(store.claim_unhandled_updates("b", Unhandled::MineAndStale, long, 100).await.unwrap()).is_empty(),
         "another replica took fresh updates"
     );
     assert_eq!(
-        ours(store.claim_unhandled_updates("a", long, 100).await.unwrap()),
+        ours(store.claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100).await.unwrap()),
         [base, base + 1]
     );
     store.mark_updates_handled(&[base]).await.unwrap();
     assert_eq!(
-        ours(store.claim_unhandled_updates("a", long, 100).await.unwrap()),
+        ours(store.claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100).await.unwrap()),
         [base + 1]
     );
     // A replica gone for longer than the staleness bound leaves its updates to the others.
@@ -54,11 +56,33 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
     assert_eq!(
         ours(
             store
-                .claim_unhandled_updates("b", Duration::from_millis(10), 100)
+                .claim_unhandled_updates("b", Unhandled::MineAndStale, Duration::from_millis(10), 100)
                 .await
                 .unwrap()
         ),
         [base + 1]
+    );
+    // Taken over, it counts as received now: not taken again while B handles it, and a running
+    // replica's sweep never takes its own recent updates.
+    assert!(
+        ours(
+            store
+                .claim_unhandled_updates("c", Unhandled::StaleOnly, Duration::from_secs(5), 100)
+                .await
+                .unwrap()
+        )
+        .is_empty(),
+        "an update taken over was taken again at once"
+    );
+    assert!(
+        ours(
+            store
+                .claim_unhandled_updates("b", Unhandled::StaleOnly, long, 100)
+                .await
+                .unwrap()
+        )
+        .is_empty(),
+        "a sweep took its own replica's fresh update"
     );
     store.mark_updates_handled(&[base + 1]).await.unwrap();
 }
