@@ -1,9 +1,10 @@
-//! The seed's thirteen tests. Each takes the run's [`crate::context::Context`] and returns a
+//! The seed's thirteen tests and the fault tests ([`faults`]). Each takes the run's [`crate::context::Context`] and returns a
 //! graded [`crate::outcome::TestOutcome`]; none of them fails the run by erroring: a test that
 //! cannot run says why and is graded NEEDS OPTIMIZATION.
 
 pub mod cache_settings;
 pub mod concurrent_users;
+pub mod faults;
 pub mod live_replicate;
 pub mod model_config;
 pub mod operation_simulation;

@@ -30,6 +30,12 @@ pub struct Context {
     /// The operation simulation's predictions report their end by signed webhook to the bot's
     /// receiver instead of being polled (`--replicate-webhooks`, or `REPLICATE_WEBHOOK_URL` set).
     pub replicate_webhooks: bool,
+    /// `--database-url`: the fault tests make a scratch database on this server (PostgreSQL);
+    /// `None` on the embedded default.
+    pub database_url: Option<genbot_config::DatabaseUrl>,
+    /// The `genbot` executable the fault tests start as `genbot serve` (the running binary);
+    /// `None` where there is none (then those tests say they were not run).
+    pub bot_program: Option<std::path::PathBuf>,
 }
 
 impl Context {

@@ -10,6 +10,7 @@ mod bot_rig;
 pub mod checks;
 pub mod context;
 pub mod cpu;
+mod faults;
 pub mod grade;
 pub mod histogram;
 pub mod measure;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::grade::{Grade, Lang};
 
-/// The seed's thirteen tests, with their report ids and names.
+/// The seed's thirteen tests and the six fault tests, with their report ids and names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TestId {
@@ -23,6 +23,12 @@ pub enum TestId {
     OperationSimulation,
     Queue,
     MemoryUnderLoad,
+    CrashRestart,
+    RedisOutage,
+    DatabaseOutage,
+    ReplicateFaults,
+    TelegramFaults,
+    ReplicaFailover,
 }
 
 impl TestId {
@@ -42,6 +48,12 @@ impl TestId {
             TestId::OperationSimulation => "operation_simulation",
             TestId::Queue => "queue",
             TestId::MemoryUnderLoad => "memory_under_load",
+            TestId::CrashRestart => "crash_restart",
+            TestId::RedisOutage => "redis_outage",
+            TestId::DatabaseOutage => "database_outage",
+            TestId::ReplicateFaults => "replicate_faults",
+            TestId::TelegramFaults => "telegram_faults",
+            TestId::ReplicaFailover => "replica_failover",
         }
     }
 
@@ -74,6 +86,18 @@ impl TestId {
             (TestId::OperationSimulation, Lang::Ru) => "Симуляция операций",
             (TestId::Queue, Lang::Ru) => "Тест очереди",
             (TestId::MemoryUnderLoad, Lang::Ru) => "Тест памяти под нагрузкой",
+            (TestId::CrashRestart, Lang::En) => "Crash and restart",
+            (TestId::RedisOutage, Lang::En) => "Redis outage",
+            (TestId::DatabaseOutage, Lang::En) => "Database outage",
+            (TestId::ReplicateFaults, Lang::En) => "Replicate faults",
+            (TestId::TelegramFaults, Lang::En) => "Telegram faults",
+            (TestId::ReplicaFailover, Lang::En) => "Replica failover",
+            (TestId::CrashRestart, Lang::Ru) => "Падение и перезапуск",
+            (TestId::RedisOutage, Lang::Ru) => "Отказ Redis",
+            (TestId::DatabaseOutage, Lang::Ru) => "Отказ базы данных",
+            (TestId::ReplicateFaults, Lang::Ru) => "Сбои Replicate",
+            (TestId::TelegramFaults, Lang::Ru) => "Сбои Telegram",
+            (TestId::ReplicaFailover, Lang::Ru) => "Отказ реплики",
         }
     }
 }
@@ -92,6 +116,10 @@ pub struct TestOutcome {
     pub recommendations: Vec<String>,
     /// Measured curves for the HTML charts (latency over time, throughput against users).
     pub series: Vec<Series>,
+    /// Why the test does not apply to this deployment (a Redis outage without Redis); such a
+    /// test counts toward no score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_applicable: Option<String>,
 }
 
 /// A chart's worth of measured curves sharing axes (e.g. p50 and p99 over time).
@@ -105,6 +133,9 @@ pub struct Series {
     /// How the x axis is drawn: `log` where x doubles step by step (users, rates).
     pub x_scale: Scale,
     pub lines: Vec<Line>,
+    /// Ranges of x drawn shaded (the windows a fault was on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shaded: Vec<(f64, f64)>,
 }
 
 /// An axis scale.
@@ -133,7 +164,30 @@ impl TestOutcome {
             facts: Vec::new(),
             recommendations: Vec::new(),
             series: Vec::new(),
+            not_applicable: None,
         }
+    }
+
+    /// A test that does not apply here, with the reason; graded nothing and scored nowhere.
+    pub fn not_applicable(id: TestId, lang: Lang, reason: impl Into<String>) -> Self {
+        let mut outcome = TestOutcome::new(id, lang);
+        outcome.grade = Grade::Excellent;
+        outcome.not_applicable = Some(reason.into());
+        outcome
+    }
+
+    /// The grade's label, or "NOT APPLICABLE" for a test that does not apply here.
+    pub fn verdict(&self, lang: Lang) -> &'static str {
+        match (&self.not_applicable, lang) {
+            (Some(_), Lang::En) => "NOT APPLICABLE",
+            (Some(_), Lang::Ru) => "НЕ ПРИМЕНИМО",
+            (None, _) => self.grade.label(lang),
+        }
+    }
+
+    /// Whether the test counts: it ran and applies.
+    pub fn applies(&self) -> bool {
+        self.not_applicable.is_none()
     }
 
     /// Records `test_id.name = value`.

@@ -22,7 +22,10 @@ pub enum Suite {
     /// Semaphores, rate limiting, model configuration, cache settings, operation simulation,
     /// queue, memory under load.
     GenerationSettings,
-    /// Both, then the readiness score and the load forecast.
+    /// Crash and restart, Redis outage, database outage, Replicate faults, Telegram faults,
+    /// replica failover: the bot as real processes, broken on purpose.
+    Faults,
+    /// All three, then the readiness score and the load forecast.
     All,
 }
 
@@ -46,10 +49,23 @@ impl Suite {
             TestId::Queue,
             TestId::MemoryUnderLoad,
         ];
+        let faults = [
+            TestId::CrashRestart,
+            TestId::RedisOutage,
+            TestId::DatabaseOutage,
+            TestId::ReplicateFaults,
+            TestId::TelegramFaults,
+            TestId::ReplicaFailover,
+        ];
         match self {
             Suite::Performance => performance.to_vec(),
             Suite::GenerationSettings => generation.to_vec(),
-            Suite::All => performance.into_iter().chain(generation).collect(),
+            Suite::Faults => faults.to_vec(),
+            Suite::All => performance
+                .into_iter()
+                .chain(generation)
+                .chain(faults)
+                .collect(),
         }
     }
 }
@@ -171,6 +187,12 @@ async fn run_one(
             None => checks::operation_simulation::run(ctx).await.1,
         },
         TestId::Queue => checks::queue::run(ctx).await,
+        TestId::CrashRestart => checks::faults::crash_restart::run(ctx).await,
+        TestId::RedisOutage => checks::faults::redis_outage::run(ctx).await,
+        TestId::DatabaseOutage => checks::faults::database_outage::run(ctx).await,
+        TestId::ReplicateFaults => checks::faults::replicate_faults::run(ctx).await,
+        TestId::TelegramFaults => checks::faults::telegram_faults::run(ctx).await,
+        TestId::ReplicaFailover => checks::faults::replica_failover::run(ctx).await,
     }
 }
 

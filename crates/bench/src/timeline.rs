@@ -80,6 +80,7 @@ pub(crate) fn series(windows: &[Window], lang: Lang, x_label: &str, prefix: &str
             y_label: "ms".into(),
             x_scale: Scale::Linear,
             lines: vec![line("p50", |w| w.p50_ms), line("p99", |w| w.p99_ms)],
+            shaded: Vec::new(),
         },
         Series {
             id: "answers_over_time".into(),
@@ -88,6 +89,7 @@ pub(crate) fn series(windows: &[Window], lang: Lang, x_label: &str, prefix: &str
             y_label: answers.into(),
             x_scale: Scale::Linear,
             lines: vec![line(answers, |w| w.answers_per_s)],
+            shaded: Vec::new(),
         },
     ]
 }

@@ -67,7 +67,10 @@ pub(crate) enum BenchSuite {
     /// Semaphores, rate limiting, model configuration, cache settings, operation simulation,
     /// queue, memory under load.
     GenerationSettings,
-    /// Both, then the readiness score and the load forecast.
+    /// Crash and restart, Redis outage, database outage, Replicate faults, Telegram faults,
+    /// replica failover: `genbot serve` processes broken on purpose, graded on what survived.
+    Faults,
+    /// All of them, then the readiness score and the load forecast.
     All,
 }
 

@@ -68,10 +68,13 @@ impl ScratchDatabase {
         let mut conn = sqlx::PgConnection::connect_with(&self.admin)
             .await
             .map_err(|e| failed(&self.url, e))?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| failed(&self.url, e))?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| failed(&self.url, e))?;
         Ok(())
     }
 }

@@ -246,6 +246,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
                     .collect(),
             },
         ],
+        shaded: Vec::new(),
     });
     out.series(Series {
         id: "p99_vs_users".into(),
@@ -260,6 +261,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             name: "p99".into(),
             points: charted.iter().map(|s| (s.users, s.p99_ms)).collect(),
         }],
+        shaded: Vec::new(),
     });
     let knee = steps
         .iter()

@@ -51,6 +51,7 @@ fn monitoring_series(samples: &[Sample], lang: Lang) -> Vec<Series> {
         y_label: y_label.to_owned(),
         x_scale: Scale::Linear,
         lines,
+        shaded: Vec::new(),
     };
     let line = |name: &str, f: &dyn Fn(&Sample) -> f64| Line {
         name: name.to_owned(),

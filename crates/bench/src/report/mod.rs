@@ -148,6 +148,13 @@ fn parts(report: &SuiteReport) -> Vec<Part> {
             overall: report.suite == Suite::GenerationSettings,
         });
     }
+    if matches!(report.suite, Suite::Faults | Suite::All) {
+        parts.push(Part {
+            stem: "fault_tolerance_report".into(),
+            suite: Suite::Faults,
+            overall: report.suite == Suite::Faults,
+        });
+    }
     if report.suite == Suite::All {
         parts.push(Part {
             stem: format!(
@@ -204,6 +211,8 @@ pub(crate) fn title(suite: Suite, lang: Lang) -> &'static str {
     match (suite, lang) {
         (Suite::Performance, Lang::En) => "Performance report",
         (Suite::GenerationSettings, Lang::En) => "Generation settings report",
+        (Suite::Faults, Lang::En) => "Fault tolerance report",
+        (Suite::Faults, Lang::Ru) => "Отчёт об отказоустойчивости",
         (Suite::All, Lang::En) => "Comprehensive performance report",
         (Suite::Performance, Lang::Ru) => "Отчёт о производительности",
         (Suite::GenerationSettings, Lang::Ru) => "Отчёт о настройках генерации",
@@ -283,6 +292,7 @@ mod tests {
                 name: "p99".into(),
                 points: vec![(1.0, 2.0), (2.0, 3.0)],
             }],
+            shaded: Vec::new(),
         });
         SuiteReport {
             suite: Suite::All,

@@ -221,6 +221,7 @@ mod tests {
                 name: "rps".into(),
                 points: vec![(0.0, 1.0), (100.0, 1.0), (200.0, 2.0), (400.0, 4.0)],
             }],
+            shaded: Vec::new(),
         };
         let svg = line_chart(&series);
         let points = svg
@@ -262,6 +263,7 @@ mod tests {
                     points: vec![(0.0, 3.0), (1.0, 9.0)],
                 },
             ],
+            shaded: Vec::new(),
         };
         let svg = line_chart(&series);
         assert_eq!(svg.matches("<polyline").count(), 2);

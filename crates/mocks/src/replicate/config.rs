@@ -64,6 +64,11 @@ pub enum ScriptedFault {
     FailPrediction(String),
     /// The prediction is created, but its answer is lost: the client gets this instead.
     LoseResponse(LostResponse),
+    /// This creation behaves normally (a gap in a script of faults).
+    Pass,
+    /// The prediction is created and stays `processing` for an hour (a stuck GPU): only the
+    /// client's timeout and cancel end it.
+    Stall,
 }
 
 /// How a create's answer goes missing after the prediction exists.

@@ -200,6 +200,7 @@ impl MockState {
     pub(super) fn create(&self, model: String, version: Option<String>, input: Value) -> Created {
         let mut failure = None;
         let mut lost = None;
+        let mut stalled = false;
         if let Some(fault) = self.script.lock().pop_front() {
             match fault {
                 ScriptedFault::Throttle { retry_after_secs } => {
@@ -212,6 +213,8 @@ impl MockState {
                 }
                 ScriptedFault::FailPrediction(error) => failure = Some(error),
                 ScriptedFault::LoseResponse(how) => lost = Some(how),
+                ScriptedFault::Stall => stalled = true,
+                ScriptedFault::Pass => {}
             }
         }
         let config = self.config.read().clone();
@@ -232,7 +235,11 @@ impl MockState {
             window.used += 1;
         }
         let mut rng = rand::rng();
-        let latency = sample_latency(&mut rng, config.median_latency, config.latency_sigma);
+        let latency = if stalled {
+            Duration::from_secs(3600)
+        } else {
+            sample_latency(&mut rng, config.median_latency, config.latency_sigma)
+        };
         if failure.is_none() && rng.random::<f64>() < config.failure_rate {
             failure = Some("Prediction failed: CUDA out of memory (simulated)".to_owned());
         }

@@ -39,16 +39,32 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
             .collect()
     };
     assert!(
-        ours(store.claim_unhandled_updates("b", Unhandled::MineAndStale, long, 100).await.unwrap()).is_empty(),
+        ours(
+            store
+                .claim_unhandled_updates("b", Unhandled::MineAndStale, long, 100)
+                .await
+                .unwrap()
+        )
+        .is_empty(),
         "another replica took fresh updates"
     );
     assert_eq!(
-        ours(store.claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100).await.unwrap()),
+        ours(
+            store
+                .claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100)
+                .await
+                .unwrap()
+        ),
         [base, base + 1]
     );
     store.mark_updates_handled(&[base]).await.unwrap();
     assert_eq!(
-        ours(store.claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100).await.unwrap()),
+        ours(
+            store
+                .claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100)
+                .await
+                .unwrap()
+        ),
         [base + 1]
     );
     // A replica gone for longer than the staleness bound leaves its updates to the others.
@@ -56,7 +72,12 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
     assert_eq!(
         ours(
             store
-                .claim_unhandled_updates("b", Unhandled::MineAndStale, Duration::from_millis(10), 100)
+                .claim_unhandled_updates(
+                    "b",
+                    Unhandled::MineAndStale,
+                    Duration::from_millis(10),
+                    100
+                )
                 .await
                 .unwrap()
         ),

@@ -132,10 +132,14 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         seeded,
         live_replicate: args.live_replicate,
         replicate_webhooks,
+        database_url: database.clone(),
+        // The fault tests start this very binary as `genbot serve`.
+        bot_program: std::env::current_exe().ok(),
     };
     let suite = match args.suite {
         BenchSuite::Performance => Suite::Performance,
         BenchSuite::GenerationSettings => Suite::GenerationSettings,
+        BenchSuite::Faults => Suite::Faults,
         BenchSuite::All => Suite::All,
     };
     let progress = Terminal::new(Display::detect(args.quiet), lang, suite.tests().len());

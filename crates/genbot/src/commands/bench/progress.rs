@@ -83,6 +83,22 @@ impl Terminal {
         style.force_styling(true).apply_to(label).to_string()
     }
 
+    /// The verdict label (grade, or not applicable), coloured on a terminal.
+    pub(crate) fn verdict(&self, test: &TestOutcome) -> String {
+        if test.applies() {
+            return self.grade(test.grade);
+        }
+        let label = test.verdict(self.lang);
+        if self.display != Display::Rich {
+            return label.to_owned();
+        }
+        Style::new()
+            .dim()
+            .force_styling(true)
+            .apply_to(label)
+            .to_string()
+    }
+
     /// The table printed after the run: every test, its grade and its headline figure.
     pub(crate) fn summary(&self, tests: &[TestOutcome]) {
         if self.display == Display::Quiet {
@@ -93,11 +109,11 @@ impl Terminal {
         for test in tests {
             let headline = headline(test).unwrap_or_default();
             // Pad the plain label so colour codes do not break the columns.
-            let pad = 28usize.saturating_sub(test.grade.label(self.lang).chars().count());
+            let pad = 28usize.saturating_sub(test.verdict(self.lang).chars().count());
             eprintln!(
                 "  {:<36} {}{} {headline}",
                 test.name,
-                self.grade(test.grade),
+                self.verdict(test),
                 " ".repeat(pad)
             );
         }
@@ -107,6 +123,9 @@ impl Terminal {
 
 /// The one figure that says most about a test, for the summary table.
 fn headline(test: &TestOutcome) -> Option<String> {
+    if let Some(reason) = &test.not_applicable {
+        return Some(reason.clone());
+    }
     let (name, unit, scale) = match test.id {
         TestId::DbRead | TestId::DbWrite => ("rps", " ops/s", 1.0),
         TestId::Cache => ("hit_rate", " % hits", 100.0),
@@ -119,6 +138,12 @@ fn headline(test: &TestOutcome) -> Option<String> {
         TestId::CacheSettings => ("measured_expiry_ms", " ms to expire", 1.0),
         TestId::OperationSimulation => ("throughput_ratio", " % of bound", 100.0),
         TestId::Queue => ("lost_jobs", " jobs lost", 1.0),
+        TestId::CrashRestart
+        | TestId::RedisOutage
+        | TestId::DatabaseOutage
+        | TestId::ReplicateFaults
+        | TestId::TelegramFaults
+        | TestId::ReplicaFailover => ("jobs_lost", " jobs lost", 1.0),
     };
     let value = test.get(name)? * scale;
     value.is_finite().then(|| {
@@ -183,14 +208,14 @@ impl Progress for Terminal {
                     ProgressStyle::with_template("✔ {prefix} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                spinner.finish_with_message(format!("{} ({took:.1} s)", self.grade(outcome.grade)));
+                spinner.finish_with_message(format!("{} ({took:.1} s)", self.verdict(outcome)));
                 self.overall.inc(1);
             }
             Display::Plain => {
                 spinner.finish_and_clear();
                 eprintln!(
                     "    {} ({took:.1} s{monitor})",
-                    outcome.grade.label(self.lang)
+                    outcome.verdict(self.lang)
                 );
             }
             Display::Quiet => spinner.finish_and_clear(),

@@ -1,0 +1,165 @@
+//! `crash_restart`: a steady load, the bot killed with SIGKILL at random moments and started
+//! again each time; nothing may be lost or run twice, and it must answer again quickly.
+
+use std::time::{Duration, Instant};
+
+use genbot_mocks::replicate::ReplicateMockConfig;
+use rand::Rng;
+
+use super::{could_not_run, describe, grade, program, settle_limit, timeline, until};
+use crate::context::Context;
+use crate::faults::audit::{self, Tally};
+use crate::faults::load::Load;
+use crate::faults::stage::{Stage, StageSpec};
+use crate::faults::FaultError;
+use crate::outcome::{TestId, TestOutcome};
+
+/// From a restart's spawn to the bot's first answer: within this is EXCELLENT.
+const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+const USERS: u32 = 30;
+const PROMPTS_PER_S: f64 = 6.0;
+
+struct Measured {
+    tally: Tally,
+    /// Spawn to first answer, per restart.
+    recoveries: Vec<Option<Duration>>,
+    kill_moments_s: Vec<f64>,
+    settled: Option<Duration>,
+    load: Load,
+    database: String,
+}
+
+pub async fn run(ctx: &Context) -> TestOutcome {
+    let id = TestId::CrashRestart;
+    let program = match program(id, ctx) {
+        Ok(program) => program,
+        Err(outcome) => return *outcome,
+    };
+    let stage = match Stage::open(ctx, program, spec()).await {
+        Ok(stage) => stage,
+        Err(e) => return could_not_run(id, ctx, &e),
+    };
+    let measured = measure(ctx, &stage).await;
+    stage.close().await;
+    match measured {
+        Ok(measured) => describe_run(ctx, &measured),
+        Err(e) => could_not_run(id, ctx, &e),
+    }
+}
+
+fn spec() -> StageSpec {
+    StageSpec {
+        // Creates answered late, so kills land while predictions exist but are not recorded.
+        replicate: ReplicateMockConfig {
+            median_latency: Duration::from_millis(800),
+            latency_sigma: 0.3,
+            create_response_delay: Duration::from_millis(150),
+            ..ReplicateMockConfig::default()
+        },
+        redis: true,
+        ..StageSpec::default()
+    }
+}
+
+/// Random kill moments in the load's middle, at least 1.5 s apart.
+fn kill_moments(count: usize, load_s: f64) -> Vec<f64> {
+    let mut rng = rand::rng();
+    let slot = (load_s - 2.0) / count as f64;
+    (0..count)
+        .map(|n| 1.0 + slot * n as f64 + rng.random_range(0.0..(slot - 1.5).max(0.1)))
+        .collect()
+}
+
+async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
+    let (kills, load_s) = if ctx.quick { (2, 8.0) } else { (5, 25.0) };
+    let mut bot = stage.replica("bench-crash")?;
+    bot.start().await?;
+    let users = Load::users(&stage.telegram, USERS);
+    let mut load = Load::start(&stage.telegram, users, PROMPTS_PER_S);
+    let moments = kill_moments(kills, load_s);
+    let mut recoveries = Vec::new();
+    for &at in &moments {
+        until(&load, at).await;
+        bot.kill().await;
+        let answered = stage.telegram.stats().answer_latencies.len();
+        let spawned = Instant::now();
+        bot.start().await?;
+        let first_answer = super::time_until(Duration::from_secs(30), || async {
+            stage.telegram.stats().answer_latencies.len() > answered
+        })
+        .await
+        .map(|_| spawned.elapsed());
+        recoveries.push(first_answer);
+    }
+    until(&load, load_s).await;
+    load.stop_prompting().await;
+    let settled = audit::settle(stage, &load, settle_limit(ctx)).await;
+    load.finish().await;
+    let tally = audit::count(stage, &load, &[]).await?;
+    bot.kill().await;
+    Ok(Measured {
+        tally,
+        recoveries,
+        kill_moments_s: moments,
+        settled,
+        load,
+        database: stage.database_label.clone(),
+    })
+}
+
+fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
+    let mut out = TestOutcome::new(TestId::CrashRestart, ctx.lang);
+    let worst = m.recoveries.iter().copied().max().flatten();
+    let all_recovered = m.recoveries.iter().all(Option::is_some);
+    let in_bound = all_recovered && worst.is_some_and(|w| w <= RECOVERY_BOUND);
+    out.grade = grade(&m.tally, &[], in_bound && m.settled.is_some());
+    out.metric("kills", m.recoveries.len() as f64);
+    if let Some(worst) = worst {
+        out.metric("restart_to_first_answer_max_ms", worst.as_secs_f64() * 1000.0);
+    }
+    if let Some(settled) = m.settled {
+        out.metric("settle_after_load_s", settled.as_secs_f64());
+    }
+    describe(&mut out, ctx, &m.tally, &[]);
+    let moments: Vec<String> = m
+        .kill_moments_s
+        .iter()
+        .zip(&m.recoveries)
+        .map(|(at, r)| format!("{at:.1} s → {}", super::seconds(*r, ctx)))
+        .collect();
+    out.fact(ctx.text(
+        format!(
+            "{USERS} users, {PROMPTS_PER_S} prompts/s; SIGKILL at (load time → spawn to first answer): {}; {}",
+            moments.join(", "),
+            m.database
+        ),
+        format!(
+            "{USERS} пользователей, {PROMPTS_PER_S} запросов/с; SIGKILL в (время нагрузки → от запуска до первого ответа): {}; {}",
+            moments.join(", "),
+            m.database
+        ),
+    ));
+    out.fact(ctx.text(
+        format!(
+            "bound: first answer within {} s of a restart; every prompt one job, every success one photo, every balance equal to its ledger",
+            RECOVERY_BOUND.as_secs()
+        ),
+        format!(
+            "граница: первый ответ в течение {} с после перезапуска; каждый запрос — одно задание, каждый успех — одно фото, каждый баланс равен журналу",
+            RECOVERY_BOUND.as_secs()
+        ),
+    ));
+    if !in_bound && m.tally.is_clean() {
+        out.recommend(ctx.text(
+            "nothing was lost, but the bot answered late after a restart: check start-up time (migrations, cache warm-up) and the replay of recorded updates",
+            "ничего не потеряно, но после перезапуска бот ответил поздно: проверьте время запуска (миграции, прогрев кэша) и повтор записанных обновлений",
+        ));
+    }
+    let windows = m.kill_moments_s.iter().zip(&m.recoveries).map(|(at, r)| {
+        (*at, at + r.map_or(1.0, |d| d.as_secs_f64()))
+    });
+    for series in timeline(ctx, &m.load, windows.collect()) {
+        out.series(series);
+    }
+    out
+}

@@ -1,0 +1,149 @@
+//! `database_outage`: PostgreSQL blackholed under load. Users should hear something rather
+//! than silence, nothing may be lost, and the bot must catch up soon after the database is
+//! back.
+
+use std::time::Duration;
+
+use genbot_mocks::fault_proxy::Fault;
+use genbot_mocks::replicate::ReplicateMockConfig;
+
+use super::{could_not_run, describe, grade, program, settle_limit, timeline, until};
+use crate::context::Context;
+use crate::faults::audit::{self, Tally};
+use crate::faults::load::Load;
+use crate::faults::stage::{Stage, StageSpec};
+use crate::faults::FaultError;
+use crate::outcome::{TestId, TestOutcome};
+
+/// From the database's return until every update is answered: within this is EXCELLENT.
+const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+const USERS: u32 = 30;
+const PROMPTS_PER_S: f64 = 6.0;
+
+struct Measured {
+    tally: Tally,
+    window: (f64, f64),
+    /// Answers that arrived while the database did not answer.
+    answers_during: u64,
+    /// Updates unanswered when the database came back.
+    unanswered_at_return: u64,
+    recovery: Option<Duration>,
+    settled: Option<Duration>,
+    load: Load,
+}
+
+pub async fn run(ctx: &Context) -> TestOutcome {
+    let id = TestId::DatabaseOutage;
+    if !Stage::has_postgres(ctx) {
+        return TestOutcome::not_applicable(
+            id,
+            ctx.lang,
+            ctx.text(
+                "embedded SQLite lives in the bot's process: it has no outage of its own (give --database-url postgres://… to test one)",
+                "встроенная SQLite живёт в процессе бота: отдельного отказа у неё нет (укажите --database-url postgres://…, чтобы проверить)",
+            ),
+        );
+    }
+    let program = match program(id, ctx) {
+        Ok(program) => program,
+        Err(outcome) => return *outcome,
+    };
+    let spec = StageSpec {
+        database_proxy: true,
+        redis: true,
+        replicate: ReplicateMockConfig {
+            median_latency: Duration::from_millis(500),
+            ..ReplicateMockConfig::default()
+        },
+        ..StageSpec::default()
+    };
+    let stage = match Stage::open(ctx, program, spec).await {
+        Ok(stage) => stage,
+        Err(e) => return could_not_run(id, ctx, &e),
+    };
+    let measured = measure(ctx, &stage).await;
+    stage.close().await;
+    match measured {
+        Ok(measured) => describe_run(ctx, &measured),
+        Err(e) => could_not_run(id, ctx, &e),
+    }
+}
+
+async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
+    let Some(proxy) = &stage.database_proxy else {
+        return Err(FaultError::Store(genbot_store::StoreError::Commit(
+            "the stage has no database proxy".into(),
+        )));
+    };
+    let (before_s, outage_s, after_s) = if ctx.quick { (2.0, 3.0, 3.0) } else { (5.0, 5.0, 5.0) };
+    let mut bot = stage.replica("bench-database")?;
+    bot.start().await?;
+    let users = Load::users(&stage.telegram, USERS);
+    let mut load = Load::start(&stage.telegram, users, PROMPTS_PER_S);
+    until(&load, before_s).await;
+    let answered_before = stage.telegram.stats().answer_latencies.len();
+    proxy.set(Fault::Blackhole);
+    until(&load, before_s + outage_s).await;
+    let at_return = stage.telegram.stats();
+    proxy.set(Fault::Pass);
+    let recovery = super::time_until(Duration::from_secs(30), || async {
+        stage.telegram.stats().unanswered == 0
+    })
+    .await;
+    until(&load, before_s + outage_s + after_s).await;
+    load.stop_prompting().await;
+    let settled = audit::settle(stage, &load, settle_limit(ctx)).await;
+    load.finish().await;
+    bot.kill().await;
+    Ok(Measured {
+        tally: audit::count(stage, &load, &[]).await?,
+        window: (before_s, before_s + outage_s),
+        answers_during: at_return
+            .answer_latencies
+            .len()
+            .saturating_sub(answered_before) as u64,
+        unanswered_at_return: at_return.unanswered,
+        recovery,
+        settled,
+        load,
+    })
+}
+
+fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
+    let mut out = TestOutcome::new(TestId::DatabaseOutage, ctx.lang);
+    let in_bound = m.settled.is_some() && m.recovery.is_some_and(|r| r <= RECOVERY_BOUND);
+    out.grade = grade(&m.tally, &[], in_bound);
+    out.metric("outage_s", m.window.1 - m.window.0)
+        .metric("answers_during_outage", m.answers_during as f64)
+        .metric("unanswered_when_back", m.unanswered_at_return as f64);
+    if let Some(recovery) = m.recovery {
+        out.metric("recovery_s", recovery.as_secs_f64());
+    }
+    describe(&mut out, ctx, &m.tally, &[]);
+    out.fact(ctx.text(
+        format!(
+            "PostgreSQL blackholed from {:.0} s to {:.0} s of the load; {USERS} users, {PROMPTS_PER_S} prompts/s; recovery = from the database's return until every update is answered: {} (bound {} s)",
+            m.window.0,
+            m.window.1,
+            super::seconds(m.recovery, ctx),
+            RECOVERY_BOUND.as_secs()
+        ),
+        format!(
+            "PostgreSQL в «чёрной дыре» с {:.0} по {:.0} с нагрузки; {USERS} пользователей, {PROMPTS_PER_S} запросов/с; восстановление = от возврата БД до ответа на каждое обновление: {} (граница {} с)",
+            m.window.0,
+            m.window.1,
+            super::seconds(m.recovery, ctx),
+            RECOVERY_BOUND.as_secs()
+        ),
+    ));
+    if m.answers_during == 0 && m.unanswered_at_return > 0 {
+        out.recommend(ctx.text(
+            format!("{} updates waited in silence while the database did not answer: tell users their request is delayed (nothing is lost: unrecorded updates stay with Telegram)", m.unanswered_at_return),
+            format!("{} обновлений ждали в тишине, пока БД не отвечала: сообщайте пользователям о задержке (ничего не теряется: незаписанные обновления остаются у Telegram)", m.unanswered_at_return),
+        ));
+    }
+    for series in timeline(ctx, &m.load, vec![m.window]) {
+        out.series(series);
+    }
+    out
+}
