@@ -1,5 +1,9 @@
 //! The production-readiness score: the seed's six criteria, each scored from its grade, as a
-//! percentage with a band (≥ 90 ready, 70–89 partly ready, < 70 not ready).
+//! percentage with a band (≥ 90 ready, 70–89 partly ready, < 70 not ready); and the extended
+//! score, the same with a seventh criterion, fault tolerance.
+//!
+//! A run that measured only some criteria (`bench performance` alone) is scored over those:
+//! it gives no verdict caused by tests it did not run, and says which were not measured.
 
 use serde::Serialize;
 
@@ -15,6 +19,8 @@ pub enum Criterion {
     Memory,
     GenerationSettings,
     NoBottlenecks,
+    /// Not the seed's: what crashes, outages and failing services cost (the fault tests).
+    FaultTolerance,
 }
 
 impl Criterion {
@@ -33,16 +39,30 @@ impl Criterion {
             (Criterion::Memory, Lang::Ru) => "Использование памяти",
             (Criterion::GenerationSettings, Lang::Ru) => "Настройки генерации",
             (Criterion::NoBottlenecks, Lang::Ru) => "Нет узких мест",
+            (Criterion::FaultTolerance, Lang::En) => "Fault tolerance",
+            (Criterion::FaultTolerance, Lang::Ru) => "Отказоустойчивость",
         }
     }
 
-    pub const ALL: [Criterion; 6] = [
+    /// The seed's six, in its order.
+    pub const SEED: [Criterion; 6] = [
         Criterion::DbRead,
         Criterion::Cache,
         Criterion::StabilityUnderLoad,
         Criterion::Memory,
         Criterion::GenerationSettings,
         Criterion::NoBottlenecks,
+    ];
+
+    /// The seed's six and fault tolerance.
+    pub const EXTENDED: [Criterion; 7] = [
+        Criterion::DbRead,
+        Criterion::Cache,
+        Criterion::StabilityUnderLoad,
+        Criterion::Memory,
+        Criterion::GenerationSettings,
+        Criterion::NoBottlenecks,
+        Criterion::FaultTolerance,
     ];
 }
 
@@ -92,8 +112,11 @@ pub struct CriterionScore {
 /// The score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Readiness {
-    pub percent: f64,
-    pub band: Band,
+    /// Points over the criteria measured, in percent; `None` when the run measured none.
+    pub percent: Option<f64>,
+    pub band: Option<Band>,
+    /// Criteria this run measured, of `criteria.len()`.
+    pub measured: usize,
     pub criteria: Vec<CriterionScore>,
 }
 
@@ -105,23 +128,28 @@ pub fn unmeasured_note(readiness: &Readiness, lang: Lang) -> Option<String> {
         .filter(|c| c.grade.is_none())
         .map(|c| c.criterion.label(lang))
         .collect();
+    let all = readiness.criteria.len();
     (!missing.is_empty()).then(|| match lang {
         Lang::En => format!(
-            "not measured by this run, counted as 0: {}; `genbot bench all` scores all six",
+            "scored over the {} of {all} criteria this run measured; not measured: {}; `genbot bench all` scores all {all}",
+            readiness.measured,
             missing.join(", ")
         ),
         Lang::Ru => format!(
-            "не измерено в этом прогоне, засчитано как 0: {}; `genbot bench all` оценивает все шесть",
+            "оценка по {} из {all} критериев, измеренных в этом прогоне; не измерено: {}; `genbot bench all` оценивает все {all}",
+            readiness.measured,
             missing.join(", ")
         ),
     })
 }
 
 impl Readiness {
-    /// Scores graded criteria; a criterion not given (its test did not run) earns nothing.
-    pub fn score(graded: Vec<(Criterion, Grade, String)>) -> Readiness {
-        let criteria: Vec<CriterionScore> = Criterion::ALL
-            .into_iter()
+    /// Scores `over` (the seed's six, or the extended seven) from the graded criteria; one not
+    /// given (its test did not run) is shown as not measured and left out of the percentage.
+    pub fn score(over: &[Criterion], graded: &[(Criterion, Grade, String)]) -> Readiness {
+        let criteria: Vec<CriterionScore> = over
+            .iter()
+            .copied()
             .map(|criterion| {
                 let (grade, evidence) = graded
                     .iter()
@@ -135,11 +163,13 @@ impl Readiness {
                 }
             })
             .collect();
+        let measured = criteria.iter().filter(|c| c.grade.is_some()).count();
         let total: f64 = criteria.iter().map(|c| c.points).sum();
-        let percent = (total / Criterion::ALL.len() as f64 * 1000.0).round() / 10.0;
+        let percent = (measured > 0).then(|| (total / measured as f64 * 1000.0).round() / 10.0);
         Readiness {
             percent,
-            band: Band::of(percent),
+            band: percent.map(Band::of),
+            measured,
             criteria,
         }
     }
@@ -150,7 +180,7 @@ mod tests {
     use super::*;
 
     fn all(grade: Grade) -> Vec<(Criterion, Grade, String)> {
-        Criterion::ALL
+        Criterion::SEED
             .into_iter()
             .map(|c| (c, grade, String::new()))
             .collect()
@@ -158,28 +188,45 @@ mod tests {
 
     #[test]
     fn percent_and_band_from_known_grades() {
-        let ready = Readiness::score(all(Grade::Excellent));
-        assert_eq!((ready.percent, ready.band), (100.0, Band::Ready));
+        let seed = &Criterion::SEED;
+        let ready = Readiness::score(seed, &all(Grade::Excellent));
+        assert_eq!((ready.percent, ready.band), (Some(100.0), Some(Band::Ready)));
 
-        let partly = Readiness::score(all(Grade::Good));
-        assert_eq!((partly.percent, partly.band), (75.0, Band::PartlyReady));
+        let partly = Readiness::score(seed, &all(Grade::Good));
+        assert_eq!(
+            (partly.percent, partly.band),
+            (Some(75.0), Some(Band::PartlyReady))
+        );
 
         // Five excellent, one failing: 5/6 = 83.3 %.
         let mut one_bad = all(Grade::Excellent);
         one_bad[1].1 = Grade::NeedsConfiguration;
-        let scored = Readiness::score(one_bad);
-        assert_eq!((scored.percent, scored.band), (83.3, Band::PartlyReady));
+        let scored = Readiness::score(seed, &one_bad);
+        assert_eq!(
+            (scored.percent, scored.band),
+            (Some(83.3), Some(Band::PartlyReady))
+        );
 
-        // Unmeasured criteria earn nothing.
-        let half = Readiness::score(all(Grade::Excellent).into_iter().take(3).collect());
-        assert_eq!((half.percent, half.band), (50.0, Band::NotReady));
+        // A partial run is scored over what it measured: no verdict from tests not run.
+        let half: Vec<_> = all(Grade::Excellent).into_iter().take(3).collect();
+        let half = Readiness::score(seed, &half);
+        assert_eq!((half.percent, half.band, half.measured), (Some(100.0), Some(Band::Ready), 3));
         assert_eq!(half.criteria[5].grade, None);
         let note = unmeasured_note(&half, Lang::En).unwrap();
         assert!(
-            note.contains("Memory use, Generation settings, No bottlenecks"),
+            note.contains("3 of 6") && note.contains("Memory use, Generation settings, No bottlenecks"),
             "{note}"
         );
         assert_eq!(unmeasured_note(&ready, Lang::En), None);
+        let nothing = Readiness::score(seed, &[]);
+        assert_eq!((nothing.percent, nothing.band), (None, None));
+
+        // The extended score adds fault tolerance: six excellent and one failing = 85.7 %.
+        let mut seven = all(Grade::Excellent);
+        seven.push((Criterion::FaultTolerance, Grade::NeedsOptimization, String::new()));
+        let extended = Readiness::score(&Criterion::EXTENDED, &seven);
+        assert_eq!(extended.percent, Some(85.7));
+        assert_eq!(Readiness::score(seed, &seven).percent, Some(100.0));
     }
 
     #[test]

@@ -90,7 +90,10 @@ pub struct SuiteReport {
     pub duration_s: f64,
     pub quick: bool,
     pub tests: Vec<TestOutcome>,
+    /// The seed's score: six criteria, exactly as the seed defines it.
     pub readiness: Readiness,
+    /// The seed's six and fault tolerance.
+    pub readiness_extended: Readiness,
     pub forecast: Forecast,
     /// One sample a second for the whole run.
     pub monitoring: Vec<Sample>,
@@ -114,6 +117,30 @@ pub struct Forecast {
     pub recommended_per_user: Option<u32>,
     /// Named bottlenecks, from the evidence.
     pub bottlenecks: Vec<String>,
+    /// Generations per second each part allows, as measured or configured; the lowest binds.
+    pub ceilings: Vec<Ceiling>,
+    /// Telegram messages (answers, edits, photos) the bot sent per generation, measured by the
+    /// fault tests on `genbot serve` with Telegram's pacing.
+    pub sends_per_job: Option<f64>,
+}
+
+/// One part's ceiling on generations per second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ceiling {
+    /// `bot`, `database`, `replicate_rate`, `generation_slots` or `telegram_sends`.
+    pub part: &'static str,
+    pub generations_per_s: f64,
+    /// Where the figure comes from, in words.
+    pub basis: String,
+}
+
+impl Forecast {
+    /// The part that limits first.
+    pub fn binding(&self) -> Option<&Ceiling> {
+        self.ceilings
+            .iter()
+            .min_by(|a, b| a.generations_per_s.total_cmp(&b.generations_per_s))
+    }
 }
 
 /// Runs `suite` on `ctx`, reporting progress; never fails: a test that cannot run says so in
@@ -146,7 +173,7 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
         outcomes.push(outcome);
     }
     stop_monitor.cancel();
-    let readiness = readiness(&outcomes, ctx.lang);
+    let graded = graded_criteria(&outcomes, ctx.lang);
     let forecast = forecast(&outcomes, ctx);
     SuiteReport {
         suite,
@@ -154,7 +181,8 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
         duration_s: clock.elapsed().as_secs_f64(),
         quick: ctx.quick,
         tests: outcomes,
-        readiness,
+        readiness: Readiness::score(&Criterion::SEED, &graded),
+        readiness_extended: Readiness::score(&Criterion::EXTENDED, &graded),
         forecast,
         monitoring: monitor.samples(),
     }
@@ -200,11 +228,16 @@ fn find(outcomes: &[TestOutcome], id: TestId) -> Option<&TestOutcome> {
     outcomes.iter().find(|o| o.id == id)
 }
 
-fn readiness(outcomes: &[TestOutcome], lang: Lang) -> Readiness {
+/// Each criterion the run measured, with its grade (the worst of its tests) and evidence.
+fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<(Criterion, Grade, String)> {
     let en = lang == Lang::En;
     let mut graded = Vec::new();
     let mut from = |criterion: Criterion, ids: &[TestId], what: &dyn Fn(&TestOutcome) -> String| {
-        let found: Vec<&TestOutcome> = ids.iter().filter_map(|id| find(outcomes, *id)).collect();
+        let found: Vec<&TestOutcome> = ids
+            .iter()
+            .filter_map(|id| find(outcomes, *id))
+            .filter(|o| o.applies())
+            .collect();
         if found.is_empty() {
             return;
         }
@@ -265,7 +298,12 @@ fn readiness(outcomes: &[TestOutcome], lang: Lang) -> Readiness {
         &[TestId::SystemLimits],
         &graded_as,
     );
-    Readiness::score(graded)
+    from(
+        Criterion::FaultTolerance,
+        &Suite::Faults.tests(),
+        &graded_as,
+    );
+    graded
 }
 
 fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
@@ -292,11 +330,73 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
             Some((ctx.settings.max_concurrent_generations / 5).clamp(1, 5));
     }
     for outcome in outcomes {
-        if outcome.grade.is_failure() {
+        if outcome.applies() && outcome.grade.is_failure() {
             forecast
                 .bottlenecks
                 .push(format!("{} ({:?})", outcome.name, outcome.grade));
         }
     }
+    forecast.sends_per_job = Suite::Faults
+        .tests()
+        .into_iter()
+        .filter_map(|id| find(outcomes, id))
+        .find_map(|o| o.get("sends_per_job"));
+    forecast.ceilings = ceilings(outcomes, ctx, forecast.sends_per_job);
     forecast
+}
+
+/// Generations per second each part allows, from the measurements and the settings.
+fn ceilings(outcomes: &[TestOutcome], ctx: &Context, sends_per_job: Option<f64>) -> Vec<Ceiling> {
+    let mut ceilings = Vec::new();
+    let per_min = f64::from(ctx.settings.replicate_rate_limit_per_min);
+    ceilings.push(Ceiling {
+        part: "replicate_rate",
+        generations_per_s: per_min / 60.0,
+        basis: ctx.text(
+            format!("REPLICATE_RATE_LIMIT {per_min:.0}/min"),
+            format!("REPLICATE_RATE_LIMIT {per_min:.0}/мин"),
+        ),
+    });
+    if let Some(per_s) = find(outcomes, TestId::OperationSimulation).and_then(|o| o.get("theoretical_per_s")) {
+        ceilings.push(Ceiling {
+            part: "generation_slots",
+            generations_per_s: per_s,
+            basis: ctx.text(
+                "MAX_CONCURRENT_GENERATIONS ÷ prediction latency (operation simulation's bound)",
+                "MAX_CONCURRENT_GENERATIONS ÷ время генерации (граница симуляции операций)",
+            ),
+        });
+    }
+    if let Some(knee) = find(outcomes, TestId::SystemLimits).and_then(|o| o.get("max_rps")) {
+        ceilings.push(Ceiling {
+            part: "bot",
+            generations_per_s: knee,
+            basis: ctx.text(
+                "the bot's measured knee (updates/s within the SLO; one prompt per generation)",
+                "измеренный предел бота (обновлений/с в пределах SLO; один запрос на генерацию)",
+            ),
+        });
+    }
+    if let Some(inserts) = find(outcomes, TestId::DbWrite).and_then(|o| o.get("job_insert_rps")) {
+        ceilings.push(Ceiling {
+            part: "database",
+            generations_per_s: inserts,
+            basis: ctx.text(
+                "jobs the database accepted per second (DB write test)",
+                "заданий в секунду, принятых БД (тест записи)",
+            ),
+        });
+    }
+    if let Some(sends) = sends_per_job.filter(|s| *s > 0.0) {
+        let budget = f64::from(ctx.settings.telegram_sends_per_sec);
+        ceilings.push(Ceiling {
+            part: "telegram_sends",
+            generations_per_s: budget / sends,
+            basis: ctx.text(
+                format!("Telegram's {budget:.0} messages/s ÷ {sends:.2} messages per generation (measured)"),
+                format!("{budget:.0} сообщений/с Telegram ÷ {sends:.2} сообщения на генерацию (измерено)"),
+            ),
+        });
+    }
+    ceilings
 }

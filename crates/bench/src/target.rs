@@ -112,6 +112,11 @@ impl Target {
         })
     }
 
+    /// Whether this is the embedded default (a temporary SQLite file), not a deployment.
+    pub fn is_embedded(&self) -> bool {
+        self._dir.is_some()
+    }
+
     /// Registers test users `0..count` (ids from [`TEST_IDS`]`.start`) and returns their ids.
     ///
     /// # Errors

@@ -80,6 +80,9 @@ fn describe(out: &mut TestOutcome, ctx: &Context, tally: &Tally, extra_problems:
         .metric("photos_missing", tally.photos_missing.len() as f64)
         .metric("photos_duplicated", tally.photos_duplicated.len() as f64)
         .metric("balances_broken", tally.balances_broken.len() as f64);
+    if let Some(sends) = tally.sends_per_job() {
+        out.metric("sends_per_job", sends);
+    }
     for problem in tally.problems().iter().chain(extra_problems) {
         out.recommend(ctx.text(
             format!("fix: {problem}"),

@@ -60,9 +60,16 @@ pub(crate) struct Tally {
     pub(crate) photos_missing: Vec<String>,
     pub(crate) photos_duplicated: Vec<String>,
     pub(crate) balances_broken: Vec<String>,
+    /// Messages (texts, edits, photos) the bot sent, less one `/start` answer per user.
+    pub(crate) messages_for_jobs: u64,
 }
 
 impl Tally {
+    /// Telegram messages per job (the forecast's measure of Telegram's share of a generation).
+    pub(crate) fn sends_per_job(&self) -> Option<f64> {
+        (self.jobs > 0).then(|| self.messages_for_jobs as f64 / self.jobs as f64)
+    }
+
     /// Predictions created that no job accounts for.
     pub(crate) fn duplicated_predictions(&self) -> u64 {
         self.predictions_created
@@ -122,10 +129,16 @@ pub(crate) async fn count(stage: &Stage, load: &Load, refused: &[i64]) -> Result
     ] {
         jobs.extend(stage.store.jobs_with_status(status, 1_000_000).await?);
     }
+    let methods = stage.telegram.stats().methods;
+    let messages: u64 = ["sendmessage", "editmessagetext", "sendphoto"]
+        .iter()
+        .filter_map(|m| methods.get(*m))
+        .sum();
     let mut tally = Tally {
         prompts: load.total_prompts(),
         jobs: jobs.len() as u64,
         predictions_created: stage.replicate.stats().created,
+        messages_for_jobs: messages.saturating_sub(load.users.len() as u64),
         ..Tally::default()
     };
     let mut by_user: HashMap<i64, Vec<&Job>> = HashMap::new();

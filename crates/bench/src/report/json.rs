@@ -25,6 +25,7 @@ pub fn render(view: &View<'_>) -> serde_json::Value {
                 "facts": t.facts,
                 "recommendations": t.recommendations,
                 "series": t.series,
+                "not_applicable": t.not_applicable,
             })
         })
         .collect();
@@ -39,6 +40,7 @@ pub fn render(view: &View<'_>) -> serde_json::Value {
     });
     if overall {
         value["readiness"] = json!(report.readiness);
+        value["readiness_extended"] = json!(report.readiness_extended);
         value["forecast"] = json!(report.forecast);
     }
     value["monitoring"] = json!(report.monitoring);

@@ -182,18 +182,97 @@ pub struct View<'a> {
 }
 
 /// The line under a report's title: when, how long, on what.
-pub(crate) fn run_line(report: &SuiteReport, env: &Environment) -> String {
+pub(crate) fn run_line(report: &SuiteReport, env: &Environment, lang: Lang) -> String {
+    let [quick, db, cache, replicate, cpus] = match lang {
+        Lang::En => [" · quick", "db", "cache", "replicate", "CPUs"],
+        Lang::Ru => [" · быстрый", "БД", "кэш", "replicate", "CPU"],
+    };
     format!(
-        "{} · {:.1} s{} · db: {} · cache: {} · replicate: {} · {} CPUs · genbot {}",
+        "{} · {:.1} s{} · {db}: {} · {cache}: {} · {replicate}: {} · {} {cpus} · genbot {}",
         report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         report.duration_s,
-        if report.quick { " · quick" } else { "" },
+        if report.quick { quick } else { "" },
         env.db,
         env.cache,
         env.replicate,
         env.cpus,
         env.version
     )
+}
+
+/// The monitoring summary in one line, in the report's language.
+pub(crate) fn monitoring_line(m: &crate::monitor::MonitorSummary, lang: Lang) -> String {
+    let waiting = m.pool_waiting_max.map_or_else(String::new, |w| match lang {
+        Lang::En => format!(", {w} waiting at most"),
+        Lang::Ru => format!(", ожидали не более {w}"),
+    });
+    match lang {
+        Lang::En => format!(
+            "CPU median {:.0} %, max {:.0} % · RSS {:.1} → max {:.1} → {:.1} MB · DB pool {} of {} in use at most{waiting} · warnings/errors logged {}",
+            m.cpu_median_percent, m.cpu_max_percent, m.rss_first_mb, m.rss_max_mb, m.rss_last_mb,
+            m.pool_in_use_max, m.pool_size, m.log_problems
+        ),
+        Lang::Ru => format!(
+            "CPU медиана {:.0} %, максимум {:.0} % · RSS {:.1} → макс. {:.1} → {:.1} МБ · пул БД: занято не более {} из {}{waiting} · предупреждений/ошибок в логе {}",
+            m.cpu_median_percent, m.cpu_max_percent, m.rss_first_mb, m.rss_max_mb, m.rss_last_mb,
+            m.pool_in_use_max, m.pool_size, m.log_problems
+        ),
+    }
+}
+
+/// `85.7 % — partly ready…`, or "not measured" when the run measured none of its criteria.
+pub fn score_text(readiness: &crate::readiness::Readiness, lang: Lang) -> String {
+    match (readiness.percent, readiness.band) {
+        (Some(percent), Some(band)) => format!("{percent:.1} % — {}", band_text(band, lang)),
+        _ => not_measured(lang).to_owned(),
+    }
+}
+
+/// Headings of the two scores.
+pub fn readiness_heading(extended: bool, lang: Lang) -> &'static str {
+    match (extended, lang) {
+        (false, Lang::En) => "Production readiness (the seed's six criteria)",
+        (false, Lang::Ru) => "Готовность к продакшену (шесть критериев исходного README)",
+        (true, Lang::En) => "Production readiness with fault tolerance (seven criteria)",
+        (true, Lang::Ru) => "Готовность к продакшену с отказоустойчивостью (семь критериев)",
+    }
+}
+
+/// The forecast's ceilings as rows: part, generations/s, basis; the binding one marked.
+pub(crate) fn ceiling_rows(forecast: &crate::suite::Forecast, lang: Lang) -> Vec<(String, String)> {
+    let binding = forecast.binding().map(|c| c.part);
+    forecast
+        .ceilings
+        .iter()
+        .map(|c| {
+            let name = match (c.part, lang) {
+                ("bot", Lang::En) => "ceiling: the bot",
+                ("bot", Lang::Ru) => "предел: бот",
+                ("database", Lang::En) => "ceiling: the database",
+                ("database", Lang::Ru) => "предел: база данных",
+                ("replicate_rate", Lang::En) => "ceiling: Replicate's creation rate",
+                ("replicate_rate", Lang::Ru) => "предел: частота созданий Replicate",
+                ("generation_slots", Lang::En) => "ceiling: generation slots",
+                ("generation_slots", Lang::Ru) => "предел: слоты генерации",
+                (_, Lang::En) => "ceiling: Telegram's send budget",
+                (_, Lang::Ru) => "предел: бюджет отправок Telegram",
+            };
+            let binds = if Some(c.part) == binding {
+                pick(lang, " ← binds first", " ← ограничивает первым")
+            } else {
+                ""
+            };
+            (
+                name.to_owned(),
+                format!(
+                    "{} {}/s ({}){binds}",
+                    number(c.generations_per_s),
+                    pick(lang, "generations", "генераций"),
+                    c.basis
+                ),
+            )
+        })
+        .collect()
 }
 
 pub fn band_text(band: Band, lang: Lang) -> &'static str {

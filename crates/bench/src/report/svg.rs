@@ -89,6 +89,12 @@ pub(crate) fn line_chart(series: &Series) -> String {
         x_hi = x_hi.max(*x);
         y_hi = y_hi.max(*y);
     }
+    if !log_x {
+        for (from, to) in &series.shaded {
+            x_lo = x_lo.min(*from);
+            x_hi = x_hi.max(*to);
+        }
+    }
     let y_ticks = ticks(0.0, y_hi.max(f64::EPSILON));
     let (x_ticks, x_min, x_max) = if log_x {
         // The axis spans the data exactly; a decade of padding would squash doubling steps.
@@ -116,6 +122,16 @@ pub(crate) fn line_chart(series: &Series) -> String {
         LEFT + share * plot_w
     };
     let py = |y: f64| TOP + plot_h - y / y_max * plot_h;
+    for (from, to) in &series.shaded {
+        let (a, b) = (px(from.max(x_min)), px(to.min(x_max)));
+        if b > a {
+            let _ = write!(
+                svg,
+                r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{plot_h}" class="fault"><title>fault</title></rect>"##,
+                b - a
+            );
+        }
+    }
     for t in &y_ticks {
         let _ = write!(
             svg,
@@ -270,6 +286,11 @@ mod tests {
         assert!(svg.contains("p99 &lt;ms&gt; &amp; more"));
         assert!(!svg.contains("NaN"));
         assert!(svg.ends_with("</svg>"));
+        let shaded = Series {
+            shaded: vec![(1.0, 2.0)],
+            ..series.clone()
+        };
+        assert_eq!(line_chart(&shaded).matches(r#"class="fault""#).count(), 1);
         let empty = Series {
             lines: vec![],
             ..series

@@ -3,10 +3,37 @@
 
 use std::fmt::Write as _;
 
-use super::{band_text, not_measured, number, pick, run_line, title, View};
+use super::{
+    ceiling_rows, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
+    score_text, title, View,
+};
 use crate::grade::Lang;
 use crate::monitor::MonitorSummary;
-use crate::readiness::unmeasured_note;
+use crate::readiness::{unmeasured_note, Readiness};
+
+/// A readiness block: heading with the score, one row per criterion (`only` limits the rows),
+/// and the note on what was not measured.
+fn readiness_block(out: &mut String, r: &Readiness, extended: bool, lang: Lang) {
+    let _ = writeln!(
+        out,
+        "{}: {}",
+        readiness_heading(extended, lang),
+        score_text(r, lang)
+    );
+    let rows = r.criteria.iter().skip(if extended { 6 } else { 0 });
+    for c in rows {
+        let _ = writeln!(
+            out,
+            "   {:<28} {:<26} {}",
+            c.criterion.label(lang),
+            c.grade.map_or(not_measured(lang), |g| g.label(lang)),
+            c.evidence
+        );
+    }
+    if let Some(note) = unmeasured_note(r, lang) {
+        let _ = writeln!(out, "   ({note})");
+    }
+}
 
 /// The text report: header, one block per test, then readiness and forecast when `overall`.
 pub fn render(view: &View<'_>) -> String {
@@ -21,9 +48,13 @@ pub fn render(view: &View<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "genbot — {}", title(suite, lang));
     let _ = writeln!(out, "{}", "=".repeat(72));
-    let _ = writeln!(out, "{}\n", run_line(report, env));
+    let _ = writeln!(out, "{}\n", run_line(report, env, lang));
     for (n, test) in tests.iter().enumerate() {
-        let _ = writeln!(out, "{}. {} — {}", n + 1, test.name, test.grade.label(lang));
+        let _ = writeln!(out, "{}. {} — {}", n + 1, test.name, test.verdict(lang));
+        if let Some(reason) = &test.not_applicable {
+            let _ = writeln!(out, "   · {reason}\n");
+            continue;
+        }
         for (name, value) in &test.metrics {
             let _ = writeln!(out, "     {name:<40} {}", number(*value));
         }
@@ -42,43 +73,11 @@ pub fn render(view: &View<'_>) -> String {
             "Мониторинг (замер каждую секунду)",
         );
         let _ = writeln!(out, "{heading}:");
-        let _ = writeln!(
-            out,
-            "   CPU median {:.0} %, max {:.0} % · RSS {:.1} → max {:.1} → {:.1} MB · DB pool {} of {} in use at most{} · warnings/errors logged {}",
-            m.cpu_median_percent,
-            m.cpu_max_percent,
-            m.rss_first_mb,
-            m.rss_max_mb,
-            m.rss_last_mb,
-            m.pool_in_use_max,
-            m.pool_size,
-            m.pool_waiting_max
-                .map_or_else(String::new, |w| format!(", {w} waiting at most")),
-            m.log_problems
-        );
-        let _ = writeln!(out);
+        let _ = writeln!(out, "   {}\n", monitoring_line(&m, lang));
     }
     if overall {
-        let r = &report.readiness;
-        let heading = pick(lang, "Production readiness", "Готовность к продакшену");
-        let _ = writeln!(
-            out,
-            "{heading}: {:.1} % — {}",
-            r.percent,
-            band_text(r.band, lang)
-        );
-        for c in &r.criteria {
-            let _ = writeln!(
-                out,
-                "   {:<28} {:<26} {}",
-                c.criterion.label(lang),
-                c.grade.map_or(not_measured(lang), |g| g.label(lang)),
-                c.evidence
-            );
-        }
-        if let Some(note) = unmeasured_note(r, lang) {
-            let _ = writeln!(out, "   ({note})");
-        }
+        readiness_block(&mut out, &report.readiness, false, lang);
+        readiness_block(&mut out, &report.readiness_extended, true, lang);
         let f = &report.forecast;
         let heading = pick(lang, "Load forecast", "Прогноз нагрузки");
         let _ = writeln!(out, "\n{heading}:");
@@ -122,6 +121,14 @@ pub fn render(view: &View<'_>) -> String {
                 whole(f.recommended_per_user),
             ),
             (
+                pick(
+                    lang,
+                    "Telegram messages per generation",
+                    "сообщений Telegram на генерацию",
+                ),
+                opt(f.sends_per_job),
+            ),
+            (
                 pick(lang, "bottlenecks", "узкие места"),
                 if f.bottlenecks.is_empty() {
                     pick(lang, "none found", "не найдены").to_owned()
@@ -130,7 +137,11 @@ pub fn render(view: &View<'_>) -> String {
                 },
             ),
         ];
-        for (name, value) in rows {
+        for (name, value) in rows
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .chain(ceiling_rows(f, lang))
+        {
             let _ = writeln!(out, "   {name:<34} {value}");
         }
     }

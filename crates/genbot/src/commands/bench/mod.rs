@@ -1,4 +1,8 @@
 //! `genbot bench …`: the readiness suite from the command line.
+//!
+//! The steps, in order: read the arguments into a [`Plan`], open the target, seed the test
+//! users, run the suite (stopping cleanly on Ctrl-C), remove the test users, write the reports,
+//! print the summary and decide the exit code.
 
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
@@ -9,7 +13,7 @@ use futures_util::FutureExt as _;
 use genbot_bench::context::Context;
 use genbot_bench::grade::{Lang, Thresholds};
 use genbot_bench::report::{self, Environment};
-use genbot_bench::suite::{self, Suite};
+use genbot_bench::suite::{self, Suite, SuiteReport};
 use genbot_bench::target::{Target, TargetError};
 use genbot_config::{DatabaseUrl, RedactedUrl, Settings};
 
@@ -27,7 +31,85 @@ const EXIT_UNREACHABLE: u8 = 3;
 /// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// The run the arguments ask for, validated.
+struct Plan {
+    suite: Suite,
+    lang: Lang,
+    thresholds: Thresholds,
+    database: Option<DatabaseUrl>,
+    redis: Option<RedactedUrl>,
+    quick: bool,
+    duration: Duration,
+    seed_count: u32,
+}
+
 pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&settings, &args)?;
+    report::prepare(&args.out).map_err(|e| UsageError(e.to_string()))?;
+    let target = match open_target(&settings, &plan).await? {
+        Ok(target) => target,
+        Err(code) => return Ok(code),
+    };
+    let env = environment(&settings, &args, &plan, &target);
+    // From here on test users may exist: Ctrl-C or SIGTERM must not kill the process before
+    // they go.
+    let interrupted = crate::commands::mock::shutdown_signal();
+    tokio::pin!(interrupted);
+    let seeded = tokio::select! {
+        seeded = target.seed_users(plan.seed_count) => seeded,
+        _ = &mut interrupted => return Ok(stop_interrupted(&target).await),
+    };
+    let seeded = match seeded {
+        Ok(seeded) => seeded,
+        Err(e) => {
+            // Some users may have been created before the failure.
+            let _ = target.cleanup().await;
+            return Err(anyhow::Error::new(e).context("Failed to create test users"));
+        }
+    };
+    let ctx = context(settings, &args, &plan, target, seeded);
+    let progress = Terminal::new(
+        Display::detect(args.quiet),
+        plan.lang,
+        plan.suite.tests().len(),
+    );
+    // A test that panics (a bug) must not leave test users behind either.
+    let run = AssertUnwindSafe(suite::run(plan.suite, &ctx, &progress)).catch_unwind();
+    let outcome = tokio::select! {
+        report = run => Some(report),
+        _ = &mut interrupted => None,
+    };
+    let Some(report) = outcome else {
+        return Ok(stop_interrupted(&ctx.target).await);
+    };
+    // Test users go, whatever the grades.
+    ctx.target
+        .cleanup()
+        .await
+        .context("Failed to remove the test users; run the suite's cleanup again")?;
+    let report = report.map_err(|_| {
+        anyhow::anyhow!("a test crashed (its message is above); the test users were removed")
+    })?;
+    let written = write_reports(&args, &report, &env, plan.lang)?;
+    if !args.quiet {
+        progress.summary(&report.tests);
+        print_scores(&report, plan.lang);
+        eprintln!(
+            "done in {:.1} s; reports: {}",
+            report.duration_s,
+            written
+                .files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(exit_code(&report, args.fail_under))
+}
+
+/// Reads and checks the arguments (a bad one is a usage error, before anything runs).
+fn plan(settings: &Settings, args: &BenchArgs) -> anyhow::Result<Plan> {
     if args.live_replicate && settings.replicate_api_token.is_none() {
         return Err(UsageError(format!(
             "--live-replicate needs REPLICATE_API_TOKEN (it sends {} real, billed generations to {})",
@@ -36,10 +118,6 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         ))
         .into());
     }
-    let lang = match args.lang {
-        ReportLang::En => Lang::En,
-        ReportLang::Ru => Lang::Ru,
-    };
     let thresholds = match &args.thresholds {
         Some(path) => Thresholds::load(path).map_err(|e| UsageError(e.to_string()))?,
         None => Thresholds::default(),
@@ -58,146 +136,164 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
         })?)),
         None => settings.redis_url.clone(),
     };
-    report::prepare(&args.out).map_err(|e| UsageError(e.to_string()))?;
-
     let quick = args.quick;
-    let duration = Duration::from_secs(args.duration.unwrap_or(if quick { 2 } else { 10 }));
-    let seed_count = if quick { 10_000 } else { 50_000 };
-    let target = match &database {
-        None => Target::embedded(redis.as_ref(), settings.cache_ttl, settings.db_pool_size).await,
+    Ok(Plan {
+        suite: match args.suite {
+            BenchSuite::Performance => Suite::Performance,
+            BenchSuite::GenerationSettings => Suite::GenerationSettings,
+            BenchSuite::Faults => Suite::Faults,
+            BenchSuite::All => Suite::All,
+        },
+        lang: match args.lang {
+            ReportLang::En => Lang::En,
+            ReportLang::Ru => Lang::Ru,
+        },
+        thresholds,
+        database,
+        redis,
+        quick,
+        duration: Duration::from_secs(args.duration.unwrap_or(if quick { 2 } else { 10 })),
+        seed_count: if quick { 10_000 } else { 50_000 },
+    })
+}
+
+/// The embedded default or the deployment's database; `Err(exit code)` when unreachable.
+async fn open_target(
+    settings: &Settings,
+    plan: &Plan,
+) -> anyhow::Result<Result<Target, ExitCode>> {
+    let target = match &plan.database {
+        None => {
+            Target::embedded(
+                plan.redis.as_ref(),
+                settings.cache_ttl,
+                settings.db_pool_size,
+            )
+            .await
+        }
         Some(url) => {
             Target::deployment(
                 url,
-                redis.as_ref(),
+                plan.redis.as_ref(),
                 settings.cache_ttl,
                 settings.db_pool_size,
             )
             .await
         }
     };
-    let target = match target {
-        Ok(target) => target,
-        Err(e @ TargetError::RangeInUse(_)) => return Err(UsageError(e.to_string()).into()),
+    match target {
+        Ok(target) => Ok(Ok(target)),
+        Err(e @ TargetError::RangeInUse(_)) => Err(UsageError(e.to_string()).into()),
         Err(e) => {
             eprintln!("genbot: {e}");
-            return Ok(ExitCode::from(EXIT_UNREACHABLE));
+            Ok(Err(ExitCode::from(EXIT_UNREACHABLE)))
         }
+    }
+}
+
+/// What the report header says the run ran on.
+fn environment(settings: &Settings, args: &BenchArgs, plan: &Plan, target: &Target) -> Environment {
+    let (in_process, redis_word) = match plan.lang {
+        Lang::En => ("in-process (moka)", "redis"),
+        Lang::Ru => ("в процессе (moka)", "redis"),
     };
-    let env = Environment {
-        db: target.database.clone(),
-        cache: redis.as_ref().map_or_else(
-            || "in-process (moka)".to_owned(),
-            |url| format!("redis {url}"),
+    Environment {
+        db: if target.is_embedded() && plan.lang == Lang::Ru {
+            "встроенная SQLite (временный файл)".to_owned()
+        } else {
+            target.database.clone()
+        },
+        cache: plan.redis.as_ref().map_or_else(
+            || in_process.to_owned(),
+            |url| format!("{redis_word} {url}"),
         ),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        replicate: if args.live_replicate {
-            format!(
+        replicate: match (args.live_replicate, plan.lang) {
+            (true, Lang::En) => format!(
                 "in-process mock for load; {} live generations at {}",
-                genbot_bench::checks::live_replicate::sample_size(quick),
+                genbot_bench::checks::live_replicate::sample_size(plan.quick),
                 settings.replicate_api_url
-            )
-        } else {
-            "in-process mock".into()
+            ),
+            (true, Lang::Ru) => format!(
+                "мок в процессе для нагрузки; {} живых генераций на {}",
+                genbot_bench::checks::live_replicate::sample_size(plan.quick),
+                settings.replicate_api_url
+            ),
+            (false, Lang::En) => "in-process mock".into(),
+            (false, Lang::Ru) => "мок в процессе".into(),
         },
         version: env!("CARGO_PKG_VERSION").into(),
-    };
-    // From here on test users may exist: Ctrl-C or SIGTERM must not kill the process before
-    // they go.
-    let interrupted = crate::commands::mock::shutdown_signal();
-    tokio::pin!(interrupted);
-    let seeded = tokio::select! {
-        seeded = target.seed_users(seed_count) => seeded,
-        _ = &mut interrupted => return Ok(stop_interrupted(&target).await),
-    };
-    let seeded = match seeded {
-        Ok(seeded) => seeded,
-        Err(e) => {
-            // Some users may have been created before the failure.
-            let _ = target.cleanup().await;
-            return Err(anyhow::Error::new(e).context("Failed to create test users"));
-        }
-    };
+    }
+}
+
+/// Everything the checks share.
+fn context(
+    mut settings: Settings,
+    args: &BenchArgs,
+    plan: &Plan,
+    target: Target,
+    seeded: std::ops::Range<i64>,
+) -> Context {
     // The settings under test name the Redis the run actually uses (--redis-url wins).
-    let mut settings = settings;
-    settings.redis_url = redis.clone();
+    settings.redis_url = plan.redis.clone();
     let replicate_webhooks = args.replicate_webhooks || settings.replicate_webhook_url.is_some();
-    let ctx = Context {
+    Context {
         settings,
-        thresholds,
-        lang,
-        quick,
-        users: args.users.unwrap_or(if quick { 1_000 } else { 10_000 }),
-        duration,
+        thresholds: plan.thresholds,
+        lang: plan.lang,
+        quick: plan.quick,
+        users: args.users.unwrap_or(if plan.quick { 1_000 } else { 10_000 }),
+        duration: plan.duration,
         target,
         seeded,
         live_replicate: args.live_replicate,
         replicate_webhooks,
-        database_url: database.clone(),
+        database_url: plan.database.clone(),
         // The fault tests start this very binary as `genbot serve`.
         bot_program: std::env::current_exe().ok(),
-    };
-    let suite = match args.suite {
-        BenchSuite::Performance => Suite::Performance,
-        BenchSuite::GenerationSettings => Suite::GenerationSettings,
-        BenchSuite::Faults => Suite::Faults,
-        BenchSuite::All => Suite::All,
-    };
-    let progress = Terminal::new(Display::detect(args.quiet), lang, suite.tests().len());
-    // A test that panics (a bug) must not leave test users behind either.
-    let run = AssertUnwindSafe(suite::run(suite, &ctx, &progress)).catch_unwind();
-    let outcome = tokio::select! {
-        report = run => Some(report),
-        _ = &mut interrupted => None,
-    };
-    let Some(report) = outcome else {
-        return Ok(stop_interrupted(&ctx.target).await);
-    };
-    // Test users go, whatever the grades.
-    ctx.target
-        .cleanup()
-        .await
-        .context("Failed to remove the test users; run the suite's cleanup again")?;
-    let report = report.map_err(|_| {
-        anyhow::anyhow!("a test crashed (its message is above); the test users were removed")
-    })?;
+    }
+}
 
+fn write_reports(
+    args: &BenchArgs,
+    report: &SuiteReport,
+    env: &Environment,
+    lang: Lang,
+) -> anyhow::Result<report::Written> {
     let formats = report::Formats {
         json: args.format.contains(&ReportFormat::Json),
         junit: args.format.contains(&ReportFormat::Junit),
         html: args.format.contains(&ReportFormat::Html),
     };
-    let written = report::write(&args.out, &report, &env, lang, formats)
-        .context("Failed to write the reports")?;
-    if !args.quiet {
-        progress.summary(&report.tests);
-        if suite == Suite::All {
+    report::write(&args.out, report, env, lang, formats).context("Failed to write the reports")
+}
+
+/// Both scores, when the run measured anything they count.
+fn print_scores(report: &SuiteReport, lang: Lang) {
+    for (extended, readiness) in [
+        (false, &report.readiness),
+        (true, &report.readiness_extended),
+    ] {
+        if readiness.percent.is_some() {
             eprintln!(
-                "readiness {:.1} % — {}",
-                report.readiness.percent,
-                report::band_text(report.readiness.band, lang)
+                "{}: {}",
+                report::readiness_heading(extended, lang),
+                report::score_text(readiness, lang)
             );
         }
-        eprintln!(
-            "done in {:.1} s; reports: {}",
-            report.duration_s,
-            written
-                .files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
     }
-    if let Some(floor) = args.fail_under {
-        if suite == Suite::All && report.readiness.percent < f64::from(floor) {
-            eprintln!(
-                "genbot: readiness {:.1} % is below --fail-under {floor}",
-                report.readiness.percent
-            );
-            return Ok(ExitCode::from(EXIT_BELOW_FAIL_UNDER));
-        }
+}
+
+/// 1 when the seed's readiness is below `--fail-under` (an `all` run), else success.
+fn exit_code(report: &SuiteReport, fail_under: Option<u8>) -> ExitCode {
+    let (Some(floor), Some(percent)) = (fail_under, report.readiness.percent) else {
+        return ExitCode::SUCCESS;
+    };
+    if report.suite == Suite::All && percent < f64::from(floor) {
+        eprintln!("genbot: readiness {percent:.1} % is below --fail-under {floor}");
+        return ExitCode::from(EXIT_BELOW_FAIL_UNDER);
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// After Ctrl-C or SIGTERM: removes the test users and says so; the exit code is the shell's for SIGINT.
