@@ -26,7 +26,9 @@ pub(crate) enum FaultError {
         program: String,
         source: std::io::Error,
     },
-    #[error("replica {replica} did not become healthy within {waited_s:.0} s; its log ends: {log}")]
+    #[error(
+        "replica {replica} did not become healthy within {waited_s:.0} s; its log ends: {log}"
+    )]
     NotHealthy {
         replica: String,
         waited_s: f64,

@@ -190,7 +190,10 @@ mod tests {
     fn percent_and_band_from_known_grades() {
         let seed = &Criterion::SEED;
         let ready = Readiness::score(seed, &all(Grade::Excellent));
-        assert_eq!((ready.percent, ready.band), (Some(100.0), Some(Band::Ready)));
+        assert_eq!(
+            (ready.percent, ready.band),
+            (Some(100.0), Some(Band::Ready))
+        );
 
         let partly = Readiness::score(seed, &all(Grade::Good));
         assert_eq!(
@@ -210,11 +213,15 @@ mod tests {
         // A partial run is scored over what it measured: no verdict from tests not run.
         let half: Vec<_> = all(Grade::Excellent).into_iter().take(3).collect();
         let half = Readiness::score(seed, &half);
-        assert_eq!((half.percent, half.band, half.measured), (Some(100.0), Some(Band::Ready), 3));
+        assert_eq!(
+            (half.percent, half.band, half.measured),
+            (Some(100.0), Some(Band::Ready), 3)
+        );
         assert_eq!(half.criteria[5].grade, None);
         let note = unmeasured_note(&half, Lang::En).unwrap();
         assert!(
-            note.contains("3 of 6") && note.contains("Memory use, Generation settings, No bottlenecks"),
+            note.contains("3 of 6")
+                && note.contains("Memory use, Generation settings, No bottlenecks"),
             "{note}"
         );
         assert_eq!(unmeasured_note(&ready, Lang::En), None);
@@ -223,7 +230,11 @@ mod tests {
 
         // The extended score adds fault tolerance: six excellent and one failing = 85.7 %.
         let mut seven = all(Grade::Excellent);
-        seven.push((Criterion::FaultTolerance, Grade::NeedsOptimization, String::new()));
+        seven.push((
+            Criterion::FaultTolerance,
+            Grade::NeedsOptimization,
+            String::new(),
+        ));
         let extended = Readiness::score(&Criterion::EXTENDED, &seven);
         assert_eq!(extended.percent, Some(85.7));
         assert_eq!(Readiness::score(seed, &seven).percent, Some(100.0));

@@ -357,7 +357,9 @@ fn ceilings(outcomes: &[TestOutcome], ctx: &Context, sends_per_job: Option<f64>)
             format!("REPLICATE_RATE_LIMIT {per_min:.0}/мин"),
         ),
     });
-    if let Some(per_s) = find(outcomes, TestId::OperationSimulation).and_then(|o| o.get("theoretical_per_s")) {
+    if let Some(per_s) =
+        find(outcomes, TestId::OperationSimulation).and_then(|o| o.get("theoretical_per_s"))
+    {
         ceilings.push(Ceiling {
             part: "generation_slots",
             generations_per_s: per_s,

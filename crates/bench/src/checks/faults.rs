@@ -84,10 +84,7 @@ fn describe(out: &mut TestOutcome, ctx: &Context, tally: &Tally, extra_problems:
         out.metric("sends_per_job", sends);
     }
     for problem in tally.problems().iter().chain(extra_problems) {
-        out.recommend(ctx.text(
-            format!("fix: {problem}"),
-            format!("исправить: {problem}"),
-        ));
+        out.recommend(ctx.text(format!("fix: {problem}"), format!("исправить: {problem}")));
     }
 }
 

@@ -118,7 +118,11 @@ impl Tally {
 
 /// Counts what the stage's users asked for against what the bot did. Users in `refused` (they
 /// blocked the bot) are not expected to get photos.
-pub(crate) async fn count(stage: &Stage, load: &Load, refused: &[i64]) -> Result<Tally, StoreError> {
+pub(crate) async fn count(
+    stage: &Stage,
+    load: &Load,
+    refused: &[i64],
+) -> Result<Tally, StoreError> {
     let mut jobs: Vec<Job> = Vec::new();
     for status in [
         JobStatus::Queued,
@@ -202,12 +206,12 @@ pub(crate) async fn count(stage: &Stage, load: &Load, refused: &[i64]) -> Result
             .filter(|e| matches!(e, Entry::BotPhoto { .. }))
             .count();
         match photos.cmp(&succeeded) {
-            std::cmp::Ordering::Less => tally
-                .photos_missing
-                .push(format!("user {id}: {succeeded} succeeded jobs, {photos} photos")),
-            std::cmp::Ordering::Greater => tally
-                .photos_duplicated
-                .push(format!("user {id}: {succeeded} succeeded jobs, {photos} photos")),
+            std::cmp::Ordering::Less => tally.photos_missing.push(format!(
+                "user {id}: {succeeded} succeeded jobs, {photos} photos"
+            )),
+            std::cmp::Ordering::Greater => tally.photos_duplicated.push(format!(
+                "user {id}: {succeeded} succeeded jobs, {photos} photos"
+            )),
             std::cmp::Ordering::Equal => {}
         }
     }

@@ -69,7 +69,10 @@ impl Load {
                         sent[n] += 1;
                         sent[n]
                     };
-                    user.send_text(&format!("fault test: a lighthouse, prompt {k} of user {}", user.id()));
+                    user.send_text(&format!(
+                        "fault test: a lighthouse, prompt {k} of user {}",
+                        user.id()
+                    ));
                 }
             })
         };

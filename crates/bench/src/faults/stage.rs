@@ -29,7 +29,7 @@ pub(crate) struct StageSpec {
 
 enum Database {
     Sqlite,
-    Postgres(ScratchDatabase),
+    Postgres(Box<ScratchDatabase>),
 }
 
 /// Redis as the replicas see it.
@@ -106,7 +106,7 @@ impl Stage {
                     server.host_port(),
                     scratch.name()
                 );
-                (Database::Postgres(scratch), url, label)
+                (Database::Postgres(Box::new(scratch)), url, label)
             }
             _ => (
                 Database::Sqlite,

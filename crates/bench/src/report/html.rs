@@ -135,7 +135,11 @@ fn readiness_section(out: &mut String, r: &Readiness, extended: bool, lang: Lang
     let _ = write!(
         out,
         r#"<h2 id="{}">{}</h2><p><span class="ready">{}</span></p><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>"#,
-        if extended { "readiness_extended" } else { "readiness" },
+        if extended {
+            "readiness_extended"
+        } else {
+            "readiness"
+        },
         xml_escape(readiness_heading(extended, lang)),
         xml_escape(&score_text(r, lang)),
         pick(lang, "Criterion", "Критерий"),
@@ -275,7 +279,11 @@ fn forecast_section(out: &mut String, f: &Forecast, lang: Lang) {
     );
     let rows = [
         (
-            pick(lang, "max concurrent users", "макс. одновременных пользователей"),
+            pick(
+                lang,
+                "max concurrent users",
+                "макс. одновременных пользователей",
+            ),
             opt(f.max_concurrent_users),
         ),
         (
@@ -291,7 +299,11 @@ fn forecast_section(out: &mut String, f: &Forecast, lang: Lang) {
             opt(f.daily_generation_capacity),
         ),
         (
-            pick(lang, "recommended daily limit", "рекомендуемый дневной лимит"),
+            pick(
+                lang,
+                "recommended daily limit",
+                "рекомендуемый дневной лимит",
+            ),
             whole(f.recommended_daily_limit),
         ),
         (
@@ -299,7 +311,11 @@ fn forecast_section(out: &mut String, f: &Forecast, lang: Lang) {
             whole(f.recommended_per_user),
         ),
         (
-            pick(lang, "Telegram messages per generation", "сообщений Telegram на генерацию"),
+            pick(
+                lang,
+                "Telegram messages per generation",
+                "сообщений Telegram на генерацию",
+            ),
             opt(f.sends_per_job),
         ),
         (

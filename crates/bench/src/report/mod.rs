@@ -383,11 +383,14 @@ mod tests {
                 users,
                 outcome(TestId::Queue, Grade::NeedsOptimization),
             ],
-            readiness: Readiness::score(vec![(
-                Criterion::ALL[0],
-                Grade::Excellent,
-                "evidence".into(),
-            )]),
+            readiness: Readiness::score(
+                &Criterion::SEED,
+                &[(Criterion::DbRead, Grade::Excellent, "evidence".into())],
+            ),
+            readiness_extended: Readiness::score(
+                &Criterion::EXTENDED,
+                &[(Criterion::DbRead, Grade::Excellent, "evidence".into())],
+            ),
             forecast: Forecast::default(),
             monitoring: vec![Sample {
                 t_s: 1.0,
@@ -428,7 +431,12 @@ mod tests {
         names.sort();
         let stem = "comprehensive_performance_report_20261124_123005";
         let mut expected = vec![JUNIT_FILE.to_owned()];
-        for s in ["performance_report", "generation_settings_report", stem] {
+        for s in [
+            "performance_report",
+            "generation_settings_report",
+            "fault_tolerance_report",
+            stem,
+        ] {
             for ext in ["txt", "json", "html"] {
                 expected.push(format!("{s}.{ext}"));
             }
@@ -436,7 +444,7 @@ mod tests {
         expected.sort();
         assert_eq!(names, expected);
         let only_text = write(dir.path(), &report(), &env(), Lang::En, Formats::default()).unwrap();
-        assert_eq!(only_text.files.len(), 3);
+        assert_eq!(only_text.files.len(), 4);
     }
 
     #[test]

@@ -115,7 +115,10 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     out.grade = grade(&m.tally, &[], in_bound && m.settled.is_some());
     out.metric("kills", m.recoveries.len() as f64);
     if let Some(worst) = worst {
-        out.metric("restart_to_first_answer_max_ms", worst.as_secs_f64() * 1000.0);
+        out.metric(
+            "restart_to_first_answer_max_ms",
+            worst.as_secs_f64() * 1000.0,
+        );
     }
     if let Some(settled) = m.settled {
         out.metric("settle_after_load_s", settled.as_secs_f64());
@@ -155,9 +158,11 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
             "ничего не потеряно, но после перезапуска бот ответил поздно: проверьте время запуска (миграции, прогрев кэша) и повтор записанных обновлений",
         ));
     }
-    let windows = m.kill_moments_s.iter().zip(&m.recoveries).map(|(at, r)| {
-        (*at, at + r.map_or(1.0, |d| d.as_secs_f64()))
-    });
+    let windows = m
+        .kill_moments_s
+        .iter()
+        .zip(&m.recoveries)
+        .map(|(at, r)| (*at, at + r.map_or(1.0, |d| d.as_secs_f64())));
     for series in timeline(ctx, &m.load, windows.collect()) {
         out.series(series);
     }

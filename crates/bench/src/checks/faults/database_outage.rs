@@ -75,7 +75,11 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
             "the stage has no database proxy".into(),
         )));
     };
-    let (before_s, outage_s, after_s) = if ctx.quick { (2.0, 3.0, 3.0) } else { (5.0, 5.0, 5.0) };
+    let (before_s, outage_s, after_s) = if ctx.quick {
+        (2.0, 3.0, 3.0)
+    } else {
+        (5.0, 5.0, 5.0)
+    };
     let mut bot = stage.replica("bench-database")?;
     bot.start().await?;
     let users = Load::users(&stage.telegram, USERS);

@@ -75,9 +75,16 @@ pub async fn run(ctx: &Context) -> TestOutcome {
 
 async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
     let Some(redis) = &stage.redis else {
-        return Err(FaultError::Redis("(none)".into(), "the stage has no Redis".into()));
+        return Err(FaultError::Redis(
+            "(none)".into(),
+            "the stage has no Redis".into(),
+        ));
     };
-    let (before_s, outage_s, after_s) = if ctx.quick { (2.0, 2.0, 3.0) } else { (5.0, 5.0, 5.0) };
+    let (before_s, outage_s, after_s) = if ctx.quick {
+        (2.0, 2.0, 3.0)
+    } else {
+        (5.0, 5.0, 5.0)
+    };
     let mut bot = stage.replica("bench-redis")?;
     bot.start().await?;
     let users = Load::users(&stage.telegram, USERS);

@@ -195,6 +195,9 @@ mod tests {
     fn the_script_is_thirty_percent_errors_after_the_burst() {
         let (faults, counts) = script(100);
         assert_eq!(faults.len(), 105);
-        assert_eq!((counts.errors, counts.lost_answers, counts.stalled), (30, 10, 2));
+        assert_eq!(
+            (counts.errors, counts.lost_answers, counts.stalled),
+            (30, 10, 2)
+        );
     }
 }

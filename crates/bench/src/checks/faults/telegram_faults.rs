@@ -66,7 +66,11 @@ fn blocked_ids() -> std::ops::Range<i64> {
 }
 
 async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
-    let (before_s, faults_s, after_s) = if ctx.quick { (2.0, 3.0, 2.0) } else { (5.0, 10.0, 5.0) };
+    let (before_s, faults_s, after_s) = if ctx.quick {
+        (2.0, 3.0, 2.0)
+    } else {
+        (5.0, 10.0, 5.0)
+    };
     let telegram = &stage.telegram;
     let mut bot = stage.replica("bench-telegram")?;
     bot.start().await?;
@@ -123,8 +127,7 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
             format!("403 retried: user {user} got {refused} refused sends for {distinct} messages")
         })
         .collect();
-    let in_bound =
-        m.settled.is_some() && m.p99_during_ms <= m.p99_before_ms + P99_ALLOWANCE_MS;
+    let in_bound = m.settled.is_some() && m.p99_during_ms <= m.p99_before_ms + P99_ALLOWANCE_MS;
     out.grade = grade(&m.tally, &retried, in_bound);
     let refused: u64 = m.refusals.iter().map(|r| r.1).sum();
     out.metric("p50_before_ms", m.p50_before_ms)

@@ -158,10 +158,7 @@ fn plan(settings: &Settings, args: &BenchArgs) -> anyhow::Result<Plan> {
 }
 
 /// The embedded default or the deployment's database; `Err(exit code)` when unreachable.
-async fn open_target(
-    settings: &Settings,
-    plan: &Plan,
-) -> anyhow::Result<Result<Target, ExitCode>> {
+async fn open_target(settings: &Settings, plan: &Plan) -> anyhow::Result<Result<Target, ExitCode>> {
     let target = match &plan.database {
         None => {
             Target::embedded(
@@ -242,7 +239,9 @@ fn context(
         thresholds: plan.thresholds,
         lang: plan.lang,
         quick: plan.quick,
-        users: args.users.unwrap_or(if plan.quick { 1_000 } else { 10_000 }),
+        users: args
+            .users
+            .unwrap_or(if plan.quick { 1_000 } else { 10_000 }),
         duration: plan.duration,
         target,
         seeded,

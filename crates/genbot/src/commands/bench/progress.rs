@@ -213,10 +213,7 @@ impl Progress for Terminal {
             }
             Display::Plain => {
                 spinner.finish_and_clear();
-                eprintln!(
-                    "    {} ({took:.1} s{monitor})",
-                    outcome.verdict(self.lang)
-                );
+                eprintln!("    {} ({took:.1} s{monitor})", outcome.verdict(self.lang));
             }
             Display::Quiet => spinner.finish_and_clear(),
         }
