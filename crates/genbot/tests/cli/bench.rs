@@ -20,7 +20,7 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-const ALL_IDS: [&str; 13] = [
+const ALL_IDS: [&str; 19] = [
     "db_read",
     "cache",
     "concurrent_users",
@@ -34,7 +34,41 @@ const ALL_IDS: [&str; 13] = [
     "operation_simulation",
     "queue",
     "memory_under_load",
+    "crash_restart",
+    "redis_outage",
+    "database_outage",
+    "replicate_faults",
+    "telegram_faults",
+    "replica_failover",
 ];
+
+/// The fault tests that run on the embedded default (no PostgreSQL, no Redis).
+const EMBEDDED_FAULTS: [&str; 3] = ["crash_restart", "replicate_faults", "telegram_faults"];
+
+/// A fault test ran, and nothing was lost, duplicated or mis-charged.
+fn assert_fault_survived(test: &serde_json::Value) {
+    let id = test["id"].as_str().unwrap();
+    assert!(test["not_applicable"].is_null(), "{id} did not run: {test}");
+    for metric in [
+        "jobs_lost",
+        "jobs_duplicated",
+        "predictions_duplicated",
+        "photos_missing",
+        "photos_duplicated",
+        "balances_broken",
+    ] {
+        assert_eq!(
+            test["metrics"][format!("{id}.{metric}")].as_f64(),
+            Some(0.0),
+            "{id}.{metric}: {test}"
+        );
+    }
+    assert!(
+        test["metrics"][format!("{id}.prompts")].as_f64().unwrap() >= 10.0,
+        "{test}"
+    );
+    assert_ne!(test["grade"], "NEEDS_OPTIMIZATION", "{test}");
+}
 
 const REQUIRED_METRICS: [&str; 17] = [
     "db_read.rps",
@@ -136,7 +170,36 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     let percent = json["readiness"]["percent"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&percent));
     assert_eq!(json["readiness"]["criteria"].as_array().unwrap().len(), 6);
+    assert_eq!(json["readiness"]["measured"], 6);
+    // The extended score: the same six and fault tolerance, graded from the fault tests.
+    let extended = &json["readiness_extended"];
+    assert_eq!(extended["criteria"].as_array().unwrap().len(), 7);
+    assert_eq!(extended["criteria"][6]["criterion"], "fault_tolerance");
+    assert!(extended["criteria"][6]["grade"].is_string(), "{extended}");
     assert!(json["forecast"].is_object());
+    // Faults: the three that apply here ran and lost nothing; the others say why not.
+    for test in tests {
+        let id = test["id"].as_str().unwrap();
+        if EMBEDDED_FAULTS.contains(&id) {
+            assert_fault_survived(test);
+        } else if ["redis_outage", "database_outage", "replica_failover"].contains(&id) {
+            assert!(test["not_applicable"].is_string(), "{test}");
+        }
+    }
+    let ceilings = json["forecast"]["ceilings"].as_array().unwrap();
+    let parts: Vec<&str> = ceilings
+        .iter()
+        .map(|c| c["part"].as_str().unwrap())
+        .collect();
+    for part in [
+        "replicate_rate",
+        "generation_slots",
+        "bot",
+        "database",
+        "telegram_sends",
+    ] {
+        assert!(parts.contains(&part), "no {part} ceiling: {ceilings:?}");
+    }
     let lost = tests.iter().find(|t| t["id"] == "queue").unwrap()["metrics"]["queue.lost_jobs"]
         .as_f64()
         .unwrap();
@@ -183,16 +246,22 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     }
     assert!(html.matches("<polyline").count() >= 3);
 
-    // JUnit: one test case per seed test, as many failures as failing grades.
+    // Fault windows are shaded on the fault tests' charts.
+    assert!(html.contains(r#"class="fault""#));
+
+    // JUnit: one test case per test, as many failures as failing grades, skips for the rest.
     let junit = std::fs::read_to_string(reports.join("readiness_junit.xml")).unwrap();
-    assert_eq!(junit.matches("<testcase ").count(), 13);
+    assert_eq!(junit.matches("<testcase ").count(), 19);
     let failing = tests
         .iter()
         .filter(|t| {
-            ["NEEDS_OPTIMIZATION", "NEEDS_CONFIGURATION"].contains(&t["grade"].as_str().unwrap())
+            t["not_applicable"].is_null()
+                && ["NEEDS_OPTIMIZATION", "NEEDS_CONFIGURATION"]
+                    .contains(&t["grade"].as_str().unwrap())
         })
         .count();
     assert_eq!(junit.matches("<failure ").count(), failing);
+    assert_eq!(junit.matches("<skipped ").count(), 3);
 }
 
 /// Against a deployment database with real users, a closed Redis port and Russian reports:
@@ -272,6 +341,96 @@ fn bench_on_a_deployment_with_redis_down_in_russian() {
         );
         assert_eq!(store.count_users().await.unwrap(), 3);
     });
+}
+
+/// Against PostgreSQL and Redis all six fault tests run, each on a scratch database of its own
+/// that is gone afterwards, and none loses, duplicates or mis-charges anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_faults_against_postgres_and_redis_runs_all_six() {
+    let Some(database) =
+        crate::process::scratch_postgres("bench_faults_against_postgres_and_redis_runs_all_six")
+            .await
+    else {
+        return;
+    };
+    let Ok(redis) = std::env::var("REDIS_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but REDIS_URL is not"
+        );
+        eprintln!(
+            "SKIPPED bench_faults_against_postgres_and_redis_runs_all_six: set REDIS_URL to run it"
+        );
+        database.drop_now().await.unwrap();
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::process::database_url_text(&database);
+    let args = [
+        "faults",
+        "--quick",
+        "--lang",
+        "ru",
+        "--format",
+        "txt,json,html",
+        "--database-url",
+        &url,
+        "--redis-url",
+        &redis,
+    ];
+    let out = tokio::task::block_in_place(|| bench(&args, dir.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = dir.path().join("reports");
+    let json = read_json(&reports.join("fault_tolerance_report.json"));
+    let tests = json["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 6);
+    for test in tests {
+        assert_fault_survived(test);
+    }
+    let failover = tests
+        .iter()
+        .find(|t| t["id"] == "replica_failover")
+        .unwrap();
+    let takeover = failover["metrics"]["replica_failover.takeover_s"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        takeover < 10.0,
+        "take-over took {takeover} s with a 3 s lease"
+    );
+    // Scored over what it measured: fault tolerance alone, no verdict from the seed's six.
+    assert!(
+        json["readiness"]["percent"].is_null(),
+        "{}",
+        json["readiness"]
+    );
+    assert_eq!(json["readiness_extended"]["measured"], 1);
+    let text = std::fs::read_to_string(reports.join("fault_tolerance_report.txt")).unwrap();
+    assert!(text.contains("Отчёт об отказоустойчивости"), "{text}");
+    assert!(text.contains("Мониторинг"), "{text}");
+    assert!(
+        !text.contains("in use at most"),
+        "English left in the Russian report: {text}"
+    );
+    // Nothing of the stages is left in Redis (their scratch databases are dropped as well).
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for pattern in ["genbot:bench:*:user:*", "genbot:bench:*:ratelimit:*"] {
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "Redis keys left behind: {left:?}");
+    }
+    database.drop_now().await.unwrap();
 }
 
 #[test]

@@ -5,13 +5,12 @@ use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use genbot_config::DatabaseUrl;
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::{JobStatus, Store};
 use tokio::process::Command;
 
-use crate::process::{open, wait_until, Bot};
+use crate::process::{database_url_text, open, scratch_postgres, wait_until, Bot};
 
 /// Every job final, each succeeded job with its own prediction, every prediction at the mock
 /// belonging to exactly one job, every balance equal to its ledger.
@@ -137,61 +136,6 @@ async fn assert_one_job_per_user(store: &Store, users: std::ops::Range<i64>) {
     );
 }
 
-/// A fresh PostgreSQL database for one test (dropped after), or `None` with a visible SKIPPED
-/// line when `DATABASE_URL` names no PostgreSQL server (a failure under CI).
-struct FreshDatabase {
-    admin: sqlx::postgres::PgConnectOptions,
-    name: String,
-    url: String,
-}
-
-impl FreshDatabase {
-    async fn create(test: &str) -> Option<FreshDatabase> {
-        use sqlx::Connection;
-        let base = match std::env::var("DATABASE_URL")
-            .ok()
-            .map(|u| DatabaseUrl::parse(&u))
-        {
-            Some(Ok(DatabaseUrl::Postgres(url))) => url,
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but DATABASE_URL does not name a PostgreSQL server"
-                );
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED {test}: set DATABASE_URL=postgres://… to run it"
-                );
-                return None;
-            }
-        };
-        let admin: sqlx::postgres::PgConnectOptions = base.expose().parse().unwrap();
-        let name = format!("genbot_crash_{:012x}", rand::random::<u64>() >> 16);
-        let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(base.expose()).unwrap();
-        url.set_path(&format!("/{name}"));
-        Some(FreshDatabase {
-            admin,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    async fn drop_now(self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect_with(&self.admin).await {
-            let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-                .execute(&mut conn)
-                .await;
-        }
-    }
-}
-
 /// Two replicas on one PostgreSQL (+ Redis when `REDIS_URL` is set); A receives 200 prompts and
 /// is killed mid-run; B starts A's queued jobs at once and takes over its running ones when
 /// their leases expire. Predictions == jobs, and the mock never saw more running than the one
@@ -199,11 +143,12 @@ impl FreshDatabase {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     let Some(database) =
-        FreshDatabase::create("two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over")
+        scratch_postgres("two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over")
             .await
     else {
         return;
     };
+    let database_url = database_url_text(&database);
     let front = TelegramMock::start(TelegramMockConfig::default())
         .await
         .unwrap();
@@ -219,7 +164,7 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     .unwrap();
     let limit = 10;
     let replica = |telegram: &TelegramMock, id: &str| {
-        let mut bot = Bot::new(telegram, &replicate, &database.url)
+        let mut bot = Bot::new(telegram, &replicate, &database_url)
             .with("REPLICA_ID", id)
             .with("MAX_CONCURRENT_GENERATIONS", &limit.to_string());
         if let Ok(redis) = std::env::var("REDIS_URL") {
@@ -234,7 +179,7 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     let store = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let store = open(&database.url).await;
+            let store = open(&database_url).await;
             if store.count_jobs_by_status().await.is_ok() {
                 break store;
             }
@@ -323,7 +268,7 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     if let Store::Postgres(pg) = &store {
         pg.close().await;
     }
-    database.drop_now().await;
+    database.drop_now().await.unwrap();
 }
 
 /// Webhook mode with no traffic stops within 10 s of SIGTERM (it used to hang on).

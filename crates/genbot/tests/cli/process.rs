@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use genbot_config::DatabaseUrl;
 use genbot_mocks::replicate::ReplicateMock;
 use genbot_mocks::telegram::TelegramMock;
+use genbot_store::scratch::ScratchDatabase;
 use genbot_store::Store;
 use tokio::process::{Child, Command};
 
@@ -94,4 +95,38 @@ pub(crate) async fn open(database_url: &str) -> Store {
     Store::connect(&DatabaseUrl::parse(database_url).unwrap(), 2)
         .await
         .unwrap()
+}
+
+/// A scratch PostgreSQL database on the `DATABASE_URL` server for one test (drop it after), or
+/// `None` with a visible SKIPPED line when `DATABASE_URL` names no PostgreSQL server (a
+/// failure under CI).
+pub(crate) async fn scratch_postgres(test: &str) -> Option<ScratchDatabase> {
+    match std::env::var("DATABASE_URL")
+        .ok()
+        .map(|u| DatabaseUrl::parse(&u))
+    {
+        Some(Ok(DatabaseUrl::Postgres(server))) => {
+            Some(ScratchDatabase::create(&server).await.unwrap())
+        }
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but DATABASE_URL does not name a PostgreSQL server"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: set DATABASE_URL=postgres://… to run it"
+            );
+            None
+        }
+    }
+}
+
+/// The scratch database's URL as text, credentials included (for a child's environment).
+pub(crate) fn database_url_text(database: &ScratchDatabase) -> String {
+    match database.url() {
+        DatabaseUrl::Postgres(url) => url.expose().to_owned(),
+        DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
+    }
 }
