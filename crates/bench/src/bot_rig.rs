@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checks::CheckError;
 use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_engine::catalogue::Catalogue;
 use genbot_engine::limiter::LocalRateLimiter;
@@ -35,26 +36,26 @@ impl BotRig {
         rate_per_min: u32,
         replicate: ReplicateMockConfig,
         front: FrontConfig,
-    ) -> Result<BotRig, String> {
+    ) -> Result<BotRig, CheckError> {
         let telegram = TelegramMock::start(TelegramMockConfig::default())
             .await
-            .map_err(|e| format!("telegram mock: {e}"))?;
+            .map_err(CheckError::setup("telegram mock"))?;
         let replicate = ReplicateMock::start(replicate)
             .await
-            .map_err(|e| format!("replicate mock: {e}"))?;
-        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let store = Store::Sqlite(
-            SqliteStore::open(&dir.path().join("bot.db"), 8).map_err(|e| e.to_string())?,
-        );
+            .map_err(CheckError::setup("replicate mock"))?;
+        let dir = tempfile::tempdir().map_err(CheckError::setup("temporary directory"))?;
+        let store = Store::Sqlite(SqliteStore::open(&dir.path().join("bot.db"), 8)?);
         let users = Users::new(
             store.clone(),
             UserCache::Memory(MemoryCache::new(Duration::from_secs(300), 1_000_000)),
         );
         let client = ReplicateClient::new(
-            replicate.url().parse().map_err(|e| format!("{e}"))?,
+            replicate
+                .url()
+                .parse()
+                .map_err(CheckError::invalid("mock URL"))?,
             Some(&SecretString::from("bench")),
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .with_poll(PollPolicy {
             initial: Duration::from_millis(50),
             factor: 1.5,
@@ -62,13 +63,14 @@ impl BotRig {
         })
         .with_limiter(Arc::new(LocalRateLimiter::new(rate_per_min, 1)));
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
-        let engine = Engine::start(users, catalogue, client, engine, Some(tx))
-            .await
-            .map_err(|e| e.to_string())?;
+        let catalogue = Catalogue::load(None, "flux-schnell")?;
+        let engine = Engine::start(users, catalogue, client, engine, Some(tx)).await?;
         let bot = connect_bot(
             &SecretString::from("0:bench"),
-            telegram.url().parse().map_err(|e| format!("{e}"))?,
+            telegram
+                .url()
+                .parse()
+                .map_err(CheckError::invalid("mock URL"))?,
         );
         // Telegram's send pacing lifted: the checks measure the bot, not Telegram's limits
         // (which `genbot serve` keeps).

@@ -13,3 +13,49 @@ pub mod rate_limiting;
 pub mod semaphores;
 pub mod storage;
 pub mod system_limits;
+
+/// Why a check could not measure (it is then graded NEEDS OPTIMIZATION with this reason).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A mock server, listener or temporary directory could not be set up.
+    #[error("{what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Store(#[from] genbot_store::StoreError),
+    #[error("engine: {0}")]
+    Engine(#[from] genbot_engine::EngineError),
+    #[error("a generation was refused: {0}")]
+    Submit(#[from] genbot_engine::SubmitError),
+    #[error("cache: {0}")]
+    Cache(#[from] genbot_cache::CacheError),
+    #[error("Replicate client: {0}")]
+    Replicate(#[from] genbot_engine::replicate::ReplicateError),
+    #[error("catalogue: {0}")]
+    Catalogue(#[from] genbot_engine::catalogue::CatalogueError),
+    #[error("the load generator stopped: {0}")]
+    Generator(#[from] tokio::task::JoinError),
+    /// A value the check itself built was refused (a URL, a webhook secret, a limiter).
+    #[error("{what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    /// The measurement ran but gave nothing to grade.
+    #[error("{0}")]
+    NothingMeasured(&'static str),
+}
+
+impl CheckError {
+    pub(crate) fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> CheckError {
+        move |source| CheckError::Setup { what, source }
+    }
+
+    pub(crate) fn invalid<E: std::fmt::Display>(
+        what: &'static str,
+    ) -> impl FnOnce(E) -> CheckError {
+        move |e| CheckError::Invalid {
+            what,
+            reason: e.to_string(),
+        }
+    }
+}

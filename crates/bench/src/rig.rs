@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checks::CheckError;
 use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_engine::catalogue::Catalogue;
 use genbot_engine::limiter::{LocalRateLimiter, RateLimiter};
@@ -51,7 +52,7 @@ impl Rig {
         config: EngineConfig,
         rate_per_min: u32,
         mock: ReplicateMockConfig,
-    ) -> Result<Rig, String> {
+    ) -> Result<Rig, CheckError> {
         Rig::start_with(
             config,
             Arc::new(LocalRateLimiter::new(rate_per_min, 1)),
@@ -65,7 +66,7 @@ impl Rig {
         config: EngineConfig,
         limiter: Arc<dyn RateLimiter>,
         mock: ReplicateMockConfig,
-    ) -> Result<Rig, String> {
+    ) -> Result<Rig, CheckError> {
         Rig::start_full(config, limiter, mock, false).await
     }
 
@@ -75,7 +76,7 @@ impl Rig {
         rate_per_min: u32,
         mock: ReplicateMockConfig,
         webhooks: bool,
-    ) -> Result<Rig, String> {
+    ) -> Result<Rig, CheckError> {
         Rig::start_full(
             config,
             Arc::new(LocalRateLimiter::new(rate_per_min, 1)),
@@ -90,16 +91,14 @@ impl Rig {
         limiter: Arc<dyn RateLimiter>,
         mock: ReplicateMockConfig,
         webhooks: bool,
-    ) -> Result<Rig, String> {
+    ) -> Result<Rig, CheckError> {
         let mock = Arc::new(
             ReplicateMock::start(mock)
                 .await
-                .map_err(|e| format!("replicate mock: {e}"))?,
+                .map_err(CheckError::setup("replicate mock"))?,
         );
-        let dir = Arc::new(tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?);
-        let store = Store::Sqlite(
-            SqliteStore::open(&dir.path().join("rig.db"), 4).map_err(|e| e.to_string())?,
-        );
+        let dir = Arc::new(tempfile::tempdir().map_err(CheckError::setup("temporary directory"))?);
+        let store = Store::Sqlite(SqliteStore::open(&dir.path().join("rig.db"), 4)?);
         Rig::on(store, mock, dir, config, limiter, webhooks).await
     }
 
@@ -110,21 +109,22 @@ impl Rig {
         config: EngineConfig,
         limiter: Arc<dyn RateLimiter>,
         webhooks: bool,
-    ) -> Result<Rig, String> {
+    ) -> Result<Rig, CheckError> {
         let client = ReplicateClient::new(
-            mock.url().parse().map_err(|e| format!("mock url: {e}"))?,
+            mock.url()
+                .parse()
+                .map_err(CheckError::invalid("mock URL"))?,
             Some(&SecretString::from("bench")),
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .with_poll(POLL)
         .with_limiter(limiter.clone());
         let receiver = if webhooks {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
-                .map_err(|e| format!("webhook receiver: {e}"))?;
+                .map_err(CheckError::setup("webhook receiver"))?;
             let address = listener
                 .local_addr()
-                .map_err(|e| format!("webhook receiver: {e}"))?;
+                .map_err(CheckError::setup("webhook receiver"))?;
             Some((listener, address))
         } else {
             None
@@ -133,13 +133,14 @@ impl Rig {
             Some((_, address)) => client.with_webhooks(WebhookSettings {
                 url: format!("http://{address}/replicate/webhook")
                     .parse()
-                    .map_err(|e| format!("webhook url: {e}"))?,
-                secret: WebhookSecret::parse(&mock.webhook_secret())?,
+                    .map_err(CheckError::invalid("webhook URL"))?,
+                secret: WebhookSecret::parse(&mock.webhook_secret())
+                    .map_err(CheckError::invalid("webhook secret"))?,
                 reconcile: RECONCILE,
             }),
             None => client,
         };
-        let catalogue = Catalogue::load(None, "flux-schnell").map_err(|e| e.to_string())?;
+        let catalogue = Catalogue::load(None, "flux-schnell")?;
         let (engine, events) =
             start_engine(store.clone(), catalogue, client, config.clone()).await?;
         let receiver = receiver.map(|(listener, _)| {
@@ -167,7 +168,7 @@ impl Rig {
     }
 
     /// Stops this engine and starts a new one on the same store and mock (a restart).
-    pub(crate) async fn restart(self) -> Result<Rig, String> {
+    pub(crate) async fn restart(self) -> Result<Rig, CheckError> {
         self.engine.shutdown().await;
         Rig::on(
             self.store,
@@ -180,7 +181,7 @@ impl Rig {
         .await
     }
 
-    pub(crate) async fn register(&self, ids: Range<i64>) -> Result<(), String> {
+    pub(crate) async fn register(&self, ids: Range<i64>) -> Result<(), CheckError> {
         for id in ids {
             self.engine
                 .users()
@@ -190,8 +191,7 @@ impl Rig {
                     language: None,
                     initial_credits: 1_000_000,
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         Ok(())
     }
@@ -234,15 +234,13 @@ pub(crate) async fn start_engine(
     catalogue: Catalogue,
     client: ReplicateClient,
     config: EngineConfig,
-) -> Result<(Engine, mpsc::UnboundedReceiver<JobEvent>), String> {
+) -> Result<(Engine, mpsc::UnboundedReceiver<JobEvent>), CheckError> {
     let users = Users::new(
         store,
         UserCache::Memory(MemoryCache::new(Duration::from_secs(300), 100_000)),
     );
     let (tx, events) = mpsc::unbounded_channel();
-    let engine = Engine::start(users, catalogue, client, config, Some(tx))
-        .await
-        .map_err(|e| e.to_string())?;
+    let engine = Engine::start(users, catalogue, client, config, Some(tx)).await?;
     Ok((engine, events))
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_store::UserId;
 
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::outcome::{TestId, TestOutcome};
@@ -19,7 +20,7 @@ pub async fn run(ctx: &Context) -> TestOutcome {
     out
 }
 
-async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
     let ttl = ctx.settings.cache_ttl;
     let capacity = ctx.settings.cache_max_entries;
     out.metric("ttl_seconds", ttl.as_secs_f64())
@@ -34,12 +35,12 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         store.clone(),
         UserCache::Memory(MemoryCache::new(probe_ttl, 1_000)),
     );
-    probe.get(user).await.map_err(|e| e.to_string())?;
+    probe.get(user).await?;
     let filled = Instant::now();
     let mut expired_after = None;
     while filled.elapsed() < probe_ttl * 3 {
         let before = probe.stats().misses;
-        probe.get(user).await.map_err(|e| e.to_string())?;
+        probe.get(user).await?;
         if probe.stats().misses > before {
             expired_after = Some(filled.elapsed());
             break;
@@ -59,7 +60,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     let bounded = Users::new(store, UserCache::Memory(memory.clone()));
     let reads = (bound * 2).min((ctx.seeded.end - ctx.seeded.start) as u64);
     for id in ctx.seeded.start..ctx.seeded.start + reads as i64 {
-        bounded.get(UserId(id)).await.map_err(|e| e.to_string())?;
+        bounded.get(UserId(id)).await?;
     }
     let held = memory.entry_count();
     let evicted = memory.evictions();

@@ -12,6 +12,7 @@ use genbot_telegram::FrontConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot_rig::BotRig;
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::histogram::Latencies;
@@ -56,7 +57,7 @@ async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
     }
 }
 
-async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
     let users = ctx.users.max(1);
     let think = Duration::from_millis(if ctx.quick { 200 } else { 1000 });
     let limit = ctx.settings.max_concurrent_generations;

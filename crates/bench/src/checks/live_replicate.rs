@@ -15,6 +15,7 @@ use genbot_engine::replicate::ReplicateClient;
 use genbot_engine::{GenerationRequest, JobEvent};
 use genbot_store::{NewUser, SqliteStore, Store, UserId};
 
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::histogram::Latencies;
 use crate::outcome::TestOutcome;
@@ -94,24 +95,22 @@ fn report(ctx: &Context, sim: &mut TestOutcome, url: &str, live: &LiveSample) {
     }
 }
 
-async fn sample(ctx: &Context) -> Result<LiveSample, String> {
+async fn sample(ctx: &Context) -> Result<LiveSample, CheckError> {
     let settings = &ctx.settings;
     let token = settings
         .replicate_api_token
         .as_ref()
-        .ok_or("REPLICATE_API_TOKEN is not set")?;
-    let client = ReplicateClient::new(settings.replicate_api_url.clone(), Some(token))
-        .map_err(|e| e.to_string())?
+        .ok_or(CheckError::NothingMeasured(
+            "REPLICATE_API_TOKEN is not set",
+        ))?;
+    let client = ReplicateClient::new(settings.replicate_api_url.clone(), Some(token))?
         .with_limiter(Arc::new(LocalRateLimiter::new(
             settings.replicate_rate_limit_per_min,
             1,
         )));
-    let catalogue = Catalogue::load(settings.models_file.as_deref(), &settings.default_model)
-        .map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let store = Store::Sqlite(
-        SqliteStore::open(&dir.path().join("live.db"), 2).map_err(|e| e.to_string())?,
-    );
+    let catalogue = Catalogue::load(settings.models_file.as_deref(), &settings.default_model)?;
+    let dir = tempfile::tempdir().map_err(CheckError::setup("temporary directory"))?;
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("live.db"), 2)?);
     let mut config = engine_config(1, 1, 100);
     config.timeout = settings.generation_timeout;
     let (engine, mut events) = start_engine(store, catalogue, client, config).await?;
@@ -124,8 +123,7 @@ async fn sample(ctx: &Context) -> Result<LiveSample, String> {
             language: None,
             initial_credits: 1_000,
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
 
     let mut live = LiveSample {
         sent: 0,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use genbot_engine::JobEvent;
 use genbot_mocks::replicate::ReplicateMockConfig;
 
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::histogram::Latencies;
@@ -38,7 +39,7 @@ async fn measure(
     ctx: &Context,
     sim: &mut TestOutcome,
     memory: &mut TestOutcome,
-) -> Result<(), String> {
+) -> Result<(), CheckError> {
     let limit = ctx.settings.max_concurrent_generations;
     let per_user = ctx.settings.max_concurrent_generations_per_user;
     let per_min = ctx.settings.replicate_rate_limit_per_min;
@@ -68,8 +69,7 @@ async fn measure(
     for n in 0..jobs {
         let job = rig
             .submit(1 + (n as i64 % users), &format!("simulated {n}"))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         submitted_at.insert(job.job, Instant::now());
     }
     let mut latencies = Latencies::new();

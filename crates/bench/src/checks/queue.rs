@@ -8,6 +8,7 @@ use genbot_engine::{JobEvent, SubmitError};
 use genbot_mocks::replicate::ReplicateMockConfig;
 use genbot_store::{JobId, JobStatus};
 
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::outcome::{TestId, TestOutcome};
@@ -30,7 +31,7 @@ fn job_of(event: &JobEvent) -> JobId {
     }
 }
 
-async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
     let configured_max = ctx.settings.queue_max_length;
     // Filling a long queue takes time, not insight: past a cap the check uses the cap and
     // says so.
@@ -46,15 +47,10 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     let a_count = (queue_max as usize).saturating_sub(2).clamp(1, 20);
     let mut a_jobs = Vec::new();
     for n in 0..a_count {
-        a_jobs.push(
-            rig.submit(1, &format!("a{n}"))
-                .await
-                .map_err(|e| e.to_string())?
-                .job,
-        );
+        a_jobs.push(rig.submit(1, &format!("a{n}")).await?.job);
     }
-    let b = rig.submit(2, "b").await.map_err(|e| e.to_string())?;
-    let c = rig.submit(3, "c").await.map_err(|e| e.to_string())?;
+    let b = rig.submit(2, "b").await?;
+    let c = rig.submit(3, "c").await?;
     out.metric("b_position", b.position as f64)
         .metric("c_position", c.position as f64);
 
@@ -94,7 +90,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
                 refusal = Some(e.to_string());
                 break;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     let rejected_clearly = refusal.is_some();
@@ -110,16 +106,14 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     let waiting: Vec<JobId> = rig
         .store
         .jobs_with_status(JobStatus::Queued, 10_000)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .map(|j| j.id)
         .collect();
     let running: Vec<JobId> = rig
         .store
         .jobs_with_status(JobStatus::Running, 10_000)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .map(|j| j.id)
         .collect();

@@ -8,6 +8,7 @@ use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
 use genbot_engine::JobEvent;
 use genbot_mocks::replicate::{ReplicateMockConfig, ScriptedFault};
 
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::outcome::{TestId, TestOutcome};
@@ -25,7 +26,7 @@ pub async fn run(ctx: &Context) -> TestOutcome {
     out
 }
 
-async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
     let per_min = ctx.settings.replicate_rate_limit_per_min;
     let span = Duration::from_secs(if ctx.quick { 3 } else { 15 });
     let intervals =
@@ -46,7 +47,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
                 per_min,
                 1,
             )
-            .map_err(|e| e.to_string())?,
+            .map_err(CheckError::invalid("shared rate limiter"))?,
         ),
         None => Arc::new(LocalRateLimiter::new(per_min, 1)),
     };
@@ -54,16 +55,14 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     let mut rig = Rig::start_with(engine_config(10_000, 10_000, 1_000_000), limiter, mock).await?;
     rig.register(1..2).await?;
     for n in 0..jobs {
-        rig.submit(1, &format!("rate {n}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        rig.submit(1, &format!("rate {n}")).await?;
     }
     let patience = Duration::from_secs_f64(60.0 / f64::from(per_min) * jobs as f64 + 30.0);
     rig.finals(jobs, patience).await;
     let stats = rig.mock.stats();
     let measured = stats
         .creation_rate_per_min()
-        .ok_or("fewer than two creations")?;
+        .ok_or(CheckError::NothingMeasured("fewer than two creations"))?;
     let error = (measured - f64::from(per_min)) / f64::from(per_min);
     let limiter = rig.engine.stats().limiter.unwrap_or_default();
     out.metric("configured_per_min", f64::from(per_min))
@@ -106,9 +105,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             retry_after_secs: None,
         },
     ]);
-    rig.submit(1, "after throttling")
-        .await
-        .map_err(|e| e.to_string())?;
+    rig.submit(1, "after throttling").await?;
     let after = rig.finals(1, Duration::from_secs(30)).await;
     let handled = matches!(after.last(), Some(JobEvent::Succeeded { .. }));
     out.metric("throttled_handled", if handled { 1.0 } else { 0.0 });

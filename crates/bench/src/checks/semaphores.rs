@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use genbot_mocks::replicate::ReplicateMockConfig;
 
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::outcome::{TestId, TestOutcome};
@@ -19,7 +20,7 @@ pub async fn run(ctx: &Context) -> TestOutcome {
     out
 }
 
-async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
     let limit = ctx.settings.max_concurrent_generations;
     let per_user = ctx.settings.max_concurrent_generations_per_user;
     let latency = Duration::from_millis(if ctx.quick { 300 } else { 1000 });
@@ -40,8 +41,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     rig.register(1..users + 1).await?;
     for n in 0..burst {
         rig.submit(1 + (n as i64 % users), &format!("burst {n}"))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     let finals = rig.finals(burst, Duration::from_secs(120)).await;
     let stats = rig.engine.stats();
@@ -73,9 +73,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
     solo.register(1..2).await?;
     let solo_jobs = (per_user * 3) as usize;
     for n in 0..solo_jobs {
-        solo.submit(1, &format!("solo {n}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        solo.submit(1, &format!("solo {n}")).await?;
     }
     solo.finals(solo_jobs, Duration::from_secs(120)).await;
     let solo_max = solo.mock.stats().max_running;

@@ -16,6 +16,7 @@ use genbot_telegram::FrontConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot_rig::BotRig;
+use crate::checks::CheckError;
 use crate::context::Context;
 use crate::cpu::{process_cpu, thread_cpu};
 use crate::grade::Grade;
@@ -97,7 +98,7 @@ pub async fn run(ctx: &Context) -> TestOutcome {
     out
 }
 
-async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
+async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
     let step_length = Duration::from_secs(if ctx.quick { 2 } else { 5 });
     let rates: &[f64] = if ctx.quick {
         &[100.0, 200.0, 400.0, 800.0, 1600.0]
@@ -106,7 +107,74 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0, 25600.0, 51200.0,
         ]
     };
-    let rig = BotRig::start(
+    let rig = start_rig(ctx).await?;
+    let pool = user_pool(&rig, rates);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let stop_sampling = CancellationToken::new();
+    let sampler = timeline::sample(
+        rig.telegram.answers(),
+        Duration::from_millis(if ctx.quick { 250 } else { 1000 }),
+        stop_sampling.clone(),
+    );
+    let steps = ramp(&rig, &pool, rates, step_length).await?;
+    stop_sampling.cancel();
+    let windows = sampler.await.unwrap_or_default();
+    for series in timeline::series(
+        &windows,
+        ctx.lang,
+        &ctx.text("seconds since the first step", "секунды от первой ступени"),
+        &ctx.text("System limits", "Пределы системы"),
+    ) {
+        out.series(series);
+    }
+    chart(ctx, out, &steps);
+    let within = |s: &Step| s.p99_ms <= SLO_P99_MS && s.errors <= SLO_ERRORS;
+    let knee = steps.iter().rev().find(|s| within(s)).copied();
+    let broke = steps.last().filter(|s| !within(s)).copied();
+    for (i, s) in steps.iter().enumerate() {
+        out.fact(format!(
+            "step {}{}: {:.0} updates/s → p99 {:.1} ms, unanswered {:.2} %, generator lag p99 {:.1} ms and CPU {:.0} % of a core, process CPU {:.0} % of {cores:.0} cores, queue {:+.0}",
+            i + 1, if s.repeat { " (repeated)" } else { "" }, s.rate, s.p99_ms, s.errors * 100.0, s.lag_p99_ms, s.generator_cpu_percent, s.cpu_percent, s.queue_growth
+        ));
+    }
+    let max_rps = knee.map_or(0.0, |k| k.rate);
+    let max_users = max_rps * SECONDS_PER_UPDATE_PER_USER;
+    out.metric("max_rps", max_rps)
+        .metric("max_users", max_users)
+        .metric("steps", steps.len() as f64)
+        .metric("slo_p99_ms", SLO_P99_MS);
+    let pool_waiting = rig.store.pool_stats().waiting.unwrap_or(0) > 0;
+    let bottleneck = bottleneck(ctx, broke, max_rps, cores, pool_waiting);
+    out.fact(ctx.text(
+        format!("bottleneck: {bottleneck}"),
+        format!("узкое место: {bottleneck}"),
+    ));
+    out.fact(ctx.text(
+        format!("open model: /balance updates at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms from the intended send time, ≤ {:.0} % unanswered; a step that breaks it runs once more before it counts", SLO_ERRORS * 100.0),
+        format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа; ступень, нарушившая SLO, повторяется один раз", SLO_ERRORS * 100.0),
+    ));
+    out.grade = match knee {
+        Some(k) if broke.is_none() || k.rate >= 400.0 => Grade::Excellent,
+        Some(_) => Grade::Good,
+        None => Grade::NeedsOptimization,
+    };
+    if out.grade != Grade::Excellent {
+        out.recommend(ctx.text(
+            format!(
+                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
+            ),
+            format!(
+                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
+            ),
+        ));
+    }
+    rig.stop().await;
+    Ok(())
+}
+
+/// The whole bot on a private store, with the settings' limits.
+async fn start_rig(ctx: &Context) -> Result<BotRig, CheckError> {
+    BotRig::start(
         engine_config(
             ctx.settings.max_concurrent_generations,
             ctx.settings.max_concurrent_generations_per_user,
@@ -119,82 +187,41 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             ..FrontConfig::default()
         },
     )
-    .await?;
+    .await
+}
+
+/// Enough simulated users for the highest rate (each sends one update every 5 s).
+fn user_pool(rig: &BotRig, rates: &[f64]) -> Arc<Vec<SimUser>> {
     let max_rate = rates.iter().copied().fold(0.0, f64::max);
     let pool_size = (max_rate * SECONDS_PER_UPDATE_PER_USER) as i64;
-    let pool: Arc<Vec<SimUser>> = Arc::new(
+    Arc::new(
         (0..pool_size)
             .map(|n| {
                 rig.telegram
                     .user(crate::target::TEST_IDS.start + n, "Load", Some("en"))
             })
             .collect(),
-    );
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    )
+}
+
+/// Steps through `rates` until one breaks the SLO twice in a row (a breaking step runs once
+/// more: one stall on a shared machine is not a limit).
+async fn ramp(
+    rig: &BotRig,
+    pool: &Arc<Vec<SimUser>>,
+    rates: &[f64],
+    step_length: Duration,
+) -> Result<Vec<Step>, CheckError> {
     let mut steps: Vec<Step> = Vec::new();
     let mut next_user = 0usize;
-    let stop_sampling = CancellationToken::new();
-    let sampler = timeline::sample(
-        rig.telegram.answers(),
-        Duration::from_millis(if ctx.quick { 250 } else { 1000 }),
-        stop_sampling.clone(),
-    );
     let mut index = 0;
     let mut repeating = false;
     while let Some(&rate) = rates.get(index) {
-        let users_this_step = ((rate * SECONDS_PER_UPDATE_PER_USER) as usize)
-            .min(pool.len())
-            .max(1);
-        let before = rig.telegram.stats();
-        let answered_before = before.answer_latencies.len();
-        let queue_before = rig.front.engine().stats().queue_length as f64;
-        let cpu_before = process_cpu();
-        let started = Instant::now();
-        let count = (rate * step_length.as_secs_f64()) as u64;
-        let sending = {
-            let pool = pool.clone();
-            let first = next_user;
-            tokio::task::spawn_blocking(move || {
-                generate(&pool[..users_this_step], first, rate, count, started)
-            })
-        };
-        let generator = sending.await.map_err(|e| format!("load generator: {e}"))?;
-        // CPU while sending only: the drain is mostly idle and would dilute a saturation.
-        let cpu_percent = match (cpu_before, process_cpu()) {
-            (Some(a), Some(b)) => {
-                (b - a).as_secs_f64() / started.elapsed().as_secs_f64().max(1e-3) * 100.0
-            }
-            _ => f64::NAN,
-        };
-        next_user += count as usize;
-        tokio::time::sleep(DRAIN).await;
-        let after = rig.telegram.stats();
-        let answered = after.answer_latencies.len() - answered_before;
-        let mut latency = Latencies::new();
-        for l in &after.answer_latencies[answered_before..] {
-            latency.record(*l);
-        }
-        let lag_p99 = generator.lag.summary().p99_ms;
-        let step = Step {
-            rate,
-            repeat: repeating,
-            users: users_this_step as f64,
-            answered_per_s: answered as f64 / step_length.as_secs_f64(),
-            // Measured from the actual send; the generator's lag is added to correct for
-            // coordinated omission.
-            p99_ms: latency.summary().p99_ms + lag_p99,
-            errors: 1.0 - (answered as f64 / count.max(1) as f64).min(1.0),
-            lag_p99_ms: lag_p99,
-            cpu_percent,
-            queue_growth: rig.front.engine().stats().queue_length as f64 - queue_before,
-            generator_cpu_percent: generator.cpu.map_or(f64::NAN, |cpu| {
-                cpu.as_secs_f64() / generator.sending.as_secs_f64().max(1e-3) * 100.0
-            }),
-        };
+        let step = run_step(rig, pool, rate, step_length, next_user, repeating).await?;
+        next_user += (rate * step_length.as_secs_f64()) as usize;
         steps.push(step);
         let broken = step.p99_ms > SLO_P99_MS || step.errors > SLO_ERRORS;
         if broken && !repeating {
-            // One stall on a shared machine is not a limit: a breaking step runs once more.
             repeating = true;
             continue;
         }
@@ -204,16 +231,69 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         repeating = false;
         index += 1;
     }
-    stop_sampling.cancel();
-    let windows = sampler.await.unwrap_or_default();
-    for series in timeline::series(
-        &windows,
-        ctx.lang,
-        &ctx.text("seconds since the first step", "секунды от первой ступени"),
-        &ctx.text("System limits", "Пределы системы"),
-    ) {
-        out.series(series);
+    Ok(steps)
+}
+
+/// One step: `rate` updates a second for `step_length`, then the drain; what it measured.
+async fn run_step(
+    rig: &BotRig,
+    pool: &Arc<Vec<SimUser>>,
+    rate: f64,
+    step_length: Duration,
+    first: usize,
+    repeat: bool,
+) -> Result<Step, CheckError> {
+    let users_this_step = ((rate * SECONDS_PER_UPDATE_PER_USER) as usize)
+        .min(pool.len())
+        .max(1);
+    let answered_before = rig.telegram.stats().answer_latencies.len();
+    let queue_before = rig.front.engine().stats().queue_length as f64;
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    let count = (rate * step_length.as_secs_f64()) as u64;
+    let sending = {
+        let pool = pool.clone();
+        tokio::task::spawn_blocking(move || {
+            generate(&pool[..users_this_step], first, rate, count, started)
+        })
+    };
+    let generator = sending.await?;
+    // CPU while sending only: the drain is mostly idle and would dilute a saturation.
+    let cpu_percent = match (cpu_before, process_cpu()) {
+        (Some(a), Some(b)) => {
+            (b - a).as_secs_f64() / started.elapsed().as_secs_f64().max(1e-3) * 100.0
+        }
+        _ => f64::NAN,
+    };
+    tokio::time::sleep(DRAIN).await;
+    let after = rig.telegram.stats();
+    let answered = after.answer_latencies.len() - answered_before;
+    let mut latency = Latencies::new();
+    for l in &after.answer_latencies[answered_before..] {
+        latency.record(*l);
     }
+    let lag_p99 = generator.lag.summary().p99_ms;
+    Ok(Step {
+        rate,
+        repeat,
+        users: users_this_step as f64,
+        answered_per_s: answered as f64 / step_length.as_secs_f64(),
+        // Measured from the actual send; the generator's lag is added to correct for
+        // coordinated omission.
+        p99_ms: latency.summary().p99_ms + lag_p99,
+        errors: 1.0 - (answered as f64 / count.max(1) as f64).min(1.0),
+        lag_p99_ms: lag_p99,
+        cpu_percent,
+        queue_growth: rig.front.engine().stats().queue_length as f64 - queue_before,
+        generator_cpu_percent: generator.cpu.map_or(f64::NAN, |cpu| {
+            cpu.as_secs_f64() / generator.sending.as_secs_f64().max(1e-3) * 100.0
+        }),
+    })
+}
+
+/// Throughput and p99 against users, one point per step (a repeat replaces the run it
+/// repeated).
+fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
     // A step's curve point is its last run (a repeat replaces the run it repeated).
     let charted: Vec<Step> = steps
         .iter()
@@ -263,29 +343,17 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
         }],
         shaded: Vec::new(),
     });
-    let knee = steps
-        .iter()
-        .rev()
-        .find(|s| s.p99_ms <= SLO_P99_MS && s.errors <= SLO_ERRORS)
-        .copied();
-    let broke = steps
-        .last()
-        .filter(|s| s.p99_ms > SLO_P99_MS || s.errors > SLO_ERRORS)
-        .copied();
-    for (i, s) in steps.iter().enumerate() {
-        out.fact(format!(
-            "step {}{}: {:.0} updates/s → p99 {:.1} ms, unanswered {:.2} %, generator lag p99 {:.1} ms and CPU {:.0} % of a core, process CPU {:.0} % of {cores:.0} cores, queue {:+.0}",
-            i + 1, if s.repeat { " (repeated)" } else { "" }, s.rate, s.p99_ms, s.errors * 100.0, s.lag_p99_ms, s.generator_cpu_percent, s.cpu_percent, s.queue_growth
-        ));
-    }
-    let max_rps = knee.map_or(0.0, |k| k.rate);
-    let max_users = max_rps * SECONDS_PER_UPDATE_PER_USER;
-    out.metric("max_rps", max_rps)
-        .metric("max_users", max_users)
-        .metric("steps", steps.len() as f64)
-        .metric("slo_p99_ms", SLO_P99_MS);
-    let pool_stats = rig.store.pool_stats();
-    let bottleneck = match broke {
+}
+
+/// Names what broke the SLO, from the evidence of the breaking step.
+fn bottleneck(
+    ctx: &Context,
+    broke: Option<Step>,
+    max_rps: f64,
+    cores: f64,
+    pool_waiting: bool,
+) -> String {
+    match broke {
         None => ctx.text(
             format!("none found up to {max_rps:.0} updates/s (the highest step)"),
             format!("не найдено до {max_rps:.0} обновлений/с (верхняя ступень)"),
@@ -298,7 +366,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             format!("CPU: {:.0} % of {cores:.0} cores at {:.0} updates/s", s.cpu_percent, s.rate),
             format!("CPU: {:.0} % из {cores:.0} ядер при {:.0} обновлений/с", s.cpu_percent, s.rate),
         ),
-        Some(s) if pool_stats.waiting.unwrap_or(0) > 0 => ctx.text(
+        Some(s) if pool_waiting => ctx.text(
             format!("database pool wait at {:.0} updates/s (DB_POOL_SIZE={})", s.rate, ctx.settings.db_pool_size),
             format!("ожидание пула БД при {:.0} обновлений/с (DB_POOL_SIZE={})", s.rate, ctx.settings.db_pool_size),
         ),
@@ -310,30 +378,5 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), String> {
             format!("update handling latency at {:.0} updates/s (CPU {:.0} %, no pool wait, no queue growth)", s.rate, s.cpu_percent),
             format!("задержка обработки обновлений при {:.0}/с (CPU {:.0} %, без ожидания пула и роста очереди)", s.rate, s.cpu_percent),
         ),
-    };
-    out.fact(ctx.text(
-        format!("bottleneck: {bottleneck}"),
-        format!("узкое место: {bottleneck}"),
-    ));
-    out.fact(ctx.text(
-        format!("open model: /balance updates at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms from the intended send time, ≤ {:.0} % unanswered; a step that breaks it runs once more before it counts", SLO_ERRORS * 100.0),
-        format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа; ступень, нарушившая SLO, повторяется один раз", SLO_ERRORS * 100.0),
-    ));
-    out.grade = match knee {
-        Some(k) if broke.is_none() || k.rate >= 400.0 => Grade::Excellent,
-        Some(_) => Grade::Good,
-        None => Grade::NeedsOptimization,
-    };
-    if out.grade != Grade::Excellent {
-        out.recommend(ctx.text(
-            format!(
-                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
-            ),
-            format!(
-                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
-            ),
-        ));
     }
-    rig.stop().await;
-    Ok(())
 }
