@@ -12,8 +12,8 @@ pub struct InboxUpdate {
 /// Which unhandled updates a replica takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unhandled {
-    /// At start: its own (a previous run's) and any other replica's stale ones.
+    /// At start: its own (a previous run's) and other replicas' stale ones.
     MineAndStale,
-    /// While running: only stale ones (its own recent ones are being handled right now).
+    /// While running: only other replicas' stale ones (its own are being handled right now).
     StaleOnly,
 }

@@ -399,8 +399,17 @@ impl Store {
         dispatch!(self.mark_updates_handled(ids))
     }
 
-    /// Takes the updates to handle again for `owner`, oldest first: any left unhandled for
-    /// `stale_after` (a replica that is gone) and, with [`Unhandled::MineAndStale`], those
+    /// The inbox's heartbeat: `owner`'s unhandled updates count as received now, so while it
+    /// lives no other replica takes them over, however long their handling waits.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_unhandled_updates(&self, owner: &str) -> Result<u64, StoreError> {
+        dispatch!(self.renew_unhandled_updates(owner))
+    }
+
+    /// Takes the updates to handle again for `owner`, oldest first: other replicas' not renewed
+    /// for `stale_after` (a replica that is gone) and, with [`Unhandled::MineAndStale`], those
     /// `owner` recorded and did not handle (a previous run of this replica). A taken update
     /// counts as received now, so it is not taken again while its new owner handles it.
     ///

@@ -8,7 +8,9 @@
 //! when they are done (`Front::update_handled`, written in batches). At start, what this replica
 //! recorded and did not handle, and what any replica left unhandled for
 //! `FrontConfig::inbox_takeover_after` ([`STALE_AFTER`] by default), is handled first; while
-//! polling, a replica also takes over what another left unhandled that long (it was killed).
+//! polling, a replica also takes over what another left unhandled that long. A replica renews
+//! its own unhandled updates three times per that bound, so only a replica that stopped (was
+//! killed) loses them, never one whose handlers are slow.
 //! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
 //! command may answer twice.
 
@@ -37,6 +39,11 @@ const MARK_EVERY: Duration = Duration::from_millis(200);
 const KEEP_HANDLED: Duration = Duration::from_secs(86_400);
 /// Tries to record updates before they are passed on unrecorded (the database is down).
 const RECORD_TRIES: u32 = 3;
+/// A batch whose record takes longer than this (the database does not answer) gets its senders
+/// told that their messages are delayed, not lost.
+const NOTICE_AFTER: Duration = Duration::from_secs(2);
+/// …and from then on, who else writes is told this soon.
+const NOTICE_AGAIN: Duration = Duration::from_millis(500);
 /// Webhook updates recorded at once.
 const RECORD_CONCURRENCY: usize = 64;
 /// First and longest pause after a failed `getUpdates`.
@@ -298,7 +305,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                     continue;
                 };
                 let next = last.id.as_offset();
-                let fresh = record(&poll.front, updates).await;
+                let fresh = record_or_tell(&poll, updates).await;
                 // Only now may the next request confirm this batch.
                 poll.offset = Some(next);
                 if !fresh.is_empty() {
@@ -322,6 +329,64 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             }
         }
     }
+}
+
+/// Records `updates` as [`record`] does. While the database does not answer, every
+/// [`NOTICE_AFTER`] it looks at what waits at Telegram (a `getUpdates` at the same offset, which
+/// confirms nothing) and tells each sender once that their message is delayed, not lost:
+/// unconfirmed updates stay with Telegram, and are recorded and handled when the database is
+/// back.
+async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
+    let mut told = std::collections::HashSet::new();
+    let mut waiting = updates.clone();
+    let recording = record(&poll.front, updates);
+    tokio::pin!(recording);
+    loop {
+        // After the first notice, newcomers are told within half a second.
+        let pause = if told.is_empty() {
+            NOTICE_AFTER
+        } else {
+            NOTICE_AGAIN
+        };
+        tokio::select! {
+            fresh = &mut recording => return fresh,
+            () = tokio::time::sleep(pause) => {}
+        }
+        let mut peek = poll.front.bot().get_updates().timeout(0);
+        if let Some(offset) = poll.offset {
+            peek = peek.offset(offset);
+        }
+        if let Ok(more) = peek.send().await {
+            waiting.extend(more);
+        }
+        let before = told.len();
+        for update in waiting.drain(..) {
+            let (Some(chat), Some(user)) = (update.chat(), update.from()) else {
+                continue;
+            };
+            if told.insert(chat.id) {
+                tell_delayed(&poll.front, chat.id, user.language_code.as_deref());
+            }
+        }
+        if told.len() > before {
+            tracing::warn!(
+                told = told.len(),
+                "the database has not recorded a batch of updates for {NOTICE_AFTER:?} or more; their senders were told"
+            );
+        }
+    }
+}
+
+/// Tells a user, in the background, that their message is delayed, not lost.
+fn tell_delayed(front: &Front, chat: teloxide::types::ChatId, language: Option<&str>) {
+    let front = front.clone();
+    let lang = crate::texts::Lang::from_code(language);
+    tokio::spawn(async move {
+        let notice = front.bot().send_message(chat, crate::texts::delayed(lang));
+        if let Err(e) = crate::pacing::send(&front, chat, notice).await {
+            tracing::debug!(chat = chat.0, error = %e, "delay notice not sent");
+        }
+    });
 }
 
 /// Records `updates` in one transaction and returns those not seen before (an update Telegram
@@ -369,8 +434,12 @@ async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
     updates
 }
 
-/// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more.
+/// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more; and three times per
+/// takeover bound renews this replica's unhandled updates, so no other replica takes over what
+/// it is still handling (a handler waiting for Telegram's send budget, say).
 pub(crate) async fn keep_marking(front: Front, stop: CancellationToken) {
+    let renew_every = front.config().inbox_takeover_after / 3;
+    let mut renewed = tokio::time::Instant::now();
     loop {
         let stopping = tokio::select! {
             () = stop.cancelled() => true,
@@ -380,6 +449,13 @@ pub(crate) async fn keep_marking(front: Front, stop: CancellationToken) {
         if !handled.is_empty() {
             if let Err(e) = front.engine().store().mark_updates_handled(&handled).await {
                 tracing::warn!(error = %e, updates = handled.len(), "marking updates handled failed; they may be handled again after a crash");
+            }
+        }
+        if renewed.elapsed() >= renew_every {
+            renewed = tokio::time::Instant::now();
+            let owner = front.engine().replica_id();
+            if let Err(e) = front.engine().store().renew_unhandled_updates(owner).await {
+                tracing::warn!(error = %e, "renewing this replica's unhandled updates failed; another replica may take them over");
             }
         }
         if stopping {

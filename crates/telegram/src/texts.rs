@@ -220,6 +220,15 @@ pub(crate) fn slow_down(lang: Lang) -> String {
     )
 }
 
+/// Said once to each user who writes while the database does not answer.
+pub(crate) fn delayed(lang: Lang) -> String {
+    pick(
+        lang,
+        "⏳ I have a problem on my side right now. Your message is not lost: I will answer it as soon as I am back. No need to send it again.".into(),
+        "⏳ У меня сейчас неполадка. Ваше сообщение не потеряно: я отвечу на него, как только она устранится. Повторять его не нужно.".into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,18 @@ impl PgStore {
         Ok(done.rows_affected())
     }
 
+    pub(crate) async fn renew_unhandled_updates(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
+        let done = sqlx::query(
+            "UPDATE telegram_updates SET received_at = now()
+             WHERE handled_at IS NULL AND owner = $1",
+        )
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub(crate) async fn claim_unhandled_updates(
         &self,
         owner: &str,
@@ -57,7 +69,8 @@ impl PgStore {
              WHERE update_id IN (
                 SELECT update_id FROM telegram_updates
                 WHERE handled_at IS NULL
-                  AND (($4 AND owner = $1) OR received_at <= now() - make_interval(secs => $2))
+                  AND (($4 AND owner = $1)
+                       OR (owner <> $1 AND received_at <= now() - make_interval(secs => $2)))
                 ORDER BY update_id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING update_id, payload",
         )

@@ -49,6 +49,20 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn renew_unhandled_updates(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE telegram_updates SET received_at = ?2
+                         WHERE handled_at IS NULL AND owner = ?1",
+                    )?
+                    .execute(params![owner, millis(Utc::now())])? as u64)
+            })
+            .await
+    }
+
     pub(crate) async fn claim_unhandled_updates(
         &self,
         owner: &str,
@@ -65,7 +79,8 @@ impl SqliteStore {
                     "UPDATE telegram_updates SET owner = ?1, received_at = ?5
                      WHERE update_id IN (
                         SELECT update_id FROM telegram_updates
-                        WHERE handled_at IS NULL AND ((?4 AND owner = ?1) OR received_at <= ?2)
+                        WHERE handled_at IS NULL
+                          AND ((?4 AND owner = ?1) OR (owner <> ?1 AND received_at <= ?2))
                         ORDER BY update_id LIMIT ?3)
                      RETURNING update_id, payload",
                 )?;

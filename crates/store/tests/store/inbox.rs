@@ -84,7 +84,7 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
         [base + 1]
     );
     // Taken over, it counts as received now: not taken again while B handles it, and a running
-    // replica's sweep never takes its own recent updates.
+    // replica's sweep never takes its own updates, however old.
     assert!(
         ours(
             store
@@ -98,12 +98,36 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
     assert!(
         ours(
             store
-                .claim_unhandled_updates("b", Unhandled::StaleOnly, long, 100)
+                .claim_unhandled_updates("b", Unhandled::StaleOnly, Duration::ZERO, 100)
                 .await
                 .unwrap()
         )
         .is_empty(),
-        "a sweep took its own replica's fresh update"
+        "a sweep took its own replica's update"
+    );
+    // B's heartbeat keeps its update from C, however long the handling takes; once B stops
+    // renewing, C takes it.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    store.renew_unhandled_updates("b").await.unwrap();
+    assert!(
+        ours(
+            store
+                .claim_unhandled_updates("c", Unhandled::StaleOnly, Duration::from_millis(25), 100)
+                .await
+                .unwrap()
+        )
+        .is_empty(),
+        "a renewed update was taken over"
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        ours(
+            store
+                .claim_unhandled_updates("c", Unhandled::StaleOnly, Duration::from_millis(25), 100)
+                .await
+                .unwrap()
+        ),
+        [base + 1]
     );
     store.mark_updates_handled(&[base + 1]).await.unwrap();
 }

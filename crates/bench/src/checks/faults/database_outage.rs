@@ -115,7 +115,10 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
 
 fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     let mut out = TestOutcome::new(TestId::DatabaseOutage, ctx.lang);
-    let in_bound = m.settled.is_some() && m.recovery.is_some_and(|r| r <= RECOVERY_BOUND);
+    // Users who wrote during the outage must have heard something (the bot's "delayed, not
+    // lost" notice) rather than silence.
+    let heard = m.answers_during > 0 || m.unanswered_at_return == 0;
+    let in_bound = heard && m.settled.is_some() && m.recovery.is_some_and(|r| r <= RECOVERY_BOUND);
     out.grade = grade(&m.tally, &[], in_bound);
     out.metric("outage_s", m.window.1 - m.window.0)
         .metric("answers_during_outage", m.answers_during as f64)
@@ -126,14 +129,14 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     describe(&mut out, ctx, &m.tally, &[]);
     out.fact(ctx.text(
         format!(
-            "PostgreSQL blackholed from {:.0} s to {:.0} s of the load; {USERS} users, {PROMPTS_PER_S} prompts/s; recovery = from the database's return until every update is answered: {} (bound {} s)",
+            "PostgreSQL blackholed from {:.0} s to {:.0} s of the load; {USERS} users, {PROMPTS_PER_S} prompts/s; recovery = from the database's return until every update is answered: {} (bound {} s, and users who wrote during the outage hear something)",
             m.window.0,
             m.window.1,
             super::seconds(m.recovery, ctx),
             RECOVERY_BOUND.as_secs()
         ),
         format!(
-            "PostgreSQL в «чёрной дыре» с {:.0} по {:.0} с нагрузки; {USERS} пользователей, {PROMPTS_PER_S} запросов/с; восстановление = от возврата БД до ответа на каждое обновление: {} (граница {} с)",
+            "PostgreSQL в «чёрной дыре» с {:.0} по {:.0} с нагрузки; {USERS} пользователей, {PROMPTS_PER_S} запросов/с; восстановление = от возврата БД до ответа на каждое обновление: {} (граница {} с, и написавшие во время сбоя получают ответ)",
             m.window.0,
             m.window.1,
             super::seconds(m.recovery, ctx),
