@@ -391,6 +391,12 @@ async fn bench_faults_against_postgres_and_redis_runs_all_six() {
     for test in tests {
         assert_fault_survived(test);
     }
+    // Users who wrote while PostgreSQL did not answer were told their message is delayed.
+    let outage = tests.iter().find(|t| t["id"] == "database_outage").unwrap();
+    let told = outage["metrics"]["database_outage.answers_during_outage"]
+        .as_f64()
+        .unwrap();
+    assert!(told > 0.0, "silence during the database outage: {outage}");
     let failover = tests
         .iter()
         .find(|t| t["id"] == "replica_failover")
