@@ -144,7 +144,20 @@ async fn until(load: &Load, at_s: f64) {
 }
 
 /// Waits until `check` holds, polling every 50 ms; how long it took, `None` at `limit`.
-async fn time_until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+async fn time_until<F, Fut>(limit: Duration, check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    time_until_every(limit, Duration::from_millis(50), check).await
+}
+
+/// As [`time_until`], polling every `every`.
+async fn time_until_every<F, Fut>(
+    limit: Duration,
+    every: Duration,
+    mut check: F,
+) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -157,7 +170,7 @@ where
         if started.elapsed() >= limit {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -109,6 +109,21 @@ impl Load {
         }
     }
 
+    /// Every user sends a prompt now (a burst on top of the steady rate).
+    pub(crate) fn burst(&self) {
+        for (n, user) in self.users.iter().enumerate() {
+            let k = {
+                let mut sent = self.prompts.lock();
+                sent[n] += 1;
+                sent[n]
+            };
+            user.send_text(&format!(
+                "fault test: a lighthouse, prompt {k} of user {}",
+                user.id()
+            ));
+        }
+    }
+
     /// Seconds since the load started.
     pub(crate) fn now_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()

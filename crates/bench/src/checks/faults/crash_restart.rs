@@ -18,6 +18,8 @@ use crate::outcome::{TestId, TestOutcome};
 const RECOVERY_BOUND: Duration = Duration::from_secs(5);
 const USERS: u32 = 30;
 const PROMPTS_PER_S: f64 = 6.0;
+/// Prompts per user in the burst before each kill.
+const BURST_ROUNDS: usize = 3;
 
 struct Measured {
     tally: Tally,
@@ -80,6 +82,17 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
     let mut recoveries = Vec::new();
     for &at in &moments {
         until(&load, at).await;
+        // The most exposed moment: a burst the bot has just fetched from Telegram (and
+        // confirmed with its next poll) but not yet turned into jobs.
+        for _ in 0..BURST_ROUNDS {
+            load.burst();
+        }
+        let sent = stage.telegram.stats().updates_sent;
+        let _ =
+            super::time_until_every(Duration::from_secs(5), Duration::from_millis(2), || async {
+                stage.telegram.stats().updates_delivered >= sent
+            })
+            .await;
         bot.kill().await;
         let answered = stage.telegram.stats().answer_latencies.len();
         let spawned = Instant::now();
@@ -132,12 +145,12 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
         .collect();
     out.fact(ctx.text(
         format!(
-            "{USERS} users, {PROMPTS_PER_S} prompts/s; SIGKILL at (load time → spawn to first answer): {}; {}",
+            "{USERS} users, {PROMPTS_PER_S} prompts/s; at each kill a burst of {BURST_ROUNDS} prompts per user, SIGKILL as soon as the bot has fetched it; kills at (load time → spawn to first answer): {}; {}",
             moments.join(", "),
             m.database
         ),
         format!(
-            "{USERS} пользователей, {PROMPTS_PER_S} запросов/с; SIGKILL в (время нагрузки → от запуска до первого ответа): {}; {}",
+            "{USERS} пользователей, {PROMPTS_PER_S} запросов/с; перед каждым SIGKILL — всплеск по {BURST_ROUNDS} запроса от каждого пользователя, убийство сразу после того, как бот его забрал; моменты (время нагрузки → от запуска до первого ответа): {}; {}",
             moments.join(", "),
             m.database
         ),
