@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::faults::audit::Tally;
 use crate::faults::load::Load;
+use crate::faults::stage::{Stage, StageSpec};
 use crate::faults::FaultError;
 use crate::grade::Grade;
 use crate::outcome::{Line, Scale, Series, TestId, TestOutcome};
@@ -40,6 +41,40 @@ fn program(id: TestId, ctx: &Context) -> Result<PathBuf, Box<TestOutcome>> {
             ),
         ))
     })
+}
+
+/// A fault test's measurement on its stage, boxed so [`on_stage`] can take any of them.
+type Measure<M> = for<'a> fn(
+    &'a Context,
+    &'a Stage,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<M, FaultError>> + Send + 'a>,
+>;
+
+/// What every fault test does around its measurement: find the program, set the stage up,
+/// measure, take the stage down (whatever the measurement did), then describe the run or say
+/// why it could not run.
+async fn on_stage<M>(
+    id: TestId,
+    ctx: &Context,
+    spec: StageSpec,
+    measure: Measure<M>,
+    describe_run: fn(&Context, &M) -> TestOutcome,
+) -> TestOutcome {
+    let program = match program(id, ctx) {
+        Ok(program) => program,
+        Err(outcome) => return *outcome,
+    };
+    let stage = match Stage::open(ctx, program, spec).await {
+        Ok(stage) => stage,
+        Err(e) => return could_not_run(id, ctx, &e),
+    };
+    let measured = measure(ctx, &stage).await;
+    stage.close().await;
+    match measured {
+        Ok(measured) => describe_run(ctx, &measured),
+        Err(e) => could_not_run(id, ctx, &e),
+    }
 }
 
 /// A test whose stage or bot could not be brought up: graded as failing, with the reason.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use genbot_mocks::replicate::ReplicateMockConfig;
 use rand::Rng;
 
-use super::{could_not_run, describe, grade, program, settle_limit, timeline, until};
+use super::{describe, grade, on_stage, settle_limit, timeline, until};
 use crate::context::Context;
 use crate::faults::audit::{self, Tally};
 use crate::faults::load::Load;
@@ -33,20 +33,14 @@ struct Measured {
 
 pub async fn run(ctx: &Context) -> TestOutcome {
     let id = TestId::CrashRestart;
-    let program = match program(id, ctx) {
-        Ok(program) => program,
-        Err(outcome) => return *outcome,
-    };
-    let stage = match Stage::open(ctx, program, spec()).await {
-        Ok(stage) => stage,
-        Err(e) => return could_not_run(id, ctx, &e),
-    };
-    let measured = measure(ctx, &stage).await;
-    stage.close().await;
-    match measured {
-        Ok(measured) => describe_run(ctx, &measured),
-        Err(e) => could_not_run(id, ctx, &e),
-    }
+    on_stage(
+        id,
+        ctx,
+        spec(),
+        |ctx, stage| Box::pin(measure(ctx, stage)),
+        describe_run,
+    )
+    .await
 }
 
 fn spec() -> StageSpec {

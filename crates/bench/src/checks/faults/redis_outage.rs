@@ -9,7 +9,7 @@ use genbot_mocks::fault_proxy::Fault;
 use genbot_mocks::replicate::ReplicateMockConfig;
 use genbot_store::UserId;
 
-use super::{could_not_run, describe, grade, program, settle_limit, timeline, until};
+use super::{describe, grade, on_stage, settle_limit, timeline, until};
 use crate::context::Context;
 use crate::faults::audit::{self, Tally};
 use crate::faults::load::Load;
@@ -49,10 +49,6 @@ pub async fn run(ctx: &Context) -> TestOutcome {
             ),
         );
     }
-    let program = match program(id, ctx) {
-        Ok(program) => program,
-        Err(outcome) => return *outcome,
-    };
     let spec = StageSpec {
         redis: true,
         replicate: ReplicateMockConfig {
@@ -61,16 +57,14 @@ pub async fn run(ctx: &Context) -> TestOutcome {
         },
         ..StageSpec::default()
     };
-    let stage = match Stage::open(ctx, program, spec).await {
-        Ok(stage) => stage,
-        Err(e) => return could_not_run(id, ctx, &e),
-    };
-    let measured = measure(ctx, &stage).await;
-    stage.close().await;
-    match measured {
-        Ok(measured) => describe_run(ctx, &measured),
-        Err(e) => could_not_run(id, ctx, &e),
-    }
+    on_stage(
+        id,
+        ctx,
+        spec,
+        |ctx, stage| Box::pin(measure(ctx, stage)),
+        describe_run,
+    )
+    .await
 }
 
 async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {

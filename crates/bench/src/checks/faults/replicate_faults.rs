@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use genbot_mocks::replicate::{LostResponse, ReplicateMockConfig, ScriptedFault};
 
-use super::{could_not_run, describe, grade, program, settle_limit, timeline, until};
+use super::{describe, grade, on_stage, settle_limit, timeline, until};
 use crate::context::Context;
 use crate::faults::audit::{self, Tally};
 use crate::faults::load::Load;
@@ -44,10 +44,6 @@ struct Script {
 
 pub async fn run(ctx: &Context) -> TestOutcome {
     let id = TestId::ReplicateFaults;
-    let program = match program(id, ctx) {
-        Ok(program) => program,
-        Err(outcome) => return *outcome,
-    };
     let spec = StageSpec {
         redis: true,
         replicate: ReplicateMockConfig {
@@ -60,16 +56,14 @@ pub async fn run(ctx: &Context) -> TestOutcome {
         ],
         ..StageSpec::default()
     };
-    let stage = match Stage::open(ctx, program, spec).await {
-        Ok(stage) => stage,
-        Err(e) => return could_not_run(id, ctx, &e),
-    };
-    let measured = measure(ctx, &stage).await;
-    stage.close().await;
-    match measured {
-        Ok(measured) => describe_run(ctx, &measured),
-        Err(e) => could_not_run(id, ctx, &e),
-    }
+    on_stage(
+        id,
+        ctx,
+        spec,
+        |ctx, stage| Box::pin(measure(ctx, stage)),
+        describe_run,
+    )
+    .await
 }
 
 /// The answers the next creations get: a 429 burst, then of every ten creations three 5xx,
