@@ -2,6 +2,7 @@
 //! graded [`crate::outcome::TestOutcome`]; none of them fails the run by erroring: a test that
 //! cannot run says why and is graded NEEDS OPTIMIZATION.
 
+pub mod blackbox;
 pub mod cache_settings;
 pub mod concurrent_users;
 pub mod faults;

@@ -36,6 +36,9 @@ pub struct Context {
     /// The `genbot` executable the fault tests start as `genbot serve` (the running binary);
     /// `None` where there is none (then those tests say they were not run).
     pub bot_program: Option<std::path::PathBuf>,
+    /// `--bot-cmd` / `--attach`: the bot under test is this black box, measured from outside;
+    /// `None` for genbot's own parts in-process.
+    pub blackbox: Option<crate::blackbox::BlackBox>,
 }
 
 impl Context {

@@ -6,8 +6,10 @@
 //! from id 1,000,000 up, always removed) and the storage measurements ([`measure`]: DB read,
 //! DB write, cache). The suite uses only the public APIs the bot uses.
 
+pub mod blackbox;
 mod bot_rig;
 pub mod checks;
+pub mod compare;
 pub mod context;
 pub mod cpu;
 mod faults;

@@ -194,6 +194,9 @@ async fn run_one(
     ctx: &Context,
     pending_memory_under_load: &mut Option<TestOutcome>,
 ) -> TestOutcome {
+    if let Some(bot) = &ctx.blackbox {
+        return checks::blackbox::run(test, ctx, bot, pending_memory_under_load).await;
+    }
     match test {
         TestId::DbRead => checks::storage::db_read(ctx).await,
         TestId::Cache => checks::storage::cache(ctx).await,

@@ -89,10 +89,13 @@ pub(crate) enum ReportFormat {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<BenchCommand>,
     /// Which tests to run.
-    #[arg(value_enum)]
-    pub(crate) suite: BenchSuite,
+    #[arg(value_enum, required = true)]
+    pub(crate) suite: Option<BenchSuite>,
     /// Shorter measurements (about a minute for `all`), for CI and a first look.
     #[arg(long)]
     pub(crate) quick: bool,
@@ -140,6 +143,52 @@ pub(crate) struct BenchArgs {
     /// No progress output (CI).
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Test any Telegram bot as a black box: start it with this shell command, with
+    /// TELEGRAM_API_URL, TELEGRAM_BOT_TOKEN, REPLICATE_API_URL and REPLICATE_API_TOKEN pointing
+    /// at the suite's mocks; stopped with SIGTERM (SIGKILL after a grace period) at the end.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "attach")]
+    pub(crate) bot_cmd: Option<String>,
+    /// With --bot-cmd: the command the queue test restarts the bot with (default: --bot-cmd).
+    #[arg(long, value_name = "COMMAND", requires = "bot_cmd")]
+    pub(crate) restart_cmd: Option<String>,
+    /// Test a bot you start by hand: print the variables to set, then wait up to 5 minutes for
+    /// it to poll or set a webhook.
+    #[arg(long)]
+    pub(crate) attach: bool,
+    /// With --bot-cmd or --attach: the conversation to simulate and the limits the bot claims
+    /// (TOML; default: genbot's own flow, and the limits genbot's settings give).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) scenario: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Compare two runs' JSON reports metric by metric (two builds, or two bots); exit 1 when
+    /// a metric regressed beyond --max-regression and beyond run-to-run noise.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompareArgs {
+    /// The earlier run's JSON report (e.g. reports/readiness_report.json).
+    pub(crate) old: std::path::PathBuf,
+    /// The later run's JSON report of the same kind.
+    pub(crate) new: std::path::PathBuf,
+    /// Largest regression allowed, in percent of the old value.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_percent)]
+    pub(crate) max_regression: f64,
+    /// Where to write comparison.html (default: the directory of NEW).
+    #[arg(long)]
+    pub(crate) out: Option<std::path::PathBuf>,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1000.0).contains(&value) => Ok(value),
+        _ => Err(format!(
+            "{text:?} is not a percentage from 0 to 1000 (e.g. 10 for 10 %)"
+        )),
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -53,7 +53,19 @@ impl ReplicateMock {
 
     /// What the mock has seen so far.
     pub fn stats(&self) -> ReplicateMockStats {
-        self.state.stats()
+        self.state.stats_since(std::time::Duration::ZERO)
+    }
+
+    /// Now, on the mock's clock: pass it to [`ReplicateMock::stats_since`] to see only what
+    /// happens from here on (one check of several against the same mock).
+    pub fn mark(&self) -> std::time::Duration {
+        self.state.mark()
+    }
+
+    /// Stats of the predictions created since `mark` (creation times stay on the mock's clock;
+    /// the counters of polls, throttles and downloads are since the start).
+    pub fn stats_since(&self, mark: std::time::Duration) -> ReplicateMockStats {
+        self.state.stats_since(mark)
     }
 
     /// The webhook signing secret (`whsec_…`), as `GET /v1/webhooks/default/secret` answers.

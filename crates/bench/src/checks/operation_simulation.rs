@@ -216,7 +216,7 @@ async fn measure(
 
 /// Completions per second between the 10th and the 90th percentile of finish times (seconds
 /// since the start, in order): the rate once the pipeline is full and before it drains.
-fn steady_rate(finished_at: &[f64]) -> Option<f64> {
+pub(crate) fn steady_rate(finished_at: &[f64]) -> Option<f64> {
     let n = finished_at.len();
     if n < 10 {
         return None;

@@ -35,6 +35,8 @@ pub fn render(view: &View<'_>) -> serde_json::Value {
         "started_at": report.started_at,
         "duration_s": report.duration_s,
         "quick": report.quick,
+        // Runs merged into this report; `bench compare` narrows its noise bands by √repeats.
+        "repeats": 1,
         "environment": env,
         "tests": tests,
     });

@@ -25,6 +25,9 @@ pub struct Environment {
     pub cpus: usize,
     pub replicate: String,
     pub version: String,
+    /// The bot measured from outside (`--bot-cmd` / `--attach`): its name, how it was started
+    /// and how it stopped; `None` for genbot's own parts in-process.
+    pub bot: Option<String>,
 }
 
 /// Which files besides the text reports.
@@ -187,8 +190,12 @@ pub(crate) fn run_line(report: &SuiteReport, env: &Environment, lang: Lang) -> S
         Lang::En => [" · quick", "db", "cache", "replicate", "CPUs"],
         Lang::Ru => [" · быстрый", "БД", "кэш", "replicate", "CPU"],
     };
+    let bot = env.bot.as_ref().map_or_else(String::new, |bot| match lang {
+        Lang::En => format!(" · bot under test: {bot}"),
+        Lang::Ru => format!(" · тестируемый бот: {bot}"),
+    });
     format!(
-        "{} · {:.1} s{} · {db}: {} · {cache}: {} · {replicate}: {} · {} {cpus} · genbot {}",
+        "{} · {:.1} s{} · {db}: {} · {cache}: {} · {replicate}: {} · {} {cpus} · genbot {}{bot}",
         report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         report.duration_s,
         if report.quick { quick } else { "" },
@@ -411,6 +418,7 @@ mod tests {
             cpus: 2,
             replicate: "mock".into(),
             version: "0".into(),
+            bot: None,
         }
     }
 

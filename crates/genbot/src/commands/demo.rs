@@ -146,6 +146,9 @@ fn print_chat(user: &SimUser) {
         match entry {
             Entry::UserText(text) => println!("  user › {text}"),
             Entry::UserPressed(data) => println!("  user ⏵ pressed [{data}]"),
+            Entry::UserPhoto { caption } => {
+                println!("  user ▣ photo {}", caption.unwrap_or_default())
+            }
             Entry::BotText {
                 text,
                 buttons,

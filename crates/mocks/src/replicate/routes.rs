@@ -292,5 +292,5 @@ async fn webhook_secret(State(state): State<Shared>, headers: HeaderMap) -> Resp
 }
 
 async fn stats(State(state): State<Shared>) -> Response {
-    Json(state.stats()).into_response()
+    Json(state.stats_since(Duration::ZERO)).into_response()
 }

@@ -120,6 +120,10 @@ pub struct ReplicateMockStats {
     pub running_now: u64,
     /// Predictions by status now (`starting`, `processing`, `succeeded`, `failed`, `canceled`).
     pub by_status: BTreeMap<String, u64>,
+    /// Predictions created per model (`owner/name`, or the version id when created by version).
+    pub models: BTreeMap<String, u64>,
+    /// Each prediction's `input.prompt` (empty if none), in creation order.
+    pub prompts: Vec<String>,
     /// Creations answered 429 by the server-side rate limit or a script.
     pub throttled: u64,
     /// Creations answered with a scripted error status.
@@ -397,14 +401,25 @@ impl MockState {
         }
     }
 
-    pub(super) fn stats(&self) -> ReplicateMockStats {
+    /// Time on the mock's clock: what [`MockState::stats_since`] takes.
+    pub(super) fn mark(&self) -> Duration {
+        self.now()
+    }
+
+    /// Stats of the predictions created at or after `mark` (counters are since the start).
+    pub(super) fn stats_since(&self, mark: Duration) -> ReplicateMockStats {
         let now = self.now();
         let predictions = self.predictions.lock();
         let mut by_status = BTreeMap::new();
+        let mut models = BTreeMap::new();
+        let mut prompts = Vec::new();
         let mut events = Vec::with_capacity(predictions.len() * 2);
         let mut creation_times = Vec::with_capacity(predictions.len());
         let mut running_now = 0;
-        for p in predictions.values() {
+        for p in predictions.values().filter(|p| p.created >= mark) {
+            *models.entry(p.model.clone()).or_insert(0) += 1;
+            let prompt = p.input.get("prompt").and_then(Value::as_str).unwrap_or_default();
+            prompts.push((p.created, prompt.to_owned()));
             let phase = p.phase(now);
             *by_status.entry(phase.as_str().to_owned()).or_insert(0) += 1;
             if matches!(phase, Phase::Starting | Phase::Processing) {
@@ -417,6 +432,7 @@ impl MockState {
         }
         drop(predictions);
         creation_times.sort_by(f64::total_cmp);
+        prompts.sort_by_key(|(created, _)| *created);
         events.sort();
         let (mut running, mut max_running) = (0i64, 0i64);
         for (_, delta) in events {
@@ -430,6 +446,8 @@ impl MockState {
             max_running: max_running.max(0) as u64,
             running_now,
             by_status,
+            models,
+            prompts: prompts.into_iter().map(|(_, prompt)| prompt).collect(),
             throttled: counters.throttled,
             faults: counters.faults,
             polls: counters.polls,

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Semaphore};
@@ -25,6 +25,7 @@ const WEBHOOK_CONNECTIONS: usize = 40;
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/{bot}/{method}", post(call).get(call))
+        .route("/file/{bot}/{*path}", get(download))
         .with_state(state)
 }
 
@@ -136,6 +137,7 @@ async fn call(
                 _ => error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
             }
         }
+        "getfile" => get_file(&params),
         "setmycommands" | "deletemycommands" | "close" | "logout" => ok(json!(true)),
         "getmycommands" => ok(json!([])),
         _ => error(404, "Not Found"),
@@ -259,6 +261,31 @@ fn buttons(params: &Params) -> Option<Vec<(String, String)>> {
             })
             .collect(),
     )
+}
+
+/// `getFile` for a photo a simulated user sent: its path under `/file/bot<token>/`.
+fn get_file(params: &Params) -> Response {
+    match text(params, "file_id") {
+        Some(id) if id.starts_with(super::state::USER_PHOTO_PREFIX) => ok(json!({
+            "file_id": id,
+            "file_unique_id": format!("u{id}"),
+            "file_size": crate::png::TINY_PNG.len(),
+            "file_path": format!("photos/{id}.png"),
+        })),
+        _ => error(400, "Bad Request: invalid file_id"),
+    }
+}
+
+/// The bytes behind a `getFile` path, as `https://api.telegram.org/file/bot<token>/<path>`.
+async fn download(Path((bot, path)): Path<(String, String)>) -> Response {
+    if !bot.starts_with("bot") || !path.starts_with("photos/") {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "image/png")],
+        crate::png::TINY_PNG,
+    )
+        .into_response()
 }
 
 async fn get_updates(state: &Shared, params: &Params) -> Response {

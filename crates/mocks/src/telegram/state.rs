@@ -22,6 +22,8 @@ pub enum Entry {
     UserText(String),
     /// The user pressed an inline button carrying this callback data.
     UserPressed(String),
+    /// The user sent a photo (the mock's 1×1 PNG, fetchable with `getFile`), with this caption.
+    UserPhoto { caption: Option<String> },
     /// The bot sent a text; `edits` counts later `editMessageText` calls on it.
     BotText {
         message_id: i64,
@@ -42,6 +44,9 @@ pub enum Entry {
     /// The bot answered a button press.
     CallbackAnswered(Option<String>),
 }
+
+/// `file_id`s of the photos simulated users send start with this (`getFile` knows them).
+pub(super) const USER_PHOTO_PREFIX: &str = "userphoto";
 
 /// What the mock has counted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -135,6 +140,8 @@ pub struct Sent {
     pub message_id: i64,
     /// `true` for `editMessageText`, `false` for a new message (text or photo).
     pub edit: bool,
+    /// `true` for a photo.
+    pub photo: bool,
 }
 
 fn unix_now() -> i64 {
@@ -309,6 +316,30 @@ impl BotState {
         })
     }
 
+    pub(super) fn photo_update(&self, chat_id: i64, caption: Option<&str>) -> Option<i64> {
+        let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry::UserPhoto {
+            caption: caption.map(str::to_owned),
+        };
+        self.user_update(chat_id, entry, |update_id, chat| {
+            let mut message = json!({
+                "message_id": message_id,
+                "from": Self::user_json(chat_id, chat),
+                "chat": Self::chat_json(chat_id, chat),
+                "date": unix_now(),
+                "photo": [{
+                    "file_id": format!("{USER_PHOTO_PREFIX}{update_id}"),
+                    "file_unique_id": format!("uu{update_id}"),
+                    "width": 1, "height": 1, "file_size": crate::png::TINY_PNG.len(),
+                }],
+            });
+            if let Some(caption) = caption {
+                message["caption"] = json!(caption);
+            }
+            json!({ "message": message })
+        })
+    }
+
     pub(super) fn press_update(&self, chat_id: i64, message_id: i64, data: &str) -> Option<i64> {
         let message = self.with_chat(chat_id, |chat| {
             chat.transcript.iter().find_map(|e| match e {
@@ -407,6 +438,7 @@ impl BotState {
                         chat: chat_id,
                         message_id,
                         edit: false,
+                        photo: matches!(entry, Entry::BotPhoto { .. }),
                     });
                 }
                 chat.transcript.push(entry);
@@ -472,6 +504,7 @@ impl BotState {
                 chat: chat_id,
                 message_id,
                 edit: true,
+                photo: false,
             });
             // An edit is progress on an earlier answer, not an answer to a new update.
             if let Some(notify) = self.with_chat(chat_id, |chat| chat.changed.clone()) {

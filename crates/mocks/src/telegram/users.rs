@@ -36,6 +36,14 @@ impl SimUser {
         self.state.text_update(self.id, text).unwrap_or_default()
     }
 
+    /// Sends a photo (a 1×1 PNG the bot can fetch with `getFile`) with an optional caption;
+    /// returns its update id.
+    pub fn send_photo(&self, caption: Option<&str>) -> i64 {
+        self.state
+            .photo_update(self.id, caption)
+            .unwrap_or_default()
+    }
+
     /// Presses the inline button with `data` under the bot's message `message_id`; `None` when
     /// the chat has no such message.
     pub fn press(&self, message_id: i64, data: &str) -> Option<i64> {

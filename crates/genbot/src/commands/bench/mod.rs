@@ -17,11 +17,13 @@ use genbot_bench::suite::{self, Suite, SuiteReport};
 use genbot_bench::target::{Target, TargetError};
 use genbot_config::{DatabaseUrl, RedactedUrl, Settings};
 
+mod blackbox;
+mod compare;
 mod progress;
 
 use progress::{Display, Terminal};
 
-use crate::cli::{BenchArgs, BenchSuite, ReportFormat, ReportLang};
+use crate::cli::{BenchArgs, BenchCommand, BenchSuite, ReportFormat, ReportLang};
 use crate::UsageError;
 
 /// Exit code when readiness is below `--fail-under`.
@@ -34,6 +36,8 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// The run the arguments ask for, validated.
 struct Plan {
     suite: Suite,
+    /// `--bot-cmd` or `--attach`: another bot, measured from outside.
+    black_box: bool,
     lang: Lang,
     thresholds: Thresholds,
     database: Option<DatabaseUrl>,
@@ -44,13 +48,26 @@ struct Plan {
 }
 
 pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchCommand::Compare(compare)) = &args.command {
+        return compare::run(compare);
+    }
     let plan = plan(&settings, &args)?;
     report::prepare(&args.out).map_err(|e| UsageError(e.to_string()))?;
+    let blackbox = match blackbox::open(&settings, &plan, &args).await {
+        Ok(blackbox) => blackbox,
+        Err(e) => {
+            eprintln!("genbot: {e}");
+            return Ok(ExitCode::from(EXIT_UNREACHABLE));
+        }
+    };
     let target = match open_target(&settings, &plan).await? {
         Ok(target) => target,
         Err(code) => return Ok(code),
     };
-    let env = environment(&settings, &args, &plan, &target);
+    let mut env = environment(&settings, &args, &plan, &target);
+    if let Some(bot) = &blackbox {
+        blackbox::describe_in(&mut env, bot, &plan);
+    }
     // From here on test users may exist: Ctrl-C or SIGTERM must not kill the process before
     // they go.
     let interrupted = crate::commands::mock::shutdown_signal();
@@ -67,7 +84,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
             return Err(anyhow::Error::new(e).context("Failed to create test users"));
         }
     };
-    let ctx = context(settings, &args, &plan, target, seeded);
+    let ctx = context(settings, &args, &plan, target, seeded, blackbox);
     let progress = Terminal::new(
         Display::detect(args.quiet),
         plan.lang,
@@ -90,6 +107,9 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
     let report = report.map_err(|_| {
         anyhow::anyhow!("a test crashed (its message is above); the test users were removed")
     })?;
+    if let Some(bot) = &ctx.blackbox {
+        blackbox::stop_and_record(bot, &mut env, plan.lang).await;
+    }
     let written = write_reports(&args, &report, &env, plan.lang)?;
     if !args.quiet {
         progress.summary(&report.tests);
@@ -137,13 +157,31 @@ fn plan(settings: &Settings, args: &BenchArgs) -> anyhow::Result<Plan> {
         None => settings.redis_url.clone(),
     };
     let quick = args.quick;
+    let Some(suite) = args.suite else {
+        return Err(UsageError(
+            "name a suite (performance, generation-settings, faults, all) or `compare`".into(),
+        )
+        .into());
+    };
+    let black_box = args.bot_cmd.is_some() || args.attach;
+    if args.scenario.is_some() && !black_box {
+        return Err(UsageError(
+            "--scenario describes another bot's conversation: give it with --bot-cmd or --attach"
+                .into(),
+        )
+        .into());
+    }
+    if args.bot_cmd.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(UsageError("--bot-cmd is empty: give the command that starts the bot".into()).into());
+    }
     Ok(Plan {
-        suite: match args.suite {
+        suite: match suite {
             BenchSuite::Performance => Suite::Performance,
             BenchSuite::GenerationSettings => Suite::GenerationSettings,
             BenchSuite::Faults => Suite::Faults,
             BenchSuite::All => Suite::All,
         },
+        black_box,
         lang: match args.lang {
             ReportLang::En => Lang::En,
             ReportLang::Ru => Lang::Ru,
@@ -153,7 +191,13 @@ fn plan(settings: &Settings, args: &BenchArgs) -> anyhow::Result<Plan> {
         redis,
         quick,
         duration: Duration::from_secs(args.duration.unwrap_or(if quick { 2 } else { 10 })),
-        seed_count: if quick { 10_000 } else { 50_000 },
+        // A black-box bot has its own users; the suite's target only seeds when it measures
+        // a database (--database-url).
+        seed_count: match (black_box, args.database_url.is_some(), quick) {
+            (true, false, _) => 0,
+            (_, _, true) => 10_000,
+            (_, _, false) => 50_000,
+        },
     })
 }
 
@@ -220,6 +264,7 @@ fn environment(settings: &Settings, args: &BenchArgs, plan: &Plan, target: &Targ
             (false, Lang::Ru) => "мок в процессе".into(),
         },
         version: env!("CARGO_PKG_VERSION").into(),
+        bot: None,
     }
 }
 
@@ -230,6 +275,7 @@ fn context(
     plan: &Plan,
     target: Target,
     seeded: std::ops::Range<i64>,
+    blackbox: Option<genbot_bench::blackbox::BlackBox>,
 ) -> Context {
     // The settings under test name the Redis the run actually uses (--redis-url wins).
     settings.redis_url = plan.redis.clone();
@@ -239,9 +285,14 @@ fn context(
         thresholds: plan.thresholds,
         lang: plan.lang,
         quick: plan.quick,
-        users: args
-            .users
-            .unwrap_or(if plan.quick { 1_000 } else { 10_000 }),
+        // A black-box bot paces its sends as Telegram requires (about 30 a second): a crowd
+        // of thousands would measure that pacing, not the bot.
+        users: args.users.unwrap_or(match (plan.black_box, plan.quick) {
+            (true, true) => 100,
+            (true, false) => 500,
+            (false, true) => 1_000,
+            (false, false) => 10_000,
+        }),
         duration: plan.duration,
         target,
         seeded,
@@ -250,6 +301,7 @@ fn context(
         database_url: plan.database.clone(),
         // The fault tests start this very binary as `genbot serve`.
         bot_program: std::env::current_exe().ok(),
+        blackbox,
     }
 }
 

@@ -1,0 +1,117 @@
+//! Concurrent users against a black-box bot: U simulated users each walk the scenario's steps
+//! with its think times. Success = every expectation met in time; latency = update → the bot's
+//! first answer, as the Bot API mock saw it. A failed session is named: step, user, what came.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::blackbox::{session, BlackBox, StepFailure};
+use crate::context::Context;
+use crate::grade::{Grade, Lang};
+use crate::histogram::Latencies;
+use crate::outcome::{TestId, TestOutcome};
+use crate::timeline;
+
+/// Users start their sessions at this rate.
+const ARRIVALS_PER_SEC: f64 = 200.0;
+/// The SLO for answers that are not images.
+const P99_TARGET_MS: f64 = 100.0;
+
+pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutcome {
+    let mut out = TestOutcome::new(TestId::ConcurrentUsers, ctx.lang);
+    let count = ctx.users.max(1);
+    let users = bot.users(count, None);
+    let failures: Arc<Mutex<Vec<StepFailure>>> = Arc::default();
+    let from = bot.telegram.stats().answer_latencies.len();
+    let stop_sampling = CancellationToken::new();
+    let sampler = timeline::sample(
+        bot.telegram.answers(),
+        Duration::from_millis(if ctx.quick { 250 } else { 1000 }),
+        stop_sampling.clone(),
+    );
+    let started = Instant::now();
+    let mut sessions = Vec::with_capacity(users.len());
+    for (n, user) in users.into_iter().enumerate() {
+        let failures = failures.clone();
+        let scenario = bot.scenario.clone();
+        sessions.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 / ARRIVALS_PER_SEC)).await;
+            if let Err(failure) = session(&user, &scenario, n as u64).await {
+                failures.lock().push(failure);
+            }
+        }));
+    }
+    for running in sessions {
+        let _ = running.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop_sampling.cancel();
+    let windows = sampler.await.unwrap_or_default();
+    for series in timeline::series(
+        &windows,
+        ctx.lang,
+        &ctx.text("seconds since the first user", "секунды от первого пользователя"),
+        &ctx.text("Concurrent users", "Одновременные пользователи"),
+    ) {
+        out.series(series);
+    }
+    let latencies_seen = bot.telegram.answers().latencies_since(from);
+    let mut latencies = Latencies::new();
+    for latency in &latencies_seen {
+        latencies.record(*latency);
+    }
+    let summary = latencies.summary();
+    let failures = std::mem::take(&mut *failures.lock());
+    let success = (f64::from(count) - failures.len() as f64) / f64::from(count);
+    out.metric("users", f64::from(count))
+        .metric("success_rate", success)
+        .metric("updates_per_s", latencies_seen.len() as f64 / elapsed)
+        .metric("p50_ms", summary.p50_ms)
+        .metric("p95_ms", summary.p95_ms)
+        .metric("p99_ms", summary.p99_ms)
+        .metric("max_ms", summary.max_ms);
+    let steps = bot.scenario.steps.len();
+    out.fact(ctx.text(
+        format!("{count} users arriving at {ARRIVALS_PER_SEC} per second, each walking the scenario's {steps} steps, against {} (black box); p99 target for answers {P99_TARGET_MS} ms", bot.scenario.name),
+        format!("{count} пользователей (прибывают по {ARRIVALS_PER_SEC} в секунду), каждый проходит {steps} шагов сценария, бот {} (чёрный ящик); цель p99 для ответов {P99_TARGET_MS} мс", bot.scenario.name),
+    ));
+    out.grade = ctx.thresholds.success(success);
+    if summary.p99_ms > P99_TARGET_MS && out.grade == Grade::Excellent {
+        out.grade = Grade::Good;
+    }
+    describe_failures(ctx, &failures, &mut out);
+    if out.grade != Grade::Excellent && failures.is_empty() {
+        out.recommend(ctx.text(
+            format!("p99 {:.0} ms for answers: keep handlers non-blocking (no synchronous HTTP or database calls on the event loop).", summary.p99_ms),
+            format!("p99 ответов {:.0} мс: не блокируйте обработчики (никаких синхронных HTTP-запросов и обращений к базе в цикле событий).", summary.p99_ms),
+        ));
+    }
+    out
+}
+
+/// The first few failed sessions, grouped by step: which step, which user, what came instead.
+pub(super) fn describe_failures(ctx: &Context, failures: &[StepFailure], out: &mut TestOutcome) {
+    if failures.is_empty() {
+        return;
+    }
+    let mut by_step = std::collections::BTreeMap::<usize, usize>::new();
+    for failure in failures {
+        *by_step.entry(failure.step).or_default() += 1;
+    }
+    let counts = by_step
+        .iter()
+        .map(|(step, n)| ctx.text(format!("step {step}: {n}"), format!("шаг {step}: {n}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.metric("failed_sessions", failures.len() as f64);
+    out.recommend(ctx.text(
+        format!("{} sessions failed ({counts}); first: {}", failures.len(), failures[0].describe(true)),
+        format!("{} сессий не завершились ({counts}); первая: {}", failures.len(), failures[0].describe(false)),
+    ));
+    for failure in failures.iter().skip(1).take(2) {
+        out.fact(failure.describe(ctx.lang == Lang::En));
+    }
+}
