@@ -58,6 +58,10 @@ pub(crate) struct ServeArgs {
     /// Credits a new user starts with.
     #[arg(long, default_value_t = 10)]
     pub(crate) initial_credits: i64,
+    /// Test only: every message handler waits this long first (a deliberately slowed build,
+    /// for showing that `bench compare` catches a regression).
+    #[arg(long, hide = true, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub(crate) test_slow_handlers_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

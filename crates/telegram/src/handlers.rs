@@ -39,6 +39,10 @@ fn update_id(update: &Update) -> i64 {
 
 async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult {
     let started = Instant::now();
+    let delay = front.config().handler_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let result = handle_message(&front, &msg, update_id(&update)).await;
     front.metrics().observe(started.elapsed());
     // Handled, whatever the outcome: an error here (a refused send) would not pass next time.

@@ -66,6 +66,10 @@ pub struct FrontConfig {
     /// replica is gone); `genbot serve` uses `JOB_LEASE_SECONDS`, the same liveness bound as
     /// for running jobs.
     pub inbox_takeover_after: std::time::Duration,
+    /// Every message handler first waits this long. Zero in production: a deliberately slowed
+    /// build for the suite's own tests (`genbot serve --test-slow-handlers-ms`), so that
+    /// `bench compare` can be shown to catch a regression.
+    pub handler_delay: std::time::Duration,
 }
 
 impl Default for FrontConfig {
@@ -77,6 +81,7 @@ impl Default for FrontConfig {
             user_updates_per_sec: 2,
             user_burst: 10,
             inbox_takeover_after: inbox::STALE_AFTER,
+            handler_delay: std::time::Duration::ZERO,
         }
     }
 }

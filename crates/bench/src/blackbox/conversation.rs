@@ -65,12 +65,12 @@ fn list(items: &[String]) -> String {
 }
 
 /// Walks `user` through every step, `n` filling `{n}`; stops at the first unmet expectation.
-/// Returns each answered step's time from action to expected answer.
+/// Returns each expectation's kind and its time from action to expected answer.
 pub(crate) async fn session(
     user: &SimUser,
     scenario: &Scenario,
     n: u64,
-) -> Result<Vec<Duration>, StepFailure> {
+) -> Result<Vec<(Answer, Duration)>, StepFailure> {
     let mut times = Vec::with_capacity(scenario.steps.len());
     for (index, step) in scenario.steps.iter().enumerate() {
         let fail = |what| StepFailure {
@@ -79,7 +79,9 @@ pub(crate) async fn session(
             what,
         };
         let took = act_and_expect(user, step, n).await.map_err(fail)?;
-        times.extend(took);
+        if let (Some(took), Some(expect)) = (took, &step.expect) {
+            times.push((expect.kind, took));
+        }
         if !step.think.is_zero() {
             tokio::time::sleep(step.think).await;
         }

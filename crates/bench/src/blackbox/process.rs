@@ -260,7 +260,8 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut usage = None;
         while Instant::now() < deadline {
-            usage = group_usage(group).filter(|u| u.processes > 0);
+            // A process in the middle of exec(2) briefly shows no resident memory.
+            usage = group_usage(group).filter(|u| u.processes > 0 && u.rss_bytes > 0);
             if usage.is_some() && bot.log_tail(1) == "started" {
                 break;
             }

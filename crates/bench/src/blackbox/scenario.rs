@@ -247,7 +247,7 @@ impl Scenario {
             within: Duration::from_secs_f64(DEFAULT_GENERATION_WITHIN_S),
         };
         Scenario {
-            name: "genbot".into(),
+            name: "genbot's flow (the default scenario)".into(),
             token: "123456:genbot-bench".into(),
             startup_timeout: Duration::from_secs(30),
             stop_grace: Duration::from_secs(10),

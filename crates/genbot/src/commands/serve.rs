@@ -55,6 +55,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
                 ..genbot_telegram::SendLimits::TELEGRAM
             },
             inbox_takeover_after: settings.job_lease,
+            handler_delay: std::time::Duration::from_millis(args.test_slow_handlers_ms),
             ..FrontConfig::default()
         },
     );

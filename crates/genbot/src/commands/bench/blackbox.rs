@@ -92,7 +92,10 @@ fn announce(env: &[(String, String)], lang: Lang) {
 
 /// Names the bot in the report header, and says the bot's own storage is not seen.
 pub(super) fn describe_in(env: &mut Environment, bot: &BlackBox, plan: &Plan) {
-    env.bot = Some(format!("{} (`{}`)", bot.scenario.name, bot.launched_as()));
+    env.bot = Some(match plan.lang {
+        Lang::En => format!("`{}` · scenario: {}", bot.launched_as(), bot.scenario.name),
+        Lang::Ru => format!("`{}` · сценарий: {}", bot.launched_as(), bot.scenario.name),
+    });
     env.replicate = match plan.lang {
         Lang::En => format!("mock at {}", bot.replicate.url()),
         Lang::Ru => format!("мок на {}", bot.replicate.url()),

@@ -1,0 +1,152 @@
+"""A small aiogram 3 image bot: the example `genbot bench --bot-cmd` measures as a black box.
+
+It answers /start, /models and /balance, echoes a photo's caption, and turns any other text
+into an image through Replicate's HTTP API (create a prediction, poll it, send the output URL).
+It reads the same variables as genbot, so the suite's default scenario and limits fit it:
+
+  TELEGRAM_BOT_TOKEN, TELEGRAM_API_URL (default https://api.telegram.org),
+  REPLICATE_API_TOKEN, REPLICATE_API_URL (default https://api.replicate.com),
+  MAX_CONCURRENT_GENERATIONS (80), MAX_CONCURRENT_GENERATIONS_PER_USER (2),
+  REPLICATE_RATE_LIMIT (600 creations a minute), REPLICATE_MODEL (black-forest-labs/flux-schnell).
+
+Run it against the suite's mocks:  genbot bench all --quick --bot-cmd "python3 examples/aiogram_bot.py"
+"""
+
+import asyncio
+import logging
+import os
+import sys
+from collections import defaultdict
+
+import aiohttp
+from aiogram import Bot, Dispatcher, F
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.filters import Command
+from aiogram.types import Message
+
+
+def setting(name: str, default: str) -> str:
+    return os.environ.get(name, default).strip() or default
+
+
+def positive(name: str, default: int) -> int:
+    text = setting(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        sys.exit(f"{name}={text!r} is not a whole number (give e.g. {default})")
+    if value < 1:
+        sys.exit(f"{name}={value} must be at least 1")
+    return value
+
+
+TOKEN = os.environ.get("TELEGRAM_BOT_TOKEN", "")
+if not TOKEN:
+    sys.exit("TELEGRAM_BOT_TOKEN is not set")
+TELEGRAM_API_URL = setting("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
+REPLICATE_API_URL = setting("REPLICATE_API_URL", "https://api.replicate.com").rstrip("/")
+REPLICATE_TOKEN = os.environ.get("REPLICATE_API_TOKEN", "")
+MODEL = setting("REPLICATE_MODEL", "black-forest-labs/flux-schnell")
+MAX_CONCURRENT = positive("MAX_CONCURRENT_GENERATIONS", 80)
+PER_USER = positive("MAX_CONCURRENT_GENERATIONS_PER_USER", 2)
+RATE_PER_MIN = positive("REPLICATE_RATE_LIMIT", 600)
+
+
+class Pacer:
+    """Spaces prediction creations at least 60/RATE_PER_MIN seconds apart."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.interval = 60.0 / per_minute
+        self.next_at = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            if self.next_at > now:
+                await asyncio.sleep(self.next_at - now)
+            self.next_at = max(now, self.next_at) + self.interval
+
+
+slots = asyncio.Semaphore(MAX_CONCURRENT)
+user_slots: dict = defaultdict(lambda: asyncio.Semaphore(PER_USER))
+pacer = Pacer(RATE_PER_MIN)
+dispatcher = Dispatcher()
+http: aiohttp.ClientSession | None = None
+
+
+async def generate(prompt: str) -> str:
+    """Creates a prediction, polls it to the end, returns the first output URL."""
+    assert http is not None
+    headers = {"Authorization": f"Bearer {REPLICATE_TOKEN}"}
+    await pacer.wait()
+    async with http.post(
+        f"{REPLICATE_API_URL}/v1/models/{MODEL}/predictions",
+        json={"input": {"prompt": prompt}},
+        headers=headers,
+    ) as response:
+        if response.status >= 300:
+            raise RuntimeError(f"Replicate answered {response.status}")
+        prediction = await response.json()
+    delay = 0.05
+    while prediction.get("status") not in ("succeeded", "failed", "canceled"):
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+        async with http.get(
+            f"{REPLICATE_API_URL}/v1/predictions/{prediction['id']}", headers=headers
+        ) as response:
+            prediction = await response.json()
+    if prediction["status"] != "succeeded":
+        raise RuntimeError(prediction.get("error") or prediction["status"])
+    output = prediction["output"]
+    return output[0] if isinstance(output, list) else output
+
+
+@dispatcher.message(Command("start"))
+async def start(message: Message) -> None:
+    await message.answer("Hello! Send me a prompt and I will draw it.")
+
+
+@dispatcher.message(Command("models"))
+async def models(message: Message) -> None:
+    await message.answer(f"Model: {MODEL}")
+
+
+@dispatcher.message(Command("balance"))
+async def balance(message: Message) -> None:
+    await message.answer("This example bot does not count credits.")
+
+
+@dispatcher.message(F.photo)
+async def photo(message: Message) -> None:
+    await message.answer(f"Nice photo: {message.caption or '(no caption)'}")
+
+
+@dispatcher.message(F.text)
+async def prompt(message: Message) -> None:
+    async with user_slots[message.from_user.id], slots:
+        try:
+            url = await generate(message.text)
+        except Exception as error:  # a failed generation is told, not raised
+            await message.answer(f"Sorry, that failed: {error}")
+            return
+    await message.answer_photo(url, caption=message.text[:200])
+
+
+async def main() -> None:
+    global http
+    logging.basicConfig(level=logging.WARNING)
+    session = AiohttpSession(api=TelegramAPIServer.from_base(TELEGRAM_API_URL))
+    bot = Bot(TOKEN, session=session)
+    http = aiohttp.ClientSession()
+    try:
+        await dispatcher.start_polling(bot, handle_signals=True)
+    finally:
+        await http.close()
+        await bot.session.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
