@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod bench;
+mod blackbox;
 mod config_check;
 mod crash;
 mod process;

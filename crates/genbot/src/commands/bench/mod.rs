@@ -55,6 +55,7 @@ pub(crate) async fn run(settings: Settings, args: BenchArgs) -> anyhow::Result<E
     report::prepare(&args.out).map_err(|e| UsageError(e.to_string()))?;
     let blackbox = match blackbox::open(&settings, &plan, &args).await {
         Ok(blackbox) => blackbox,
+        Err(blackbox::OpenError::Scenario(e)) => return Err(UsageError(e.to_string()).into()),
         Err(e) => {
             eprintln!("genbot: {e}");
             return Ok(ExitCode::from(EXIT_UNREACHABLE));

@@ -1,0 +1,429 @@
+//! Black-box runs (`--bot-cmd`): other bots — a crashing command, misbehaving Python bots, the
+//! aiogram 3 example — and `genbot serve` as a separate process, measured from outside; and
+//! `bench compare` on two runs of one build and on a deliberately slowed one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The workspace root (examples/ and target/ live there).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `genbot bench ARGS --quiet --out DIR/OUT` with only PATH and `env` set.
+fn bench(args: &[&str], dir: &Path, out: &str, env: &[(&str, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .arg("bench")
+        .args(args)
+        .args(["--quiet", "--out"])
+        .arg(dir.join(out))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn test<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {report}"))
+}
+
+fn metric(report: &serde_json::Value, id: &str, name: &str) -> f64 {
+    let t = test(report, id);
+    t["metrics"][format!("{id}.{name}")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {id}.{name} in {t}"))
+}
+
+/// The outcome when a fixture's interpreter is missing: SKIPPED outside CI, a failure in CI
+/// (where `.ci/run` installs it).
+fn missing(test: &str, why: &str) {
+    assert!(
+        std::env::var("CI").is_err(),
+        "{test}: {why} (in CI, .ci/run must install it)"
+    );
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// `python3` if it runs here.
+fn python3() -> Option<&'static str> {
+    let works = Command::new("python3")
+        .args(["-c", "pass"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    works.then_some("python3")
+}
+
+/// genbot's own bot as a separate process, on its own SQLite file in `dir`.
+fn genbot_serve(extra: &str) -> String {
+    format!(
+        "{} serve --listen 127.0.0.1:0 --initial-credits 100000{extra}",
+        env!("CARGO_BIN_EXE_genbot")
+    )
+}
+
+fn sqlite_env(dir: &Path, name: &str) -> (&'static str, String) {
+    (
+        "DATABASE_URL",
+        format!("sqlite://{}", dir.join(name).display()),
+    )
+}
+
+#[test]
+fn a_bot_that_crashes_at_start_gets_a_clear_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let output = bench(
+        &[
+            "performance",
+            "--quick",
+            "--bot-cmd",
+            "echo 'token refused' >&2; exit 3",
+        ],
+        dir.path(),
+        "reports",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the bot exited before it polled or set a webhook (exit status: 3)")
+            && stderr.contains("token refused"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn bad_scenarios_are_refused_naming_the_step_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("bad.toml");
+    std::fs::write(
+        &scenario,
+        "[[step]]\nsend = \"/start\"\n[[step]]\npress = \"(unclosed\"\n",
+    )
+    .unwrap();
+    let output = bench(
+        &[
+            "performance",
+            "--bot-cmd",
+            "sleep 60",
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ],
+        dir.path(),
+        "reports",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("step 2, field `press`: not a regular expression"),
+        "{stderr}"
+    );
+    let output = bench(
+        &["performance", "--scenario", scenario.to_str().unwrap()],
+        dir.path(),
+        "reports",
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--scenario describes another bot"));
+}
+
+#[test]
+fn bots_that_never_answer_or_answer_wrongly_are_named_by_step_and_user() {
+    let Some(python) = python3() else {
+        missing(
+            "bots_that_never_answer_or_answer_wrongly_are_named_by_step_and_user",
+            "python3 is not installed",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("hello.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"hello fixture\"\n[[step]]\nsend = \"/start\"\nexpect = { text = \"(?i)hello\", within_s = 2 }\n",
+    )
+    .unwrap();
+    for (mode, wanted) in [
+        ("silent", "step 1, user 100000"),
+        ("wrong", "step 1, user 100000"),
+    ] {
+        let started = Instant::now();
+        let command = format!("{python} {} {mode}", fixture("stdlib_bot.py"));
+        let output = bench(
+            &[
+                "performance",
+                "--quick",
+                "--users",
+                "5",
+                "--format",
+                "json",
+                "--bot-cmd",
+                &command,
+                "--scenario",
+                scenario.to_str().unwrap(),
+            ],
+            dir.path(),
+            mode,
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{mode}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{mode} took {:?}",
+            started.elapsed()
+        );
+        let report = read_json(&dir.path().join(mode).join("performance_report.json"));
+        let users = test(&report, "concurrent_users");
+        assert_eq!(users["grade"], "NEEDS_OPTIMIZATION", "{users}");
+        assert_eq!(metric(&report, "concurrent_users", "success_rate"), 0.0);
+        let advice = users["recommendations"][0].as_str().unwrap();
+        assert!(advice.contains(wanted), "{mode}: {advice}");
+        let came = if mode == "silent" {
+            "no answer within 2.0 s (expected a message matching /(?i)hello/)"
+        } else {
+            "expected a message matching /(?i)hello/, got message \"Bonjour\""
+        };
+        assert!(advice.contains(came), "{mode}: {advice}");
+        assert_eq!(
+            test(&report, "db_read")["not_applicable"]
+                .as_str()
+                .map(|r| r.contains("--database-url")),
+            Some(true)
+        );
+        assert!(report["environment"]["bot"]
+            .as_str()
+            .unwrap()
+            .contains("stdlib_bot.py"));
+    }
+}
+
+#[test]
+fn genbot_serve_black_box_sees_what_the_in_process_checks_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        sqlite_env(dir.path(), "bot.db"),
+        ("MAX_CONCURRENT_GENERATIONS", "8".to_owned()),
+        ("MAX_CONCURRENT_GENERATIONS_PER_USER", "2".to_owned()),
+        ("REPLICATE_RATE_LIMIT", "600".to_owned()),
+    ];
+    let command = genbot_serve("");
+    let outside = bench(
+        &[
+            "generation-settings",
+            "--quick",
+            "--format",
+            "json",
+            "--bot-cmd",
+            &command,
+        ],
+        dir.path(),
+        "outside",
+        &env,
+    );
+    assert!(
+        outside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&outside.stderr)
+    );
+    let inside = bench(
+        &["generation-settings", "--quick", "--format", "json"],
+        dir.path(),
+        "inside",
+        &env,
+    );
+    assert!(inside.status.success());
+    let outside = read_json(&dir.path().join("outside/generation_settings_report.json"));
+    let inside = read_json(&dir.path().join("inside/generation_settings_report.json"));
+    for name in ["max_in_flight", "per_user_max_in_flight"] {
+        assert_eq!(
+            metric(&outside, "semaphores", name),
+            metric(&inside, "semaphores", name),
+            "semaphores.{name}: outside {}, inside {}",
+            test(&outside, "semaphores"),
+            test(&inside, "semaphores")
+        );
+    }
+    assert_eq!(metric(&outside, "semaphores", "max_in_flight"), 8.0);
+    let (rate_out, rate_in) = (
+        metric(&outside, "rate_limiting", "measured_per_min"),
+        metric(&inside, "rate_limiting", "measured_per_min"),
+    );
+    assert!(
+        (rate_out - rate_in).abs() / rate_in <= 0.05,
+        "rate outside {rate_out}/min, inside {rate_in}/min"
+    );
+    for name in ["a_order_kept", "lost_jobs", "finished_twice"] {
+        assert_eq!(
+            metric(&outside, "queue", name),
+            metric(&inside, "queue", name),
+            "queue.{name}: outside {}, inside {}",
+            test(&outside, "queue"),
+            test(&inside, "queue")
+        );
+    }
+    assert_eq!(metric(&outside, "queue", "lost_jobs"), 0.0);
+    for report in [&outside, &inside] {
+        let b = metric(report, "queue", "b_started_at");
+        assert!((0.0..=3.0).contains(&b), "B served late: {b}");
+    }
+    let bot = outside["environment"]["bot"].as_str().unwrap();
+    assert!(bot.contains("exited") && bot.contains("after SIGTERM"), "{bot}");
+}
+
+#[test]
+fn compare_passes_one_build_twice_and_names_the_metric_a_slowed_build_regressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &str| {
+        let command = genbot_serve(extra);
+        let output = bench(
+            &[
+                "performance",
+                "--quick",
+                "--users",
+                "20",
+                "--format",
+                "json",
+                "--bot-cmd",
+                &command,
+            ],
+            dir.path(),
+            name,
+            &[
+                sqlite_env(dir.path(), &format!("{name}.db")),
+                ("TELEGRAM_SENDS_PER_SECOND", "1000".to_owned()),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir.path().join(name).join("performance_report.json")
+    };
+    let (first, second, slowed) = (
+        run("first", ""),
+        run("second", ""),
+        run("slowed", " --test-slow-handlers-ms 300"),
+    );
+    let compare = |old: &Path, new: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_genbot"))
+            .args(["bench", "compare"])
+            .args([old, new])
+            .arg("--out")
+            .arg(dir.path().join("comparison"))
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let same = compare(&first, &second);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{text}");
+    assert!(text.contains("no metric regressed"), "{text}");
+    let worse = compare(&first, &slowed);
+    let text = String::from_utf8_lossy(&worse.stdout);
+    assert_eq!(worse.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("REGRESSED beyond 10 %") && text.contains("concurrent_users.p50_ms"),
+        "{text}"
+    );
+    let page = std::fs::read_to_string(dir.path().join("comparison/comparison.html")).unwrap();
+    assert!(page.contains("class=\"regressed\""));
+}
+
+#[test]
+fn an_aiogram_bot_is_measured_black_box() {
+    let python = workspace().join("target/pyenv/bin/python");
+    let has_aiogram = Command::new(&python)
+        .args(["-c", "import aiogram"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_aiogram {
+        missing(
+            "an_aiogram_bot_is_measured_black_box",
+            &format!(
+                "{} with aiogram 3 is missing (`bash .ci/run` installs it)",
+                python.display()
+            ),
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let example = workspace().join("examples/aiogram_bot.py");
+    let command = format!("{} {}", python.display(), example.display());
+    let output = bench(
+        &[
+            "all",
+            "--quick",
+            "--users",
+            "50",
+            "--format",
+            "json",
+            "--bot-cmd",
+            &command,
+        ],
+        dir.path(),
+        "reports",
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports = dir.path().join("reports");
+    let path = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("comprehensive_performance_report_")
+                && p.extension().is_some_and(|e| e == "json")
+        })
+        .unwrap();
+    let report = read_json(&path);
+    let bot = report["environment"]["bot"].as_str().unwrap();
+    assert!(bot.contains("aiogram_bot.py"), "{bot}");
+    assert_eq!(metric(&report, "concurrent_users", "success_rate"), 1.0);
+    let limit = metric(&report, "semaphores", "limit");
+    let seen = metric(&report, "semaphores", "max_in_flight");
+    assert!(seen > 0.0 && seen <= limit, "{seen} of {limit}");
+    let rate = metric(&report, "rate_limiting", "measured_per_min");
+    assert!(
+        rate <= metric(&report, "rate_limiting", "configured_per_min") * 1.05,
+        "{rate}"
+    );
+    assert!(metric(&report, "memory", "rss_before_mb") > 5.0);
+    assert!(metric(&report, "system_limits", "max_rps") > 0.0);
+    for id in ["db_read", "cache", "db_write", "cache_settings", "crash_restart"] {
+        assert!(test(&report, id)["not_applicable"].is_string(), "{id}");
+    }
+    // The example keeps its queue in memory: what a restart loses is reported, not hidden.
+    let _ = metric(&report, "queue", "lost_jobs");
+    assert!(report["readiness"]["percent"].is_number());
+}
