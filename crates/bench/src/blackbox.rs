@@ -226,10 +226,12 @@ impl BlackBox {
                 });
             };
             let stopped = process.stop(self.scenario.stop_grace).await;
-            process.start(command).map_err(|source| BlackBoxError::Spawn {
-                command: command.clone(),
-                source,
-            })?;
+            process
+                .start(command)
+                .map_err(|source| BlackBoxError::Spawn {
+                    command: command.clone(),
+                    source,
+                })?;
             stopped
         };
         self.stops.lock().push(stopped.clone());

@@ -22,7 +22,9 @@ pub enum CompareError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} is not a genbot readiness report (JSON with schema genbot.readiness/1): {reason}")]
+    #[error(
+        "{path} is not a genbot readiness report (JSON with schema genbot.readiness/1): {reason}"
+    )]
     NotAReport { path: String, reason: String },
     #[error("{old} is a `{old_suite}` report and {new} a `{new_suite}` one: compare reports of the same kind")]
     DifferentKinds {
@@ -166,7 +168,11 @@ impl Comparison {
     ///
     /// # Errors
     /// The reports are of different suites.
-    pub fn new(old: Run, new: Run, max_regression_percent: f64) -> Result<Comparison, CompareError> {
+    pub fn new(
+        old: Run,
+        new: Run,
+        max_regression_percent: f64,
+    ) -> Result<Comparison, CompareError> {
         if old.suite != new.suite {
             return Err(CompareError::DifferentKinds {
                 old: old.label.clone(),
@@ -229,8 +235,8 @@ impl Comparison {
         }
         let _ = writeln!(
             out,
-            "\n{:<22} {:<28} {:>12} {:>12} {:>9}  {}",
-            "test", "metric", "old", "new", "change", "verdict"
+            "\n{:<22} {:<28} {:>12} {:>12} {:>9}  verdict",
+            "test", "metric", "old", "new", "change"
         );
         for r in &self.rows {
             let _ = writeln!(
@@ -441,9 +447,7 @@ pub fn noise_percent(metric: &str) -> f64 {
 /// Absolute changes this small are noise whatever the percentage (a few milliseconds on a
 /// 3 ms latency, a few MB of RSS from the allocator).
 pub fn noise_floor(metric: &str) -> f64 {
-    if metric.ends_with("_ms") {
-        5.0
-    } else if metric.contains("_mb") {
+    if metric.ends_with("_ms") || metric.contains("_mb") {
         5.0
     } else if metric.contains("bytes_per") {
         10_000.0
@@ -558,7 +562,12 @@ mod tests {
         .expect_err("different kinds")
         .to_string();
         assert!(error.contains("same kind"), "{error}");
-        let error = Run::parse("{\"x\":1}", "c.json").expect_err("not a report").to_string();
-        assert!(error.contains("c.json") && error.contains("genbot.readiness/1"), "{error}");
+        let error = Run::parse("{\"x\":1}", "c.json")
+            .expect_err("not a report")
+            .to_string();
+        assert!(
+            error.contains("c.json") && error.contains("genbot.readiness/1"),
+            "{error}"
+        );
     }
 }

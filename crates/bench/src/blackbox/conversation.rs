@@ -23,7 +23,10 @@ pub enum Failure {
     /// Something came, but not what the step expects.
     Wrong { expected: String, got: String },
     /// No button whose text matches under the bot's messages.
-    NoButton { pattern: String, buttons: Vec<String> },
+    NoButton {
+        pattern: String,
+        buttons: Vec<String>,
+    },
 }
 
 impl StepFailure {
@@ -90,11 +93,7 @@ pub(crate) async fn session(
 }
 
 /// Performs one step; the time its expectation took, if it has one.
-async fn act_and_expect(
-    user: &SimUser,
-    step: &Step,
-    n: u64,
-) -> Result<Option<Duration>, Failure> {
+async fn act_and_expect(user: &SimUser, step: &Step, n: u64) -> Result<Option<Duration>, Failure> {
     let before = user.transcript();
     let edits_before = edits(&before);
     let started = Instant::now();
@@ -180,12 +179,10 @@ fn meets(expect: &Expect, transcript: &[Entry], seen: usize, edits_before: u32) 
             matches!(e, Entry::BotPhoto { caption, .. }
                 if matches(caption.as_deref().unwrap_or_default()))
         }),
-        Answer::Edit => {
-            edits(transcript) > edits_before
-                && transcript.iter().any(
-                    |e| matches!(e, Entry::BotText { text, edits, .. } if *edits > 0 && matches(text)),
-                )
-        }
+        Answer::Edit => edits(transcript) > edits_before
+            && transcript.iter().any(
+                |e| matches!(e, Entry::BotText { text, edits, .. } if *edits > 0 && matches(text)),
+            ),
     }
 }
 

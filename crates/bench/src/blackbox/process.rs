@@ -65,7 +65,6 @@ impl BotCommand {
         log: &Path,
     ) -> std::io::Result<BotCommand> {
         let mut bot = BotCommand {
-
             env,
             log: log.to_owned(),
             child: None,
@@ -168,9 +167,12 @@ impl Drop for BotCommand {
 /// A simple command runs as the shell's replacement (`exec`), so the signal and the exit
 /// status are the bot's own; a compound line (pipes, `&&`, redirections) runs as written.
 fn shell_line(command: &str) -> String {
-    let compound = command
-        .chars()
-        .any(|c| matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`' | '\n'));
+    let compound = command.chars().any(|c| {
+        matches!(
+            c,
+            ';' | '&' | '|' | '<' | '>' | '(' | ')' | '$' | '`' | '\n'
+        )
+    });
     let first_word = command.split_whitespace().next().unwrap_or_default();
     if compound || first_word == "exec" || first_word.contains('=') {
         command.to_owned()
@@ -225,7 +227,12 @@ pub(crate) fn group_usage(group: u32) -> Option<GroupUsage> {
         if fields.get(2).and_then(|g| g.parse::<u32>().ok()) != Some(group) {
             continue;
         }
-        let number = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let number = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         usage.processes += 1;
         // USER_HZ is 100 and pages are 4 KiB on every Linux this runs on.
         usage.cpu += Duration::from_millis((number(11) + number(12)) * 10);
@@ -241,7 +248,10 @@ mod tests {
     #[test]
     fn simple_commands_replace_the_shell_and_compound_ones_run_as_written() {
         assert_eq!(shell_line("python3 bot.py"), "exec python3 bot.py");
-        assert_eq!(shell_line("cd bot && python3 bot.py"), "cd bot && python3 bot.py");
+        assert_eq!(
+            shell_line("cd bot && python3 bot.py"),
+            "cd bot && python3 bot.py"
+        );
         assert_eq!(shell_line("LOG=1 python3 bot.py"), "LOG=1 python3 bot.py");
         assert_eq!(shell_line("exec node bot.js"), "exec node bot.js");
     }

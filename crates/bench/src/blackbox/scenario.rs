@@ -362,15 +362,18 @@ impl Scenario {
                 within: seconds(g.within_s, DEFAULT_GENERATION_WITHIN_S)
                     .map_err(|reason| field("generation.within_s", reason))?,
             }),
-            None => steps.iter().rev().find_map(|step| match (&step.action, &step.expect) {
-                (Action::Send(send), Some(expect)) if expect.kind == Answer::Photo => {
-                    Some(Generation {
-                        send: send.clone(),
-                        within: expect.within,
-                    })
-                }
-                _ => None,
-            }),
+            None => steps
+                .iter()
+                .rev()
+                .find_map(|step| match (&step.action, &step.expect) {
+                    (Action::Send(send), Some(expect)) if expect.kind == Answer::Photo => {
+                        Some(Generation {
+                            send: send.clone(),
+                            within: expect.within,
+                        })
+                    }
+                    _ => None,
+                }),
         };
         Ok(Scenario {
             name: file.name.unwrap_or_else(|| path.into()),
@@ -412,13 +415,11 @@ fn step_from(step: StepFile) -> Result<Step, (&'static str, String)> {
         (None, None, Some(photo)) => Action::Photo {
             caption: photo.caption,
         },
-        (None, None, None) => {
-            return Err((
-                "send",
-                "a step needs one action: send = \"…\", press = \"…\" or photo = { caption = \"…\" }"
-                    .into(),
-            ))
-        }
+        (None, None, None) => return Err((
+            "send",
+            "a step needs one action: send = \"…\", press = \"…\" or photo = { caption = \"…\" }"
+                .into(),
+        )),
         _ => {
             return Err((
                 "send",
@@ -436,18 +437,17 @@ fn step_from(step: StepFile) -> Result<Step, (&'static str, String)> {
 }
 
 fn expect_from(expect: ExpectFile) -> Result<Expect, (&'static str, String)> {
-    let (kind, name, pattern) = match (expect.text, expect.photo, expect.edit) {
-        (Some(p), None, None) => (Answer::Text, "expect.text", p),
-        (None, Some(p), None) => (Answer::Photo, "expect.photo", p),
-        (None, None, Some(p)) => (Answer::Edit, "expect.edit", p),
-        _ => {
-            return Err((
+    let (kind, name, pattern) =
+        match (expect.text, expect.photo, expect.edit) {
+            (Some(p), None, None) => (Answer::Text, "expect.text", p),
+            (None, Some(p), None) => (Answer::Photo, "expect.photo", p),
+            (None, None, Some(p)) => (Answer::Edit, "expect.edit", p),
+            _ => return Err((
                 "expect",
                 "give exactly one of text, photo or edit (a regular expression; \"\" accepts any)"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     let pattern = if pattern.is_empty() {
         None
     } else {
@@ -480,7 +480,10 @@ fn check_limits(limits: &ClaimedLimits) -> Result<(), (&'static str, String)> {
         ("limits.queue_max_length", limits.queue_max_length),
     ] {
         if value == Some(0) {
-            return Err((name, "0 is not a limit; leave it out if the bot has none".into()));
+            return Err((
+                name,
+                "0 is not a limit; leave it out if the bot has none".into(),
+            ));
         }
     }
     Ok(())
@@ -490,7 +493,9 @@ fn check_limits(limits: &ClaimedLimits) -> Result<(), (&'static str, String)> {
 fn seconds(value: Option<f64>, default: f64) -> Result<Duration, String> {
     let value = value.unwrap_or(default);
     if !(0.0..=3600.0).contains(&value) {
-        return Err(format!("{value} is out of range: give seconds from 0 to 3600"));
+        return Err(format!(
+            "{value} is out of range: give seconds from 0 to 3600"
+        ));
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -549,8 +554,14 @@ mod tests {
     #[test]
     fn bad_steps_are_named_with_their_field() {
         let cases = [
-            ("[[step]]\nsend = \"a\"\npress = \"b\"", "step 1, field `send`"),
-            ("[[step]]\nsend = \"a\"\n[[step]]\npress = \"(\"", "step 2, field `press`"),
+            (
+                "[[step]]\nsend = \"a\"\npress = \"b\"",
+                "step 1, field `send`",
+            ),
+            (
+                "[[step]]\nsend = \"a\"\n[[step]]\npress = \"(\"",
+                "step 2, field `press`",
+            ),
             (
                 "[[step]]\nsend = \"a\"\nexpect = { text = \"[\" }",
                 "step 1, field `expect.text`",
@@ -559,11 +570,20 @@ mod tests {
                 "[[step]]\nsend = \"a\"\nexpect = { text = \"a\", photo = \"\" }",
                 "step 1, field `expect`",
             ),
-            ("[[step]]\nsend = \"a\"\nthink_s = -1", "step 1, field `think_s`"),
+            (
+                "[[step]]\nsend = \"a\"\nthink_s = -1",
+                "step 1, field `think_s`",
+            ),
             ("[[step]]\nsned = \"a\"", "unknown field `sned`"),
             ("token = \"abc\"\n[[step]]\nsend = \"a\"", "field `token`"),
-            ("[limits]\nmax_concurrent_generations = 0\n[[step]]\nsend = \"a\"", "field `limits.max_concurrent_generations`"),
-            ("[env]\ntelegram_api_url = \"API URL\"\n[[step]]\nsend = \"a\"", "field `env.telegram_api_url`"),
+            (
+                "[limits]\nmax_concurrent_generations = 0\n[[step]]\nsend = \"a\"",
+                "field `limits.max_concurrent_generations`",
+            ),
+            (
+                "[env]\ntelegram_api_url = \"API URL\"\n[[step]]\nsend = \"a\"",
+                "field `env.telegram_api_url`",
+            ),
             ("name = \"x\"", "field `step`"),
         ];
         for (text, wanted) in cases {
@@ -575,8 +595,9 @@ mod tests {
 
     #[test]
     fn the_default_is_genbots_flow_with_the_settings_limits() {
-        let settings = Settings::from_sources(&genbot_config::Sources::from_env(Default::default()))
-            .expect("defaults");
+        let settings =
+            Settings::from_sources(&genbot_config::Sources::from_env(Default::default()))
+                .expect("defaults");
         let scenario = Scenario::genbot(&settings);
         assert_eq!(scenario.steps.len(), 4);
         assert_eq!(

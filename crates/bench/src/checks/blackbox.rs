@@ -83,16 +83,20 @@ pub async fn run(
 }
 
 /// The scenario's generation message, or the outcome that says why `test` did not run.
-fn generation_of(test: TestId, ctx: &Context, bot: &BlackBox) -> Result<Generation, TestOutcome> {
+fn generation_of(
+    test: TestId,
+    ctx: &Context,
+    bot: &BlackBox,
+) -> Result<Generation, Box<TestOutcome>> {
     bot.scenario.generation.clone().ok_or_else(|| {
-        TestOutcome::not_applicable(
+        Box::new(TestOutcome::not_applicable(
             test,
             ctx.lang,
             ctx.text(
                 "not measured: the scenario has no message that makes an image (add [generation] send = \"…\", or a step expecting a photo)",
                 "не измерялось: в сценарии нет сообщения, создающего изображение (добавьте [generation] send = \"…\" или шаг, ожидающий фото)",
             ),
-        )
+        ))
     })
 }
 
@@ -102,16 +106,16 @@ fn claimed(
     ctx: &Context,
     name: &str,
     value: Option<u32>,
-) -> Result<u32, TestOutcome> {
+) -> Result<u32, Box<TestOutcome>> {
     value.ok_or_else(|| {
-        TestOutcome::not_applicable(
+        Box::new(TestOutcome::not_applicable(
             test,
             ctx.lang,
             ctx.text(
                 format!("not measured: the scenario claims no {name}; add it under [limits] to have it checked from outside"),
                 format!("не измерялось: сценарий не заявляет {name}; добавьте его в [limits], чтобы проверить снаружи"),
             ),
-        )
+        ))
     })
 }
 

@@ -291,7 +291,10 @@ fn genbot_serve_black_box_sees_what_the_in_process_checks_see() {
         assert!((0.0..=3.0).contains(&b), "B served late: {b}");
     }
     let bot = outside["environment"]["bot"].as_str().unwrap();
-    assert!(bot.contains("exited") && bot.contains("after SIGTERM"), "{bot}");
+    assert!(
+        bot.contains("exited") && bot.contains("after SIGTERM"),
+        "{bot}"
+    );
 }
 
 #[test]
@@ -420,10 +423,135 @@ fn an_aiogram_bot_is_measured_black_box() {
     );
     assert!(metric(&report, "memory", "rss_before_mb") > 5.0);
     assert!(metric(&report, "system_limits", "max_rps") > 0.0);
-    for id in ["db_read", "cache", "db_write", "cache_settings", "crash_restart"] {
+    for id in [
+        "db_read",
+        "cache",
+        "db_write",
+        "cache_settings",
+        "crash_restart",
+    ] {
         assert!(test(&report, id)["not_applicable"].is_string(), "{id}");
     }
     // The example keeps its queue in memory: what a restart loses is reported, not hidden.
     let _ = metric(&report, "queue", "lost_jobs");
     assert!(report["readiness"]["percent"].is_number());
+}
+
+#[test]
+fn a_webhook_bot_is_measured_through_the_url_it_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::free_port();
+    let command = genbot_serve(&format!(
+        " --webhook-url http://127.0.0.1:{port}/telegram/webhook"
+    ))
+    .replace(
+        "--listen 127.0.0.1:0",
+        &format!("--listen 127.0.0.1:{port}"),
+    );
+    let output = bench(
+        &[
+            "performance",
+            "--quick",
+            "--users",
+            "10",
+            "--format",
+            "json",
+            "--bot-cmd",
+            &command,
+        ],
+        dir.path(),
+        "reports",
+        &[sqlite_env(dir.path(), "bot.db")],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = read_json(&dir.path().join("reports/performance_report.json"));
+    assert_eq!(metric(&report, "concurrent_users", "success_rate"), 1.0);
+    let log = std::fs::read_to_string(dir.path().join("reports/bot-under-test.log")).unwrap();
+    assert!(log.contains("webhook"), "{log}");
+}
+
+#[test]
+fn attach_prints_the_variables_and_measures_a_bot_started_by_hand() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut suite = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args([
+            "bench",
+            "generation-settings",
+            "--quick",
+            "--format",
+            "json",
+            "--attach",
+            "--out",
+        ])
+        .arg(dir.path().join("reports"))
+        .env_clear()
+        .env("MAX_CONCURRENT_GENERATIONS", "4")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(suite.stderr.take().unwrap()).lines();
+    let mut exports = Vec::new();
+    while exports.len() < 4 {
+        let line = lines
+            .next()
+            .expect("the suite printed the variables")
+            .unwrap();
+        if let Some((name, value)) = line
+            .trim()
+            .strip_prefix("export ")
+            .and_then(|l| l.split_once('='))
+        {
+            exports.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "TELEGRAM_API_URL",
+            "TELEGRAM_BOT_TOKEN",
+            "REPLICATE_API_URL",
+            "REPLICATE_API_TOKEN"
+        ]
+    );
+    let mut bot = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--initial-credits",
+            "1000",
+        ])
+        .env_clear()
+        .envs(exports)
+        .env("MAX_CONCURRENT_GENERATIONS", "4")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("bot.db").display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Drain the rest so the suite never blocks on a full pipe.
+    let drained = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let status = suite.wait().unwrap();
+    let _ = bot.kill();
+    let _ = bot.wait();
+    let rest = drained.join().unwrap().join("\n");
+    assert!(status.success(), "{rest}");
+    let report = read_json(&dir.path().join("reports/generation_settings_report.json"));
+    assert_eq!(metric(&report, "semaphores", "max_in_flight"), 4.0);
+    let queue = test(&report, "queue");
+    assert!(
+        queue["facts"].to_string().contains("--attach"),
+        "the restart is said to be not measured: {queue}"
+    );
+    assert!(test(&report, "memory_under_load")["not_applicable"].is_string());
 }

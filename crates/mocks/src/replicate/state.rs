@@ -418,7 +418,11 @@ impl MockState {
         let mut running_now = 0;
         for p in predictions.values().filter(|p| p.created >= mark) {
             *models.entry(p.model.clone()).or_insert(0) += 1;
-            let prompt = p.input.get("prompt").and_then(Value::as_str).unwrap_or_default();
+            let prompt = p
+                .input
+                .get("prompt")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             prompts.push((p.created, prompt.to_owned()));
             let phase = p.phase(now);
             *by_status.entry(phase.as_str().to_owned()).or_insert(0) += 1;

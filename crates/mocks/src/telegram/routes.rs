@@ -281,11 +281,7 @@ async fn download(Path((bot, path)): Path<(String, String)>) -> Response {
     if !bot.starts_with("bot") || !path.starts_with("photos/") {
         return (StatusCode::NOT_FOUND, "Not Found").into_response();
     }
-    (
-        [(header::CONTENT_TYPE, "image/png")],
-        crate::png::TINY_PNG,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "image/png")], crate::png::TINY_PNG).into_response()
 }
 
 async fn get_updates(state: &Shared, params: &Params) -> Response {

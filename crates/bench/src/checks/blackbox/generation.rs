@@ -19,7 +19,7 @@ pub(super) async fn semaphores(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let test = TestId::Semaphores;
     let generation = match generation_of(test, ctx, bot) {
         Ok(g) => g,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     let limits = &bot.scenario.limits;
     let limit = match claimed(
@@ -29,7 +29,7 @@ pub(super) async fn semaphores(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         limits.max_concurrent_generations,
     ) {
         Ok(l) => l,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     let per_user = limits.max_concurrent_generations_per_user;
     let mut out = TestOutcome::new(test, ctx.lang);
@@ -38,10 +38,9 @@ pub(super) async fn semaphores(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let rate_per_s = limits
         .replicate_rate_limit
         .map_or(f64::INFINITY, |r| f64::from(r) / 60.0);
-    let latency = Duration::from_millis(if ctx.quick { 300 } else { 1000 })
-        .max(Duration::from_secs_f64(
-            (1.5 * f64::from(limit) / rate_per_s).min(30.0),
-        ));
+    let latency = Duration::from_millis(if ctx.quick { 300 } else { 1000 }).max(
+        Duration::from_secs_f64((1.5 * f64::from(limit) / rate_per_s).min(30.0)),
+    );
     bot.replicate.reconfigure(ReplicateMockConfig {
         median_latency: latency,
         ..ReplicateMockConfig::default()
@@ -50,7 +49,9 @@ pub(super) async fn semaphores(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let burst = limit.saturating_mul(2).min(600);
     let users = bot.users(burst.div_ceil(each), Some("en"));
     let mark = bot.replicate.mark();
-    let patience = generation.within + latency + Duration::from_secs_f64((f64::from(burst) / rate_per_s).min(600.0));
+    let patience = generation.within
+        + latency
+        + Duration::from_secs_f64((f64::from(burst) / rate_per_s).min(600.0));
     let delivered = prompt_and_collect(&users, &generation, each, 0, patience).await;
     let stats = bot.replicate.stats_since(mark);
     let observed = stats.max_running;
@@ -107,7 +108,7 @@ pub(super) async fn rate_limiting(ctx: &Context, bot: &BlackBox) -> TestOutcome 
     let test = TestId::RateLimiting;
     let generation = match generation_of(test, ctx, bot) {
         Ok(g) => g,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     let limits = &bot.scenario.limits;
     let per_min = match claimed(
@@ -117,7 +118,7 @@ pub(super) async fn rate_limiting(ctx: &Context, bot: &BlackBox) -> TestOutcome 
         limits.replicate_rate_limit,
     ) {
         Ok(l) => l,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     let mut out = TestOutcome::new(test, ctx.lang);
     bot.replicate.reconfigure(ReplicateMockConfig {
@@ -131,8 +132,8 @@ pub(super) async fn rate_limiting(ctx: &Context, bot: &BlackBox) -> TestOutcome 
         .unwrap_or(1)
         .clamp(1, MAX_PER_USER_BURST);
     let users = bot.users(jobs.div_ceil(each), Some("en"));
-    let patience = Duration::from_secs_f64(60.0 / f64::from(per_min) * f64::from(jobs))
-        + generation.within;
+    let patience =
+        Duration::from_secs_f64(60.0 / f64::from(per_min) * f64::from(jobs)) + generation.within;
     let mark = bot.replicate.mark();
     let delivered = prompt_and_collect(&users, &generation, each, 0, patience).await;
     let stats = bot.replicate.stats_since(mark);
@@ -219,10 +220,28 @@ pub(super) async fn model_config(ctx: &Context, bot: &BlackBox) -> TestOutcome {
                 out.grade = Grade::Excellent;
             } else {
                 out.grade = Grade::NeedsOptimization;
-                out.recommend(ctx.text(
-                    format!("The bot asked for models it does not claim ({}); claimed: {}.", unclaimed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), models.join(", ")),
-                    format!("Бот запрашивал незаявленные модели ({}); заявлены: {}.", unclaimed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), models.join(", ")),
-                ));
+                out.recommend(
+                    ctx.text(
+                        format!(
+                            "The bot asked for models it does not claim ({}); claimed: {}.",
+                            unclaimed
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            models.join(", ")
+                        ),
+                        format!(
+                            "Бот запрашивал незаявленные модели ({}); заявлены: {}.",
+                            unclaimed
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            models.join(", ")
+                        ),
+                    ),
+                );
             }
         }
         None => {

@@ -36,7 +36,7 @@ pub(super) async fn operation_simulation(
         Err(out) => {
             let reason = out.not_applicable.clone().unwrap_or_default();
             return (
-                out,
+                *out,
                 TestOutcome::not_applicable(TestId::MemoryUnderLoad, ctx.lang, reason),
             );
         }
@@ -151,8 +151,14 @@ pub(super) async fn operation_simulation(
     }
     if missing > 0 {
         sim.recommend(ctx.text(
-            format!("{missing} of {jobs} prompts got no photo within {:.0} s.", generation.within.as_secs_f64()),
-            format!("{missing} из {jobs} запросов остались без фото за {:.0} с.", generation.within.as_secs_f64()),
+            format!(
+                "{missing} of {jobs} prompts got no photo within {:.0} s.",
+                generation.within.as_secs_f64()
+            ),
+            format!(
+                "{missing} из {jobs} запросов остались без фото за {:.0} с.",
+                generation.within.as_secs_f64()
+            ),
         ));
     }
     match memory_seen {

@@ -24,7 +24,7 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let test = TestId::Queue;
     let generation = match generation_of(test, ctx, bot) {
         Ok(g) => g,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     let mut out = TestOutcome::new(test, ctx.lang);
     let en = ctx.lang == Lang::En;
@@ -71,10 +71,13 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         .into_iter()
         .filter(|p| a_prompts.contains(p))
         .collect();
-    let distinct = a_prompts.iter().collect::<std::collections::HashSet<_>>().len();
+    let distinct = a_prompts
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     // Order is only observable when the prompts differ and reach Replicate as sent.
-    let order = (distinct == a_prompts.len() && seen.len() == a_prompts.len())
-        .then(|| seen == a_prompts);
+    let order =
+        (distinct == a_prompts.len() && seen.len() == a_prompts.len()).then(|| seen == a_prompts);
     out.metric("b_started_at", b_at.map_or(-1.0, |at| at as f64))
         .metric("a_photos", a_delivered.photos as f64)
         .metric("bc_photos", bc_delivered.photos as f64);

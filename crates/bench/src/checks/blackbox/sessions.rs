@@ -64,7 +64,10 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
     for series in timeline::series(
         &windows,
         ctx.lang,
-        &ctx.text("seconds since the first user", "секунды от первого пользователя"),
+        &ctx.text(
+            "seconds since the first user",
+            "секунды от первого пользователя",
+        ),
         &ctx.text("Concurrent users", "Одновременные пользователи"),
     ) {
         out.series(series);
@@ -122,8 +125,16 @@ pub(super) fn describe_failures(ctx: &Context, failures: &[StepFailure], out: &m
         .join(", ");
     out.metric("failed_sessions", failures.len() as f64);
     out.recommend(ctx.text(
-        format!("{} sessions failed ({counts}); first: {}", failures.len(), failures[0].describe(true)),
-        format!("{} сессий не завершились ({counts}); первая: {}", failures.len(), failures[0].describe(false)),
+        format!(
+            "{} sessions failed ({counts}); first: {}",
+            failures.len(),
+            failures[0].describe(true)
+        ),
+        format!(
+            "{} сессий не завершились ({counts}); первая: {}",
+            failures.len(),
+            failures[0].describe(false)
+        ),
     ));
     for failure in failures.iter().skip(1).take(2) {
         out.fact(failure.describe(ctx.lang == Lang::En));

@@ -35,10 +35,17 @@ struct Step {
 
 pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let test = TestId::SystemLimits;
-    let Some(text) = bot.scenario.steps.iter().find_map(|step| match (&step.action, &step.expect) {
-        (Action::Send(text), Some(expect)) if expect.kind == Answer::Text => Some(text.clone()),
-        _ => None,
-    }) else {
+    let Some(text) =
+        bot.scenario
+            .steps
+            .iter()
+            .find_map(|step| match (&step.action, &step.expect) {
+                (Action::Send(text), Some(expect)) if expect.kind == Answer::Text => {
+                    Some(text.clone())
+                }
+                _ => None,
+            })
+    else {
         return TestOutcome::not_applicable(test, ctx.lang, ctx.text(
             "not measured: the scenario has no text message answered with text (the load this test steps up)",
             "не измерялось: в сценарии нет текстового сообщения с текстовым ответом (нагрузка этого теста)",
@@ -49,7 +56,9 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let rates: &[f64] = if ctx.quick {
         &[25.0, 50.0, 100.0, 200.0, 400.0, 800.0]
     } else {
-        &[25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0]
+        &[
+            25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0,
+        ]
     };
     let max_rate = rates.iter().copied().fold(0.0, f64::max);
     let pool = bot.users((max_rate * SECONDS_PER_UPDATE_PER_USER) as u32, Some("en"));
@@ -79,7 +88,10 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         out.metric("cpu_percent_at_break", s.cpu_percent);
     }
     let bottleneck = bottleneck(ctx, broke, max_rps);
-    out.fact(ctx.text(format!("bottleneck: {bottleneck}"), format!("узкое место: {bottleneck}")));
+    out.fact(ctx.text(
+        format!("bottleneck: {bottleneck}"),
+        format!("узкое место: {bottleneck}"),
+    ));
     out.fact(ctx.text(
         format!("open model: {text:?} at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms, ≤ {:.0} % unanswered", SLO_ERRORS * 100.0),
         format!("открытая модель: {text:?} с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс, ≤ {:.0} % без ответа", SLO_ERRORS * 100.0),
@@ -92,8 +104,12 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     };
     if out.grade != Grade::Excellent {
         out.recommend(ctx.text(
-            format!("The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."),
-            format!("Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."),
+            format!(
+                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
+            ),
+            format!(
+                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
+            ),
         ));
     }
     out
@@ -179,7 +195,10 @@ fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
             "System limits: throughput vs concurrent users",
             "Пределы системы: пропускная способность и пользователи",
         ),
-        x_label: ctx.text("users (one update every 5 s each)", "пользователи (по обновлению раз в 5 с)"),
+        x_label: ctx.text(
+            "users (one update every 5 s each)",
+            "пользователи (по обновлению раз в 5 с)",
+        ),
         y_label: ctx.text("updates/s", "обновлений/с"),
         x_scale: Scale::Log,
         lines: vec![
@@ -196,7 +215,10 @@ fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
     });
     out.series(Series {
         id: "p99_vs_users".into(),
-        title: ctx.text("System limits: p99 vs users", "Пределы системы: p99 и пользователи"),
+        title: ctx.text(
+            "System limits: p99 vs users",
+            "Пределы системы: p99 и пользователи",
+        ),
         x_label: ctx.text("users", "пользователи"),
         y_label: "ms".into(),
         x_scale: Scale::Log,

@@ -173,7 +173,9 @@ fn plan(settings: &Settings, args: &BenchArgs) -> anyhow::Result<Plan> {
         .into());
     }
     if args.bot_cmd.as_deref().is_some_and(|c| c.trim().is_empty()) {
-        return Err(UsageError("--bot-cmd is empty: give the command that starts the bot".into()).into());
+        return Err(
+            UsageError("--bot-cmd is empty: give the command that starts the bot".into()).into(),
+        );
     }
     Ok(Plan {
         suite: match suite {
