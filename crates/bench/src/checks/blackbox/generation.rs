@@ -220,9 +220,8 @@ pub(super) async fn model_config(ctx: &Context, bot: &BlackBox) -> TestOutcome {
                 out.grade = Grade::Excellent;
             } else {
                 out.grade = Grade::NeedsOptimization;
-                out.recommend(
-                    ctx.text(
-                        format!(
+                out.recommend(ctx.text(
+                    format!(
                             "The bot asked for models it does not claim ({}); claimed: {}.",
                             unclaimed
                                 .iter()
@@ -231,7 +230,7 @@ pub(super) async fn model_config(ctx: &Context, bot: &BlackBox) -> TestOutcome {
                                 .join(", "),
                             models.join(", ")
                         ),
-                        format!(
+                    format!(
                             "Бот запрашивал незаявленные модели ({}); заявлены: {}.",
                             unclaimed
                                 .iter()
@@ -240,8 +239,7 @@ pub(super) async fn model_config(ctx: &Context, bot: &BlackBox) -> TestOutcome {
                                 .join(", "),
                             models.join(", ")
                         ),
-                    ),
-                );
+                ));
             }
         }
         None => {
