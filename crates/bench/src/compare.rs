@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::report::xml_escape as escape;
+
 /// Why a report cannot be compared.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -482,13 +484,6 @@ fn verdict_text(row: &Row) -> String {
         Verdict::Unjudged if row.old.is_none() || row.new.is_none() => "in one run only".into(),
         Verdict::Unjudged => String::new(),
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -157,15 +157,7 @@ async fn measure(
         format!("{jobs} generations from {users} users; mock latency log-normal, median {median:?} (mean {mean:?}), {:.0} % failures; bound {bound:.2}/s set by the {limited_by} (MAX_CONCURRENT_GENERATIONS={limit}, REPLICATE_RATE_LIMIT={per_min}/min); measured {throughput:.2}/s over the whole run ({:.1} % of the bound, the final drain included), {:.1} % of the bound in steady state (completions between the 10th and 90th percentile of finish times; graded on this)", FAILURE_RATE * 100.0, ratio * 100.0, steady_ratio * 100.0),
         format!("{jobs} генераций от {users} пользователей; задержка мока логнормальная, медиана {median:?} (среднее {mean:?}), {:.0} % ошибок; предел {bound:.2}/с задаёт {} (MAX_CONCURRENT_GENERATIONS={limit}, REPLICATE_RATE_LIMIT={per_min}/мин); измерено {throughput:.2}/с за весь прогон ({:.1} % предела, с учётом завершающего слива), {:.1} % предела в установившемся режиме (завершения между 10-м и 90-м перцентилями времени окончания; оценка по нему)", FAILURE_RATE * 100.0, if limited_by == "concurrency" { "параллельность" } else { "лимит частоты" }, ratio * 100.0, steady_ratio * 100.0),
     ));
-    sim.grade = if finals < jobs {
-        Grade::NeedsOptimization
-    } else if steady_ratio >= 0.9 {
-        Grade::Excellent
-    } else if steady_ratio >= 0.7 {
-        Grade::Good
-    } else {
-        Grade::NeedsOptimization
-    };
+    sim.grade = steady_grade(finals < jobs, steady_ratio);
     if sim.grade != Grade::Excellent {
         sim.recommend(ctx.text(
             format!("Steady throughput is {:.0} % of its bound: polling and queueing overhead eat the rest; check CPU and the database during the run.", steady_ratio * 100.0),
@@ -212,6 +204,19 @@ async fn measure(
         }
     }
     Ok(())
+}
+
+/// The simulation's grade: nothing may go missing, then steady throughput against its bound.
+pub(crate) fn steady_grade(missing: bool, steady_ratio: f64) -> Grade {
+    if missing {
+        Grade::NeedsOptimization
+    } else if steady_ratio >= 0.9 {
+        Grade::Excellent
+    } else if steady_ratio >= 0.7 {
+        Grade::Good
+    } else {
+        Grade::NeedsOptimization
+    }
 }
 
 /// Completions per second between the 10th and the 90th percentile of finish times (seconds

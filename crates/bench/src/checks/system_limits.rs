@@ -295,12 +295,30 @@ async fn run_step(
 /// repeated).
 fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
     // A step's curve point is its last run (a repeat replaces the run it repeated).
-    let charted: Vec<Step> = steps
+    let points: Vec<ChartPoint> = steps
         .iter()
         .enumerate()
         .filter(|(i, _)| !steps.get(i + 1).is_some_and(|next| next.repeat))
-        .map(|(_, s)| *s)
+        .map(|(_, s)| ChartPoint {
+            users: s.users,
+            offered: s.rate,
+            answered: s.answered_per_s,
+            p99_ms: s.p99_ms,
+        })
         .collect();
+    chart_points(ctx, out, &points);
+}
+
+/// One step of the ramp, as the charts show it.
+pub(crate) struct ChartPoint {
+    pub(crate) users: f64,
+    pub(crate) offered: f64,
+    pub(crate) answered: f64,
+    pub(crate) p99_ms: f64,
+}
+
+/// Throughput and p99 against users, one point per step (also drawn for black-box bots).
+pub(crate) fn chart_points(ctx: &Context, out: &mut TestOutcome, points: &[ChartPoint]) {
     out.series(Series {
         id: "throughput_vs_users".into(),
         title: ctx.text(
@@ -316,14 +334,11 @@ fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
         lines: vec![
             Line {
                 name: ctx.text("offered", "подано"),
-                points: charted.iter().map(|s| (s.users, s.rate)).collect(),
+                points: points.iter().map(|p| (p.users, p.offered)).collect(),
             },
             Line {
                 name: ctx.text("answered", "отвечено"),
-                points: charted
-                    .iter()
-                    .map(|s| (s.users, s.answered_per_s))
-                    .collect(),
+                points: points.iter().map(|p| (p.users, p.answered)).collect(),
             },
         ],
         shaded: Vec::new(),
@@ -339,7 +354,7 @@ fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
         x_scale: Scale::Log,
         lines: vec![Line {
             name: "p99".into(),
-            points: charted.iter().map(|s| (s.users, s.p99_ms)).collect(),
+            points: points.iter().map(|p| (p.users, p.p99_ms)).collect(),
         }],
         shaded: Vec::new(),
     });

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{generation_of, photos};
 use crate::blackbox::scenario::{Action, Answer, Scenario};
 use crate::blackbox::{session, BlackBox};
-use crate::checks::operation_simulation::steady_rate;
+use crate::checks::operation_simulation::{steady_grade, steady_rate};
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::histogram::Latencies;
@@ -121,15 +121,7 @@ pub(super) async fn operation_simulation(
                 format!("{jobs} prompts from {} users at once; mock latency log-normal, median {median:?}; bound {bound:.2}/s from the claimed limits; {completed} photos, {throughput:.2}/s over the whole run ({:.1} % of the bound), {:.1} % in steady state (graded on this); prompt → photo p50 {:.0} ms, p99 {:.0} ms", users.len(), ratio * 100.0, steady_ratio * 100.0, summary.p50_ms, summary.p99_ms),
                 format!("{jobs} запросов от {} пользователей сразу; задержка мока логнормальная, медиана {median:?}; предел {bound:.2}/с по заявленным лимитам; фото: {completed}, {throughput:.2}/с за прогон ({:.1} % предела), {:.1} % в установившемся режиме (оценка по нему); запрос → фото p50 {:.0} мс, p99 {:.0} мс", users.len(), ratio * 100.0, steady_ratio * 100.0, summary.p50_ms, summary.p99_ms),
             ));
-            sim.grade = if missing > 0 {
-                Grade::NeedsOptimization
-            } else if steady_ratio >= 0.9 {
-                Grade::Excellent
-            } else if steady_ratio >= 0.7 {
-                Grade::Good
-            } else {
-                Grade::NeedsOptimization
-            };
+            sim.grade = steady_grade(missing > 0, steady_ratio);
             if sim.grade != Grade::Excellent && missing == 0 {
                 sim.recommend(ctx.text(
                     format!("Steady throughput is {:.0} % of what the claimed limits allow: something else (polling interval, a lock, the CPU) limits the bot first.", steady_ratio * 100.0),

@@ -9,10 +9,11 @@ use genbot_mocks::telegram::SimUser;
 
 use crate::blackbox::scenario::{fill, Action, Answer};
 use crate::blackbox::BlackBox;
+use crate::checks::system_limits::{chart_points, ChartPoint};
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::histogram::Latencies;
-use crate::outcome::{Line, Scale, Series, TestId, TestOutcome};
+use crate::outcome::{TestId, TestOutcome};
 
 /// The SLO, as in the in-process test.
 const SLO_P99_MS: f64 = 100.0;
@@ -188,44 +189,14 @@ fn bottleneck(ctx: &Context, broke: Option<Step>, max_rps: f64) -> String {
 }
 
 fn chart(ctx: &Context, out: &mut TestOutcome, steps: &[Step]) {
-    let users = |s: &Step| s.rate * SECONDS_PER_UPDATE_PER_USER;
-    out.series(Series {
-        id: "throughput_vs_users".into(),
-        title: ctx.text(
-            "System limits: throughput vs concurrent users",
-            "Пределы системы: пропускная способность и пользователи",
-        ),
-        x_label: ctx.text(
-            "users (one update every 5 s each)",
-            "пользователи (по обновлению раз в 5 с)",
-        ),
-        y_label: ctx.text("updates/s", "обновлений/с"),
-        x_scale: Scale::Log,
-        lines: vec![
-            Line {
-                name: ctx.text("offered", "подано"),
-                points: steps.iter().map(|s| (users(s), s.rate)).collect(),
-            },
-            Line {
-                name: ctx.text("answered", "отвечено"),
-                points: steps.iter().map(|s| (users(s), s.answered_per_s)).collect(),
-            },
-        ],
-        shaded: Vec::new(),
-    });
-    out.series(Series {
-        id: "p99_vs_users".into(),
-        title: ctx.text(
-            "System limits: p99 vs users",
-            "Пределы системы: p99 и пользователи",
-        ),
-        x_label: ctx.text("users", "пользователи"),
-        y_label: "ms".into(),
-        x_scale: Scale::Log,
-        lines: vec![Line {
-            name: "p99".into(),
-            points: steps.iter().map(|s| (users(s), s.p99_ms)).collect(),
-        }],
-        shaded: Vec::new(),
-    });
+    let points: Vec<ChartPoint> = steps
+        .iter()
+        .map(|s| ChartPoint {
+            users: s.rate * SECONDS_PER_UPDATE_PER_USER,
+            offered: s.rate,
+            answered: s.answered_per_s,
+            p99_ms: s.p99_ms,
+        })
+        .collect();
+    chart_points(ctx, out, &points);
 }
