@@ -228,3 +228,121 @@ fn short(text: &str) -> String {
         format!("{}…", text.chars().take(MAX).collect::<String>())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
+    use serde_json::{json, Value};
+
+    /// A tiny bot over plain HTTP: `/menu` gets a keyboard, a press edits that message, a
+    /// photo is fetched with `getFile` and gets its caption and size back.
+    async fn responder(url: String) {
+        let client = reqwest::Client::new();
+        let call = |method: &str, body: Value| {
+            client
+                .post(format!("{url}/bot1:test/{method}"))
+                .json(&body)
+                .send()
+        };
+        let mut offset = 0;
+        loop {
+            let Ok(answer) = call("getUpdates", json!({ "offset": offset, "timeout": 1 })).await
+            else {
+                return;
+            };
+            let Ok(updates) = answer.json::<Value>().await else {
+                return;
+            };
+            for update in updates["result"].as_array().cloned().unwrap_or_default() {
+                offset = update["update_id"].as_i64().unwrap_or(0) + 1;
+                let message = &update["message"];
+                let chat = message["chat"]["id"].clone();
+                if message["text"] == "/menu" {
+                    let keyboard = json!({ "inline_keyboard": [[
+                        { "text": "Flux fast", "callback_data": "model:flux" }
+                    ]] });
+                    let body = json!({ "chat_id": chat, "text": "pick a model", "reply_markup": keyboard });
+                    let _ = call("sendMessage", body).await;
+                } else if message["photo"].is_array() {
+                    let file_id = message["photo"][0]["file_id"].clone();
+                    let bytes = match call("getFile", json!({ "file_id": file_id })).await {
+                        Ok(answer) => {
+                            let file: Value = answer.json().await.unwrap_or_default();
+                            let path = file["result"]["file_path"].as_str().unwrap_or("");
+                            let got = client
+                                .get(format!("{url}/file/bot1:test/{path}"))
+                                .send()
+                                .await;
+                            match got {
+                                Ok(got) => got.bytes().await.map_or(0, |b| b.len()),
+                                Err(_) => 0,
+                            }
+                        }
+                        Err(_) => 0,
+                    };
+                    let caption = message["caption"].as_str().unwrap_or("");
+                    let text = format!("photo: {caption} ({bytes} bytes)");
+                    let _ = call("sendMessage", json!({ "chat_id": chat, "text": text })).await;
+                }
+                let query = &update["callback_query"];
+                if query.is_object() {
+                    let chat = query["message"]["chat"]["id"].clone();
+                    let id = query["message"]["message_id"].clone();
+                    let body = json!({ "chat_id": chat, "message_id": id, "text": "chosen: flux" });
+                    let _ = call("editMessageText", body).await;
+                    let _ = call(
+                        "answerCallbackQuery",
+                        json!({ "callback_query_id": query["id"] }),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    fn scenario(press: &str) -> Scenario {
+        Scenario::parse(
+            &format!(
+                r#"
+                [[step]]
+                send = "/menu"
+                expect = {{ text = "pick", within_s = 5 }}
+                [[step]]
+                press = "{press}"
+                expect = {{ edit = "chosen: flux", within_s = 5 }}
+                [[step]]
+                photo = {{ caption = "blue {{n}}" }}
+                expect = {{ text = "^photo: blue 7 \\(67 bytes\\)$", within_s = 5 }}
+                "#
+            ),
+            "menu.toml",
+        )
+        .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn buttons_edits_and_photos_are_walked_and_a_missing_button_is_named() {
+        let mock = TelegramMock::start(TelegramMockConfig::default())
+            .await
+            .expect("mock");
+        let bot = tokio::spawn(responder(mock.url().to_owned()));
+        let user = mock.user(1_000_001, "Sim", Some("en"));
+        let times = session(&user, &scenario("(?i)flux"), 7)
+            .await
+            .expect("every step met");
+        let kinds: Vec<Answer> = times.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(kinds, [Answer::Text, Answer::Edit, Answer::Text]);
+
+        let other = mock.user(1_000_002, "Sim", Some("en"));
+        let failure = session(&other, &scenario("(?i)sdxl"), 7)
+            .await
+            .expect_err("no such button");
+        assert_eq!(failure.step, 2);
+        assert_eq!(
+            failure.describe(true),
+            "step 2, user 1000002: no button matching /(?i)sdxl/ (buttons: Flux fast)"
+        );
+        bot.abort();
+    }
+}
