@@ -442,14 +442,18 @@ pub fn noise_percent(metric: &str) -> f64 {
         // Losses and failures: none is expected either time.
         0.0
     } else {
-        15.0
+        // Rates and throughput over a few seconds of a shared machine.
+        25.0
     }
 }
 
 /// Absolute changes this small are noise whatever the percentage (a few milliseconds on a
 /// 3 ms latency, a few MB of RSS from the allocator).
 pub fn noise_floor(metric: &str) -> f64 {
-    if metric.ends_with("_ms") || metric.contains("_mb") {
+    if metric.ends_with("_ms") {
+        // One scheduler hiccup on a busy 2-core machine.
+        20.0
+    } else if metric.contains("_mb") {
         5.0
     } else if metric.contains("bytes_per") {
         10_000.0
@@ -519,8 +523,8 @@ mod tests {
     fn the_same_figures_within_noise_do_not_regress() {
         let c = compare(&report(40.0, 0.0, 100.0), &report(48.0, 0.0, 95.0));
         assert!(c.regressions().is_empty(), "{}", c.text());
-        // 2 ms → 6 ms is +200 %, but within the absolute floor.
-        let c = compare(&report(2.0, 0.0, 100.0), &report(6.0, 0.0, 100.0));
+        // 2 ms → 12 ms is +500 %, but within the absolute floor.
+        let c = compare(&report(2.0, 0.0, 100.0), &report(12.0, 0.0, 100.0));
         assert!(c.regressions().is_empty(), "{}", c.text());
         assert!(!c.rows.iter().any(|r| r.test == "db_read"));
     }
