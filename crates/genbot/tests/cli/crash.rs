@@ -208,6 +208,15 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     let killed_at = Instant::now();
     let at_kill = store.count_jobs_by_status().await.unwrap();
     assert!(at_kill.queued > 0 && at_kill.running > 0, "{at_kill:?}");
+    // The jobs queued at the kill, by id: B also records A's unhandled updates as it takes
+    // them over, so the count of queued jobs can stay up while these start.
+    let queued_at_kill: std::collections::HashSet<_> = store
+        .jobs_with_status(JobStatus::Queued, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
     // A held every global slot: its predictions still run at Replicate, so B may start queued
     // jobs only as they end; it takes them over when their leases (3 s) expire.
     wait_until(
@@ -228,7 +237,16 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
     wait_until(
         "B starts A's queued jobs",
         Duration::from_secs(15),
-        || async { store.count_jobs_by_status().await.unwrap().queued < at_kill.queued },
+        || async {
+            let still: std::collections::HashSet<_> = store
+                .jobs_with_status(JobStatus::Queued, 10_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|j| j.id)
+                .collect();
+            queued_at_kill.iter().any(|id| !still.contains(id))
+        },
     )
     .await;
     let queued_started_after = killed_at.elapsed();
