@@ -329,8 +329,12 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
             ((daily_capacity / f64::from(forecast.planned_users)).floor() as u32).clamp(1, 1_000),
         );
         // At most a fifth of the slots per user, so five users can always generate at once.
-        forecast.recommended_per_user =
-            Some((ctx.settings.max_concurrent_generations / 5).clamp(1, 5));
+        forecast.recommended_per_user = claimed(
+            ctx,
+            |l| l.max_concurrent_generations,
+            |s| s.max_concurrent_generations,
+        )
+        .map(|slots| (slots / 5).clamp(1, 5));
     }
     for outcome in outcomes {
         if outcome.applies() && outcome.grade.is_failure() {
@@ -348,18 +352,37 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
     forecast
 }
 
+/// A limit of the bot under test: the scenario's claim for a black-box bot (none if it claims
+/// none), genbot's setting otherwise.
+fn claimed(
+    ctx: &Context,
+    from_scenario: impl Fn(&crate::blackbox::scenario::ClaimedLimits) -> Option<u32>,
+    from_settings: impl Fn(&genbot_config::Settings) -> u32,
+) -> Option<u32> {
+    match &ctx.blackbox {
+        Some(bot) => from_scenario(&bot.scenario.limits),
+        None => Some(from_settings(&ctx.settings)),
+    }
+}
+
 /// Generations per second each part allows, from the measurements and the settings.
 fn ceilings(outcomes: &[TestOutcome], ctx: &Context, sends_per_job: Option<f64>) -> Vec<Ceiling> {
     let mut ceilings = Vec::new();
-    let per_min = f64::from(ctx.settings.replicate_rate_limit_per_min);
-    ceilings.push(Ceiling {
-        part: "replicate_rate",
-        generations_per_s: per_min / 60.0,
-        basis: ctx.text(
-            format!("REPLICATE_RATE_LIMIT {per_min:.0}/min"),
-            format!("REPLICATE_RATE_LIMIT {per_min:.0}/мин"),
-        ),
-    });
+    if let Some(per_min) = claimed(
+        ctx,
+        |l| l.replicate_rate_limit,
+        |s| s.replicate_rate_limit_per_min,
+    ) {
+        let per_min = f64::from(per_min);
+        ceilings.push(Ceiling {
+            part: "replicate_rate",
+            generations_per_s: per_min / 60.0,
+            basis: ctx.text(
+                format!("REPLICATE_RATE_LIMIT {per_min:.0}/min"),
+                format!("REPLICATE_RATE_LIMIT {per_min:.0}/мин"),
+            ),
+        });
+    }
     if let Some(per_s) =
         find(outcomes, TestId::OperationSimulation).and_then(|o| o.get("theoretical_per_s"))
     {
