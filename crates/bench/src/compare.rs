@@ -403,6 +403,7 @@ pub fn direction(metric: &str) -> Direction {
         "growth_mb",
         "bytes_per",
         "problems",
+        "over_telegram_budget",
     ];
     const HIGHER: &[&str] = &[
         "success_rate",
@@ -413,7 +414,10 @@ pub fn direction(metric: &str) -> Direction {
         "per_s",
         "ops_per",
     ];
-    if metric.ends_with("_ms") || LOWER.iter().any(|m| metric.contains(m)) {
+    if metric.starts_with("peak_sends") {
+        // How fast the bot sent: neither better nor worse by itself.
+        Direction::None
+    } else if metric.ends_with("_ms") || LOWER.iter().any(|m| metric.contains(m)) {
         Direction::Lower
     } else if HIGHER.iter().any(|m| metric.contains(m)) {
         Direction::Higher

@@ -65,7 +65,24 @@ pub struct TelegramMockStats {
     pub unanswered: u64,
     /// Sends answered 403 because the user blocked the bot, per chat.
     pub blocked_refusals: BTreeMap<i64, u64>,
+    /// Most messages and edits the bot sent within one second of the mock's clock (Telegram
+    /// answers 429 above about 30 a second).
+    pub peak_sends_per_s: u64,
+    /// Messages and edits sent so far…
+    pub sends: u64,
+    /// …and those a token bucket of Telegram's budget (30 a second, a burst of 30) would have
+    /// refused: a bot that paces itself to Telegram's limit keeps this near 0.
+    pub sends_over_budget: u64,
+    /// The second (since the mock started) and the sends counted in it so far.
+    #[serde(skip)]
+    pub(super) send_second: (u64, u64),
+    /// The budget's bucket: tokens left and when it was last filled (seconds on the mock's clock).
+    #[serde(skip)]
+    pub(super) budget: (f64, f64),
 }
+
+/// Telegram's overall send budget: messages a second, and the burst.
+const SEND_BUDGET_PER_S: f64 = 30.0;
 
 #[derive(Debug)]
 pub(super) struct Chat {
@@ -456,6 +473,31 @@ impl BotState {
     }
 
     fn log_sent(&self, sent: Sent) {
+        {
+            let second = self.epoch.elapsed().as_secs();
+            let mut counters = self.counters.lock();
+            let (current, count) = counters.send_second;
+            let count = if current == second { count + 1 } else { 1 };
+            counters.send_second = (second, count);
+            counters.peak_sends_per_s = counters.peak_sends_per_s.max(count);
+            counters.sends += 1;
+            let now = self.epoch.elapsed().as_secs_f64();
+            let (tokens, filled_at) = counters.budget;
+            let (tokens, filled_at) = if filled_at == 0.0 && counters.sends == 1 {
+                (SEND_BUDGET_PER_S, now)
+            } else {
+                (
+                    (tokens + (now - filled_at) * SEND_BUDGET_PER_S).min(SEND_BUDGET_PER_S),
+                    now,
+                )
+            };
+            counters.budget = if tokens >= 1.0 {
+                (tokens - 1.0, filled_at)
+            } else {
+                counters.sends_over_budget += 1;
+                (tokens, filled_at)
+            };
+        }
         let mut log = self.sent.lock();
         if log.len() < SENT_LOG_MAX {
             log.push(sent);

@@ -18,6 +18,11 @@ use crate::timeline;
 
 /// Users start their sessions at this rate.
 const ARRIVALS_PER_SEC: f64 = 200.0;
+/// Telegram's overall send limit for a bot, per second.
+const TELEGRAM_SENDS_PER_S: u64 = 30;
+/// Share of sends beyond that budget still counted as paced (network jitter bunches a paced
+/// bot's sends a little at the mock).
+const OVER_BUDGET_TOLERATED: f64 = 0.05;
 /// The SLO for answers that are not images.
 const P99_TARGET_MS: f64 = 100.0;
 
@@ -73,6 +78,9 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
         out.series(series);
     }
     let answers_seen = bot.telegram.answers().latencies_since(from).len();
+    let telegram = bot.telegram.stats();
+    let peak_sends = telegram.peak_sends_per_s;
+    let over_budget = telegram.sends_over_budget as f64 / telegram.sends.max(1) as f64;
     let (summary, images) = {
         let times = times.lock();
         (times.0.summary(), times.1.summary())
@@ -85,7 +93,9 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
         .metric("p50_ms", summary.p50_ms)
         .metric("p95_ms", summary.p95_ms)
         .metric("p99_ms", summary.p99_ms)
-        .metric("max_ms", summary.max_ms);
+        .metric("max_ms", summary.max_ms)
+        .metric("peak_sends_per_s", peak_sends as f64)
+        .metric("sends_over_telegram_budget_share", over_budget);
     if images.count > 0 {
         out.metric("image_p50_ms", images.p50_ms)
             .metric("image_p99_ms", images.p99_ms);
@@ -100,6 +110,23 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
         out.grade = Grade::Good;
     }
     describe_failures(ctx, &failures, &mut out);
+    let paced = over_budget <= OVER_BUDGET_TOLERATED;
+    if !failures.is_empty() && paced {
+        out.recommend(ctx.text(
+            format!("While sessions waited, the bot kept within Telegram's send budget (about {TELEGRAM_SENDS_PER_S} a second after a burst; at most {peak_sends} in one second): it paces its sends, and {count} users arriving at once outrun that budget. Send command answers ahead of progress edits, or send fewer messages per user."),
+            format!("Пока сессии ждали, бот укладывался в бюджет отправки Telegram (около {TELEGRAM_SENDS_PER_S} в секунду после всплеска; не более {peak_sends} за секунду): он соблюдает лимит, а {count} одновременно пришедших пользователей превышают этот бюджет. Отправляйте ответы на команды раньше правок прогресса или шлите меньше сообщений на пользователя."),
+        ));
+    }
+    if !paced {
+        // Figures the real API would not allow are not excellent ones.
+        if out.grade == Grade::Excellent {
+            out.grade = Grade::Good;
+        }
+        out.recommend(ctx.text(
+            format!("{:.0} % of the bot's messages went beyond Telegram's budget of about {TELEGRAM_SENDS_PER_S} a second (up to {peak_sends} in one second): the real API answers those 429, so production answers would be slower than measured here (the mock does not throttle). Pace sends and honour retry_after.", over_budget * 100.0),
+            format!("{:.0} % сообщений бота вышли за бюджет Telegram (около {TELEGRAM_SENDS_PER_S} в секунду; до {peak_sends} за секунду): настоящий API ответит на них 429, так что в работе ответы будут медленнее измеренных (мок не ограничивает). Ограничьте частоту отправки и соблюдайте retry_after.", over_budget * 100.0),
+        ));
+    }
     if out.grade != Grade::Excellent && failures.is_empty() {
         out.recommend(ctx.text(
             format!("p99 {:.0} ms for answers: keep handlers non-blocking (no synchronous HTTP or database calls on the event loop).", summary.p99_ms),
