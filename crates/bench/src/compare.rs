@@ -414,8 +414,8 @@ pub fn direction(metric: &str) -> Direction {
         "per_s",
         "ops_per",
     ];
-    if metric.starts_with("peak_sends") {
-        // How fast the bot sent: neither better nor worse by itself.
+    if metric.starts_with("peak_sends") || metric.starts_with("slo_") {
+        // How fast the bot sent, or a bound the test set: neither better nor worse by itself.
         Direction::None
     } else if metric.ends_with("_ms") || LOWER.iter().any(|m| metric.contains(m)) {
         Direction::Lower
@@ -436,8 +436,8 @@ pub fn noise_percent(metric: &str) -> f64 {
     } else if metric.ends_with("_ms") {
         30.0
     } else if metric == "max_rps" || metric == "max_users" {
-        // The knee is a step of a doubling ramp: one step either way is noise.
-        100.0
+        // The knee is a step of a doubling ramp: one step down (−50 %) is noise, two are not.
+        50.0
     } else if metric.contains("_mb") || metric.contains("bytes_per") {
         20.0
     } else if metric.contains("rate") && !metric.contains("per") {
