@@ -26,12 +26,12 @@ use crate::rig::engine_config;
 use crate::timeline;
 
 /// The SLO: p99 answer time and share of unanswered updates.
-const SLO_P99_MS: f64 = 100.0;
-const SLO_ERRORS: f64 = 0.01;
+pub(crate) const SLO_P99_MS: f64 = 100.0;
+pub(crate) const SLO_ERRORS: f64 = 0.01;
 /// How long after a step its stragglers may still be answered.
-const DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN: Duration = Duration::from_secs(2);
 /// Each user sends an update every this many seconds on average.
-const SECONDS_PER_UPDATE_PER_USER: f64 = 5.0;
+pub(crate) const SECONDS_PER_UPDATE_PER_USER: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Step {
@@ -153,21 +153,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         format!("open model: /balance updates at a constant rate per step ({step_length:?} each), users sending one every {SECONDS_PER_UPDATE_PER_USER} s; SLO p99 ≤ {SLO_P99_MS} ms from the intended send time, ≤ {:.0} % unanswered; a step that breaks it runs once more before it counts", SLO_ERRORS * 100.0),
         format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа; ступень, нарушившая SLO, повторяется один раз", SLO_ERRORS * 100.0),
     ));
-    out.grade = match knee {
-        Some(k) if broke.is_none() || k.rate >= 400.0 => Grade::Excellent,
-        Some(_) => Grade::Good,
-        None => Grade::NeedsOptimization,
-    };
-    if out.grade != Grade::Excellent {
-        out.recommend(ctx.text(
-            format!(
-                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
-            ),
-            format!(
-                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
-            ),
-        ));
-    }
+    grade_knee(ctx, out, knee.map(|k| k.rate), broke.is_some(), &bottleneck);
     rig.stop().await;
     Ok(())
 }
@@ -358,6 +344,33 @@ pub(crate) fn chart_points(ctx: &Context, out: &mut TestOutcome, points: &[Chart
         }],
         shaded: Vec::new(),
     });
+}
+
+/// Grades the knee (found, and either no step broke the SLO or it held ≥ 400 updates/s) and
+/// names the bottleneck when it is not excellent; the in-process and black-box tests share it.
+pub(crate) fn grade_knee(
+    ctx: &Context,
+    out: &mut TestOutcome,
+    knee: Option<f64>,
+    broke: bool,
+    bottleneck: &str,
+) {
+    let max_rps = knee.unwrap_or(0.0);
+    out.grade = match knee {
+        Some(rate) if !broke || rate >= 400.0 => Grade::Excellent,
+        Some(_) => Grade::Good,
+        None => Grade::NeedsOptimization,
+    };
+    if out.grade != Grade::Excellent {
+        out.recommend(ctx.text(
+            format!(
+                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
+            ),
+            format!(
+                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
+            ),
+        ));
+    }
 }
 
 /// Names what broke the SLO, from the evidence of the breaking step.

@@ -15,20 +15,32 @@ use crate::outcome::{TestId, TestOutcome};
 /// Most prompts one user sends at once (a bot's flood guard may rightly drop more).
 const MAX_PER_USER_BURST: u32 = 8;
 
+/// The generation message and the claimed limit `name` a test needs, or the outcome that says
+/// which one the scenario lacks.
+fn needs_generation_and_claim(
+    test: TestId,
+    ctx: &Context,
+    bot: &BlackBox,
+    name: &str,
+    value: Option<u32>,
+) -> Result<(crate::blackbox::scenario::Generation, u32), Box<TestOutcome>> {
+    Ok((
+        generation_of(test, ctx, bot)?,
+        claimed(test, ctx, name, value)?,
+    ))
+}
+
 pub(super) async fn semaphores(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let test = TestId::Semaphores;
-    let generation = match generation_of(test, ctx, bot) {
-        Ok(g) => g,
-        Err(out) => return *out,
-    };
     let limits = &bot.scenario.limits;
-    let limit = match claimed(
+    let (generation, limit) = match needs_generation_and_claim(
         test,
         ctx,
+        bot,
         "max_concurrent_generations",
         limits.max_concurrent_generations,
     ) {
-        Ok(l) => l,
+        Ok(needed) => needed,
         Err(out) => return *out,
     };
     let per_user = limits.max_concurrent_generations_per_user;
@@ -106,18 +118,15 @@ pub(super) async fn semaphores(ctx: &Context, bot: &BlackBox) -> TestOutcome {
 
 pub(super) async fn rate_limiting(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let test = TestId::RateLimiting;
-    let generation = match generation_of(test, ctx, bot) {
-        Ok(g) => g,
-        Err(out) => return *out,
-    };
     let limits = &bot.scenario.limits;
-    let per_min = match claimed(
+    let (generation, per_min) = match needs_generation_and_claim(
         test,
         ctx,
+        bot,
         "replicate_rate_limit",
         limits.replicate_rate_limit,
     ) {
-        Ok(l) => l,
+        Ok(needed) => needed,
         Err(out) => return *out,
     };
     let mut out = TestOutcome::new(test, ctx.lang);

@@ -9,19 +9,13 @@ use genbot_mocks::telegram::SimUser;
 
 use crate::blackbox::scenario::{fill, Action, Answer};
 use crate::blackbox::BlackBox;
-use crate::checks::system_limits::{chart_points, ChartPoint};
+use crate::checks::system_limits::{
+    chart_points, grade_knee, ChartPoint, DRAIN, SECONDS_PER_UPDATE_PER_USER, SLO_ERRORS,
+    SLO_P99_MS,
+};
 use crate::context::Context;
-use crate::grade::Grade;
 use crate::histogram::Latencies;
 use crate::outcome::{TestId, TestOutcome};
-
-/// The SLO, as in the in-process test.
-const SLO_P99_MS: f64 = 100.0;
-const SLO_ERRORS: f64 = 0.01;
-/// Time after a step for its last answers to come.
-const DRAIN: Duration = Duration::from_secs(2);
-/// Each simulated user sends one update every 5 s.
-const SECONDS_PER_UPDATE_PER_USER: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Step {
@@ -98,21 +92,13 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         format!("открытая модель: {text:?} с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс, ≤ {:.0} % без ответа", SLO_ERRORS * 100.0),
     ));
     chart(ctx, &mut out, &steps);
-    out.grade = match knee {
-        Some(k) if broke.is_none() || k.rate >= 400.0 => Grade::Excellent,
-        Some(_) => Grade::Good,
-        None => Grade::NeedsOptimization,
-    };
-    if out.grade != Grade::Excellent {
-        out.recommend(ctx.text(
-            format!(
-                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
-            ),
-            format!(
-                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
-            ),
-        ));
-    }
+    grade_knee(
+        ctx,
+        &mut out,
+        knee.map(|k| k.rate),
+        broke.is_some(),
+        &bottleneck,
+    );
     out
 }
 
