@@ -34,11 +34,12 @@ pub enum Key {
     ReplicateWebhookUrl,
     ReplicateWebhookSecret,
     ReplicateReconcileSeconds,
+    StarsPackages,
 }
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 27] = [
+    pub const ALL: [Key; 28] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
@@ -66,6 +67,7 @@ impl Key {
         Key::ReplicateWebhookUrl,
         Key::ReplicateWebhookSecret,
         Key::ReplicateReconcileSeconds,
+        Key::StarsPackages,
     ];
 
     /// The environment variable's name.
@@ -98,6 +100,7 @@ impl Key {
             Key::ReplicateWebhookUrl => "REPLICATE_WEBHOOK_URL",
             Key::ReplicateWebhookSecret => "REPLICATE_WEBHOOK_SECRET",
             Key::ReplicateReconcileSeconds => "REPLICATE_RECONCILE_SECONDS",
+            Key::StarsPackages => "STARS_PACKAGES",
         }
     }
 
@@ -112,6 +115,7 @@ impl Key {
             | Key::ReplicateWebhookUrl
             | Key::ReplicateWebhookSecret => None,
             Key::ReplicateReconcileSeconds => Some("30"),
+            Key::StarsPackages => Some("10:50,60:250,150:500"),
             Key::JobLeaseSeconds => Some("30"),
             Key::JobHeartbeatSeconds => Some("10"),
             Key::ShutdownGraceSeconds => Some("10"),
@@ -157,7 +161,12 @@ impl Key {
             Key::QueueMaxLength => "queued jobs accepted before new ones are refused",
             Key::ModelsFile => "model catalogue (TOML); unset = the built-in catalogue",
             Key::DefaultModel => "model id used until a user picks one",
-            Key::AdminIds => "comma-separated Telegram user ids allowed to use /stats",
+            Key::AdminIds => {
+                "comma-separated Telegram user ids allowed to use /stats and /refund"
+            }
+            Key::StarsPackages => {
+                "credit packages /buy offers for Telegram Stars, CREDITS:STARS,… ; empty = no payments"
+            }
             Key::ReplicaId => {
                 "this process among the replicas; unset = `local` on SQLite, HOST-PID on PostgreSQL"
             }

@@ -21,6 +21,7 @@ mod urls;
 
 pub use error::ConfigError;
 pub use keys::Key;
+pub use parse::StarsPackage;
 pub use settings::{EffectiveSetting, Settings};
 pub use sources::{Origin, Sources, CONFIG_FILE_VARIABLE};
 pub use urls::{DatabaseUrl, RedactedUrl};

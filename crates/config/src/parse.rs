@@ -42,6 +42,33 @@ pub(crate) fn user_ids(key: Key, raw: &str) -> Result<Vec<i64>, ConfigError> {
         .collect()
 }
 
+/// `CREDITS:STARS,…`: the credit packages sold for Telegram Stars, in the order given.
+pub(crate) fn stars_packages(key: Key, raw: &str) -> Result<Vec<StarsPackage>, ConfigError> {
+    let allowed = "expected comma-separated CREDITS:STARS pairs (credits 1 to 100000, Stars 1 to \
+                   10000, each package once), e.g. 10:50,60:250; empty for no payments";
+    let mut packages: Vec<StarsPackage> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = part.split_once(':').and_then(|(credits, stars)| {
+            let credits = credits.trim().parse::<u32>().ok()?;
+            let stars = stars.trim().parse::<u32>().ok()?;
+            ((1..=100_000).contains(&credits) && (1..=10_000).contains(&stars))
+                .then_some(StarsPackage { credits, stars })
+        });
+        match parsed {
+            Some(package) if !packages.contains(&package) => packages.push(package),
+            _ => return Err(ConfigError::invalid(key.name(), raw, allowed)),
+        }
+    }
+    Ok(packages)
+}
+
+/// One package `/buy` offers: this many credits for this many Telegram Stars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StarsPackage {
+    pub credits: u32,
+    pub stars: u32,
+}
+
 /// A non-empty secret token without whitespace.
 pub(crate) fn token(key: Key, raw: &str) -> Result<String, ConfigError> {
     let trimmed = raw.trim();
@@ -68,6 +95,37 @@ mod tests {
         assert!(integer_in(key, "0", 1, 5).is_err());
         assert!(integer_in(key, "-3", 1, 5).is_err());
         assert!(integer_in(key, "2.5", 1, 5).is_err());
+    }
+
+    #[test]
+    fn stars_packages_are_pairs_within_telegrams_bounds() {
+        let key = Key::StarsPackages;
+        assert_eq!(
+            stars_packages(key, " 10:50 , 60:250").unwrap(),
+            vec![
+                StarsPackage {
+                    credits: 10,
+                    stars: 50
+                },
+                StarsPackage {
+                    credits: 60,
+                    stars: 250
+                }
+            ]
+        );
+        assert!(stars_packages(key, "").unwrap().is_empty());
+        for bad in [
+            "10",
+            "10:0",
+            "0:5",
+            "10:50,10:50",
+            "10:20000",
+            "a:b",
+            "10:50;",
+        ] {
+            let error = stars_packages(key, bad).unwrap_err().to_string();
+            assert!(error.contains("STARS_PACKAGES"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::parse::{http_url, integer_in, token, user_ids};
+use crate::parse::{http_url, integer_in, stars_packages, token, user_ids, StarsPackage};
 use crate::{ConfigError, DatabaseUrl, Key, Origin, RedactedUrl, Sources};
 
 /// Every setting genbot reads, parsed and validated. Built once at start-up by
@@ -69,6 +69,8 @@ pub struct Settings {
     pub replicate_webhook_secret: Option<SecretString>,
     /// `REPLICATE_RECONCILE_SECONDS`: the poll interval left while webhooks are on.
     pub replicate_reconcile: Duration,
+    /// `STARS_PACKAGES`: what `/buy` sells (empty: no payments).
+    pub stars_packages: Vec<StarsPackage>,
     origins: Vec<(Key, Origin)>,
     file: Option<PathBuf>,
 }
@@ -283,6 +285,7 @@ impl Settings {
                 1,
                 3_600,
             )?),
+            stars_packages: stars_packages(Key::StarsPackages, required(Key::StarsPackages))?,
             origins,
             file: sources.file_path().map(ToOwned::to_owned),
         })
@@ -353,6 +356,17 @@ impl Settings {
             ),
             Key::ReplicateWebhookSecret => secret(&self.replicate_webhook_secret),
             Key::ReplicateReconcileSeconds => self.replicate_reconcile.as_secs().to_string(),
+            Key::StarsPackages => {
+                if self.stars_packages.is_empty() {
+                    "(none: no payments)".into()
+                } else {
+                    self.stars_packages
+                        .iter()
+                        .map(|p| format!("{}:{}", p.credits, p.stars))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            }
             Key::AdminIds => {
                 if self.admin_ids.is_empty() {
                     "(none)".into()

@@ -2,10 +2,12 @@
 //!
 //! The bot under test talks to it as to `https://api.telegram.org` (`TELEGRAM_API_URL`): long
 //! polling with `getUpdates`, or a webhook it registers with `setWebhook`; it answers with
-//! `sendMessage`, `editMessageText`, `sendPhoto`, `sendChatAction`, `answerCallbackQuery`.
+//! `sendMessage`, `editMessageText`, `sendPhoto`, `sendChatAction`, `answerCallbackQuery`, and
+//! sells with Telegram Stars: `sendInvoice`, `answerPreCheckoutQuery`, `refundStarPayment`.
 //! Tests and the readiness suite drive [`SimUser`]s that send texts and press inline buttons,
 //! then read each chat's transcript and the time from an update to the bot's first answer.
 
+mod payments;
 mod routes;
 mod state;
 mod users;
@@ -111,6 +113,11 @@ impl TelegramMock {
     /// The user blocks the bot: from now on every send into their chat is answered 403.
     pub fn block(&self, user: i64) {
         self.state.block(user);
+    }
+
+    /// Stars payments completed so far: (charge id, user, Stars, refunded), by charge id.
+    pub fn charges(&self) -> Vec<(String, i64, i64, bool)> {
+        self.state.charges()
     }
 
     /// The bot's messages and edits in the order they arrived, across all chats.

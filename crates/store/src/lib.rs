@@ -10,7 +10,8 @@
 //! a job is accepted together with its charge (quota, credits, `QUEUE_MAX_LENGTH`) and ended
 //! together with its exact refund; a running job has one owner under a lease and every write of
 //! an owner is fenced on it; the global limits are counted over every replica in the claim's
-//! transaction; credits never go below zero. The guarded life of a job is in `lifecycle`.
+//! transaction; credits never go below zero. The guarded life of a job is in `lifecycle`; the
+//! Telegram Stars ledger (a payment credited once per charge id) in `payments`.
 //!
 //! This crate owns SQL and nothing else: no caching (see `genbot-cache`), no business rules
 //! beyond those invariants (see `genbot-engine`).
@@ -21,6 +22,7 @@ mod inbox;
 mod lifecycle;
 mod model;
 mod outbox;
+mod payments;
 mod postgres;
 pub mod scratch;
 mod sqlite;
@@ -43,6 +45,10 @@ pub use model::{
     User, UserId,
 };
 pub use outbox::{Delivery, DeliveryOutcome, JobImage, OutboxBacklog};
+pub use payments::{
+    Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
+    RefundState, StarPayment,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -326,12 +332,64 @@ impl Store {
     }
 
     /// Each user in `ids` with their balance and what the ledger says it must be
-    /// (initial + adjustments − charged + refunded).
+    /// (initial + adjustments − charged + refunded + Stars purchases not refunded).
     ///
     /// # Errors
     /// Database failures.
     pub async fn credit_audit(&self, ids: Range<i64>) -> Result<Vec<CreditAudit>, StoreError> {
         dispatch!(self.credit_audit(ids))
+    }
+
+    /// Records a Stars payment and adds its credits in one transaction, once per charge id:
+    /// a repeated `successful_payment` finds the row and adds nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`] (register the payer first), or database failures (nothing
+    /// is recorded then: the update is replayed and recorded later).
+    pub async fn record_payment(
+        &self,
+        payment: NewStarPayment,
+    ) -> Result<PaymentRecorded, StoreError> {
+        dispatch!(self.record_payment(payment))
+    }
+
+    /// Takes a payment's credits back before Telegram is asked to refund it: refused
+    /// ([`RefundStart::Spent`]) when the user no longer has them.
+    ///
+    /// # Errors
+    /// Database failures (nothing is taken then).
+    pub async fn start_refund(&self, charge_id: &str) -> Result<RefundStart, StoreError> {
+        dispatch!(self.start_refund(charge_id))
+    }
+
+    /// Records Telegram's answer to a started refund: final, or undone (credits given back).
+    /// `Ok(false)` when the payment was not `refunding` (another attempt finished it).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn finish_refund(
+        &self,
+        charge_id: &str,
+        result: RefundResult,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.finish_refund(charge_id, result))
+    }
+
+    /// The payment with this charge id.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn payment(&self, charge_id: &str) -> Result<Option<StarPayment>, StoreError> {
+        dispatch!(self.payment(charge_id))
+    }
+
+    /// The user's last `limit` credit movements, newest first: purchases and their refunds,
+    /// generation charges and their refunds.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn movements(&self, user: UserId, limit: u32) -> Result<Vec<Movement>, StoreError> {
+        dispatch!(self.movements(user, limit))
     }
 
     /// Claims up to `limit` finished jobs not yet delivered whose turn has come, for `owner`

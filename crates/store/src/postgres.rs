@@ -7,6 +7,7 @@
 mod inbox;
 mod lifecycle;
 mod outbox;
+mod payments;
 mod schema;
 
 use std::ops::Range;

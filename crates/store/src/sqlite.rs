@@ -8,6 +8,7 @@ mod connection;
 mod inbox;
 mod lifecycle;
 mod outbox;
+mod payments;
 mod rows;
 mod schema;
 mod writer;

@@ -166,6 +166,20 @@ fn print_chat(user: &SimUser) {
             }
             Entry::BotAction(action) => println!("  bot  … {action}"),
             Entry::CallbackAnswered(text) => println!("  bot  ✓ {}", text.unwrap_or_default()),
+            Entry::BotInvoice {
+                title,
+                stars,
+                currency,
+                ..
+            } => println!("  bot  › 🧾 invoice: {title} — {stars} {currency}"),
+            Entry::UserPaying { stars, .. } => println!("  user ⏵ pays {stars} ⭐"),
+            Entry::CheckoutAnswered { ok: true, .. } => println!("  bot  ✓ checkout accepted"),
+            Entry::CheckoutAnswered { ok: false, error } => {
+                println!("  bot  ✗ checkout refused: {}", error.unwrap_or_default())
+            }
+            Entry::UserPaid { charge_id, stars } => {
+                println!("  tg   ★ payment of {stars} ⭐ completed ({charge_id})")
+            }
         }
     }
     println!();

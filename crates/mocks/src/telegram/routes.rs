@@ -84,7 +84,7 @@ async fn call(
     state.count_method(&method);
     let sends_into_chat = matches!(
         method.as_str(),
-        "sendmessage" | "sendphoto" | "sendchataction" | "editmessagetext"
+        "sendmessage" | "sendphoto" | "sendchataction" | "editmessagetext" | "sendinvoice"
     );
     if sends_into_chat && chat_id(&params).is_some_and(|chat| state.refuses_blocked(chat)) {
         return error(403, "Forbidden: bot was blocked by the user");
@@ -138,6 +138,42 @@ async fn call(
             }
         }
         "getfile" => get_file(&params),
+        "sendinvoice" => send_invoice(&state, &params),
+        "answerprecheckoutquery" => {
+            let query = text(&params, "pre_checkout_query_id").unwrap_or_default();
+            let ok = params
+                .get("ok")
+                .is_some_and(|v| v == &json!(true) || v == &json!("true"));
+            let reason = text(&params, "error_message");
+            if !ok && reason.as_deref().is_none_or(str::is_empty) {
+                return error(
+                    400,
+                    "Bad Request: error_message is required when ok is false",
+                );
+            }
+            match state.answer_checkout(&query, ok, reason) {
+                Ok(()) => ok_true(),
+                Err(()) => error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
+            }
+        }
+        "refundstarpayment" => {
+            let (Some(user), Some(charge)) = (
+                integer(&params, "user_id"),
+                text(&params, "telegram_payment_charge_id"),
+            ) else {
+                return error(
+                    400,
+                    "Bad Request: user_id and telegram_payment_charge_id are required",
+                );
+            };
+            match state.refund(user, &charge) {
+                super::payments::Refund::Done => ok_true(),
+                super::payments::Refund::NotFound => error(400, "Bad Request: CHARGE_NOT_FOUND"),
+                super::payments::Refund::AlreadyRefunded => {
+                    error(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+                }
+            }
+        }
         "setmycommands" | "deletemycommands" | "close" | "logout" => ok(json!(true)),
         "getmycommands" => ok(json!([])),
         _ => error(404, "Not Found"),
@@ -415,6 +451,48 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
     }
     let mut message = message_json(state, chat, message_id);
     message["text"] = json!(body);
+    ok(message)
+}
+
+fn ok_true() -> Response {
+    ok(json!(true))
+}
+
+fn send_invoice(state: &Shared, params: &Params) -> Response {
+    let Some(chat) = chat_id(params) else {
+        return error(400, "Bad Request: chat_id is required");
+    };
+    if state.chat_public(chat).is_none() {
+        return error(400, "Bad Request: chat not found");
+    }
+    let invoice = match super::payments::invoice_from(params) {
+        Ok(invoice) => invoice,
+        Err(reason) => return error(400, &format!("Bad Request: {reason}")),
+    };
+    if let Some(retry_after) = state.throttle(chat) {
+        return too_many(retry_after);
+    }
+    let message_id = state.next_message_id();
+    let title = text(params, "title").unwrap_or_default();
+    state.record_invoice(chat, message_id, invoice.clone());
+    state.bot_answer(
+        chat,
+        Some(Entry::BotInvoice {
+            message_id,
+            title: title.clone(),
+            payload: invoice.payload.clone(),
+            currency: invoice.currency.clone(),
+            stars: invoice.amount,
+        }),
+    );
+    let mut message = message_json(state, chat, message_id);
+    message["invoice"] = json!({
+        "title": title,
+        "description": text(params, "description").unwrap_or_default(),
+        "start_parameter": "",
+        "currency": invoice.currency,
+        "total_amount": invoice.amount,
+    });
     ok(message)
 }
 

@@ -43,6 +43,20 @@ pub enum Entry {
     BotAction(String),
     /// The bot answered a button press.
     CallbackAnswered(Option<String>),
+    /// The bot sent an invoice (`sendInvoice`) for `stars` in `currency`.
+    BotInvoice {
+        message_id: i64,
+        title: String,
+        payload: String,
+        currency: String,
+        stars: i64,
+    },
+    /// The user confirmed paying the invoice `message_id` (a `pre_checkout_query`).
+    UserPaying { message_id: i64, stars: i64 },
+    /// The bot answered the pre-checkout query: `ok`, or refused with `error`.
+    CheckoutAnswered { ok: bool, error: Option<String> },
+    /// Telegram reported the payment (`successful_payment`), perhaps again.
+    UserPaid { charge_id: String, stars: i64 },
 }
 
 /// `file_id`s of the photos simulated users send start with this (`getFile` knows them).
@@ -136,6 +150,8 @@ pub(super) struct BotState {
     blocked: Mutex<std::collections::HashSet<i64>>,
     /// The bot's messages and edits in the order they arrived (the first `SENT_LOG_MAX`).
     sent: Mutex<Vec<Sent>>,
+    /// Invoices, pending pre-checkout queries and completed Stars payments.
+    pub(super) payments: Mutex<super::payments::Payments>,
 }
 
 /// An error answered to one call instead of its normal answer.
@@ -161,7 +177,7 @@ pub struct Sent {
     pub photo: bool,
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -225,6 +241,7 @@ impl BotState {
             send_delay: Mutex::new(Duration::ZERO),
             blocked: Mutex::new(std::collections::HashSet::new()),
             sent: Mutex::new(Vec::new()),
+            payments: Mutex::new(super::payments::Payments::default()),
         }
     }
 
@@ -267,7 +284,7 @@ impl BotState {
         self.chats.lock().get_mut(&id).map(f)
     }
 
-    fn user_json(id: i64, chat: &Chat) -> Value {
+    pub(super) fn user_json(id: i64, chat: &Chat) -> Value {
         let mut user = json!({ "id": id, "is_bot": false, "first_name": chat.first_name });
         if let Some(language) = &chat.language {
             user["language_code"] = json!(language);
@@ -275,7 +292,7 @@ impl BotState {
         user
     }
 
-    fn chat_json(id: i64, chat: &Chat) -> Value {
+    pub(super) fn chat_json(id: i64, chat: &Chat) -> Value {
         json!({ "id": id, "type": "private", "first_name": chat.first_name })
     }
 
@@ -445,9 +462,9 @@ impl BotState {
             };
             if let Some(entry) = entry {
                 let message_id = match &entry {
-                    Entry::BotText { message_id, .. } | Entry::BotPhoto { message_id, .. } => {
-                        Some(*message_id)
-                    }
+                    Entry::BotText { message_id, .. }
+                    | Entry::BotPhoto { message_id, .. }
+                    | Entry::BotInvoice { message_id, .. } => Some(*message_id),
                     _ => None,
                 };
                 if let Some(message_id) = message_id {

@@ -50,6 +50,18 @@ impl SimUser {
         self.state.press_update(self.id, message_id, data)
     }
 
+    /// Opens the bot's invoice `message_id` and pays: a `pre_checkout_query` the bot must
+    /// answer; if it says yes, Telegram's `successful_payment` message follows with a new charge
+    /// id. `None` when the chat has no such invoice.
+    pub fn pay(&self, message_id: i64) -> Option<i64> {
+        self.state.pay_update(self.id, message_id)
+    }
+
+    /// Telegram reports the payment `charge_id` again (a new update, the same charge).
+    pub fn repeat_payment(&self, charge_id: &str) -> Option<i64> {
+        self.state.successful_payment_update(self.id, charge_id)
+    }
+
     /// Everything said in the chat so far.
     pub fn transcript(&self) -> Vec<Entry> {
         self.state.transcript(self.id)

@@ -463,6 +463,8 @@ impl PgStore {
                     u.initial_credits + u.credits_adjusted
                       - coalesce(sum(j.charged_credits), 0)::BIGINT
                       + coalesce(sum(j.refunded_credits), 0)::BIGINT
+                      + (SELECT coalesce(sum(p.credits), 0) FROM star_payments p
+                         WHERE p.user_id = u.id AND p.refund_state IS NULL)::BIGINT
              FROM users u LEFT JOIN generation_jobs j ON j.user_id = u.id
              WHERE u.id >= $1 AND u.id < $2
              GROUP BY u.id, u.credits, u.initial_credits, u.credits_adjusted

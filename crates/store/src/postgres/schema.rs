@@ -172,6 +172,20 @@ ALTER TABLE generation_jobs ADD COLUMN source_update BIGINT;
 CREATE UNIQUE INDEX generation_jobs_source_update ON generation_jobs (source_update)
 WHERE source_update IS NOT NULL;
 "#,
+    // v7: the Telegram Stars ledger. A payment is recorded with its credits in one transaction,
+    // once per Telegram charge id, so a repeated `successful_payment` adds nothing.
+    r#"
+CREATE TABLE star_payments (
+    charge_id    TEXT        PRIMARY KEY,  -- telegram_payment_charge_id
+    user_id      BIGINT      NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    stars        BIGINT      NOT NULL,
+    credits      BIGINT      NOT NULL,
+    paid_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    refund_state TEXT        CHECK (refund_state IN ('refunding', 'refunded')),
+    refund_at    TIMESTAMPTZ               -- when the credits were taken back
+);
+CREATE INDEX star_payments_user ON star_payments (user_id, paid_at);
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

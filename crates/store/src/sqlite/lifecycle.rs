@@ -245,6 +245,8 @@ impl SqliteStore {
                             u.initial_credits + u.credits_adjusted
                               - coalesce(sum(j.charged_credits), 0)
                               + coalesce(sum(j.refunded_credits), 0)
+                              + (SELECT coalesce(sum(p.credits), 0) FROM star_payments p
+                                 WHERE p.user_id = u.id AND p.refund_state IS NULL)
                      FROM users u LEFT JOIN generation_jobs j ON j.user_id = u.id
                      WHERE u.id >= ?1 AND u.id < ?2
                      GROUP BY u.id ORDER BY u.id",

@@ -162,6 +162,20 @@ ALTER TABLE generation_jobs ADD COLUMN source_update INTEGER;
 CREATE UNIQUE INDEX generation_jobs_source_update ON generation_jobs (source_update)
 WHERE source_update IS NOT NULL;
 "#,
+    // v7: the Telegram Stars ledger. A payment is recorded with its credits in one transaction,
+    // once per Telegram charge id, so a repeated `successful_payment` adds nothing.
+    r#"
+CREATE TABLE star_payments (
+    charge_id    TEXT    PRIMARY KEY,  -- telegram_payment_charge_id
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    stars        INTEGER NOT NULL,
+    credits      INTEGER NOT NULL,
+    paid_at      INTEGER NOT NULL,     -- unix ms
+    refund_state TEXT    CHECK (refund_state IN ('refunding', 'refunded')),
+    refund_at    INTEGER               -- when the credits were taken back
+);
+CREATE INDEX star_payments_user ON star_payments (user_id, paid_at);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

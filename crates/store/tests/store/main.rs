@@ -6,5 +6,6 @@ mod helpers;
 mod inbox;
 mod jobs;
 mod lifecycle;
+mod payments;
 mod pool;
 mod users;
