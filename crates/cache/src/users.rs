@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use genbot_store::{
-    DailyQuota, Finished, JobId, JobOutcome, NewUser, Store, StoreError, Submission, SubmitOutcome,
-    User, UserId,
+    DailyQuota, Finished, JobId, JobOutcome, NewStarPayment, NewUser, PaymentRecorded,
+    RefundResult, RefundStart, Store, StoreError, Submission, SubmitOutcome, User, UserId,
 };
 
 use crate::burst_log::BurstLog;
@@ -174,6 +174,52 @@ impl Users {
             self.invalidate(finished.job.user_id).await;
         }
         Ok(finished)
+    }
+
+    /// Records a Stars payment and its credits once per charge id; see
+    /// [`Store::record_payment`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn record_payment(
+        &self,
+        payment: NewStarPayment,
+    ) -> Result<PaymentRecorded, StoreError> {
+        let id = payment.user;
+        let recorded = self.store.record_payment(payment).await?;
+        if matches!(recorded, PaymentRecorded::Credited { .. }) {
+            self.invalidate(id).await;
+        }
+        Ok(recorded)
+    }
+
+    /// Takes a payment's credits back before its refund; see [`Store::start_refund`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn start_refund(&self, charge_id: &str) -> Result<RefundStart, StoreError> {
+        let started = self.store.start_refund(charge_id).await?;
+        if let RefundStart::Started(payment) = &started {
+            self.invalidate(payment.user).await;
+        }
+        Ok(started)
+    }
+
+    /// Records Telegram's answer to a refund of `user`'s payment; see [`Store::finish_refund`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn finish_refund(
+        &self,
+        user: UserId,
+        charge_id: &str,
+        result: RefundResult,
+    ) -> Result<bool, StoreError> {
+        let changed = self.store.finish_refund(charge_id, result).await?;
+        if changed && result == RefundResult::Refused {
+            self.invalidate(user).await;
+        }
+        Ok(changed)
     }
 
     async fn fill(&self, user: &User) {

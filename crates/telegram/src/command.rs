@@ -8,6 +8,10 @@ pub(crate) enum Input<'a> {
     Models,
     Balance,
     Cancel,
+    Buy,
+    PaySupport,
+    /// `/refund <charge id>` (admins): the arguments as written.
+    Refund(&'a str),
     Stats,
     /// A `/word` the bot does not know.
     Unknown,
@@ -15,11 +19,13 @@ pub(crate) enum Input<'a> {
     Prompt(&'a str),
 }
 
-/// The commands shown in Telegram's menu (`setMyCommands`); `/stats` stays hidden.
-pub(crate) const MENU: [(&str, &str); 5] = [
+/// The commands shown in Telegram's menu (`setMyCommands`); `/stats` and `/refund` stay hidden.
+pub(crate) const MENU: [(&str, &str); 7] = [
     ("start", "register / start over"),
     ("models", "choose a model"),
     ("balance", "credits and today's images"),
+    ("buy", "buy credits with Telegram Stars"),
+    ("paysupport", "payment help and refunds"),
     ("cancel", "cancel your queued image"),
     ("help", "help"),
 ];
@@ -32,6 +38,7 @@ impl<'a> Input<'a> {
             return Input::Prompt(trimmed);
         };
         let word = rest.split_whitespace().next().unwrap_or_default();
+        let args = rest[word.len()..].trim();
         let name = word.split('@').next().unwrap_or_default();
         match name.to_ascii_lowercase().as_str() {
             "start" => Input::Start,
@@ -39,6 +46,9 @@ impl<'a> Input<'a> {
             "models" => Input::Models,
             "balance" => Input::Balance,
             "cancel" => Input::Cancel,
+            "buy" => Input::Buy,
+            "paysupport" => Input::PaySupport,
+            "refund" => Input::Refund(args),
             "stats" => Input::Stats,
             _ => Input::Unknown,
         }
@@ -55,6 +65,11 @@ mod tests {
         assert_eq!(Input::parse("/models@genbot_bot"), Input::Models);
         assert_eq!(Input::parse(" /Balance now"), Input::Balance);
         assert_eq!(Input::parse("/dance"), Input::Unknown);
+        assert_eq!(
+            Input::parse("/refund@genbot_bot  stx123 "),
+            Input::Refund("stx123")
+        );
+        assert_eq!(Input::parse("/refund"), Input::Refund(""));
         assert_eq!(Input::parse("  a red fox  "), Input::Prompt("a red fox"));
     }
 }

@@ -11,24 +11,27 @@ use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup,
 
 use crate::command::Input;
 use crate::pacing::send;
+use crate::payments;
 use crate::texts::{self, Lang};
 use crate::{BotApi, Front, Slot, Waiting};
 
 /// What a handler may fail with (logged by the dispatcher's error handler).
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
-type HandlerResult = Result<(), HandlerError>;
+pub(crate) type HandlerResult = Result<(), HandlerError>;
 
 /// Callback data prefix of the `/models` buttons.
 const MODEL_BUTTON: &str = "model:";
 
-/// The dispatch tree: messages and button presses; other updates are ignored.
+/// The dispatch tree: messages, button presses and pre-checkout queries; other updates are
+/// ignored.
 pub fn schema() -> UpdateHandler<HandlerError> {
     dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_button))
+        .branch(Update::filter_pre_checkout_query().endpoint(payments::on_pre_checkout))
 }
 
-fn user_id(from: &TgUser) -> UserId {
+pub(crate) fn user_id(from: &TgUser) -> UserId {
     UserId(i64::try_from(from.id.0).unwrap_or(i64::MAX))
 }
 
@@ -60,6 +63,10 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
     let lang = Lang::from_code(from.language_code.as_deref());
     let bot = front.bot();
     let chat = msg.chat.id;
+    if let Some(payment) = msg.successful_payment() {
+        // Money already taken: never skipped by the flood limit.
+        return payments::paid(front, chat, from, lang, payment).await;
+    }
     if let Err(warn) = front.admit(user.0) {
         if warn {
             send(front, chat, bot.send_message(chat, texts::slow_down(lang))).await?;
@@ -122,13 +129,20 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
                 .succ_opt()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
                 .map_or_else(Utc::now, |d| d.and_utc());
+            let mut text = texts::balance(lang, stored.credits, remaining, limit, resets_at);
+            text.push_str(&payments::recent_movements(front, lang, user).await);
+            send(front, chat, bot.send_message(chat, text)).await?;
+        }
+        Input::Buy => payments::show_packages(front, chat, lang).await?,
+        Input::PaySupport => payments::support(front, chat, lang, user).await?,
+        Input::Refund(args) if front.is_admin(user.0) => {
+            payments::refund(front, chat, lang, args).await?;
+        }
+        Input::Refund(_) => {
             send(
                 front,
                 chat,
-                bot.send_message(
-                    chat,
-                    texts::balance(lang, stored.credits, remaining, limit, resets_at),
-                ),
+                bot.send_message(chat, texts::admins_only(lang)),
             )
             .await?;
         }
@@ -163,7 +177,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
     Ok(())
 }
 
-async fn register(front: &Front, from: &TgUser) -> Result<User, HandlerError> {
+pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, HandlerError> {
     Ok(front
         .engine()
         .users()
@@ -306,6 +320,21 @@ async fn handle_button(front: &Front, query: &CallbackQuery) -> HandlerResult {
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
     if front.admit(user.0).is_err() {
+        return Ok(());
+    }
+    if let Some(package) = query
+        .data
+        .as_deref()
+        .and_then(|d| d.strip_prefix(payments::BUY_BUTTON))
+    {
+        let chat = query
+            .message
+            .as_ref()
+            .map_or(ChatId(user.0), |m| m.chat().id);
+        let text = payments::send_invoice(front, chat, lang, package).await?;
+        bot.answer_callback_query(query.id.clone())
+            .text(text)
+            .await?;
         return Ok(());
     }
     let Some(model_id) = query

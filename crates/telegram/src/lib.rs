@@ -2,7 +2,8 @@
 //!
 //! [`Front`] turns updates into engine calls and engine events into messages:
 //! - [`handlers`]: `/start`, `/help`, `/models` (inline keyboard), `/balance`, `/cancel`,
-//!   `/stats` (admins only), and plain text = a prompt. A handler never waits for a generation:
+//!   `/stats` (admins only), and plain text = a prompt; `payments`: `/buy`, invoices,
+//!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`. A handler never waits for a generation:
 //!   it submits the job, answers with the queue position and returns;
 //! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
 //!   "generating" action, the photo, or the failure, and keeps queue-position messages current
@@ -21,6 +22,7 @@ pub mod inbox;
 mod metrics;
 mod outbox;
 mod pacing;
+mod payments;
 pub mod run;
 mod texts;
 
@@ -52,8 +54,10 @@ pub fn connect_bot(token: &SecretString, api_url: url::Url) -> BotApi {
 /// How the front end behaves.
 #[derive(Debug, Clone)]
 pub struct FrontConfig {
-    /// `ADMIN_IDS`: who may use `/stats`.
+    /// `ADMIN_IDS`: who may use `/stats` and `/refund`.
     pub admin_ids: Vec<i64>,
+    /// `STARS_PACKAGES`: what `/buy` sells (empty: nothing).
+    pub stars_packages: Vec<genbot_config::StarsPackage>,
     /// Credits a new user starts with.
     pub initial_credits: i64,
     /// Telegram's send limits (lift them only against a mock).
@@ -76,6 +80,7 @@ impl Default for FrontConfig {
     fn default() -> Self {
         FrontConfig {
             admin_ids: Vec::new(),
+            stars_packages: Vec::new(),
             initial_credits: 10,
             send_limits: SendLimits::TELEGRAM,
             user_updates_per_sec: 2,

@@ -49,6 +49,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         core.engine,
         FrontConfig {
             admin_ids: settings.admin_ids.clone(),
+            stars_packages: settings.stars_packages.clone(),
             initial_credits: args.initial_credits,
             send_limits: genbot_telegram::SendLimits {
                 overall_per_sec: settings.telegram_sends_per_sec,

@@ -5,4 +5,5 @@
 mod flow;
 mod helpers;
 mod load;
+mod payments;
 mod refusals;

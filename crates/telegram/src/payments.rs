@@ -1,0 +1,389 @@
+//! Credits for Telegram Stars: `/buy` offers the `STARS_PACKAGES`, a pressed package becomes an
+//! invoice (`sendInvoice`, currency `XTR`, no provider token), the pre-checkout query is
+//! answered at once (unknown or changed packages refused with the reason), and credits are added
+//! only on `successful_payment`, through the store's ledger: once per
+//! `telegram_payment_charge_id`, in the transaction that records it. A repeated or replayed
+//! `successful_payment` finds its row and adds nothing. `/refund` (admins) takes the credits
+//! back before asking Telegram, and gives them back if Telegram refuses; `/paysupport` answers
+//! as Telegram requires of bots that sell.
+//!
+//! Payments are never skipped by the per-user flood limit: a payment is money already taken.
+
+use std::time::Instant;
+
+use genbot_config::StarsPackage;
+use genbot_store::{
+    MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart, UserId,
+};
+use teloxide::prelude::*;
+use teloxide::types::{
+    InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery, SuccessfulPayment,
+    TelegramTransactionId,
+};
+use teloxide::{ApiError, RequestError};
+
+use crate::handlers::{register, user_id, HandlerResult};
+use crate::pacing::send;
+use crate::texts::{self, Lang};
+use crate::Front;
+
+/// Callback data prefix of `/buy`'s package buttons: `buy:CREDITS:STARS`.
+pub(crate) const BUY_BUTTON: &str = "buy:";
+/// The invoice payload: `credits:CREDITS:STARS`, so the pre-checkout answer and the credit
+/// need no state kept between the invoice and the payment.
+const PAYLOAD_PREFIX: &str = "credits:";
+/// Telegram's currency code for Stars.
+const STARS: &str = "XTR";
+/// Movements `/balance` shows; payments `/paysupport` lists.
+const RECENT: u32 = 5;
+
+fn package_text(package: StarsPackage) -> String {
+    format!("{}:{}", package.credits, package.stars)
+}
+
+fn parse_package(text: &str) -> Option<StarsPackage> {
+    let (credits, stars) = text.split_once(':')?;
+    Some(StarsPackage {
+        credits: credits.parse().ok()?,
+        stars: stars.parse().ok()?,
+    })
+}
+
+fn offered(front: &Front, package: StarsPackage) -> bool {
+    front.config().stars_packages.contains(&package)
+}
+
+/// `/buy`: the packages as buttons, or why nothing is sold.
+pub(crate) async fn show_packages(front: &Front, chat: ChatId, lang: Lang) -> HandlerResult {
+    let packages = &front.config().stars_packages;
+    let bot = front.bot();
+    if packages.is_empty() {
+        send(
+            front,
+            chat,
+            bot.send_message(chat, texts::no_payments(lang)),
+        )
+        .await?;
+        return Ok(());
+    }
+    let rows = packages.iter().map(|package| {
+        vec![InlineKeyboardButton::callback(
+            texts::package_button(package.credits, package.stars),
+            format!("{BUY_BUTTON}{}", package_text(*package)),
+        )]
+    });
+    send(
+        front,
+        chat,
+        bot.send_message(chat, texts::packages(lang))
+            .reply_markup(InlineKeyboardMarkup::new(rows)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A package button was pressed: its invoice. Returns the text for the button's answer.
+pub(crate) async fn send_invoice(
+    front: &Front,
+    chat: ChatId,
+    lang: Lang,
+    package: &str,
+) -> Result<String, crate::handlers::HandlerError> {
+    let Some(package) = parse_package(package).filter(|p| offered(front, *p)) else {
+        return Ok(texts::package_gone(lang));
+    };
+    let title = texts::invoice_title(lang, package.credits);
+    send(
+        front,
+        chat,
+        front.bot().send_invoice(
+            chat,
+            title.clone(),
+            texts::invoice_description(lang, package.credits),
+            format!("{PAYLOAD_PREFIX}{}", package_text(package)),
+            STARS,
+            [LabeledPrice::new(title, package.stars)],
+        ),
+    )
+    .await?;
+    Ok(texts::invoice_sent(lang))
+}
+
+/// Answers a pre-checkout query: yes for a package still offered at the invoiced price, in
+/// Stars, to a user who may buy; otherwise no, with the reason. Telegram cancels the payment if
+/// no answer comes within 10 seconds, so this touches the database at most once.
+pub(crate) async fn on_pre_checkout(
+    front: Front,
+    query: PreCheckoutQuery,
+    update: Update,
+) -> HandlerResult {
+    let started = Instant::now();
+    let result = answer_pre_checkout(&front, &query).await;
+    front.metrics().observe(started.elapsed());
+    front.update_handled(i64::from(update.id.0));
+    result
+}
+
+/// Why an invoice may not be paid, judged from the query alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvoiceRefusal {
+    /// Not in Telegram Stars.
+    Currency,
+    /// Not a package on offer at this price now (withdrawn, repriced, or not ours).
+    PackageGone,
+}
+
+fn judge_invoice(
+    packages: &[StarsPackage],
+    currency: &str,
+    total: u32,
+    payload: &str,
+) -> Option<InvoiceRefusal> {
+    if currency != STARS {
+        return Some(InvoiceRefusal::Currency);
+    }
+    let package = payload
+        .strip_prefix(PAYLOAD_PREFIX)
+        .and_then(parse_package)
+        .filter(|p| packages.contains(p) && p.stars == total);
+    package.is_none().then_some(InvoiceRefusal::PackageGone)
+}
+
+async fn answer_pre_checkout(front: &Front, query: &PreCheckoutQuery) -> HandlerResult {
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let judged = judge_invoice(
+        &front.config().stars_packages,
+        &query.currency,
+        query.total_amount,
+        &query.invoice_payload,
+    );
+    let refusal = if judged == Some(InvoiceRefusal::Currency) {
+        Some(texts::checkout_wrong_currency(lang))
+    } else if judged == Some(InvoiceRefusal::PackageGone) {
+        Some(texts::package_gone(lang))
+    } else {
+        // Registered now, so the payment that follows always finds its buyer.
+        match register(front, &query.from).await {
+            Ok(user) if user.banned => Some(texts::checkout_banned(lang)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "pre-checkout: registering the buyer failed");
+                Some(texts::checkout_unavailable(lang))
+            }
+        }
+    };
+    let bot = front.bot();
+    let answer = bot.answer_pre_checkout_query(query.id.clone(), refusal.is_none());
+    match refusal {
+        None => answer.await?,
+        Some(reason) => {
+            use teloxide::payloads::AnswerPreCheckoutQuerySetters;
+            answer.error_message(reason).await?
+        }
+    };
+    Ok(())
+}
+
+/// `successful_payment`: the ledger entry and its credits, once per charge id; then the receipt.
+pub(crate) async fn paid(
+    front: &Front,
+    chat: ChatId,
+    from: &teloxide::types::User,
+    lang: Lang,
+    payment: &SuccessfulPayment,
+) -> HandlerResult {
+    let charge = payment.telegram_payment_charge_id.0.clone();
+    let package = payment
+        .invoice_payload
+        .strip_prefix(PAYLOAD_PREFIX)
+        .and_then(parse_package)
+        .filter(|_| payment.currency == STARS);
+    // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since; a
+    // payload that does not parse is still recorded (zero credits), so it can be refunded.
+    let credits = package.map_or(0, |p| i64::from(p.credits));
+    let new = NewStarPayment {
+        charge_id: charge.clone(),
+        user: user_id(from),
+        stars: i64::from(payment.total_amount),
+        credits,
+    };
+    let users = front.engine().users();
+    let recorded = match users.record_payment(new.clone()).await {
+        Err(genbot_store::StoreError::UserNotFound(_)) => {
+            register(front, from).await?;
+            users.record_payment(new).await?
+        }
+        other => other?,
+    };
+    let text = match (recorded, package) {
+        (_, None) => {
+            tracing::error!(charge_id = %charge, payload = %payment.invoice_payload, "a payment for an unknown package: recorded with no credits");
+            texts::payment_unreadable(lang, &charge)
+        }
+        (PaymentRecorded::Credited { balance }, Some(_)) => {
+            tracing::info!(charge_id = %charge, credits, stars = payment.total_amount, "payment credited");
+            texts::credited(lang, credits, balance, &charge)
+        }
+        (PaymentRecorded::AlreadyRecorded { balance }, Some(_)) => {
+            tracing::info!(charge_id = %charge, "a repeated payment: already credited");
+            texts::already_credited(lang, balance, &charge)
+        }
+    };
+    send(front, chat, front.bot().send_message(chat, text)).await?;
+    Ok(())
+}
+
+/// `/refund <charge id>` (admins): credits back first, then Telegram; undone if Telegram
+/// refuses.
+pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) -> HandlerResult {
+    let bot = front.bot();
+    let Some(charge) = args.split_whitespace().next() else {
+        send(
+            front,
+            chat,
+            bot.send_message(chat, texts::refund_usage(lang)),
+        )
+        .await?;
+        return Ok(());
+    };
+    let users = front.engine().users();
+    let payment = match users.start_refund(charge).await? {
+        RefundStart::Started(payment) => payment,
+        RefundStart::NotFound => {
+            let text = texts::refund_not_found(lang, charge);
+            send(front, chat, bot.send_message(chat, text)).await?;
+            return Ok(());
+        }
+        RefundStart::AlreadyRefunded(_) => {
+            let text = texts::refund_already(lang, charge);
+            send(front, chat, bot.send_message(chat, text)).await?;
+            return Ok(());
+        }
+        RefundStart::Spent { payment, balance } => {
+            let text = texts::refund_spent(lang, charge, payment.credits, balance);
+            send(front, chat, bot.send_message(chat, text)).await?;
+            return Ok(());
+        }
+    };
+    let buyer = teloxide::types::UserId(u64::try_from(payment.user.0).unwrap_or_default());
+    let asked = bot
+        .refund_star_payment(buyer, TelegramTransactionId(charge.to_owned()))
+        .await;
+    let text = match asked {
+        Ok(_) => {
+            users
+                .finish_refund(payment.user, charge, RefundResult::Refunded)
+                .await?;
+            notify_buyer(front, payment.user, charge, payment.stars, payment.credits).await;
+            texts::refunded(lang, charge, payment.stars, payment.credits, payment.user.0)
+        }
+        Err(RequestError::Api(e)) if e.to_string().contains("CHARGE_ALREADY_REFUNDED") => {
+            // Telegram refunded it on an earlier attempt whose answer was lost.
+            users
+                .finish_refund(payment.user, charge, RefundResult::Refunded)
+                .await?;
+            texts::refunded(lang, charge, payment.stars, payment.credits, payment.user.0)
+        }
+        Err(RequestError::Api(e)) => {
+            users
+                .finish_refund(payment.user, charge, RefundResult::Refused)
+                .await?;
+            texts::refund_refused_by_telegram(lang, charge, &api_reason(&e))
+        }
+        Err(e) => {
+            tracing::warn!(charge_id = %charge, error = %e, "refundStarPayment unanswered; the refund stays pending");
+            texts::refund_unanswered(lang, charge)
+        }
+    };
+    send(front, chat, bot.send_message(chat, text)).await?;
+    Ok(())
+}
+
+fn api_reason(error: &ApiError) -> String {
+    error.to_string()
+}
+
+async fn notify_buyer(front: &Front, user: UserId, charge: &str, stars: i64, credits: i64) {
+    let lang = match front.engine().users().get(user).await {
+        Ok(Some(stored)) => Lang::from_code(stored.language.as_deref()),
+        _ => Lang::En,
+    };
+    let chat = ChatId(user.0);
+    let text = texts::refund_notice(lang, charge, stars, credits);
+    if let Err(e) = send(front, chat, front.bot().send_message(chat, text)).await {
+        tracing::info!(error = %e, "telling the buyer of a refund failed");
+    }
+}
+
+/// `/paysupport`: how refunds work, and the user's own payment ids.
+pub(crate) async fn support(
+    front: &Front,
+    chat: ChatId,
+    lang: Lang,
+    user: UserId,
+) -> HandlerResult {
+    let purchases: Vec<_> = front
+        .engine()
+        .store()
+        .movements(user, RECENT * 4)
+        .await?
+        .into_iter()
+        .filter(|m| m.kind == MovementKind::Purchase)
+        .take(RECENT as usize)
+        .collect();
+    let text = texts::support(lang, &purchases);
+    send(front, chat, front.bot().send_message(chat, text)).await?;
+    Ok(())
+}
+
+/// `/balance`'s recent movements.
+pub(crate) async fn recent_movements(front: &Front, lang: Lang, user: UserId) -> String {
+    match front.engine().store().movements(user, RECENT).await {
+        Ok(movements) => texts::movements(lang, &movements),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading credit movements failed");
+            String::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_round_trip_through_button_data_and_payload() {
+        let package = StarsPackage {
+            credits: 60,
+            stars: 250,
+        };
+        assert_eq!(parse_package(&package_text(package)), Some(package));
+        assert_eq!(parse_package("60"), None);
+        assert_eq!(parse_package("60:-1"), None);
+    }
+
+    #[test]
+    fn checkout_refuses_other_currencies_and_packages_not_on_offer() {
+        let offer = [StarsPackage {
+            credits: 10,
+            stars: 50,
+        }];
+        assert_eq!(judge_invoice(&offer, "XTR", 50, "credits:10:50"), None);
+        assert_eq!(
+            judge_invoice(&offer, "USD", 50, "credits:10:50"),
+            Some(InvoiceRefusal::Currency)
+        );
+        for (total, payload) in [
+            (50, "credits:10:40"),  // repriced since the invoice
+            (40, "credits:10:50"),  // paid a different amount
+            (50, "credits:20:50"),  // withdrawn
+            (50, "something else"), // not ours
+        ] {
+            assert_eq!(
+                judge_invoice(&offer, "XTR", total, payload),
+                Some(InvoiceRefusal::PackageGone),
+                "{total} {payload}"
+            );
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Telegram Stars end to end: /buy → invoice → pre-checkout → successful_payment → credits,
+//! repeated payments, refused checkouts, /refund, /paysupport and /balance's movements.
+
+use genbot_config::StarsPackage;
+use genbot_engine::GenerationRequest;
+use genbot_mocks::telegram::{Entry, SimUser};
+use genbot_store::UserId;
+use genbot_telegram::FrontConfig;
+
+use crate::helpers::{reply_after, say, spawn_bot, Options, TestBot, WAIT};
+
+fn selling() -> Options {
+    let defaults = Options::default();
+    Options {
+        front: FrontConfig {
+            stars_packages: vec![
+                StarsPackage {
+                    credits: 10,
+                    stars: 50,
+                },
+                StarsPackage {
+                    credits: 60,
+                    stars: 250,
+                },
+            ],
+            ..defaults.front
+        },
+        ..defaults
+    }
+}
+
+/// Presses `/buy`'s button for `credits` and returns the invoice's message id.
+async fn invoice_for(user: &SimUser, credits: u32) -> i64 {
+    let (menu, text, buttons) = say(user, "/buy").await;
+    assert!(text.contains("Telegram Stars"), "{text}");
+    let data = buttons
+        .iter()
+        .find(|(_, d)| d.starts_with(&format!("buy:{credits}:")))
+        .unwrap_or_else(|| panic!("no package of {credits}: {buttons:?}"))
+        .1
+        .clone();
+    let seen = user.transcript().len();
+    user.press(menu, &data).unwrap();
+    let transcript = user
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::BotInvoice { .. }))
+        })
+        .await
+        .expect("no invoice");
+    transcript[seen..]
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotInvoice {
+                message_id,
+                currency,
+                ..
+            } => {
+                assert_eq!(currency, "XTR");
+                Some(*message_id)
+            }
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// Pays `invoice`; returns the checkout answer and, if accepted, the receipt text.
+async fn pay(user: &SimUser, invoice: i64) -> (bool, Option<String>, String) {
+    let seen = user.transcript().len();
+    user.pay(invoice).expect("invoice known to the mock");
+    let transcript = user
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::CheckoutAnswered { ok: false, .. }))
+                || t[seen..].iter().any(|e| matches!(e, Entry::BotText { .. }))
+        })
+        .await
+        .unwrap_or_else(|| panic!("payment unanswered: {:?}", user.transcript()));
+    let (ok, error) = transcript[seen..]
+        .iter()
+        .find_map(|e| match e {
+            Entry::CheckoutAnswered { ok, error } => Some((*ok, error.clone())),
+            _ => None,
+        })
+        .unwrap();
+    let receipt = transcript[seen..]
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotText { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    (ok, error, receipt)
+}
+
+async fn credits(bot: &TestBot, user: i64) -> i64 {
+    bot.store
+        .get_user(UserId(user))
+        .await
+        .unwrap()
+        .unwrap()
+        .credits
+}
+
+async fn ledger_balances(bot: &TestBot, user: i64) {
+    let audit = bot.store.credit_audit(user..user + 1).await.unwrap();
+    assert_eq!(audit[0].credits, audit[0].expected, "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_adds_credits_once_however_often_telegram_reports_it() {
+    let bot = spawn_bot(selling()).await;
+    let ann = bot.telegram.user(2001, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let invoice = invoice_for(&ann, 60).await;
+    let (ok, _, receipt) = pay(&ann, invoice).await;
+    assert!(ok);
+    assert!(receipt.contains("+60 credits. Balance: 70."), "{receipt}");
+    assert_eq!(credits(&bot, 2001).await, 70);
+    let charges = bot.telegram.charges();
+    assert_eq!(charges.len(), 1);
+    let (charge, _, stars, _) = charges[0].clone();
+    assert_eq!(stars, 250);
+    assert!(
+        receipt.contains(&charge),
+        "the receipt names the payment: {receipt}"
+    );
+
+    // Telegram reports the same charge three more times (new updates).
+    for _ in 0..3 {
+        let seen = ann.transcript().len();
+        ann.repeat_payment(&charge).unwrap();
+        let (_, text, _) = reply_after(&ann, seen).await;
+        assert!(text.contains("already credited"), "{text}");
+    }
+    assert_eq!(
+        credits(&bot, 2001).await,
+        70,
+        "a repeated payment added credits"
+    );
+    ledger_balances(&bot, 2001).await;
+
+    let (_, balance, _) = say(&ann, "/balance").await;
+    assert!(balance.contains("+60 · bought"), "{balance}");
+    let (_, support, _) = say(&ann, "/paysupport").await;
+    assert!(support.contains(&charge), "{support}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_no_longer_offered_gets_no_invoice() {
+    let bot = spawn_bot(selling()).await;
+    let bob = bot.telegram.user(2002, "Боб", Some("ru"));
+    let (menu, _, _) = say(&bob, "/buy").await;
+    // A button from an older /buy whose package is gone: no invoice, a reason.
+    let seen = bob.transcript().len();
+    bob.press(menu, "buy:7:1").unwrap();
+    let answered = bob
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+        })
+        .await
+        .unwrap();
+    assert!(
+        answered[seen..].iter().any(
+            |e| matches!(e, Entry::CallbackAnswered(Some(t)) if t.contains("больше не продаётся"))
+        ),
+        "{answered:?}"
+    );
+    assert!(!answered
+        .iter()
+        .any(|e| matches!(e, Entry::BotInvoice { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_take_back_unspent_credits_and_are_refused_once_spent() {
+    let bot = spawn_bot(selling()).await;
+    let admin = bot.telegram.user(1, "Admin", Some("en"));
+    let cid = bot.telegram.user(2004, "Cid", Some("en"));
+    say(&cid, "/start").await;
+    let invoice = invoice_for(&cid, 10).await;
+    assert!(pay(&cid, invoice).await.0);
+    let charge = bot.telegram.charges()[0].0.clone();
+
+    let (_, refused, _) = say(&cid, &format!("/refund {charge}")).await;
+    assert!(refused.contains("administrators"), "{refused}");
+    let (_, usage, _) = say(&admin, "/refund").await;
+    assert!(usage.starts_with("Usage: /refund"), "{usage}");
+    let (_, unknown, _) = say(&admin, "/refund stx-nope").await;
+    assert!(unknown.contains("No payment stx-nope"), "{unknown}");
+
+    let (_, done, _) = say(&admin, &format!("/refund {charge}")).await;
+    assert!(done.starts_with("Refunded 50 ⭐"), "{done}");
+    assert_eq!(credits(&bot, 2004).await, 10);
+    assert!(bot.telegram.charges()[0].3, "Telegram refunded the charge");
+    cid.wait_for(WAIT, |t| {
+        t.iter()
+            .any(|e| matches!(e, Entry::BotText { text, .. } if text.contains("was refunded")))
+    })
+    .await
+    .expect("the buyer is told");
+    let (_, again, _) = say(&admin, &format!("/refund {charge}")).await;
+    assert!(again.contains("already refunded"), "{again}");
+
+    // A second purchase, partly spent on an image: its refund is refused.
+    let invoice = invoice_for(&cid, 10).await;
+    assert!(pay(&cid, invoice).await.0);
+    let charge = bot.telegram.charges().into_iter().find(|c| !c.3).unwrap().0;
+    // Spend 11 of the 20 credits (the default model costs 1), as prompts would.
+    for n in 0..11 {
+        bot.front
+            .engine()
+            .submit(GenerationRequest {
+                user: UserId(2004),
+                prompt: format!("a lighthouse {n}"),
+                model: None,
+                params: Default::default(),
+                source_update: None,
+            })
+            .await
+            .unwrap();
+    }
+    let (_, spent, _) = say(&admin, &format!("/refund {charge}")).await;
+    assert!(spent.starts_with("Refund of"), "{spent}");
+    assert!(spent.contains("refused"), "{spent}");
+    assert!(!bot.telegram.charges().iter().any(|c| c.0 == charge && c.3));
+    ledger_balances(&bot, 2004).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_packages_buy_says_so() {
+    let bot = spawn_bot(Options::default()).await;
+    let dan = bot.telegram.user(2005, "Dan", Some("en"));
+    let (_, text, buttons) = say(&dan, "/buy").await;
+    assert!(text.contains("not offered"), "{text}");
+    assert!(buttons.is_empty());
+}
