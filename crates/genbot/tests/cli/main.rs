@@ -6,6 +6,7 @@ mod bench;
 mod blackbox;
 mod config_check;
 mod crash;
+mod payments;
 mod process;
 mod serve;
 mod webhooks;
