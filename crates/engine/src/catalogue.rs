@@ -4,6 +4,7 @@
 //! and reports every bad entry with its path (`models[2].params.steps: max (1) < min (4)`), not
 //! only the first, so one edit fixes the file.
 
+pub mod inline;
 mod params;
 mod raw;
 
@@ -13,6 +14,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+pub use inline::{InlineError, InlineOptions};
 pub use params::{ParamError, ParamSpec};
 
 /// The catalogue compiled into the binary.

@@ -301,7 +301,15 @@ impl Engine {
         if !model.enabled {
             return Err(SubmitError::ModelDisabled(model_id));
         }
-        let input = model.input(prompt, &request.params)?;
+        // Options written into the prompt (`--ar 16:9`) win over those the request carries.
+        let inline = crate::catalogue::inline::parse(model, prompt)?;
+        let prompt = inline.prompt.as_str();
+        if prompt.is_empty() {
+            return Err(SubmitError::EmptyPrompt);
+        }
+        let mut params = request.params;
+        params.extend(inline.params);
+        let input = model.input(prompt, &params)?;
         let today = Utc::now().date_naive();
         let outcome = inner
             .users

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use genbot_store::{JobId, StoreError};
 
-use crate::catalogue::{CatalogueError, ParamError};
+use crate::catalogue::{CatalogueError, InlineError, ParamError};
 use crate::replicate::ReplicateError;
 
 /// Why `submit` refused a generation. Nothing was charged or queued.
@@ -23,6 +23,9 @@ pub enum SubmitError {
     ModelDisabled(String),
     #[error("invalid parameters: {0}")]
     InvalidParams(#[from] ParamError),
+    /// An option written into the prompt (`--ar 5:4`) is unknown or not allowed.
+    #[error("{0}")]
+    InvalidOption(#[from] InlineError),
     #[error("the queue is full ({max} jobs waiting)")]
     QueueFull { max: u32 },
     #[error("the daily limit of {limit} generations is reached; it resets at {resets_at}")]

@@ -194,6 +194,11 @@ pub(crate) fn refused(lang: Lang, error: &SubmitError) -> String {
             format!("Invalid settings: {e}"),
             format!("Неверные параметры: {e}"),
         ),
+        SubmitError::InvalidOption(e) => pick(
+            lang,
+            format!("Nothing was charged — fix the option and send again: {e}. All options: /settings"),
+            format!("Ничего не списано — исправьте параметр и отправьте снова: {e}. Все параметры: /settings"),
+        ),
         SubmitError::QueueFull { .. } => pick(
             lang,
             "The queue is full right now. Please try again in a few minutes.".into(),
@@ -209,8 +214,8 @@ pub(crate) fn refused(lang: Lang, error: &SubmitError) -> String {
         }
         SubmitError::NoCredits { balance, cost } => pick(
             lang,
-            format!("Not enough credits: this model costs {cost}, you have {balance}. /balance"),
-            format!("Недостаточно кредитов: модель стоит {cost}, у вас {balance}. /balance"),
+            format!("Not enough credits: this model costs {cost}, you have {balance}. /balance, /buy"),
+            format!("Недостаточно кредитов: модель стоит {cost}, у вас {balance}. /balance, /buy"),
         ),
         SubmitError::ShuttingDown | SubmitError::Store(_) => internal_error(lang),
     }

@@ -22,6 +22,17 @@ pub enum ParamSpec {
     Bool {
         default: bool,
     },
+    /// A whole number picked at random for each job unless the user sets it (`seed`): the
+    /// job keeps the value it ran with, so "same seed" can run it again.
+    RandomInt {
+        min: i64,
+        max: i64,
+    },
+    /// Free text up to `max_chars` (`negative_prompt`).
+    Text {
+        max_chars: usize,
+        default: String,
+    },
 }
 
 /// Why a requested input value was refused.
@@ -38,12 +49,15 @@ pub enum ParamError {
 }
 
 impl ParamSpec {
-    pub(crate) fn default_value(&self) -> Value {
+    /// The value a job gets when the user sets none (a fresh one each call for random ones).
+    pub fn default_value(&self) -> Value {
         match self {
             ParamSpec::Int { default, .. } => Value::from(*default),
             ParamSpec::Float { default, .. } => Value::from(*default),
             ParamSpec::Choice { default, .. } => Value::from(default.clone()),
             ParamSpec::Bool { default } => Value::from(*default),
+            ParamSpec::RandomInt { min, max } => Value::from(rand::random_range(*min..=*max)),
+            ParamSpec::Text { default, .. } => Value::from(default.clone()),
         }
     }
 
@@ -54,14 +68,26 @@ impl ParamSpec {
             ParamSpec::Float { min, max, .. } => format!("a number from {min} to {max}"),
             ParamSpec::Choice { choices, .. } => format!("one of {}", choices.join(", ")),
             ParamSpec::Bool { .. } => "true or false".to_owned(),
+            ParamSpec::RandomInt { min, max } => {
+                format!("a whole number from {min} to {max} (random when not set)")
+            }
+            ParamSpec::Text { max_chars, .. } => format!("text of at most {max_chars} characters"),
         }
     }
 
-    pub(crate) fn check(&self, name: &str, value: &Value) -> Result<Value, ParamError> {
+    /// `value` if allowed, normalized; else why not.
+    ///
+    /// # Errors
+    /// [`ParamError::OutOfRange`] with what is allowed.
+    pub fn check(&self, name: &str, value: &Value) -> Result<Value, ParamError> {
         let accepted = match self {
-            ParamSpec::Int { min, max, .. } => value
+            ParamSpec::Int { min, max, .. } | ParamSpec::RandomInt { min, max } => value
                 .as_i64()
                 .filter(|v| (*min..=*max).contains(v))
+                .map(Value::from),
+            ParamSpec::Text { max_chars, .. } => value
+                .as_str()
+                .filter(|v| v.chars().count() <= *max_chars)
                 .map(Value::from),
             ParamSpec::Float { min, max, .. } => value
                 .as_f64()

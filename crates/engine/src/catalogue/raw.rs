@@ -33,6 +33,7 @@ struct RawParam {
     max: Option<toml::Value>,
     default: Option<toml::Value>,
     choices: Option<Vec<toml::Value>>,
+    max_chars: Option<i64>,
 }
 
 /// Parses and checks the whole file; on failure returns every problem found.
@@ -169,9 +170,41 @@ fn param_spec(raw: &RawParam) -> Result<ParamSpec, String> {
         };
         return Ok(ParamSpec::Choice { choices, default });
     }
+    if let Some(max_chars) = raw.max_chars {
+        if raw.min.is_some() || raw.max.is_some() {
+            return Err("set either `max_chars` or `min`/`max`, not both".into());
+        }
+        let max_chars = usize::try_from(max_chars)
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or("max_chars must be a positive whole number")?;
+        let default = match &raw.default {
+            None => String::new(),
+            Some(toml::Value::String(d)) if d.chars().count() <= max_chars => d.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "default must be text of at most {max_chars} characters"
+                ))
+            }
+        };
+        return Ok(ParamSpec::Text { max_chars, default });
+    }
     match (&raw.min, &raw.max, &raw.default) {
         (None, None, Some(toml::Value::Boolean(default))) => {
             Ok(ParamSpec::Bool { default: *default })
+        }
+        (
+            Some(toml::Value::Integer(min)),
+            Some(toml::Value::Integer(max)),
+            Some(toml::Value::String(random)),
+        ) if random == "random" => {
+            if max < min {
+                return Err(format!("max ({max}) < min ({min})"));
+            }
+            Ok(ParamSpec::RandomInt {
+                min: *min,
+                max: *max,
+            })
         }
         (Some(toml::Value::Integer(min)), Some(toml::Value::Integer(max)), default) => {
             if max < min {
@@ -205,7 +238,7 @@ fn param_spec(raw: &RawParam) -> Result<ParamSpec, String> {
             Ok(ParamSpec::Float { min, max, default })
         }
         _ => Err(
-            "expected { min, max, default }, { choices, default } or { default = true|false }"
+            "expected { min, max, default }, { min, max, default = \"random\" }, { choices, default }, { max_chars, default } or { default = true|false }"
                 .into(),
         ),
     }
