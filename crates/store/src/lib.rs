@@ -18,6 +18,7 @@
 
 mod columns;
 mod error;
+mod history;
 mod inbox;
 mod lifecycle;
 mod model;
@@ -36,6 +37,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use genbot_config::DatabaseUrl;
 
 pub use error::StoreError;
+pub use history::HistoryItem;
 pub use inbox::{InboxUpdate, Unhandled};
 pub use lifecycle::{
     Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
@@ -492,12 +494,36 @@ impl Store {
         dispatch!(self.prune_handled_updates(older_than))
     }
 
-    /// The stored image of a succeeded job not yet delivered, if its download succeeded.
+    /// The stored image of a succeeded job (kept a while after delivery), if its download
+    /// succeeded.
     ///
     /// # Errors
     /// Database failures.
     pub async fn job_image(&self, job: JobId) -> Result<Option<JobImage>, StoreError> {
         dispatch!(self.job_image(job))
+    }
+
+    /// The user's delivered images with a `file_id`, newest first, older than `before` when
+    /// given (paging).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn history(
+        &self,
+        user: UserId,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryItem>, StoreError> {
+        dispatch!(self.history(user, before, limit))
+    }
+
+    /// Forgets the original bytes of images delivered and stored more than `older_than` ago
+    /// ("as file" is offered while they are kept).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn prune_job_images(&self, older_than: Duration) -> Result<u64, StoreError> {
+        dispatch!(self.prune_job_images(older_than))
     }
 
     /// Marks the user as having blocked the bot (Telegram answered 403).

@@ -5,6 +5,7 @@
 //! two workers can never claim the same job: the writer runs one claim at a time.
 
 mod connection;
+mod history;
 mod inbox;
 mod lifecycle;
 mod outbox;

@@ -8,6 +8,7 @@ pub(crate) enum Input<'a> {
     Models,
     Balance,
     Cancel,
+    History,
     Buy,
     PaySupport,
     /// `/refund <charge id>` (admins): the arguments as written.
@@ -20,10 +21,11 @@ pub(crate) enum Input<'a> {
 }
 
 /// The commands shown in Telegram's menu (`setMyCommands`); `/stats` and `/refund` stay hidden.
-pub(crate) const MENU: [(&str, &str); 7] = [
+pub(crate) const MENU: [(&str, &str); 8] = [
     ("start", "register / start over"),
     ("models", "choose a model"),
     ("balance", "credits and today's images"),
+    ("history", "your images, to send again or re-run"),
     ("buy", "buy credits with Telegram Stars"),
     ("paysupport", "payment help and refunds"),
     ("cancel", "cancel your queued image"),
@@ -46,6 +48,7 @@ impl<'a> Input<'a> {
             "models" => Input::Models,
             "balance" => Input::Balance,
             "cancel" => Input::Cancel,
+            "history" => Input::History,
             "buy" => Input::Buy,
             "paysupport" => Input::PaySupport,
             "refund" => Input::Refund(args),

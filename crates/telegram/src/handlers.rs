@@ -11,8 +11,8 @@ use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup,
 
 use crate::command::Input;
 use crate::pacing::send;
-use crate::payments;
 use crate::texts::{self, Lang};
+use crate::{payments, rerun};
 use crate::{BotApi, Front, Slot, Waiting};
 
 /// What a handler may fail with (logged by the dispatcher's error handler).
@@ -172,7 +172,17 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
             )
             .await?;
         }
-        Input::Prompt(prompt) => prompt_received(front, from, chat, lang, prompt, update).await?,
+        Input::History => rerun::show_history(front, chat, lang, user, None).await?,
+        Input::Prompt(prompt) => {
+            let request = GenerationRequest {
+                user,
+                prompt: prompt.to_owned(),
+                model: None,
+                params: Default::default(),
+                source_update: Some(update),
+            };
+            submit_and_track(front, from, chat, lang, request).await?;
+        }
     }
     Ok(())
 }
@@ -190,22 +200,16 @@ pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, Handl
         .await?)
 }
 
-async fn prompt_received(
+/// Submits a generation (a prompt, or a re-run) and answers with its queue position, which the
+/// delivery task keeps current.
+pub(crate) async fn submit_and_track(
     front: &Front,
     from: &TgUser,
     chat: ChatId,
     lang: Lang,
-    prompt: &str,
-    update: i64,
+    request: GenerationRequest,
 ) -> HandlerResult {
     let bot = front.bot();
-    let request = GenerationRequest {
-        user: user_id(from),
-        prompt: prompt.to_owned(),
-        model: None,
-        params: Default::default(),
-        source_update: Some(update),
-    };
     let mut submitted = front.engine().submit(request.clone()).await;
     if matches!(submitted, Err(SubmitError::NotRegistered)) {
         // A prompt before /start: register on the spot rather than send the user back.
@@ -309,17 +313,27 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
 
 async fn on_button(front: Front, query: CallbackQuery, update: Update) -> HandlerResult {
     let started = Instant::now();
-    let result = handle_button(&front, &query).await;
+    let result = handle_button(&front, &query, update_id(&update)).await;
     front.metrics().observe(started.elapsed());
     front.update_handled(update_id(&update));
     result
 }
 
-async fn handle_button(front: &Front, query: &CallbackQuery) -> HandlerResult {
+async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> HandlerResult {
     let bot: &BotApi = front.bot();
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
     if front.admit(user.0).is_err() {
+        return Ok(());
+    }
+    if let Some(handled) = rerun::on_press(front, query, update).await {
+        let text = handled?;
+        let answer = bot.answer_callback_query(query.id.clone());
+        if text.is_empty() {
+            answer.await?;
+        } else {
+            answer.text(text).await?;
+        }
         return Ok(());
     }
     if let Some(package) = query

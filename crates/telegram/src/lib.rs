@@ -3,7 +3,8 @@
 //! [`Front`] turns updates into engine calls and engine events into messages:
 //! - [`handlers`]: `/start`, `/help`, `/models` (inline keyboard), `/balance`, `/cancel`,
 //!   `/stats` (admins only), and plain text = a prompt; `payments`: `/buy`, invoices,
-//!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`. A handler never waits for a generation:
+//!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`;
+//!   `rerun`: `/history` and the buttons under every image (again, same seed, as file). A handler never waits for a generation:
 //!   it submits the job, answers with the queue position and returns;
 //! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
 //!   "generating" action, the photo, or the failure, and keeps queue-position messages current
@@ -23,6 +24,7 @@ mod metrics;
 mod outbox;
 mod pacing;
 mod payments;
+mod rerun;
 pub mod run;
 mod texts;
 

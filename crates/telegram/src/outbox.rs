@@ -6,7 +6,8 @@
 //! next start (or another replica, once the lease expires) sends what was not recorded. The image is downloaded (bounded,
 //! type-checked) and uploaded, and Telegram's `file_id` kept for re-sends; network errors, 5xx
 //! and 429 past the pacer's retries are tried again with backoff; 403 (the user blocked the
-//! bot) marks the user and stops; other refusals are recorded with their reason.
+//! bot) marks the user and stops; other refusals are recorded with their reason. Images go out
+//! with the re-run buttons under them; their original bytes are kept a day for "as file".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,10 @@ const MAX_ATTEMPTS: u32 = 10;
 const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
 /// Telegram's caption limit, in characters.
 const CAPTION_MAX: usize = 1024;
+/// A delivered image's original bytes are kept this long, for "as file".
+const KEEP_ORIGINALS: Duration = Duration::from_secs(86_400);
+/// How often originals past that are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Delivers from the outbox until `stop`; `wake` is notified when a job of this process ends.
 pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken) {
@@ -57,7 +62,16 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
     ));
     // The first look also takes what a previous run of this replica had claimed.
     let mut including_own = true;
+    let mut pruned_at = tokio::time::Instant::now();
     loop {
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = tokio::time::Instant::now();
+            match store.prune_job_images(KEEP_ORIGINALS).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(images = n, "forgot originals kept past their day"),
+                Err(e) => tracing::warn!(error = %e, "forgetting old originals failed"),
+            }
+        }
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -201,9 +215,12 @@ async fn send_image(
 ) -> Result<Option<String>, RequestError> {
     let caption: String = delivery.prompt.chars().take(CAPTION_MAX).collect();
     let bot = front.bot();
+    let lang = language_of(front, delivery.user).await;
+    let keyboard = crate::rerun::result_keyboard(lang, delivery.job);
     if let Some(file_id) = &delivery.file_id {
         let input = InputFile::file_id(file_id.clone().into());
-        return send(front, chat, bot.send_photo(chat, input).caption(caption))
+        let photo = bot.send_photo(chat, input).caption(caption);
+        return send(front, chat, photo.reply_markup(keyboard))
             .await
             .map(|_| Some(file_id.clone()));
     }
@@ -221,13 +238,14 @@ async fn send_image(
     match image {
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let message = send(front, chat, bot.send_photo(chat, input).caption(caption)).await?;
+            let photo = bot.send_photo(chat, input).caption(caption);
+            let message = send(front, chat, photo.reply_markup(keyboard)).await?;
             Ok(photo_file_id(&message))
         }
         Ok(image) => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let message =
-                send(front, chat, bot.send_document(chat, input).caption(caption)).await?;
+            let document = bot.send_document(chat, input).caption(caption);
+            let message = send(front, chat, document.reply_markup(keyboard)).await?;
             Ok(message.document().map(|d| d.file.id.to_string()))
         }
         Err(reason) => {
@@ -239,7 +257,8 @@ async fn send_image(
                 front,
                 chat,
                 bot.send_photo(chat, InputFile::url(parsed))
-                    .caption(caption),
+                    .caption(caption)
+                    .reply_markup(keyboard),
             )
             .await?;
             Ok(photo_file_id(&message))

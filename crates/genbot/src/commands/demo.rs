@@ -161,8 +161,23 @@ fn print_chat(user: &SimUser) {
                     println!("         [{label}]");
                 }
             }
-            Entry::BotPhoto { url, caption, .. } => {
+            Entry::BotPhoto {
+                url,
+                caption,
+                buttons,
+                ..
+            } => {
                 println!("  bot  › 🖼 {url} — {}", caption.unwrap_or_default());
+                if !buttons.is_empty() {
+                    let labels: Vec<String> = buttons
+                        .into_iter()
+                        .map(|(label, _)| format!("[{label}]"))
+                        .collect();
+                    println!("         {}", labels.join(" "));
+                }
+            }
+            Entry::BotDocument { file, caption, .. } => {
+                println!("  bot  › 📄 {file} — {}", caption.unwrap_or_default());
             }
             Entry::BotAction(action) => println!("  bot  … {action}"),
             Entry::CallbackAnswered(text) => println!("  bot  ✓ {}", text.unwrap_or_default()),

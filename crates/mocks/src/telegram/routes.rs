@@ -84,7 +84,12 @@ async fn call(
     state.count_method(&method);
     let sends_into_chat = matches!(
         method.as_str(),
-        "sendmessage" | "sendphoto" | "sendchataction" | "editmessagetext" | "sendinvoice"
+        "sendmessage"
+            | "sendphoto"
+            | "sendchataction"
+            | "editmessagetext"
+            | "sendinvoice"
+            | "senddocument"
     );
     if sends_into_chat && chat_id(&params).is_some_and(|chat| state.refuses_blocked(chat)) {
         return error(403, "Forbidden: bot was blocked by the user");
@@ -139,6 +144,7 @@ async fn call(
         }
         "getfile" => get_file(&params),
         "sendinvoice" => send_invoice(&state, &params),
+        "senddocument" => send_document(&state, &params),
         "answerprecheckoutquery" => {
             let query = text(&params, "pre_checkout_query_id").unwrap_or_default();
             let ok = params
@@ -454,6 +460,36 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
     ok(message)
 }
 
+fn send_document(state: &Shared, params: &Params) -> Response {
+    let (Some(chat), Some(file)) = (chat_id(params), text(params, "document")) else {
+        return error(400, "Bad Request: chat_id and document are required");
+    };
+    if state.chat_public(chat).is_none() {
+        return error(400, "Bad Request: chat not found");
+    }
+    if let Some(retry_after) = state.throttle(chat) {
+        return too_many(retry_after);
+    }
+    let message_id = state.next_message_id();
+    let caption = text(params, "caption");
+    state.bot_answer(
+        chat,
+        Some(Entry::BotDocument {
+            message_id,
+            file: file.clone(),
+            caption: caption.clone(),
+        }),
+    );
+    let mut message = message_json(state, chat, message_id);
+    message["document"] = json!({
+        "file_id": format!("document{message_id}"), "file_unique_id": format!("u{message_id}"),
+    });
+    if let Some(caption) = caption {
+        message["caption"] = json!(caption);
+    }
+    ok(message)
+}
+
 fn ok_true() -> Response {
     ok(json!(true))
 }
@@ -514,6 +550,7 @@ fn send_photo(state: &Shared, params: &Params) -> Response {
             message_id,
             url: url.clone(),
             caption: caption.clone(),
+            buttons: buttons(params).unwrap_or_default(),
         }),
     );
     let mut message = message_json(state, chat, message_id);

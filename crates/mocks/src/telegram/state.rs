@@ -38,6 +38,14 @@ pub enum Entry {
         message_id: i64,
         url: String,
         caption: Option<String>,
+        /// Inline keyboard buttons under the photo as (label, callback data).
+        buttons: Vec<(String, String)>,
+    },
+    /// The bot sent a document: `file` as for photos.
+    BotDocument {
+        message_id: i64,
+        file: String,
+        caption: Option<String>,
     },
     /// The bot showed a chat action (`upload_photo`, `typing`).
     BotAction(String),
@@ -382,6 +390,11 @@ impl BotState {
                     text,
                     ..
                 } if *id == message_id => Some(text.clone()),
+                Entry::BotPhoto {
+                    message_id: id,
+                    caption,
+                    ..
+                } if *id == message_id => Some(caption.clone().unwrap_or_default()),
                 _ => None,
             })
         })??;
@@ -464,6 +477,7 @@ impl BotState {
                 let message_id = match &entry {
                     Entry::BotText { message_id, .. }
                     | Entry::BotPhoto { message_id, .. }
+                    | Entry::BotDocument { message_id, .. }
                     | Entry::BotInvoice { message_id, .. } => Some(*message_id),
                     _ => None,
                 };
@@ -472,7 +486,7 @@ impl BotState {
                         chat: chat_id,
                         message_id,
                         edit: false,
-                        photo: matches!(entry, Entry::BotPhoto { .. }),
+                        photo: matches!(entry, Entry::BotPhoto { .. } | Entry::BotDocument { .. }),
                     });
                 }
                 chat.transcript.push(entry);

@@ -81,8 +81,9 @@ impl PgStore {
             .bind(error.as_str()),
         };
         let changed = query.execute(&mut *conn).await?.rows_affected() == 1;
-        // Telegram has the image (or never will): its bytes are no longer needed.
-        if changed && !matches!(outcome, DeliveryOutcome::Retry { .. }) {
+        // Never to be delivered: its bytes are no longer needed. A delivered image's are kept
+        // a while for "as file" (`prune_job_images`).
+        if changed && matches!(outcome, DeliveryOutcome::GaveUp { .. }) {
             sqlx::query("DELETE FROM job_images WHERE job_id = $1")
                 .bind(job.0)
                 .execute(&mut *conn)

@@ -64,7 +64,7 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
-                let retry = matches!(outcome, DeliveryOutcome::Retry { .. });
+                let gave_up = matches!(outcome, DeliveryOutcome::GaveUp { .. });
                 let changed = match outcome {
                     DeliveryOutcome::Delivered { file_id } => conn
                         .prepare_cached(
@@ -88,8 +88,9 @@ impl SqliteStore {
                         )?
                         .execute(params![job.0, owner, millis(now), error])?,
                 };
-                // Telegram has the image (or never will): its bytes are no longer needed.
-                if changed == 1 && !retry {
+                // Never to be delivered: its bytes are no longer needed. A delivered image's
+                // are kept a while for "as file" (`prune_job_images`).
+                if changed == 1 && gave_up {
                     conn.prepare_cached("DELETE FROM job_images WHERE job_id = ?1")?
                         .execute(params![job.0])?;
                 }

@@ -11,7 +11,7 @@ use crate::helpers::on_both_backends;
 on_both_backends!(
     submit_charges_claim_fences_finish_refunds_and_counts_stay_exact,
     claims_keep_the_global_and_per_user_limits_and_take_turns,
-    a_succeeded_jobs_image_is_kept_until_telegram_has_it,
+    a_succeeded_jobs_image_is_kept_after_delivery_until_pruned,
 );
 
 fn submission(user: i64, cost: i64) -> Submission {
@@ -199,7 +199,7 @@ async fn claims_keep_the_global_and_per_user_limits_and_take_turns(store: &Store
     assert_counts_exact(store).await;
 }
 
-async fn a_succeeded_jobs_image_is_kept_until_telegram_has_it(store: &Store) {
+async fn a_succeeded_jobs_image_is_kept_after_delivery_until_pruned(store: &Store) {
     register(store, 1, 10).await;
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -233,7 +233,7 @@ async fn a_succeeded_jobs_image_is_kept_until_telegram_has_it(store: &Store) {
     assert_eq!(kept, [true, false]);
     assert_eq!(store.job_image(ids[0]).await.unwrap(), Some(image));
     assert_eq!(store.job_image(ids[1]).await.unwrap(), None);
-    // A retry keeps the bytes; a recorded delivery drops them (Telegram's file_id replaces them).
+    // A retry keeps the bytes; so does a delivery, until pruned ("as file" sends them).
     let retry = DeliveryOutcome::Retry {
         error: "502".into(),
         after: Duration::ZERO,
@@ -249,5 +249,26 @@ async fn a_succeeded_jobs_image_is_kept_until_telegram_has_it(store: &Store) {
         file_id: Some("f1".into()),
     };
     assert!(store.finish_delivery(ids[0], "a", delivered).await.unwrap());
+    assert!(store.job_image(ids[0]).await.unwrap().is_some());
+    let history = store.history(UserId(1), None, 10).await.unwrap();
+    assert_eq!(history.len(), 1, "only delivered images with a file_id");
+    assert_eq!(
+        (history[0].job, history[0].file_id.as_str()),
+        (ids[0], "f1")
+    );
+    assert!(store
+        .history(UserId(1), Some(ids[0]), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .prune_job_images(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "fresh images are kept"
+    );
+    assert_eq!(store.prune_job_images(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(store.job_image(ids[0]).await.unwrap(), None);
 }

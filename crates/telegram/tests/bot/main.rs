@@ -4,6 +4,7 @@
 
 mod flow;
 mod helpers;
+mod history;
 mod load;
 mod payments;
 mod refusals;

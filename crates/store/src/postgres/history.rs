@@ -1,0 +1,55 @@
+//! Delivered images on PostgreSQL.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::PgStore;
+use crate::{HistoryItem, JobId, StoreError, UserId};
+
+impl PgStore {
+    pub(crate) async fn history(
+        &self,
+        user: UserId,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryItem>, StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query(
+            "SELECT id, model, prompt, params, telegram_file_id, created_at
+             FROM generation_jobs
+             WHERE user_id = $1 AND status = 'succeeded' AND telegram_file_id IS NOT NULL
+               AND id < $2
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(user.0)
+        .bind(before.map_or(i64::MAX, |j| j.0))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(HistoryItem {
+                job: JobId(row.try_get(0)?),
+                model: row.try_get(1)?,
+                prompt: row.try_get(2)?,
+                params: row.try_get(3)?,
+                file_id: row.try_get(4)?,
+                created_at: row.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) async fn prune_job_images(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
+        Ok(sqlx::query(
+            "DELETE FROM job_images WHERE stored_at < now() - make_interval(secs => $1)
+               AND job_id IN (SELECT id FROM generation_jobs WHERE delivered_at IS NOT NULL)",
+        )
+        .bind(older_than.as_secs_f64())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+    }
+}

@@ -1,0 +1,73 @@
+//! Delivered images on SQLite.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::rows::millis;
+use super::SqliteStore;
+use crate::{HistoryItem, JobId, StoreError, UserId};
+
+impl SqliteStore {
+    pub(crate) async fn history(
+        &self,
+        user: UserId,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryItem>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, model, prompt, params, telegram_file_id, created_at
+                     FROM generation_jobs
+                     WHERE user_id = ?1 AND status = 'succeeded' AND telegram_file_id IS NOT NULL
+                       AND id < ?2
+                     ORDER BY id DESC LIMIT ?3",
+                )?;
+                let mut rows = stmt.query(params![
+                    user.0,
+                    before.map_or(i64::MAX, |j| j.0),
+                    i64::from(limit)
+                ])?;
+                let mut items = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let params: String = row.get(3)?;
+                    let created: i64 = row.get(5)?;
+                    items.push(HistoryItem {
+                        job: JobId(row.get(0)?),
+                        model: row.get(1)?,
+                        prompt: row.get(2)?,
+                        params: serde_json::from_str(&params).map_err(|_| StoreError::Corrupt {
+                            column: "generation_jobs.params",
+                            value: params.clone(),
+                        })?,
+                        file_id: row.get(4)?,
+                        created_at: DateTime::from_timestamp_millis(created).ok_or(
+                            StoreError::Corrupt {
+                                column: "generation_jobs.created_at",
+                                value: created.to_string(),
+                            },
+                        )?,
+                    });
+                }
+                Ok(items)
+            })
+            .await
+    }
+
+    pub(crate) async fn prune_job_images(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        self.writer
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "DELETE FROM job_images WHERE stored_at < ?1 AND job_id IN
+                            (SELECT id FROM generation_jobs WHERE delivered_at IS NOT NULL)",
+                    )?
+                    .execute(params![millis(cutoff)])? as u64)
+            })
+            .await
+    }
+}

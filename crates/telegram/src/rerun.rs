@@ -1,0 +1,224 @@
+//! Past images: the buttons under every delivered image ("again" with a new seed, "same seed",
+//! "as file" with the original bytes) and `/history`, which re-sends images by their stored
+//! `file_id` (no new generation), a page at a time.
+//!
+//! A re-run is a new job submitted like a prompt, carrying the button press's update id: a
+//! press replayed after a crash finds its job instead of charging twice.
+
+use genbot_engine::GenerationRequest;
+use genbot_store::{HistoryItem, JobId, UserId};
+use serde_json::{Map, Value};
+use teloxide::prelude::*;
+use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
+
+use crate::handlers::{submit_and_track, user_id, HandlerError};
+use crate::pacing::send;
+use crate::texts::{self, Lang};
+use crate::Front;
+
+const AGAIN: &str = "again:";
+const SAME_SEED: &str = "seed:";
+const AS_FILE: &str = "file:";
+const OLDER: &str = "hist:";
+/// Images `/history` sends per page.
+const PAGE: u32 = 5;
+/// Telegram's caption limit, in characters.
+const CAPTION_MAX: usize = 1024;
+
+/// The buttons under a delivered image.
+pub(crate) fn result_keyboard(lang: Lang, job: JobId) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([vec![
+        InlineKeyboardButton::callback(texts::again_button(lang), format!("{AGAIN}{}", job.0)),
+        InlineKeyboardButton::callback(
+            texts::same_seed_button(lang),
+            format!("{SAME_SEED}{}", job.0),
+        ),
+        InlineKeyboardButton::callback(texts::as_file_button(lang), format!("{AS_FILE}{}", job.0)),
+    ]])
+}
+
+fn caption(prompt: &str) -> String {
+    prompt.chars().take(CAPTION_MAX).collect()
+}
+
+/// `/history`: a page of the user's images, newest first, older than `before`.
+pub(crate) async fn show_history(
+    front: &Front,
+    chat: ChatId,
+    lang: Lang,
+    user: UserId,
+    before: Option<JobId>,
+) -> Result<(), HandlerError> {
+    let bot = front.bot();
+    let page = front.engine().store().history(user, before, PAGE).await?;
+    if page.is_empty() {
+        let text = if before.is_none() {
+            texts::history_empty(lang)
+        } else {
+            texts::history_end(lang)
+        };
+        send(front, chat, bot.send_message(chat, text)).await?;
+        return Ok(());
+    }
+    for item in &page {
+        resend(front, chat, lang, item).await?;
+    }
+    if page.len() == PAGE as usize {
+        let oldest = page.last().map_or(0, |item| item.job.0);
+        let more = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback(
+            texts::older_button(lang),
+            format!("{OLDER}{oldest}"),
+        )]]);
+        send(
+            front,
+            chat,
+            bot.send_message(chat, texts::history_more(lang))
+                .reply_markup(more),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn resend(
+    front: &Front,
+    chat: ChatId,
+    lang: Lang,
+    item: &HistoryItem,
+) -> Result<(), HandlerError> {
+    let photo = InputFile::file_id(item.file_id.clone().into());
+    let text = format!(
+        "{} · {}",
+        item.created_at.format("%Y-%m-%d"),
+        caption(&item.prompt)
+    );
+    send(
+        front,
+        chat,
+        front
+            .bot()
+            .send_photo(chat, photo)
+            .caption(caption(&text))
+            .reply_markup(result_keyboard(lang, item.job)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Handles a press of one of this module's buttons; `None` when the data is not ours.
+/// Returns the text the press is answered with.
+pub(crate) async fn on_press(
+    front: &Front,
+    query: &CallbackQuery,
+    update: i64,
+) -> Option<Result<String, HandlerError>> {
+    let data = query.data.as_deref()?;
+    let user = user_id(&query.from);
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let chat = query
+        .message
+        .as_ref()
+        .map_or(ChatId(user.0), |m| m.chat().id);
+    let job = |prefix: &str| {
+        data.strip_prefix(prefix)
+            .and_then(|id| id.parse::<i64>().ok())
+            .map(JobId)
+    };
+    let handled = if let Some(job) = job(AGAIN) {
+        rerun(front, query, chat, lang, job, false, update).await
+    } else if let Some(job) = job(SAME_SEED) {
+        rerun(front, query, chat, lang, job, true, update).await
+    } else if let Some(job) = job(AS_FILE) {
+        as_file(front, chat, lang, user, job).await
+    } else if let Some(job) = job(OLDER) {
+        show_history(front, chat, lang, user, Some(job))
+            .await
+            .map(|()| String::new())
+    } else {
+        return None;
+    };
+    Some(handled)
+}
+
+/// The inputs a past job ran with, as overrides for a new one (`prompt` aside; `seed` too
+/// unless it is to be kept).
+fn rerun_params(params: &Value, keep_seed: bool) -> Map<String, Value> {
+    let mut params = params.as_object().cloned().unwrap_or_default();
+    params.remove("prompt");
+    if !keep_seed {
+        params.remove("seed");
+    }
+    params
+}
+
+async fn rerun(
+    front: &Front,
+    query: &CallbackQuery,
+    chat: ChatId,
+    lang: Lang,
+    job: JobId,
+    keep_seed: bool,
+    update: i64,
+) -> Result<String, HandlerError> {
+    let user = user_id(&query.from);
+    let Some(past) = front
+        .engine()
+        .store()
+        .get_job(job)
+        .await?
+        .filter(|j| j.user_id == user)
+    else {
+        return Ok(texts::not_yours(lang));
+    };
+    let request = GenerationRequest {
+        user,
+        prompt: past.prompt.clone(),
+        model: Some(past.model.clone()),
+        params: rerun_params(&past.params, keep_seed),
+        source_update: Some(update),
+    };
+    submit_and_track(front, &query.from, chat, lang, request).await?;
+    Ok(texts::rerun_queued(lang))
+}
+
+async fn as_file(
+    front: &Front,
+    chat: ChatId,
+    lang: Lang,
+    user: UserId,
+    job: JobId,
+) -> Result<String, HandlerError> {
+    let store = front.engine().store();
+    let Some(past) = store.get_job(job).await?.filter(|j| j.user_id == user) else {
+        return Ok(texts::not_yours(lang));
+    };
+    let Some(image) = store.job_image(job).await? else {
+        return Ok(texts::original_gone(lang));
+    };
+    let document = InputFile::memory(image.bytes).file_name(image.file_name);
+    send(
+        front,
+        chat,
+        front
+            .bot()
+            .send_document(chat, document)
+            .caption(caption(&past.prompt)),
+    )
+    .await?;
+    Ok(texts::file_sent(lang))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerun_keeps_every_input_but_the_prompt_and_maybe_the_seed() {
+        let past = serde_json::json!({"prompt": "a fox", "seed": 7, "aspect_ratio": "16:9"});
+        let again = rerun_params(&past, false);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again["aspect_ratio"], "16:9");
+        let same = rerun_params(&past, true);
+        assert_eq!((same.len(), &same["seed"]), (2, &Value::from(7)));
+    }
+}

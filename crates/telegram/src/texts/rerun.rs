@@ -1,0 +1,63 @@
+//! What the bot says about past images: the buttons under each, `/history`, re-runs.
+
+use super::{pick, Lang};
+
+pub(crate) fn again_button(lang: Lang) -> String {
+    pick(lang, "🔁 Again".into(), "🔁 Ещё".into())
+}
+
+pub(crate) fn same_seed_button(lang: Lang) -> String {
+    pick(lang, "🎯 Same seed".into(), "🎯 Тот же seed".into())
+}
+
+pub(crate) fn as_file_button(lang: Lang) -> String {
+    pick(lang, "📄 As file".into(), "📄 Файлом".into())
+}
+
+pub(crate) fn older_button(lang: Lang) -> String {
+    pick(lang, "⏬ Older".into(), "⏬ Раньше".into())
+}
+
+pub(crate) fn history_empty(lang: Lang) -> String {
+    pick(
+        lang,
+        "No images yet. Send a description and I will draw it.".into(),
+        "Картинок пока нет. Опишите картинку, и я её нарисую.".into(),
+    )
+}
+
+pub(crate) fn history_more(lang: Lang) -> String {
+    pick(
+        lang,
+        "Older images:".into(),
+        "Более ранние картинки:".into(),
+    )
+}
+
+pub(crate) fn history_end(lang: Lang) -> String {
+    pick(lang, "That is all.".into(), "Это всё.".into())
+}
+
+pub(crate) fn not_yours(lang: Lang) -> String {
+    pick(
+        lang,
+        "That image is not in your history.".into(),
+        "Этой картинки нет в вашей истории.".into(),
+    )
+}
+
+pub(crate) fn rerun_queued(lang: Lang) -> String {
+    pick(lang, "Queued".into(), "В очереди".into())
+}
+
+pub(crate) fn original_gone(lang: Lang) -> String {
+    pick(
+        lang,
+        "The original file is kept for a day after the image is sent, and this one is gone. Press “Again” for a new image.".into(),
+        "Оригинал хранится сутки после отправки, этот уже удалён. Нажмите «Ещё» для новой картинки.".into(),
+    )
+}
+
+pub(crate) fn file_sent(lang: Lang) -> String {
+    pick(lang, "File sent".into(), "Файл отправлен".into())
+}

@@ -1,0 +1,142 @@
+//! Options in prompts, the buttons under images (again, same seed, as file) and /history.
+
+use genbot_mocks::telegram::{Entry, SimUser};
+use genbot_store::{JobStatus, UserId};
+
+use crate::helpers::{say, spawn_bot, Options, TestBot, WAIT};
+
+/// Waits for the `n`th photo in the chat; returns its message id, file and buttons.
+async fn nth_photo(user: &SimUser, n: usize) -> (i64, String, Vec<(String, String)>) {
+    let photos = |t: &[Entry]| -> Vec<(i64, String, Vec<(String, String)>)> {
+        t.iter()
+            .filter_map(|e| match e {
+                Entry::BotPhoto {
+                    message_id,
+                    url,
+                    buttons,
+                    ..
+                } => Some((*message_id, url.clone(), buttons.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let transcript = user
+        .wait_for(WAIT, |t| photos(t).len() >= n)
+        .await
+        .unwrap_or_else(|| panic!("photo {n} never came: {:?}", user.transcript()));
+    photos(&transcript)[n - 1].clone()
+}
+
+fn button<'a>(buttons: &'a [(String, String)], prefix: &str) -> &'a str {
+    &buttons
+        .iter()
+        .find(|(_, d)| d.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} button: {buttons:?}"))
+        .1
+}
+
+async fn succeeded(bot: &TestBot) -> Vec<genbot_store::Job> {
+    let mut jobs = bot
+        .store
+        .jobs_with_status(JobStatus::Succeeded, 100)
+        .await
+        .unwrap();
+    jobs.sort_by_key(|j| j.id);
+    jobs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_reruns_originals_and_history() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(3001, "Ann", Some("en"));
+    say(&ann, "/start").await;
+
+    let (_, refused, _) = say(&ann, "a red fox --ar 5:4").await;
+    assert!(
+        refused.contains("--ar 5:4")
+            && refused.contains("16:9")
+            && refused.contains("Nothing was charged"),
+        "{refused}"
+    );
+    let credits = |bot: &TestBot| {
+        let store = bot.store.clone();
+        async move { store.get_user(UserId(3001)).await.unwrap().unwrap().credits }
+    };
+    assert_eq!(credits(&bot).await, 10, "a refused option charged");
+
+    say(&ann, "a red fox --ar 16:9 --seed 42").await;
+    let (first, _, buttons) = nth_photo(&ann, 1).await;
+    let jobs = succeeded(&bot).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].prompt, "a red fox");
+    assert_eq!(jobs[0].params["aspect_ratio"], "16:9");
+    assert_eq!(jobs[0].params["seed"], 42);
+
+    // Same seed: the same inputs again.
+    ann.press(first, button(&buttons, "seed:")).unwrap();
+    nth_photo(&ann, 2).await;
+    // Again: a new seed, the other inputs kept.
+    ann.press(first, button(&buttons, "again:")).unwrap();
+    nth_photo(&ann, 3).await;
+    let jobs = succeeded(&bot).await;
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(
+        jobs[1].params, jobs[0].params,
+        "same seed changed the inputs"
+    );
+    assert_eq!(jobs[2].params["aspect_ratio"], "16:9");
+    assert_ne!(jobs[2].params["seed"], 42, "again kept the seed");
+    assert_eq!(credits(&bot).await, 7);
+
+    // As file: the original bytes, as a document.
+    ann.press(first, button(&buttons, "file:")).unwrap();
+    let transcript = ann
+        .wait_for(WAIT, |t| {
+            t.iter().any(|e| matches!(e, Entry::BotDocument { .. }))
+        })
+        .await
+        .expect("no document");
+    assert!(transcript.iter().any(
+        |e| matches!(e, Entry::BotDocument { file, .. } if file.starts_with("upload:") && file.contains("bytes"))
+    ));
+
+    // History: re-sent by file_id, nothing generated.
+    let created = bot.replicate.stats().created;
+    let seen_photos = 3;
+    ann.send_text("/history");
+    let (_, resent, history_buttons) = nth_photo(&ann, seen_photos + 3).await;
+    assert!(
+        resent.starts_with("photo"),
+        "not re-sent by file_id: {resent}"
+    );
+    assert!(history_buttons.iter().any(|(_, d)| d.starts_with("again:")));
+    assert_eq!(
+        bot.replicate.stats().created,
+        created,
+        "history generated images"
+    );
+    assert_eq!(succeeded(&bot).await.len(), 3);
+
+    // Someone else's image cannot be re-run.
+    let eve = bot.telegram.user(3002, "Eve", Some("en"));
+    say(&eve, "/start").await;
+    let (eve_history, _, _) = say(&eve, "/history").await;
+    let _ = eve_history;
+    let foreign = format!("again:{}", jobs[0].id.0);
+    // Eve presses a forged button on her own message.
+    let (message, _, _) = say(&eve, "/help").await;
+    let seen = eve.transcript().len();
+    eve.press(message, &foreign).unwrap();
+    let answered = eve
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+        })
+        .await
+        .unwrap();
+    assert!(answered[seen..].iter().any(
+        |e| matches!(e, Entry::CallbackAnswered(Some(t)) if t.contains("not in your history"))
+    ));
+    assert_eq!(succeeded(&bot).await.len(), 3);
+}
