@@ -101,6 +101,21 @@ impl Users {
         Ok(user)
     }
 
+    /// Replaces the inputs the user set for `model`; see [`Store::set_model_settings`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn set_model_settings(
+        &self,
+        id: UserId,
+        model: String,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        let user = self.store.set_model_settings(id, model, settings).await?;
+        self.invalidate(id).await;
+        Ok(user)
+    }
+
     /// Changes the user's credits; see [`Store::add_credits`].
     ///
     /// # Errors

@@ -307,7 +307,19 @@ impl Engine {
         if prompt.is_empty() {
             return Err(SubmitError::EmptyPrompt);
         }
-        let mut params = request.params;
+        // The user's /settings first (those the catalogue no longer allows are dropped), then
+        // the request's own inputs, then the prompt's.
+        let mut params: Map<String, Value> = user
+            .settings_for(&model.id)
+            .into_iter()
+            .filter(|(name, value)| {
+                model
+                    .params
+                    .get(name)
+                    .is_some_and(|spec| spec.check(name, value).is_ok())
+            })
+            .collect();
+        params.extend(request.params);
         params.extend(inline.params);
         let input = model.input(prompt, &params)?;
         let today = Utc::now().date_naive();

@@ -5,7 +5,7 @@
 macro_rules! user_columns {
     () => {
         "id, username, language, selected_model, credits, daily_count, daily_reset_date, \
-         banned, created_at, updated_at"
+         banned, created_at, updated_at, model_settings"
     };
 }
 

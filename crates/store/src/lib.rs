@@ -169,6 +169,19 @@ impl Store {
         dispatch!(self.set_selected_model(id, model))
     }
 
+    /// Replaces the inputs the user set for `model` (`/settings`); an empty map clears them.
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`], or database failures.
+    pub async fn set_model_settings(
+        &self,
+        id: UserId,
+        model: String,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        dispatch!(self.set_model_settings(id, model, settings))
+    }
+
     /// Adds `delta` (negative to charge) to the user's credits and returns the new balance.
     ///
     /// # Errors

@@ -43,9 +43,21 @@ pub struct User {
     pub banned: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Inputs the user set with `/settings`, per model id: `{"flux-dev": {"aspect_ratio": "16:9"}}`.
+    #[serde(default)]
+    pub model_settings: serde_json::Value,
 }
 
 impl User {
+    /// The inputs the user set for `model` (empty when none).
+    pub fn settings_for(&self, model: &str) -> serde_json::Map<String, serde_json::Value> {
+        self.model_settings
+            .get(model)
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Generations already used today, counting a stale day as zero.
     pub fn used_on(&self, today: NaiveDate) -> u32 {
         if self.daily_reset_date == today {

@@ -191,6 +191,30 @@ impl PgStore {
         .ok_or(StoreError::UserNotFound(id))
     }
 
+    pub(crate) async fn set_model_settings(
+        &self,
+        id: UserId,
+        model: String,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query(concat!(
+            "UPDATE users SET updated_at = $4,
+                model_settings = jsonb_set(model_settings, ARRAY[$2], $3, true)
+             WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id.0)
+        .bind(model)
+        .bind(sqlx::types::Json(serde_json::Value::Object(settings)))
+        .bind(Utc::now())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| user(&row))
+        .transpose()?
+        .ok_or(StoreError::UserNotFound(id))
+    }
+
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
         let mut conn = self.connection().await?;
         let balance: Option<i64> = sqlx::query(
@@ -475,6 +499,9 @@ fn user(row: &PgRow) -> Result<User, StoreError> {
         banned: row.try_get(7)?,
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
+        model_settings: row
+            .try_get::<sqlx::types::Json<serde_json::Value>, _>(10)?
+            .0,
     })
 }
 

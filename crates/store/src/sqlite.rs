@@ -158,6 +158,31 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn set_model_settings(
+        &self,
+        id: UserId,
+        model: String,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        let settings = serde_json::Value::Object(settings).to_string();
+        self.writer
+            .run(move |conn| {
+                let sql = concat!(
+                    "UPDATE users SET updated_at = ?4,
+                        model_settings = json_set(model_settings, '$.' || json_quote(?2), json(?3))
+                     WHERE id = ?1 RETURNING ",
+                    user_columns!()
+                );
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![id.0, model, settings, millis(Utc::now())])?;
+                match rows.next()? {
+                    Some(row) => rows::user(row),
+                    None => Err(StoreError::UserNotFound(id)),
+                }
+            })
+            .await
+    }
+
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
         self.writer
             .run(move |conn| {

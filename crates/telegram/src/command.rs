@@ -9,6 +9,7 @@ pub(crate) enum Input<'a> {
     Balance,
     Cancel,
     History,
+    Settings,
     Buy,
     PaySupport,
     /// `/refund <charge id>` (admins): the arguments as written.
@@ -21,9 +22,10 @@ pub(crate) enum Input<'a> {
 }
 
 /// The commands shown in Telegram's menu (`setMyCommands`); `/stats` and `/refund` stay hidden.
-pub(crate) const MENU: [(&str, &str); 8] = [
+pub(crate) const MENU: [(&str, &str); 9] = [
     ("start", "register / start over"),
     ("models", "choose a model"),
+    ("settings", "aspect ratio, steps, seed… of your model"),
     ("balance", "credits and today's images"),
     ("history", "your images, to send again or re-run"),
     ("buy", "buy credits with Telegram Stars"),
@@ -49,6 +51,7 @@ impl<'a> Input<'a> {
             "balance" => Input::Balance,
             "cancel" => Input::Cancel,
             "history" => Input::History,
+            "settings" => Input::Settings,
             "buy" => Input::Buy,
             "paysupport" => Input::PaySupport,
             "refund" => Input::Refund(args),

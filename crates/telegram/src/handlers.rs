@@ -12,7 +12,7 @@ use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup,
 use crate::command::Input;
 use crate::pacing::send;
 use crate::texts::{self, Lang};
-use crate::{payments, rerun};
+use crate::{payments, rerun, settings};
 use crate::{BotApi, Front, Slot, Waiting};
 
 /// What a handler may fail with (logged by the dispatcher's error handler).
@@ -173,6 +173,13 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
             .await?;
         }
         Input::History => rerun::show_history(front, chat, lang, user, None).await?,
+        Input::Settings => {
+            let stored = match engine.users().get(user).await? {
+                Some(stored) => stored,
+                None => register(front, from).await?,
+            };
+            settings::show(front, chat, lang, &stored).await?;
+        }
         Input::Prompt(prompt) => {
             let request = GenerationRequest {
                 user,
@@ -326,7 +333,11 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
     if front.admit(user.0).is_err() {
         return Ok(());
     }
-    if let Some(handled) = rerun::on_press(front, query, update).await {
+    let handled = match settings::on_press(front, query).await {
+        Some(handled) => Some(handled),
+        None => rerun::on_press(front, query, update).await,
+    };
+    if let Some(handled) = handled {
         let text = handled?;
         let answer = bot.answer_callback_query(query.id.clone());
         if text.is_empty() {

@@ -4,7 +4,8 @@
 //! - [`handlers`]: `/start`, `/help`, `/models` (inline keyboard), `/balance`, `/cancel`,
 //!   `/stats` (admins only), and plain text = a prompt; `payments`: `/buy`, invoices,
 //!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`;
-//!   `rerun`: `/history` and the buttons under every image (again, same seed, as file). A handler never waits for a generation:
+//!   `rerun`: `/history` and the buttons under every image (again, same seed, as file);
+//!   `settings`: `/settings`, the catalogue's options per user and model. A handler never waits for a generation:
 //!   it submits the job, answers with the queue position and returns;
 //! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
 //!   "generating" action, the photo, or the failure, and keeps queue-position messages current
@@ -26,6 +27,7 @@ mod pacing;
 mod payments;
 mod rerun;
 pub mod run;
+mod settings;
 mod texts;
 
 use std::collections::HashMap;

@@ -85,30 +85,6 @@ pub fn flags_of(model: &Model) -> Vec<String> {
         .collect()
 }
 
-fn typed(spec: &ParamSpec, text: &str) -> Value {
-    match spec {
-        ParamSpec::Int { .. } | ParamSpec::RandomInt { .. } => text
-            .parse::<i64>()
-            .map_or_else(|_| Value::from(text), Value::from),
-        ParamSpec::Float { .. } => text
-            .replace(',', ".")
-            .parse::<f64>()
-            .map_or_else(|_| Value::from(text), Value::from),
-        ParamSpec::Bool { .. } => match text.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Value::from(true),
-            "false" | "no" | "off" | "0" => Value::from(false),
-            _ => Value::from(text),
-        },
-        ParamSpec::Choice { choices, .. } => Value::from(
-            choices
-                .iter()
-                .find(|c| c.eq_ignore_ascii_case(text))
-                .map_or(text, String::as_str),
-        ),
-        ParamSpec::Text { .. } => Value::from(text),
-    }
-}
-
 /// Takes `model`'s options out of `text`.
 ///
 /// # Errors
@@ -142,13 +118,13 @@ pub fn parse(model: &Model, text: &str) -> Result<InlineOptions, InlineError> {
             });
         }
         let value = value.join(" ");
-        let checked = spec
-            .check(name, &typed(spec, &value))
-            .map_err(|_: ParamError| InlineError::Invalid {
-                flag: flag.to_owned(),
-                value: value.clone(),
-                allowed: spec.allowed(),
-            })?;
+        let checked =
+            spec.check(name, &spec.value_from_text(&value))
+                .map_err(|_: ParamError| InlineError::Invalid {
+                    flag: flag.to_owned(),
+                    value: value.clone(),
+                    allowed: spec.allowed(),
+                })?;
         params.insert(name.clone(), checked);
     }
     Ok(InlineOptions {

@@ -61,6 +61,32 @@ impl ParamSpec {
         }
     }
 
+    /// A value typed as text (`16:9`, `42`, `3,5`, `yes`), read as this input's type; checked
+    /// separately with [`ParamSpec::check`].
+    pub fn value_from_text(&self, text: &str) -> Value {
+        match self {
+            ParamSpec::Int { .. } | ParamSpec::RandomInt { .. } => text
+                .parse::<i64>()
+                .map_or_else(|_| Value::from(text), Value::from),
+            ParamSpec::Float { .. } => text
+                .replace(',', ".")
+                .parse::<f64>()
+                .map_or_else(|_| Value::from(text), Value::from),
+            ParamSpec::Bool { .. } => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Value::from(true),
+                "false" | "no" | "off" | "0" => Value::from(false),
+                _ => Value::from(text),
+            },
+            ParamSpec::Choice { choices, .. } => Value::from(
+                choices
+                    .iter()
+                    .find(|c| c.eq_ignore_ascii_case(text))
+                    .map_or(text, String::as_str),
+            ),
+            ParamSpec::Text { .. } => Value::from(text),
+        }
+    }
+
     /// What is allowed, in words.
     pub fn allowed(&self) -> String {
         match self {

@@ -43,6 +43,13 @@ pub(super) fn user(row: &Row<'_>) -> Result<User, StoreError> {
         banned: row.get(7)?,
         created_at: timestamp("users.created_at", row.get(8)?)?,
         updated_at: timestamp("users.updated_at", row.get(9)?)?,
+        model_settings: {
+            let text: String = row.get(10)?;
+            serde_json::from_str(&text).map_err(|_| StoreError::Corrupt {
+                column: "users.model_settings",
+                value: text.clone(),
+            })?
+        },
     })
 }
 

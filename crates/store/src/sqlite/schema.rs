@@ -176,6 +176,10 @@ CREATE TABLE star_payments (
 );
 CREATE INDEX star_payments_user ON star_payments (user_id, paid_at);
 "#,
+    // v8: inputs users set with /settings, per model (JSON object of objects).
+    r#"
+ALTER TABLE users ADD COLUMN model_settings TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -9,7 +9,48 @@ on_both_backends!(
     daily_limit_at_the_boundary_and_across_a_date_change,
     concurrent_consumers_never_exceed_the_daily_limit,
     range_delete_leaves_other_ids_untouched,
+    settings_are_kept_per_model,
 );
+
+async fn settings_are_kept_per_model(store: &Store) {
+    store.upsert_user(new_user(7)).await.unwrap();
+    let fresh = store.get_user(UserId(7)).await.unwrap().unwrap();
+    assert!(fresh.settings_for("flux-dev").is_empty());
+    let mut wide = serde_json::Map::new();
+    wide.insert("aspect_ratio".into(), "16:9".into());
+    store
+        .set_model_settings(UserId(7), "flux-dev".into(), wide.clone())
+        .await
+        .unwrap();
+    let mut fast = serde_json::Map::new();
+    fast.insert("num_inference_steps".into(), 2.into());
+    let user = store
+        .set_model_settings(UserId(7), "flux-schnell".into(), fast.clone())
+        .await
+        .unwrap();
+    assert_eq!(user.settings_for("flux-dev"), wide);
+    assert_eq!(user.settings_for("flux-schnell"), fast);
+    let user = store
+        .set_model_settings(UserId(7), "flux-dev".into(), serde_json::Map::new())
+        .await
+        .unwrap();
+    assert!(user.settings_for("flux-dev").is_empty());
+    assert_eq!(
+        store
+            .get_user(UserId(7))
+            .await
+            .unwrap()
+            .unwrap()
+            .settings_for("flux-schnell"),
+        fast
+    );
+    assert!(matches!(
+        store
+            .set_model_settings(UserId(8), "flux-dev".into(), fast)
+            .await,
+        Err(StoreError::UserNotFound(_))
+    ));
+}
 
 fn new_user(id: i64) -> NewUser {
     NewUser {

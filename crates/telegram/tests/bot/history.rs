@@ -140,3 +140,81 @@ async fn options_reruns_originals_and_history() {
     ));
     assert_eq!(succeeded(&bot).await.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_are_saved_per_user_and_prompt_options_win() {
+    let bot = spawn_bot(Options::default()).await;
+    let bea = bot.telegram.user(3003, "Bea", Some("en"));
+    say(&bea, "/start").await;
+    let (menu, text, buttons) = say(&bea, "/settings").await;
+    assert!(text.contains("aspect_ratio (--ar): 1:1"), "{text}");
+    assert!(text.contains("seed (--seed): random"), "{text}");
+    assert!(buttons
+        .iter()
+        .any(|(l, d)| l == "✅1:1" && d == "set:aspect_ratio=1:1"));
+
+    let seen = bea.transcript().len();
+    bea.press(menu, "set:aspect_ratio=16:9").unwrap();
+    let answered = bea
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+        })
+        .await
+        .unwrap();
+    assert!(answered[seen..].iter().any(
+        |e| matches!(e, Entry::CallbackAnswered(Some(t)) if t == "Saved: aspect_ratio = 16:9")
+    ));
+    let edited = bea.transcript().into_iter().find_map(|e| match e {
+        Entry::BotText {
+            message_id, text, ..
+        } if message_id == menu => Some(text),
+        _ => None,
+    });
+    assert!(
+        edited.is_some_and(|t| t.contains("aspect_ratio (--ar): 16:9")),
+        "the settings message shows the new value"
+    );
+    // A forged value is refused with what is allowed.
+    let seen = bea.transcript().len();
+    bea.press(menu, "set:num_inference_steps=99").unwrap();
+    let answered = bea
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+        })
+        .await
+        .unwrap();
+    assert!(answered[seen..]
+        .iter()
+        .any(|e| matches!(e, Entry::CallbackAnswered(Some(t)) if t.contains("from 1 to 4"))));
+
+    say(&bea, "a quiet lake").await;
+    nth_photo(&bea, 1).await;
+    say(&bea, "a quiet lake --ar 9:16").await;
+    nth_photo(&bea, 2).await;
+    let jobs = succeeded(&bot).await;
+    assert_eq!(jobs[0].params["aspect_ratio"], "16:9", "the saved setting");
+    assert_eq!(
+        jobs[1].params["aspect_ratio"], "9:16",
+        "the prompt's option wins"
+    );
+    assert_eq!(jobs[0].params["num_inference_steps"], 4);
+
+    bea.press(menu, "set:reset").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !bot
+        .store
+        .get_user(UserId(3003))
+        .await
+        .unwrap()
+        .unwrap()
+        .settings_for("flux-schnell")
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "reset never saved");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

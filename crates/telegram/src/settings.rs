@@ -1,0 +1,195 @@
+//! `/settings`: the options the user's model declares in the catalogue (aspect ratio, steps,
+//! guidance, seed, …) with their current values, as inline keyboards; a press saves the value
+//! for that user and model. Free-text inputs (`negative_prompt`) are set in the prompt instead
+//! (`--no …`), and any option may be overridden per prompt (`--ar 16:9`).
+
+use genbot_engine::catalogue::{inline, Model, ParamSpec};
+use genbot_store::User;
+use serde_json::{Map, Value};
+use teloxide::prelude::*;
+use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup};
+
+use crate::handlers::{register, user_id, HandlerError};
+use crate::pacing::send;
+use crate::texts::{self, Lang};
+use crate::Front;
+
+const SET: &str = "set:";
+const RESET: &str = "set:reset";
+/// Telegram refuses callback data longer than this.
+const CALLBACK_DATA_MAX: usize = 64;
+
+fn model_of<'f>(front: &'f Front, user: &User) -> &'f Model {
+    let catalogue = front.engine().catalogue();
+    user.selected_model
+        .as_deref()
+        .and_then(|id| catalogue.get(id))
+        .filter(|m| m.enabled)
+        .unwrap_or_else(|| catalogue.default_model())
+}
+
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The values offered as buttons for one input.
+fn offered(spec: &ParamSpec) -> Vec<Value> {
+    let mut values: Vec<Value> = match spec {
+        ParamSpec::Choice { choices, .. } => {
+            choices.iter().map(|c| Value::from(c.as_str())).collect()
+        }
+        ParamSpec::Bool { .. } => vec![Value::from(true), Value::from(false)],
+        ParamSpec::Int { min, max, default } => {
+            let mut picks = vec![*min, (*min + *max) / 2, *default, *max];
+            picks.sort_unstable();
+            picks.dedup();
+            picks.into_iter().map(Value::from).collect()
+        }
+        ParamSpec::Float { min, max, default } => {
+            let mut picks = vec![*min, *default, *max];
+            picks.sort_by(f64::total_cmp);
+            picks.dedup();
+            picks.into_iter().map(Value::from).collect()
+        }
+        ParamSpec::RandomInt { .. } | ParamSpec::Text { .. } => Vec::new(),
+    };
+    values.truncate(8);
+    values
+}
+
+fn view(lang: Lang, model: &Model, current: &Map<String, Value>) -> (String, InlineKeyboardMarkup) {
+    let mut text = texts::settings_header(lang, &model.name);
+    let flags = inline::flags_of(model);
+    let mut rows = Vec::new();
+    for ((name, spec), flag) in model.params.iter().zip(flags) {
+        let value = current.get(name);
+        let value_text = match (value, spec) {
+            (Some(v), _) => shown(v),
+            (None, ParamSpec::RandomInt { .. }) => texts::random(lang),
+            (None, ParamSpec::Text { .. }) => texts::text_only(lang, &flag),
+            (None, spec) => shown(&spec.default_value()),
+        };
+        text.push_str(&format!("\n{name} ({flag}): {value_text}"));
+        let effective = value.cloned().unwrap_or_else(|| spec.default_value());
+        let mut row: Vec<InlineKeyboardButton> = offered(spec)
+            .into_iter()
+            .filter_map(|option| {
+                let data = format!("{SET}{name}={}", shown(&option));
+                let mark = if option == effective { "✅" } else { "" };
+                (data.len() <= CALLBACK_DATA_MAX).then(|| {
+                    InlineKeyboardButton::callback(format!("{mark}{}", shown(&option)), data)
+                })
+            })
+            .collect();
+        if matches!(spec, ParamSpec::RandomInt { .. }) && value.is_some() {
+            row.push(InlineKeyboardButton::callback(
+                format!("🎲 {}", texts::random(lang)),
+                format!("{SET}{name}=random"),
+            ));
+        }
+        if !row.is_empty() {
+            rows.push(row);
+        }
+    }
+    rows.push(vec![InlineKeyboardButton::callback(
+        texts::reset_button(lang),
+        RESET.to_owned(),
+    )]);
+    (text, InlineKeyboardMarkup::new(rows))
+}
+
+/// `/settings`.
+pub(crate) async fn show(
+    front: &Front,
+    chat: ChatId,
+    lang: Lang,
+    user: &User,
+) -> Result<(), HandlerError> {
+    let model = model_of(front, user);
+    let (text, keyboard) = view(lang, model, &user.settings_for(&model.id));
+    send(
+        front,
+        chat,
+        front.bot().send_message(chat, text).reply_markup(keyboard),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A press on a `/settings` button; `None` when the data is not ours. Returns the answer text.
+pub(crate) async fn on_press(
+    front: &Front,
+    query: &CallbackQuery,
+) -> Option<Result<String, HandlerError>> {
+    let data = query.data.as_deref()?.strip_prefix(SET)?;
+    Some(press(front, query, data).await)
+}
+
+async fn press(front: &Front, query: &CallbackQuery, data: &str) -> Result<String, HandlerError> {
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let users = front.engine().users();
+    let user = match users.get(user_id(&query.from)).await? {
+        Some(user) => user,
+        None => register(front, &query.from).await?,
+    };
+    let model = model_of(front, &user);
+    let mut settings = user.settings_for(&model.id);
+    let answer = if data == "reset" {
+        settings.clear();
+        texts::settings_reset(lang)
+    } else {
+        let (name, text) = data.split_once('=').unwrap_or((data, ""));
+        let Some(spec) = model.params.get(name) else {
+            return Ok(texts::setting_refused(lang, name, "—"));
+        };
+        if text == "random" && matches!(spec, ParamSpec::RandomInt { .. }) {
+            settings.remove(name);
+            texts::setting_saved(lang, name, &texts::random(lang))
+        } else {
+            match spec.check(name, &spec.value_from_text(text)) {
+                Ok(value) => {
+                    let answer = texts::setting_saved(lang, name, &shown(&value));
+                    settings.insert(name.to_owned(), value);
+                    answer
+                }
+                Err(_) => return Ok(texts::setting_refused(lang, name, &spec.allowed())),
+            }
+        }
+    };
+    let user = users
+        .set_model_settings(user.id, model.id.clone(), settings)
+        .await?;
+    if let Some(message) = &query.message {
+        let (text, keyboard) = view(lang, model, &user.settings_for(&model.id));
+        let chat = message.chat().id;
+        send(
+            front,
+            chat,
+            front
+                .bot()
+                .edit_message_text(chat, message.id(), text)
+                .reply_markup(keyboard),
+        )
+        .await?;
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_offer_their_range_ends_and_default() {
+        let steps = ParamSpec::Int {
+            min: 1,
+            max: 50,
+            default: 28,
+        };
+        assert_eq!(offered(&steps), [1, 25, 28, 50].map(Value::from).to_vec());
+        assert!(offered(&ParamSpec::RandomInt { min: 0, max: 9 }).is_empty());
+    }
+}
