@@ -5,9 +5,12 @@ use genbot_store::{JobStatus, UserId};
 
 use crate::helpers::{say, spawn_bot, Options, TestBot, WAIT};
 
-/// Waits for the `n`th photo in the chat; returns its message id, file and buttons.
-async fn nth_photo(user: &SimUser, n: usize) -> (i64, String, Vec<(String, String)>) {
-    let photos = |t: &[Entry]| -> Vec<(i64, String, Vec<(String, String)>)> {
+/// A photo in a chat: its message id, file and buttons.
+type Photo = (i64, String, Vec<(String, String)>);
+
+/// Waits for the `n`th photo in the chat.
+async fn nth_photo(user: &SimUser, n: usize) -> Photo {
+    let photos = |t: &[Entry]| -> Vec<Photo> {
         t.iter()
             .filter_map(|e| match e {
                 Entry::BotPhoto {
