@@ -49,6 +49,8 @@ pub struct Model {
     /// Credits one generation costs.
     pub cost: i64,
     pub enabled: bool,
+    /// The input that takes a picture (`image`): the model can work image-to-image.
+    pub image_input: Option<String>,
     /// Inputs sent to Replicate, by name.
     pub params: BTreeMap<String, ParamSpec>,
 }
@@ -65,6 +67,10 @@ impl Model {
             input.insert(name.clone(), spec.default_value());
         }
         for (name, value) in overrides {
+            if self.image_input.as_ref() == Some(name) {
+                input.insert(name.clone(), image_reference(name, value)?);
+                continue;
+            }
             let spec = self.params.get(name).ok_or_else(|| ParamError::Unknown {
                 name: name.clone(),
                 allowed: self.params.keys().cloned().collect(),
@@ -73,6 +79,20 @@ impl Model {
         }
         input.insert("prompt".into(), Value::String(prompt.to_owned()));
         Ok(Value::Object(input))
+    }
+}
+
+/// A picture given to an image input: a data URL of an image, or an HTTPS URL.
+fn image_reference(name: &str, value: &Value) -> Result<Value, ParamError> {
+    match value.as_str() {
+        Some(text) if text.starts_with("data:image/") || text.starts_with("https://") => {
+            Ok(value.clone())
+        }
+        _ => Err(ParamError::OutOfRange {
+            name: name.to_owned(),
+            value: value.to_string().chars().take(40).collect(),
+            allowed: "an image as a data URL or an https:// URL".to_owned(),
+        }),
     }
 }
 
@@ -161,6 +181,16 @@ impl Catalogue {
     }
 
     /// The model used until a user picks one.
+    /// The model a photo is drawn from for a user who chose `selected`: that one if it takes
+    /// images, else the first enabled one that does.
+    pub fn image_model_for(&self, selected: Option<&str>) -> Option<&Model> {
+        let takes_images = |m: &&Model| m.enabled && m.image_input.is_some();
+        selected
+            .and_then(|id| self.get(id))
+            .filter(takes_images)
+            .or_else(|| self.enabled().find(takes_images))
+    }
+
     pub fn default_model(&self) -> &Model {
         // `parse` refuses catalogues without it.
         self.get(&self.default_model)

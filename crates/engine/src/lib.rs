@@ -3,6 +3,7 @@
 //! - [`catalogue`]: the models users may pick, from TOML, checked entry by entry;
 //! - [`replicate`]: the HTTP client for Replicate's predictions API (retries, backoff, 429s);
 //! - [`limiter`]: the rate limiter on prediction creations (`REPLICATE_RATE_LIMIT`);
+//! - [`image_input`]: a user's picture as a model input (image-to-image);
 //! - [`Engine`]: submit (charge and insert in one transaction) → the durable queue shared by
 //!   every replica (the `generation_jobs` table) → fair claims under `MAX_CONCURRENT_GENERATIONS`
 //!   and the per-user limit counted over all replicas → one leased owner per running job →
@@ -17,6 +18,7 @@ mod engine;
 mod error;
 mod events;
 mod fair;
+pub mod image_input;
 pub mod limiter;
 pub mod replicate;
 mod stats;

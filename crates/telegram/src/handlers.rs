@@ -73,6 +73,9 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         }
         return Ok(());
     }
+    if msg.photo().is_some() {
+        return crate::img2img::photo_received(front, msg, from, lang, update).await;
+    }
     let Some(text) = msg.text() else {
         send(front, chat, bot.send_message(chat, texts::help(lang))).await?;
         return Ok(());

@@ -5,7 +5,8 @@
 //!   `/stats` (admins only), and plain text = a prompt; `payments`: `/buy`, invoices,
 //!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`;
 //!   `rerun`: `/history` and the buttons under every image (again, same seed, as file);
-//!   `settings`: `/settings`, the catalogue's options per user and model. A handler never waits for a generation:
+//!   `settings`: `/settings`, the catalogue's options per user and model; `img2img`: a photo
+//!   with a caption, drawn from by a model that takes a picture. A handler never waits for a generation:
 //!   it submits the job, answers with the queue position and returns;
 //! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
 //!   "generating" action, the photo, or the failure, and keeps queue-position messages current
@@ -20,6 +21,7 @@
 mod command;
 pub mod delivery;
 pub mod handlers;
+mod img2img;
 pub mod inbox;
 mod metrics;
 mod outbox;

@@ -1,6 +1,7 @@
 //! Everything the bot says, in English and Russian. The one place that maps engine outcomes to
 //! user-facing words.
 
+mod img2img;
 mod payments;
 mod rerun;
 mod settings;
@@ -8,6 +9,7 @@ mod settings;
 use chrono::{DateTime, Utc};
 use genbot_engine::{CancelError, FailureReason, SubmitError};
 
+pub(crate) use img2img::*;
 pub(crate) use payments::*;
 pub(crate) use rerun::*;
 pub(crate) use settings::*;
@@ -53,8 +55,8 @@ pub(crate) fn welcome(lang: Lang, name: &str, credits: i64, daily_limit: u32) ->
 pub(crate) fn help(lang: Lang) -> String {
     pick(
         lang,
-        "Send any text and I will turn it into an image.\n/start — register\n/models — choose a model\n/settings — size, steps, seed… of your model\n/balance — credits and today's images\n/history — your images\n/buy — buy credits with Telegram Stars\n/paysupport — payment help and refunds\n/cancel — cancel your queued image\n/help — this help".into(),
-        "Отправьте любой текст, и я превращу его в картинку.\n/start — регистрация\n/models — выбрать модель\n/settings — размер, шаги, seed… вашей модели\n/balance — кредиты и картинки на сегодня\n/history — ваши картинки\n/buy — купить кредиты за Telegram Stars\n/paysupport — помощь с платежами и возвраты\n/cancel — отменить картинку в очереди\n/help — эта справка".into(),
+        "Send any text and I will turn it into an image, or a photo with a caption to redraw it.\n/start — register\n/models — choose a model\n/settings — size, steps, seed… of your model\n/balance — credits and today's images\n/history — your images\n/buy — buy credits with Telegram Stars\n/paysupport — payment help and refunds\n/cancel — cancel your queued image\n/help — this help".into(),
+        "Отправьте любой текст, и я превращу его в картинку, или фото с подписью, чтобы его перерисовать.\n/start — регистрация\n/models — выбрать модель\n/settings — размер, шаги, seed… вашей модели\n/balance — кредиты и картинки на сегодня\n/history — ваши картинки\n/buy — купить кредиты за Telegram Stars\n/paysupport — помощь с платежами и возвраты\n/cancel — отменить картинку в очереди\n/help — эта справка".into(),
     )
 }
 

@@ -22,6 +22,8 @@ struct RawModel {
     version: Option<String>,
     cost: Option<i64>,
     enabled: Option<bool>,
+    /// The input that takes a picture (image-to-image), if the model has one.
+    image_input: Option<String>,
     #[serde(default)]
     params: BTreeMap<String, RawParam>,
 }
@@ -88,6 +90,13 @@ pub(super) fn parse(text: &str) -> Result<Vec<Model>, Vec<String>> {
                 Err(problem) => problems.push(format!("{at}.params.{param}: {problem}")),
             }
         }
+        if let Some(input) = &model.image_input {
+            if input.is_empty() || input == "prompt" || params.contains_key(input) {
+                problems.push(format!(
+                    "{at}.image_input: `{input}` must name an input that is neither the prompt nor one of params"
+                ));
+            }
+        }
         if problems.len() == before {
             if let (Some(name), Some(replicate)) = (name, replicate) {
                 models.push(Model {
@@ -96,6 +105,7 @@ pub(super) fn parse(text: &str) -> Result<Vec<Model>, Vec<String>> {
                     replicate,
                     cost,
                     enabled: model.enabled.unwrap_or(true),
+                    image_input: model.image_input.clone(),
                     params,
                 });
             }

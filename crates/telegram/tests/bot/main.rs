@@ -5,6 +5,7 @@
 mod flow;
 mod helpers;
 mod history;
+mod img2img;
 mod load;
 mod payments;
 mod refusals;

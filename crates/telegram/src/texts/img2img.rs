@@ -1,0 +1,35 @@
+//! What the bot says about pictures sent to it.
+
+use super::{pick, Lang};
+
+pub(crate) fn photo_needs_caption(lang: Lang) -> String {
+    pick(
+        lang,
+        "Nice picture! Send it again with a caption saying what to make of it, e.g. “as a watercolor”.".into(),
+        "Отличная картинка! Отправьте её ещё раз с подписью — что из неё сделать, например «акварелью».".into(),
+    )
+}
+
+pub(crate) fn no_image_model(lang: Lang) -> String {
+    pick(
+        lang,
+        "None of this bot's models takes a picture; send a text description instead.".into(),
+        "Ни одна модель этого бота не принимает картинки; опишите картинку текстом.".into(),
+    )
+}
+
+pub(crate) fn photo_too_large(lang: Lang, max_kb: usize) -> String {
+    pick(
+        lang,
+        format!("The picture is too large: up to {max_kb} KB is taken. Send a smaller one."),
+        format!("Картинка слишком большая: принимается до {max_kb} КБ. Отправьте поменьше."),
+    )
+}
+
+pub(crate) fn photo_unreadable(lang: Lang) -> String {
+    pick(
+        lang,
+        "I could not read that picture (a PNG, JPEG or WebP photo is needed). Please send it again.".into(),
+        "Не удалось прочитать картинку (нужна фотография PNG, JPEG или WebP). Отправьте её ещё раз.".into(),
+    )
+}
