@@ -204,6 +204,7 @@ impl Rig {
                 model: None,
                 params: Default::default(),
                 source_update: None,
+                reply: None,
             })
             .await
     }

@@ -101,6 +101,16 @@ impl Users {
         Ok(user)
     }
 
+    /// Bans or unbans the user; see [`Store::set_banned`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn set_banned(&self, id: UserId, banned: bool) -> Result<User, StoreError> {
+        let user = self.store.set_banned(id, banned).await?;
+        self.invalidate(id).await;
+        Ok(user)
+    }
+
     /// Replaces the inputs the user set for `model`; see [`Store::set_model_settings`].
     ///
     /// # Errors

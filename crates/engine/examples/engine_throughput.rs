@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 model: None,
                 params: Default::default(),
                 source_update: None,
+                reply: None,
             })
             .await?;
     }

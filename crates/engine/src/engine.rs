@@ -107,6 +107,8 @@ pub struct GenerationRequest {
     /// The Telegram update that asked for it: the same update submitted again (replayed after
     /// a crash) finds its job instead of charging twice.
     pub source_update: Option<i64>,
+    /// Where the result goes when not to the user's private chat (a group, as a reply).
+    pub reply: Option<genbot_store::ReplyTarget>,
 }
 
 /// A job accepted into the queue.
@@ -337,6 +339,7 @@ impl Engine {
                 daily_limit: inner.config.daily_limit,
                 queue_max: inner.config.queue_max,
                 source_update: request.source_update,
+                reply: request.reply,
             })
             .await?;
         match outcome {

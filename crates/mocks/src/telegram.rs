@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use state::{Entry, Sent, TelegramMockStats};
-pub use users::SimUser;
+pub use users::{SimGroup, SimUser};
 
 use self::state::BotState;
 
@@ -76,6 +76,11 @@ impl TelegramMock {
     /// A simulated user (and their private chat) with this id, created on first use.
     pub fn user(&self, id: i64, first_name: &str, language: Option<&str>) -> SimUser {
         SimUser::new(self.state.clone(), id, first_name, language)
+    }
+
+    /// A group with this (negative) id and title that the bot is a member of, privacy mode on.
+    pub fn group(&self, id: i64, title: &str) -> SimGroup {
+        SimGroup::new(self.state.clone(), id, title)
     }
 
     /// Counters and latency samples so far.

@@ -46,7 +46,7 @@ pub use model::{
     DailyQuota, Deleted, Job, JobCounts, JobId, JobStatus, JobUpdate, NewJob, NewUser, PoolStats,
     User, UserId,
 };
-pub use outbox::{Delivery, DeliveryOutcome, JobImage, OutboxBacklog};
+pub use outbox::{Delivery, DeliveryOutcome, JobImage, OutboxBacklog, ReplyTarget};
 pub use payments::{
     Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
     RefundState, StarPayment,
@@ -167,6 +167,14 @@ impl Store {
         model: Option<String>,
     ) -> Result<User, StoreError> {
         dispatch!(self.set_selected_model(id, model))
+    }
+
+    /// Bans the user from generating and buying (`/ban`), or lifts it (`/unban`).
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`], or database failures.
+    pub async fn set_banned(&self, id: UserId, banned: bool) -> Result<User, StoreError> {
+        dispatch!(self.set_banned(id, banned))
     }
 
     /// Replaces the inputs the user set for `model` (`/settings`); an empty map clears them.

@@ -24,6 +24,8 @@ pub struct Submission {
     /// The Telegram update that asked for the job: a second submission from the same update
     /// (a replay after a crash) finds this job and changes nothing.
     pub source_update: Option<i64>,
+    /// Where the result goes when not to the user's private chat (a group).
+    pub reply: Option<crate::ReplyTarget>,
 }
 
 /// What became of a [`Submission`]. Refusals change nothing.

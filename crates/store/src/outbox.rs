@@ -19,8 +19,17 @@ pub struct Delivery {
     pub attempts: u32,
     /// Telegram's id of the image once uploaded: a resend needs no download.
     pub file_id: Option<String>,
+    /// Where the result goes when not to the user's private chat: a group, as a reply.
+    pub reply: Option<ReplyTarget>,
     /// Whether the image's bytes are stored ([`crate::Store::job_image`]).
     pub has_image: bool,
+}
+
+/// A message a job's result answers: in a group, the result is sent there as a reply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTarget {
+    pub chat: i64,
+    pub message: i64,
 }
 
 /// A succeeded job's image, stored when its prediction succeeded and dropped once Telegram

@@ -191,6 +191,22 @@ impl PgStore {
         .ok_or(StoreError::UserNotFound(id))
     }
 
+    pub(crate) async fn set_banned(&self, id: UserId, banned: bool) -> Result<User, StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query(concat!(
+            "UPDATE users SET banned = $2, updated_at = $3 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id.0)
+        .bind(banned)
+        .bind(Utc::now())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| user(&row))
+        .transpose()?
+        .ok_or(StoreError::UserNotFound(id))
+    }
+
     pub(crate) async fn set_model_settings(
         &self,
         id: UserId,

@@ -158,6 +158,23 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn set_banned(&self, id: UserId, banned: bool) -> Result<User, StoreError> {
+        self.writer
+            .run(move |conn| {
+                let sql = concat!(
+                    "UPDATE users SET banned = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
+                    user_columns!()
+                );
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params![id.0, banned, millis(Utc::now())])?;
+                match rows.next()? {
+                    Some(row) => rows::user(row),
+                    None => Err(StoreError::UserNotFound(id)),
+                }
+            })
+            .await
+    }
+
     pub(crate) async fn set_model_settings(
         &self,
         id: UserId,

@@ -14,14 +14,17 @@ pub(crate) enum Input<'a> {
     PaySupport,
     /// `/refund <charge id>` (admins): the arguments as written.
     Refund(&'a str),
+    /// `/ban <user id>` and `/unban <user id>` (admins): whether to ban, and the arguments.
+    Ban(bool, &'a str),
     Stats,
     /// A `/word` the bot does not know.
     Unknown,
-    /// Anything else: a description to draw.
+    /// Anything else, or `/img <prompt>`: a description to draw.
     Prompt(&'a str),
 }
 
-/// The commands shown in Telegram's menu (`setMyCommands`); `/stats` and `/refund` stay hidden.
+/// The commands shown in Telegram's menu (`setMyCommands`); the admins' (`/stats`, `/refund`,
+/// `/ban`, `/unban`) stay hidden.
 pub(crate) const MENU: [(&str, &str); 9] = [
     ("start", "register / start over"),
     ("models", "choose a model"),
@@ -55,6 +58,9 @@ impl<'a> Input<'a> {
             "buy" => Input::Buy,
             "paysupport" => Input::PaySupport,
             "refund" => Input::Refund(args),
+            "img" => Input::Prompt(args),
+            "ban" => Input::Ban(true, args),
+            "unban" => Input::Ban(false, args),
             "stats" => Input::Stats,
             _ => Input::Unknown,
         }

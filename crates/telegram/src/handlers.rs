@@ -73,6 +73,9 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         }
         return Ok(());
     }
+    if crate::groups::is_group(&msg.chat) {
+        return crate::groups::group_message(front, msg, from, lang, update).await;
+    }
     if msg.photo().is_some() {
         return crate::img2img::photo_received(front, msg, from, lang, update).await;
     }
@@ -141,7 +144,20 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         Input::Refund(args) if front.is_admin(user.0) => {
             payments::refund(front, chat, lang, args).await?;
         }
-        Input::Refund(_) => {
+        Input::Ban(ban, args) if front.is_admin(user.0) => {
+            let text = match args.trim().parse::<i64>() {
+                Ok(target) => match engine.users().set_banned(UserId(target), ban).await {
+                    Ok(_) => texts::ban_done(lang, target, ban),
+                    Err(genbot_store::StoreError::UserNotFound(_)) => {
+                        texts::ban_unknown_user(lang, target)
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                Err(_) => texts::ban_usage(lang),
+            };
+            send(front, chat, bot.send_message(chat, text)).await?;
+        }
+        Input::Refund(_) | Input::Ban(..) => {
             send(
                 front,
                 chat,
@@ -190,6 +206,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
                 model: None,
                 params: Default::default(),
                 source_update: Some(update),
+                reply: None,
             };
             submit_and_track(front, from, chat, lang, request).await?;
         }

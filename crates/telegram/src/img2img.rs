@@ -101,6 +101,7 @@ pub(crate) async fn photo_received(
         model: Some(model.id.clone()),
         params,
         source_update: Some(update),
+        reply: None,
     };
     submit_and_track(front, from, chat, lang, request).await
 }

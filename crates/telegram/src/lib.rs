@@ -6,7 +6,8 @@
 //!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`;
 //!   `rerun`: `/history` and the buttons under every image (again, same seed, as file);
 //!   `settings`: `/settings`, the catalogue's options per user and model; `img2img`: a photo
-//!   with a caption, drawn from by a model that takes a picture. A handler never waits for a generation:
+//!   with a caption, drawn from by a model that takes a picture; `groups`: `/img@bot` and replies
+//!   under privacy mode, results threaded as replies. A handler never waits for a generation:
 //!   it submits the job, answers with the queue position and returns;
 //! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
 //!   "generating" action, the photo, or the failure, and keeps queue-position messages current
@@ -20,6 +21,7 @@
 
 mod command;
 pub mod delivery;
+mod groups;
 pub mod handlers;
 mod img2img;
 pub mod inbox;
@@ -141,6 +143,8 @@ struct FrontInner {
     warned: Mutex<HashMap<i64, std::time::Instant>>,
     /// Updates handled since the inbox was last told (written in batches).
     handled: Mutex<Vec<i64>>,
+    /// The bot's own user (`getMe`), asked once: groups address it by username.
+    me: tokio::sync::OnceCell<teloxide::types::User>,
 }
 
 impl std::fmt::Debug for Front {
@@ -170,6 +174,7 @@ impl Front {
                 ),
                 warned: Mutex::new(HashMap::new()),
                 handled: Mutex::new(Vec::new()),
+                me: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -234,6 +239,15 @@ impl Front {
 
     pub(crate) fn take_handled(&self) -> Vec<i64> {
         std::mem::take(&mut *self.inner.handled.lock())
+    }
+
+    /// The bot's own user, asked of Telegram once.
+    pub(crate) async fn me(&self) -> Result<&teloxide::types::User, teloxide::RequestError> {
+        use teloxide::requests::Requester;
+        self.inner
+            .me
+            .get_or_try_init(|| async { Ok(self.inner.bot.get_me().await?.user) })
+            .await
     }
 
     pub(crate) fn is_admin(&self, user: i64) -> bool {

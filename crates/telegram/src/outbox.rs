@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use genbot_store::{Delivery, DeliveryOutcome, JobId, JobImage, JobStatus};
 use parking_lot::Mutex;
 use teloxide::prelude::*;
-use teloxide::types::InputFile;
+use teloxide::types::{InputFile, MessageId, ReplyParameters};
 use teloxide::{ApiError, RequestError};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -156,19 +156,22 @@ async fn keep_leases(
 
 /// One delivery attempt, recorded whatever its outcome.
 async fn deliver(front: &Front, owner: &str, delivery: Delivery) {
-    let chat = ChatId(delivery.user.0);
+    // A group's job answers in the group, as a reply to the asking message.
+    let chat = ChatId(delivery.reply.map_or(delivery.user.0, |r| r.chat));
+    let reply = delivery
+        .reply
+        .and_then(|r| i32::try_from(r.message).ok())
+        .map(|m| ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
     let sent = match delivery.status {
-        JobStatus::Succeeded => send_image(front, chat, &delivery).await,
+        JobStatus::Succeeded => send_image(front, chat, &delivery, reply.clone()).await,
         _ => {
             let lang = language_of(front, delivery.user).await;
             let reason = FailureReason::from_stored(delivery.error.as_deref().unwrap_or(""));
-            send(
-                front,
-                chat,
-                front.bot().send_message(chat, texts::failed(lang, &reason)),
-            )
-            .await
-            .map(|_| None)
+            let mut message = front.bot().send_message(chat, texts::failed(lang, &reason));
+            if let Some(reply) = reply {
+                message = message.reply_parameters(reply);
+            }
+            send(front, chat, message).await.map(|_| None)
         }
     };
     let outcome = match sent {
@@ -179,7 +182,7 @@ async fn deliver(front: &Front, owner: &str, delivery: Delivery) {
         Err(e) => {
             front.metrics().delivery_failed();
             let outcome = classify(&e, delivery.attempts);
-            if is_blocked(&e) {
+            if is_blocked(&e) && delivery.reply.is_none() {
                 if let Err(e) = front.engine().store().mark_blocked(delivery.user).await {
                     tracing::warn!(error = %e, "recording a blocked user failed");
                 }
@@ -212,15 +215,25 @@ async fn send_image(
     front: &Front,
     chat: ChatId,
     delivery: &Delivery,
+    reply: Option<ReplyParameters>,
 ) -> Result<Option<String>, RequestError> {
     let caption: String = delivery.prompt.chars().take(CAPTION_MAX).collect();
     let bot = front.bot();
     let lang = language_of(front, delivery.user).await;
     let keyboard = crate::rerun::result_keyboard(lang, delivery.job);
+    let photo = |input: InputFile| {
+        let photo = bot
+            .send_photo(chat, input)
+            .caption(caption.clone())
+            .reply_markup(keyboard.clone());
+        match reply.clone() {
+            Some(reply) => photo.reply_parameters(reply),
+            None => photo,
+        }
+    };
     if let Some(file_id) = &delivery.file_id {
         let input = InputFile::file_id(file_id.clone().into());
-        let photo = bot.send_photo(chat, input).caption(caption);
-        return send(front, chat, photo.reply_markup(keyboard))
+        return send(front, chat, photo(input))
             .await
             .map(|_| Some(file_id.clone()));
     }
@@ -238,14 +251,19 @@ async fn send_image(
     match image {
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let photo = bot.send_photo(chat, input).caption(caption);
-            let message = send(front, chat, photo.reply_markup(keyboard)).await?;
+            let message = send(front, chat, photo(input)).await?;
             Ok(photo_file_id(&message))
         }
         Ok(image) => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let document = bot.send_document(chat, input).caption(caption);
-            let message = send(front, chat, document.reply_markup(keyboard)).await?;
+            let mut document = bot
+                .send_document(chat, input)
+                .caption(caption.clone())
+                .reply_markup(keyboard.clone());
+            if let Some(reply) = reply.clone() {
+                document = document.reply_parameters(reply);
+            }
+            let message = send(front, chat, document).await?;
             Ok(message.document().map(|d| d.file.id.to_string()))
         }
         Err(reason) => {
@@ -253,14 +271,7 @@ async fn send_image(
             let Ok(parsed) = url.parse() else {
                 return Ok(None);
             };
-            let message = send(
-                front,
-                chat,
-                bot.send_photo(chat, InputFile::url(parsed))
-                    .caption(caption)
-                    .reply_markup(keyboard),
-            )
-            .await?;
+            let message = send(front, chat, photo(InputFile::url(parsed))).await?;
             Ok(photo_file_id(&message))
         }
     }

@@ -35,6 +35,8 @@ pub struct SendLimits {
     pub per_chat_burst: u32,
     /// Messages per second across all chats.
     pub overall_per_sec: u32,
+    /// Messages per minute into one group (Telegram: 20), on top of the per-chat limit.
+    pub per_group_per_min: u32,
 }
 
 impl SendLimits {
@@ -43,6 +45,7 @@ impl SendLimits {
         per_chat_per_sec: 1,
         per_chat_burst: 3,
         overall_per_sec: 30,
+        per_group_per_min: 20,
     };
 
     /// No pacing at all: for mocks and measurements of the bot itself.
@@ -50,6 +53,7 @@ impl SendLimits {
         per_chat_per_sec: 1_000_000,
         per_chat_burst: 1_000_000,
         overall_per_sec: 1_000_000,
+        per_group_per_min: 60_000_000,
     };
 }
 
@@ -67,6 +71,9 @@ pub(crate) struct Pacer {
     /// Progress may use at most this share of the overall rate.
     progress: DefaultDirectRateLimiter,
     per_chat: DefaultKeyedRateLimiter<i64>,
+    /// Groups (negative chat ids) also get at most `per_group_per_min` a minute: a burst of 3,
+    /// then the rest of the minute's budget spread evenly, so no 60 s window holds more.
+    per_group: DefaultKeyedRateLimiter<i64>,
     clock: DefaultClock,
     /// Answers waiting for the overall budget: while any waits, progress is not sent (it would
     /// take the slot the answer waits for).
@@ -99,6 +106,14 @@ fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
+/// GCRA allows its burst on top of its rate within any window, so the rate is what is left of
+/// the minute's budget after the burst.
+fn group_quota(per_min: u32) -> Quota {
+    const BURST: u32 = 3;
+    let rate = per_min.saturating_sub(BURST).max(1);
+    Quota::per_minute(nonzero(rate)).allow_burst(nonzero(BURST.min(per_min)))
+}
+
 impl Pacer {
     pub(crate) fn new(limits: SendLimits) -> Self {
         Pacer {
@@ -114,6 +129,7 @@ impl Pacer {
                 Quota::per_second(nonzero(limits.per_chat_per_sec))
                     .allow_burst(nonzero(limits.per_chat_burst)),
             ),
+            per_group: DefaultKeyedRateLimiter::keyed(group_quota(limits.per_group_per_min)),
             clock: DefaultClock::default(),
             answers_waiting: AtomicUsize::new(0),
             last_answer: AtomicU64::new(0),
@@ -124,6 +140,11 @@ impl Pacer {
 
     /// Waits until `chat` and the bot as a whole may receive one more message.
     pub(crate) async fn ready(&self, chat: ChatId) {
+        if chat.0 < 0 {
+            while let Err(not_until) = self.per_group.check_key(&chat.0) {
+                tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+            }
+        }
         while let Err(not_until) = self.per_chat.check_key(&chat.0) {
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
         }
@@ -143,6 +164,7 @@ impl Pacer {
         self.answers_waiting.load(AtomicOrdering::SeqCst) == 0
             && (last == 0 || quiet)
             && self.progress.check().is_ok()
+            && (chat.0 >= 0 || self.per_group.check_key(&chat.0).is_ok())
             && self.per_chat.check_key(&chat.0).is_ok()
             && self.overall.check().is_ok()
     }
@@ -154,6 +176,7 @@ impl Pacer {
     /// Forgets chats that have been quiet, so the per-chat state does not grow forever.
     pub(crate) fn forget_quiet_chats(&self) {
         self.per_chat.retain_recent();
+        self.per_group.retain_recent();
     }
 }
 
@@ -245,6 +268,7 @@ mod tests {
             per_chat_per_sec: 1_000,
             per_chat_burst: 1_000,
             overall_per_sec: 30,
+            per_group_per_min: 20,
         });
         let progress_sent = (0..30).filter(|n| pacer.try_progress(ChatId(*n))).count();
         assert_eq!(progress_sent, 10, "a third of the budget");
@@ -254,12 +278,31 @@ mod tests {
         assert!(!pacer.try_progress(ChatId(99)), "nothing left for progress");
     }
 
+    #[test]
+    fn a_group_gets_at_most_twenty_messages_in_any_minute() {
+        let pacer = Pacer::new(SendLimits::TELEGRAM);
+        let group = -100;
+        let at_once = (0..30)
+            .filter(|_| pacer.per_group.check_key(&group).is_ok())
+            .count();
+        assert_eq!(at_once, 3, "the burst");
+        // The 17 others of the minute are spread at one per 60/17 s.
+        let quota = group_quota(20);
+        assert_eq!(
+            quota.replenish_interval(),
+            Duration::from_secs(60) / 17,
+            "3 + 17 per minute"
+        );
+        assert!(pacer.per_group.check_key(&-101).is_ok(), "groups are apart");
+    }
+
     #[tokio::test]
     async fn no_progress_while_an_answer_waits_for_budget() {
         let pacer = Pacer::new(SendLimits {
             per_chat_per_sec: 1_000,
             per_chat_burst: 1_000,
             overall_per_sec: 3,
+            per_group_per_min: 20,
         });
         for chat in 0..3 {
             pacer.ready(ChatId(chat)).await;

@@ -170,13 +170,21 @@ async fn rerun(
     else {
         return Ok(texts::not_yours(lang));
     };
-    let request = GenerationRequest {
-        user,
-        prompt: past.prompt.clone(),
-        model: Some(past.model.clone()),
-        params: rerun_params(&past.params, keep_seed),
-        source_update: Some(update),
-    };
+    let request =
+        GenerationRequest {
+            user,
+            prompt: past.prompt.clone(),
+            model: Some(past.model.clone()),
+            params: rerun_params(&past.params, keep_seed),
+            source_update: Some(update),
+            // Pressed under a result in a group: the new one goes there too.
+            reply: query.message.as_ref().filter(|_| chat.0 < 0).map(|m| {
+                genbot_store::ReplyTarget {
+                    chat: chat.0,
+                    message: i64::from(m.id().0),
+                }
+            }),
+        };
     submit_and_track(front, &query.from, chat, lang, request).await?;
     Ok(texts::rerun_queued(lang))
 }

@@ -142,6 +142,7 @@ async fn sample(ctx: &Context) -> Result<LiveSample, CheckError> {
                 model: None,
                 params: Default::default(),
                 source_update: None,
+                reply: None,
             })
             .await;
         live.sent += 1;

@@ -200,6 +200,7 @@ pub(crate) fn request(user: i64, prompt: &str) -> GenerationRequest {
         model: None,
         params: Map::new(),
         source_update: None,
+        reply: None,
     }
 }
 

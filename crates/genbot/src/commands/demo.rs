@@ -47,7 +47,14 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
         &SecretString::from("0:demo"),
         settings.telegram_api_url.clone(),
     );
-    let front = Front::new(bot, core.engine, FrontConfig::default());
+    let front = Front::new(
+        bot,
+        core.engine,
+        FrontConfig {
+            stars_packages: settings.stars_packages.clone(),
+            ..FrontConfig::default()
+        },
+    );
     let stop = CancellationToken::new();
     let bot_task = tokio::spawn(genbot_telegram::run::serve_bot(
         front,
@@ -60,6 +67,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     let ann = telegram.user(101, "Ann", Some("en"));
     let ivan = telegram.user(102, "Иван", Some("ru"));
     let bob = telegram.user(103, "Bob", Some("en"));
+    let eve = telegram.user(104, "Eve", Some("en"));
     let scripts = tokio::join!(
         script(
             &ann,
@@ -77,8 +85,30 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
             &bob,
             &["/help", "/start", "first", "second", "/cancel", "@photo", "/balance"]
         ),
+        // A purchase, a re-run with a new seed and an image-to-image round.
+        script(
+            &eve,
+            &[
+                "/start",
+                "/buy",
+                "@press:buy:60:250",
+                "@pay",
+                "a harbour at dawn --ar 16:9",
+                "@photos:1",
+                "@press-photo:again:",
+                "@photos:2",
+                "@send-photo:the same harbour as a watercolor",
+                "@photos:3",
+                "/balance",
+            ]
+        ),
     );
-    for (user, result) in [(&ann, scripts.0), (&ivan, scripts.1), (&bob, scripts.2)] {
+    for (user, result) in [
+        (&ann, scripts.0),
+        (&ivan, scripts.1),
+        (&bob, scripts.2),
+        (&eve, scripts.3),
+    ] {
         print_chat(user);
         result?;
     }
@@ -96,7 +126,9 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
 }
 
 /// Plays a user's lines: texts are sent and answered; `@press:DATA` presses the button with that
-/// data under the last keyboard; `@photo` waits for an image.
+/// data under the last keyboard; `@photo` waits for an image, `@photos:N` for the Nth;
+/// `@pay` pays the last invoice and waits for the receipt; `@press-photo:PREFIX` presses the
+/// button starting with PREFIX under the last image; `@send-photo:CAPTION` sends a picture.
 async fn script(user: &SimUser, lines: &[&str]) -> anyhow::Result<()> {
     for line in lines {
         let seen = user.transcript().len();
@@ -122,6 +154,59 @@ async fn script(user: &SimUser, lines: &[&str]) -> anyhow::Result<()> {
             })
             .await
             .context("the bot did not answer the button")?;
+        } else if *line == "@pay" {
+            let invoice = user
+                .transcript()
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Entry::BotInvoice { message_id, .. } => Some(*message_id),
+                    _ => None,
+                })
+                .context("no invoice to pay")?;
+            user.pay(invoice).context("the invoice is unknown")?;
+            user.wait_for(PATIENCE, |t| {
+                t[seen..].iter().any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await
+            .context("no receipt for the payment")?;
+        } else if let Some(prefix) = line.strip_prefix("@press-photo:") {
+            let (photo, data) = user
+                .transcript()
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    Entry::BotPhoto {
+                        message_id,
+                        buttons,
+                        ..
+                    } => buttons
+                        .iter()
+                        .find(|(_, d)| d.starts_with(prefix))
+                        .map(|(_, d)| (*message_id, d.clone())),
+                    _ => None,
+                })
+                .with_context(|| format!("no photo with a {prefix} button"))?;
+            user.press(photo, &data).context("button press refused")?;
+            user.wait_for(PATIENCE, |t| {
+                t[seen..]
+                    .iter()
+                    .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+            })
+            .await
+            .context("the bot did not answer the button")?;
+        } else if let Some(count) = line.strip_prefix("@photos:") {
+            let count: usize = count.parse().context("@photos:N")?;
+            user.wait_for(PATIENCE, |t| {
+                t.iter()
+                    .filter(|e| matches!(e, Entry::BotPhoto { .. }))
+                    .count()
+                    >= count
+            })
+            .await
+            .with_context(|| format!("image {count} never arrived"))?;
+        } else if let Some(caption) = line.strip_prefix("@send-photo:") {
+            user.send_photo(Some(caption));
         } else if *line == "@photo" {
             user.wait_for(PATIENCE, |t| {
                 t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))

@@ -551,6 +551,10 @@ fn send_photo(state: &Shared, params: &Params) -> Response {
             url: url.clone(),
             caption: caption.clone(),
             buttons: buttons(params).unwrap_or_default(),
+            reply_to: params
+                .get("reply_parameters")
+                .and_then(|r| r.get("message_id"))
+                .and_then(Value::as_i64),
         }),
     );
     let mut message = message_json(state, chat, message_id);

@@ -40,6 +40,8 @@ pub enum Entry {
         caption: Option<String>,
         /// Inline keyboard buttons under the photo as (label, callback data).
         buttons: Vec<(String, String)>,
+        /// The message it replies to (`reply_parameters.message_id`), if any.
+        reply_to: Option<i64>,
     },
     /// The bot sent a document: `file` as for photos.
     BotDocument {
@@ -301,7 +303,62 @@ impl BotState {
     }
 
     pub(super) fn chat_json(id: i64, chat: &Chat) -> Value {
-        json!({ "id": id, "type": "private", "first_name": chat.first_name })
+        // Group ids are negative, as in Telegram.
+        if id < 0 {
+            json!({ "id": id, "type": "supergroup", "title": chat.first_name })
+        } else {
+            json!({ "id": id, "type": "private", "first_name": chat.first_name })
+        }
+    }
+
+    /// A member writes in a group: the update carries the group as `chat` and the member as
+    /// `from`, with `reply_to_message` when it answers the bot's message `reply_to`.
+    pub(super) fn group_text_update(
+        &self,
+        group: i64,
+        from: i64,
+        text: &str,
+        reply_to: Option<i64>,
+    ) -> Option<i64> {
+        let member = {
+            let chats = self.chats.lock();
+            Self::user_json(from, chats.get(&from)?)
+        };
+        let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        self.user_update(group, Entry::UserText(text.to_owned()), |_, chat| {
+            let mut message = json!({
+                "message_id": message_id,
+                "from": member,
+                "chat": Self::chat_json(group, chat),
+                "date": unix_now(),
+                "text": text,
+            });
+            if text.starts_with('/') {
+                let length = text
+                    .split_whitespace()
+                    .next()
+                    .map_or(0, |c| c.encode_utf16().count());
+                message["entities"] =
+                    json!([{ "type": "bot_command", "offset": 0, "length": length }]);
+            }
+            if let Some(replied) = reply_to {
+                message["reply_to_message"] = json!({
+                    "message_id": replied,
+                    "from": Self::me(),
+                    "chat": Self::chat_json(group, chat),
+                    "date": unix_now(),
+                    "text": "",
+                });
+            }
+            json!({ "message": message })
+        })
+    }
+
+    /// A message privacy mode keeps from the bot: shown in the chat, never delivered.
+    pub(super) fn unseen_group_text(&self, group: i64, text: &str) {
+        self.with_chat(group, |chat| {
+            chat.transcript.push(Entry::UserText(text.to_owned()));
+        });
     }
 
     /// Records a user action and queues (or pushes) its update. Returns the update id.

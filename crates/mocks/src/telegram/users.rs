@@ -7,6 +7,50 @@ use tokio::sync::Notify;
 
 use super::state::{BotState, Entry};
 
+/// A group the bot is in, with privacy mode on (Telegram's default): the bot receives commands
+/// and replies to its own messages; other messages are shown in the chat but never delivered.
+#[derive(Debug, Clone)]
+pub struct SimGroup {
+    chat: SimUser,
+}
+
+impl SimGroup {
+    pub(super) fn new(state: Arc<BotState>, id: i64, title: &str) -> Self {
+        SimGroup {
+            chat: SimUser::new(state, id, title, None),
+        }
+    }
+
+    /// The group's chat id (negative).
+    pub fn id(&self) -> i64 {
+        self.chat.id
+    }
+
+    /// `member` writes `text`; returns the update id, or `None` when privacy mode keeps it from
+    /// the bot (not a command).
+    pub fn send_text(&self, member: &SimUser, text: &str) -> Option<i64> {
+        if !text.starts_with('/') {
+            self.chat.state.unseen_group_text(self.chat.id, text);
+            return None;
+        }
+        self.chat
+            .state
+            .group_text_update(self.chat.id, member.id, text, None)
+    }
+
+    /// `member` replies to the bot's message `message_id` (delivered under privacy mode).
+    pub fn reply(&self, member: &SimUser, message_id: i64, text: &str) -> Option<i64> {
+        self.chat
+            .state
+            .group_text_update(self.chat.id, member.id, text, Some(message_id))
+    }
+
+    /// The group's chat, to read and wait on.
+    pub fn chat(&self) -> &SimUser {
+        &self.chat
+    }
+}
+
 /// One simulated user and their private chat with the bot (chat id = user id, as in Telegram).
 #[derive(Debug, Clone)]
 pub struct SimUser {

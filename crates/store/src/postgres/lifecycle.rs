@@ -107,8 +107,8 @@ impl PgStore {
         let row = sqlx::query(concat!(
             "INSERT INTO generation_jobs
                 (user_id, model, prompt, params, status, created_at, updated_at,
-                 charged_credits, quota_day, source_update)
-             VALUES ($1, $2, $3, $4, 'queued', $5, $5, $6, $7, $8)
+                 charged_credits, quota_day, source_update, reply_chat, reply_message)
+             VALUES ($1, $2, $3, $4, 'queued', $5, $5, $6, $7, $8, $9, $10)
              RETURNING ",
             job_columns!()
         ))
@@ -120,6 +120,8 @@ impl PgStore {
         .bind(s.cost)
         .bind(s.quota_day)
         .bind(s.source_update)
+        .bind(s.reply.map(|r| r.chat))
+        .bind(s.reply.map(|r| r.message))
         .fetch_one(&mut *tx)
         .await?;
         let job = job(&row)?;

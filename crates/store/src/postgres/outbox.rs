@@ -7,7 +7,8 @@ use sqlx::Row;
 
 use super::PgStore;
 use crate::{
-    Delivery, DeliveryOutcome, JobId, JobImage, JobStatus, OutboxBacklog, StoreError, UserId,
+    Delivery, DeliveryOutcome, JobId, JobImage, JobStatus, OutboxBacklog, ReplyTarget, StoreError,
+    UserId,
 };
 
 impl PgStore {
@@ -29,7 +30,7 @@ impl PgStore {
                        OR ($4 AND delivery_owner = $1))
                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING id, user_id, status, prompt, result_url, error,
-                       delivery_attempts, telegram_file_id,
+                       delivery_attempts, telegram_file_id, reply_chat, reply_message,
                        EXISTS (SELECT 1 FROM job_images
                                WHERE job_images.job_id = generation_jobs.id) AS has_image",
         )
@@ -170,6 +171,10 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
         error: row.try_get(5)?,
         attempts: attempts.max(0) as u32,
         file_id: row.try_get(7)?,
-        has_image: row.try_get(8)?,
+        reply: match (row.try_get(8)?, row.try_get(9)?) {
+            (Some(chat), Some(message)) => Some(ReplyTarget { chat, message }),
+            _ => None,
+        },
+        has_image: row.try_get(10)?,
     })
 }

@@ -330,8 +330,8 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
     let sql = concat!(
         "INSERT INTO generation_jobs
             (user_id, model, prompt, params, status, created_at, updated_at, charged_credits,
-             quota_day, source_update)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6, ?7, ?8)
+             quota_day, source_update, reply_chat, reply_message)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6, ?7, ?8, ?9, ?10)
          RETURNING ",
         job_columns!()
     );
@@ -345,7 +345,9 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
             now,
             s.cost,
             day,
-            s.source_update
+            s.source_update,
+            s.reply.map(|r| r.chat),
+            s.reply.map(|r| r.message)
         ])?;
         match rows.next()? {
             Some(row) => rows::job(row)?,

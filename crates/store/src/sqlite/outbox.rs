@@ -9,7 +9,8 @@ use super::rows::{self, millis};
 use super::SqliteStore;
 use crate::lifecycle::lease_end;
 use crate::{
-    Delivery, DeliveryOutcome, JobId, JobImage, JobStatus, OutboxBacklog, StoreError, UserId,
+    Delivery, DeliveryOutcome, JobId, JobImage, JobStatus, OutboxBacklog, ReplyTarget, StoreError,
+    UserId,
 };
 
 impl SqliteStore {
@@ -33,7 +34,7 @@ impl SqliteStore {
                                OR (?5 AND delivery_owner = ?1))
                         ORDER BY id LIMIT ?4)
                      RETURNING id, user_id, status, prompt, result_url, error,
-                               delivery_attempts, telegram_file_id,
+                               delivery_attempts, telegram_file_id, reply_chat, reply_message,
                                EXISTS (SELECT 1 FROM job_images
                                        WHERE job_images.job_id = generation_jobs.id)",
                 )?;
@@ -185,6 +186,10 @@ fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
         error: row.get(5)?,
         attempts: row.get(6)?,
         file_id: row.get(7)?,
-        has_image: row.get(8)?,
+        reply: match (row.get(8)?, row.get(9)?) {
+            (Some(chat), Some(message)) => Some(ReplyTarget { chat, message }),
+            _ => None,
+        },
+        has_image: row.get(10)?,
     })
 }

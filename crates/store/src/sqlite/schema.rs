@@ -180,6 +180,11 @@ CREATE INDEX star_payments_user ON star_payments (user_id, paid_at);
     r#"
 ALTER TABLE users ADD COLUMN model_settings TEXT NOT NULL DEFAULT '{}';
 "#,
+    // v9: results asked for in a group go there, as a reply to the asking message.
+    r#"
+ALTER TABLE generation_jobs ADD COLUMN reply_chat    INTEGER;
+ALTER TABLE generation_jobs ADD COLUMN reply_message INTEGER;
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

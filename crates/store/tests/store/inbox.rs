@@ -155,6 +155,7 @@ async fn a_replayed_prompt_finds_its_job_and_is_not_charged_again(store: &Store)
         daily_limit: 100,
         queue_max: 100,
         source_update: Some(update),
+        reply: None,
     };
     let SubmitOutcome::Queued { job, .. } = store.submit_job(submission.clone()).await.unwrap()
     else {

@@ -27,6 +27,7 @@ fn submission(user: i64, cost: i64) -> Submission {
         daily_limit: 100,
         queue_max: 5,
         source_update: None,
+        reply: None,
     }
 }
 

@@ -49,6 +49,7 @@ fn job(user: UserId, cost: i64) -> Submission {
         daily_limit: 1_000_000,
         queue_max: 1_000_000,
         source_update: None,
+        reply: None,
     }
 }
 

@@ -2,6 +2,14 @@
 
 use super::{pick, Lang};
 
+pub(crate) fn group_help(lang: Lang, bot: &str) -> String {
+    pick(
+        lang,
+        format!("In this group: /img@{bot} <description> draws it, or reply to one of my messages with a description. Credits and limits are yours, as in our private chat."),
+        format!("В этой группе: /img@{bot} <описание> — нарисую, или ответьте на моё сообщение описанием. Кредиты и лимиты — ваши, как в личном чате."),
+    )
+}
+
 pub(crate) fn photo_needs_caption(lang: Lang) -> String {
     pick(
         lang,

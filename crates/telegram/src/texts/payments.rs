@@ -190,6 +190,39 @@ pub(crate) fn refund_notice(lang: Lang, charge: &str, stars: i64, credits: i64) 
     )
 }
 
+pub(crate) fn ban_usage(lang: Lang) -> String {
+    pick(
+        lang,
+        "Usage: /ban <user id> or /unban <user id> (the numeric Telegram id)".into(),
+        "Использование: /ban <id пользователя> или /unban <id пользователя> (числовой id Telegram)"
+            .into(),
+    )
+}
+
+pub(crate) fn ban_unknown_user(lang: Lang, user: i64) -> String {
+    pick(
+        lang,
+        format!("User {user} has never used the bot; nothing changed."),
+        format!("Пользователь {user} ещё не пользовался ботом; ничего не изменено."),
+    )
+}
+
+pub(crate) fn ban_done(lang: Lang, user: i64, banned: bool) -> String {
+    if banned {
+        pick(
+            lang,
+            format!("User {user} is banned: no new images, no purchases. /unban {user} lifts it."),
+            format!("Пользователь {user} заблокирован: без новых картинок и покупок. /unban {user} — снять."),
+        )
+    } else {
+        pick(
+            lang,
+            format!("User {user} is no longer banned."),
+            format!("Пользователь {user} разблокирован."),
+        )
+    }
+}
+
 pub(crate) fn admins_only(lang: Lang) -> String {
     pick(
         lang,

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod flow;
+mod groups;
 mod helpers;
 mod history;
 mod img2img;

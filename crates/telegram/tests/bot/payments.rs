@@ -219,6 +219,7 @@ async fn refunds_take_back_unspent_credits_and_are_refused_once_spent() {
                 model: None,
                 params: Default::default(),
                 source_update: None,
+                reply: None,
             })
             .await
             .unwrap();
@@ -237,4 +238,40 @@ async fn without_packages_buy_says_so() {
     let (_, text, buttons) = say(&dan, "/buy").await;
     assert!(text.contains("not offered"), "{text}");
     assert!(buttons.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_user_can_neither_draw_nor_buy_until_unbanned() {
+    let bot = spawn_bot(selling()).await;
+    let admin = bot.telegram.user(1, "Admin", Some("en"));
+    let fay = bot.telegram.user(2006, "Fay", Some("en"));
+    say(&fay, "/start").await;
+    let invoice = invoice_for(&fay, 10).await;
+
+    let (_, refused, _) = say(&fay, "/ban 1").await;
+    assert!(refused.contains("administrators"), "{refused}");
+    let (_, usage, _) = say(&admin, "/ban someone").await;
+    assert!(usage.starts_with("Usage: /ban"), "{usage}");
+    let (_, unknown, _) = say(&admin, "/ban 999999").await;
+    assert!(unknown.contains("never used the bot"), "{unknown}");
+    let (_, banned, _) = say(&admin, "/ban 2006").await;
+    assert!(banned.contains("User 2006 is banned"), "{banned}");
+
+    let (_, closed, _) = say(&fay, "a castle").await;
+    assert!(closed.contains("Access is closed"), "{closed}");
+    let (ok, error, _) = pay(&fay, invoice).await;
+    assert!(!ok, "a banned user's checkout was accepted");
+    assert!(error.unwrap_or_default().contains("blocked"));
+    assert!(
+        bot.telegram.charges().is_empty(),
+        "a banned user was charged"
+    );
+
+    let (_, lifted, _) = say(&admin, "/unban 2006").await;
+    assert!(lifted.contains("no longer banned"), "{lifted}");
+    let (_, queued, _) = say(&fay, "a castle").await;
+    assert!(
+        queued.starts_with("In the queue") || queued == "Generating…",
+        "{queued}"
+    );
 }

@@ -1,0 +1,120 @@
+//! Groups, with privacy mode on (Telegram's default): the bot sees only commands and replies to
+//! its own messages. It answers `/img prompt` and `/img@botname prompt` (a command naming another
+//! bot is left alone), takes a reply to one of its messages as a prompt, and `/help`; anything
+//! else is not for it. The asker is charged as in a private chat; the result goes to the group
+//! as a reply to the asking message, and refusals too. No queue-position message is sent in a
+//! group: a group gets at most 20 messages a minute (`SendLimits::per_group_per_min`), which
+//! are kept for results.
+
+use genbot_engine::{GenerationRequest, SubmitError};
+use genbot_store::ReplyTarget;
+use teloxide::prelude::*;
+use teloxide::types::{Chat, ReplyParameters, User as TgUser};
+
+use crate::handlers::{register, user_id, HandlerResult};
+use crate::pacing::send;
+use crate::texts::{self, Lang};
+use crate::Front;
+
+/// Whether updates from `chat` follow group rules.
+pub(crate) fn is_group(chat: &Chat) -> bool {
+    chat.is_group() || chat.is_supergroup()
+}
+
+/// `/NAME args` or `/NAME@bot args` addressed to us: the arguments.
+fn command_args<'t>(text: &'t str, name: &str, me: &str) -> Option<&'t str> {
+    let rest = text.trim().strip_prefix('/')?;
+    let word = rest.split_whitespace().next().unwrap_or_default();
+    let (command, target) = match word.split_once('@') {
+        Some((command, target)) => (command, Some(target)),
+        None => (word, None),
+    };
+    let ours = target.is_none_or(|t| t.eq_ignore_ascii_case(me));
+    (ours && command.eq_ignore_ascii_case(name)).then(|| rest[word.len()..].trim())
+}
+
+/// A message in a group.
+pub(crate) async fn group_message(
+    front: &Front,
+    msg: &Message,
+    from: &TgUser,
+    lang: Lang,
+    update: i64,
+) -> HandlerResult {
+    let Some(text) = msg.text() else {
+        return Ok(());
+    };
+    let me = front.me().await?;
+    let replied_to_us = msg
+        .reply_to_message()
+        .and_then(|m| m.from.as_ref())
+        .is_some_and(|u| u.id == me.id);
+    let username = me.username.as_deref().unwrap_or_default();
+    let prompt = if let Some(prompt) = command_args(text, "img", username) {
+        prompt
+    } else if command_args(text, "help", username).is_some() {
+        reply(front, msg, texts::group_help(lang, username)).await?;
+        return Ok(());
+    } else if replied_to_us && !text.starts_with('/') {
+        text
+    } else {
+        return Ok(());
+    };
+    if prompt.is_empty() {
+        reply(front, msg, texts::group_help(lang, username)).await?;
+        return Ok(());
+    }
+    let request = GenerationRequest {
+        user: user_id(from),
+        prompt: prompt.to_owned(),
+        model: None,
+        params: Default::default(),
+        source_update: Some(update),
+        reply: Some(ReplyTarget {
+            chat: msg.chat.id.0,
+            message: i64::from(msg.id.0),
+        }),
+    };
+    let engine = front.engine();
+    let mut submitted = engine.submit(request.clone()).await;
+    if matches!(submitted, Err(SubmitError::NotRegistered)) {
+        register(front, from).await?;
+        submitted = engine.submit(request).await;
+    }
+    match submitted {
+        Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => {}
+        Err(refusal) => reply(front, msg, texts::refused(lang, &refusal)).await?,
+    }
+    Ok(())
+}
+
+async fn reply(front: &Front, msg: &Message, text: String) -> HandlerResult {
+    let chat = msg.chat.id;
+    send(
+        front,
+        chat,
+        front
+            .bot()
+            .send_message(chat, text)
+            .reply_parameters(ReplyParameters::new(msg.id)),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_for_other_bots_are_not_ours() {
+        assert_eq!(command_args("/img a fox", "img", "genbot"), Some("a fox"));
+        assert_eq!(
+            command_args("/img@GenBot  a fox ", "img", "genbot"),
+            Some("a fox")
+        );
+        assert_eq!(command_args("/img@otherbot a fox", "img", "genbot"), None);
+        assert_eq!(command_args("/imagine a fox", "img", "genbot"), None);
+        assert_eq!(command_args("a fox", "img", "genbot"), None);
+    }
+}

@@ -1,0 +1,91 @@
+//! Groups under privacy mode: `/img@bot`, replies to the bot, results threaded as replies.
+
+use genbot_mocks::telegram::{Entry, SimUser};
+use genbot_store::{JobStatus, UserId};
+
+use crate::helpers::{reply_after, spawn_bot, Options, WAIT};
+
+/// The group's photos: (message id, the message it replies to).
+fn photos(chat: &SimUser) -> Vec<(i64, Option<i64>)> {
+    chat.transcript()
+        .iter()
+        .filter_map(|e| match e {
+            Entry::BotPhoto {
+                message_id,
+                reply_to,
+                ..
+            } => Some((*message_id, *reply_to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(5001, "Ann", Some("en"));
+    let group = bot.telegram.group(-1_001_000, "Artists");
+
+    assert_eq!(
+        group.send_text(&ann, "hello everyone"),
+        None,
+        "privacy mode"
+    );
+    let seen = group.chat().transcript().len();
+    group.send_text(&ann, "/help@genbot_mock_bot").unwrap();
+    let (_, help, _) = reply_after(group.chat(), seen).await;
+    assert!(help.contains("/img@genbot_mock_bot"), "{help}");
+
+    group.send_text(&ann, "/img@otherbot a castle").unwrap();
+    group
+        .send_text(&ann, "/img@genbot_mock_bot a castle on a hill")
+        .unwrap();
+    let first = group
+        .chat()
+        .wait_for(WAIT, |_| !photos(group.chat()).is_empty())
+        .await
+        .map(|_| photos(group.chat())[0])
+        .expect("no result in the group");
+    assert!(first.1.is_some(), "the result is not a reply");
+
+    // A reply to the bot's photo is a prompt.
+    group
+        .reply(&ann, first.0, "the same castle at night")
+        .unwrap();
+    group
+        .chat()
+        .wait_for(WAIT, |_| photos(group.chat()).len() >= 2)
+        .await
+        .expect("no result for the reply");
+    assert!(photos(group.chat())[1].1.is_some());
+
+    let jobs = bot
+        .store
+        .jobs_with_status(JobStatus::Succeeded, 10)
+        .await
+        .unwrap();
+    let mut prompts: Vec<&str> = jobs.iter().map(|j| j.prompt.as_str()).collect();
+    prompts.sort_unstable();
+    assert_eq!(
+        prompts,
+        ["a castle on a hill", "the same castle at night"],
+        "a command for another bot was taken"
+    );
+    assert!(jobs.iter().all(|j| j.user_id == UserId(5001)));
+    let ann_now = bot.store.get_user(UserId(5001)).await.unwrap().unwrap();
+    assert_eq!(ann_now.credits, 8, "the asker pays");
+    // In the group: the help answer and the two photos, no queue messages.
+    let texts = group
+        .chat()
+        .transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { .. }))
+        .count();
+    assert_eq!(texts, 1);
+    assert!(
+        !ann.transcript()
+            .iter()
+            .any(|e| matches!(e, Entry::BotPhoto { .. })),
+        "a group's result went to the private chat"
+    );
+}
