@@ -16,6 +16,7 @@
 //! This crate owns SQL and nothing else: no caching (see `genbot-cache`), no business rules
 //! beyond those invariants (see `genbot-engine`).
 
+mod broadcast;
 mod columns;
 mod error;
 mod history;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use genbot_config::DatabaseUrl;
 
+pub use broadcast::{Broadcast, BroadcastSend};
 pub use error::StoreError;
 pub use history::HistoryItem;
 pub use inbox::{InboxUpdate, Unhandled};
@@ -167,6 +169,75 @@ impl Store {
         model: Option<String>,
     ) -> Result<User, StoreError> {
         dispatch!(self.set_selected_model(id, model))
+    }
+
+    /// Starts a broadcast of `text` from `admin`, leased to `owner`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn create_broadcast(
+        &self,
+        admin: UserId,
+        text: String,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Broadcast, StoreError> {
+        dispatch!(self.create_broadcast(admin, text, owner, lease))
+    }
+
+    /// The oldest unfinished broadcast that is `owner`'s or whose lease expired (its replica is
+    /// gone), now leased to `owner`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_broadcast(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Broadcast>, StoreError> {
+        dispatch!(self.claim_broadcast(owner, lease))
+    }
+
+    /// Up to `limit` users with ids above `after`, in id order, each with whether they blocked
+    /// the bot.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn broadcast_recipients(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(UserId, bool)>, StoreError> {
+        dispatch!(self.broadcast_recipients(after, limit))
+    }
+
+    /// Records one send of broadcast `id` and moves its cursor to `user`, renewing `owner`'s
+    /// lease; `Ok(false)` when the broadcast is no longer `owner`'s (or the user was recorded).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_broadcast_send(
+        &self,
+        id: i64,
+        owner: &str,
+        user: UserId,
+        sent: BroadcastSend,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_broadcast_send(id, owner, user, sent, lease))
+    }
+
+    /// Stores the progress message and, with `done`, ends the broadcast; returns it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn finish_broadcast(
+        &self,
+        id: i64,
+        progress_message: Option<i64>,
+        done: bool,
+    ) -> Result<Option<Broadcast>, StoreError> {
+        dispatch!(self.finish_broadcast(id, progress_message, done))
     }
 
     /// Bans the user from generating and buying (`/ban`), or lifts it (`/unban`).

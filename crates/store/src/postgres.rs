@@ -4,6 +4,7 @@
 //! acceptances serialize on advisory transaction locks (so the global counts are exact over any
 //! number of replicas) and take-overs use `FOR UPDATE SKIP LOCKED`.
 
+mod broadcast;
 mod history;
 mod inbox;
 mod lifecycle;

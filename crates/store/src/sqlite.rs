@@ -4,6 +4,7 @@
 //! one writer thread that commits them in groups ([`writer::Writer`]). Claims are writes, so
 //! two workers can never claim the same job: the writer runs one claim at a time.
 
+mod broadcast;
 mod connection;
 mod history;
 mod inbox;

@@ -16,6 +16,8 @@ pub(crate) enum Input<'a> {
     Refund(&'a str),
     /// `/ban <user id>` and `/unban <user id>` (admins): whether to ban, and the arguments.
     Ban(bool, &'a str),
+    /// `/broadcast <text>` (admins).
+    Broadcast(&'a str),
     Stats,
     /// A `/word` the bot does not know.
     Unknown,
@@ -60,6 +62,7 @@ impl<'a> Input<'a> {
             "refund" => Input::Refund(args),
             "img" => Input::Prompt(args),
             "ban" => Input::Ban(true, args),
+            "broadcast" => Input::Broadcast(args),
             "unban" => Input::Ban(false, args),
             "stats" => Input::Stats,
             _ => Input::Unknown,

@@ -157,7 +157,10 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
             };
             send(front, chat, bot.send_message(chat, text)).await?;
         }
-        Input::Refund(_) | Input::Ban(..) => {
+        Input::Broadcast(text) if front.is_admin(user.0) => {
+            crate::broadcast::start(front, chat, lang, user, text).await?;
+        }
+        Input::Refund(_) | Input::Ban(..) | Input::Broadcast(_) => {
             send(
                 front,
                 chat,

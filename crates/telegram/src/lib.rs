@@ -7,7 +7,8 @@
 //!   `rerun`: `/history` and the buttons under every image (again, same seed, as file);
 //!   `settings`: `/settings`, the catalogue's options per user and model; `img2img`: a photo
 //!   with a caption, drawn from by a model that takes a picture; `groups`: `/img@bot` and replies
-//!   under privacy mode, results threaded as replies. A handler never waits for a generation:
+//!   under privacy mode, results threaded as replies; `broadcast`: `/broadcast` for admins,
+//!   paced and resumable after a crash. A handler never waits for a generation:
 //!   it submits the job, answers with the queue position and returns;
 //! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
 //!   "generating" action, the photo, or the failure, and keeps queue-position messages current
@@ -19,6 +20,7 @@
 //! limit keeps one flooding user from slowing anyone else down.
 //! This crate knows Telegram and the engine's public API, nothing of SQL or Replicate.
 
+mod broadcast;
 mod command;
 pub mod delivery;
 mod groups;
@@ -145,6 +147,8 @@ struct FrontInner {
     handled: Mutex<Vec<i64>>,
     /// The bot's own user (`getMe`), asked once: groups address it by username.
     me: tokio::sync::OnceCell<teloxide::types::User>,
+    /// Wakes the broadcaster when an admin starts a broadcast.
+    broadcasts: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Front {
@@ -175,6 +179,7 @@ impl Front {
                 warned: Mutex::new(HashMap::new()),
                 handled: Mutex::new(Vec::new()),
                 me: tokio::sync::OnceCell::new(),
+                broadcasts: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -239,6 +244,10 @@ impl Front {
 
     pub(crate) fn take_handled(&self) -> Vec<i64> {
         std::mem::take(&mut *self.inner.handled.lock())
+    }
+
+    pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {
+        &self.inner.broadcasts
     }
 
     /// The bot's own user, asked of Telegram once.

@@ -325,6 +325,7 @@ pub async fn serve_bot(
         events,
         stop_delivery.clone(),
     ));
+    let broadcaster = tokio::spawn(crate::broadcast::run(front.clone(), stop_delivery.clone()));
     let stop_marking = tokio_util::sync::CancellationToken::new();
     let marking = tokio::spawn(crate::inbox::keep_marking(
         front.clone(),
@@ -352,6 +353,7 @@ pub async fn serve_bot(
     stop_marking.cancel();
     let _ = marking.await;
     stop_delivery.cancel();
+    let _ = tokio::time::timeout(grace, broadcaster).await;
     if tokio::time::timeout(grace, delivery).await.is_err() {
         tracing::warn!("delivery did not stop within the grace period");
     }

@@ -1,6 +1,7 @@
 //! Everything the bot says, in English and Russian. The one place that maps engine outcomes to
 //! user-facing words.
 
+mod broadcast;
 mod img2img;
 mod payments;
 mod rerun;
@@ -9,6 +10,7 @@ mod settings;
 use chrono::{DateTime, Utc};
 use genbot_engine::{CancelError, FailureReason, SubmitError};
 
+pub(crate) use broadcast::*;
 pub(crate) use img2img::*;
 pub(crate) use payments::*;
 pub(crate) use rerun::*;

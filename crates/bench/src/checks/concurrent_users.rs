@@ -1,11 +1,14 @@
 //! Concurrent users (closed model): U simulated users each run a session — /start, /models,
-//! /balance, a prompt — through the Bot API mock into the real dispatcher, with think time.
-//! Success = every step answered; latency = update → the bot's first answer.
+//! /balance, a prompt, a purchase with Telegram Stars (/buy, the package button, paying the
+//! invoice) and an image-to-image request (a captioned photo) — through the Bot API mock into
+//! the real dispatcher, with think time. Success = every step answered; latency = update → the
+//! bot's first answer. Every purchase must be credited exactly once (checked in the ledger).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use genbot_config::StarsPackage;
 use genbot_mocks::replicate::ReplicateMockConfig;
 use genbot_mocks::telegram::{Entry, SimUser};
 use genbot_telegram::FrontConfig;
@@ -37,18 +40,72 @@ pub async fn run(ctx: &Context) -> TestOutcome {
     out
 }
 
+/// The package every simulated user buys: credits and Stars.
+const PACKAGE: StarsPackage = StarsPackage {
+    credits: 10,
+    stars: 50,
+};
+
+/// One step of a session and what answers it.
+enum Step {
+    Text(&'static str),
+    /// Press the package button under /buy's answer: an invoice comes.
+    PressBuy,
+    /// Pay the invoice: the checkout is answered, then the receipt.
+    Pay,
+    /// A photo with this caption: image-to-image, answered with the queue position.
+    Photo(&'static str),
+}
+
+const SESSION: [Step; 8] = [
+    Step::Text("/start"),
+    Step::Text("/models"),
+    Step::Text("/balance"),
+    Step::Text("a lighthouse at dawn"),
+    Step::Text("/buy"),
+    Step::PressBuy,
+    Step::Pay,
+    Step::Photo("the lighthouse as a watercolor"),
+];
+
+fn last_of(user: &SimUser, pick: impl Fn(&Entry) -> Option<i64>) -> Option<i64> {
+    user.transcript().iter().rev().find_map(pick)
+}
+
 async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
-    for step in ["/start", "/models", "/balance", "a lighthouse at dawn"] {
+    for step in &SESSION {
         let seen = user.transcript().len();
-        user.send_text(step);
-        let answered = user
-            .wait_for(STEP_PATIENCE, |t| {
-                t[seen.min(t.len())..]
-                    .iter()
-                    .any(|e| matches!(e, Entry::BotText { .. }))
+        let sent = match step {
+            Step::Text(text) => Some(user.send_text(text)),
+            Step::Photo(caption) => Some(user.send_photo(Some(caption))),
+            Step::PressBuy => last_of(&user, |e| match e {
+                Entry::BotText {
+                    message_id,
+                    buttons,
+                    ..
+                } if !buttons.is_empty() => Some(*message_id),
+                _ => None,
             })
-            .await
-            .is_some();
+            .and_then(|menu| {
+                let data = format!("buy:{}:{}", PACKAGE.credits, PACKAGE.stars);
+                user.press(menu, &data)
+            }),
+            Step::Pay => last_of(&user, |e| match e {
+                Entry::BotInvoice { message_id, .. } => Some(*message_id),
+                _ => None,
+            })
+            .and_then(|invoice| user.pay(invoice)),
+        };
+        let answered = sent.is_some()
+            && user
+                .wait_for(STEP_PATIENCE, |t| {
+                    t[seen.min(t.len())..].iter().any(|e| match step {
+                        Step::PressBuy => matches!(e, Entry::BotInvoice { .. }),
+                        _ => matches!(e, Entry::BotText { .. }),
+                    })
+                })
+                .await
+                .is_some();
         if !answered {
             failed.fetch_add(1, Ordering::Relaxed);
             return;
@@ -74,6 +131,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         },
         FrontConfig {
             initial_credits: 100,
+            stars_packages: vec![PACKAGE],
             ..FrontConfig::default()
         },
     )
@@ -119,6 +177,24 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
     ) {
         out.series(series);
     }
+    // Every payment Telegram completed is in the ledger once, with its credits, and every
+    // balance agrees with the ledger.
+    let charges = rig.telegram.charges();
+    let mut credited = 0_u64;
+    for (charge, _, _, _) in &charges {
+        if matches!(rig.store.payment(charge).await, Ok(Some(p)) if p.credits == i64::from(PACKAGE.credits))
+        {
+            credited += 1;
+        }
+    }
+    let ids = crate::target::TEST_IDS.start..crate::target::TEST_IDS.start + i64::from(users);
+    let unbalanced = rig
+        .store
+        .credit_audit(ids)
+        .await?
+        .iter()
+        .filter(|a| a.credits != a.expected)
+        .count();
     let stats = rig.telegram.stats();
     let mut latencies = Latencies::new();
     for latency in &stats.answer_latencies {
@@ -136,12 +212,27 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         .metric("p95_ms", summary.p95_ms)
         .metric("p99_ms", summary.p99_ms)
         .metric("max_ms", summary.max_ms)
-        .metric("flood_dropped", rig.front.metrics().dropped_flood() as f64);
+        .metric("flood_dropped", rig.front.metrics().dropped_flood() as f64)
+        .metric("purchases", charges.len() as f64)
+        .metric("purchases_credited", credited as f64)
+        .metric("ledger_mismatches", unbalanced as f64);
     out.fact(ctx.text(
-        format!("{users} users arriving at {ARRIVALS_PER_SEC} per second, each /start → /models → /balance → prompt with {think:?} think time, through the Bot API mock into the real dispatcher (Telegram's send pacing lifted; private SQLite store); p99 target for these commands {P99_TARGET_MS} ms"),
-        format!("{users} пользователей (прибывают по {ARRIVALS_PER_SEC} в секунду), каждый /start → /models → /balance → запрос с паузой {think:?}, через мок Bot API в настоящий диспетчер (ограничения Telegram сняты; отдельная SQLite); цель p99 {P99_TARGET_MS} мс"),
+        format!("{users} users arriving at {ARRIVALS_PER_SEC} per second, each /start → /models → /balance → prompt → /buy → package → pays {} ⭐ → captioned photo (image-to-image) with {think:?} think time, through the Bot API mock into the real dispatcher (Telegram's send pacing lifted; private SQLite store); p99 target for these commands {P99_TARGET_MS} ms", PACKAGE.stars),
+        format!("{users} пользователей (прибывают по {ARRIVALS_PER_SEC} в секунду), каждый /start → /models → /balance → запрос → /buy → пакет → оплата {} ⭐ → фото с подписью (image-to-image) с паузой {think:?}, через мок Bot API в настоящий диспетчер (ограничения Telegram сняты; отдельная SQLite); цель p99 {P99_TARGET_MS} мс", PACKAGE.stars),
+    ));
+    out.fact(ctx.text(
+        format!("payments: {} completed at the mock, {credited} in the ledger with their credits; {unbalanced} balances disagree with the ledger", charges.len()),
+        format!("платежи: {} проведено моком, {credited} в журнале с кредитами; {unbalanced} балансов расходятся с журналом", charges.len()),
     ));
     out.grade = ctx.thresholds.success(success);
+    // Money lost or doubled is never "needs tuning": it is a defect.
+    if credited != charges.len() as u64 || unbalanced > 0 {
+        out.grade = Grade::NeedsOptimization;
+        out.recommend(ctx.text(
+            format!("{} of {} payments are not credited exactly once, {unbalanced} balances disagree with the ledger: do not take payments with this build.", charges.len() as u64 - credited.min(charges.len() as u64), charges.len()),
+            format!("{} из {} платежей зачислены не ровно один раз, {unbalanced} балансов расходятся с журналом: не принимайте платежи с этой сборкой.", charges.len() as u64 - credited.min(charges.len() as u64), charges.len()),
+        ));
+    }
     if summary.p99_ms > P99_TARGET_MS && out.grade == Grade::Excellent {
         out.grade = Grade::Good;
     }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod blackbox;
+mod broadcast;
 mod config_check;
 mod crash;
 mod payments;

@@ -195,6 +195,23 @@ ALTER TABLE users ADD COLUMN model_settings JSONB NOT NULL DEFAULT '{}';
 ALTER TABLE generation_jobs ADD COLUMN reply_chat    BIGINT;
 ALTER TABLE generation_jobs ADD COLUMN reply_message BIGINT;
 "#,
+    // v10: admin broadcasts, resumable from their cursor after a crash.
+    r#"
+CREATE TABLE broadcasts (
+    id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    admin_id         BIGINT      NOT NULL,
+    text             TEXT        NOT NULL,
+    progress_message BIGINT,                      -- the admin's progress message
+    cursor           BIGINT      NOT NULL DEFAULT 0,  -- last user id sent to
+    delivered        BIGINT      NOT NULL DEFAULT 0,
+    blocked          BIGINT      NOT NULL DEFAULT 0,
+    failed           BIGINT      NOT NULL DEFAULT 0,
+    done             BOOLEAN     NOT NULL DEFAULT FALSE,
+    owner            TEXT        NOT NULL,
+    lease_until      TIMESTAMPTZ NOT NULL,
+    created_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

@@ -185,6 +185,23 @@ ALTER TABLE users ADD COLUMN model_settings TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE generation_jobs ADD COLUMN reply_chat    INTEGER;
 ALTER TABLE generation_jobs ADD COLUMN reply_message INTEGER;
 "#,
+    // v10: admin broadcasts, resumable from their cursor after a crash.
+    r#"
+CREATE TABLE broadcasts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    admin_id         INTEGER NOT NULL,
+    text             TEXT    NOT NULL,
+    progress_message INTEGER,             -- the admin's progress message
+    cursor           INTEGER NOT NULL DEFAULT 0,  -- last user id sent to
+    delivered        INTEGER NOT NULL DEFAULT 0,
+    blocked          INTEGER NOT NULL DEFAULT 0,
+    failed           INTEGER NOT NULL DEFAULT 0,
+    done             INTEGER NOT NULL DEFAULT 0,
+    owner            TEXT    NOT NULL,
+    lease_until      INTEGER NOT NULL,    -- unix ms
+    created_at       INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod admin;
 mod flow;
 mod groups;
 mod helpers;
