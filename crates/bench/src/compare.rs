@@ -404,6 +404,7 @@ pub fn direction(metric: &str) -> Direction {
         "bytes_per",
         "problems",
         "over_telegram_budget",
+        "mismatch",
     ];
     const HIGHER: &[&str] = &[
         "success_rate",
