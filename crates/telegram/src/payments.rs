@@ -284,7 +284,7 @@ pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) 
                 .await?;
             texts::refunded(lang, charge, payment.stars, payment.credits, payment.user.0)
         }
-        Err(RequestError::Api(e)) => {
+        Err(RequestError::Api(e)) if is_refusal(&e) => {
             users
                 .finish_refund(payment.user, charge, RefundResult::Refused)
                 .await?;
@@ -297,6 +297,15 @@ pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) 
     };
     send(front, chat, bot.send_message(chat, text)).await?;
     Ok(())
+}
+
+/// Whether Telegram said no (the refund did not happen), rather than failing in a way that
+/// leaves it unknown (a 5xx): only a refusal may give the credits back.
+fn is_refusal(error: &ApiError) -> bool {
+    match error {
+        ApiError::Unknown(description) => description.starts_with("Bad Request"),
+        _ => true,
+    }
 }
 
 fn api_reason(error: &ApiError) -> String {

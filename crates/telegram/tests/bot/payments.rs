@@ -192,6 +192,33 @@ async fn refunds_take_back_unspent_credits_and_are_refused_once_spent() {
     let (_, unknown, _) = say(&admin, "/refund stx-nope").await;
     assert!(unknown.contains("No payment stx-nope"), "{unknown}");
 
+    // Telegram refuses once: the credits go back to the buyer, and the refund can be retried.
+    bot.telegram.fail_next(
+        "refundstarpayment",
+        400,
+        "Bad Request: REFUND_NOT_ALLOWED",
+        1,
+    );
+    let (_, refused_by_telegram, _) = say(&admin, &format!("/refund {charge}")).await;
+    assert!(
+        refused_by_telegram.contains("Telegram refused")
+            && refused_by_telegram.contains("given back"),
+        "{refused_by_telegram}"
+    );
+    assert_eq!(credits(&bot, 2004).await, 20);
+    ledger_balances(&bot, 2004).await;
+
+    // A 502: whether Telegram refunded is unknown, so the credits stay reserved until a retry.
+    bot.telegram
+        .fail_next("refundstarpayment", 502, "Bad Gateway", 1);
+    let (_, unanswered, _) = say(&admin, &format!("/refund {charge}")).await;
+    assert!(unanswered.contains("did not answer"), "{unanswered}");
+    assert_eq!(
+        credits(&bot, 2004).await,
+        10,
+        "credits given back on an unknown outcome"
+    );
+
     let (_, done, _) = say(&admin, &format!("/refund {charge}")).await;
     assert!(done.starts_with("Refunded 50 ⭐"), "{done}");
     assert_eq!(credits(&bot, 2004).await, 10);
