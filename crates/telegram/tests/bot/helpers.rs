@@ -191,3 +191,28 @@ pub(crate) async fn photo(user: &SimUser) -> Option<String> {
         _ => None,
     })
 }
+
+/// Presses the button `data` under the bot's message `message`; returns the text the press was
+/// answered with (`None` for a silent answer).
+pub(crate) async fn press(user: &SimUser, message: i64, data: &str) -> Option<String> {
+    let seen = user.transcript().len();
+    user.press(message, data)
+        .unwrap_or_else(|| panic!("no message {message} to press {data} under"));
+    let transcript = user
+        .wait_for(WAIT, |t| {
+            t[seen.min(t.len())..]
+                .iter()
+                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the press of {data} was not answered: {:?}",
+                user.transcript()
+            )
+        });
+    transcript[seen..].iter().find_map(|e| match e {
+        Entry::CallbackAnswered(text) => Some(text.clone()),
+        _ => None,
+    })?
+}

@@ -3,7 +3,7 @@
 use genbot_mocks::telegram::{Entry, SimUser};
 use genbot_store::{JobStatus, UserId};
 
-use crate::helpers::{say, spawn_bot, Options, TestBot, WAIT};
+use crate::helpers::{press, say, spawn_bot, Options, TestBot, WAIT};
 
 /// A photo in a chat: its message id, file and buttons.
 type Photo = (i64, String, Vec<(String, String)>);
@@ -128,19 +128,8 @@ async fn options_reruns_originals_and_history() {
     let foreign = format!("again:{}", jobs[0].id.0);
     // Eve presses a forged button on her own message.
     let (message, _, _) = say(&eve, "/help").await;
-    let seen = eve.transcript().len();
-    eve.press(message, &foreign).unwrap();
-    let answered = eve
-        .wait_for(WAIT, |t| {
-            t[seen..]
-                .iter()
-                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
-        })
-        .await
-        .unwrap();
-    assert!(answered[seen..].iter().any(
-        |e| matches!(e, Entry::CallbackAnswered(Some(t)) if t.contains("not in your history"))
-    ));
+    let answer = press(&eve, message, &foreign).await.unwrap_or_default();
+    assert!(answer.contains("not in your history"), "{answer}");
     assert_eq!(succeeded(&bot).await.len(), 3);
 }
 
@@ -156,19 +145,10 @@ async fn settings_are_saved_per_user_and_prompt_options_win() {
         .iter()
         .any(|(l, d)| l == "✅1:1" && d == "set:aspect_ratio=1:1"));
 
-    let seen = bea.transcript().len();
-    bea.press(menu, "set:aspect_ratio=16:9").unwrap();
-    let answered = bea
-        .wait_for(WAIT, |t| {
-            t[seen..]
-                .iter()
-                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
-        })
-        .await
-        .unwrap();
-    assert!(answered[seen..].iter().any(
-        |e| matches!(e, Entry::CallbackAnswered(Some(t)) if t == "Saved: aspect_ratio = 16:9")
-    ));
+    assert_eq!(
+        press(&bea, menu, "set:aspect_ratio=16:9").await.as_deref(),
+        Some("Saved: aspect_ratio = 16:9")
+    );
     let edited = bea.transcript().into_iter().find_map(|e| match e {
         Entry::BotText {
             message_id, text, ..
@@ -180,19 +160,10 @@ async fn settings_are_saved_per_user_and_prompt_options_win() {
         "the settings message shows the new value"
     );
     // A forged value is refused with what is allowed.
-    let seen = bea.transcript().len();
-    bea.press(menu, "set:num_inference_steps=99").unwrap();
-    let answered = bea
-        .wait_for(WAIT, |t| {
-            t[seen..]
-                .iter()
-                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
-        })
+    let refused = press(&bea, menu, "set:num_inference_steps=99")
         .await
-        .unwrap();
-    assert!(answered[seen..]
-        .iter()
-        .any(|e| matches!(e, Entry::CallbackAnswered(Some(t)) if t.contains("from 1 to 4"))));
+        .unwrap_or_default();
+    assert!(refused.contains("from 1 to 4"), "{refused}");
 
     say(&bea, "a quiet lake").await;
     nth_photo(&bea, 1).await;

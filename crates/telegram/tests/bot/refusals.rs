@@ -5,7 +5,7 @@ use genbot_mocks::replicate::{ReplicateMockConfig, ScriptedFault};
 use genbot_mocks::telegram::Entry;
 use genbot_telegram::FrontConfig;
 
-use crate::helpers::{reply_after, say, spawn_bot, Options, WAIT};
+use crate::helpers::{press, reply_after, say, spawn_bot, Options, WAIT};
 
 fn strict() -> Options {
     Options {
@@ -70,20 +70,8 @@ async fn each_refusal_has_its_own_message() {
 
     // Model unavailable.
     let (menu, _, _) = say(&bob, "/models").await;
-    let seen = bob.transcript().len();
-    bob.press(menu, "model:dall-e").unwrap();
-    let transcript = bob
-        .wait_for(WAIT, |t| {
-            t[seen..]
-                .iter()
-                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
-        })
-        .await
-        .unwrap();
-    assert!(
-        transcript[seen..].iter().any(|e| matches!(e, Entry::CallbackAnswered(Some(t)) if t.contains("“dall-e” is not available"))),
-        "{transcript:?}"
-    );
+    let answer = press(&bob, menu, "model:dall-e").await.unwrap_or_default();
+    assert!(answer.contains("“dall-e” is not available"), "{answer}");
 
     // Generation failed: credits come back.
     bot.replicate.script([ScriptedFault::FailPrediction(
