@@ -5,7 +5,7 @@
 //! A re-run is a new job submitted like a prompt, carrying the button press's update id: a
 //! press replayed after a crash finds its job instead of charging twice.
 
-use genbot_engine::GenerationRequest;
+use genbot_engine::{GenerationRequest, SubmitError};
 use genbot_store::{HistoryItem, JobId, UserId};
 use serde_json::{Map, Value};
 use teloxide::prelude::*;
@@ -185,6 +185,14 @@ async fn rerun(
                 }
             }),
         };
+    if request.reply.is_some() {
+        // In a group: no queue message (the group's 20 a minute are kept for results); a
+        // refusal is told to the presser alone, in the press's answer.
+        return Ok(match front.engine().submit(request).await {
+            Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => texts::rerun_queued(lang),
+            Err(refusal) => texts::refused(lang, &refusal),
+        });
+    }
     submit_and_track(front, &query.from, chat, lang, request).await?;
     Ok(texts::rerun_queued(lang))
 }

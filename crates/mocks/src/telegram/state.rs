@@ -439,7 +439,19 @@ impl BotState {
         })
     }
 
-    pub(super) fn press_update(&self, chat_id: i64, message_id: i64, data: &str) -> Option<i64> {
+    /// `from` presses a button under the bot's message in `chat_id` (in a private chat, the
+    /// same id).
+    pub(super) fn press_update(
+        &self,
+        chat_id: i64,
+        from: i64,
+        message_id: i64,
+        data: &str,
+    ) -> Option<i64> {
+        let presser = {
+            let chats = self.chats.lock();
+            Self::user_json(from, chats.get(&from)?)
+        };
         let message = self.with_chat(chat_id, |chat| {
             chat.transcript.iter().find_map(|e| match e {
                 Entry::BotText {
@@ -461,7 +473,7 @@ impl BotState {
             |update_id, chat| {
                 json!({ "callback_query": {
                     "id": format!("{chat_id}:{update_id}"),
-                    "from": Self::user_json(chat_id, chat),
+                    "from": presser,
                     "message": {
                         "message_id": message_id,
                         "from": Self::me(),

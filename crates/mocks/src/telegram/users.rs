@@ -45,6 +45,13 @@ impl SimGroup {
             .group_text_update(self.chat.id, member.id, text, Some(message_id))
     }
 
+    /// `member` presses the button with `data` under the bot's message `message_id`.
+    pub fn press(&self, member: &SimUser, message_id: i64, data: &str) -> Option<i64> {
+        self.chat
+            .state
+            .press_update(self.chat.id, member.id, message_id, data)
+    }
+
     /// The group's chat, to read and wait on.
     pub fn chat(&self) -> &SimUser {
         &self.chat
@@ -91,7 +98,7 @@ impl SimUser {
     /// Presses the inline button with `data` under the bot's message `message_id`; `None` when
     /// the chat has no such message.
     pub fn press(&self, message_id: i64, data: &str) -> Option<i64> {
-        self.state.press_update(self.id, message_id, data)
+        self.state.press_update(self.id, self.id, message_id, data)
     }
 
     /// Opens the bot's invoice `message_id` and pays: a `pre_checkout_query` the bot must

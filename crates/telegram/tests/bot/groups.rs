@@ -59,6 +59,43 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
         .expect("no result for the reply");
     assert!(photos(group.chat())[1].1.is_some());
 
+    // "Again" under a group result: the new image comes to the group, no queue message.
+    let again = group
+        .chat()
+        .transcript()
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotPhoto {
+                message_id,
+                buttons,
+                ..
+            } if *message_id == first.0 => buttons
+                .iter()
+                .find(|(_, d)| d.starts_with("again:"))
+                .map(|(_, d)| d.clone()),
+            _ => None,
+        })
+        .expect("no Again button under the group's result");
+    let seen = group.chat().transcript().len();
+    group.press(&ann, first.0, &again).unwrap();
+    let answered = group
+        .chat()
+        .wait_for(WAIT, |t| {
+            t[seen..]
+                .iter()
+                .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+        })
+        .await
+        .expect("the press was not answered");
+    assert!(answered[seen..]
+        .iter()
+        .any(|e| matches!(e, Entry::CallbackAnswered(Some(t)) if t == "Queued")));
+    group
+        .chat()
+        .wait_for(WAIT, |_| photos(group.chat()).len() >= 3)
+        .await
+        .expect("no result for Again");
+
     let jobs = bot
         .store
         .jobs_with_status(JobStatus::Succeeded, 10)
@@ -68,12 +105,16 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
     prompts.sort_unstable();
     assert_eq!(
         prompts,
-        ["a castle on a hill", "the same castle at night"],
+        [
+            "a castle on a hill",
+            "a castle on a hill",
+            "the same castle at night"
+        ],
         "a command for another bot was taken"
     );
     assert!(jobs.iter().all(|j| j.user_id == UserId(5001)));
     let ann_now = bot.store.get_user(UserId(5001)).await.unwrap().unwrap();
-    assert_eq!(ann_now.credits, 8, "the asker pays");
+    assert_eq!(ann_now.credits, 7, "the asker pays");
     // In the group: the help answer and the two photos, no queue messages.
     let texts = group
         .chat()
