@@ -330,6 +330,7 @@ async fn get_updates(state: &Shared, params: &Params) -> Response {
     if state.webhook.lock().is_some() {
         return error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
     }
+    remember_allowed_updates(state, params);
     let offset = integer(params, "offset").unwrap_or(0);
     let limit = integer(params, "limit").unwrap_or(100).clamp(1, 100) as usize;
     let timeout = Duration::from_secs(integer(params, "timeout").unwrap_or(0).max(0) as u64)
@@ -349,7 +350,21 @@ async fn get_updates(state: &Shared, params: &Params) -> Response {
     }
 }
 
+/// `allowed_updates`, when given, replaces the previous list (as Telegram keeps it).
+fn remember_allowed_updates(state: &Shared, params: &Params) {
+    if let Some(kinds) = params.get("allowed_updates").and_then(Value::as_array) {
+        state.set_allowed_updates(
+            kinds
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+        );
+    }
+}
+
 fn set_webhook(state: &Shared, params: &Params) -> Response {
+    remember_allowed_updates(state, params);
     let Some(url) = text(params, "url") else {
         return error(400, "Bad Request: bad webhook: URL is required");
     };

@@ -79,6 +79,8 @@ pub struct TelegramMockStats {
     pub updates_sent: u64,
     /// Updates the bot fetched with getUpdates or received on its webhook.
     pub updates_delivered: u64,
+    /// Updates dropped because their kind was not in the bot's `allowed_updates`.
+    pub updates_not_allowed: u64,
     /// Calls per Bot API method (lower case).
     pub methods: BTreeMap<String, u64>,
     /// Calls answered 429 for sending too fast.
@@ -105,6 +107,11 @@ pub struct TelegramMockStats {
     pub(super) budget: (f64, f64),
 }
 
+/// Whether an update of `kind` passes the bot's `allowed_updates`.
+fn allows(allowed: Option<&[String]>, kind: &str) -> bool {
+    allowed.is_none_or(|kinds| kinds.iter().any(|k| k == kind))
+}
+
 /// Telegram's overall send budget: messages a second, and the burst.
 const SEND_BUDGET_PER_S: f64 = 30.0;
 
@@ -125,7 +132,11 @@ pub(super) type RawUpdate = Arc<str>;
 #[derive(Debug, Default)]
 struct Updates {
     next_id: i64,
-    queue: VecDeque<(i64, RawUpdate)>,
+    /// Each waiting update with its kind (`message`, `callback_query`, …).
+    queue: VecDeque<(i64, String, RawUpdate)>,
+    /// The kinds the bot asked for (`allowed_updates` of its last `getUpdates`/`setWebhook`);
+    /// `None`: every kind. As Telegram does, other kinds are dropped, not delivered.
+    allowed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +251,7 @@ impl BotState {
             updates: Mutex::new(Updates {
                 next_id: 1,
                 queue: VecDeque::new(),
+                allowed: None,
             }),
             updates_ready: Notify::new(),
             webhook: Mutex::new(None),
@@ -375,19 +387,32 @@ impl BotState {
             let update_id = updates.next_id;
             updates.next_id += 1;
             let mut update = body(update_id, chat);
+            let kind = update
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_default();
             update["update_id"] = json!(update_id);
             let update: RawUpdate = update.to_string().into();
             chat.transcript.push(entry);
             chat.pending.push_back(Instant::now());
             let webhook = self.webhook.lock();
-            match webhook.as_ref() {
+            let pushed = match webhook.as_ref() {
+                Some(_) if !allows(updates.allowed.as_deref(), &kind) => false,
                 Some((_, pusher)) => {
                     let _ = pusher.send(update);
+                    true
                 }
-                None => updates.queue.push_back((update_id, update)),
-            }
-            update_id
+                None => {
+                    updates.queue.push_back((update_id, kind, update));
+                    true
+                }
+            };
+            (update_id, pushed)
         };
+        let (update_id, pushed) = update_id;
+        if !pushed {
+            self.counters.lock().updates_not_allowed += 1;
+        }
         self.counters.lock().updates_sent += 1;
         self.updates_ready.notify_waiters();
         Some(update_id)
@@ -488,20 +513,34 @@ impl BotState {
         )
     }
 
-    /// Updates from `offset` on (forgetting older ones), at most `limit`.
+    /// The bot's `allowed_updates` (an empty list: every kind).
+    pub(super) fn set_allowed_updates(&self, kinds: Vec<String>) {
+        self.updates.lock().allowed = (!kinds.is_empty()).then_some(kinds);
+    }
+
+    /// Updates from `offset` on (forgetting older ones), at most `limit`; kinds the bot did not
+    /// allow are dropped.
     pub(super) fn take_updates(&self, offset: i64, limit: usize) -> Vec<RawUpdate> {
         let mut updates = self.updates.lock();
-        while updates.queue.front().is_some_and(|(id, _)| *id < offset) {
+        while updates.queue.front().is_some_and(|(id, _, _)| *id < offset) {
             updates.queue.pop_front();
         }
+        let before = updates.queue.len();
+        let allowed = updates.allowed.clone();
+        updates
+            .queue
+            .retain(|(_, kind, _)| allows(allowed.as_deref(), kind));
+        let dropped = (before - updates.queue.len()) as u64;
         let batch: Vec<RawUpdate> = updates
             .queue
             .iter()
             .take(limit)
-            .map(|(_, u)| u.clone())
+            .map(|(_, _, u)| u.clone())
             .collect();
         drop(updates);
-        self.counters.lock().updates_delivered += batch.len() as u64;
+        let mut counters = self.counters.lock();
+        counters.updates_delivered += batch.len() as u64;
+        counters.updates_not_allowed += dropped;
         batch
     }
 

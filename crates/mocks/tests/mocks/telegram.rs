@@ -179,3 +179,51 @@ async fn a_webhook_receives_pushed_updates_with_the_secret() {
     assert_eq!(secret.as_deref(), Some("s3"));
     assert_eq!(update["message"]["text"], "hello");
 }
+
+#[tokio::test]
+async fn kinds_the_bot_did_not_allow_are_dropped_as_telegram_drops_them() {
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let user = mock.user(43, "Bo", Some("en"));
+    let (_, sent) = call(
+        &mock,
+        "sendInvoice",
+        json!({"chat_id": 43, "title": "10 credits", "description": "d", "payload": "credits:10:50",
+               "currency": "XTR", "prices": [{"label": "10 credits", "amount": 50}]}),
+    )
+    .await;
+    let invoice = sent["result"]["message_id"].as_i64().unwrap();
+    // A bot that forgot pre_checkout_query in allowed_updates never hears of the payment.
+    call(
+        &mock,
+        "getUpdates",
+        json!({"offset": 0, "timeout": 0, "allowed_updates": ["message"]}),
+    )
+    .await;
+    user.pay(invoice).unwrap();
+    user.send_text("/balance");
+    let (_, updates) = call(&mock, "getUpdates", json!({"offset": 0, "timeout": 1})).await;
+    let kinds: Vec<bool> = updates["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.get("message").is_some())
+        .collect();
+    assert_eq!(kinds, [true], "{updates}");
+    assert_eq!(mock.stats().updates_not_allowed, 1);
+    // An empty list allows every kind again.
+    call(
+        &mock,
+        "getUpdates",
+        json!({"offset": 0, "timeout": 0, "allowed_updates": []}),
+    )
+    .await;
+    user.pay(invoice).unwrap();
+    let (_, updates) = call(&mock, "getUpdates", json!({"offset": 0, "timeout": 1})).await;
+    assert!(updates["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u.get("pre_checkout_query").is_some()));
+}
