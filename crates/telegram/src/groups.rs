@@ -1,7 +1,8 @@
 //! Groups, with privacy mode on (Telegram's default): the bot sees only commands and replies to
 //! its own messages. It answers `/img prompt` and `/img@botname prompt` (a command naming another
 //! bot is left alone), takes a reply to one of its messages as a prompt, and `/help`; anything
-//! else is not for it. The asker is charged as in a private chat; the result goes to the group
+//! else is not for it. A photo whose caption is such a command (or that replies to the bot) is
+//! drawn from, as in a private chat. The asker is charged as in a private chat; the result goes to the group
 //! as a reply to the asking message, and refusals too. No queue-position message is sent in a
 //! group: a group gets at most 20 messages a minute (`SendLimits::per_group_per_min`), which
 //! are kept for results.
@@ -41,7 +42,8 @@ pub(crate) async fn group_message(
     lang: Lang,
     update: i64,
 ) -> HandlerResult {
-    let Some(text) = msg.text() else {
+    // A photo's caption addresses the bot as a text would.
+    let Some(text) = msg.text().or(msg.caption()) else {
         return Ok(());
     };
     let me = front.me().await?;
@@ -60,6 +62,9 @@ pub(crate) async fn group_message(
     } else {
         return Ok(());
     };
+    if msg.photo().is_some() {
+        return crate::img2img::photo_received(front, msg, from, lang, update, Some(prompt)).await;
+    }
     if prompt.is_empty() {
         reply(front, msg, texts::group_help(lang, username)).await?;
         return Ok(());

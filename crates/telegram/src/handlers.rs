@@ -77,7 +77,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         return crate::groups::group_message(front, msg, from, lang, update).await;
     }
     if msg.photo().is_some() {
-        return crate::img2img::photo_received(front, msg, from, lang, update).await;
+        return crate::img2img::photo_received(front, msg, from, lang, update, msg.caption()).await;
     }
     let Some(text) = msg.text() else {
         send(front, chat, bot.send_message(chat, texts::help(lang))).await?;

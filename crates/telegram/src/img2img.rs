@@ -7,11 +7,12 @@
 
 use futures_util::StreamExt;
 use genbot_engine::image_input::{self, MAX_IMAGE_INPUT_BYTES};
-use genbot_engine::GenerationRequest;
+use genbot_engine::{GenerationRequest, SubmitError};
+use genbot_store::ReplyTarget;
 use serde_json::Map;
 use teloxide::net::Download;
 use teloxide::prelude::*;
-use teloxide::types::{PhotoSize, User as TgUser};
+use teloxide::types::{PhotoSize, ReplyParameters, User as TgUser};
 
 use crate::handlers::{submit_and_track, user_id, HandlerResult};
 use crate::pacing::send;
@@ -46,18 +47,29 @@ async fn fetch(front: &Front, size: &PhotoSize) -> Result<Option<Vec<u8>>, telox
     Ok(Some(bytes))
 }
 
-/// A photo arrived.
+/// A photo arrived; `caption` is what to make of it (the caption, or in a group the `/img`
+/// command's arguments). In a group every answer is a reply and no queue message is sent.
 pub(crate) async fn photo_received(
     front: &Front,
     msg: &Message,
     from: &TgUser,
     lang: Lang,
     update: i64,
+    caption: Option<&str>,
 ) -> HandlerResult {
     let chat = msg.chat.id;
     let bot = front.bot();
-    let say = |text: String| send(front, chat, bot.send_message(chat, text));
-    let Some(caption) = msg.caption().map(str::trim).filter(|c| !c.is_empty()) else {
+    let in_group = crate::groups::is_group(&msg.chat);
+    let say = |text: String| {
+        let message = bot.send_message(chat, text);
+        let message = if in_group {
+            message.reply_parameters(ReplyParameters::new(msg.id))
+        } else {
+            message
+        };
+        send(front, chat, message)
+    };
+    let Some(caption) = caption.map(str::trim).filter(|c| !c.is_empty()) else {
         say(texts::photo_needs_caption(lang)).await?;
         return Ok(());
     };
@@ -101,7 +113,19 @@ pub(crate) async fn photo_received(
         model: Some(model.id.clone()),
         params,
         source_update: Some(update),
-        reply: None,
+        reply: in_group.then(|| ReplyTarget {
+            chat: chat.0,
+            message: i64::from(msg.id.0),
+        }),
     };
+    if in_group {
+        return match engine.submit(request).await {
+            Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
+            Err(refusal) => {
+                say(texts::refused(lang, &refusal)).await?;
+                Ok(())
+            }
+        };
+    }
     submit_and_track(front, from, chat, lang, request).await
 }

@@ -440,7 +440,17 @@ impl BotState {
         })
     }
 
-    pub(super) fn photo_update(&self, chat_id: i64, caption: Option<&str>) -> Option<i64> {
+    /// `from` sends a photo into `chat_id` (their private chat: the same id; or a group).
+    pub(super) fn photo_update(
+        &self,
+        chat_id: i64,
+        from: i64,
+        caption: Option<&str>,
+    ) -> Option<i64> {
+        let sender = {
+            let chats = self.chats.lock();
+            Self::user_json(from, chats.get(&from)?)
+        };
         let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let entry = Entry::UserPhoto {
             caption: caption.map(str::to_owned),
@@ -448,7 +458,7 @@ impl BotState {
         self.user_update(chat_id, entry, |update_id, chat| {
             let mut message = json!({
                 "message_id": message_id,
-                "from": Self::user_json(chat_id, chat),
+                "from": sender,
                 "chat": Self::chat_json(chat_id, chat),
                 "date": unix_now(),
                 "photo": [{

@@ -38,6 +38,17 @@ impl SimGroup {
             .group_text_update(self.chat.id, member.id, text, None)
     }
 
+    /// `member` sends a photo (the mock's PNG) with `caption`; delivered only when the caption
+    /// is a command, as privacy mode does.
+    pub fn send_photo(&self, member: &SimUser, caption: &str) -> Option<i64> {
+        if !caption.starts_with('/') {
+            return None;
+        }
+        self.chat
+            .state
+            .photo_update(self.chat.id, member.id, Some(caption))
+    }
+
     /// `member` replies to the bot's message `message_id` (delivered under privacy mode).
     pub fn reply(&self, member: &SimUser, message_id: i64, text: &str) -> Option<i64> {
         self.chat
@@ -91,7 +102,7 @@ impl SimUser {
     /// returns its update id.
     pub fn send_photo(&self, caption: Option<&str>) -> i64 {
         self.state
-            .photo_update(self.id, caption)
+            .photo_update(self.id, self.id, caption)
             .unwrap_or_default()
     }
 

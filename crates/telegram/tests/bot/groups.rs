@@ -96,11 +96,36 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
         .await
         .expect("no result for Again");
 
-    let jobs = bot
+    // A photo captioned with the command: image-to-image, answered in the group.
+    group
+        .send_photo(&ann, "/img@genbot_mock_bot as a stained glass window")
+        .unwrap();
+    group
+        .chat()
+        .wait_for(WAIT, |_| photos(group.chat()).len() >= 4)
+        .await
+        .expect("no image-to-image result in the group");
+    assert!(photos(group.chat())[3].1.is_some());
+    let drawn = bot
         .store
         .jobs_with_status(JobStatus::Succeeded, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .find(|j| j.prompt == "as a stained glass window")
+        .expect("no image-to-image job");
+    assert!(drawn.params["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("data:image/png")));
+
+    let jobs: Vec<_> = bot
+        .store
+        .jobs_with_status(JobStatus::Succeeded, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.model == "flux-schnell")
+        .collect();
     let mut prompts: Vec<&str> = jobs.iter().map(|j| j.prompt.as_str()).collect();
     prompts.sort_unstable();
     assert_eq!(
@@ -114,7 +139,10 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
     );
     assert!(jobs.iter().all(|j| j.user_id == UserId(5001)));
     let ann_now = bot.store.get_user(UserId(5001)).await.unwrap().unwrap();
-    assert_eq!(ann_now.credits, 7, "the asker pays");
+    assert_eq!(
+        ann_now.credits, 4,
+        "the asker pays (1 + 1 + 1 + 3 for flux-dev)"
+    );
     // In the group: the help answer and the two photos, no queue messages.
     let texts = group
         .chat()
