@@ -323,8 +323,9 @@ impl BotState {
         }
     }
 
-    /// A member writes in a group: the update carries the group as `chat` and the member as
-    /// `from`, with `reply_to_message` when it answers the bot's message `reply_to`.
+    /// `from` writes in `group` (or, with both ids the same, in their private chat): the update
+    /// carries the chat and the sender, with `reply_to_message` when it answers the bot's
+    /// message `reply_to`.
     pub(super) fn group_text_update(
         &self,
         group: i64,
@@ -419,28 +420,9 @@ impl BotState {
     }
 
     pub(super) fn text_update(&self, chat_id: i64, text: &str) -> Option<i64> {
-        let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        self.user_update(chat_id, Entry::UserText(text.to_owned()), |_, chat| {
-            let mut message = json!({
-                "message_id": message_id,
-                "from": Self::user_json(chat_id, chat),
-                "chat": Self::chat_json(chat_id, chat),
-                "date": unix_now(),
-                "text": text,
-            });
-            if text.starts_with('/') {
-                let length = text
-                    .split_whitespace()
-                    .next()
-                    .map_or(0, |c| c.encode_utf16().count());
-                message["entities"] =
-                    json!([{ "type": "bot_command", "offset": 0, "length": length }]);
-            }
-            json!({ "message": message })
-        })
+        self.group_text_update(chat_id, chat_id, text, None)
     }
 
-    /// `from` sends a photo into `chat_id` (their private chat: the same id; or a group).
     pub(super) fn photo_update(
         &self,
         chat_id: i64,
