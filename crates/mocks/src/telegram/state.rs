@@ -326,7 +326,7 @@ impl BotState {
     /// `from` writes in `group` (or, with both ids the same, in their private chat): the update
     /// carries the chat and the sender, with `reply_to_message` when it answers the bot's
     /// message `reply_to`.
-    pub(super) fn group_text_update(
+    pub(super) fn message_update(
         &self,
         group: i64,
         from: i64,
@@ -420,7 +420,7 @@ impl BotState {
     }
 
     pub(super) fn text_update(&self, chat_id: i64, text: &str) -> Option<i64> {
-        self.group_text_update(chat_id, chat_id, text, None)
+        self.message_update(chat_id, chat_id, text, None)
     }
 
     pub(super) fn photo_update(

@@ -35,7 +35,7 @@ impl SimGroup {
         }
         self.chat
             .state
-            .group_text_update(self.chat.id, member.id, text, None)
+            .message_update(self.chat.id, member.id, text, None)
     }
 
     /// `member` sends a photo (the mock's PNG) with `caption`; delivered only when the caption
@@ -53,7 +53,7 @@ impl SimGroup {
     pub fn reply(&self, member: &SimUser, message_id: i64, text: &str) -> Option<i64> {
         self.chat
             .state
-            .group_text_update(self.chat.id, member.id, text, Some(message_id))
+            .message_update(self.chat.id, member.id, text, Some(message_id))
     }
 
     /// `member` presses the button with `data` under the bot's message `message_id`.
