@@ -65,6 +65,9 @@ pub enum DeliveryOutcome {
     Delivered { file_id: Option<String> },
     /// Not sent this time; try again after `after` (any replica may).
     Retry { error: String, after: Duration },
+    /// Not tried: its chat has no send budget now (a busy group). Due again after `after`,
+    /// not counted as a failed attempt.
+    Deferred { after: Duration },
     /// Will never be sent (the user blocked the bot, Telegram refused the request): recorded
     /// with its reason and not tried again.
     GaveUp { error: String },

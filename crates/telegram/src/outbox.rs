@@ -41,6 +41,8 @@ const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
 const CAPTION_MAX: usize = 1024;
 /// A delivered image's original bytes are kept this long, for "as file".
 const KEEP_ORIGINALS: Duration = Duration::from_secs(86_400);
+/// A result for a group that is busy sending is looked at again this much later.
+const GROUP_TURN_WAIT: Duration = Duration::from_secs(2);
 /// How often originals past that are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -52,6 +54,7 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
     let lease = replica.lease;
     let sends = Arc::new(Semaphore::new(CONCURRENT_SENDS));
     let in_flight: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    let busy_groups: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let keeper = tokio::spawn(keep_leases(
         store.clone(),
         owner.clone(),
@@ -99,10 +102,11 @@ pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken
                     let Ok(permit) = permit else { break };
                     let (front, owner) = (front.clone(), owner.clone());
                     let in_flight = in_flight.clone();
+                    let busy_groups = busy_groups.clone();
                     in_flight.lock().insert(delivery.job);
                     tokio::spawn(async move {
                         let job = delivery.job;
-                        deliver(&front, &owner, delivery).await;
+                        deliver(&front, &owner, delivery, &busy_groups).await;
                         in_flight.lock().remove(&job);
                         drop(permit);
                     });
@@ -154,8 +158,56 @@ async fn keep_leases(
     }
 }
 
+/// A group's one send in flight; others for the same group wait their turn in the database.
+struct GroupTurn<'a> {
+    busy: &'a Mutex<HashSet<i64>>,
+    group: i64,
+}
+
+impl<'a> GroupTurn<'a> {
+    fn take(busy: &'a Mutex<HashSet<i64>>, group: i64) -> Option<Self> {
+        // The lock ends with this statement: a turn built under it would deadlock on drop.
+        let free = busy.lock().insert(group);
+        free.then(|| GroupTurn { busy, group })
+    }
+}
+
+impl Drop for GroupTurn<'_> {
+    fn drop(&mut self) {
+        self.busy.lock().remove(&self.group);
+    }
+}
+
 /// One delivery attempt, recorded whatever its outcome.
-async fn deliver(front: &Front, owner: &str, delivery: Delivery) {
+async fn deliver(
+    front: &Front,
+    owner: &str,
+    delivery: Delivery,
+    busy_groups: &Mutex<HashSet<i64>>,
+) {
+    // A group gets 20 messages a minute: a send slot waiting on one busy group's budget would
+    // hold up everyone else's results, so a group has one send in flight and the rest of its
+    // results are deferred (not failed) until it is free.
+    let _turn = match delivery.reply {
+        Some(target) => match GroupTurn::take(busy_groups, target.chat) {
+            Some(turn) => Some(turn),
+            None => {
+                let deferred = DeliveryOutcome::Deferred {
+                    after: GROUP_TURN_WAIT,
+                };
+                if let Err(e) = front
+                    .engine()
+                    .store()
+                    .finish_delivery(delivery.job, owner, deferred)
+                    .await
+                {
+                    tracing::warn!(job_id = delivery.job.0, error = %e, "deferring a group's result failed; it is sent when its lease passes");
+                }
+                return;
+            }
+        },
+        None => None,
+    };
     // A group's job answers in the group, as a reply to the asking message.
     let chat = ChatId(delivery.reply.map_or(delivery.user.0, |r| r.chat));
     let reply = delivery
@@ -340,6 +392,16 @@ async fn language_of(front: &Front, user: genbot_store::UserId) -> Lang {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_has_one_turn_at_a_time() {
+        let busy = Mutex::new(HashSet::new());
+        let first = GroupTurn::take(&busy, -1).expect("a free group");
+        assert!(GroupTurn::take(&busy, -1).is_none(), "two turns at once");
+        assert!(GroupTurn::take(&busy, -2).is_some(), "groups are apart");
+        drop(first);
+        assert!(GroupTurn::take(&busy, -1).is_some(), "the turn came back");
+    }
 
     #[test]
     fn refusals_are_given_up_and_hiccups_retried() {

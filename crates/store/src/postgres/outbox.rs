@@ -72,6 +72,13 @@ impl PgStore {
             .bind(owner)
             .bind(error.as_str())
             .bind(after.as_secs_f64()),
+            DeliveryOutcome::Deferred { after } => sqlx::query(
+                "UPDATE generation_jobs SET delivery_due = now() + make_interval(secs => $3)
+                 WHERE id = $1 AND delivery_owner = $2 AND delivered_at IS NULL",
+            )
+            .bind(job.0)
+            .bind(owner)
+            .bind(after.as_secs_f64()),
             DeliveryOutcome::GaveUp { error } => sqlx::query(
                 "UPDATE generation_jobs SET delivered_at = now(), delivery_error = $3,
                     delivery_attempts = delivery_attempts + 1

@@ -81,6 +81,12 @@ impl SqliteStore {
                              WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL",
                         )?
                         .execute(params![job.0, owner, error, millis(lease_end(now, after))])?,
+                    DeliveryOutcome::Deferred { after } => conn
+                        .prepare_cached(
+                            "UPDATE generation_jobs SET delivery_due = ?3
+                             WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL",
+                        )?
+                        .execute(params![job.0, owner, millis(lease_end(now, after))])?,
                     DeliveryOutcome::GaveUp { error } => conn
                         .prepare_cached(
                             "UPDATE generation_jobs SET delivered_at = ?3, delivery_error = ?4,

@@ -12,7 +12,47 @@ on_both_backends!(
     submit_charges_claim_fences_finish_refunds_and_counts_stay_exact,
     claims_keep_the_global_and_per_user_limits_and_take_turns,
     a_succeeded_jobs_image_is_kept_after_delivery_until_pruned,
+    a_deferred_delivery_waits_without_counting_as_a_failure,
 );
+
+async fn a_deferred_delivery_waits_without_counting_as_a_failure(store: &Store) {
+    register(store, 1, 10).await;
+    let SubmitOutcome::Queued { job, .. } = store.submit_job(submission(1, 1)).await.unwrap()
+    else {
+        panic!("refused")
+    };
+    store.claim_next(spec("a", 10, 10)).await.unwrap();
+    let outcome = JobOutcome::Succeeded {
+        result_url: "http://127.0.0.1:9/files/x.png".into(),
+        image: None,
+    };
+    store.finish_job(job.id, "a", outcome).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_deliveries("a", lease, 10, false).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let deferred = DeliveryOutcome::Deferred {
+        after: Duration::from_secs(3600),
+    };
+    assert!(store.finish_delivery(job.id, "a", deferred).await.unwrap());
+    assert!(
+        store
+            .claim_deliveries("b", lease, 10, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a deferred delivery was due at once"
+    );
+    let soon = DeliveryOutcome::Deferred {
+        after: Duration::ZERO,
+    };
+    assert!(store.finish_delivery(job.id, "a", soon).await.unwrap());
+    let again = store.claim_deliveries("b", lease, 10, false).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].attempts, 0,
+        "a deferral counted as a failed attempt"
+    );
+}
 
 fn submission(user: i64, cost: i64) -> Submission {
     Submission {

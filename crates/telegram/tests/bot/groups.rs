@@ -158,3 +158,66 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
         "a group's result went to the private chat"
     );
 }
+
+/// 40 group results at once against Telegram's 20 a minute per group: the group trickles, but
+/// private users' results are not held behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_group_does_not_hold_up_other_users_results() {
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            send_limits: genbot_telegram::SendLimits::TELEGRAM,
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let group = bot.telegram.group(-1_002_000, "Busy");
+    let members: Vec<_> = (0..40)
+        .map(|n| bot.telegram.user(5100 + n, &format!("m{n}"), Some("en")))
+        .collect();
+    for member in &members {
+        group
+            .send_text(
+                member,
+                &format!("/img@genbot_mock_bot a tower number {}", member.id()),
+            )
+            .unwrap();
+    }
+    // Wait until the group's jobs exist, so the private ones come after them in the outbox.
+    let deadline = std::time::Instant::now() + WAIT;
+    while bot.store.count_jobs_by_status().await.unwrap().total() < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group's jobs never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let private: Vec<_> = (0..5)
+        .map(|n| bot.telegram.user(5200 + n, &format!("p{n}"), Some("en")))
+        .collect();
+    let started = std::time::Instant::now();
+    for user in &private {
+        user.send_text("a quiet street");
+    }
+    for user in &private {
+        user.wait_for(std::time::Duration::from_secs(8), |t| {
+            t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "user {} waited over 8 s behind the group ({} group results sent)",
+                user.id(),
+                photos(group.chat()).len()
+            )
+        });
+    }
+    let waited = started.elapsed();
+    let sent_to_group = photos(group.chat()).len();
+    assert!(sent_to_group >= 3, "the group's burst was not sent");
+    assert!(
+        sent_to_group <= 20,
+        "{sent_to_group} messages into one group within {waited:?}"
+    );
+}
