@@ -162,7 +162,7 @@ impl Key {
             Key::ModelsFile => "model catalogue (TOML); unset = the built-in catalogue",
             Key::DefaultModel => "model id used until a user picks one",
             Key::AdminIds => {
-                "comma-separated Telegram user ids allowed to use /stats and /refund"
+                "comma-separated Telegram user ids allowed the admin commands (/stats, /refund, /ban, /unban, /broadcast)"
             }
             Key::StarsPackages => {
                 "credit packages /buy offers for Telegram Stars, CREDITS:STARS,… ; empty = no payments"

@@ -18,4 +18,19 @@ macro_rules! job_columns {
     };
 }
 
-pub(crate) use {job_columns, user_columns};
+/// `broadcasts` columns, in the order the row readers take them.
+macro_rules! broadcast_columns {
+    () => {
+        "id, admin_id, text, progress_message, cursor, delivered, blocked, failed, done, \
+         created_at"
+    };
+}
+
+/// `star_payments` columns, in the order the row readers take them.
+macro_rules! payment_columns {
+    () => {
+        "charge_id, user_id, stars, credits, paid_at, refund_state"
+    };
+}
+
+pub(crate) use {broadcast_columns, job_columns, payment_columns, user_columns};

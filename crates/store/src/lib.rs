@@ -477,6 +477,18 @@ impl Store {
         dispatch!(self.payment(charge_id))
     }
 
+    /// The user's last `limit` payments, newest first (refunded ones too).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn payments_of(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<StarPayment>, StoreError> {
+        dispatch!(self.payments_of(user, limit))
+    }
+
     /// The user's last `limit` credit movements, newest first: purchases and their refunds,
     /// generation charges and their refunds.
     ///

@@ -177,35 +177,40 @@ impl PgStore {
         id: UserId,
         model: Option<String>,
     ) -> Result<User, StoreError> {
-        let mut conn = self.connection().await?;
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "UPDATE users SET selected_model = $2, updated_at = $3 WHERE id = $1 RETURNING ",
             user_columns!()
         ))
         .bind(id.0)
         .bind(model)
-        .bind(Utc::now())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| user(&row))
-        .transpose()?
-        .ok_or(StoreError::UserNotFound(id))
+        .bind(Utc::now());
+        self.updated_user(id, query).await
+    }
+
+    /// Runs an `UPDATE users … WHERE id = $1 RETURNING` user columns; the updated user.
+    async fn updated_user(
+        &self,
+        id: UserId,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<User, StoreError> {
+        let mut conn = self.connection().await?;
+        query
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| user(&row))
+            .transpose()?
+            .ok_or(StoreError::UserNotFound(id))
     }
 
     pub(crate) async fn set_banned(&self, id: UserId, banned: bool) -> Result<User, StoreError> {
-        let mut conn = self.connection().await?;
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "UPDATE users SET banned = $2, updated_at = $3 WHERE id = $1 RETURNING ",
             user_columns!()
         ))
         .bind(id.0)
         .bind(banned)
-        .bind(Utc::now())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| user(&row))
-        .transpose()?
-        .ok_or(StoreError::UserNotFound(id))
+        .bind(Utc::now());
+        self.updated_user(id, query).await
     }
 
     pub(crate) async fn set_model_settings(
@@ -214,8 +219,7 @@ impl PgStore {
         model: String,
         settings: serde_json::Map<String, serde_json::Value>,
     ) -> Result<User, StoreError> {
-        let mut conn = self.connection().await?;
-        sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "UPDATE users SET updated_at = $4,
                 model_settings = jsonb_set(model_settings, ARRAY[$2], $3, true)
              WHERE id = $1 RETURNING ",
@@ -224,12 +228,8 @@ impl PgStore {
         .bind(id.0)
         .bind(model)
         .bind(sqlx::types::Json(serde_json::Value::Object(settings)))
-        .bind(Utc::now())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| user(&row))
-        .transpose()?
-        .ok_or(StoreError::UserNotFound(id))
+        .bind(Utc::now());
+        self.updated_user(id, query).await
     }
 
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {

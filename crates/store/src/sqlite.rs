@@ -149,12 +149,7 @@ impl SqliteStore {
                      RETURNING ",
                     user_columns!()
                 );
-                let mut stmt = conn.prepare_cached(sql)?;
-                let mut rows = stmt.query(params![id.0, model, millis(Utc::now())])?;
-                match rows.next()? {
-                    Some(row) => rows::user(row),
-                    None => Err(StoreError::UserNotFound(id)),
-                }
+                updated_user(conn, sql, params![id.0, model, millis(Utc::now())], id)
             })
             .await
     }
@@ -166,12 +161,7 @@ impl SqliteStore {
                     "UPDATE users SET banned = ?2, updated_at = ?3 WHERE id = ?1 RETURNING ",
                     user_columns!()
                 );
-                let mut stmt = conn.prepare_cached(sql)?;
-                let mut rows = stmt.query(params![id.0, banned, millis(Utc::now())])?;
-                match rows.next()? {
-                    Some(row) => rows::user(row),
-                    None => Err(StoreError::UserNotFound(id)),
-                }
+                updated_user(conn, sql, params![id.0, banned, millis(Utc::now())], id)
             })
             .await
     }
@@ -191,12 +181,8 @@ impl SqliteStore {
                      WHERE id = ?1 RETURNING ",
                     user_columns!()
                 );
-                let mut stmt = conn.prepare_cached(sql)?;
-                let mut rows = stmt.query(params![id.0, model, settings, millis(Utc::now())])?;
-                match rows.next()? {
-                    Some(row) => rows::user(row),
-                    None => Err(StoreError::UserNotFound(id)),
-                }
+                let now = millis(Utc::now());
+                updated_user(conn, sql, params![id.0, model, settings, now], id)
             })
             .await
     }
@@ -465,6 +451,21 @@ impl SqliteStore {
                 })
             })
             .await
+    }
+}
+
+/// Runs an `UPDATE users … WHERE id = ?1 RETURNING` user columns; the updated user.
+fn updated_user(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    id: UserId,
+) -> Result<User, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(row) => rows::user(row),
+        None => Err(StoreError::UserNotFound(id)),
     }
 }
 

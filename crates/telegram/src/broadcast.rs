@@ -109,10 +109,7 @@ async fn continue_broadcast(
     let pace = DefaultDirectRateLimiter::direct(Quota::per_second(
         NonZeroU32::new(SENDS_PER_SEC).unwrap_or(NonZeroU32::MIN),
     ));
-    let lang = match engine.users().get(broadcast.admin).await {
-        Ok(Some(admin)) => Lang::from_code(admin.language.as_deref()),
-        _ => Lang::En,
-    };
+    let lang = front.language_of(broadcast.admin).await;
     let mut shown = Instant::now();
     loop {
         let batch = store.broadcast_recipients(broadcast.cursor, BATCH).await?;

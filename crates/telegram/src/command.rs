@@ -26,7 +26,7 @@ pub(crate) enum Input<'a> {
 }
 
 /// The commands shown in Telegram's menu (`setMyCommands`); the admins' (`/stats`, `/refund`,
-/// `/ban`, `/unban`) stay hidden.
+/// `/ban`, `/unban`, `/broadcast`) stay hidden.
 pub(crate) const MENU: [(&str, &str); 9] = [
     ("start", "register / start over"),
     ("models", "choose a model"),

@@ -10,9 +10,9 @@
 use genbot_engine::{GenerationRequest, SubmitError};
 use genbot_store::ReplyTarget;
 use teloxide::prelude::*;
-use teloxide::types::{Chat, ReplyParameters, User as TgUser};
+use teloxide::types::{Chat, MessageId, ReplyParameters, User as TgUser};
 
-use crate::handlers::{register, user_id, HandlerResult};
+use crate::handlers::{submit_registering, user_id, HandlerResult};
 use crate::pacing::send;
 use crate::texts::{self, Lang};
 use crate::Front;
@@ -75,25 +75,36 @@ pub(crate) async fn group_message(
         model: None,
         params: Default::default(),
         source_update: Some(update),
-        reply: Some(ReplyTarget {
-            chat: msg.chat.id.0,
-            message: i64::from(msg.id.0),
-        }),
+        reply: Some(reply_target(&msg.chat, msg.id)),
     };
-    let engine = front.engine();
-    let mut submitted = engine.submit(request.clone()).await;
-    if matches!(submitted, Err(SubmitError::NotRegistered)) {
-        register(front, from).await?;
-        submitted = engine.submit(request).await;
-    }
-    match submitted {
-        Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => {}
-        Err(refusal) => reply(front, msg, texts::refused(lang, &refusal)).await?,
-    }
-    Ok(())
+    submit_to_group(front, msg, from, lang, request).await
 }
 
-async fn reply(front: &Front, msg: &Message, text: String) -> HandlerResult {
+/// Where a result asked for by `message` in `chat` goes: that chat, as a reply to it.
+pub(crate) fn reply_target(chat: &Chat, message: MessageId) -> ReplyTarget {
+    ReplyTarget {
+        chat: chat.id.0,
+        message: i64::from(message.0),
+    }
+}
+
+/// Submits a generation asked for in a group: no queue message (the group's 20 a minute are
+/// kept for results); a refusal is a reply to the asking message.
+pub(crate) async fn submit_to_group(
+    front: &Front,
+    msg: &Message,
+    from: &TgUser,
+    lang: Lang,
+    request: GenerationRequest,
+) -> HandlerResult {
+    match submit_registering(front, from, request).await? {
+        Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
+        Err(refusal) => reply(front, msg, texts::refused(lang, &refusal)).await,
+    }
+}
+
+/// Answers `msg` in its chat, as a reply to it.
+pub(crate) async fn reply(front: &Front, msg: &Message, text: String) -> HandlerResult {
     let chat = msg.chat.id;
     send(
         front,

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use genbot_engine::{GenerationRequest, SubmitError};
+use genbot_engine::{GenerationRequest, SubmitError, Submitted};
 use genbot_store::{NewUser, User, UserId};
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
@@ -217,6 +217,14 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
     Ok(())
 }
 
+/// The chat a button was pressed in (the presser's private chat when Telegram no longer says).
+pub(crate) fn press_chat(query: &CallbackQuery) -> ChatId {
+    query
+        .message
+        .as_ref()
+        .map_or_else(|| ChatId(user_id(&query.from).0), |m| m.chat().id)
+}
+
 pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, HandlerError> {
     Ok(front
         .engine()
@@ -230,6 +238,21 @@ pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, Handl
         .await?)
 }
 
+/// Submits a generation; a user who never sent /start is registered on the spot rather than
+/// sent back. The outer error is the registration's, the inner the engine's refusal.
+pub(crate) async fn submit_registering(
+    front: &Front,
+    from: &TgUser,
+    request: GenerationRequest,
+) -> Result<Result<Submitted, SubmitError>, HandlerError> {
+    let submitted = front.engine().submit(request.clone()).await;
+    if matches!(submitted, Err(SubmitError::NotRegistered)) {
+        register(front, from).await?;
+        return Ok(front.engine().submit(request).await);
+    }
+    Ok(submitted)
+}
+
 /// Submits a generation (a prompt, or a re-run) and answers with its queue position, which the
 /// delivery task keeps current.
 pub(crate) async fn submit_and_track(
@@ -240,13 +263,7 @@ pub(crate) async fn submit_and_track(
     request: GenerationRequest,
 ) -> HandlerResult {
     let bot = front.bot();
-    let mut submitted = front.engine().submit(request.clone()).await;
-    if matches!(submitted, Err(SubmitError::NotRegistered)) {
-        // A prompt before /start: register on the spot rather than send the user back.
-        register(front, from).await?;
-        submitted = front.engine().submit(request).await;
-    }
-    match submitted {
+    match submit_registering(front, from, request).await? {
         Ok(accepted) => {
             let position = accepted.position;
             let sent = send(
@@ -375,11 +392,7 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         .as_deref()
         .and_then(|d| d.strip_prefix(payments::BUY_BUTTON))
     {
-        let chat = query
-            .message
-            .as_ref()
-            .map_or(ChatId(user.0), |m| m.chat().id);
-        let text = payments::send_invoice(front, chat, lang, package).await?;
+        let text = payments::send_invoice(front, press_chat(query), lang, package).await?;
         bot.answer_callback_query(query.id.clone())
             .text(text)
             .await?;

@@ -7,17 +7,16 @@
 
 use futures_util::StreamExt;
 use genbot_engine::image_input::{self, MAX_IMAGE_INPUT_BYTES};
-use genbot_engine::{GenerationRequest, SubmitError};
-use genbot_store::ReplyTarget;
+use genbot_engine::GenerationRequest;
 use serde_json::Map;
 use teloxide::net::Download;
 use teloxide::prelude::*;
-use teloxide::types::{PhotoSize, ReplyParameters, User as TgUser};
+use teloxide::types::{PhotoSize, User as TgUser};
 
 use crate::handlers::{submit_and_track, user_id, HandlerResult};
 use crate::pacing::send;
 use crate::texts::{self, Lang};
-use crate::Front;
+use crate::{groups, Front};
 
 /// The largest size Telegram offers within the limit (sizes without a known byte count are
 /// judged while they download).
@@ -59,15 +58,15 @@ pub(crate) async fn photo_received(
 ) -> HandlerResult {
     let chat = msg.chat.id;
     let bot = front.bot();
-    let in_group = crate::groups::is_group(&msg.chat);
-    let say = |text: String| {
-        let message = bot.send_message(chat, text);
-        let message = if in_group {
-            message.reply_parameters(ReplyParameters::new(msg.id))
+    let in_group = groups::is_group(&msg.chat);
+    // In a group every answer is a reply to the photo.
+    let say = |text: String| async move {
+        if in_group {
+            groups::reply(front, msg, text).await
         } else {
-            message
-        };
-        send(front, chat, message)
+            send(front, chat, bot.send_message(chat, text)).await?;
+            Ok(())
+        }
     };
     let Some(caption) = caption.map(str::trim).filter(|c| !c.is_empty()) else {
         say(texts::photo_needs_caption(lang)).await?;
@@ -113,19 +112,10 @@ pub(crate) async fn photo_received(
         model: Some(model.id.clone()),
         params,
         source_update: Some(update),
-        reply: in_group.then(|| ReplyTarget {
-            chat: chat.0,
-            message: i64::from(msg.id.0),
-        }),
+        reply: in_group.then(|| groups::reply_target(&msg.chat, msg.id)),
     };
     if in_group {
-        return match engine.submit(request).await {
-            Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
-            Err(refusal) => {
-                say(texts::refused(lang, &refusal)).await?;
-                Ok(())
-            }
-        };
+        return groups::submit_to_group(front, msg, from, lang, request).await;
     }
     submit_and_track(front, from, chat, lang, request).await
 }

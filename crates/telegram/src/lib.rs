@@ -64,7 +64,7 @@ pub fn connect_bot(token: &SecretString, api_url: url::Url) -> BotApi {
 /// How the front end behaves.
 #[derive(Debug, Clone)]
 pub struct FrontConfig {
-    /// `ADMIN_IDS`: who may use `/stats` and `/refund`.
+    /// `ADMIN_IDS`: who may use `/stats`, `/refund`, `/ban`, `/unban` and `/broadcast`.
     pub admin_ids: Vec<i64>,
     /// `STARS_PACKAGES`: what `/buy` sells (empty: nothing).
     pub stars_packages: Vec<genbot_config::StarsPackage>,
@@ -248,6 +248,15 @@ impl Front {
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {
         &self.inner.broadcasts
+    }
+
+    /// The language a user's texts are in, as stored (English when unknown or unreadable):
+    /// for messages the bot sends on its own, not in answer to an update.
+    pub(crate) async fn language_of(&self, user: genbot_store::UserId) -> Lang {
+        match self.inner.engine.users().get(user).await {
+            Ok(Some(stored)) => Lang::from_code(stored.language.as_deref()),
+            _ => Lang::En,
+        }
     }
 
     /// The bot's own user, asked of Telegram once.

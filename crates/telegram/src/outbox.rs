@@ -24,7 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::pacing::{is_blocked, send};
-use crate::texts::{self, Lang};
+use crate::texts;
 use crate::Front;
 
 /// Deliveries claimed per look.
@@ -217,7 +217,7 @@ async fn deliver(
     let sent = match delivery.status {
         JobStatus::Succeeded => send_image(front, chat, &delivery, reply.clone()).await,
         _ => {
-            let lang = language_of(front, delivery.user).await;
+            let lang = front.language_of(delivery.user).await;
             let reason = FailureReason::from_stored(delivery.error.as_deref().unwrap_or(""));
             let mut message = front.bot().send_message(chat, texts::failed(lang, &reason));
             if let Some(reply) = reply {
@@ -271,7 +271,7 @@ async fn send_image(
 ) -> Result<Option<String>, RequestError> {
     let caption: String = delivery.prompt.chars().take(CAPTION_MAX).collect();
     let bot = front.bot();
-    let lang = language_of(front, delivery.user).await;
+    let lang = front.language_of(delivery.user).await;
     let keyboard = crate::rerun::result_keyboard(lang, delivery.job);
     let photo = |input: InputFile| {
         let photo = bot
@@ -379,13 +379,6 @@ fn classify(error: &RequestError, attempts: u32) -> DeliveryOutcome {
         }
     } else {
         DeliveryOutcome::GaveUp { error: text }
-    }
-}
-
-async fn language_of(front: &Front, user: genbot_store::UserId) -> Lang {
-    match front.engine().users().get(user).await {
-        Ok(Some(stored)) => Lang::from_code(stored.language.as_deref()),
-        _ => Lang::En,
     }
 }
 

@@ -12,9 +12,7 @@
 use std::time::Instant;
 
 use genbot_config::StarsPackage;
-use genbot_store::{
-    MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart, UserId,
-};
+use genbot_store::{NewStarPayment, PaymentRecorded, RefundResult, RefundStart, UserId};
 use teloxide::prelude::*;
 use teloxide::types::{
     InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery, SuccessfulPayment,
@@ -157,20 +155,18 @@ async fn answer_pre_checkout(front: &Front, query: &PreCheckoutQuery) -> Handler
         query.total_amount,
         &query.invoice_payload,
     );
-    let refusal = if judged == Some(InvoiceRefusal::Currency) {
-        Some(texts::checkout_wrong_currency(lang))
-    } else if judged == Some(InvoiceRefusal::PackageGone) {
-        Some(texts::package_gone(lang))
-    } else {
+    let refusal = match judged {
+        Some(InvoiceRefusal::Currency) => Some(texts::checkout_wrong_currency(lang)),
+        Some(InvoiceRefusal::PackageGone) => Some(texts::package_gone(lang)),
         // Registered now, so the payment that follows always finds its buyer.
-        match register(front, &query.from).await {
+        None => match register(front, &query.from).await {
             Ok(user) if user.banned => Some(texts::checkout_banned(lang)),
             Ok(_) => None,
             Err(e) => {
                 tracing::error!(error = %e, "pre-checkout: registering the buyer failed");
                 Some(texts::checkout_unavailable(lang))
             }
-        }
+        },
     };
     let bot = front.bot();
     let answer = bot.answer_pre_checkout_query(query.id.clone(), refusal.is_none());
@@ -288,7 +284,7 @@ pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) 
             users
                 .finish_refund(payment.user, charge, RefundResult::Refused)
                 .await?;
-            texts::refund_refused_by_telegram(lang, charge, &api_reason(&e))
+            texts::refund_refused_by_telegram(lang, charge, &e.to_string())
         }
         Err(e) => {
             tracing::warn!(charge_id = %charge, error = %e, "refundStarPayment unanswered; the refund stays pending");
@@ -308,15 +304,8 @@ fn is_refusal(error: &ApiError) -> bool {
     }
 }
 
-fn api_reason(error: &ApiError) -> String {
-    error.to_string()
-}
-
 async fn notify_buyer(front: &Front, user: UserId, charge: &str, stars: i64, credits: i64) {
-    let lang = match front.engine().users().get(user).await {
-        Ok(Some(stored)) => Lang::from_code(stored.language.as_deref()),
-        _ => Lang::En,
-    };
+    let lang = front.language_of(user).await;
     let chat = ChatId(user.0);
     let text = texts::refund_notice(lang, charge, stars, credits);
     if let Err(e) = send(front, chat, front.bot().send_message(chat, text)).await {
@@ -331,16 +320,8 @@ pub(crate) async fn support(
     lang: Lang,
     user: UserId,
 ) -> HandlerResult {
-    let purchases: Vec<_> = front
-        .engine()
-        .store()
-        .movements(user, RECENT * 4)
-        .await?
-        .into_iter()
-        .filter(|m| m.kind == MovementKind::Purchase)
-        .take(RECENT as usize)
-        .collect();
-    let text = texts::support(lang, &purchases);
+    let payments = front.engine().store().payments_of(user, RECENT).await?;
+    let text = texts::support(lang, &payments);
     send(front, chat, front.bot().send_message(chat, text)).await?;
     Ok(())
 }

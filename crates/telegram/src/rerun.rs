@@ -11,10 +11,10 @@ use serde_json::{Map, Value};
 use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
 
-use crate::handlers::{submit_and_track, user_id, HandlerError};
+use crate::handlers::{press_chat, submit_and_track, submit_registering, user_id, HandlerError};
 use crate::pacing::send;
 use crate::texts::{self, Lang};
-use crate::Front;
+use crate::{groups, Front};
 
 const AGAIN: &str = "again:";
 const SAME_SEED: &str = "seed:";
@@ -115,10 +115,7 @@ pub(crate) async fn on_press(
     let data = query.data.as_deref()?;
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
-    let chat = query
-        .message
-        .as_ref()
-        .map_or(ChatId(user.0), |m| m.chat().id);
+    let chat = press_chat(query);
     let job = |prefix: &str| {
         data.strip_prefix(prefix)
             .and_then(|id| id.parse::<i64>().ok())
@@ -161,40 +158,44 @@ async fn rerun(
     update: i64,
 ) -> Result<String, HandlerError> {
     let user = user_id(&query.from);
-    let Some(past) = front
-        .engine()
-        .store()
-        .get_job(job)
-        .await?
-        .filter(|j| j.user_id == user)
-    else {
+    let Some(past) = own_job(front, user, job).await? else {
         return Ok(texts::not_yours(lang));
     };
-    let request =
-        GenerationRequest {
-            user,
-            prompt: past.prompt.clone(),
-            model: Some(past.model.clone()),
-            params: rerun_params(&past.params, keep_seed),
-            source_update: Some(update),
-            // Pressed under a result in a group: the new one goes there too.
-            reply: query.message.as_ref().filter(|_| chat.0 < 0).map(|m| {
-                genbot_store::ReplyTarget {
-                    chat: chat.0,
-                    message: i64::from(m.id().0),
-                }
-            }),
-        };
+    // Pressed under a result in a group: the new one goes there too.
+    let request = GenerationRequest {
+        user,
+        prompt: past.prompt.clone(),
+        model: Some(past.model.clone()),
+        params: rerun_params(&past.params, keep_seed),
+        source_update: Some(update),
+        reply: query
+            .message
+            .as_ref()
+            .filter(|m| groups::is_group(m.chat()))
+            .map(|m| groups::reply_target(m.chat(), m.id())),
+    };
     if request.reply.is_some() {
         // In a group: no queue message (the group's 20 a minute are kept for results); a
         // refusal is told to the presser alone, in the press's answer.
-        return Ok(match front.engine().submit(request).await {
-            Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => texts::rerun_queued(lang),
-            Err(refusal) => texts::refused(lang, &refusal),
-        });
+        return Ok(
+            match submit_registering(front, &query.from, request).await? {
+                Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => texts::rerun_queued(lang),
+                Err(refusal) => texts::refused(lang, &refusal),
+            },
+        );
     }
     submit_and_track(front, &query.from, chat, lang, request).await?;
     Ok(texts::rerun_queued(lang))
+}
+
+/// Job `job` if `user` asked for it.
+async fn own_job(
+    front: &Front,
+    user: UserId,
+    job: JobId,
+) -> Result<Option<genbot_store::Job>, HandlerError> {
+    let found = front.engine().store().get_job(job).await?;
+    Ok(found.filter(|j| j.user_id == user))
 }
 
 async fn as_file(
@@ -204,11 +205,10 @@ async fn as_file(
     user: UserId,
     job: JobId,
 ) -> Result<String, HandlerError> {
-    let store = front.engine().store();
-    let Some(past) = store.get_job(job).await?.filter(|j| j.user_id == user) else {
+    let Some(past) = own_job(front, user, job).await? else {
         return Ok(texts::not_yours(lang));
     };
-    let Some(image) = store.job_image(job).await? else {
+    let Some(image) = front.engine().store().job_image(job).await? else {
         return Ok(texts::original_gone(lang));
     };
     let document = InputFile::memory(image.bytes).file_name(image.file_name);

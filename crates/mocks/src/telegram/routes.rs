@@ -125,7 +125,7 @@ async fn call(
         }
         "sendmessage" => send_message(&state, &params),
         "editmessagetext" => edit_message_text(&state, &params),
-        "sendphoto" => send_photo(&state, &params),
+        "sendphoto" => send_file(&state, &params, FileKind::Photo),
         "sendchataction" => match chat_id(&params) {
             Some(chat) => {
                 let action = text(&params, "action").unwrap_or_default();
@@ -144,7 +144,7 @@ async fn call(
         }
         "getfile" => get_file(&params),
         "sendinvoice" => send_invoice(&state, &params),
-        "senddocument" => send_document(&state, &params),
+        "senddocument" => send_file(&state, &params, FileKind::Document),
         "answerprecheckoutquery" => {
             let query = text(&params, "pre_checkout_query_id").unwrap_or_default();
             let ok = params
@@ -475,36 +475,6 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
     ok(message)
 }
 
-fn send_document(state: &Shared, params: &Params) -> Response {
-    let (Some(chat), Some(file)) = (chat_id(params), text(params, "document")) else {
-        return error(400, "Bad Request: chat_id and document are required");
-    };
-    if state.chat_public(chat).is_none() {
-        return error(400, "Bad Request: chat not found");
-    }
-    if let Some(retry_after) = state.throttle(chat) {
-        return too_many(retry_after);
-    }
-    let message_id = state.next_message_id();
-    let caption = text(params, "caption");
-    state.bot_answer(
-        chat,
-        Some(Entry::BotDocument {
-            message_id,
-            file: file.clone(),
-            caption: caption.clone(),
-        }),
-    );
-    let mut message = message_json(state, chat, message_id);
-    message["document"] = json!({
-        "file_id": format!("document{message_id}"), "file_unique_id": format!("u{message_id}"),
-    });
-    if let Some(caption) = caption {
-        message["caption"] = json!(caption);
-    }
-    ok(message)
-}
-
 fn ok_true() -> Response {
     ok(json!(true))
 }
@@ -547,9 +517,24 @@ fn send_invoice(state: &Shared, params: &Params) -> Response {
     ok(message)
 }
 
-fn send_photo(state: &Shared, params: &Params) -> Response {
-    let (Some(chat), Some(url)) = (chat_id(params), text(params, "photo")) else {
-        return error(400, "Bad Request: chat_id and photo are required");
+/// What the bot sends as a file: the parameter holding it and the message's field.
+#[derive(Clone, Copy)]
+enum FileKind {
+    Photo,
+    Document,
+}
+
+/// `sendPhoto` / `sendDocument`: the file as given (URL, `file_id` or `upload:…`).
+fn send_file(state: &Shared, params: &Params, kind: FileKind) -> Response {
+    let field = match kind {
+        FileKind::Photo => "photo",
+        FileKind::Document => "document",
+    };
+    let (Some(chat), Some(file)) = (chat_id(params), text(params, field)) else {
+        return error(
+            400,
+            &format!("Bad Request: chat_id and {field} are required"),
+        );
     };
     if state.chat_public(chat).is_none() {
         return error(400, "Bad Request: chat not found");
@@ -559,24 +544,38 @@ fn send_photo(state: &Shared, params: &Params) -> Response {
     }
     let message_id = state.next_message_id();
     let caption = text(params, "caption");
-    state.bot_answer(
-        chat,
-        Some(Entry::BotPhoto {
+    let entry = match kind {
+        FileKind::Photo => Entry::BotPhoto {
             message_id,
-            url: url.clone(),
+            url: file,
             caption: caption.clone(),
             buttons: buttons(params).unwrap_or_default(),
             reply_to: params
                 .get("reply_parameters")
                 .and_then(|r| r.get("message_id"))
                 .and_then(Value::as_i64),
-        }),
-    );
+        },
+        FileKind::Document => Entry::BotDocument {
+            message_id,
+            file,
+            caption: caption.clone(),
+        },
+    };
+    state.bot_answer(chat, Some(entry));
     let mut message = message_json(state, chat, message_id);
-    message["photo"] = json!([{
-        "file_id": format!("photo{message_id}"), "file_unique_id": format!("u{message_id}"),
-        "width": 1, "height": 1, "file_size": 67
-    }]);
+    let ids = json!({
+        "file_id": format!("{field}{message_id}"), "file_unique_id": format!("u{message_id}"),
+    });
+    message[field] = match kind {
+        FileKind::Photo => {
+            let mut size = ids;
+            size["width"] = json!(1);
+            size["height"] = json!(1);
+            size["file_size"] = json!(67);
+            json!([size])
+        }
+        FileKind::Document => ids,
+    };
     if let Some(caption) = caption {
         message["caption"] = json!(caption);
     }

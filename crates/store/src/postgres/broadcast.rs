@@ -6,10 +6,8 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
+use crate::columns::broadcast_columns;
 use crate::{Broadcast, BroadcastSend, StoreError, UserId};
-
-const COLUMNS: &str = "id, admin_id, text, progress_message, cursor, delivered, blocked, failed, \
-                       done, created_at";
 
 fn broadcast(row: &PgRow) -> Result<Broadcast, StoreError> {
     Ok(Broadcast {
@@ -35,9 +33,10 @@ impl PgStore {
         lease: Duration,
     ) -> Result<Broadcast, StoreError> {
         let mut conn = self.connection().await?;
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(concat!(
             "INSERT INTO broadcasts (admin_id, text, owner, lease_until)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING ",
+            broadcast_columns!()
         ))
         .bind(admin.0)
         .bind(text)
@@ -54,12 +53,13 @@ impl PgStore {
         lease: Duration,
     ) -> Result<Option<Broadcast>, StoreError> {
         let mut conn = self.connection().await?;
-        sqlx::query(&format!(
+        sqlx::query(concat!(
             "UPDATE broadcasts SET owner = $1, lease_until = now() + make_interval(secs => $2)
              WHERE id = (SELECT id FROM broadcasts
                          WHERE NOT done AND (owner = $1 OR lease_until <= now())
                          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING {COLUMNS}"
+             RETURNING ",
+            broadcast_columns!()
         ))
         .bind(owner)
         .bind(lease.as_secs_f64())
@@ -127,10 +127,11 @@ impl PgStore {
         done: bool,
     ) -> Result<Option<Broadcast>, StoreError> {
         let mut conn = self.connection().await?;
-        sqlx::query(&format!(
+        sqlx::query(concat!(
             "UPDATE broadcasts SET done = done OR $2,
                 progress_message = coalesce($3, progress_message)
-             WHERE id = $1 RETURNING {COLUMNS}"
+             WHERE id = $1 RETURNING ",
+            broadcast_columns!()
         ))
         .bind(id)
         .bind(done)

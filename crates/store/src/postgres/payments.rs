@@ -6,13 +6,12 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PgStore;
+use crate::columns::payment_columns;
 use crate::payments::{movements_sql, RefundState};
 use crate::{
     Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
     StarPayment, StoreError, UserId,
 };
-
-const PAYMENT_COLUMNS: &str = "charge_id, user_id, stars, credits, paid_at, refund_state";
 
 fn payment(row: &PgRow) -> Result<StarPayment, StoreError> {
     let state: Option<String> = row.try_get(5)?;
@@ -65,8 +64,10 @@ impl PgStore {
     pub(crate) async fn start_refund(&self, charge_id: &str) -> Result<RefundStart, StoreError> {
         let mut conn = self.connection().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let found = sqlx::query(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM star_payments WHERE charge_id = $1 FOR UPDATE"
+        let found = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM star_payments WHERE charge_id = $1 FOR UPDATE"
         ))
         .bind(charge_id)
         .fetch_optional(&mut *tx)
@@ -140,8 +141,10 @@ impl PgStore {
 
     pub(crate) async fn payment(&self, charge_id: &str) -> Result<Option<StarPayment>, StoreError> {
         let mut conn = self.connection().await?;
-        sqlx::query(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM star_payments WHERE charge_id = $1"
+        sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM star_payments WHERE charge_id = $1"
         ))
         .bind(charge_id)
         .fetch_optional(&mut *conn)
@@ -149,6 +152,26 @@ impl PgStore {
         .as_ref()
         .map(payment)
         .transpose()
+    }
+
+    pub(crate) async fn payments_of(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<StarPayment>, StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM star_payments WHERE user_id = $1 ORDER BY paid_at DESC LIMIT $2"
+        ))
+        .bind(user.0)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(payment)
+        .collect()
     }
 
     pub(crate) async fn movements(

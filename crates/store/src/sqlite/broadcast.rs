@@ -2,19 +2,16 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{params, OptionalExtension, Row};
 
-use super::rows::millis;
+use super::rows::{millis, timestamp};
 use super::SqliteStore;
+use crate::columns::broadcast_columns;
 use crate::lifecycle::lease_end;
 use crate::{Broadcast, BroadcastSend, StoreError, UserId};
 
-const COLUMNS: &str = "id, admin_id, text, progress_message, cursor, delivered, blocked, failed, \
-                       done, created_at";
-
 fn broadcast(row: &Row<'_>) -> Result<Broadcast, StoreError> {
-    let created: i64 = row.get(9)?;
     Ok(Broadcast {
         id: row.get(0)?,
         admin: UserId(row.get(1)?),
@@ -25,10 +22,7 @@ fn broadcast(row: &Row<'_>) -> Result<Broadcast, StoreError> {
         blocked: row.get(6)?,
         failed: row.get(7)?,
         done: row.get(8)?,
-        created_at: DateTime::from_timestamp_millis(created).ok_or(StoreError::Corrupt {
-            column: "broadcasts.created_at",
-            value: created.to_string(),
-        })?,
+        created_at: timestamp("broadcasts.created_at", row.get(9)?)?,
     })
 }
 
@@ -44,11 +38,12 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
-                let sql = format!(
+                let sql = concat!(
                     "INSERT INTO broadcasts (admin_id, text, owner, lease_until, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING {COLUMNS}"
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING ",
+                    broadcast_columns!()
                 );
-                conn.prepare_cached(&sql)?.query_row(
+                conn.prepare_cached(sql)?.query_row(
                     params![
                         admin.0,
                         text,
@@ -71,14 +66,15 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
-                let sql = format!(
+                let sql = concat!(
                     "UPDATE broadcasts SET owner = ?1, lease_until = ?2
                      WHERE id = (SELECT id FROM broadcasts
                                  WHERE NOT done AND (owner = ?1 OR lease_until <= ?3)
                                  ORDER BY id LIMIT 1)
-                     RETURNING {COLUMNS}"
+                     RETURNING ",
+                    broadcast_columns!()
                 );
-                conn.prepare_cached(&sql)?
+                conn.prepare_cached(sql)?
                     .query_row(
                         params![owner, millis(lease_end(now, lease)), millis(now)],
                         |row| Ok(broadcast(row)),
@@ -154,12 +150,13 @@ impl SqliteStore {
     ) -> Result<Option<Broadcast>, StoreError> {
         self.writer
             .run(move |conn| {
-                let sql = format!(
+                let sql = concat!(
                     "UPDATE broadcasts SET done = done OR ?2,
                         progress_message = coalesce(?3, progress_message)
-                     WHERE id = ?1 RETURNING {COLUMNS}"
+                     WHERE id = ?1 RETURNING ",
+                    broadcast_columns!()
                 );
-                conn.prepare_cached(&sql)?
+                conn.prepare_cached(sql)?
                     .query_row(params![id, done, progress_message], |row| {
                         Ok(broadcast(row))
                     })

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::params;
 
-use super::rows::millis;
+use super::rows::{json, millis, timestamp};
 use super::SqliteStore;
 use crate::{HistoryItem, JobId, StoreError, UserId};
 
@@ -32,23 +32,13 @@ impl SqliteStore {
                 ])?;
                 let mut items = Vec::new();
                 while let Some(row) = rows.next()? {
-                    let params: String = row.get(3)?;
-                    let created: i64 = row.get(5)?;
                     items.push(HistoryItem {
                         job: JobId(row.get(0)?),
                         model: row.get(1)?,
                         prompt: row.get(2)?,
-                        params: serde_json::from_str(&params).map_err(|_| StoreError::Corrupt {
-                            column: "generation_jobs.params",
-                            value: params.clone(),
-                        })?,
+                        params: json("generation_jobs.params", row.get(3)?)?,
                         file_id: row.get(4)?,
-                        created_at: DateTime::from_timestamp_millis(created).ok_or(
-                            StoreError::Corrupt {
-                                column: "generation_jobs.created_at",
-                                value: created.to_string(),
-                            },
-                        )?,
+                        created_at: timestamp("generation_jobs.created_at", row.get(5)?)?,
                     });
                 }
                 Ok(items)

@@ -1,23 +1,17 @@
 //! The Telegram Stars ledger on SQLite: each write runs in the writer's savepoint, so a payment
 //! and its credits (or a refund and the credits it takes back) commit together or not at all.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::rows::millis;
+use super::rows::{millis, timestamp};
 use super::SqliteStore;
+use crate::columns::payment_columns;
 use crate::payments::{movements_sql, RefundState};
 use crate::{
     Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
     StarPayment, StoreError, UserId,
 };
-
-fn timestamp(column: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt {
-        column,
-        value: ms.to_string(),
-    })
-}
 
 fn payment(row: &Row<'_>) -> Result<StarPayment, StoreError> {
     let state: Option<String> = row.get(5)?;
@@ -32,10 +26,11 @@ fn payment(row: &Row<'_>) -> Result<StarPayment, StoreError> {
 }
 
 fn find_payment(conn: &Connection, charge_id: &str) -> Result<Option<StarPayment>, StoreError> {
-    conn.prepare_cached(
-        "SELECT charge_id, user_id, stars, credits, paid_at, refund_state
-         FROM star_payments WHERE charge_id = ?1",
-    )?
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM star_payments WHERE charge_id = ?1"
+    ))?
     .query_row([charge_id], |row| Ok(payment(row)))
     .optional()?
     .transpose()
@@ -167,6 +162,28 @@ impl SqliteStore {
         let charge_id = charge_id.to_owned();
         self.readers
             .with(move |conn| find_payment(conn, &charge_id))
+            .await
+    }
+
+    pub(crate) async fn payments_of(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<StarPayment>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(concat!(
+                    "SELECT ",
+                    payment_columns!(),
+                    " FROM star_payments WHERE user_id = ?1 ORDER BY paid_at DESC LIMIT ?2"
+                ))?;
+                let mut rows = stmt.query(params![user.0, i64::from(limit)])?;
+                let mut payments = Vec::new();
+                while let Some(row) = rows.next()? {
+                    payments.push(payment(row)?);
+                }
+                Ok(payments)
+            })
             .await
     }
 

@@ -9,10 +9,18 @@ pub(super) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-fn timestamp(column: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn timestamp(column: &'static str, ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt {
         column,
         value: ms.to_string(),
+    })
+}
+
+/// A JSON column's text, parsed.
+pub(super) fn json(column: &'static str, text: String) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(&text).map_err(|_| StoreError::Corrupt {
+        column,
+        value: text,
     })
 }
 
@@ -43,19 +51,12 @@ pub(super) fn user(row: &Row<'_>) -> Result<User, StoreError> {
         banned: row.get(7)?,
         created_at: timestamp("users.created_at", row.get(8)?)?,
         updated_at: timestamp("users.updated_at", row.get(9)?)?,
-        model_settings: {
-            let text: String = row.get(10)?;
-            serde_json::from_str(&text).map_err(|_| StoreError::Corrupt {
-                column: "users.model_settings",
-                value: text.clone(),
-            })?
-        },
+        model_settings: json("users.model_settings", row.get(10)?)?,
     })
 }
 
 pub(super) fn job(row: &Row<'_>) -> Result<Job, StoreError> {
     let status: String = row.get(5)?;
-    let params: String = row.get(4)?;
     let optional_timestamp = |column, index| -> Result<Option<DateTime<Utc>>, StoreError> {
         row.get::<_, Option<i64>>(index)?
             .map(|ms| timestamp(column, ms))
@@ -66,10 +67,7 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job, StoreError> {
         user_id: UserId(row.get(1)?),
         model: row.get(2)?,
         prompt: row.get(3)?,
-        params: serde_json::from_str(&params).map_err(|_| StoreError::Corrupt {
-            column: "generation_jobs.params",
-            value: params.clone(),
-        })?,
+        params: json("generation_jobs.params", row.get(4)?)?,
         status: JobStatus::parse(&status).ok_or(StoreError::Corrupt {
             column: "generation_jobs.status",
             value: status.clone(),

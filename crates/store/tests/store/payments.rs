@@ -250,4 +250,14 @@ async fn movements_explain_the_balance(store: &Store) {
         .find(|m| m.kind == MovementKind::Purchase)
         .unwrap();
     assert_eq!(purchase.detail, "ch-e");
+    // Payments are listed however many images came after them.
+    for _ in 0..12 {
+        store.submit_job(job(erin, 0)).await.unwrap();
+    }
+    let payments = store.payments_of(erin, 5).await.unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        (payments[0].charge_id.as_str(), payments[0].credits),
+        ("ch-e", 12)
+    );
 }

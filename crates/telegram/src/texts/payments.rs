@@ -1,6 +1,6 @@
 //! What the bot says about buying credits, refunds and credit movements.
 
-use genbot_store::{Movement, MovementKind};
+use genbot_store::{Movement, MovementKind, StarPayment};
 
 use super::{pick, Lang};
 
@@ -102,24 +102,24 @@ pub(crate) fn payment_unreadable(lang: Lang, charge: &str) -> String {
     )
 }
 
-pub(crate) fn support(lang: Lang, purchases: &[Movement]) -> String {
+pub(crate) fn support(lang: Lang, payments: &[StarPayment]) -> String {
     let mut text = pick(
         lang,
         "Payment support. Credits bought with Telegram Stars are refunded while they are unspent: write your payment id and what went wrong, and an administrator refunds it with /refund. Telegram's own support cannot refund purchases made in bots.".into(),
         "Поддержка платежей. Кредиты, купленные за Telegram Stars, возвращаются, пока они не потрачены: напишите номер платежа и что случилось, и администратор вернёт деньги командой /refund. Поддержка Telegram не возвращает покупки в ботах.".into(),
     );
-    if !purchases.is_empty() {
+    if !payments.is_empty() {
         text.push_str(&pick(
             lang,
             "\nYour payments:".into(),
             "\nВаши платежи:".into(),
         ));
-        for purchase in purchases {
+        for payment in payments {
             text.push_str(&format!(
                 "\n{} · +{} · {}",
-                purchase.at.format("%Y-%m-%d %H:%M"),
-                purchase.credits,
-                purchase.detail
+                payment.paid_at.format("%Y-%m-%d %H:%M"),
+                payment.credits,
+                payment.charge_id
             ));
         }
     }
