@@ -1,6 +1,7 @@
 """A small aiogram 3 image bot: the example `genbot bench --bot-cmd` measures as a black box.
 
-It answers /start, /models and /balance, echoes a photo's caption, and turns any other text
+It answers /start, /models and /balance, echoes a photo's caption, sells credits for Telegram
+Stars (/buy → a package button → an invoice → pre-checkout → a receipt), and turns any other text
 into an image through Replicate's HTTP API (create a prediction, poll it, send the output URL).
 It reads the same variables as genbot, so the suite's default scenario and limits fit it:
 
@@ -23,7 +24,14 @@ from aiogram import Bot, Dispatcher, F
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+    PreCheckoutQuery,
+)
 
 
 def setting(name: str, default: str) -> str:
@@ -69,6 +77,10 @@ class Pacer:
                 await asyncio.sleep(self.next_at - now)
             self.next_at = max(now, self.next_at) + self.interval
 
+
+# Credits → price in Telegram Stars.
+PACKAGES = {10: 50, 60: 250}
+PAYLOAD_PREFIX = "credits:"
 
 slots = asyncio.Semaphore(MAX_CONCURRENT)
 user_slots: dict = defaultdict(lambda: asyncio.Semaphore(PER_USER))
@@ -117,6 +129,63 @@ async def models(message: Message) -> None:
 @dispatcher.message(Command("balance"))
 async def balance(message: Message) -> None:
     await message.answer("This example bot does not count credits.")
+
+
+@dispatcher.message(Command("buy"))
+async def buy(message: Message) -> None:
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=f"{credits} credits · {stars} ⭐", callback_data=f"buy:{credits}")]
+            for credits, stars in PACKAGES.items()
+        ]
+    )
+    await message.answer("Buy credits with Telegram Stars. Choose a package:", reply_markup=keyboard)
+
+
+@dispatcher.callback_query(F.data.startswith("buy:"))
+async def package(query: CallbackQuery) -> None:
+    credits = int(query.data.removeprefix("buy:") or 0)
+    stars = PACKAGES.get(credits)
+    if stars is None or query.message is None:
+        await query.answer("This package is no longer offered")
+        return
+    await query.message.answer_invoice(
+        title=f"{credits} credits",
+        description=f"{credits} credits for image generation",
+        payload=f"{PAYLOAD_PREFIX}{credits}",
+        currency="XTR",
+        prices=[LabeledPrice(label=f"{credits} credits", amount=stars)],
+        provider_token="",  # empty for Telegram Stars
+    )
+    await query.answer()
+
+
+def package_of(payload: str, currency: str, amount: int) -> int | None:
+    """The credits an invoice sells, if it is still offered at the price paid."""
+    if currency != "XTR" or not payload.startswith(PAYLOAD_PREFIX):
+        return None
+    text = payload.removeprefix(PAYLOAD_PREFIX)
+    credits = int(text) if text.isdigit() else 0
+    return credits if PACKAGES.get(credits) == amount else None
+
+
+@dispatcher.pre_checkout_query()
+async def checkout(query: PreCheckoutQuery) -> None:
+    # Telegram cancels the payment unless this is answered within 10 seconds.
+    if package_of(query.invoice_payload, query.currency, query.total_amount) is None:
+        await query.answer(ok=False, error_message="This package is no longer offered")
+    else:
+        await query.answer(ok=True)
+
+
+@dispatcher.message(F.successful_payment)
+async def paid(message: Message) -> None:
+    payment = message.successful_payment
+    credits = package_of(payment.invoice_payload, payment.currency, payment.total_amount) or 0
+    # An example: a real bot records telegram_payment_charge_id once, with the credits.
+    await message.answer(
+        f"Thank you! +{credits} credits.\nPayment id: {payment.telegram_payment_charge_id}"
+    )
 
 
 @dispatcher.message(F.photo)

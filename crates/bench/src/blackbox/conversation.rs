@@ -27,6 +27,13 @@ pub enum Failure {
         pattern: String,
         buttons: Vec<String>,
     },
+    /// A `pay` step with no invoice from the bot to pay.
+    NoInvoice,
+    /// The bot answered the pre-checkout query with `ok: false`: the user was not charged.
+    CheckoutRefused { error: String },
+    /// The bot never answered the pre-checkout query (Telegram cancels the payment after 10 s;
+    /// a bot that leaves `pre_checkout_query` out of `allowed_updates` never sees it).
+    CheckoutUnanswered { waited: Duration },
 }
 
 impl StepFailure {
@@ -54,6 +61,26 @@ impl StepFailure {
             (Failure::NoButton { pattern, buttons }, false) => format!(
                 "шаг {step}, пользователь {user}: нет кнопки, подходящей под /{pattern}/ (кнопки: {})",
                 list(buttons)
+            ),
+            (Failure::NoInvoice, true) => {
+                format!("step {step}, user {user}: nothing to pay: the bot sent no invoice")
+            }
+            (Failure::NoInvoice, false) => {
+                format!("шаг {step}, пользователь {user}: нечего оплачивать: бот не прислал счёт")
+            }
+            (Failure::CheckoutRefused { error }, true) => format!(
+                "step {step}, user {user}: the bot refused the payment at checkout: {error:?}"
+            ),
+            (Failure::CheckoutRefused { error }, false) => format!(
+                "шаг {step}, пользователь {user}: бот отклонил оплату при подтверждении: {error:?}"
+            ),
+            (Failure::CheckoutUnanswered { waited }, true) => format!(
+                "step {step}, user {user}: the bot did not answer the pre_checkout_query within {:.1} s (is it in allowed_updates?), so Telegram would cancel the payment",
+                waited.as_secs_f64()
+            ),
+            (Failure::CheckoutUnanswered { waited }, false) => format!(
+                "шаг {step}, пользователь {user}: бот не ответил на pre_checkout_query за {:.1} с (есть ли он в allowed_updates?), и Telegram отменил бы оплату",
+                waited.as_secs_f64()
             ),
         }
     }
@@ -109,6 +136,11 @@ async fn act_and_expect(user: &SimUser, step: &Step, n: u64) -> Result<Option<Du
         return Ok(Some(started.elapsed()));
     }
     let after = user.transcript();
+    if matches!(step.action, Action::Pay) {
+        if let Some(failure) = checkout_failure(&after[seen.min(after.len())..], expect.within) {
+            return Err(failure);
+        }
+    }
     let came: Vec<String> = after[seen.min(after.len())..]
         .iter()
         .filter_map(describe_bot_entry)
@@ -164,8 +196,35 @@ fn act(user: &SimUser, action: &Action, before: &[Entry], n: u64) -> Result<(), 
             };
             user.press(message_id, &data);
         }
+        Action::Pay => {
+            let invoice = before.iter().rev().find_map(|entry| match entry {
+                Entry::BotInvoice { message_id, .. } => Some(*message_id),
+                _ => None,
+            });
+            if invoice
+                .and_then(|message_id| user.pay(message_id))
+                .is_none()
+            {
+                return Err(Failure::NoInvoice);
+            }
+        }
     }
     Ok(())
+}
+
+/// Why a payment did not go through, if the checkout is the reason.
+fn checkout_failure(new: &[Entry], waited: Duration) -> Option<Failure> {
+    let answer = new.iter().find_map(|entry| match entry {
+        Entry::CheckoutAnswered { ok, error } => Some((*ok, error.clone())),
+        _ => None,
+    });
+    match answer {
+        None => Some(Failure::CheckoutUnanswered { waited }),
+        Some((false, error)) => Some(Failure::CheckoutRefused {
+            error: error.unwrap_or_default(),
+        }),
+        Some((true, _)) => None,
+    }
 }
 
 fn meets(expect: &Expect, transcript: &[Entry], seen: usize, edits_before: u32) -> bool {
@@ -183,6 +242,9 @@ fn meets(expect: &Expect, transcript: &[Entry], seen: usize, edits_before: u32) 
             && transcript.iter().any(
                 |e| matches!(e, Entry::BotText { text, edits, .. } if *edits > 0 && matches(text)),
             ),
+        Answer::Invoice => new
+            .iter()
+            .any(|e| matches!(e, Entry::BotInvoice { title, .. } if matches(title))),
     }
 }
 
@@ -201,6 +263,7 @@ fn describe_expect(expect: &Expect) -> String {
         Answer::Text => "a message",
         Answer::Photo => "a photo",
         Answer::Edit => "an edit",
+        Answer::Invoice => "an invoice",
     };
     match &expect.pattern {
         Some(p) => format!("{kind} matching /{}/", p.as_str()),
@@ -216,6 +279,9 @@ fn describe_bot_entry(entry: &Entry) -> Option<String> {
             Some(c) => format!("photo captioned {:?}", short(c)),
             None => "a photo".into(),
         }),
+        Entry::BotInvoice { title, stars, .. } => {
+            Some(format!("invoice {:?} for {stars} ⭐", short(title)))
+        }
         _ => None,
     }
 }
@@ -236,7 +302,8 @@ mod tests {
     use serde_json::{json, Value};
 
     /// A tiny bot over plain HTTP: `/menu` gets a keyboard, a press edits that message, a
-    /// photo is fetched with `getFile` and gets its caption and size back.
+    /// photo is fetched with `getFile` and gets its caption and size back, `/buy` an invoice
+    /// for 5 ⭐ (`/buy refused`: one the checkout refuses), a payment a receipt.
     async fn responder(url: String) {
         let client = reqwest::Client::new();
         let call = |method: &str, body: Value| {
@@ -258,6 +325,27 @@ mod tests {
                 offset = update["update_id"].as_i64().unwrap_or(0) + 1;
                 let message = &update["message"];
                 let chat = message["chat"]["id"].clone();
+                let checkout = &update["pre_checkout_query"];
+                if checkout.is_object() {
+                    let ok = checkout["invoice_payload"] != "refused";
+                    let body = json!({ "pre_checkout_query_id": checkout["id"], "ok": ok,
+                                       "error_message": "sold out" });
+                    let _ = call("answerPreCheckoutQuery", body).await;
+                }
+                if message["successful_payment"].is_object() {
+                    let stars = &message["successful_payment"]["total_amount"];
+                    let body = json!({ "chat_id": chat, "text": format!("paid {stars}") });
+                    let _ = call("sendMessage", body).await;
+                }
+                if let Some(buy) = message["text"]
+                    .as_str()
+                    .and_then(|t| t.strip_prefix("/buy"))
+                {
+                    let body = json!({ "chat_id": chat, "title": "5 credits",
+                        "description": "credits", "payload": buy.trim(), "currency": "XTR",
+                        "prices": [{ "label": "5 credits", "amount": 5 }] });
+                    let _ = call("sendInvoice", body).await;
+                }
                 if message["text"] == "/menu" {
                     let keyboard = json!({ "inline_keyboard": [[
                         { "text": "Flux fast", "callback_data": "model:flux" }
@@ -344,5 +432,79 @@ mod tests {
             "step 2, user 1000002: no button matching /(?i)sdxl/ (buttons: Flux fast)"
         );
         bot.abort();
+    }
+
+    fn purchase(buy: &str) -> Scenario {
+        Scenario::parse(
+            &format!(
+                r#"
+                [[step]]
+                send = "{buy}"
+                expect = {{ invoice = "^5 credits$", within_s = 5 }}
+                [[step]]
+                pay = true
+                expect = {{ text = "^paid 5$", within_s = 2 }}
+                "#
+            ),
+            "buy.toml",
+        )
+        .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn an_invoice_is_paid_and_a_refused_or_missing_checkout_is_named() {
+        let mock = TelegramMock::start(TelegramMockConfig::default())
+            .await
+            .expect("mock");
+        let bot = tokio::spawn(responder(mock.url().to_owned()));
+        let buyer = mock.user(1_000_001, "Sim", Some("en"));
+        let times = session(&buyer, &purchase("/buy"), 1).await.expect("bought");
+        let kinds: Vec<Answer> = times.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(kinds, [Answer::Invoice, Answer::Text]);
+        assert_eq!(mock.charges().len(), 1);
+
+        let refused = mock.user(1_000_002, "Sim", Some("en"));
+        let failure = session(&refused, &purchase("/buy refused"), 1)
+            .await
+            .expect_err("refused at checkout");
+        assert_eq!(failure.step, 2);
+        assert_eq!(
+            failure.what,
+            Failure::CheckoutRefused {
+                error: "sold out".into()
+            }
+        );
+
+        let pay = Scenario::parse(
+            "[[step]]\npay = true\nexpect = { text = \"\", within_s = 0.3 }",
+            "pay.toml",
+        )
+        .expect("valid");
+        let nothing = mock.user(1_000_003, "Sim", Some("en"));
+        let failure = session(&nothing, &pay, 1).await.expect_err("no invoice");
+        assert_eq!(failure.what, Failure::NoInvoice);
+
+        // The bot stops after sending the invoice: nobody answers the checkout, and the
+        // verdict says so rather than merely "no answer".
+        let unanswered = mock.user(1_000_004, "Sim", Some("en"));
+        let invoice = Scenario::parse(
+            "[[step]]\nsend = \"/buy\"\nexpect = { invoice = \"\", within_s = 5 }",
+            "invoice.toml",
+        )
+        .expect("valid");
+        session(&unanswered, &invoice, 1).await.expect("invoiced");
+        bot.abort();
+        let _ = bot.await;
+        let failure = session(&unanswered, &pay, 1).await.expect_err("unanswered");
+        assert!(
+            matches!(failure.what, Failure::CheckoutUnanswered { .. }),
+            "{failure:?}"
+        );
+        assert!(failure.describe(true).contains("pre_checkout_query"));
+        assert_eq!(
+            mock.charges().len(),
+            1,
+            "refused and unanswered charge nothing"
+        );
     }
 }

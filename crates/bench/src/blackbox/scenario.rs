@@ -34,6 +34,16 @@
 //! photo = { caption = "make it blue" } # a photo with a caption
 //! expect = { photo = "", within_s = 60 }
 //!
+//! [[step]]
+//! send = "/buy"
+//! expect = { text = "" }
+//! [[step]]
+//! press = "(?i)credits"
+//! expect = { invoice = "(?i)credits" }   # sendInvoice; matched against its title
+//! [[step]]
+//! pay = true                           # pay the bot's latest invoice in Telegram Stars
+//! expect = { text = "(?i)thank" }      # the bot must say yes at checkout, then answer the payment
+//!
 //! [generation]                         # the message that makes one image (load tests)
 //! send = "a lighthouse at dawn {n}"    # {n}: a counter, {user}: the user's id
 //! within_s = 60
@@ -140,6 +150,9 @@ pub enum Action {
     Press(Regex),
     /// Send a photo with this caption (or none).
     Photo { caption: Option<String> },
+    /// Pay the bot's latest invoice: a `pre_checkout_query`, then, if the bot says ok, the
+    /// `successful_payment` message.
+    Pay,
 }
 
 /// What the bot must do after a step, within a time.
@@ -156,6 +169,8 @@ pub enum Answer {
     Text,
     Photo,
     Edit,
+    /// An invoice (`sendInvoice`), matched against its title.
+    Invoice,
 }
 
 /// The message that makes one image, and how long the image may take.
@@ -203,6 +218,7 @@ struct StepFile {
     send: Option<String>,
     press: Option<String>,
     photo: Option<PhotoFile>,
+    pay: Option<bool>,
     expect: Option<ExpectFile>,
     think_s: Option<f64>,
 }
@@ -219,6 +235,7 @@ struct ExpectFile {
     text: Option<String>,
     photo: Option<String>,
     edit: Option<String>,
+    invoice: Option<String>,
     within_s: Option<f64>,
 }
 
@@ -230,23 +247,25 @@ struct GenerationFile {
 }
 
 impl Scenario {
-    /// genbot's own flow: /start, /models, /balance, then a prompt answered with a photo; the
+    /// genbot's own flow: /start, /models, /balance, a prompt answered with a photo, then, when
+    /// the settings sell credits (`STARS_PACKAGES`), /buy → a package → paying the invoice; the
     /// limits claimed are the settings' (the environment the suite runs in, as genbot reads it).
     pub fn genbot(settings: &Settings) -> Scenario {
-        let text = |send: &str| Step {
-            action: Action::Send(send.into()),
+        let step = |action: Action, kind: Answer, pattern: Option<Regex>| Step {
+            action,
             expect: Some(Expect {
-                kind: Answer::Text,
-                pattern: None,
+                kind,
+                pattern,
                 within: Duration::from_secs_f64(DEFAULT_WITHIN_S),
             }),
             think: Duration::from_millis(200),
         };
+        let text = |send: &str| step(Action::Send(send.into()), Answer::Text, None);
         let generation = Generation {
             send: "a lighthouse at dawn {n}".into(),
             within: Duration::from_secs_f64(DEFAULT_GENERATION_WITHIN_S),
         };
-        Scenario {
+        let mut scenario = Scenario {
             name: "genbot's flow (the default scenario)".into(),
             token: "123456:genbot-bench".into(),
             startup_timeout: Duration::from_secs(30),
@@ -276,7 +295,33 @@ impl Scenario {
                 queue_max_length: Some(settings.queue_max_length),
                 models: genbot_models(settings),
             },
+        };
+        // Patterns that hold in both languages: the offer names Telegram Stars, the package
+        // buttons carry ⭐, the receipt "+N". A user looks at the image, the packages and the
+        // invoice for a second each, as Telegram's one message a second per chat expects.
+        if let (false, Ok(offer), Ok(package), Ok(receipt)) = (
+            settings.stars_packages.is_empty(),
+            Regex::new("Telegram Stars"),
+            Regex::new("⭐"),
+            Regex::new(r"\+\d+"),
+        ) {
+            let reading = Duration::from_secs(2);
+            if let Some(image) = scenario.steps.last_mut() {
+                image.think = reading;
+            }
+            scenario.steps.extend([
+                Step {
+                    think: reading,
+                    ..step(Action::Send("/buy".into()), Answer::Text, Some(offer))
+                },
+                Step {
+                    think: reading,
+                    ..step(Action::Press(package), Answer::Invoice, None)
+                },
+                step(Action::Pay, Answer::Text, Some(receipt)),
+            ]);
         }
+        scenario
     }
 
     /// Reads and validates a scenario file.
@@ -406,24 +451,31 @@ fn genbot_models(settings: &Settings) -> Option<Vec<String>> {
 }
 
 fn step_from(step: StepFile) -> Result<Step, (&'static str, String)> {
-    let action = match (step.send, step.press, step.photo) {
-        (Some(send), None, None) if !send.is_empty() => Action::Send(send),
-        (Some(_), None, None) => return Err(("send", "the text to send is empty".into())),
-        (None, Some(press), None) => Action::Press(
+    if step.pay == Some(false) {
+        return Err((
+            "pay",
+            "pay = true pays the bot's latest invoice; leave it out otherwise".into(),
+        ));
+    }
+    let action = match (step.send, step.press, step.photo, step.pay) {
+        (Some(send), None, None, None) if !send.is_empty() => Action::Send(send),
+        (Some(_), None, None, None) => return Err(("send", "the text to send is empty".into())),
+        (None, Some(press), None, None) => Action::Press(
             Regex::new(&press).map_err(|e| ("press", format!("not a regular expression: {e}")))?,
         ),
-        (None, None, Some(photo)) => Action::Photo {
+        (None, None, Some(photo), None) => Action::Photo {
             caption: photo.caption,
         },
-        (None, None, None) => return Err((
+        (None, None, None, Some(_)) => Action::Pay,
+        (None, None, None, None) => return Err((
             "send",
-            "a step needs one action: send = \"…\", press = \"…\" or photo = { caption = \"…\" }"
+            "a step needs one action: send = \"…\", press = \"…\", photo = { caption = \"…\" } or pay = true"
                 .into(),
         )),
         _ => {
             return Err((
                 "send",
-                "a step has one action: only one of send, press and photo".into(),
+                "a step has one action: only one of send, press, photo and pay".into(),
             ))
         }
     };
@@ -438,13 +490,14 @@ fn step_from(step: StepFile) -> Result<Step, (&'static str, String)> {
 
 fn expect_from(expect: ExpectFile) -> Result<Expect, (&'static str, String)> {
     let (kind, name, pattern) =
-        match (expect.text, expect.photo, expect.edit) {
-            (Some(p), None, None) => (Answer::Text, "expect.text", p),
-            (None, Some(p), None) => (Answer::Photo, "expect.photo", p),
-            (None, None, Some(p)) => (Answer::Edit, "expect.edit", p),
+        match (expect.text, expect.photo, expect.edit, expect.invoice) {
+            (Some(p), None, None, None) => (Answer::Text, "expect.text", p),
+            (None, Some(p), None, None) => (Answer::Photo, "expect.photo", p),
+            (None, None, Some(p), None) => (Answer::Edit, "expect.edit", p),
+            (None, None, None, Some(p)) => (Answer::Invoice, "expect.invoice", p),
             _ => return Err((
                 "expect",
-                "give exactly one of text, photo or edit (a regular expression; \"\" accepts any)"
+                "give exactly one of text, photo, edit or invoice (a regular expression; \"\" accepts any)"
                     .into(),
             )),
         };
@@ -575,6 +628,15 @@ mod tests {
                 "step 1, field `think_s`",
             ),
             ("[[step]]\nsned = \"a\"", "unknown field `sned`"),
+            ("[[step]]\npay = false", "step 1, field `pay`"),
+            (
+                "[[step]]\nsend = \"/buy\"\npay = true",
+                "only one of send, press, photo and pay",
+            ),
+            (
+                "[[step]]\npay = true\nexpect = { invoice = \"(\" }",
+                "step 1, field `expect.invoice`",
+            ),
             ("token = \"abc\"\n[[step]]\nsend = \"a\"", "field `token`"),
             (
                 "[limits]\nmax_concurrent_generations = 0\n[[step]]\nsend = \"a\"",
@@ -599,7 +661,9 @@ mod tests {
             Settings::from_sources(&genbot_config::Sources::from_env(Default::default()))
                 .expect("defaults");
         let scenario = Scenario::genbot(&settings);
-        assert_eq!(scenario.steps.len(), 4);
+        assert!(!settings.stars_packages.is_empty(), "Stars sold by default");
+        assert_eq!(scenario.steps.len(), 7);
+        assert!(matches!(scenario.steps[6].action, Action::Pay));
         assert_eq!(
             scenario.limits.max_concurrent_generations,
             Some(settings.max_concurrent_generations)

@@ -342,6 +342,11 @@ fn compare_passes_one_build_twice_and_names_the_metric_a_slowed_build_regressed(
             .output()
             .unwrap()
     };
+    // The default scenario ends with a purchase: genbot's checkout said yes to each user.
+    assert_eq!(
+        metric(&read_json(&first), "concurrent_users", "payments"),
+        20.0
+    );
     let same = compare(&first, &second);
     let text = String::from_utf8_lossy(&same.stdout);
     assert_eq!(same.status.code(), Some(0), "{text}");
@@ -413,6 +418,8 @@ fn an_aiogram_bot_is_measured_black_box() {
     let bot = report["environment"]["bot"].as_str().unwrap();
     assert!(bot.contains("aiogram_bot.py"), "{bot}");
     assert_eq!(metric(&report, "concurrent_users", "success_rate"), 1.0);
+    // The default scenario buys credits: every user paid once, through aiogram's checkout.
+    assert_eq!(metric(&report, "concurrent_users", "payments"), 50.0);
     let limit = metric(&report, "semaphores", "limit");
     let seen = metric(&report, "semaphores", "max_in_flight");
     assert!(seen > 0.0 && seen <= limit, "{seen} of {limit}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::blackbox::scenario::Answer;
+use crate::blackbox::scenario::{Action, Answer};
 use crate::blackbox::{session, BlackBox, StepFailure};
 use crate::context::Context;
 use crate::grade::{Grade, Lang};
@@ -33,6 +33,7 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
     let failures: Arc<Mutex<Vec<StepFailure>>> = Arc::default();
     let times: Arc<Mutex<(Latencies, Latencies)>> = Arc::default();
     let from = bot.telegram.stats().answer_latencies.len();
+    let charges_before = bot.telegram.charges().len();
     let stop_sampling = CancellationToken::new();
     let sampler = timeline::sample(
         bot.telegram.answers(),
@@ -52,7 +53,7 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
                     for (kind, took) in steps {
                         match kind {
                             Answer::Photo => times.1.record(took),
-                            Answer::Text | Answer::Edit => times.0.record(took),
+                            Answer::Text | Answer::Edit | Answer::Invoice => times.0.record(took),
                         }
                     }
                 }
@@ -99,6 +100,27 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
     if images.count > 0 {
         out.metric("image_p50_ms", images.p50_ms)
             .metric("image_p99_ms", images.p99_ms);
+    }
+    let pays = bot
+        .scenario
+        .steps
+        .iter()
+        .filter(|step| matches!(step.action, Action::Pay))
+        .count();
+    if pays > 0 {
+        // Counted at the mock: payments Telegram completed because the bot said yes at checkout.
+        let payments = bot.telegram.charges().len().saturating_sub(charges_before);
+        out.metric("payments", payments as f64);
+        out.fact(ctx.text(
+            format!(
+                "{payments} Telegram Stars payments completed ({} expected: {pays} per session)",
+                pays * count as usize
+            ),
+            format!(
+                "{payments} оплат в Telegram Stars прошло (ожидалось {}: {pays} за сессию)",
+                pays * count as usize
+            ),
+        ));
     }
     let steps = bot.scenario.steps.len();
     out.fact(ctx.text(
