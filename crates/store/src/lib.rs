@@ -621,6 +621,23 @@ impl Store {
         dispatch!(self.history(user, before, limit))
     }
 
+    /// The `file_id` of the job's image sent as a document ("as file"), if it was sent so.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn job_document(&self, job: JobId) -> Result<Option<String>, StoreError> {
+        dispatch!(self.job_document(job))
+    }
+
+    /// Keeps the `file_id` Telegram gave the job's image sent as a document (replacing one
+    /// kept before), so the next "as file" sends it by id.
+    ///
+    /// # Errors
+    /// Database failures; the job does not exist.
+    pub async fn keep_job_document(&self, job: JobId, file_id: &str) -> Result<(), StoreError> {
+        dispatch!(self.keep_job_document(job, file_id))
+    }
+
     /// Forgets the original bytes of images delivered and stored more than `older_than` ago
     /// ("as file" is offered while they are kept).
     ///

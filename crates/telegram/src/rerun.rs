@@ -1,5 +1,5 @@
 //! Past images: the buttons under every delivered image ("again" with a new seed, "same seed",
-//! "as file" with the original bytes) and `/history`, which re-sends images by their stored
+//! "as file" with the original bytes, then by the document's `file_id`) and `/history`, which re-sends images by their stored
 //! `file_id` (no new generation), a page at a time.
 //!
 //! A re-run is a new job submitted like a prompt, carrying the button press's update id: a
@@ -10,6 +10,7 @@ use genbot_store::{HistoryItem, JobId, UserId};
 use serde_json::{Map, Value};
 use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
+use teloxide::RequestError;
 
 use crate::handlers::{press_chat, submit_and_track, submit_registering, user_id, HandlerError};
 use crate::pacing::send;
@@ -198,6 +199,8 @@ async fn own_job(
     Ok(found.filter(|j| j.user_id == user))
 }
 
+/// "As file": by the document's `file_id` once Telegram has given one (no upload, and it
+/// outlives the original's day), else the original bytes, keeping the `file_id` they get.
 async fn as_file(
     front: &Front,
     chat: ChatId,
@@ -208,19 +211,37 @@ async fn as_file(
     let Some(past) = own_job(front, user, job).await? else {
         return Ok(texts::not_yours(lang));
     };
-    let Some(image) = front.engine().store().job_image(job).await? else {
-        return Ok(texts::original_gone(lang));
-    };
-    let document = InputFile::memory(image.bytes).file_name(image.file_name);
-    send(
-        front,
-        chat,
+    let store = front.engine().store();
+    let document = |input: InputFile| {
         front
             .bot()
-            .send_document(chat, document)
-            .caption(caption(&past.prompt)),
-    )
-    .await?;
+            .send_document(chat, input)
+            .caption(caption(&past.prompt))
+    };
+    if let Some(file_id) = store.job_document(job).await? {
+        match send(front, chat, document(InputFile::file_id(file_id.into()))).await {
+            Ok(_) => return Ok(texts::file_sent(lang)),
+            // Telegram no longer knows the id: upload the original while it is kept.
+            Err(RequestError::Api(error)) => {
+                tracing::warn!(job_id = job.0, %error, "a kept document file_id was refused; uploading the original");
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let Some(image) = store.job_image(job).await? else {
+        return Ok(texts::original_gone(lang));
+    };
+    let input = InputFile::memory(image.bytes).file_name(image.file_name);
+    let sent = send(front, chat, document(input)).await?;
+    if let Some(sent) = sent.document() {
+        // The file reached the user; failing to keep its id only costs the next upload.
+        if let Err(error) = store
+            .keep_job_document(job, &sent.file.id.to_string())
+            .await
+        {
+            tracing::warn!(job_id = job.0, %error, "could not keep the document's file_id");
+        }
+    }
     Ok(texts::file_sent(lang))
 }
 

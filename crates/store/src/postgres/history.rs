@@ -44,12 +44,41 @@ impl PgStore {
     pub(crate) async fn prune_job_images(&self, older_than: Duration) -> Result<u64, StoreError> {
         let mut conn = self.connection().await?;
         Ok(sqlx::query(
-            "DELETE FROM job_images WHERE stored_at < now() - make_interval(secs => $1)
+            "DELETE FROM job_images WHERE stored_at <= now() - make_interval(secs => $1)
                AND job_id IN (SELECT id FROM generation_jobs WHERE delivered_at IS NOT NULL)",
         )
         .bind(older_than.as_secs_f64())
         .execute(&mut *conn)
         .await?
         .rows_affected())
+    }
+
+    pub(crate) async fn job_document(&self, job: JobId) -> Result<Option<String>, StoreError> {
+        let mut conn = self.connection().await?;
+        let row = sqlx::query("SELECT file_id FROM job_documents WHERE job_id = $1")
+            .bind(job.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    pub(crate) async fn keep_job_document(
+        &self,
+        job: JobId,
+        file_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query(
+            "INSERT INTO job_documents (job_id, file_id) VALUES ($1, $2)
+             ON CONFLICT (job_id) DO UPDATE SET file_id = excluded.file_id",
+        )
+        .bind(job.0)
+        .bind(file_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 }

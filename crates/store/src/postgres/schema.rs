@@ -212,6 +212,14 @@ CREATE TABLE broadcasts (
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 "#,
+    // v11: the file_id Telegram gave an image sent as a document ("as file"): sent again by
+    // id, also after the original bytes are pruned.
+    r#"
+CREATE TABLE job_documents (
+    job_id  BIGINT PRIMARY KEY REFERENCES generation_jobs(id) ON DELETE CASCADE,
+    file_id TEXT   NOT NULL
+);
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

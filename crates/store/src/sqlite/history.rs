@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::rows::{json, millis, timestamp};
 use super::SqliteStore;
@@ -53,10 +53,39 @@ impl SqliteStore {
             .run(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "DELETE FROM job_images WHERE stored_at < ?1 AND job_id IN
+                        "DELETE FROM job_images WHERE stored_at <= ?1 AND job_id IN
                             (SELECT id FROM generation_jobs WHERE delivered_at IS NOT NULL)",
                     )?
                     .execute(params![millis(cutoff)])? as u64)
+            })
+            .await
+    }
+
+    pub(crate) async fn job_document(&self, job: JobId) -> Result<Option<String>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT file_id FROM job_documents WHERE job_id = ?1")?
+                    .query_row(params![job.0], |row| row.get(0))
+                    .optional()?)
+            })
+            .await
+    }
+
+    pub(crate) async fn keep_job_document(
+        &self,
+        job: JobId,
+        file_id: &str,
+    ) -> Result<(), StoreError> {
+        let file_id = file_id.to_owned();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO job_documents (job_id, file_id) VALUES (?1, ?2)
+                     ON CONFLICT (job_id) DO UPDATE SET file_id = excluded.file_id",
+                )?
+                .execute(params![job.0, file_id])?;
+                Ok(())
             })
             .await
     }

@@ -202,6 +202,14 @@ CREATE TABLE broadcasts (
     created_at       INTEGER NOT NULL
 );
 "#,
+    // v11: the file_id Telegram gave an image sent as a document ("as file"): sent again by
+    // id, also after the original bytes are pruned.
+    r#"
+CREATE TABLE job_documents (
+    job_id  INTEGER PRIMARY KEY REFERENCES generation_jobs(id) ON DELETE CASCADE,
+    file_id TEXT    NOT NULL
+);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -310,6 +310,16 @@ async fn a_succeeded_jobs_image_is_kept_after_delivery_until_pruned(store: &Stor
         0,
         "fresh images are kept"
     );
+    // "As file" sent once: its document's file_id outlives the pruned bytes.
+    assert_eq!(store.job_document(ids[0]).await.unwrap(), None);
+    store.keep_job_document(ids[0], "doc1").await.unwrap();
+    store.keep_job_document(ids[0], "doc2").await.unwrap();
     assert_eq!(store.prune_job_images(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(store.job_image(ids[0]).await.unwrap(), None);
+    assert_eq!(
+        store.job_document(ids[0]).await.unwrap().as_deref(),
+        Some("doc2"),
+        "the newest file_id is kept"
+    );
+    assert_eq!(store.job_document(ids[1]).await.unwrap(), None);
 }

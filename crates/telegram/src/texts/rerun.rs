@@ -53,8 +53,8 @@ pub(crate) fn rerun_queued(lang: Lang) -> String {
 pub(crate) fn original_gone(lang: Lang) -> String {
     pick(
         lang,
-        "The original file is kept for a day after the image is sent, and this one is gone. Press “Again” for a new image.".into(),
-        "Оригинал хранится сутки после отправки, этот уже удалён. Нажмите «Ещё» для новой картинки.".into(),
+        "The original file is kept for a day after the image is sent (a file sent within that day stays available), and this one is gone. Press “Again” for a new image.".into(),
+        "Оригинал хранится сутки после отправки (файл, отправленный в эти сутки, остаётся доступен), этот уже удалён. Нажмите «Ещё» для новой картинки.".into(),
     )
 }
 

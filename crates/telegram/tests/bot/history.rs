@@ -102,6 +102,39 @@ async fn options_reruns_originals_and_history() {
     assert!(transcript.iter().any(
         |e| matches!(e, Entry::BotDocument { file, .. } if file.starts_with("upload:") && file.contains("bytes"))
     ));
+    // Once sent, the document goes by its file_id, even after the original is pruned. The
+    // press is answered after the file_id is kept.
+    ann.wait_for(WAIT, |t| {
+        t.iter()
+            .any(|e| matches!(e, Entry::CallbackAnswered(Some(text)) if text.contains("File sent")))
+    })
+    .await
+    .expect("the press was not answered");
+    let job = jobs[0].id;
+    assert!(bot.store.job_document(job).await.unwrap().is_some());
+    bot.store
+        .prune_job_images(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(bot.store.job_image(job).await.unwrap().is_none());
+    ann.press(first, button(&buttons, "file:")).unwrap();
+    let documents = |t: &[Entry]| -> Vec<String> {
+        t.iter()
+            .filter_map(|e| match e {
+                Entry::BotDocument { file, .. } => Some(file.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let transcript = ann
+        .wait_for(WAIT, |t| documents(t).len() >= 2)
+        .await
+        .unwrap_or_else(|| panic!("no second document: {:?}", ann.transcript()));
+    let second = &documents(&transcript)[1];
+    assert!(
+        second.starts_with("document"),
+        "not sent by file_id: {second}"
+    );
 
     // History: re-sent by file_id, nothing generated.
     let created = bot.replicate.stats().created;
