@@ -1,6 +1,6 @@
 //! Past images: the buttons under every delivered image ("again" with a new seed, "same seed",
-//! "as file" with the original bytes, then by the document's `file_id`) and `/history`, which re-sends images by their stored
-//! `file_id` (no new generation), a page at a time.
+//! "as file" with the original bytes, then by the document's `file_id`) and `/history`, which
+//! re-sends images by their stored `file_id` (no new generation), a page at a time.
 //!
 //! A re-run is a new job submitted like a prompt, carrying the button press's update id: a
 //! press replayed after a crash finds its job instead of charging twice.

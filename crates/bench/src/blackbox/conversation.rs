@@ -136,15 +136,13 @@ async fn act_and_expect(user: &SimUser, step: &Step, n: u64) -> Result<Option<Du
         return Ok(Some(started.elapsed()));
     }
     let after = user.transcript();
+    let new = &after[seen.min(after.len())..];
     if matches!(step.action, Action::Pay) {
-        if let Some(failure) = checkout_failure(&after[seen.min(after.len())..], expect.within) {
+        if let Some(failure) = checkout_failure(new, expect.within) {
             return Err(failure);
         }
     }
-    let came: Vec<String> = after[seen.min(after.len())..]
-        .iter()
-        .filter_map(describe_bot_entry)
-        .collect();
+    let came: Vec<String> = new.iter().filter_map(describe_bot_entry).collect();
     let expected = describe_expect(expect);
     if came.is_empty() && edits(&after) == edits_before {
         Err(Failure::NoAnswer {
@@ -197,11 +195,8 @@ fn act(user: &SimUser, action: &Action, before: &[Entry], n: u64) -> Result<(), 
             user.press(message_id, &data);
         }
         Action::Pay => {
-            let invoice = before.iter().rev().find_map(|entry| match entry {
-                Entry::BotInvoice { message_id, .. } => Some(*message_id),
-                _ => None,
-            });
-            if invoice
+            if user
+                .last_invoice()
                 .and_then(|message_id| user.pay(message_id))
                 .is_none()
             {

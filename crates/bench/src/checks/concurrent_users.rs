@@ -68,33 +68,17 @@ const SESSION: [Step; 8] = [
     Step::Photo("the lighthouse as a watercolor"),
 ];
 
-fn last_of(user: &SimUser, pick: impl Fn(&Entry) -> Option<i64>) -> Option<i64> {
-    user.transcript().iter().rev().find_map(pick)
-}
-
 async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
     for step in &SESSION {
         let seen = user.transcript().len();
         let sent = match step {
             Step::Text(text) => Some(user.send_text(text)),
             Step::Photo(caption) => Some(user.send_photo(Some(caption))),
-            Step::PressBuy => last_of(&user, |e| match e {
-                Entry::BotText {
-                    message_id,
-                    buttons,
-                    ..
-                } if !buttons.is_empty() => Some(*message_id),
-                _ => None,
-            })
-            .and_then(|menu| {
+            Step::PressBuy => user.last_keyboard().and_then(|menu| {
                 let data = format!("buy:{}:{}", PACKAGE.credits, PACKAGE.stars);
                 user.press(menu, &data)
             }),
-            Step::Pay => last_of(&user, |e| match e {
-                Entry::BotInvoice { message_id, .. } => Some(*message_id),
-                _ => None,
-            })
-            .and_then(|invoice| user.pay(invoice)),
+            Step::Pay => user.last_invoice().and_then(|invoice| user.pay(invoice)),
         };
         let answered = sent.is_some()
             && user

@@ -125,6 +125,18 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     Ok(())
 }
 
+/// Waits for the bot to answer a button pressed after the transcript's first `seen` entries.
+async fn button_answered(user: &SimUser, seen: usize) -> anyhow::Result<()> {
+    user.wait_for(PATIENCE, |t| {
+        t[seen..]
+            .iter()
+            .any(|e| matches!(e, Entry::CallbackAnswered(_)))
+    })
+    .await
+    .context("the bot did not answer the button")?;
+    Ok(())
+}
+
 /// Plays a user's lines: texts are sent and answered; `@press:DATA` presses the button with that
 /// data under the last keyboard; `@photo` waits for an image, `@photos:N` for the Nth;
 /// `@pay` pays the last invoice and waits for the receipt; `@press-photo:PREFIX` presses the
@@ -133,37 +145,11 @@ async fn script(user: &SimUser, lines: &[&str]) -> anyhow::Result<()> {
     for line in lines {
         let seen = user.transcript().len();
         if let Some(data) = line.strip_prefix("@press:") {
-            let keyboard = user
-                .transcript()
-                .iter()
-                .rev()
-                .find_map(|e| match e {
-                    Entry::BotText {
-                        message_id,
-                        buttons,
-                        ..
-                    } if !buttons.is_empty() => Some(*message_id),
-                    _ => None,
-                })
-                .context("no keyboard to press")?;
+            let keyboard = user.last_keyboard().context("no keyboard to press")?;
             user.press(keyboard, data).context("button press refused")?;
-            user.wait_for(PATIENCE, |t| {
-                t[seen..]
-                    .iter()
-                    .any(|e| matches!(e, Entry::CallbackAnswered(_)))
-            })
-            .await
-            .context("the bot did not answer the button")?;
+            button_answered(user, seen).await?;
         } else if *line == "@pay" {
-            let invoice = user
-                .transcript()
-                .iter()
-                .rev()
-                .find_map(|e| match e {
-                    Entry::BotInvoice { message_id, .. } => Some(*message_id),
-                    _ => None,
-                })
-                .context("no invoice to pay")?;
+            let invoice = user.last_invoice().context("no invoice to pay")?;
             user.pay(invoice).context("the invoice is unknown")?;
             user.wait_for(PATIENCE, |t| {
                 t[seen..].iter().any(|e| matches!(e, Entry::BotText { .. }))
@@ -188,13 +174,7 @@ async fn script(user: &SimUser, lines: &[&str]) -> anyhow::Result<()> {
                 })
                 .with_context(|| format!("no photo with a {prefix} button"))?;
             user.press(photo, &data).context("button press refused")?;
-            user.wait_for(PATIENCE, |t| {
-                t[seen..]
-                    .iter()
-                    .any(|e| matches!(e, Entry::CallbackAnswered(_)))
-            })
-            .await
-            .context("the bot did not answer the button")?;
+            button_answered(user, seen).await?;
         } else if let Some(count) = line.strip_prefix("@photos:") {
             let count: usize = count.parse().context("@photos:N")?;
             user.wait_for(PATIENCE, |t| {

@@ -16,13 +16,6 @@ const FIRST: i64 = 40_000;
 const INITIAL_CREDITS: i64 = 10;
 const WAIT: Duration = Duration::from_secs(60);
 
-fn invoice_of(user: &SimUser) -> Option<i64> {
-    user.transcript().iter().rev().find_map(|e| match e {
-        Entry::BotInvoice { message_id, .. } => Some(*message_id),
-        _ => None,
-    })
-}
-
 fn keyboard_of(user: &SimUser) -> Option<i64> {
     user.transcript().iter().rev().find_map(|e| match e {
         Entry::BotText {
@@ -58,7 +51,7 @@ async fn paying_users_are_credited_once_across_a_crash_and_repeats(database_url:
         user.press(keyboard_of(user).unwrap(), "buy:10:50").unwrap();
     }
     wait_until("every user has an invoice", WAIT, || async {
-        users.iter().all(|u| invoice_of(u).is_some())
+        users.iter().all(|u| u.last_invoice().is_some())
     })
     .await;
     let store = open(database_url).await;
@@ -78,7 +71,7 @@ async fn paying_users_are_credited_once_across_a_crash_and_repeats(database_url:
     telegram.set_send_delay(Duration::from_secs(3));
     let (payers, late) = users.split_at(PAYERS as usize);
     for user in payers {
-        user.pay(invoice_of(user).unwrap()).unwrap();
+        user.pay(user.last_invoice().unwrap()).unwrap();
     }
     wait_until("a third of the payments credited", WAIT, || {
         paid_credits(store.clone()).map(|n| n >= (PAYERS / 3) as usize)
@@ -101,7 +94,7 @@ async fn paying_users_are_credited_once_across_a_crash_and_repeats(database_url:
     bot.start();
     let late = &late[0];
     let seen = late.transcript().len();
-    late.pay(invoice_of(late).unwrap()).unwrap();
+    late.pay(late.last_invoice().unwrap()).unwrap();
     let refused = late
         .wait_for(WAIT, |t| {
             t[seen..]

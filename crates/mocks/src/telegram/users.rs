@@ -119,6 +119,32 @@ impl SimUser {
         self.state.pay_update(self.id, message_id)
     }
 
+    /// The bot's latest invoice in the chat (its message id), for [`SimUser::pay`].
+    pub fn last_invoice(&self) -> Option<i64> {
+        self.transcript()
+            .iter()
+            .rev()
+            .find_map(|entry| match entry {
+                Entry::BotInvoice { message_id, .. } => Some(*message_id),
+                _ => None,
+            })
+    }
+
+    /// The bot's latest message with inline buttons (its message id), for [`SimUser::press`].
+    pub fn last_keyboard(&self) -> Option<i64> {
+        self.transcript()
+            .iter()
+            .rev()
+            .find_map(|entry| match entry {
+                Entry::BotText {
+                    message_id,
+                    buttons,
+                    ..
+                } if !buttons.is_empty() => Some(*message_id),
+                _ => None,
+            })
+    }
+
     /// Telegram reports the payment `charge_id` again (a new update, the same charge).
     pub fn repeat_payment(&self, charge_id: &str) -> Option<i64> {
         self.state.successful_payment_update(self.id, charge_id)

@@ -1,22 +1,14 @@
 use std::time::Duration;
 
-use genbot_store::{BroadcastSend, NewUser, Store, UserId};
+use genbot_store::{BroadcastSend, Store, UserId};
 
-use crate::helpers::on_both_backends;
+use crate::helpers::{on_both_backends, register};
 
 on_both_backends!(a_broadcast_moves_its_cursor_and_resumes_under_its_lease);
 
 async fn a_broadcast_moves_its_cursor_and_resumes_under_its_lease(store: &Store) {
     for id in [10, 20, 30] {
-        store
-            .upsert_user(NewUser {
-                id: UserId(id),
-                username: None,
-                language: None,
-                initial_credits: 0,
-            })
-            .await
-            .unwrap();
+        register(store, id, 0).await;
     }
     store.mark_blocked(UserId(20)).await.unwrap();
     let lease = Duration::from_secs(60);

@@ -4,9 +4,23 @@
 use std::io::Write;
 
 use genbot_config::DatabaseUrl;
-use genbot_store::{PgStore, SqliteStore, Store};
+use genbot_store::{NewUser, PgStore, SqliteStore, Store, UserId};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
+
+/// Registers user `id` with `credits` (no username, no language).
+pub(crate) async fn register(store: &Store, id: i64, credits: i64) -> UserId {
+    store
+        .upsert_user(NewUser {
+            id: UserId(id),
+            username: None,
+            language: None,
+            initial_credits: credits,
+        })
+        .await
+        .expect("register a user");
+    UserId(id)
+}
 
 /// A store for one test, with whatever it needs to clean up after itself.
 pub(crate) struct TestStore {

@@ -1,11 +1,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use genbot_store::{
-    InboxUpdate, NewJob, NewUser, Store, Submission, SubmitOutcome, Unhandled, UserId,
-};
+use genbot_store::{InboxUpdate, NewJob, Store, Submission, SubmitOutcome, Unhandled, UserId};
 
-use crate::helpers::on_both_backends;
+use crate::helpers::{on_both_backends, register};
 
 on_both_backends!(
     an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale,
@@ -133,15 +131,7 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
 }
 
 async fn a_replayed_prompt_finds_its_job_and_is_not_charged_again(store: &Store) {
-    store
-        .upsert_user(NewUser {
-            id: UserId(1),
-            username: None,
-            language: None,
-            initial_credits: 10,
-        })
-        .await
-        .unwrap();
+    register(store, 1, 10).await;
     let update = 8_000_000_000;
     let submission = Submission {
         job: NewJob {

@@ -1,8 +1,8 @@
 use std::collections::HashSet;
 
-use genbot_store::{JobStatus, JobUpdate, NewJob, NewUser, Store, StoreError, UserId};
+use genbot_store::{JobStatus, JobUpdate, NewJob, Store, StoreError, UserId};
 
-use crate::helpers::on_both_backends;
+use crate::helpers::{on_both_backends, register};
 
 on_both_backends!(
     job_lifecycle,
@@ -13,7 +13,7 @@ on_both_backends!(
 );
 
 async fn a_job_is_claimed_by_id_once(store: &Store) {
-    register(store, 3).await;
+    register(store, 3, 0).await;
     let job = store.create_job(new_job(3, "z")).await.unwrap();
     let claims: Vec<_> = (0..8)
         .map(|_| {
@@ -37,18 +37,6 @@ async fn a_job_is_claimed_by_id_once(store: &Store) {
     assert_eq!(store.claim_job(canceled.id).await.unwrap(), None);
 }
 
-async fn register(store: &Store, id: i64) {
-    store
-        .upsert_user(NewUser {
-            id: UserId(id),
-            username: None,
-            language: None,
-            initial_credits: 0,
-        })
-        .await
-        .unwrap();
-}
-
 fn new_job(user: i64, prompt: &str) -> NewJob {
     NewJob {
         user_id: UserId(user),
@@ -59,7 +47,7 @@ fn new_job(user: i64, prompt: &str) -> NewJob {
 }
 
 async fn job_lifecycle(store: &Store) {
-    register(store, 1).await;
+    register(store, 1, 0).await;
     let first = store.create_job(new_job(1, "a red fox")).await.unwrap();
     let second = store.create_job(new_job(1, "a blue bird")).await.unwrap();
     assert_eq!(first.status, JobStatus::Queued);
@@ -158,7 +146,7 @@ async fn job_lifecycle(store: &Store) {
 }
 
 async fn finished_jobs_never_change(store: &Store) {
-    register(store, 2).await;
+    register(store, 2, 0).await;
     let job = store.create_job(new_job(2, "x")).await.unwrap();
     store.update_job(job.id, JobUpdate::Canceled).await.unwrap();
     match store
@@ -208,7 +196,7 @@ async fn concurrent_claimers_never_get_the_same_job(store: &Store) {
     const USERS: i64 = 10;
     const JOBS_PER_USER: usize = 30;
     for user in 1..=USERS {
-        register(store, user).await;
+        register(store, user, 0).await;
     }
     let mut created = HashSet::new();
     for n in 0..JOBS_PER_USER {

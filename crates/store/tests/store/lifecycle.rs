@@ -2,11 +2,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use genbot_store::{
-    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobImage, JobOutcome, JobStatus, NewJob, NewUser,
-    Store, StoreError, Submission, SubmitOutcome, UserId,
+    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobImage, JobOutcome, JobStatus, NewJob, Store,
+    StoreError, Submission, SubmitOutcome, UserId,
 };
 
-use crate::helpers::on_both_backends;
+use crate::helpers::{on_both_backends, register};
 
 on_both_backends!(
     submit_charges_claim_fences_finish_refunds_and_counts_stay_exact,
@@ -69,18 +69,6 @@ fn submission(user: i64, cost: i64) -> Submission {
         source_update: None,
         reply: None,
     }
-}
-
-async fn register(store: &Store, id: i64, credits: i64) {
-    store
-        .upsert_user(NewUser {
-            id: UserId(id),
-            username: None,
-            language: None,
-            initial_credits: credits,
-        })
-        .await
-        .unwrap();
 }
 
 /// The trigger-kept counts against a count of the rows themselves.

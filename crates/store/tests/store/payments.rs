@@ -1,10 +1,10 @@
 use chrono::Utc;
 use genbot_store::{
-    MovementKind, NewJob, NewStarPayment, NewUser, PaymentRecorded, RefundResult, RefundStart,
-    RefundState, Store, Submission, SubmitOutcome, UserId,
+    MovementKind, NewJob, NewStarPayment, PaymentRecorded, RefundResult, RefundStart, RefundState,
+    Store, Submission, SubmitOutcome, UserId,
 };
 
-use crate::helpers::on_both_backends;
+use crate::helpers::{on_both_backends, register};
 
 on_both_backends!(
     a_repeated_payment_is_credited_once,
@@ -13,19 +13,6 @@ on_both_backends!(
     refunds_racing_spending_never_lose_or_double_credits,
     movements_explain_the_balance,
 );
-
-async fn user(store: &Store, id: i64, credits: i64) -> UserId {
-    store
-        .upsert_user(NewUser {
-            id: UserId(id),
-            username: None,
-            language: None,
-            initial_credits: credits,
-        })
-        .await
-        .unwrap();
-    UserId(id)
-}
 
 fn payment(charge: &str, user: UserId, credits: i64) -> NewStarPayment {
     NewStarPayment {
@@ -64,7 +51,7 @@ async fn audit_holds(store: &Store, user: UserId) -> i64 {
 }
 
 async fn a_repeated_payment_is_credited_once(store: &Store) {
-    let alice = user(store, 1, 10).await;
+    let alice = register(store, 1, 10).await;
     assert_eq!(
         store
             .record_payment(payment("ch-1", alice, 50))
@@ -102,7 +89,7 @@ async fn a_repeated_payment_is_credited_once(store: &Store) {
 }
 
 async fn a_refund_takes_the_credits_back_once_and_is_refused_when_they_were_spent(store: &Store) {
-    let bob = user(store, 2, 0).await;
+    let bob = register(store, 2, 0).await;
     store
         .record_payment(payment("ch-b1", bob, 30))
         .await
@@ -153,7 +140,7 @@ async fn a_refund_takes_the_credits_back_once_and_is_refused_when_they_were_spen
 }
 
 async fn a_refused_refund_gives_the_credits_back(store: &Store) {
-    let carol = user(store, 3, 1).await;
+    let carol = register(store, 3, 1).await;
     store
         .record_payment(payment("ch-c", carol, 10))
         .await
@@ -181,7 +168,7 @@ async fn refunds_racing_spending_never_lose_or_double_credits(store: &Store) {
     let mut spent = 0;
     for round in 0..20_i64 {
         let id = 100 + round;
-        let dave = user(store, id, 0).await;
+        let dave = register(store, id, 0).await;
         let charge = format!("ch-race-{round}");
         store
             .record_payment(payment(&charge, dave, 4))
@@ -226,7 +213,7 @@ async fn refunds_racing_spending_never_lose_or_double_credits(store: &Store) {
 }
 
 async fn movements_explain_the_balance(store: &Store) {
-    let erin = user(store, 5, 0).await;
+    let erin = register(store, 5, 0).await;
     store
         .record_payment(payment("ch-e", erin, 12))
         .await

@@ -3,20 +3,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use genbot_store::{NewUser, Store, UserId};
+use genbot_store::{Store, UserId};
+
+use crate::helpers::register;
 
 /// More readers than connections: some must wait, the figures say so, and the count returns
 /// to zero when they are done.
 async fn waiters_are_counted_and_released(store: Store) {
-    store
-        .upsert_user(NewUser {
-            id: UserId(7),
-            username: None,
-            language: None,
-            initial_credits: 1,
-        })
-        .await
-        .unwrap();
+    register(&store, 7, 1).await;
     let size = store.pool_stats().size;
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..size * 8)
