@@ -16,6 +16,10 @@ use crate::outcome::{TestId, TestOutcome};
 
 /// Prompts user A sends at once (below a flood guard's burst).
 const A_PROMPTS: u32 = 8;
+/// How long each of the burst's generations takes at the Replicate mock. Long enough that a
+/// job started together with an earlier one, whose create request the host's scheduler held
+/// back a little, still reaches Replicate before the next round starts.
+const BURST_GENERATION: Duration = Duration::from_millis(300);
 /// Numbers B's and C's prompts carry, far from A's.
 const B_NUMBER: u64 = 900;
 const C_NUMBER: u64 = 901;
@@ -29,7 +33,7 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let mut out = TestOutcome::new(test, ctx.lang);
     let en = ctx.lang == Lang::En;
     bot.replicate.reconfigure(ReplicateMockConfig {
-        median_latency: Duration::from_millis(40),
+        median_latency: BURST_GENERATION,
         ..ReplicateMockConfig::default()
     });
 
@@ -64,20 +68,23 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let a_prompts: Vec<String> = (0..u64::from(A_PROMPTS))
         .map(|n| generation.prompt(a.id(), n))
         .collect();
-    let seen: Vec<String> = bot
-        .replicate
-        .stats_since(mark)
+    let stats = bot.replicate.stats_since(mark);
+    // Both lists are in creation order, so each prompt lines up with its creation time.
+    let seen: Vec<(String, f64)> = stats
         .prompts
         .into_iter()
-        .filter(|p| a_prompts.contains(p))
+        .zip(stats.creation_times)
+        .filter(|(p, _)| a_prompts.contains(p))
         .collect();
     let distinct = a_prompts
         .iter()
         .collect::<std::collections::HashSet<_>>()
         .len();
-    // Order is only observable when the prompts differ and reach Replicate as sent. Jobs a
-    // user may run at once start together, so only those may swap: prompt j reaching
-    // Replicate before prompt i < j is out of order when j - i ≥ the per-user limit.
+    // Order is only observable when the prompts differ and reach Replicate as sent. Jobs
+    // started together may swap: prompt j reaching Replicate before prompt i < j is out of
+    // order unless j - i < the per-user limit (both may run at once), or i arrived within half
+    // a generation after j (both were already on their way: a queue that held i back would
+    // have released it only when a generation ended).
     let together = bot
         .scenario
         .limits
@@ -85,7 +92,7 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         .unwrap_or(1)
         .max(1) as usize;
     let order = (distinct == a_prompts.len() && seen.len() == a_prompts.len())
-        .then(|| kept_order(&seen, &a_prompts, together));
+        .then(|| kept_order(&seen, &a_prompts, together, BURST_GENERATION / 2));
     out.metric("b_started_at", b_at.map_or(-1.0, |at| at as f64))
         .metric("a_photos", a_delivered.photos as f64)
         .metric("bc_photos", bc_delivered.photos as f64);
@@ -215,28 +222,51 @@ async fn restart_in_flight(
 
 /// Whether `seen` (prompts in the order they reached Replicate) keeps `sent`'s order, allowing
 /// prompts fewer than `together` apart to swap (they may start at the same moment).
-fn kept_order(seen: &[String], sent: &[String], together: usize) -> bool {
-    let index: Vec<usize> = seen
+fn kept_order(seen: &[(String, f64)], sent: &[String], together: usize, grace: Duration) -> bool {
+    let arrivals: Vec<(usize, f64)> = seen
         .iter()
-        .filter_map(|p| sent.iter().position(|s| s == p))
+        .filter_map(|(p, at)| sent.iter().position(|s| s == p).map(|i| (i, *at)))
         .collect();
-    index
-        .iter()
-        .enumerate()
-        .all(|(at, i)| index[at + 1..].iter().all(|j| *j > *i || i - j < together))
+    arrivals.iter().enumerate().all(|(at, (j, j_at))| {
+        arrivals[at + 1..]
+            .iter()
+            .all(|(i, i_at)| i > j || j - i < together || i_at - j_at < grace.as_secs_f64())
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::kept_order;
+
+    /// Prompts `0..4` sent in order, seen at Replicate as `(prompt, second)`.
+    fn check(order: &[(usize, f64)], together: usize) -> bool {
+        let sent: Vec<String> = (0..4).map(|n| n.to_string()).collect();
+        let seen: Vec<(String, f64)> = order.iter().map(|(n, at)| (n.to_string(), *at)).collect();
+        kept_order(&seen, &sent, together, Duration::from_millis(150))
+    }
 
     #[test]
     fn prompts_started_together_may_swap_but_not_further_apart() {
-        let sent: Vec<String> = (0..4).map(|n| n.to_string()).collect();
-        let seen = |order: &[usize]| order.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert!(kept_order(&seen(&[0, 1, 2, 3]), &sent, 1));
-        assert!(!kept_order(&seen(&[1, 0, 2, 3]), &sent, 1));
-        assert!(kept_order(&seen(&[1, 0, 3, 2]), &sent, 2));
-        assert!(!kept_order(&seen(&[2, 0, 1, 3]), &sent, 2));
+        let rounds = |order: [usize; 4]| -> Vec<(usize, f64)> {
+            order
+                .iter()
+                .enumerate()
+                .map(|(k, n)| (*n, k as f64))
+                .collect()
+        };
+        assert!(check(&rounds([0, 1, 2, 3]), 1));
+        assert!(!check(&rounds([1, 0, 2, 3]), 1));
+        assert!(check(&rounds([1, 0, 3, 2]), 2));
+        assert!(!check(&rounds([2, 0, 1, 3]), 2));
+    }
+
+    #[test]
+    fn an_earlier_prompt_held_up_on_its_way_may_arrive_just_after_a_later_one() {
+        // One at a time, but 1's create request reached Replicate 50 ms after 2's.
+        assert!(check(&[(0, 0.0), (2, 0.30), (1, 0.35), (3, 0.6)], 1));
+        // 1 arrived a whole generation after 2: the queue held it back.
+        assert!(!check(&[(0, 0.0), (2, 0.30), (1, 0.60), (3, 0.9)], 1));
     }
 }
