@@ -448,7 +448,8 @@ pub(crate) async fn keep_marking(front: Front, stop: CancellationToken) {
         let handled = front.take_handled();
         if !handled.is_empty() {
             if let Err(e) = front.engine().store().mark_updates_handled(&handled).await {
-                tracing::warn!(error = %e, updates = handled.len(), "marking updates handled failed; they may be handled again after a crash");
+                tracing::warn!(error = %e, updates = handled.len(), "marking updates handled failed; trying again (a crash before then would handle them again)");
+                front.return_handled(handled);
             }
         }
         if renewed.elapsed() >= renew_every {

@@ -246,6 +246,11 @@ impl Front {
         std::mem::take(&mut *self.inner.handled.lock())
     }
 
+    /// Puts back handled marks that could not be written, for the next try.
+    pub(crate) fn return_handled(&self, ids: Vec<i64>) {
+        self.inner.handled.lock().extend(ids);
+    }
+
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {
         &self.inner.broadcasts
     }

@@ -183,3 +183,41 @@ async fn a_429_from_telegram_is_waited_out_and_nothing_is_lost() {
         "the mock did refuse a send"
     );
 }
+
+/// A delivery whose lease passes while its photo is still being sent (a database outage held
+/// up the lease renewal; here, a heartbeat slower than the lease) is not claimed and sent again
+/// by its own process: the photo arrives once. CI saw the outbox send one twice during a 3 s
+/// PostgreSQL outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_still_being_sent_when_its_lease_passes_is_not_sent_again() {
+    let bot = spawn_bot(Options {
+        engine: genbot_engine::EngineConfig {
+            replica: genbot_engine::ReplicaConfig {
+                id: "local".into(),
+                lease: Duration::from_millis(300),
+                heartbeat: Duration::from_secs(60),
+            },
+            ..Options::default().engine
+        },
+        ..Options::default()
+    })
+    .await;
+    let gus = bot.telegram.user(1005, "Gus", Some("en"));
+    say(&gus, "/start").await;
+    // Every send now takes 2.5 s to be answered: the outbox looks again (each second) while
+    // the photo's lease has long passed.
+    bot.telegram.set_send_delay(Duration::from_millis(2500));
+    gus.send_text("a lighthouse at dusk");
+    photo(&gus).await;
+    bot.telegram.set_send_delay(Duration::ZERO);
+    // A second send would have been claimed a second after the first; give it three.
+    let twice = gus
+        .wait_for(Duration::from_secs(3), |t| {
+            t.iter()
+                .filter(|e| matches!(e, Entry::BotPhoto { .. }))
+                .count()
+                > 1
+        })
+        .await;
+    assert!(twice.is_none(), "the photo was sent twice: {twice:?}");
+}
