@@ -154,10 +154,15 @@ async fn continue_broadcast(
                     }
                 }
             };
-            if !store
-                .record_broadcast_send(broadcast.id, owner, user, sent, lease)
-                .await?
-            {
+            // The message is out: losing its record would send it again from the cursor.
+            let recorded = crate::recorded::until_recorded(stop, "a broadcast send", || {
+                store.record_broadcast_send(broadcast.id, owner, user, sent, lease)
+            })
+            .await;
+            let Some(still_ours) = recorded else {
+                return Ok(());
+            };
+            if !still_ours {
                 tracing::warn!(
                     broadcast = broadcast.id,
                     "the broadcast passed to another replica"

@@ -31,6 +31,7 @@ mod metrics;
 mod outbox;
 mod pacing;
 mod payments;
+mod recorded;
 mod rerun;
 pub mod run;
 mod settings;

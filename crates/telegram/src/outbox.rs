@@ -45,10 +45,6 @@ const KEEP_ORIGINALS: Duration = Duration::from_secs(86_400);
 const GROUP_TURN_WAIT: Duration = Duration::from_secs(2);
 /// How often originals past that are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
-/// Recording an outcome again after a database error waits this long first, doubling up to
-/// the second figure.
-const RECORD_PAUSE: Duration = Duration::from_millis(100);
-const RECORD_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 /// Delivers from the outbox until `stop`; `wake` is notified when a job of this process ends.
 pub(crate) async fn run(front: Front, wake: Arc<Notify>, stop: CancellationToken) {
@@ -257,10 +253,8 @@ async fn deliver(
     record(front, owner, delivery.job, outcome, stop).await;
 }
 
-/// Records a delivery's outcome, trying again after database errors until it lands: a photo
-/// sent but not recorded would be sent again once its lease passed (a PostgreSQL outage of
-/// 3 s did that to one photo in 49). Only a stop leaves it unrecorded, and then the next start
-/// may send it again.
+/// Records a delivery's outcome until it lands: a photo sent but not recorded would be sent
+/// again once its lease passed (a PostgreSQL outage of 3 s did that to one photo in 49).
 async fn record(
     front: &Front,
     owner: &str,
@@ -269,31 +263,17 @@ async fn record(
     stop: &CancellationToken,
 ) {
     let store = front.engine().store();
-    let mut pause = RECORD_PAUSE;
-    loop {
-        match store.finish_delivery(job, owner, outcome.clone()).await {
-            Ok(true) => return,
-            Ok(false) => {
-                // An earlier try that committed without its answer arriving, or another
-                // replica that took the delivery over after its lease passed.
-                tracing::info!(
-                    job_id = job.0,
-                    "delivery already recorded (an earlier try, or another replica after its lease passed)"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(job_id = job.0, error = %e, ?pause, "recording a delivery failed; trying again");
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => {
-                tracing::warn!(job_id = job.0, "stopping with a delivery unrecorded; the next start may send it again");
-                return;
-            }
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(RECORD_PAUSE_MAX);
+    let recorded = crate::recorded::until_recorded(stop, "a delivery", || {
+        store.finish_delivery(job, owner, outcome.clone())
+    })
+    .await;
+    if recorded == Some(false) {
+        // An earlier try that committed without its answer arriving, or another replica
+        // that took the delivery over after its lease passed.
+        tracing::info!(
+            job_id = job.0,
+            "delivery already recorded (an earlier try, or another replica after its lease passed)"
+        );
     }
 }
 

@@ -1,5 +1,7 @@
 //! `/broadcast`: every user gets the text once, blocked users are counted, the admin sees progress.
 
+use std::time::Duration;
+
 use genbot_mocks::telegram::Entry;
 
 use crate::helpers::{say, spawn_bot, Options, WAIT};
@@ -55,4 +57,82 @@ async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
         .await
         .unwrap();
     assert!(blocked.is_some());
+}
+
+/// A broadcast message is out when the database refuses to record it (here a lock held past
+/// the store's 5 s busy timeout; in production an outage): the record is written once the
+/// database is back, and no one gets the text twice. Giving the record up used to resume the
+/// broadcast from the previous cursor, sending the last recipient's message again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_send_the_database_refused_to_record_is_not_sent_again() {
+    let bot = spawn_bot(Options::default()).await;
+    let admin = bot.telegram.user(1, "Admin", Some("en"));
+    say(&admin, "/start").await;
+    let users: Vec<_> = (0..30)
+        .map(|n| bot.telegram.user(7000 + n, &format!("v{n}"), Some("en")))
+        .collect();
+    for user in &users {
+        say(user, "/start").await;
+    }
+    let text = "Back in five minutes";
+    let got_it = |user: &genbot_mocks::telegram::SimUser| {
+        user.transcript()
+            .iter()
+            .filter(|e| matches!(e, Entry::BotText { text: t, .. } if t == text))
+            .count()
+    };
+    say(&admin, &format!("/broadcast {text}")).await;
+    // Lock the database once the broadcast is under way (20 a second: 1.5 s for 31 users).
+    let under_way = tokio::time::Instant::now() + WAIT;
+    while users.iter().all(|u| got_it(u) == 0) {
+        assert!(
+            tokio::time::Instant::now() < under_way,
+            "the broadcast never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let path = bot.database_path();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let lock = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let _ = locked_tx.send(());
+        std::thread::sleep(Duration::from_secs(6));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.await.unwrap();
+    let sent_before_the_lock = users.iter().filter(|u| got_it(u) > 0).count();
+    assert!(
+        sent_before_the_lock < users.len(),
+        "the broadcast ended before the lock ({sent_before_the_lock} sent)"
+    );
+    tokio::task::spawn_blocking(move || lock.join().unwrap())
+        .await
+        .unwrap();
+    let finished = admin
+        .wait_for(WAIT * 2, |t| {
+            t.iter()
+                .any(|e| matches!(e, Entry::BotText { text, .. } if text.contains("finished")))
+        })
+        .await
+        .unwrap_or_else(|| panic!("the broadcast never finished: {:?}", admin.transcript()));
+    let progress = finished
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Entry::BotText { text, .. } if text.contains("finished") => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap();
+    for user in &users {
+        assert_eq!(
+            got_it(user),
+            1,
+            "user {} got it {} times",
+            user.id(),
+            got_it(user)
+        );
+    }
+    assert!(progress.contains("delivered: 31"), "{progress}");
 }

@@ -18,6 +18,8 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
+/// The SQLite file in the test bot's directory.
+const DATABASE_FILE: &str = "bot.db";
 
 pub(crate) struct Options {
     pub(crate) engine: EngineConfig,
@@ -63,7 +65,7 @@ pub(crate) struct TestBot {
     pub(crate) front: Front,
     pub(crate) webhook_url: Option<String>,
     stop: CancellationToken,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 pub(crate) async fn spawn_bot(options: Options) -> TestBot {
@@ -75,7 +77,7 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
     .unwrap();
     let replicate = Arc::new(ReplicateMock::start(options.replicate).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join("bot.db"), 4).unwrap());
+    let store = Store::Sqlite(SqliteStore::open(&dir.path().join(DATABASE_FILE), 4).unwrap());
     let users = Users::new(
         store.clone(),
         UserCache::Memory(MemoryCache::new(Duration::from_secs(60), 100_000)),
@@ -134,7 +136,14 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
         front,
         webhook_url,
         stop,
-        _dir: dir,
+        dir,
+    }
+}
+
+impl TestBot {
+    /// The bot's SQLite file.
+    pub(crate) fn database_path(&self) -> std::path::PathBuf {
+        self.dir.path().join(DATABASE_FILE)
     }
 }
 
