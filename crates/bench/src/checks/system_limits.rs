@@ -128,7 +128,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         out.series(series);
     }
     chart(ctx, out, &steps);
-    let within = |s: &Step| s.p99_ms <= SLO_P99_MS && s.errors <= SLO_ERRORS;
+    let within = |s: &Step| !breaks_slo(s.p99_ms, s.errors);
     let knee = steps.iter().rev().find(|s| within(s)).copied();
     let broke = steps.last().filter(|s| !within(s)).copied();
     for (i, s) in steps.iter().enumerate() {
@@ -200,24 +200,50 @@ async fn ramp(
 ) -> Result<Vec<Step>, CheckError> {
     let mut steps: Vec<Step> = Vec::new();
     let mut next_user = 0usize;
-    let mut index = 0;
-    let mut repeating = false;
-    while let Some(&rate) = rates.get(index) {
-        let step = run_step(rig, pool, rate, step_length, next_user, repeating).await?;
+    let mut ramp = Ramp::default();
+    while let Some((rate, repeat)) = ramp.next(rates) {
+        let step = run_step(rig, pool, rate, step_length, next_user, repeat).await?;
         next_user += (rate * step_length.as_secs_f64()) as usize;
+        ramp.after(breaks_slo(step.p99_ms, step.errors));
         steps.push(step);
-        let broken = step.p99_ms > SLO_P99_MS || step.errors > SLO_ERRORS;
-        if broken && !repeating {
-            repeating = true;
-            continue;
-        }
-        if broken {
-            break;
-        }
-        repeating = false;
-        index += 1;
     }
     Ok(steps)
+}
+
+/// Whether a step with this p99 and share of unanswered updates breaks the SLO.
+pub(crate) fn breaks_slo(p99_ms: f64, errors: f64) -> bool {
+    p99_ms > SLO_P99_MS || errors > SLO_ERRORS
+}
+
+/// Where a ramp of rates goes next: a step that breaks the SLO runs once more (one stall of a
+/// shared machine is not a limit), and a second break in a row ends the ramp.
+#[derive(Debug, Default)]
+pub(crate) struct Ramp {
+    index: usize,
+    repeating: bool,
+    ended: bool,
+}
+
+impl Ramp {
+    /// The next rate to run, and whether that run repeats a broken step; `None` when done.
+    pub(crate) fn next(&self, rates: &[f64]) -> Option<(f64, bool)> {
+        if self.ended {
+            return None;
+        }
+        rates.get(self.index).map(|rate| (*rate, self.repeating))
+    }
+
+    /// Takes in whether the step just run broke the SLO.
+    pub(crate) fn after(&mut self, broken: bool) {
+        match (broken, self.repeating) {
+            (true, false) => self.repeating = true,
+            (true, true) => self.ended = true,
+            (false, _) => {
+                self.repeating = false;
+                self.index += 1;
+            }
+        }
+    }
 }
 
 /// One step: `rate` updates a second for `step_length`, then the drain; what it measured.
@@ -406,5 +432,43 @@ fn bottleneck(
             format!("update handling latency at {:.0} updates/s (CPU {:.0} %, no pool wait, no queue growth)", s.rate, s.cpu_percent),
             format!("задержка обработки обновлений при {:.0}/с (CPU {:.0} %, без ожидания пула и роста очереди)", s.rate, s.cpu_percent),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ramp;
+
+    /// The (rate, repeat) runs a ramp makes when each run breaks the SLO as `breaks` says.
+    fn runs(rates: &[f64], breaks: &[bool]) -> Vec<(f64, bool)> {
+        let mut ramp = Ramp::default();
+        let mut made = Vec::new();
+        let mut breaks = breaks.iter();
+        while let Some(run) = ramp.next(rates) {
+            made.push(run);
+            ramp.after(*breaks.next().unwrap_or(&false));
+        }
+        made
+    }
+
+    #[test]
+    fn a_broken_step_runs_once_more_and_a_second_break_ends_the_ramp() {
+        let rates = [25.0, 50.0, 100.0, 200.0];
+        // 50 stalls once, then passes: the ramp goes on; 200 breaks twice: it ends there.
+        assert_eq!(
+            runs(&rates, &[false, true, false, false, true, true]),
+            [
+                (25.0, false),
+                (50.0, false),
+                (50.0, true),
+                (100.0, false),
+                (200.0, false),
+                (200.0, true)
+            ]
+        );
+        // Nothing breaks: every rate once.
+        assert_eq!(runs(&rates, &[]).len(), 4);
+        // The first step breaks twice: two runs in all.
+        assert_eq!(runs(&rates, &[true, true]), [(25.0, false), (25.0, true)]);
     }
 }

@@ -2,21 +2,27 @@
 
 use std::time::Duration;
 
-use genbot_mocks::telegram::Entry;
+use genbot_mocks::telegram::{Entry, SimUser};
 
-use crate::helpers::{say, spawn_bot, Options, WAIT};
+use crate::helpers::{say, spawn_bot, Options, TestBot, WAIT};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
-    let bot = spawn_bot(Options::default()).await;
+/// The admin (id 1) and `count` users from id `first`, each having sent /start.
+async fn admin_and_users(bot: &TestBot, first: i64, count: i64) -> (SimUser, Vec<SimUser>) {
     let admin = bot.telegram.user(1, "Admin", Some("en"));
     say(&admin, "/start").await;
-    let users: Vec<_> = (0..20)
-        .map(|n| bot.telegram.user(6000 + n, &format!("u{n}"), Some("en")))
+    let users: Vec<SimUser> = (0..count)
+        .map(|n| bot.telegram.user(first + n, &format!("u{n}"), Some("en")))
         .collect();
     for user in &users {
         say(user, "/start").await;
     }
+    (admin, users)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
+    let bot = spawn_bot(Options::default()).await;
+    let (admin, users) = admin_and_users(&bot, 6000, 20).await;
     bot.telegram.block(6003);
 
     let (_, refused, _) = say(&users[0], "/broadcast hi all").await;
@@ -66,16 +72,9 @@ async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_send_the_database_refused_to_record_is_not_sent_again() {
     let bot = spawn_bot(Options::default()).await;
-    let admin = bot.telegram.user(1, "Admin", Some("en"));
-    say(&admin, "/start").await;
-    let users: Vec<_> = (0..30)
-        .map(|n| bot.telegram.user(7000 + n, &format!("v{n}"), Some("en")))
-        .collect();
-    for user in &users {
-        say(user, "/start").await;
-    }
+    let (admin, users) = admin_and_users(&bot, 7000, 30).await;
     let text = "Back in five minutes";
-    let got_it = |user: &genbot_mocks::telegram::SimUser| {
+    let got_it = |user: &SimUser| {
         user.transcript()
             .iter()
             .filter(|e| matches!(e, Entry::BotText { text: t, .. } if t == text))

@@ -11,8 +11,8 @@ use genbot_mocks::telegram::SimUser;
 use crate::blackbox::scenario::{fill, Action, Answer};
 use crate::blackbox::BlackBox;
 use crate::checks::system_limits::{
-    chart_points, grade_knee, ChartPoint, DRAIN, SECONDS_PER_UPDATE_PER_USER, SLO_ERRORS,
-    SLO_P99_MS,
+    breaks_slo, chart_points, grade_knee, ChartPoint, Ramp, DRAIN, SECONDS_PER_UPDATE_PER_USER,
+    SLO_ERRORS, SLO_P99_MS,
 };
 use crate::context::Context;
 use crate::histogram::Latencies;
@@ -61,7 +61,7 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let max_rate = rates.iter().copied().fold(0.0, f64::max);
     let pool = bot.users((max_rate * SECONDS_PER_UPDATE_PER_USER) as u32, Some("en"));
     let steps = ramp(bot, &pool, &text, rates, step_length).await;
-    let within = |s: &Step| s.p99_ms <= SLO_P99_MS && s.errors <= SLO_ERRORS;
+    let within = |s: &Step| !breaks_slo(s.p99_ms, s.errors);
     let knee = steps.iter().rev().find(|s| within(s)).copied();
     let broke = steps.last().filter(|s| !within(s)).copied();
     for (i, s) in steps.iter().enumerate() {
@@ -107,21 +107,11 @@ async fn ramp(
     step_length: Duration,
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    let mut index = 0;
-    let mut repeating = false;
-    while let Some(&rate) = rates.get(index) {
-        let step = run_step(bot, pool, text, rate, step_length, repeating).await;
+    let mut ramp = Ramp::default();
+    while let Some((rate, repeat)) = ramp.next(rates) {
+        let step = run_step(bot, pool, text, rate, step_length, repeat).await;
+        ramp.after(breaks_slo(step.p99_ms, step.errors));
         steps.push(step);
-        let broken = step.p99_ms > SLO_P99_MS || step.errors > SLO_ERRORS;
-        if broken && !repeating {
-            repeating = true;
-            continue;
-        }
-        if broken {
-            break;
-        }
-        repeating = false;
-        index += 1;
     }
     steps
 }
