@@ -19,6 +19,22 @@ async fn admin_and_users(bot: &TestBot, first: i64, count: i64) -> (SimUser, Vec
     (admin, users)
 }
 
+/// The admin's progress message once it says the broadcast finished, waiting up to `within`.
+async fn finished_progress(admin: &SimUser, within: Duration) -> String {
+    let done = |e: &Entry| matches!(e, Entry::BotText { text, .. } if text.contains("finished"));
+    let transcript = admin
+        .wait_for(within, |t| t.iter().any(done))
+        .await
+        .unwrap_or_else(|| panic!("the broadcast never finished: {:?}", admin.transcript()));
+    transcript
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotText { text, .. } if done(e) => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
     let bot = spawn_bot(Options::default()).await;
@@ -32,20 +48,7 @@ async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
 
     let text = "Maintenance tonight at 22:00 UTC";
     say(&admin, &format!("/broadcast {text}")).await;
-    let finished = admin
-        .wait_for(WAIT, |t| {
-            t.iter()
-                .any(|e| matches!(e, Entry::BotText { text, .. } if text.contains("finished")))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the broadcast never finished: {:?}", admin.transcript()));
-    let progress = finished
-        .iter()
-        .find_map(|e| match e {
-            Entry::BotText { text, .. } if text.contains("finished") => Some(text.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let progress = finished_progress(&admin, WAIT).await;
     // 21 users (the admin too), one of whom blocked the bot.
     assert!(progress.contains("delivered: 20"), "{progress}");
     assert!(progress.contains("blocked the bot: 1"), "{progress}");
@@ -109,21 +112,7 @@ async fn a_broadcast_send_the_database_refused_to_record_is_not_sent_again() {
     tokio::task::spawn_blocking(move || lock.join().unwrap())
         .await
         .unwrap();
-    let finished = admin
-        .wait_for(WAIT * 2, |t| {
-            t.iter()
-                .any(|e| matches!(e, Entry::BotText { text, .. } if text.contains("finished")))
-        })
-        .await
-        .unwrap_or_else(|| panic!("the broadcast never finished: {:?}", admin.transcript()));
-    let progress = finished
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            Entry::BotText { text, .. } if text.contains("finished") => Some(text.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let progress = finished_progress(&admin, WAIT * 2).await;
     for user in &users {
         assert_eq!(
             got_it(user),
