@@ -22,8 +22,10 @@ pub mod image_input;
 pub mod limiter;
 pub mod replicate;
 mod stats;
+mod until_written;
 
 pub use engine::{Engine, EngineConfig, GenerationRequest, ReplicaConfig, Submitted};
 pub use error::{CancelError, EngineError, SubmitError};
 pub use events::{FailureReason, JobEvent};
 pub use stats::EngineStats;
+pub use until_written::{until_written, Unwritten};

@@ -155,11 +155,11 @@ async fn continue_broadcast(
                 }
             };
             // The message is out: losing its record would send it again from the cursor.
-            let recorded = crate::recorded::until_recorded(stop, "a broadcast send", || {
+            let recorded = genbot_engine::until_written(stop, "a broadcast send", || {
                 store.record_broadcast_send(broadcast.id, owner, user, sent, lease)
             })
             .await;
-            let Some(still_ours) = recorded else {
+            let Ok(still_ours) = recorded else {
                 return Ok(());
             };
             if !still_ours {

@@ -31,7 +31,6 @@ mod metrics;
 mod outbox;
 mod pacing;
 mod payments;
-mod recorded;
 mod rerun;
 pub mod run;
 mod settings;

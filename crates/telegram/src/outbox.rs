@@ -263,11 +263,11 @@ async fn record(
     stop: &CancellationToken,
 ) {
     let store = front.engine().store();
-    let recorded = crate::recorded::until_recorded(stop, "a delivery", || {
+    let recorded = genbot_engine::until_written(stop, "a delivery", || {
         store.finish_delivery(job, owner, outcome.clone())
     })
     .await;
-    if recorded == Some(false) {
+    if matches!(recorded, Ok(false)) {
         // An earlier try that committed without its answer arriving, or another replica
         // that took the delivery over after its lease passed.
         tracing::info!(

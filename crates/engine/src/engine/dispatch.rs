@@ -13,16 +13,13 @@ use genbot_store::{Claim, ClaimSpec, Job, JobOutcome, StoreError};
 use super::Engine;
 use crate::events::{FailureReason, JobEvent};
 use crate::stats::Counters;
+use crate::Unwritten;
 
 /// Pause after a database error in the dispatcher, so a failing database is not hammered.
 const STORE_ERROR_PAUSE: Duration = Duration::from_millis(200);
 
 /// How often an idle or full dispatcher looks at the shared queue again without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(250);
-
-/// Retries of a job's final write after database errors start here and double up to this.
-const PERSIST_PAUSE: Duration = Duration::from_millis(100);
-const PERSIST_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 /// Why a job task stopped without an outcome of its own.
 #[derive(Debug)]
@@ -174,33 +171,18 @@ impl Engine {
     /// Runs a guarded write until it lands: database errors are retried with backoff (the work
     /// it records is done and must not be lost); `Err(Stop::Abandoned)` when the job is not
     /// this replica's any more, or on shutdown.
-    pub(super) async fn persist<T, F, Fut>(&self, mut write: F) -> Result<T, Stop>
+    pub(super) async fn persist<T, F, Fut>(&self, write: F) -> Result<T, Stop>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let mut pause = PERSIST_PAUSE;
-        loop {
-            match write().await {
-                Ok(value) => return Ok(value),
-                Err(
-                    e @ (StoreError::LeaseLost { .. }
-                    | StoreError::InvalidTransition { .. }
-                    | StoreError::JobNotFound(_)),
-                ) => {
-                    tracing::info!(error = %e, "job is no longer this replica's; leaving it");
-                    return Err(Stop::Abandoned);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, ?pause, "recording a job's step failed; retrying");
-                }
+        match crate::until_written(&self.inner.shutdown, "a job's step", write).await {
+            Ok(value) => Ok(value),
+            Err(Unwritten::Refused(e)) => {
+                tracing::info!(error = %e, "job is no longer this replica's; leaving it");
+                Err(Stop::Abandoned)
             }
-            tokio::select! {
-                biased;
-                () = self.inner.shutdown.cancelled() => return Err(Stop::Abandoned),
-                () = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(PERSIST_PAUSE_MAX);
+            Err(Unwritten::Stopped) => Err(Stop::Abandoned),
         }
     }
 }
