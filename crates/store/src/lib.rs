@@ -40,7 +40,7 @@ use genbot_config::DatabaseUrl;
 pub use broadcast::{Broadcast, BroadcastSend};
 pub use error::StoreError;
 pub use history::HistoryItem;
-pub use inbox::{InboxUpdate, Unhandled};
+pub use inbox::{DeadLetter, InboxUpdate, Unhandled};
 pub use lifecycle::{
     Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
 };
@@ -171,7 +171,8 @@ impl Store {
         dispatch!(self.set_selected_model(id, model))
     }
 
-    /// Starts a broadcast of `text` from `admin`, leased to `owner`.
+    /// Starts a broadcast of `text` from `admin`, leased to `owner`; `Ok(None)` when the
+    /// update `source_update` started one already (a replay of the admin's message).
     ///
     /// # Errors
     /// Database failures.
@@ -179,10 +180,11 @@ impl Store {
         &self,
         admin: UserId,
         text: String,
+        source_update: Option<i64>,
         owner: &str,
         lease: Duration,
-    ) -> Result<Broadcast, StoreError> {
-        dispatch!(self.create_broadcast(admin, text, owner, lease))
+    ) -> Result<Option<Broadcast>, StoreError> {
+        dispatch!(self.create_broadcast(admin, text, source_update, owner, lease))
     }
 
     /// The oldest unfinished broadcast that is `owner`'s or whose lease expired (its replica is
@@ -588,6 +590,49 @@ impl Store {
     ) -> Result<Vec<InboxUpdate>, StoreError> {
         let mine = which == Unhandled::MineAndStale;
         dispatch!(self.claim_unhandled_updates(owner, mine, stale_after, limit))
+    }
+
+    /// Counts a failed attempt at handling update `id` (with its error, never the update's
+    /// text); returns the attempts so far, 0 when the update is not in the inbox.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn note_update_failure(&self, id: i64, error: &str) -> Result<u32, StoreError> {
+        dispatch!(self.note_update_failure(id, error))
+    }
+
+    /// Sets update `id` aside as a dead letter (not replayed again); `Ok(false)` when it was
+    /// handled or set aside already.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn dead_letter_update(&self, id: i64, error: &str) -> Result<bool, StoreError> {
+        dispatch!(self.dead_letter_update(id, error))
+    }
+
+    /// The dead letters, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        dispatch!(self.dead_letters(limit))
+    }
+
+    /// How many updates are set aside.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn count_dead_letters(&self) -> Result<u64, StoreError> {
+        dispatch!(self.count_dead_letters())
+    }
+
+    /// Gives dead letter `id` another chance: its attempts start over and any replica takes
+    /// it at its next look for orphaned updates. `Ok(false)` when there is no such dead letter.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+        dispatch!(self.retry_dead_letter(id))
     }
 
     /// Forgets updates handled more than `older_than` ago.

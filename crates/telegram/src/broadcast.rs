@@ -35,6 +35,7 @@ pub(crate) async fn start(
     lang: Lang,
     admin: UserId,
     text: &str,
+    update: i64,
 ) -> HandlerResult {
     let bot = front.bot();
     if text.is_empty() {
@@ -48,10 +49,20 @@ pub(crate) async fn start(
     }
     let engine = front.engine();
     let lease = engine.config().replica.lease;
-    let broadcast = engine
+    let Some(broadcast) = engine
         .store()
-        .create_broadcast(admin, text.to_owned(), engine.replica_id(), lease)
-        .await?;
+        .create_broadcast(
+            admin,
+            text.to_owned(),
+            Some(update),
+            engine.replica_id(),
+            lease,
+        )
+        .await?
+    else {
+        tracing::info!(update, "replayed /broadcast: its broadcast exists already");
+        return Ok(());
+    };
     let progress = texts::broadcast_progress(lang, broadcast.id, 0, 0, 0, false);
     let message = send(front, chat, bot.send_message(chat, progress)).await?;
     engine

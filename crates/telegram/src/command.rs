@@ -39,16 +39,47 @@ pub(crate) const MENU: [(&str, &str); 9] = [
     ("help", "help"),
 ];
 
+/// A `/command` as written: `/name@target args`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Command<'a> {
+    /// The word after the slash, without `@target` (may be empty: `/ text`).
+    pub(crate) name: &'a str,
+    /// The bot it names (`/img@genbot_bot`), if any.
+    pub(crate) target: Option<&'a str>,
+    /// The rest of the text, trimmed.
+    pub(crate) args: &'a str,
+}
+
+impl<'a> Command<'a> {
+    /// Splits a text that starts with `/` (after leading whitespace) into its parts; `None`
+    /// for any other text. Splits only at character boundaries the string itself reports
+    /// (`find`, `split_once`), never at a byte count taken from another string: user text is
+    /// any Unicode, and a cut inside a character panics.
+    pub(crate) fn split(text: &'a str) -> Option<Command<'a>> {
+        let rest = text.trim().strip_prefix('/')?;
+        let (word, args) = match rest.split_once(char::is_whitespace) {
+            Some((word, args)) => (word, args.trim()),
+            None => (rest, ""),
+        };
+        let (name, target) = match word.split_once('@') {
+            Some((name, target)) => (name, Some(target)),
+            None => (word, None),
+        };
+        Some(Command { name, target, args })
+    }
+
+    /// Whether it is addressed to the bot called `me` (no `@target`, or `@me`).
+    pub(crate) fn is_for(&self, me: &str) -> bool {
+        self.target.is_none_or(|t| t.eq_ignore_ascii_case(me))
+    }
+}
+
 impl<'a> Input<'a> {
     /// Reads `/cmd`, `/cmd@botname` and `/cmd args` as commands, the rest as a prompt.
     pub(crate) fn parse(text: &'a str) -> Input<'a> {
-        let trimmed = text.trim();
-        let Some(rest) = trimmed.strip_prefix('/') else {
-            return Input::Prompt(trimmed);
+        let Some(Command { name, args, .. }) = Command::split(text) else {
+            return Input::Prompt(text.trim());
         };
-        let word = rest.split_whitespace().next().unwrap_or_default();
-        let args = rest[word.len()..].trim();
-        let name = word.split('@').next().unwrap_or_default();
         match name.to_ascii_lowercase().as_str() {
             "start" => Input::Start,
             "help" => Input::Help,
@@ -86,5 +117,62 @@ mod tests {
         );
         assert_eq!(Input::parse("/refund"), Input::Refund(""));
         assert_eq!(Input::parse("  a red fox  "), Input::Prompt("a red fox"));
+    }
+
+    /// Texts that cut a character in half when the arguments were found by byte count.
+    #[test]
+    fn whitespace_of_every_kind_before_non_ascii_words() {
+        assert_eq!(Input::parse("/ привет"), Input::Unknown);
+        assert_eq!(Input::parse("/\u{a0}привет"), Input::Unknown);
+        assert_eq!(
+            Input::parse("/img\u{3000}кот на крыше"),
+            Input::Prompt("кот на крыше")
+        );
+        assert_eq!(Input::parse("/img\u{200b}кот"), Input::Unknown);
+        assert_eq!(Input::parse("/\t🦊🦊"), Input::Unknown);
+        assert_eq!(
+            Input::parse("/refund\u{2003}é\u{301}"),
+            Input::Refund("é\u{301}")
+        );
+        assert_eq!(Input::parse("/"), Input::Unknown);
+        assert_eq!(Input::parse("/@"), Input::Unknown);
+    }
+
+    fn arbitrary_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        // Any Unicode, with the characters that broke parsers weighted in: whitespace of every
+        // class, zero-width and RTL marks, combining marks, emoji joiners, controls, `/` and `@`.
+        let special = prop::sample::select(vec![
+            '/', '@', ' ', '\t', '\n', '\u{a0}', '\u{3000}', '\u{2003}', '\u{200b}', '\u{200d}',
+            '\u{200f}', '\u{202e}', '\u{301}', '\u{fe0f}', '\u{0}', '\u{7f}', 'п', 'я', '🦊', '-',
+        ]);
+        let ch = prop_oneof![3 => any::<char>(), 2 => special];
+        prop::collection::vec(ch, 0..64).prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_without_panicking(text in arbitrary_text()) {
+            let _ = Input::parse(&text);
+        }
+
+        #[test]
+        fn a_commands_parts_are_pieces_of_its_text(text in arbitrary_text()) {
+            if let Some(command) = Command::split(&text) {
+                proptest::prop_assert!(text.contains(command.name));
+                proptest::prop_assert!(text.ends_with(command.args) || text.trim_end().ends_with(command.args));
+                proptest::prop_assert!(!command.name.contains(char::is_whitespace));
+                proptest::prop_assert!(!command.name.contains('@'));
+            } else {
+                proptest::prop_assert!(!text.trim_start().starts_with('/'));
+            }
+        }
+
+        #[test]
+        fn the_4096_character_limit_parses(prefix in arbitrary_text(), fill in proptest::prelude::any::<char>()) {
+            let text: String = prefix.chars().chain(std::iter::repeat(fill)).take(4096).collect();
+            let _ = Input::parse(&text);
+            let _ = Command::split(&text).map(|c| c.is_for("genbot"));
+        }
     }
 }

@@ -12,6 +12,7 @@ use genbot_store::ReplyTarget;
 use teloxide::prelude::*;
 use teloxide::types::{Chat, MessageId, ReplyParameters, User as TgUser};
 
+use crate::command::Command;
 use crate::handlers::{submit_registering, user_id, HandlerResult};
 use crate::pacing::send;
 use crate::texts::{self, Lang};
@@ -24,14 +25,8 @@ pub(crate) fn is_group(chat: &Chat) -> bool {
 
 /// `/NAME args` or `/NAME@bot args` addressed to us: the arguments.
 fn command_args<'t>(text: &'t str, name: &str, me: &str) -> Option<&'t str> {
-    let rest = text.trim().strip_prefix('/')?;
-    let word = rest.split_whitespace().next().unwrap_or_default();
-    let (command, target) = match word.split_once('@') {
-        Some((command, target)) => (command, Some(target)),
-        None => (word, None),
-    };
-    let ours = target.is_none_or(|t| t.eq_ignore_ascii_case(me));
-    (ours && command.eq_ignore_ascii_case(name)).then(|| rest[word.len()..].trim())
+    let command = Command::split(text)?;
+    (command.is_for(me) && command.name.eq_ignore_ascii_case(name)).then_some(command.args)
 }
 
 /// A message in a group.
@@ -132,5 +127,19 @@ mod tests {
         assert_eq!(command_args("/img@otherbot a fox", "img", "genbot"), None);
         assert_eq!(command_args("/imagine a fox", "img", "genbot"), None);
         assert_eq!(command_args("a fox", "img", "genbot"), None);
+        assert_eq!(
+            command_args("/img@genbot кот", "img", "genbot"),
+            Some("кот")
+        );
+        assert_eq!(command_args("/ привет", "img", "genbot"), None);
+        assert_eq!(command_args("/img@ привет", "img", "genbot"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_read_without_panicking(text in "\\PC*", me in "\\PC{0,8}") {
+            let _ = command_args(&text, "img", &me);
+            let _ = command_args(&text, "help", &me);
+        }
     }
 }

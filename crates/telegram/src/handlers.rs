@@ -10,6 +10,7 @@ use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User as TgUser};
 
 use crate::command::Input;
+use crate::isolation::isolated;
 use crate::pacing::send;
 use crate::texts::{self, Lang};
 use crate::{payments, rerun, settings};
@@ -22,13 +23,15 @@ pub(crate) type HandlerResult = Result<(), HandlerError>;
 /// Callback data prefix of the `/models` buttons.
 const MODEL_BUTTON: &str = "model:";
 
-/// The dispatch tree: messages, button presses and pre-checkout queries; other updates are
-/// ignored.
+/// The dispatch tree: messages, button presses, pre-checkout queries and the bot's own
+/// membership; other updates are counted and ignored (`run`'s default handler). Each endpoint
+/// runs its handler [`isolated`]: it always returns `Ok`, the outcome is the isolation's.
 pub fn schema() -> UpdateHandler<HandlerError> {
     dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_button))
         .branch(Update::filter_pre_checkout_query().endpoint(payments::on_pre_checkout))
+        .branch(Update::filter_my_chat_member().endpoint(crate::membership::on_my_membership))
 }
 
 pub(crate) fn user_id(from: &TgUser) -> UserId {
@@ -46,11 +49,14 @@ async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let result = handle_message(&front, &msg, update_id(&update)).await;
+    isolated(
+        &front,
+        &update,
+        handle_message(&front, &msg, update_id(&update)),
+    )
+    .await;
     front.metrics().observe(started.elapsed());
-    // Handled, whatever the outcome: an error here (a refused send) would not pass next time.
-    front.update_handled(update_id(&update));
-    result
+    Ok(())
 }
 
 #[tracing::instrument(skip_all, fields(user_id))]
@@ -158,7 +164,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
             send(front, chat, bot.send_message(chat, text)).await?;
         }
         Input::Broadcast(text) if front.is_admin(user.0) => {
-            crate::broadcast::start(front, chat, lang, user, text).await?;
+            crate::broadcast::start(front, chat, lang, user, text, update).await?;
         }
         Input::Refund(_) | Input::Ban(..) | Input::Broadcast(_) => {
             send(
@@ -215,6 +221,14 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         }
     }
     Ok(())
+}
+
+/// At most `max` characters of `text`, with `…` when cut (user-supplied data echoed back).
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
+        None => text.to_owned(),
+    }
 }
 
 /// The chat a button was pressed in (the presser's private chat when Telegram no longer says).
@@ -360,10 +374,14 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
 
 async fn on_button(front: Front, query: CallbackQuery, update: Update) -> HandlerResult {
     let started = Instant::now();
-    let result = handle_button(&front, &query, update_id(&update)).await;
+    isolated(
+        &front,
+        &update,
+        handle_button(&front, &query, update_id(&update)),
+    )
+    .await;
     front.metrics().observe(started.elapsed());
-    front.update_handled(update_id(&update));
-    result
+    Ok(())
 }
 
 async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> HandlerResult {
@@ -407,23 +425,29 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         return Ok(());
     };
     let engine = front.engine();
-    let text = match engine.catalogue().get(model_id).filter(|m| m.enabled) {
-        Some(model) => {
-            if engine.users().get(user).await?.is_none() {
-                register(front, &query.from).await?;
-            }
-            engine
-                .users()
-                .set_selected_model(user, Some(model.id.clone()))
-                .await?;
-            texts::model_chosen(lang, &model.name)
-        }
-        None => texts::model_unavailable(lang, model_id),
+    let Some(model) = engine.catalogue().get(model_id).filter(|m| m.enabled) else {
+        // Stale (a model since withdrawn) or forged: said to the presser alone, and the
+        // message, which others may see, is left as it is.
+        let unavailable = texts::model_unavailable(lang, &shorten(model_id, 64));
+        bot.answer_callback_query(query.id.clone())
+            .text(unavailable)
+            .await?;
+        return Ok(());
     };
+    if engine.users().get(user).await?.is_none() {
+        register(front, &query.from).await?;
+    }
+    engine
+        .users()
+        .set_selected_model(user, Some(model.id.clone()))
+        .await?;
+    let text = texts::model_chosen(lang, &model.name);
     bot.answer_callback_query(query.id.clone())
         .text(text.clone())
         .await?;
-    if let Some(message) = &query.message {
+    // Only the presser's own private chat shows the choice: a /models list is sent nowhere
+    // else, and a press on anything else was forged.
+    if let Some(message) = query.message.as_ref().filter(|m| m.chat().id.0 == user.0) {
         send(
             front,
             message.chat().id,

@@ -105,6 +105,14 @@ async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
     let mut decoded = Vec::with_capacity(replay.len());
     for update in replay {
         match serde_json::from_str::<Update>(&update.payload) {
+            // Claimed again and again: its handling dies with the process (a crash loop).
+            Ok(parsed) if update.attempts > crate::isolation::PANICS_MAX => {
+                let front = front.clone();
+                tokio::spawn(async move {
+                    let reason = "the process stopped while handling it";
+                    front.set_aside(&parsed, reason, update.attempts).await;
+                });
+            }
             Ok(parsed) => decoded.push(parsed),
             Err(e) => {
                 tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
@@ -164,7 +172,8 @@ where
             })
             .buffered(RECORD_CONCURRENCY)
             .filter_map(std::future::ready);
-        stream::iter(replay.into_iter().map(Ok)).chain(live).boxed()
+        let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
+        to_dispatcher(self.front.clone(), updates)
     }
 }
 
@@ -241,8 +250,40 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             stopped: Box::pin(flag),
         };
         let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
-        stream::iter(replay.into_iter().map(Ok)).chain(live).boxed()
+        let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
+        to_dispatcher(self.front.clone(), updates)
     }
+}
+
+/// What the dispatcher gets: `updates`, with the updates to try again merged in, less those
+/// shed because their chat has too many waiting. Ends when `updates` ends (retries still
+/// waiting are left to the inbox: the next start replays them).
+fn to_dispatcher<'a, E: Send + 'a>(
+    front: Front,
+    updates: impl futures_util::Stream<Item = Result<Update, E>> + Send + 'a,
+) -> BoxStream<'a, Result<Update, E>> {
+    let retries = match front.take_retries() {
+        Some(receiver) => stream::unfold(receiver, |mut receiver| async move {
+            receiver
+                .recv()
+                .await
+                .map(|update| (Some(Ok(update)), receiver))
+        })
+        .boxed(),
+        None => stream::pending().boxed(),
+    };
+    let live = updates
+        .map(Some)
+        .chain(stream::once(std::future::ready(None)));
+    stream::select(live, retries)
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(move |item| {
+            std::future::ready(match item {
+                Some(Ok(update)) if !front.enter_backlog(&update) => None,
+                other => other,
+            })
+        })
+        .boxed()
 }
 
 struct Poll {
@@ -399,6 +440,7 @@ async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
             Ok(payload) => rows.push(InboxUpdate {
                 id: i64::from(update.id.0),
                 payload,
+                attempts: 0,
             }),
             Err(e) => {
                 tracing::warn!(update_id = update.id.0, error = %e, "update not recordable; handled unrecorded");

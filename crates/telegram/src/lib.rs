@@ -20,6 +20,10 @@
 //! limit keeps one flooding user from slowing anyone else down.
 //! This crate knows Telegram and the engine's public API, nothing of SQL or Replicate.
 
+// User text is any Unicode: a byte-index slice of it can cut a character in half and panic.
+#![deny(clippy::string_slice)]
+
+mod backlog;
 mod broadcast;
 mod command;
 pub mod delivery;
@@ -27,6 +31,8 @@ mod groups;
 pub mod handlers;
 mod img2img;
 pub mod inbox;
+mod isolation;
+mod membership;
 mod metrics;
 mod outbox;
 mod pacing;
@@ -149,6 +155,17 @@ struct FrontInner {
     me: tokio::sync::OnceCell<teloxide::types::User>,
     /// Wakes the broadcaster when an admin starts a broadcast.
     broadcasts: tokio::sync::Notify,
+    /// Failed attempts per update, while the database cannot count them.
+    attempts: Mutex<HashMap<i64, u32>>,
+    /// Updates to try again, put back in front of the dispatcher by the listener.
+    retries: tokio::sync::mpsc::UnboundedSender<teloxide::types::Update>,
+    retried: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<teloxide::types::Update>>>,
+    /// Updates passed to the dispatcher and not yet handled, per chat (see [`backlog`]).
+    backlog: Mutex<HashMap<i64, usize>>,
+    /// Chats told their backlog was shed, and when.
+    backlog_told: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Fires when the bot stops: retries are left to the inbox.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Front {
@@ -165,6 +182,7 @@ impl Front {
         let per_sec = NonZeroU32::new(config.user_updates_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.user_burst).unwrap_or(NonZeroU32::MIN);
         let pacer = pacing::Pacer::new(config.send_limits);
+        let (retries, retried) = tokio::sync::mpsc::unbounded_channel();
         Front {
             inner: Arc::new(FrontInner {
                 bot,
@@ -180,6 +198,12 @@ impl Front {
                 handled: Mutex::new(Vec::new()),
                 me: tokio::sync::OnceCell::new(),
                 broadcasts: tokio::sync::Notify::new(),
+                attempts: Mutex::new(HashMap::new()),
+                retries,
+                retried: Mutex::new(Some(retried)),
+                backlog: Mutex::new(HashMap::new()),
+                backlog_told: Mutex::new(HashMap::new()),
+                stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -249,6 +273,18 @@ impl Front {
     /// Puts back handled marks that could not be written, for the next try.
     pub(crate) fn return_handled(&self, ids: Vec<i64>) {
         self.inner.handled.lock().extend(ids);
+    }
+
+    /// Fires when the bot stops taking updates for good.
+    pub(crate) fn stopping(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.stopping
+    }
+
+    /// The updates to try again, for the one listener that feeds the dispatcher.
+    pub(crate) fn take_retries(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<teloxide::types::Update>> {
+        self.inner.retried.lock().take()
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

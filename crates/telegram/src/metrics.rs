@@ -28,6 +28,12 @@ struct SendErrorLabels {
     code: &'static str,
 }
 
+/// An update's kind (`message`, `edited_message`, `poll`…).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
 /// The front end's instruments and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +43,10 @@ pub struct Metrics {
     delivered: Counter,
     delivery_failures: Counter,
     progress_dropped: Counter,
+    handler_panics: Counter,
+    dead_letters: Counter,
+    shed: Counter,
+    ignored: Family<KindLabels, Counter>,
     send_errors: Family<SendErrorLabels, Counter>,
     update_seconds: Histogram,
     snapshot: Arc<Mutex<Snapshot>>,
@@ -51,6 +61,10 @@ impl Default for Metrics {
             delivered: Counter::default(),
             delivery_failures: Counter::default(),
             progress_dropped: Counter::default(),
+            handler_panics: Counter::default(),
+            dead_letters: Counter::default(),
+            shed: Counter::default(),
+            ignored: Family::default(),
             send_errors: Family::default(),
             update_seconds: Histogram::new(BUCKETS),
             snapshot: Arc::default(),
@@ -86,6 +100,26 @@ impl Metrics {
             "genbot_progress_dropped",
             "Progress messages (status edits) dropped to leave the send budget to answers",
             self.progress_dropped.clone(),
+        );
+        r.register(
+            "genbot_handler_panics",
+            "Update handlers that panicked (caught; the update is retried, then set aside)",
+            self.handler_panics.clone(),
+        );
+        r.register(
+            "genbot_updates_dead_lettered",
+            "Updates set aside after failing too often (genbot inbox list)",
+            self.dead_letters.clone(),
+        );
+        r.register(
+            "genbot_updates_shed",
+            "Updates skipped because their chat had too many waiting",
+            self.shed.clone(),
+        );
+        r.register(
+            "genbot_updates_ignored",
+            "Updates of kinds the bot has nothing to do with, by kind",
+            self.ignored.clone(),
         );
         r.register(
             "genbot_telegram_send_errors",
@@ -124,6 +158,32 @@ impl Metrics {
                 code: error_code(error),
             })
             .inc();
+    }
+
+    pub(crate) fn handler_panicked(&self) {
+        self.handler_panics.inc();
+    }
+
+    pub(crate) fn dead_lettered(&self) {
+        self.dead_letters.inc();
+    }
+
+    pub(crate) fn shed(&self) {
+        self.shed.inc();
+    }
+
+    pub(crate) fn ignored(&self, kind: &'static str) {
+        self.ignored.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Handlers that panicked so far.
+    pub fn handler_panics(&self) -> u64 {
+        self.handler_panics.get()
+    }
+
+    /// Updates skipped because their chat had too many waiting.
+    pub fn updates_shed(&self) -> u64 {
+        self.shed.get()
     }
 
     pub(crate) fn dropped(&self) {

@@ -115,11 +115,14 @@ pub(crate) async fn on_pre_checkout(
     query: PreCheckoutQuery,
     update: Update,
 ) -> HandlerResult {
-    let started = Instant::now();
-    let result = answer_pre_checkout(&front, &query).await;
-    front.metrics().observe(started.elapsed());
-    front.update_handled(i64::from(update.id.0));
-    result
+    // A query has no chat, so teloxide runs every query in one worker, one after another:
+    // answered here in a task of its own, a burst of checkouts meets Telegram's 10 s together.
+    tokio::spawn(async move {
+        let started = Instant::now();
+        crate::isolation::isolated(&front, &update, answer_pre_checkout(&front, &query)).await;
+        front.metrics().observe(started.elapsed());
+    });
+    Ok(())
 }
 
 /// Why an invoice may not be paid, judged from the query alone.

@@ -173,8 +173,17 @@ fn dispatcher(
         .dependencies(dptree::deps![front.clone()])
         .worker_queue_size(WORKER_QUEUE)
         .default_handler(move |update| {
-            // Ignored kinds (edits, joins…) are handled too, or the inbox would replay them.
-            ignored.update_handled(i64::from(update.id.0));
+            // Ignored kinds (edits, channel posts, polls…) are handled too, or the inbox would
+            // replay them; each kind is counted.
+            let kind = crate::isolation::kind_of(&update);
+            tracing::debug!(
+                update_id = update.id.0,
+                kind,
+                "update of a kind the bot ignores"
+            );
+            ignored.metrics().ignored(kind);
+            ignored.leave_backlog(&update);
+            ignored.finished(i64::from(update.id.0));
             async {}
         })
         .build()
@@ -319,6 +328,7 @@ pub async fn serve_bot(
     grace: Duration,
 ) -> Result<(), RunError> {
     let engine = front.engine().clone();
+    let front_stopping = front.stopping().clone();
     let stop_delivery = tokio_util::sync::CancellationToken::new();
     let delivery = tokio::spawn(crate::delivery::run(
         front.clone(),
@@ -350,6 +360,8 @@ pub async fn serve_bot(
             Ok(())
         }
     };
+    // Retries still waiting stay unhandled in the inbox: the next start replays them.
+    front_stopping.cancel();
     stop_marking.cancel();
     let _ = marking.await;
     stop_delivery.cancel();

@@ -237,6 +237,24 @@ pub(crate) fn slow_down(lang: Lang) -> String {
     )
 }
 
+/// Said once when a message of the user's was set aside after failing again and again.
+pub(crate) fn not_handled(lang: Lang) -> String {
+    pick(
+        lang,
+        "⚠️ Sorry, I could not handle your last message, and I will not try it again. Please send it in other words, or write to the bot's admin.".into(),
+        "⚠️ Простите, я не смог обработать ваше последнее сообщение и больше не буду пытаться. Пожалуйста, сформулируйте его иначе или напишите администратору бота.".into(),
+    )
+}
+
+/// Said once a minute to a chat whose messages arrive faster than they can be answered.
+pub(crate) fn chat_backlog(lang: Lang) -> String {
+    pick(
+        lang,
+        "Too many messages are waiting in this chat; the newest were skipped. Please wait for my answers.".into(),
+        "В этом чате ждёт слишком много сообщений; самые новые пропущены. Пожалуйста, дождитесь моих ответов.".into(),
+    )
+}
+
 /// Said once to each user who writes while the database does not answer.
 pub(crate) fn delayed(lang: Lang) -> String {
     pick(

@@ -29,22 +29,26 @@ impl PgStore {
         &self,
         admin: UserId,
         text: String,
+        source_update: Option<i64>,
         owner: &str,
         lease: Duration,
-    ) -> Result<Broadcast, StoreError> {
+    ) -> Result<Option<Broadcast>, StoreError> {
         let mut conn = self.connection().await?;
         let row = sqlx::query(concat!(
-            "INSERT INTO broadcasts (admin_id, text, owner, lease_until)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING ",
+            "INSERT INTO broadcasts (admin_id, text, owner, lease_until, source_update)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)
+             ON CONFLICT (source_update) WHERE source_update IS NOT NULL DO NOTHING
+             RETURNING ",
             broadcast_columns!()
         ))
         .bind(admin.0)
         .bind(text)
         .bind(owner)
         .bind(lease.as_secs_f64())
-        .fetch_one(&mut *conn)
+        .bind(source_update)
+        .fetch_optional(&mut *conn)
         .await?;
-        broadcast(&row)
+        row.as_ref().map(broadcast).transpose()
     }
 
     pub(crate) async fn claim_broadcast(

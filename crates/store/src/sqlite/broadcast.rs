@@ -31,28 +31,36 @@ impl SqliteStore {
         &self,
         admin: UserId,
         text: String,
+        source_update: Option<i64>,
         owner: &str,
         lease: Duration,
-    ) -> Result<Broadcast, StoreError> {
+    ) -> Result<Option<Broadcast>, StoreError> {
         let owner = owner.to_owned();
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
                 let sql = concat!(
-                    "INSERT INTO broadcasts (admin_id, text, owner, lease_until, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING ",
+                    "INSERT INTO broadcasts
+                        (admin_id, text, owner, lease_until, created_at, source_update)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (source_update) WHERE source_update IS NOT NULL DO NOTHING
+                     RETURNING ",
                     broadcast_columns!()
                 );
-                conn.prepare_cached(sql)?.query_row(
-                    params![
-                        admin.0,
-                        text,
-                        owner,
-                        millis(lease_end(now, lease)),
-                        millis(now)
-                    ],
-                    |row| Ok(broadcast(row)),
-                )?
+                conn.prepare_cached(sql)?
+                    .query_row(
+                        params![
+                            admin.0,
+                            text,
+                            owner,
+                            millis(lease_end(now, lease)),
+                            millis(now),
+                            source_update
+                        ],
+                        |row| Ok(broadcast(row)),
+                    )
+                    .optional()?
+                    .transpose()
             })
             .await
     }

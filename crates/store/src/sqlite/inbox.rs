@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
-use super::rows::millis;
+use super::rows::{millis, timestamp};
 use super::SqliteStore;
-use crate::{InboxUpdate, StoreError};
+use crate::{DeadLetter, InboxUpdate, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn record_updates(
@@ -56,7 +56,7 @@ impl SqliteStore {
                 Ok(conn
                     .prepare_cached(
                         "UPDATE telegram_updates SET received_at = ?2
-                         WHERE handled_at IS NULL AND owner = ?1",
+                         WHERE handled_at IS NULL AND dead_at IS NULL AND owner = ?1",
                     )?
                     .execute(params![owner, millis(Utc::now())])? as u64)
             })
@@ -76,13 +76,14 @@ impl SqliteStore {
                 let now = millis(Utc::now());
                 let stale = now - stale_after.as_millis() as i64;
                 let mut stmt = conn.prepare_cached(
-                    "UPDATE telegram_updates SET owner = ?1, received_at = ?5
+                    "UPDATE telegram_updates
+                     SET owner = ?1, received_at = ?5, attempts = attempts + 1
                      WHERE update_id IN (
                         SELECT update_id FROM telegram_updates
-                        WHERE handled_at IS NULL
+                        WHERE handled_at IS NULL AND dead_at IS NULL
                           AND ((?4 AND owner = ?1) OR (owner <> ?1 AND received_at <= ?2))
                         ORDER BY update_id LIMIT ?3)
-                     RETURNING update_id, payload",
+                     RETURNING update_id, payload, attempts",
                 )?;
                 let mut rows = stmt.query(params![owner, stale, limit, mine, now])?;
                 let mut claimed = Vec::new();
@@ -90,10 +91,103 @@ impl SqliteStore {
                     claimed.push(InboxUpdate {
                         id: row.get(0)?,
                         payload: row.get(1)?,
+                        attempts: row.get(2)?,
                     });
                 }
                 claimed.sort_by_key(|u| u.id);
                 Ok(claimed)
+            })
+            .await
+    }
+
+    pub(crate) async fn note_update_failure(
+        &self,
+        id: i64,
+        error: &str,
+    ) -> Result<u32, StoreError> {
+        let error = error.to_owned();
+        self.writer
+            .run(move |conn| {
+                let attempts = conn
+                    .prepare_cached(
+                        "UPDATE telegram_updates SET attempts = attempts + 1, last_error = ?2
+                         WHERE update_id = ?1 RETURNING attempts",
+                    )?
+                    .query_row(params![id, error], |row| row.get(0))
+                    .optional()?;
+                Ok(attempts.unwrap_or(0))
+            })
+            .await
+    }
+
+    pub(crate) async fn dead_letter_update(
+        &self,
+        id: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let error = error.to_owned();
+        self.writer
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE telegram_updates SET dead_at = ?3, last_error = ?2
+                         WHERE update_id = ?1 AND handled_at IS NULL AND dead_at IS NULL",
+                    )?
+                    .execute(params![id, error, millis(Utc::now())])?
+                    == 1)
+            })
+            .await
+    }
+
+    pub(crate) async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT update_id, attempts, coalesce(last_error, ''), dead_at, payload
+                 FROM telegram_updates WHERE dead_at IS NOT NULL
+                 ORDER BY dead_at DESC, update_id DESC LIMIT ?1",
+                )?;
+                let mut rows = stmt.query(params![limit])?;
+                let mut letters = Vec::new();
+                while let Some(row) = rows.next()? {
+                    letters.push(DeadLetter {
+                        id: row.get(0)?,
+                        attempts: row.get(1)?,
+                        error: row.get(2)?,
+                        dead_at: timestamp("dead_at", row.get(3)?)?,
+                        payload: row.get(4)?,
+                    });
+                }
+                Ok(letters)
+            })
+            .await
+    }
+
+    pub(crate) async fn count_dead_letters(&self) -> Result<u64, StoreError> {
+        self.readers
+            .with(|conn| {
+                let count: i64 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM telegram_updates WHERE dead_at IS NOT NULL",
+                    )?
+                    .query_row([], |row| row.get(0))?;
+                Ok(u64::try_from(count).unwrap_or_default())
+            })
+            .await
+    }
+
+    pub(crate) async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |conn| {
+                // No replica's, received long ago: the next sweep of any replica takes it.
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE telegram_updates
+                         SET dead_at = NULL, attempts = 0, owner = '', received_at = 0
+                         WHERE update_id = ?1 AND dead_at IS NOT NULL",
+                    )?
+                    .execute(params![id])?
+                    == 1)
             })
             .await
     }

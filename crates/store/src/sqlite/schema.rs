@@ -210,6 +210,18 @@ CREATE TABLE job_documents (
     file_id TEXT    NOT NULL
 );
 "#,
+    // v12: poison updates are quarantined: failed or interrupted attempts are counted, and an
+    // update past its limit is dead-lettered (kept with its error, never replayed until an
+    // operator retries it). A broadcast carries the update that started it, so a replay of
+    // that update does not start it twice.
+    r#"
+ALTER TABLE telegram_updates ADD COLUMN attempts   INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE telegram_updates ADD COLUMN dead_at    INTEGER;
+ALTER TABLE telegram_updates ADD COLUMN last_error TEXT;
+ALTER TABLE broadcasts ADD COLUMN source_update INTEGER;
+CREATE UNIQUE INDEX broadcasts_source_update ON broadcasts (source_update)
+WHERE source_update IS NOT NULL;
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

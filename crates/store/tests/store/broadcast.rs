@@ -13,9 +13,18 @@ async fn a_broadcast_moves_its_cursor_and_resumes_under_its_lease(store: &Store)
     store.mark_blocked(UserId(20)).await.unwrap();
     let lease = Duration::from_secs(60);
     let created = store
-        .create_broadcast(UserId(10), "hello".into(), "a", lease)
+        .create_broadcast(UserId(10), "hello".into(), Some(9_000_000_001), "a", lease)
         .await
+        .unwrap()
         .unwrap();
+    assert!(
+        store
+            .create_broadcast(UserId(10), "hello".into(), Some(9_000_000_001), "a", lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "a replayed /broadcast started a second broadcast"
+    );
     assert_eq!((created.cursor, created.done), (0, false));
     assert!(
         store.claim_broadcast("b", lease).await.unwrap().is_none(),

@@ -15,6 +15,7 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
     let update = |id: i64| InboxUpdate {
         id,
         payload: format!("{{\"update_id\":{id}}}"),
+        attempts: 0,
     };
     assert_eq!(
         store.record_updates("a", vec![update(base)]).await.unwrap(),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod broadcast;
+mod dead_letters;
 mod helpers;
 mod inbox;
 mod jobs;

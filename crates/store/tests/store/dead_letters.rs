@@ -1,0 +1,95 @@
+use std::time::Duration;
+
+use genbot_store::{InboxUpdate, Store, Unhandled};
+
+use crate::helpers::on_both_backends;
+
+on_both_backends!(
+    a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator,
+    a_claim_after_a_crash_counts_an_attempt,
+);
+
+fn update(id: i64) -> InboxUpdate {
+    InboxUpdate {
+        id,
+        payload: format!("{{\"update_id\":{id}}}"),
+        attempts: 0,
+    }
+}
+
+async fn a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator(store: &Store) {
+    let id = 7_100_000_000;
+    store.record_updates("a", vec![update(id)]).await.unwrap();
+    assert_eq!(store.note_update_failure(id, "panicked").await.unwrap(), 1);
+    assert_eq!(store.note_update_failure(id, "panicked").await.unwrap(), 2);
+    assert_eq!(
+        store.note_update_failure(id + 999, "x").await.unwrap(),
+        0,
+        "an update not in the inbox has no attempts"
+    );
+    assert!(store
+        .dead_letter_update(id, "panicked 3 times")
+        .await
+        .unwrap());
+    assert!(
+        !store.dead_letter_update(id, "again").await.unwrap(),
+        "set aside twice"
+    );
+    assert_eq!(store.count_dead_letters().await.unwrap(), 1);
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].id, id);
+    assert_eq!(letters[0].attempts, 2);
+    assert_eq!(letters[0].error, "panicked 3 times");
+    assert!(
+        !format!("{:?}", letters[0]).contains("update_id"),
+        "Debug shows the payload"
+    );
+    // Never replayed: not at its replica's start, not by another replica once stale.
+    let zero = Duration::ZERO;
+    for (owner, which) in [("a", Unhandled::MineAndStale), ("b", Unhandled::StaleOnly)] {
+        let claimed = store
+            .claim_unhandled_updates(owner, which, zero, 100)
+            .await
+            .unwrap();
+        assert!(
+            claimed.iter().all(|u| u.id != id),
+            "{owner} replayed a dead letter"
+        );
+    }
+    // Nor renewed: it is no replica's work.
+    store.renew_unhandled_updates("a").await.unwrap();
+    // Retried by an operator: any replica's next sweep takes it, its attempts start over.
+    assert!(store.retry_dead_letter(id).await.unwrap());
+    assert!(!store.retry_dead_letter(id).await.unwrap(), "retried twice");
+    assert_eq!(store.count_dead_letters().await.unwrap(), 0);
+    let long = Duration::from_secs(3600);
+    let claimed = store
+        .claim_unhandled_updates("b", Unhandled::StaleOnly, long, 100)
+        .await
+        .unwrap();
+    let retried: Vec<&InboxUpdate> = claimed.iter().filter(|u| u.id == id).collect();
+    assert_eq!(retried.len(), 1, "the retried dead letter was not taken");
+    assert_eq!(retried[0].attempts, 1);
+    // Handled now: it can no longer be set aside.
+    store.mark_updates_handled(&[id]).await.unwrap();
+    assert!(!store.dead_letter_update(id, "late").await.unwrap());
+}
+
+async fn a_claim_after_a_crash_counts_an_attempt(store: &Store) {
+    let id = 7_200_000_000;
+    store.record_updates("a", vec![update(id)]).await.unwrap();
+    let long = Duration::from_secs(3600);
+    for expected in 1..=3 {
+        let claimed = store
+            .claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100)
+            .await
+            .unwrap();
+        let ours: Vec<u32> = claimed
+            .iter()
+            .filter(|u| u.id == id)
+            .map(|u| u.attempts)
+            .collect();
+        assert_eq!(ours, [expected], "restart {expected}");
+    }
+}

@@ -1,0 +1,85 @@
+//! No chat slows another. teloxide hands each chat's updates to one worker in order; a worker
+//! whose queue is full makes the dispatcher wait, which would stall every chat. So each chat may
+//! have at most [`CHAT_BACKLOG_MAX`] updates passed on and not yet handled; beyond that its
+//! newest updates are shed (marked handled, counted in `genbot_updates_shed_total`) and the
+//! chat is told once a minute. A flooding chat loses its own excess, never anyone else's
+//! answers.
+
+use std::time::{Duration, Instant};
+
+use teloxide::requests::Requester;
+use teloxide::types::Update;
+
+use crate::Front;
+
+/// Updates one chat may have waiting for its worker (far below the worker queue's size, so the
+/// dispatcher never waits on one chat).
+pub(crate) const CHAT_BACKLOG_MAX: usize = 32;
+/// A chat whose backlog was shed is told at most this often.
+const TELL_EVERY: Duration = Duration::from_secs(60);
+
+impl Front {
+    /// Whether `update` goes on to the dispatcher; `false` when its chat has too many waiting
+    /// (the update is then marked handled, counted and the chat told once a minute).
+    pub(crate) fn enter_backlog(&self, update: &Update) -> bool {
+        let Some(chat) = update.chat().map(|c| c.id) else {
+            return true;
+        };
+        {
+            let mut backlog = self.inner.backlog.lock();
+            let waiting = backlog.entry(chat.0).or_insert(0);
+            if *waiting < CHAT_BACKLOG_MAX {
+                *waiting += 1;
+                return true;
+            }
+        }
+        self.metrics().shed();
+        self.finished(i64::from(update.id.0));
+        let tell = {
+            let mut told = self.inner.backlog_told.lock();
+            let now = Instant::now();
+            let tell = told
+                .get(&chat.0)
+                .is_none_or(|at| now.duration_since(*at) >= TELL_EVERY);
+            if tell {
+                told.insert(chat.0, now);
+                told.retain(|_, at| now.duration_since(*at) < TELL_EVERY);
+            }
+            tell
+        };
+        tracing::warn!(
+            chat = chat.0,
+            update_id = update.id.0,
+            "chat backlog full; update shed"
+        );
+        if tell {
+            let lang = crate::texts::Lang::from_code(
+                update.from().and_then(|u| u.language_code.as_deref()),
+            );
+            let front = self.clone();
+            tokio::spawn(async move {
+                let notice = front
+                    .bot()
+                    .send_message(chat, crate::texts::chat_backlog(lang));
+                if let Err(e) = crate::pacing::send(&front, chat, notice).await {
+                    tracing::debug!(chat = chat.0, error = %e, "backlog notice not sent");
+                }
+            });
+        }
+        false
+    }
+
+    /// `update` left the dispatcher (handled, refused, failed or set aside).
+    pub(crate) fn leave_backlog(&self, update: &Update) {
+        let Some(chat) = update.chat().map(|c| c.id) else {
+            return;
+        };
+        let mut backlog = self.inner.backlog.lock();
+        if let Some(waiting) = backlog.get_mut(&chat.0) {
+            *waiting = waiting.saturating_sub(1);
+            if *waiting == 0 {
+                backlog.remove(&chat.0);
+            }
+        }
+    }
+}

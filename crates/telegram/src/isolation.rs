@@ -1,0 +1,377 @@
+//! Every update is handled in isolation, so no update can take the bot down or hold it up.
+//!
+//! - A handler that panics is caught ([`isolated`]): the panic is counted
+//!   (`genbot_handler_panics_total`) and logged with the update's id and kind, never its text,
+//!   and the chat's next update is handled as usual.
+//! - A failure is judged ([`judge`]): a transient one (the database, the network, Telegram's
+//!   5xx or 429) leaves the update unhandled and it is tried again with backoff; a refusal
+//!   (Telegram's 4xx, a job that is gone) ends it.
+//! - An update that keeps failing ([`PANICS_MAX`] panics or crash replays, [`TRANSIENT_MAX`]
+//!   transient failures) is set aside as a dead letter: kept in the inbox with its error and
+//!   attempt count, never replayed again until an operator retries it (`genbot inbox retry`),
+//!   and its sender is told once, in their language, that the message could not be handled.
+//!
+//! This module owns the outcome of handling; what a handler does is the handlers' business.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use genbot_store::StoreError;
+use teloxide::requests::Requester;
+use teloxide::types::{Update, UpdateKind};
+use teloxide::{ApiError, RequestError};
+
+use crate::handlers::HandlerError;
+use crate::Front;
+
+/// Panics (or replays after the process died while handling it) before an update is set aside.
+pub(crate) const PANICS_MAX: u32 = 3;
+/// Transient failures before an update is set aside (with backoff, about ten minutes).
+pub(crate) const TRANSIENT_MAX: u32 = 12;
+/// First and longest pause before an update is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How handling an update failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Worth trying again: the database or the network did not answer, Telegram had a server
+    /// error or asked to wait.
+    Transient(String),
+    /// Trying again would fail the same way (Telegram refused the request, the data says no).
+    Permanent(String),
+    /// The handler panicked.
+    Panic(String),
+}
+
+impl Failure {
+    fn reason(&self) -> &str {
+        match self {
+            Failure::Transient(r) | Failure::Permanent(r) | Failure::Panic(r) => r,
+        }
+    }
+}
+
+/// What becomes of an update whose handling failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Handled: a refusal ends it.
+    Done,
+    /// Tried again after this pause.
+    Retry(Duration),
+    /// Set aside as a dead letter.
+    SetAside,
+}
+
+/// What to do after `failure`, the `attempts`-th failed attempt at one update.
+pub(crate) fn fate(failure: &Failure, attempts: u32) -> Fate {
+    let limit = match failure {
+        Failure::Permanent(_) => return Fate::Done,
+        Failure::Panic(_) => PANICS_MAX,
+        Failure::Transient(_) => TRANSIENT_MAX,
+    };
+    if attempts >= limit {
+        Fate::SetAside
+    } else {
+        let doubled = RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(10));
+        Fate::Retry(doubled.min(RETRY_MAX))
+    }
+}
+
+/// Judges a handler's error: transient (try again) or permanent (done).
+pub(crate) fn judge(error: &HandlerError) -> Failure {
+    let reason = error.to_string();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(current) = source {
+        if let Some(e) = current.downcast_ref::<RequestError>() {
+            return if is_transient_request(e) {
+                Failure::Transient(reason)
+            } else {
+                Failure::Permanent(reason)
+            };
+        }
+        if let Some(e) = current.downcast_ref::<StoreError>() {
+            return if is_transient_store(e) {
+                Failure::Transient(reason)
+            } else {
+                Failure::Permanent(reason)
+            };
+        }
+        source = current.source();
+    }
+    Failure::Permanent(reason)
+}
+
+fn is_transient_request(error: &RequestError) -> bool {
+    match error {
+        RequestError::RetryAfter(_) | RequestError::Network(_) | RequestError::Io(_) => true,
+        // A proxy's HTML error page, or a body cut short.
+        RequestError::InvalidJson { .. } => true,
+        // teloxide keeps Telegram's description, not its status: server errors have
+        // descriptions no refusal has.
+        RequestError::Api(ApiError::Unknown(text)) => is_server_error(text),
+        RequestError::Api(_) | RequestError::MigrateToChatId(_) => false,
+    }
+}
+
+/// Whether a Bot API description is a server error's (5xx) rather than a refusal's.
+pub(crate) fn is_server_error(description: &str) -> bool {
+    const SERVER: [&str; 5] = [
+        "Internal Server Error",
+        "Bad Gateway",
+        "Service Unavailable",
+        "Gateway Timeout",
+        "Gateway Time-out",
+    ];
+    SERVER.iter().any(|s| description.contains(s))
+}
+
+fn is_transient_store(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Connect { .. }
+            | StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::WriterStopped
+            | StoreError::Commit(_)
+    )
+}
+
+/// The update's kind, for logs and counters (never its content).
+pub(crate) fn kind_of(update: &Update) -> &'static str {
+    match &update.kind {
+        UpdateKind::Message(_) => "message",
+        UpdateKind::EditedMessage(_) => "edited_message",
+        UpdateKind::ChannelPost(_) => "channel_post",
+        UpdateKind::EditedChannelPost(_) => "edited_channel_post",
+        UpdateKind::BusinessConnection(_) => "business_connection",
+        UpdateKind::BusinessMessage(_) => "business_message",
+        UpdateKind::EditedBusinessMessage(_) => "edited_business_message",
+        UpdateKind::DeletedBusinessMessages(_) => "deleted_business_messages",
+        UpdateKind::MessageReaction(_) => "message_reaction",
+        UpdateKind::MessageReactionCount(_) => "message_reaction_count",
+        UpdateKind::InlineQuery(_) => "inline_query",
+        UpdateKind::ChosenInlineResult(_) => "chosen_inline_result",
+        UpdateKind::CallbackQuery(_) => "callback_query",
+        UpdateKind::ShippingQuery(_) => "shipping_query",
+        UpdateKind::PreCheckoutQuery(_) => "pre_checkout_query",
+        UpdateKind::PurchasedPaidMedia(_) => "purchased_paid_media",
+        UpdateKind::Poll(_) => "poll",
+        UpdateKind::PollAnswer(_) => "poll_answer",
+        UpdateKind::MyChatMember(_) => "my_chat_member",
+        UpdateKind::ChatMember(_) => "chat_member",
+        UpdateKind::ChatJoinRequest(_) => "chat_join_request",
+        UpdateKind::ChatBoost(_) => "chat_boost",
+        UpdateKind::RemovedChatBoost(_) => "removed_chat_boost",
+        UpdateKind::Error(_) => "unparsed",
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Runs `work`, the handling of `update`, catching a panic; a failure is retried or set
+/// aside, a success or a refusal marks the update handled.
+pub(crate) async fn isolated<F>(front: &Front, update: &Update, work: F)
+where
+    F: Future<Output = Result<(), HandlerError>>,
+{
+    let id = i64::from(update.id.0);
+    let kind = kind_of(update);
+    let failure = match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(judge(&error)),
+        Err(panic) => {
+            front.metrics().handler_panicked();
+            let message = panic_message(panic.as_ref());
+            tracing::error!(update_id = id, kind, panic = %message, "a handler panicked; the update is set aside after {PANICS_MAX} tries");
+            Some(Failure::Panic(format!("panicked: {message}")))
+        }
+    };
+    front.leave_backlog(update);
+    match failure {
+        None => front.finished(id),
+        Some(Failure::Permanent(reason)) => {
+            tracing::warn!(update_id = id, kind, error = %reason, "update refused; not retried");
+            front.finished(id);
+        }
+        Some(failure) => front.failed(update, failure).await,
+    }
+}
+
+impl Front {
+    /// The update was handled (or refused): the inbox will not replay it.
+    pub(crate) fn finished(&self, id: i64) {
+        self.inner.attempts.lock().remove(&id);
+        self.update_handled(id);
+    }
+
+    /// Counts a failed attempt at `update` (in the inbox when the database answers, here in any
+    /// case), then tries it again after a pause or sets it aside.
+    pub(crate) async fn failed(&self, update: &Update, failure: Failure) {
+        let id = i64::from(update.id.0);
+        let kind = kind_of(update);
+        let here = {
+            let mut attempts = self.inner.attempts.lock();
+            let n = attempts.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let stored = self
+            .engine()
+            .store()
+            .note_update_failure(id, failure.reason())
+            .await
+            .unwrap_or(0);
+        let attempts = here.max(stored);
+        match fate(&failure, attempts) {
+            Fate::Done => self.finished(id),
+            Fate::Retry(pause) => {
+                tracing::warn!(update_id = id, kind, attempts, error = %failure.reason(), retry_in = ?pause, "update failed; trying again");
+                self.retry_after(update.clone(), pause);
+            }
+            Fate::SetAside => self.set_aside(update, failure.reason(), attempts).await,
+        }
+    }
+
+    /// Sets `update` aside for good and tells its sender once.
+    pub(crate) async fn set_aside(&self, update: &Update, reason: &str, attempts: u32) {
+        let id = i64::from(update.id.0);
+        self.inner.attempts.lock().remove(&id);
+        let reason = format!("{reason} (after {attempts} attempts)");
+        let store = self.engine().store().clone();
+        let written = genbot_engine::until_written(self.stopping(), "a dead letter", || {
+            let store = store.clone();
+            let reason = reason.clone();
+            async move { store.dead_letter_update(id, &reason).await }
+        })
+        .await;
+        match written {
+            Ok(true) => {}
+            // Handled meanwhile (by a replay elsewhere) or set aside already: nothing to tell.
+            Ok(false) => return,
+            Err(_) => {
+                tracing::warn!(
+                    update_id = id,
+                    "the dead letter was not written; the update is replayed at the next start"
+                );
+                return;
+            }
+        }
+        self.metrics().dead_lettered();
+        tracing::error!(
+            update_id = id,
+            kind = kind_of(update),
+            attempts,
+            "update set aside as a dead letter (genbot inbox list)"
+        );
+        if let (Some(chat), Some(user)) = (update.chat(), update.from()) {
+            let lang = crate::texts::Lang::from_code(user.language_code.as_deref());
+            let text = crate::texts::not_handled(lang);
+            let chat = chat.id;
+            let notice = self.bot().send_message(chat, text);
+            if let Err(e) = crate::pacing::send(self, chat, notice).await {
+                tracing::debug!(chat = chat.0, error = %e, "dead-letter notice not sent");
+            }
+        }
+    }
+
+    /// Puts `update` back in front of the dispatcher after `pause` (unless stopping: then it
+    /// stays unhandled in the inbox and the next start replays it).
+    fn retry_after(&self, update: Update, pause: Duration) {
+        let front = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = front.stopping().cancelled() => {}
+                () = tokio::time::sleep(pause) => {
+                    if front.inner.retries.send(update).is_err() {
+                        tracing::debug!("no listener takes retried updates; left to the inbox");
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_end_failures_retry_and_repeated_ones_are_set_aside() {
+        let refused = Failure::Permanent("Bad Request: message is not modified".into());
+        assert_eq!(fate(&refused, 1), Fate::Done);
+        let panic = Failure::Panic("byte index 12 is not a char boundary".into());
+        assert_eq!(fate(&panic, 1), Fate::Retry(RETRY_FIRST));
+        assert_eq!(fate(&panic, 2), Fate::Retry(RETRY_FIRST * 2));
+        assert_eq!(fate(&panic, PANICS_MAX), Fate::SetAside);
+        let outage = Failure::Transient("database is locked".into());
+        assert_eq!(fate(&outage, PANICS_MAX), Fate::Retry(RETRY_FIRST * 4));
+        assert_eq!(fate(&outage, TRANSIENT_MAX - 1), Fate::Retry(RETRY_MAX));
+        assert_eq!(fate(&outage, TRANSIENT_MAX), Fate::SetAside);
+    }
+
+    #[test]
+    fn database_and_network_failures_are_transient_refusals_are_not() {
+        let boxed = |e: Box<dyn std::error::Error + Send + Sync>| e;
+        let judged = |e| matches!(judge(&boxed(e)), Failure::Transient(_));
+        assert!(judged(Box::new(StoreError::WriterStopped)));
+        assert!(judged(Box::new(StoreError::Sqlite(sqlite_busy()))));
+        assert!(!judged(Box::new(StoreError::UserNotFound(
+            genbot_store::UserId(1)
+        ))));
+        assert!(judged(Box::new(RequestError::Api(ApiError::Unknown(
+            "Internal Server Error".into()
+        )))));
+        assert!(judged(Box::new(RequestError::Api(ApiError::Unknown(
+            "Bad Gateway".into()
+        )))));
+        assert!(!judged(Box::new(RequestError::Api(ApiError::BotBlocked))));
+        assert!(!judged(Box::new(RequestError::Api(
+            ApiError::MessageNotModified
+        ))));
+        assert!(!judged("some other failure".into()));
+    }
+
+    fn sqlite_busy() -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(5), // SQLITE_BUSY
+            Some("database is locked".into()),
+        )
+    }
+
+    #[tokio::test]
+    #[allow(clippy::string_slice)] // the cut under test
+    async fn a_panic_is_caught_with_its_message() {
+        let caught = AssertUnwindSafe(async {
+            let text = "/ привет";
+            // The cut that took the bot down: a byte index inside a character.
+            let _ = &text[..3];
+        })
+        .catch_unwind()
+        .await;
+        let Err(panic) = caught else {
+            panic!("no panic")
+        };
+        assert!(panic_message(panic.as_ref()).contains("char boundary"));
+    }
+
+    #[test]
+    fn update_kinds_have_names() {
+        let update: Update = serde_json::from_str(
+            r#"{"update_id":1,"poll":{"id":"1","question":"q","options":[],"total_voter_count":0,
+                "is_closed":false,"is_anonymous":true,"type":"regular","allows_multiple_answers":false}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kind_of(&update), "poll");
+    }
+}

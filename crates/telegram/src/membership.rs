@@ -1,0 +1,51 @@
+//! The bot's own membership (`my_chat_member`): a user who blocks the bot is marked blocked
+//! (no more results or broadcasts are sent there); added to a group, the bot says how to use it
+//! there.
+
+use teloxide::prelude::*;
+use teloxide::types::ChatMemberUpdated;
+
+use crate::handlers::{user_id, HandlerResult};
+use crate::isolation::isolated;
+use crate::pacing::send;
+use crate::texts::{self, Lang};
+use crate::Front;
+
+pub(crate) async fn on_my_membership(
+    front: Front,
+    change: ChatMemberUpdated,
+    update: Update,
+) -> HandlerResult {
+    isolated(&front, &update, handle(&front, &change)).await;
+    Ok(())
+}
+
+async fn handle(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
+    let was_in = change.old_chat_member.kind.is_present();
+    let is_in = change.new_chat_member.kind.is_present();
+    if change.chat.is_private() {
+        if !is_in {
+            front
+                .engine()
+                .store()
+                .mark_blocked(user_id(&change.from))
+                .await?;
+        }
+        return Ok(());
+    }
+    if crate::groups::is_group(&change.chat) && is_in && !was_in {
+        let me = front.me().await?;
+        let lang = Lang::from_code(change.from.language_code.as_deref());
+        let chat = change.chat.id;
+        let username = me.username.as_deref().unwrap_or_default();
+        send(
+            front,
+            chat,
+            front
+                .bot()
+                .send_message(chat, texts::group_help(lang, username)),
+        )
+        .await?;
+    }
+    Ok(())
+}
