@@ -42,6 +42,27 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MockCommand,
     },
+    /// The update inbox's dead letters: updates set aside after failing again and again.
+    Inbox {
+        #[command(subcommand)]
+        command: InboxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InboxCommand {
+    /// List the dead letters, newest first (id, attempts, when, error; never the text).
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Give a dead letter another try: a running replica handles it within half of
+    /// JOB_LEASE_SECONDS, or the next start does.
+    Retry {
+        /// The update id `genbot inbox list` shows.
+        update_id: i64,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,6 +5,7 @@
 //! chat is told once a minute. A flooding chat loses its own excess, never anyone else's
 //! answers.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use teloxide::requests::Requester;
@@ -12,11 +13,33 @@ use teloxide::types::Update;
 
 use crate::Front;
 
-/// Updates one chat may have waiting for its worker (far below the worker queue's size, so the
-/// dispatcher never waits on one chat).
-pub(crate) const CHAT_BACKLOG_MAX: usize = 32;
+/// Updates one chat may have waiting for its worker: room for a big group's burst (every member
+/// asking at once), and a quarter of the worker queue's size, so the dispatcher never waits on
+/// one chat.
+pub(crate) const CHAT_BACKLOG_MAX: usize = 256;
 /// A chat whose backlog was shed is told at most this often.
 const TELL_EVERY: Duration = Duration::from_secs(60);
+
+/// Keys (chats) for which something was done, and when: to do it at most once per interval.
+#[derive(Debug, Default)]
+pub(crate) struct OncePer(parking_lot::Mutex<HashMap<i64, Instant>>);
+
+impl OncePer {
+    /// Whether `key` had nothing done for `every`; if so, it counts as done now.
+    pub(crate) fn first_in(&self, key: i64, every: Duration) -> bool {
+        let mut done = self.0.lock();
+        let now = Instant::now();
+        if done
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < every)
+        {
+            return false;
+        }
+        done.retain(|_, at| now.duration_since(*at) < every);
+        done.insert(key, now);
+        true
+    }
+}
 
 impl Front {
     /// Whether `update` goes on to the dispatcher; `false` when its chat has too many waiting
@@ -35,18 +58,7 @@ impl Front {
         }
         self.metrics().shed();
         self.finished(i64::from(update.id.0));
-        let tell = {
-            let mut told = self.inner.backlog_told.lock();
-            let now = Instant::now();
-            let tell = told
-                .get(&chat.0)
-                .is_none_or(|at| now.duration_since(*at) >= TELL_EVERY);
-            if tell {
-                told.insert(chat.0, now);
-                told.retain(|_, at| now.duration_since(*at) < TELL_EVERY);
-            }
-            tell
-        };
+        let tell = self.inner.backlog_told.first_in(chat.0, TELL_EVERY);
         tracing::warn!(
             chat = chat.0,
             update_id = update.id.0,

@@ -50,7 +50,10 @@ pub(crate) async fn group_message(
     let prompt = if let Some(prompt) = command_args(text, "img", username) {
         prompt
     } else if command_args(text, "help", username).is_some() {
-        reply(front, msg, texts::group_help(lang, username)).await?;
+        // Ten askers a minute get one answer: the group's 20 messages a minute are for results.
+        if front.group_help_due(msg.chat.id) {
+            reply(front, msg, texts::group_help(lang, username)).await?;
+        }
         return Ok(());
     } else if replied_to_us && !text.starts_with('/') {
         text

@@ -335,6 +335,7 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
     let engine = front.engine();
     let store = engine.store();
     let users = store.count_users().await?;
+    let dead = store.count_dead_letters().await?;
     let jobs = store.count_jobs_by_status().await?;
     let stats = engine.stats();
     let cache = engine.users().stats();
@@ -355,7 +356,8 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
     Ok(format!(
         "users: {users}\njobs: queued {} · running {} · succeeded {} · failed {} · canceled {}\n\
          queue: {} waiting\nsemaphore: {} of {} in flight (max {}), per user {}\n\
-         rate limiter: {limiter}\ncache ({}): hit rate {:.1} %\nupdates handled: {}",
+         rate limiter: {limiter}\ncache ({}): hit rate {:.1} %\nupdates handled: {}\n\
+         dead letters: {dead} (genbot inbox list) · handler panics: {} · shed: {}",
         jobs.queued,
         jobs.running,
         jobs.succeeded,
@@ -369,6 +371,8 @@ async fn stats_text(front: &Front) -> Result<String, HandlerError> {
         engine.users().cache().kind(),
         cache.hit_rate() * 100.0,
         front.metrics().updates(),
+        front.metrics().handler_panics(),
+        front.metrics().updates_shed(),
     ))
 }
 

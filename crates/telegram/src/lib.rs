@@ -162,8 +162,10 @@ struct FrontInner {
     retried: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<teloxide::types::Update>>>,
     /// Updates passed to the dispatcher and not yet handled, per chat (see [`backlog`]).
     backlog: Mutex<HashMap<i64, usize>>,
-    /// Chats told their backlog was shed, and when.
-    backlog_told: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Chats told their backlog was shed.
+    backlog_told: backlog::OncePer,
+    /// Groups answered `/help` (once a minute: their budget is kept for results).
+    group_help: backlog::OncePer,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -202,7 +204,8 @@ impl Front {
                 retries,
                 retried: Mutex::new(Some(retried)),
                 backlog: Mutex::new(HashMap::new()),
-                backlog_told: Mutex::new(HashMap::new()),
+                backlog_told: backlog::OncePer::default(),
+                group_help: backlog::OncePer::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -285,6 +288,13 @@ impl Front {
         &self,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<teloxide::types::Update>> {
         self.inner.retried.lock().take()
+    }
+
+    /// Whether a group's `/help` is answered now: once a minute, the rest are merged into it.
+    pub(crate) fn group_help_due(&self, chat: ChatId) -> bool {
+        self.inner
+            .group_help
+            .first_in(chat.0, std::time::Duration::from_secs(60))
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

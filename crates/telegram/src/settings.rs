@@ -162,7 +162,10 @@ async fn press(front: &Front, query: &CallbackQuery, data: &str) -> Result<Strin
     let user = users
         .set_model_settings(user.id, model.id.clone(), settings)
         .await?;
-    if let Some(message) = &query.message {
+    // Only a /settings message in the presser's own private chat is redrawn: a press on any
+    // other message (a result in a group) was forged and leaves it as it is.
+    let own = |m: &&teloxide::types::MaybeInaccessibleMessage| m.chat().id.0 == user.id.0;
+    if let Some(message) = query.message.as_ref().filter(own) {
         let (text, keyboard) = view(lang, model, &user.settings_for(&model.id));
         let chat = message.chat().id;
         send(

@@ -11,3 +11,4 @@ mod img2img;
 mod load;
 mod payments;
 mod refusals;
+mod resilience;

@@ -289,3 +289,44 @@ async fn a_banned_user_can_neither_draw_nor_buy_until_unbanned() {
         "{queued}"
     );
 }
+
+/// A `successful_payment` whose recording meets a database that does not answer (a lock held
+/// past SQLite's busy timeout) is tried again, not marked handled: once the database is back
+/// the buyer gets the receipt and the charge is credited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_reported_while_the_database_is_locked_is_recorded_when_it_is_back() {
+    let bot = spawn_bot(selling()).await;
+    let ann = bot.telegram.user(2101, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let invoice = invoice_for(&ann, 10).await;
+    let (ok, _, _) = pay(&ann, invoice).await;
+    assert!(ok);
+    let (charge, ..) = bot.telegram.charges()[0].clone();
+    // Locked for longer than the store's 5 s busy timeout: the first try fails.
+    let path = bot.database_path();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let lock = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let _ = locked_tx.send(());
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.await.unwrap();
+    let seen = ann.transcript().len();
+    ann.repeat_payment(&charge).unwrap();
+    // First perhaps the notice that the bot has a problem (the inbox could not record the
+    // update either), then the receipt.
+    let receipt = |t: &[Entry]| {
+        t[seen.min(t.len())..]
+            .iter()
+            .any(|e| matches!(e, Entry::BotText { text, .. } if text.contains("already credited")))
+    };
+    let got = ann.wait_for(WAIT * 2, receipt).await;
+    tokio::task::spawn_blocking(move || lock.join().unwrap())
+        .await
+        .unwrap();
+    assert!(got.is_some(), "no receipt: {:?}", ann.transcript());
+    assert_eq!(credits(&bot, 2101).await, 20, "10 to start, 10 bought once");
+    ledger_balances(&bot, 2101).await;
+}

@@ -1,0 +1,164 @@
+//! No update takes the bot down or holds it up: texts that once panicked a chat's worker, a
+//! busy group beside private users, forged button data.
+
+use std::time::{Duration, Instant};
+
+use genbot_mocks::telegram::Entry;
+
+use crate::helpers::{say, spawn_bot, Options};
+
+/// Each of these is answered, and the user's next message too. A slash, whitespace of any
+/// kind, then a non-ASCII word cut a character in half and took the bot down for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_that_once_panicked_are_answered_and_nothing_panics() {
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            user_updates_per_sec: 1000,
+            user_burst: 1000,
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let user = bot.telegram.user(8001, "Hostile", Some("ru"));
+    say(&user, "/start").await;
+    for text in [
+        "/ привет",
+        "/\u{a0}привет",
+        "/\u{3000}猫",
+        "/img\u{2003}кот",
+        "/\u{200b}",
+        "/ 🦊‍🔥",
+        "/\t\u{202e}مرحبا",
+        "/help@ бот",
+        "/ e\u{301}",
+    ] {
+        let (_, answer, _) = say(&user, text).await;
+        assert!(!answer.is_empty(), "{text:?} unanswered");
+    }
+    let (_, balance, _) = say(&user, "/balance").await;
+    assert!(balance.contains("Кредиты"), "{balance}");
+    assert_eq!(bot.front.metrics().handler_panics(), 0);
+}
+
+/// Ten members of a group ask `/help` again and again, each far from the per-user limit (here
+/// lifted): the group's answers wait for its 20 a minute, and before, its worker's queue
+/// filled and the dispatcher waited, so nobody was answered. Private users are answered within
+/// 2 s throughout, and the group gets one `/help` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_group_never_holds_up_private_answers() {
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            send_limits: genbot_telegram::SendLimits::TELEGRAM,
+            user_updates_per_sec: 100_000,
+            user_burst: 100_000,
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let group = bot.telegram.group(-1_003_000, "Busy");
+    let members: Vec<_> = (0..10)
+        .map(|n| bot.telegram.user(8100 + n, &format!("m{n}"), Some("en")))
+        .collect();
+    for _ in 0..120 {
+        for member in &members {
+            group.send_text(member, "/help@genbot_mock_bot").unwrap();
+        }
+    }
+    let private: Vec<_> = (0..5)
+        .map(|n| bot.telegram.user(8200 + n, &format!("p{n}"), Some("en")))
+        .collect();
+    for round in 0..3 {
+        for user in &private {
+            let asked = Instant::now();
+            let seen = user.transcript().len();
+            user.send_text("/start");
+            user.wait_for(Duration::from_secs(2), |t| {
+                t[seen..].iter().any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: user {} unanswered after {:?} beside the busy group",
+                    user.id(),
+                    asked.elapsed()
+                )
+            });
+        }
+    }
+    let helps = group
+        .chat()
+        .transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { .. }))
+        .count();
+    assert!(
+        helps <= 2,
+        "{helps} /help answers in the group: asked 1200 times within a minute, answer once"
+    );
+}
+
+/// Button data a client can forge: a model that does not exist, settings, unknown data, on a
+/// message in a group. Each press is answered to the presser alone and no message changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_button_data_edits_nothing() {
+    let bot = spawn_bot(Options::default()).await;
+    let group = bot.telegram.group(-1_004_000, "Forged");
+    let mallory = bot.telegram.user(8301, "Mallory", Some("en"));
+    let ann = bot.telegram.user(8302, "Ann", Some("en"));
+    let (models, _, _) = say(&ann, "/models").await;
+    group.send_text(&ann, "/help@genbot_mock_bot").unwrap();
+    let help = group
+        .chat()
+        .wait_for(Duration::from_secs(15), |t| {
+            t.iter().any(|e| matches!(e, Entry::BotText { .. }))
+        })
+        .await
+        .expect("the group got no /help answer");
+    let help_id = help
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotText { message_id, .. } => Some(*message_id),
+            _ => None,
+        })
+        .unwrap();
+    let long = format!("model:{}", "<b>x</b>".repeat(7));
+    for data in [
+        "model:<script>pwned</script>",
+        long.as_str(),
+        "set:steps=4",
+        "nonsense",
+    ] {
+        let pressed = group.press(&mallory, help_id, data);
+        assert!(pressed.is_some(), "the mock refused a press on {help_id}");
+    }
+    // Ann's /models list pressed by Mallory with another model id: Ann's message stays.
+    let _ = ann.press(models, "model:<i>none</i>");
+    let answered = || {
+        bot.telegram
+            .stats()
+            .methods
+            .get("answercallbackquery")
+            .copied()
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while answered() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered(), 5, "every forged press is answered");
+    let edited = |t: &[Entry]| {
+        t.iter()
+            .any(|e| matches!(e, Entry::BotText { edits, .. } if *edits > 0))
+    };
+    assert!(
+        !edited(&group.chat().transcript()),
+        "a forged press edited the group's message: {:?}",
+        group.chat().transcript()
+    );
+    assert!(!edited(&ann.transcript()), "{:?}", ann.transcript());
+    assert_eq!(bot.front.metrics().handler_panics(), 0);
+}
