@@ -360,6 +360,7 @@ impl Engine {
             SubmitOutcome::NoCredits { balance, cost } => {
                 Err(SubmitError::NoCredits { balance, cost })
             }
+            SubmitOutcome::Banned => Err(SubmitError::Banned),
             SubmitOutcome::AlreadySubmitted { job } => Err(SubmitError::AlreadySubmitted(job.id)),
         }
     }

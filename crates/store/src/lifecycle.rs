@@ -39,6 +39,9 @@ pub enum SubmitOutcome {
     DailyLimit { limit: u32 },
     /// The user cannot pay.
     NoCredits { balance: i64, cost: i64 },
+    /// The user is banned (read in the same transaction: a ban holds on every replica at
+    /// once, whatever their caches say).
+    Banned,
     /// The same update submitted this job already (nothing charged again).
     AlreadySubmitted { job: Box<Job> },
 }

@@ -80,7 +80,7 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                     }
                     Some(_) => None,
                     None => {
-                        slots.insert(job, Slot::Started);
+                        slots.insert(job, Slot::Started(std::time::Instant::now()));
                         None
                     }
                 }
@@ -111,13 +111,22 @@ fn finished(front: &Front, job: JobId) {
     let mut slots = front.waiting().lock();
     match slots.remove(&job) {
         Some(Slot::Waiting(_)) => {}
-        Some(Slot::Started | Slot::Finished) | None => {
-            slots.insert(job, Slot::Finished);
+        Some(Slot::Started(_) | Slot::Finished(_)) | None => {
+            slots.insert(job, Slot::Finished(std::time::Instant::now()));
         }
     }
 }
 
+/// Marks left for a handler that never records a queue message (group jobs, re-runs in groups,
+/// jobs taken over or replayed) are forgotten after this: a handler records its message within
+/// seconds of the job's start.
+const MARK_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
+
 async fn refresh_positions(front: &Front) {
+    front.waiting().lock().retain(|_, slot| match slot {
+        Slot::Started(at) | Slot::Finished(at) => at.elapsed() < MARK_KEPT,
+        Slot::Waiting(_) => true,
+    });
     let shown: Vec<_> = front
         .waiting()
         .lock()

@@ -296,14 +296,14 @@ pub(crate) async fn submit_and_track(
             let earlier = {
                 let mut slots = front.waiting().lock();
                 let earlier = slots.remove(&accepted.job);
-                if !matches!(earlier, Some(Slot::Finished)) {
+                if !matches!(earlier, Some(Slot::Finished(_))) {
                     // A job that started first gets its one progress message here.
-                    let edited = matches!(earlier, Some(Slot::Started));
+                    let edited = matches!(earlier, Some(Slot::Started(_)));
                     slots.insert(accepted.job, Slot::Waiting(Waiting { edited, ..waiting }));
                 }
                 earlier
             };
-            if matches!(earlier, Some(Slot::Started)) {
+            if matches!(earlier, Some(Slot::Started(_))) {
                 crate::pacing::send_progress(
                     front,
                     chat,

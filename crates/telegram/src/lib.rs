@@ -114,10 +114,10 @@ impl Default for FrontConfig {
 pub(crate) enum Slot {
     /// The message was sent; edit it as the job moves.
     Waiting(Waiting),
-    /// The job started before its message was recorded.
-    Started,
-    /// The job finished before its message was recorded.
-    Finished,
+    /// The job started before its message was recorded (or it has none), at this moment.
+    Started(std::time::Instant),
+    /// The job finished before its message was recorded (or it has none), at this moment.
+    Finished(std::time::Instant),
 }
 
 /// A queue-position message kept current while its job waits.

@@ -8,6 +8,7 @@ mod broadcast;
 mod config_check;
 mod crash;
 mod payments;
+mod poison;
 mod process;
 mod serve;
 mod webhooks;

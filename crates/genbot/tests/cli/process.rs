@@ -70,6 +70,18 @@ impl Bot {
         self.child = Some(child);
     }
 
+    /// How the process ended, if it did.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// The `--listen` port of the running process (for `/metrics`), when fixed.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.start_kill().unwrap(); // SIGKILL

@@ -72,6 +72,7 @@ impl PgStore {
                 credits = credits - $4,
                 updated_at = $5
              WHERE id = $1 AND (daily_reset_date <> $2 OR daily_count < $3) AND credits >= $4
+               AND NOT banned
              RETURNING queued_jobs",
         )
         .bind(s.job.user_id.0)
@@ -83,7 +84,7 @@ impl PgStore {
         .await?;
         let Some(ahead_own) = ahead_own else {
             let row = sqlx::query(
-                "SELECT credits, daily_count, daily_reset_date FROM users WHERE id = $1",
+                "SELECT credits, daily_count, daily_reset_date, banned FROM users WHERE id = $1",
             )
             .bind(s.job.user_id.0)
             .fetch_optional(&mut *tx)
@@ -92,7 +93,10 @@ impl PgStore {
             let credits: i64 = row.try_get(0)?;
             let used: i32 = row.try_get(1)?;
             let day: chrono::NaiveDate = row.try_get(2)?;
-            return Ok(if day == s.quota_day && used >= s.daily_limit as i32 {
+            let banned: bool = row.try_get(3)?;
+            return Ok(if banned {
+                SubmitOutcome::Banned
+            } else if day == s.quota_day && used >= s.daily_limit as i32 {
                 SubmitOutcome::DailyLimit {
                     limit: s.daily_limit,
                 }

@@ -302,6 +302,7 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
                 credits = credits - ?4,
                 updated_at = ?5
              WHERE id = ?1 AND (daily_reset_date <> ?2 OR daily_count < ?3) AND credits >= ?4
+               AND banned = 0
              RETURNING queued_jobs",
         )?
         .query_row(params![user.0, day, s.daily_limit, s.cost, now], |r| {
@@ -309,14 +310,16 @@ fn submit(conn: &Connection, s: &Submission) -> Result<SubmitOutcome, StoreError
         })
         .optional()?;
     let Some(ahead_own) = ahead_own else {
-        let found: Option<(i64, u32, String)> = conn
+        let found: Option<(i64, u32, String, bool)> = conn
             .prepare_cached(
-                "SELECT credits, daily_count, daily_reset_date FROM users WHERE id = ?1",
+                "SELECT credits, daily_count, daily_reset_date, banned <> 0 FROM users WHERE id = ?1",
             )?
-            .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        let (credits, used, used_day) = found.ok_or(StoreError::UserNotFound(user))?;
-        return Ok(if used_day == day && used >= s.daily_limit {
+        let (credits, used, used_day, banned) = found.ok_or(StoreError::UserNotFound(user))?;
+        return Ok(if banned {
+            SubmitOutcome::Banned
+        } else if used_day == day && used >= s.daily_limit {
             SubmitOutcome::DailyLimit {
                 limit: s.daily_limit,
             }

@@ -13,7 +13,27 @@ on_both_backends!(
     claims_keep_the_global_and_per_user_limits_and_take_turns,
     a_succeeded_jobs_image_is_kept_after_delivery_until_pruned,
     a_deferred_delivery_waits_without_counting_as_a_failure,
+    a_banned_user_is_refused_in_the_submitting_transaction,
 );
+
+/// The ban is read where the charge is taken, not from a replica's cache.
+async fn a_banned_user_is_refused_in_the_submitting_transaction(store: &Store) {
+    register(store, 1, 10).await;
+    store.set_banned(UserId(1), true).await.unwrap();
+    assert!(matches!(
+        store.submit_job(submission(1, 1)).await.unwrap(),
+        SubmitOutcome::Banned
+    ));
+    assert_eq!(
+        store.get_user(UserId(1)).await.unwrap().unwrap().credits,
+        10
+    );
+    store.set_banned(UserId(1), false).await.unwrap();
+    assert!(matches!(
+        store.submit_job(submission(1, 1)).await.unwrap(),
+        SubmitOutcome::Queued { .. }
+    ));
+}
 
 async fn a_deferred_delivery_waits_without_counting_as_a_failure(store: &Store) {
     register(store, 1, 10).await;

@@ -1,0 +1,106 @@
+//! One bad message never takes the bot down: the real `genbot serve` gets texts that once
+//! panicked its chat worker (and, replayed from the inbox, every restart), answers them and
+//! everyone after them, survives a SIGKILL and a restart on the same database, and handles
+//! nothing twice.
+
+use std::time::Duration;
+
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+
+use crate::process::{wait_until, Bot};
+
+const WAIT: Duration = Duration::from_secs(30);
+const HOSTILE: [&str; 6] = [
+    "/ привет",
+    "/\u{a0}привет",
+    "/\u{3000}猫",
+    "/\t\u{202e}مرحبا",
+    "/ 🦊\u{200d}🔥",
+    "/ e\u{301}",
+];
+
+fn texts(user: &SimUser) -> usize {
+    user.transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { .. }))
+        .count()
+}
+
+async fn handler_panics(port: u16) -> Option<u64> {
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("genbot_handler_panics_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_that_took_the_bot_down_are_answered_across_a_restart() {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("poison.db").display());
+    let port = crate::free_port();
+    let mut bot = Bot::new(&telegram, &replicate, &url).listen_on(port);
+    bot.start();
+    let hostile = telegram.user(61_001, "Hostile", Some("ru"));
+    for text in HOSTILE {
+        hostile.send_text(text);
+    }
+    wait_until("every hostile text answered", WAIT, || async {
+        texts(&hostile) >= HOSTILE.len()
+    })
+    .await;
+    let next = telegram.user(61_002, "Next", Some("en"));
+    next.send_text("/start");
+    wait_until("the next user answered", WAIT, || async {
+        texts(&next) >= 1
+    })
+    .await;
+    assert!(bot.exited().is_none(), "genbot exited: {:?}", bot.exited());
+    wait_until("/metrics answered", WAIT, || async {
+        handler_panics(port).await.is_some()
+    })
+    .await;
+    assert_eq!(handler_panics(port).await, Some(0), "a handler panicked");
+    let answered_before = texts(&hostile);
+
+    // A crash, then a start on the same database: the inbox replays nothing handled, and the
+    // bot stays up to answer.
+    bot.kill().await;
+    bot.start();
+    let after = telegram.user(61_003, "After", Some("en"));
+    after.send_text("/start");
+    wait_until("a user answered after the restart", WAIT, || async {
+        texts(&after) >= 1
+    })
+    .await;
+    hostile.send_text("/ привет");
+    wait_until(
+        "the hostile text answered after the restart",
+        WAIT,
+        || async { texts(&hostile) > answered_before },
+    )
+    .await;
+    assert!(
+        bot.exited().is_none(),
+        "genbot exited after the restart: {:?}",
+        bot.exited()
+    );
+    assert_eq!(
+        texts(&hostile),
+        answered_before + 1,
+        "an update handled before the kill was handled again: {:?}",
+        hostile.transcript()
+    );
+    bot.kill().await;
+}
