@@ -2,6 +2,30 @@
 
 use crate::{JobId, JobStatus, UserId};
 
+impl StoreError {
+    /// Whether the same operation may succeed later: the database did not answer, was busy or
+    /// went away. A refusal by the data (a missing row, a constraint, a lost lease) is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => {
+                e.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation)
+            }
+            StoreError::Postgres(sqlx::Error::Database(e)) => e.constraint().is_none(),
+            StoreError::Connect { .. }
+            | StoreError::Postgres(_)
+            | StoreError::WriterStopped
+            | StoreError::Commit(_) => true,
+            StoreError::Migration { .. }
+            | StoreError::UserNotFound(_)
+            | StoreError::JobNotFound(_)
+            | StoreError::InsufficientCredits { .. }
+            | StoreError::InvalidTransition { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 pub struct InboxUpdate {
     pub id: i64,
     pub payload: String,
-    /// Attempts at handling it that failed or were interrupted (a claim after a crash counts
-    /// one); zero when recorded.
+    /// Attempts at handling it that panicked or died with the process (a replayed update counts
+    /// one when its handling starts); zero when recorded. Transient failures are not counted.
     pub attempts: u32,
 }
 

@@ -592,8 +592,10 @@ impl Store {
         dispatch!(self.claim_unhandled_updates(owner, mine, stale_after, limit))
     }
 
-    /// Counts a failed attempt at handling update `id` (with its error, never the update's
-    /// text); returns the attempts so far, 0 when the update is not in the inbox.
+    /// Counts an attempt at handling update `id` that panicked, or a replayed update's attempt
+    /// about to start (had the process died during it, the next claim would see it), with its
+    /// reason (never the update's text); returns the attempts so far, 0 when the update is not
+    /// in the inbox.
     ///
     /// # Errors
     /// Database failures.
@@ -692,7 +694,15 @@ impl Store {
         dispatch!(self.prune_job_images(older_than))
     }
 
-    /// Marks the user as having blocked the bot (Telegram answered 403).
+    /// The user unblocked the bot: sends reach them again.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn mark_unblocked(&self, user: UserId) -> Result<(), StoreError> {
+        dispatch!(self.mark_unblocked(user))
+    }
+
+    /// Marks the user as having blocked the bot (Telegram answered 403, or `my_chat_member`).
     ///
     /// # Errors
     /// Database failures.

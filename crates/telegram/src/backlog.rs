@@ -20,13 +20,20 @@ pub(crate) const CHAT_BACKLOG_MAX: usize = 256;
 /// A chat whose backlog was shed is told at most this often.
 const TELL_EVERY: Duration = Duration::from_secs(60);
 
-/// Keys (chats) for which something was done, and when: to do it at most once per interval.
-#[derive(Debug, Default)]
-pub(crate) struct OncePer(parking_lot::Mutex<HashMap<i64, Instant>>);
+/// Keys (chats, or a chat and a user) for which something was done, and when: to do it at most
+/// once per interval.
+#[derive(Debug)]
+pub(crate) struct OncePer<K = i64>(parking_lot::Mutex<HashMap<K, Instant>>);
 
-impl OncePer {
+impl<K> Default for OncePer<K> {
+    fn default() -> Self {
+        OncePer(parking_lot::Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq> OncePer<K> {
     /// Whether `key` had nothing done for `every`; if so, it counts as done now.
-    pub(crate) fn first_in(&self, key: i64, every: Duration) -> bool {
+    pub(crate) fn first_in(&self, key: K, every: Duration) -> bool {
         let mut done = self.0.lock();
         let now = Instant::now();
         if done
@@ -42,16 +49,17 @@ impl OncePer {
 }
 
 impl Front {
-    /// Whether `update` goes on to the dispatcher; `false` when its chat has too many waiting
-    /// (the update is then marked handled, counted and the chat told once a minute).
-    pub(crate) fn enter_backlog(&self, update: &Update) -> bool {
+    /// Whether `update` goes on to the dispatcher; `false` when it is `sheddable` and its chat
+    /// has too many waiting (the update is then marked handled, counted and the chat told once a
+    /// minute).
+    pub(crate) fn enter_backlog(&self, update: &Update, sheddable: bool) -> bool {
         let Some(chat) = update.chat().map(|c| c.id) else {
             return true;
         };
         {
             let mut backlog = self.inner.backlog.lock();
             let waiting = backlog.entry(chat.0).or_insert(0);
-            if *waiting < CHAT_BACKLOG_MAX {
+            if *waiting < CHAT_BACKLOG_MAX || !sheddable {
                 *waiting += 1;
                 return true;
             }

@@ -23,6 +23,20 @@ pub(crate) fn is_group(chat: &Chat) -> bool {
     chat.is_group() || chat.is_supergroup()
 }
 
+/// Telegram's stand-ins in `from` for senders who are not a person: an anonymous admin
+/// (GroupAnonymousBot), a channel posting in its linked group (Channel_Bot), an automatic forward
+/// (777000). Everyone posting that way shares one of them, so they get no account here.
+const PLACEHOLDER_SENDERS: [u64; 3] = [1_087_968_824, 136_817_688, 777_000];
+
+/// Whether `msg` was sent on behalf of a chat or anonymously rather than by a person.
+pub(crate) fn from_no_person(msg: &Message) -> bool {
+    msg.sender_chat.is_some()
+        || msg
+            .from
+            .as_ref()
+            .is_some_and(|u| PLACEHOLDER_SENDERS.contains(&u.id.0))
+}
+
 /// `/NAME args` or `/NAME@bot args` addressed to us: the arguments.
 fn command_args<'t>(text: &'t str, name: &str, me: &str) -> Option<&'t str> {
     let command = Command::split(text)?;
@@ -41,6 +55,10 @@ pub(crate) async fn group_message(
     let Some(text) = msg.text().or(msg.caption()) else {
         return Ok(());
     };
+    if from_no_person(msg) {
+        // One shared stand-in account for every anonymous admin and channel: nobody's credits.
+        return Ok(());
+    }
     let me = front.me().await?;
     let replied_to_us = msg
         .reply_to_message()
@@ -97,13 +115,23 @@ pub(crate) async fn submit_to_group(
 ) -> HandlerResult {
     match submit_registering(front, from, request).await? {
         Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
+        Err(SubmitError::Store(e)) if e.is_transient() => Err(e.into()),
         Err(refusal) => reply(front, msg, texts::refused(lang, &refusal)).await,
     }
 }
 
-/// Answers `msg` in its chat, as a reply to it.
+/// Answers `msg` in its chat, as a reply to it: at most once a minute per member (the rest are
+/// dropped), so one member's refusals never spend the group's budget.
 pub(crate) async fn reply(front: &Front, msg: &Message, text: String) -> HandlerResult {
     let chat = msg.chat.id;
+    let member = msg.from.as_ref().map_or(0, |u| u.id.0);
+    if !front.group_reply_due(chat, member) {
+        tracing::debug!(
+            chat = chat.0,
+            "group answer dropped: this member was answered within the minute"
+        );
+        return Ok(());
+    }
     send(
         front,
         chat,

@@ -316,6 +316,8 @@ pub(crate) async fn submit_and_track(
             // A replay after a crash: the job runs (or ran) and its result comes from the outbox.
             tracing::info!(job_id = job.0, "replayed prompt: its job exists already");
         }
+        // The database did not answer: the prompt is tried again (the isolation's backoff).
+        Err(SubmitError::Store(e)) if e.is_transient() => return Err(e.into()),
         Err(refusal) => {
             if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {
                 tracing::error!(error = %refusal, "submit failed");
@@ -414,6 +416,11 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         .as_deref()
         .and_then(|d| d.strip_prefix(payments::BUY_BUTTON))
     {
+        // Invoices go to the buyer's own chat only: a press elsewhere was forged.
+        if press_chat(query).0 != user.0 {
+            bot.answer_callback_query(query.id.clone()).await?;
+            return Ok(());
+        }
         let text = payments::send_invoice(front, press_chat(query), lang, package).await?;
         bot.answer_callback_query(query.id.clone())
             .text(text)

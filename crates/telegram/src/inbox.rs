@@ -21,7 +21,7 @@ use genbot_store::{InboxUpdate, Unhandled};
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
-use teloxide::types::{AllowedUpdate, Update};
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use teloxide::RequestError;
 use tokio_util::sync::CancellationToken;
@@ -105,15 +105,18 @@ async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
     let mut decoded = Vec::with_capacity(replay.len());
     for update in replay {
         match serde_json::from_str::<Update>(&update.payload) {
-            // Claimed again and again: its handling dies with the process (a crash loop).
-            Ok(parsed) if update.attempts > crate::isolation::PANICS_MAX => {
+            // Its handling died with the process (or panicked) again and again: a crash loop.
+            Ok(parsed) if update.attempts >= crate::isolation::PANICS_MAX => {
                 let front = front.clone();
                 tokio::spawn(async move {
                     let reason = "the process stopped while handling it";
                     front.set_aside(&parsed, reason, update.attempts).await;
                 });
             }
-            Ok(parsed) => decoded.push(parsed),
+            Ok(parsed) => {
+                front.note_replayed([update.id]);
+                decoded.push(parsed);
+            }
             Err(e) => {
                 tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
                 front.update_handled(update.id);
@@ -262,28 +265,57 @@ fn to_dispatcher<'a, E: Send + 'a>(
     front: Front,
     updates: impl futures_util::Stream<Item = Result<Update, E>> + Send + 'a,
 ) -> BoxStream<'a, Result<Update, E>> {
+    // Retries, replays and payments are counted in their chat's backlog but never shed: they
+    // are work already taken on, or money already taken.
     let retries = match front.take_retries() {
         Some(receiver) => stream::unfold(receiver, |mut receiver| async move {
             receiver
                 .recv()
                 .await
-                .map(|update| (Some(Ok(update)), receiver))
+                .map(|update| (Some((Ok(update), false)), receiver))
         })
         .boxed(),
         None => stream::pending().boxed(),
     };
     let live = updates
         .map(Some)
-        .chain(stream::once(std::future::ready(None)));
+        .chain(stream::once(std::future::ready(None)))
+        .map(|item| item.map(|item| (item, true)));
     stream::select(live, retries)
         .take_while(|item| std::future::ready(item.is_some()))
         .filter_map(move |item| {
             std::future::ready(match item {
-                Some(Ok(update)) if !front.enter_backlog(&update) => None,
-                other => other,
+                Some((Ok(update), _)) if matches!(update.kind, UpdateKind::Error(_)) => {
+                    // teloxide drops an update it cannot parse before any handler: handled here.
+                    tracing::warn!(
+                        update_id = update.id.0,
+                        "an update teloxide cannot parse; ignored"
+                    );
+                    front.metrics().ignored("unparsed");
+                    front.finished(i64::from(update.id.0));
+                    None
+                }
+                Some((Ok(update), live)) => {
+                    let sheddable = live
+                        && !front.is_replayed(i64::from(update.id.0))
+                        && !carries_payment(&update);
+                    front
+                        .enter_backlog(&update, sheddable)
+                        .then_some(Ok(update))
+                }
+                Some((Err(e), _)) => Some(Err(e)),
+                None => None,
             })
         })
         .boxed()
+}
+
+/// Whether `update` reports money Telegram already moved (never skipped).
+fn carries_payment(update: &Update) -> bool {
+    match &update.kind {
+        UpdateKind::Message(m) => m.successful_payment().is_some(),
+        _ => false,
+    }
 }
 
 struct Poll {

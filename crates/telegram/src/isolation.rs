@@ -6,19 +6,24 @@
 //! - A failure is judged ([`judge`]): a transient one (the database, the network, Telegram's
 //!   5xx or 429) leaves the update unhandled and it is tried again with backoff; a refusal
 //!   (Telegram's 4xx, a job that is gone) ends it.
-//! - An update that keeps failing ([`PANICS_MAX`] panics or crash replays, [`TRANSIENT_MAX`]
-//!   transient failures) is set aside as a dead letter: kept in the inbox with its error and
-//!   attempt count, never replayed again until an operator retries it (`genbot inbox retry`),
-//!   and its sender is told once, in their language, that the message could not be handled.
+//! - An update that keeps panicking, or whose handling died with the process, [`PANICS_MAX`]
+//!   times in all (counted in the inbox: a replayed update counts one as its handling starts)
+//!   is set aside as a dead letter: kept with its error and attempt count, never replayed again
+//!   until an operator retries it (`genbot inbox retry`), and its sender is told once, in their
+//!   language, that the message could not be handled. Transient failures never set an update
+//!   aside, however long they last: a payment met by a long database outage is credited when
+//!   the database is back.
 //!
 //! This module owns the outcome of handling; what a handler does is the handlers' business.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use genbot_engine::{CancelError, SubmitError};
 use genbot_store::StoreError;
 use teloxide::requests::Requester;
 use teloxide::types::{Update, UpdateKind};
@@ -27,10 +32,8 @@ use teloxide::{ApiError, RequestError};
 use crate::handlers::HandlerError;
 use crate::Front;
 
-/// Panics (or replays after the process died while handling it) before an update is set aside.
+/// Panics (or handlings that died with the process) before an update is set aside.
 pub(crate) const PANICS_MAX: u32 = 3;
-/// Transient failures before an update is set aside (with backoff, about ten minutes).
-pub(crate) const TRANSIENT_MAX: u32 = 12;
 /// First and longest pause before an update is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -66,19 +69,16 @@ pub(crate) enum Fate {
     SetAside,
 }
 
-/// What to do after `failure`, the `attempts`-th failed attempt at one update.
+/// What to do after `failure`, the `attempts`-th failure of its kind at one update (panics
+/// as counted in the inbox, transient failures as counted here).
 pub(crate) fn fate(failure: &Failure, attempts: u32) -> Fate {
-    let limit = match failure {
+    match failure {
         Failure::Permanent(_) => return Fate::Done,
-        Failure::Panic(_) => PANICS_MAX,
-        Failure::Transient(_) => TRANSIENT_MAX,
-    };
-    if attempts >= limit {
-        Fate::SetAside
-    } else {
-        let doubled = RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(10));
-        Fate::Retry(doubled.min(RETRY_MAX))
+        Failure::Panic(_) if attempts >= PANICS_MAX => return Fate::SetAside,
+        Failure::Panic(_) | Failure::Transient(_) => {}
     }
+    let doubled = RETRY_FIRST.saturating_mul(1 << attempts.saturating_sub(1).min(10));
+    Fate::Retry(doubled.min(RETRY_MAX))
 }
 
 /// Judges a handler's error: transient (try again) or permanent (done).
@@ -93,7 +93,18 @@ pub(crate) fn judge(error: &HandlerError) -> Failure {
                 Failure::Permanent(reason)
             };
         }
-        if let Some(e) = current.downcast_ref::<StoreError>() {
+        // The engine wraps store errors transparently: `source()` skips the store error itself.
+        let store = current
+            .downcast_ref::<StoreError>()
+            .or_else(|| match current.downcast_ref::<SubmitError>() {
+                Some(SubmitError::Store(e)) => Some(e),
+                _ => None,
+            })
+            .or_else(|| match current.downcast_ref::<CancelError>() {
+                Some(CancelError::Store(e)) => Some(e),
+                _ => None,
+            });
+        if let Some(e) = store {
             return if is_transient_store(e) {
                 Failure::Transient(reason)
             } else {
@@ -130,14 +141,7 @@ pub(crate) fn is_server_error(description: &str) -> bool {
 }
 
 fn is_transient_store(error: &StoreError) -> bool {
-    matches!(
-        error,
-        StoreError::Connect { .. }
-            | StoreError::Sqlite(_)
-            | StoreError::Postgres(_)
-            | StoreError::WriterStopped
-            | StoreError::Commit(_)
-    )
+    error.is_transient()
 }
 
 /// The update's kind, for logs and counters (never its content).
@@ -170,13 +174,53 @@ pub(crate) fn kind_of(update: &Update) -> &'static str {
     }
 }
 
-/// A panic's message, when it has one.
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
+thread_local! {
+    /// Set while a handler is being polled on this thread: its panics may quote user text.
+    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+    /// Where the last handler panic on this thread happened (`file:line`).
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Makes a panic inside a handler report only where it happened: its message may quote the
+/// user's text (a slice cut inside a character prints the string), which must not reach logs
+/// or the dead letters. Panics anywhere else are reported as before. Call once at start.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_HANDLER.with(Cell::get) {
+            let at = info.location().map_or_else(
+                || "an unknown place".to_owned(),
+                |l| format!("{}:{}", l.file(), l.line()),
+            );
+            PANIC_AT.with(|p| *p.borrow_mut() = Some(at));
+        } else {
+            previous(info);
+        }
+    }));
+}
+
+/// Polls the handler with [`IN_HANDLER`] set.
+struct Flagged<F>(F);
+
+impl<F: Future + Unpin> Future for Flagged<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let was = IN_HANDLER.with(|f| f.replace(true));
+        let polled = std::pin::Pin::new(&mut self.0).poll(cx);
+        IN_HANDLER.with(|f| f.set(was));
+        polled
+    }
+}
+
+/// Where the panic just caught happened, as the hook saw it (never its message).
+fn panic_place(_panic: &(dyn Any + Send)) -> String {
+    PANIC_AT
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| "an unknown place".to_owned())
 }
 
 /// Runs `work`, the handling of `update`, catching a panic; a failure is retried or set
@@ -187,14 +231,22 @@ where
 {
     let id = i64::from(update.id.0);
     let kind = kind_of(update);
-    let failure = match AssertUnwindSafe(work).catch_unwind().await {
+    if front.take_replayed(id) {
+        // Counted before it starts: had the process died during a replay's handling, the next
+        // start would see it (a crash loop ends as a dead letter, not as a loop).
+        let reason = "the process stopped while handling it";
+        if let Err(e) = front.engine().store().note_update_failure(id, reason).await {
+            tracing::debug!(update_id = id, error = %e, "could not count a replay's attempt");
+        }
+    }
+    let failure = match Flagged(Box::pin(AssertUnwindSafe(work).catch_unwind())).await {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(judge(&error)),
         Err(panic) => {
             front.metrics().handler_panicked();
-            let message = panic_message(panic.as_ref());
-            tracing::error!(update_id = id, kind, panic = %message, "a handler panicked; the update is set aside after {PANICS_MAX} tries");
-            Some(Failure::Panic(format!("panicked: {message}")))
+            let place = panic_place(panic.as_ref());
+            tracing::error!(update_id = id, kind, at = %place, "a handler panicked; the update is set aside after {PANICS_MAX} tries");
+            Some(Failure::Panic(format!("panicked at {place}")))
         }
     };
     front.leave_backlog(update);
@@ -220,19 +272,27 @@ impl Front {
     pub(crate) async fn failed(&self, update: &Update, failure: Failure) {
         let id = i64::from(update.id.0);
         let kind = kind_of(update);
-        let here = {
+        // Panics and transient failures are counted apart: only panics (with the replays that
+        // died, counted in the inbox) can set an update aside.
+        let (panics, transient) = {
             let mut attempts = self.inner.attempts.lock();
-            let n = attempts.entry(id).or_insert(0);
-            *n += 1;
-            *n
+            let counts = attempts.entry(id).or_insert((0, 0));
+            match failure {
+                Failure::Panic(_) => counts.0 += 1,
+                _ => counts.1 += 1,
+            }
+            *counts
         };
-        let stored = self
-            .engine()
-            .store()
-            .note_update_failure(id, failure.reason())
-            .await
-            .unwrap_or(0);
-        let attempts = here.max(stored);
+        let attempts = match failure {
+            Failure::Panic(_) => self
+                .engine()
+                .store()
+                .note_update_failure(id, failure.reason())
+                .await
+                .unwrap_or(0)
+                .max(panics),
+            _ => transient,
+        };
         match fate(&failure, attempts) {
             Fate::Done => self.finished(id),
             Fate::Retry(pause) => {
@@ -314,10 +374,10 @@ mod tests {
         assert_eq!(fate(&panic, 1), Fate::Retry(RETRY_FIRST));
         assert_eq!(fate(&panic, 2), Fate::Retry(RETRY_FIRST * 2));
         assert_eq!(fate(&panic, PANICS_MAX), Fate::SetAside);
+        // However long an outage lasts, what it holds up is tried again, never set aside.
         let outage = Failure::Transient("database is locked".into());
         assert_eq!(fate(&outage, PANICS_MAX), Fate::Retry(RETRY_FIRST * 4));
-        assert_eq!(fate(&outage, TRANSIENT_MAX - 1), Fate::Retry(RETRY_MAX));
-        assert_eq!(fate(&outage, TRANSIENT_MAX), Fate::SetAside);
+        assert_eq!(fate(&outage, 1000), Fate::Retry(RETRY_MAX));
     }
 
     #[test]
@@ -351,18 +411,23 @@ mod tests {
 
     #[tokio::test]
     #[allow(clippy::string_slice)] // the cut under test
-    async fn a_panic_is_caught_with_its_message() {
-        let caught = AssertUnwindSafe(async {
-            let text = "/ привет";
-            // The cut that took the bot down: a byte index inside a character.
-            let _ = &text[..3];
-        })
-        .catch_unwind()
+    async fn a_handlers_panic_is_caught_with_its_place_never_its_text() {
+        install_panic_hook();
+        let caught = Flagged(Box::pin(
+            AssertUnwindSafe(async {
+                let text = String::from("/ привет");
+                // The cut that took the bot down: a byte index inside a character.
+                let _ = &text[..3];
+            })
+            .catch_unwind(),
+        ))
         .await;
         let Err(panic) = caught else {
             panic!("no panic")
         };
-        assert!(panic_message(panic.as_ref()).contains("char boundary"));
+        let place = panic_place(panic.as_ref());
+        assert!(place.contains("isolation.rs"), "{place}");
+        assert!(!place.contains("привет"), "{place}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ use secrecy::{ExposeSecret, SecretString};
 use teloxide::types::{ChatId, MessageId};
 use teloxide::Bot;
 
+pub use isolation::install_panic_hook;
 pub use metrics::Metrics;
 pub use pacing::SendLimits;
 pub use texts::Lang;
@@ -155,8 +156,11 @@ struct FrontInner {
     me: tokio::sync::OnceCell<teloxide::types::User>,
     /// Wakes the broadcaster when an admin starts a broadcast.
     broadcasts: tokio::sync::Notify,
-    /// Failed attempts per update, while the database cannot count them.
-    attempts: Mutex<HashMap<i64, u32>>,
+    /// Failed attempts per update in this process: (panics, transient failures).
+    attempts: Mutex<HashMap<i64, (u32, u32)>>,
+    /// Updates taken from the inbox (replayed at start, swept from a gone replica) and not yet
+    /// started: their attempt is counted as they start, and they are never shed.
+    replayed: Mutex<std::collections::HashSet<i64>>,
     /// Updates to try again, put back in front of the dispatcher by the listener.
     retries: tokio::sync::mpsc::UnboundedSender<teloxide::types::Update>,
     retried: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<teloxide::types::Update>>>,
@@ -166,6 +170,9 @@ struct FrontInner {
     backlog_told: backlog::OncePer,
     /// Groups answered `/help` (once a minute: their budget is kept for results).
     group_help: backlog::OncePer,
+    /// Members answered in a group (a refusal, a how-to): once a minute each, so one member
+    /// cannot spend the group's 20 messages a minute.
+    group_replies: backlog::OncePer<(i64, u64)>,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -201,11 +208,13 @@ impl Front {
                 me: tokio::sync::OnceCell::new(),
                 broadcasts: tokio::sync::Notify::new(),
                 attempts: Mutex::new(HashMap::new()),
+                replayed: Mutex::new(std::collections::HashSet::new()),
                 retries,
                 retried: Mutex::new(Some(retried)),
                 backlog: Mutex::new(HashMap::new()),
                 backlog_told: backlog::OncePer::default(),
                 group_help: backlog::OncePer::default(),
+                group_replies: backlog::OncePer::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -278,6 +287,21 @@ impl Front {
         self.inner.handled.lock().extend(ids);
     }
 
+    /// Notes updates taken from the inbox: counted as they start, never shed.
+    pub(crate) fn note_replayed(&self, ids: impl IntoIterator<Item = i64>) {
+        self.inner.replayed.lock().extend(ids);
+    }
+
+    /// Whether `id` was taken from the inbox and not started yet (then it is now).
+    pub(crate) fn take_replayed(&self, id: i64) -> bool {
+        self.inner.replayed.lock().remove(&id)
+    }
+
+    /// Whether `id` was taken from the inbox and not started yet.
+    pub(crate) fn is_replayed(&self, id: i64) -> bool {
+        self.inner.replayed.lock().contains(&id)
+    }
+
     /// Fires when the bot stops taking updates for good.
     pub(crate) fn stopping(&self) -> &tokio_util::sync::CancellationToken {
         &self.inner.stopping
@@ -295,6 +319,13 @@ impl Front {
         self.inner
             .group_help
             .first_in(chat.0, std::time::Duration::from_secs(60))
+    }
+
+    /// Whether `member` may be answered in group `chat` now: once a minute.
+    pub(crate) fn group_reply_due(&self, chat: ChatId, member: u64) -> bool {
+        self.inner
+            .group_replies
+            .first_in((chat.0, member), std::time::Duration::from_secs(60))
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

@@ -24,12 +24,13 @@ async fn handle(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
     let was_in = change.old_chat_member.kind.is_present();
     let is_in = change.new_chat_member.kind.is_present();
     if change.chat.is_private() {
-        if !is_in {
-            front
-                .engine()
-                .store()
-                .mark_blocked(user_id(&change.from))
-                .await?;
+        let store = front.engine().store();
+        let user = user_id(&change.from);
+        match (was_in, is_in) {
+            (true, false) => store.mark_blocked(user).await?,
+            // Unblocked: results and broadcasts reach them again.
+            (false, true) => store.mark_unblocked(user).await?,
+            _ => {}
         }
         return Ok(());
     }

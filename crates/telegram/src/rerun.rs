@@ -126,6 +126,9 @@ pub(crate) async fn on_press(
         rerun(front, query, chat, lang, job, false, update).await
     } else if let Some(job) = job(SAME_SEED) {
         rerun(front, query, chat, lang, job, true, update).await
+    } else if (job(AS_FILE).is_some() || job(OLDER).is_some()) && chat.0 != user.0 {
+        // Files and history go to the presser's own chat only: a press elsewhere was forged.
+        Ok(String::new())
     } else if let Some(job) = job(AS_FILE) {
         as_file(front, chat, lang, user, job).await
     } else if let Some(job) = job(OLDER) {
@@ -181,7 +184,8 @@ async fn rerun(
         return Ok(
             match submit_registering(front, &query.from, request).await? {
                 Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => texts::rerun_queued(lang),
-                Err(refusal) => texts::refused(lang, &refusal),
+                // A press's answer holds at most 200 characters.
+                Err(refusal) => crate::handlers::shorten(&texts::refused(lang, &refusal), 190),
             },
         );
     }

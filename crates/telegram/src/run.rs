@@ -349,6 +349,16 @@ pub async fn serve_bot(
             }
         }
     };
+    // From the stop on, retries are left to the inbox and writes that wait for the database
+    // give up, so a stop during an outage takes no longer than the handlers need.
+    let stopping = {
+        let stop = stop.clone();
+        let front_stopping = front_stopping.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            front_stopping.cancel();
+        })
+    };
     let grace_over = async {
         stop.cancelled().await;
         tokio::time::sleep(grace).await;
@@ -362,6 +372,7 @@ pub async fn serve_bot(
     };
     // Retries still waiting stay unhandled in the inbox: the next start replays them.
     front_stopping.cancel();
+    stopping.abort();
     stop_marking.cancel();
     let _ = marking.await;
     stop_delivery.cancel();

@@ -12,6 +12,8 @@ use crate::commands::mock::shutdown_signal;
 use crate::{app, UsageError};
 
 pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
+    // A handler's panic is reported by its place only: its message may quote a user's text.
+    genbot_telegram::install_panic_hook();
     let token = settings.telegram_bot_token.clone().ok_or_else(|| {
         UsageError(
             "TELEGRAM_BOT_TOKEN is not set: `genbot serve` needs the bot's token from @BotFather"

@@ -77,11 +77,6 @@ impl Bot {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// The `--listen` port of the running process (for `/metrics`), when fixed.
-    pub(crate) fn port(&self) -> Option<u16> {
-        self.port
-    }
-
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.start_kill().unwrap(); // SIGKILL

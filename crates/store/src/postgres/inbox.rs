@@ -71,7 +71,7 @@ impl PgStore {
         let mut conn = self.connection().await?;
         let rows = sqlx::query(
             "UPDATE telegram_updates
-             SET owner = $1, received_at = now(), attempts = attempts + 1
+             SET owner = $1, received_at = now()
              WHERE update_id IN (
                 SELECT update_id FROM telegram_updates
                 WHERE handled_at IS NULL AND dead_at IS NULL

@@ -135,6 +135,15 @@ impl PgStore {
         .rows_affected())
     }
 
+    pub(crate) async fn mark_unblocked(&self, user: UserId) -> Result<(), StoreError> {
+        let mut conn = self.connection().await?;
+        sqlx::query("UPDATE users SET blocked_at = NULL WHERE id = $1")
+            .bind(user.0)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
         sqlx::query("UPDATE users SET blocked_at = coalesce(blocked_at, now()) WHERE id = $1")

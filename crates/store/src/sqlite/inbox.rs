@@ -77,7 +77,7 @@ impl SqliteStore {
                 let stale = now - stale_after.as_millis() as i64;
                 let mut stmt = conn.prepare_cached(
                     "UPDATE telegram_updates
-                     SET owner = ?1, received_at = ?5, attempts = attempts + 1
+                     SET owner = ?1, received_at = ?5
                      WHERE update_id IN (
                         SELECT update_id FROM telegram_updates
                         WHERE handled_at IS NULL AND dead_at IS NULL

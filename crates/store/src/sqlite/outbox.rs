@@ -145,6 +145,16 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn mark_unblocked(&self, user: UserId) -> Result<(), StoreError> {
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached("UPDATE users SET blocked_at = NULL WHERE id = ?1")?
+                    .execute(params![user.0])?;
+                Ok(())
+            })
+            .await
+    }
+
     pub(crate) async fn mark_blocked(&self, user: UserId) -> Result<(), StoreError> {
         self.writer
             .run(move |conn| {

@@ -6,7 +6,7 @@ use crate::helpers::on_both_backends;
 
 on_both_backends!(
     a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator,
-    a_claim_after_a_crash_counts_an_attempt,
+    a_claim_counts_nothing_a_started_replay_does,
 );
 
 fn update(id: i64) -> InboxUpdate {
@@ -70,26 +70,36 @@ async fn a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator(st
         .unwrap();
     let retried: Vec<&InboxUpdate> = claimed.iter().filter(|u| u.id == id).collect();
     assert_eq!(retried.len(), 1, "the retried dead letter was not taken");
-    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].attempts, 0, "a retried dead letter starts over");
     // Handled now: it can no longer be set aside.
     store.mark_updates_handled(&[id]).await.unwrap();
     assert!(!store.dead_letter_update(id, "late").await.unwrap());
 }
 
-async fn a_claim_after_a_crash_counts_an_attempt(store: &Store) {
+/// Restarts alone never add up to a dead letter: only a replay whose handling started does.
+async fn a_claim_counts_nothing_a_started_replay_does(store: &Store) {
     let id = 7_200_000_000;
     store.record_updates("a", vec![update(id)]).await.unwrap();
     let long = Duration::from_secs(3600);
-    for expected in 1..=3 {
-        let claimed = store
+    let attempts_at_claim = || async {
+        store
             .claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100)
             .await
-            .unwrap();
-        let ours: Vec<u32> = claimed
+            .unwrap()
             .iter()
             .filter(|u| u.id == id)
             .map(|u| u.attempts)
-            .collect();
-        assert_eq!(ours, [expected], "restart {expected}");
+            .collect::<Vec<u32>>()
+    };
+    for _ in 0..5 {
+        assert_eq!(attempts_at_claim().await, [0], "a claim counted an attempt");
     }
+    assert_eq!(
+        store
+            .note_update_failure(id, "the process stopped while handling it")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(attempts_at_claim().await, [1]);
 }

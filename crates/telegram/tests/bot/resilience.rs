@@ -162,3 +162,33 @@ async fn forged_button_data_edits_nothing() {
     assert!(!edited(&ann.transcript()), "{:?}", ann.transcript());
     assert_eq!(bot.front.metrics().handler_panics(), 0);
 }
+
+/// One member repeating what the bot must refuse (an empty `/img`) is answered once a minute:
+/// the group's 20 messages a minute stay for everyone's results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_cannot_spend_a_groups_budget_on_refusals() {
+    let bot = spawn_bot(Options::default()).await;
+    let group = bot.telegram.group(-1_005_000, "Spent");
+    let member = bot.telegram.user(8401, "Loud", Some("en"));
+    let other = bot.telegram.user(8402, "Quiet", Some("en"));
+    for _ in 0..8 {
+        group.send_text(&member, "/img@genbot_mock_bot").unwrap();
+    }
+    group
+        .send_text(&other, "/img@genbot_mock_bot a lighthouse")
+        .unwrap();
+    let photo = group
+        .chat()
+        .wait_for(Duration::from_secs(15), |t| {
+            t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
+        })
+        .await;
+    assert!(photo.is_some(), "the other member's result never came");
+    let refusals = group
+        .chat()
+        .transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { .. }))
+        .count();
+    assert_eq!(refusals, 1, "{:?}", group.chat().transcript());
+}
