@@ -64,12 +64,9 @@ async fn a_broadcast_reaches_every_user_once_and_counts_the_blocked() {
             .count();
         assert_eq!(received, 1, "user {} got it {received} times", user.id());
     }
-    let blocked = bot
-        .store
-        .get_user(genbot_store::UserId(6003))
-        .await
-        .unwrap();
-    assert!(blocked.is_some());
+    // The 403 marked the user: later broadcasts skip them.
+    let recipients = bot.store.broadcast_recipients(6002, 1).await.unwrap();
+    assert_eq!(recipients, [(genbot_store::UserId(6003), true)]);
 }
 
 /// A broadcast message is out when the database refuses to record it (here a lock held past
