@@ -173,6 +173,8 @@ pub(super) struct BotState {
     sent: Mutex<Vec<Sent>>,
     /// Invoices, pending pre-checkout queries and completed Stars payments.
     pub(super) payments: Mutex<super::payments::Payments>,
+    /// Every file sent, with when its answer went out.
+    pub(super) wire: super::wire::WireLog,
 }
 
 /// An error answered to one call instead of its normal answer.
@@ -264,6 +266,7 @@ impl BotState {
             blocked: Mutex::new(std::collections::HashSet::new()),
             sent: Mutex::new(Vec::new()),
             payments: Mutex::new(super::payments::Payments::default()),
+            wire: super::wire::WireLog::default(),
         }
     }
 
