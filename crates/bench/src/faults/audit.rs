@@ -259,9 +259,7 @@ fn photo_repeats(stage: &Stage, tally: &mut Tally) -> HashMap<i64, Vec<Repeat>> 
         .collect();
     let kills = stage.kills();
     tally.kills = kills.len() as u64;
-    tally.photo_sends_at_kills = repeats::in_flight_at(&sends, &kills, WIRE_GRACE)
-        .iter()
-        .sum::<usize>() as u64;
+    tally.photo_sends_at_kills = repeats::in_flight_at(&sends, &kills, WIRE_GRACE) as u64;
     let mut by_chat: HashMap<i64, Vec<Repeat>> = HashMap::new();
     for repeat in repeats::repeats(&sends, &kills, WIRE_GRACE) {
         by_chat.entry(repeat.chat).or_default().push(repeat);

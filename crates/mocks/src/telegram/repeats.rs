@@ -157,12 +157,13 @@ pub fn repeats(sends: &[FileSend], kills: &[Kill], grace: Duration) -> Vec<Repea
     found
 }
 
-/// Sends at the wire at each kill: the most repeats any kill can excuse.
-pub fn in_flight_at(sends: &[FileSend], kills: &[Kill], grace: Duration) -> Vec<usize> {
-    kills
+/// Sends at the wire at any of the kills (each counted once): the most repeats the kills can
+/// excuse.
+pub fn in_flight_at(sends: &[FileSend], kills: &[Kill], grace: Duration) -> usize {
+    sends
         .iter()
-        .map(|k| sends.iter().filter(|s| k.caught(s, grace)).count())
-        .collect()
+        .filter(|s| kills.iter().any(|k| k.caught(s, grace)))
+        .count()
 }
 
 #[cfg(test)]
@@ -254,7 +255,7 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(in_flight_at(&sends, &kills, WIRE_GRACE), [3]);
+        assert_eq!(in_flight_at(&sends, &kills, WIRE_GRACE), 3);
     }
 
     #[test]
