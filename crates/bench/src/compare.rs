@@ -615,10 +615,7 @@ mod tests {
             .iter()
             .find(|r| r.metric == "photos_duplicated_at_wire")
             .expect("the at-the-wire row");
-        assert_eq!(
-            (shown.new, shown.verdict),
-            (Some(3.0), Verdict::Unjudged)
-        );
+        assert_eq!((shown.new, shown.verdict), (Some(3.0), Verdict::Unjudged));
         let c = compare(&faults(3.0, 0.0), &faults(0.0, 1.0));
         let names: Vec<&str> = c.regressions().iter().map(|r| r.metric.as_str()).collect();
         assert_eq!(names, ["photos_duplicated"]);

@@ -118,6 +118,12 @@ impl TelegramMock {
         self.state.set_send_delay(delay);
     }
 
+    /// From now on a `sendPhoto`/`sendDocument` posts its message at once and holds its answer
+    /// `hold` (`Duration::ZERO` ends it): a bot killed meanwhile never learns it was delivered.
+    pub fn hold_file_answers(&self, hold: Duration) {
+        *self.state.file_answer_hold.lock() = hold;
+    }
+
     /// The user blocks the bot: from now on every send into their chat is answered 403.
     pub fn block(&self, user: i64) {
         self.state.block(user);

@@ -214,7 +214,13 @@ impl Stage {
     pub(crate) fn replica(&self, name: &str) -> Result<BotProcess, FaultError> {
         let mut env = self.env.clone();
         env.push(("REPLICA_ID".into(), name.to_owned()));
-        BotProcess::new(name, &self.program, env, self.dir.path(), self.kills.clone())
+        BotProcess::new(
+            name,
+            &self.program,
+            env,
+            self.dir.path(),
+            self.kills.clone(),
+        )
     }
 
     /// The SIGKILLs of the stage's replicas so far, in order.

@@ -1,17 +1,17 @@
 //! Crash tests: the real `genbot serve` processes against both mocks, killed with SIGKILL and
 //! started again; outcomes are counted at the Replicate mock and in the database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
-use genbot_mocks::telegram::repeats::{in_flight_at, repeats, Kill, WIRE_GRACE};
 use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::{JobStatus, Store};
 use tokio::process::Command;
 
 use crate::process::{database_url_text, open, scratch_postgres, wait_until, Bot};
+use crate::wire::assert_photos_repeated_only_at_the_wire;
 
 /// Every job final, each succeeded job with its own prediction, every prediction at the mock
 /// belonging to exactly one job, every balance equal to its ledger.
@@ -118,48 +118,6 @@ async fn sigkill_mid_run_then_restart_runs_every_job_exactly_once() {
     assert_photos_repeated_only_at_the_wire(&telegram, bot.kills());
     assert_exactly_once(&store, &replicate, 10_000..10_100).await;
     assert_one_job_per_user(&store, 10_000..10_100).await;
-}
-
-/// Every photo sent more than once was at the wire at one of `kills` (judged from the mock's
-/// record of when each answer went out); returns those repeats, by chat.
-fn assert_photos_repeated_only_at_the_wire(
-    telegram: &TelegramMock,
-    kills: &[Kill],
-) -> HashMap<i64, usize> {
-    let sends: Vec<_> = telegram
-        .file_sends()
-        .into_iter()
-        .filter(|s| !s.document)
-        .collect();
-    let found = repeats(&sends, kills, WIRE_GRACE);
-    let defects: Vec<String> = found
-        .iter()
-        .filter(|r| !r.at_wire())
-        .map(|r| format!("chat {}: {}", r.chat, r.describe()))
-        .collect();
-    assert!(
-        defects.is_empty(),
-        "{} photo(s) sent again although the bot had read their answer: {defects:#?}",
-        defects.len()
-    );
-    let in_flight = in_flight_at(&sends, kills, WIRE_GRACE);
-    assert!(
-        found.len() <= in_flight,
-        "{} photos sent again at the wire, {in_flight} were at the wire at the kills",
-        found.len()
-    );
-    for repeat in &found {
-        eprintln!(
-            "at the wire (allowed): chat {}: {}",
-            repeat.chat,
-            repeat.describe()
-        );
-    }
-    let mut by_chat = HashMap::new();
-    for repeat in found {
-        *by_chat.entry(repeat.chat).or_default() += 1;
-    }
-    by_chat
 }
 
 /// Every user in `users` has exactly one job.
@@ -545,7 +503,12 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     );
     let beyond: Vec<(i64, usize)> = users
         .iter()
-        .map(|u| (u.id(), photos(u) - at_wire.get(&u.id()).copied().unwrap_or(0)))
+        .map(|u| {
+            (
+                u.id(),
+                photos(u) - at_wire.get(&u.id()).copied().unwrap_or(0),
+            )
+        })
         .filter(|(_, different)| *different != 1)
         .collect();
     assert!(

@@ -11,6 +11,7 @@ mod payments;
 mod process;
 mod serve;
 mod webhooks;
+mod wire;
 
 /// A loopback port free right now, for a `genbot serve --listen` started next.
 pub(crate) fn free_port() -> u16 {

@@ -30,10 +30,7 @@ impl Kill {
     /// Whether `send` was at the wire at this kill: it arrived before the process was gone,
     /// and its answer was never handed over or handed over within `grace` of the kill.
     pub fn caught(&self, send: &FileSend, grace: Duration) -> bool {
-        let from = self
-            .signalled
-            .checked_sub(grace)
-            .unwrap_or(self.signalled);
+        let from = self.signalled.checked_sub(grace).unwrap_or(self.signalled);
         send.arrived <= self.dead
             && send
                 .answered
@@ -56,6 +53,9 @@ pub enum Verdict {
         /// How long before the second copy arrived the first copy's answer was handed over
         /// (`None`: never, though no kill came between them).
         answered_before_again: Option<Duration>,
+        /// The first kill between the copies, if any, and how long before it the answer was
+        /// handed over (more than the grace).
+        kill_between: Option<(usize, Duration)>,
     },
 }
 
@@ -99,14 +99,24 @@ impl Repeat {
                 WIRE_GRACE.as_secs()
             ),
             Verdict::Defect {
-                answered_before_again: Some(lead),
+                kill_between: Some((kill, lead)),
+                ..
             } => format!(
-                "its answer was handed over {:.2} s before the copy, with no kill within {} s after it",
+                "its answer was handed over {:.2} s before kill {} (more than {} s: the bot had it)",
                 lead.as_secs_f64(),
+                kill + 1,
                 WIRE_GRACE.as_secs()
             ),
             Verdict::Defect {
+                answered_before_again: Some(lead),
+                kill_between: None,
+            } => format!(
+                "its answer was handed over {:.2} s before the copy, with no kill between",
+                lead.as_secs_f64()
+            ),
+            Verdict::Defect {
                 answered_before_again: None,
+                kill_between: None,
             } => "never answered, yet sent again with no kill between".to_owned(),
         };
         format!(
@@ -144,6 +154,15 @@ pub fn repeats(sends: &[FileSend], kills: &[Kill], grace: Duration) -> Vec<Repea
                 answered_before_again: first
                     .answered
                     .map(|at| again.arrived.saturating_duration_since(at)),
+                kill_between: kills
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| first.arrived <= k.dead && again.arrived >= k.signalled)
+                    .min_by_key(|(_, k)| k.signalled)
+                    .map(|(index, k)| {
+                        let answered = first.answered.unwrap_or(first.arrived);
+                        (index, k.signalled.saturating_duration_since(answered))
+                    }),
             },
         };
         found.push(Repeat {
@@ -208,10 +227,17 @@ mod tests {
         assert_eq!(
             found[0].verdict,
             Verdict::Defect {
-                answered_before_again: Some(Duration::from_millis(7_990))
+                answered_before_again: Some(Duration::from_millis(7_990)),
+                kill_between: Some((0, Duration::from_millis(3_990))),
             }
         );
-        assert!(found[0].describe().contains("no kill within"), "{found:?}");
+        assert!(
+            found[0]
+                .describe()
+                .ends_with("handed over 3.99 s before kill 1 (more than 2 s: the bot had it)"),
+            "{}",
+            found[0].describe()
+        );
     }
 
     #[test]
@@ -270,6 +296,13 @@ mod tests {
         let found = repeats(&sends, &[], WIRE_GRACE);
         assert_eq!(found.len(), 2);
         assert!(found.iter().all(|r| !r.at_wire()), "{found:?}");
+        assert!(
+            found[0]
+                .describe()
+                .ends_with("never answered, yet sent again with no kill between"),
+            "{}",
+            found[0].describe()
+        );
     }
 
     #[test]

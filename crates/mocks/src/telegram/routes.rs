@@ -128,7 +128,7 @@ async fn call(
         }
         "sendmessage" => send_message(&state, &params),
         "editmessagetext" => edit_message_text(&state, &params),
-        "sendphoto" => send_file(&state, &params, FileKind::Photo, arrived),
+        "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
         "sendchataction" => match chat_id(&params) {
             Some(chat) => {
                 let action = text(&params, "action").unwrap_or_default();
@@ -147,7 +147,13 @@ async fn call(
         }
         "getfile" => get_file(&params),
         "sendinvoice" => send_invoice(&state, &params),
-        "senddocument" => send_file(&state, &params, FileKind::Document, arrived),
+        "senddocument" => {
+            held(
+                &state,
+                send_file(&state, &params, FileKind::Document, arrived),
+            )
+            .await
+        }
         "answerprecheckoutquery" => {
             let query = text(&params, "pre_checkout_query_id").unwrap_or_default();
             let ok = params
@@ -518,6 +524,15 @@ fn send_invoice(state: &Shared, params: &Params) -> Response {
         "total_amount": invoice.amount,
     });
     ok(message)
+}
+
+/// A file send's answer, after the hold [`super::TelegramMock::hold_file_answers`] set.
+async fn held(state: &Shared, answer: Response) -> Response {
+    let hold = *state.file_answer_hold.lock();
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    answer
 }
 
 /// What the bot sends as a file: the parameter holding it and the message's field.

@@ -167,6 +167,9 @@ pub(super) struct BotState {
     faults: Mutex<HashMap<String, VecDeque<ScriptedError>>>,
     /// Every send into a chat is answered this much later (a slow Bot API).
     send_delay: Mutex<Duration>,
+    /// A file send's message is posted at once, its answer held this long (answers lost on
+    /// the way back).
+    pub(super) file_answer_hold: Mutex<Duration>,
     /// Users who blocked the bot: every send into their chat is answered 403.
     blocked: Mutex<std::collections::HashSet<i64>>,
     /// The bot's messages and edits in the order they arrived (the first `SENT_LOG_MAX`).
@@ -263,6 +266,7 @@ impl BotState {
             window: Mutex::new(SendWindow::default()),
             faults: Mutex::new(HashMap::new()),
             send_delay: Mutex::new(Duration::ZERO),
+            file_answer_hold: Mutex::new(Duration::ZERO),
             blocked: Mutex::new(std::collections::HashSet::new()),
             sent: Mutex::new(Vec::new()),
             payments: Mutex::new(super::payments::Payments::default()),
