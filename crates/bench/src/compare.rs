@@ -427,6 +427,10 @@ pub fn direction(metric: &str) -> Direction {
     if metric.starts_with("peak_sends") || metric.starts_with("slo_") {
         // How fast the bot sent, or a bound the test set: neither better nor worse by itself.
         Direction::None
+    } else if metric.ends_with("_at_wire") || metric.ends_with("_at_kills") {
+        // What the kills happened to catch on the wire (a send re-sent after a SIGKILL, which
+        // Telegram cannot deduplicate): depends on where the random kills land, not the build.
+        Direction::None
     } else if metric.ends_with("_ms") || LOWER.iter().any(|m| metric.contains(m)) {
         Direction::Lower
     } else if HIGHER.iter().any(|m| metric.contains(m)) {
@@ -587,6 +591,34 @@ mod tests {
         assert_eq!(names, ["concurrent_users.p50_ms", "queue.lost_jobs"]);
         assert!(c.text().contains("REGRESSED beyond 10 %"));
         assert!(c.html().contains("class=\"regressed\""));
+    }
+
+    #[test]
+    fn a_photo_re_sent_at_the_wire_is_shown_but_a_duplicate_is_a_regression() {
+        let faults = |at_wire: f64, duplicated: f64| {
+            serde_json::json!({
+                "schema": "genbot.readiness/1",
+                "suite": "performance",
+                "tests": [{ "id": "crash_restart", "grade": "EXCELLENT", "not_applicable": null,
+                    "metrics": {
+                        "crash_restart.photos_duplicated_at_wire": at_wire,
+                        "crash_restart.photo_sends_at_kills": at_wire * 4.0,
+                        "crash_restart.photos_duplicated": duplicated,
+                    } }],
+            })
+            .to_string()
+        };
+        let c = compare(&faults(0.0, 0.0), &faults(3.0, 0.0));
+        assert!(c.regressions().is_empty(), "{}", c.text());
+        let shown = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "photos_duplicated_at_wire")
+            .expect("the at-the-wire row");
+        assert_eq!((shown.new, shown.verdict), (Some(3.0), Verdict::Unjudged));
+        let c = compare(&faults(3.0, 0.0), &faults(0.0, 1.0));
+        let names: Vec<&str> = c.regressions().iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(names, ["photos_duplicated"]);
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! then read each chat's transcript and the time from an update to the bot's first answer.
 
 mod payments;
+pub mod repeats;
 mod routes;
 mod state;
 mod users;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use tokio::sync::oneshot;
 
 pub use state::{Entry, Sent, TelegramMockStats};
 pub use users::{SimGroup, SimUser};
+pub use wire::FileSend;
 
 use self::state::BotState;
 
@@ -115,6 +118,12 @@ impl TelegramMock {
         self.state.set_send_delay(delay);
     }
 
+    /// From now on a `sendPhoto`/`sendDocument` posts its message at once and holds its answer
+    /// `hold` (`Duration::ZERO` ends it): a bot killed meanwhile never learns it was delivered.
+    pub fn hold_file_answers(&self, hold: Duration) {
+        *self.state.file_answer_hold.lock() = hold;
+    }
+
     /// The user blocks the bot: from now on every send into their chat is answered 403.
     pub fn block(&self, user: i64) {
         self.state.block(user);
@@ -128,6 +137,12 @@ impl TelegramMock {
     /// The bot's messages and edits in the order they arrived, across all chats.
     pub fn sent_in_order(&self) -> Vec<Sent> {
         self.state.sent_in_order()
+    }
+
+    /// Every `sendPhoto` and `sendDocument` that made a message, in arrival order, with when
+    /// its answer was handed to the connection (for judging repeats: [`repeats::repeats`]).
+    pub fn file_sends(&self) -> Vec<FileSend> {
+        self.state.wire.sends()
     }
 
     /// A cloneable handle for tasks that watch the answers while a test runs.

@@ -16,6 +16,8 @@ pub mod telegram_faults;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use genbot_mocks::telegram::repeats::WIRE_GRACE;
+
 use crate::context::Context;
 use crate::faults::audit::Tally;
 use crate::faults::load::Load;
@@ -114,9 +116,37 @@ fn describe(out: &mut TestOutcome, ctx: &Context, tally: &Tally, extra_problems:
         )
         .metric("photos_missing", tally.photos_missing.len() as f64)
         .metric("photos_duplicated", tally.photos_duplicated.len() as f64)
+        .metric(
+            "photos_duplicated_at_wire",
+            tally.photos_duplicated_at_wire.len() as f64,
+        )
+        .metric("photo_sends_at_kills", tally.photo_sends_at_kills as f64)
         .metric("balances_broken", tally.balances_broken.len() as f64);
     if let Some(sends) = tally.sends_per_job() {
         out.metric("sends_per_job", sends);
+    }
+    if !tally.photos_duplicated_at_wire.is_empty() {
+        let shown: Vec<&str> = tally
+            .photos_duplicated_at_wire
+            .iter()
+            .take(5)
+            .map(String::as_str)
+            .collect();
+        let (n, sends, kills) = (
+            tally.photos_duplicated_at_wire.len(),
+            tally.photo_sends_at_kills,
+            tally.kills,
+        );
+        let grace = WIRE_GRACE.as_secs();
+        let shown = shown.join("; ");
+        out.fact(ctx.text(
+            format!(
+                "{n} photo(s) sent again after a kill caught the first copy at the wire (its answer never reached the bot, or reached it within {grace} s of the kill; Telegram has no idempotency key, so this is allowed): {sends} photo sends were at the wire at the {kills} kill(s); {shown}"
+            ),
+            format!(
+                "{n} фото отправлено повторно: SIGKILL застал первую копию в пути (ответ не дошёл до бота или дошёл менее чем за {grace} с до убийства; у Telegram нет ключа идемпотентности, это допустимо); в пути при {kills} убийствах было {sends} отправок фото; {shown}"
+            ),
+        ));
     }
     for problem in tally.problems().iter().chain(extra_problems) {
         out.recommend(ctx.text(format!("fix: {problem}"), format!("исправить: {problem}")));

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use genbot_mocks::telegram::repeats::{self, Repeat, WIRE_GRACE};
 use genbot_mocks::telegram::Entry;
 use genbot_store::{Job, JobStatus, StoreError};
 
@@ -58,7 +59,16 @@ pub(crate) struct Tally {
     /// Predictions two jobs point at.
     pub(crate) shared_predictions: Vec<String>,
     pub(crate) photos_missing: Vec<String>,
+    /// Photos sent again although the bot had read that the first copy was delivered (or
+    /// photos beyond the succeeded jobs): defects.
     pub(crate) photos_duplicated: Vec<String>,
+    /// Photos sent again because a kill caught the first copy at the wire (its answer never
+    /// reached the bot, or reached it within [`WIRE_GRACE`] of the kill): inherent, allowed.
+    pub(crate) photos_duplicated_at_wire: Vec<String>,
+    /// SIGKILLs of the bot before the count.
+    pub(crate) kills: u64,
+    /// Photo sends at the wire at those kills: the most repeats they can excuse.
+    pub(crate) photo_sends_at_kills: u64,
     pub(crate) balances_broken: Vec<String>,
     /// Messages (texts, edits, photos) the bot sent, less one `/start` answer per user.
     pub(crate) messages_for_jobs: u64,
@@ -169,6 +179,7 @@ pub(crate) async fn count(
                 .push(format!("{prediction}: jobs {}", ids.join(", ")));
         }
     }
+    let by_chat = photo_repeats(stage, &mut tally);
     let refused: HashSet<i64> = refused.iter().copied().collect();
     for (n, user) in load.users.iter().enumerate() {
         let id = user.id();
@@ -205,14 +216,25 @@ pub(crate) async fn count(
             .iter()
             .filter(|e| matches!(e, Entry::BotPhoto { .. }))
             .count();
-        match photos.cmp(&succeeded) {
+        let repeated = by_chat.get(&id).map_or(&[][..], Vec::as_slice);
+        // Each repeat is one photo more than the user's different photos.
+        let different = photos.saturating_sub(repeated.len());
+        match different.cmp(&succeeded) {
             std::cmp::Ordering::Less => tally.photos_missing.push(format!(
-                "user {id}: {succeeded} succeeded jobs, {photos} photos"
+                "user {id}: {succeeded} succeeded jobs, {photos} photos, {different} different"
             )),
             std::cmp::Ordering::Greater => tally.photos_duplicated.push(format!(
-                "user {id}: {succeeded} succeeded jobs, {photos} photos"
+                "user {id}: {succeeded} succeeded jobs, {different} different photos: photos of jobs that did not succeed"
             )),
             std::cmp::Ordering::Equal => {}
+        }
+        for repeat in repeated {
+            let line = format!("user {id}: {}", repeat.describe());
+            if repeat.at_wire() {
+                tally.photos_duplicated_at_wire.push(line);
+            } else {
+                tally.photos_duplicated.push(line);
+            }
         }
     }
     for audit in stage.store.credit_audit(TEST_IDS).await? {
@@ -224,4 +246,23 @@ pub(crate) async fn count(
         }
     }
     Ok(tally)
+}
+
+/// The photos the Telegram mock saw sent more than once, by chat, each judged against the
+/// stage's kills (at the wire, or a defect); counts the kills and the sends they caught.
+fn photo_repeats(stage: &Stage, tally: &mut Tally) -> HashMap<i64, Vec<Repeat>> {
+    let sends: Vec<_> = stage
+        .telegram
+        .file_sends()
+        .into_iter()
+        .filter(|s| !s.document)
+        .collect();
+    let kills = stage.kills();
+    tally.kills = kills.len() as u64;
+    tally.photo_sends_at_kills = repeats::in_flight_at(&sends, &kills, WIRE_GRACE) as u64;
+    let mut by_chat: HashMap<i64, Vec<Repeat>> = HashMap::new();
+    for repeat in repeats::repeats(&sends, &kills, WIRE_GRACE) {
+        by_chat.entry(repeat.chat).or_default().push(repeat);
+    }
+    by_chat
 }

@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use genbot_mocks::telegram::repeats::Kill;
+use parking_lot::Mutex;
 use tokio::process::{Child, Command};
 
 use super::FaultError;
@@ -22,6 +25,8 @@ pub(crate) struct BotProcess {
     log: PathBuf,
     child: Option<Child>,
     http: reqwest::Client,
+    /// The stage's record of every SIGKILL, for telling a send at the wire from a re-send.
+    kills: Arc<Mutex<Vec<Kill>>>,
 }
 
 /// A free loopback port (bound, then released for the child to take).
@@ -36,6 +41,7 @@ impl BotProcess {
         program: &Path,
         env: Vec<(String, String)>,
         log_dir: &Path,
+        kills: Arc<Mutex<Vec<Kill>>>,
     ) -> Result<BotProcess, FaultError> {
         Ok(BotProcess {
             name: name.to_owned(),
@@ -48,6 +54,7 @@ impl BotProcess {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .unwrap_or_default(),
+            kills,
         })
     }
 
@@ -114,10 +121,16 @@ impl BotProcess {
     }
 
     /// SIGKILL, as the kernel's OOM killer or a node failure would: no shutdown code runs.
+    /// The moments of the signal and of the reaping are recorded on the stage.
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let signalled = Instant::now();
             let _ = child.start_kill();
             let _ = child.wait().await;
+            self.kills.lock().push(Kill {
+                signalled,
+                dead: Instant::now(),
+            });
         }
     }
 

@@ -3,13 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use genbot_config::{DatabaseUrl, RedactedUrl};
 use genbot_mocks::fault_proxy::FaultProxy;
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_mocks::telegram::repeats::Kill;
 use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::scratch::ScratchDatabase;
 use genbot_store::Store;
+use parking_lot::Mutex;
 
 use super::process::BotProcess;
 use super::FaultError;
@@ -54,6 +57,8 @@ pub(crate) struct Stage {
     env: Vec<(String, String)>,
     program: PathBuf,
     dir: tempfile::TempDir,
+    /// Every SIGKILL of a replica, in order.
+    kills: Arc<Mutex<Vec<Kill>>>,
 }
 
 /// The loopback address of a URL's host and port, for a proxy in front of it.
@@ -201,6 +206,7 @@ impl Stage {
             env,
             program,
             dir,
+            kills: Arc::default(),
         })
     }
 
@@ -208,7 +214,18 @@ impl Stage {
     pub(crate) fn replica(&self, name: &str) -> Result<BotProcess, FaultError> {
         let mut env = self.env.clone();
         env.push(("REPLICA_ID".into(), name.to_owned()));
-        BotProcess::new(name, &self.program, env, self.dir.path())
+        BotProcess::new(
+            name,
+            &self.program,
+            env,
+            self.dir.path(),
+            self.kills.clone(),
+        )
+    }
+
+    /// The SIGKILLs of the stage's replicas so far, in order.
+    pub(crate) fn kills(&self) -> Vec<Kill> {
+        self.kills.lock().clone()
     }
 
     /// Removes what the stage created: the scratch database, the Redis keys under its prefix.

@@ -63,6 +63,15 @@ fn assert_fault_survived(test: &serde_json::Value) {
             "{id}.{metric}: {test}"
         );
     }
+    // A photo re-sent because a kill caught its first copy at the wire is reported, allowed,
+    // and bounded by the sends the kills caught (`photos_duplicated` counts only the others).
+    let at_wire = test["metrics"][format!("{id}.photos_duplicated_at_wire")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{id}.photos_duplicated_at_wire missing: {test}"));
+    let caught = test["metrics"][format!("{id}.photo_sends_at_kills")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{id}.photo_sends_at_kills missing: {test}"));
+    assert!(at_wire <= caught, "{id}: {test}");
     assert!(
         test["metrics"][format!("{id}.prompts")].as_f64().unwrap() >= 10.0,
         "{test}"

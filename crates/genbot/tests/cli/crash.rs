@@ -11,6 +11,7 @@ use genbot_store::{JobStatus, Store};
 use tokio::process::Command;
 
 use crate::process::{database_url_text, open, scratch_postgres, wait_until, Bot};
+use crate::wire::assert_photos_repeated_only_at_the_wire;
 
 /// Every job final, each succeeded job with its own prediction, every prediction at the mock
 /// belonging to exactly one job, every balance equal to its ledger.
@@ -114,6 +115,7 @@ async fn sigkill_mid_run_then_restart_runs_every_job_exactly_once() {
     )
     .await;
     bot.kill().await;
+    assert_photos_repeated_only_at_the_wire(&telegram, bot.kills());
     assert_exactly_once(&store, &replicate, 10_000..10_100).await;
     assert_one_job_per_user(&store, 10_000..10_100).await;
 }
@@ -479,13 +481,15 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     )
     .await;
     bot.kill().await;
+    // A photo sent twice is allowed only when the kill caught its first copy at the wire.
+    let at_wire = assert_photos_repeated_only_at_the_wire(&telegram, bot.kills());
     let twice: Vec<i64> = users
         .iter()
         .filter(|u| photos(u) > 1)
         .map(|u| u.id())
         .collect();
     eprintln!(
-        "delivery: {at_kill} photos before the kill, {undelivered} finished but undelivered at the kill; {} jobs, every one delivered; users with two photos: {twice:?}",
+        "delivery: {at_kill} photos before the kill, {undelivered} finished but undelivered at the kill; {} jobs, every one delivered; users with two photos (each at the wire): {twice:?}",
         with_job.len()
     );
     assert_eq!(
@@ -497,10 +501,19 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
         undelivered > 0 || at_kill < with_job.len(),
         "the kill came after every delivery"
     );
+    let beyond: Vec<(i64, usize)> = users
+        .iter()
+        .map(|u| {
+            (
+                u.id(),
+                photos(u) - at_wire.get(&u.id()).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, different)| *different != 1)
+        .collect();
     assert!(
-        twice.len() <= 2,
-        "{} users got their photo twice (only a send on the wire at the kill may): {twice:?}",
-        twice.len()
+        beyond.is_empty(),
+        "users without exactly one different photo (user, photos less repeats at the wire): {beyond:?}"
     );
     assert_exactly_once(&store, &replicate, 30_000..30_100).await;
     assert_one_job_per_user(&store, 30_000..30_100).await;

@@ -12,6 +12,7 @@ mod poison;
 mod process;
 mod serve;
 mod webhooks;
+mod wire;
 
 /// A loopback port free right now, for a `genbot serve --listen` started next.
 pub(crate) fn free_port() -> u16 {

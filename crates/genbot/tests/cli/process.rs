@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use genbot_config::DatabaseUrl;
 use genbot_mocks::replicate::ReplicateMock;
+use genbot_mocks::telegram::repeats::Kill;
 use genbot_mocks::telegram::TelegramMock;
 use genbot_store::scratch::ScratchDatabase;
 use genbot_store::Store;
@@ -16,6 +17,8 @@ pub(crate) struct Bot {
     child: Option<Child>,
     /// The `--listen` port: fixed when set, else a free one at each start.
     port: Option<u16>,
+    /// Every SIGKILL so far: a photo sent again is judged against them.
+    kills: Vec<Kill>,
 }
 
 impl Bot {
@@ -42,6 +45,7 @@ impl Bot {
                 .collect(),
             child: None,
             port: None,
+            kills: Vec::new(),
         }
     }
 
@@ -79,9 +83,19 @@ impl Bot {
 
     pub(crate) async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let signalled = Instant::now();
             child.start_kill().unwrap(); // SIGKILL
             child.wait().await.unwrap();
+            self.kills.push(Kill {
+                signalled,
+                dead: Instant::now(),
+            });
         }
+    }
+
+    /// The SIGKILLs of this bot so far.
+    pub(crate) fn kills(&self) -> &[Kill] {
+        &self.kills
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::state::{BotState, Entry, RawUpdate, Webhook};
+use super::wire::FileSend;
 
 type Shared = Arc<BotState>;
 type Params = Map<String, Value>;
@@ -73,6 +74,8 @@ async fn call(
     Path((bot, method)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    // Before the body is read: a file send's record starts when its request reached the mock.
+    let arrived = Instant::now();
     if !bot.starts_with("bot") || bot.len() <= 3 {
         return error(404, "Not Found");
     }
@@ -125,7 +128,7 @@ async fn call(
         }
         "sendmessage" => send_message(&state, &params),
         "editmessagetext" => edit_message_text(&state, &params),
-        "sendphoto" => send_file(&state, &params, FileKind::Photo),
+        "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
         "sendchataction" => match chat_id(&params) {
             Some(chat) => {
                 let action = text(&params, "action").unwrap_or_default();
@@ -144,7 +147,13 @@ async fn call(
         }
         "getfile" => get_file(&params),
         "sendinvoice" => send_invoice(&state, &params),
-        "senddocument" => send_file(&state, &params, FileKind::Document),
+        "senddocument" => {
+            held(
+                &state,
+                send_file(&state, &params, FileKind::Document, arrived),
+            )
+            .await
+        }
         "answerprecheckoutquery" => {
             let query = text(&params, "pre_checkout_query_id").unwrap_or_default();
             let ok = params
@@ -517,6 +526,15 @@ fn send_invoice(state: &Shared, params: &Params) -> Response {
     ok(message)
 }
 
+/// A file send's answer, after the hold [`super::TelegramMock::hold_file_answers`] set.
+async fn held(state: &Shared, answer: Response) -> Response {
+    let hold = *state.file_answer_hold.lock();
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    answer
+}
+
 /// What the bot sends as a file: the parameter holding it and the message's field.
 #[derive(Clone, Copy)]
 enum FileKind {
@@ -525,7 +543,7 @@ enum FileKind {
 }
 
 /// `sendPhoto` / `sendDocument`: the file as given (URL, `file_id` or `upload:…`).
-fn send_file(state: &Shared, params: &Params, kind: FileKind) -> Response {
+fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) -> Response {
     let field = match kind {
         FileKind::Photo => "photo",
         FileKind::Document => "document",
@@ -544,16 +562,28 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind) -> Response {
     }
     let message_id = state.next_message_id();
     let caption = text(params, "caption");
+    let reply_to = params
+        .get("reply_parameters")
+        .and_then(|r| r.get("message_id"))
+        .and_then(Value::as_i64);
+    let keyboard = buttons(params).unwrap_or_default();
+    let sent = state.wire.record(FileSend {
+        chat,
+        message_id,
+        document: matches!(kind, FileKind::Document),
+        caption: caption.clone(),
+        buttons: keyboard.clone(),
+        reply_to,
+        arrived,
+        answered: None,
+    });
     let entry = match kind {
         FileKind::Photo => Entry::BotPhoto {
             message_id,
             url: file,
             caption: caption.clone(),
-            buttons: buttons(params).unwrap_or_default(),
-            reply_to: params
-                .get("reply_parameters")
-                .and_then(|r| r.get("message_id"))
-                .and_then(Value::as_i64),
+            buttons: keyboard,
+            reply_to,
         },
         FileKind::Document => Entry::BotDocument {
             message_id,
@@ -579,5 +609,5 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind) -> Response {
     if let Some(caption) = caption {
         message["caption"] = json!(caption);
     }
-    ok(message)
+    state.wire.watch(sent, ok(message))
 }

@@ -167,12 +167,17 @@ pub(super) struct BotState {
     faults: Mutex<HashMap<String, VecDeque<ScriptedError>>>,
     /// Every send into a chat is answered this much later (a slow Bot API).
     send_delay: Mutex<Duration>,
+    /// A file send's message is posted at once, its answer held this long (answers lost on
+    /// the way back).
+    pub(super) file_answer_hold: Mutex<Duration>,
     /// Users who blocked the bot: every send into their chat is answered 403.
     blocked: Mutex<std::collections::HashSet<i64>>,
     /// The bot's messages and edits in the order they arrived (the first `SENT_LOG_MAX`).
     sent: Mutex<Vec<Sent>>,
     /// Invoices, pending pre-checkout queries and completed Stars payments.
     pub(super) payments: Mutex<super::payments::Payments>,
+    /// Every file sent, with when its answer went out.
+    pub(super) wire: super::wire::WireLog,
 }
 
 /// An error answered to one call instead of its normal answer.
@@ -261,9 +266,11 @@ impl BotState {
             window: Mutex::new(SendWindow::default()),
             faults: Mutex::new(HashMap::new()),
             send_delay: Mutex::new(Duration::ZERO),
+            file_answer_hold: Mutex::new(Duration::ZERO),
             blocked: Mutex::new(std::collections::HashSet::new()),
             sent: Mutex::new(Vec::new()),
             payments: Mutex::new(super::payments::Payments::default()),
+            wire: super::wire::WireLog::default(),
         }
     }
 
