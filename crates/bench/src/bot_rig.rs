@@ -86,7 +86,10 @@ impl BotRig {
         let running = tokio::spawn(genbot_telegram::run::serve_bot(
             front.clone(),
             events,
-            genbot_telegram::run::Mode::Polling { http: None },
+            genbot_telegram::run::Mode::Polling {
+                http: None,
+                drop_webhook: false,
+            },
             stop.clone(),
             STOP_GRACE,
         ));

@@ -47,6 +47,28 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: InboxCommand,
     },
+    /// The bot's Telegram webhook (one per bot, shared by every replica): set, delete, show.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WebhookCommand {
+    /// Point Telegram at URL, with the secret every replica derives from the token (or
+    /// WEBHOOK_SECRET) and the update kinds genbot handles.
+    Set {
+        /// The public HTTPS URL `genbot serve --webhook-url` serves.
+        url: url::Url,
+        /// Secret Telegram must send with each request (default: derived from the bot token).
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+    },
+    /// Delete the webhook (the bot can then poll); updates waiting at Telegram are kept.
+    Delete,
+    /// Show Telegram's view: URL, updates waiting, the last delivery error and its age.
+    Info,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,9 +92,14 @@ pub(crate) struct ServeArgs {
     /// Receive updates by webhook at this public URL instead of long polling.
     #[arg(long)]
     pub(crate) webhook_url: Option<url::Url>,
-    /// Secret Telegram must send with each webhook request (default: a random one).
+    /// Secret Telegram must send with each webhook request (default: derived from the bot token,
+    /// the same for every replica).
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     pub(crate) webhook_secret: Option<String>,
+    /// In polling mode, delete a webhook that is set (otherwise the start is refused: Telegram
+    /// does not let a bot poll while a webhook is set).
+    #[arg(long)]
+    pub(crate) drop_webhook: bool,
     /// Address for the webhook (if any), /healthz and /metrics.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,

@@ -6,3 +6,4 @@ pub(crate) mod demo;
 pub(crate) mod inbox;
 pub(crate) mod mock;
 pub(crate) mod serve;
+pub(crate) mod webhook;

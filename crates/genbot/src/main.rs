@@ -72,6 +72,9 @@ fn main() -> ExitCode {
         Command::Mock {
             command: MockCommand::Telegram(args),
         } => runtime().and_then(|rt| rt.block_on(commands::mock::telegram(args))),
+        Command::Webhook { command } => {
+            runtime().and_then(|rt| rt.block_on(commands::webhook::run(&settings, command)))
+        }
         Command::Inbox { command } => {
             runtime().and_then(|rt| rt.block_on(commands::inbox::run(&settings, command)))
         }

@@ -4,11 +4,12 @@
 //! dispatcher has taken them, before they are handled: a crash then loses them. [`InboxPolling`]
 //! polls instead: each batch `getUpdates` returns is recorded in the database in one
 //! transaction before it is passed on, so before the confirming `getUpdates` is sent. In webhook
-//! mode [`DurableListener`] records each update as it arrives. Handlers mark updates handled
+//! mode the route (`webhook`) records each update before Telegram is answered. Handlers mark
+//! updates handled
 //! when they are done (`Front::update_handled`, written in batches). At start, what this replica
 //! recorded and did not handle, and what any replica left unhandled for
 //! `FrontConfig::inbox_takeover_after` ([`STALE_AFTER`] by default), is handled first; while
-//! polling, a replica also takes over what another left unhandled that long. A replica renews
+//! running, a replica also takes over what another left unhandled that long. A replica renews
 //! its own unhandled updates three times per that bound, so only a replica that stopped (was
 //! killed) loses them, never one whose handlers are slow.
 //! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
@@ -44,41 +45,12 @@ const RECORD_TRIES: u32 = 3;
 const NOTICE_AFTER: Duration = Duration::from_secs(2);
 /// …and from then on, who else writes is told this soon.
 const NOTICE_AGAIN: Duration = Duration::from_millis(500);
-/// Webhook updates recorded at once.
-const RECORD_CONCURRENCY: usize = 64;
 /// First and longest pause after a failed `getUpdates`.
 const POLL_BACKOFF: Duration = Duration::from_millis(500);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// An update listener whose updates are recorded before they are passed on.
-pub struct DurableListener<L> {
-    inner: L,
-    front: Front,
-    replay: Vec<Update>,
-}
-
-impl<L> std::fmt::Debug for DurableListener<L> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurableListener")
-            .field("replay", &self.replay.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<L> DurableListener<L> {
-    /// Wraps `inner`; the updates this replica (or a gone one) left unhandled come first.
-    pub async fn new(inner: L, front: Front) -> Self {
-        let replay = unhandled(&front).await;
-        DurableListener {
-            inner,
-            front,
-            replay,
-        }
-    }
-}
-
 /// The updates to handle before new ones: this replica's unhandled, and any stale ones.
-async fn unhandled(front: &Front) -> Vec<Update> {
+pub(crate) async fn unhandled(front: &Front) -> Vec<Update> {
     let store = front.engine().store();
     if let Err(e) = store.prune_handled_updates(KEEP_HANDLED).await {
         tracing::warn!(error = %e, "forgetting old handled updates failed");
@@ -130,54 +102,6 @@ async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
         );
     }
     decoded
-}
-
-impl<L> UpdateListener for DurableListener<L>
-where
-    L: UpdateListener + Send,
-    L::Err: Send + 'static,
-{
-    type Err = L::Err;
-
-    fn stop_token(&mut self) -> StopToken {
-        self.inner.stop_token()
-    }
-
-    fn hint_allowed_updates(&mut self, hint: &mut dyn Iterator<Item = AllowedUpdate>) {
-        self.inner.hint_allowed_updates(hint);
-    }
-}
-
-impl<'a, L> AsUpdateStream<'a> for DurableListener<L>
-where
-    L: UpdateListener + Send,
-    L::Err: Send + 'static,
-{
-    type StreamErr = L::Err;
-    type Stream = BoxStream<'a, Result<Update, L::Err>>;
-
-    fn as_stream(&'a mut self) -> Self::Stream {
-        let replay = std::mem::take(&mut self.replay);
-        let front = self.front.clone();
-        // Webhook updates are answered before they get here: recording several at once costs
-        // no durability and keeps one slow write from holding up the others.
-        let live = self
-            .inner
-            .as_stream()
-            .map(move |item| {
-                let front = front.clone();
-                async move {
-                    match item {
-                        Ok(update) => record(&front, vec![update]).await.pop().map(Ok),
-                        Err(e) => Some(Err(e)),
-                    }
-                }
-            })
-            .buffered(RECORD_CONCURRENCY)
-            .filter_map(std::future::ready);
-        let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
-        to_dispatcher(self.front.clone(), updates)
-    }
 }
 
 /// Long polling through the inbox: a batch is recorded before the `getUpdates` that confirms
@@ -261,7 +185,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
 /// What the dispatcher gets: `updates`, with the updates to try again merged in, less those
 /// shed because their chat has too many waiting. Ends when `updates` ends (retries still
 /// waiting are left to the inbox: the next start replays them).
-fn to_dispatcher<'a, E: Send + 'a>(
+pub(crate) fn to_dispatcher<'a, E: Send + 'a>(
     front: Front,
     updates: impl futures_util::Stream<Item = Result<Update, E>> + Send + 'a,
 ) -> BoxStream<'a, Result<Update, E>> {
@@ -330,10 +254,19 @@ struct Poll {
     stopped: std::pin::Pin<Box<StopFlag>>,
 }
 
+/// Stale updates of a replica that is gone are looked for twice per takeover bound.
+pub(crate) fn sweep_every(front: &Front) -> Duration {
+    (front.config().inbox_takeover_after / 2).max(Duration::from_secs(1))
+}
+
+/// Takes over the updates a gone replica recorded and did not handle.
+pub(crate) async fn claim_stale(front: &Front) -> Vec<Update> {
+    claim(front, Unhandled::StaleOnly).await
+}
+
 impl Poll {
-    /// Stale updates of a replica that is gone, looked for twice per takeover bound.
     fn sweep_every(&self) -> Duration {
-        (self.front.config().inbox_takeover_after / 2).max(Duration::from_secs(1))
+        sweep_every(&self.front)
     }
 
     async fn sweep(&mut self) -> Vec<Update> {
@@ -341,7 +274,7 @@ impl Poll {
             return Vec::new();
         }
         self.last_sweep = tokio::time::Instant::now();
-        claim(&self.front, Unhandled::StaleOnly).await
+        claim_stale(&self.front).await
     }
 }
 

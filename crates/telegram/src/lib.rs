@@ -41,6 +41,7 @@ mod rerun;
 pub mod run;
 mod settings;
 mod texts;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

@@ -12,12 +12,11 @@ use teloxide::dispatching::Dispatcher;
 use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::prelude::*;
 use teloxide::types::BotCommand;
-use teloxide::update_listeners::webhooks;
 use tokio::net::TcpListener;
 
 use crate::command::MENU;
 use crate::handlers::{schema, HandlerError};
-use crate::inbox::{DurableListener, InboxPolling};
+use crate::inbox::InboxPolling;
 use crate::Front;
 
 /// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order
@@ -40,6 +39,9 @@ pub enum RunError {
     Telegram(#[from] teloxide::RequestError),
     #[error("cannot serve HTTP: {0}")]
     Http(#[from] std::io::Error),
+    /// Polling was asked for while a webhook is set.
+    #[error("a webhook is set for this bot ({0}): Telegram does not let a bot poll while it is; run `genbot webhook delete` or start with --drop-webhook (webhook replicas would stop getting updates)")]
+    WebhookSet(String),
     /// Stopped (SIGTERM) before the Bot API could be reached.
     #[error("stopped before the Bot API answered")]
     Stopped,
@@ -197,9 +199,18 @@ fn dispatcher(
 pub async fn polling(
     front: Front,
     http: Option<TcpListener>,
+    drop_webhook: bool,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
     let me = wait_for_bot_api(&front, &shutdown).await?;
+    let set = front.bot().get_webhook_info().await?.url;
+    if let Some(url) = set {
+        if !drop_webhook {
+            return Err(RunError::WebhookSet(url.to_string()));
+        }
+        front.bot().delete_webhook().await?;
+        tracing::warn!(%url, "the webhook was deleted (--drop-webhook): this bot now polls");
+    }
     tracing::info!(bot = %me.username(), "bot started (long polling)");
     announce_commands(&front).await;
     let mut dispatcher = dispatcher(&front);
@@ -245,7 +256,8 @@ pub struct WebhookSettings {
 }
 
 /// Runs the bot behind a webhook served on `listener` (with `/healthz` and `/metrics` beside
-/// it) until `shutdown` completes.
+/// it) until `shutdown` completes. The webhook is set at start, the same for every replica
+/// (URL, secret, update kinds), and left set at stop: other replicas may still serve it.
 ///
 /// # Errors
 /// `setWebhook` fails, or the listener fails.
@@ -257,33 +269,42 @@ pub async fn webhook(
 ) -> Result<(), RunError> {
     wait_for_bot_api(&front, &shutdown).await?;
     let address: SocketAddr = listener.local_addr()?;
-    let options =
-        webhooks::Options::new(address, settings.url.clone()).secret_token(settings.secret);
-    let (updates, stop_flag, router) =
-        webhooks::axum_to_router(front.bot().clone(), options).await?;
-    let updates = DurableListener::new(updates, front.clone()).await;
+    front
+        .bot()
+        .set_webhook(settings.url.clone())
+        .secret_token(settings.secret.clone())
+        .allowed_updates(crate::webhook::ALLOWED_UPDATES)
+        .await?;
+    let (intake, received) = crate::webhook::intake(front.clone(), settings.secret);
+    let updates = crate::webhook::WebhookListener::new(front.clone(), received).await;
     tracing::info!(url = %settings.url, %address, "bot started (webhook)");
     announce_commands(&front).await;
-    let app = router.merge(http_router(front.clone()));
+    let app = Router::new()
+        .route(settings.url.path(), post(crate::webhook::receive))
+        .with_state(intake)
+        .merge(http_router(front.clone()));
     let mut dispatcher = dispatcher(&front);
     let token = dispatcher.shutdown_token();
     let stop = tokio_util::sync::CancellationToken::new();
     let server_stop = stop.clone();
-    // The server stops taking requests when the listener is stopped (teloxide's stop flag)
-    // or the dispatcher ended, whichever is first.
+    // The server stops taking requests at the stop (Telegram then sends to another replica, or
+    // retries), and when the dispatcher ended.
+    let stop_requests = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     () = server_stop.cancelled() => {}
-                    () = stop_flag => {}
+                    () = stop_requests.cancelled() => {}
                 }
             })
             .await
     });
     tokio::spawn(async move {
         shutdown.cancelled().await;
-        tracing::info!("shutting down: no new updates; running handlers finish");
+        tracing::info!(
+            "shutting down: no new updates; running handlers finish (the webhook stays set)"
+        );
         if let Ok(done) = token.shutdown() {
             done.await;
         }
@@ -304,8 +325,13 @@ pub async fn webhook(
 /// How the bot receives updates.
 #[derive(Debug)]
 pub enum Mode {
-    /// Long polling; `/healthz` and `/metrics` on `http` when given.
-    Polling { http: Option<TcpListener> },
+    /// Long polling; `/healthz` and `/metrics` on `http` when given. A webhook that is set is
+    /// deleted with `drop_webhook`, else the start is refused (Telegram refuses `getUpdates`
+    /// while a webhook is set, and deleting it would silence webhook replicas).
+    Polling {
+        http: Option<TcpListener>,
+        drop_webhook: bool,
+    },
     /// A webhook served on `listener` (with `/healthz` and `/metrics`).
     Webhook {
         listener: TcpListener,
@@ -343,7 +369,9 @@ pub async fn serve_bot(
     ));
     let run = async {
         match mode {
-            Mode::Polling { http } => polling(front, http, stop.clone()).await,
+            Mode::Polling { http, drop_webhook } => {
+                polling(front, http, drop_webhook, stop.clone()).await
+            }
             Mode::Webhook { listener, settings } => {
                 webhook(front, listener, settings, stop.clone()).await
             }

@@ -59,7 +59,10 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     let bot_task = tokio::spawn(genbot_telegram::run::serve_bot(
         front,
         core.events,
-        genbot_telegram::run::Mode::Polling { http: None },
+        genbot_telegram::run::Mode::Polling {
+            http: None,
+            drop_webhook: false,
+        },
         stop.clone(),
         settings.shutdown_grace,
     ));

@@ -67,9 +67,10 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         .with_context(|| format!("Failed to listen on {}", args.listen))?;
     let mode = match args.webhook_url {
         Some(url) => {
+            // The same for every replica, so none refuses what Telegram sends with another's.
             let secret = args
                 .webhook_secret
-                .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+                .unwrap_or_else(|| genbot_telegram::webhook::derived_secret(&token));
             Mode::Webhook {
                 listener,
                 settings: WebhookSettings { url, secret },
@@ -77,6 +78,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         }
         None => Mode::Polling {
             http: Some(listener),
+            drop_webhook: args.drop_webhook,
         },
     };
     let ran =
@@ -84,9 +86,10 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             .await;
     tracing::info!("stopped");
     match ran {
-        Err(e @ genbot_telegram::run::RunError::InvalidToken(_)) => {
-            Err(UsageError(e.to_string()).into())
-        }
+        Err(
+            e @ (genbot_telegram::run::RunError::InvalidToken(_)
+            | genbot_telegram::run::RunError::WebhookSet(_)),
+        ) => Err(UsageError(e.to_string()).into()),
         Err(genbot_telegram::run::RunError::Stopped) => Ok(()),
         other => other.context("The bot stopped with an error"),
     }

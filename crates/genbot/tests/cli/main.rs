@@ -10,6 +10,7 @@ mod crash;
 mod payments;
 mod poison;
 mod process;
+mod replicas;
 mod serve;
 mod webhooks;
 mod wire;

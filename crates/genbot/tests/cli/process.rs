@@ -19,6 +19,8 @@ pub(crate) struct Bot {
     port: Option<u16>,
     /// Every SIGKILL so far: a photo sent again is judged against them.
     kills: Vec<Kill>,
+    /// Arguments after `serve --listen …`.
+    args: Vec<String>,
 }
 
 impl Bot {
@@ -46,6 +48,7 @@ impl Bot {
             child: None,
             port: None,
             kills: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -60,10 +63,29 @@ impl Bot {
         self
     }
 
+    /// Passes `args` to `serve` at every start.
+    pub(crate) fn serve_args(mut self, args: &[&str]) -> Bot {
+        self.args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    /// SIGTERM, then waits (at most `limit`) for the process to end; its exit status.
+    pub(crate) async fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = child.id()?.to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .ok()?;
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(limit, child.wait()).await.ok()?.ok()
+    }
+
     pub(crate) fn start(&mut self) {
         let port = self.port.unwrap_or_else(crate::free_port);
         let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

@@ -120,7 +120,10 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
         };
         Mode::Webhook { listener, settings }
     } else {
-        Mode::Polling { http: None }
+        Mode::Polling {
+            http: None,
+            drop_webhook: false,
+        }
     };
     tokio::spawn(genbot_telegram::run::serve_bot(
         front.clone(),

@@ -1,0 +1,173 @@
+//! Replicas on one Telegram: two `genbot serve --webhook-url` processes of one bot behind one
+//! URL. Telegram keeps one webhook and one secret per bot: both replicas must set the same
+//! secret (or the other's requests get 401), and a stopping replica must leave the webhook set
+//! (or the other goes silent). Polling while a webhook is set is refused unless asked.
+
+use std::time::Duration;
+
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+
+use crate::process::{database_url_text, scratch_postgres, wait_until, Bot};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn webhook_url_at_telegram(telegram: &TelegramMock) -> Option<String> {
+    let info: serde_json::Value = reqwest::get(format!(
+        "{}/bot123456:crash-secret/getWebhookInfo",
+        telegram.url()
+    ))
+    .await
+    .ok()?
+    .json()
+    .await
+    .ok()?;
+    info["result"]["url"]
+        .as_str()
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+}
+
+fn answered(user: &SimUser) -> bool {
+    user.transcript()
+        .iter()
+        .any(|e| matches!(e, Entry::BotText { .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither() {
+    let Some(database) =
+        scratch_postgres("two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither")
+            .await
+    else {
+        return;
+    };
+    let database_url = database_url_text(&database);
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    // The load balancer's URL is replica A's address: Telegram delivers everything there.
+    let port_a = crate::free_port();
+    let url = format!("http://127.0.0.1:{port_a}/telegram/webhook");
+    let mut a = Bot::new(&telegram, &replicate, &database_url)
+        .with("REPLICA_ID", "replica-a")
+        .listen_on(port_a)
+        .serve_args(&["--webhook-url", &url]);
+    let mut b = Bot::new(&telegram, &replicate, &database_url)
+        .with("REPLICA_ID", "replica-b")
+        .serve_args(&["--webhook-url", &url]);
+    a.start();
+    let set_calls = || {
+        telegram
+            .stats()
+            .methods
+            .get("setwebhook")
+            .copied()
+            .unwrap_or(0)
+    };
+    wait_until("replica A set the webhook", WAIT, || async {
+        set_calls() >= 1
+    })
+    .await;
+    b.start();
+    wait_until("replica B set the webhook", WAIT, || async {
+        set_calls() >= 2
+    })
+    .await;
+    // B's stop: a rolling deploy's first step.
+    let stopped = b.terminate(WAIT).await;
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "replica B did not stop cleanly: {stopped:?}"
+    );
+    assert_eq!(
+        webhook_url_at_telegram(&telegram).await.as_deref(),
+        Some(url.as_str()),
+        "the stopping replica deleted or changed the webhook"
+    );
+    let users: Vec<SimUser> = (0..20)
+        .map(|n| telegram.user(71_000 + n, &format!("w{n}"), Some("en")))
+        .collect();
+    for user in &users {
+        user.send_text("/start");
+    }
+    wait_until(
+        "every user answered by replica A (with the secret B set)",
+        WAIT,
+        || async { users.iter().all(answered) },
+    )
+    .await;
+    let stats = telegram.stats();
+    assert!(
+        stats.updates_delivered >= 20,
+        "deliveries the webhook accepted: {}",
+        stats.updates_delivered
+    );
+    a.kill().await;
+    database.drop_now().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_while_a_webhook_is_set_is_refused_unless_asked() {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("modes.db").display());
+    let set = std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["webhook", "set", "https://bot.example.org/telegram/webhook"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:crash-secret")
+        .env("TELEGRAM_API_URL", telegram.url())
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{set:?}");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:crash-secret")
+        .env("TELEGRAM_API_URL", telegram.url())
+        .env("REPLICATE_API_URL", replicate.url())
+        .env("DATABASE_URL", &database_url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("webhook is set") && stderr.contains("--drop-webhook"),
+        "{stderr}"
+    );
+    assert!(webhook_url_at_telegram(&telegram).await.is_some());
+    let info = std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["webhook", "info"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:crash-secret")
+        .env("TELEGRAM_API_URL", telegram.url())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        shown.contains("url: https://bot.example.org/telegram/webhook"),
+        "{shown}"
+    );
+    let mut bot = Bot::new(&telegram, &replicate, &database_url).serve_args(&["--drop-webhook"]);
+    bot.start();
+    // (The mock, unlike Telegram, drops what it fails to push to a webhook: wait for the drop.)
+    wait_until("the webhook dropped", WAIT, || async {
+        webhook_url_at_telegram(&telegram).await.is_none()
+    })
+    .await;
+    let user = telegram.user(72_001, "Poll", Some("en"));
+    user.send_text("/start");
+    wait_until("answered by polling after --drop-webhook", WAIT, || async {
+        answered(&user)
+    })
+    .await;
+    bot.kill().await;
+}
