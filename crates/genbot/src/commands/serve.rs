@@ -31,6 +31,9 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         ))
         .into());
     }
+    // One bot process per SQLite file: two would both be `local` and take each other's jobs
+    // and updates over. Held until the process ends.
+    let _sole_user = sole_user_of_sqlite(&settings.database_url)?;
     // SIGTERM counts from now: a database or Bot API still being waited for does not delay it.
     let stop = CancellationToken::new();
     {
@@ -92,5 +95,39 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         ) => Err(UsageError(e.to_string()).into()),
         Err(genbot_telegram::run::RunError::Stopped) => Ok(()),
         other => other.context("The bot stopped with an error"),
+    }
+}
+
+/// Locks `<database>.serve.lock` beside an SQLite file for this process's life; `None` for
+/// PostgreSQL (replicas share it by design).
+///
+/// # Errors
+/// A [`UsageError`] when another `genbot serve` holds it.
+fn sole_user_of_sqlite(
+    database: &genbot_config::DatabaseUrl,
+) -> anyhow::Result<Option<std::fs::File>> {
+    let genbot_config::DatabaseUrl::Sqlite { path } = database else {
+        return Ok(None);
+    };
+    let mut lock_path = path.clone().into_os_string();
+    lock_path.push(".serve.lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("Failed to open {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(UsageError(format!(
+            "another genbot serve is running on the SQLite file {} (it holds {}); run one process per SQLite file, or use PostgreSQL (DATABASE_URL=postgres://…) for replicas",
+            path.display(),
+            lock_path.display()
+        ))
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("Failed to lock {}", lock_path.display()))
+        }
     }
 }

@@ -171,3 +171,50 @@ async fn polling_while_a_webhook_is_set_is_refused_unless_asked() {
     .await;
     bot.kill().await;
 }
+
+/// Two processes on one SQLite file would both be `local` and take each other's running jobs
+/// over: the second is refused at start, and may start once the first is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_one_sqlite_file_is_refused() {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("one.db").display());
+    let mut first = Bot::new(&telegram, &replicate, &database_url);
+    first.start();
+    let user = telegram.user(73_001, "One", Some("en"));
+    user.send_text("/start");
+    wait_until("the first process answers", WAIT, || async {
+        answered(&user)
+    })
+    .await;
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .envs(first.env.iter().map(|(k, v)| (k, v)))
+        .output();
+    let second = tokio::time::timeout(WAIT, second)
+        .await
+        .expect("the second process kept running")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another genbot serve") && stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+    first.kill().await;
+    let mut again = Bot::new(&telegram, &replicate, &database_url);
+    again.start();
+    let next = telegram.user(73_002, "Two", Some("en"));
+    next.send_text("/start");
+    wait_until("a start after the first is gone", WAIT, || async {
+        answered(&next)
+    })
+    .await;
+    again.kill().await;
+}
