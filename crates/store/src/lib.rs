@@ -637,6 +637,37 @@ impl Store {
         dispatch!(self.retry_dead_letter(id))
     }
 
+    /// Takes or renews the lease `name` for `owner` until `ttl` from now: `Ok(true)` when
+    /// `owner` holds it (it was free, expired, or `owner`'s already), `Ok(false)` when another
+    /// owner holds it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.take_lease(name, owner, ttl))
+    }
+
+    /// Gives the lease `name` up, if `owner` holds it (another may take it at once).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        dispatch!(self.release_lease(name, owner))
+    }
+
+    /// Who holds the lease `name` now, if anyone.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self.lease_holder(name))
+    }
+
     /// Forgets updates handled more than `older_than` ago.
     ///
     /// # Errors

@@ -7,6 +7,7 @@
 mod broadcast;
 mod history;
 mod inbox;
+mod leases;
 mod lifecycle;
 mod outbox;
 mod payments;

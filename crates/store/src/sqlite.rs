@@ -8,6 +8,7 @@ mod broadcast;
 mod connection;
 mod history;
 mod inbox;
+mod leases;
 mod lifecycle;
 mod outbox;
 mod payments;

@@ -174,6 +174,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             offset: None,
             failures: 0,
             last_sweep: tokio::time::Instant::now(),
+            polling_since: None,
             stopped: Box::pin(flag),
         };
         let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
@@ -251,7 +252,69 @@ struct Poll {
     failures: u32,
     /// When stale updates of other replicas were last looked for.
     last_sweep: tokio::time::Instant,
+    /// When this replica last took or renewed the right to poll, if it holds it.
+    polling_since: Option<tokio::time::Instant>,
     stopped: std::pin::Pin<Box<StopFlag>>,
+}
+
+/// The lease that gives one replica at a time the right to call `getUpdates` (Telegram ends a
+/// bot's waiting `getUpdates` when another comes: two pollers only fight).
+pub const POLLER_LEASE: &str = "telegram-poller";
+
+impl Poll {
+    /// The poller's lease lasts as long as a running job's: a dead poller is replaced as fast as
+    /// a dead worker.
+    fn lease(&self) -> Duration {
+        self.front.config().inbox_takeover_after
+    }
+
+    /// Whether this replica may poll now: it holds the lease (renewed three times per lease),
+    /// or the database does not answer and it held the lease last (the poller keeps polling
+    /// through an outage, so senders are told their messages are delayed).
+    async fn may_poll(&mut self) -> bool {
+        let renew_every = self.lease() / 3;
+        if self
+            .polling_since
+            .is_some_and(|at| at.elapsed() < renew_every)
+        {
+            return true;
+        }
+        let owner = self.front.engine().replica_id();
+        match self
+            .front
+            .engine()
+            .store()
+            .take_lease(POLLER_LEASE, owner, self.lease())
+            .await
+        {
+            Ok(true) => {
+                if self.polling_since.is_none() {
+                    tracing::info!(
+                        replica = owner,
+                        "this replica now polls Telegram (the others stand by)"
+                    );
+                }
+                self.polling_since = Some(tokio::time::Instant::now());
+                true
+            }
+            Ok(false) => {
+                if self.polling_since.take().is_some() {
+                    tracing::warn!(replica = owner, "another replica took over polling");
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the poller's lease could not be renewed");
+                self.polling_since
+                    .is_some_and(|at| at.elapsed() < self.lease())
+            }
+        }
+    }
+
+    /// How often a standby replica asks for the lease.
+    fn standby_pause(&self) -> Duration {
+        (self.lease() / 6).clamp(Duration::from_millis(200), Duration::from_secs(5))
+    }
 }
 
 /// Stale updates of a replica that is gone are looked for twice per takeover bound.
@@ -287,6 +350,13 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         let orphaned = poll.sweep().await;
         if !orphaned.is_empty() {
             return Some((orphaned.into_iter().map(Ok).collect(), poll));
+        }
+        if !poll.may_poll().await {
+            let pause = poll.standby_pause();
+            tokio::select! {
+                () = &mut poll.stopped => return None,
+                () = tokio::time::sleep(pause) => continue,
+            }
         }
         let mut request = poll
             .front

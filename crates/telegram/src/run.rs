@@ -243,6 +243,16 @@ pub async fn polling(
         )
         .await;
     stop.cancel();
+    // A standby replica polls as soon as it next asks, not a whole lease later.
+    let owner = front.engine().replica_id();
+    if let Err(e) = front
+        .engine()
+        .store()
+        .release_lease(crate::inbox::POLLER_LEASE, owner)
+        .await
+    {
+        tracing::warn!(error = %e, "the poller's lease was not released; another replica polls once it expires");
+    }
     Ok(())
 }
 

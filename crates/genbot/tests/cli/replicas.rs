@@ -218,3 +218,86 @@ async fn a_second_serve_on_one_sqlite_file_is_refused() {
     .await;
     again.kill().await;
 }
+
+/// Two polling replicas of one bot: one polls at a time (Telegram ends a waiting getUpdates
+/// when another comes, so two pollers only fight); when the poller dies the other takes over
+/// within the lease and everyone is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
+    let Some(database) =
+        scratch_postgres("two_polling_replicas_poll_one_at_a_time_and_take_over").await
+    else {
+        return;
+    };
+    let database_url = database_url_text(&database);
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let mut a = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-a");
+    let mut b = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-b");
+    a.start();
+    let first = telegram.user(74_001, "First", Some("en"));
+    first.send_text("/start");
+    wait_until("replica A answers", WAIT, || async { answered(&first) }).await;
+    b.start();
+    let store = crate::process::open(&database_url).await;
+    // B is up (its migrations ran, it asks for the lease) and idle beside A for a while:
+    // several of A's long polls, several of B's requests for the lease.
+    let polls = || {
+        telegram
+            .stats()
+            .methods
+            .get("getupdates")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = polls();
+    wait_until("a few polls with both replicas up", WAIT, || async {
+        polls() >= before + 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        telegram.stats().poll_conflicts,
+        0,
+        "two replicas fought over getUpdates"
+    );
+    assert_eq!(
+        store
+            .lease_holder("telegram-poller")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("poll-a")
+    );
+    // The poller dies: B takes over within the lease (3 s here) and answers.
+    a.kill().await;
+    let users: Vec<SimUser> = (0..10)
+        .map(|n| telegram.user(74_100 + n, &format!("p{n}"), Some("en")))
+        .collect();
+    for user in &users {
+        user.send_text("/start");
+    }
+    wait_until("every user answered by replica B", WAIT, || async {
+        users.iter().all(answered)
+    })
+    .await;
+    assert_eq!(
+        store
+            .lease_holder("telegram-poller")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("poll-b")
+    );
+    assert!(
+        telegram.stats().poll_conflicts <= 2,
+        "conflicts at the take-over: {}",
+        telegram.stats().poll_conflicts
+    );
+    b.kill().await;
+    database.drop_now().await.unwrap();
+}

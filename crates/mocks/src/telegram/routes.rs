@@ -345,10 +345,23 @@ async fn get_updates(state: &Shared, params: &Params) -> Response {
     let timeout = Duration::from_secs(integer(params, "timeout").unwrap_or(0).max(0) as u64)
         .min(state.config.max_long_poll);
     let deadline = tokio::time::Instant::now() + timeout;
+    // Telegram serves one getUpdates per bot at a time: a newer one ends a waiting one with 409.
+    let generation = 1 + state
+        .poll_generation
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    state.updates_ready.notify_waiters();
     loop {
         let ready = state.updates_ready.notified();
         tokio::pin!(ready);
         ready.as_mut().enable();
+        if state
+            .poll_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != generation
+        {
+            state.count_poll_conflict();
+            return error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running");
+        }
         let batch = state.take_updates(offset, limit);
         if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
             return ok_updates(&batch);

@@ -99,6 +99,9 @@ pub struct TelegramMockStats {
     /// …and those a token bucket of Telegram's budget (30 a second, a burst of 30) would have
     /// refused: a bot that paces itself to Telegram's limit keeps this near 0.
     pub sends_over_budget: u64,
+    /// `getUpdates` calls ended with 409 because another `getUpdates` of the bot came while
+    /// they waited (Telegram's "terminated by other getUpdates request": two pollers).
+    pub poll_conflicts: u64,
     /// The second (since the mock started) and the sends counted in it so far.
     #[serde(skip)]
     pub(super) send_second: (u64, u64),
@@ -178,6 +181,8 @@ pub(super) struct BotState {
     pub(super) payments: Mutex<super::payments::Payments>,
     /// Every file sent, with when its answer went out.
     pub(super) wire: super::wire::WireLog,
+    /// Counts `getUpdates` calls: a waiting call that sees it move was overtaken by another.
+    pub(super) poll_generation: std::sync::atomic::AtomicU64,
 }
 
 /// An error answered to one call instead of its normal answer.
@@ -271,6 +276,7 @@ impl BotState {
             sent: Mutex::new(Vec::new()),
             payments: Mutex::new(super::payments::Payments::default()),
             wire: super::wire::WireLog::default(),
+            poll_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -711,6 +717,10 @@ impl BotState {
             .get(from..)
             .map(<[Duration]>::to_vec)
             .unwrap_or_default()
+    }
+
+    pub(super) fn count_poll_conflict(&self) {
+        self.counters.lock().poll_conflicts += 1;
     }
 
     pub(super) fn stats(&self) -> TelegramMockStats {

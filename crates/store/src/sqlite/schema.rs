@@ -222,6 +222,14 @@ ALTER TABLE broadcasts ADD COLUMN source_update INTEGER;
 CREATE UNIQUE INDEX broadcasts_source_update ON broadcasts (source_update)
 WHERE source_update IS NOT NULL;
 "#,
+    // v13: named leases among replicas (the right to poll Telegram: one poller at a time).
+    r#"
+CREATE TABLE leases (
+    name        TEXT    PRIMARY KEY,
+    owner       TEXT    NOT NULL,
+    lease_until INTEGER NOT NULL  -- unix ms
+);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -7,6 +7,7 @@ mod dead_letters;
 mod helpers;
 mod inbox;
 mod jobs;
+mod leases;
 mod lifecycle;
 mod payments;
 mod pool;
