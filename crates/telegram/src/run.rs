@@ -109,12 +109,32 @@ pub fn replicate_webhook_router(engine: &genbot_engine::Engine) -> Router {
 /// Replicate's webhook: 200 once verified (whatever it changed), 401 when the signature or
 /// timestamp is wrong, 400 when a genuine body is no prediction. Answers at once: the waiting
 /// generation does the work.
+///
+/// The body is read up to [`MAX_BODY_BYTES`](genbot_engine::replicate::webhook::MAX_BODY_BYTES)
+/// (413 beyond): anyone can post here, and a prediction is far smaller.
 async fn replicate_webhook(
     State(engine): State<genbot_engine::Engine>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> impl IntoResponse {
-    use genbot_engine::replicate::webhook::{WebhookError, WebhookHeaders};
+    use genbot_engine::replicate::webhook::{WebhookError, WebhookHeaders, MAX_BODY_BYTES};
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a webhook body has at most {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    // Read at most the limit: a body without a length (chunked) is cut off there too.
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return too_large();
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let received = WebhookHeaders {
         id: header("webhook-id"),
