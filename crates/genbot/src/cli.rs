@@ -49,8 +49,9 @@ pub(crate) struct ServeArgs {
     /// Receive updates by webhook at this public URL instead of long polling.
     #[arg(long)]
     pub(crate) webhook_url: Option<url::Url>,
-    /// Secret Telegram must send with each webhook request (default: a random one).
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    /// Secret Telegram must send with each webhook request: 1-256 of A-Z, a-z, 0-9, _ and -
+    /// (default: WEBHOOK_SECRET, else a random one).
+    #[arg(long)]
     pub(crate) webhook_secret: Option<String>,
     /// Address for the webhook (if any), /healthz and /metrics.
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -69,10 +69,11 @@ pub async fn wait_for_bot_api(
             Err(RequestError::Api(ApiError::Unknown(text))) if text.contains("Unauthorized") => {
                 return Err(RunError::InvalidToken(text))
             }
-            Err(e) => e.to_string(),
+            // The error may carry the request's URL, TELEGRAM_API_URL's credentials included.
+            Err(e) => genbot_config::redact_urls_in(&e.to_string()),
         };
         tracing::warn!(
-            api = %front.bot().api_url(),
+            api = %genbot_config::RedactedUrl::new(front.bot().api_url()),
             %reason,
             retry_in = ?pause,
             "waiting for the Telegram Bot API to answer getMe"
@@ -273,7 +274,7 @@ pub async fn webhook(
     let (updates, stop_flag, router) =
         webhooks::axum_to_router(front.bot().clone(), options).await?;
     let updates = DurableListener::new(updates, front.clone()).await;
-    tracing::info!(url = %settings.url, %address, "bot started (webhook)");
+    tracing::info!(url = %genbot_config::RedactedUrl::new(settings.url.clone()), %address, "bot started (webhook)");
     announce_commands(&front).await;
     let app = router.merge(http_router(front.clone()));
     let mut dispatcher = dispatcher(&front);
