@@ -35,11 +35,12 @@ pub enum Key {
     ReplicateWebhookSecret,
     ReplicateReconcileSeconds,
     StarsPackages,
+    WebhookSecret,
 }
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 28] = [
+    pub const ALL: [Key; 29] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
@@ -68,6 +69,7 @@ impl Key {
         Key::ReplicateWebhookSecret,
         Key::ReplicateReconcileSeconds,
         Key::StarsPackages,
+        Key::WebhookSecret,
     ];
 
     /// The environment variable's name.
@@ -101,6 +103,7 @@ impl Key {
             Key::ReplicateWebhookSecret => "REPLICATE_WEBHOOK_SECRET",
             Key::ReplicateReconcileSeconds => "REPLICATE_RECONCILE_SECONDS",
             Key::StarsPackages => "STARS_PACKAGES",
+            Key::WebhookSecret => "WEBHOOK_SECRET",
         }
     }
 
@@ -113,7 +116,8 @@ impl Key {
             | Key::ModelsFile
             | Key::ReplicaId
             | Key::ReplicateWebhookUrl
-            | Key::ReplicateWebhookSecret => None,
+            | Key::ReplicateWebhookSecret
+            | Key::WebhookSecret => None,
             Key::ReplicateReconcileSeconds => Some("30"),
             Key::StarsPackages => Some("10:50,60:250,150:500"),
             Key::JobLeaseSeconds => Some("30"),
@@ -187,6 +191,9 @@ impl Key {
             Key::ReplicateReconcileSeconds => {
                 "with webhooks: how often a running prediction is still polled (a missed webhook)"
             }
+            Key::WebhookSecret => {
+                "serve --webhook-url: the secret Telegram sends with each update (1-256 of A-Z a-z 0-9 _ -); unset = a random one"
+            }
         }
     }
 
@@ -194,7 +201,10 @@ impl Key {
     pub const fn is_secret(self) -> bool {
         matches!(
             self,
-            Key::TelegramBotToken | Key::ReplicateApiToken | Key::ReplicateWebhookSecret
+            Key::TelegramBotToken
+                | Key::ReplicateApiToken
+                | Key::ReplicateWebhookSecret
+                | Key::WebhookSecret
         )
     }
 

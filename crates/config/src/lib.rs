@@ -21,9 +21,9 @@ mod urls;
 
 pub use error::ConfigError;
 pub use keys::Key;
-pub use parse::StarsPackage;
+pub use parse::{telegram_secret_token, StarsPackage};
 pub use settings::{EffectiveSetting, Settings};
 pub use sources::{Origin, Sources, CONFIG_FILE_VARIABLE};
-pub use urls::{DatabaseUrl, RedactedUrl};
+pub use urls::{redact_urls_in, DatabaseUrl, RedactedUrl};
 
 pub use secrecy::{ExposeSecret, SecretString};

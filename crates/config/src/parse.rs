@@ -2,7 +2,8 @@
 
 use url::Url;
 
-use crate::{ConfigError, Key};
+use crate::urls::masked_userinfo_and_query;
+use crate::{ConfigError, Key, RedactedUrl};
 
 /// A whole number in `min..=max`.
 pub(crate) fn integer_in(key: Key, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -18,14 +19,47 @@ pub(crate) fn integer_in(key: Key, raw: &str, min: u64, max: u64) -> Result<u64,
     }
 }
 
-/// An `http://` or `https://` base URL.
+/// An `http://` or `https://` base URL. A refused value is echoed with its credentials
+/// masked, as every URL is.
 pub(crate) fn http_url(key: Key, raw: &str) -> Result<Url, ConfigError> {
     let allowed = "expected an http:// or https:// URL, e.g. https://api.example.com";
-    let url = Url::parse(raw.trim()).map_err(|_| ConfigError::invalid(key.name(), raw, allowed))?;
+    let refuse = || ConfigError::invalid(key.name(), &redact_url_text(raw), allowed);
+    let url = Url::parse(raw.trim()).map_err(|_| refuse())?;
     if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() {
         Ok(url)
     } else {
-        Err(ConfigError::invalid(key.name(), raw, allowed))
+        Err(refuse())
+    }
+}
+
+/// Masks the credentials of a URL-looking text (parsed or not), for messages.
+pub(crate) fn redact_url_text(text: &str) -> String {
+    if let Ok(url) = Url::parse(text.trim()) {
+        return RedactedUrl::new(url).to_string();
+    }
+    // Unparseable: hide the whole userinfo and query, which is where credentials go.
+    masked_userinfo_and_query(text)
+}
+
+/// What Telegram accepts as a webhook's `secret_token` (setWebhook): 1 to 256 characters of
+/// `A-Z`, `a-z`, `0-9`, `_` and `-`. Checked here because teloxide panics on anything else,
+/// and only once the Bot API has answered.
+///
+/// # Errors
+/// Anything else, named after `variable`; the value is never echoed.
+pub fn telegram_secret_token(variable: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let ok = (1..=256).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ConfigError::invalid(
+            variable,
+            "***",
+            "expected 1 to 256 of A-Z, a-z, 0-9, '_' and '-' (what Telegram accepts as a webhook secret token)",
+        ))
     }
 }
 

@@ -6,14 +6,18 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::parse::{http_url, integer_in, stars_packages, token, user_ids, StarsPackage};
+use crate::parse::{
+    http_url, integer_in, redact_url_text, stars_packages, telegram_secret_token, token, user_ids,
+    StarsPackage,
+};
 use crate::{ConfigError, DatabaseUrl, Key, Origin, RedactedUrl, Sources};
 
 /// Every setting genbot reads, parsed and validated. Built once at start-up by
 /// [`Settings::load`] (or [`Settings::from_sources`] in tests) and passed down by reference.
 ///
-/// `Debug` is safe to log: secrets print as `[REDACTED]`, URL passwords as `***`.
-#[derive(Debug, Clone)]
+/// `Debug` is safe to log: secrets print as `[REDACTED]`, credentials inside every URL as
+/// `***` (see the `Debug` impl below).
+#[derive(Clone)]
 pub struct Settings {
     /// `TELEGRAM_BOT_TOKEN`; optional here because only `serve` needs it.
     pub telegram_bot_token: Option<SecretString>,
@@ -71,6 +75,9 @@ pub struct Settings {
     pub replicate_reconcile: Duration,
     /// `STARS_PACKAGES`: what `/buy` sells (empty: no payments).
     pub stars_packages: Vec<StarsPackage>,
+    /// `WEBHOOK_SECRET`: sent by Telegram with every update in webhook mode (`serve
+    /// --webhook-url`); only characters Telegram accepts.
+    pub webhook_secret: Option<SecretString>,
     origins: Vec<(Key, Origin)>,
     file: Option<PathBuf>,
 }
@@ -286,6 +293,10 @@ impl Settings {
                 3_600,
             )?),
             stars_packages: stars_packages(Key::StarsPackages, required(Key::StarsPackages))?,
+            webhook_secret: raw(Key::WebhookSecret)
+                .map(|text| telegram_secret_token(Key::WebhookSecret.name(), text))
+                .transpose()?
+                .map(SecretString::from),
             origins,
             file: sources.file_path().map(ToOwned::to_owned),
         })
@@ -321,8 +332,8 @@ impl Settings {
         match key {
             Key::TelegramBotToken => secret(&self.telegram_bot_token),
             Key::ReplicateApiToken => secret(&self.replicate_api_token),
-            Key::TelegramApiUrl => self.telegram_api_url.to_string(),
-            Key::ReplicateApiUrl => self.replicate_api_url.to_string(),
+            Key::TelegramApiUrl => redact_url_text(self.telegram_api_url.as_str()),
+            Key::ReplicateApiUrl => redact_url_text(self.replicate_api_url.as_str()),
             Key::DatabaseUrl => self.database_url.to_string(),
             Key::DbPoolSize => self.db_pool_size.to_string(),
             Key::RedisUrl => self
@@ -355,6 +366,7 @@ impl Settings {
                 |url| redact_url_text(url.as_str()),
             ),
             Key::ReplicateWebhookSecret => secret(&self.replicate_webhook_secret),
+            Key::WebhookSecret => secret(&self.webhook_secret),
             Key::ReplicateReconcileSeconds => self.replicate_reconcile.as_secs().to_string(),
             Key::StarsPackages => {
                 if self.stars_packages.is_empty() {
@@ -382,21 +394,84 @@ impl Settings {
     }
 }
 
-/// Masks the password of a URL-looking text that failed to parse, for error messages.
-fn redact_url_text(text: &str) -> String {
-    if let Ok(url) = Url::parse(text) {
-        return RedactedUrl::new(url).to_string();
-    }
-    // Unparseable: hide the whole userinfo and query, which is where credentials go.
-    let (text, query) = match text.split_once('?') {
-        Some((before, _)) => (before, "?***"),
-        None => (text, ""),
-    };
-    match (text.find("://"), text.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            format!("{}***{}{query}", &text[..start + 3], &text[at..])
-        }
-        _ => format!("{text}{query}"),
+/// Written out (not derived) so that the URLs, which are plain `Url`s for the code that
+/// connects, print with their credentials masked. The destructuring names every field: a new
+/// one does not compile until it is shown here, redacted if it needs to be.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Settings {
+            telegram_bot_token,
+            telegram_api_url,
+            replicate_api_token,
+            replicate_api_url,
+            database_url,
+            db_pool_size,
+            redis_url,
+            redis_key_prefix,
+            cache_ttl,
+            cache_max_entries,
+            max_concurrent_generations,
+            max_concurrent_generations_per_user,
+            daily_generation_limit,
+            replicate_rate_limit_per_min,
+            generation_timeout,
+            queue_max_length,
+            models_file,
+            default_model,
+            admin_ids,
+            replica_id,
+            job_lease,
+            job_heartbeat,
+            shutdown_grace,
+            telegram_sends_per_sec,
+            replicate_webhook_url,
+            replicate_webhook_secret,
+            replicate_reconcile,
+            stars_packages,
+            webhook_secret,
+            origins,
+            file,
+        } = self;
+        let url = |url: &Url| RedactedUrl::new(url.clone());
+        f.debug_struct("Settings")
+            .field("telegram_bot_token", telegram_bot_token)
+            .field("telegram_api_url", &url(telegram_api_url))
+            .field("replicate_api_token", replicate_api_token)
+            .field("replicate_api_url", &url(replicate_api_url))
+            .field("database_url", database_url)
+            .field("db_pool_size", db_pool_size)
+            .field("redis_url", redis_url)
+            .field("redis_key_prefix", redis_key_prefix)
+            .field("cache_ttl", cache_ttl)
+            .field("cache_max_entries", cache_max_entries)
+            .field("max_concurrent_generations", max_concurrent_generations)
+            .field(
+                "max_concurrent_generations_per_user",
+                max_concurrent_generations_per_user,
+            )
+            .field("daily_generation_limit", daily_generation_limit)
+            .field("replicate_rate_limit_per_min", replicate_rate_limit_per_min)
+            .field("generation_timeout", generation_timeout)
+            .field("queue_max_length", queue_max_length)
+            .field("models_file", models_file)
+            .field("default_model", default_model)
+            .field("admin_ids", admin_ids)
+            .field("replica_id", replica_id)
+            .field("job_lease", job_lease)
+            .field("job_heartbeat", job_heartbeat)
+            .field("shutdown_grace", shutdown_grace)
+            .field("telegram_sends_per_sec", telegram_sends_per_sec)
+            .field(
+                "replicate_webhook_url",
+                &replicate_webhook_url.as_ref().map(url),
+            )
+            .field("replicate_webhook_secret", replicate_webhook_secret)
+            .field("replicate_reconcile", replicate_reconcile)
+            .field("stars_packages", stars_packages)
+            .field("webhook_secret", webhook_secret)
+            .field("origins", origins)
+            .field("file", file)
+            .finish()
     }
 }
 
@@ -556,6 +631,93 @@ mod tests {
             s.telegram_bot_token.as_ref().unwrap().expose_secret(),
             "123456:AAE-bot-secret"
         );
+    }
+
+    #[test]
+    fn credentials_in_every_configured_url_stay_out_of_debug_and_config_check() {
+        let s = settings(&[
+            (
+                "TELEGRAM_API_URL",
+                "https://tg-user:tg-pass@tg.internal/?token=tg-token",
+            ),
+            (
+                "REPLICATE_API_URL",
+                "https://r-user:r-pass@r.internal/?api_key=r-key",
+            ),
+            (
+                "REPLICATE_WEBHOOK_URL",
+                "https://hook:hook-pass@bot.example/replicate?token=hook-token",
+            ),
+        ])
+        .unwrap();
+        let debug = format!("{s:?} {s:#?}");
+        let check: String = s
+            .effective()
+            .iter()
+            .map(|e| format!("{} {}\n", e.key, e.shown))
+            .collect();
+        for shown in [&debug, &check] {
+            for secret in [
+                "tg-pass",
+                "tg-token",
+                "r-pass",
+                "r-key",
+                "hook-pass",
+                "hook-token",
+            ] {
+                assert!(!shown.contains(secret), "{secret} leaked in:\n{shown}");
+            }
+        }
+        assert!(
+            check.contains("TELEGRAM_API_URL https://***:***@tg.internal/?token=***"),
+            "{check}"
+        );
+        // The code that connects still gets the real URL.
+        assert_eq!(s.telegram_api_url.password(), Some("tg-pass"));
+    }
+
+    #[test]
+    fn a_refused_url_is_echoed_without_its_credentials() {
+        for variable in [
+            "TELEGRAM_API_URL",
+            "REPLICATE_API_URL",
+            "REPLICATE_WEBHOOK_URL",
+        ] {
+            let line = error_line(&[(variable, "ftp://u:pw-1@h/?token=tok-2")]);
+            assert!(line.starts_with(&format!("invalid {variable}=")), "{line}");
+            assert!(!line.contains("pw-1") && !line.contains("tok-2"), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_webhook_secret_is_what_telegram_accepts_and_never_echoed() {
+        let too_long = "a".repeat(257);
+        for bad in [
+            "with space",
+            "semi;colon",
+            "ünïcode",
+            "a/b",
+            "a+b=",
+            too_long.as_str(),
+        ] {
+            let line = error_line(&[("WEBHOOK_SECRET", bad)]);
+            assert_eq!(
+                line,
+                "invalid WEBHOOK_SECRET=***: expected 1 to 256 of A-Z, a-z, 0-9, '_' and '-' \
+                 (what Telegram accepts as a webhook secret token)",
+                "{bad}"
+            );
+        }
+        let fine = settings(&[("WEBHOOK_SECRET", "Az09_-")]).unwrap();
+        let shown: Vec<String> = fine
+            .effective()
+            .iter()
+            .filter(|e| e.key.name() == "WEBHOOK_SECRET")
+            .map(|e| e.shown.clone())
+            .collect();
+        assert_eq!(shown, ["***"]);
+        assert!(!format!("{fine:?}").contains("Az09_-"));
+        assert!(settings(&[("WEBHOOK_SECRET", &"a".repeat(256))]).is_ok());
     }
 
     #[test]

@@ -79,6 +79,49 @@ impl fmt::Debug for RedactedUrl {
     }
 }
 
+/// `text` (an error message, a log field) with every URL in it shown as [`RedactedUrl`] shows
+/// it. Client libraries put the request's URL in their errors (reqwest's `error sending request
+/// for url (…)`), user name, password and query included.
+pub fn redact_urls_in(text: &str) -> String {
+    // A URL ends where a character that cannot appear in one unescaped begins.
+    let ends = |c: char| c.is_whitespace() || matches!(c, '(' | ')' | '"' | '\'' | '<' | '>' | '`');
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let end = rest[at..].find(ends).map_or(rest.len(), |i| at + i);
+        shown.push_str(&rest[..start]);
+        let candidate = &rest[start..end];
+        match Url::parse(candidate) {
+            Ok(url) => shown.push_str(&RedactedUrl::new(url).to_string()),
+            // Not a URL after all: hide what would be its userinfo and query.
+            Err(_) => shown.push_str(&masked_userinfo_and_query(candidate)),
+        }
+        rest = &rest[end..];
+    }
+    shown.push_str(rest);
+    shown
+}
+
+/// A URL-looking text that did not parse, with everything between `://` and the last `@`
+/// and everything after `?` replaced by `***`.
+pub(crate) fn masked_userinfo_and_query(text: &str) -> String {
+    let (text, query) = match text.split_once('?') {
+        Some((before, _)) => (before, "?***"),
+        None => (text, ""),
+    };
+    match (text.find("://"), text.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}***{}{query}", &text[..start + 3], &text[at..])
+        }
+        _ => format!("{text}{query}"),
+    }
+}
+
 /// Whether a query parameter of this name carries a credential (libpq's `password` and
 /// `sslpassword`, tokens, secrets, keys).
 fn is_secret_parameter(name: &str) -> bool {
@@ -236,5 +279,23 @@ mod tests {
         }
         let plain = RedactedUrl::new(Url::parse("postgres://h:5432/db?sslmode=require").unwrap());
         assert_eq!(plain.to_string(), "postgres://h:5432/db?sslmode=require");
+    }
+
+    #[test]
+    fn urls_inside_messages_are_redacted() {
+        let message = "A network error: error sending request for url \
+                       (http://bot:pw-1@127.0.0.1:9/token:redacted/GetMe?token=t-2): refused; \
+                       also redis://:pw-3@cache:6379/0 and at last://u:pw-4@h?key=pw-5";
+        let shown = redact_urls_in(message);
+        for secret in ["pw-1", "t-2", "pw-3", "pw-4", "pw-5"] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
+        assert!(
+            shown.contains("(http://***:***@127.0.0.1:9/token:redacted/GetMe?token=***): refused"),
+            "{shown}"
+        );
+        assert_eq!(redact_urls_in("nothing here"), "nothing here");
+        assert_eq!(redact_urls_in("ends with ://"), "ends with ://");
+        assert_eq!(redact_urls_in("é://ü@x"), "é://***@x");
     }
 }

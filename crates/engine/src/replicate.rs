@@ -440,10 +440,11 @@ impl ReplicateClient {
                     let status = response.status();
                     if status.is_success() {
                         return response.json::<T>().await.map_err(|e| {
+                            let e = error_chain(&e);
                             if is_create {
                                 ReplicateError::OutcomeUnknown(format!("unreadable answer: {e}"))
                             } else {
-                                ReplicateError::Decode(e.to_string())
+                                ReplicateError::Decode(e)
                             }
                         });
                     }
@@ -521,5 +522,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    // reqwest names the request's URL, which carries REPLICATE_API_URL's credentials if any.
+    genbot_config::redact_urls_in(&text)
 }

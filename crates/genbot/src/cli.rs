@@ -61,8 +61,9 @@ pub(crate) enum WebhookCommand {
     Set {
         /// The public HTTPS URL `genbot serve --webhook-url` serves.
         url: url::Url,
-        /// Secret Telegram must send with each request (default: derived from the bot token).
-        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        /// Secret Telegram must send with each request (default: WEBHOOK_SECRET, else derived
+        /// from the bot token, as `serve` does).
+        #[arg(long)]
         secret: Option<String>,
     },
     /// Delete the webhook (the bot can then poll); updates waiting at Telegram are kept.
@@ -92,9 +93,10 @@ pub(crate) struct ServeArgs {
     /// Receive updates by webhook at this public URL instead of long polling.
     #[arg(long)]
     pub(crate) webhook_url: Option<url::Url>,
-    /// Secret Telegram must send with each webhook request (default: derived from the bot token,
-    /// the same for every replica).
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    /// Secret Telegram must send with each webhook request: 1-256 of A-Z, a-z, 0-9, _ and -
+    /// (default: WEBHOOK_SECRET, else one derived from the bot token, the same for every
+    /// replica).
+    #[arg(long)]
     pub(crate) webhook_secret: Option<String>,
     /// In polling mode, delete a webhook that is set (otherwise the start is refused: Telegram
     /// does not let a bot poll while a webhook is set).

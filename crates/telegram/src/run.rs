@@ -71,10 +71,11 @@ pub async fn wait_for_bot_api(
             Err(RequestError::Api(ApiError::Unknown(text))) if text.contains("Unauthorized") => {
                 return Err(RunError::InvalidToken(text))
             }
-            Err(e) => e.to_string(),
+            // The error may carry the request's URL, TELEGRAM_API_URL's credentials included.
+            Err(e) => genbot_config::redact_urls_in(&e.to_string()),
         };
         tracing::warn!(
-            api = %front.bot().api_url(),
+            api = %genbot_config::RedactedUrl::new(front.bot().api_url()),
             %reason,
             retry_in = ?pause,
             "waiting for the Telegram Bot API to answer getMe"
@@ -111,12 +112,32 @@ pub fn replicate_webhook_router(engine: &genbot_engine::Engine) -> Router {
 /// Replicate's webhook: 200 once verified (whatever it changed), 401 when the signature or
 /// timestamp is wrong, 400 when a genuine body is no prediction. Answers at once: the waiting
 /// generation does the work.
+///
+/// The body is read up to [`MAX_BODY_BYTES`](genbot_engine::replicate::webhook::MAX_BODY_BYTES)
+/// (413 beyond): anyone can post here, and a prediction is far smaller.
 async fn replicate_webhook(
     State(engine): State<genbot_engine::Engine>,
     headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> impl IntoResponse {
-    use genbot_engine::replicate::webhook::{WebhookError, WebhookHeaders};
+    use genbot_engine::replicate::webhook::{WebhookError, WebhookHeaders, MAX_BODY_BYTES};
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a webhook body has at most {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    // Read at most the limit: a body without a length (chunked) is cut off there too.
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return too_large();
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let received = WebhookHeaders {
         id: header("webhook-id"),
@@ -287,7 +308,7 @@ pub async fn webhook(
         .await?;
     let (intake, received) = crate::webhook::intake(front.clone(), settings.secret);
     let updates = crate::webhook::WebhookListener::new(front.clone(), received).await;
-    tracing::info!(url = %settings.url, %address, "bot started (webhook)");
+    tracing::info!(url = %genbot_config::RedactedUrl::new(settings.url.clone()), %address, "bot started (webhook)");
     announce_commands(&front).await;
     let app = Router::new()
         .route(settings.url.path(), post(crate::webhook::receive))

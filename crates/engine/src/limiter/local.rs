@@ -6,16 +6,34 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::Quota;
 
 use super::{Counters, LimiterStats, RateLimiter};
+
+/// governor's clock read from tokio's: the limiter decides on the same clock its waits sleep
+/// on. That is the real clock in production, and the paused one in tests, where the
+/// limiter's spacing can then be checked exactly instead of against the wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Instant>>;
 
 /// GCRA in this process: creations spaced `60 s / per_minute` apart, with `burst` allowed at
 /// once after a quiet spell.
 pub struct LocalRateLimiter {
-    limiter: DefaultDirectRateLimiter,
-    clock: DefaultClock,
+    limiter: Gcra,
+    clock: TokioClock,
     per_minute: u32,
     counters: Counters,
 }
@@ -40,8 +58,8 @@ impl LocalRateLimiter {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
             .allow_burst(burst);
         LocalRateLimiter {
-            limiter: DefaultDirectRateLimiter::direct(quota),
-            clock: DefaultClock::default(),
+            limiter: Gcra::direct_with_clock(quota, TokioClock),
+            clock: TokioClock,
             per_minute,
             counters: Counters::default(),
         }
@@ -50,7 +68,7 @@ impl LocalRateLimiter {
     /// Waits until this limiter admits one more, without counting it; says whether it waited.
     pub(super) async fn wait_turn(&self) -> bool {
         let mut waited = false;
-        // Sleep on tokio's timer (not governor's own) so waits follow the runtime's clock.
+        // Sleep on tokio's timer (not governor's own): decisions and waits share one clock.
         while let Err(not_until) = self.limiter.check() {
             waited = true;
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
@@ -83,20 +101,40 @@ impl RateLimiter for LocalRateLimiter {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn spaces_admissions_at_the_configured_rate() {
-        // 1200/min = one every 50 ms: 11 admissions span 10 intervals = 500 ms.
+        // 1200/min = one every 50 ms: 11 admissions span 10 intervals = 500 ms of the paused
+        // clock, whatever the machine's speed.
         let limiter = LocalRateLimiter::new(1200, 1);
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         for _ in 0..11 {
             limiter.acquire().await;
         }
         let elapsed = started.elapsed();
+        // tokio's timer rounds each sleep up to the next millisecond.
         assert!(
-            elapsed >= Duration::from_millis(480) && elapsed < Duration::from_millis(700),
+            elapsed >= Duration::from_millis(500) && elapsed <= Duration::from_millis(510),
             "{elapsed:?}"
         );
         let stats = limiter.stats();
         assert_eq!((stats.admitted, stats.waited), (11, 10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_admitted_at_once_then_spaced() {
+        let limiter = LocalRateLimiter::new(60, 3);
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            limiter.acquire().await;
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        limiter.acquire().await;
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed <= Duration::from_millis(1_010),
+            "{elapsed:?}"
+        );
+        let stats = limiter.stats();
+        assert_eq!((stats.admitted, stats.waited), (4, 1));
     }
 }

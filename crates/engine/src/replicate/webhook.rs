@@ -7,9 +7,21 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::{Choice, ConstantTimeEq};
 
 /// How far a webhook's timestamp may be from now, either way (replays of old requests fail).
 pub const TOLERANCE_SECS: i64 = 5 * 60;
+
+/// Signatures considered in one `webhook-signature` header. Standard Webhooks sends one per
+/// active secret, so two while a secret rotates; more than this is not a sender we know, and
+/// refusing it bounds what an unauthenticated request can make us compare.
+pub const MAX_SIGNATURES: usize = 16;
+
+/// Largest webhook body taken. Replicate posts the whole prediction: its input (a picture
+/// passed inline is at most 256 KiB, about 342 KiB as a base64 data URL), output URLs, logs and
+/// metrics. 1 MiB leaves three times that, and bounds the one MAC an unauthenticated request
+/// costs.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The webhook signing key. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,6 +61,8 @@ impl WebhookSecret {
     }
 
     fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+        #[cfg(test)]
+        tests::MACS_COMPUTED.with(|n| n.set(n.get() + 1));
         // HMAC takes keys of any length.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
@@ -62,9 +76,15 @@ impl WebhookSecret {
 
     /// Checks a delivery's headers against its body at `now` (unix seconds).
     ///
+    /// Everything an unauthenticated sender controls is bounded before any MAC is computed:
+    /// the timestamp, the body size ([`MAX_BODY_BYTES`]) and the number of signatures
+    /// ([`MAX_SIGNATURES`]). The MAC is then computed once and compared, in constant time,
+    /// with each `v1` signature; any one may match (Standard Webhooks, for secret rotation).
+    ///
     /// # Errors
     /// A header is missing or malformed, the timestamp is off by more than
-    /// [`TOLERANCE_SECS`], or no `v1` signature matches (compared in constant time).
+    /// [`TOLERANCE_SECS`], the body or the signature list is too large, or no `v1` signature
+    /// matches.
     pub fn verify(
         &self,
         headers: &WebhookHeaders<'_>,
@@ -85,19 +105,35 @@ impl WebhookSecret {
                 skew_secs: now - timestamp,
             });
         }
+        if body.len() > MAX_BODY_BYTES {
+            return Err(WebhookError::BodyTooLarge {
+                max: MAX_BODY_BYTES,
+            });
+        }
         let signatures = headers
             .signature
             .ok_or(WebhookError::MissingHeader("webhook-signature"))?;
-        let matched = signatures
-            .split(' ')
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .filter_map(|s| BASE64.decode(s).ok())
-            .any(|expected| {
-                self.mac(id, timestamp, body)
-                    .verify_slice(&expected)
-                    .is_ok()
+        // Counting stops at the first entry past the cap: a huge header is not walked whole.
+        let entries: Vec<&str> = signatures
+            .split_ascii_whitespace()
+            .take(MAX_SIGNATURES + 1)
+            .collect();
+        if entries.len() > MAX_SIGNATURES {
+            return Err(WebhookError::TooManySignatures {
+                max: MAX_SIGNATURES,
             });
-        if matched {
+        }
+        let expected = self.mac(id, timestamp, body).finalize().into_bytes();
+        // Every entry is decoded and compared (no early exit), each comparison in constant
+        // time, so the time taken says nothing about which entry came close.
+        let matched = entries
+            .iter()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|encoded| BASE64.decode(encoded).ok())
+            .fold(Choice::from(0), |matched, given| {
+                matched | given.as_slice().ct_eq(expected.as_slice())
+            });
+        if bool::from(matched) {
             Ok(())
         } else {
             Err(WebhookError::BadSignature)
@@ -124,6 +160,10 @@ pub enum WebhookError {
     OutsideTolerance { skew_secs: i64 },
     #[error("no webhook-signature matches")]
     BadSignature,
+    #[error("webhook-signature has more than {max} entries")]
+    TooManySignatures { max: usize },
+    #[error("the body is larger than {max} bytes")]
+    BodyTooLarge { max: usize },
     #[error("the body is not a prediction: {0}")]
     NotAPrediction(String),
     #[error("Replicate webhooks are not enabled (REPLICATE_WEBHOOK_URL is unset)")]
@@ -133,6 +173,18 @@ pub enum WebhookError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// MACs computed over a body on this thread: the cost an unauthenticated sender can
+        /// make the receiver pay.
+        pub(super) static MACS_COMPUTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn macs_during(f: impl FnOnce()) -> usize {
+        let before = MACS_COMPUTED.with(std::cell::Cell::get);
+        f();
+        MACS_COMPUTED.with(std::cell::Cell::get) - before
+    }
 
     // The Standard Webhooks specification's own example.
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -199,5 +251,79 @@ mod tests {
         );
         assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
         assert!(!format!("{secret:?}").contains("MfKQ"));
+    }
+
+    #[test]
+    fn a_flood_of_signatures_costs_one_mac_or_is_refused_before_any() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let ts = TIMESTAMP.to_string();
+        // The attack seen in issue #20: tens of thousands of entries, each used to cost a MAC
+        // over the whole body.
+        let flood = vec!["v1,AAAA"; 40_000].join(" ");
+        let mut refused = Ok(());
+        let macs = macs_during(|| refused = secret.verify(&headers(&flood, &ts), BODY, TIMESTAMP));
+        assert_eq!(
+            refused,
+            Err(WebhookError::TooManySignatures {
+                max: MAX_SIGNATURES
+            })
+        );
+        assert_eq!(macs, 0, "a refused header must not cost any MAC");
+
+        // Up to the cap, wrong entries and the genuine one last: one MAC for all of them.
+        let mut several = vec!["v1,AAAA"; MAX_SIGNATURES - 1];
+        several.push(SIGNATURE);
+        let several = several.join(" ");
+        let mut verified = Err(WebhookError::BadSignature);
+        let macs =
+            macs_during(|| verified = secret.verify(&headers(&several, &ts), BODY, TIMESTAMP));
+        assert_eq!(verified, Ok(()));
+        assert_eq!(macs, 1);
+
+        // None matching: still one MAC.
+        let wrong = vec!["v1,AAAA"; MAX_SIGNATURES].join(" ");
+        let mut refused = Ok(());
+        let macs = macs_during(|| refused = secret.verify(&headers(&wrong, &ts), BODY, TIMESTAMP));
+        assert_eq!(refused, Err(WebhookError::BadSignature));
+        assert_eq!(macs, 1);
+    }
+
+    #[test]
+    fn stale_or_oversized_deliveries_cost_no_mac() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let ts = TIMESTAMP.to_string();
+        let mut refused = Ok(());
+        let macs = macs_during(|| {
+            refused = secret.verify(&headers(SIGNATURE, &ts), BODY, TIMESTAMP + 3_600);
+        });
+        assert!(matches!(
+            refused,
+            Err(WebhookError::OutsideTolerance { .. })
+        ));
+        assert_eq!(macs, 0);
+
+        let huge = vec![b' '; MAX_BODY_BYTES + 1];
+        let macs =
+            macs_during(|| refused = secret.verify(&headers(SIGNATURE, &ts), &huge, TIMESTAMP));
+        assert_eq!(
+            refused,
+            Err(WebhookError::BodyTooLarge {
+                max: MAX_BODY_BYTES
+            })
+        );
+        assert_eq!(macs, 0);
+    }
+
+    #[test]
+    fn other_versions_and_extra_spaces_are_skipped_not_refused() {
+        // Standard Webhooks: entries are space-separated `version,signature`; a receiver
+        // ignores versions it does not know (`v1a` is the asymmetric one).
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let ts = TIMESTAMP.to_string();
+        let mixed = format!("v1a,c2lnbmF0dXJl  {SIGNATURE} ");
+        assert_eq!(
+            secret.verify(&headers(&mixed, &ts), BODY, TIMESTAMP),
+            Ok(())
+        );
     }
 }

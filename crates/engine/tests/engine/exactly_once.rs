@@ -113,7 +113,9 @@ async fn a_live_replicas_jobs_are_left_alone_and_a_stopped_ones_are_taken_over()
     let mut a = spawn_engine(
         leases("a"),
         ReplicateMockConfig {
-            median_latency: Duration::from_secs(3),
+            // Long enough that the job is still running after the renewals waited for below
+            // on a slow machine; B finishes it by polling once A stops.
+            median_latency: Duration::from_secs(10),
             ..ReplicateMockConfig::default()
         },
     )
@@ -122,11 +124,41 @@ async fn a_live_replicas_jobs_are_left_alone_and_a_stopped_ones_are_taken_over()
     let job = a.submit(1, "a slow mountain").await.job;
     a.started(1).await;
     let mut b = replica(&a, leases("b")).await;
-    // Several lease lengths pass while A is alive: B must not touch its job.
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    // A renews its lease while alive. Wait (not a fixed sleep) until A's renewals have carried
+    // the lease two lease lengths past the first one seen: the job's first lease expired long
+    // ago, B swept for expired leases every 200 ms meanwhile, and it must not have touched it.
+    let lease_until = |job_row: Option<genbot_store::Job>| {
+        let job_row = job_row.expect("the job exists");
+        assert_eq!(
+            job_row.status,
+            genbot_store::JobStatus::Running,
+            "{job_row:?}"
+        );
+        job_row.lease_until.expect("a running job has a lease")
+    };
+    let first = lease_until(a.store.get_job(job).await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut renewals = 0;
+    let mut latest = first;
+    while latest < first + chrono::Duration::seconds(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A renewed its lease {renewals} times in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let seen = lease_until(a.store.get_job(job).await.unwrap());
+        if seen > latest {
+            renewals += 1;
+            latest = seen;
+        }
+    }
     let stored = a.store.get_job(job).await.unwrap().unwrap();
     assert_eq!(stored.owner.as_deref(), Some("a"));
     assert_eq!(b.engine.stats().taken_over, 0);
+    assert!(
+        renewals >= 2,
+        "{renewals} renewals carried the lease 2 s on"
+    );
     // A stops (its leases end with it): B takes the job over and finishes it by polling the
     // prediction A created.
     a.engine.shutdown().await;

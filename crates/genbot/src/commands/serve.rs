@@ -1,7 +1,7 @@
 //! `genbot serve`: the real bot.
 
 use anyhow::Context;
-use genbot_config::Settings;
+use genbot_config::{ExposeSecret, Settings};
 use genbot_telegram::run::{Mode, WebhookSettings};
 use genbot_telegram::{connect_bot, Front, FrontConfig};
 use tokio::net::TcpListener;
@@ -27,13 +27,25 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
     if settings.replicate_api_token.is_none() && !replicate_is_local {
         return Err(UsageError(format!(
             "REPLICATE_API_TOKEN is not set: {} needs one (only a local REPLICATE_API_URL may go without)",
-            settings.replicate_api_url
+            genbot_config::RedactedUrl::new(settings.replicate_api_url.clone())
         ))
         .into());
     }
     // One bot process per SQLite file: two would both be `local` and take each other's jobs
     // and updates over. Held until the process ends.
     let _sole_user = sole_user_of_sqlite(&settings.database_url)?;
+    // Checked before anything starts: teloxide panics on a secret Telegram would refuse, and
+    // only after the Bot API has answered. WEBHOOK_SECRET was checked with the settings.
+    let webhook_secret = match &args.webhook_secret {
+        Some(text) => Some(
+            genbot_config::telegram_secret_token("--webhook-secret", text)
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => settings
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned()),
+    };
     // SIGTERM counts from now: a database or Bot API still being waited for does not delay it.
     let stop = CancellationToken::new();
     {
@@ -71,9 +83,8 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
     let mode = match args.webhook_url {
         Some(url) => {
             // The same for every replica, so none refuses what Telegram sends with another's.
-            let secret = args
-                .webhook_secret
-                .unwrap_or_else(|| genbot_telegram::webhook::derived_secret(&token));
+            let secret =
+                webhook_secret.unwrap_or_else(|| genbot_telegram::webhook::derived_secret(&token));
             Mode::Webhook {
                 listener,
                 settings: WebhookSettings { url, secret },

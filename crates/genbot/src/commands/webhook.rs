@@ -4,6 +4,7 @@
 use anyhow::Context;
 use genbot_config::Settings;
 use genbot_telegram::connect_bot;
+use secrecy::ExposeSecret;
 use teloxide::payloads::SetWebhookSetters;
 use teloxide::requests::Requester;
 
@@ -17,7 +18,14 @@ pub(crate) async fn run(settings: &Settings, command: WebhookCommand) -> anyhow:
     let bot = connect_bot(&token, settings.telegram_api_url.clone());
     match command {
         WebhookCommand::Set { url, secret } => {
-            let secret = secret.unwrap_or_else(|| genbot_telegram::webhook::derived_secret(&token));
+            let secret = match secret {
+                Some(text) => genbot_config::telegram_secret_token("--secret", &text)
+                    .map_err(|e| UsageError(e.to_string()))?,
+                None => settings.webhook_secret.as_ref().map_or_else(
+                    || genbot_telegram::webhook::derived_secret(&token),
+                    |s| s.expose_secret().to_owned(),
+                ),
+            };
             bot.set_webhook(url.clone())
                 .secret_token(secret)
                 .allowed_updates(genbot_telegram::webhook::ALLOWED_UPDATES)

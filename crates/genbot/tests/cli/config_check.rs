@@ -125,3 +125,95 @@ fn credentials_in_urls_never_reach_the_output() {
         assert!(!stderr.contains(secret), "{secret} shown: {stderr}");
     }
 }
+
+#[test]
+fn credentials_in_the_api_and_webhook_urls_never_reach_the_output() {
+    let out = config_check(&[
+        (
+            "TELEGRAM_API_URL",
+            "https://tg-user:tg-pass-5@tg.internal/?token=tg-tok-6",
+        ),
+        (
+            "REPLICATE_API_URL",
+            "https://r-user:r-pass-7@r.internal/?api_key=r-key-8",
+        ),
+        (
+            "REPLICATE_WEBHOOK_URL",
+            "https://hook:hook-pass-9@bot.example/replicate?token=hook-tok-10",
+        ),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in [
+        "tg-user",
+        "tg-pass-5",
+        "tg-tok-6",
+        "r-user",
+        "r-pass-7",
+        "r-key-8",
+        "hook-pass-9",
+        "hook-tok-10",
+    ] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+    for host in ["tg.internal", "r.internal", "bot.example/replicate"] {
+        assert!(shown.contains(host), "{host} missing: {shown}");
+    }
+    // A refused value is echoed redacted as well.
+    for variable in [
+        "TELEGRAM_API_URL",
+        "REPLICATE_API_URL",
+        "REPLICATE_WEBHOOK_URL",
+    ] {
+        let out = config_check(&[(variable, "ftp://u:bad-11@h/?token=bad-12")]);
+        assert_eq!(out.status.code(), Some(2), "{variable}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!("genbot: invalid {variable}=")),
+            "{stderr}"
+        );
+        for secret in ["bad-11", "bad-12"] {
+            assert!(!stderr.contains(secret), "{secret} shown: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_webhook_secret_telegram_would_refuse_exits_2_without_echoing_it() {
+    let too_long = "a".repeat(257);
+    for bad in [
+        "has-a space",
+        "semi;colon-secret",
+        "ünïcode-secret",
+        "slash/secret",
+        too_long.as_str(),
+    ] {
+        let out = config_check(&[("WEBHOOK_SECRET", bad)]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("genbot: invalid WEBHOOK_SECRET=***: expected 1 to 256 of"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(bad), "{bad} echoed: {stderr}");
+    }
+    let max = "Az09_-".repeat(42) + "abcd";
+    assert_eq!(max.len(), 256);
+    for good in ["s3cret_Token-1", max.as_str()] {
+        let out = config_check(&[("WEBHOOK_SECRET", good)]);
+        assert!(out.status.success(), "{good}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains(good), "{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("WEBHOOK_SECRET ") && l.contains("***")),
+            "{stdout}"
+        );
+    }
+}

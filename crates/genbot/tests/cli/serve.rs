@@ -96,3 +96,186 @@ fn demo_shows_the_whole_flow() {
     assert!(stdout.contains("🖼"), "{stdout}");
     assert!(stdout.contains("Привет, Иван!"), "{stdout}");
 }
+
+/// `genbot serve` with `vars`, its stderr collected as it comes.
+fn serve_collecting_stderr(
+    args: &[&str],
+    vars: &[(&str, String)],
+) -> (
+    tokio::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .arg("serve")
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let collected = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut logs = collected.lock().unwrap();
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+    (child, logs)
+}
+
+/// Credentials inside TELEGRAM_API_URL, REPLICATE_API_URL and REPLICATE_WEBHOOK_URL never
+/// reach serve's log, at debug level, while it waits for an unreachable Bot API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_logs_credentials_inside_the_configured_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on these ports: serve keeps waiting for the Bot API and says so.
+    let closed = crate::free_port();
+    let (child, logs) = serve_collecting_stderr(
+        &["--listen", &format!("127.0.0.1:{}", crate::free_port())],
+        &[
+            // A token of the real shape: teloxide then masks only the token in its errors, leaving
+            // the rest of the URL, credentials included, for genbot to mask.
+            (
+                "TELEGRAM_BOT_TOKEN",
+                "123456:AAlog-test-token-0123456789abcdefgh".into(),
+            ),
+            (
+                "TELEGRAM_API_URL",
+                format!("http://tg-user:tg-pass-1@127.0.0.1:{closed}/?token=tg-tok-2"),
+            ),
+            (
+                "REPLICATE_API_URL",
+                format!("http://r-user:r-pass-3@127.0.0.1:{closed}/?api_key=r-key-4"),
+            ),
+            (
+                "REPLICATE_WEBHOOK_URL",
+                "https://hook:hook-pass-5@bot.example/replicate?token=hook-tok-6".into(),
+            ),
+            (
+                "REPLICATE_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            ),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("logs.db").display()),
+            ),
+            ("RUST_LOG", "debug".into()),
+        ],
+    );
+    crate::process::wait_until(
+        "serve to say it waits for the Bot API",
+        Duration::from_secs(30),
+        || {
+            let seen = logs
+                .lock()
+                .unwrap()
+                .contains("waiting for the Telegram Bot API");
+            async move { seen }
+        },
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("genbot did not stop within 20 s of SIGTERM")
+        .unwrap()
+        .status;
+    let logs = logs.lock().unwrap().clone();
+    assert!(status.success(), "exit {status:?}: {logs}");
+    for secret in [
+        "tg-pass-1",
+        "tg-tok-2",
+        "r-pass-3",
+        "r-key-4",
+        "hook-pass-5",
+        "hook-tok-6",
+        "AAlog-test-token",
+    ] {
+        assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
+    }
+    assert!(
+        logs.contains("predictions report their end by webhook"),
+        "{logs}"
+    );
+}
+
+/// The start-up refusal for a remote Replicate without a token names the URL, redacted.
+#[test]
+fn a_refusal_at_start_names_the_url_without_its_credentials() {
+    let out = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .arg("serve")
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:x")
+        .env(
+            "REPLICATE_API_URL",
+            "https://r-user:r-pass-7@r.example/?token=r-tok-8",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("REPLICATE_API_TOKEN is not set"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("r.example"), "{stderr}");
+    for secret in ["r-pass-7", "r-tok-8"] {
+        assert!(!stderr.contains(secret), "{secret} shown: {stderr}");
+    }
+}
+
+/// A WEBHOOK_SECRET Telegram would refuse stops serve with exit 2 and one line, before it
+/// reaches the Bot API (it used to panic inside teloxide once the Bot API answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_secret_telegram_refuses_exits_2_instead_of_panicking() {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", crate::free_port()),
+                "--webhook-url",
+                "https://bot.example/telegram/webhook",
+            ])
+            .env_clear()
+            .env("TELEGRAM_BOT_TOKEN", "123456:secret-test")
+            .env("TELEGRAM_API_URL", telegram.url())
+            .env("REPLICATE_API_URL", replicate.url())
+            .env("WEBHOOK_SECRET", "not allowed!")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("secret.db").display()),
+            )
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("genbot neither failed nor stopped within 60 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("genbot: invalid WEBHOOK_SECRET=***: expected 1 to 256 of"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not allowed!"), "{stderr}");
+}

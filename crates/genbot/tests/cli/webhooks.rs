@@ -53,10 +53,13 @@ async fn webhooks_end_generations_forgeries_and_replays_change_nothing_and_the_r
     let port = crate::free_port();
     let hook_url = format!("http://127.0.0.1:{port}/replicate/webhook");
     // No REPLICATE_WEBHOOK_SECRET: the bot asks Replicate (the mock) for the default one.
+    // The reconciler polls a running prediction once an interval has passed; an hour here, so
+    // "no polls" in step 1 means that every generation ended by its webhook, and not that each
+    // happened to end within the interval (step 4 restarts the bot with a short one).
     let mut bot = Bot::new(&telegram, &replicate, &database_url)
         .listen_on(port)
         .with("REPLICATE_WEBHOOK_URL", &hook_url)
-        .with("REPLICATE_RECONCILE_SECONDS", "2");
+        .with("REPLICATE_RECONCILE_SECONDS", "3600");
     bot.start();
     let store = open(&database_url).await;
 
@@ -145,7 +148,34 @@ async fn webhooks_end_generations_forgeries_and_replays_change_nothing_and_the_r
     );
     assert_eq!((replayed, rejected), (1.0, 2.0), "{metrics}");
 
-    // 4. Webhooks lost for good: the reconciler's poll (every 2 s) finishes the job.
+    // Unauthenticated posts cannot make the receiver work hard: a body past 1 MiB is refused
+    // unread, a signature header of 40,000 entries before any MAC (issue #20: four such posts
+    // froze the bot for 94 s).
+    let big = format!(r#"{{"id":"x","logs":"{}"}}"#, "a".repeat(1_500_000));
+    assert_eq!(
+        post_webhook(&hook_url, "msg_big", now, "v1,Zm9yZ2Vk", &big).await,
+        reqwest::StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let flood = vec!["v1,AAAA"; 40_000].join(" ");
+    let answer = reqwest::Client::new()
+        .post(&hook_url)
+        .header("webhook-id", "msg_flood")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", flood)
+        .body(forged.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("more than 16 entries"), "{text}");
+
+    // 4. Webhooks lost for good: the reconciler's poll (every 2 s) finishes the job. Nothing
+    // is running, so the restart (same database, same port) loses nothing.
+    bot.kill().await;
+    bot.env
+        .push(("REPLICATE_RECONCILE_SECONDS".into(), "2".into()));
+    bot.start();
     replicate.reconfigure(ReplicateMockConfig {
         drop_webhooks: true,
         ..quick

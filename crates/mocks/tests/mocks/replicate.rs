@@ -11,11 +11,40 @@ async fn post(url: String, body: Value, token: Option<&str>) -> reqwest::Respons
     request.send().await.unwrap()
 }
 
+/// Polls `get_url` every 20 ms until its status is no longer `status` (10 s at most); returns
+/// the prediction and the polls made.
+async fn poll_until_not(client: &reqwest::Client, get_url: &str, status: &str) -> (Value, u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut polls = 0;
+    loop {
+        let polled: Value = client
+            .get(get_url)
+            .bearer_auth("t")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        polls += 1;
+        if polled["status"] != status {
+            return (polled, polls);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn predictions_live_through_replicates_statuses() {
     let mock = ReplicateMock::start(ReplicateMockConfig {
-        median_latency: Duration::from_millis(200),
-        start_delay: Duration::from_millis(50),
+        // `processing` lasts 0.9 s: polls 20 ms apart see it unless the test stalls for most
+        // of a second (the state is waited for, not assumed after a fixed sleep).
+        median_latency: Duration::from_millis(1_000),
+        start_delay: Duration::from_millis(100),
         ..ReplicateMockConfig::default()
     })
     .await
@@ -32,28 +61,13 @@ async fn predictions_live_through_replicates_statuses() {
     assert_eq!(body["input"]["prompt"], "fox");
     let get_url = body["urls"]["get"].as_str().unwrap().to_owned();
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let client = reqwest::Client::new();
-    let polled: Value = client
-        .get(&get_url)
-        .bearer_auth("t")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut polls = 0;
+    let (polled, n) = poll_until_not(&client, &get_url, "starting").await;
+    polls += n;
     assert_eq!(polled["status"], "processing");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let done: Value = client
-        .get(&get_url)
-        .bearer_auth("t")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (done, n) = poll_until_not(&client, &get_url, "processing").await;
+    polls += n;
     assert_eq!(done["status"], "succeeded");
     let image = done["output"][0].as_str().unwrap();
     let png = client
@@ -68,7 +82,10 @@ async fn predictions_live_through_replicates_statuses() {
 
     assert_eq!(post(url, json!({"input": {}}), None).await.status(), 401);
     let stats = mock.stats();
-    assert_eq!((stats.created, stats.max_running, stats.polls), (1, 1, 2));
+    assert_eq!(
+        (stats.created, stats.max_running, stats.polls),
+        (1, 1, polls)
+    );
 }
 
 #[tokio::test]

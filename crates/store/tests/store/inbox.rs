@@ -105,24 +105,28 @@ async fn an_update_is_replayed_until_handled_and_only_by_its_replica_until_stale
         "a sweep took its own replica's update"
     );
     // B's heartbeat keeps its update from C, however long the handling takes; once B stops
-    // renewing, C takes it.
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // renewing, C takes it. The bound is long next to one database call, so the renewal and the
+    // claim right after it are never a bound apart, however slow the machine; the waits are
+    // past the bound, so staleness is certain.
+    let stale = Duration::from_secs(1);
+    let past_the_bound = stale + Duration::from_millis(100);
+    tokio::time::sleep(past_the_bound).await; // without the renewal, C would take it now
     store.renew_unhandled_updates("b").await.unwrap();
     assert!(
         ours(
             store
-                .claim_unhandled_updates("c", Unhandled::StaleOnly, Duration::from_millis(25), 100)
+                .claim_unhandled_updates("c", Unhandled::StaleOnly, stale, 100)
                 .await
                 .unwrap()
         )
         .is_empty(),
         "a renewed update was taken over"
     );
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(past_the_bound).await;
     assert_eq!(
         ours(
             store
-                .claim_unhandled_updates("c", Unhandled::StaleOnly, Duration::from_millis(25), 100)
+                .claim_unhandled_updates("c", Unhandled::StaleOnly, stale, 100)
                 .await
                 .unwrap()
         ),
