@@ -100,9 +100,10 @@ impl WebhookSecret {
             .trim()
             .parse()
             .map_err(|_| WebhookError::BadTimestamp)?;
-        if (now - timestamp).abs() > TOLERANCE_SECS {
+        // Any i64 may come from an unauthenticated caller: no subtraction that can overflow.
+        if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
             return Err(WebhookError::OutsideTolerance {
-                skew_secs: now - timestamp,
+                skew_secs: now.saturating_sub(timestamp),
             });
         }
         if body.len() > MAX_BODY_BYTES {
@@ -236,6 +237,14 @@ mod tests {
                 skew_secs: TOLERANCE_SECS + 1
             })
         );
+        // Extreme timestamps from an unauthenticated caller are refused, never overflow.
+        for extreme in [i64::MIN, i64::MAX] {
+            let ts = extreme.to_string();
+            assert!(matches!(
+                secret.verify(&headers(SIGNATURE, &ts), BODY, TIMESTAMP),
+                Err(WebhookError::OutsideTolerance { .. })
+            ));
+        }
         let other = WebhookSecret::parse("whsec_c2VjcmV0").unwrap();
         assert_eq!(
             other.verify(&headers(SIGNATURE, &ts), BODY, TIMESTAMP),
