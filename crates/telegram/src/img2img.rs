@@ -7,7 +7,7 @@
 
 use futures_util::StreamExt;
 use genbot_engine::image_input::{self, MAX_IMAGE_INPUT_BYTES};
-use genbot_engine::GenerationRequest;
+use genbot_engine::{GenerationRequest, SubmitError};
 use serde_json::Map;
 use teloxide::net::Download;
 use teloxide::prelude::*;
@@ -73,15 +73,30 @@ pub(crate) async fn photo_received(
         return Ok(());
     };
     let engine = front.engine();
-    let selected = engine
-        .users()
-        .get(user_id(from))
-        .await?
-        .and_then(|u| u.selected_model);
+    let stored = engine.users().get(user_id(from)).await?;
+    let selected = stored.as_ref().and_then(|u| u.selected_model.clone());
     let Some(model) = engine.catalogue().image_model_for(selected.as_deref()) else {
         say(texts::no_image_model(lang)).await?;
         return Ok(());
     };
+    // Refused before the picture is fetched: a banned or broke sender costs no download. (The
+    // engine checks again, in the charging transaction.)
+    if let Some(user) = &stored {
+        let refusal = if user.banned {
+            Some(SubmitError::Banned)
+        } else if user.credits < model.cost {
+            Some(SubmitError::NoCredits {
+                balance: user.credits,
+                cost: model.cost,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            say(texts::refused(lang, &refusal)).await?;
+            return Ok(());
+        }
+    }
     let max_kb = MAX_IMAGE_INPUT_BYTES / 1024;
     let Some(size) = msg.photo().and_then(best_size) else {
         say(texts::photo_too_large(lang, max_kb)).await?;
