@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::grade::{Grade, Lang};
 use crate::monitor::{Monitor, Sample};
 use crate::outcome::{TestId, TestOutcome};
-use crate::readiness::{Criterion, Readiness};
+use crate::readiness::{Criterion, Graded, Readiness};
 
 /// Which tests to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,7 +159,7 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
         let running = run_one(test, ctx, &mut pending_memory_under_load);
         tokio::pin!(running);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let outcome = loop {
+        let mut outcome = loop {
             tokio::select! {
                 outcome = &mut running => break outcome,
                 _ = tick.tick() => {
@@ -169,6 +169,8 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
                 }
             }
         };
+        // Whatever the test said, a pass that counted nothing is not a pass.
+        crate::measured::require_measured(&mut outcome, ctx.lang);
         progress.finished(&outcome, monitor.latest().as_ref());
         outcomes.push(outcome);
     }
@@ -231,16 +233,15 @@ fn find(outcomes: &[TestOutcome], id: TestId) -> Option<&TestOutcome> {
     outcomes.iter().find(|o| o.id == id)
 }
 
-/// Each criterion the run measured, with its grade (the worst of its tests) and evidence.
-fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<(Criterion, Grade, String)> {
+/// Each criterion the run measured, with its grade (the worst of its graded tests), evidence,
+/// and the share of its tests that were graded: a test that ran but did not apply or measured
+/// nothing names itself and weighs against the criterion.
+fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<Graded> {
     let en = lang == Lang::En;
     let mut graded = Vec::new();
     let mut from = |criterion: Criterion, ids: &[TestId], what: &dyn Fn(&TestOutcome) -> String| {
-        let found: Vec<&TestOutcome> = ids
-            .iter()
-            .filter_map(|id| find(outcomes, *id))
-            .filter(|o| o.applies())
-            .collect();
+        let ran: Vec<&TestOutcome> = ids.iter().filter_map(|id| find(outcomes, *id)).collect();
+        let found: Vec<&TestOutcome> = ran.iter().copied().filter(|o| o.applies()).collect();
         if found.is_empty() {
             return;
         }
@@ -250,7 +251,17 @@ fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<(Criterion, Grad
             .min()
             .unwrap_or(Grade::NeedsOptimization);
         let evidence = found.iter().map(|o| what(o)).collect::<Vec<_>>().join("; ");
-        graded.push((criterion, grade, evidence));
+        graded.push(Graded {
+            criterion,
+            grade,
+            evidence,
+            missing: ran
+                .iter()
+                .filter(|o| !o.applies())
+                .map(|o| o.name.clone())
+                .collect(),
+            share: found.len() as f64 / ran.len() as f64,
+        });
     };
     let metric =
         |o: &TestOutcome, name: &str| o.get(name).map_or("n/a".to_owned(), |v| format!("{v:.1}"));

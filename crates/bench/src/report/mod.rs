@@ -392,11 +392,19 @@ mod tests {
             ],
             readiness: Readiness::score(
                 &Criterion::SEED,
-                &[(Criterion::DbRead, Grade::Excellent, "evidence".into())],
+                &[crate::readiness::Graded::full(
+                    Criterion::DbRead,
+                    Grade::Excellent,
+                    "evidence",
+                )],
             ),
             readiness_extended: Readiness::score(
                 &Criterion::EXTENDED,
-                &[(Criterion::DbRead, Grade::Excellent, "evidence".into())],
+                &[crate::readiness::Graded::full(
+                    Criterion::DbRead,
+                    Grade::Excellent,
+                    "evidence",
+                )],
             ),
             forecast: Forecast::default(),
             monitoring: vec![Sample {
