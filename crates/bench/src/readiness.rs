@@ -185,22 +185,24 @@ impl Readiness {
         let criteria: Vec<CriterionScore> = over
             .iter()
             .copied()
-            .map(|criterion| match graded.iter().find(|g| g.criterion == criterion) {
-                Some(g) => CriterionScore {
-                    criterion,
-                    grade: Some(g.grade),
-                    points: points(g.grade) * g.share.clamp(0.0, 1.0),
-                    evidence: g.evidence.clone(),
-                    missing: g.missing.clone(),
+            .map(
+                |criterion| match graded.iter().find(|g| g.criterion == criterion) {
+                    Some(g) => CriterionScore {
+                        criterion,
+                        grade: Some(g.grade),
+                        points: points(g.grade) * g.share.clamp(0.0, 1.0),
+                        evidence: g.evidence.clone(),
+                        missing: g.missing.clone(),
+                    },
+                    None => CriterionScore {
+                        criterion,
+                        grade: None,
+                        points: 0.0,
+                        evidence: String::new(),
+                        missing: Vec::new(),
+                    },
                 },
-                None => CriterionScore {
-                    criterion,
-                    grade: None,
-                    points: 0.0,
-                    evidence: String::new(),
-                    missing: Vec::new(),
-                },
-            })
+            )
             .collect();
         let measured = criteria.iter().filter(|c| c.grade.is_some()).count();
         let total: f64 = criteria.iter().map(|c| c.points).sum();
@@ -286,7 +288,11 @@ mod tests {
             criterion: Criterion::FaultTolerance,
             grade: Grade::Excellent,
             evidence: String::new(),
-            missing: vec!["Redis outage".into(), "Database outage".into(), "Replica failover".into()],
+            missing: vec![
+                "Redis outage".into(),
+                "Database outage".into(),
+                "Replica failover".into(),
+            ],
             share: 0.5,
         });
         let scored = Readiness::score(&Criterion::EXTENDED, &graded);

@@ -1,5 +1,6 @@
 //! Running the suites: which tests, in which order, then the readiness score and the forecast.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -250,16 +251,29 @@ fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<Graded> {
             .map(|o| o.grade)
             .min()
             .unwrap_or(Grade::NeedsOptimization);
-        let evidence = found.iter().map(|o| what(o)).collect::<Vec<_>>().join("; ");
+        let missing: Vec<String> = ran
+            .iter()
+            .filter(|o| !o.applies())
+            .map(|o| o.name.clone())
+            .collect();
+        let mut evidence = found.iter().map(|o| what(o)).collect::<Vec<_>>().join("; ");
+        if !missing.is_empty() {
+            let _ = write!(
+                evidence,
+                "; {} {}",
+                if en {
+                    "not graded (weighed as missing):"
+                } else {
+                    "без оценки (учтены как отсутствующие):"
+                },
+                missing.join(", ")
+            );
+        }
         graded.push(Graded {
             criterion,
             grade,
             evidence,
-            missing: ran
-                .iter()
-                .filter(|o| !o.applies())
-                .map(|o| o.name.clone())
-                .collect(),
+            missing,
             share: found.len() as f64 / ran.len() as f64,
         });
     };
@@ -438,4 +452,41 @@ fn ceilings(outcomes: &[TestOutcome], ctx: &Context, sends_per_job: Option<f64>)
         });
     }
     ceilings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_criterion_with_tests_not_applicable_does_not_read_full() {
+        // Seen: fault tolerance 100 % with three of its six tests not applicable.
+        let mut outcomes = Vec::new();
+        for id in Suite::Faults.tests() {
+            let outcome = match id {
+                TestId::RedisOutage | TestId::DatabaseOutage | TestId::ReplicaFailover => {
+                    TestOutcome::not_applicable(id, Lang::En, "not here")
+                }
+                _ => {
+                    let mut o = TestOutcome::new(id, Lang::En);
+                    o.grade = Grade::Excellent;
+                    o
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let scored = Readiness::score(&Criterion::EXTENDED, &graded_criteria(&outcomes, Lang::En));
+        let fault = scored
+            .criteria
+            .iter()
+            .find(|c| c.criterion == Criterion::FaultTolerance)
+            .expect("fault tolerance");
+        assert_eq!(fault.points, 0.5, "{fault:?}");
+        assert_eq!(scored.percent, Some(50.0));
+        assert!(
+            fault.evidence.contains("Redis outage"),
+            "{}",
+            fault.evidence
+        );
+    }
 }

@@ -380,9 +380,8 @@ fn merged(runs: &[Run]) -> Run {
     let mut run = runs[0].clone();
     if runs.len() > 1 {
         run.label = format!("{} and {} more", run.label, runs.len() - 1);
-        let pick = |f: fn(&Run) -> Option<f64>| {
-            median(&runs.iter().filter_map(f).collect::<Vec<_>>())
-        };
+        let pick =
+            |f: fn(&Run) -> Option<f64>| median(&runs.iter().filter_map(f).collect::<Vec<_>>());
         run.readiness = pick(|r| r.readiness);
         run.readiness_extended = pick(|r| r.readiness_extended);
     }

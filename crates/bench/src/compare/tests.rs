@@ -220,10 +220,13 @@ fn every_metric_the_suite_writes_has_a_listed_direction() {
                     if let Some(rest) = piece.strip_prefix('"') {
                         let name: String = rest
                             .chars()
-                            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                            .take_while(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'
+                            })
                             .collect();
                         // `.metric("name", …)` in the outcome's own docs and tests is no figure.
-                        if rest[name.len()..].starts_with('"') && !name.is_empty() && name != "name" {
+                        if rest[name.len()..].starts_with('"') && !name.is_empty() && name != "name"
+                        {
                             found.push(name);
                         }
                     }
@@ -238,7 +241,10 @@ fn every_metric_the_suite_writes_has_a_listed_direction() {
     );
     assert!(names.len() > 50, "{names:?}");
     let unlisted: Vec<&String> = names.iter().filter(|n| !kinds::listed(n)).collect();
-    assert!(unlisted.is_empty(), "metrics with no listed direction: {unlisted:?}");
+    assert!(
+        unlisted.is_empty(),
+        "metrics with no listed direction: {unlisted:?}"
+    );
     for (name, direction) in [
         ("rps", Direction::Higher),
         ("job_insert_rps", Direction::Higher),
@@ -268,7 +274,7 @@ fn repeated_runs_that_spread_one_knee_step_call_it_noise() {
     assert!(c.text().contains("seen across runs"), "{}", c.text());
     // Runs that never wavered: the same one-step drop is a regression.
     let steady = vec![knee(12_800.0).expect("old"), knee(12_800.0).expect("old")];
-    let c = Comparison::repeated(steady, vec![knee(6_400.0).expect("new")], 10.0)
-        .expect("same kind");
+    let c =
+        Comparison::repeated(steady, vec![knee(6_400.0).expect("new")], 10.0).expect("same kind");
     assert!(c.fails(), "{}", c.text());
 }

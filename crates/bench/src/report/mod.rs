@@ -464,6 +464,33 @@ mod tests {
     }
 
     #[test]
+    fn a_test_not_applicable_has_no_grade_in_the_json() {
+        // Seen: not-applicable tests carried "grade": "EXCELLENT".
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = report();
+        run.tests.push(TestOutcome::not_applicable(
+            TestId::RedisOutage,
+            Lang::En,
+            "no Redis",
+        ));
+        let formats = Formats {
+            json: true,
+            junit: false,
+            html: false,
+        };
+        write(dir.path(), &run, &env(), Lang::En, formats).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("fault_tolerance_report.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let redis = json["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == "redis_outage")
+            .unwrap();
+        assert!(redis["grade"].is_null(), "{redis}");
+    }
+
+    #[test]
     fn junit_fails_exactly_the_tests_that_need_work() {
         let xml = junit::render(&report());
         assert_eq!(xml.matches("<testcase ").count(), 3);

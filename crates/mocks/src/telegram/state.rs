@@ -164,7 +164,7 @@ pub(super) struct BotState {
     counters: Mutex<TelegramMockStats>,
     /// When each answered update reached the mock, in the order of `answer_latencies`: lets a
     /// test group answers by when the update was sent, not when the answer came.
-    answered_arrivals: Mutex<Vec<Instant>>,
+    answered_arrivals: Mutex<Vec<(i64, Instant)>>,
     window: Mutex<SendWindow>,
     /// Errors answered to the next calls of a method (lower case), in order.
     faults: Mutex<HashMap<String, VecDeque<ScriptedError>>>,
@@ -595,16 +595,13 @@ impl BotState {
                 }
                 chat.transcript.push(entry);
             }
-            (
-                chat.pending.pop_front(),
-                chat.changed.clone(),
-            )
+            (chat.pending.pop_front(), chat.changed.clone())
         };
         if let Some(at) = latency {
             // Both under one lock order (counters, then arrivals) so the indices line up.
             let mut counters = self.counters.lock();
             counters.answer_latencies.push(at.elapsed());
-            self.answered_arrivals.lock().push(at);
+            self.answered_arrivals.lock().push((chat_id, at));
         }
         notify.notify_waiters();
         true
@@ -713,15 +710,16 @@ impl BotState {
             .unwrap_or_default()
     }
 
-    /// As [`Self::answer_latencies_since`], each with the instant its update reached the mock.
-    pub(super) fn answers_since(&self, from: usize) -> Vec<(Instant, Duration)> {
+    /// As [`Self::answer_latencies_since`], each with its chat and the instant its update
+    /// reached the mock.
+    pub(super) fn answers_since(&self, from: usize) -> Vec<(i64, Instant, Duration)> {
         let counters = self.counters.lock();
         let arrivals = self.answered_arrivals.lock();
         arrivals
             .iter()
             .zip(&counters.answer_latencies)
             .skip(from)
-            .map(|(at, latency)| (*at, *latency))
+            .map(|((chat, at), latency)| (*chat, *at, *latency))
             .collect()
     }
 
