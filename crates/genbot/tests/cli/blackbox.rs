@@ -211,7 +211,7 @@ fn bots_that_never_answer_or_answer_wrongly_are_named_by_step_and_user() {
         assert_eq!(
             test(&report, "db_read")["not_applicable"]
                 .as_str()
-                .map(|r| r.contains("--database-url")),
+                .map(|r| r.contains("black-box bot")),
             Some(true)
         );
         assert!(report["environment"]["bot"]
