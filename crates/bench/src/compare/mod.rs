@@ -271,8 +271,10 @@ impl Comparison {
                 ));
             }
         }
-        let old = merged(&olds);
-        let new = merged(&news);
+        // Readiness falls only below the old runs' worst: a new run between two old ones is
+        // within what the old build already did.
+        let old = merged(&olds, |v| v.iter().copied().reduce(f64::min));
+        let new = merged(&news, median);
         Ok(Comparison {
             old_runs: olds.len(),
             new_runs: news.len(),
@@ -375,13 +377,14 @@ fn grade_change(id: &str, olds: &[Run], news: &[Run]) -> Option<GradeChange> {
     })
 }
 
-/// One side's runs as one: the first's label (and how many more), median readiness.
-fn merged(runs: &[Run]) -> Run {
+/// One side's runs as one: the first's label (and how many more), readiness as `combine`
+/// makes it of the runs'.
+fn merged(runs: &[Run], combine: fn(&[f64]) -> Option<f64>) -> Run {
     let mut run = runs[0].clone();
     if runs.len() > 1 {
         run.label = format!("{} and {} more", run.label, runs.len() - 1);
         let pick =
-            |f: fn(&Run) -> Option<f64>| median(&runs.iter().filter_map(f).collect::<Vec<_>>());
+            |f: fn(&Run) -> Option<f64>| combine(&runs.iter().filter_map(f).collect::<Vec<_>>());
         run.readiness = pick(|r| r.readiness);
         run.readiness_extended = pick(|r| r.readiness_extended);
     }

@@ -278,3 +278,21 @@ fn repeated_runs_that_spread_one_knee_step_call_it_noise() {
         Comparison::repeated(steady, vec![knee(6_400.0).expect("new")], 10.0).expect("same kind");
     assert!(c.fails(), "{}", c.text());
 }
+
+#[test]
+fn a_new_run_within_the_old_runs_readiness_passes() {
+    let with = |percent: f64| {
+        Run::parse(
+            &real(|r| r["readiness"]["percent"] = percent.into()),
+            "r.json",
+        )
+        .expect("run")
+    };
+    // One build run twice (100 %, 87.5 %) as the baseline, the second again as new.
+    let c = Comparison::repeated(vec![with(100.0), with(87.5)], vec![with(87.5)], 10.0)
+        .expect("same kind");
+    assert!(!c.fails(), "{}", c.text());
+    let c = Comparison::repeated(vec![with(100.0), with(87.5)], vec![with(75.0)], 10.0)
+        .expect("same kind");
+    assert!(c.fails(), "{}", c.text());
+}
