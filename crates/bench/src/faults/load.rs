@@ -207,26 +207,15 @@ impl Load {
             .collect()
     }
 
-    /// Every answer so far.
-    pub(crate) fn answers(&self) -> Vec<Answer> {
-        self.answers.lock().clone()
-    }
-
     /// Prompts sent in `[from_s, to_s)` by users not in `skip` that no answer has answered
     /// (yet). The mock answers a chat's updates in order, so counts per chat are exact.
     pub(crate) fn unanswered_in(&self, from_s: f64, to_s: f64, skip: &[i64]) -> u64 {
-        let sent = self
-            .sent_in(from_s, to_s)
-            .iter()
-            .filter(|(_, user)| !skip.contains(user))
-            .count();
-        let answered = self
-            .answers
-            .lock()
-            .iter()
-            .filter(|a| (from_s..to_s).contains(&a.sent_s) && !skip.contains(&a.chat))
-            .count();
-        sent.saturating_sub(answered) as u64
+        unanswered(
+            &self.sent.lock(),
+            &self.answers.lock(),
+            (from_s, to_s),
+            skip,
+        )
     }
 
     /// Users who sent a prompt in `[from_s, to_s)` and had none of those prompts answered by
@@ -237,20 +226,12 @@ impl Load {
         to_s: f64,
         heard_by: impl Fn(f64) -> f64,
     ) -> Vec<i64> {
-        let answers = self.answers();
-        let mut writers: Vec<i64> = self.sent_in(from_s, to_s).iter().map(|(_, u)| *u).collect();
-        writers.sort_unstable();
-        writers.dedup();
-        writers
-            .into_iter()
-            .filter(|user| {
-                !answers.iter().any(|a| {
-                    a.chat == *user
-                        && (from_s..to_s).contains(&a.sent_s)
-                        && a.answered_s <= heard_by(a.sent_s) + SAMPLE_PERIOD.as_secs_f64()
-                })
-            })
-            .collect()
+        unheard(
+            &self.sent.lock(),
+            &self.answers.lock(),
+            (from_s, to_s),
+            heard_by,
+        )
     }
 
     /// Per second: p50 and p99 answer latency (ms) and answers, for the charts.
@@ -280,6 +261,47 @@ impl Load {
     }
 }
 
+/// Prompts in `sent` within `window` (by users not in `skip`) without an answer.
+fn unanswered(sent: &[(f64, i64)], answers: &[Answer], window: (f64, f64), skip: &[i64]) -> u64 {
+    let within = |t: f64| (window.0..window.1).contains(&t);
+    let sent = sent
+        .iter()
+        .filter(|(t, user)| within(*t) && !skip.contains(user))
+        .count();
+    let answered = answers
+        .iter()
+        .filter(|a| within(a.sent_s) && !skip.contains(&a.chat))
+        .count();
+    sent.saturating_sub(answered) as u64
+}
+
+/// Users who sent within `window` and had none of those prompts answered by `heard_by`.
+fn unheard(
+    sent: &[(f64, i64)],
+    answers: &[Answer],
+    window: (f64, f64),
+    heard_by: impl Fn(f64) -> f64,
+) -> Vec<i64> {
+    let within = |t: f64| (window.0..window.1).contains(&t);
+    let mut writers: Vec<i64> = sent
+        .iter()
+        .filter(|(t, _)| within(*t))
+        .map(|(_, u)| *u)
+        .collect();
+    writers.sort_unstable();
+    writers.dedup();
+    writers
+        .into_iter()
+        .filter(|user| {
+            !answers.iter().any(|a| {
+                a.chat == *user
+                    && within(a.sent_s)
+                    && a.answered_s <= heard_by(a.sent_s) + SAMPLE_PERIOD.as_secs_f64()
+            })
+        })
+        .collect()
+}
+
 /// Seconds from `start` to `at`, negative when `at` came first.
 fn seconds_between(start: Instant, at: Instant) -> f64 {
     match at.checked_duration_since(start) {
@@ -291,6 +313,39 @@ fn seconds_between(start: Instant, at: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(chat: i64, sent_s: f64, answered_s: f64) -> Answer {
+        Answer {
+            answered_s,
+            sent_s,
+            chat,
+            latency: Duration::from_secs_f64(answered_s - sent_s),
+        }
+    }
+
+    #[test]
+    fn a_bot_silent_through_the_outage_leaves_its_updates_unanswered() {
+        // Seen: grouped by arrival, a silent outage had an empty window, p99 0, EXCELLENT.
+        // Users 1 and 2 write during the outage (2–4 s); only answers to earlier updates come.
+        let sent = [(1.0, 1), (2.5, 1), (3.0, 2), (3.5, 1)];
+        let answers = [answer(1, 1.0, 1.1)];
+        assert_eq!(unanswered(&sent, &answers, (2.0, 4.0), &[]), 3);
+        assert_eq!(unheard(&sent, &answers, (2.0, 4.0), |_| 4.0), vec![1, 2]);
+        // Answered after the outage: counted (late) in the window, no longer unanswered; user 2
+        // heard within the allowance, user 1 only long after.
+        let late = [
+            answer(1, 2.5, 9.0),
+            answer(2, 3.0, 4.5),
+            answer(1, 3.5, 9.5),
+        ];
+        assert_eq!(unanswered(&sent, &late, (2.0, 4.0), &[]), 0);
+        assert_eq!(
+            unheard(&sent, &late, (2.0, 4.0), |s| 4.0_f64.max(s + 2.0)),
+            vec![1]
+        );
+        // Blocked users' updates are left out.
+        assert_eq!(unanswered(&sent, &answers, (2.0, 4.0), &[1]), 1);
+    }
 
     #[test]
     fn an_update_sent_before_the_start_is_negative() {
