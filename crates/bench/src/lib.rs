@@ -16,6 +16,7 @@ mod faults;
 pub mod grade;
 pub mod histogram;
 pub mod measure;
+pub mod measured;
 pub mod monitor;
 pub mod outcome;
 pub mod readiness;

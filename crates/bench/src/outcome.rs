@@ -120,6 +120,10 @@ pub struct TestOutcome {
     /// test counts toward no score.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_applicable: Option<String>,
+    /// The test ran but measured nothing (no prompt sent, no kill landed, an empty window):
+    /// `not_applicable` says what was missing, and the test is graded nowhere.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub did_not_measure: bool,
 }
 
 /// A chart's worth of measured curves sharing axes (e.g. p50 and p99 over time).
@@ -165,23 +169,37 @@ impl TestOutcome {
             recommendations: Vec::new(),
             series: Vec::new(),
             not_applicable: None,
+            did_not_measure: false,
         }
     }
 
     /// A test that does not apply here, with the reason; graded nothing and scored nowhere.
+    /// Its grade is `null` in the JSON; inside, the lowest, so nothing that forgets to ask
+    /// [`TestOutcome::applies`] can count it as a pass.
     pub fn not_applicable(id: TestId, lang: Lang, reason: impl Into<String>) -> Self {
         let mut outcome = TestOutcome::new(id, lang);
-        outcome.grade = Grade::Excellent;
+        outcome.grade = Grade::NeedsOptimization;
         outcome.not_applicable = Some(reason.into());
         outcome
     }
 
-    /// The grade's label, or "NOT APPLICABLE" for a test that does not apply here.
+    /// Marks a test that ran but measured nothing: its figures stay, its grade goes (reports
+    /// say "did not measure" and why), and readiness weighs it as missing.
+    pub fn did_not_measure(&mut self, reason: impl Into<String>) -> &mut Self {
+        self.grade = Grade::NeedsOptimization;
+        self.did_not_measure = true;
+        self.not_applicable = Some(reason.into());
+        self
+    }
+
+    /// The grade's label, or "NOT APPLICABLE" / "DID NOT MEASURE" for a test not graded.
     pub fn verdict(&self, lang: Lang) -> &'static str {
-        match (&self.not_applicable, lang) {
-            (Some(_), Lang::En) => "NOT APPLICABLE",
-            (Some(_), Lang::Ru) => "НЕ ПРИМЕНИМО",
-            (None, _) => self.grade.label(lang),
+        match (&self.not_applicable, self.did_not_measure, lang) {
+            (Some(_), true, Lang::En) => "DID NOT MEASURE",
+            (Some(_), true, Lang::Ru) => "НЕ ИЗМЕРЕНО",
+            (Some(_), false, Lang::En) => "NOT APPLICABLE",
+            (Some(_), false, Lang::Ru) => "НЕ ПРИМЕНИМО",
+            (None, _, _) => self.grade.label(lang),
         }
     }
 

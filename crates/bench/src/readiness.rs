@@ -4,6 +4,11 @@
 //!
 //! A run that measured only some criteria (`bench performance` alone) is scored over those:
 //! it gives no verdict caused by tests it did not run, and says which were not measured.
+//!
+//! Within a criterion, a test that ran but did not apply or measured nothing is not a pass: the
+//! criterion's points are those of its worst graded test times the share of its tests that were
+//! graded, and it names the ones missing. A criterion with half its tests not applicable reads
+//! at most 50 %.
 
 use serde::Serialize;
 
@@ -107,6 +112,35 @@ pub struct CriterionScore {
     pub points: f64,
     /// The measured figures that decided it, in words.
     pub evidence: String,
+    /// Its tests that ran but were not graded (not applicable, or measured nothing): each
+    /// weighs against the criterion's points.
+    pub missing: Vec<String>,
+}
+
+/// A criterion as the run's tests graded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graded {
+    pub criterion: Criterion,
+    /// The worst grade of its graded tests.
+    pub grade: Grade,
+    pub evidence: String,
+    /// Its tests that ran but were not graded, by name.
+    pub missing: Vec<String>,
+    /// Graded tests ÷ tests that ran, 0–1.
+    pub share: f64,
+}
+
+impl Graded {
+    /// Every test of the criterion graded.
+    pub fn full(criterion: Criterion, grade: Grade, evidence: impl Into<String>) -> Graded {
+        Graded {
+            criterion,
+            grade,
+            evidence: evidence.into(),
+            missing: Vec::new(),
+            share: 1.0,
+        }
+    }
 }
 
 /// The score.
@@ -146,22 +180,29 @@ pub fn unmeasured_note(readiness: &Readiness, lang: Lang) -> Option<String> {
 impl Readiness {
     /// Scores `over` (the seed's six, or the extended seven) from the graded criteria; one not
     /// given (its test did not run) is shown as not measured and left out of the percentage.
-    pub fn score(over: &[Criterion], graded: &[(Criterion, Grade, String)]) -> Readiness {
+    /// A criterion earns its worst grade's points times the share of its tests graded.
+    pub fn score(over: &[Criterion], graded: &[Graded]) -> Readiness {
         let criteria: Vec<CriterionScore> = over
             .iter()
             .copied()
-            .map(|criterion| {
-                let (grade, evidence) = graded
-                    .iter()
-                    .find(|(c, _, _)| *c == criterion)
-                    .map_or((None, String::new()), |(_, g, e)| (Some(*g), e.clone()));
-                CriterionScore {
-                    criterion,
-                    grade,
-                    points: grade.map_or(0.0, points),
-                    evidence,
-                }
-            })
+            .map(
+                |criterion| match graded.iter().find(|g| g.criterion == criterion) {
+                    Some(g) => CriterionScore {
+                        criterion,
+                        grade: Some(g.grade),
+                        points: points(g.grade) * g.share.clamp(0.0, 1.0),
+                        evidence: g.evidence.clone(),
+                        missing: g.missing.clone(),
+                    },
+                    None => CriterionScore {
+                        criterion,
+                        grade: None,
+                        points: 0.0,
+                        evidence: String::new(),
+                        missing: Vec::new(),
+                    },
+                },
+            )
             .collect();
         let measured = criteria.iter().filter(|c| c.grade.is_some()).count();
         let total: f64 = criteria.iter().map(|c| c.points).sum();
@@ -179,10 +220,10 @@ impl Readiness {
 mod tests {
     use super::*;
 
-    fn all(grade: Grade) -> Vec<(Criterion, Grade, String)> {
+    fn all(grade: Grade) -> Vec<Graded> {
         Criterion::SEED
             .into_iter()
-            .map(|c| (c, grade, String::new()))
+            .map(|c| Graded::full(c, grade, ""))
             .collect()
     }
 
@@ -203,7 +244,7 @@ mod tests {
 
         // Five excellent, one failing: 5/6 = 83.3 %.
         let mut one_bad = all(Grade::Excellent);
-        one_bad[1].1 = Grade::NeedsConfiguration;
+        one_bad[1].grade = Grade::NeedsConfiguration;
         let scored = Readiness::score(seed, &one_bad);
         assert_eq!(
             (scored.percent, scored.band),
@@ -230,14 +271,36 @@ mod tests {
 
         // The extended score adds fault tolerance: six excellent and one failing = 85.7 %.
         let mut seven = all(Grade::Excellent);
-        seven.push((
+        seven.push(Graded::full(
             Criterion::FaultTolerance,
             Grade::NeedsOptimization,
-            String::new(),
+            "",
         ));
         let extended = Readiness::score(&Criterion::EXTENDED, &seven);
         assert_eq!(extended.percent, Some(85.7));
         assert_eq!(Readiness::score(seed, &seven).percent, Some(100.0));
+    }
+
+    #[test]
+    fn a_criterion_with_half_its_tests_not_applicable_is_not_full() {
+        let mut graded = all(Grade::Excellent);
+        graded.push(Graded {
+            criterion: Criterion::FaultTolerance,
+            grade: Grade::Excellent,
+            evidence: String::new(),
+            missing: vec![
+                "Redis outage".into(),
+                "Database outage".into(),
+                "Replica failover".into(),
+            ],
+            share: 0.5,
+        });
+        let scored = Readiness::score(&Criterion::EXTENDED, &graded);
+        let fault = &scored.criteria[6];
+        assert_eq!(fault.points, 0.5);
+        assert_eq!(fault.missing.len(), 3);
+        // Six full criteria and one half: 6.5 / 7.
+        assert_eq!(scored.percent, Some(92.9));
     }
 
     #[test]

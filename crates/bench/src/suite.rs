@@ -1,5 +1,6 @@
 //! Running the suites: which tests, in which order, then the readiness score and the forecast.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -11,7 +12,7 @@ use crate::context::Context;
 use crate::grade::{Grade, Lang};
 use crate::monitor::{Monitor, Sample};
 use crate::outcome::{TestId, TestOutcome};
-use crate::readiness::{Criterion, Readiness};
+use crate::readiness::{Criterion, Graded, Readiness};
 
 /// Which tests to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,7 +160,7 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
         let running = run_one(test, ctx, &mut pending_memory_under_load);
         tokio::pin!(running);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let outcome = loop {
+        let mut outcome = loop {
             tokio::select! {
                 outcome = &mut running => break outcome,
                 _ = tick.tick() => {
@@ -169,6 +170,8 @@ pub async fn run(suite: Suite, ctx: &Context, progress: &dyn Progress) -> SuiteR
                 }
             }
         };
+        // Whatever the test said, a pass that counted nothing is not a pass.
+        crate::measured::require_measured(&mut outcome, ctx.lang);
         progress.finished(&outcome, monitor.latest().as_ref());
         outcomes.push(outcome);
     }
@@ -231,16 +234,15 @@ fn find(outcomes: &[TestOutcome], id: TestId) -> Option<&TestOutcome> {
     outcomes.iter().find(|o| o.id == id)
 }
 
-/// Each criterion the run measured, with its grade (the worst of its tests) and evidence.
-fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<(Criterion, Grade, String)> {
+/// Each criterion the run measured, with its grade (the worst of its graded tests), evidence,
+/// and the share of its tests that were graded: a test that ran but did not apply or measured
+/// nothing names itself and weighs against the criterion.
+fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<Graded> {
     let en = lang == Lang::En;
     let mut graded = Vec::new();
     let mut from = |criterion: Criterion, ids: &[TestId], what: &dyn Fn(&TestOutcome) -> String| {
-        let found: Vec<&TestOutcome> = ids
-            .iter()
-            .filter_map(|id| find(outcomes, *id))
-            .filter(|o| o.applies())
-            .collect();
+        let ran: Vec<&TestOutcome> = ids.iter().filter_map(|id| find(outcomes, *id)).collect();
+        let found: Vec<&TestOutcome> = ran.iter().copied().filter(|o| o.applies()).collect();
         if found.is_empty() {
             return;
         }
@@ -249,8 +251,31 @@ fn graded_criteria(outcomes: &[TestOutcome], lang: Lang) -> Vec<(Criterion, Grad
             .map(|o| o.grade)
             .min()
             .unwrap_or(Grade::NeedsOptimization);
-        let evidence = found.iter().map(|o| what(o)).collect::<Vec<_>>().join("; ");
-        graded.push((criterion, grade, evidence));
+        let missing: Vec<String> = ran
+            .iter()
+            .filter(|o| !o.applies())
+            .map(|o| o.name.clone())
+            .collect();
+        let mut evidence = found.iter().map(|o| what(o)).collect::<Vec<_>>().join("; ");
+        if !missing.is_empty() {
+            let _ = write!(
+                evidence,
+                "; {} {}",
+                if en {
+                    "not graded (weighed as missing):"
+                } else {
+                    "без оценки (учтены как отсутствующие):"
+                },
+                missing.join(", ")
+            );
+        }
+        graded.push(Graded {
+            criterion,
+            grade,
+            evidence,
+            missing,
+            share: found.len() as f64 / ran.len() as f64,
+        });
     };
     let metric =
         |o: &TestOutcome, name: &str| o.get(name).map_or("n/a".to_owned(), |v| format!("{v:.1}"));
@@ -427,4 +452,41 @@ fn ceilings(outcomes: &[TestOutcome], ctx: &Context, sends_per_job: Option<f64>)
         });
     }
     ceilings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_criterion_with_tests_not_applicable_does_not_read_full() {
+        // Seen: fault tolerance 100 % with three of its six tests not applicable.
+        let mut outcomes = Vec::new();
+        for id in Suite::Faults.tests() {
+            let outcome = match id {
+                TestId::RedisOutage | TestId::DatabaseOutage | TestId::ReplicaFailover => {
+                    TestOutcome::not_applicable(id, Lang::En, "not here")
+                }
+                _ => {
+                    let mut o = TestOutcome::new(id, Lang::En);
+                    o.grade = Grade::Excellent;
+                    o
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let scored = Readiness::score(&Criterion::EXTENDED, &graded_criteria(&outcomes, Lang::En));
+        let fault = scored
+            .criteria
+            .iter()
+            .find(|c| c.criterion == Criterion::FaultTolerance)
+            .expect("fault tolerance");
+        assert_eq!(fault.points, 0.5, "{fault:?}");
+        assert_eq!(scored.percent, Some(50.0));
+        assert!(
+            fault.evidence.contains("Redis outage"),
+            "{}",
+            fault.evidence
+        );
+    }
 }

@@ -46,13 +46,14 @@ pub struct Target {
 
 impl Target {
     /// A fresh SQLite file in a temporary directory (removed with the target), with `redis`
-    /// as the cache if given, the in-process cache otherwise.
+    /// as the cache if given, the in-process cache of `cache_max_entries` otherwise.
     ///
     /// # Errors
     /// The directory or the database cannot be created.
     pub async fn embedded(
         redis: Option<&RedactedUrl>,
         cache_ttl: Duration,
+        cache_max_entries: u64,
         pool_size: u32,
     ) -> Result<Target, TargetError> {
         let dir = tempfile::tempdir().map_err(TargetError::TempDir)?;
@@ -63,7 +64,7 @@ impl Target {
         let target = Target::with_store(
             store,
             redis,
-            cache_ttl,
+            (cache_ttl, cache_max_entries),
             "embedded SQLite (temporary file)".into(),
         )?;
         Ok(Target {
@@ -80,10 +81,16 @@ impl Target {
         url: &DatabaseUrl,
         redis: Option<&RedactedUrl>,
         cache_ttl: Duration,
+        cache_max_entries: u64,
         pool_size: u32,
     ) -> Result<Target, TargetError> {
         let store = Store::connect(url, pool_size).await?;
-        let target = Target::with_store(store, redis, cache_ttl, url.to_string())?;
+        let target = Target::with_store(
+            store,
+            redis,
+            (cache_ttl, cache_max_entries),
+            url.to_string(),
+        )?;
         let present = target.store.count_users_in_range(TEST_IDS).await?;
         if present > 0 {
             return Err(TargetError::RangeInUse(present));
@@ -94,7 +101,7 @@ impl Target {
     fn with_store(
         store: Store,
         redis: Option<&RedactedUrl>,
-        cache_ttl: Duration,
+        (cache_ttl, cache_max_entries): (Duration, u64),
         database: String,
     ) -> Result<Target, TargetError> {
         let cache = match redis {
@@ -102,7 +109,9 @@ impl Target {
                 RedisCache::new(url, cache_ttl, "genbot:bench:")
                     .map_err(|e| TargetError::Cache(e.to_string()))?,
             ),
-            None => UserCache::Memory(MemoryCache::new(cache_ttl, 1_000_000)),
+            // The bot's own bound (CACHE_MAX_ENTRIES), so the cache test's hit rate is the one
+            // the deployment would see, not one a million-entry cache guarantees.
+            None => UserCache::Memory(MemoryCache::new(cache_ttl, cache_max_entries)),
         };
         Ok(Target {
             users: Users::new(store.clone(), cache),

@@ -218,7 +218,8 @@ pub(crate) struct BenchArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Compare two runs' JSON reports metric by metric (two builds, or two bots); exit 1 when
-    /// a metric regressed beyond --max-regression and beyond run-to-run noise.
+    /// a metric regressed beyond --max-regression and beyond run-to-run noise, a metric went
+    /// missing, a test's grade fell, or readiness fell.
     Compare(CompareArgs),
 }
 
@@ -234,6 +235,13 @@ pub(crate) struct CompareArgs {
     /// Where to write comparison.html (default: the directory of NEW).
     #[arg(long)]
     pub(crate) out: Option<std::path::PathBuf>,
+    /// Another run of the old build (repeatable): each metric's noise band becomes the spread
+    /// the runs showed, and values their median.
+    #[arg(long, value_name = "OLD.json")]
+    pub(crate) old_repeat: Vec<std::path::PathBuf>,
+    /// Another run of the new build (repeatable), as --old-repeat.
+    #[arg(long, value_name = "NEW.json")]
+    pub(crate) new_repeat: Vec<std::path::PathBuf>,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {

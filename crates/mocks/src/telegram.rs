@@ -160,6 +160,12 @@ impl Answers {
     pub fn latencies_since(&self, from: usize) -> Vec<Duration> {
         self.0.answer_latencies_since(from)
     }
+
+    /// From answer `from` on: the chat, when the answered update reached the mock, and the
+    /// time to its first answer.
+    pub fn answers_since(&self, from: usize) -> Vec<(i64, std::time::Instant, Duration)> {
+        self.0.answers_since(from)
+    }
 }
 
 /// Serves the mock on `listener` until `shutdown` completes.

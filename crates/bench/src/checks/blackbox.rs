@@ -1,8 +1,9 @@
 //! The seed's tests against a black-box bot ([`crate::blackbox::BlackBox`]): everything is
 //! measured from outside — the answers and photos at the Bot API mock, the predictions at the
 //! Replicate mock, the RSS and CPU of the bot's process group. Tests that need the bot's
-//! internals (DB read and write, cache, cache settings) run only with `--database-url`; the
-//! fault tests start `genbot serve` themselves, so they do not apply to another bot.
+//! internals (DB read and write, cache, cache settings) do not apply (with `--database-url`
+//! they would measure genbot's own queries, not the bot's); the fault tests start
+//! `genbot serve` themselves, so they do not apply to another bot either.
 
 mod generation;
 mod load;
@@ -16,7 +17,6 @@ use genbot_mocks::telegram::{Entry, SimUser};
 
 use crate::blackbox::scenario::Generation;
 use crate::blackbox::BlackBox;
-use crate::checks;
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::outcome::{TestId, TestOutcome};
@@ -38,16 +38,14 @@ pub async fn run(
         out.grade = Grade::NeedsOptimization;
         return out;
     }
-    let internals = ctx.database_url.is_some();
     match test {
-        TestId::DbRead if internals => checks::storage::db_read(ctx).await,
-        TestId::Cache if internals => checks::storage::cache(ctx).await,
-        TestId::DbWrite if internals => checks::storage::db_write(ctx).await,
-        TestId::CacheSettings if internals => checks::cache_settings::run(ctx).await,
+        // With --database-url these would time genbot's own queries and cache on that
+        // database, not the bot's: a grade for something the bot does not run. The suite
+        // cannot see inside a black-box bot, so they do not apply.
         TestId::DbRead | TestId::Cache | TestId::DbWrite | TestId::CacheSettings => {
             TestOutcome::not_applicable(test, ctx.lang, ctx.text(
-                "not measured: needs the bot's database and cache, which a black-box run does not see; give --database-url (and --redis-url) to measure them",
-                "не измерялось: нужны база и кэш бота, которых не видно снаружи; укажите --database-url (и --redis-url)",
+                "not applicable to a black-box bot: the suite sees it only from outside, and with --database-url it would time genbot's own queries and cache on that database, not this bot's",
+                "не применимо к внешнему боту: набор видит его только снаружи, а с --database-url измерял бы собственные запросы и кэш genbot на этой базе, а не бота",
             ))
         }
         TestId::ConcurrentUsers => sessions::concurrent_users(ctx, bot).await,

@@ -83,10 +83,7 @@ async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
         let answered = sent.is_some()
             && user
                 .wait_for(STEP_PATIENCE, |t| {
-                    t[seen.min(t.len())..].iter().any(|e| match step {
-                        Step::PressBuy => matches!(e, Entry::BotInvoice { .. }),
-                        _ => matches!(e, Entry::BotText { .. }),
-                    })
+                    t[seen.min(t.len())..].iter().any(|e| expected(step, e))
                 })
                 .await
                 .is_some();
@@ -95,6 +92,25 @@ async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
             return;
         }
         tokio::time::sleep(think).await;
+    }
+}
+
+/// Whether `entry` is the answer `step` expects: any text is not enough (an error message
+/// would pass), so each step names what its answer carries.
+fn expected(step: &Step, entry: &Entry) -> bool {
+    match (step, entry) {
+        (Step::PressBuy, Entry::BotInvoice { .. }) => true,
+        (Step::Pay, Entry::BotText { text, .. }) => text.contains(&format!("+{}", PACKAGE.credits)),
+        (Step::Text("/balance"), Entry::BotText { text, .. }) => {
+            text.chars().any(|c| c.is_ascii_digit())
+        }
+        (Step::Text("/buy"), Entry::BotText { buttons, .. }) => {
+            buttons.iter().any(|(_, data)| data.starts_with("buy:"))
+        }
+        // A prompt (text or photo) is answered with its queue position or the image itself.
+        (Step::Text(_) | Step::Photo(_), Entry::BotText { text, .. }) => !text.trim().is_empty(),
+        (Step::Photo(_), Entry::BotPhoto { .. }) => true,
+        _ => false,
     }
 }
 
@@ -228,4 +244,39 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
     }
     rig.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(text: &str, buttons: &[(&str, &str)]) -> Entry {
+        Entry::BotText {
+            message_id: 1,
+            text: text.into(),
+            buttons: buttons
+                .iter()
+                .map(|(l, d)| ((*l).to_owned(), (*d).to_owned()))
+                .collect(),
+            edits: 0,
+        }
+    }
+
+    #[test]
+    fn any_text_is_not_the_expected_answer() {
+        // Seen: an error message counted as a successful step.
+        let error = text("Something went wrong, try later", &[]);
+        assert!(!expected(&Step::Text("/balance"), &error));
+        assert!(!expected(&Step::Text("/buy"), &error));
+        assert!(!expected(&Step::Pay, &error));
+        assert!(expected(
+            &Step::Text("/balance"),
+            &text("Balance: 100 credits", &[])
+        ));
+        assert!(expected(
+            &Step::Text("/buy"),
+            &text("Buy credits", &[("⭐ 50", "buy:10:50")])
+        ));
+        assert!(expected(&Step::Pay, &text("Paid: +10 credits", &[])));
+    }
 }

@@ -169,7 +169,35 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
             running.len()
         ),
     ));
-    out.grade = if lost == 0 && twice == 0 && rejected_clearly && in_order && fair {
+    let limit_kept = limit_kept(queued, queue_max, rejected_clearly);
+    let positions_true = positions_true(b.position as usize, b_at, c.position as usize);
+    if !limit_kept {
+        out.recommend(ctx.text(
+            format!(
+                "QUEUE_MAX_LENGTH {queue_max} not kept: {queued} accepted before {}",
+                if rejected_clearly {
+                    "the refusal"
+                } else {
+                    "the test gave up (no refusal)"
+                }
+            ),
+            format!(
+                "QUEUE_MAX_LENGTH {queue_max} не соблюдается: принято {queued} до {}",
+                if rejected_clearly {
+                    "отказа"
+                } else {
+                    "конца проверки (отказа нет)"
+                }
+            ),
+        ));
+    }
+    if !positions_true {
+        out.recommend(ctx.text(
+            format!("positions told are not where jobs ran: B was told {} and started {}, C was told {}", b.position, ordinal(b_at), c.position),
+            format!("сообщённые позиции не совпадают с фактическими: B сообщено {}, старт {}, C сообщено {}", b.position, ordinal(b_at), c.position),
+        ));
+    }
+    out.grade = if lost == 0 && twice == 0 && limit_kept && positions_true && in_order && fair {
         Grade::Excellent
     } else if lost == 0 && twice == 0 {
         Grade::Good
@@ -188,6 +216,20 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
     Ok(())
 }
 
+/// The limit held: as many accepted as it allows (one more when the first left the queue to
+/// run at once), then a clear refusal.
+fn limit_kept(accepted: u32, limit: u32, refused: bool) -> bool {
+    refused && accepted.abs_diff(limit) <= 1
+}
+
+/// The positions told are where the jobs ran: B's within one of where it started (0- or
+/// 1-based), and C, submitted after B, not told it is ahead of B.
+fn positions_true(b_told: usize, b_started_at: usize, c_told: usize) -> bool {
+    b_started_at != usize::MAX
+        && b_told.abs_diff(b_started_at.saturating_add(1)) <= 1
+        && c_told >= b_told
+}
+
 fn ordinal(index: usize) -> String {
     match index {
         usize::MAX => "never".into(),
@@ -195,5 +237,22 @@ fn ordinal(index: usize) -> String {
         1 => "2nd".into(),
         2 => "3rd".into(),
         n => format!("{}th", n + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_alone_does_not_keep_the_limit() {
+        // Seen graded EXCELLENT: a refusal after 3 of 40 accepted, positions never checked.
+        assert!(!limit_kept(3, 40, true));
+        assert!(!limit_kept(45, 40, false));
+        assert!(limit_kept(40, 40, true) && limit_kept(41, 40, true));
+        assert!(positions_true(2, 1, 3));
+        assert!(!positions_true(20, 1, 21), "told 20th, ran 2nd");
+        assert!(!positions_true(2, 1, 1), "C told ahead of B");
+        assert!(!positions_true(2, usize::MAX, 3), "B never started");
     }
 }

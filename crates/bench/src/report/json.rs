@@ -20,7 +20,9 @@ pub fn render(view: &View<'_>) -> serde_json::Value {
             json!({
                 "id": t.id.as_str(),
                 "name": t.name,
-                "grade": t.grade,
+                // A test not graded (not applicable, or it measured nothing) has no grade.
+                "grade": if t.applies() { json!(t.grade) } else { serde_json::Value::Null },
+                "did_not_measure": t.did_not_measure,
                 "metrics": t.metrics.iter().map(|(k, v)| (k.clone(), if v.is_finite() { json!(v) } else { serde_json::Value::Null })).collect::<serde_json::Map<_, _>>(),
                 "facts": t.facts,
                 "recommendations": t.recommendations,

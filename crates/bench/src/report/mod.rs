@@ -392,11 +392,19 @@ mod tests {
             ],
             readiness: Readiness::score(
                 &Criterion::SEED,
-                &[(Criterion::DbRead, Grade::Excellent, "evidence".into())],
+                &[crate::readiness::Graded::full(
+                    Criterion::DbRead,
+                    Grade::Excellent,
+                    "evidence",
+                )],
             ),
             readiness_extended: Readiness::score(
                 &Criterion::EXTENDED,
-                &[(Criterion::DbRead, Grade::Excellent, "evidence".into())],
+                &[crate::readiness::Graded::full(
+                    Criterion::DbRead,
+                    Grade::Excellent,
+                    "evidence",
+                )],
             ),
             forecast: Forecast::default(),
             monitoring: vec![Sample {
@@ -453,6 +461,33 @@ mod tests {
         assert_eq!(names, expected);
         let only_text = write(dir.path(), &report(), &env(), Lang::En, Formats::default()).unwrap();
         assert_eq!(only_text.files.len(), 4);
+    }
+
+    #[test]
+    fn a_test_not_applicable_has_no_grade_in_the_json() {
+        // Seen: not-applicable tests carried "grade": "EXCELLENT".
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = report();
+        run.tests.push(TestOutcome::not_applicable(
+            TestId::RedisOutage,
+            Lang::En,
+            "no Redis",
+        ));
+        let formats = Formats {
+            json: true,
+            junit: false,
+            html: false,
+        };
+        write(dir.path(), &run, &env(), Lang::En, formats).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("fault_tolerance_report.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let redis = json["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == "redis_outage")
+            .unwrap();
+        assert!(redis["grade"].is_null(), "{redis}");
     }
 
     #[test]

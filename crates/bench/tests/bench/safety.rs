@@ -48,7 +48,7 @@ async fn users_below_the_test_range_are_untouched_and_no_test_user_remains() {
         .unwrap();
 
     let url = DatabaseUrl::Sqlite { path: path.clone() };
-    let target = Target::deployment(&url, None, Duration::from_secs(60), 2)
+    let target = Target::deployment(&url, None, Duration::from_secs(60), 10_000, 2)
         .await
         .unwrap();
     let ids = target.seed_users(200).await.unwrap();
@@ -107,7 +107,7 @@ async fn a_deployment_with_users_in_the_test_range_is_refused() {
         .await
         .unwrap();
     let url = DatabaseUrl::Sqlite { path };
-    match Target::deployment(&url, None, Duration::from_secs(60), 2).await {
+    match Target::deployment(&url, None, Duration::from_secs(60), 10_000, 2).await {
         Err(TargetError::RangeInUse(1)) => {}
         other => panic!("expected RangeInUse, got {other:?}"),
     }

@@ -9,7 +9,7 @@ const SHORT: Duration = Duration::from_millis(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_figures_are_measured_on_the_embedded_target() {
-    let target = Target::embedded(None, Duration::from_secs(300), 4)
+    let target = Target::embedded(None, Duration::from_secs(300), 10_000, 4)
         .await
         .unwrap();
     let ids = target.seed_users(500).await.unwrap();
@@ -49,7 +49,7 @@ async fn storage_figures_are_measured_on_the_embedded_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_is_graded_needs_configuration_and_reads_still_succeed() {
     let closed = RedactedUrl::new("redis://127.0.0.1:1/".parse().unwrap());
-    let target = Target::embedded(Some(&closed), Duration::from_secs(300), 4)
+    let target = Target::embedded(Some(&closed), Duration::from_secs(300), 10_000, 4)
         .await
         .unwrap();
     let ids = target.seed_users(50).await.unwrap();

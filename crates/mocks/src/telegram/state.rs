@@ -165,6 +165,9 @@ pub(super) struct BotState {
     chats: Mutex<HashMap<i64, Chat>>,
     next_message_id: AtomicI64,
     counters: Mutex<TelegramMockStats>,
+    /// When each answered update reached the mock, in the order of `answer_latencies`: lets a
+    /// test group answers by when the update was sent, not when the answer came.
+    answered_arrivals: Mutex<Vec<(i64, Instant)>>,
     window: Mutex<SendWindow>,
     /// Errors answered to the next calls of a method (lower case), in order.
     faults: Mutex<HashMap<String, VecDeque<ScriptedError>>>,
@@ -268,6 +271,7 @@ impl BotState {
             chats: Mutex::new(HashMap::new()),
             next_message_id: AtomicI64::new(1),
             counters: Mutex::new(TelegramMockStats::default()),
+            answered_arrivals: Mutex::new(Vec::new()),
             window: Mutex::new(SendWindow::default()),
             faults: Mutex::new(HashMap::new()),
             send_delay: Mutex::new(Duration::ZERO),
@@ -604,13 +608,13 @@ impl BotState {
                 }
                 chat.transcript.push(entry);
             }
-            (
-                chat.pending.pop_front().map(|at| at.elapsed()),
-                chat.changed.clone(),
-            )
+            (chat.pending.pop_front(), chat.changed.clone())
         };
-        if let Some(latency) = latency {
-            self.counters.lock().answer_latencies.push(latency);
+        if let Some(at) = latency {
+            // Both under one lock order (counters, then arrivals) so the indices line up.
+            let mut counters = self.counters.lock();
+            counters.answer_latencies.push(at.elapsed());
+            self.answered_arrivals.lock().push((chat_id, at));
         }
         notify.notify_waiters();
         true
@@ -721,6 +725,19 @@ impl BotState {
 
     pub(super) fn count_poll_conflict(&self) {
         self.counters.lock().poll_conflicts += 1;
+    }
+
+    /// As [`Self::answer_latencies_since`], each with its chat and the instant its update
+    /// reached the mock.
+    pub(super) fn answers_since(&self, from: usize) -> Vec<(i64, Instant, Duration)> {
+        let counters = self.counters.lock();
+        let arrivals = self.answered_arrivals.lock();
+        arrivals
+            .iter()
+            .zip(&counters.answer_latencies)
+            .skip(from)
+            .map(|((chat, at), latency)| (*chat, *at, *latency))
+            .collect()
     }
 
     pub(super) fn stats(&self) -> TelegramMockStats {

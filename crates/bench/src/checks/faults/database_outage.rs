@@ -17,6 +17,9 @@ use crate::outcome::{TestId, TestOutcome};
 
 /// From the database's return until every update is answered: within this is EXCELLENT.
 const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+/// A user who writes during the outage hears something (the "delayed, not lost" notice, or
+/// the answer itself) before the database returns, or within this long of writing.
+const HEARD_WITHIN_S: f64 = 2.0;
 const USERS: u32 = 30;
 const PROMPTS_PER_S: f64 = 6.0;
 
@@ -27,6 +30,9 @@ struct Measured {
     answers_during: u64,
     /// Updates unanswered when the database came back.
     unanswered_at_return: u64,
+    /// Users who wrote during the outage, and those of them who heard nothing in time.
+    writers: u64,
+    unheard: Vec<i64>,
     recovery: Option<Duration>,
     settled: Option<Duration>,
     load: Load,
@@ -93,9 +99,20 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
     let settled = audit::settle(stage, &load, settle_limit(ctx)).await;
     load.finish().await;
     bot.kill().await;
+    let end = before_s + outage_s;
+    let mut writers: Vec<i64> = load
+        .sent_in(before_s, end)
+        .iter()
+        .map(|(_, u)| *u)
+        .collect();
+    writers.sort_unstable();
+    writers.dedup();
+    let unheard = load.users_unheard(before_s, end, |sent_s| end.max(sent_s + HEARD_WITHIN_S));
     Ok(Measured {
         tally: audit::count(stage, &load, &[]).await?,
-        window: (before_s, before_s + outage_s),
+        window: (before_s, end),
+        writers: writers.len() as u64,
+        unheard,
         answers_during: at_return
             .answer_latencies
             .len()
@@ -109,14 +126,16 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
 
 fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     let mut out = TestOutcome::new(TestId::DatabaseOutage, ctx.lang);
-    // Users who wrote during the outage must have heard something (the bot's "delayed, not
-    // lost" notice) rather than silence.
-    let heard = m.answers_during > 0 || m.unanswered_at_return == 0;
+    // Each user who wrote during the outage must have heard something (the bot's "delayed,
+    // not lost" notice) rather than silence: judged per user, for updates sent during it.
+    let heard = m.unheard.is_empty();
     let in_bound = heard && m.settled.is_some() && m.recovery.is_some_and(|r| r <= RECOVERY_BOUND);
     out.grade = grade(&m.tally, &[], in_bound);
     out.metric("outage_s", m.window.1 - m.window.0)
         .metric("answers_during_outage", m.answers_during as f64)
-        .metric("unanswered_when_back", m.unanswered_at_return as f64);
+        .metric("unanswered_when_back", m.unanswered_at_return as f64)
+        .metric("users_wrote_during_outage", m.writers as f64)
+        .metric("users_unanswered_during_outage", m.unheard.len() as f64);
     if let Some(recovery) = m.recovery {
         out.metric("recovery_s", recovery.as_secs_f64());
     }
@@ -137,10 +156,11 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
             RECOVERY_BOUND.as_secs()
         ),
     ));
-    if m.answers_during == 0 && m.unanswered_at_return > 0 {
+    if !m.unheard.is_empty() {
+        let users: Vec<String> = m.unheard.iter().take(5).map(i64::to_string).collect();
         out.recommend(ctx.text(
-            format!("{} updates waited in silence while the database did not answer: tell users their request is delayed (nothing is lost: unrecorded updates stay with Telegram)", m.unanswered_at_return),
-            format!("{} обновлений ждали в тишине, пока БД не отвечала: сообщайте пользователям о задержке (ничего не теряется: незаписанные обновления остаются у Telegram)", m.unanswered_at_return),
+            format!("{} of the {} users who wrote while the database did not answer heard nothing before it returned or within {HEARD_WITHIN_S:.0} s (users {}…): tell users their request is delayed (nothing is lost: unrecorded updates stay with Telegram)", m.unheard.len(), m.writers, users.join(", ")),
+            format!("{} из {} пользователей, писавших, пока БД не отвечала, ничего не услышали до её возврата или за {HEARD_WITHIN_S:.0} с (пользователи {}…): сообщайте о задержке (ничего не теряется: незаписанные обновления остаются у Telegram)", m.unheard.len(), m.writers, users.join(", ")),
         ));
     }
     for series in timeline(ctx, &m.load, vec![m.window]) {

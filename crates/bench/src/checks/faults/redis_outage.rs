@@ -33,6 +33,9 @@ struct Measured {
     /// Users whose Redis entry disagrees with the database after the outage.
     stale: Vec<String>,
     unanswered: u64,
+    /// Prompts sent while Redis was down, and those of them never answered.
+    sent_during: u64,
+    unanswered_during: u64,
     settled: Option<Duration>,
     load: Load,
 }
@@ -103,8 +106,12 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
         .unwrap_or(0.0);
     bot.kill().await;
     let stale = stale_entries(stage, &load, redis).await?;
+    // Grouped by when each update was sent: an update sent during the outage and answered
+    // after it counts in the outage's p99, and one never answered is a breach.
     let p99 = |from: f64, to: f64| load.window(from, to).summary().p99_ms;
     let end = before_s + outage_s;
+    let sent_during = load.sent_in(before_s, end).len() as u64;
+    let unanswered_during = load.unanswered_in(before_s, end, &[]);
     Ok(Measured {
         tally: audit::count(stage, &load, &[]).await?,
         window: (before_s, end),
@@ -115,6 +122,8 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
         limiter_fallbacks,
         stale,
         unanswered: stage.telegram.stats().unanswered,
+        sent_during,
+        unanswered_during,
         settled,
         load,
     })
@@ -155,10 +164,13 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     let p99_bound = (m.p99_before_ms * P99_FACTOR).max(1000.0);
     let in_bound = m.settled.is_some()
         && m.unanswered == 0
+        && m.unanswered_during == 0
         && m.p99_during_ms <= p99_bound
         && m.stale.is_empty();
     out.grade = grade(&m.tally, &[], in_bound);
     out.metric("outage_s", m.window.1 - m.window.0)
+        .metric("prompts_during_outage", m.sent_during as f64)
+        .metric("unanswered_during_outage", m.unanswered_during as f64)
         .metric("p99_before_ms", m.p99_before_ms)
         .metric("p99_during_ms", m.p99_during_ms)
         .metric("p99_after_ms", m.p99_after_ms)
@@ -169,7 +181,7 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     describe(&mut out, ctx, &m.tally, &[]);
     out.fact(ctx.text(
         format!(
-            "Redis blackholed (connections accepted, nothing answered) from {:.0} s to {:.0} s of the load; {USERS} users, {PROMPTS_PER_S} prompts/s; bound: p99 during ≤ max({P99_FACTOR}× before, 1 s), every update answered, no stale entry after",
+            "Redis blackholed (connections accepted, nothing answered) from {:.0} s to {:.0} s of the load; {USERS} users, {PROMPTS_PER_S} prompts/s; bound: p99 of the updates sent during the outage ≤ max({P99_FACTOR}× before, 1 s), every update answered, no stale entry after",
             m.window.0, m.window.1
         ),
         format!(
@@ -192,8 +204,23 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
             format!("p99 вырос с {:.0} до {:.0} мс, пока Redis не отвечал: уменьшите тайм-аут Redis или раньше размыкайте предохранитель", m.p99_before_ms, m.p99_during_ms),
         ));
     }
+    if m.unanswered_during > 0 {
+        out.recommend(ctx.text(
+            format!("{} of the {} updates sent while Redis did not answer were never answered: an outage of the cache must not silence the bot", m.unanswered_during, m.sent_during),
+            format!("{} из {} обновлений, отправленных, пока Redis не отвечал, остались без ответа: отказ кэша не должен заставлять бота молчать", m.unanswered_during, m.sent_during),
+        ));
+    }
     for series in timeline(ctx, &m.load, vec![m.window]) {
         out.series(series);
+    }
+    // No evidence the outage reached the bot (no cache error counted), or no update sent
+    // during it: the window says nothing about the bot, so it is not graded.
+    if m.sent_during == 0 || m.cache_errors <= 0.0 {
+        let reason = ctx.text(
+            format!("did not measure: {} prompts were sent during the outage and the bot counted {} cache errors, so the outage may never have reached it", m.sent_during, m.cache_errors),
+            format!("не измерено: во время сбоя отправлено {} запросов, бот насчитал {} ошибок кэша — сбой мог до него не дойти", m.sent_during, m.cache_errors),
+        );
+        out.did_not_measure(reason);
     }
     out
 }

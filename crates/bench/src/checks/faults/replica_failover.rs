@@ -145,5 +145,14 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
     for series in timeline(ctx, &m.load, vec![window]) {
         out.series(series);
     }
+    // With no running job on the killed replica there was nothing to take over: a fast
+    // "take-over" of nothing proves nothing (nor does a count the store could not give).
+    if m.running_at_kill == 0 || m.running_at_kill == usize::MAX {
+        let reason = ctx.text(
+            "did not test: the killed replica owned no running job at the kill (or they could not be counted), so no take-over was needed",
+            "не проверено: у убитой реплики не было выполняемых заданий в момент SIGKILL (или их не удалось сосчитать), забирать было нечего",
+        );
+        out.did_not_measure(reason);
+    }
     out
 }

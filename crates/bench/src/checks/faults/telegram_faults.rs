@@ -31,6 +31,9 @@ struct Measured {
     p50_during_ms: f64,
     /// `(user, 403 answers, distinct messages the bot had for them)` per blocked user.
     refusals: Vec<(i64, u64, u64)>,
+    /// Prompts other users sent during the faults, and those of them never answered.
+    sent_during: u64,
+    unanswered_during: u64,
     settled: Option<Duration>,
     load: Load,
 }
@@ -98,7 +101,16 @@ async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
         .collect();
     let blocked: Vec<i64> = blocked_ids().collect();
     let end = before_s + faults_s;
+    // Grouped by when each update was sent, the blocked users' (never answerable) left out.
+    let sent_during = load
+        .sent_in(before_s, end)
+        .iter()
+        .filter(|(_, user)| !blocked.contains(user))
+        .count() as u64;
+    let unanswered_during = load.unanswered_in(before_s, end, &blocked);
     Ok(Measured {
+        sent_during,
+        unanswered_during,
         tally: audit::count(stage, &load, &blocked).await?,
         window: (before_s, end),
         p99_before_ms: load.window(0.0, before_s).summary().p99_ms,
@@ -121,7 +133,9 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
             format!("403 retried: user {user} got {refused} refused sends for {distinct} messages")
         })
         .collect();
-    let in_bound = m.settled.is_some() && m.p99_during_ms <= m.p99_before_ms + P99_ALLOWANCE_MS;
+    let in_bound = m.settled.is_some()
+        && m.unanswered_during == 0
+        && m.p99_during_ms <= m.p99_before_ms + P99_ALLOWANCE_MS;
     out.grade = grade(&m.tally, &retried, in_bound);
     let refused: u64 = m.refusals.iter().map(|r| r.1).sum();
     out.metric("p50_before_ms", m.p50_before_ms)
@@ -130,7 +144,9 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
         .metric("p99_during_ms", m.p99_during_ms)
         .metric("blocked_users", m.refusals.len() as f64)
         .metric("refused_sends_403", refused as f64)
-        .metric("users_with_403_retried", retried.len() as f64);
+        .metric("users_with_403_retried", retried.len() as f64)
+        .metric("prompts_during_faults", m.sent_during as f64)
+        .metric("unanswered_during_faults", m.unanswered_during as f64);
     describe(&mut out, ctx, &m.tally, &retried);
     out.fact(ctx.text(
         format!(
@@ -158,8 +174,23 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
             ),
         ));
     }
+    if m.unanswered_during > 0 {
+        out.recommend(ctx.text(
+            format!("{} of the {} updates other users sent during the faults were never answered", m.unanswered_during, m.sent_during),
+            format!("{} из {} обновлений остальных пользователей, отправленных во время сбоев, остались без ответа", m.unanswered_during, m.sent_during),
+        ));
+    }
     for series in timeline(ctx, &m.load, vec![m.window]) {
         out.series(series);
+    }
+    // The faults must have reached the bot: updates sent while sends were slowed and failing,
+    // and a 403 seen for a blocked user.
+    if m.sent_during == 0 || refused == 0 {
+        let reason = ctx.text(
+            format!("did not measure: {} updates were sent during the faults and the bot met {refused} refusals (403), so the faults may never have reached it", m.sent_during),
+            format!("не измерено: во время сбоев отправлено {} обновлений, бот получил {refused} отказов (403) — сбои могли до него не дойти", m.sent_during),
+        );
+        out.did_not_measure(reason);
     }
     out
 }

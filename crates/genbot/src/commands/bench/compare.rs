@@ -1,5 +1,6 @@
 //! `genbot bench compare OLD.json NEW.json`: prints the comparison, writes it as HTML, and
-//! exits 1 when a metric regressed beyond `--max-regression` and beyond noise.
+//! exits 1 when a metric regressed beyond `--max-regression` and beyond noise, went missing,
+//! or a grade or readiness fell.
 
 use std::process::ExitCode;
 
@@ -13,9 +14,15 @@ const EXIT_REGRESSED: u8 = 1;
 
 pub(super) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let usage = |e: genbot_bench::compare::CompareError| UsageError(e.to_string());
-    let old = Run::load(&args.old).map_err(usage)?;
-    let new = Run::load(&args.new).map_err(usage)?;
-    let comparison = Comparison::new(old, new, args.max_regression).map_err(usage)?;
+    let load = |first: &std::path::Path, more: &[std::path::PathBuf]| {
+        std::iter::once(first)
+            .chain(more.iter().map(std::path::PathBuf::as_path))
+            .map(Run::load)
+            .collect::<Result<Vec<Run>, _>>()
+    };
+    let olds = load(&args.old, &args.old_repeat).map_err(usage)?;
+    let news = load(&args.new, &args.new_repeat).map_err(usage)?;
+    let comparison = Comparison::repeated(olds, news, args.max_regression).map_err(usage)?;
     print!("{}", comparison.text());
     let dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -30,7 +37,7 @@ pub(super) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         .and_then(|()| std::fs::write(&page, comparison.html()))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", page.display()))?;
     eprintln!("comparison: {}", page.display());
-    Ok(if comparison.regressions().is_empty() {
+    Ok(if !comparison.fails() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REGRESSED)

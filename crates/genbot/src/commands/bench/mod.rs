@@ -211,6 +211,7 @@ async fn open_target(settings: &Settings, plan: &Plan) -> anyhow::Result<Result<
             Target::embedded(
                 plan.redis.as_ref(),
                 settings.cache_ttl,
+                settings.cache_max_entries,
                 settings.db_pool_size,
             )
             .await
@@ -220,6 +221,7 @@ async fn open_target(settings: &Settings, plan: &Plan) -> anyhow::Result<Result<
                 url,
                 plan.redis.as_ref(),
                 settings.cache_ttl,
+                settings.cache_max_entries,
                 settings.db_pool_size,
             )
             .await
