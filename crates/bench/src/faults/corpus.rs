@@ -28,8 +28,8 @@ pub(crate) struct Input {
 /// Who takes part: the hostile users' and bystanders' ids, the group and the channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Cast {
-    /// Sends texts and commands in its private chat (each deserves an answer).
-    pub(crate) talker: i64,
+    /// Send texts and commands in their private chats, in turn (each deserves an answer).
+    pub(crate) talkers: Vec<i64>,
     /// Sends every other kind of update, and forged payments.
     pub(crate) prankster: i64,
     /// A user whose chat no hostile update may ever get an answer in.
@@ -72,7 +72,7 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
     let mut inputs = Vec::new();
     let mid = || telegram.fresh_message_id();
     let bot = telegram.bot_user();
-    let talker = cast.talker;
+    let talker_of = |n: usize| cast.talkers.get(n % cast.talkers.len().max(1)).copied().unwrap_or(0);
     let prankster = cast.prankster;
 
     // Texts and commands in the talker's private chat: each deserves an answer.
@@ -138,7 +138,8 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
             format!("/balance@@{}", cast.bot_username),
         ),
     ];
-    for (label, text) in texts {
+    for (n, (label, text)) in texts.into_iter().enumerate() {
+        let talker = talker_of(n);
         let mut message = json!({
             "message_id": mid(), "from": user(talker, "Talker"), "chat": private(talker),
             "date": now(), "text": text,
@@ -156,6 +157,7 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
     // Mentions and a custom emoji, with their entities.
     let mention = format!("@{} draw 🙂 a cat", cast.bot_username);
     let at = cast.bot_username.encode_utf16().count() + 1;
+    let talker = talker_of(0);
     inputs.push(Input {
         label: "text: mention and custom-emoji entities".into(),
         update: json!({ "message": {
@@ -461,7 +463,7 @@ mod tests {
 
     fn cast() -> Cast {
         Cast {
-            talker: 1,
+            talkers: vec![1, 4],
             prankster: 2,
             bystander: 3,
             bystander_buttons: vec![(5, "buy:10".into())],

@@ -32,7 +32,10 @@ use crate::target::TEST_IDS;
 /// A hostile text must be answered within this.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Normal users.
-const NORMAL_USERS: usize = 4;
+const NORMAL_USERS: usize = 6;
+/// Hostile users who send texts, in turn (one chat alone would measure Telegram's pacing of
+/// one message a second per chat, not the bot).
+const TALKERS: i64 = 6;
 /// The attack stops after this many deaths (the rest would only repeat them).
 const MAX_DEATHS: usize = 3;
 /// Restarts tried after the attack before the bot is called a crash loop.
@@ -158,15 +161,18 @@ async fn measure_genbot(ctx: &Context, stage: &Stage) -> Result<Measured, FaultE
     let normal: Vec<SimUser> = (0..NORMAL_USERS as i64)
         .map(|n| telegram.user(first + n, &format!("normal{n}"), Some("en")))
         .collect();
-    let [bystander, talker, prankster] =
-        [100, 200, 201].map(|n| telegram.user(first + n, "Hostile", Some("ru")));
+    let [bystander, prankster] = [100, 200].map(|n| telegram.user(first + n, "Hostile", Some("ru")));
+    let talkers = (0..TALKERS)
+        .map(|n| telegram.user(first + 210 + n, "Hostile", Some("ru")))
+        .collect();
     let mut subject = Subject::Genbot(bot);
     let mut measured = attack(
         ctx,
         telegram,
         &mut subject,
         normal,
-        [bystander, talker, prankster.clone()],
+        [bystander, prankster],
+        talkers,
         "/start".to_owned(),
     )
     .await;
@@ -192,11 +198,11 @@ async fn measure_genbot(ctx: &Context, stage: &Stage) -> Result<Measured, FaultE
 /// Any bot started with `--bot-cmd` (or attached).
 pub(crate) async fn run_blackbox(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     let normal = bot.users(NORMAL_USERS as u32, Some("en"));
-    let mut cast = bot.users(3, Some("ru")).into_iter();
-    let (Some(bystander), Some(talker), Some(prankster)) = (cast.next(), cast.next(), cast.next())
-    else {
+    let mut cast = bot.users(2, Some("ru")).into_iter();
+    let (Some(bystander), Some(prankster)) = (cast.next(), cast.next()) else {
         return TestOutcome::new(TestId::BadInput, ctx.lang);
     };
+    let talkers = bot.users(TALKERS as u32, Some("ru"));
     let text = bot
         .scenario
         .steps
@@ -212,14 +218,15 @@ pub(crate) async fn run_blackbox(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         &bot.telegram,
         &mut subject,
         normal,
-        [bystander, talker, prankster],
+        [bystander, prankster],
+        talkers,
         text,
     )
     .await;
     describe_run(ctx, &measured)
 }
 
-/// Normal users: each sends `text` and waits for an answer, again and again, until stopped;
+/// Normal users: each sends `text`, waits for an answer and reads it for a second, until stopped;
 /// `(seconds since start, latency or None when unanswered)` per step.
 type Steps = Arc<Mutex<Vec<(f64, Option<Duration>)>>>;
 
@@ -243,7 +250,7 @@ fn normal_load(
                     steps.lock().push((sent_at, took));
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_millis(150)) => {}
+                        () = tokio::time::sleep(Duration::from_millis(1000)) => {}
                     }
                 }
             })
@@ -283,7 +290,8 @@ async fn attack(
     telegram: &TelegramMock,
     subject: &mut Subject<'_>,
     normal: Vec<SimUser>,
-    [bystander, talker, prankster]: [SimUser; 3],
+    [bystander, prankster]: [SimUser; 2],
+    talkers: Vec<SimUser>,
     normal_text: String,
 ) -> Measured {
     let mut m = Measured {
@@ -315,7 +323,7 @@ async fn attack(
         .collect();
     let bystander_seen = bot_entries(&bystander.transcript());
     let cast = Cast {
-        talker: talker.id(),
+        talkers: talkers.iter().map(SimUser::id).collect(),
         prankster: prankster.id(),
         bystander: bystander.id(),
         bystander_buttons: buttons,
@@ -340,7 +348,10 @@ async fn attack(
         .flat_map(|round| corpus::corpus(ctx.seed.wrapping_add(round), &cast, telegram))
         .collect();
     'attack: for input in &inputs {
-        let seen = bot_entries(&talker.transcript());
+        let talker = input
+            .answer_in
+            .and_then(|chat| talkers.iter().find(|t| t.id() == chat));
+        let seen = talker.map_or(0, |t| bot_entries(&t.transcript()));
         let (update_id, delivered) = telegram.inject_update(input.update.clone());
         m.inputs_sent += 1;
         m.inputs_delivered += u64::from(delivered);
@@ -354,7 +365,7 @@ async fn attack(
             };
         let mut answered = false;
         loop {
-            if input.answer_in.is_some() && bot_entries(&talker.transcript()) > seen {
+            if talker.is_some_and(|t| bot_entries(&t.transcript()) > seen) {
                 answered = true;
                 break;
             }
