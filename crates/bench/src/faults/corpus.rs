@@ -61,9 +61,9 @@ fn now() -> i64 {
 /// Entities Telegram would attach: a `bot_command` when the text starts with one.
 fn command_entities(text: &str) -> Option<Value> {
     let first = text.split(char::is_whitespace).next()?;
-    (first.len() > 1 && first.starts_with('/')).then(|| {
-        json!([{ "type": "bot_command", "offset": 0, "length": first.encode_utf16().count() }])
-    })
+    (first.len() > 1 && first.starts_with('/')).then(
+        || json!([{ "type": "bot_command", "offset": 0, "length": first.encode_utf16().count() }]),
+    )
 }
 
 /// The seeded corpus, in the order it is sent.
@@ -72,7 +72,12 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
     let mut inputs = Vec::new();
     let mid = || telegram.fresh_message_id();
     let bot = telegram.bot_user();
-    let talker_of = |n: usize| cast.talkers.get(n % cast.talkers.len().max(1)).copied().unwrap_or(0);
+    let talker_of = |n: usize| {
+        cast.talkers
+            .get(n % cast.talkers.len().max(1))
+            .copied()
+            .unwrap_or(0)
+    };
     let prankster = cast.prankster;
 
     // Texts and commands in the talker's private chat: each deserves an answer.
@@ -90,8 +95,14 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
     emoji_text.push_str(" a cat");
     let texts: Vec<(&str, String)> = vec![
         ("slash, space, Cyrillic", "/ привет".to_owned()),
-        ("slash, no-break space, Cyrillic", "/\u{a0}привет мир".to_owned()),
-        ("slash, ideographic space, Japanese", "/\u{3000}こんにちは".to_owned()),
+        (
+            "slash, no-break space, Cyrillic",
+            "/\u{a0}привет мир".to_owned(),
+        ),
+        (
+            "slash, ideographic space, Japanese",
+            "/\u{3000}こんにちは".to_owned(),
+        ),
         ("slash, tab, emoji", "/\t🎨 draw".to_owned()),
         ("a lone slash", "/".to_owned()),
         ("two slashes", "//start".to_owned()),
@@ -103,9 +114,15 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
         ("only a zero-width space", "\u{200b}".to_owned()),
         (
             "combining marks",
-            format!("c{}at", "\u{301}\u{316}\u{35c}".repeat(rng.random_range(5..40))),
+            format!(
+                "c{}at",
+                "\u{301}\u{316}\u{35c}".repeat(rng.random_range(5..40))
+            ),
         ),
-        ("RTL marks", "\u{202e}olleh \u{200f}שלום\u{202c} world".to_owned()),
+        (
+            "RTL marks",
+            "\u{202e}olleh \u{200f}שלום\u{202c} world".to_owned(),
+        ),
         ("emoji sequences", emoji_text),
         (
             "control characters",
@@ -117,15 +134,27 @@ pub(crate) fn corpus(seed: u64, cast: &Cast, telegram: &TelegramMock) -> Vec<Inp
             text.push_str(&"ы".repeat(4096 - 7));
             text
         }),
-        ("unknown command", "/definitely_not_a_command arg".to_owned()),
+        (
+            "unknown command",
+            "/definitely_not_a_command arg".to_owned(),
+        ),
         (
             "option: a huge seed",
             format!("a lighthouse --seed {huge}9999999999"),
         ),
-        ("option: a negative ratio", "a lighthouse --ar -1:0".to_owned()),
+        (
+            "option: a negative ratio",
+            "a lighthouse --ar -1:0".to_owned(),
+        ),
         ("option: NaN steps", "a lighthouse --steps NaN".to_owned()),
-        ("option: infinite guidance", "a lighthouse --guidance inf".to_owned()),
-        ("option: non-numeric seed", "a lighthouse --seed abc".to_owned()),
+        (
+            "option: infinite guidance",
+            "a lighthouse --guidance inf".to_owned(),
+        ),
+        (
+            "option: non-numeric seed",
+            "a lighthouse --seed abc".to_owned(),
+        ),
         ("option: a zero ratio", "a lighthouse --ar 0:0".to_owned()),
         ("option: a bare flag", "a lighthouse --ar".to_owned()),
         ("option: only options", "--steps -5 --seed -1".to_owned()),
@@ -497,7 +526,9 @@ mod tests {
                 .count(),
             4096
         );
-        assert!(inputs.iter().any(|i| i.update.get("chat_join_request").is_some()));
+        assert!(inputs
+            .iter()
+            .any(|i| i.update.get("chat_join_request").is_some()));
         assert_eq!(inputs.iter().filter(|i| i.forged_payment).count(), 4);
     }
 }

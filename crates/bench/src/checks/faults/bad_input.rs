@@ -43,7 +43,7 @@ const FINAL_RESTARTS: usize = 3;
 
 /// The bot under attack: a `genbot serve` child, or the black-box bot.
 enum Subject<'a> {
-    Genbot(BotProcess),
+    Genbot(Box<BotProcess>),
     BlackBox(&'a BlackBox),
 }
 
@@ -161,11 +161,12 @@ async fn measure_genbot(ctx: &Context, stage: &Stage) -> Result<Measured, FaultE
     let normal: Vec<SimUser> = (0..NORMAL_USERS as i64)
         .map(|n| telegram.user(first + n, &format!("normal{n}"), Some("en")))
         .collect();
-    let [bystander, prankster] = [100, 200].map(|n| telegram.user(first + n, "Hostile", Some("ru")));
+    let [bystander, prankster] =
+        [100, 200].map(|n| telegram.user(first + n, "Hostile", Some("ru")));
     let talkers = (0..TALKERS)
         .map(|n| telegram.user(first + 210 + n, "Hostile", Some("ru")))
         .collect();
-    let mut subject = Subject::Genbot(bot);
+    let mut subject = Subject::Genbot(Box::new(bot));
     let mut measured = attack(
         ctx,
         telegram,
@@ -278,7 +279,7 @@ fn short_json(update: &Value) -> String {
     let text = update.to_string();
     if text.chars().count() > 600 {
         let mut cut: String = text.chars().take(600).collect();
-        cut.push_str("…");
+        cut.push('…');
         cut
     } else {
         text
@@ -373,7 +374,12 @@ async fn attack(
                 let mut update = input.update.clone();
                 update["update_id"] = update_id.into();
                 let mut death = Death {
-                    inputs: recent.iter().rev().take(3).map(|s| (*s).to_owned()).collect(),
+                    inputs: recent
+                        .iter()
+                        .rev()
+                        .take(3)
+                        .map(|s| (*s).to_owned())
+                        .collect(),
                     update: short_json(&update),
                     status,
                     log,
@@ -469,7 +475,10 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
         .metric("normal_steps", m.normal_steps as f64)
         .metric("normal_unanswered", m.normal_unanswered as f64)
         .metric("replies_in_other_chats", m.replies_in_other_chats as f64)
-        .metric("forged_payments_accepted", m.forged_payments_accepted as f64);
+        .metric(
+            "forged_payments_accepted",
+            m.forged_payments_accepted as f64,
+        );
     let seed = m.seed;
     out.fact(ctx.text(
         format!(
@@ -514,21 +523,53 @@ fn describe_run(ctx: &Context, m: &Measured) -> TestOutcome {
         ));
     } else if !m.restart_deaths.is_empty() {
         out.fact(ctx.text(
-            format!("restarted after the attack, the bot died {} time(s) before it stayed up: {}", m.restart_deaths.len(), m.restart_deaths.join(" | ")),
-            format!("после атаки бот умер {} раз(а), прежде чем остался работать: {}", m.restart_deaths.len(), m.restart_deaths.join(" | ")),
+            format!(
+                "restarted after the attack, the bot died {} time(s) before it stayed up: {}",
+                m.restart_deaths.len(),
+                m.restart_deaths.join(" | ")
+            ),
+            format!(
+                "после атаки бот умер {} раз(а), прежде чем остался работать: {}",
+                m.restart_deaths.len(),
+                m.restart_deaths.join(" | ")
+            ),
         ));
     }
     if !m.unanswered.is_empty() {
-        let shown = m.unanswered.iter().take(8).cloned().collect::<Vec<_>>().join("; ");
+        let shown = m
+            .unanswered
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
         out.recommend(ctx.text(
-            format!("{} hostile text(s) in a private chat got no answer within {} s: {shown}", m.unanswered.len(), ANSWER_WITHIN.as_secs()),
-            format!("{} враждебных текстов в личном чате остались без ответа за {} с: {shown}", m.unanswered.len(), ANSWER_WITHIN.as_secs()),
+            format!(
+                "{} hostile text(s) in a private chat got no answer within {} s: {shown}",
+                m.unanswered.len(),
+                ANSWER_WITHIN.as_secs()
+            ),
+            format!(
+                "{} враждебных текстов в личном чате остались без ответа за {} с: {shown}",
+                m.unanswered.len(),
+                ANSWER_WITHIN.as_secs()
+            ),
         ));
     }
     if m.normal_unanswered > 0 {
         out.recommend(ctx.text(
-            format!("{} of {} normal users' steps got no answer within {} s during the attack", m.normal_unanswered, m.normal_steps, ANSWER_WITHIN.as_secs()),
-            format!("{} из {} шагов обычных пользователей остались без ответа за {} с во время атаки", m.normal_unanswered, m.normal_steps, ANSWER_WITHIN.as_secs()),
+            format!(
+                "{} of {} normal users' steps got no answer within {} s during the attack",
+                m.normal_unanswered,
+                m.normal_steps,
+                ANSWER_WITHIN.as_secs()
+            ),
+            format!(
+                "{} из {} шагов обычных пользователей остались без ответа за {} с во время атаки",
+                m.normal_unanswered,
+                m.normal_steps,
+                ANSWER_WITHIN.as_secs()
+            ),
         ));
     }
     if m.replies_in_other_chats > 0 {
