@@ -10,6 +10,7 @@ defect exits the process itself. `genbot bench faults --bot-cmd` must catch it i
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the example
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import asyncio  # noqa: E402
