@@ -39,6 +39,8 @@ pub struct Context {
     /// `--bot-cmd` / `--attach`: the bot under test is this black box, measured from outside;
     /// `None` for genbot's own parts in-process.
     pub blackbox: Option<crate::blackbox::BlackBox>,
+    /// `--seed`: the `bad_input` test's corpus (random when not given; printed in the report).
+    pub seed: u64,
 }
 
 impl Context {

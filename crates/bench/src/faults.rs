@@ -8,6 +8,7 @@
 //! file. The checks themselves are in `checks::faults`.
 
 pub(crate) mod audit;
+pub(crate) mod corpus;
 pub(crate) mod load;
 pub(crate) mod process;
 pub(crate) mod stage;

@@ -29,6 +29,7 @@ pub enum TestId {
     ReplicateFaults,
     TelegramFaults,
     ReplicaFailover,
+    BadInput,
 }
 
 impl TestId {
@@ -54,6 +55,7 @@ impl TestId {
             TestId::ReplicateFaults => "replicate_faults",
             TestId::TelegramFaults => "telegram_faults",
             TestId::ReplicaFailover => "replica_failover",
+            TestId::BadInput => "bad_input",
         }
     }
 
@@ -91,6 +93,8 @@ impl TestId {
             (TestId::DatabaseOutage, Lang::En) => "Database outage",
             (TestId::ReplicateFaults, Lang::En) => "Replicate faults",
             (TestId::TelegramFaults, Lang::En) => "Telegram faults",
+            (TestId::BadInput, Lang::En) => "Bad input",
+            (TestId::BadInput, Lang::Ru) => "Плохой ввод",
             (TestId::ReplicaFailover, Lang::En) => "Replica failover",
             (TestId::CrashRestart, Lang::Ru) => "Падение и перезапуск",
             (TestId::RedisOutage, Lang::Ru) => "Отказ Redis",

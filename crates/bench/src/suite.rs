@@ -57,6 +57,7 @@ impl Suite {
             TestId::ReplicateFaults,
             TestId::TelegramFaults,
             TestId::ReplicaFailover,
+            TestId::BadInput,
         ];
         match self {
             Suite::Performance => performance.to_vec(),
@@ -227,6 +228,7 @@ async fn run_one(
         TestId::ReplicateFaults => checks::faults::replicate_faults::run(ctx).await,
         TestId::TelegramFaults => checks::faults::telegram_faults::run(ctx).await,
         TestId::ReplicaFailover => checks::faults::replica_failover::run(ctx).await,
+        TestId::BadInput => checks::faults::bad_input::run(ctx).await,
     }
 }
 

@@ -213,6 +213,10 @@ pub(crate) struct BenchArgs {
     /// (TOML; default: genbot's own flow, and the limits genbot's settings give).
     #[arg(long, value_name = "FILE")]
     pub(crate) scenario: Option<std::path::PathBuf>,
+    /// The seed of the `bad_input` test's corpus (default: random; the report prints it so a
+    /// failure can be repeated).
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

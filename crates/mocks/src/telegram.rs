@@ -86,6 +86,27 @@ impl TelegramMock {
         SimGroup::new(self.state.clone(), id, title)
     }
 
+    /// Delivers an arbitrary update, as Telegram would send it, to the bot (by `getUpdates` or
+    /// its webhook): the mock sets `update_id` (any given one is replaced) and, as Telegram,
+    /// drops kinds missing from the bot's `allowed_updates`. Nothing is added to a transcript
+    /// and no answer is awaited: the caller reads the chats it cares about. Chats the bot may
+    /// answer in must exist ([`TelegramMock::user`], [`TelegramMock::group`]). Returns the
+    /// update id and whether the update's kind was allowed when it was injected. Used by the
+    /// suite's `bad_input` test for edited messages, channel posts, stickers, forged payments…
+    pub fn inject_update(&self, update: serde_json::Value) -> (i64, bool) {
+        self.state.raw_update(update)
+    }
+
+    /// A message id no message of the mock has used, for updates built by hand.
+    pub fn fresh_message_id(&self) -> i64 {
+        self.state.fresh_message_id()
+    }
+
+    /// The bot's own user, as `getMe` reports it.
+    pub fn bot_user(&self) -> serde_json::Value {
+        BotState::me()
+    }
+
     /// Counters and latency samples so far.
     pub fn stats(&self) -> TelegramMockStats {
         self.state.stats()

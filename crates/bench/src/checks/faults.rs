@@ -6,6 +6,7 @@
 //! NEEDS OPTIMIZATION when anything was lost, duplicated or mis-charged (named, with ids);
 //! GOOD when nothing was but recovery took longer than its bound; EXCELLENT otherwise.
 
+pub mod bad_input;
 pub mod crash_restart;
 pub mod database_outage;
 pub mod redis_outage;

@@ -120,6 +120,14 @@ impl BotProcess {
         }
     }
 
+    /// The exit status once the process has exited on its own (it is then forgotten, so
+    /// [`BotProcess::start`] can start it again); `None` while it runs or before it started.
+    pub(crate) fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status.to_string())
+    }
+
     /// SIGKILL, as the kernel's OOM killer or a node failure would: no shutdown code runs.
     /// The moments of the signal and of the reaping are recorded on the stage.
     pub(crate) async fn kill(&mut self) {

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod bad_input;
 mod bench;
 mod blackbox;
 mod broadcast;

@@ -436,6 +436,50 @@ impl BotState {
         Some(update_id)
     }
 
+    /// Queues (or pushes) a raw update as Telegram would send it, with the next `update_id`;
+    /// no transcript entry and no pending answer are recorded (the caller judges the answers).
+    /// Returns the update id and whether its kind passes the bot's `allowed_updates` now.
+    pub(super) fn raw_update(&self, mut update: Value) -> (i64, bool) {
+        let (update_id, delivered) = {
+            let mut updates = self.updates.lock();
+            let update_id = updates.next_id;
+            updates.next_id += 1;
+            if !update.is_object() {
+                update = json!({});
+            }
+            update["update_id"] = json!(update_id);
+            let kind = update
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "update_id").cloned())
+                .unwrap_or_default();
+            let allowed = allows(updates.allowed.as_deref(), &kind);
+            let raw: RawUpdate = update.to_string().into();
+            let webhook = self.webhook.lock();
+            match webhook.as_ref() {
+                Some(_) if !allowed => {}
+                Some((_, pusher)) => {
+                    let _ = pusher.send(raw);
+                }
+                None => updates.queue.push_back((update_id, kind, raw)),
+            }
+            (update_id, allowed)
+        };
+        {
+            let mut counters = self.counters.lock();
+            counters.updates_sent += 1;
+            if !delivered {
+                counters.updates_not_allowed += 1;
+            }
+        }
+        self.updates_ready.notify_waiters();
+        (update_id, delivered)
+    }
+
+    /// The next message id (for updates built outside the mock, e.g. [`Self::raw_update`]).
+    pub(super) fn fresh_message_id(&self) -> i64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(super) fn text_update(&self, chat_id: i64, text: &str) -> Option<i64> {
         self.message_update(chat_id, chat_id, text, None)
     }

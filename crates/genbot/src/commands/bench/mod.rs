@@ -307,6 +307,8 @@ fn context(
         // The fault tests start this very binary as `genbot serve`.
         bot_program: std::env::current_exe().ok(),
         blackbox,
+        // Below 2^53, so the report's JSON keeps it exact.
+        seed: args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11),
     }
 }
 

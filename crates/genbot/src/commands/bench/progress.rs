@@ -144,6 +144,7 @@ fn headline(test: &TestOutcome) -> Option<String> {
         | TestId::ReplicateFaults
         | TestId::TelegramFaults
         | TestId::ReplicaFailover => ("jobs_lost", " jobs lost", 1.0),
+        TestId::BadInput => ("bot_deaths", " deaths", 1.0),
     };
     let value = test.get(name)? * scale;
     value.is_finite().then(|| {
