@@ -5,6 +5,7 @@
 mod exactly_once;
 mod helpers;
 mod limits;
+mod lookup;
 mod queue;
 mod replicate_faults;
 mod shared_limiter;

@@ -111,7 +111,7 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
             "--duration",
             "1",
             "--users",
-            "200",
+            "20",
             "--format",
             "txt,json,html,junit",
         ],
@@ -167,6 +167,12 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     for metric in REQUIRED_METRICS {
         assert!(metrics.iter().any(|m| m == metric), "{metric} missing");
     }
+    let points_of = |grade: &str| match grade {
+        "EXCELLENT" => 1.0,
+        "GOOD" => 0.75,
+        "NEEDS_OPTIMIZATION" | "NEEDS_CONFIGURATION" => 0.0,
+        other => panic!("no such grade {other:?}"),
+    };
     for test in tests {
         // A test not graded (not applicable, or it measured nothing) has no grade.
         if !test["not_applicable"].is_null() {
@@ -180,16 +186,55 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
             "NEEDS_CONFIGURATION"
         ]
         .contains(&test["grade"].as_str().unwrap()));
+        points_of(test["grade"].as_str().unwrap());
     }
-    let percent = json["readiness"]["percent"].as_f64().unwrap();
-    assert!((0.0..=100.0).contains(&percent));
-    assert_eq!(json["readiness"]["criteria"].as_array().unwrap().len(), 6);
-    assert_eq!(json["readiness"]["measured"], 6);
-    // The extended score: the same six and fault tolerance, graded from the fault tests.
+    // Readiness: every one of the six measured, each criterion's points its grade's, the
+    // percent their mean (one decimal).
+    let check_score = |score: &serde_json::Value, criteria_count: usize| {
+        let criteria = score["criteria"].as_array().unwrap();
+        assert_eq!(criteria.len(), criteria_count, "{score}");
+        assert_eq!(
+            score["measured"].as_u64(),
+            Some(criteria_count as u64),
+            "{score}"
+        );
+        let mut total = 0.0;
+        for c in criteria {
+            let points = c["points"].as_f64().unwrap();
+            let full = points_of(c["grade"].as_str().unwrap());
+            // A criterion some of whose tests were not graded earns that share of its grade.
+            let missing = c["missing"].as_array().map_or(0, Vec::len);
+            if missing == 0 {
+                assert_eq!(points, full, "{c}");
+            } else {
+                assert!(points < full || full == 0.0, "{c}");
+            }
+            total += points;
+        }
+        let percent = score["percent"].as_f64().unwrap();
+        let expected = (total / criteria_count as f64 * 1000.0).round() / 10.0;
+        assert!(
+            (percent - expected).abs() < 1e-9,
+            "{percent} != {expected}: {score}"
+        );
+    };
+    check_score(&json["readiness"], 6);
+    // The extended score: the same six and fault tolerance, graded from the fault tests (the
+    // worst of those that ran).
     let extended = &json["readiness_extended"];
-    assert_eq!(extended["criteria"].as_array().unwrap().len(), 7);
+    check_score(extended, 7);
     assert_eq!(extended["criteria"][6]["criterion"], "fault_tolerance");
-    assert!(extended["criteria"][6]["grade"].is_string(), "{extended}");
+    let worst_fault = tests
+        .iter()
+        .filter(|t| EMBEDDED_FAULTS.contains(&t["id"].as_str().unwrap()))
+        .filter_map(|t| t["grade"].as_str())
+        .min_by(|a, b| points_of(a).total_cmp(&points_of(b)))
+        .unwrap();
+    assert_eq!(
+        points_of(extended["criteria"][6]["grade"].as_str().unwrap()),
+        points_of(worst_fault),
+        "{extended}"
+    );
     assert!(json["forecast"].is_object());
     // Faults: the three that apply here ran and lost nothing; the others say why not.
     for test in tests {
@@ -214,6 +259,20 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     ] {
         assert!(parts.contains(&part), "no {part} ceiling: {ceilings:?}");
     }
+    for c in ceilings {
+        let per_s = c["generations_per_s"].as_f64().unwrap();
+        assert!(per_s.is_finite() && per_s > 0.0, "{c}");
+    }
+    // The configured ones, from the defaults: REPLICATE_RATE_LIMIT 600/min is 10 a second.
+    let ceiling = |part: &str| {
+        ceilings.iter().find(|c| c["part"] == part).unwrap()["generations_per_s"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        (ceiling("replicate_rate") - 10.0).abs() < 1e-9,
+        "{ceilings:?}"
+    );
     let lost = tests.iter().find(|t| t["id"] == "queue").unwrap()["metrics"]["queue.lost_jobs"]
         .as_f64()
         .unwrap();

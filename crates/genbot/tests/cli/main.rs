@@ -13,11 +13,37 @@ mod poison;
 mod process;
 mod replicas;
 mod serve;
+mod start_stop;
 mod webhooks;
 mod wire;
 
-/// A loopback port free right now, for a `genbot serve --listen` started next.
+/// A loopback port for a `genbot serve --listen` that must be known before the start (a
+/// webhook URL, `/healthz`) or kept across restarts, or one that nothing listens on.
+///
+/// It comes from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768 up
+/// by default), which `bind(…:0)` and outgoing connections draw from: a port taken from there
+/// and freed again (between a probe and the child's bind, or between a kill and the restart)
+/// can meanwhile become the local end of any connection on the machine. Below the range only
+/// an explicit bind takes it, and each port is handed out once per test process, starting at
+/// a pid-dependent offset so concurrent test processes rarely meet; one bound by someone else
+/// right now is skipped.
 pub(crate) fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = SPAN.min(ephemeral_low.saturating_sub(LOW)).max(1);
+    let offset = std::process::id() * 97;
+    for _ in 0..span {
+        let port = LOW + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + span);
 }

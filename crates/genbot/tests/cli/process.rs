@@ -14,8 +14,11 @@ use tokio::process::{Child, Command};
 /// A `genbot serve` process and how to start it again.
 pub(crate) struct Bot {
     pub(crate) env: Vec<(String, String)>,
+    /// Extra `serve` arguments.
+    args: Vec<String>,
     child: Option<Child>,
-    /// The `--listen` port: fixed when set, else a free one at each start.
+    /// The `--listen` port: fixed when set (see [`crate::free_port`]), else the child binds
+    /// port 0 itself (nothing to pick and lose between a probe and the bind).
     port: Option<u16>,
     /// Every SIGKILL so far: a photo sent again is judged against them.
     kills: Vec<Kill>,
@@ -45,6 +48,7 @@ impl Bot {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            args: Vec::new(),
             child: None,
             port: None,
             kills: Vec::new(),
@@ -54,6 +58,11 @@ impl Bot {
 
     pub(crate) fn with(mut self, key: &str, value: &str) -> Bot {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub(crate) fn with_args(mut self, args: &[&str]) -> Bot {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
@@ -82,7 +91,7 @@ impl Bot {
     }
 
     pub(crate) fn start(&mut self) {
-        let port = self.port.unwrap_or_else(crate::free_port);
+        let port = self.port.unwrap_or(0);
         let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(&self.args)
@@ -113,6 +122,22 @@ impl Bot {
                 dead: Instant::now(),
             });
         }
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit (failing after it); returns the status
+    /// and how long the stop took.
+    pub(crate) async fn terminate(
+        &mut self,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("the bot is running");
+        let signalled = Instant::now();
+        sigterm(child.id().expect("the bot has not exited"));
+        let status = tokio::time::timeout(limit, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("genbot serve still running {limit:?} after SIGTERM"))
+            .unwrap();
+        (status, signalled.elapsed())
     }
 
     /// The SIGKILLs of this bot so far.
@@ -172,4 +197,55 @@ pub(crate) fn database_url_text(database: &ScratchDatabase) -> String {
         DatabaseUrl::Postgres(url) => url.expose().to_owned(),
         DatabaseUrl::Sqlite { path } => format!("sqlite://{}", path.display()),
     }
+}
+
+/// A child's stderr, collected line by line as it comes, so a test can wait for a line with a
+/// deadline (instead of sleeping and hoping it was written) and still read everything later.
+pub(crate) struct Log {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Log {
+    pub(crate) fn collect(stderr: tokio::process::ChildStderr) -> Log {
+        use tokio::io::AsyncBufReadExt;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = tokio::spawn(async move {
+            let mut input = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = input.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Log { lines, reader }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Lines containing `wanted` so far.
+    pub(crate) fn count(&self, wanted: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(wanted))
+            .count()
+    }
+
+    /// Everything, once the child closed its stderr (it exited).
+    pub(crate) async fn finish(self) -> String {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.reader).await;
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+/// Sends SIGTERM to `pid`.
+pub(crate) fn sigterm(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid} failed");
 }
