@@ -30,6 +30,7 @@ pub fn key_counts(test: TestId) -> &'static [&'static str] {
         TestId::RedisOutage => &["prompts", "cache_errors"],
         TestId::DatabaseOutage | TestId::ReplicateFaults | TestId::TelegramFaults => &["prompts"],
         TestId::ReplicaFailover => &["prompts", "running_on_killed_replica"],
+        TestId::BadInput => &["inputs_sent", "normal_steps"],
     }
 }
 

@@ -36,7 +36,7 @@ pub(crate) enum Command {
     /// the whole flow, with no tokens and no network.
     Demo(DemoArgs),
     /// Run the readiness suite: measure every part, grade it, score readiness, write reports.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Run a mock server (Replicate or Telegram) for local trials.
     Mock {
         #[command(subcommand)]

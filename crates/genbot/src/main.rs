@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(commands::serve::run(settings, args)))
         }
         Command::Bench(args) => match runtime() {
-            Ok(rt) => match rt.block_on(commands::bench::run(settings, args)) {
+            Ok(rt) => match rt.block_on(commands::bench::run(settings, *args)) {
                 Ok(code) => return code,
                 Err(e) => Err(e),
             },

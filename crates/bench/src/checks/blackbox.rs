@@ -64,7 +64,7 @@ pub async fn run(
             Some(memory) => memory,
             None => load::operation_simulation(ctx, bot).await.1,
         },
-        TestId::BadInput => checks::faults::bad_input::run_blackbox(ctx, bot).await,
+        TestId::BadInput => crate::checks::faults::bad_input::run_blackbox(ctx, bot).await,
         TestId::CrashRestart
         | TestId::RedisOutage
         | TestId::DatabaseOutage

@@ -22,8 +22,6 @@ pub(crate) struct Bot {
     port: Option<u16>,
     /// Every SIGKILL so far: a photo sent again is judged against them.
     kills: Vec<Kill>,
-    /// Arguments after `serve --listen …`.
-    args: Vec<String>,
 }
 
 impl Bot {
@@ -52,7 +50,6 @@ impl Bot {
             child: None,
             port: None,
             kills: Vec::new(),
-            args: Vec::new(),
         }
     }
 
@@ -70,24 +67,6 @@ impl Bot {
     pub(crate) fn listen_on(mut self, port: u16) -> Bot {
         self.port = Some(port);
         self
-    }
-
-    /// Passes `args` to `serve` at every start.
-    pub(crate) fn serve_args(mut self, args: &[&str]) -> Bot {
-        self.args = args.iter().map(|a| (*a).to_owned()).collect();
-        self
-    }
-
-    /// SIGTERM, then waits (at most `limit`) for the process to end; its exit status.
-    pub(crate) async fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let pid = child.id()?.to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .ok()?;
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        tokio::time::timeout(limit, child.wait()).await.ok()?.ok()
     }
 
     pub(crate) fn start(&mut self) {

@@ -55,10 +55,10 @@ async fn two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither() {
     let mut a = Bot::new(&telegram, &replicate, &database_url)
         .with("REPLICA_ID", "replica-a")
         .listen_on(port_a)
-        .serve_args(&["--webhook-url", &url]);
+        .with_args(&["--webhook-url", &url]);
     let mut b = Bot::new(&telegram, &replicate, &database_url)
         .with("REPLICA_ID", "replica-b")
-        .serve_args(&["--webhook-url", &url]);
+        .with_args(&["--webhook-url", &url]);
     a.start();
     let set_calls = || {
         telegram
@@ -78,9 +78,9 @@ async fn two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither() {
     })
     .await;
     // B's stop: a rolling deploy's first step.
-    let stopped = b.terminate(WAIT).await;
+    let (stopped, _) = b.terminate(WAIT).await;
     assert!(
-        stopped.is_some_and(|s| s.success()),
+        stopped.success(),
         "replica B did not stop cleanly: {stopped:?}"
     );
     assert_eq!(
@@ -156,7 +156,7 @@ async fn polling_while_a_webhook_is_set_is_refused_unless_asked() {
         shown.contains("url: https://bot.example.org/telegram/webhook"),
         "{shown}"
     );
-    let mut bot = Bot::new(&telegram, &replicate, &database_url).serve_args(&["--drop-webhook"]);
+    let mut bot = Bot::new(&telegram, &replicate, &database_url).with_args(&["--drop-webhook"]);
     bot.start();
     // (The mock, unlike Telegram, drops what it fails to push to a webhook: wait for the drop.)
     wait_until("the webhook dropped", WAIT, || async {
