@@ -20,7 +20,7 @@ fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-const ALL_IDS: [&str; 19] = [
+const ALL_IDS: [&str; 20] = [
     "db_read",
     "cache",
     "concurrent_users",
@@ -40,12 +40,39 @@ const ALL_IDS: [&str; 19] = [
     "replicate_faults",
     "telegram_faults",
     "replica_failover",
+    "bad_input",
 ];
 
 /// The fault tests that run on the embedded default (no PostgreSQL, no Redis).
 const EMBEDDED_FAULTS: [&str; 3] = ["crash_restart", "replicate_faults", "telegram_faults"];
 
 /// A fault test ran, and nothing was lost, duplicated or mis-charged.
+/// `bad_input` against today's genbot: no death, no crash loop, no forged payment credited,
+/// every hostile text answered.
+fn assert_bad_input_survived(test: &serde_json::Value) {
+    assert!(
+        test["not_applicable"].is_null(),
+        "bad_input did not run: {test}"
+    );
+    for metric in [
+        "bot_deaths",
+        "restart_deaths",
+        "forged_payments_accepted",
+        "unanswered",
+    ] {
+        assert_eq!(
+            test["metrics"][format!("bad_input.{metric}")].as_f64(),
+            Some(0.0),
+            "bad_input.{metric}: {test}"
+        );
+    }
+    assert!(
+        test["metrics"]["bad_input.inputs_sent"].as_f64().unwrap() > 0.0,
+        "{test}"
+    );
+    assert_ne!(test["grade"], "NEEDS_OPTIMIZATION", "{test}");
+}
+
 fn assert_fault_survived(test: &serde_json::Value) {
     let id = test["id"].as_str().unwrap();
     assert!(test["not_applicable"].is_null(), "{id} did not run: {test}");
@@ -241,6 +268,8 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
         let id = test["id"].as_str().unwrap();
         if EMBEDDED_FAULTS.contains(&id) {
             assert_fault_survived(test);
+        } else if id == "bad_input" {
+            assert_bad_input_survived(test);
         } else if ["redis_outage", "database_outage", "replica_failover"].contains(&id) {
             assert!(test["not_applicable"].is_string(), "{test}");
         }
@@ -324,17 +353,22 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
 
     // JUnit: one test case per test, as many failures as failing grades, skips for the rest.
     let junit = std::fs::read_to_string(reports.join("readiness_junit.xml")).unwrap();
-    assert_eq!(junit.matches("<testcase ").count(), 19);
+    assert_eq!(junit.matches("<testcase ").count(), ALL_IDS.len());
     let failing = tests
         .iter()
         .filter(|t| {
             t["not_applicable"].is_null()
-                && ["NEEDS_OPTIMIZATION", "NEEDS_CONFIGURATION"]
-                    .contains(&t["grade"].as_str().unwrap())
+                && t["grade"]
+                    .as_str()
+                    .is_some_and(|g| ["NEEDS_OPTIMIZATION", "NEEDS_CONFIGURATION"].contains(&g))
         })
         .count();
     assert_eq!(junit.matches("<failure ").count(), failing);
-    assert_eq!(junit.matches("<skipped ").count(), 3);
+    // Skipped: the three fault tests that need PostgreSQL or Redis, and any that measured
+    // nothing (graded null).
+    let ungraded = tests.iter().filter(|t| t["grade"].is_null()).count();
+    assert!(ungraded >= 3, "{ungraded}");
+    assert_eq!(junit.matches("<skipped ").count(), ungraded);
 }
 
 /// Against a deployment database with real users, a closed Redis port and Russian reports:
@@ -460,9 +494,13 @@ async fn bench_faults_against_postgres_and_redis_runs_all_six() {
     let reports = dir.path().join("reports");
     let json = read_json(&reports.join("fault_tolerance_report.json"));
     let tests = json["tests"].as_array().unwrap();
-    assert_eq!(tests.len(), 6);
+    assert_eq!(tests.len(), 7);
     for test in tests {
-        assert_fault_survived(test);
+        if test["id"] == "bad_input" {
+            assert_bad_input_survived(test);
+        } else {
+            assert_fault_survived(test);
+        }
     }
     // Users who wrote while PostgreSQL did not answer were told their message is delayed.
     let outage = tests.iter().find(|t| t["id"] == "database_outage").unwrap();
