@@ -483,8 +483,9 @@ mod tests {
             .iter()
             .find(|c| c.criterion == Criterion::FaultTolerance)
             .expect("fault tolerance");
-        assert_eq!(fault.points, 0.5, "{fault:?}");
-        assert_eq!(scored.percent, Some(50.0));
+        // Four of its seven tests graded (bad_input applies everywhere).
+        assert!((fault.points - 4.0 / 7.0).abs() < 1e-9, "{fault:?}");
+        assert_eq!(scored.percent, Some(57.1));
         assert!(
             fault.evidence.contains("Redis outage"),
             "{}",

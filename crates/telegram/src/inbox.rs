@@ -257,9 +257,20 @@ struct Poll {
     stopped: std::pin::Pin<Box<StopFlag>>,
 }
 
-/// The lease that gives one replica at a time the right to call `getUpdates` (Telegram ends a
-/// bot's waiting `getUpdates` when another comes: two pollers only fight).
-pub const POLLER_LEASE: &str = "telegram-poller";
+/// The lease that gives one replica at a time the right to call `getUpdates` for this bot on
+/// this Bot API server (Telegram ends a bot's waiting `getUpdates` when another comes: two
+/// pollers only fight): `telegram-poller:<bot id>@<host>:<port>`. The bot id is the token's
+/// public part, before the colon; nothing secret is in the name.
+pub fn poller_lease(front: &Front) -> String {
+    let bot = front.bot();
+    let id = bot.token().split(':').next().unwrap_or_default();
+    let api = bot.api_url();
+    format!(
+        "telegram-poller:{id}@{}:{}",
+        api.host_str().unwrap_or_default(),
+        api.port_or_known_default().unwrap_or_default()
+    )
+}
 
 impl Poll {
     /// The poller's lease lasts as long as a running job's: a dead poller is replaced as fast as
@@ -284,7 +295,7 @@ impl Poll {
             .front
             .engine()
             .store()
-            .take_lease(POLLER_LEASE, owner, self.lease())
+            .take_lease(&poller_lease(&self.front), owner, self.lease())
             .await
         {
             Ok(true) => {

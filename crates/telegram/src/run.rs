@@ -269,7 +269,7 @@ pub async fn polling(
     if let Err(e) = front
         .engine()
         .store()
-        .release_lease(crate::inbox::POLLER_LEASE, owner)
+        .release_lease(&crate::inbox::poller_lease(&front), owner)
         .await
     {
         tracing::warn!(error = %e, "the poller's lease was not released; another replica polls once it expires");

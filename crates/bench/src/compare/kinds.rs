@@ -33,6 +33,14 @@ const HIGHER: &[&str] = &[
 /// matched by suffix, apart from the ones in [`NONE`].
 const LOWER: &[&str] = &[
     "balances_broken",
+    // bad_input: what hostile input cost.
+    "bot_deaths",
+    "restart_deaths",
+    "forged_payments_accepted",
+    "replies_in_other_chats",
+    "normal_unanswered",
+    "unanswered",
+    "normal_p99_ms_during",
     "bytes_per_job",
     "bytes_per_user",
     "error_percent",
@@ -69,6 +77,11 @@ const LOWER: &[&str] = &[
 /// Shown, never judged: settings, sizes the test chose, counts that follow from the load or
 /// from the mock's random faults, and evidence that a fault reached the bot.
 const NONE: &[&str] = &[
+    // bad_input: the attack's size and the normal users' baseline.
+    "inputs_sent",
+    "inputs_delivered",
+    "normal_steps",
+    "normal_p99_ms_before",
     "a_photos",
     "accepted_before_refusal",
     "answers_during_outage",

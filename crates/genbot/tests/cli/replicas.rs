@@ -244,6 +244,12 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
     wait_until("replica A answers", WAIT, || async { answered(&first) }).await;
     b.start();
     let store = crate::process::open(&database_url).await;
+    let api = url::Url::parse(telegram.url()).unwrap();
+    let lease = format!(
+        "telegram-poller:123456@{}:{}",
+        api.host_str().unwrap(),
+        api.port().unwrap()
+    );
     // B is up (its migrations ran, it asks for the lease) and idle beside A for a while:
     // several of A's long polls, several of B's requests for the lease.
     let polls = || {
@@ -266,11 +272,7 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
         "two replicas fought over getUpdates"
     );
     assert_eq!(
-        store
-            .lease_holder("telegram-poller")
-            .await
-            .unwrap()
-            .as_deref(),
+        store.lease_holder(&lease).await.unwrap().as_deref(),
         Some("poll-a")
     );
     // The poller dies: B takes over within the lease (3 s here) and answers.
@@ -286,11 +288,7 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
     })
     .await;
     assert_eq!(
-        store
-            .lease_holder("telegram-poller")
-            .await
-            .unwrap()
-            .as_deref(),
+        store.lease_holder(&lease).await.unwrap().as_deref(),
         Some("poll-b")
     );
     assert!(
