@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
-use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser};
 
-use crate::process::{wait_until, Bot};
+use crate::process::{default_mocks, wait_until, Bot};
 
 const WAIT: Duration = Duration::from_secs(30);
 const HOSTILE: [&str; 6] = [
@@ -41,12 +40,7 @@ async fn handler_panics(port: u16) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn texts_that_took_the_bot_down_are_answered_across_a_restart() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("poison.db").display());
     let port = crate::free_port();

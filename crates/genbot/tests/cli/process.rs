@@ -4,9 +4,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use genbot_config::DatabaseUrl;
-use genbot_mocks::replicate::ReplicateMock;
+use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::repeats::Kill;
-use genbot_mocks::telegram::TelegramMock;
+use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::scratch::ScratchDatabase;
 use genbot_store::Store;
 use tokio::process::{Child, Command};
@@ -123,6 +123,17 @@ impl Bot {
     pub(crate) fn kills(&self) -> &[Kill] {
         &self.kills
     }
+}
+
+/// Both mocks with their default settings, for a test that needs nothing special of them.
+pub(crate) async fn default_mocks() -> (TelegramMock, ReplicateMock) {
+    let telegram = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
+        .await
+        .unwrap();
+    (telegram, replicate)
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; says what it waited for.

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
-use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser, TelegramMock};
 
-use crate::process::{database_url_text, scratch_postgres, wait_until, Bot};
+use crate::process::{database_url_text, default_mocks, scratch_postgres, wait_until, Bot};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -43,12 +42,7 @@ async fn two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither() {
         return;
     };
     let database_url = database_url_text(&database);
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     // The load balancer's URL is replica A's address: Telegram delivers everything there.
     let port_a = crate::free_port();
     let url = format!("http://127.0.0.1:{port_a}/telegram/webhook");
@@ -112,12 +106,7 @@ async fn two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_while_a_webhook_is_set_is_refused_unless_asked() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("modes.db").display());
     let set = std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
@@ -176,12 +165,7 @@ async fn polling_while_a_webhook_is_set_is_refused_unless_asked() {
 /// over: the second is refused at start, and may start once the first is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_serve_on_one_sqlite_file_is_refused() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("one.db").display());
     let mut first = Bot::new(&telegram, &replicate, &database_url);
@@ -230,12 +214,7 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
         return;
     };
     let database_url = database_url_text(&database);
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let mut a = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-a");
     let mut b = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-b");
     a.start();
