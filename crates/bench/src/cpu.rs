@@ -8,7 +8,8 @@ pub fn process_cpu() -> Option<Duration> {
     cpu_from_stat("/proc/self/stat")
 }
 
-/// User + system CPU time consumed by the calling thread so far (10 ms resolution).
+/// User + system CPU time consumed by the calling thread so far (one clock tick's resolution, 10 ms
+/// where `USER_HZ` is 100).
 pub fn thread_cpu() -> Option<Duration> {
     cpu_from_stat("/proc/thread-self/stat")
 }
@@ -20,8 +21,9 @@ fn cpu_from_stat(path: &str) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the full line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on every Linux this runs on.
-    Some(Duration::from_millis(ticks * 10))
+    Some(Duration::from_secs_f64(
+        ticks as f64 / crate::rss::clock_ticks_per_second() as f64,
+    ))
 }
 
 #[cfg(test)]
@@ -34,14 +36,22 @@ mod tests {
             eprintln!("SKIPPED a_busy_thread_is_charged_its_own_cpu_only: no /proc/thread-self");
             return;
         };
-        let spin = std::time::Instant::now();
+        // Spin until this thread is charged 100 ms, however busy the machine (a wall-clock
+        // spin got 90 ms of CPU in 200 ms beside a build): a reading that never moves fails.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut x = 0u64;
-        while spin.elapsed() < Duration::from_millis(200) {
-            x = x.wrapping_mul(31).wrapping_add(1);
+        let mut used = Duration::ZERO;
+        while used < Duration::from_millis(100) && std::time::Instant::now() < deadline {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(31).wrapping_add(1);
+            }
+            used = thread_cpu().expect("read twice") - before;
         }
         std::hint::black_box(x);
-        let used = thread_cpu().expect("read twice") - before;
-        assert!(used >= Duration::from_millis(100), "{used:?}");
+        assert!(
+            used >= Duration::from_millis(100),
+            "{used:?} in 20 s of spinning"
+        );
         let idle = std::thread::spawn(|| {
             let before = thread_cpu().expect("thread stat");
             std::thread::sleep(Duration::from_millis(200));

@@ -12,7 +12,7 @@ pub fn key_counts(test: TestId) -> &'static [&'static str] {
     match test {
         TestId::DbRead | TestId::Cache => &["reads"],
         TestId::DbWrite => &["rps"],
-        TestId::ConcurrentUsers => &["users", "success_rate"],
+        TestId::ConcurrentUsers => &["users", "success_rate", "photos_delivered"],
         TestId::Memory => &["users"],
         TestId::SystemLimits => &["steps", "max_rps"],
         TestId::Semaphores => &["completed"],
@@ -24,8 +24,8 @@ pub fn key_counts(test: TestId) -> &'static [&'static str] {
         // Order and fairness are measured even when the restart part is not (black-box
         // without a restart command); the queue's own checks name what was not measured.
         TestId::Queue => &[],
-        // Sampled RSS; a run with no jobs is caught by the operation simulation.
-        TestId::MemoryUnderLoad => &[],
+        // Memory under load with no image delivered held no generation's state.
+        TestId::MemoryUnderLoad => &["photos"],
         TestId::CrashRestart => &["kills", "prompts"],
         TestId::RedisOutage => &["prompts", "cache_errors"],
         TestId::DatabaseOutage | TestId::ReplicateFaults | TestId::TelegramFaults => &["prompts"],

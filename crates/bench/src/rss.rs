@@ -7,10 +7,15 @@ pub fn rss_bytes() -> Option<u64> {
     Some(resident_pages * page_size())
 }
 
-fn page_size() -> u64 {
-    // The kernel reports it in auxv, which std does not expose; 4 KiB is the page size of
-    // every x86-64 and most arm64 Linux systems.
-    4096
+/// The kernel's page size (4 KiB on x86-64; 16 or 64 KiB on some arm64 systems), which
+/// `/proc`'s page counts are in.
+pub(crate) fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// Clock ticks per second (`USER_HZ`), which `/proc/*/stat`'s CPU times are in.
+pub(crate) fn clock_ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second().max(1)
 }
 
 /// Bytes as megabytes (MiB), for reports.
@@ -29,5 +34,12 @@ mod tests {
         let after = super::rss_bytes().unwrap();
         assert!(after > before + 32 * 1024 * 1024, "{before} → {after}");
         drop(block);
+    }
+
+    #[test]
+    fn page_size_and_clock_ticks_come_from_the_kernel() {
+        let page = super::page_size();
+        assert!(page.is_power_of_two() && page >= 4096, "{page}");
+        assert!(super::clock_ticks_per_second() >= 1);
     }
 }

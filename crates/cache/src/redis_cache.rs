@@ -113,6 +113,32 @@ impl RedisCache {
             .observe(conn.pset_ex(self.key(user.id), value, ttl_ms).await)
     }
 
+    /// Bytes Redis holds for these users' entries (`MEMORY USAGE`, keys and values with
+    /// Redis's own overhead; an absent key counts 0). A cache outside the process grows Redis,
+    /// not the bot, so the suite's memory test reads it here.
+    ///
+    /// # Errors
+    /// Redis is unreachable or refuses `MEMORY USAGE`.
+    pub async fn stored_bytes(&self, ids: &[UserId]) -> Result<u64, CacheError> {
+        let mut total = 0u64;
+        let mut conn = self.connection.clone();
+        // Pipelined in slices: one round trip per thousand keys, never one huge reply.
+        for slice in ids.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for id in slice {
+                pipe.cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(self.key(*id))
+                    .arg("SAMPLES")
+                    .arg(0);
+            }
+            let sizes: Vec<Option<u64>> =
+                self.breaker.observe(pipe.query_async(&mut conn).await)?;
+            total += sizes.into_iter().flatten().sum::<u64>();
+        }
+        Ok(total)
+    }
+
     pub(crate) async fn invalidate(&self, id: UserId) -> Result<(), CacheError> {
         self.breaker.check()?;
         let mut conn = self.connection.clone();

@@ -210,6 +210,10 @@ pub struct GroupUsage {
 /// Sums `/proc/*/stat` over the processes whose group is `group`; `None` without `/proc`.
 pub(crate) fn group_usage(group: u32) -> Option<GroupUsage> {
     let mut usage = GroupUsage::default();
+    let (page, ticks_per_second) = (
+        crate::rss::page_size(),
+        crate::rss::clock_ticks_per_second(),
+    );
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -234,9 +238,9 @@ pub(crate) fn group_usage(group: u32) -> Option<GroupUsage> {
                 .unwrap_or(0)
         };
         usage.processes += 1;
-        // USER_HZ is 100 and pages are 4 KiB on every Linux this runs on.
-        usage.cpu += Duration::from_millis((number(11) + number(12)) * 10);
-        usage.rss_bytes += number(21) * 4096;
+        let ticks = number(11) + number(12);
+        usage.cpu += Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64);
+        usage.rss_bytes += number(21) * page;
     }
     Some(usage)
 }

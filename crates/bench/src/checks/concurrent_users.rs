@@ -1,8 +1,10 @@
 //! Concurrent users (closed model): U simulated users each run a session — /start, /models,
 //! /balance, a prompt, a purchase with Telegram Stars (/buy, the package button, paying the
 //! invoice) and an image-to-image request (a captioned photo) — through the Bot API mock into
-//! the real dispatcher, with think time. Success = every step answered; latency = update → the
-//! bot's first answer. Every purchase must be credited exactly once (checked in the ledger).
+//! the real dispatcher, with think time. Success = every step answered with what it asks for
+//! (a prompt with its queue position, not any text), and for the users told a position up to
+//! [`PHOTO_SAMPLE`] the image itself; latency = update → the bot's first answer. Every purchase must be
+//! credited exactly once (checked in the ledger).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +30,12 @@ const STEP_PATIENCE: Duration = Duration::from_secs(10);
 /// Users start their sessions at this rate (a crowd ramps up; a flash crowd of 10,000 in one
 /// second is a different test: the system-limits ramp finds where arrivals overwhelm the bot).
 const ARRIVALS_PER_SEC: f64 = 1_000.0;
+/// Users told a queue position up to this for their prompt must get its image: all users' 2
+/// generations at the default 10 a second would take minutes, the head of the queue does not,
+/// and it checks that the position told was true.
+const PHOTO_SAMPLE: u32 = 30;
+/// Longest a sampled user waits for their image after the session.
+const PHOTO_PATIENCE: Duration = Duration::from_secs(60);
 /// The SLO for non-generation commands.
 const P99_TARGET_MS: f64 = 100.0;
 
@@ -48,7 +56,10 @@ const PACKAGE: StarsPackage = StarsPackage {
 
 /// One step of a session and what answers it.
 enum Step {
+    /// A command.
     Text(&'static str),
+    /// A prompt: answered with its queue position.
+    Prompt(&'static str),
     /// Press the package button under /buy's answer: an invoice comes.
     PressBuy,
     /// Pay the invoice: the checkout is answered, then the receipt.
@@ -61,18 +72,29 @@ const SESSION: [Step; 8] = [
     Step::Text("/start"),
     Step::Text("/models"),
     Step::Text("/balance"),
-    Step::Text("a lighthouse at dawn"),
+    Step::Prompt("a lighthouse at dawn"),
     Step::Text("/buy"),
     Step::PressBuy,
     Step::Pay,
     Step::Photo("the lighthouse as a watercolor"),
 ];
 
-async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
+/// Counts shared by the sessions.
+#[derive(Default)]
+struct Tally {
+    failed: AtomicU64,
+    photos_awaited: AtomicU64,
+    photos_delivered: AtomicU64,
+    /// What the first few users left without their image last heard from the bot.
+    photos_missing: parking_lot::Mutex<Vec<String>>,
+}
+
+async fn session(user: SimUser, think: Duration, tally: Arc<Tally>) {
+    let mut await_photo = false;
     for step in &SESSION {
         let seen = user.transcript().len();
         let sent = match step {
-            Step::Text(text) => Some(user.send_text(text)),
+            Step::Text(text) | Step::Prompt(text) => Some(user.send_text(text)),
             Step::Photo(caption) => Some(user.send_photo(Some(caption))),
             Step::PressBuy => user.last_keyboard().and_then(|menu| {
                 let data = format!("buy:{}:{}", PACKAGE.credits, PACKAGE.stars);
@@ -80,18 +102,63 @@ async fn session(user: SimUser, think: Duration, failed: Arc<AtomicU64>) {
             }),
             Step::Pay => user.last_invoice().and_then(|invoice| user.pay(invoice)),
         };
-        let answered = sent.is_some()
-            && user
-                .wait_for(STEP_PATIENCE, |t| {
+        let answer = match sent {
+            Some(_) => {
+                user.wait_for(STEP_PATIENCE, |t| {
                     t[seen.min(t.len())..].iter().any(|e| expected(step, e))
                 })
                 .await
-                .is_some();
-        if !answered {
-            failed.fetch_add(1, Ordering::Relaxed);
+            }
+            None => None,
+        };
+        let Some(transcript) = answer else {
+            tally.failed.fetch_add(1, Ordering::Relaxed);
             return;
+        };
+        if matches!(step, Step::Prompt(_)) {
+            await_photo = transcript[seen.min(transcript.len())..]
+                .iter()
+                .any(|e| match e {
+                    Entry::BotText { text, .. } => {
+                        told_position(text).is_some_and(|p| p <= PHOTO_SAMPLE)
+                    }
+                    Entry::BotPhoto { .. } => true,
+                    _ => false,
+                });
         }
         tokio::time::sleep(think).await;
+    }
+    if await_photo {
+        tally.photos_awaited.fetch_add(1, Ordering::Relaxed);
+        let photo = user
+            .wait_for(PHOTO_PATIENCE, |t| {
+                t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
+            })
+            .await;
+        if photo.is_some() {
+            tally.photos_delivered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tally.failed.fetch_add(1, Ordering::Relaxed);
+            let mut missing = tally.photos_missing.lock();
+            if missing.len() < 3 {
+                let last: Vec<String> = user
+                    .transcript()
+                    .iter()
+                    .rev()
+                    .filter_map(|e| match e {
+                        Entry::BotText { text, .. } => Some(format!("{text:?}")),
+                        Entry::BotDocument { .. } => Some("a document".to_owned()),
+                        _ => None,
+                    })
+                    .take(4)
+                    .collect();
+                missing.push(format!(
+                    "user {}: last heard {}",
+                    user.id(),
+                    last.join(", ")
+                ));
+            }
+        }
     }
 }
 
@@ -107,11 +174,28 @@ fn expected(step: &Step, entry: &Entry) -> bool {
         (Step::Text("/buy"), Entry::BotText { buttons, .. }) => {
             buttons.iter().any(|(_, data)| data.starts_with("buy:"))
         }
-        // A prompt (text or photo) is answered with its queue position or the image itself.
-        (Step::Text(_) | Step::Photo(_), Entry::BotText { text, .. }) => !text.trim().is_empty(),
-        (Step::Photo(_), Entry::BotPhoto { .. }) => true,
+        // A prompt (text or photo) is answered with its queue position or the image itself;
+        // a refusal ("the queue is full", "not enough credits") is not an answer it asked for.
+        (Step::Prompt(_) | Step::Photo(_), Entry::BotText { text, .. }) => queue_position(text),
+        (Step::Prompt(_) | Step::Photo(_), Entry::BotPhoto { .. }) => true,
+        // /start and /models: their own answer, whatever its words.
+        (Step::Text(_), Entry::BotText { text, .. }) => !text.trim().is_empty(),
         _ => false,
     }
+}
+
+/// genbot's "In the queue: position N" in either language.
+fn queue_position(text: &str) -> bool {
+    told_position(text).is_some()
+}
+
+/// N of genbot's "In the queue: position N" / "В очереди: место N".
+fn told_position(text: &str) -> Option<u32> {
+    let rest = text
+        .strip_prefix("In the queue: position ")
+        .or_else(|| text.strip_prefix("В очереди: место "))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
@@ -136,7 +220,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         },
     )
     .await?;
-    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let stop_sampling = CancellationToken::new();
     let sampler = timeline::sample(
         rig.telegram.answers(),
@@ -152,10 +236,10 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
             "Sim",
             Some(if n % 2 == 0 { "en" } else { "ru" }),
         );
-        let failed = failed.clone();
+        let tally = tally.clone();
         sessions.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs_f64(spread * f64::from(n))).await;
-            session(user, think, failed).await;
+            session(user, think, tally).await;
         }));
     }
     for session in sessions {
@@ -201,7 +285,10 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         latencies.record(*latency);
     }
     let summary = latencies.summary();
-    let failed = failed.load(Ordering::Relaxed);
+    let failed = tally.failed.load(Ordering::Relaxed);
+    let photos_awaited = tally.photos_awaited.load(Ordering::Relaxed);
+    let photos_delivered = tally.photos_delivered.load(Ordering::Relaxed);
+    let photos_missing = tally.photos_missing.lock().join("; ");
     let success = (f64::from(users) - failed as f64) / f64::from(users);
     let updates_per_s = stats.answer_latencies.len() as f64 / elapsed;
     out.metric("users", f64::from(users))
@@ -213,12 +300,18 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         .metric("p99_ms", summary.p99_ms)
         .metric("max_ms", summary.max_ms)
         .metric("flood_dropped", rig.front.metrics().dropped_flood() as f64)
+        .metric("photos_awaited", photos_awaited as f64)
+        .metric("photos_delivered", photos_delivered as f64)
         .metric("purchases", charges.len() as f64)
         .metric("purchases_credited", credited as f64)
         .metric("ledger_mismatches", unbalanced as f64);
     out.fact(ctx.text(
         format!("{users} users arriving at {ARRIVALS_PER_SEC} per second, each /start → /models → /balance → prompt → /buy → package → pays {} ⭐ → captioned photo (image-to-image) with {think:?} think time, through the Bot API mock into the real dispatcher (Telegram's send pacing lifted; private SQLite store); p99 target for these commands {P99_TARGET_MS} ms", PACKAGE.stars),
         format!("{users} пользователей (прибывают по {ARRIVALS_PER_SEC} в секунду), каждый /start → /models → /balance → запрос → /buy → пакет → оплата {} ⭐ → фото с подписью (image-to-image) с паузой {think:?}, через мок Bot API в настоящий диспетчер (ограничения Telegram сняты; отдельная SQLite); цель p99 {P99_TARGET_MS} мс", PACKAGE.stars),
+    ));
+    out.fact(ctx.text(
+        format!("images: the {photos_awaited} users told a queue position up to {PHOTO_SAMPLE} for their prompt waited for its image after their session: {photos_delivered} arrived within {PHOTO_PATIENCE:?} {photos_missing}"),
+        format!("изображения: {photos_awaited} пользователей, получивших место в очереди не дальше {PHOTO_SAMPLE}, после сессии ждали картинку: пришло {photos_delivered} за {PHOTO_PATIENCE:?} {photos_missing}"),
     ));
     out.fact(ctx.text(
         format!("payments: {} completed at the mock, {credited} in the ledger with their credits; {unbalanced} balances disagree with the ledger", charges.len()),
@@ -278,5 +371,22 @@ mod tests {
             &text("Buy credits", &[("⭐ 50", "buy:10:50")])
         ));
         assert!(expected(&Step::Pay, &text("Paid: +10 credits", &[])));
+        let full = text(
+            "The queue is full right now. Please try again in a few minutes.",
+            &[],
+        );
+        assert!(!expected(&Step::Prompt("a lighthouse"), &full));
+        assert!(!expected(&Step::Photo("a caption"), &full));
+        assert!(expected(
+            &Step::Prompt("a lighthouse"),
+            &text("In the queue: position 3", &[])
+        ));
+        assert!(expected(
+            &Step::Photo("a caption"),
+            &text("В очереди: место 12", &[])
+        ));
+        assert_eq!(told_position("In the queue: position 893"), Some(893));
+        assert_eq!(told_position("В очереди: место 7"), Some(7));
+        assert_eq!(told_position("In the queue: position"), None);
     }
 }

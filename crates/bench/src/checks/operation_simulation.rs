@@ -185,7 +185,8 @@ async fn measure(
                 .metric(
                     "bytes_per_job",
                     after.saturating_sub(before) as f64 / jobs as f64,
-                );
+                )
+                .metric("photos", succeeded as f64);
             memory.grade = ctx.thresholds.memory_growth(growth);
             memory.fact(ctx.text(
                 format!("RSS {:.1} MB before {jobs} simulated generations, {:.1} MB after (peak +{peak:.1} MB)", megabytes(before), megabytes(after)),

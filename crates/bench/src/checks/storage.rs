@@ -169,20 +169,41 @@ pub async fn memory(ctx: &Context) -> TestOutcome {
         }
     }
     let after = rss_bytes().unwrap_or(before);
-    let growth = after.saturating_sub(before);
+    let process_growth = after.saturating_sub(before);
+    // A Redis cache grows Redis, not this process: its entries are weighed there, all of
+    // them (some may be warm from earlier tests), so the grade is the cache's whole footprint.
+    let in_redis = match ctx.target.users.cache() {
+        UserCache::Memory(_) => None,
+        UserCache::Redis(redis) => {
+            let ids: Vec<UserId> = ctx.seeded.clone().map(UserId).collect();
+            match redis.stored_bytes(&ids).await {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    out.fact(format!("could not read Redis's MEMORY USAGE: {e}"));
+                    return out;
+                }
+            }
+        }
+    };
+    let growth = process_growth + in_redis.unwrap_or(0);
     out.metric("rss_before_mb", megabytes(before))
         .metric("rss_after_mb", megabytes(after))
         .metric("growth_mb", megabytes(growth))
         .metric("bytes_per_user", growth as f64 / users.max(1) as f64)
         .metric("users", users as f64);
-    let where_cached = match ctx.target.users.cache() {
-        UserCache::Memory(_) => "in this process",
-        UserCache::Redis(_) => "in Redis (outside this process)",
+    match in_redis {
+        None => out.fact(ctx.text(
+            format!("RSS {:.1} MB → {:.1} MB after reading {users} users through a fresh in-process cache", megabytes(before), megabytes(after)),
+            format!("RSS {:.1} МБ → {:.1} МБ после чтения {users} пользователей через новый кэш в процессе", megabytes(before), megabytes(after)),
+        )),
+        Some(bytes) => {
+            out.metric("redis_mb", megabytes(bytes));
+            out.fact(ctx.text(
+                format!("the cache is in Redis: its entries for {users} users take {:.2} MB there (MEMORY USAGE); this process's RSS {:.1} MB → {:.1} MB; graded on both", megabytes(bytes), megabytes(before), megabytes(after)),
+                format!("кэш в Redis: записи {users} пользователей занимают там {:.2} МБ (MEMORY USAGE); RSS процесса {:.1} МБ → {:.1} МБ; оценка по сумме", megabytes(bytes), megabytes(before), megabytes(after)),
+            ))
+        }
     };
-    out.fact(ctx.text(
-        format!("RSS {:.1} MB → {:.1} MB after reading {users} users through the cache ({where_cached})", megabytes(before), megabytes(after)),
-        format!("RSS {:.1} МБ → {:.1} МБ после чтения {users} пользователей через кэш", megabytes(before), megabytes(after)),
-    ));
     out.grade = if errors > 0 {
         Grade::NeedsOptimization
     } else {

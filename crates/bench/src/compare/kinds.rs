@@ -20,6 +20,7 @@ const HIGHER: &[&str] = &[
     "jobs_succeeded",
     "max_rps",
     "max_users",
+    "photos_delivered",
     "rps",
     "speed_up",
     "steady_throughput_ratio",
@@ -60,6 +61,7 @@ const LOWER: &[&str] = &[
     "predictions_duplicated",
     "problems",
     "recovery_s",
+    "redis_mb",
     "rss_after_mb",
     "second_round_growth_mb",
     "sends_over_telegram_budget_share",
@@ -138,6 +140,10 @@ const NONE: &[&str] = &[
     // What the fault tests' kills happened to catch on the wire: where a random kill lands is
     // not the build's doing (`photos_duplicated` stays a loss).
     "photo_sends_at_kills",
+    // Images the memory tests' load delivered (evidence it measured), and how many users the
+    // concurrent-users test chose to wait for theirs.
+    "photos",
+    "photos_awaited",
     "photos_duplicated_at_wire",
     "probe_ttl_ms",
     "processes",

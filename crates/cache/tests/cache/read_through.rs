@@ -3,7 +3,7 @@ use std::time::Duration;
 use genbot_cache::{MemoryCache, UserCache, Users};
 use genbot_store::UserId;
 
-use crate::helpers::{on_both_caches, store_with_users, unreachable_redis, users};
+use crate::helpers::{on_both_caches, redis, store_with_users, unreachable_redis, users};
 
 on_both_caches!(
     hits_and_misses_are_counted,
@@ -98,4 +98,38 @@ async fn the_memory_cache_evicts_beyond_its_capacity() {
     }
     assert!(cache.entry_count() <= 10, "holds {}", cache.entry_count());
     assert!(cache.evictions() >= 80, "evicted {}", cache.evictions());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_reports_the_bytes_it_holds_for_cached_users() {
+    let Some(cache) = redis("stored_bytes", Duration::from_secs(60)) else {
+        return;
+    };
+    let UserCache::Redis(redis) = cache.clone() else {
+        unreachable!("redis() gives a Redis cache")
+    };
+    let (users, _dir) = users(cache, 200).await;
+    let ids: Vec<UserId> = (1..=200).map(UserId).collect();
+    assert_eq!(
+        redis.stored_bytes(&ids).await.unwrap(),
+        0,
+        "nothing cached yet"
+    );
+    for id in &ids[..100] {
+        users.get(*id).await.unwrap().unwrap();
+    }
+    let half = redis.stored_bytes(&ids).await.unwrap();
+    for id in &ids[100..] {
+        users.get(*id).await.unwrap().unwrap();
+    }
+    let all = redis.stored_bytes(&ids).await.unwrap();
+    // Each entry is a user's JSON (~100 bytes) plus Redis's key and object overhead.
+    assert!(half >= 100 * 64, "100 users in {half} bytes");
+    assert!(
+        all > half + 100 * 64,
+        "200 users in {all} bytes (100 in {half})"
+    );
+    for id in &ids {
+        users.cache().invalidate(*id).await.unwrap();
+    }
 }

@@ -33,6 +33,10 @@ type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddl
 /// once after a quiet spell.
 pub struct LocalRateLimiter {
     limiter: Gcra,
+    /// Waiters take turns in arrival order. Without it every waiter sleeps until the next free
+    /// slot and whichever the timer wakes first wins, so one job could lose round after round:
+    /// seen, a prompt told "position 1" waited over a minute while hundreds were created.
+    line: tokio::sync::Mutex<()>,
     clock: TokioClock,
     per_minute: u32,
     counters: Counters,
@@ -59,6 +63,7 @@ impl LocalRateLimiter {
             .allow_burst(burst);
         LocalRateLimiter {
             limiter: Gcra::direct_with_clock(quota, TokioClock),
+            line: tokio::sync::Mutex::new(()),
             clock: TokioClock,
             per_minute,
             counters: Counters::default(),
@@ -67,6 +72,8 @@ impl LocalRateLimiter {
 
     /// Waits until this limiter admits one more, without counting it; says whether it waited.
     pub(super) async fn wait_turn(&self) -> bool {
+        // tokio's mutex queues its waiters first come, first served.
+        let _turn = self.line.lock().await;
         let mut waited = false;
         // Sleep on tokio's timer (not governor's own): decisions and waits share one clock.
         while let Err(not_until) = self.limiter.check() {
@@ -118,6 +125,40 @@ mod tests {
         );
         let stats = limiter.stats();
         assert_eq!((stats.admitted, stats.waited), (11, 10));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_are_admitted_in_arrival_order() {
+        // Claimed jobs keep arriving while earlier ones wait, on a runtime with several
+        // workers, as in production. Seen without a line: waiters overtaken by dozens.
+        let limiter = std::sync::Arc::new(LocalRateLimiter::new(6_000, 1));
+        let admitted = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for n in 0..60 {
+            let (limiter, admitted) = (limiter.clone(), admitted.clone());
+            let (arrived, in_line) = tokio::sync::oneshot::channel::<()>();
+            waiters.push(tokio::spawn(async move {
+                let _ = arrived.send(());
+                limiter.acquire().await;
+                admitted.lock().push(n);
+            }));
+            // The next arrives only once this one has started to wait.
+            let _ = in_line.await;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        for waiter in waiters {
+            waiter.await.expect("waiter");
+        }
+        let order = admitted.lock().clone();
+        let overtaken = order
+            .iter()
+            .enumerate()
+            .map(|(place, n)| place.abs_diff(*n))
+            .max()
+            .unwrap_or(0);
+        // Arrivals are 3 ms apart; a worker thread descheduled at the wrong moment may let one
+        // or two pass. Without the line they were overtaken by 40 and more.
+        assert!(overtaken <= 2, "admitted in the order {order:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,6 +57,8 @@ pub struct SharedRateLimiter {
     tolerance_us: u64,
     per_minute: u32,
     fallback: LocalRateLimiter,
+    /// See `LocalRateLimiter`'s `line`: waiters in arrival order.
+    line: tokio::sync::Mutex<()>,
     /// Until when Redis is skipped after a failure.
     skip_until: Mutex<Option<Instant>>,
     shown_url: String,
@@ -103,6 +105,7 @@ impl SharedRateLimiter {
             tolerance_us: interval_us * u64::from(burst.max(1) - 1),
             per_minute,
             fallback: LocalRateLimiter::new(per_minute, burst),
+            line: tokio::sync::Mutex::new(()),
             skip_until: Mutex::new(None),
             shown_url: url.to_string(),
             counters: Counters::default(),
@@ -142,6 +145,9 @@ impl SharedRateLimiter {
 
     async fn admit(&self) {
         let started = Instant::now();
+        // This process's waiters ask Redis in arrival order (see `LocalRateLimiter::line`);
+        // across replicas Redis's GCRA decides.
+        let _turn = self.line.lock().await;
         let mut waited = false;
         loop {
             match self.ask().await {
