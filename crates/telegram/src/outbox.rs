@@ -23,7 +23,7 @@ use teloxide::{ApiError, RequestError};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::pacing::{is_blocked, send};
+use crate::pacing::{is_blocked, send_result};
 use crate::texts;
 use crate::Front;
 
@@ -230,7 +230,7 @@ async fn deliver(
             if let Some(reply) = reply {
                 message = message.reply_parameters(reply);
             }
-            send(front, chat, message).await.map(|_| None)
+            send_result(front, chat, message).await.map(|_| None)
         }
     };
     let outcome = match sent {
@@ -302,7 +302,7 @@ async fn send_image(
     };
     if let Some(file_id) = &delivery.file_id {
         let input = InputFile::file_id(file_id.clone().into());
-        return send(front, chat, photo(input))
+        return send_result(front, chat, photo(input))
             .await
             .map(|_| Some(file_id.clone()));
     }
@@ -320,7 +320,7 @@ async fn send_image(
     match image {
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let message = send(front, chat, photo(input)).await?;
+            let message = send_result(front, chat, photo(input)).await?;
             Ok(photo_file_id(&message))
         }
         Ok(image) => {
@@ -332,7 +332,7 @@ async fn send_image(
             if let Some(reply) = reply.clone() {
                 document = document.reply_parameters(reply);
             }
-            let message = send(front, chat, document).await?;
+            let message = send_result(front, chat, document).await?;
             Ok(message.document().map(|d| d.file.id.to_string()))
         }
         Err(reason) => {
@@ -340,7 +340,7 @@ async fn send_image(
             let Ok(parsed) = url.parse() else {
                 return Ok(None);
             };
-            let message = send(front, chat, photo(InputFile::url(parsed))).await?;
+            let message = send_result(front, chat, photo(InputFile::url(parsed))).await?;
             Ok(photo_file_id(&message))
         }
     }

@@ -7,7 +7,13 @@
 //! send through the moment its chat and the whole bot have budget (GCRA, as the engine's rate
 //! limiter).
 //!
-//! Sends come in two classes. Answers (replies to commands, results) wait for budget. Progress
+//! Sends come in three classes. Answers (replies to what a user just sent) wait for budget, in
+//! the order they arrived: without that line whichever waiter the timer woke first won, and
+//! under a crowd some answers waited many times the floor. Results (images from the outbox)
+//! wait in a line of their own and go only while no answer waits, or once they have waited
+//! [`RESULT_PATIENCE`]: a user's next message is answered before someone's image is sent,
+//! and images are never starved. Both wait for their chat's own budget before they queue, so
+//! nobody waits behind another chat's backlog. Progress
 //! (position and "generating" edits) never waits: it goes out only when no answer waits, none
 //! went out in the last three send slots (100 ms at 30/s), budget is free at that moment and
 //! within progress's own share (a third of the overall rate); otherwise it is dropped — the
@@ -63,6 +69,18 @@ impl Default for SendLimits {
     }
 }
 
+/// A result yields to answers for at most this long, then queues with them.
+const RESULT_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What a send is, for the order sends take the overall budget in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendClass {
+    /// A reply to what a user just sent: first.
+    Answer,
+    /// A result delivered later (an image): after waiting answers.
+    Result,
+}
+
 /// Most 429s waited out for one send before giving up.
 const MAX_RETRIES: u32 = 3;
 
@@ -84,6 +102,14 @@ pub(crate) struct Pacer {
     /// …and how long the bot must have been free of answers before progress may go: three
     /// send slots, so a burst of answers is never interleaved with progress.
     quiet: Duration,
+    /// Answers waiting for the overall budget take it first come, first served (tokio's mutex
+    /// queues its waiters in order)…
+    answer_line: tokio::sync::Mutex<()>,
+    /// …and results in a line of their own, behind waiting answers.
+    result_line: tokio::sync::Mutex<()>,
+    /// Signalled whenever an answer takes the budget: a result waiting for answers to pass
+    /// looks again.
+    answer_passed: tokio::sync::Notify,
 }
 
 /// Counts an answer as waiting for as long as it lives.
@@ -135,11 +161,62 @@ impl Pacer {
             last_answer: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             quiet: Duration::from_secs_f64(3.0 / f64::from(limits.overall_per_sec.max(1))),
+            answer_line: tokio::sync::Mutex::new(()),
+            result_line: tokio::sync::Mutex::new(()),
+            answer_passed: tokio::sync::Notify::new(),
         }
     }
 
-    /// Waits until `chat` and the bot as a whole may receive one more message.
+    /// Waits until `chat` and the bot as a whole may receive one more answer.
     pub(crate) async fn ready(&self, chat: ChatId) {
+        self.ready_as(chat, SendClass::Answer).await;
+    }
+
+    /// Waits until `chat` and the bot as a whole may receive one more send of `class`.
+    pub(crate) async fn ready_as(&self, chat: ChatId, class: SendClass) {
+        self.chat_ready(chat).await;
+        let (_result_turn, overdue) = match class {
+            SendClass::Answer => (None, false),
+            SendClass::Result => {
+                let turn = self.result_line.lock().await;
+                let overdue = !self.let_answers_pass().await;
+                (Some(turn), overdue)
+            }
+        };
+        let _waiting = WaitingAnswer::enter(&self.answers_waiting);
+        // A result that ran out of patience does not join the back of the answers' line: it
+        // takes one of the next slots beside the answer at its head.
+        let _turn = if overdue {
+            None
+        } else {
+            Some(self.answer_line.lock().await)
+        };
+        while let Err(not_until) = self.overall.check() {
+            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+        }
+        self.last_answer
+            .store(self.since_epoch(), AtomicOrdering::SeqCst);
+        self.answer_passed.notify_waiters();
+    }
+
+    /// Waits while answers wait for the budget, at most [`RESULT_PATIENCE`]; false when the
+    /// patience ran out with answers still waiting.
+    async fn let_answers_pass(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + RESULT_PATIENCE;
+        while self.answers_waiting.load(AtomicOrdering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            let passed = self.answer_passed.notified();
+            // The answer may have passed between the load and here: look again soon anyway.
+            let again = (tokio::time::Instant::now() + Duration::from_millis(20)).min(deadline);
+            let _ = tokio::time::timeout_at(again, passed).await;
+        }
+        true
+    }
+
+    /// Waits for `chat`'s own budget (and its group's).
+    async fn chat_ready(&self, chat: ChatId) {
         if chat.0 < 0 {
             while let Err(not_until) = self.per_group.check_key(&chat.0) {
                 tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
@@ -148,12 +225,6 @@ impl Pacer {
         while let Err(not_until) = self.per_chat.check_key(&chat.0) {
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
         }
-        let _waiting = WaitingAnswer::enter(&self.answers_waiting);
-        while let Err(not_until) = self.overall.check() {
-            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
-        }
-        self.last_answer
-            .store(self.since_epoch(), AtomicOrdering::SeqCst);
     }
 
     /// Whether a progress message to `chat` may go out now; never waits. Progress is the first
@@ -208,9 +279,36 @@ pub(crate) async fn send<R>(
 where
     R: Request<Err = RequestError>,
 {
+    send_as(front, chat, request, SendClass::Answer).await
+}
+
+/// [`send`] for a result: behind the answers waiting for the budget.
+///
+/// # Errors
+/// As [`send`].
+pub(crate) async fn send_result<R>(
+    front: &Front,
+    chat: ChatId,
+    request: R,
+) -> Result<Output<R>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
+    send_as(front, chat, request, SendClass::Result).await
+}
+
+async fn send_as<R>(
+    front: &Front,
+    chat: ChatId,
+    request: R,
+    class: SendClass,
+) -> Result<Output<R>, RequestError>
+where
+    R: Request<Err = RequestError>,
+{
     let mut retries = 0;
     loop {
-        front.pacer().ready(chat).await;
+        front.pacer().ready_as(chat, class).await;
         match request.send_ref().await {
             Err(RequestError::RetryAfter(after)) if retries < MAX_RETRIES => {
                 front.metrics().send_error(&RequestError::RetryAfter(after));
@@ -294,6 +392,105 @@ mod tests {
             "3 + 17 per minute"
         );
         assert!(pacer.per_group.check_key(&-101).is_ok(), "groups are apart");
+    }
+
+    /// `n` sends of `class`, one to each chat from `first_chat`, each arriving 5 ms after the
+    /// one before; returns the order they were let through.
+    async fn arrivals(
+        pacer: &std::sync::Arc<Pacer>,
+        through: &std::sync::Arc<parking_lot::Mutex<Vec<i64>>>,
+        first_chat: i64,
+        n: i64,
+        class: SendClass,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut sends = Vec::new();
+        for chat in first_chat..first_chat + n {
+            let (pacer, through) = (pacer.clone(), through.clone());
+            let (arrived, in_line) = tokio::sync::oneshot::channel::<()>();
+            sends.push(tokio::spawn(async move {
+                let _ = arrived.send(());
+                pacer.ready_as(ChatId(chat), class).await;
+                through.lock().push(chat);
+            }));
+            let _ = in_line.await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sends
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_take_the_budget_in_the_order_they_arrived() {
+        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
+            overall_per_sec: 50,
+            ..SendLimits::TELEGRAM
+        }));
+        // Spend the burst: the 40 answers below all wait for budget.
+        while pacer.overall.check().is_ok() {}
+        let through = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        for send in arrivals(&pacer, &through, 0, 40, SendClass::Answer).await {
+            send.await.expect("send");
+        }
+        let order = through.lock().clone();
+        let overtaken = order
+            .iter()
+            .enumerate()
+            .map(|(place, chat)| place.abs_diff(*chat as usize))
+            .max()
+            .unwrap_or(0);
+        // Seen without the line: answers overtaken by 30 and more.
+        assert!(overtaken <= 2, "let through in the order {order:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_wait_for_waiting_answers_but_not_for_ever() {
+        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
+            overall_per_sec: 50,
+            ..SendLimits::TELEGRAM
+        }));
+        while pacer.overall.check().is_ok() {}
+        let through = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        // Results first, then answers: the answers still go first.
+        let mut sends = arrivals(&pacer, &through, 1_000, 5, SendClass::Result).await;
+        sends.extend(arrivals(&pacer, &through, 0, 20, SendClass::Answer).await);
+        for send in sends {
+            send.await.expect("send");
+        }
+        let order = through.lock().clone();
+        // A result or two may take a slot before the answers queue up (a slot is 20 ms, they
+        // arrive 5 ms apart); from then on every answer goes before the remaining results.
+        let results_before_last_answer = order
+            .iter()
+            .take_while(|c| **c != 19)
+            .filter(|c| **c >= 1_000)
+            .count();
+        assert!(
+            results_before_last_answer <= 2,
+            "results overtook answers: {order:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_result_waits_at_most_its_patience_behind_answers() {
+        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
+            overall_per_sec: 10,
+            ..SendLimits::TELEGRAM
+        }));
+        while pacer.overall.check().is_ok() {}
+        let through = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        // 60 answers take 6 s at 10/s; a result arriving after the first must not wait them all.
+        let mut sends = arrivals(&pacer, &through, 0, 1, SendClass::Answer).await;
+        sends.extend(arrivals(&pacer, &through, 1_000, 1, SendClass::Result).await);
+        sends.extend(arrivals(&pacer, &through, 1, 59, SendClass::Answer).await);
+        for send in sends {
+            send.await.expect("send");
+        }
+        let order = through.lock().clone();
+        let result_at = order.iter().position(|c| *c == 1_000).unwrap_or(usize::MAX);
+        // Patience 2 s = about 20 slots at 10/s, plus the slots of answers already in line.
+        assert!(
+            (5..=40).contains(&result_at),
+            "result let through at {result_at}: {order:?}"
+        );
     }
 
     #[tokio::test]
