@@ -300,8 +300,8 @@ mod tests {
     }
 
     #[test]
-    fn a_webhook_nobody_here_waits_for_comes_back_to_be_recorded_and_a_relayed_one_wakes_its_wait(
-    ) {
+    fn a_webhook_nobody_here_waits_for_comes_back_to_be_recorded_and_a_relayed_one_wakes_its_wait()
+    {
         let receiver = arrivals();
         let (receipt, kept) = receiver
             .receive(

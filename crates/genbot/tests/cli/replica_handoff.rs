@@ -87,10 +87,7 @@ async fn a_replicate_webhook_at_another_replica_ends_the_owners_wait_at_once() {
     a.start();
     let first = telegram.user(76_000, "first", Some("en"));
     first.send_text("/start");
-    wait_until("replica A answers", WAIT, || async {
-        texts(&first) > 0
-    })
-    .await;
+    wait_until("replica A answers", WAIT, || async { texts(&first) > 0 }).await;
     b.start();
     wait_until("replica B serves its webhook", WAIT, || async {
         healthy(port_b).await
@@ -124,7 +121,11 @@ async fn a_replicate_webhook_at_another_replica_ends_the_owners_wait_at_once() {
         "no job of replica A ended by a webhook B received: the test proved nothing"
     );
     // Every prediction's end reached exactly one wait: A's through the database, B's directly.
-    assert_eq!(relayed_a + delivered_b, 6, "A relayed {relayed_a}, B delivered {delivered_b}");
+    assert_eq!(
+        relayed_a + delivered_b,
+        6,
+        "A relayed {relayed_a}, B delivered {delivered_b}"
+    );
     assert_eq!((delivered_a, relayed_b), (0, 0));
     assert_eq!(stats.webhooks_delivered, 6, "{stats:?}");
     assert_eq!(stats.polls, 0, "a wait ended by polling Replicate");
@@ -163,23 +164,23 @@ impl Failover {
             while let Ok((mut client, _)) = listener.accept().await {
                 let (p, f) = (p.clone(), f.clone());
                 tokio::spawn(async move {
-                    let mut upstream =
-                        match tokio::net::TcpStream::connect(("127.0.0.1", primary)).await {
-                            Ok(up) => {
-                                p.fetch_add(1, Ordering::SeqCst);
-                                up
-                            }
-                            Err(_) => {
-                                match tokio::net::TcpStream::connect(("127.0.0.1", fallback)).await
-                                {
-                                    Ok(up) => {
-                                        f.fetch_add(1, Ordering::SeqCst);
-                                        up
-                                    }
-                                    Err(_) => return,
+                    let mut upstream = match tokio::net::TcpStream::connect(("127.0.0.1", primary))
+                        .await
+                    {
+                        Ok(up) => {
+                            p.fetch_add(1, Ordering::SeqCst);
+                            up
+                        }
+                        Err(_) => {
+                            match tokio::net::TcpStream::connect(("127.0.0.1", fallback)).await {
+                                Ok(up) => {
+                                    f.fetch_add(1, Ordering::SeqCst);
+                                    up
                                 }
+                                Err(_) => return,
                             }
-                        };
+                        }
+                    };
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 });
             }
@@ -204,8 +205,8 @@ impl Drop for Failover {
 /// finds A gone and hands it to B, and the user is answered exactly once. A build that answers
 /// Telegram before recording loses the update.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_update_whose_replica_dies_before_recording_it_is_answered_once_after_the_retry(
-) {
+async fn a_webhook_update_whose_replica_dies_before_recording_it_is_answered_once_after_the_retry()
+{
     let Some(database) = scratch_postgres(
         "a_webhook_update_whose_replica_dies_before_recording_it_is_answered_once_after_the_retry",
     )

@@ -284,8 +284,7 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
 /// webhook (Telegram would end the poller's getUpdates); once the pollers stopped it starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_replica_is_refused_while_another_polls() {
-    let Some(database) =
-        scratch_postgres("a_webhook_replica_is_refused_while_another_polls").await
+    let Some(database) = scratch_postgres("a_webhook_replica_is_refused_while_another_polls").await
     else {
         return;
     };
