@@ -5,6 +5,7 @@
 mod dispatch;
 mod generate;
 mod leases;
+mod relay;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,6 +188,13 @@ impl Engine {
             .inner
             .tasks
             .spawn(async move { keeper.keep_leases().await });
+        if engine.inner.client.webhooks().is_some() {
+            let relay = engine.clone();
+            engine
+                .inner
+                .tasks
+                .spawn(async move { relay.relay_outcomes().await });
+        }
         Ok(engine)
     }
 
@@ -208,21 +216,6 @@ impl Engine {
     /// Replicate's webhook settings, when predictions report their end by webhook.
     pub fn replicate_webhooks(&self) -> Option<&crate::replicate::WebhookSettings> {
         self.inner.client.webhooks()
-    }
-
-    /// A webhook delivery from Replicate, as received: verified (signature, timestamp,
-    /// replay) and handed to the generation waiting for its prediction.
-    ///
-    /// # Errors
-    /// The delivery is not genuine, or webhooks are off.
-    pub fn receive_replicate_webhook(
-        &self,
-        headers: &crate::replicate::webhook::WebhookHeaders<'_>,
-        body: &[u8],
-    ) -> Result<crate::replicate::WebhookReceipt, crate::replicate::webhook::WebhookError> {
-        self.inner
-            .client
-            .receive_webhook(headers, body, Utc::now().timestamp())
     }
 
     /// Replicate webhooks received so far.

@@ -166,7 +166,8 @@ impl ReplicateClient {
     }
 
     /// Verifies a webhook delivery (headers, body, `now` in unix seconds) and hands its
-    /// prediction to the generation waiting for it.
+    /// prediction to the generation waiting for it; one nobody here waits for is returned with
+    /// [`WebhookReceipt::Kept`] (another replica may run its job).
     ///
     /// # Errors
     /// Webhooks are off, or the delivery is not genuine ([`webhook::WebhookError`]).
@@ -175,10 +176,33 @@ impl ReplicateClient {
         headers: &webhook::WebhookHeaders<'_>,
         body: &[u8],
         now: i64,
-    ) -> Result<WebhookReceipt, webhook::WebhookError> {
+    ) -> Result<(WebhookReceipt, Option<Prediction>), webhook::WebhookError> {
         match &self.arrivals {
             Some(arrivals) => arrivals.receive(headers, body, now),
             None => Err(webhook::WebhookError::NotEnabled),
+        }
+    }
+
+    /// The predictions this process's generations wait for by webhook (none when webhooks are
+    /// off).
+    pub(crate) fn waiting_predictions(&self) -> Vec<String> {
+        self.arrivals
+            .as_ref()
+            .map(|a| a.waiting())
+            .unwrap_or_default()
+    }
+
+    /// Hands a prediction's outcome that another replica received to the wait for it.
+    pub(crate) fn relay_outcome(&self, prediction: Prediction) {
+        if let Some(arrivals) = &self.arrivals {
+            arrivals.relay(prediction);
+        }
+    }
+
+    /// Forgets that webhook delivery `id` was seen (it was refused after all).
+    pub(crate) fn unsee_webhook(&self, id: &str) {
+        if let Some(arrivals) = &self.arrivals {
+            arrivals.unsee(id);
         }
     }
 

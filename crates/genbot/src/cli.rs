@@ -112,6 +112,10 @@ pub(crate) struct ServeArgs {
     /// for showing that `bench compare` catches a regression).
     #[arg(long, hide = true, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub(crate) test_slow_handlers_ms: u64,
+    /// Test only: every update received on the webhook waits this long before it is recorded
+    /// (a window for killing the process between receiving and recording).
+    #[arg(long, hide = true, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub(crate) test_hold_webhook_updates_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -56,6 +56,15 @@ pub use payments::{
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// A named lease among replicas as it stands (e.g. the right to poll Telegram).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The replica id holding it.
+    pub owner: String,
+    /// When it ends unless renewed.
+    pub until: DateTime<Utc>,
+}
+
 /// Users and jobs, in whichever database `DATABASE_URL` names. Cheap to clone: clones share
 /// the pool.
 #[derive(Debug, Clone)]
@@ -665,7 +674,49 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self.lease_holder(name))
+        Ok(self.lease(name).await?.map(|lease| lease.owner))
+    }
+
+    /// The lease `name` as it stands now (who holds it and until when), if anyone holds it.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        dispatch!(self.lease(name))
+    }
+
+    /// Records the final state of Replicate prediction `prediction` (`payload`, JSON) as a
+    /// webhook brought it to a replica that does not run its job, for the replica that does
+    /// ([`Store::take_prediction_outcomes`]). The first record of a prediction stays.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_prediction_outcome(
+        &self,
+        prediction: &str,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.record_prediction_outcome(prediction, payload))
+    }
+
+    /// Takes (removes and returns the payloads of) the recorded outcomes of `predictions`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn take_prediction_outcomes(
+        &self,
+        predictions: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.take_prediction_outcomes(predictions))
+    }
+
+    /// Forgets outcomes recorded more than `older_than` ago that nobody took (their job ended
+    /// by its reconcile poll, or was taken over).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn prune_prediction_outcomes(&self, older_than: Duration) -> Result<u64, StoreError> {
+        dispatch!(self.prune_prediction_outcomes(older_than))
     }
 
     /// Forgets updates handled more than `older_than` ago.

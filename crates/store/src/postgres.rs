@@ -10,6 +10,7 @@ mod inbox;
 mod leases;
 mod lifecycle;
 mod outbox;
+mod outcomes;
 mod payments;
 mod schema;
 

@@ -11,6 +11,7 @@ mod inbox;
 mod leases;
 mod lifecycle;
 mod outbox;
+mod outcomes;
 mod payments;
 mod rows;
 mod schema;

@@ -92,6 +92,10 @@ pub struct FrontConfig {
     /// build for the suite's own tests (`genbot serve --test-slow-handlers-ms`), so that
     /// `bench compare` can be shown to catch a regression.
     pub handler_delay: std::time::Duration,
+    /// Every update received on the webhook waits this long before it is recorded. Zero in
+    /// production: the fault tests' window for killing a replica between receiving an update
+    /// and recording it (`genbot serve --test-hold-webhook-updates-ms`).
+    pub intake_delay: std::time::Duration,
 }
 
 impl Default for FrontConfig {
@@ -105,6 +109,7 @@ impl Default for FrontConfig {
             user_burst: 10,
             inbox_takeover_after: inbox::STALE_AFTER,
             handler_delay: std::time::Duration::ZERO,
+            intake_delay: std::time::Duration::ZERO,
         }
     }
 }

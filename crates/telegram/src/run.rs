@@ -42,6 +42,15 @@ pub enum RunError {
     /// Polling was asked for while a webhook is set.
     #[error("a webhook is set for this bot ({0}): Telegram does not let a bot poll while it is; run `genbot webhook delete` or start with --drop-webhook (webhook replicas would stop getting updates)")]
     WebhookSet(String),
+    /// A webhook was asked for while another replica of this bot polls Telegram.
+    #[error("replica {owner} polls Telegram for this bot (its poller lease runs until {}, renewed while it runs): setting a webhook would end its getUpdates and leave the polling replicas without updates; stop every polling replica first (a stopping poller hands the lease to a standby one; a killed one's lease ends within JOB_LEASE_SECONDS), then start webhook replicas", .until.format("%Y-%m-%d %H:%M:%S UTC"))]
+    Polled {
+        owner: String,
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// The database did not answer a question asked at start.
+    #[error("the database did not answer: {0}")]
+    Database(#[from] genbot_store::StoreError),
     /// Stopped (SIGTERM) before the Bot API could be reached.
     #[error("stopped before the Bot API answered")]
     Stopped,
@@ -144,10 +153,14 @@ async fn replicate_webhook(
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
     };
-    match engine.receive_replicate_webhook(&received, &body) {
+    match engine.receive_replicate_webhook(&received, &body).await {
         Ok(receipt) => {
             tracing::debug!(?receipt, "replicate webhook");
             (StatusCode::OK, "ok".to_owned())
+        }
+        Err(e @ WebhookError::NotRecorded(_)) => {
+            tracing::warn!(error = %e, "replicate webhook not recorded; Replicate sends it again");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
         Err(e @ WebhookError::NotAPrediction(_)) => {
             tracing::warn!(error = %e, "replicate webhook refused");
@@ -277,6 +290,30 @@ pub async fn polling(
     Ok(())
 }
 
+/// Refuses webhook mode while another replica of this bot polls (on this database): Telegram
+/// would refuse its `getUpdates` from the moment the webhook is set, and the polling replicas,
+/// still running, would get nothing. The poller lease says who polls and until when. A lease
+/// this replica id holds is a previous run's (ids are unique among live replicas): given up.
+///
+/// # Errors
+/// [`RunError::Polled`], or [`RunError::Database`].
+async fn refuse_while_polled(front: &Front) -> Result<(), RunError> {
+    let name = crate::inbox::poller_lease(front);
+    let store = front.engine().store();
+    let Some(lease) = store.lease(&name).await? else {
+        return Ok(());
+    };
+    let me = front.engine().replica_id();
+    if lease.owner == me {
+        store.release_lease(&name, me).await?;
+        return Ok(());
+    }
+    Err(RunError::Polled {
+        owner: lease.owner,
+        until: lease.until,
+    })
+}
+
 /// Where Telegram delivers updates in webhook mode.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -298,6 +335,7 @@ pub async fn webhook(
     settings: WebhookSettings,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
+    refuse_while_polled(&front).await?;
     wait_for_bot_api(&front, &shutdown).await?;
     let address: SocketAddr = listener.local_addr()?;
     front

@@ -125,6 +125,10 @@ pub(crate) async fn receive(
             return forward(&intake, update).await;
         }
     };
+    let hold = intake.front.config().intake_delay;
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
     let owner = intake.front.engine().replica_id();
     let row = InboxUpdate {
         id,

@@ -49,7 +49,7 @@ pub enum WebhookReceipt {
     /// A generation of this process was waiting for it and has it now.
     Delivered,
     /// Nobody here waits for it (yet, or another replica runs the job): kept for a late
-    /// registration; the owner's reconciler polls otherwise.
+    /// registration, and recorded in the database for the replica running the job.
     Kept,
     /// Not a final status (the bot asks only for `completed`); nothing to do.
     NotFinal,
@@ -62,6 +62,8 @@ pub enum WebhookReceipt {
 pub struct WebhookStats {
     pub delivered: u64,
     pub kept: u64,
+    /// Outcomes another replica received and recorded, handed to a wait here.
+    pub relayed: u64,
     pub replayed: u64,
     /// Refused: bad or missing signature, timestamp outside the tolerance, unreadable body.
     pub rejected: u64,
@@ -79,6 +81,7 @@ pub(crate) struct Arrivals {
     seen: moka::sync::Cache<String, ()>,
     delivered: AtomicU64,
     kept: AtomicU64,
+    relayed: AtomicU64,
     replayed: AtomicU64,
     rejected: AtomicU64,
 }
@@ -106,6 +109,7 @@ impl Arrivals {
             seen: remembered(),
             delivered: AtomicU64::new(0),
             kept: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         }
@@ -129,13 +133,44 @@ impl Arrivals {
         }
     }
 
-    /// Verifies a delivery and hands its prediction to whoever waits for it.
+    /// The predictions generations of this process wait for.
+    pub(crate) fn waiting(&self) -> Vec<String> {
+        self.waiting.lock().keys().cloned().collect()
+    }
+
+    /// Hands `prediction` (recorded by the replica that received its webhook) to the wait
+    /// for it; kept for a late registration when there is none.
+    pub(crate) fn relay(&self, prediction: Prediction) {
+        let waiter = self.waiting.lock().remove(&prediction.id);
+        let unclaimed = match waiter {
+            Some(sender) => sender.send(prediction).err(),
+            None => Some(prediction),
+        };
+        match unclaimed {
+            None => {
+                self.relayed.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(prediction) => {
+                self.unclaimed.insert(prediction.id.clone(), prediction);
+            }
+        }
+    }
+
+    /// Forgets that webhook `id` was seen: its outcome could not be recorded, so the delivery
+    /// is refused and Replicate's retry (same id) must not count as a replay.
+    pub(crate) fn unsee(&self, id: &str) {
+        self.seen.invalidate(id);
+    }
+
+    /// Verifies a delivery and hands its prediction to whoever waits for it; a prediction
+    /// nobody here waits for comes back with [`WebhookReceipt::Kept`], to be recorded for the
+    /// replica running its job.
     pub(crate) fn receive(
         &self,
         headers: &WebhookHeaders<'_>,
         body: &[u8],
         now: i64,
-    ) -> Result<WebhookReceipt, WebhookError> {
+    ) -> Result<(WebhookReceipt, Option<Prediction>), WebhookError> {
         let checked = self
             .settings
             .secret
@@ -155,10 +190,10 @@ impl Arrivals {
         // One step, so two copies of one delivery arriving together cannot both pass.
         if !self.seen.entry(id).or_insert(()).is_fresh() {
             self.replayed.fetch_add(1, Ordering::Relaxed);
-            return Ok(WebhookReceipt::Replayed);
+            return Ok((WebhookReceipt::Replayed, None));
         }
         if !prediction.status.is_final() {
-            return Ok(WebhookReceipt::NotFinal);
+            return Ok((WebhookReceipt::NotFinal, None));
         }
         let waiter = self.waiting.lock().remove(&prediction.id);
         let unclaimed = match waiter {
@@ -168,12 +203,13 @@ impl Arrivals {
         Ok(match unclaimed {
             None => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
-                WebhookReceipt::Delivered
+                (WebhookReceipt::Delivered, None)
             }
             Some(prediction) => {
                 self.kept.fetch_add(1, Ordering::Relaxed);
-                self.unclaimed.insert(prediction.id.clone(), prediction);
-                WebhookReceipt::Kept
+                self.unclaimed
+                    .insert(prediction.id.clone(), prediction.clone());
+                (WebhookReceipt::Kept, Some(prediction))
             }
         })
     }
@@ -183,6 +219,7 @@ impl Arrivals {
         WebhookStats {
             delivered: get(&self.delivered),
             kept: get(&self.kept),
+            relayed: get(&self.relayed),
             replayed: get(&self.replayed),
             rejected: get(&self.rejected),
         }
@@ -225,7 +262,9 @@ mod tests {
             timestamp: Some(&ts),
             signature: Some(&signature),
         };
-        arrivals.receive(&headers, body.as_bytes(), now)
+        arrivals
+            .receive(&headers, body.as_bytes(), now)
+            .map(|(receipt, _)| receipt)
     }
 
     #[test]
@@ -258,6 +297,46 @@ mod tests {
             Ok(WebhookReceipt::Replayed)
         );
         assert_eq!(arrivals.stats().replayed, 1);
+    }
+
+    #[test]
+    fn a_webhook_nobody_here_waits_for_comes_back_to_be_recorded_and_a_relayed_one_wakes_its_wait()
+    {
+        let receiver = arrivals();
+        let (receipt, kept) = receiver
+            .receive(
+                &WebhookHeaders {
+                    id: Some("msg_9"),
+                    timestamp: Some("1700000000"),
+                    signature: Some(&receiver.settings.secret.sign(
+                        "msg_9",
+                        1_700_000_000,
+                        DONE.as_bytes(),
+                    )),
+                },
+                DONE.as_bytes(),
+                1_700_000_000,
+            )
+            .unwrap();
+        assert_eq!(receipt, WebhookReceipt::Kept);
+        let kept = kept.expect("the outcome, for the replica running the job");
+        // The owner is another process: it gets the outcome through the database.
+        let owner = arrivals();
+        let mut wait = owner.wait("p1");
+        assert_eq!(owner.waiting(), vec!["p1".to_owned()]);
+        owner.relay(kept);
+        assert_eq!(wait.arrived.try_recv().unwrap().id, "p1");
+        assert_eq!(owner.stats().relayed, 1);
+        assert!(owner.waiting().is_empty());
+    }
+
+    #[test]
+    fn a_refused_delivery_is_not_a_replay_when_replicate_sends_it_again() {
+        let arrivals = arrivals();
+        assert_eq!(delivery(&arrivals, "msg_8", DONE), Ok(WebhookReceipt::Kept));
+        arrivals.unsee("msg_8");
+        assert_eq!(delivery(&arrivals, "msg_8", DONE), Ok(WebhookReceipt::Kept));
+        assert_eq!(arrivals.stats().replayed, 0);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Replicate's prediction object, as much of it as genbot reads.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A prediction's status. `aborted` means its deadline passed before it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PredictionStatus {
     Starting,
@@ -32,8 +32,9 @@ impl PredictionStatus {
     }
 }
 
-/// A prediction as returned by create, get and cancel.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A prediction as returned by create, get and cancel (serialized to relay a webhook's outcome
+/// among replicas).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Prediction {
     pub id: String,
     pub status: PredictionStatus,
@@ -43,7 +44,7 @@ pub struct Prediction {
     #[serde(default)]
     pub error: Option<Value>,
     /// The input it was created with (full objects only; list items leave it out).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
 }
 

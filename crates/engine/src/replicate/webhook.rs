@@ -169,6 +169,10 @@ pub enum WebhookError {
     NotAPrediction(String),
     #[error("Replicate webhooks are not enabled (REPLICATE_WEBHOOK_URL is unset)")]
     NotEnabled,
+    /// Genuine, but its outcome could not be recorded for the replica running the job: refused
+    /// so that Replicate sends it again.
+    #[error("the outcome could not be recorded: {0}")]
+    NotRecorded(String),
 }
 
 #[cfg(test)]

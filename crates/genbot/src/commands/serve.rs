@@ -74,6 +74,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             },
             inbox_takeover_after: settings.job_lease,
             handler_delay: std::time::Duration::from_millis(args.test_slow_handlers_ms),
+            intake_delay: std::time::Duration::from_millis(args.test_hold_webhook_updates_ms),
             ..FrontConfig::default()
         },
     );
@@ -102,7 +103,8 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
     match ran {
         Err(
             e @ (genbot_telegram::run::RunError::InvalidToken(_)
-            | genbot_telegram::run::RunError::WebhookSet(_)),
+            | genbot_telegram::run::RunError::WebhookSet(_)
+            | genbot_telegram::run::RunError::Polled { .. }),
         ) => Err(UsageError(e.to_string()).into()),
         Err(genbot_telegram::run::RunError::Stopped) => Ok(()),
         other => other.context("The bot stopped with an error"),

@@ -11,6 +11,7 @@ mod crash;
 mod payments;
 mod poison;
 mod process;
+mod replica_handoff;
 mod replicas;
 mod serve;
 mod start_stop;

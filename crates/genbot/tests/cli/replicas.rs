@@ -278,3 +278,75 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
     b.kill().await;
     database.drop_now().await.unwrap();
 }
+
+/// Switching modes the other way: a webhook replica started while another replica of the bot
+/// polls (same database) is refused at start, naming the poller and its lease, and sets no
+/// webhook (Telegram would end the poller's getUpdates); once the pollers stopped it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_replica_is_refused_while_another_polls() {
+    let Some(database) = scratch_postgres("a_webhook_replica_is_refused_while_another_polls").await
+    else {
+        return;
+    };
+    let database_url = database_url_text(&database);
+    let (telegram, replicate) = default_mocks().await;
+    let mut poller = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-p");
+    poller.start();
+    let first = telegram.user(75_001, "First", Some("en"));
+    first.send_text("/start");
+    wait_until("the polling replica answers", WAIT, || async {
+        answered(&first)
+    })
+    .await;
+    let set_calls = || {
+        telegram
+            .stats()
+            .methods
+            .get("setwebhook")
+            .copied()
+            .unwrap_or(0)
+    };
+    let url = "https://bot.example.org/telegram/webhook";
+    let hooked = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "hook-w");
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--webhook-url", url])
+        .env_clear()
+        .envs(hooked.env.iter().map(|(k, v)| (k, v)))
+        .output();
+    let refused = tokio::time::timeout(WAIT, refused)
+        .await
+        .expect("the webhook replica kept running beside the poller")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("replica poll-p polls Telegram")
+            && stderr.contains("lease runs until")
+            && stderr.contains("stop every polling replica"),
+        "{stderr}"
+    );
+    assert_eq!(set_calls(), 0, "the refused replica set a webhook");
+    assert_eq!(webhook_url_at_telegram(&telegram).await, None);
+    let second = telegram.user(75_002, "Second", Some("en"));
+    second.send_text("/start");
+    wait_until("the poller still answers", WAIT, || async {
+        answered(&second)
+    })
+    .await;
+    // A stopping poller gives its lease up: now the webhook replica may start.
+    let (stopped, _) = poller.terminate(WAIT).await;
+    assert!(stopped.success(), "{stopped:?}");
+    let mut hooked = hooked.with_args(&["--webhook-url", url]);
+    hooked.start();
+    wait_until("the webhook set once no replica polls", WAIT, || async {
+        set_calls() >= 1
+    })
+    .await;
+    assert_eq!(
+        webhook_url_at_telegram(&telegram).await.as_deref(),
+        Some(url)
+    );
+    assert!(hooked.exited().is_none(), "the webhook replica exited");
+    hooked.kill().await;
+    database.drop_now().await.unwrap();
+}

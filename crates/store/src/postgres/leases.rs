@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::PgStore;
-use crate::StoreError;
+use crate::{Lease, StoreError};
 
 impl PgStore {
     pub(crate) async fn take_lease(
@@ -40,14 +40,20 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         let mut conn = self.connection().await?;
-        let row = sqlx::query("SELECT owner FROM leases WHERE name = $1 AND lease_until >= now()")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
-        row.map(|r| r.try_get(0))
-            .transpose()
-            .map_err(StoreError::from)
+        let row = sqlx::query(
+            "SELECT owner, lease_until FROM leases WHERE name = $1 AND lease_until >= now()",
+        )
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Lease {
+            owner: row.try_get(0)?,
+            until: row.try_get(1)?,
+        }))
     }
 }

@@ -240,6 +240,15 @@ CREATE TABLE leases (
     lease_until TIMESTAMPTZ NOT NULL
 );
 "#,
+    // v14: a Replicate webhook's prediction outcome, recorded by whichever replica received it
+    // for the replica running the job (which takes it within a fraction of a second).
+    r#"
+CREATE TABLE prediction_outcomes (
+    prediction_id TEXT        PRIMARY KEY,
+    payload       TEXT        NOT NULL,  -- the prediction as JSON, without its input
+    received_at   TIMESTAMPTZ NOT NULL
+);
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

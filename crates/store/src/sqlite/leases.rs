@@ -5,10 +5,10 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::{params, OptionalExtension};
 
-use super::rows::millis;
+use super::rows::{millis, timestamp};
 use super::SqliteStore;
 use crate::lifecycle::lease_end;
-use crate::StoreError;
+use crate::{Lease, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn take_lease(
@@ -50,17 +50,27 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn lease_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         let name = name.to_owned();
-        self.readers
+        let row: Option<(String, i64)> = self
+            .readers
             .with(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "SELECT owner FROM leases WHERE name = ?1 AND lease_until >= ?2",
+                        "SELECT owner, lease_until FROM leases WHERE name = ?1 AND lease_until >= ?2",
                     )?
-                    .query_row(params![name, millis(Utc::now())], |row| row.get(0))
+                    .query_row(params![name, millis(Utc::now())], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
                     .optional()?)
             })
-            .await
+            .await?;
+        row.map(|(owner, until)| {
+            Ok(Lease {
+                owner,
+                until: timestamp("lease_until", until)?,
+            })
+        })
+        .transpose()
     }
 }

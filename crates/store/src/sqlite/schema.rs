@@ -230,6 +230,15 @@ CREATE TABLE leases (
     lease_until INTEGER NOT NULL  -- unix ms
 );
 "#,
+    // v14: a Replicate webhook's prediction outcome, recorded by whichever replica received it
+    // for the replica running the job.
+    r#"
+CREATE TABLE prediction_outcomes (
+    prediction_id TEXT    PRIMARY KEY,
+    payload       TEXT    NOT NULL,  -- the prediction as JSON, without its input
+    received_at   INTEGER NOT NULL   -- unix ms
+);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

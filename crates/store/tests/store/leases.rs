@@ -25,6 +25,14 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: &Store) {
         store.lease_holder("poller").await.unwrap().as_deref(),
         Some("a")
     );
+    // Who holds it and until when (what a refused webhook replica is told).
+    let lease = store.lease("poller").await.unwrap().unwrap();
+    let ends_in = lease.until - chrono::Utc::now();
+    assert_eq!(lease.owner, "a");
+    assert!(
+        ends_in > chrono::Duration::seconds(50) && ends_in <= chrono::Duration::seconds(61),
+        "{lease:?}"
+    );
     // Released: taken at once.
     store.release_lease("poller", "b").await.unwrap();
     assert_eq!(

@@ -9,6 +9,7 @@ mod inbox;
 mod jobs;
 mod leases;
 mod lifecycle;
+mod outcomes;
 mod payments;
 mod pool;
 mod users;

@@ -150,8 +150,13 @@ impl Collector for SnapshotCollector {
             ),
             (
                 "genbot_replicate_webhooks_kept",
-                "Verified Replicate webhooks nobody here waited for (kept for a late wait)",
+                "Verified Replicate webhooks nobody here waited for (kept for a late wait, recorded for the replica running the job)",
                 s.webhooks.kept,
+            ),
+            (
+                "genbot_replicate_webhooks_relayed",
+                "Prediction outcomes another replica received and recorded, handed to a generation here",
+                s.webhooks.relayed,
             ),
             (
                 "genbot_replicate_webhooks_replayed",
