@@ -167,11 +167,6 @@ impl Pacer {
         }
     }
 
-    /// Waits until `chat` and the bot as a whole may receive one more answer.
-    pub(crate) async fn ready(&self, chat: ChatId) {
-        self.ready_as(chat, SendClass::Answer).await;
-    }
-
     /// Waits until `chat` and the bot as a whole may receive one more send of `class`.
     pub(crate) async fn ready_as(&self, chat: ChatId, class: SendClass) {
         self.chat_ready(chat).await;
@@ -502,9 +497,9 @@ mod tests {
             per_group_per_min: 20,
         });
         for chat in 0..3 {
-            pacer.ready(ChatId(chat)).await;
+            pacer.ready_as(ChatId(chat), SendClass::Answer).await;
         }
-        let waiting = pacer.ready(ChatId(10));
+        let waiting = pacer.ready_as(ChatId(10), SendClass::Answer);
         tokio::pin!(waiting);
         // Poll once: the answer is now waiting for the overall budget.
         assert!(futures_util::poll!(waiting.as_mut()).is_pending());
