@@ -12,7 +12,7 @@ pub fn key_counts(test: TestId) -> &'static [&'static str] {
     match test {
         TestId::DbRead | TestId::Cache => &["reads"],
         TestId::DbWrite => &["rps"],
-        TestId::ConcurrentUsers => &["users", "success_rate", "photos_delivered"],
+        TestId::ConcurrentUsers => &["users", "success_rate"],
         TestId::Memory => &["users"],
         TestId::SystemLimits => &["steps", "max_rps"],
         TestId::Semaphores => &["completed"],

@@ -326,6 +326,11 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
             format!("{} из {} платежей зачислены не ровно один раз, {unbalanced} балансов расходятся с журналом: не принимайте платежи с этой сборкой.", charges.len() as u64 - credited.min(charges.len() as u64), charges.len()),
         ));
     }
+    // No user told a near place in the queue: no image was awaited, so generation end to end
+    // was not seen (black-box runs await every image in their scenario instead).
+    if photos_awaited == 0 && out.grade == Grade::Excellent {
+        out.grade = Grade::Good;
+    }
     if summary.p99_ms > P99_TARGET_MS && out.grade == Grade::Excellent {
         out.grade = Grade::Good;
     }
