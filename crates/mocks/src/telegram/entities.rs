@@ -85,7 +85,14 @@ fn html_entity(bytes: &[u8], at: usize) -> Option<(char, usize)> {
         (c, name_len)
     };
     let end = at + 1 + used;
-    Some((value, if bytes.get(end) == Some(&b';') { end + 1 } else { end }))
+    Some((
+        value,
+        if bytes.get(end) == Some(&b';') {
+            end + 1
+        } else {
+            end
+        },
+    ))
 }
 
 fn html(text: &str) -> Result<String, String> {
@@ -290,8 +297,7 @@ fn markdown_v2(text: &str) -> Result<String, String> {
                 // The first line after ``` may name the language.
                 let line_end = text[offset + 3..].find('\n');
                 let language = line_end.map(|end| &text[offset + 3..offset + 3 + end]);
-                if language.is_some_and(|l| !l.contains(char::is_whitespace) && !l.contains('`'))
-                {
+                if language.is_some_and(|l| !l.contains(char::is_whitespace) && !l.contains('`')) {
                     let skip = line_end.unwrap_or_default() + 1;
                     i += width;
                     let target = offset + 3 + skip;
@@ -330,7 +336,9 @@ fn markdown(text: &str) -> Result<String, String> {
             }
             '_' | '*' | '`' | '[' => {
                 let end = if c == '`' && text[offset..].starts_with("```") {
-                    text[offset + 3..].find("```").map(|e| (offset + 3, offset + 3 + e, 3))
+                    text[offset + 3..]
+                        .find("```")
+                        .map(|e| (offset + 3, offset + 3 + e, 3))
                 } else {
                     let close = if c == '[' { ']' } else { c };
                     text[offset + 1..]
@@ -348,9 +356,7 @@ fn markdown(text: &str) -> Result<String, String> {
                     match text[resume..].find(')') {
                         Some(e) => resume += e + 1,
                         None => {
-                            return Err(format!(
-                                "Can't find end of a URL at byte offset {resume}"
-                            ))
+                            return Err(format!("Can't find end of a URL at byte offset {resume}"))
                         }
                     }
                 }
@@ -378,7 +384,10 @@ mod tests {
     #[test]
     fn html_leaves_the_text_and_names_tdlibs_errors() {
         assert_eq!(
-            plain_text("<b>bold</b> &lt;3 &amp; <a href=\"https://x.y/?a>b\">link</a>", Some("HTML")),
+            plain_text(
+                "<b>bold</b> &lt;3 &amp; <a href=\"https://x.y/?a>b\">link</a>",
+                Some("HTML")
+            ),
             Ok("bold <3 & link".into())
         );
         assert_eq!(
@@ -395,7 +404,10 @@ mod tests {
         );
         assert_eq!(err("x</b>", "HTML"), "Unexpected end tag at byte offset 1");
         assert_eq!(err("<b", "HTML"), "Unclosed start tag at byte offset 0");
-        assert_eq!(err("<i>a</i   ", "HTML"), "Unclosed end tag at byte offset 4");
+        assert_eq!(
+            err("<i>a</i   ", "HTML"),
+            "Unclosed end tag at byte offset 4"
+        );
         // A bare '<' is a tag to tdlib: an empty name is unsupported.
         assert_eq!(
             err("1 < 2", "HTML"),
@@ -406,7 +418,10 @@ mod tests {
     #[test]
     fn markdown_v2_wants_reserved_characters_escaped() {
         assert_eq!(
-            plain_text("*bold* _it_ __u__ ~s~ ||sp|| `c.o.d.e` [link](https://x.y/a\\)b) 1\\.0", Some("MarkdownV2")),
+            plain_text(
+                "*bold* _it_ __u__ ~s~ ||sp|| `c.o.d.e` [link](https://x.y/a\\)b) 1\\.0",
+                Some("MarkdownV2")
+            ),
             Ok("bold it u s sp c.o.d.e link 1.0".into())
         );
         assert_eq!(

@@ -194,12 +194,24 @@ async fn call(
             }
             match state.answer_checkout(&query, ok, reason) {
                 Ok(()) => ok_true(),
-                Err(()) => refuse(&state, &method, &params, QUERY_INVALID, "pre_checkout_query_id"),
+                Err(()) => refuse(
+                    &state,
+                    &method,
+                    &params,
+                    QUERY_INVALID,
+                    "pre_checkout_query_id",
+                ),
             }
         }
         "refundstarpayment" => {
             let Some(user) = integer(&params, "user_id") else {
-                return refuse(&state, &method, &params, "invalid user_id specified", "user_id");
+                return refuse(
+                    &state,
+                    &method,
+                    &params,
+                    "invalid user_id specified",
+                    "user_id",
+                );
             };
             let Some(charge) = text(&params, "telegram_payment_charge_id") else {
                 return refuse(
@@ -228,8 +240,7 @@ async fn call(
 }
 
 /// Telegram's answer to a query it does not know (or no longer: answered or expired).
-const QUERY_INVALID: &str =
-    "query is too old and response timeout expired or query ID is invalid";
+const QUERY_INVALID: &str = "query is too old and response timeout expired or query ID is invalid";
 
 /// Telegram's answer to an edit that changes nothing.
 const NOT_MODIFIED: &str = "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
@@ -523,7 +534,13 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
         text(params, "text"),
     ) else {
         // Inline messages (`inline_message_id`) are not kept by the mock.
-        return refuse(state, method, params, "message to edit not found", "message_id");
+        return refuse(
+            state,
+            method,
+            params,
+            "message to edit not found",
+            "message_id",
+        );
     };
     if let Some(retry_after) = state.throttle(chat) {
         return too_many(retry_after);

@@ -196,7 +196,10 @@ impl SendWindow {
         let mut wait = 0.0_f64;
         if chat_id < 0 {
             let sent = self.per_group.entry(chat_id).or_default();
-            while sent.front().is_some_and(|at| now - at >= 60.0 - FLOOD_SLACK_S) {
+            while sent
+                .front()
+                .is_some_and(|at| now - at >= 60.0 - FLOOD_SLACK_S)
+            {
                 sent.pop_front();
             }
             if sent.len() >= FLOOD_GROUP_PER_MIN {
@@ -587,7 +590,10 @@ impl BotState {
                 self.callback_queries.lock().insert(id.to_owned(), chat);
             }
         }
-        if let Some(id) = update.pointer("/pre_checkout_query/id").and_then(Value::as_str) {
+        if let Some(id) = update
+            .pointer("/pre_checkout_query/id")
+            .and_then(Value::as_str)
+        {
             self.payments.lock().forged_checkouts.insert(id.to_owned());
         }
     }

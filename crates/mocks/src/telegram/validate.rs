@@ -255,11 +255,7 @@ fn keyboard(params: &Params) -> Result<(), Refusal> {
             if data.len() > MAX_CALLBACK_DATA {
                 return Err(Refusal::bad_request(
                     "BUTTON_DATA_INVALID",
-                    format!(
-                        "callback_data of {} bytes: {}",
-                        data.len(),
-                        snippet(data)
-                    ),
+                    format!("callback_data of {} bytes: {}", data.len(), snippet(data)),
                 ));
             }
             if data.is_empty() && !OTHER_KINDS.iter().any(|k| button.get(*k).is_some()) {
@@ -377,7 +373,10 @@ mod tests {
     fn text_is_measured_after_parsing_in_utf16() {
         // 4096 emoji are 8192 UTF-16 units: too long, though 4096 characters.
         let emoji = "👍".repeat(2048);
-        assert_eq!(refused("sendmessage", json!({"chat_id": 1, "text": emoji})), None);
+        assert_eq!(
+            refused("sendmessage", json!({"chat_id": 1, "text": emoji})),
+            None
+        );
         let emoji = "👍".repeat(2049);
         assert_eq!(
             refused("sendmessage", json!({"chat_id": 1, "text": emoji})).as_deref(),
@@ -386,7 +385,10 @@ mod tests {
         // Markup does not count: 4096 letters in bold are fine.
         let bold = format!("<b>{}</b>", "a".repeat(MAX_TEXT));
         assert_eq!(
-            refused("sendmessage", json!({"chat_id": 1, "text": bold, "parse_mode": "HTML"})),
+            refused(
+                "sendmessage",
+                json!({"chat_id": 1, "text": bold, "parse_mode": "HTML"})
+            ),
             None
         );
     }

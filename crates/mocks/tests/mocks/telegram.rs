@@ -130,7 +130,14 @@ async fn sending_too_fast_gets_telegrams_429() {
     let started = Instant::now();
     let mut answers = Vec::new();
     for n in 0..5 {
-        answers.push(call(&mock, "sendMessage", json!({"chat_id": 1, "text": n.to_string()})).await);
+        answers.push(
+            call(
+                &mock,
+                "sendMessage",
+                json!({"chat_id": 1, "text": n.to_string()}),
+            )
+            .await,
+        );
     }
     if started.elapsed() < Duration::from_millis(900) {
         let (status, body) = &answers[4];
