@@ -293,3 +293,43 @@ impl TestOutcome {
         self
     }
 }
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use genbot_mocks::telegram::{Refused, TelegramMockStats};
+
+    #[test]
+    fn one_request_telegram_would_refuse_caps_the_grade_at_good() {
+        let mut out = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        out.grade = Grade::Excellent;
+        let mut stats = TelegramMockStats::default();
+        stats.refused = vec![Refused {
+            method: "sendmessage".into(),
+            description: "Bad Request: message is too long".into(),
+            count: 1,
+            examples: vec!["chat_id=1, text: 4097 UTF-16 units".into()],
+        }];
+        stats.throttled = 4;
+        out.telegram(&stats);
+        out.cap_for_refusals(Lang::En);
+        assert_eq!(out.grade, Grade::Good);
+        assert_eq!(out.get("refused_by_telegram"), Some(1.0));
+        assert_eq!(out.get("telegram_429"), Some(4.0));
+        assert!(out.recommendations[0].contains("message is too long"));
+        let lines = crate::report::refusal_lines(&[&out], Lang::En).unwrap_or_default();
+        assert!(
+            lines.iter().any(|l| l.contains("4097 UTF-16 units")),
+            "{lines:?}"
+        );
+
+        // 429s alone are flood control's answers, not refusals: no cap.
+        let mut out = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        out.grade = Grade::Excellent;
+        let mut stats = TelegramMockStats::default();
+        stats.throttled = 9;
+        out.telegram(&stats);
+        out.cap_for_refusals(Lang::En);
+        assert_eq!(out.grade, Grade::Excellent);
+    }
+}
