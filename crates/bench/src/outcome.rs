@@ -128,6 +128,19 @@ pub struct TestOutcome {
     /// `not_applicable` says what was missing, and the test is graded nowhere.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub did_not_measure: bool,
+    /// Requests the bot sent that Telegram would have refused, as the Bot API mock counted
+    /// them (method, description, count, first examples): defects the mock answered 400 where
+    /// a kinder mock would have said yes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub telegram_refused: Vec<genbot_mocks::telegram::Refused>,
+    /// Sends answered 429 by the mock's flood control: Telegram's answer to a bot sending too
+    /// fast, kept apart from the refusals (a bot that waits them out loses nothing).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub telegram_throttled: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A chart's worth of measured curves sharing axes (e.g. p50 and p99 over time).
@@ -174,7 +187,46 @@ impl TestOutcome {
             series: Vec::new(),
             not_applicable: None,
             did_not_measure: false,
+            telegram_refused: Vec::new(),
+            telegram_throttled: 0,
         }
+    }
+
+    /// Takes in what the Bot API mock refused and throttled during the test (the metrics
+    /// `refused_by_telegram` and `telegram_429`).
+    pub fn telegram(&mut self, stats: &genbot_mocks::telegram::TelegramMockStats) -> &mut Self {
+        self.telegram_refused = stats.refused.clone();
+        self.telegram_throttled = stats.throttled;
+        let refused: u64 = stats.refused.iter().map(|r| r.count).sum();
+        self.metric("refused_by_telegram", refused as f64)
+            .metric("telegram_429", stats.throttled as f64)
+    }
+
+    /// Any request Telegram would have refused caps the grade at GOOD: users of the real
+    /// Telegram would have missed those answers, however fast the rest came.
+    pub fn cap_for_refusals(&mut self, lang: Lang) {
+        let refused = self.refused_by_telegram();
+        if refused == 0 {
+            return;
+        }
+        if self.grade == Grade::Excellent {
+            self.grade = Grade::Good;
+        }
+        let kinds: Vec<String> = self
+            .telegram_refused
+            .iter()
+            .map(|r| format!("{} × {} \"{}\"", r.count, r.method, r.description))
+            .collect();
+        let kinds = kinds.join("; ");
+        self.recommend(match lang {
+            Lang::En => format!("{refused} request(s) Telegram would have refused (graded GOOD at best: those answers never reach users on the real Bot API): {kinds}. Fix what the bot sends."),
+            Lang::Ru => format!("{refused} запрос(ов) Telegram отклонил бы (не выше ХОРОШО: на настоящем Bot API эти ответы не дошли бы до пользователей): {kinds}. Исправьте то, что отправляет бот."),
+        });
+    }
+
+    /// Requests Telegram would have refused, in all.
+    pub fn refused_by_telegram(&self) -> u64 {
+        self.telegram_refused.iter().map(|r| r.count).sum()
     }
 
     /// A test that does not apply here, with the reason; graded nothing and scored nowhere.
@@ -239,5 +291,45 @@ impl TestOutcome {
     pub fn recommend(&mut self, text: impl Into<String>) -> &mut Self {
         self.recommendations.push(text.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use genbot_mocks::telegram::{Refused, TelegramMockStats};
+
+    #[test]
+    fn one_request_telegram_would_refuse_caps_the_grade_at_good() {
+        let mut out = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        out.grade = Grade::Excellent;
+        let mut stats = TelegramMockStats::default();
+        stats.refused = vec![Refused {
+            method: "sendmessage".into(),
+            description: "Bad Request: message is too long".into(),
+            count: 1,
+            examples: vec!["chat_id=1, text: 4097 UTF-16 units".into()],
+        }];
+        stats.throttled = 4;
+        out.telegram(&stats);
+        out.cap_for_refusals(Lang::En);
+        assert_eq!(out.grade, Grade::Good);
+        assert_eq!(out.get("refused_by_telegram"), Some(1.0));
+        assert_eq!(out.get("telegram_429"), Some(4.0));
+        assert!(out.recommendations[0].contains("message is too long"));
+        let lines = crate::report::refusal_lines(&[&out], Lang::En).unwrap_or_default();
+        assert!(
+            lines.iter().any(|l| l.contains("4097 UTF-16 units")),
+            "{lines:?}"
+        );
+
+        // 429s alone are flood control's answers, not refusals: no cap.
+        let mut out = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        out.grade = Grade::Excellent;
+        let mut stats = TelegramMockStats::default();
+        stats.throttled = 9;
+        out.telegram(&stats);
+        out.cap_for_refusals(Lang::En);
+        assert_eq!(out.grade, Grade::Excellent);
     }
 }

@@ -7,11 +7,13 @@
 //! Tests and the readiness suite drive [`SimUser`]s that send texts and press inline buttons,
 //! then read each chat's transcript and the time from an update to the bot's first answer.
 
+mod entities;
 mod payments;
 pub mod repeats;
 mod routes;
 mod state;
 mod users;
+pub mod validate;
 mod wire;
 
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use state::{Entry, Sent, TelegramMockStats};
+pub use state::{Entry, Refused, Sent, TelegramMockStats, REFUSED_EXAMPLES};
 pub use users::{SimGroup, SimUser};
 pub use wire::FileSend;
 

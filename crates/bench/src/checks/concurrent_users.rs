@@ -334,6 +334,8 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
     if summary.p99_ms > P99_TARGET_MS && out.grade == Grade::Excellent {
         out.grade = Grade::Good;
     }
+    out.telegram(&stats);
+    out.cap_for_refusals(ctx.lang);
     if out.grade != Grade::Excellent {
         out.recommend(ctx.text(
             format!("{:.1} % of sessions completed, p99 {:.0} ms: raise semaphore limits, optimise request handling, use queues (MAX_CONCURRENT_GENERATIONS={limit}, DB_POOL_SIZE={}).", success * 100.0, summary.p99_ms, ctx.settings.db_pool_size),

@@ -267,6 +267,17 @@ fn tests_section(out: &mut String, view: &View<'_>) {
         }
         out.push_str("</ul>");
     }
+    if let Some(lines) = super::refusal_lines(view.tests, lang) {
+        let _ = write!(
+            out,
+            r#"<h2 id="refused">{}</h2><pre>"#,
+            super::refusal_heading(lang)
+        );
+        for line in lines {
+            let _ = writeln!(out, "{}", xml_escape(&line));
+        }
+        out.push_str("</pre>");
+    }
 }
 
 fn forecast_section(out: &mut String, f: &Forecast, lang: Lang) {

@@ -339,6 +339,52 @@ pub fn test_ids(suite: Suite) -> Vec<&'static str> {
     suite.tests().into_iter().map(TestId::as_str).collect()
 }
 
+/// The "requests Telegram would have refused" section, as lines: per test that talked to the
+/// Bot API mock, each (method, description) with its count and first examples, then flood
+/// control's 429s apart (Telegram's answer to sending too fast, not a refusal of content).
+/// `None` when no test reported on the mock.
+pub(crate) fn refusal_lines(tests: &[&TestOutcome], lang: Lang) -> Option<Vec<String>> {
+    let checked: Vec<&&TestOutcome> = tests
+        .iter()
+        .filter(|t| {
+            t.metrics
+                .contains_key(&format!("{}.refused_by_telegram", t.id.as_str()))
+        })
+        .collect();
+    if checked.is_empty() {
+        return None;
+    }
+    let mut lines = Vec::new();
+    for test in checked {
+        let refused = test.refused_by_telegram();
+        lines.push(match lang {
+            Lang::En => format!(
+                "{}: {refused} refused, {} answered 429 by flood control",
+                test.name, test.telegram_throttled
+            ),
+            Lang::Ru => format!(
+                "{}: {refused} отклонено, {} получили 429 от ограничения частоты",
+                test.name, test.telegram_throttled
+            ),
+        });
+        for r in &test.telegram_refused {
+            lines.push(format!("  {} × {} — {}", r.count, r.method, r.description));
+            for example in &r.examples {
+                lines.push(format!("      {} {example}", pick(lang, "e.g.", "напр.")));
+            }
+        }
+    }
+    Some(lines)
+}
+
+pub(crate) fn refusal_heading(lang: Lang) -> &'static str {
+    pick(
+        lang,
+        "Requests Telegram would have refused",
+        "Запросы, которые Telegram отклонил бы",
+    )
+}
+
 pub(crate) fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

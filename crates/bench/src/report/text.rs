@@ -66,6 +66,13 @@ pub fn render(view: &View<'_>) -> String {
         }
         let _ = writeln!(out);
     }
+    if let Some(lines) = super::refusal_lines(tests, lang) {
+        let _ = writeln!(out, "{}:", super::refusal_heading(lang));
+        for line in lines {
+            let _ = writeln!(out, "   {line}");
+        }
+        let _ = writeln!(out);
+    }
     if let Some(m) = MonitorSummary::of(&report.monitoring) {
         let heading = pick(
             lang,

@@ -35,6 +35,9 @@ pub(super) struct Payments {
     next_charge: u64,
     /// Successful payments Telegram reported, repeats included.
     pub(super) reported: u64,
+    /// Pre-checkout queries in hand-built updates (forged payments): the bot may answer each
+    /// once; nothing is charged.
+    pub(super) forged_checkouts: std::collections::HashSet<String>,
 }
 
 /// How `refundStarPayment` ended, as Telegram words it.
@@ -88,7 +91,13 @@ impl BotState {
         ok: bool,
         error: Option<String>,
     ) -> Result<(), ()> {
-        let (chat, invoice) = self.payments.lock().checkouts.remove(query).ok_or(())?;
+        let pending = self.payments.lock().checkouts.remove(query);
+        let Some((chat, invoice)) = pending else {
+            return match self.payments.lock().forged_checkouts.remove(query) {
+                true => Ok(()),
+                false => Err(()),
+            };
+        };
         self.bot_answer(chat, Some(Entry::CheckoutAnswered { ok, error }));
         if ok {
             let charge_id = {

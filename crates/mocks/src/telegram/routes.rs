@@ -14,7 +14,8 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::state::{BotState, Entry, RawUpdate, Webhook};
+use super::state::{BotState, Edit, Entry, RawUpdate, Webhook};
+use super::validate::{self, Refusal};
 use super::wire::FileSend;
 
 type Shared = Arc<BotState>;
@@ -57,6 +58,21 @@ fn error(code: u16, description: &str) -> Response {
         .into_response()
 }
 
+/// A request Telegram would refuse: answered 400 with its description and recorded.
+fn refused(state: &Shared, method: &str, refusal: Refusal) -> Response {
+    state.refuse(method, &refusal.description, refusal.example);
+    error(400, &refusal.description)
+}
+
+/// As [`refused`], for checks that need the mock's state.
+fn refuse(state: &Shared, method: &str, params: &Params, reason: &str, field: &str) -> Response {
+    refused(
+        state,
+        method,
+        Refusal::bad_request(reason, validate::summary(params, field)),
+    )
+}
+
 fn too_many(retry_after: u64) -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
@@ -85,6 +101,10 @@ async fn call(
     };
     let method = method.to_ascii_lowercase();
     state.count_method(&method);
+    // Parameters first, as the Bot API checks them before anything else.
+    if let Err(refusal) = validate::check(&method, &params) {
+        return refused(&state, &method, refusal);
+    }
     let sends_into_chat = matches!(
         method.as_str(),
         "sendmessage"
@@ -129,20 +149,23 @@ async fn call(
         "sendmessage" => send_message(&state, &params),
         "editmessagetext" => edit_message_text(&state, &params),
         "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
-        "sendchataction" => match chat_id(&params) {
-            Some(chat) => {
-                let action = text(&params, "action").unwrap_or_default();
-                state.with_chat(chat, |c| c.transcript.push(Entry::BotAction(action)));
-                ok(json!(true))
+        "sendchataction" => {
+            let action = text(&params, "action").unwrap_or_default();
+            match chat_id(&params).and_then(|chat| {
+                state.with_chat(chat, |c| c.transcript.push(Entry::BotAction(action)))
+            }) {
+                Some(()) => ok(json!(true)),
+                None => refuse(&state, &method, &params, "chat not found", "chat_id"),
             }
-            None => error(400, "Bad Request: chat not found"),
-        },
+        }
         "answercallbackquery" => {
             let id = text(&params, "callback_query_id").unwrap_or_default();
-            let chat = id.split(':').next().and_then(|c| c.parse::<i64>().ok());
-            match chat {
-                Some(chat) if state.bot_answer(chat, Some(Entry::CallbackAnswered(text(&params, "text")))) => ok(json!(true)),
-                _ => error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
+            match state.take_callback_query(&id) {
+                Some(chat) => {
+                    state.bot_answer(chat, Some(Entry::CallbackAnswered(text(&params, "text"))));
+                    ok(json!(true))
+                }
+                None => refuse(&state, &method, &params, QUERY_INVALID, "callback_query_id"),
             }
         }
         "getfile" => get_file(&params),
@@ -161,31 +184,52 @@ async fn call(
                 .is_some_and(|v| v == &json!(true) || v == &json!("true"));
             let reason = text(&params, "error_message");
             if !ok && reason.as_deref().is_none_or(str::is_empty) {
-                return error(
-                    400,
-                    "Bad Request: error_message is required when ok is false",
+                return refuse(
+                    &state,
+                    &method,
+                    &params,
+                    "Parameter \"error_message\" is required",
+                    "error_message",
                 );
             }
             match state.answer_checkout(&query, ok, reason) {
                 Ok(()) => ok_true(),
-                Err(()) => error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
+                Err(()) => refuse(
+                    &state,
+                    &method,
+                    &params,
+                    QUERY_INVALID,
+                    "pre_checkout_query_id",
+                ),
             }
         }
         "refundstarpayment" => {
-            let (Some(user), Some(charge)) = (
-                integer(&params, "user_id"),
-                text(&params, "telegram_payment_charge_id"),
-            ) else {
-                return error(
-                    400,
-                    "Bad Request: user_id and telegram_payment_charge_id are required",
+            let Some(user) = integer(&params, "user_id") else {
+                return refuse(
+                    &state,
+                    &method,
+                    &params,
+                    "invalid user_id specified",
+                    "user_id",
                 );
             };
+            let Some(charge) = text(&params, "telegram_payment_charge_id") else {
+                return refuse(
+                    &state,
+                    &method,
+                    &params,
+                    "Parameter \"telegram_payment_charge_id\" is required",
+                    "telegram_payment_charge_id",
+                );
+            };
+            let field = "telegram_payment_charge_id";
             match state.refund(user, &charge) {
                 super::payments::Refund::Done => ok_true(),
-                super::payments::Refund::NotFound => error(400, "Bad Request: CHARGE_NOT_FOUND"),
+                super::payments::Refund::NotFound => {
+                    refuse(&state, &method, &params, "CHARGE_NOT_FOUND", field)
+                }
                 super::payments::Refund::AlreadyRefunded => {
-                    error(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+                    refuse(&state, &method, &params, "CHARGE_ALREADY_REFUNDED", field)
                 }
             }
         }
@@ -194,6 +238,12 @@ async fn call(
         _ => error(404, "Not Found"),
     }
 }
+
+/// Telegram's answer to a query it does not know (or no longer: answered or expired).
+const QUERY_INVALID: &str = "query is too old and response timeout expired or query ID is invalid";
+
+/// Telegram's answer to an edit that changes nothing.
+const NOT_MODIFIED: &str = "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
 
 /// The request's parameters, whatever the body's encoding. Multipart and form values arrive as
 /// text; numbers and JSON (reply_markup) in them are read back as such.
@@ -450,11 +500,12 @@ fn message_json(state: &Shared, chat: i64, message_id: i64) -> Value {
 }
 
 fn send_message(state: &Shared, params: &Params) -> Response {
+    let method = "sendmessage";
     let (Some(chat), Some(body)) = (chat_id(params), text(params, "text")) else {
-        return error(400, "Bad Request: chat_id and text are required");
+        return refuse(state, method, params, "chat not found", "chat_id");
     };
     if state.chat_public(chat).is_none() {
-        return error(400, "Bad Request: chat not found");
+        return refuse(state, method, params, "chat not found", "chat_id");
     }
     if let Some(retry_after) = state.throttle(chat) {
         return too_many(retry_after);
@@ -476,21 +527,32 @@ fn send_message(state: &Shared, params: &Params) -> Response {
 }
 
 fn edit_message_text(state: &Shared, params: &Params) -> Response {
+    let method = "editmessagetext";
     let (Some(chat), Some(message_id), Some(body)) = (
         chat_id(params),
         integer(params, "message_id"),
         text(params, "text"),
     ) else {
-        return error(
-            400,
-            "Bad Request: chat_id, message_id and text are required",
+        // Inline messages (`inline_message_id`) are not kept by the mock.
+        return refuse(
+            state,
+            method,
+            params,
+            "message to edit not found",
+            "message_id",
         );
     };
     if let Some(retry_after) = state.throttle(chat) {
         return too_many(retry_after);
     }
-    if !state.edit(chat, message_id, &body, buttons(params)) {
-        return error(400, "Bad Request: message to edit not found");
+    let reason = match state.edit(chat, message_id, &body, buttons(params)) {
+        Edit::Done => None,
+        Edit::NotFound => Some("message to edit not found"),
+        Edit::NoText => Some("there is no text in the message to edit"),
+        Edit::NotModified => Some(NOT_MODIFIED),
+    };
+    if let Some(reason) = reason {
+        return refuse(state, method, params, reason, "text");
     }
     let mut message = message_json(state, chat, message_id);
     message["text"] = json!(body);
@@ -502,15 +564,13 @@ fn ok_true() -> Response {
 }
 
 fn send_invoice(state: &Shared, params: &Params) -> Response {
-    let Some(chat) = chat_id(params) else {
-        return error(400, "Bad Request: chat_id is required");
+    let method = "sendinvoice";
+    let Some(chat) = chat_id(params).filter(|chat| state.chat_public(*chat).is_some()) else {
+        return refuse(state, method, params, "chat not found", "chat_id");
     };
-    if state.chat_public(chat).is_none() {
-        return error(400, "Bad Request: chat not found");
-    }
     let invoice = match super::payments::invoice_from(params) {
         Ok(invoice) => invoice,
-        Err(reason) => return error(400, &format!("Bad Request: {reason}")),
+        Err(reason) => return refuse(state, method, params, &reason, "prices"),
     };
     if let Some(retry_after) = state.throttle(chat) {
         return too_many(retry_after);
@@ -561,14 +621,12 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) 
         FileKind::Photo => "photo",
         FileKind::Document => "document",
     };
+    let method = format!("send{field}");
     let (Some(chat), Some(file)) = (chat_id(params), text(params, field)) else {
-        return error(
-            400,
-            &format!("Bad Request: chat_id and {field} are required"),
-        );
+        return refuse(state, &method, params, "chat not found", "chat_id");
     };
     if state.chat_public(chat).is_none() {
-        return error(400, "Bad Request: chat not found");
+        return refuse(state, &method, params, "chat not found", "chat_id");
     }
     if let Some(retry_after) = state.throttle(chat) {
         return too_many(retry_after);

@@ -102,6 +102,11 @@ pub struct TelegramMockStats {
     /// `getUpdates` calls ended with 409 because another `getUpdates` of the bot came while
     /// they waited (Telegram's "terminated by other getUpdates request": two pollers).
     pub poll_conflicts: u64,
+    /// Requests Telegram would have refused (a text too long, markup that does not parse, an
+    /// edit of nothing or to the same content, an unknown query…), by method and description
+    /// with the first examples. Not here: scripted faults, flood control's 429s
+    /// ([`Self::throttled`]) and blocked users' 403s, which tests provoke on purpose.
+    pub refused: Vec<Refused>,
     /// The second (since the mock started) and the sends counted in it so far.
     #[serde(skip)]
     pub(super) send_second: (u64, u64),
@@ -109,6 +114,22 @@ pub struct TelegramMockStats {
     #[serde(skip)]
     pub(super) budget: (f64, f64),
 }
+
+/// Requests of one method refused with one description.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    /// The Bot API method, lower case (`sendmessage`).
+    pub method: String,
+    /// Telegram's description, e.g. `Bad Request: message is too long`.
+    pub description: String,
+    pub count: u64,
+    /// The first few, each the offending parameter summarised (length and first characters;
+    /// never a token).
+    pub examples: Vec<String>,
+}
+
+/// Examples kept per (method, description).
+pub const REFUSED_EXAMPLES: usize = 3;
 
 /// Whether an update of `kind` passes the bot's `allowed_updates`.
 fn allows(allowed: Option<&[String]>, kind: &str) -> bool {
@@ -148,11 +169,77 @@ pub(super) struct Webhook {
     pub(super) secret: Option<String>,
 }
 
+/// Flood control's state: Telegram's budgets as token buckets (tokens left, last refill in
+/// seconds on the mock's clock) and each group's sends of the last minute.
 #[derive(Debug, Default)]
 struct SendWindow {
-    second: u64,
-    total: u32,
-    per_chat: HashMap<i64, u32>,
+    overall: Option<(f64, f64)>,
+    per_chat: HashMap<i64, (f64, f64)>,
+    per_group: HashMap<i64, VecDeque<f64>>,
+}
+
+/// Flood control: 30 messages a second per bot (a burst of 30)…
+const FLOOD_PER_S: f64 = 30.0;
+/// …about one a second per chat after a burst of three…
+const FLOOD_CHAT_PER_S: f64 = 1.0;
+const FLOOD_CHAT_BURST: f64 = 3.0;
+/// …and 20 a minute per group.
+const FLOOD_GROUP_PER_MIN: usize = 20;
+/// Sends arrive with the network's jitter: a send this much early is still let through, so a
+/// bot pacing itself exactly to the limits is not refused for a few milliseconds.
+const FLOOD_SLACK_S: f64 = 0.05;
+
+impl SendWindow {
+    /// Whether a send into `chat_id` at `now` (seconds) is within the budgets; `Err(wait)`:
+    /// seconds until it would be. A refused send takes no budget.
+    fn admit(&mut self, chat_id: i64, now: f64) -> Result<(), f64> {
+        let mut wait = 0.0_f64;
+        if chat_id < 0 {
+            let sent = self.per_group.entry(chat_id).or_default();
+            while sent
+                .front()
+                .is_some_and(|at| now - at >= 60.0 - FLOOD_SLACK_S)
+            {
+                sent.pop_front();
+            }
+            if sent.len() >= FLOOD_GROUP_PER_MIN {
+                wait = wait.max(sent.front().map_or(1.0, |at| 60.0 - (now - at)));
+            }
+        }
+        let mut chat = self.per_chat.get(&chat_id).copied();
+        if let Err(w) = take_token(&mut chat, now, FLOOD_CHAT_PER_S, FLOOD_CHAT_BURST) {
+            wait = wait.max(w);
+        }
+        let mut overall = self.overall;
+        if let Err(w) = take_token(&mut overall, now, FLOOD_PER_S, FLOOD_PER_S) {
+            wait = wait.max(w);
+        }
+        if wait > 0.0 {
+            return Err(wait);
+        }
+        if let Some(chat) = chat {
+            self.per_chat.insert(chat_id, chat);
+        }
+        self.overall = overall;
+        if chat_id < 0 {
+            self.per_group.entry(chat_id).or_default().push_back(now);
+        }
+        Ok(())
+    }
+}
+
+/// Takes a token from a bucket of `burst` refilled at `rate`; `Err(wait)` when empty.
+fn take_token(bucket: &mut Option<(f64, f64)>, now: f64, rate: f64, burst: f64) -> Result<(), f64> {
+    let (tokens, at) = bucket.unwrap_or((burst, now));
+    let tokens = (tokens + (now - at) * rate).min(burst);
+    // The slack, in tokens, never more than a quarter: a full bucket's burst stays exact.
+    if tokens + (FLOOD_SLACK_S * rate).min(0.25) >= 1.0 {
+        *bucket = Some((tokens - 1.0, now));
+        Ok(())
+    } else {
+        *bucket = Some((tokens, now));
+        Err((1.0 - tokens) / rate)
+    }
 }
 
 #[derive(Debug)]
@@ -186,6 +273,21 @@ pub(super) struct BotState {
     pub(super) wire: super::wire::WireLog,
     /// Counts `getUpdates` calls: a waiting call that sees it move was overtaken by another.
     pub(super) poll_generation: std::sync::atomic::AtomicU64,
+    /// Callback queries sent and not answered yet, by id, with the chat they came from:
+    /// Telegram accepts one answer per query.
+    callback_queries: Mutex<HashMap<String, i64>>,
+}
+
+/// How an `editMessageText` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Edit {
+    Done,
+    /// No message with that id in that chat.
+    NotFound,
+    /// The message has no text (a photo, an invoice).
+    NoText,
+    /// Same text and keyboard as now.
+    NotModified,
 }
 
 /// An error answered to one call instead of its normal answer.
@@ -281,6 +383,7 @@ impl BotState {
             payments: Mutex::new(super::payments::Payments::default()),
             wire: super::wire::WireLog::default(),
             poll_generation: std::sync::atomic::AtomicU64::new(0),
+            callback_queries: Mutex::new(HashMap::new()),
         }
     }
 
@@ -452,6 +555,7 @@ impl BotState {
                 .as_object()
                 .and_then(|o| o.keys().find(|k| *k != "update_id").cloned())
                 .unwrap_or_default();
+            self.register_queries(&update);
             let allowed = allows(updates.allowed.as_deref(), &kind);
             let raw: RawUpdate = update.to_string().into();
             let webhook = self.webhook.lock();
@@ -473,6 +577,31 @@ impl BotState {
         }
         self.updates_ready.notify_waiters();
         (update_id, delivered)
+    }
+
+    /// Queries in a hand-built update are real to the bot: answering them is no refusal.
+    fn register_queries(&self, update: &Value) {
+        if let Some(query) = update.get("callback_query") {
+            let chat = query
+                .pointer("/message/chat/id")
+                .or_else(|| query.pointer("/from/id"))
+                .and_then(Value::as_i64);
+            if let (Some(id), Some(chat)) = (query.get("id").and_then(Value::as_str), chat) {
+                self.callback_queries.lock().insert(id.to_owned(), chat);
+            }
+        }
+        if let Some(id) = update
+            .pointer("/pre_checkout_query/id")
+            .and_then(Value::as_str)
+        {
+            self.payments.lock().forged_checkouts.insert(id.to_owned());
+        }
+    }
+
+    /// `answerCallbackQuery`: the chat of a query sent and not answered yet (it is answered
+    /// now), `None` for an unknown or already answered query.
+    pub(super) fn take_callback_query(&self, id: &str) -> Option<i64> {
+        self.callback_queries.lock().remove(id)
     }
 
     /// The next message id (for updates built outside the mock, e.g. [`Self::raw_update`]).
@@ -549,6 +678,9 @@ impl BotState {
             chat_id,
             Entry::UserPressed(data.to_owned()),
             |update_id, chat| {
+                self.callback_queries
+                    .lock()
+                    .insert(format!("{chat_id}:{update_id}"), chat_id);
                 json!({ "callback_query": {
                     "id": format!("{chat_id}:{update_id}"),
                     "from": presser,
@@ -601,29 +733,23 @@ impl BotState {
         self.counters.lock().updates_delivered += n;
     }
 
-    /// Checks Telegram's send limits; `Some(retry_after)` when this send must be refused.
+    /// Flood control (when [`TelegramMockConfig::enforce_limits`]): `Some(retry_after)` in
+    /// whole seconds when this send into `chat_id` must be refused with 429, as Telegram
+    /// answers a bot over 30 messages a second, about one a second in a chat (after a short
+    /// burst) or 20 a minute in a group. A refused send takes no budget.
     pub(super) fn throttle(&self, chat_id: i64) -> Option<u64> {
         if !self.config.enforce_limits {
             return None;
         }
-        let second = self.epoch.elapsed().as_secs();
-        let mut window = self.window.lock();
-        if window.second != second {
-            *window = SendWindow {
-                second,
-                ..SendWindow::default()
-            };
+        let now = self.epoch.elapsed().as_secs_f64();
+        let admitted = self.window.lock().admit(chat_id, now);
+        match admitted {
+            Ok(()) => None,
+            Err(wait) => {
+                self.counters.lock().throttled += 1;
+                Some(wait.ceil().max(1.0) as u64)
+            }
         }
-        let total = window.total;
-        let in_chat = window.per_chat.entry(chat_id).or_insert(0);
-        if total >= 30 || *in_chat >= 1 {
-            drop(window);
-            self.counters.lock().throttled += 1;
-            return Some(1);
-        }
-        *in_chat += 1;
-        window.total += 1;
-        None
     }
 
     /// Records the bot's answer in a chat: a transcript entry, and the latency of the oldest
@@ -704,36 +830,46 @@ impl BotState {
         self.next_message_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Applies `editMessageText`; false when the message is unknown.
+    /// Applies `editMessageText`. As Telegram, an edit without a keyboard removes the
+    /// message's keyboard, and an edit to the same text and keyboard is refused.
     pub(super) fn edit(
         &self,
         chat_id: i64,
         message_id: i64,
         text: &str,
         buttons: Option<Vec<(String, String)>>,
-    ) -> bool {
-        let edited = self
+    ) -> Edit {
+        let buttons = buttons.unwrap_or_default();
+        let outcome = self
             .with_chat(chat_id, |chat| {
-                let found = chat.transcript.iter_mut().rev().find_map(|e| match e {
-                    Entry::BotText {
-                        message_id: id,
+                let found = chat.transcript.iter_mut().rev().find(|e| {
+                    matches!(e,
+                        Entry::BotText { message_id: id, .. }
+                        | Entry::BotPhoto { message_id: id, .. }
+                        | Entry::BotDocument { message_id: id, .. }
+                        | Entry::BotInvoice { message_id: id, .. } if *id == message_id)
+                });
+                match found {
+                    Some(Entry::BotText {
                         text: t,
                         buttons: b,
                         edits,
-                    } if *id == message_id => Some((t, b, edits)),
-                    _ => None,
-                });
-                found.map(|(t, b, edits)| {
-                    *t = text.to_owned();
-                    if let Some(new) = buttons {
-                        *b = new;
+                        ..
+                    }) => {
+                        if t == text && *b == buttons {
+                            return Edit::NotModified;
+                        }
+                        *t = text.to_owned();
+                        *b = buttons;
+                        *edits += 1;
+                        Edit::Done
                     }
-                    *edits += 1;
-                })
+                    Some(_) => Edit::NoText,
+                    None => Edit::NotFound,
+                }
             })
-            .flatten()
-            .is_some();
-        if edited {
+            .unwrap_or(Edit::NotFound);
+        if outcome == Edit::Done {
             self.log_sent(Sent {
                 chat: chat_id,
                 message_id,
@@ -745,7 +881,7 @@ impl BotState {
                 notify.notify_waiters();
             }
         }
-        edited
+        outcome
     }
 
     pub(super) fn chat_public(&self, chat_id: i64) -> Option<Value> {
@@ -765,6 +901,31 @@ impl BotState {
             .get(from..)
             .map(<[Duration]>::to_vec)
             .unwrap_or_default()
+    }
+
+    /// Records a request Telegram would refuse, as [`TelegramMockStats::refused`] reports it.
+    pub(super) fn refuse(&self, method: &str, description: &str, example: String) {
+        let mut counters = self.counters.lock();
+        let refused = &mut counters.refused;
+        let at = match refused
+            .iter()
+            .position(|r| r.method == method && r.description == description)
+        {
+            Some(at) => at,
+            None => {
+                refused.push(Refused {
+                    method: method.to_owned(),
+                    description: description.to_owned(),
+                    ..Refused::default()
+                });
+                refused.len() - 1
+            }
+        };
+        let entry = &mut refused[at];
+        entry.count += 1;
+        if entry.examples.len() < REFUSED_EXAMPLES {
+            entry.examples.push(example);
+        }
     }
 
     pub(super) fn count_poll_conflict(&self) {
@@ -795,5 +956,57 @@ impl BotState {
             unanswered,
             ..self.counters.lock().clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends admitted out of `n` tries into `chat`, one every `every` seconds from `start`.
+    fn admitted(window: &mut SendWindow, chat: i64, n: usize, start: f64, every: f64) -> usize {
+        (0..n)
+            .filter(|i| window.admit(chat, start + *i as f64 * every).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn a_chat_gets_a_burst_of_three_then_one_a_second() {
+        let mut window = SendWindow::default();
+        assert_eq!(admitted(&mut window, 1, 10, 0.0, 0.001), 3);
+        // A bot paced to one a second whose sends arrive with the network's jitter passes.
+        let jittered = (0..10)
+            .filter(|i| {
+                let early = if i % 2 == 1 { 0.03 } else { 0.0 };
+                window.admit(1, 1.0 + f64::from(*i) - early).is_ok()
+            })
+            .count();
+        assert_eq!(jittered, 10);
+        let wait = window.admit(1, 10.2).unwrap_err();
+        assert!(wait > 0.0 && wait <= 1.0, "{wait}");
+    }
+
+    #[test]
+    fn the_bot_gets_30_a_second_across_chats() {
+        let mut window = SendWindow::default();
+        let passed = (0..40)
+            .filter(|chat| window.admit(*chat, 0.5).is_ok())
+            .count();
+        assert_eq!(passed, 30);
+        // A second later the bucket is full again.
+        let passed = (40..80)
+            .filter(|chat| window.admit(*chat, 1.6).is_ok())
+            .count();
+        assert_eq!(passed, 30);
+    }
+
+    #[test]
+    fn a_group_gets_20_a_minute() {
+        let mut window = SendWindow::default();
+        // One every 1.5 s stays within the per-chat budget: the group's is what stops it.
+        assert_eq!(admitted(&mut window, -100, 30, 0.0, 1.5), 20);
+        let wait = window.admit(-100, 45.0).unwrap_err();
+        assert!((14.0..=15.1).contains(&wait), "{wait}");
+        assert!(window.admit(-100, 60.0).is_ok());
     }
 }

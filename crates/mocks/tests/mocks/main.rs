@@ -4,5 +4,6 @@
 
 mod fault_proxy;
 mod replicate;
+mod strict;
 mod telegram;
 mod teloxide_client;

@@ -1,0 +1,395 @@
+//! The Bot API's checks on a request's parameters, made before the request does anything, with
+//! Telegram's own descriptions: required parameters, text 1–4096 and captions up to 1024 UTF-16
+//! code units after entity parsing, parse modes that parse, inline keyboards (at most 100
+//! buttons, `callback_data` 1–64 bytes), invoices in Telegram Stars.
+//!
+//! Descriptions come from tdlib/telegram-bot-api (`Client.cpp`: "Message text is empty",
+//! "There is no photo in the request", "Message identifier is not specified", `Parameter "…"
+//! is required`, "Text buttons are unallowed in the inline keyboard"; `fail_query` lower-cases
+//! the first letter and turns `REPLY_MARKUP_TOO_LONG` into "reply markup is too long") and tdlib
+//! (`MessageEntity.cpp` for "can't parse entities", "message is too long", "message caption is
+//! too long"); Telegram's server errors (`BUTTON_DATA_INVALID`,
+//! `CURRENCY_TOTAL_AMOUNT_INVALID`) pass through in capitals, as the Bot API relays them.
+//!
+//! Checks that need the mock's state (a chat that exists, a message to edit, a query to answer)
+//! are made where the method is served; both kinds are counted by
+//! [`super::state::BotState::refuse`].
+
+use serde_json::{Map, Value};
+
+use super::entities::{plain_text, utf16_len, ParseError};
+
+type Params = Map<String, Value>;
+
+/// Longest message text, in UTF-16 code units after entity parsing.
+pub const MAX_TEXT: usize = 4096;
+/// Longest media caption, likewise.
+pub const MAX_CAPTION: usize = 1024;
+/// Most buttons in one inline keyboard.
+pub const MAX_BUTTONS: usize = 100;
+/// Longest `callback_data`, in bytes.
+pub const MAX_CALLBACK_DATA: usize = 64;
+
+/// A request the Bot API refuses: its description (with the `Bad Request: ` prefix) and a
+/// short summary of the offending parameter for the mock's record (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub(super) description: String,
+    pub(super) example: String,
+}
+
+impl Refusal {
+    pub(super) fn bad_request(reason: impl std::fmt::Display, example: String) -> Self {
+        Refusal {
+            description: format!("Bad Request: {reason}"),
+            example,
+        }
+    }
+}
+
+/// Checks `params` of `method` (lower case) as the Bot API does before serving it.
+pub(super) fn check(method: &str, params: &Params) -> Result<(), Refusal> {
+    match method {
+        "sendmessage" => {
+            chat(params)?;
+            message_text(params)?;
+            keyboard(params)
+        }
+        "editmessagetext" => {
+            if absent(params, "inline_message_id") {
+                chat(params)?;
+                if absent(params, "message_id") {
+                    return Err(Refusal::bad_request(
+                        "message identifier is not specified",
+                        summary(params, "message_id"),
+                    ));
+                }
+            }
+            message_text(params)?;
+            keyboard(params)
+        }
+        "sendphoto" | "senddocument" => {
+            chat(params)?;
+            let field = if method == "sendphoto" {
+                "photo"
+            } else {
+                "document"
+            };
+            if absent(params, field) {
+                return Err(Refusal::bad_request(
+                    format!("there is no {field} in the request"),
+                    summary(params, field),
+                ));
+            }
+            caption(params)?;
+            keyboard(params)
+        }
+        "sendchataction" => {
+            chat(params)?;
+            const ACTIONS: &[&str] = &[
+                "typing",
+                "upload_photo",
+                "record_video",
+                "upload_video",
+                "record_voice",
+                "upload_voice",
+                "upload_document",
+                "choose_sticker",
+                "find_location",
+                "record_video_note",
+                "upload_video_note",
+            ];
+            match string(params, "action") {
+                Some(action) if ACTIONS.contains(&action.as_str()) => Ok(()),
+                _ => Err(Refusal::bad_request(
+                    "wrong parameter action in request",
+                    summary(params, "action"),
+                )),
+            }
+        }
+        "sendinvoice" => {
+            chat(params)?;
+            invoice(params)?;
+            keyboard(params)
+        }
+        "answercallbackquery" => required(params, "callback_query_id"),
+        "answerprecheckoutquery" => required(params, "pre_checkout_query_id"),
+        _ => Ok(()),
+    }
+}
+
+fn absent(params: &Params, name: &str) -> bool {
+    string(params, name).is_none_or(|v| v.is_empty())
+}
+
+/// A parameter as the Bot API reads it: text (numbers and JSON as written).
+fn string(params: &Params, name: &str) -> Option<String> {
+    match params.get(name)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn required(params: &Params, name: &str) -> Result<(), Refusal> {
+    if absent(params, name) {
+        return Err(Refusal::bad_request(
+            format!("Parameter \"{name}\" is required"),
+            summary(params, name),
+        ));
+    }
+    Ok(())
+}
+
+fn chat(params: &Params) -> Result<(), Refusal> {
+    if absent(params, "chat_id") {
+        return Err(Refusal::bad_request(
+            "chat_id is empty",
+            summary(params, "chat_id"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `field` with `parse_mode`: the text left, or the refusal.
+fn parsed(params: &Params, field: &str) -> Result<Option<String>, Refusal> {
+    let Some(raw) = string(params, field) else {
+        return Ok(None);
+    };
+    let mode = string(params, "parse_mode");
+    match plain_text(&raw, mode.as_deref()) {
+        Ok(text) => Ok(Some(text)),
+        Err(ParseError::Entities(reason)) => Err(Refusal::bad_request(
+            format!("can't parse entities: {reason}"),
+            summary(params, field),
+        )),
+        Err(ParseError::UnsupportedMode) => Err(Refusal::bad_request(
+            "unsupported parse_mode",
+            summary(params, "parse_mode"),
+        )),
+    }
+}
+
+fn message_text(params: &Params) -> Result<(), Refusal> {
+    if absent(params, "text") {
+        return Err(Refusal::bad_request(
+            "message text is empty",
+            summary(params, "text"),
+        ));
+    }
+    let text = parsed(params, "text")?.unwrap_or_default();
+    // Telegram trims the text; nothing left (whitespace, or markup around nothing) is empty.
+    if text.trim().is_empty() {
+        return Err(Refusal::bad_request(
+            "message text is empty",
+            summary(params, "text"),
+        ));
+    }
+    if utf16_len(&text) > MAX_TEXT {
+        return Err(Refusal::bad_request(
+            "message is too long",
+            summary(params, "text"),
+        ));
+    }
+    Ok(())
+}
+
+fn caption(params: &Params) -> Result<(), Refusal> {
+    let caption = parsed(params, "caption")?.unwrap_or_default();
+    if utf16_len(&caption) > MAX_CAPTION {
+        return Err(Refusal::bad_request(
+            "message caption is too long",
+            summary(params, "caption"),
+        ));
+    }
+    Ok(())
+}
+
+/// `reply_markup.inline_keyboard`: rows of buttons, each with a text and exactly one action.
+fn keyboard(params: &Params) -> Result<(), Refusal> {
+    let Some(markup) = params.get("reply_markup") else {
+        return Ok(());
+    };
+    let Some(keyboard) = markup.get("inline_keyboard") else {
+        // Reply keyboards, `remove_keyboard` and `force_reply` are not checked here.
+        return Ok(());
+    };
+    let example = || summary(params, "reply_markup");
+    let Some(rows) = keyboard.as_array() else {
+        return Err(Refusal::bad_request(
+            "Field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array of Arrays",
+            example(),
+        ));
+    };
+    let mut count = 0;
+    for row in rows {
+        let Some(row) = row.as_array() else {
+            return Err(Refusal::bad_request(
+                "Field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array of Arrays",
+                example(),
+            ));
+        };
+        for button in row {
+            count += 1;
+            if !button.get("text").is_some_and(Value::is_string) {
+                return Err(Refusal::bad_request(
+                    "can't parse inline keyboard button: Field \"text\" must be of type String",
+                    example(),
+                ));
+            }
+            const OTHER_KINDS: &[&str] = &[
+                "url",
+                "login_url",
+                "web_app",
+                "switch_inline_query",
+                "switch_inline_query_current_chat",
+                "switch_inline_query_chosen_chat",
+                "copy_text",
+                "callback_game",
+                "pay",
+            ];
+            let data = button
+                .get("callback_data")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if data.len() > MAX_CALLBACK_DATA {
+                return Err(Refusal::bad_request(
+                    "BUTTON_DATA_INVALID",
+                    format!("callback_data of {} bytes: {}", data.len(), snippet(data)),
+                ));
+            }
+            if data.is_empty() && !OTHER_KINDS.iter().any(|k| button.get(*k).is_some()) {
+                return Err(Refusal::bad_request(
+                    "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard",
+                    example(),
+                ));
+            }
+        }
+    }
+    if count > MAX_BUTTONS {
+        return Err(Refusal::bad_request(
+            "reply markup is too long",
+            format!("inline keyboard of {count} buttons"),
+        ));
+    }
+    Ok(())
+}
+
+fn invoice(params: &Params) -> Result<(), Refusal> {
+    for name in ["title", "description", "payload", "currency", "prices"] {
+        required(params, name)?;
+    }
+    let Some(prices) = params.get("prices").and_then(Value::as_array) else {
+        return Err(Refusal::bad_request(
+            "can't parse prices JSON object",
+            summary(params, "prices"),
+        ));
+    };
+    let currency = string(params, "currency").unwrap_or_default();
+    let total: i64 = prices
+        .iter()
+        .filter_map(|p| p.get("amount").and_then(Value::as_i64))
+        .sum();
+    if currency == "XTR" {
+        // The Bot API documents both rules ("must contain exactly one item", "pass an empty
+        // string"); Telegram's server answers them with these errors.
+        if prices.len() != 1 {
+            return Err(Refusal::bad_request(
+                "STARS_INVOICE_INVALID",
+                format!("currency XTR with {} prices", prices.len()),
+            ));
+        }
+        if !absent(params, "provider_token") {
+            return Err(Refusal::bad_request(
+                "PAYMENT_PROVIDER_INVALID",
+                summary(params, "provider_token"),
+            ));
+        }
+    }
+    if total <= 0 {
+        return Err(Refusal::bad_request(
+            "CURRENCY_TOTAL_AMOUNT_INVALID",
+            format!("currency {currency}, total amount {total}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The first characters of a value, for an example.
+fn snippet(text: &str) -> String {
+    const SHOWN: usize = 40;
+    let mut shown: String = text.chars().take(SHOWN).collect();
+    if text.chars().count() > SHOWN {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+/// The offending parameter, summarised for the record: its length and first characters, or
+/// "absent". `provider_token` is a payment provider's secret: only its length is shown.
+pub(super) fn summary(params: &Params, field: &str) -> String {
+    let chat = string(params, "chat_id")
+        .map(|c| format!("chat_id={c}, "))
+        .unwrap_or_default();
+    let value = match string(params, field) {
+        None => "absent".to_owned(),
+        Some(v) if field.contains("token") => format!("{} characters (not shown)", v.len()),
+        Some(v) if v.is_empty() => "empty".to_owned(),
+        Some(v) => format!(
+            "{} UTF-16 units{}, {}",
+            utf16_len(&v),
+            string(params, "parse_mode")
+                .filter(|_| matches!(field, "text" | "caption"))
+                .map(|m| format!(" in {m}"))
+                .unwrap_or_default(),
+            snippet(&v)
+        ),
+    };
+    format!("{chat}{field}: {value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refused(method: &str, params: Value) -> Option<String> {
+        let Value::Object(params) = params else {
+            unreachable!("tests pass objects")
+        };
+        check(method, &params).err().map(|r| r.description)
+    }
+
+    #[test]
+    fn provider_tokens_never_reach_the_record() {
+        let Value::Object(params) = json!({ "chat_id": 1, "provider_token": "SECRET:123" }) else {
+            unreachable!()
+        };
+        let shown = summary(&params, "provider_token");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+
+    #[test]
+    fn text_is_measured_after_parsing_in_utf16() {
+        // 4096 emoji are 8192 UTF-16 units: too long, though 4096 characters.
+        let emoji = "👍".repeat(2048);
+        assert_eq!(
+            refused("sendmessage", json!({"chat_id": 1, "text": emoji})),
+            None
+        );
+        let emoji = "👍".repeat(2049);
+        assert_eq!(
+            refused("sendmessage", json!({"chat_id": 1, "text": emoji})).as_deref(),
+            Some("Bad Request: message is too long")
+        );
+        // Markup does not count: 4096 letters in bold are fine.
+        let bold = format!("<b>{}</b>", "a".repeat(MAX_TEXT));
+        assert_eq!(
+            refused(
+                "sendmessage",
+                json!({"chat_id": 1, "text": bold, "parse_mode": "HTML"})
+            ),
+            None
+        );
+    }
+}
