@@ -364,7 +364,11 @@ impl BotState {
             config,
             epoch: Instant::now(),
             updates: Mutex::new(Updates {
-                next_id: 1,
+                // Telegram's update ids are large and never repeat for a bot; a mock that
+                // counted from 1 every run would repeat the last run's ids to a bot that keeps
+                // its database, whose inbox then drops them as seen (seen: a black-box run of
+                // `genbot serve` on the previous run's genbot.db answered nothing).
+                next_id: rand::random_range(100_000_000..900_000_000),
                 queue: VecDeque::new(),
                 allowed: None,
             }),
