@@ -12,6 +12,7 @@
 mod arrivals;
 mod error;
 pub mod output;
+pub mod preflight;
 mod retry;
 mod types;
 pub mod webhook;

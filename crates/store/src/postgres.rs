@@ -13,6 +13,8 @@ mod outbox;
 mod payments;
 mod schema;
 
+pub(crate) use schema::LATEST as SCHEMA_LATEST;
+
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -14,6 +14,8 @@ mod outbox;
 mod payments;
 mod rows;
 mod schema;
+
+pub(crate) use schema::LATEST as SCHEMA_LATEST;
 mod writer;
 
 use std::ops::Range;
