@@ -182,3 +182,79 @@ async fn every_metric_the_rules_and_dashboard_use_is_exposed_by_genbot_serve() {
     );
     bot.terminate(Duration::from_secs(20)).await;
 }
+
+/// The value of `key=` in a unit or env file (the last one wins, as in systemd).
+fn setting<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .last()
+        .map(str::trim)
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_and_verifies() {
+    let dir = deploy_dir().join("systemd");
+    let unit = std::fs::read_to_string(dir.join("genbot.service")).unwrap();
+    let env = std::fs::read_to_string(dir.join("genbot.env.example")).unwrap();
+    for (key, wanted) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("StateDirectory", "genbot"),
+        ("Restart", "on-failure"),
+        ("RestartPreventExitStatus", "2"),
+        ("NoNewPrivileges", "yes"),
+    ] {
+        assert_eq!(setting(&unit, key), Some(wanted), "{key}");
+    }
+    assert!(setting(&unit, "RestartSec").is_some());
+    let seconds = |text: &str| -> u64 { text.trim_end_matches('s').parse().unwrap() };
+    let stop = seconds(setting(&unit, "TimeoutStopSec").unwrap());
+    let grace = seconds(setting(&env, "SHUTDOWN_GRACE_SECONDS").unwrap());
+    assert!(
+        stop >= grace + 5,
+        "TimeoutStopSec={stop} leaves SIGTERM's grace ({grace} s) no room"
+    );
+    let database = setting(&env, "DATABASE_URL").unwrap();
+    assert!(
+        database.starts_with("sqlite:///var/lib/genbot/"),
+        "the SQLite file must be in the StateDirectory: {database}"
+    );
+
+    let Ok(version) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but systemd-analyze is missing (apt-get install systemd)"
+        );
+        eprintln!("SKIPPED the_systemd_unit_is_hardened_and_verifies: no systemd-analyze");
+        return;
+    };
+    assert!(version.status.success());
+    // verify needs ExecStart's program to exist: the binary under test stands in for it.
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("genbot.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/genbot", env!("CARGO_BIN_EXE_genbot")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    // Unknown keys and bad values are only warnings (exit 0): any output is a failure.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {:?}\n{said}",
+        out.status
+    );
+}
