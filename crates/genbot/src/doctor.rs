@@ -59,7 +59,11 @@ impl Check {
         }
     }
 
-    pub(crate) fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn warn(
+        name: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             name,
             status: Status::Warn,
@@ -68,7 +72,11 @@ impl Check {
         }
     }
 
-    pub(crate) fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn fail(
+        name: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             name,
             status: Status::Fail,
@@ -175,11 +183,7 @@ fn stars(settings: &Settings) -> Check {
         .collect();
     Check::ok(
         "payments.stars",
-        format!(
-            "{} packages on sale: {}",
-            offers.len(),
-            offers.join(", ")
-        ),
+        format!("{} packages on sale: {}", offers.len(), offers.join(", ")),
     )
 }
 
@@ -210,7 +214,13 @@ mod tests {
         assert_eq!(report.worst(), Status::Fail);
         let text = report.text();
         assert_eq!(text.lines().count(), 4, "{text}");
-        assert!(text.lines().nth(2).unwrap_or("").starts_with("FAIL  c.three"), "{text}");
+        assert!(
+            text.lines()
+                .nth(2)
+                .unwrap_or("")
+                .starts_with("FAIL  c.three"),
+            "{text}"
+        );
         assert!(text.contains("meh → do this"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap_or_default();
         assert_eq!(json["status"], "FAIL");

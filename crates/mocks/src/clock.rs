@@ -21,16 +21,18 @@ impl ClockSkew {
     /// when the answer has none, so the skew must write it explicitly).
     pub(crate) fn apply(&self, app: Router) -> Router {
         let skew = self.0.clone();
-        app.layer(axum::middleware::map_response(move |mut response: Response| {
-            let skew = skew.load(Ordering::Relaxed);
-            async move {
-                let at = chrono::Utc::now() + chrono::TimeDelta::seconds(skew);
-                let text = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-                if let Ok(value) = HeaderValue::from_str(&text) {
-                    response.headers_mut().insert(header::DATE, value);
+        app.layer(axum::middleware::map_response(
+            move |mut response: Response| {
+                let skew = skew.load(Ordering::Relaxed);
+                async move {
+                    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(skew);
+                    let text = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                    if let Ok(value) = HeaderValue::from_str(&text) {
+                        response.headers_mut().insert(header::DATE, value);
+                    }
+                    response
                 }
-                response
-            }
-        }))
+            },
+        ))
     }
 }

@@ -43,7 +43,8 @@ impl ReplicateMock {
         let state = Arc::new(MockState::new(config, url.clone()));
         let unknown_models = Arc::new(models::Unknown::default());
         let clock = crate::clock::ClockSkew::default();
-        let app = clock.apply(routes::router(state.clone()).merge(models::router(unknown_models.clone())));
+        let app = clock
+            .apply(routes::router(state.clone()).merge(models::router(unknown_models.clone())));
         let stop = crate::server::spawn(listener, app, "replicate");
         Ok(ReplicateMock {
             state,

@@ -91,10 +91,11 @@ async fn inspect_postgres(url: &RedactedUrl) -> Result<Inspection, StoreError> {
         .expose()
         .parse()
         .map_err(|e: sqlx::Error| connect_error(e.to_string()))?;
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options))
-        .await
-        .map_err(|_| connect_error(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| connect_error(e.to_string()))?;
+    let mut conn =
+        tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| connect_error(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| connect_error(e.to_string()))?;
     let sent = Utc::now();
     let row = sqlx::query(
         "SELECT now(), r.rolcreatedb OR r.rolsuper, to_regclass('genbot_schema_version') IS NOT NULL
@@ -108,10 +109,11 @@ async fn inspect_postgres(url: &RedactedUrl) -> Result<Inspection, StoreError> {
     let can_create: bool = row.try_get(1)?;
     let has_schema: bool = row.try_get(2)?;
     let schema_version = if has_schema {
-        let version: i32 = sqlx::query("SELECT coalesce(max(version), 0) FROM genbot_schema_version")
-            .fetch_one(&mut conn)
-            .await?
-            .try_get(0)?;
+        let version: i32 =
+            sqlx::query("SELECT coalesce(max(version), 0) FROM genbot_schema_version")
+                .fetch_one(&mut conn)
+                .await?
+                .try_get(0)?;
         u32::try_from(version).unwrap_or(0)
     } else {
         0

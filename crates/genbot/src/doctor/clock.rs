@@ -38,7 +38,11 @@ pub(super) fn judge_offset(name: &'static str, whose: &str, offset: Offset) -> C
             "synchronize this host's clock (timedatectl set-ntp true; chronyc tracking): beyond 2 minutes predictions cannot be matched after a lost create, beyond 5 Replicate's webhooks are refused",
         )
     } else if beyond > WARN_SECS {
-        Check::warn(name, found, "synchronize this host's clock (timedatectl set-ntp true)")
+        Check::warn(
+            name,
+            found,
+            "synchronize this host's clock (timedatectl set-ntp true)",
+        )
     } else {
         Check::ok(name, found)
     }
@@ -58,8 +62,18 @@ pub(super) async fn checks(settings: &Settings) -> Vec<Check> {
         measure(&http, &settings.replicate_api_url),
     );
     vec![
-        judged("clock.telegram", "the Bot API's clock", &settings.telegram_api_url, telegram),
-        judged("clock.replicate", "Replicate's clock", &settings.replicate_api_url, replicate),
+        judged(
+            "clock.telegram",
+            "the Bot API's clock",
+            &settings.telegram_api_url,
+            telegram,
+        ),
+        judged(
+            "clock.replicate",
+            "Replicate's clock",
+            &settings.replicate_api_url,
+            replicate,
+        ),
     ]
 }
 

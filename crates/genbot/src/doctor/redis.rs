@@ -31,11 +31,12 @@ pub(super) async fn checks(settings: &Settings) -> Vec<Check> {
         Ok(client) => client,
         Err(e) => return unreachable(genbot_config::redact_urls_in(&e.to_string())),
     };
-    let mut conn = match tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection()).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return unreachable(genbot_config::redact_urls_in(&e.to_string())),
-        Err(_) => return unreachable(format!("no answer within {TIMEOUT:?}")),
-    };
+    let mut conn =
+        match tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return unreachable(genbot_config::redact_urls_in(&e.to_string())),
+            Err(_) => return unreachable(format!("no answer within {TIMEOUT:?}")),
+        };
     match tokio::time::timeout(TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return unreachable(genbot_config::redact_urls_in(&e.to_string())),
@@ -73,7 +74,11 @@ pub(super) async fn checks(settings: &Settings) -> Vec<Check> {
 fn eviction(policy: Option<&str>, maxmemory: Option<u64>) -> Check {
     const NAME: &str = "redis.eviction";
     let Some(policy) = policy else {
-        return Check::warn(NAME, "maxmemory-policy not reported", "make sure it is noeviction");
+        return Check::warn(
+            NAME,
+            "maxmemory-policy not reported",
+            "make sure it is noeviction",
+        );
     };
     let limit = match maxmemory {
         Some(0) | None => "no maxmemory".to_owned(),
@@ -83,7 +88,10 @@ fn eviction(policy: Option<&str>, maxmemory: Option<u64>) -> Check {
     let limited = maxmemory.is_some_and(|m| m > 0);
     let fix = "CONFIG SET maxmemory-policy noeviction (and in redis.conf): when full, cache writes fail and the bot reads the database instead, but the limiter's key stays";
     if policy == "noeviction" {
-        Check::ok(NAME, format!("{found}: the rate limiter's key is never evicted"))
+        Check::ok(
+            NAME,
+            format!("{found}: the rate limiter's key is never evicted"),
+        )
     } else if policy.starts_with("allkeys-") && limited {
         Check::fail(NAME, format!("{found}: when full, Redis evicts any key, the rate limiter's too, and replicas then exceed REPLICATE_RATE_LIMIT together"), fix)
     } else if policy.starts_with("allkeys-") || policy.starts_with("volatile-") {
@@ -106,9 +114,15 @@ mod tests {
     #[test]
     fn policies_that_may_evict_the_limiter_are_refused() {
         assert_eq!(eviction(Some("noeviction"), Some(0)).status, Status::Ok);
-        assert_eq!(eviction(Some("allkeys-lru"), Some(100 << 20)).status, Status::Fail);
+        assert_eq!(
+            eviction(Some("allkeys-lru"), Some(100 << 20)).status,
+            Status::Fail
+        );
         assert_eq!(eviction(Some("allkeys-lru"), Some(0)).status, Status::Warn);
-        assert_eq!(eviction(Some("volatile-ttl"), Some(100 << 20)).status, Status::Warn);
+        assert_eq!(
+            eviction(Some("volatile-ttl"), Some(100 << 20)).status,
+            Status::Warn
+        );
         assert_eq!(eviction(None, None).status, Status::Warn);
     }
 }

@@ -46,7 +46,11 @@ pub(super) async fn checks(settings: &Settings) -> Vec<Check> {
             "replicate.token",
             format!("token of {} {} at {api}", account.kind, account.username),
         )),
-        Err(e @ ReplicateError::Rejected { status: 401 | 403, .. }) => {
+        Err(
+            e @ ReplicateError::Rejected {
+                status: 401 | 403, ..
+            },
+        ) => {
             return vec![Check::fail(
                 "replicate.token",
                 format!("{api} rejected REPLICATE_API_TOKEN: {e}"),
@@ -71,11 +75,10 @@ pub(super) async fn checks(settings: &Settings) -> Vec<Check> {
 
 async fn models(settings: &Settings, client: &ReplicateClient) -> Check {
     const NAME: &str = "replicate.models";
-    let catalogue = match Catalogue::load(settings.models_file.as_deref(), &settings.default_model) {
+    let catalogue = match Catalogue::load(settings.models_file.as_deref(), &settings.default_model)
+    {
         Ok(catalogue) => catalogue,
-        Err(e) => {
-            return Check::fail(NAME, e.to_string(), "fix MODELS_FILE (or DEFAULT_MODEL)")
-        }
+        Err(e) => return Check::fail(NAME, e.to_string(), "fix MODELS_FILE (or DEFAULT_MODEL)"),
     };
     let mut found = Vec::new();
     let mut missing = Vec::new();
@@ -134,16 +137,28 @@ async fn webhook_secret(settings: &Settings, client: &ReplicateClient) -> Check 
         }
     };
     let Some(configured) = &settings.replicate_webhook_secret else {
-        return Check::ok(NAME, "REPLICATE_WEBHOOK_SECRET unset: the account's secret is read at start");
+        return Check::ok(
+            NAME,
+            "REPLICATE_WEBHOOK_SECRET unset: the account's secret is read at start",
+        );
     };
     let configured = match WebhookSecret::parse(configured.expose_secret()) {
         Ok(secret) => secret,
-        Err(reason) => return Check::fail(NAME, format!("REPLICATE_WEBHOOK_SECRET: {reason}"), "copy the whsec_… secret again"),
+        Err(reason) => {
+            return Check::fail(
+                NAME,
+                format!("REPLICATE_WEBHOOK_SECRET: {reason}"),
+                "copy the whsec_… secret again",
+            )
+        }
     };
     // Compared by what they sign: the secrets themselves are never shown or compared as text.
     let probe = |s: &WebhookSecret| s.sign("doctor", 0, b"genbot doctor");
     if probe(&configured) == probe(&account) {
-        Check::ok(NAME, "REPLICATE_WEBHOOK_SECRET matches the account's signing secret")
+        Check::ok(
+            NAME,
+            "REPLICATE_WEBHOOK_SECRET matches the account's signing secret",
+        )
     } else {
         Check::fail(
             NAME,

@@ -37,7 +37,10 @@ pub(super) async fn checks(settings: &Settings) -> StorageChecks {
                     DatabaseUrl::Sqlite { .. } => "check DATABASE_URL's path and its permissions for the user genbot runs as",
                 },
             ));
-            return StorageChecks { checks, clock: None };
+            return StorageChecks {
+                checks,
+                clock: None,
+            };
         }
     };
     checks.push(Check::ok(
@@ -141,10 +144,18 @@ fn disk(path: &Path) -> Check {
         );
     }
     if free < FREE_FAIL_BYTES {
-        return Check::fail(NAME, found, "free disk space: SQLite's writes and checkpoints fail when it runs out");
+        return Check::fail(
+            NAME,
+            found,
+            "free disk space: SQLite's writes and checkpoints fail when it runs out",
+        );
     }
     if free < FREE_WARN_BYTES {
-        return Check::warn(NAME, found, "free disk space before it runs out (less than 1 GB left)");
+        return Check::warn(
+            NAME,
+            found,
+            "free disk space before it runs out (less than 1 GB left)",
+        );
     }
     Check::ok(NAME, format!("{found}; local file system"))
 }

@@ -45,7 +45,10 @@ pub(super) async fn checks(settings: &Settings, intent: &Intent) -> Vec<Check> {
     let name = me.user.username.as_deref().unwrap_or("?");
     let mut checks = vec![Check::ok(
         "telegram.token",
-        format!("@{name} ({}), id {}: token valid", me.user.first_name, me.user.id),
+        format!(
+            "@{name} ({}), id {}: token valid",
+            me.user.first_name, me.user.id
+        ),
     )];
     checks.push(if me.can_read_all_group_messages {
         Check::warn(
@@ -69,7 +72,8 @@ pub(super) async fn checks(settings: &Settings, intent: &Intent) -> Vec<Check> {
             info.url.as_ref().map(url::Url::as_str),
             info.pending_update_count,
             info.last_error_message.as_deref(),
-            info.last_error_date.map(|at| (Utc::now() - at).num_seconds()),
+            info.last_error_date
+                .map(|at| (Utc::now() - at).num_seconds()),
             intent,
         ),
         Err(e) => Check::fail(
@@ -145,7 +149,9 @@ fn webhook(
         );
     }
     let history = match (last_error, error_age_secs) {
-        (Some(message), Some(age)) => format!("; last delivery error {} h ago: {message}", age / 3600),
+        (Some(message), Some(age)) => {
+            format!("; last delivery error {} h ago: {message}", age / 3600)
+        }
         _ => String::new(),
     };
     Check::ok(NAME, format!("{mode}; {waiting}{history}"))
@@ -174,9 +180,18 @@ mod tests {
     fn the_mode_must_match_what_serve_will_do() {
         let url = "https://bot.example/telegram/webhook";
         assert_eq!(webhook(None, 0, None, None, &polling()).status, Status::Ok);
-        assert_eq!(webhook(Some(url), 0, None, None, &polling()).status, Status::Fail);
-        assert_eq!(webhook(None, 0, None, None, &hooked(url)).status, Status::Fail);
-        assert_eq!(webhook(Some(url), 0, None, None, &hooked(url)).status, Status::Ok);
+        assert_eq!(
+            webhook(Some(url), 0, None, None, &polling()).status,
+            Status::Fail
+        );
+        assert_eq!(
+            webhook(None, 0, None, None, &hooked(url)).status,
+            Status::Fail
+        );
+        assert_eq!(
+            webhook(Some(url), 0, None, None, &hooked(url)).status,
+            Status::Ok
+        );
         assert_eq!(
             webhook(Some(url), 0, None, None, &hooked("https://other.example/x")).status,
             Status::Fail
@@ -186,11 +201,30 @@ mod tests {
     #[test]
     fn a_recent_delivery_error_or_a_backlog_warns() {
         let url = "https://bot.example/hook";
-        let recent = webhook(Some(url), 3, Some("Connection refused"), Some(120), &hooked(url));
+        let recent = webhook(
+            Some(url),
+            3,
+            Some("Connection refused"),
+            Some(120),
+            &hooked(url),
+        );
         assert_eq!(recent.status, Status::Warn);
-        assert!(recent.detail.contains("120 s ago: Connection refused"), "{}", recent.detail);
-        let old = webhook(Some(url), 3, Some("Connection refused"), Some(90_000), &hooked(url));
+        assert!(
+            recent.detail.contains("120 s ago: Connection refused"),
+            "{}",
+            recent.detail
+        );
+        let old = webhook(
+            Some(url),
+            3,
+            Some("Connection refused"),
+            Some(90_000),
+            &hooked(url),
+        );
         assert_eq!(old.status, Status::Ok, "{}", old.detail);
-        assert_eq!(webhook(None, 5_000, None, None, &polling()).status, Status::Warn);
+        assert_eq!(
+            webhook(None, 5_000, None, None, &polling()).status,
+            Status::Warn
+        );
     }
 }

@@ -71,7 +71,10 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     // Every alert has its unit test.
     let rules = std::fs::read_to_string(dir.join("genbot-rules.yml")).unwrap();
     let tests = std::fs::read_to_string(dir.join("genbot-rules.test.yml")).unwrap();
-    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+    for alert in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
         assert!(
             tests.contains(&format!("alertname: {alert}")),
             "no promtool test for {alert}"
@@ -169,8 +172,7 @@ async fn every_metric_the_rules_and_dashboard_use_is_exposed_by_genbot_serve() {
     .await;
     let page = page.lock().unwrap().clone();
     let exposed = exposed(&page);
-    let rules =
-        std::fs::read_to_string(deploy_dir().join("prometheus/genbot-rules.yml")).unwrap();
+    let rules = std::fs::read_to_string(deploy_dir().join("prometheus/genbot-rules.yml")).unwrap();
     let dashboard =
         std::fs::read_to_string(deploy_dir().join("grafana/genbot-dashboard.json")).unwrap();
     let used = metric_names(&format!("{rules}\n{dashboard}"));
@@ -187,7 +189,7 @@ async fn every_metric_the_rules_and_dashboard_use_is_exposed_by_genbot_serve() {
 fn setting<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .next_back()
         .map(str::trim)
 }
 

@@ -54,8 +54,12 @@ async fn run(env: &[(String, String)], args: &[&str]) -> Output {
 async fn doctor(env: &[(String, String)]) -> (Option<i32>, Value) {
     let out = run(env, &["--format", "json"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     for secret in ["doctor-secret", "pw-secret"] {
         assert!(!stdout.contains(secret), "a secret was printed: {stdout}");
     }
@@ -137,13 +141,16 @@ async fn a_rejected_token_fails() {
 }
 
 #[tokio::test]
-async fn a_webhook_while_polling_an_unreachable_database_an_unknown_model_and_skewed_clocks_fail()
-{
+async fn a_webhook_while_polling_an_unreachable_database_an_unknown_model_and_skewed_clocks_fail() {
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let env = deployment(&telegram, &replicate, dir.path());
     // Set as an operator would, with the real command.
-    let set = run_command(&env, &["webhook", "set", "https://bot.example/telegram/webhook"]).await;
+    let set = run_command(
+        &env,
+        &["webhook", "set", "https://bot.example/telegram/webhook"],
+    )
+    .await;
     assert!(set.status.success(), "{set:?}");
     replicate.forget_model("black-forest-labs/flux-dev");
     replicate.skew_clock(600);
@@ -182,14 +189,17 @@ async fn a_webhook_while_polling_an_unreachable_database_an_unknown_model_and_sk
     );
 
     // The same webhook is right for a deployment that receives there.
-    let (_, report) = doctor_with_args(&env, &["--webhook-url", "https://bot.example/telegram/webhook"]).await;
+    let (_, report) = doctor_with_args(
+        &env,
+        &["--webhook-url", "https://bot.example/telegram/webhook"],
+    )
+    .await;
     assert_eq!(status(&report, "telegram.webhook"), "OK", "{report:#}");
 }
 
 #[tokio::test]
 async fn postgres_and_redis_are_looked_at_without_changes() {
-    let Some(database) =
-        scratch_postgres("postgres_and_redis_are_looked_at_without_changes").await
+    let Some(database) = scratch_postgres("postgres_and_redis_are_looked_at_without_changes").await
     else {
         return;
     };
