@@ -162,6 +162,9 @@ pub(crate) enum ReportFormat {
     Json,
     Junit,
     Html,
+    /// `readiness_metrics.prom`: readiness scores, grades and every figure as OpenMetrics
+    /// text, for node_exporter's textfile collector or a Pushgateway.
+    Openmetrics,
 }
 
 #[derive(Debug, clap::Args)]
