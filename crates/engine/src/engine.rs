@@ -434,6 +434,8 @@ impl Engine {
             per_user_limit: inner.config.per_user,
             queue_length: inner.queue_length.load(Ordering::Relaxed),
             limiter: inner.client.limiter().map(|l| l.stats()),
+            queue_max: inner.config.queue_max,
+            replicate_throttled: inner.client.throttled(),
             ..inner.counters.snapshot()
         }
     }

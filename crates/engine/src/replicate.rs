@@ -12,6 +12,7 @@
 mod arrivals;
 mod error;
 pub mod output;
+pub mod preflight;
 mod retry;
 mod types;
 pub mod webhook;
@@ -65,6 +66,8 @@ pub struct ReplicateClient {
     timeout: Duration,
     limiter: Option<Arc<dyn RateLimiter>>,
     arrivals: Option<Arc<arrivals::Arrivals>>,
+    /// 429 answers so far (shared by clones), for `genbot_replicate_throttled_total`.
+    throttled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ReplicateClient {
@@ -123,7 +126,13 @@ impl ReplicateClient {
             timeout: REQUEST_TIMEOUT,
             limiter: None,
             arrivals: None,
+            throttled: Arc::default(),
         })
+    }
+
+    /// 429 answers received so far, by this client and its clones.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Uses `retry` for failed requests.
@@ -475,10 +484,14 @@ impl ReplicateClient {
                     let retry_after = retry_after(response.headers());
                     let detail = detail(response.text().await.unwrap_or_default());
                     match status {
-                        StatusCode::TOO_MANY_REQUESTS => ReplicateError::Throttled {
-                            retry_after,
-                            detail,
-                        },
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            self.throttled
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            ReplicateError::Throttled {
+                                retry_after,
+                                detail,
+                            }
+                        }
                         s if s.is_server_error() && is_create => {
                             return Err(ReplicateError::OutcomeUnknown(format!(
                                 "server error {}: {detail}",

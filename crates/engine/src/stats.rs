@@ -96,6 +96,10 @@ pub struct EngineStats {
     pub outputs_not_stored: u64,
     /// The rate limiter, if any.
     pub limiter: Option<LimiterStats>,
+    /// `QUEUE_MAX_LENGTH` (alerts compare the queue with it).
+    pub queue_max: u32,
+    /// 429 answers from Replicate (each retried request counts once per answer).
+    pub replicate_throttled: u64,
 }
 
 impl Counters {

@@ -32,6 +32,11 @@ pub(crate) enum Command {
     },
     /// Run the bot (long polling, or a webhook with --webhook-url).
     Serve(ServeArgs),
+    /// Preflight a deployment from its settings: Bot API token and webhook, database and
+    /// schema, SQLite's disk, Redis and its eviction policy, Replicate token and models,
+    /// clocks, Stars packages. One line per check (OK / WARN / FAIL and what to do); exit 1
+    /// when any fails. Changes nothing.
+    Doctor(DoctorArgs),
     /// Run the bot against both mocks with a few simulated users and print their chats:
     /// the whole flow, with no tokens and no network.
     Demo(DemoArgs),
@@ -52,6 +57,23 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DoctorArgs {
+    /// The `--webhook-url` `genbot serve` will run with (the webhook Telegram should have);
+    /// without it, serve is expected to poll.
+    #[arg(long)]
+    pub(crate) webhook_url: Option<url::Url>,
+    /// Output: one line per check, or a JSON document.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub(crate) format: DoctorFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DoctorFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +166,9 @@ pub(crate) enum ReportFormat {
     Json,
     Junit,
     Html,
+    /// `readiness_metrics.prom`: readiness scores, grades and every figure as OpenMetrics
+    /// text, for node_exporter's textfile collector or a Pushgateway.
+    Openmetrics,
 }
 
 #[derive(Debug, clap::Args)]

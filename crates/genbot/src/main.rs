@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod commands;
+mod doctor;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     // The suite and the demo print their own progress; their engines' info logs would
     // interleave with it.
     let default_level = match cli.command {
-        Command::Bench(_) | Command::Demo(_) => "warn",
+        Command::Bench(_) | Command::Demo(_) | Command::Doctor(_) => "warn",
         _ => "info",
     };
     telemetry::init(cli.log_format, default_level);
@@ -61,6 +62,17 @@ fn main() -> ExitCode {
                 Ok(code) => return code,
                 Err(e) => Err(e),
             },
+            Err(e) => Err(e),
+        },
+        Command::Doctor(args) => match runtime() {
+            // Its report is the output; logs would only interleave with it.
+            Ok(rt) => {
+                return if rt.block_on(commands::doctor::run(&settings, args)) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
             Err(e) => Err(e),
         },
         Command::Demo(args) => {

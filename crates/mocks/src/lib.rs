@@ -12,6 +12,7 @@
 //! are built to carry the readiness suite's load on 2 cores without becoming its bottleneck:
 //! no background task per prediction, state computed from timestamps when asked.
 
+mod clock;
 pub mod fault_proxy;
 mod png;
 pub mod replicate;

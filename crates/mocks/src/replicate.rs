@@ -5,6 +5,7 @@
 //! [`ReplicateMock::url`].
 
 mod config;
+mod models;
 mod routes;
 mod state;
 mod webhooks;
@@ -26,6 +27,8 @@ use self::state::MockState;
 pub struct ReplicateMock {
     state: Arc<MockState>,
     url: String,
+    unknown_models: Arc<models::Unknown>,
+    clock: crate::clock::ClockSkew,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -38,10 +41,16 @@ impl ReplicateMock {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(MockState::new(config, url.clone()));
-        let stop = crate::server::spawn(listener, routes::router(state.clone()), "replicate");
+        let unknown_models = Arc::new(models::Unknown::default());
+        let clock = crate::clock::ClockSkew::default();
+        let app = clock
+            .apply(routes::router(state.clone()).merge(models::router(unknown_models.clone())));
+        let stop = crate::server::spawn(listener, app, "replicate");
         Ok(ReplicateMock {
             state,
             url,
+            unknown_models,
+            clock,
             _shutdown: stop,
         })
     }
@@ -81,6 +90,18 @@ impl ReplicateMock {
     /// Queues faults answered to the next prediction creations, in order.
     pub fn script(&self, faults: impl IntoIterator<Item = ScriptedFault>) {
         self.state.script(faults);
+    }
+
+    /// From now on `GET /v1/models/{owner}/{name}` answers 404 for `reference`
+    /// (`owner/name`): a model that does not exist (every other one does).
+    pub fn forget_model(&self, reference: &str) {
+        self.unknown_models.forget(reference);
+    }
+
+    /// Every answer's `Date` header is `seconds` off the real time from now on (a server
+    /// whose clock is wrong, or ours seen from it).
+    pub fn skew_clock(&self, seconds: i64) {
+        self.clock.set(seconds);
     }
 
     /// Replaces the latency / failure model for predictions created from now on.

@@ -53,6 +53,7 @@ impl Default for TelegramMockConfig {
 pub struct TelegramMock {
     state: Arc<BotState>,
     url: String,
+    clock: crate::clock::ClockSkew,
     _shutdown: oneshot::Sender<()>,
 }
 
@@ -65,12 +66,20 @@ impl TelegramMock {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(BotState::new(config));
-        let stop = crate::server::spawn(listener, routes::router(state.clone()), "telegram");
+        let clock = crate::clock::ClockSkew::default();
+        let app = clock.apply(routes::router(state.clone()));
+        let stop = crate::server::spawn(listener, app, "telegram");
         Ok(TelegramMock {
             state,
             url,
+            clock,
             _shutdown: stop,
         })
+    }
+
+    /// Every answer's `Date` header is `seconds` off the real time from now on.
+    pub fn skew_clock(&self, seconds: i64) {
+        self.clock.set(seconds);
     }
 
     /// Base URL to give the bot as `TELEGRAM_API_URL`.

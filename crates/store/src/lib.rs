@@ -21,6 +21,7 @@ mod columns;
 mod error;
 mod history;
 mod inbox;
+pub mod inspect;
 mod lifecycle;
 mod model;
 mod outbox;

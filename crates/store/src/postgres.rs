@@ -14,6 +14,8 @@ mod outcomes;
 mod payments;
 mod schema;
 
+pub(crate) use schema::LATEST as SCHEMA_LATEST;
+
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -15,6 +15,8 @@ mod outcomes;
 mod payments;
 mod rows;
 mod schema;
+
+pub(crate) use schema::LATEST as SCHEMA_LATEST;
 mod writer;
 
 use std::ops::Range;

@@ -5,6 +5,7 @@
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod openmetrics;
 mod svg;
 pub mod text;
 
@@ -40,6 +41,8 @@ pub struct Formats {
     pub junit: bool,
     /// A self-contained HTML page per report, with charts.
     pub html: bool,
+    /// `readiness_metrics.prom`: scores, grades and figures as OpenMetrics text.
+    pub openmetrics: bool,
 }
 
 /// The files written for one run.
@@ -122,11 +125,17 @@ pub fn write(
     if formats.junit {
         save(JUNIT_FILE.to_owned(), junit::render(report))?;
     }
+    if formats.openmetrics {
+        save(OPENMETRICS_FILE.to_owned(), openmetrics::render(report))?;
+    }
     Ok(written)
 }
 
 /// The JUnit file's name.
 pub const JUNIT_FILE: &str = "readiness_junit.xml";
+
+/// The OpenMetrics file's name (`.prom`, as node_exporter's textfile collector wants).
+pub const OPENMETRICS_FILE: &str = "readiness_metrics.prom";
 
 /// One report file set: which tests it shows and whether it carries readiness and forecast.
 struct Part {
@@ -483,6 +492,7 @@ mod tests {
             json: true,
             junit: true,
             html: true,
+            openmetrics: true,
         };
         let written = write(dir.path(), &report(), &env(), Lang::En, all).unwrap();
         let mut names: Vec<String> = written
@@ -492,7 +502,7 @@ mod tests {
             .collect();
         names.sort();
         let stem = "comprehensive_performance_report_20261124_123005";
-        let mut expected = vec![JUNIT_FILE.to_owned()];
+        let mut expected = vec![JUNIT_FILE.to_owned(), OPENMETRICS_FILE.to_owned()];
         for s in [
             "performance_report",
             "generation_settings_report",
@@ -523,6 +533,7 @@ mod tests {
             json: true,
             junit: false,
             html: false,
+            openmetrics: false,
         };
         write(dir.path(), &run, &env(), Lang::En, formats).unwrap();
         let text = std::fs::read_to_string(dir.path().join("fault_tolerance_report.json")).unwrap();
@@ -534,6 +545,73 @@ mod tests {
             .find(|t| t["id"] == "redis_outage")
             .unwrap();
         assert!(redis["grade"].is_null(), "{redis}");
+    }
+
+    #[test]
+    fn openmetrics_has_the_scores_grades_and_figures_and_passes_promtool() {
+        let text = openmetrics::render(&report());
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("genbot_bench_readiness_ratio{score=\"seed\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("genbot_bench_test_grade{test=\"db_read\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("genbot_bench_test_grade{test=\"queue\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "genbot_bench_readiness_criterion_points{score=\"seed\",criterion=\"db_read\"}"
+            ),
+            "{text}"
+        );
+        let figures = report()
+            .tests
+            .iter()
+            .map(|t| t.metrics.len())
+            .sum::<usize>();
+        assert!(figures > 0);
+        assert_eq!(
+            text.matches("genbot_bench_metric{").count(),
+            figures,
+            "{text}"
+        );
+        // `promtool check metrics` (Debian's prometheus package): SKIPPED without it outside CI.
+        let Ok(mut child) = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but promtool is missing"
+            );
+            eprintln!("SKIPPED promtool check metrics: promtool not found");
+            return;
+        };
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{text}"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod blackbox;
 mod broadcast;
 mod config_check;
 mod crash;
+mod deploy;
+mod doctor;
 mod payments;
 mod poison;
 mod process;

@@ -82,6 +82,12 @@ impl Collector for SnapshotCollector {
             "MAX_CONCURRENT_GENERATIONS",
             f64::from(e.limit),
         )?;
+        gauge(
+            enc,
+            "genbot_queue_max_length",
+            "QUEUE_MAX_LENGTH: queued jobs beyond which new ones are refused",
+            f64::from(e.queue_max),
+        )?;
         for (name, help, value) in [
             (
                 "genbot_predictions_created",
@@ -102,6 +108,11 @@ impl Collector for SnapshotCollector {
                 "genbot_generations_timed_out",
                 "Generations canceled after GENERATION_TIMEOUT_SECONDS",
                 e.timed_out,
+            ),
+            (
+                "genbot_replicate_throttled",
+                "429 answers from Replicate (each retry's answer counted)",
+                e.replicate_throttled,
             ),
             (
                 "genbot_jobs_taken_over",

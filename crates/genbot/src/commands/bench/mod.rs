@@ -322,6 +322,7 @@ fn write_reports(
         json: args.format.contains(&ReportFormat::Json),
         junit: args.format.contains(&ReportFormat::Junit),
         html: args.format.contains(&ReportFormat::Html),
+        openmetrics: args.format.contains(&ReportFormat::Openmetrics),
     };
     report::write(&args.out, report, env, lang, formats).context("Failed to write the reports")
 }
