@@ -46,7 +46,12 @@ async fn creates_carry_the_webhook_and_the_completed_filter_only_when_webhooks_a
         reconcile: Duration::from_secs(30),
     });
     with_webhooks
-        .create_prediction(&ModelRef::Version("5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637".into()), &input)
+        .create_prediction(
+            &ModelRef::Version(
+                "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637".into(),
+            ),
+            &input,
+        )
         .await
         .unwrap();
     with_webhooks
@@ -56,7 +61,11 @@ async fn creates_carry_the_webhook_and_the_completed_filter_only_when_webhooks_a
 
     let bodies = mock.create_bodies();
     assert_eq!(bodies.len(), 3, "{bodies:?}");
-    assert_eq!(bodies[0], json!({ "input": input }), "polling: no webhook keys");
+    assert_eq!(
+        bodies[0],
+        json!({ "input": input }),
+        "polling: no webhook keys"
+    );
     for body in &bodies[1..] {
         assert_eq!(body["input"], input, "{body}");
         assert_eq!(body["webhook"], json!(receiver), "{body}");
@@ -114,7 +123,8 @@ async fn an_output_of_unsaid_length_is_cut_off_past_20_mb() {
             assert!(n > 0, "the request ended early");
             request.extend_from_slice(&buf[..n]);
         }
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n";
         socket.write_all(head.as_bytes()).await.unwrap();
         let mut chunk = vec![0u8; CHUNK];
         chunk[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");

@@ -287,7 +287,9 @@ async fn file(
 ) -> Response {
     let with_token = headers.contains_key(header::AUTHORIZATION);
     match state.serve_output(&file, with_token) {
-        OutputAnswer::Image(None) => ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response(),
+        OutputAnswer::Image(None) => {
+            ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+        }
         OutputAnswer::Image(Some(size)) => {
             // A valid PNG whose padding after its end chunk makes it `size` bytes.
             let mut bytes = TINY_PNG.to_vec();

@@ -54,7 +54,10 @@ async fn concurrent_acceptances_never_pass_the_queue_cap(store: &Store) {
     assert_counts_exact(store).await;
     // Every refused sender kept their credits.
     let audit = store.credit_audit(1..SENDERS + 1).await.unwrap();
-    assert_eq!(audit.iter().filter(|a| a.credits == 10).count() as u32, full);
+    assert_eq!(
+        audit.iter().filter(|a| a.credits == 10).count() as u32,
+        full
+    );
 }
 
 /// The ban is read where the charge is taken, not from a replica's cache.

@@ -79,7 +79,9 @@ async fn while_the_database_is_out_each_sender_is_told_once_in_their_language() 
         async move {
             user.wait_for(WAIT, |t| !notices_in(t).is_empty())
                 .await
-                .unwrap_or_else(|| panic!("user {} was never told: {:?}", user.id(), user.transcript()));
+                .unwrap_or_else(|| {
+                    panic!("user {} was never told: {:?}", user.id(), user.transcript())
+                });
             let at = out_since.elapsed();
             let notice = notices(&user).remove(0);
             assert!(notice.contains(&language), "{notice}");

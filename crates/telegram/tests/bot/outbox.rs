@@ -93,21 +93,30 @@ async fn the_image_comes_from_kept_bytes_else_a_download_at_delivery_else_its_ur
     let (kept, _) = draw(&ada, "a kept harbour").await;
     assert!(kept.starts_with("upload:image.png"), "{kept}");
     let stats = bot.replicate.stats();
-    assert_eq!((stats.output_downloads, stats.output_downloads_failed), (1, 0));
+    assert_eq!(
+        (stats.output_downloads, stats.output_downloads_failed),
+        (1, 0)
+    );
 
     // The three downloads at success fail: the delivery fetches the URL itself.
     bot.replicate.fail_output_downloads(3);
     let (fetched, _) = draw(&ada, "a fetched harbour").await;
     assert!(fetched.starts_with("upload:image.png"), "{fetched}");
     let stats = bot.replicate.stats();
-    assert_eq!((stats.output_downloads, stats.output_downloads_failed), (2, 3));
+    assert_eq!(
+        (stats.output_downloads, stats.output_downloads_failed),
+        (2, 3)
+    );
 
     // That fails too: Telegram is given the URL.
     bot.replicate.fail_output_downloads(4);
     let (linked, _) = draw(&ada, "a linked harbour").await;
     assert!(linked.starts_with(&files), "{linked}");
     let stats = bot.replicate.stats();
-    assert_eq!((stats.output_downloads, stats.output_downloads_failed), (2, 7));
+    assert_eq!(
+        (stats.output_downloads, stats.output_downloads_failed),
+        (2, 7)
+    );
 
     assert_eq!(
         stats.output_requests_with_token, 0,
@@ -126,7 +135,10 @@ async fn up_to_10_mb_is_a_photo_above_a_document_and_above_20_mb_a_link() {
     let (photo, as_document) = draw(&bo, "exactly ten").await;
     assert_eq!(
         (photo.as_str(), as_document),
-        (format!("upload:image.png ({PHOTO_MAX} bytes)").as_str(), false)
+        (
+            format!("upload:image.png ({PHOTO_MAX} bytes)").as_str(),
+            false
+        )
     );
 
     bot.replicate.set_output_size(Some(PHOTO_MAX + 1));
@@ -190,7 +202,11 @@ async fn a_refusal_is_recorded_with_its_reason_and_a_403_marks_the_user_blocked(
     ed.send_text("a photo for nobody");
     let reason = recorded_delivery(&bot, 8005).await.unwrap_or_default();
     assert!(reason.contains("blocked"), "{reason:?}");
-    assert_eq!(calls(&bot, "sendphoto"), 2, "one attempt for the blocked user");
+    assert_eq!(
+        calls(&bot, "sendphoto"),
+        2,
+        "one attempt for the blocked user"
+    );
     let after = bot.store.broadcast_recipients(8004, 1).await.unwrap();
     assert_eq!(after, [(UserId(8005), true)], "blocked_at was not set");
 }
