@@ -104,6 +104,23 @@ impl ReplicateMock {
         self.clock.set(seconds);
     }
 
+    /// Every output file served from now on has `bytes` bytes: a PNG padded at its end
+    /// (`None`: the 67-byte PNG). For images too big for a photo, or too big to keep.
+    pub fn set_output_size(&self, bytes: Option<usize>) {
+        self.state.set_output_size(bytes);
+    }
+
+    /// The next `times` requests for output files answer 500 (a CDN having a bad minute).
+    pub fn fail_output_downloads(&self, times: u32) {
+        self.state.fail_output_downloads(times);
+    }
+
+    /// The JSON body of every create request so far (throttled and failed ones too), oldest
+    /// first, as the client sent it: `input`, and `webhook` / `webhook_events_filter` when set.
+    pub fn create_bodies(&self) -> Vec<serde_json::Value> {
+        self.state.create_bodies()
+    }
+
     /// Replaces the latency / failure model for predictions created from now on.
     pub fn reconfigure(&self, config: ReplicateMockConfig) {
         self.state.reconfigure(config);

@@ -6,6 +6,7 @@ mod exactly_once;
 mod helpers;
 mod limits;
 mod lookup;
+mod outputs_and_webhooks;
 mod queue;
 mod replicate_faults;
 mod shared_limiter;

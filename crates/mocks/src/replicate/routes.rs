@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::config::LostResponse;
-use super::state::{Created, MockState};
+use super::state::{Created, MockState, OutputAnswer};
 use super::webhooks::deliver_when_done;
 use crate::png::TINY_PNG;
 
@@ -39,7 +39,7 @@ pub(super) fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct CreateBody {
     version: Option<String>,
     #[serde(default)]
@@ -57,6 +57,13 @@ impl CreateBody {
             .is_none_or(|events| events.iter().any(|e| e == "completed"));
         self.webhook.clone().filter(|_| wanted)
     }
+}
+
+/// Records the create request's body as it came, then reads it.
+fn parse_create(state: &MockState, body: Option<Json<Value>>) -> Option<CreateBody> {
+    let Json(raw) = body?;
+    state.record_create_body(raw.clone());
+    serde_json::from_value(raw).ok()
 }
 
 fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
@@ -97,12 +104,12 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
 async fn create_with_version(
     State(state): State<Shared>,
     headers: HeaderMap,
-    body: Option<Json<CreateBody>>,
+    body: Option<Json<Value>>,
 ) -> Response {
     if let Some(denied) = unauthorized(&headers) {
         return denied;
     }
-    let Some(Json(body)) = body else {
+    let Some(body) = parse_create(&state, body) else {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid request",
@@ -131,12 +138,12 @@ async fn create_for_model(
     State(state): State<Shared>,
     Path((owner, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Option<Json<CreateBody>>,
+    body: Option<Json<Value>>,
 ) -> Response {
     if let Some(denied) = unauthorized(&headers) {
         return denied;
     }
-    let Some(Json(body)) = body else {
+    let Some(body) = parse_create(&state, body) else {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid request",
@@ -273,15 +280,33 @@ fn prediction_or_404(headers: &HeaderMap, find: impl FnOnce() -> Option<Value>) 
     }
 }
 
-async fn file(State(state): State<Shared>, Path(file): Path<String>) -> Response {
-    if !state.serve_output(&file) {
-        return problem(
+async fn file(
+    State(state): State<Shared>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let with_token = headers.contains_key(header::AUTHORIZATION);
+    match state.serve_output(&file, with_token) {
+        OutputAnswer::Image(None) => {
+            ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
+        }
+        OutputAnswer::Image(Some(size)) => {
+            // A valid PNG whose padding after its end chunk makes it `size` bytes.
+            let mut bytes = TINY_PNG.to_vec();
+            bytes.resize(size.max(TINY_PNG.len()), 0);
+            ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
+        }
+        OutputAnswer::Gone => problem(
             StatusCode::NOT_FOUND,
             "Not found",
             "The requested file has expired.",
-        );
+        ),
+        OutputAnswer::Failed => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error",
+            "the file could not be served (scripted)",
+        ),
     }
-    ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
 }
 
 async fn webhook_secret(State(state): State<Shared>, headers: HeaderMap) -> Response {

@@ -27,7 +27,31 @@ pub(super) struct MockState {
     counters: Mutex<Counters>,
     /// Output files already downloaded once.
     served: Mutex<HashSet<String>>,
+    /// What output files are and how the next downloads fare.
+    outputs: Mutex<Outputs>,
+    /// Each create request's JSON body, as received, oldest first.
+    create_bodies: Mutex<Vec<Value>>,
     webhooks: Webhooks,
+}
+
+/// The output files the mock serves: their size, and scripted failures of their downloads.
+#[derive(Debug, Default)]
+struct Outputs {
+    /// Bytes of every output file (a PNG padded at its end); `None` = the 67-byte PNG.
+    size: Option<usize>,
+    /// The next this many downloads answer 500.
+    failing: u32,
+}
+
+/// What to answer a request for an output file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OutputAnswer {
+    /// The image, of this many bytes (`None`: the 67-byte PNG).
+    Image(Option<usize>),
+    /// Gone (404), as Replicate's outputs are after an hour.
+    Gone,
+    /// A scripted server error (500).
+    Failed,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +68,8 @@ struct Counters {
     cancels: u64,
     output_downloads: u64,
     outputs_gone: u64,
+    output_downloads_failed: u64,
+    output_requests_with_token: u64,
     webhooks_delivered: u64,
     webhook_attempts_failed: u64,
     webhooks_dropped: u64,
@@ -134,8 +160,13 @@ pub struct ReplicateMockStats {
     pub cancels: u64,
     /// Output files served…
     pub output_downloads: u64,
-    /// …and requests for outputs already gone (404).
+    /// …requests for outputs already gone (404)…
     pub outputs_gone: u64,
+    /// …and requests answered a scripted 500 ([`crate::replicate::ReplicateMock::fail_output_downloads`]).
+    pub output_downloads_failed: u64,
+    /// Requests for output files that carried an `Authorization` header: output URLs are
+    /// public and often on another host, so a client should send its token to none of them.
+    pub output_requests_with_token: u64,
     /// Webhooks answered 2xx by the receiver…
     pub webhooks_delivered: u64,
     /// …attempts that got no 2xx (each retried)…
@@ -194,6 +225,8 @@ impl MockState {
             window: Mutex::new(RateWindow::default()),
             counters: Mutex::new(Counters::default()),
             served: Mutex::new(HashSet::new()),
+            outputs: Mutex::new(Outputs::default()),
+            create_bodies: Mutex::new(Vec::new()),
             webhooks: Webhooks::new(),
         }
     }
@@ -400,18 +433,48 @@ impl MockState {
         })
     }
 
-    /// Whether output `file` may be served now (and counts it): `false` once it is gone.
-    pub(super) fn serve_output(&self, file: &str) -> bool {
+    /// What to answer a request for output `file` now (and counts it); `with_token` says
+    /// whether the request carried an `Authorization` header.
+    pub(super) fn serve_output(&self, file: &str, with_token: bool) -> OutputAnswer {
+        let mut counters = self.counters.lock();
+        if with_token {
+            counters.output_requests_with_token += 1;
+        }
+        let mut outputs = self.outputs.lock();
+        if outputs.failing > 0 {
+            outputs.failing -= 1;
+            counters.output_downloads_failed += 1;
+            return OutputAnswer::Failed;
+        }
         let once = self.config.read().outputs_served_once;
         let gone = once && !self.served.lock().insert(file.to_owned());
-        let mut counters = self.counters.lock();
         if gone {
             counters.outputs_gone += 1;
-            false
+            OutputAnswer::Gone
         } else {
             counters.output_downloads += 1;
-            true
+            OutputAnswer::Image(outputs.size)
         }
+    }
+
+    /// Every output file from now on has `bytes` bytes (`None`: the 67-byte PNG).
+    pub(super) fn set_output_size(&self, bytes: Option<usize>) {
+        self.outputs.lock().size = bytes;
+    }
+
+    /// The next `times` output downloads answer 500.
+    pub(super) fn fail_output_downloads(&self, times: u32) {
+        self.outputs.lock().failing += times;
+    }
+
+    /// Keeps a create request's body as it arrived.
+    pub(super) fn record_create_body(&self, body: Value) {
+        self.create_bodies.lock().push(body);
+    }
+
+    /// Every create request's body so far, oldest first.
+    pub(super) fn create_bodies(&self) -> Vec<Value> {
+        self.create_bodies.lock().clone()
     }
 
     /// Time on the mock's clock: what [`MockState::stats_since`] takes.
@@ -471,6 +534,8 @@ impl MockState {
             cancels: counters.cancels,
             output_downloads: counters.output_downloads,
             outputs_gone: counters.outputs_gone,
+            output_downloads_failed: counters.output_downloads_failed,
+            output_requests_with_token: counters.output_requests_with_token,
             webhooks_delivered: counters.webhooks_delivered,
             webhook_attempts_failed: counters.webhook_attempts_failed,
             webhooks_dropped: counters.webhooks_dropped,

@@ -21,6 +21,10 @@ use super::wire::FileSend;
 type Shared = Arc<BotState>;
 type Params = Map<String, Value>;
 
+/// Largest request body taken: Telegram's limit for uploaded documents (axum's default of
+/// 2 MB would refuse a photo Telegram takes).
+const MAX_UPLOAD_BYTES: usize = 50 * 1024 * 1024;
+
 /// Webhook deliveries in flight at once, as Telegram's default `max_connections`.
 const WEBHOOK_CONNECTIONS: usize = 40;
 
@@ -28,6 +32,7 @@ pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/{bot}/{method}", post(call).get(call))
         .route("/file/{bot}/{*path}", get(download))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(state)
 }
 

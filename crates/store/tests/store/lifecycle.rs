@@ -14,7 +14,51 @@ on_both_backends!(
     a_succeeded_jobs_image_is_kept_after_delivery_until_pruned,
     a_deferred_delivery_waits_without_counting_as_a_failure,
     a_banned_user_is_refused_in_the_submitting_transaction,
+    concurrent_acceptances_never_pass_the_queue_cap,
 );
+
+/// `QUEUE_MAX_LENGTH` holds when many acceptances race (replicas, or one replica's handlers):
+/// the count and the insert are one step under the acceptance lock, so no two read the same
+/// count and both slip in under the cap.
+async fn concurrent_acceptances_never_pass_the_queue_cap(store: &Store) {
+    const CAP: u32 = 10;
+    const SENDERS: i64 = 48;
+    for user in 1..=SENDERS {
+        register(store, user, 10).await;
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(SENDERS as usize));
+    let mut racers = Vec::new();
+    for user in 1..=SENDERS {
+        let (store, start) = (store.clone(), start.clone());
+        racers.push(tokio::spawn(async move {
+            let mut one = submission(user, 1);
+            one.queue_max = CAP;
+            start.wait().await;
+            store.submit_job(one).await.unwrap()
+        }));
+    }
+    let (mut queued, mut full) = (0, 0);
+    for racer in racers {
+        match racer.await.unwrap() {
+            SubmitOutcome::Queued { .. } => queued += 1,
+            SubmitOutcome::QueueFull { max: CAP } => full += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let counts = store.count_jobs_by_status().await.unwrap();
+    assert_eq!(
+        (queued, full, counts.queued),
+        (CAP, SENDERS as u32 - CAP, u64::from(CAP)),
+        "accepted, refused, queued in the database"
+    );
+    assert_counts_exact(store).await;
+    // Every refused sender kept their credits.
+    let audit = store.credit_audit(1..SENDERS + 1).await.unwrap();
+    assert_eq!(
+        audit.iter().filter(|a| a.credits == 10).count() as u32,
+        full
+    );
+}
 
 /// The ban is read where the charge is taken, not from a replica's cache.
 async fn a_banned_user_is_refused_in_the_submitting_transaction(store: &Store) {

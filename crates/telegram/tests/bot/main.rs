@@ -9,6 +9,8 @@ mod helpers;
 mod history;
 mod img2img;
 mod load;
+mod outage;
+mod outbox;
 mod payments;
 mod refusals;
 mod resilience;

@@ -1,0 +1,126 @@
+//! A database that does not answer is not silence: each sender whose message waits is told
+//! once, in their language, that it is delayed, not lost, while the database is still out; when
+//! it is back every message is answered as usual.
+
+use std::time::{Duration, Instant};
+
+use genbot_mocks::telegram::{Entry, SimUser};
+
+use crate::helpers::{say, spawn_bot, Options, WAIT};
+
+/// The bot's delay notice, in English and Russian (`texts::delayed`).
+const DELAYED_EN: &str = "Your message is not lost";
+const DELAYED_RU: &str = "Ваше сообщение не потеряно";
+
+fn notices(user: &SimUser) -> Vec<String> {
+    notices_in(&user.transcript())
+}
+
+fn notices_in(transcript: &[Entry]) -> Vec<String> {
+    transcript
+        .iter()
+        .filter_map(|e| match e {
+            Entry::BotText { text, .. } if text.starts_with('⏳') => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn texts(user: &SimUser) -> usize {
+    texts_in(&user.transcript())
+}
+
+fn texts_in(transcript: &[Entry]) -> usize {
+    transcript
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { .. }))
+        .count()
+}
+
+fn polls(bot: &crate::helpers::TestBot) -> u64 {
+    bot.telegram
+        .stats()
+        .methods
+        .get("getupdates")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_out_each_sender_is_told_once_in_their_language() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(9001, "Ann", Some("en"));
+    let boris = bot.telegram.user(9002, "Boris", Some("ru"));
+    say(&ann, "/start").await;
+    say(&boris, "/start").await;
+    let (ann_before, boris_before) = (texts(&ann), texts(&boris));
+
+    // The database refuses every write (a lock held from outside, past the store's 5 s busy
+    // timeout per try) until the test lets go: an outage as the bot sees it.
+    let path = bot.database_path();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let lock = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let _ = locked_tx.send(());
+        // Released when told, or when the test has failed and dropped its sender.
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.await.unwrap();
+    let out_since = Instant::now();
+    ann.send_text("/balance");
+    boris.send_text("/help");
+
+    let told = |user: &SimUser, language: &str| {
+        let user = user.clone();
+        let language = language.to_owned();
+        async move {
+            user.wait_for(WAIT, |t| !notices_in(t).is_empty())
+                .await
+                .unwrap_or_else(|| {
+                    panic!("user {} was never told: {:?}", user.id(), user.transcript())
+                });
+            let at = out_since.elapsed();
+            let notice = notices(&user).remove(0);
+            assert!(notice.contains(&language), "{notice}");
+            at
+        }
+    };
+    let ann_told = told(&ann, DELAYED_EN).await;
+    let boris_told = told(&boris, DELAYED_RU).await;
+    // Both still waiting for the database: the notice came during the outage, not after it.
+    assert_eq!(
+        (texts(&ann), texts(&boris)),
+        (ann_before + 1, boris_before + 1),
+        "an answer came before the database was back"
+    );
+    eprintln!("told after {ann_told:?} (en) and {boris_told:?} (ru) of the outage");
+
+    // More from the same senders while still out: no second notice.
+    ann.send_text("/help");
+    boris.send_text("/balance");
+    // Two more looks at what waits (every 500 ms after the first notice) have seen them.
+    let seen_from = polls(&bot);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while polls(&bot) < seen_from + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot stopped looking at what waits"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || lock.join().unwrap())
+        .await
+        .unwrap();
+
+    // Back: everything answered (notice + two answers each), and still one notice each.
+    for (user, before) in [(&ann, ann_before), (&boris, boris_before)] {
+        user.wait_for(WAIT, |t| texts_in(t) >= before + 3)
+            .await
+            .unwrap_or_else(|| panic!("not answered after the outage: {:?}", user.transcript()));
+        assert_eq!(notices(user).len(), 1, "{:?}", user.transcript());
+    }
+}

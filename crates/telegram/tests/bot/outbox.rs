@@ -1,0 +1,212 @@
+//! The delivery outbox against the mocks: where the image comes from (the bytes kept when the
+//! prediction succeeded, else a download at delivery, else Telegram fetching the URL), photo or
+//! document by size, the 20 MB cap, no API token on output URLs, 429s waited out, refusals
+//! recorded with their reason and a 403 marking the user blocked.
+
+use std::time::Duration;
+
+use genbot_mocks::telegram::{Entry, SimUser};
+use genbot_store::UserId;
+
+use crate::helpers::{say, spawn_bot, Options, TestBot, WAIT};
+
+/// Bytes above which an image goes as a document (Telegram's limit for photos).
+const PHOTO_MAX: usize = 10 * 1024 * 1024;
+/// Bytes above which an output is not kept (nor downloaded at delivery).
+const OUTPUT_MAX: usize = 20 * 1024 * 1024;
+
+/// Sends a prompt and waits for the image it brings, as a photo or document: returns what the
+/// bot gave Telegram (`upload:<name> (<n> bytes)`, a URL or a `file_id`) and whether it came
+/// as a document.
+async fn draw(user: &SimUser, prompt: &str) -> (String, bool) {
+    let seen = user.transcript().len();
+    user.send_text(prompt);
+    let transcript = user
+        .wait_for(WAIT, |t| t[seen.min(t.len())..].iter().any(is_image))
+        .await
+        .unwrap_or_else(|| panic!("no image for {prompt:?}: {:?}", user.transcript()));
+    transcript[seen..]
+        .iter()
+        .find_map(|e| match e {
+            Entry::BotPhoto { url, .. } => Some((url.clone(), false)),
+            Entry::BotDocument { file, .. } => Some((file.clone(), true)),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn is_image(entry: &Entry) -> bool {
+    matches!(entry, Entry::BotPhoto { .. } | Entry::BotDocument { .. })
+}
+
+fn images(user: &SimUser) -> usize {
+    user.transcript().iter().filter(|e| is_image(e)).count()
+}
+
+fn calls(bot: &TestBot, method: &str) -> u64 {
+    bot.telegram
+        .stats()
+        .methods
+        .get(method)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The user's one job's `delivery_error` once the outbox recorded the delivery as done
+/// (delivered, or given up: either way never tried again).
+async fn recorded_delivery(bot: &TestBot, user: i64) -> Option<String> {
+    let path = bot.database_path();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let path = path.clone();
+        let row = tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.query_row(
+                "SELECT delivery_error FROM generation_jobs
+                 WHERE user_id = ?1 AND delivered_at IS NOT NULL",
+                [user],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+        })
+        .await
+        .unwrap();
+        if let Some(error) = row {
+            return error;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "user {user}'s delivery was not recorded as done within {WAIT:?} (retried?)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_comes_from_kept_bytes_else_a_download_at_delivery_else_its_url() {
+    let bot = spawn_bot(Options::default()).await;
+    let ada = bot.telegram.user(8001, "Ada", Some("en"));
+    say(&ada, "/start").await;
+    let files = format!("{}/files/", bot.replicate.url());
+
+    // Kept when the prediction succeeded: one download, the bytes uploaded.
+    let (kept, _) = draw(&ada, "a kept harbour").await;
+    assert!(kept.starts_with("upload:image.png"), "{kept}");
+    let stats = bot.replicate.stats();
+    assert_eq!(
+        (stats.output_downloads, stats.output_downloads_failed),
+        (1, 0)
+    );
+
+    // The three downloads at success fail: the delivery fetches the URL itself.
+    bot.replicate.fail_output_downloads(3);
+    let (fetched, _) = draw(&ada, "a fetched harbour").await;
+    assert!(fetched.starts_with("upload:image.png"), "{fetched}");
+    let stats = bot.replicate.stats();
+    assert_eq!(
+        (stats.output_downloads, stats.output_downloads_failed),
+        (2, 3)
+    );
+
+    // That fails too: Telegram is given the URL.
+    bot.replicate.fail_output_downloads(4);
+    let (linked, _) = draw(&ada, "a linked harbour").await;
+    assert!(linked.starts_with(&files), "{linked}");
+    let stats = bot.replicate.stats();
+    assert_eq!(
+        (stats.output_downloads, stats.output_downloads_failed),
+        (2, 7)
+    );
+
+    assert_eq!(
+        stats.output_requests_with_token, 0,
+        "the Replicate token went to an output URL"
+    );
+    assert_eq!(images(&ada), 3, "{:?}", ada.transcript());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_to_10_mb_is_a_photo_above_a_document_and_above_20_mb_a_link() {
+    let bot = spawn_bot(Options::default()).await;
+    let bo = bot.telegram.user(8002, "Bo", Some("en"));
+    say(&bo, "/start").await;
+
+    bot.replicate.set_output_size(Some(PHOTO_MAX));
+    let (photo, as_document) = draw(&bo, "exactly ten").await;
+    assert_eq!(
+        (photo.as_str(), as_document),
+        (
+            format!("upload:image.png ({PHOTO_MAX} bytes)").as_str(),
+            false
+        )
+    );
+
+    bot.replicate.set_output_size(Some(PHOTO_MAX + 1));
+    let (document, as_document) = draw(&bo, "one byte more").await;
+    assert_eq!(
+        (document.as_str(), as_document),
+        (
+            format!("upload:image.png ({} bytes)", PHOTO_MAX + 1).as_str(),
+            true
+        )
+    );
+
+    // Not kept, not downloaded at delivery: only Telegram may fetch it.
+    bot.replicate.set_output_size(Some(OUTPUT_MAX + 1));
+    let (link, as_document) = draw(&bo, "too big to keep").await;
+    assert!(
+        link.starts_with(&format!("{}/files/", bot.replicate.url())) && !as_document,
+        "{link}"
+    );
+    assert_eq!(bot.replicate.stats().output_requests_with_token, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_on_send_photo_is_waited_out_and_the_photo_sent_once() {
+    let bot = spawn_bot(Options::default()).await;
+    let cy = bot.telegram.user(8003, "Cy", Some("en"));
+    say(&cy, "/start").await;
+    // More 429s than a send waits out by itself (3): the outbox tries the delivery again.
+    bot.telegram.throttle_next("sendPhoto", 1, 4);
+    let (photo, _) = draw(&cy, "a patient photo").await;
+    assert!(photo.starts_with("upload:image.png"), "{photo}");
+    assert_eq!(calls(&bot, "sendphoto"), 5, "four 429s, then the photo");
+    // Recorded as delivered (its last 429 stays as the delivery's last error).
+    recorded_delivery(&bot, 8003).await;
+    assert_eq!(images(&cy), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_recorded_with_its_reason_and_a_403_marks_the_user_blocked() {
+    let bot = spawn_bot(Options::default()).await;
+    let di = bot.telegram.user(8004, "Di", Some("en"));
+    say(&di, "/start").await;
+    bot.telegram.fail_next(
+        "sendPhoto",
+        400,
+        "Bad Request: wrong file identifier/HTTP URL specified",
+        1,
+    );
+    di.send_text("a refused photo");
+    // Recorded as done at once: a refusal is final, not retried.
+    let reason = recorded_delivery(&bot, 8004).await.unwrap_or_default();
+    assert!(reason.contains("wrong file identifier"), "{reason:?}");
+    assert_eq!(calls(&bot, "sendphoto"), 1);
+    assert_eq!(images(&di), 0);
+
+    let ed = bot.telegram.user(8005, "Ed", Some("en"));
+    say(&ed, "/start").await;
+    let before = bot.store.broadcast_recipients(8004, 1).await.unwrap();
+    assert_eq!(before, [(UserId(8005), false)]);
+    bot.telegram.block(8005);
+    ed.send_text("a photo for nobody");
+    let reason = recorded_delivery(&bot, 8005).await.unwrap_or_default();
+    assert!(reason.contains("blocked"), "{reason:?}");
+    assert_eq!(
+        calls(&bot, "sendphoto"),
+        2,
+        "one attempt for the blocked user"
+    );
+    let after = bot.store.broadcast_recipients(8004, 1).await.unwrap();
+    assert_eq!(after, [(UserId(8005), true)], "blocked_at was not set");
+}
