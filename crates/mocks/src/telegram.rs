@@ -147,6 +147,14 @@ impl TelegramMock {
         *self.state.file_answer_hold.lock() = hold;
     }
 
+    /// Requests into these chats that Telegram would refuse are answered as Telegram would but
+    /// counted apart ([`TelegramMockStats::refused_exempt`]), not in
+    /// [`TelegramMockStats::refused`]: a test that sends hostile inputs on purpose (a kicked
+    /// group, a forged payment) measures the bot's other users' refusals, not the ones it provoked.
+    pub fn exempt_from_refusals(&self, chats: impl IntoIterator<Item = i64>) {
+        self.state.exempt_from_refusals(chats);
+    }
+
     /// The user blocks the bot: from now on every send into their chat is answered 403.
     pub fn block(&self, user: i64) {
         self.state.block(user);

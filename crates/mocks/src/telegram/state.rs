@@ -107,6 +107,10 @@ pub struct TelegramMockStats {
     /// with the first examples. Not here: scripted faults, flood control's 429s
     /// ([`Self::throttled`]) and blocked users' 403s, which tests provoke on purpose.
     pub refused: Vec<Refused>,
+    /// Requests Telegram would have refused in chats a test set apart with
+    /// [`super::TelegramMock::exempt_from_refusals`] (hostile inputs it sends on purpose):
+    /// answered as Telegram would, counted here, not in [`Self::refused`].
+    pub refused_exempt: u64,
     /// The second (since the mock started) and the sends counted in it so far.
     #[serde(skip)]
     pub(super) send_second: (u64, u64),
@@ -276,6 +280,8 @@ pub(super) struct BotState {
     /// Callback queries sent and not answered yet, by id, with the chat they came from:
     /// Telegram accepts one answer per query.
     callback_queries: Mutex<HashMap<String, i64>>,
+    /// Chats whose refusals go to `refused_exempt`.
+    exempt: Mutex<std::collections::HashSet<i64>>,
 }
 
 /// How an `editMessageText` went.
@@ -384,6 +390,7 @@ impl BotState {
             wire: super::wire::WireLog::default(),
             poll_generation: std::sync::atomic::AtomicU64::new(0),
             callback_queries: Mutex::new(HashMap::new()),
+            exempt: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -904,8 +911,20 @@ impl BotState {
     }
 
     /// Records a request Telegram would refuse, as [`TelegramMockStats::refused`] reports it.
-    pub(super) fn refuse(&self, method: &str, description: &str, example: String) {
+    /// `chat` is the request's `chat_id`, when it has one.
+    pub(super) fn refuse(
+        &self,
+        method: &str,
+        description: &str,
+        example: String,
+        chat: Option<i64>,
+    ) {
+        let exempt = chat.is_some_and(|chat| self.exempt.lock().contains(&chat));
         let mut counters = self.counters.lock();
+        if exempt {
+            counters.refused_exempt += 1;
+            return;
+        }
         let refused = &mut counters.refused;
         let at = match refused
             .iter()
@@ -926,6 +945,11 @@ impl BotState {
         if entry.examples.len() < REFUSED_EXAMPLES {
             entry.examples.push(example);
         }
+    }
+
+    /// See [`super::TelegramMock::exempt_from_refusals`].
+    pub(super) fn exempt_from_refusals(&self, chats: impl IntoIterator<Item = i64>) {
+        self.exempt.lock().extend(chats);
     }
 
     pub(super) fn count_poll_conflict(&self) {

@@ -132,8 +132,6 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
         out.grade = Grade::Good;
     }
     describe_failures(ctx, &failures, &mut out);
-    out.telegram(&telegram);
-    out.cap_for_refusals(ctx.lang);
     let paced = over_budget <= OVER_BUDGET_TOLERATED;
     if !failures.is_empty() && paced {
         out.recommend(ctx.text(
