@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use state::{Entry, Refused, Sent, TelegramMockStats, REFUSED_EXAMPLES};
+pub use state::{Entry, FloodBudget, Refused, Sent, TelegramMockStats, REFUSED_EXAMPLES};
 pub use users::{SimGroup, SimUser};
 pub use wire::FileSend;
 

@@ -232,6 +232,28 @@ impl SendWindow {
     }
 }
 
+/// Telegram's send budget as the mock's flood control enforces it, for working out the floor
+/// it puts under a bot's answers: the earliest each send could go out.
+#[derive(Debug, Default)]
+pub struct FloodBudget(SendWindow);
+
+impl FloodBudget {
+    /// The earliest time (seconds, on the caller's clock) a send into `chat_id` asked for at
+    /// `at_s` goes out within every budget, taking that send's share. Sends must be asked for
+    /// in the order they queue (first come, first sent).
+    pub fn earliest(&mut self, chat_id: i64, at_s: f64) -> f64 {
+        let mut at = at_s;
+        // Each refusal names the wait until the bucket would admit it: a few rounds at most.
+        for _ in 0..64 {
+            match self.0.admit(chat_id, at) {
+                Ok(()) => return at,
+                Err(wait) => at += wait.max(1e-3),
+            }
+        }
+        at
+    }
+}
+
 /// Takes a token from a bucket of `burst` refilled at `rate`; `Err(wait)` when empty.
 fn take_token(bucket: &mut Option<(f64, f64)>, now: f64, rate: f64, burst: f64) -> Result<(), f64> {
     let (tokens, at) = bucket.unwrap_or((burst, now));
