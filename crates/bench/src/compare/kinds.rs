@@ -63,6 +63,9 @@ const LOWER: &[&str] = &[
     "predictions_duplicated",
     "problems",
     "recovery_s",
+    // Requests Telegram would have refused, and its 429s for sending over budget.
+    "refused_by_telegram",
+    "telegram_429",
     "redis_mb",
     "rss_after_mb",
     "second_round_growth_mb",
