@@ -89,9 +89,15 @@ impl BlackBox {
         announce: impl FnOnce(&[(String, String)]),
         attach_patience: Duration,
     ) -> Result<BlackBox, BlackBoxError> {
-        let telegram = TelegramMock::start(TelegramMockConfig::default())
-            .await
-            .map_err(BlackBoxError::Mock)?;
+        let telegram = TelegramMock::start(TelegramMockConfig {
+            // What users see is measured under Telegram's send budget (429 + retry_after
+            // past 30/s per bot, ~1/s per chat, 20/min per group): a bot's 429 handling is
+            // measured, not its absence rewarded.
+            enforce_limits: true,
+            ..TelegramMockConfig::default()
+        })
+        .await
+        .map_err(BlackBoxError::Mock)?;
         let replicate = ReplicateMock::start(ReplicateMockConfig::default())
             .await
             .map_err(BlackBoxError::Mock)?;

@@ -202,6 +202,37 @@ impl TestOutcome {
             .metric("telegram_429", stats.throttled as f64)
     }
 
+    /// As [`TestOutcome::telegram`], for what the mock counted between two snapshots: a mock
+    /// shared by several tests (the black-box bot's) reports each test its own refusals.
+    pub fn telegram_since(
+        &mut self,
+        before: &genbot_mocks::telegram::TelegramMockStats,
+        after: &genbot_mocks::telegram::TelegramMockStats,
+    ) -> &mut Self {
+        let mut delta = after.clone();
+        delta.throttled = after.throttled.saturating_sub(before.throttled);
+        delta.refused = after
+            .refused
+            .iter()
+            .filter_map(|now| {
+                let earlier = before
+                    .refused
+                    .iter()
+                    .find(|r| r.method == now.method && r.description == now.description);
+                let (count, seen) = earlier.map_or((0, 0), |r| (r.count, r.examples.len()));
+                let mut refused = now.clone();
+                refused.count = now.count.checked_sub(count).filter(|n| *n > 0)?;
+                // Examples are the first few since the mock started: this test's own when
+                // there are any, else the kind's earlier ones (still that kind of request).
+                if now.examples.len() > seen {
+                    refused.examples.drain(..seen);
+                }
+                Some(refused)
+            })
+            .collect();
+        self.telegram(&delta)
+    }
+
     /// Any request Telegram would have refused caps the grade at GOOD: users of the real
     /// Telegram would have missed those answers, however fast the rest came.
     pub fn cap_for_refusals(&mut self, lang: Lang) {
@@ -330,6 +361,46 @@ mod refusal_tests {
         stats.throttled = 9;
         out.telegram(&stats);
         out.cap_for_refusals(Lang::En);
+        assert_eq!(out.grade, Grade::Excellent);
+    }
+
+    fn refused(method: &str, count: u64, examples: &[&str]) -> Refused {
+        Refused {
+            method: method.into(),
+            description: "Bad Request: message is too long".into(),
+            count,
+            examples: examples.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_shared_mock_reports_each_test_only_its_own_refusals() {
+        let mut before = TelegramMockStats::default();
+        before.refused = vec![refused("sendmessage", 2, &["a", "b"])];
+        before.throttled = 5;
+        let mut after = TelegramMockStats::default();
+        after.refused = vec![
+            refused("sendmessage", 5, &["a", "b", "c"]),
+            refused("editmessagetext", 1, &["d"]),
+        ];
+        after.throttled = 7;
+        let mut out = TestOutcome::new(TestId::Queue, Lang::En);
+        out.grade = Grade::Excellent;
+        out.telegram_since(&before, &after);
+        out.cap_for_refusals(Lang::En);
+        assert_eq!(out.get("refused_by_telegram"), Some(4.0));
+        assert_eq!(out.get("telegram_429"), Some(2.0));
+        assert_eq!(out.telegram_refused[0].count, 3);
+        assert_eq!(out.telegram_refused[0].examples, vec!["c".to_owned()]);
+        assert_eq!(out.grade, Grade::Good);
+
+        // Nothing new since the snapshot: nothing reported, no cap.
+        let mut out = TestOutcome::new(TestId::Queue, Lang::En);
+        out.grade = Grade::Excellent;
+        out.telegram_since(&after, &after);
+        out.cap_for_refusals(Lang::En);
+        assert_eq!(out.get("refused_by_telegram"), Some(0.0));
+        assert!(out.telegram_refused.is_empty());
         assert_eq!(out.grade, Grade::Excellent);
     }
 }

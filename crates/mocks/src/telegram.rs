@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use state::{Entry, Refused, Sent, TelegramMockStats, REFUSED_EXAMPLES};
+pub use state::{Entry, FloodBudget, Refused, Sent, TelegramMockStats, REFUSED_EXAMPLES};
 pub use users::{SimGroup, SimUser};
 pub use wire::FileSend;
 
@@ -154,6 +154,14 @@ impl TelegramMock {
     /// `hold` (`Duration::ZERO` ends it): a bot killed meanwhile never learns it was delivered.
     pub fn hold_file_answers(&self, hold: Duration) {
         *self.state.file_answer_hold.lock() = hold;
+    }
+
+    /// Requests into these chats that Telegram would refuse are answered as Telegram would but
+    /// counted apart ([`TelegramMockStats::refused_exempt`]), not in
+    /// [`TelegramMockStats::refused`]: a test that sends hostile inputs on purpose (a kicked
+    /// group, a forged payment) measures the bot's other users' refusals, not the ones it provoked.
+    pub fn exempt_from_refusals(&self, chats: impl IntoIterator<Item = i64>) {
+        self.state.exempt_from_refusals(chats);
     }
 
     /// The user blocks the bot: from now on every send into their chat is answered 403.

@@ -38,6 +38,22 @@ pub async fn run(
         out.grade = Grade::NeedsOptimization;
         return out;
     }
+    let telegram_before = bot.telegram.stats();
+    let mut out = run_test(test, ctx, bot, pending_memory_under_load).await;
+    if out.applies() {
+        // The mock is shared by every test: each reports the refusals of its own run.
+        out.telegram_since(&telegram_before, &bot.telegram.stats());
+        out.cap_for_refusals(ctx.lang);
+    }
+    out
+}
+
+async fn run_test(
+    test: TestId,
+    ctx: &Context,
+    bot: &BlackBox,
+    pending_memory_under_load: &mut Option<TestOutcome>,
+) -> TestOutcome {
     match test {
         // With --database-url these would time genbot's own queries and cache on that
         // database, not the bot's: a grade for something the bot does not run. The suite

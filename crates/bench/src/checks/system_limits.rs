@@ -154,6 +154,8 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа; ступень, нарушившая SLO, повторяется один раз", SLO_ERRORS * 100.0),
     ));
     grade_knee(ctx, out, knee.map(|k| k.rate), broke.is_some(), &bottleneck);
+    out.telegram(&rig.telegram.stats());
+    out.cap_for_refusals(ctx.lang);
     rig.stop().await;
     Ok(())
 }

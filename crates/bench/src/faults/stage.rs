@@ -95,9 +95,15 @@ impl Stage {
         program: PathBuf,
         spec: StageSpec,
     ) -> Result<Stage, FaultError> {
-        let telegram = TelegramMock::start(TelegramMockConfig::default())
-            .await
-            .map_err(FaultError::Mock)?;
+        let telegram = TelegramMock::start(TelegramMockConfig {
+            // What users see is measured under Telegram's send budget (429 + retry_after
+            // past 30/s per bot, ~1/s per chat, 20/min per group): a bot's 429 handling is
+            // measured, not its absence rewarded.
+            enforce_limits: true,
+            ..TelegramMockConfig::default()
+        })
+        .await
+        .map_err(FaultError::Mock)?;
         let replicate = ReplicateMock::start(spec.replicate.clone())
             .await
             .map_err(FaultError::Mock)?;

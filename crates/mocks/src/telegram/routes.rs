@@ -64,8 +64,13 @@ fn error(code: u16, description: &str) -> Response {
 }
 
 /// A request Telegram would refuse: answered 400 with its description and recorded.
-fn refused(state: &Shared, method: &str, refusal: Refusal) -> Response {
-    state.refuse(method, &refusal.description, refusal.example);
+fn refused(state: &Shared, method: &str, params: &Params, refusal: Refusal) -> Response {
+    state.refuse(
+        method,
+        &refusal.description,
+        refusal.example,
+        chat_id(params),
+    );
     error(400, &refusal.description)
 }
 
@@ -74,6 +79,7 @@ fn refuse(state: &Shared, method: &str, params: &Params, reason: &str, field: &s
     refused(
         state,
         method,
+        params,
         Refusal::bad_request(reason, validate::summary(params, field)),
     )
 }
@@ -108,7 +114,7 @@ async fn call(
     state.count_method(&method);
     // Parameters first, as the Bot API checks them before anything else.
     if let Err(refusal) = validate::check(&method, &params) {
-        return refused(&state, &method, refusal);
+        return refused(&state, &method, &params, refusal);
     }
     let sends_into_chat = matches!(
         method.as_str(),

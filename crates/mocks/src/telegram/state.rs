@@ -107,6 +107,10 @@ pub struct TelegramMockStats {
     /// with the first examples. Not here: scripted faults, flood control's 429s
     /// ([`Self::throttled`]) and blocked users' 403s, which tests provoke on purpose.
     pub refused: Vec<Refused>,
+    /// Requests Telegram would have refused in chats a test set apart with
+    /// [`super::TelegramMock::exempt_from_refusals`] (hostile inputs it sends on purpose):
+    /// answered as Telegram would, counted here, not in [`Self::refused`].
+    pub refused_exempt: u64,
     /// The second (since the mock started) and the sends counted in it so far.
     #[serde(skip)]
     pub(super) send_second: (u64, u64),
@@ -228,6 +232,28 @@ impl SendWindow {
     }
 }
 
+/// Telegram's send budget as the mock's flood control enforces it, for working out the floor
+/// it puts under a bot's answers: the earliest each send could go out.
+#[derive(Debug, Default)]
+pub struct FloodBudget(SendWindow);
+
+impl FloodBudget {
+    /// The earliest time (seconds, on the caller's clock) a send into `chat_id` asked for at
+    /// `at_s` goes out within every budget, taking that send's share. Sends must be asked for
+    /// in the order they queue (first come, first sent).
+    pub fn earliest(&mut self, chat_id: i64, at_s: f64) -> f64 {
+        let mut at = at_s;
+        // Each refusal names the wait until the bucket would admit it: a few rounds at most.
+        for _ in 0..64 {
+            match self.0.admit(chat_id, at) {
+                Ok(()) => return at,
+                Err(wait) => at += wait.max(1e-3),
+            }
+        }
+        at
+    }
+}
+
 /// Takes a token from a bucket of `burst` refilled at `rate`; `Err(wait)` when empty.
 fn take_token(bucket: &mut Option<(f64, f64)>, now: f64, rate: f64, burst: f64) -> Result<(), f64> {
     let (tokens, at) = bucket.unwrap_or((burst, now));
@@ -276,6 +302,8 @@ pub(super) struct BotState {
     /// Callback queries sent and not answered yet, by id, with the chat they came from:
     /// Telegram accepts one answer per query.
     callback_queries: Mutex<HashMap<String, i64>>,
+    /// Chats whose refusals go to `refused_exempt`.
+    exempt: Mutex<std::collections::HashSet<i64>>,
 }
 
 /// How an `editMessageText` went.
@@ -388,6 +416,7 @@ impl BotState {
             wire: super::wire::WireLog::default(),
             poll_generation: std::sync::atomic::AtomicU64::new(0),
             callback_queries: Mutex::new(HashMap::new()),
+            exempt: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -908,8 +937,20 @@ impl BotState {
     }
 
     /// Records a request Telegram would refuse, as [`TelegramMockStats::refused`] reports it.
-    pub(super) fn refuse(&self, method: &str, description: &str, example: String) {
+    /// `chat` is the request's `chat_id`, when it has one.
+    pub(super) fn refuse(
+        &self,
+        method: &str,
+        description: &str,
+        example: String,
+        chat: Option<i64>,
+    ) {
+        let exempt = chat.is_some_and(|chat| self.exempt.lock().contains(&chat));
         let mut counters = self.counters.lock();
+        if exempt {
+            counters.refused_exempt += 1;
+            return;
+        }
         let refused = &mut counters.refused;
         let at = match refused
             .iter()
@@ -930,6 +971,11 @@ impl BotState {
         if entry.examples.len() < REFUSED_EXAMPLES {
             entry.examples.push(example);
         }
+    }
+
+    /// See [`super::TelegramMock::exempt_from_refusals`].
+    pub(super) fn exempt_from_refusals(&self, chats: impl IntoIterator<Item = i64>) {
+        self.exempt.lock().extend(chats);
     }
 
     pub(super) fn count_poll_conflict(&self) {

@@ -518,3 +518,25 @@ async fn flood_control_allows_a_short_burst_per_chat_then_one_a_second() {
         200
     );
 }
+
+#[tokio::test]
+async fn refusals_in_exempt_chats_are_answered_alike_and_counted_apart() {
+    let mock = mock().await;
+    mock.user(2, "Hostile", None);
+    mock.exempt_from_refusals([2]);
+    let long = "Bad Request: message is too long";
+    let too_long = |chat: i64| json!({"chat_id": chat, "text": "x".repeat(4097)});
+    // Telegram's answer is the same in both chats…
+    assert_eq!(
+        refused(&mock, "sendMessage", too_long(2)).await.as_deref(),
+        Some(long)
+    );
+    assert_eq!(
+        refused(&mock, "sendMessage", too_long(1)).await.as_deref(),
+        Some(long)
+    );
+    // …but only the ordinary chat's refusal is reported as one.
+    let stats = mock.stats();
+    assert_eq!(recorded(&stats.refused, long).count, 1);
+    assert_eq!(stats.refused_exempt, 1);
+}
