@@ -14,6 +14,7 @@ mod routes;
 mod state;
 mod users;
 pub mod validate;
+mod webhook_push;
 mod wire;
 
 use std::sync::Arc;

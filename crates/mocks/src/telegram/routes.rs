@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use super::state::{BotState, Edit, Entry, RawUpdate, Webhook};
 use super::validate::{self, Refusal};
@@ -24,9 +24,6 @@ type Params = Map<String, Value>;
 /// Largest request body taken: Telegram's limit for uploaded documents (axum's default of
 /// 2 MB would refuse a photo Telegram takes).
 const MAX_UPLOAD_BYTES: usize = 50 * 1024 * 1024;
-
-/// Webhook deliveries in flight at once, as Telegram's default `max_connections`.
-const WEBHOOK_CONNECTIONS: usize = 40;
 
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
@@ -460,45 +457,13 @@ fn set_webhook(state: &Shared, params: &Params) -> Response {
         secret: text(params, "secret_token"),
     };
     let (pusher, updates) = mpsc::unbounded_channel();
-    tokio::spawn(push_updates(state.clone(), webhook.clone(), updates));
+    tokio::spawn(super::webhook_push::push_updates(
+        state.clone(),
+        webhook.clone(),
+        updates,
+    ));
     *state.webhook.lock() = Some((webhook, pusher));
     ok(json!(true))
-}
-
-/// Delivers updates to the bot's webhook, up to [`WEBHOOK_CONNECTIONS`] at once, retrying a
-/// failed delivery a few times as Telegram does.
-async fn push_updates(
-    state: Shared,
-    webhook: Webhook,
-    mut updates: mpsc::UnboundedReceiver<RawUpdate>,
-) {
-    let client = reqwest::Client::new();
-    let slots = Arc::new(Semaphore::new(WEBHOOK_CONNECTIONS));
-    while let Some(update) = updates.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (client, webhook, state) = (client.clone(), webhook.clone(), state.clone());
-        tokio::spawn(async move {
-            for attempt in 0..3u32 {
-                let mut request = client
-                    .post(&webhook.url)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(update.to_string());
-                if let Some(secret) = &webhook.secret {
-                    request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
-                }
-                match request.send().await {
-                    Ok(response) if response.status().is_success() => {
-                        state.count_delivered(1);
-                        break;
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
-                }
-            }
-            drop(slot);
-        });
-    }
 }
 
 fn message_json(state: &Shared, chat: i64, message_id: i64) -> Value {

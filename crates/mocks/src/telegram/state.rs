@@ -79,6 +79,8 @@ pub struct TelegramMockStats {
     pub updates_sent: u64,
     /// Updates the bot fetched with getUpdates or received on its webhook.
     pub updates_delivered: u64,
+    /// Webhook deliveries that failed (not 2xx, or not answered in time) and were tried again.
+    pub webhook_retries: u64,
     /// Updates dropped because their kind was not in the bot's `allowed_updates`.
     pub updates_not_allowed: u64,
     /// Calls per Bot API method (lower case).
@@ -760,6 +762,10 @@ impl BotState {
         counters.updates_delivered += batch.len() as u64;
         counters.updates_not_allowed += dropped;
         batch
+    }
+
+    pub(super) fn count_webhook_retry(&self) {
+        self.counters.lock().webhook_retries += 1;
     }
 
     pub(super) fn count_delivered(&self, n: u64) {

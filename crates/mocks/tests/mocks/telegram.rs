@@ -191,6 +191,62 @@ async fn a_webhook_receives_pushed_updates_with_the_secret() {
     assert_eq!(update["message"]["text"], "hello");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_fails_gets_each_update_again_and_in_order() {
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // The bot answers 500 to its first 6 deliveries (a deploy, a database hiccup).
+    let failures_left = std::sync::Arc::new(AtomicU32::new(6));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(update): axum::Json<Value>| {
+            let (tx, failures_left) = (tx.clone(), failures_left.clone());
+            async move {
+                let failing = failures_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if failing {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                let text = update["message"]["text"].as_str().unwrap_or("").to_owned();
+                tx.send(text).unwrap();
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    call(&mock, "setWebhook", json!({"url": hook})).await;
+    let user = mock.user(6, "E", None);
+    for n in 0..5 {
+        user.send_text(&format!("m{n}"));
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let text = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("every update arrives despite the failures")
+            .unwrap();
+        got.push(text);
+    }
+    // Six failures on the first update: it was kept and tried again, and the others waited
+    // behind it (one chat's updates in order).
+    assert_eq!(got, ["m0", "m1", "m2", "m3", "m4"]);
+    // The mock counts a delivery once the bot's 200 reaches it, just after the bot saw it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while mock.stats().updates_delivered < 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = mock.stats();
+    assert_eq!(stats.webhook_retries, 6);
+    assert_eq!(stats.updates_delivered, 5);
+}
+
 #[tokio::test]
 async fn kinds_the_bot_did_not_allow_are_dropped_as_telegram_drops_them() {
     let mock = TelegramMock::start(TelegramMockConfig::default())
