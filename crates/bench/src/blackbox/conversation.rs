@@ -322,7 +322,7 @@ mod tests {
                 let chat = message["chat"]["id"].clone();
                 let checkout = &update["pre_checkout_query"];
                 if checkout.is_object() {
-                    let ok = checkout["invoice_payload"] != "refused";
+                    let ok = checkout["invoice_payload"] != "credits:refused";
                     let body = json!({ "pre_checkout_query_id": checkout["id"], "ok": ok,
                                        "error_message": "sold out" });
                     let _ = call("answerPreCheckoutQuery", body).await;
@@ -337,7 +337,8 @@ mod tests {
                     .and_then(|t| t.strip_prefix("/buy"))
                 {
                     let body = json!({ "chat_id": chat, "title": "5 credits",
-                        "description": "credits", "payload": buy.trim(), "currency": "XTR",
+                        "description": "credits", "payload": format!("credits:{}", buy.trim()),
+                        "currency": "XTR",
                         "prices": [{ "label": "5 credits", "amount": 5 }] });
                     let _ = call("sendInvoice", body).await;
                 }
