@@ -18,13 +18,15 @@ pub(super) fn looks_like(text: &str) -> bool {
 /// The grade a value of `genbot_bench_test_grade` stands for, as the JSON spells it.
 fn grade(value: f64) -> Option<&'static str> {
     // The file writes small integers; anything else is not one of ours.
-    match value {
-        v if v == 3.0 => Some("EXCELLENT"),
-        v if v == 2.0 => Some("GOOD"),
-        v if v == 1.0 => Some("NEEDS_CONFIGURATION"),
-        v if v == 0.0 => Some("NEEDS_OPTIMIZATION"),
-        _ => None,
-    }
+    [
+        (3.0, "EXCELLENT"),
+        (2.0, "GOOD"),
+        (1.0, "NEEDS_CONFIGURATION"),
+        (0.0, "NEEDS_OPTIMIZATION"),
+    ]
+    .into_iter()
+    .find(|(v, _)| *v == value)
+    .map(|(_, name)| name)
 }
 
 /// Parses `name{a="x",b="y"} value` (labels optional, `\\`, `\"`, `\n` escapes in values).
