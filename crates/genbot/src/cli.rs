@@ -250,7 +250,8 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
-    /// Compare two runs' JSON reports metric by metric (two builds, or two bots); exit 1 when
+    /// Compare two runs' JSON reports (or their readiness_metrics.prom files, from
+    /// --format openmetrics) metric by metric (two builds, or two bots); exit 1 when
     /// a metric regressed beyond --max-regression and beyond run-to-run noise, a metric went
     /// missing, a test's grade fell, or readiness fell.
     Compare(CompareArgs),
@@ -258,9 +259,10 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CompareArgs {
-    /// The earlier run's JSON report (e.g. reports/readiness_report.json).
+    /// The earlier run's JSON report (e.g. reports/readiness_report.json), or its
+    /// readiness_metrics.prom.
     pub(crate) old: std::path::PathBuf,
-    /// The later run's JSON report of the same kind.
+    /// The later run's JSON report (or .prom) of the same kind.
     pub(crate) new: std::path::PathBuf,
     /// Largest regression allowed, in percent of the old value.
     #[arg(long, default_value_t = 10.0, value_parser = parse_percent)]

@@ -146,6 +146,12 @@ impl TelegramMock {
         self.state.fail_next(method, error, times);
     }
 
+    /// Ends the faults of [`TelegramMock::fail_next`] and [`TelegramMock::throttle_next`]: the
+    /// errors still queued are dropped, every call is answered normally again.
+    pub fn clear_faults(&self) {
+        self.state.clear_faults();
+    }
+
     /// Every send into a chat is answered `delay` later from now on (`Duration::ZERO` ends it).
     pub fn set_send_delay(&self, delay: Duration) {
         self.state.set_send_delay(delay);

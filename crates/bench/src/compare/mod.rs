@@ -15,6 +15,7 @@
 //! lower-better or informational ([`kinds`]).
 
 mod kinds;
+mod openmetrics;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -34,7 +35,7 @@ pub enum CompareError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a genbot readiness report (JSON with schema genbot.readiness/1): {reason}"
+        "{path} is not a genbot readiness report (JSON with schema genbot.readiness/1, or the run's readiness_metrics.prom): {reason}"
     )]
     NotAReport { path: String, reason: String },
     #[error("{old} is a `{old_suite}` report and {new} a `{new_suite}` one: compare reports of the same kind")]
@@ -48,7 +49,7 @@ pub enum CompareError {
     NoRuns,
 }
 
-/// One run, as its JSON report has it.
+/// One run, as its JSON report (or OpenMetrics file) has it.
 #[derive(Debug, Clone)]
 pub struct Run {
     /// The file, and the bot under test if the run was black-box.
@@ -75,11 +76,15 @@ impl Run {
         Run::parse(&text, &shown)
     }
 
-    /// As [`Run::load`], from the text.
+    /// As [`Run::load`], from the text: a JSON report, or the run's OpenMetrics file
+    /// (`--format openmetrics`), told apart by their content.
     ///
     /// # Errors
-    /// Not JSON, or not a readiness report.
+    /// Not JSON nor OpenMetrics, or not a readiness report.
     pub fn parse(text: &str, path: &str) -> Result<Run, CompareError> {
+        if !text.trim_start().starts_with('{') && openmetrics::looks_like(text) {
+            return openmetrics::parse(text, path);
+        }
         let bad = |reason: &str| CompareError::NotAReport {
             path: path.into(),
             reason: reason.into(),

@@ -614,6 +614,87 @@ mod tests {
         );
     }
 
+    /// The run's files, both formats: (comprehensive JSON, OpenMetrics).
+    fn json_and_prom(run: &SuiteReport) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let formats = Formats {
+            json: true,
+            junit: false,
+            html: false,
+            openmetrics: true,
+        };
+        let written = write(dir.path(), run, &env(), Lang::En, formats).unwrap();
+        let json = written
+            .files
+            .iter()
+            .find(|f| {
+                let name = f.file_name().unwrap().to_string_lossy();
+                name.starts_with("comprehensive_") && name.ends_with(".json")
+            })
+            .unwrap();
+        (
+            std::fs::read_to_string(json).unwrap(),
+            std::fs::read_to_string(dir.path().join(OPENMETRICS_FILE)).unwrap(),
+        )
+    }
+
+    #[test]
+    fn bench_compare_reads_openmetrics_files_as_it_reads_json_reports() {
+        use crate::compare::{Comparison, Run};
+        let old = report();
+        let (old_json, old_prom) = json_and_prom(&old);
+        let (from_json, from_prom) = (
+            Run::parse(&old_json, "old.json").unwrap(),
+            Run::parse(&old_prom, "old.prom").unwrap(),
+        );
+        assert_eq!(from_prom.suite, "all");
+        assert_eq!(from_prom.suite, from_json.suite);
+        assert_eq!(from_prom.tests, from_json.tests);
+        assert_eq!(from_prom.readiness, from_json.readiness);
+        assert!(from_prom.readiness.is_some());
+        assert_eq!(from_prom.readiness_extended, from_json.readiness_extended);
+
+        // A worse run: a grade lower, a figure 40 % down, a figure gone, readiness lower.
+        let mut new = report();
+        new.tests[0].grade = Grade::Good;
+        new.tests[1]
+            .metrics
+            .insert("concurrent_users.rps".into(), 740.7);
+        new.tests[2].metrics.clear();
+        new.readiness = Readiness::score(
+            &Criterion::SEED,
+            &[crate::readiness::Graded::full(
+                Criterion::DbRead,
+                Grade::Good,
+                "evidence",
+            )],
+        );
+        let (new_json, new_prom) = json_and_prom(&new);
+        let judged = |old: &str, new: &str| {
+            Comparison::new(
+                Run::parse(old, "old").unwrap(),
+                Run::parse(new, "new").unwrap(),
+                10.0,
+            )
+            .unwrap()
+            .failures()
+        };
+        let by_json = judged(&old_json, &new_json);
+        assert_eq!(by_json.len(), 4, "{by_json:?}");
+        assert_eq!(judged(&old_prom, &new_prom), by_json);
+        // Either format against the other, too.
+        assert_eq!(judged(&old_json, &new_prom), by_json);
+        assert!(judged(&old_prom, &old_prom).is_empty());
+
+        // Not a report: OpenMetrics of something else, a broken sample.
+        assert!(Run::parse("# TYPE up gauge\nup 1\n# EOF\n", "other.prom").is_err());
+        let broken = old_prom.replace(
+            "genbot_bench_test_grade{test=\"queue\"} 0",
+            "genbot_bench_test_grade{test=\"queue\" 0",
+        );
+        assert!(Run::parse(&broken, "broken.prom").is_err());
+    }
+
     #[test]
     fn junit_fails_exactly_the_tests_that_need_work() {
         let xml = junit::render(&report());

@@ -74,6 +74,20 @@ pub fn render(report: &SuiteReport) -> String {
     );
     family(
         &mut out,
+        "genbot_bench_run_info",
+        "The run's suite (always 1): bench compare refuses to compare runs of different suites",
+    );
+    let suite = serde_json::to_value(report.suite)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "genbot_bench_run_info{{suite=\"{}\"}} 1",
+        label(&suite)
+    );
+    family(
+        &mut out,
         "genbot_bench_run_duration_seconds",
         "How long the run took",
     );

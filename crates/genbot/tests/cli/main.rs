@@ -13,6 +13,7 @@ mod doctor;
 mod payments;
 mod poison;
 mod process;
+mod prometheus;
 mod replica_handoff;
 mod replicas;
 mod serve;

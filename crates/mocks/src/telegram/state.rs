@@ -358,6 +358,11 @@ impl BotState {
         }
     }
 
+    /// Drops every scripted error not answered yet (a fault that ends).
+    pub(super) fn clear_faults(&self) {
+        self.faults.lock().clear();
+    }
+
     /// The scripted error for this call of `method`, if one is queued.
     pub(super) fn take_fault(&self, method: &str) -> Option<ScriptedError> {
         self.faults.lock().get_mut(method)?.pop_front()
