@@ -170,18 +170,21 @@ impl Pacer {
     /// Waits until `chat` and the bot as a whole may receive one more send of `class`.
     pub(crate) async fn ready_as(&self, chat: ChatId, class: SendClass) {
         self.chat_ready(chat).await;
-        let (_result_turn, overdue) = match class {
+        // A result's patience counts from its arrival, not from its turn in the results' line:
+        // results behind a long-waiting one go as soon as it has gone.
+        let patience_ends = tokio::time::Instant::now() + RESULT_PATIENCE;
+        let (result_turn, overdue) = match class {
             SendClass::Answer => (None, false),
             SendClass::Result => {
                 let turn = self.result_line.lock().await;
-                let overdue = !self.let_answers_pass().await;
+                let overdue = !self.let_answers_pass(patience_ends).await;
                 (Some(turn), overdue)
             }
         };
-        let _waiting = WaitingAnswer::enter(&self.answers_waiting);
+        let waiting = WaitingAnswer::enter(&self.answers_waiting);
         // A result that ran out of patience does not join the back of the answers' line: it
         // takes one of the next slots beside the answer at its head.
-        let _turn = if overdue {
+        let turn = if overdue {
             None
         } else {
             Some(self.answer_line.lock().await)
@@ -191,13 +194,14 @@ impl Pacer {
         }
         self.last_answer
             .store(self.since_epoch(), AtomicOrdering::SeqCst);
+        // No longer waiting: a result woken by the signal must see this send gone.
+        drop((turn, waiting, result_turn));
         self.answer_passed.notify_waiters();
     }
 
-    /// Waits while answers wait for the budget, at most [`RESULT_PATIENCE`]; false when the
-    /// patience ran out with answers still waiting.
-    async fn let_answers_pass(&self) -> bool {
-        let deadline = tokio::time::Instant::now() + RESULT_PATIENCE;
+    /// Waits while answers wait for the budget, until `deadline`; false when the patience ran
+    /// out with answers still waiting.
+    async fn let_answers_pass(&self, deadline: tokio::time::Instant) -> bool {
         while self.answers_waiting.load(AtomicOrdering::SeqCst) > 0 {
             if tokio::time::Instant::now() >= deadline {
                 return false;

@@ -297,7 +297,10 @@ pub async fn polling(
 ///
 /// # Errors
 /// [`RunError::Polled`], or [`RunError::Database`].
-async fn refuse_while_polled(front: &Front) -> Result<(), RunError> {
+async fn refuse_while_polled(
+    front: &Front,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), RunError> {
     let name = crate::inbox::poller_lease(front);
     let store = front.engine().store();
     let Some(lease) = store.lease(&name).await? else {
@@ -308,11 +311,29 @@ async fn refuse_while_polled(front: &Front) -> Result<(), RunError> {
         store.release_lease(&name, me).await?;
         return Ok(());
     }
-    Err(RunError::Polled {
-        owner: lease.owner,
-        until: lease.until,
-    })
+    // A poller that was killed (or whose release failed) holds its lease until it runs out:
+    // that is no reason to refuse, and a refused replica is not restarted (exit 2). Wait for
+    // the lease's end and look again: only a lease its holder renews means someone polls.
+    let left = (lease.until - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default()
+        .min(MAX_LEASE_WAIT);
+    tracing::warn!(owner = %lease.owner, until = %lease.until, "another replica held the poller lease: waiting for it to end or be renewed before setting the webhook");
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        () = tokio::time::sleep(left + Duration::from_secs(1)) => {}
+    }
+    match store.lease(&name).await? {
+        Some(renewed) if renewed.owner != me => Err(RunError::Polled {
+            owner: renewed.owner,
+            until: renewed.until,
+        }),
+        _ => Ok(()),
+    }
 }
+
+/// Longest a starting webhook replica waits for a poller lease to run out.
+const MAX_LEASE_WAIT: Duration = Duration::from_secs(600);
 
 /// Where Telegram delivers updates in webhook mode.
 #[derive(Debug, Clone)]
@@ -335,7 +356,7 @@ pub async fn webhook(
     settings: WebhookSettings,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), RunError> {
-    refuse_while_polled(&front).await?;
+    refuse_while_polled(&front, &shutdown).await?;
     wait_for_bot_api(&front, &shutdown).await?;
     let address: SocketAddr = listener.local_addr()?;
     front

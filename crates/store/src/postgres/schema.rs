@@ -5,10 +5,10 @@ use sqlx::{Executor, PgPool, Row};
 
 use crate::StoreError;
 
-/// Each entry moves the schema from version `index` to `index + 1`.
 /// The schema version the last migration brings a database to (`genbot doctor` compares).
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
 
+/// Each entry moves the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (

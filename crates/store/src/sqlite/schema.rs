@@ -4,10 +4,10 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-/// Each entry moves the schema from version `index` to `index + 1`.
 /// The schema version the last migration brings a database to (`genbot doctor` compares).
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
 
+/// Each entry moves the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
