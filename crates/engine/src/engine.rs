@@ -267,7 +267,7 @@ impl Engine {
             return Err(SubmitError::ShuttingDown);
         }
         let prompt = request.prompt.trim();
-        if prompt.is_empty() {
+        if says_nothing(prompt) {
             return Err(SubmitError::EmptyPrompt);
         }
         let chars = prompt.chars().count();
@@ -299,7 +299,7 @@ impl Engine {
         // Options written into the prompt (`--ar 16:9`) win over those the request carries.
         let inline = crate::catalogue::inline::parse(model, prompt)?;
         let prompt = inline.prompt.as_str();
-        if prompt.is_empty() {
+        if says_nothing(prompt) {
             return Err(SubmitError::EmptyPrompt);
         }
         // The user's /settings first (those the catalogue no longer allows are dropped), then
@@ -475,4 +475,39 @@ fn next_midnight(today: NaiveDate) -> chrono::DateTime<Utc> {
         .checked_add_days(Days::new(1))
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map_or_else(Utc::now, |d| d.and_utc())
+}
+
+/// Whether a prompt has nothing a model could draw: only whitespace, control characters and
+/// invisible format marks (zero-width spaces and joiners, direction marks, soft hyphens, BOMs).
+/// Seen: "\u{200b}\u{200b}" was generated and charged.
+pub(crate) fn says_nothing(prompt: &str) -> bool {
+    prompt.chars().all(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(c,
+                '\u{AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}' | '\u{FE0E}' | '\u{FE0F}' | '\u{FEFF}')
+    })
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::says_nothing;
+
+    #[test]
+    fn invisible_prompts_say_nothing_and_visible_ones_do() {
+        for blank in [
+            "",
+            " \t\n",
+            "\u{200b}\u{200b}\u{200b}",
+            "\u{200f}\u{200e}",
+            "\u{feff}\u{2060}",
+            "\0\u{1}",
+        ] {
+            assert!(says_nothing(blank), "{blank:?}");
+        }
+        for said in ["a", "\u{200b}cat", "🦊", "猫", "\0nul\0", "é"] {
+            assert!(!says_nothing(said), "{said:?}");
+        }
+    }
 }

@@ -8,8 +8,13 @@ use crate::cli::LogFormat;
 
 /// Starts logging; `default_level` applies when `RUST_LOG` is unset.
 pub(crate) fn init(format: LogFormat, default_level: &str) {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // sqlx warns of a connection parameter it does not know with its value, which may be a
+    // password (`?sslpassword=…`), at every connect: never shown, whatever RUST_LOG says.
+    if let Ok(quiet) = "sqlx_postgres::options::parse=off".parse() {
+        filter = filter.add_directive(quiet);
+    }
     // The monitor counts warnings and errors whatever the filter shows.
     let counting = genbot_bench::monitor::ErrorCountLayer;
     let registry = tracing_subscriber::registry().with(counting);

@@ -138,7 +138,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     let state = Arc::new(MockState::new(config, url));
-    axum::serve(listener, routes::router(state))
+    // The same routes as the in-process mock: `genbot doctor` reads /v1/account and /v1/models.
+    let app = routes::router(state).merge(models::router(Arc::new(models::Unknown::default())));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -16,6 +16,7 @@ impl StoreError {
             | StoreError::WriterStopped
             | StoreError::Commit(_) => true,
             StoreError::Migration { .. }
+            | StoreError::SchemaTooNew { .. }
             | StoreError::UserNotFound(_)
             | StoreError::JobNotFound(_)
             | StoreError::InsufficientCredits { .. }
@@ -40,6 +41,9 @@ pub enum StoreError {
     /// A migration failed; the schema is left as it was before it.
     #[error("migration {version} failed: {reason}")]
     Migration { version: u32, reason: String },
+    /// The database was migrated by a newer genbot: this build does not know its tables.
+    #[error("the database's schema is version {found}, newer than this build's {latest}: it was migrated by a newer genbot; run that version (or a newer one), or restore a backup made before the upgrade")]
+    SchemaTooNew { found: u32, latest: u32 },
     /// The user does not exist.
     #[error("user {0} not found")]
     UserNotFound(UserId),

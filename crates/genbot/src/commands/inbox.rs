@@ -7,6 +7,17 @@ use genbot_store::{DeadLetter, Store};
 use crate::cli::InboxCommand;
 
 pub(crate) async fn run(settings: &Settings, command: InboxCommand) -> anyhow::Result<()> {
+    // Run in the wrong directory, opening would create an empty genbot.db and report "0 dead
+    // letters": an inspection must find the bot's database, not make one.
+    if let genbot_config::DatabaseUrl::Sqlite { path } = &settings.database_url {
+        if !path.exists() {
+            return Err(crate::UsageError(format!(
+                "no SQLite database at {} (DATABASE_URL): run this where `genbot serve` runs, or set DATABASE_URL to its file",
+                path.display()
+            ))
+            .into());
+        }
+    }
     let store = Store::connect(&settings.database_url, 1)
         .await
         .context("Failed to open the database")?;

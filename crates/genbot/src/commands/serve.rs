@@ -122,7 +122,18 @@ fn sole_user_of_sqlite(
     let genbot_config::DatabaseUrl::Sqlite { path } = database else {
         return Ok(None);
     };
-    let mut lock_path = path.clone().into_os_string();
+    // The file's real path: a symlink or another spelling of it must meet the same lock.
+    let real =
+        std::fs::canonicalize(path).unwrap_or_else(|_| match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            })
+            .map_or_else(|_| path.clone(), |dir| dir.join(name)),
+            _ => path.clone(),
+        });
+    let mut lock_path = real.into_os_string();
     lock_path.push(".serve.lock");
     let lock_path = std::path::PathBuf::from(lock_path);
     let file = std::fs::OpenOptions::new()

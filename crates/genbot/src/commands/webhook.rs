@@ -18,6 +18,15 @@ pub(crate) async fn run(settings: &Settings, command: WebhookCommand) -> anyhow:
     let bot = connect_bot(&token, settings.telegram_api_url.clone());
     match command {
         WebhookCommand::Set { url, secret } => {
+            // Telegram delivers only over HTTPS; anything else would leave the bot deaf.
+            if url.scheme() != "https" && url.scheme() != "http" {
+                return Err(UsageError(format!(
+                    "the webhook URL {} uses {}: Telegram posts updates over https (http only to a local Bot API server)",
+                    genbot_config::RedactedUrl::new(url.clone()),
+                    url.scheme()
+                ))
+                .into());
+            }
             let secret = match secret {
                 Some(text) => genbot_config::telegram_secret_token("--secret", &text)
                     .map_err(|e| UsageError(e.to_string()))?,
@@ -31,7 +40,7 @@ pub(crate) async fn run(settings: &Settings, command: WebhookCommand) -> anyhow:
                 .allowed_updates(genbot_telegram::webhook::ALLOWED_UPDATES)
                 .await
                 .context("setWebhook failed")?;
-            println!("webhook set: {url}");
+            println!("webhook set: {}", genbot_config::RedactedUrl::new(url));
         }
         WebhookCommand::Delete => {
             bot.delete_webhook().await.context("deleteWebhook failed")?;
@@ -43,7 +52,7 @@ pub(crate) async fn run(settings: &Settings, command: WebhookCommand) -> anyhow:
                 .await
                 .context("getWebhookInfo failed")?;
             match &info.url {
-                Some(url) => println!("url: {url}"),
+                Some(url) => println!("url: {}", genbot_config::RedactedUrl::new(url.clone())),
                 None => println!("url: none (the bot polls)"),
             }
             println!("pending updates: {}", info.pending_update_count);

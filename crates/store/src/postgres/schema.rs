@@ -269,6 +269,12 @@ pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
+    if current > LATEST as i32 {
+        return Err(StoreError::SchemaTooNew {
+            found: current as u32,
+            latest: LATEST,
+        });
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let version = index as u32 + 1;
         let failed = |e: sqlx::Error| StoreError::Migration {

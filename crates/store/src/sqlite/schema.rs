@@ -250,6 +250,13 @@ CREATE TABLE prediction_outcomes (
 /// two processes opening the same file at once (a restart beside a reader, a tool) apply each
 /// migration once instead of racing to apply it twice.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > LATEST {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            latest: LATEST,
+        });
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as u32 + 1;
         let failed = |e: rusqlite::Error| StoreError::Migration {

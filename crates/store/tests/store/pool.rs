@@ -55,3 +55,21 @@ async fn postgres_pool_counts_waiters() {
         waiters_are_counted_and_released(test.store.clone()).await;
     }
 }
+
+#[test]
+fn a_database_migrated_by_a_newer_genbot_is_refused() {
+    // Seen: `serve` ran on a file at schema 99 (a newer genbot's) as if it knew its tables.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("newer.db");
+    drop(genbot_store::SqliteStore::open(&path, 1).expect("create"));
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open raw");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+    }
+    let refused = genbot_store::SqliteStore::open(&path, 1).expect_err("newer schema refused");
+    let text = refused.to_string();
+    assert!(
+        text.contains("version 99") && text.contains("newer"),
+        "{text}"
+    );
+}
