@@ -22,7 +22,9 @@ from collections import defaultdict
 import aiohttp
 from aiogram import Bot, Dispatcher, F
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.filters import Command
 from aiogram.types import (
     CallbackQuery,
@@ -204,10 +206,25 @@ async def prompt(message: Message) -> None:
     await message.answer_photo(url, caption=message.text[:200])
 
 
+class WaitOutFloodControl(BaseRequestMiddleware):
+    """Telegram answers 429 with retry_after when a bot sends too fast (about 30 a second, one
+    a second per chat after a short burst); aiogram raises it. Wait and send again, a few
+    times, instead of losing the answer."""
+
+    async def __call__(self, make_request, bot, method):
+        for _ in range(4):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as refused:
+                await asyncio.sleep(refused.retry_after)
+        return await make_request(bot, method)
+
+
 async def main() -> None:
     global http
     logging.basicConfig(level=logging.WARNING)
     session = AiohttpSession(api=TelegramAPIServer.from_base(TELEGRAM_API_URL))
+    session.middleware(WaitOutFloodControl())
     bot = Bot(TOKEN, session=session)
     http = aiohttp.ClientSession()
     try:

@@ -422,11 +422,11 @@ fn an_aiogram_bot_is_measured_black_box() {
     // A Python process with aiogram loaded is tens of MB; the group's RSS was read, not zero.
     let rss = metric(&report, "memory", "rss_before_mb");
     assert!((10.0..2_000.0).contains(&rss), "{rss} MB");
-    // The knee is a step of the quick ramp (100 doubling to 1,600 updates/s), or 0 when even
-    // the first broke the SLO; the users follow from it.
+    // The knee is a step of the quick ramp (25 doubling to 800 updates/s), or 0 when even the
+    // first broke the SLO; the users follow from it.
     let knee = metric(&report, "system_limits", "max_rps");
     assert!(
-        [0.0, 100.0, 200.0, 400.0, 800.0, 1600.0].contains(&knee),
+        [0.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0].contains(&knee),
         "knee {knee} is no step of the ramp"
     );
     let users = metric(&report, "system_limits", "max_users");
