@@ -393,6 +393,36 @@ mod tests {
         assert!(pacer.per_group.check_key(&-101).is_ok(), "groups are apart");
     }
 
+    /// A pacer at `per_sec` overall whose burst is spent, so every send below waits for
+    /// budget, and the list the sends are let through into.
+    fn spent_pacer(
+        per_sec: u32,
+    ) -> (
+        std::sync::Arc<Pacer>,
+        std::sync::Arc<parking_lot::Mutex<Vec<i64>>>,
+    ) {
+        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
+            overall_per_sec: per_sec,
+            ..SendLimits::TELEGRAM
+        }));
+        while pacer.overall.check().is_ok() {}
+        (
+            pacer,
+            std::sync::Arc::new(parking_lot::Mutex::new(Vec::new())),
+        )
+    }
+
+    /// Waits for `sends` and returns the order they were let through in.
+    async fn let_through(
+        sends: Vec<tokio::task::JoinHandle<()>>,
+        through: &parking_lot::Mutex<Vec<i64>>,
+    ) -> Vec<i64> {
+        for send in sends {
+            send.await.expect("send");
+        }
+        through.lock().clone()
+    }
+
     /// `n` sends of `class`, one to each chat from `first_chat`, each arriving 5 ms after the
     /// one before; returns the order they were let through.
     async fn arrivals(
@@ -419,17 +449,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_take_the_budget_in_the_order_they_arrived() {
-        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
-            overall_per_sec: 50,
-            ..SendLimits::TELEGRAM
-        }));
-        // Spend the burst: the 40 answers below all wait for budget.
-        while pacer.overall.check().is_ok() {}
-        let through = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        for send in arrivals(&pacer, &through, 0, 40, SendClass::Answer).await {
-            send.await.expect("send");
-        }
-        let order = through.lock().clone();
+        let (pacer, through) = spent_pacer(50);
+        let order = let_through(
+            arrivals(&pacer, &through, 0, 40, SendClass::Answer).await,
+            &through,
+        )
+        .await;
         let overtaken = order
             .iter()
             .enumerate()
@@ -442,19 +467,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn results_wait_for_waiting_answers_but_not_for_ever() {
-        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
-            overall_per_sec: 50,
-            ..SendLimits::TELEGRAM
-        }));
-        while pacer.overall.check().is_ok() {}
-        let through = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (pacer, through) = spent_pacer(50);
         // Results first, then answers: the answers still go first.
         let mut sends = arrivals(&pacer, &through, 1_000, 5, SendClass::Result).await;
         sends.extend(arrivals(&pacer, &through, 0, 20, SendClass::Answer).await);
-        for send in sends {
-            send.await.expect("send");
-        }
-        let order = through.lock().clone();
+        let order = let_through(sends, &through).await;
         // A result or two may take a slot before the answers queue up (a slot is 20 ms, they
         // arrive 5 ms apart); from then on every answer goes before the remaining results.
         let results_before_last_answer = order
@@ -470,20 +487,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_result_waits_at_most_its_patience_behind_answers() {
-        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
-            overall_per_sec: 10,
-            ..SendLimits::TELEGRAM
-        }));
-        while pacer.overall.check().is_ok() {}
-        let through = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let (pacer, through) = spent_pacer(10);
         // 60 answers take 6 s at 10/s; a result arriving after the first must not wait them all.
         let mut sends = arrivals(&pacer, &through, 0, 1, SendClass::Answer).await;
         sends.extend(arrivals(&pacer, &through, 1_000, 1, SendClass::Result).await);
         sends.extend(arrivals(&pacer, &through, 1, 59, SendClass::Answer).await);
-        for send in sends {
-            send.await.expect("send");
-        }
-        let order = through.lock().clone();
+        let order = let_through(sends, &through).await;
         let result_at = order.iter().position(|c| *c == 1_000).unwrap_or(usize::MAX);
         // Patience 2 s = about 20 slots at 10/s, plus the slots of answers already in line.
         assert!(
