@@ -62,9 +62,34 @@ impl RedactedUrl {
                 .collect();
             shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
+        // A Bot API token pasted into a path (`/bot123:AAH…/`) is as secret as a password.
+        if shown.path().split('/').any(is_bot_token_segment) {
+            let path: Vec<&str> = shown
+                .path()
+                .split('/')
+                .map(|segment| {
+                    if is_bot_token_segment(segment) {
+                        "bot***"
+                    } else {
+                        segment
+                    }
+                })
+                .collect();
+            shown.set_path(&path.join("/"));
+        }
         // `***` is written percent-encoded in some positions; show it plainly.
         shown.to_string().replace("%2A%2A%2A", "***")
     }
+}
+
+/// A path segment that carries a Telegram bot token as the Bot API's URLs do: `bot<id>:<secret>`.
+pub(crate) fn is_bot_token_segment(segment: &str) -> bool {
+    segment
+        .strip_prefix("bot")
+        .and_then(|rest| rest.split_once(':'))
+        .is_some_and(|(id, secret)| {
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty()
+        })
 }
 
 impl fmt::Display for RedactedUrl {
@@ -277,6 +302,10 @@ mod tests {
             assert!(shown.contains("***"), "{shown}");
             assert!(url.expose().contains(secret));
         }
+        let pasted = RedactedUrl::new(
+            Url::parse("https://api.telegram.org/bot123456:AAH-secret_9/getMe").unwrap(),
+        );
+        assert_eq!(pasted.to_string(), "https://api.telegram.org/bot***/getMe");
         let plain = RedactedUrl::new(Url::parse("postgres://h:5432/db?sslmode=require").unwrap());
         assert_eq!(plain.to_string(), "postgres://h:5432/db?sslmode=require");
     }
