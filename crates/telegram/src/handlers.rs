@@ -402,14 +402,7 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         None => rerun::on_press(front, query, update).await,
     };
     if let Some(handled) = handled {
-        let text = handled?;
-        let answer = bot.answer_callback_query(query.id.clone());
-        if text.is_empty() {
-            answer.await?;
-        } else {
-            answer.text(text).await?;
-        }
-        return Ok(());
+        return answer_press(front, query, handled?).await;
     }
     if let Some(package) = query
         .data
@@ -418,32 +411,25 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
     {
         // Invoices go to the buyer's own chat only: a press elsewhere was forged.
         if press_chat(query).0 != user.0 {
-            bot.answer_callback_query(query.id.clone()).await?;
-            return Ok(());
+            return answer_press(front, query, texts::button_expired(lang)).await;
         }
         let text = payments::send_invoice(front, press_chat(query), lang, package).await?;
-        bot.answer_callback_query(query.id.clone())
-            .text(text)
-            .await?;
-        return Ok(());
+        return answer_press(front, query, text).await;
     }
     let Some(model_id) = query
         .data
         .as_deref()
         .and_then(|d| d.strip_prefix(MODEL_BUTTON))
     else {
-        bot.answer_callback_query(query.id.clone()).await?;
-        return Ok(());
+        // No button of ours has this data (or none): stale, or forged.
+        return answer_press(front, query, texts::button_expired(lang)).await;
     };
     let engine = front.engine();
     let Some(model) = engine.catalogue().get(model_id).filter(|m| m.enabled) else {
         // Stale (a model since withdrawn) or forged: said to the presser alone, and the
         // message, which others may see, is left as it is.
         let unavailable = texts::model_unavailable(lang, &shorten(model_id, 64));
-        bot.answer_callback_query(query.id.clone())
-            .text(unavailable)
-            .await?;
-        return Ok(());
+        return answer_press(front, query, unavailable).await;
     };
     if engine.users().get(user).await?.is_none() {
         register(front, &query.from).await?;
@@ -453,9 +439,7 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         .set_selected_model(user, Some(model.id.clone()))
         .await?;
     let text = texts::model_chosen(lang, &model.name);
-    bot.answer_callback_query(query.id.clone())
-        .text(text.clone())
-        .await?;
+    answer_press(front, query, text.clone()).await?;
     // Only the presser's own private chat shows the choice: a /models list is sent nowhere
     // else, and a press on anything else was forged.
     if let Some(message) = query.message.as_ref().filter(|m| m.chat().id.0 == user.0) {
@@ -466,5 +450,15 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Answers a press, to the presser alone: `text` shown (nothing when empty).
+async fn answer_press(front: &Front, query: &CallbackQuery, text: String) -> HandlerResult {
+    let mut answer = front.bot().answer_callback_query(query.id.clone());
+    if !text.is_empty() {
+        answer = answer.text(text);
+    }
+    crate::pacing::call(front, answer).await?;
     Ok(())
 }

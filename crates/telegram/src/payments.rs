@@ -182,14 +182,12 @@ async fn answer_pre_checkout(front: &Front, query: &PreCheckoutQuery) -> Handler
         }
     };
     let bot = front.bot();
-    let answer = bot.answer_pre_checkout_query(query.id.clone(), refusal.is_none());
-    match refusal {
-        None => answer.await?,
-        Some(reason) => {
-            use teloxide::payloads::AnswerPreCheckoutQuerySetters;
-            answer.error_message(reason).await?
-        }
-    };
+    let mut answer = bot.answer_pre_checkout_query(query.id.clone(), refusal.is_none());
+    if let Some(reason) = refusal {
+        use teloxide::payloads::AnswerPreCheckoutQuerySetters;
+        answer = answer.error_message(reason);
+    }
+    crate::pacing::call(front, answer).await?;
     Ok(())
 }
 

@@ -470,3 +470,30 @@ async fn a_burst_of_200_checkouts_is_answered_within_10_s_however_the_database_s
         "a refused checkout was charged"
     );
 }
+
+/// A checkout answer that meets Telegram's 5xx is sent again at once: teloxide's own 10 s pause
+/// after a 5xx alone would have passed Telegram's 10 s and cancelled the payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_answer_that_meets_a_server_error_is_sent_again_in_time() {
+    let bot = spawn_bot(selling()).await;
+    let ann = bot.telegram.user(2301, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let invoice = invoice_for(&ann, 10).await;
+    bot.telegram
+        .fail_next("answerPreCheckoutQuery", 500, "Internal Server Error", 1);
+    let asked = Instant::now();
+    ann.pay(invoice).unwrap();
+    let answered = ann
+        .wait_for(Duration::from_secs(5), |t| {
+            t.iter()
+                .any(|e| matches!(e, Entry::CheckoutAnswered { ok: true, .. }))
+        })
+        .await;
+    assert!(answered.is_some(), "the checkout was not answered within 5 s");
+    eprintln!("checkout answered {:?} after a 500", asked.elapsed());
+    let deadline = Instant::now() + WAIT;
+    while credits(&bot, 2301).await != 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(credits(&bot, 2301).await, 20);
+}

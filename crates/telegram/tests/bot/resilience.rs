@@ -150,6 +150,14 @@ async fn forged_button_data_edits_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(answered(), 5, "every forged press is answered");
+    let expired = group.chat().transcript().iter().any(|e| {
+        matches!(e, Entry::CallbackAnswered(Some(text)) if text.contains("This button has expired"))
+    });
+    assert!(
+        expired,
+        "unknown data was not answered as expired: {:?}",
+        group.chat().transcript()
+    );
     let edited = |t: &[Entry]| {
         t.iter()
             .any(|e| matches!(e, Entry::BotText { edits, .. } if *edits > 0))
@@ -191,4 +199,44 @@ async fn one_member_cannot_spend_a_groups_budget_on_refusals() {
         .filter(|e| matches!(e, Entry::BotText { .. }))
         .count();
     assert_eq!(refusals, 1, "{:?}", group.chat().transcript());
+}
+
+/// An answer whose send meets Telegram's 5xx is sent again after a short backoff, in its place:
+/// the user hears within a second. teloxide itself waits 10 s after every 5xx before it returns
+/// it, so two in a row held the answer (and the chat's worker) for over 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_meets_server_errors_is_sent_again_at_once() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(8501, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let sends = || {
+        bot.telegram
+            .stats()
+            .methods
+            .get("sendmessage")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = sends();
+    bot.telegram
+        .fail_next("sendMessage", 502, "Bad Gateway", 2);
+    let seen = ann.transcript().len();
+    let asked = Instant::now();
+    ann.send_text("/help");
+    let answered = ann
+        .wait_for(Duration::from_secs(5), |t| {
+            t[seen.min(t.len())..]
+                .iter()
+                .any(|e| matches!(e, Entry::BotText { .. }))
+        })
+        .await;
+    let took = asked.elapsed();
+    assert!(
+        answered.is_some(),
+        "the answer that met two 502s was not sent again within 5 s"
+    );
+    eprintln!("answered {took:?} after two 502s");
+    assert_eq!(sends(), before + 3, "two failed sends and the one that went");
+    let (_, help, _) = say(&ann, "/help").await;
+    assert!(!help.is_empty());
 }
