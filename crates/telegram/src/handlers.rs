@@ -292,6 +292,7 @@ pub(crate) async fn submit_and_track(
                 lang,
                 position,
                 edited: false,
+                sent: std::time::Instant::now(),
             };
             let earlier = {
                 let mut slots = front.waiting().lock();

@@ -137,6 +137,9 @@ pub(crate) struct Waiting {
     /// The message was edited (or an edit is on its way): a job gets one progress message in
     /// all, so it costs at most three sends (queue message, one progress message, result).
     pub(crate) edited: bool,
+    /// When the message was sent: one whose job left the queue long ago is forgotten (another
+    /// replica ran it, and no event of it comes here).
+    pub(crate) sent: std::time::Instant,
 }
 
 /// The front end's shared state. Cheap to clone.

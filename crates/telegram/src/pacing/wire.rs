@@ -93,7 +93,9 @@ fn parse_answer<R: DeserializeOwned>(text: &str) -> Result<R, RequestError> {
     }
     if let Some(parameters) = answer.get_mut("parameters").map(serde_json::Value::take) {
         match serde_json::from_value::<ResponseParameters>(parameters) {
-            Ok(ResponseParameters::RetryAfter(after)) => return Err(RequestError::RetryAfter(after)),
+            Ok(ResponseParameters::RetryAfter(after)) => {
+                return Err(RequestError::RetryAfter(after))
+            }
             Ok(ResponseParameters::MigrateToChatId(to)) => {
                 return Err(RequestError::MigrateToChatId(to))
             }
@@ -114,8 +116,8 @@ mod tests {
 
     #[test]
     fn answers_become_what_teloxide_makes_of_them() {
-        let sent: teloxide::types::True = parse_answer(r#"{"ok":true,"result":true}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let sent: teloxide::types::True =
+            parse_answer(r#"{"ok":true,"result":true}"#).unwrap_or_else(|e| panic!("{e}"));
         let _ = sent;
         let server = parse_answer::<teloxide::types::True>(
             r#"{"ok":false,"error_code":502,"description":"Bad Gateway"}"#,

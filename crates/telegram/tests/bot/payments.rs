@@ -489,7 +489,10 @@ async fn a_checkout_answer_that_meets_a_server_error_is_sent_again_in_time() {
                 .any(|e| matches!(e, Entry::CheckoutAnswered { ok: true, .. }))
         })
         .await;
-    assert!(answered.is_some(), "the checkout was not answered within 5 s");
+    assert!(
+        answered.is_some(),
+        "the checkout was not answered within 5 s"
+    );
     eprintln!("checkout answered {:?} after a 500", asked.elapsed());
     let deadline = Instant::now() + WAIT;
     while credits(&bot, 2301).await != 20 && Instant::now() < deadline {

@@ -218,8 +218,7 @@ async fn an_answer_that_meets_server_errors_is_sent_again_at_once() {
             .unwrap_or(0)
     };
     let before = sends();
-    bot.telegram
-        .fail_next("sendMessage", 502, "Bad Gateway", 2);
+    bot.telegram.fail_next("sendMessage", 502, "Bad Gateway", 2);
     let seen = ann.transcript().len();
     let asked = Instant::now();
     ann.send_text("/help");
@@ -236,7 +235,11 @@ async fn an_answer_that_meets_server_errors_is_sent_again_at_once() {
         "the answer that met two 502s was not sent again within 5 s"
     );
     eprintln!("answered {took:?} after two 502s");
-    assert_eq!(sends(), before + 3, "two failed sends and the one that went");
+    assert_eq!(
+        sends(),
+        before + 3,
+        "two failed sends and the one that went"
+    );
     let (_, help, _) = say(&ann, "/help").await;
     assert!(!help.is_empty());
 }
