@@ -62,6 +62,8 @@ async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult
 #[tracing::instrument(skip_all, fields(user_id))]
 async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerResult {
     let Some(from) = msg.from.as_ref() else {
+        // Telegram leaves `from` out only of channel messages: nobody to answer.
+        front.metrics().ignored("message_without_from");
         return Ok(());
     };
     let user = user_id(from);
@@ -83,9 +85,18 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         return crate::groups::group_message(front, msg, from, lang, update).await;
     }
     if msg.photo().is_some() {
+        if !front.album_photo_due(msg) {
+            // An album arrives as one message per photo: one answer for the album.
+            front.metrics().ignored("album_photo");
+            return Ok(());
+        }
         return crate::img2img::photo_received(front, msg, from, lang, update, msg.caption()).await;
     }
     let Some(text) = msg.text() else {
+        // Stickers, voice, video, documents, locations, polls…: what the bot can do instead.
+        front
+            .metrics()
+            .unsupported(crate::isolation::message_kind(msg));
         send(front, chat, bot.send_message(chat, texts::help(lang))).await?;
         return Ok(());
     };

@@ -182,6 +182,8 @@ struct FrontInner {
     /// Members answered in a group (a refusal, a how-to): once a minute each, so one member
     /// cannot spend the group's 20 messages a minute.
     group_replies: backlog::OncePer<(i64, u64)>,
+    /// Albums (media groups) whose uncaptioned photos were answered: once per album.
+    albums: backlog::OncePer<(i64, String)>,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -224,6 +226,7 @@ impl Front {
                 backlog_told: backlog::OncePer::default(),
                 group_help: backlog::OncePer::default(),
                 group_replies: backlog::OncePer::default(),
+                albums: backlog::OncePer::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -335,6 +338,20 @@ impl Front {
         self.inner
             .group_replies
             .first_in((chat.0, member), std::time::Duration::from_secs(60))
+    }
+
+    /// Whether a photo is answered: always with a caption; without, only the first of its
+    /// album (the rest of an album, captioned on its first photo or not at all, is one request).
+    pub(crate) fn album_photo_due(&self, msg: &teloxide::types::Message) -> bool {
+        let Some(album) = msg.media_group_id() else {
+            return true;
+        };
+        let seen = !self.inner.albums.first_in(
+            (msg.chat.id.0, album.0.clone()),
+            std::time::Duration::from_secs(60),
+        );
+        let captioned = msg.caption().is_some_and(|c| !c.trim().is_empty());
+        captioned || !seen
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {
