@@ -68,6 +68,9 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
     };
     let user = user_id(from);
     tracing::Span::current().record("user_id", user.0);
+    if front.config().poison.is_some() && msg.text() == front.config().poison.as_deref() {
+        panic!("the test's poison message");
+    }
     let lang = Lang::from_code(from.language_code.as_deref());
     let bot = front.bot();
     let chat = msg.chat.id;

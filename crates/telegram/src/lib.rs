@@ -96,6 +96,9 @@ pub struct FrontConfig {
     /// production: the fault tests' window for killing a replica between receiving an update
     /// and recording it (`genbot serve --test-hold-webhook-updates-ms`).
     pub intake_delay: std::time::Duration,
+    /// A message whose text is exactly this makes its handler panic. `None` in production: the
+    /// isolation's own tests (a handler that keeps panicking, and what becomes of its update).
+    pub poison: Option<String>,
 }
 
 impl Default for FrontConfig {
@@ -110,6 +113,7 @@ impl Default for FrontConfig {
             inbox_takeover_after: inbox::STALE_AFTER,
             handler_delay: std::time::Duration::ZERO,
             intake_delay: std::time::Duration::ZERO,
+            poison: None,
         }
     }
 }

@@ -203,6 +203,11 @@ impl Metrics {
         self.handler_panics.get()
     }
 
+    /// Updates set aside as dead letters by this process so far.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.get()
+    }
+
     /// Updates skipped because their chat had too many waiting.
     pub fn updates_shed(&self) -> u64 {
         self.shed.get()

@@ -243,3 +243,55 @@ async fn an_answer_that_meets_server_errors_is_sent_again_at_once() {
     let (_, help, _) = say(&ann, "/help").await;
     assert!(!help.is_empty());
 }
+
+/// A message whose handler panics every time: the panic is caught and counted, the update tried
+/// again with backoff, set aside as a dead letter after three panics (kept with its error,
+/// never its text), and its sender told once, in their language. The chat's next messages are
+/// answered as usual, before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_panicking_is_set_aside_and_its_sender_told_once() {
+    const POISON: &str = "☠ яд";
+    genbot_telegram::install_panic_hook();
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            poison: Some(POISON.into()),
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let boris = bot.telegram.user(8601, "Boris", Some("ru"));
+    say(&boris, "/start").await;
+    let sent = Instant::now();
+    boris.send_text(POISON);
+    let (_, help, _) = say(&boris, "/help").await;
+    assert!(!help.is_empty(), "the chat's next message was not answered");
+    const NOTICE: &str = "не смог обработать";
+    let notices = |t: &[Entry]| {
+        t.iter()
+            .filter(|e| matches!(e, Entry::BotText { text, .. } if text.contains(NOTICE)))
+            .count()
+    };
+    boris
+        .wait_for(Duration::from_secs(15), |t| notices(t) == 1)
+        .await
+        .unwrap_or_else(|| panic!("the sender was never told: {:?}", boris.transcript()));
+    eprintln!("set aside and told {:?} after it was sent", sent.elapsed());
+    let metrics = bot.front.metrics();
+    assert_eq!(metrics.handler_panics(), 3, "tried three times in all");
+    assert_eq!(metrics.dead_letters(), 1);
+    assert_eq!(bot.store.count_dead_letters().await.unwrap(), 1);
+    let letters = bot.store.dead_letters(10).await.unwrap();
+    assert!(letters[0].error.contains("panicked at"), "{:?}", letters[0]);
+    assert!(
+        !letters[0].error.contains("яд") && !letters[0].error.contains("poison"),
+        "the dead letter quotes the message or the panic's text: {:?}",
+        letters[0]
+    );
+    // Never tried again: no more panics, no second notice, and the chat still answered.
+    let (_, balance, _) = say(&boris, "/balance").await;
+    assert!(balance.contains("Кредиты"), "{balance}");
+    assert_eq!(metrics.handler_panics(), 3);
+    assert_eq!(notices(&boris.transcript()), 1, "{:?}", boris.transcript());
+}
