@@ -174,7 +174,10 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_text_is_read_without_panicking(text in "\\PC*", me in "\\PC{0,8}") {
+        fn any_text_or_caption_is_read_without_panicking(
+            text in crate::command::arbitrary_text(),
+            me in crate::command::arbitrary_text(),
+        ) {
             let _ = command_args(&text, "img", &me);
             let _ = command_args(&text, "help", &me);
         }

@@ -477,3 +477,23 @@ async fn answer_press(front: &Front, query: &CallbackQuery, text: String) -> Han
     crate::pacing::call(front, answer).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    proptest::proptest! {
+        /// User text echoed back (a forged model id, a prompt in a caption) is cut on a
+        /// character boundary: at most `max` characters and the ellipsis, a prefix of the text.
+        #[test]
+        fn echoed_text_is_cut_on_characters(
+            text in crate::command::arbitrary_text(),
+            max in 0usize..80,
+        ) {
+            let short = shorten(&text, max);
+            let kept = short.strip_suffix('…').unwrap_or(&short);
+            proptest::prop_assert!(text.starts_with(kept));
+            proptest::prop_assert!(kept.chars().count() <= max);
+        }
+    }
+}

@@ -387,4 +387,24 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        /// A package button's data and an invoice's payload are whatever a client sends: read
+        /// without panicking, and a checkout of anything but a package on offer is refused.
+        #[test]
+        fn any_package_data_or_payload_is_read_without_panicking(
+            data in crate::command::arbitrary_text(),
+            total in proptest::prelude::any::<u32>(),
+        ) {
+            let offer = [StarsPackage { credits: 10, stars: 50 }];
+            let package = parse_package(&data);
+            let judged = judge_invoice(&offer, STARS, total, &data);
+            if judged.is_none() {
+                proptest::prop_assert!(data.starts_with(PAYLOAD_PREFIX) && total == 50);
+            }
+            if let Some(package) = package {
+                proptest::prop_assert_eq!(parse_package(&package_text(package)), Some(package));
+            }
+        }
+    }
 }
