@@ -112,21 +112,24 @@ pub fn redact_urls_in(text: &str) -> String {
     let ends = |c: char| c.is_whitespace() || matches!(c, '(' | ')' | '"' | '\'' | '<' | '>' | '`');
     let mut shown = String::with_capacity(text.len());
     let mut rest = text;
+    // Every index below comes from a search of the same string, so it is a character boundary.
     while let Some(at) = rest.find("://") {
-        let start = rest[..at]
+        let (before, after) = rest.split_at(at);
+        let start = before
             .char_indices()
             .rev()
             .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
             .map_or(0, |(i, c)| i + c.len_utf8());
-        let end = rest[at..].find(ends).map_or(rest.len(), |i| at + i);
-        shown.push_str(&rest[..start]);
-        let candidate = &rest[start..end];
+        let end = after.find(ends).map_or(rest.len(), |i| at + i);
+        let (head, tail) = rest.split_at(end);
+        let (kept, candidate) = head.split_at(start);
+        shown.push_str(kept);
         match Url::parse(candidate) {
             Ok(url) => shown.push_str(&RedactedUrl::new(url).to_string()),
             // Not a URL after all: hide what would be its userinfo and query.
             Err(_) => shown.push_str(&masked_userinfo_and_query(candidate)),
         }
-        rest = &rest[end..];
+        rest = tail;
     }
     shown.push_str(rest);
     shown
@@ -141,7 +144,9 @@ pub(crate) fn masked_userinfo_and_query(text: &str) -> String {
     };
     match (text.find("://"), text.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
-            format!("{}***{}{query}", &text[..start + 3], &text[at..])
+            let (scheme, _) = text.split_at(start + "://".len());
+            let (_, host) = text.split_at(at);
+            format!("{scheme}***{host}{query}")
         }
         _ => format!("{text}{query}"),
     }

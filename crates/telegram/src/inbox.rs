@@ -14,6 +14,11 @@
 //! killed) loses them, never one whose handlers are slow.
 //! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
 //! command may answer twice.
+//!
+//! While the database does not answer, a batch is tried again until it is recorded, however long
+//! that takes: it stays unconfirmed at Telegram meanwhile, and its senders are told it is
+//! delayed. Pre-checkout queries alone are passed on unrecorded at once: Telegram cancels a
+//! payment whose query is not answered within 10 s, and one lost to a crash moved no money.
 
 use std::time::Duration;
 
@@ -38,8 +43,9 @@ const REPLAY_MAX: u32 = 10_000;
 const MARK_EVERY: Duration = Duration::from_millis(200);
 /// Handled updates are forgotten after a day.
 const KEEP_HANDLED: Duration = Duration::from_secs(86_400);
-/// Tries to record updates before they are passed on unrecorded (the database is down).
-const RECORD_TRIES: u32 = 3;
+/// First and longest pause between tries to record a batch the database did not take.
+const RECORD_PAUSE: Duration = Duration::from_millis(100);
+const RECORD_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// A batch whose record takes longer than this (the database does not answer) gets its senders
 /// told that their messages are delayed, not lost.
 const NOTICE_AFTER: Duration = Duration::from_secs(2);
@@ -172,6 +178,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             timeout: self.timeout,
             allowed: self.allowed.clone(),
             offset: None,
+            unrecorded: None,
             failures: 0,
             last_sweep: tokio::time::Instant::now(),
             polling_since: None,
@@ -249,6 +256,9 @@ struct Poll {
     allowed: Option<Vec<AllowedUpdate>>,
     /// The next `getUpdates` offset (confirms everything below it).
     offset: Option<i32>,
+    /// A batch still to record before `offset` may move to the second value (its pre-checkout
+    /// queries went ahead).
+    unrecorded: Option<(Vec<Update>, i32)>,
     failures: u32,
     /// When stale updates of other replicas were last looked for.
     last_sweep: tokio::time::Instant,
@@ -358,6 +368,19 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         if poll.stopped.is_stopped() {
             return None;
         }
+        // The rest of a batch whose pre-checkout queries went ahead: recorded before the next
+        // request confirms it.
+        if let Some((rest, next)) = poll.unrecorded.take() {
+            let fresh = if rest.is_empty() {
+                Vec::new()
+            } else {
+                record_or_tell(&poll, rest).await?
+            };
+            poll.offset = Some(next);
+            if !fresh.is_empty() {
+                return Some((fresh.into_iter().map(Ok).collect(), poll));
+            }
+        }
         let orphaned = poll.sweep().await;
         if !orphaned.is_empty() {
             return Some((orphaned.into_iter().map(Ok).collect(), poll));
@@ -392,7 +415,18 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                     continue;
                 };
                 let next = last.id.as_offset();
-                let fresh = record_or_tell(&poll, updates).await;
+                // Pre-checkout queries go ahead unrecorded: Telegram cancels the payment unless
+                // it is answered within 10 s, so one must not wait for the database, and one
+                // lost to a crash moved no money (replayed later, it would be expired anyway).
+                let (checkouts, rest): (Vec<Update>, Vec<Update>) = updates
+                    .into_iter()
+                    .partition(|u| matches!(u.kind, UpdateKind::PreCheckoutQuery(_)));
+                if !checkouts.is_empty() {
+                    poll.unrecorded = Some((rest, next));
+                    return Some((checkouts.into_iter().map(Ok).collect(), poll));
+                }
+                // `None`: stopping with the batch unrecorded, so unconfirmed.
+                let fresh = record_or_tell(&poll, rest).await?;
                 // Only now may the next request confirm this batch.
                 poll.offset = Some(next);
                 if !fresh.is_empty() {
@@ -423,7 +457,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
 /// confirms nothing) and tells each sender once that their message is delayed, not lost:
 /// unconfirmed updates stay with Telegram, and are recorded and handled when the database is
 /// back.
-async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
+async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let mut told = std::collections::HashSet::new();
     let mut waiting = updates.clone();
     let recording = record(&poll.front, updates);
@@ -477,9 +511,13 @@ fn tell_delayed(front: &Front, chat: teloxide::types::ChatId, language: Option<&
 }
 
 /// Records `updates` in one transaction and returns those not seen before (an update Telegram
-/// sends again after a crash is replayed from the inbox, or was handled already). When the
-/// database does not answer after a few tries they are passed on unrecorded (and said so).
-async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
+/// sends again after a crash is replayed from the inbox, or was handled already). While the
+/// database does not answer it is tried again with backoff, for as long as that lasts: an
+/// unrecorded update must not be confirmed to Telegram (a crash would lose it, and with it a
+/// payment). `None` when the bot stops first: the batch stays unconfirmed at Telegram, which
+/// sends it again to the next poller. Only a write the database refuses outright passes the
+/// batch on unrecorded (trying again could not help).
+async fn record(front: &Front, updates: Vec<Update>) -> Option<Vec<Update>> {
     let mut rows = Vec::with_capacity(updates.len());
     for update in &updates {
         match serde_json::to_string(update) {
@@ -495,31 +533,36 @@ async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
     }
     let store = front.engine().store();
     let owner = front.engine().replica_id();
-    let mut pause = Duration::from_millis(100);
-    for attempt in 1..=RECORD_TRIES {
+    let mut pause = RECORD_PAUSE;
+    loop {
         match store.record_updates(owner, rows.clone()).await {
             Ok(new) => {
                 let recorded: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
                 let new: std::collections::HashSet<i64> = new.into_iter().collect();
-                return updates
-                    .into_iter()
-                    .filter(|u| {
-                        let id = i64::from(u.id.0);
-                        new.contains(&id) || !recorded.contains(&id)
-                    })
-                    .collect();
+                return Some(
+                    updates
+                        .into_iter()
+                        .filter(|u| {
+                            let id = i64::from(u.id.0);
+                            new.contains(&id) || !recorded.contains(&id)
+                        })
+                        .collect(),
+                );
             }
-            Err(e) if attempt < RECORD_TRIES => {
-                tracing::warn!(error = %e, "recording updates failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in = ?pause, "recording updates failed; trying again (they stay unconfirmed at Telegram meanwhile)");
             }
             Err(e) => {
-                tracing::error!(error = %e, updates = updates.len(), "updates handled without being recorded (a crash now would lose them)");
+                tracing::error!(error = %e, updates = updates.len(), "the database refused to record updates; handled unrecorded (a crash now would lose them)");
+                return Some(updates);
             }
         }
+        tokio::select! {
+            () = front.stopping().cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RECORD_PAUSE_MAX);
     }
-    updates
 }
 
 /// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more; and three times per

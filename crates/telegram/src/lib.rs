@@ -96,6 +96,9 @@ pub struct FrontConfig {
     /// production: the fault tests' window for killing a replica between receiving an update
     /// and recording it (`genbot serve --test-hold-webhook-updates-ms`).
     pub intake_delay: std::time::Duration,
+    /// A message whose text is exactly this makes its handler panic. `None` in production: the
+    /// isolation's own tests (a handler that keeps panicking, and what becomes of its update).
+    pub poison: Option<String>,
 }
 
 impl Default for FrontConfig {
@@ -110,6 +113,7 @@ impl Default for FrontConfig {
             inbox_takeover_after: inbox::STALE_AFTER,
             handler_delay: std::time::Duration::ZERO,
             intake_delay: std::time::Duration::ZERO,
+            poison: None,
         }
     }
 }
@@ -137,6 +141,9 @@ pub(crate) struct Waiting {
     /// The message was edited (or an edit is on its way): a job gets one progress message in
     /// all, so it costs at most three sends (queue message, one progress message, result).
     pub(crate) edited: bool,
+    /// When the message was sent: one whose job left the queue long ago is forgotten (another
+    /// replica ran it, and no event of it comes here).
+    pub(crate) sent: std::time::Instant,
 }
 
 /// The front end's shared state. Cheap to clone.
@@ -179,6 +186,8 @@ struct FrontInner {
     /// Members answered in a group (a refusal, a how-to): once a minute each, so one member
     /// cannot spend the group's 20 messages a minute.
     group_replies: backlog::OncePer<(i64, u64)>,
+    /// Albums (media groups) whose uncaptioned photos were answered: once per album.
+    albums: backlog::OncePer<(i64, String)>,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -221,6 +230,7 @@ impl Front {
                 backlog_told: backlog::OncePer::default(),
                 group_help: backlog::OncePer::default(),
                 group_replies: backlog::OncePer::default(),
+                albums: backlog::OncePer::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -332,6 +342,20 @@ impl Front {
         self.inner
             .group_replies
             .first_in((chat.0, member), std::time::Duration::from_secs(60))
+    }
+
+    /// Whether a photo is answered: always with a caption; without, only the first of its
+    /// album (the rest of an album, captioned on its first photo or not at all, is one request).
+    pub(crate) fn album_photo_due(&self, msg: &teloxide::types::Message) -> bool {
+        let Some(album) = msg.media_group_id() else {
+            return true;
+        };
+        let seen = !self.inner.albums.first_in(
+            (msg.chat.id.0, album.0.clone()),
+            std::time::Duration::from_secs(60),
+        );
+        let captioned = msg.caption().is_some_and(|c| !c.trim().is_empty());
+        captioned || !seen
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod blackbox;
 mod broadcast;
+mod busy_group;
 mod config_check;
 mod crash;
 mod deploy;
