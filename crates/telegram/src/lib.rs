@@ -89,13 +89,34 @@ pub struct FrontConfig {
     /// for running jobs.
     pub inbox_takeover_after: std::time::Duration,
     /// Every message handler first waits this long. Zero in production: a deliberately slowed
-    /// build for the suite's own tests (`genbot serve --test-slow-handlers-ms`), so that
+    /// build for the suite's own tests (`GENBOT_TEST_SLOW_HANDLERS_MS`, a test hook), so that
     /// `bench compare` can be shown to catch a regression.
     pub handler_delay: std::time::Duration,
     /// Every update received on the webhook waits this long before it is recorded. Zero in
     /// production: the fault tests' window for killing a replica between receiving an update
-    /// and recording it (`genbot serve --test-hold-webhook-updates-ms`).
+    /// and recording it (`GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS`, a test hook).
     pub intake_delay: std::time::Duration,
+}
+
+impl FrontConfig {
+    /// Credits a new user starts with unless `genbot serve --initial-credits` says otherwise.
+    pub const DEFAULT_INITIAL_CREDITS: i64 = 10;
+
+    /// The front end as the settings configure it: `ADMIN_IDS`, `STARS_PACKAGES`, Telegram's
+    /// send limits with `TELEGRAM_SENDS_PER_SECOND` overall, and `JOB_LEASE_SECONDS` as the
+    /// inbox's takeover bound. What no setting names keeps [`FrontConfig::default`]'s value.
+    pub fn from_settings(settings: &genbot_config::Settings) -> Self {
+        FrontConfig {
+            admin_ids: settings.admin_ids.clone(),
+            stars_packages: settings.stars_packages.clone(),
+            send_limits: SendLimits {
+                overall_per_sec: settings.telegram_sends_per_sec,
+                ..SendLimits::TELEGRAM
+            },
+            inbox_takeover_after: settings.job_lease,
+            ..FrontConfig::default()
+        }
+    }
 }
 
 impl Default for FrontConfig {
@@ -103,7 +124,7 @@ impl Default for FrontConfig {
         FrontConfig {
             admin_ids: Vec::new(),
             stars_packages: Vec::new(),
-            initial_credits: 10,
+            initial_credits: FrontConfig::DEFAULT_INITIAL_CREDITS,
             send_limits: SendLimits::TELEGRAM,
             user_updates_per_sec: 2,
             user_burst: 10,
