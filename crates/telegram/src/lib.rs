@@ -27,6 +27,7 @@ mod backlog;
 mod broadcast;
 mod command;
 pub mod delivery;
+mod flood;
 mod groups;
 pub mod handlers;
 mod img2img;
@@ -173,7 +174,8 @@ struct FrontInner {
     metrics: Metrics,
     pacer: pacing::Pacer,
     waiting: Mutex<HashMap<JobId, Slot>>,
-    /// Per-user update limit: one user's flood is skipped at the door, costing others nothing.
+    /// Per-user update limit: one user's flood is dropped at intake, costing others nothing
+    /// (see [`flood`]).
     flood: DefaultKeyedRateLimiter<i64>,
     /// Users told to slow down, so each flood gets one warning, not one per skipped message.
     warned: Mutex<HashMap<i64, std::time::Instant>>,
@@ -280,24 +282,6 @@ impl Front {
 
     pub(crate) fn waiting(&self) -> &Mutex<HashMap<JobId, Slot>> {
         &self.inner.waiting
-    }
-
-    /// Whether this user's update may be handled now; the first refusal of a flood returns
-    /// `Err(true)` so the caller warns once.
-    pub(crate) fn admit(&self, user: i64) -> Result<(), bool> {
-        if self.inner.flood.check_key(&user).is_ok() {
-            return Ok(());
-        }
-        self.inner.metrics.dropped();
-        let mut warned = self.inner.warned.lock();
-        let now = std::time::Instant::now();
-        let warn = warned
-            .get(&user)
-            .is_none_or(|at| now.duration_since(*at) > std::time::Duration::from_secs(30));
-        if warn {
-            warned.insert(user, now);
-        }
-        Err(warn)
     }
 
     /// Notes that update `id` was handled (the inbox will not replay it).
