@@ -78,12 +78,6 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         // Money already taken: never skipped by the flood limit.
         return payments::paid(front, chat, from, lang, payment).await;
     }
-    if let Err(warn) = front.admit(user.0) {
-        if warn {
-            send(front, chat, bot.send_message(chat, texts::slow_down(lang))).await?;
-        }
-        return Ok(());
-    }
     if crate::groups::is_group(&msg.chat) {
         return crate::groups::group_message(front, msg, from, lang, update).await;
     }
@@ -409,9 +403,6 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
     let bot: &BotApi = front.bot();
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
-    if front.admit(user.0).is_err() {
-        return Ok(());
-    }
     let handled = match settings::on_press(front, query).await {
         Some(handled) => Some(handled),
         None => rerun::on_press(front, query, update).await,

@@ -27,6 +27,7 @@ mod backlog;
 mod broadcast;
 mod command;
 pub mod delivery;
+mod flood;
 mod groups;
 pub mod handlers;
 mod img2img;
@@ -89,16 +90,37 @@ pub struct FrontConfig {
     /// for running jobs.
     pub inbox_takeover_after: std::time::Duration,
     /// Every message handler first waits this long. Zero in production: a deliberately slowed
-    /// build for the suite's own tests (`genbot serve --test-slow-handlers-ms`), so that
+    /// build for the suite's own tests (`GENBOT_TEST_SLOW_HANDLERS_MS`, a test hook), so that
     /// `bench compare` can be shown to catch a regression.
     pub handler_delay: std::time::Duration,
     /// Every update received on the webhook waits this long before it is recorded. Zero in
     /// production: the fault tests' window for killing a replica between receiving an update
-    /// and recording it (`genbot serve --test-hold-webhook-updates-ms`).
+    /// and recording it (`GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS`, a test hook).
     pub intake_delay: std::time::Duration,
     /// A message whose text is exactly this makes its handler panic. `None` in production: the
     /// isolation's own tests (a handler that keeps panicking, and what becomes of its update).
     pub poison: Option<String>,
+}
+
+impl FrontConfig {
+    /// Credits a new user starts with unless `genbot serve --initial-credits` says otherwise.
+    pub const DEFAULT_INITIAL_CREDITS: i64 = 10;
+
+    /// The front end as the settings configure it: `ADMIN_IDS`, `STARS_PACKAGES`, Telegram's
+    /// send limits with `TELEGRAM_SENDS_PER_SECOND` overall, and `JOB_LEASE_SECONDS` as the
+    /// inbox's takeover bound. What no setting names keeps [`FrontConfig::default`]'s value.
+    pub fn from_settings(settings: &genbot_config::Settings) -> Self {
+        FrontConfig {
+            admin_ids: settings.admin_ids.clone(),
+            stars_packages: settings.stars_packages.clone(),
+            send_limits: SendLimits {
+                overall_per_sec: settings.telegram_sends_per_sec,
+                ..SendLimits::TELEGRAM
+            },
+            inbox_takeover_after: settings.job_lease,
+            ..FrontConfig::default()
+        }
+    }
 }
 
 impl Default for FrontConfig {
@@ -106,7 +128,7 @@ impl Default for FrontConfig {
         FrontConfig {
             admin_ids: Vec::new(),
             stars_packages: Vec::new(),
-            initial_credits: 10,
+            initial_credits: FrontConfig::DEFAULT_INITIAL_CREDITS,
             send_limits: SendLimits::TELEGRAM,
             user_updates_per_sec: 2,
             user_burst: 10,
@@ -159,7 +181,8 @@ struct FrontInner {
     metrics: Metrics,
     pacer: pacing::Pacer,
     waiting: Mutex<HashMap<JobId, Slot>>,
-    /// Per-user update limit: one user's flood is skipped at the door, costing others nothing.
+    /// Per-user update limit: one user's flood is dropped at intake, costing others nothing
+    /// (see [`flood`]).
     flood: DefaultKeyedRateLimiter<i64>,
     /// Users told to slow down, so each flood gets one warning, not one per skipped message.
     warned: Mutex<HashMap<i64, std::time::Instant>>,
@@ -269,24 +292,6 @@ impl Front {
 
     pub(crate) fn waiting(&self) -> &Mutex<HashMap<JobId, Slot>> {
         &self.inner.waiting
-    }
-
-    /// Whether this user's update may be handled now; the first refusal of a flood returns
-    /// `Err(true)` so the caller warns once.
-    pub(crate) fn admit(&self, user: i64) -> Result<(), bool> {
-        if self.inner.flood.check_key(&user).is_ok() {
-            return Ok(());
-        }
-        self.inner.metrics.dropped();
-        let mut warned = self.inner.warned.lock();
-        let now = std::time::Instant::now();
-        let warn = warned
-            .get(&user)
-            .is_none_or(|at| now.duration_since(*at) > std::time::Duration::from_secs(30));
-        if warn {
-            warned.insert(user, now);
-        }
-        Err(warn)
     }
 
     /// Notes that update `id` was handled (the inbox will not replay it).

@@ -312,7 +312,8 @@ fn genbot_serve_black_box_sees_what_the_in_process_checks_see() {
 
 /// `bench compare` end to end on canned reports: three real black-box runs of `genbot serve`
 /// (`bench performance --quick --users 20 --format json --bot-cmd "genbot serve …"` with
-/// `TELEGRAM_SENDS_PER_SECOND=1000`; two of one build, one with `--test-slow-handlers-ms 300`),
+/// `TELEGRAM_SENDS_PER_SECOND=1000`; two of one build, one slowed by the test hook
+/// `GENBOT_TEST_HOOKS=1 GENBOT_TEST_SLOW_HANDLERS_MS=300`, a flag when they were recorded),
 /// recorded in `tests/fixtures/compare/` without their series and monitoring, which compare
 /// does not read. Running the three here took 105 s of every test run; the comparison logic
 /// has unit tests in `genbot_bench::compare`, and what a black-box run of `genbot serve`

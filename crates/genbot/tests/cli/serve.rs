@@ -23,6 +23,46 @@ fn serve_without_a_token_exits_2_and_says_why() {
     );
 }
 
+/// Test hooks are not on the command line; armed from the environment, a value out of range
+/// is refused at start, naming the variable.
+#[test]
+fn test_hooks_are_no_flags_and_a_bad_one_exits_2() {
+    let flag = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--test-slow-handlers-ms", "300"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(flag.status.code(), Some(2), "{flag:?}");
+    let help = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--help"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--initial-credits") && !help.to_lowercase().contains("test"),
+        "{help}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:hooks")
+        .env("TELEGRAM_API_URL", "http://127.0.0.1:9")
+        .env("REPLICATE_API_URL", "http://127.0.0.1:9")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("hooks.db").display()),
+        )
+        .env("GENBOT_TEST_HOOKS", "1")
+        .env("GENBOT_TEST_SLOW_HANDLERS_MS", "99999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GENBOT_TEST_SLOW_HANDLERS_MS"), "{stderr}");
+}
+
 /// The real binary against both mocks: a user gets an image; SIGTERM stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_a_user_end_to_end_and_stops_on_sigterm() {

@@ -142,7 +142,8 @@ async fn sigterm_waits_for_handlers_at_most_shutdown_grace_seconds() {
     let slow = |handler_ms: u64, grace_s: u64| {
         Bot::new(&telegram, &replicate, &url)
             .with("SHUTDOWN_GRACE_SECONDS", &grace_s.to_string())
-            .with_args(&["--test-slow-handlers-ms", &handler_ms.to_string()])
+            .with("GENBOT_TEST_HOOKS", "1")
+            .with("GENBOT_TEST_SLOW_HANDLERS_MS", &handler_ms.to_string())
     };
     let taken = |n: u64| {
         let telegram = &telegram;
@@ -168,7 +169,7 @@ async fn sigterm_waits_for_handlers_at_most_shutdown_grace_seconds() {
         "stopping took {took:?} for a 1.5 s handler"
     );
 
-    // 2. The handler needs 10 s (the most `--test-slow-handlers-ms` allows), the grace is
+    // 2. The handler needs 10 s (the most `GENBOT_TEST_SLOW_HANDLERS_MS` allows), the grace is
     //    2 s: the stop waits about 2 s, no longer.
     let bea = telegram.user(80_002, "Bea", Some("en"));
     let mut bot = slow(10_000, 2);
