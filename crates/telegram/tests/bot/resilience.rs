@@ -295,6 +295,13 @@ async fn a_message_that_keeps_panicking_is_set_aside_and_its_sender_told_once() 
         "the dead letter quotes the message or the panic's text: {:?}",
         letters[0]
     );
+    // Shown to an admin.
+    let admin = bot.telegram.user(1, "Admin", Some("en"));
+    let (_, stats, _) = say(&admin, "/stats").await;
+    assert!(
+        stats.contains("dead letters: 1") && stats.contains("handler panics: 3"),
+        "{stats}"
+    );
     // Never tried again: no more panics, no second notice, and the chat still answered.
     let (_, balance, _) = say(&boris, "/balance").await;
     assert!(balance.contains("Кредиты"), "{balance}");
