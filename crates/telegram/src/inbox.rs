@@ -1,24 +1,30 @@
-//! The durable update inbox in front of the dispatcher.
+//! The durable update inbox in front of the dispatcher, and the handling spread over replicas.
 //!
 //! teloxide's polling confirms updates to Telegram (the next `getUpdates` offset) as soon as the
 //! dispatcher has taken them, before they are handled: a crash then loses them. [`InboxPolling`]
 //! polls instead: each batch `getUpdates` returns is recorded in the database in one
 //! transaction before it is passed on, so before the confirming `getUpdates` is sent. In webhook
 //! mode the route (`webhook`) records each update before Telegram is answered. Handlers mark
-//! updates handled
-//! when they are done (`Front::update_handled`, written in batches). At start, what this replica
-//! recorded and did not handle, and what any replica left unhandled for
-//! `FrontConfig::inbox_takeover_after` ([`STALE_AFTER`] by default), is handled first; while
-//! running, a replica also takes over what another left unhandled that long. A replica renews
-//! its own unhandled updates three times per that bound, so only a replica that stopped (was
-//! killed) loses them, never one whose handlers are slow.
-//! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
-//! command may answer twice.
+//! updates handled when they are done (`Front::update_handled`, written in batches).
+//!
+//! Every replica handles recorded updates, one chat at a time: a replica takes a chat's updates
+//! only while it holds the chat's claim in the database (renewed by its heartbeat three times
+//! per `FrontConfig::inbox_takeover_after`, given up once none of the chat's updates waits), so
+//! one chat's updates are handled in order by one replica at a time. The replica that records a
+//! batch (the poller, or the webhook replica a delivery reached) takes in the same transaction
+//! the updates of chats it holds and its share of the free ones (all of them when it is the
+//! only replica: no extra step, no added latency); every replica looks every [`ROUND_EVERY`] for
+//! free chats with waiting updates (and its own chats' updates others recorded) and takes them.
+//! A replica that dies leaves its claims to lapse: another takes its chats over within the
+//! bound, its unfinished updates as replays. At start a replica takes its previous run's chats
+//! back at once. A prompt's job carries its update id, so a replayed prompt never charges
+//! twice; a replayed command may answer twice.
 
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use genbot_store::{InboxUpdate, Unhandled};
+use parking_lot::Mutex;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
@@ -29,11 +35,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Front;
 
-/// By default an update left unhandled this long by another replica is taken over (that
-/// replica is gone).
+/// By default a chat claim not renewed this long lapses (its replica is gone) and another
+/// replica takes the chat over.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
-/// Updates replayed at most at one start.
-const REPLAY_MAX: u32 = 10_000;
+/// How often a replica looks for updates to take: free chats' (a replica that recorded them
+/// left them, or died), and those of its own chats that another replica recorded.
+const ROUND_EVERY: Duration = Duration::from_millis(100);
+/// A replica that recorded a batch leaves the free chats it did not take to the other replicas
+/// this long before its own rounds take them.
+const LEAVE_TO_OTHERS: Duration = Duration::from_millis(250);
 /// How often handled marks are written (a crash forgets at most this much: replayed commands).
 const MARK_EVERY: Duration = Duration::from_millis(200);
 /// Handled updates are forgotten after a day.
@@ -49,33 +59,83 @@ const NOTICE_AGAIN: Duration = Duration::from_millis(500);
 const POLL_BACKOFF: Duration = Duration::from_millis(500);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The updates to handle before new ones: this replica's unhandled, and any stale ones.
+/// The chat an update belongs to for its claim: its chat, else its sender's private chat (a
+/// pre-checkout query goes with its buyer's messages), else 0.
+pub(crate) fn chat_key(update: &Update) -> i64 {
+    update
+        .chat()
+        .map(|c| c.id.0)
+        .or_else(|| update.from().and_then(|u| i64::try_from(u.id.0).ok()))
+        .unwrap_or(0)
+}
+
+/// The row recording `update`, or `None` when it cannot be serialized (handled unrecorded).
+pub(crate) fn row(update: &Update) -> Option<InboxUpdate> {
+    match serde_json::to_string(update) {
+        Ok(payload) => Some(InboxUpdate::new(
+            i64::from(update.id.0),
+            chat_key(update),
+            payload,
+        )),
+        Err(e) => {
+            tracing::warn!(update_id = update.id.0, error = %e, "update not recordable; handled unrecorded");
+            None
+        }
+    }
+}
+
+/// When this replica last recorded updates: its rounds then leave the rest of that batch to
+/// the others for a moment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LastRecord(std::sync::Arc<Mutex<Option<tokio::time::Instant>>>);
+
+impl LastRecord {
+    pub(crate) fn now(&self) {
+        *self.0.lock() = Some(tokio::time::Instant::now());
+    }
+
+    /// How fresh a free chat's updates may be for this replica's round to take them.
+    fn leave_fresh(&self) -> Duration {
+        match *self.0.lock() {
+            Some(at) if at.elapsed() < LEAVE_TO_OTHERS => LEAVE_TO_OTHERS,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// The updates to handle before new ones: this replica's previous run's chats (taken back at
+/// once) and free chats with waiting updates.
 pub(crate) async fn unhandled(front: &Front) -> Vec<Update> {
     let store = front.engine().store();
     if let Err(e) = store.prune_handled_updates(KEEP_HANDLED).await {
         tracing::warn!(error = %e, "forgetting old handled updates failed");
     }
-    claim(front, Unhandled::MineAndStale).await
-}
-
-/// Takes over the unhandled updates `which` names, decoded.
-async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
     let owner = front.engine().replica_id();
-    let stale = front.config().inbox_takeover_after;
-    let replay = match front
-        .engine()
-        .store()
-        .claim_unhandled_updates(owner, which, stale, REPLAY_MAX)
-        .await
-    {
-        Ok(updates) => updates,
+    let lease = front.config().inbox_takeover_after;
+    match store.take_updates(owner, Unhandled::AtStart, lease).await {
+        Ok(taken) => {
+            let fed = feed(front, taken);
+            if !fed.is_empty() {
+                tracing::info!(
+                    updates = fed.len(),
+                    "handling updates a previous run (or a replica that is gone) received but did not handle"
+                );
+            }
+            fed
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "reading unhandled updates failed; none replayed");
+            tracing::warn!(error = %e, "reading unhandled updates failed; a round takes them");
             Vec::new()
         }
-    };
-    let mut decoded = Vec::with_capacity(replay.len());
-    for update in replay {
+    }
+}
+
+/// The updates this replica took, decoded for the dispatcher. One taken before (its handling
+/// may have died with a process) is a replay, counted as it starts; one that died too often is
+/// set aside instead.
+pub(crate) fn feed(front: &Front, taken: Vec<InboxUpdate>) -> Vec<Update> {
+    let mut decoded = Vec::with_capacity(taken.len());
+    for update in taken {
         match serde_json::from_str::<Update>(&update.payload) {
             // Its handling died with the process (or panicked) again and again: a crash loop.
             Ok(parsed) if update.attempts >= crate::isolation::PANICS_MAX => {
@@ -86,7 +146,9 @@ async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
                 });
             }
             Ok(parsed) => {
-                front.note_replayed([update.id]);
+                if update.replay {
+                    front.note_replayed([update.id]);
+                }
                 decoded.push(parsed);
             }
             Err(e) => {
@@ -95,19 +157,60 @@ async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
             }
         }
     }
-    if !decoded.is_empty() {
-        tracing::info!(
-            updates = decoded.len(),
-            "handling updates a previous run (or a replica that is gone) received but did not handle"
-        );
-    }
     decoded
+}
+
+/// This replica's rounds, every [`ROUND_EVERY`], as batches of updates to handle (never ends:
+/// run it [`alongside`] the intake).
+pub(crate) fn rounds(front: Front, last_record: LastRecord) -> BoxStream<'static, Update> {
+    stream::unfold((front, last_record), |(front, last_record)| async move {
+        loop {
+            tokio::time::sleep(ROUND_EVERY).await;
+            let which = Unhandled::Running {
+                leave_fresh: last_record.leave_fresh(),
+            };
+            let owner = front.engine().replica_id();
+            let lease = front.config().inbox_takeover_after;
+            match front
+                .engine()
+                .store()
+                .take_updates(owner, which, lease)
+                .await
+            {
+                Ok(taken) if taken.is_empty() => {}
+                Ok(taken) => {
+                    let fed = feed(&front, taken);
+                    return Some((stream::iter(fed), (front, last_record)));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "looking for updates to take failed; trying again");
+                }
+            }
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+/// `primary`'s items with `extra`'s merged in, ending when `primary` ends.
+pub(crate) fn alongside<'a, T: Send + 'a>(
+    primary: impl futures_util::Stream<Item = T> + Send + 'a,
+    extra: impl futures_util::Stream<Item = T> + Send + 'a,
+) -> BoxStream<'a, T> {
+    let primary = primary
+        .map(Some)
+        .chain(stream::once(std::future::ready(None)));
+    stream::select(primary, extra.map(Some))
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(std::future::ready)
+        .boxed()
 }
 
 /// Long polling through the inbox: a batch is recorded before the `getUpdates` that confirms
 /// it is sent.
 pub struct InboxPolling {
     front: Front,
+    last_record: LastRecord,
     timeout: Duration,
     allowed: Option<Vec<AllowedUpdate>>,
     replay: Vec<Update>,
@@ -125,13 +228,15 @@ impl std::fmt::Debug for InboxPolling {
 }
 
 impl InboxPolling {
-    /// Polls with long-poll `timeout`; the updates this replica (or a gone one) left unhandled
-    /// come first.
+    /// Polls with long-poll `timeout` (while this replica holds the poller lease) and takes
+    /// its share of the handling; the updates this replica's previous run (or a gone one) left
+    /// unhandled come first.
     pub async fn new(front: Front, timeout: Duration) -> Self {
         let replay = unhandled(&front).await;
         let (token, flag) = mk_stop_token();
         InboxPolling {
             front,
+            last_record: LastRecord::default(),
             timeout,
             allowed: None,
             replay,
@@ -169,16 +274,17 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
         };
         let poll = Poll {
             front: self.front.clone(),
+            last_record: self.last_record.clone(),
             timeout: self.timeout,
             allowed: self.allowed.clone(),
             offset: None,
             failures: 0,
-            last_sweep: tokio::time::Instant::now(),
             polling_since: None,
             stopped: Box::pin(flag),
         };
         let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
-        let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
+        let taken = rounds(self.front.clone(), self.last_record.clone()).map(Ok);
+        let updates = stream::iter(replay.into_iter().map(Ok)).chain(alongside(live, taken));
         to_dispatcher(self.front.clone(), updates)
     }
 }
@@ -245,13 +351,12 @@ fn carries_payment(update: &Update) -> bool {
 
 struct Poll {
     front: Front,
+    last_record: LastRecord,
     timeout: Duration,
     allowed: Option<Vec<AllowedUpdate>>,
     /// The next `getUpdates` offset (confirms everything below it).
     offset: Option<i32>,
     failures: u32,
-    /// When stale updates of other replicas were last looked for.
-    last_sweep: tokio::time::Instant,
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
     stopped: std::pin::Pin<Box<StopFlag>>,
@@ -322,33 +427,16 @@ impl Poll {
         }
     }
 
+    /// How long one `getUpdates` may wait: at most half the lease (at least a second), so the
+    /// poller renews its lease before it lapses.
+    fn long_poll(&self) -> Duration {
+        self.timeout
+            .min((self.lease() / 2).max(Duration::from_secs(1)))
+    }
+
     /// How often a standby replica asks for the lease.
     fn standby_pause(&self) -> Duration {
         (self.lease() / 6).clamp(Duration::from_millis(200), Duration::from_secs(5))
-    }
-}
-
-/// Stale updates of a replica that is gone are looked for twice per takeover bound.
-pub(crate) fn sweep_every(front: &Front) -> Duration {
-    (front.config().inbox_takeover_after / 2).max(Duration::from_secs(1))
-}
-
-/// Takes over the updates a gone replica recorded and did not handle.
-pub(crate) async fn claim_stale(front: &Front) -> Vec<Update> {
-    claim(front, Unhandled::StaleOnly).await
-}
-
-impl Poll {
-    fn sweep_every(&self) -> Duration {
-        sweep_every(&self.front)
-    }
-
-    async fn sweep(&mut self) -> Vec<Update> {
-        if self.last_sweep.elapsed() < self.sweep_every() {
-            return Vec::new();
-        }
-        self.last_sweep = tokio::time::Instant::now();
-        claim_stale(&self.front).await
     }
 }
 
@@ -357,10 +445,6 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
     loop {
         if poll.stopped.is_stopped() {
             return None;
-        }
-        let orphaned = poll.sweep().await;
-        if !orphaned.is_empty() {
-            return Some((orphaned.into_iter().map(Ok).collect(), poll));
         }
         if !poll.may_poll().await {
             let pause = poll.standby_pause();
@@ -373,8 +457,8 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             .front
             .bot()
             .get_updates()
-            // Short enough that an idle replica still sweeps in time.
-            .timeout(u32::try_from(poll.timeout.min(poll.sweep_every()).as_secs()).unwrap_or(10));
+            // Short enough that the poller is back to renew its lease in time.
+            .timeout(u32::try_from(poll.long_poll().as_secs()).unwrap_or(10));
         if let Some(offset) = poll.offset {
             request = request.offset(offset);
         }
@@ -426,7 +510,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
 async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
     let mut told = std::collections::HashSet::new();
     let mut waiting = updates.clone();
-    let recording = record(&poll.front, updates);
+    let recording = record(poll, updates);
     tokio::pin!(recording);
     loop {
         // After the first notice, newcomers are told within half a second.
@@ -476,38 +560,32 @@ fn tell_delayed(front: &Front, chat: teloxide::types::ChatId, language: Option<&
     });
 }
 
-/// Records `updates` in one transaction and returns those not seen before (an update Telegram
-/// sends again after a crash is replayed from the inbox, or was handled already). When the
-/// database does not answer after a few tries they are passed on unrecorded (and said so).
-async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
+/// Records `updates` in one transaction and returns those this replica handles now: the ones
+/// it took (see [`genbot_store::Store::record_updates`]), and any that cannot be recorded. An
+/// update seen before (Telegram sent it again after a crash) is left to whoever holds it, or
+/// was handled already. When the database does not answer after a few tries they are passed on
+/// unrecorded (and said so).
+async fn record(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
+    let front = &poll.front;
     let mut rows = Vec::with_capacity(updates.len());
+    let mut unrecordable = Vec::new();
     for update in &updates {
-        match serde_json::to_string(update) {
-            Ok(payload) => rows.push(InboxUpdate {
-                id: i64::from(update.id.0),
-                payload,
-                attempts: 0,
-            }),
-            Err(e) => {
-                tracing::warn!(update_id = update.id.0, error = %e, "update not recordable; handled unrecorded");
-            }
+        match row(update) {
+            Some(row) => rows.push(row),
+            None => unrecordable.push(update.clone()),
         }
     }
     let store = front.engine().store();
     let owner = front.engine().replica_id();
+    let lease = front.config().inbox_takeover_after;
     let mut pause = Duration::from_millis(100);
     for attempt in 1..=RECORD_TRIES {
-        match store.record_updates(owner, rows.clone()).await {
-            Ok(new) => {
-                let recorded: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
-                let new: std::collections::HashSet<i64> = new.into_iter().collect();
-                return updates
-                    .into_iter()
-                    .filter(|u| {
-                        let id = i64::from(u.id.0);
-                        new.contains(&id) || !recorded.contains(&id)
-                    })
-                    .collect();
+        match store.record_updates(owner, rows.clone(), lease).await {
+            Ok(recorded) => {
+                poll.last_record.now();
+                let mut fed = feed(front, recorded.taken);
+                fed.extend(unrecordable);
+                return fed;
             }
             Err(e) if attempt < RECORD_TRIES => {
                 tracing::warn!(error = %e, "recording updates failed; retrying");
@@ -522,11 +600,14 @@ async fn record(front: &Front, updates: Vec<Update>) -> Vec<Update> {
     updates
 }
 
-/// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more; and three times per
-/// takeover bound renews this replica's unhandled updates, so no other replica takes over what
-/// it is still handling (a handler waiting for Telegram's send budget, say).
+/// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more (giving up the
+/// claims of chats left with nothing waiting); and three times per takeover bound renews this
+/// replica's membership and chat claims, so no other replica takes over a chat it is still
+/// handling (a handler waiting for Telegram's send budget, say).
 pub(crate) async fn keep_marking(front: Front, stop: CancellationToken) {
-    let renew_every = front.config().inbox_takeover_after / 3;
+    let lease = front.config().inbox_takeover_after;
+    let renew_every = lease / 3;
+    let owner = front.engine().replica_id();
     let mut renewed = tokio::time::Instant::now();
     loop {
         let stopping = tokio::select! {
@@ -535,16 +616,20 @@ pub(crate) async fn keep_marking(front: Front, stop: CancellationToken) {
         };
         let handled = front.take_handled();
         if !handled.is_empty() {
-            if let Err(e) = front.engine().store().mark_updates_handled(&handled).await {
+            if let Err(e) = front
+                .engine()
+                .store()
+                .mark_updates_handled(owner, &handled)
+                .await
+            {
                 tracing::warn!(error = %e, updates = handled.len(), "marking updates handled failed; trying again (a crash before then would handle them again)");
                 front.return_handled(handled);
             }
         }
         if renewed.elapsed() >= renew_every {
             renewed = tokio::time::Instant::now();
-            let owner = front.engine().replica_id();
-            if let Err(e) = front.engine().store().renew_unhandled_updates(owner).await {
-                tracing::warn!(error = %e, "renewing this replica's unhandled updates failed; another replica may take them over");
+            if let Err(e) = front.engine().store().renew_chat_claims(owner, lease).await {
+                tracing::warn!(error = %e, "renewing this replica's chat claims failed; another replica may take its chats over");
             }
         }
         if stopping {

@@ -67,6 +67,20 @@ async fn polling_replicas_share_the_handling_and_a_killed_handlers_chats_are_tak
     .await;
     b.start();
     wait_until("replica B is up", WAIT, || async { healthy(port_b).await }).await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    // B takes part once it joined the members sharing the work (a lease in the database); a
+    // build without members never gets there, and is judged by what B handled below.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(
+        &pool,
+        "SELECT count(*) FROM leases WHERE name = 'inbox-member:spread-b'",
+    )
+    .await
+        == 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let users: Vec<SimUser> = (0..30)
         .map(|n| telegram.user(78_100 + n, &format!("s{n}"), Some("en")))
@@ -82,7 +96,6 @@ async fn polling_replicas_share_the_handling_and_a_killed_handlers_chats_are_tak
     })
     .await;
     let took = started.elapsed();
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     wait_until("every update marked handled", WAIT, || async {
         count(
             &pool,
