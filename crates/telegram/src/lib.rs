@@ -25,6 +25,7 @@
 
 mod backlog;
 mod broadcast;
+mod claims;
 mod command;
 pub mod delivery;
 mod groups;

@@ -453,7 +453,7 @@ pub async fn serve_bot(
     ));
     let broadcaster = tokio::spawn(crate::broadcast::run(front.clone(), stop_delivery.clone()));
     let stop_marking = tokio_util::sync::CancellationToken::new();
-    let marking = tokio::spawn(crate::inbox::keep_marking(
+    let marking = tokio::spawn(crate::claims::keep_marking(
         front.clone(),
         stop_marking.clone(),
     ));

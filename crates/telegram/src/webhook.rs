@@ -73,7 +73,7 @@ pub(crate) struct Intake {
     front: Front,
     secret: String,
     updates: mpsc::Sender<Update>,
-    last_record: crate::inbox::LastRecord,
+    last_record: crate::claims::LastRecord,
 }
 
 impl std::fmt::Debug for Intake {
@@ -87,9 +87,9 @@ impl std::fmt::Debug for Intake {
 pub(crate) fn intake(
     front: Front,
     secret: String,
-) -> (Intake, mpsc::Receiver<Update>, crate::inbox::LastRecord) {
+) -> (Intake, mpsc::Receiver<Update>, crate::claims::LastRecord) {
     let (updates, received) = mpsc::channel(QUEUE);
-    let last_record = crate::inbox::LastRecord::default();
+    let last_record = crate::claims::LastRecord::default();
     (
         Intake {
             front,
@@ -146,7 +146,7 @@ pub(crate) async fn receive(
         Ok(recorded) if recorded.new.is_empty() => StatusCode::OK,
         Ok(recorded) => {
             intake.last_record.now();
-            for taken in crate::inbox::feed(front, recorded.taken) {
+            for taken in crate::claims::feed(front, recorded.taken) {
                 forward(&intake, taken).await;
             }
             StatusCode::OK
@@ -171,7 +171,7 @@ async fn forward(intake: &Intake, update: Update) -> StatusCode {
 /// left unhandled, then what the route records and takes, with the updates its rounds take.
 pub(crate) struct WebhookListener {
     front: Front,
-    last_record: crate::inbox::LastRecord,
+    last_record: crate::claims::LastRecord,
     received: Option<mpsc::Receiver<Update>>,
     replay: Vec<Update>,
     token: StopToken,
@@ -190,9 +190,9 @@ impl WebhookListener {
     pub(crate) async fn new(
         front: Front,
         received: mpsc::Receiver<Update>,
-        last_record: crate::inbox::LastRecord,
+        last_record: crate::claims::LastRecord,
     ) -> Self {
-        let replay = crate::inbox::unhandled(&front).await;
+        let replay = crate::claims::at_start(&front).await;
         let (token, flag) = mk_stop_token();
         WebhookListener {
             front,
@@ -235,8 +235,8 @@ impl<'a> AsUpdateStream<'a> for WebhookListener {
             .boxed(),
             None => stream::empty().boxed(),
         };
-        let taken = crate::inbox::rounds(self.front.clone(), self.last_record.clone());
-        let live = crate::inbox::alongside(received.take_until(flag), taken).map(Ok);
+        let taken = crate::claims::rounds(self.front.clone(), self.last_record.clone());
+        let live = crate::claims::alongside(received.take_until(flag), taken).map(Ok);
         let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
         crate::inbox::to_dispatcher(self.front.clone(), updates)
     }

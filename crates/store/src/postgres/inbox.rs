@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::PgStore;
-use crate::inbox::{distinct, MEMBER_LEASE_PREFIX, ROUND_CHATS, TAKE_MAX};
+use crate::inbox::{MEMBER_LEASE_PREFIX, ROUND_CHATS, TAKE_MAX};
 use crate::{DeadLetter, InboxUpdate, Recorded, StoreError, Unhandled};
 
 /// The `attempts` column (an INTEGER) as a count.
@@ -13,32 +13,30 @@ fn attempts(column: i32) -> u32 {
     u32::try_from(column).unwrap_or_default()
 }
 
-/// Claims free chats for `$1` and takes the waiting updates of the chats it holds, in one
-/// statement (inside the caller's transaction).
-///
-/// - `$3` the candidate chats, most urgent first; the free ones (no live claim) are claimed
-///   under a lease of `$2` seconds: with `$4`, only the recorder's share of them (as many as
-///   there are members, rounded up), else all of them;
-/// - with `$6`, also every chat `$1` already holds that has an update to take, else only the
-///   candidates it holds;
-/// - the updates taken: those waiting in the chats it holds, oldest first, at most `$7`: with
-///   `$5` all of them (at start), else those not taken by `$1` already.
-///
-/// Held claims are locked (`FOR SHARE`) before their updates are taken, so a concurrent
-/// release of an idle claim (which locks it first) either sees the update waiting or happens
-/// before: an update is never taken under a claim that is gone.
-const CLAIM_AND_TAKE: &str = "
-WITH free_all AS (
-    SELECT x.chat_id, x.n FROM unnest($3::bigint[]) WITH ORDINALITY AS x(chat_id, n)
+/// Records a batch (`$3` ids, `$4` chats, `$5` payloads) and takes for `$1` what it may handle,
+/// in one statement (one commit: the embedded path's cost). The batch's chats held by `$1`
+/// are locked (`FOR SHARE`) and its share of their free ones claimed under a lease of `$2`
+/// seconds (as many as there are members, rounded up) before the new updates are inserted:
+/// those of chats `$1` now holds are inserted as taken by it, the others untaken (`''`); the
+/// older updates still waiting in those chats are taken too (at most `$6`). Each row returned:
+/// id, chat, payload, attempts, previous owner, whether it is new, whether `$1` took it.
+/// Repeats (updates recorded before) claim nothing.
+const RECORD_AND_TAKE: &str = "
+WITH batch AS (
+    SELECT b.id, b.chat, b.payload, b.n
+    FROM unnest($3::bigint[], $4::bigint[], $5::text[]) WITH ORDINALITY AS b(id, chat, payload, n)
+    WHERE NOT EXISTS (SELECT 1 FROM telegram_updates t WHERE t.update_id = b.id)),
+free_all AS (
+    SELECT chat AS chat_id, min(n) AS n FROM batch c
     WHERE NOT EXISTS (SELECT 1 FROM chat_claims k
-                      WHERE k.chat_id = x.chat_id AND k.lease_until >= now())),
+                      WHERE k.chat_id = c.chat AND k.lease_until >= now())
+    GROUP BY chat),
 free AS (
     SELECT chat_id, n FROM free_all ORDER BY n
-    LIMIT CASE WHEN $4 THEN (
-        SELECT ceil(count(*)::float8 / (
-            SELECT greatest(count(*), 1) FROM leases
-            WHERE name LIKE 'inbox-member:%' AND lease_until >= now()))::bigint
-        FROM free_all) END),
+    LIMIT (SELECT ceil(count(*)::float8 / (
+               SELECT greatest(count(*), 1) FROM leases
+               WHERE name LIKE 'inbox-member:%' AND lease_until >= now()))::bigint
+           FROM free_all)),
 claimed AS (
     INSERT INTO chat_claims (chat_id, owner, lease_until)
     SELECT chat_id, $1, now() + make_interval(secs => $2) FROM free ORDER BY n
@@ -47,31 +45,76 @@ claimed AS (
     RETURNING chat_id),
 held AS (
     SELECT c.chat_id FROM chat_claims c
-    WHERE c.owner = $1
-      AND (c.chat_id = ANY($3) OR ($6 AND EXISTS (
-          SELECT 1 FROM telegram_updates w
-          WHERE w.chat_id = c.chat_id AND w.handled_at IS NULL AND w.dead_at IS NULL
-            AND ($5 OR w.owner <> $1))))
+    WHERE c.owner = $1 AND c.chat_id IN (SELECT chat FROM batch)
+    FOR SHARE OF c),
+mine AS (SELECT chat_id FROM claimed UNION SELECT chat_id FROM held),
+inserted AS (
+    INSERT INTO telegram_updates (update_id, chat_id, payload, owner)
+    SELECT id, chat, payload, CASE WHEN chat IN (SELECT chat_id FROM mine) THEN $1 ELSE '' END
+    FROM batch ORDER BY id
+    ON CONFLICT (update_id) DO NOTHING
+    RETURNING update_id, chat_id, payload, attempts, owner),
+picked AS (
+    SELECT u.update_id, u.owner AS was FROM telegram_updates u
+    WHERE u.chat_id IN (SELECT chat_id FROM mine)
+      AND u.handled_at IS NULL AND u.dead_at IS NULL AND u.owner <> $1
+    ORDER BY u.update_id LIMIT $6
+    FOR UPDATE OF u),
+older AS (
+    UPDATE telegram_updates t SET owner = $1 FROM picked
+    WHERE t.update_id = picked.update_id
+    RETURNING t.update_id, t.chat_id, t.payload, t.attempts, picked.was)
+SELECT update_id, chat_id, payload, attempts, '' AS was, true AS new, owner <> '' AS taken
+FROM inserted
+UNION ALL
+SELECT update_id, chat_id, payload, attempts, was, false, true FROM older";
+
+/// A round's claim and take for `$1`, in one statement (inside the caller's transaction):
+///
+/// - `$3` the candidate chats, oldest waiting first; the free ones (no live claim) are claimed
+///   under a lease of `$2` seconds;
+/// - the updates taken: those waiting in the chats `$1` holds (the candidates it claimed, and
+///   every chat it held with an update to take), oldest first, at most `$5`: with `$4` all of
+///   them (at start), else those not taken by `$1` already.
+///
+/// Held claims are locked (`FOR SHARE`) before their updates are taken, so a concurrent
+/// release of an idle claim (which locks it first) either sees the update waiting or happens
+/// before: an update is never taken under a claim that is gone.
+const CLAIM_AND_TAKE: &str = "
+WITH free AS (
+    SELECT x.chat_id, x.n FROM unnest($3::bigint[]) WITH ORDINALITY AS x(chat_id, n)
+    WHERE NOT EXISTS (SELECT 1 FROM chat_claims k
+                      WHERE k.chat_id = x.chat_id AND k.lease_until >= now())),
+claimed AS (
+    INSERT INTO chat_claims (chat_id, owner, lease_until)
+    SELECT chat_id, $1, now() + make_interval(secs => $2) FROM free ORDER BY n
+    ON CONFLICT (chat_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+    WHERE chat_claims.lease_until < now()
+    RETURNING chat_id),
+held AS (
+    SELECT c.chat_id FROM chat_claims c
+    WHERE c.owner = $1 AND EXISTS (
+        SELECT 1 FROM telegram_updates w
+        WHERE w.chat_id = c.chat_id AND w.handled_at IS NULL AND w.dead_at IS NULL
+          AND ($4 OR w.owner <> $1))
     FOR SHARE OF c),
 mine AS (SELECT chat_id FROM claimed UNION SELECT chat_id FROM held),
 picked AS (
     SELECT u.update_id, u.owner AS was FROM telegram_updates u
     WHERE u.chat_id IN (SELECT chat_id FROM mine)
-      AND u.handled_at IS NULL AND u.dead_at IS NULL AND ($5 OR u.owner <> $1)
-    ORDER BY u.update_id LIMIT $7
+      AND u.handled_at IS NULL AND u.dead_at IS NULL AND ($4 OR u.owner <> $1)
+    ORDER BY u.update_id LIMIT $5
     FOR UPDATE OF u)
 UPDATE telegram_updates t SET owner = $1 FROM picked
 WHERE t.update_id = picked.update_id
 RETURNING t.update_id, t.chat_id, t.payload, t.attempts, picked.was";
 
-/// How a claim-and-take goes.
+/// A round's claim-and-take.
 struct Take<'a> {
     owner: &'a str,
     lease: Duration,
     candidates: &'a [i64],
-    share: bool,
     again: bool,
-    all_held: bool,
 }
 
 impl Take<'_> {
@@ -80,9 +123,7 @@ impl Take<'_> {
             .bind(self.owner)
             .bind(self.lease.as_secs_f64())
             .bind(self.candidates)
-            .bind(self.share)
             .bind(self.again)
-            .bind(self.all_held)
             .bind(TAKE_MAX)
             .fetch_all(&mut *conn)
             .await?;
@@ -120,43 +161,34 @@ impl PgStore {
             payloads.push(update.payload);
         }
         let mut conn = self.connection().await?;
-        let mut tx = conn.begin().await?;
-        let rows = sqlx::query(
-            "INSERT INTO telegram_updates (update_id, chat_id, payload, owner)
-             SELECT id, chat, payload, '' FROM unnest($1::bigint[], $2::bigint[], $3::text[])
-                 AS u(id, chat, payload)
-             ON CONFLICT (update_id) DO NOTHING
-             RETURNING update_id, chat_id",
-        )
-        .bind(&ids)
-        .bind(&chats)
-        .bind(&payloads)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut new = Vec::with_capacity(rows.len());
-        let mut new_chats = Vec::with_capacity(rows.len());
+        let rows = sqlx::query(RECORD_AND_TAKE)
+            .bind(owner)
+            .bind(lease.as_secs_f64())
+            .bind(&ids)
+            .bind(&chats)
+            .bind(&payloads)
+            .bind(TAKE_MAX)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut recorded = Recorded::default();
         for row in &rows {
-            new.push(row.try_get::<i64, _>(0)?);
-            new_chats.push(row.try_get::<i64, _>(1)?);
+            let update = InboxUpdate {
+                id: row.try_get(0)?,
+                chat: row.try_get(1)?,
+                payload: row.try_get(2)?,
+                attempts: attempts(row.try_get(3)?),
+                replay: !row.try_get::<String, _>(4)?.is_empty(),
+            };
+            if row.try_get::<bool, _>(5)? {
+                recorded.new.push(update.id);
+            }
+            if row.try_get::<bool, _>(6)? {
+                recorded.taken.push(update);
+            }
         }
-        if new.is_empty() {
-            tx.commit().await?;
-            return Ok(Recorded::default());
-        }
-        new.sort_unstable();
-        let candidates = distinct(new_chats);
-        let taken = Take {
-            owner,
-            lease,
-            candidates: &candidates,
-            share: true,
-            again: false,
-            all_held: false,
-        }
-        .run(&mut tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Recorded { new, taken })
+        recorded.new.sort_unstable();
+        recorded.taken.sort_by_key(|u| u.id);
+        Ok(recorded)
     }
 
     pub(crate) async fn take_updates(
@@ -213,9 +245,7 @@ impl PgStore {
             owner,
             lease,
             candidates: &candidates,
-            share: false,
             again,
-            all_held: true,
         }
         .run(&mut tx)
         .await?;
