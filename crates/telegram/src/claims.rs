@@ -33,6 +33,7 @@ const LEAVE_TO_OTHERS: Duration = Duration::from_millis(250);
 const MARK_EVERY: Duration = Duration::from_millis(200);
 /// Handled updates are forgotten after a day.
 const KEEP_HANDLED: Duration = Duration::from_secs(86_400);
+
 /// The chat an update belongs to for its claim: its chat, else its sender's private chat (a
 /// pre-checkout query goes with its buyer's messages), else 0.
 pub(crate) fn chat_key(update: &Update) -> i64 {
