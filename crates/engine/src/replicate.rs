@@ -175,19 +175,26 @@ impl ReplicateClient {
     }
 
     /// Verifies a webhook delivery (headers, body, `now` in unix seconds) and hands its
-    /// prediction to the generation waiting for it; one nobody here waits for is returned with
-    /// [`WebhookReceipt::Kept`] (another replica may run its job).
+    /// prediction to the generation waiting for it; one nobody here waits for (another replica
+    /// may run its job) is given to `record`, and the delivery counts as handled (a later copy
+    /// is a replay) only once `record` succeeded.
     ///
     /// # Errors
-    /// Webhooks are off, or the delivery is not genuine ([`webhook::WebhookError`]).
-    pub fn receive_webhook(
+    /// Webhooks are off, the delivery is not genuine, or `record` failed
+    /// ([`webhook::WebhookError`]).
+    pub async fn receive_webhook<R, F>(
         &self,
         headers: &webhook::WebhookHeaders<'_>,
         body: &[u8],
         now: i64,
-    ) -> Result<(WebhookReceipt, Option<Prediction>), webhook::WebhookError> {
+        record: R,
+    ) -> Result<WebhookReceipt, webhook::WebhookError>
+    where
+        R: FnOnce(Prediction) -> F,
+        F: std::future::Future<Output = Result<(), String>>,
+    {
         match &self.arrivals {
-            Some(arrivals) => arrivals.receive(headers, body, now),
+            Some(arrivals) => arrivals.receive(headers, body, now, record).await,
             None => Err(webhook::WebhookError::NotEnabled),
         }
     }
@@ -205,13 +212,6 @@ impl ReplicateClient {
     pub(crate) fn relay_outcome(&self, prediction: Prediction) {
         if let Some(arrivals) = &self.arrivals {
             arrivals.relay(prediction);
-        }
-    }
-
-    /// Forgets that webhook delivery `id` was seen (it was refused after all).
-    pub(crate) fn unsee_webhook(&self, id: &str) {
-        if let Some(arrivals) = &self.arrivals {
-            arrivals.unsee(id);
         }
     }
 

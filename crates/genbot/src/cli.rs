@@ -102,8 +102,8 @@ pub(crate) enum InboxCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Give a dead letter another try: a replica that polls handles it within half of
-    /// JOB_LEASE_SECONDS; in webhook mode the next start does.
+    /// Give a dead letter another try: a running replica (polling or webhook) takes it within
+    /// a fraction of a second.
     Retry {
         /// The update id `genbot inbox list` shows.
         update_id: i64,

@@ -41,7 +41,7 @@ use genbot_config::DatabaseUrl;
 pub use broadcast::{Broadcast, BroadcastSend};
 pub use error::StoreError;
 pub use history::HistoryItem;
-pub use inbox::{DeadLetter, InboxUpdate, Unhandled};
+pub use inbox::{DeadLetter, InboxUpdate, Recorded, Unhandled};
 pub use lifecycle::{
     Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
 };
@@ -554,8 +554,11 @@ impl Store {
     }
 
     /// Records updates taken from Telegram (their JSON) before Telegram is told they arrived,
-    /// in one transaction; returns the ids not recorded before (the others were seen already:
-    /// replayed from the inbox, or handled).
+    /// in one transaction, and takes for `owner` those it may handle: the new ones of the chats
+    /// it holds, and of its share of their free chats (claimed under `lease`: all of them on
+    /// SQLite or when it is the only member, else as many as there are members, rounded up),
+    /// with any older updates still waiting in those chats. The rest wait for the replicas
+    /// holding their chats, or for a round ([`Store::take_updates`]).
     ///
     /// # Errors
     /// Database failures: the updates must then not be confirmed to Telegram.
@@ -563,43 +566,55 @@ impl Store {
         &self,
         owner: &str,
         updates: Vec<InboxUpdate>,
-    ) -> Result<Vec<i64>, StoreError> {
-        dispatch!(self.record_updates(owner, updates))
+        lease: Duration,
+    ) -> Result<Recorded, StoreError> {
+        dispatch!(self.record_updates(owner, updates, lease))
     }
 
-    /// Marks updates handled (they will not be replayed).
+    /// Marks updates handled (they will not be replayed), and gives up `owner`'s claims on
+    /// their chats where nothing more waits, so any replica may take their next updates.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn mark_updates_handled(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        dispatch!(self.mark_updates_handled(ids))
+    pub async fn mark_updates_handled(&self, owner: &str, ids: &[i64]) -> Result<u64, StoreError> {
+        dispatch!(self.mark_updates_handled(owner, ids))
     }
 
-    /// The inbox's heartbeat: `owner`'s unhandled updates count as received now, so while it
-    /// lives no other replica takes them over, however long their handling waits.
+    /// The inbox's heartbeat: renews `owner`'s membership and its chat claims until `lease`
+    /// from now, so while it lives no other replica takes its chats over, however long their
+    /// handling waits; gives up claims on chats where nothing waits any more (the last update
+    /// was set aside), and forgets claims lapsed a whole lease ago with nothing waiting.
+    /// Returns how many claims were renewed.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn renew_unhandled_updates(&self, owner: &str) -> Result<u64, StoreError> {
-        dispatch!(self.renew_unhandled_updates(owner))
+    pub async fn renew_chat_claims(&self, owner: &str, lease: Duration) -> Result<u64, StoreError> {
+        dispatch!(self.renew_chat_claims(owner, lease))
     }
 
-    /// Takes the updates to handle again for `owner`, oldest first: other replicas' not renewed
-    /// for `stale_after` (a replica that is gone) and, with [`Unhandled::MineAndStale`], those
-    /// `owner` recorded and did not handle (a previous run of this replica). A taken update
-    /// counts as received now, so it is not taken again while its new owner handles it.
+    /// A round: claims for `owner` (under `lease`) free chats with waiting updates, oldest
+    /// first, and lapsed claims of replicas that are gone, then takes the updates it may
+    /// handle, oldest first (see [`Unhandled`]). With [`Unhandled::AtStart`] it also joins the
+    /// members sharing the work.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn claim_unhandled_updates(
+    pub async fn take_updates(
         &self,
         owner: &str,
         which: Unhandled,
-        stale_after: Duration,
-        limit: u32,
+        lease: Duration,
     ) -> Result<Vec<InboxUpdate>, StoreError> {
-        let mine = which == Unhandled::MineAndStale;
-        dispatch!(self.claim_unhandled_updates(owner, mine, stale_after, limit))
+        dispatch!(self.take_updates(owner, which, lease))
+    }
+
+    /// Gives up every chat claim of `owner` and its membership (a stop once its handlers are
+    /// done): other replicas take what still waits at once.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn release_chat_claims(&self, owner: &str) -> Result<(), StoreError> {
+        dispatch!(self.release_chat_claims(owner))
     }
 
     /// Counts an attempt at handling update `id` that panicked, or a replayed update's attempt
@@ -639,7 +654,7 @@ impl Store {
     }
 
     /// Gives dead letter `id` another chance: its attempts start over and any replica takes
-    /// it at its next look for orphaned updates. `Ok(false)` when there is no such dead letter.
+    /// it at its next round. `Ok(false)` when there is no such dead letter.
     ///
     /// # Errors
     /// Database failures.

@@ -2,18 +2,13 @@
 //!
 //! teloxide's polling confirms updates to Telegram (the next `getUpdates` offset) as soon as the
 //! dispatcher has taken them, before they are handled: a crash then loses them. [`InboxPolling`]
-//! polls instead: each batch `getUpdates` returns is recorded in the database in one
-//! transaction before it is passed on, so before the confirming `getUpdates` is sent. In webhook
-//! mode the route (`webhook`) records each update before Telegram is answered. Handlers mark
-//! updates handled
-//! when they are done (`Front::update_handled`, written in batches). At start, what this replica
-//! recorded and did not handle, and what any replica left unhandled for
-//! `FrontConfig::inbox_takeover_after` ([`STALE_AFTER`] by default), is handled first; while
-//! running, a replica also takes over what another left unhandled that long. A replica renews
-//! its own unhandled updates three times per that bound, so only a replica that stopped (was
-//! killed) loses them, never one whose handlers are slow.
-//! A prompt's job carries its update id, so a replayed prompt never charges twice; a replayed
-//! command may answer twice.
+//! polls instead (one replica at a time, under the poller lease): each batch `getUpdates`
+//! returns is recorded in the database in one transaction before it is passed on, so before the
+//! confirming `getUpdates` is sent. In webhook mode the route (`webhook`) records each update
+//! before Telegram is answered. Which replica handles a recorded update is the `claims`
+//! module's business: the recorder takes in the same transaction the updates it may handle,
+//! and every replica's rounds take the rest. Handlers mark updates handled when they are done
+//! (`Front::update_handled`, written in batches by `claims::keep_marking`).
 //!
 //! While the database does not answer, a batch is tried again until it is recorded, however long
 //! that takes: it stays unconfirmed at Telegram meanwhile, and its senders are told it is
@@ -23,26 +18,20 @@
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
-use genbot_store::{InboxUpdate, Unhandled};
+use genbot_store::InboxUpdate;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use teloxide::RequestError;
-use tokio_util::sync::CancellationToken;
 
+use crate::claims::{alongside, feed, rounds, LastRecord};
 use crate::Front;
 
-/// By default an update left unhandled this long by another replica is taken over (that
-/// replica is gone).
+/// By default a chat claim not renewed this long lapses (its replica is gone) and another
+/// replica takes the chat over.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
-/// Updates replayed at most at one start.
-const REPLAY_MAX: u32 = 10_000;
-/// How often handled marks are written (a crash forgets at most this much: replayed commands).
-const MARK_EVERY: Duration = Duration::from_millis(200);
-/// Handled updates are forgotten after a day.
-const KEEP_HANDLED: Duration = Duration::from_secs(86_400);
 /// First and longest pause between tries to record a batch the database did not take.
 const RECORD_PAUSE: Duration = Duration::from_millis(100);
 const RECORD_PAUSE_MAX: Duration = Duration::from_secs(5);
@@ -55,65 +44,26 @@ const NOTICE_AGAIN: Duration = Duration::from_millis(500);
 const POLL_BACKOFF: Duration = Duration::from_millis(500);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The updates to handle before new ones: this replica's unhandled, and any stale ones.
-pub(crate) async fn unhandled(front: &Front) -> Vec<Update> {
-    let store = front.engine().store();
-    if let Err(e) = store.prune_handled_updates(KEEP_HANDLED).await {
-        tracing::warn!(error = %e, "forgetting old handled updates failed");
-    }
-    claim(front, Unhandled::MineAndStale).await
-}
-
-/// Takes over the unhandled updates `which` names, decoded.
-async fn claim(front: &Front, which: Unhandled) -> Vec<Update> {
-    let owner = front.engine().replica_id();
-    let stale = front.config().inbox_takeover_after;
-    let replay = match front
-        .engine()
-        .store()
-        .claim_unhandled_updates(owner, which, stale, REPLAY_MAX)
-        .await
-    {
-        Ok(updates) => updates,
+/// The row recording `update`, or `None` when it cannot be serialized (handled unrecorded).
+pub(crate) fn row(update: &Update) -> Option<InboxUpdate> {
+    match serde_json::to_string(update) {
+        Ok(payload) => Some(InboxUpdate::new(
+            i64::from(update.id.0),
+            crate::claims::chat_key(update),
+            payload,
+        )),
         Err(e) => {
-            tracing::warn!(error = %e, "reading unhandled updates failed; none replayed");
-            Vec::new()
-        }
-    };
-    let mut decoded = Vec::with_capacity(replay.len());
-    for update in replay {
-        match serde_json::from_str::<Update>(&update.payload) {
-            // Its handling died with the process (or panicked) again and again: a crash loop.
-            Ok(parsed) if update.attempts >= crate::isolation::PANICS_MAX => {
-                let front = front.clone();
-                tokio::spawn(async move {
-                    let reason = "the process stopped while handling it";
-                    front.set_aside(&parsed, reason, update.attempts).await;
-                });
-            }
-            Ok(parsed) => {
-                front.note_replayed([update.id]);
-                decoded.push(parsed);
-            }
-            Err(e) => {
-                tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
-                front.update_handled(update.id);
-            }
+            tracing::warn!(update_id = update.id.0, error = %e, "update not recordable; handled unrecorded");
+            None
         }
     }
-    if !decoded.is_empty() {
-        tracing::info!(
-            updates = decoded.len(),
-            "handling updates a previous run (or a replica that is gone) received but did not handle"
-        );
-    }
-    decoded
 }
 
 /// Long polling through the inbox: a batch is recorded before the `getUpdates` that confirms
 /// it is sent.
 pub struct InboxPolling {
     front: Front,
+    last_record: LastRecord,
     timeout: Duration,
     allowed: Option<Vec<AllowedUpdate>>,
     replay: Vec<Update>,
@@ -131,13 +81,15 @@ impl std::fmt::Debug for InboxPolling {
 }
 
 impl InboxPolling {
-    /// Polls with long-poll `timeout`; the updates this replica (or a gone one) left unhandled
-    /// come first.
+    /// Polls with long-poll `timeout` (while this replica holds the poller lease) and takes
+    /// its share of the handling; the updates this replica's previous run (or a gone one) left
+    /// unhandled come first.
     pub async fn new(front: Front, timeout: Duration) -> Self {
-        let replay = unhandled(&front).await;
+        let replay = crate::claims::at_start(&front).await;
         let (token, flag) = mk_stop_token();
         InboxPolling {
             front,
+            last_record: LastRecord::default(),
             timeout,
             allowed: None,
             replay,
@@ -175,17 +127,18 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
         };
         let poll = Poll {
             front: self.front.clone(),
+            last_record: self.last_record.clone(),
             timeout: self.timeout,
             allowed: self.allowed.clone(),
             offset: None,
             unrecorded: None,
             failures: 0,
-            last_sweep: tokio::time::Instant::now(),
             polling_since: None,
             stopped: Box::pin(flag),
         };
         let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
-        let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
+        let taken = rounds(self.front.clone(), self.last_record.clone()).map(Ok);
+        let updates = stream::iter(replay.into_iter().map(Ok)).chain(alongside(live, taken));
         to_dispatcher(self.front.clone(), updates)
     }
 }
@@ -252,6 +205,7 @@ fn carries_payment(update: &Update) -> bool {
 
 struct Poll {
     front: Front,
+    last_record: LastRecord,
     timeout: Duration,
     allowed: Option<Vec<AllowedUpdate>>,
     /// The next `getUpdates` offset (confirms everything below it).
@@ -260,8 +214,6 @@ struct Poll {
     /// queries went ahead).
     unrecorded: Option<(Vec<Update>, i32)>,
     failures: u32,
-    /// When stale updates of other replicas were last looked for.
-    last_sweep: tokio::time::Instant,
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
     stopped: std::pin::Pin<Box<StopFlag>>,
@@ -332,33 +284,16 @@ impl Poll {
         }
     }
 
+    /// How long one `getUpdates` may wait: at most half the lease (at least a second), so the
+    /// poller renews its lease before it lapses.
+    fn long_poll(&self) -> Duration {
+        self.timeout
+            .min((self.lease() / 2).max(Duration::from_secs(1)))
+    }
+
     /// How often a standby replica asks for the lease.
     fn standby_pause(&self) -> Duration {
         (self.lease() / 6).clamp(Duration::from_millis(200), Duration::from_secs(5))
-    }
-}
-
-/// Stale updates of a replica that is gone are looked for twice per takeover bound.
-pub(crate) fn sweep_every(front: &Front) -> Duration {
-    (front.config().inbox_takeover_after / 2).max(Duration::from_secs(1))
-}
-
-/// Takes over the updates a gone replica recorded and did not handle.
-pub(crate) async fn claim_stale(front: &Front) -> Vec<Update> {
-    claim(front, Unhandled::StaleOnly).await
-}
-
-impl Poll {
-    fn sweep_every(&self) -> Duration {
-        sweep_every(&self.front)
-    }
-
-    async fn sweep(&mut self) -> Vec<Update> {
-        if self.last_sweep.elapsed() < self.sweep_every() {
-            return Vec::new();
-        }
-        self.last_sweep = tokio::time::Instant::now();
-        claim_stale(&self.front).await
     }
 }
 
@@ -381,10 +316,6 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                 return Some((fresh.into_iter().map(Ok).collect(), poll));
             }
         }
-        let orphaned = poll.sweep().await;
-        if !orphaned.is_empty() {
-            return Some((orphaned.into_iter().map(Ok).collect(), poll));
-        }
         if !poll.may_poll().await {
             let pause = poll.standby_pause();
             tokio::select! {
@@ -396,8 +327,8 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             .front
             .bot()
             .get_updates()
-            // Short enough that an idle replica still sweeps in time.
-            .timeout(u32::try_from(poll.timeout.min(poll.sweep_every()).as_secs()).unwrap_or(10));
+            // Short enough that the poller is back to renew its lease in time.
+            .timeout(u32::try_from(poll.long_poll().as_secs()).unwrap_or(10));
         if let Some(offset) = poll.offset {
             request = request.offset(offset);
         }
@@ -460,7 +391,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
 async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let mut told = std::collections::HashSet::new();
     let mut waiting = updates.clone();
-    let recording = record(&poll.front, updates);
+    let recording = record(poll, updates);
     tokio::pin!(recording);
     loop {
         // After the first notice, newcomers are told within half a second.
@@ -510,44 +441,35 @@ fn tell_delayed(front: &Front, chat: teloxide::types::ChatId, language: Option<&
     });
 }
 
-/// Records `updates` in one transaction and returns those not seen before (an update Telegram
-/// sends again after a crash is replayed from the inbox, or was handled already). While the
-/// database does not answer it is tried again with backoff, for as long as that lasts: an
-/// unrecorded update must not be confirmed to Telegram (a crash would lose it, and with it a
-/// payment). `None` when the bot stops first: the batch stays unconfirmed at Telegram, which
-/// sends it again to the next poller. Only a write the database refuses outright passes the
-/// batch on unrecorded (trying again could not help).
-async fn record(front: &Front, updates: Vec<Update>) -> Option<Vec<Update>> {
+/// Records `updates` in one transaction and returns those this replica handles now: the ones
+/// it took (see [`genbot_store::Store::record_updates`]), and any that cannot be recorded. An
+/// update seen before (Telegram sent it again after a crash) is left to whoever holds it, or
+/// was handled already. While the database does not answer it is tried again with backoff, for
+/// as long as that lasts: an unrecorded update must not be confirmed to Telegram (a crash would
+/// lose it, and with it a payment). `None` when the bot stops first: the batch stays
+/// unconfirmed at Telegram, which sends it again to the next poller. Only a write the database
+/// refuses outright passes the batch on unrecorded (trying again could not help).
+async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
+    let front = &poll.front;
     let mut rows = Vec::with_capacity(updates.len());
+    let mut unrecordable = Vec::new();
     for update in &updates {
-        match serde_json::to_string(update) {
-            Ok(payload) => rows.push(InboxUpdate {
-                id: i64::from(update.id.0),
-                payload,
-                attempts: 0,
-            }),
-            Err(e) => {
-                tracing::warn!(update_id = update.id.0, error = %e, "update not recordable; handled unrecorded");
-            }
+        match row(update) {
+            Some(row) => rows.push(row),
+            None => unrecordable.push(update.clone()),
         }
     }
     let store = front.engine().store();
     let owner = front.engine().replica_id();
+    let lease = front.config().inbox_takeover_after;
     let mut pause = RECORD_PAUSE;
     loop {
-        match store.record_updates(owner, rows.clone()).await {
-            Ok(new) => {
-                let recorded: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
-                let new: std::collections::HashSet<i64> = new.into_iter().collect();
-                return Some(
-                    updates
-                        .into_iter()
-                        .filter(|u| {
-                            let id = i64::from(u.id.0);
-                            new.contains(&id) || !recorded.contains(&id)
-                        })
-                        .collect(),
-                );
+        match store.record_updates(owner, rows.clone(), lease).await {
+            Ok(recorded) => {
+                poll.last_record.now();
+                let mut fed = feed(front, recorded.taken);
+                fed.extend(unrecordable);
+                return Some(fed);
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, retry_in = ?pause, "recording updates failed; trying again (they stay unconfirmed at Telegram meanwhile)");
@@ -562,36 +484,5 @@ async fn record(front: &Front, updates: Vec<Update>) -> Option<Vec<Update>> {
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(RECORD_PAUSE_MAX);
-    }
-}
-
-/// Writes handled marks every [`MARK_EVERY`] until `stop`, then once more; and three times per
-/// takeover bound renews this replica's unhandled updates, so no other replica takes over what
-/// it is still handling (a handler waiting for Telegram's send budget, say).
-pub(crate) async fn keep_marking(front: Front, stop: CancellationToken) {
-    let renew_every = front.config().inbox_takeover_after / 3;
-    let mut renewed = tokio::time::Instant::now();
-    loop {
-        let stopping = tokio::select! {
-            () = stop.cancelled() => true,
-            () = tokio::time::sleep(MARK_EVERY) => false,
-        };
-        let handled = front.take_handled();
-        if !handled.is_empty() {
-            if let Err(e) = front.engine().store().mark_updates_handled(&handled).await {
-                tracing::warn!(error = %e, updates = handled.len(), "marking updates handled failed; trying again (a crash before then would handle them again)");
-                front.return_handled(handled);
-            }
-        }
-        if renewed.elapsed() >= renew_every {
-            renewed = tokio::time::Instant::now();
-            let owner = front.engine().replica_id();
-            if let Err(e) = front.engine().store().renew_unhandled_updates(owner).await {
-                tracing::warn!(error = %e, "renewing this replica's unhandled updates failed; another replica may take them over");
-            }
-        }
-        if stopping {
-            return;
-        }
     }
 }

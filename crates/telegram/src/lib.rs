@@ -25,6 +25,7 @@
 
 mod backlog;
 mod broadcast;
+mod claims;
 mod command;
 pub mod delivery;
 mod flood;
@@ -85,9 +86,9 @@ pub struct FrontConfig {
     pub user_updates_per_sec: u32,
     /// …after a burst of this many.
     pub user_burst: u32,
-    /// An update another replica recorded and left unhandled this long is taken over (that
-    /// replica is gone); `genbot serve` uses `JOB_LEASE_SECONDS`, the same liveness bound as
-    /// for running jobs.
+    /// A replica's claim on a chat (the right to handle its updates) lapses when not renewed
+    /// this long, and another replica takes the chat over (that replica is gone); `genbot serve`
+    /// uses `JOB_LEASE_SECONDS`, the same liveness bound as for running jobs.
     pub inbox_takeover_after: std::time::Duration,
     /// Every message handler first waits this long. Zero in production: a deliberately slowed
     /// build for the suite's own tests (`GENBOT_TEST_SLOW_HANDLERS_MS`, a test hook), so that

@@ -365,8 +365,8 @@ pub async fn webhook(
         .secret_token(settings.secret.clone())
         .allowed_updates(crate::webhook::ALLOWED_UPDATES)
         .await?;
-    let (intake, received) = crate::webhook::intake(front.clone(), settings.secret);
-    let updates = crate::webhook::WebhookListener::new(front.clone(), received).await;
+    let (intake, received, last_record) = crate::webhook::intake(front.clone(), settings.secret);
+    let updates = crate::webhook::WebhookListener::new(front.clone(), received, last_record).await;
     tracing::info!(url = %genbot_config::RedactedUrl::new(settings.url.clone()), %address, "bot started (webhook)");
     announce_commands(&front).await;
     let app = Router::new()
@@ -453,7 +453,7 @@ pub async fn serve_bot(
     ));
     let broadcaster = tokio::spawn(crate::broadcast::run(front.clone(), stop_delivery.clone()));
     let stop_marking = tokio_util::sync::CancellationToken::new();
-    let marking = tokio::spawn(crate::inbox::keep_marking(
+    let marking = tokio::spawn(crate::claims::keep_marking(
         front.clone(),
         stop_marking.clone(),
     ));
@@ -481,11 +481,11 @@ pub async fn serve_bot(
         stop.cancelled().await;
         tokio::time::sleep(grace).await;
     };
-    let ran = tokio::select! {
-        ran = run => ran,
+    let (ran, handlers_done) = tokio::select! {
+        ran = run => (ran, true),
         () = grace_over => {
             tracing::warn!(?grace, "handlers still running after the grace period; stopping anyway (their jobs are in the database)");
-            Ok(())
+            (Ok(()), false)
         }
     };
     // Retries still waiting stay unhandled in the inbox: the next start replays them.
@@ -493,6 +493,18 @@ pub async fn serve_bot(
     stopping.abort();
     stop_marking.cancel();
     let _ = marking.await;
+    if handlers_done {
+        // No handler of this replica runs any more: its chats go to the others at once (what
+        // still waits in them, retries, is taken over as replays). Handlers cut off by the
+        // grace period may still run: their chats are left to lapse instead.
+        if let Err(e) = engine
+            .store()
+            .release_chat_claims(engine.replica_id())
+            .await
+        {
+            tracing::warn!(error = %e, "this replica's chat claims were not released; other replicas take its chats once they lapse");
+        }
+    }
     stop_delivery.cancel();
     let _ = tokio::time::timeout(grace, broadcaster).await;
     if tokio::time::timeout(grace, delivery).await.is_err() {

@@ -10,8 +10,9 @@
 //! - A stopping replica leaves the webhook alone (Telegram keeps one webhook per bot: deleting
 //!   it would silence every other replica). Setting and deleting it are the operator's
 //!   (`genbot webhook set | delete | info`); `serve` sets it at start, the same for all.
-//! - While running, a replica takes over the updates a dead replica recorded and did not handle,
-//!   as polling replicas do.
+//! - The replica a delivery reached records it and takes it when it may (its chat is free or
+//!   its own); an update of a chat another replica holds waits for that replica's next round.
+//!   While running, a replica takes over the chats of a dead replica, as polling replicas do.
 //!
 //! This module owns the intake; what happens to an update after the inbox is the dispatcher's.
 
@@ -19,7 +20,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::stream::{self, BoxStream, StreamExt};
-use genbot_store::InboxUpdate;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -74,6 +74,7 @@ pub(crate) struct Intake {
     front: Front,
     secret: String,
     updates: mpsc::Sender<Update>,
+    last_record: crate::claims::LastRecord,
 }
 
 impl std::fmt::Debug for Intake {
@@ -82,16 +83,23 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// The route and the listener that feeds the dispatcher from it.
-pub(crate) fn intake(front: Front, secret: String) -> (Intake, mpsc::Receiver<Update>) {
+/// The route, and what feeds the dispatcher from it (with when the route last recorded, for
+/// the replica's rounds).
+pub(crate) fn intake(
+    front: Front,
+    secret: String,
+) -> (Intake, mpsc::Receiver<Update>, crate::claims::LastRecord) {
     let (updates, received) = mpsc::channel(QUEUE);
+    let last_record = crate::claims::LastRecord::default();
     (
         Intake {
             front,
             secret,
             updates,
+            last_record: last_record.clone(),
         },
         received,
+        last_record,
     )
 }
 
@@ -124,32 +132,31 @@ pub(crate) async fn receive(
         return forward(&intake, update).await;
     }
     let id = i64::from(update.id.0);
-    let payload = match serde_json::to_string(&update) {
-        Ok(payload) => payload,
-        Err(e) => {
-            tracing::warn!(update_id = id, error = %e, "update not recordable; handled unrecorded");
-            return forward(&intake, update).await;
-        }
+    let Some(row) = crate::inbox::row(&update) else {
+        return forward(&intake, update).await;
     };
     let hold = intake.front.config().intake_delay;
     if !hold.is_zero() {
         tokio::time::sleep(hold).await;
     }
-    let owner = intake.front.engine().replica_id();
-    let row = InboxUpdate {
-        id,
-        payload,
-        attempts: 0,
-    };
-    match intake
-        .front
+    let front = &intake.front;
+    let owner = front.engine().replica_id();
+    let lease = front.config().inbox_takeover_after;
+    match front
         .engine()
         .store()
-        .record_updates(owner, vec![row])
+        .record_updates(owner, vec![row], lease)
         .await
     {
-        Ok(new) if new.is_empty() => StatusCode::OK, // a repeat: recorded (and handled) already
-        Ok(_) => forward(&intake, update).await,
+        // A repeat: recorded (and taken or handled) already.
+        Ok(recorded) if recorded.new.is_empty() => StatusCode::OK,
+        Ok(recorded) => {
+            intake.last_record.now();
+            for taken in crate::claims::feed(front, recorded.taken) {
+                forward(&intake, taken).await;
+            }
+            StatusCode::OK
+        }
         Err(e) => {
             tracing::warn!(update_id = id, error = %e, "recording a webhook update failed; Telegram will send it again");
             StatusCode::SERVICE_UNAVAILABLE
@@ -166,10 +173,11 @@ async fn forward(intake: &Intake, update: Update) -> StatusCode {
     StatusCode::OK
 }
 
-/// The dispatcher's updates in webhook mode: what this replica (or a gone one) left unhandled,
-/// then what the route records, with other replicas' orphaned updates swept up as it runs.
+/// The dispatcher's updates in webhook mode: what this replica's previous run (or a gone one)
+/// left unhandled, then what the route records and takes, with the updates its rounds take.
 pub(crate) struct WebhookListener {
     front: Front,
+    last_record: crate::claims::LastRecord,
     received: Option<mpsc::Receiver<Update>>,
     replay: Vec<Update>,
     token: StopToken,
@@ -185,11 +193,16 @@ impl std::fmt::Debug for WebhookListener {
 }
 
 impl WebhookListener {
-    pub(crate) async fn new(front: Front, received: mpsc::Receiver<Update>) -> Self {
-        let replay = crate::inbox::unhandled(&front).await;
+    pub(crate) async fn new(
+        front: Front,
+        received: mpsc::Receiver<Update>,
+        last_record: crate::claims::LastRecord,
+    ) -> Self {
+        let replay = crate::claims::at_start(&front).await;
         let (token, flag) = mk_stop_token();
         WebhookListener {
             front,
+            last_record,
             received: Some(received),
             replay,
             token,
@@ -228,15 +241,8 @@ impl<'a> AsUpdateStream<'a> for WebhookListener {
             .boxed(),
             None => stream::empty().boxed(),
         };
-        let front = self.front.clone();
-        let every = crate::inbox::sweep_every(&front);
-        let sweeps = stream::unfold(front, move |front| async move {
-            tokio::time::sleep(every).await;
-            let orphaned = crate::inbox::claim_stale(&front).await;
-            Some((stream::iter(orphaned), front))
-        })
-        .flatten();
-        let live = stream::select(received, sweeps).take_until(flag).map(Ok);
+        let taken = crate::claims::rounds(self.front.clone(), self.last_record.clone());
+        let live = crate::claims::alongside(received.take_until(flag), taken).map(Ok);
         let updates = stream::iter(replay.into_iter().map(Ok)).chain(live);
         crate::inbox::to_dispatcher(self.front.clone(), updates)
     }

@@ -1,7 +1,8 @@
 //! Replicate webhooks among replicas: Replicate posts a prediction's end to one URL, and a load
 //! balancer hands it to any replica, often not the one running the job. The receiving replica
 //! records the outcome in the database before answering Replicate (a failed record gets a 5xx,
-//! and Replicate retries); every replica looks there for the predictions it waits for every
+//! and Replicate retries; a copy Replicate sent again meanwhile waits for that record and, if it
+//! failed, records the outcome itself instead of being told it is a replay); every replica looks there for the predictions it waits for every
 //! [`RELAY_EVERY`] and wakes the wait at once, so the result does not wait for the owner's
 //! reconcile poll (`REPLICATE_RECONCILE_SECONDS`). The look costs one indexed query, made only
 //! while this replica waits for predictions.
@@ -34,28 +35,20 @@ impl Engine {
         headers: &WebhookHeaders<'_>,
         body: &[u8],
     ) -> Result<WebhookReceipt, WebhookError> {
-        let client = &self.inner.client;
-        let (receipt, kept) = client.receive_webhook(headers, body, Utc::now().timestamp())?;
-        let Some(mut prediction) = kept else {
-            return Ok(receipt);
-        };
-        // The owner needs the outcome, not the input (which may hold a whole picture).
-        prediction.input = None;
-        let recorded = match serde_json::to_string(&prediction) {
-            Ok(payload) => self
-                .store()
+        let store = self.store();
+        let record = |mut prediction: Prediction| async move {
+            // The owner needs the outcome, not the input (which may hold a whole picture).
+            prediction.input = None;
+            let payload = serde_json::to_string(&prediction).map_err(|e| e.to_string())?;
+            store
                 .record_prediction_outcome(&prediction.id, &payload)
                 .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| e.to_string())
         };
-        match recorded {
-            Ok(()) => Ok(receipt),
-            Err(reason) => {
-                client.unsee_webhook(headers.id.unwrap_or_default());
-                Err(WebhookError::NotRecorded(reason))
-            }
-        }
+        self.inner
+            .client
+            .receive_webhook(headers, body, Utc::now().timestamp(), record)
+            .await
     }
 
     /// Hands this replica's waits the outcomes other replicas recorded for them, every

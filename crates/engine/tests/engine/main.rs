@@ -10,3 +10,4 @@ mod outputs_and_webhooks;
 mod queue;
 mod replicate_faults;
 mod shared_limiter;
+mod webhook_retries;

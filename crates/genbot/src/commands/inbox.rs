@@ -28,7 +28,7 @@ pub(crate) async fn run(settings: &Settings, command: InboxCommand) -> anyhow::R
         }
         InboxCommand::Retry { update_id } => {
             if store.retry_dead_letter(update_id).await? {
-                println!("update {update_id} will be handled again by the next replica that looks for orphaned updates");
+                println!("update {update_id} will be handled again: any running replica takes it at its next look for waiting updates");
             } else {
                 anyhow::bail!("update {update_id} is not a dead letter (see `genbot inbox list`)");
             }

@@ -16,6 +16,7 @@ mod poison;
 mod process;
 mod prometheus;
 mod replica_handoff;
+mod replica_load;
 mod replicas;
 mod serve;
 mod start_stop;

@@ -118,12 +118,15 @@ async fn an_operator_lists_and_retries_dead_letters() {
     let db = dir.path().join("bot.db");
     {
         let store = genbot_store::Store::Sqlite(genbot_store::SqliteStore::open(&db, 1).unwrap());
-        let update = genbot_store::InboxUpdate {
-            id: 4_200_000_001,
-            payload: r#"{"update_id":4200000001,"message":{"text":"my secret words"}}"#.into(),
-            attempts: 0,
-        };
-        store.record_updates("a", vec![update]).await.unwrap();
+        let update = genbot_store::InboxUpdate::new(
+            4_200_000_001,
+            42,
+            r#"{"update_id":4200000001,"message":{"text":"my secret words"}}"#.into(),
+        );
+        store
+            .record_updates("a", vec![update], std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
         for _ in 0..2 {
             store
                 .note_update_failure(4_200_000_001, "panicked at crates/x.rs:1")

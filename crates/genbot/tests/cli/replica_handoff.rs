@@ -28,7 +28,7 @@ fn texts(user: &SimUser) -> usize {
 }
 
 /// A counter from `genbot serve`'s `/metrics` on `port` (0 when absent).
-async fn metric(port: u16, name: &str) -> u64 {
+pub(crate) async fn metric(port: u16, name: &str) -> u64 {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -42,7 +42,7 @@ async fn metric(port: u16, name: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-async fn healthy(port: u16) -> bool {
+pub(crate) async fn healthy(port: u16) -> bool {
     reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
         .await
         .is_ok_and(|r| r.status().is_success())

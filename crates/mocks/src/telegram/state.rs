@@ -81,6 +81,9 @@ pub struct TelegramMockStats {
     pub updates_delivered: u64,
     /// Webhook deliveries that failed (not 2xx, or not answered in time) and were tried again.
     pub webhook_retries: u64,
+    /// Webhook deliveries the bot answered, by HTTP status (a 401 is a secret Telegram did not
+    /// send; deliveries the bot never answered are not here).
+    pub webhook_answers: BTreeMap<u16, u64>,
     /// Updates dropped because their kind was not in the bot's `allowed_updates`.
     pub updates_not_allowed: u64,
     /// Calls per Bot API method (lower case).
@@ -771,6 +774,15 @@ impl BotState {
 
     pub(super) fn count_webhook_retry(&self) {
         self.counters.lock().webhook_retries += 1;
+    }
+
+    pub(super) fn count_webhook_answer(&self, status: u16) {
+        *self
+            .counters
+            .lock()
+            .webhook_answers
+            .entry(status)
+            .or_default() += 1;
     }
 
     pub(super) fn count_delivered(&self, n: u64) {

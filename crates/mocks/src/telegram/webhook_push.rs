@@ -122,7 +122,13 @@ impl Delivery {
         if let Some(secret) = &self.webhook.secret {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }
-        matches!(request.send().await, Ok(response) if response.status().is_success())
+        match request.send().await {
+            Ok(response) => {
+                self.state.count_webhook_answer(response.status().as_u16());
+                response.status().is_success()
+            }
+            Err(_) => false,
+        }
     }
 }
 

@@ -252,6 +252,41 @@ CREATE TABLE prediction_outcomes (
     received_at   TIMESTAMPTZ NOT NULL
 );
 "#,
+    // v15: handling spreads over the replicas. Each update carries its chat (its sender's when
+    // it has none, 0 when neither); a replica handles a chat's updates only while it holds the
+    // chat's claim (renewed by its heartbeat, released when none of them waits), so one chat's
+    // updates are handled in order by one replica at a time. `owner` is now the replica that
+    // took an update for handling ('' until one does). Replicas that handle updates hold an
+    // `inbox-member:` lease, so a recorder knows how many share the work.
+    r#"
+ALTER TABLE telegram_updates ADD COLUMN chat_id BIGINT NOT NULL DEFAULT 0;
+UPDATE telegram_updates SET chat_id = coalesce(
+    (payload::json #>> '{message,chat,id}')::bigint,
+    (payload::json #>> '{edited_message,chat,id}')::bigint,
+    (payload::json #>> '{channel_post,chat,id}')::bigint,
+    (payload::json #>> '{edited_channel_post,chat,id}')::bigint,
+    (payload::json #>> '{callback_query,message,chat,id}')::bigint,
+    (payload::json #>> '{my_chat_member,chat,id}')::bigint,
+    (payload::json #>> '{chat_member,chat,id}')::bigint,
+    (payload::json #>> '{chat_join_request,chat,id}')::bigint,
+    (payload::json #>> '{message_reaction,chat,id}')::bigint,
+    (payload::json #>> '{callback_query,from,id}')::bigint,
+    (payload::json #>> '{pre_checkout_query,from,id}')::bigint,
+    (payload::json #>> '{shipping_query,from,id}')::bigint,
+    (payload::json #>> '{inline_query,from,id}')::bigint,
+    (payload::json #>> '{chosen_inline_result,from,id}')::bigint,
+    (payload::json #>> '{poll_answer,user,id}')::bigint,
+    0)
+WHERE handled_at IS NULL;
+CREATE INDEX telegram_updates_waiting ON telegram_updates (chat_id, update_id)
+WHERE handled_at IS NULL AND dead_at IS NULL;
+CREATE TABLE chat_claims (
+    chat_id     BIGINT      PRIMARY KEY,
+    owner       TEXT        NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX chat_claims_owner ON chat_claims (owner);
+"#,
 ];
 
 /// An arbitrary constant naming genbot's migration lock.

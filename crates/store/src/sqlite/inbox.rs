@@ -2,100 +2,196 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use rusqlite::{params, OptionalExtension};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{millis, timestamp};
 use super::SqliteStore;
-use crate::{DeadLetter, InboxUpdate, StoreError};
+use crate::inbox::{distinct, MEMBER_LEASE_PREFIX, ROUND_CHATS, TAKE_MAX};
+use crate::lifecycle::lease_end;
+use crate::{DeadLetter, InboxUpdate, Recorded, StoreError, Unhandled};
 
 impl SqliteStore {
+    /// On SQLite one process handles everything: the recorder claims every free chat of the
+    /// batch (and renews those it holds).
     pub(crate) async fn record_updates(
         &self,
         owner: &str,
         updates: Vec<InboxUpdate>,
-    ) -> Result<Vec<i64>, StoreError> {
+        lease: Duration,
+    ) -> Result<Recorded, StoreError> {
         let owner = owner.to_owned();
         self.writer
             .run(move |conn| {
-                let now = millis(Utc::now());
+                let now = Utc::now();
                 let mut insert = conn.prepare_cached(
-                    "INSERT INTO telegram_updates (update_id, payload, owner, received_at)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (update_id) DO NOTHING",
+                    "INSERT INTO telegram_updates (update_id, chat_id, payload, owner, received_at)
+                     VALUES (?1, ?2, ?3, '', ?4) ON CONFLICT (update_id) DO NOTHING",
                 )?;
                 let mut new = Vec::with_capacity(updates.len());
+                let mut chats = Vec::with_capacity(updates.len());
                 for update in &updates {
-                    if insert.execute(params![update.id, update.payload, owner, now])? == 1 {
+                    let row = params![update.id, update.chat, update.payload, millis(now)];
+                    if insert.execute(row)? == 1 {
                         new.push(update.id);
+                        chats.push(update.chat);
                     }
                 }
-                Ok(new)
+                if new.is_empty() {
+                    return Ok(Recorded::default());
+                }
+                new.sort_unstable();
+                let held = claim(conn, &owner, distinct(chats), now, lease)?;
+                let taken = take(conn, &owner, &held, false)?;
+                Ok(Recorded { new, taken })
             })
             .await
     }
 
-    pub(crate) async fn mark_updates_handled(&self, ids: &[i64]) -> Result<u64, StoreError> {
-        let ids = serde_json::Value::from(ids.to_vec()).to_string();
+    pub(crate) async fn take_updates(
+        &self,
+        owner: &str,
+        which: Unhandled,
+        lease: Duration,
+    ) -> Result<Vec<InboxUpdate>, StoreError> {
+        let (again, leave_fresh) = match which {
+            Unhandled::AtStart => (true, Duration::ZERO),
+            Unhandled::Running { leave_fresh } => (false, leave_fresh),
+        };
+        let reader_owner = owner.to_owned();
+        // Read first, off the writer: most rounds find nothing to do.
+        let (candidates, mine_waiting) = self
+            .readers
+            .with(move |conn| {
+                let now = Utc::now();
+                let fresh_since = millis(now) - i64::try_from(leave_fresh.as_millis()).unwrap_or(0);
+                let mut free = conn.prepare_cached(
+                    "SELECT u.chat_id FROM telegram_updates u
+                     WHERE u.handled_at IS NULL AND u.dead_at IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM chat_claims k
+                                       WHERE k.chat_id = u.chat_id AND k.lease_until >= ?1)
+                     GROUP BY u.chat_id HAVING min(u.received_at) <= ?2
+                     ORDER BY min(u.update_id) LIMIT ?3",
+                )?;
+                let candidates = free
+                    .query_map(params![millis(now), fresh_since, ROUND_CHATS], |row| {
+                        row.get::<_, i64>(0)
+                    })?
+                    .collect::<Result<Vec<i64>, _>>()?;
+                let mine_waiting: bool = conn
+                    .prepare_cached(
+                        "SELECT EXISTS (
+                             SELECT 1 FROM chat_claims c
+                             JOIN telegram_updates w ON w.chat_id = c.chat_id
+                             WHERE c.owner = ?1 AND w.handled_at IS NULL AND w.dead_at IS NULL
+                               AND (?2 OR w.owner <> ?1))",
+                    )?
+                    .query_row(params![reader_owner, again], |row| row.get(0))?;
+                Ok((candidates, mine_waiting))
+            })
+            .await?;
+        if candidates.is_empty() && !mine_waiting && !again {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
         self.writer
             .run(move |conn| {
-                Ok(conn
+                let now = Utc::now();
+                if again {
+                    join(conn, &owner, now, lease)?;
+                    // A previous run's claims are this run's: renewed before anyone takes them.
+                    conn.prepare_cached(
+                        "UPDATE chat_claims SET lease_until = ?2 WHERE owner = ?1",
+                    )?
+                    .execute(params![owner, millis(lease_end(now, lease))])?;
+                }
+                claim(conn, &owner, candidates, now, lease)?;
+                let mut held = conn.prepare_cached(
+                    "SELECT c.chat_id FROM chat_claims c WHERE c.owner = ?1 AND EXISTS (
+                         SELECT 1 FROM telegram_updates w
+                         WHERE w.chat_id = c.chat_id AND w.handled_at IS NULL
+                           AND w.dead_at IS NULL AND (?2 OR w.owner <> ?1))",
+                )?;
+                let held = held
+                    .query_map(params![owner, again], |row| row.get::<_, i64>(0))?
+                    .collect::<Result<Vec<i64>, _>>()?;
+                take(conn, &owner, &held, again)
+            })
+            .await
+    }
+
+    pub(crate) async fn mark_updates_handled(
+        &self,
+        owner: &str,
+        ids: &[i64],
+    ) -> Result<u64, StoreError> {
+        let ids = serde_json::Value::from(ids.to_vec()).to_string();
+        let owner = owner.to_owned();
+        self.writer
+            .run(move |conn| {
+                let done = conn
                     .prepare_cached(
                         "UPDATE telegram_updates SET handled_at = ?2
                          WHERE handled_at IS NULL
                            AND update_id IN (SELECT value FROM json_each(?1))",
                     )?
-                    .execute(params![ids, millis(Utc::now())])? as u64)
+                    .execute(params![ids, millis(Utc::now())])? as u64;
+                conn.prepare_cached(
+                    "DELETE FROM chat_claims AS c
+                     WHERE c.owner = ?2 AND c.chat_id IN (
+                         SELECT chat_id FROM telegram_updates
+                         WHERE update_id IN (SELECT value FROM json_each(?1)))
+                       AND NOT EXISTS (SELECT 1 FROM telegram_updates u
+                                       WHERE u.chat_id = c.chat_id
+                                         AND u.handled_at IS NULL AND u.dead_at IS NULL)",
+                )?
+                .execute(params![ids, owner])?;
+                Ok(done)
             })
             .await
     }
 
-    pub(crate) async fn renew_unhandled_updates(&self, owner: &str) -> Result<u64, StoreError> {
-        let owner = owner.to_owned();
-        self.writer
-            .run(move |conn| {
-                Ok(conn
-                    .prepare_cached(
-                        "UPDATE telegram_updates SET received_at = ?2
-                         WHERE handled_at IS NULL AND dead_at IS NULL AND owner = ?1",
-                    )?
-                    .execute(params![owner, millis(Utc::now())])? as u64)
-            })
-            .await
-    }
-
-    pub(crate) async fn claim_unhandled_updates(
+    pub(crate) async fn renew_chat_claims(
         &self,
         owner: &str,
-        mine: bool,
-        stale_after: Duration,
-        limit: u32,
-    ) -> Result<Vec<InboxUpdate>, StoreError> {
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
         let owner = owner.to_owned();
         self.writer
             .run(move |conn| {
-                let now = millis(Utc::now());
-                let stale = now - stale_after.as_millis() as i64;
-                let mut stmt = conn.prepare_cached(
-                    "UPDATE telegram_updates
-                     SET owner = ?1, received_at = ?5
-                     WHERE update_id IN (
-                        SELECT update_id FROM telegram_updates
-                        WHERE handled_at IS NULL AND dead_at IS NULL
-                          AND ((?4 AND owner = ?1) OR (owner <> ?1 AND received_at <= ?2))
-                        ORDER BY update_id LIMIT ?3)
-                     RETURNING update_id, payload, attempts",
-                )?;
-                let mut rows = stmt.query(params![owner, stale, limit, mine, now])?;
-                let mut claimed = Vec::new();
-                while let Some(row) = rows.next()? {
-                    claimed.push(InboxUpdate {
-                        id: row.get(0)?,
-                        payload: row.get(1)?,
-                        attempts: row.get(2)?,
-                    });
-                }
-                claimed.sort_by_key(|u| u.id);
-                Ok(claimed)
+                let now = Utc::now();
+                join(conn, &owner, now, lease)?;
+                let renewed = conn
+                    .prepare_cached("UPDATE chat_claims SET lease_until = ?2 WHERE owner = ?1")?
+                    .execute(params![owner, millis(lease_end(now, lease))])?
+                    as u64;
+                // A chat whose last waiting update was set aside, and claims lapsed a whole
+                // lease ago with nothing waiting.
+                conn.prepare_cached(
+                    "DELETE FROM chat_claims AS c
+                     WHERE (c.owner = ?1 OR c.lease_until < ?2)
+                       AND NOT EXISTS (SELECT 1 FROM telegram_updates u
+                                       WHERE u.chat_id = c.chat_id
+                                         AND u.handled_at IS NULL AND u.dead_at IS NULL)",
+                )?
+                .execute(params![
+                    owner,
+                    millis(now) - i64::try_from(lease.as_millis()).unwrap_or(0)
+                ])?;
+                Ok(renewed)
+            })
+            .await
+    }
+
+    pub(crate) async fn release_chat_claims(&self, owner: &str) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached("DELETE FROM chat_claims WHERE owner = ?1")?
+                    .execute(params![owner])?;
+                conn.prepare_cached("DELETE FROM leases WHERE name = ?1")?
+                    .execute(params![format!("{MEMBER_LEASE_PREFIX}{owner}")])?;
+                Ok(())
             })
             .await
     }
@@ -208,4 +304,87 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// Claims for `owner` those of `chats` that are free (or lapsed), and renews those it holds;
+/// returns the chats it holds of them.
+fn claim(
+    conn: &Connection,
+    owner: &str,
+    chats: Vec<i64>,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<i64>, StoreError> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO chat_claims (chat_id, owner, lease_until) VALUES (?1, ?2, ?3)
+         ON CONFLICT (chat_id) DO UPDATE
+         SET owner = excluded.owner, lease_until = excluded.lease_until
+         WHERE chat_claims.owner = excluded.owner OR chat_claims.lease_until < ?4",
+    )?;
+    let until = millis(lease_end(now, lease));
+    let mut held = Vec::with_capacity(chats.len());
+    for chat in chats {
+        if upsert.execute(params![chat, owner, until, millis(now)])? == 1 {
+            held.push(chat);
+        }
+    }
+    Ok(held)
+}
+
+/// Takes for `owner` the waiting updates of `chats` (which it holds), oldest first: with
+/// `again` all of them (at start), else those it has not taken already.
+fn take(
+    conn: &Connection,
+    owner: &str,
+    chats: &[i64],
+    again: bool,
+) -> Result<Vec<InboxUpdate>, StoreError> {
+    if chats.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chats = serde_json::Value::from(chats.to_vec()).to_string();
+    let mut waiting = conn.prepare_cached(
+        "SELECT update_id, chat_id, payload, attempts, owner FROM telegram_updates
+         WHERE chat_id IN (SELECT value FROM json_each(?1))
+           AND handled_at IS NULL AND dead_at IS NULL AND (?2 OR owner <> ?3)
+         ORDER BY update_id LIMIT ?4",
+    )?;
+    let mut rows = waiting.query(params![chats, again, owner, TAKE_MAX])?;
+    let mut taken = Vec::new();
+    while let Some(row) = rows.next()? {
+        let was: String = row.get(4)?;
+        taken.push(InboxUpdate {
+            id: row.get(0)?,
+            chat: row.get(1)?,
+            payload: row.get(2)?,
+            attempts: row.get(3)?,
+            replay: !was.is_empty(),
+        });
+    }
+    let ids = serde_json::Value::from(taken.iter().map(|u| u.id).collect::<Vec<i64>>()).to_string();
+    conn.prepare_cached(
+        "UPDATE telegram_updates SET owner = ?2 WHERE update_id IN (SELECT value FROM json_each(?1))",
+    )?
+    .execute(params![ids, owner])?;
+    Ok(taken)
+}
+
+/// Takes or renews `owner`'s membership among the replicas sharing the handling.
+fn join(
+    conn: &Connection,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO leases (name, owner, lease_until) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE
+         SET owner = excluded.owner, lease_until = excluded.lease_until",
+    )?
+    .execute(params![
+        format!("{MEMBER_LEASE_PREFIX}{owner}"),
+        owner,
+        millis(lease_end(now, lease))
+    ])?;
+    Ok(())
 }

@@ -242,6 +242,38 @@ CREATE TABLE prediction_outcomes (
     received_at   INTEGER NOT NULL   -- unix ms
 );
 "#,
+    // v15: handling spreads over the replicas (see the PostgreSQL schema; on SQLite one process
+    // holds every claim). Each update carries its chat; `owner` is the replica that took it for
+    // handling ('' until one does).
+    r#"
+ALTER TABLE telegram_updates ADD COLUMN chat_id INTEGER NOT NULL DEFAULT 0;
+UPDATE telegram_updates SET chat_id = coalesce(
+    json_extract(payload, '$.message.chat.id'),
+    json_extract(payload, '$.edited_message.chat.id'),
+    json_extract(payload, '$.channel_post.chat.id'),
+    json_extract(payload, '$.edited_channel_post.chat.id'),
+    json_extract(payload, '$.callback_query.message.chat.id'),
+    json_extract(payload, '$.my_chat_member.chat.id'),
+    json_extract(payload, '$.chat_member.chat.id'),
+    json_extract(payload, '$.chat_join_request.chat.id'),
+    json_extract(payload, '$.message_reaction.chat.id'),
+    json_extract(payload, '$.callback_query.from.id'),
+    json_extract(payload, '$.pre_checkout_query.from.id'),
+    json_extract(payload, '$.shipping_query.from.id'),
+    json_extract(payload, '$.inline_query.from.id'),
+    json_extract(payload, '$.chosen_inline_result.from.id'),
+    json_extract(payload, '$.poll_answer.user.id'),
+    0)
+WHERE handled_at IS NULL AND json_valid(payload);
+CREATE INDEX telegram_updates_waiting ON telegram_updates (chat_id, update_id)
+WHERE handled_at IS NULL AND dead_at IS NULL;
+CREATE TABLE chat_claims (
+    chat_id     INTEGER PRIMARY KEY,
+    owner       TEXT    NOT NULL,
+    lease_until INTEGER NOT NULL  -- unix ms
+);
+CREATE INDEX chat_claims_owner ON chat_claims (owner);
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -10,16 +10,20 @@ on_both_backends!(
 );
 
 fn update(id: i64) -> InboxUpdate {
-    InboxUpdate {
-        id,
-        payload: format!("{{\"update_id\":{id}}}"),
-        attempts: 0,
-    }
+    InboxUpdate::new(id, 900, format!("{{\"update_id\":{id}}}"))
 }
+
+const LONG: Duration = Duration::from_secs(3600);
+const RUNNING: Unhandled = Unhandled::Running {
+    leave_fresh: Duration::ZERO,
+};
 
 async fn a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator(store: &Store) {
     let id = 7_100_000_000;
-    store.record_updates("a", vec![update(id)]).await.unwrap();
+    store
+        .record_updates("a", vec![update(id)], LONG)
+        .await
+        .unwrap();
     assert_eq!(store.note_update_failure(id, "panicked").await.unwrap(), 1);
     assert_eq!(store.note_update_failure(id, "panicked").await.unwrap(), 2);
     assert_eq!(
@@ -45,45 +49,39 @@ async fn a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator(st
         !format!("{:?}", letters[0]).contains("update_id"),
         "Debug shows the payload"
     );
-    // Never replayed: not at its replica's start, not by another replica once stale.
-    let zero = Duration::ZERO;
-    for (owner, which) in [("a", Unhandled::MineAndStale), ("b", Unhandled::StaleOnly)] {
-        let claimed = store
-            .claim_unhandled_updates(owner, which, zero, 100)
-            .await
-            .unwrap();
+    // Never replayed: not at its replica's start, not by another replica.
+    for (owner, which) in [("a", Unhandled::AtStart), ("b", RUNNING)] {
+        let taken = store.take_updates(owner, which, LONG).await.unwrap();
         assert!(
-            claimed.iter().all(|u| u.id != id),
+            taken.iter().all(|u| u.id != id),
             "{owner} replayed a dead letter"
         );
     }
-    // Nor renewed: it is no replica's work.
-    store.renew_unhandled_updates("a").await.unwrap();
-    // Retried by an operator: any replica's next sweep takes it, its attempts start over.
+    // Its chat's claim is given up at A's next heartbeat: nothing of it waits.
+    store.renew_chat_claims("a", LONG).await.unwrap();
+    // Retried by an operator: any replica's next round takes it, its attempts start over.
     assert!(store.retry_dead_letter(id).await.unwrap());
     assert!(!store.retry_dead_letter(id).await.unwrap(), "retried twice");
     assert_eq!(store.count_dead_letters().await.unwrap(), 0);
-    let long = Duration::from_secs(3600);
-    let claimed = store
-        .claim_unhandled_updates("b", Unhandled::StaleOnly, long, 100)
-        .await
-        .unwrap();
-    let retried: Vec<&InboxUpdate> = claimed.iter().filter(|u| u.id == id).collect();
+    let taken = store.take_updates("b", RUNNING, LONG).await.unwrap();
+    let retried: Vec<&InboxUpdate> = taken.iter().filter(|u| u.id == id).collect();
     assert_eq!(retried.len(), 1, "the retried dead letter was not taken");
     assert_eq!(retried[0].attempts, 0, "a retried dead letter starts over");
     // Handled now: it can no longer be set aside.
-    store.mark_updates_handled(&[id]).await.unwrap();
+    store.mark_updates_handled("b", &[id]).await.unwrap();
     assert!(!store.dead_letter_update(id, "late").await.unwrap());
 }
 
 /// Restarts alone never add up to a dead letter: only a replay whose handling started does.
 async fn a_claim_counts_nothing_a_started_replay_does(store: &Store) {
     let id = 7_200_000_000;
-    store.record_updates("a", vec![update(id)]).await.unwrap();
-    let long = Duration::from_secs(3600);
-    let attempts_at_claim = || async {
+    store
+        .record_updates("a", vec![update(id)], LONG)
+        .await
+        .unwrap();
+    let attempts_at_start = || async {
         store
-            .claim_unhandled_updates("a", Unhandled::MineAndStale, long, 100)
+            .take_updates("a", Unhandled::AtStart, LONG)
             .await
             .unwrap()
             .iter()
@@ -92,7 +90,7 @@ async fn a_claim_counts_nothing_a_started_replay_does(store: &Store) {
             .collect::<Vec<u32>>()
     };
     for _ in 0..5 {
-        assert_eq!(attempts_at_claim().await, [0], "a claim counted an attempt");
+        assert_eq!(attempts_at_start().await, [0], "a take counted an attempt");
     }
     assert_eq!(
         store
@@ -101,5 +99,5 @@ async fn a_claim_counts_nothing_a_started_replay_does(store: &Store) {
             .unwrap(),
         1
     );
-    assert_eq!(attempts_at_claim().await, [1]);
+    assert_eq!(attempts_at_start().await, [1]);
 }

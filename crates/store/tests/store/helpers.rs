@@ -84,6 +84,15 @@ pub(crate) async fn postgres(test: &str) -> Option<TestStore> {
     })
 }
 
+impl TestStore {
+    /// The PostgreSQL options selecting this test's schema (`None` on SQLite).
+    pub(crate) fn pg_options(&self) -> Option<PgConnectOptions> {
+        self.schema
+            .as_ref()
+            .map(|(base, schema)| base.clone().options([("search_path", schema.as_str())]))
+    }
+}
+
 impl Drop for TestStore {
     fn drop(&mut self) {
         let Some((options, schema)) = self.schema.take() else {
