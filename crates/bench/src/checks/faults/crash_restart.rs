@@ -80,7 +80,7 @@ fn kill_moments(count: usize, load_s: f64) -> Vec<f64> {
 
 async fn measure(ctx: &Context, stage: &Stage) -> Result<Measured, FaultError> {
     let (kills, load_s, rounds) = if ctx.quick {
-        (2, 8.0, BURST_ROUNDS_QUICK)
+        (2, 6.5, BURST_ROUNDS_QUICK)
     } else {
         (5, 25.0, BURST_ROUNDS)
     };
