@@ -279,7 +279,7 @@ async fn run_step(
         }
         _ => f64::NAN,
     };
-    tokio::time::sleep(DRAIN).await;
+    drain(rig, answered_before, started, count).await;
     let after = rig.telegram.stats();
     let answered = after.answer_latencies.len() - answered_before;
     let mut latency = Latencies::new();
@@ -303,6 +303,25 @@ async fn run_step(
             cpu.as_secs_f64() / generator.sending.as_secs_f64().max(1e-3) * 100.0
         }),
     })
+}
+
+/// Waits for the step's stragglers: until each of the `count` updates the step sent from
+/// `started` on (answers from index `from` on) is answered, for at most [`DRAIN`]. A step the
+/// bot keeps up with ends at once; one it does not gets the whole drain, as before.
+async fn drain(rig: &BotRig, from: usize, started: Instant, count: u64) {
+    let answers = rig.telegram.answers();
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    loop {
+        let answered = answers
+            .answers_since(from)
+            .iter()
+            .filter(|(_, arrived, _)| *arrived >= started)
+            .count() as u64;
+        if answered >= count || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Throughput and p99 against users, one point per step (a repeat replaces the run it
