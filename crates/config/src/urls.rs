@@ -52,7 +52,7 @@ impl RedactedUrl {
             let pairs: Vec<(String, String)> = shown
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if is_secret_parameter(&k) {
+                    let v = if is_secret_parameter(&k) || is_bot_token_segment(&v) {
                         "***".to_owned()
                     } else {
                         v.into_owned()
@@ -82,14 +82,50 @@ impl RedactedUrl {
     }
 }
 
-/// A path segment that carries a Telegram bot token as the Bot API's URLs do: `bot<id>:<secret>`.
+/// A path segment that carries a Telegram bot token as the Bot API's URLs do: `bot<id>:<secret>`,
+/// however it was spelled when pasted: `BOT`/`Bot`, percent-encoded (`bot123%3AAAH…`, `%62ot…`),
+/// or the bare token `<id>:<secret>` (an id of at least 5 digits and a secret of at least 20
+/// characters, as BotFather issues them, so ordinary `a:b` segments are left alone).
 pub(crate) fn is_bot_token_segment(segment: &str) -> bool {
-    segment
-        .strip_prefix("bot")
-        .and_then(|rest| rest.split_once(':'))
-        .is_some_and(|(id, secret)| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty()
+    let decoded = percent_decoded(segment);
+    let looks_like = |rest: &str, min_id: usize, min_secret: usize| {
+        rest.split_once(':').is_some_and(|(id, secret)| {
+            id.len() >= min_id.max(1)
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && secret.len() >= min_secret.max(1)
         })
+    };
+    let prefixed = decoded
+        .get(..3)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("bot"))
+        .is_some_and(|_| looks_like(&decoded[3..], 1, 1));
+    prefixed || looks_like(&decoded, 5, 20)
+}
+
+/// `text` with `%XX` escapes decoded (invalid escapes and non-UTF-8 results left as they are).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits make at most 0xFF.
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 impl fmt::Display for RedactedUrl {
