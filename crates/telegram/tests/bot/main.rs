@@ -15,3 +15,4 @@ mod outbox;
 mod payments;
 mod refusals;
 mod resilience;
+mod rev2_probe;
