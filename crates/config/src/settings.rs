@@ -730,6 +730,24 @@ mod tests {
         // A path that merely starts with "bot" is a base URL like any other.
         let ok = settings(&[("TELEGRAM_API_URL", "http://127.0.0.1:8081/botapi/")]).unwrap();
         assert_eq!(ok.telegram_api_url.path(), "/botapi/");
+        // Unparseable or with the token in a fragment: never echoed either.
+        let line = error_line(&[("TELEGRAM_API_URL", "not a url bot123:abc-secret")]);
+        assert!(!line.contains("secret"), "{line}");
+        let fragment = settings(&[(
+            "TELEGRAM_API_URL",
+            "http://127.0.0.1:8081/api#bot123:abc-secret",
+        )])
+        .unwrap();
+        let shown = format!("{fragment:?}");
+        let check: String = fragment
+            .effective()
+            .iter()
+            .map(|e| e.shown.clone())
+            .collect();
+        assert!(
+            !check.contains("abc-secret") && !shown.contains("abc-secret"),
+            "{check} {shown}"
+        );
         // Nor is a short `a:b` segment a token.
         let ok = settings(&[("TELEGRAM_API_URL", "http://127.0.0.1:8081/v1:x/")]).unwrap();
         assert_eq!(ok.telegram_api_url.path(), "/v1:x/");

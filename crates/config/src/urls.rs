@@ -77,6 +77,11 @@ impl RedactedUrl {
                 .collect();
             shown.set_path(&path.join("/"));
         }
+        // A fragment never reaches the server, so nothing needs it shown, and a pasted token
+        // (`…/api#bot123:AAH…`) can sit there.
+        if shown.fragment().is_some() {
+            shown.set_fragment(Some("***"));
+        }
         // `***` is written percent-encoded in some positions; show it plainly.
         shown.to_string().replace("%2A%2A%2A", "***")
     }
@@ -182,10 +187,35 @@ pub(crate) fn masked_userinfo_and_query(text: &str) -> String {
         (Some(start), Some(at)) if at > start => {
             let (scheme, _) = text.split_at(start + "://".len());
             let (_, host) = text.split_at(at);
-            format!("{scheme}***{host}{query}")
+            masked_tokens(&format!("{scheme}***{host}{query}"))
         }
-        _ => format!("{text}{query}"),
+        _ => masked_tokens(&format!("{text}{query}")),
     }
+}
+
+/// `text` with every word shaped like a bot token (see [`is_bot_token_segment`]) between
+/// slashes, blanks and `#` shown as `bot***`.
+fn masked_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(if is_bot_token_segment(word) {
+            "bot***"
+        } else {
+            word
+        });
+        word.clear();
+    };
+    for c in text.chars() {
+        if c == '/' || c == '#' || c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Whether a query parameter of this name carries a credential (libpq's `password` and
