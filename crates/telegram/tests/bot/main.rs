@@ -15,4 +15,3 @@ mod outbox;
 mod payments;
 mod refusals;
 mod resilience;
-mod rev2_probe;
