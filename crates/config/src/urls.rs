@@ -102,8 +102,8 @@ pub(crate) fn is_bot_token_segment(segment: &str) -> bool {
     };
     let prefixed = decoded
         .get(..3)
-        .filter(|prefix| prefix.eq_ignore_ascii_case("bot"))
-        .is_some_and(|_| looks_like(&decoded[3..], 1, 1));
+        .zip(decoded.get(3..))
+        .is_some_and(|(prefix, rest)| prefix.eq_ignore_ascii_case("bot") && looks_like(rest, 1, 1));
     prefixed || looks_like(&decoded, 5, 20)
 }
 
