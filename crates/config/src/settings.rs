@@ -483,7 +483,10 @@ impl std::fmt::Debug for Settings {
 /// `TELEGRAM_BOT_TOKEN`, where it is kept secret.
 fn telegram_api_url(raw: &str) -> Result<Url, ConfigError> {
     let url = http_url(Key::TelegramApiUrl, raw)?;
-    if url.path().split('/').any(crate::urls::is_bot_token_segment) {
+    let token_in_query = url
+        .query_pairs()
+        .any(|(_, value)| crate::urls::is_bot_token_segment(&value));
+    if token_in_query || url.path().split('/').any(crate::urls::is_bot_token_segment) {
         return Err(ConfigError::invalid(
             Key::TelegramApiUrl.name(),
             &RedactedUrl::new(url).to_string(),
@@ -711,6 +714,13 @@ mod tests {
             "https://api.telegram.org/bot123456:AAH-secret_9/",
             "https://api.telegram.org/bot123456:AAH-secret_9",
             "http://127.0.0.1:8081/proxy/bot42:xyz-secret/getMe",
+            // However the paste was spelled.
+            "http://127.0.0.1:8081/BOT123:abc-secret/",
+            "http://127.0.0.1:8081/Bot123:abc-secret",
+            "http://127.0.0.1:8081/bot123%3Aabc-secret/",
+            "http://127.0.0.1:8081/%62ot123%3aabc-secret/",
+            "http://127.0.0.1:8081/1234567890:AAHabc-secret_0123456789/",
+            "http://127.0.0.1:8081/?tok=1234567890:AAHabc-secret_0123456789",
         ] {
             let line = error_line(&[("TELEGRAM_API_URL", pasted)]);
             assert!(line.starts_with("invalid TELEGRAM_API_URL="), "{line}");
@@ -720,6 +730,27 @@ mod tests {
         // A path that merely starts with "bot" is a base URL like any other.
         let ok = settings(&[("TELEGRAM_API_URL", "http://127.0.0.1:8081/botapi/")]).unwrap();
         assert_eq!(ok.telegram_api_url.path(), "/botapi/");
+        // Unparseable or with the token in a fragment: never echoed either.
+        let line = error_line(&[("TELEGRAM_API_URL", "not a url bot123:abc-secret")]);
+        assert!(!line.contains("secret"), "{line}");
+        let fragment = settings(&[(
+            "TELEGRAM_API_URL",
+            "http://127.0.0.1:8081/api#bot123:abc-secret",
+        )])
+        .unwrap();
+        let shown = format!("{fragment:?}");
+        let check: String = fragment
+            .effective()
+            .iter()
+            .map(|e| e.shown.clone())
+            .collect();
+        assert!(
+            !check.contains("abc-secret") && !shown.contains("abc-secret"),
+            "{check} {shown}"
+        );
+        // Nor is a short `a:b` segment a token.
+        let ok = settings(&[("TELEGRAM_API_URL", "http://127.0.0.1:8081/v1:x/")]).unwrap();
+        assert_eq!(ok.telegram_api_url.path(), "/v1:x/");
     }
 
     #[test]

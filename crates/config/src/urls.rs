@@ -52,7 +52,7 @@ impl RedactedUrl {
             let pairs: Vec<(String, String)> = shown
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if is_secret_parameter(&k) {
+                    let v = if is_secret_parameter(&k) || is_bot_token_segment(&v) {
                         "***".to_owned()
                     } else {
                         v.into_owned()
@@ -77,19 +77,60 @@ impl RedactedUrl {
                 .collect();
             shown.set_path(&path.join("/"));
         }
+        // A fragment never reaches the server, so nothing needs it shown, and a pasted token
+        // (`…/api#bot123:AAH…`) can sit there.
+        if shown.fragment().is_some() {
+            shown.set_fragment(Some("***"));
+        }
         // `***` is written percent-encoded in some positions; show it plainly.
         shown.to_string().replace("%2A%2A%2A", "***")
     }
 }
 
-/// A path segment that carries a Telegram bot token as the Bot API's URLs do: `bot<id>:<secret>`.
+/// A path segment that carries a Telegram bot token as the Bot API's URLs do: `bot<id>:<secret>`,
+/// however it was spelled when pasted: `BOT`/`Bot`, percent-encoded (`bot123%3AAAH…`, `%62ot…`),
+/// or the bare token `<id>:<secret>` (an id of at least 5 digits and a secret of at least 20
+/// characters, as BotFather issues them, so ordinary `a:b` segments are left alone).
 pub(crate) fn is_bot_token_segment(segment: &str) -> bool {
-    segment
-        .strip_prefix("bot")
-        .and_then(|rest| rest.split_once(':'))
-        .is_some_and(|(id, secret)| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty()
+    let decoded = percent_decoded(segment);
+    let looks_like = |rest: &str, min_id: usize, min_secret: usize| {
+        rest.split_once(':').is_some_and(|(id, secret)| {
+            id.len() >= min_id.max(1)
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && secret.len() >= min_secret.max(1)
         })
+    };
+    let prefixed = decoded
+        .get(..3)
+        .zip(decoded.get(3..))
+        .is_some_and(|(prefix, rest)| prefix.eq_ignore_ascii_case("bot") && looks_like(rest, 1, 1));
+    prefixed || looks_like(&decoded, 5, 20)
+}
+
+/// `text` with `%XX` escapes decoded (invalid escapes and non-UTF-8 results left as they are).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits make at most 0xFF.
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 impl fmt::Display for RedactedUrl {
@@ -146,10 +187,35 @@ pub(crate) fn masked_userinfo_and_query(text: &str) -> String {
         (Some(start), Some(at)) if at > start => {
             let (scheme, _) = text.split_at(start + "://".len());
             let (_, host) = text.split_at(at);
-            format!("{scheme}***{host}{query}")
+            masked_tokens(&format!("{scheme}***{host}{query}"))
         }
-        _ => format!("{text}{query}"),
+        _ => masked_tokens(&format!("{text}{query}")),
     }
+}
+
+/// `text` with every word shaped like a bot token (see [`is_bot_token_segment`]) between
+/// slashes, blanks and `#` shown as `bot***`.
+fn masked_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(if is_bot_token_segment(word) {
+            "bot***"
+        } else {
+            word
+        });
+        word.clear();
+    };
+    for c in text.chars() {
+        if c == '/' || c == '#' || c.is_whitespace() {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Whether a query parameter of this name carries a credential (libpq's `password` and

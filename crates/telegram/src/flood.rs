@@ -26,7 +26,12 @@ impl Front {
     /// (marked handled, counted) and the sender told once per flood.
     pub(crate) fn within_flood_limit(&self, update: &Update) -> bool {
         let (from, chat) = match &update.kind {
-            UpdateKind::Message(message) => (message.from.as_ref(), Some(message.chat.id)),
+            // Only a private chat is told: in a group every flooding member's notice would land
+            // in the same chat, spamming everyone else in it.
+            UpdateKind::Message(message) => (
+                message.from.as_ref(),
+                Some(message.chat.id).filter(|_| message.chat.is_private()),
+            ),
             // A press gets no notice: its message's chat may be a group the notice would spam.
             UpdateKind::CallbackQuery(query) => (Some(&query.from), None),
             _ => return true,

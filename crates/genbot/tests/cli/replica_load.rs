@@ -57,7 +57,8 @@ async fn polling_replicas_share_the_handling_and_a_killed_handlers_chats_are_tak
     let mut b = Bot::new(&telegram, &replicate, &database_url)
         .with("REPLICA_ID", "spread-b")
         .listen_on(port_b)
-        .with_args(&["--test-slow-handlers-ms", "2000"]);
+        .with("GENBOT_TEST_HOOKS", "1")
+        .with("GENBOT_TEST_SLOW_HANDLERS_MS", "2000");
     a.start();
     let first = telegram.user(78_000, "first", Some("en"));
     first.send_text("/start");

@@ -192,3 +192,44 @@ async fn a_burst_beyond_the_flood_limit_is_dropped_at_intake_and_told_once() {
     assert_eq!(texts(&transcript), admitted + 1, "{transcript:?}");
     println!("a {BURST}-message burst: {admitted} answered, {dropped} dropped at intake, 1 notice");
 }
+
+/// Members flooding a group are not told so in the group: one notice per flooding member
+/// landed in the same chat, spamming everyone else in it (20 members, 20 notices). Their
+/// excess is still dropped at intake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_flooding_a_group_get_no_notices_in_it() {
+    const MEMBERS: i64 = 5;
+    const EACH: u64 = 30;
+    let bot = spawn_bot(Options::default()).await;
+    let group = bot.telegram.group(-1_009_000, "Flooded");
+    let members: Vec<SimUser> = (0..MEMBERS)
+        .map(|n| bot.telegram.user(78_000 + n, "M", Some("en")))
+        .collect();
+    for round in 0..EACH {
+        for member in &members {
+            group.send_text(member, &format!("/img@genbot_mock_bot castle {round}"));
+        }
+    }
+    let burst = u64::from(genbot_telegram::FrontConfig::default().user_burst) + 1;
+    let expected = (EACH - burst) * u64::try_from(MEMBERS).unwrap();
+    let metrics = bot.front.metrics();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.dropped_flood() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        metrics.dropped_flood() >= expected,
+        "{} dropped",
+        metrics.dropped_flood()
+    );
+    // The notices were sent at once when the flood was seen; give the pacer a moment anyway.
+    let told = group
+        .chat()
+        .wait_for(Duration::from_secs(1), |t| {
+            t.iter().any(|e| {
+                matches!(e, Entry::BotText { text, .. } if text.starts_with("Too many messages"))
+            })
+        })
+        .await;
+    assert!(told.is_none(), "the group was told: {told:?}");
+}
