@@ -133,6 +133,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             offset: None,
             unrecorded: None,
             failures: 0,
+            early_checkouts: parking_lot::Mutex::default(),
             polling_since: None,
             stopped: Box::pin(flag),
         };
@@ -214,6 +215,9 @@ struct Poll {
     /// queries went ahead).
     unrecorded: Option<(Vec<Update>, i32)>,
     failures: u32,
+    /// Pre-checkout queries handed to the dispatcher while an earlier batch waited for the
+    /// database (see [`record_or_tell`]): skipped when `getUpdates` returns them again.
+    early_checkouts: parking_lot::Mutex<std::collections::HashSet<u32>>,
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
     stopped: std::pin::Pin<Box<StopFlag>>,
@@ -309,7 +313,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             let fresh = if rest.is_empty() {
                 Vec::new()
             } else {
-                record_or_tell(&poll, rest).await?
+                record_or_tell(&poll, rest, next).await?
             };
             poll.offset = Some(next);
             if !fresh.is_empty() {
@@ -352,12 +356,24 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                 let (checkouts, rest): (Vec<Update>, Vec<Update>) = updates
                     .into_iter()
                     .partition(|u| matches!(u.kind, UpdateKind::PreCheckoutQuery(_)));
+                // Those handed over while the previous batch waited for the database are done.
+                let checkouts: Vec<Update> = {
+                    let mut early = poll.early_checkouts.lock();
+                    checkouts
+                        .into_iter()
+                        .filter(|u| !early.remove(&u.id.0))
+                        .collect()
+                };
                 if !checkouts.is_empty() {
                     poll.unrecorded = Some((rest, next));
                     return Some((checkouts.into_iter().map(Ok).collect(), poll));
                 }
                 // `None`: stopping with the batch unrecorded, so unconfirmed.
-                let fresh = record_or_tell(&poll, rest).await?;
+                let fresh = if rest.is_empty() {
+                    Vec::new()
+                } else {
+                    record_or_tell(&poll, rest, next).await?
+                };
                 // Only now may the next request confirm this batch.
                 poll.offset = Some(next);
                 if !fresh.is_empty() {
@@ -387,8 +403,10 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
 /// [`NOTICE_AFTER`] it looks at what waits at Telegram (a `getUpdates` at the same offset, which
 /// confirms nothing) and tells each sender once that their message is delayed, not lost:
 /// unconfirmed updates stay with Telegram, and are recorded and handled when the database is
-/// back.
-async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
+/// back. A pre-checkout query seen there after the batch (`beyond`: the batch's next offset) is
+/// handed to the dispatcher at once: Telegram cancels its payment unless it is answered within
+/// 10 s, however long the database takes (only the first 100 waiting updates are seen).
+async fn record_or_tell(poll: &Poll, updates: Vec<Update>, beyond: i32) -> Option<Vec<Update>> {
     let mut told = std::collections::HashSet::new();
     let mut waiting = updates.clone();
     let recording = record(poll, updates);
@@ -409,6 +427,7 @@ async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>
             peek = peek.offset(offset);
         }
         if let Ok(more) = peek.send().await {
+            hand_over_checkouts(poll, &more, beyond);
             waiting.extend(more);
         }
         let before = told.len();
@@ -425,6 +444,21 @@ async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>
                 told = told.len(),
                 "the database has not recorded a batch of updates for {NOTICE_AFTER:?} or more; their senders were told"
             );
+        }
+    }
+}
+
+/// Hands the pre-checkout queries among `peeked` that come after the batch being recorded
+/// (ids from `beyond` on) to the dispatcher, once each, as updates that are never shed.
+fn hand_over_checkouts(poll: &Poll, peeked: &[Update], beyond: i32) {
+    for update in peeked {
+        let after_batch = i64::from(update.id.0) >= i64::from(beyond);
+        if after_batch
+            && matches!(update.kind, UpdateKind::PreCheckoutQuery(_))
+            && poll.early_checkouts.lock().insert(update.id.0)
+            && poll.front.inner.retries.send(update.clone()).is_err()
+        {
+            tracing::debug!("the dispatcher stopped; a checkout is left to Telegram");
         }
     }
 }
