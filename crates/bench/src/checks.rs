@@ -36,6 +36,9 @@ pub enum CheckError {
     Replicate(#[from] genbot_engine::replicate::ReplicateError),
     #[error("catalogue: {0}")]
     Catalogue(#[from] genbot_engine::catalogue::CatalogueError),
+    /// The bot could not be built (its cause chain, joined).
+    #[error("the bot: {0}")]
+    Assembly(String),
     #[error("the load generator stopped: {0}")]
     Generator(#[from] tokio::task::JoinError),
     /// A value the check itself built was refused (a URL, a webhook secret, a limiter).
@@ -44,6 +47,19 @@ pub enum CheckError {
     /// The measurement ran but gave nothing to grade.
     #[error("{0}")]
     NothingMeasured(&'static str),
+}
+
+impl From<genbot_assembly::AssemblyError> for CheckError {
+    fn from(e: genbot_assembly::AssemblyError) -> Self {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(inner) = cause {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        CheckError::Assembly(text)
+    }
 }
 
 impl CheckError {

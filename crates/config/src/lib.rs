@@ -12,6 +12,10 @@
 //! It must not touch anything beyond reading: no connections, no files except the ones it
 //! is told to read (`genbot.toml`, and `MODELS_FILE` only to check that it can be read).
 
+// Environment values and URLs are any text: a byte-index slice of them can cut a character in
+// half and panic.
+#![deny(clippy::string_slice)]
+
 mod error;
 mod keys;
 mod parse;

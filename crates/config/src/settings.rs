@@ -260,7 +260,7 @@ impl Settings {
 
         Ok(Settings {
             telegram_bot_token: secret(Key::TelegramBotToken)?,
-            telegram_api_url: http_url(Key::TelegramApiUrl, required(Key::TelegramApiUrl))?,
+            telegram_api_url: telegram_api_url(required(Key::TelegramApiUrl))?,
             replicate_api_token: secret(Key::ReplicateApiToken)?,
             replicate_api_url: http_url(Key::ReplicateApiUrl, required(Key::ReplicateApiUrl))?,
             database_url,
@@ -478,6 +478,22 @@ impl std::fmt::Debug for Settings {
 /// `local` on SQLite (one process per file, so a restart takes its own running jobs over at
 /// once); `HOST-PID` on PostgreSQL (unique among live replicas; a dead one's jobs are taken
 /// over when their leases expire).
+/// The Bot API's base URL: a token pasted into it (`…/bot123:AAH…/`) is refused, since the
+/// bot would then call `…/bot<token>/bot<token>/getMe` and the token belongs in
+/// `TELEGRAM_BOT_TOKEN`, where it is kept secret.
+fn telegram_api_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = http_url(Key::TelegramApiUrl, raw)?;
+    if url.path().split('/').any(crate::urls::is_bot_token_segment) {
+        return Err(ConfigError::invalid(
+            Key::TelegramApiUrl.name(),
+            &RedactedUrl::new(url).to_string(),
+            "expected the Bot API's base URL without a bot token (e.g. https://api.telegram.org/); \
+             the token goes in TELEGRAM_BOT_TOKEN",
+        ));
+    }
+    Ok(url)
+}
+
 fn default_replica_id(database: &DatabaseUrl) -> String {
     match database {
         DatabaseUrl::Sqlite { .. } => "local".into(),
@@ -687,6 +703,23 @@ mod tests {
             assert!(line.starts_with(&format!("invalid {variable}=")), "{line}");
             assert!(!line.contains("pw-1") && !line.contains("tok-2"), "{line}");
         }
+    }
+
+    #[test]
+    fn a_bot_token_pasted_into_the_api_url_is_refused_without_echoing_it() {
+        for pasted in [
+            "https://api.telegram.org/bot123456:AAH-secret_9/",
+            "https://api.telegram.org/bot123456:AAH-secret_9",
+            "http://127.0.0.1:8081/proxy/bot42:xyz-secret/getMe",
+        ] {
+            let line = error_line(&[("TELEGRAM_API_URL", pasted)]);
+            assert!(line.starts_with("invalid TELEGRAM_API_URL="), "{line}");
+            assert!(line.contains("TELEGRAM_BOT_TOKEN"), "{line}");
+            assert!(!line.contains("secret"), "{line}");
+        }
+        // A path that merely starts with "bot" is a base URL like any other.
+        let ok = settings(&[("TELEGRAM_API_URL", "http://127.0.0.1:8081/botapi/")]).unwrap();
+        assert_eq!(ok.telegram_api_url.path(), "/botapi/");
     }
 
     #[test]

@@ -62,9 +62,34 @@ impl RedactedUrl {
                 .collect();
             shown.query_pairs_mut().clear().extend_pairs(pairs);
         }
+        // A Bot API token pasted into a path (`/bot123:AAH…/`) is as secret as a password.
+        if shown.path().split('/').any(is_bot_token_segment) {
+            let path: Vec<&str> = shown
+                .path()
+                .split('/')
+                .map(|segment| {
+                    if is_bot_token_segment(segment) {
+                        "bot***"
+                    } else {
+                        segment
+                    }
+                })
+                .collect();
+            shown.set_path(&path.join("/"));
+        }
         // `***` is written percent-encoded in some positions; show it plainly.
         shown.to_string().replace("%2A%2A%2A", "***")
     }
+}
+
+/// A path segment that carries a Telegram bot token as the Bot API's URLs do: `bot<id>:<secret>`.
+pub(crate) fn is_bot_token_segment(segment: &str) -> bool {
+    segment
+        .strip_prefix("bot")
+        .and_then(|rest| rest.split_once(':'))
+        .is_some_and(|(id, secret)| {
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty()
+        })
 }
 
 impl fmt::Display for RedactedUrl {
@@ -87,21 +112,24 @@ pub fn redact_urls_in(text: &str) -> String {
     let ends = |c: char| c.is_whitespace() || matches!(c, '(' | ')' | '"' | '\'' | '<' | '>' | '`');
     let mut shown = String::with_capacity(text.len());
     let mut rest = text;
+    // Every index below comes from a search of the same string, so it is a character boundary.
     while let Some(at) = rest.find("://") {
-        let start = rest[..at]
+        let (before, after) = rest.split_at(at);
+        let start = before
             .char_indices()
             .rev()
             .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
             .map_or(0, |(i, c)| i + c.len_utf8());
-        let end = rest[at..].find(ends).map_or(rest.len(), |i| at + i);
-        shown.push_str(&rest[..start]);
-        let candidate = &rest[start..end];
+        let end = after.find(ends).map_or(rest.len(), |i| at + i);
+        let (head, tail) = rest.split_at(end);
+        let (kept, candidate) = head.split_at(start);
+        shown.push_str(kept);
         match Url::parse(candidate) {
             Ok(url) => shown.push_str(&RedactedUrl::new(url).to_string()),
             // Not a URL after all: hide what would be its userinfo and query.
             Err(_) => shown.push_str(&masked_userinfo_and_query(candidate)),
         }
-        rest = &rest[end..];
+        rest = tail;
     }
     shown.push_str(rest);
     shown
@@ -116,7 +144,9 @@ pub(crate) fn masked_userinfo_and_query(text: &str) -> String {
     };
     match (text.find("://"), text.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
-            format!("{}***{}{query}", &text[..start + 3], &text[at..])
+            let (scheme, _) = text.split_at(start + "://".len());
+            let (_, host) = text.split_at(at);
+            format!("{scheme}***{host}{query}")
         }
         _ => format!("{text}{query}"),
     }
@@ -277,6 +307,10 @@ mod tests {
             assert!(shown.contains("***"), "{shown}");
             assert!(url.expose().contains(secret));
         }
+        let pasted = RedactedUrl::new(
+            Url::parse("https://api.telegram.org/bot123456:AAH-secret_9/getMe").unwrap(),
+        );
+        assert_eq!(pasted.to_string(), "https://api.telegram.org/bot***/getMe");
         let plain = RedactedUrl::new(Url::parse("postgres://h:5432/db?sslmode=require").unwrap());
         assert_eq!(plain.to_string(), "postgres://h:5432/db?sslmode=require");
     }

@@ -13,6 +13,10 @@
 //! The engine owns business rules; it reaches the database only through `genbot-store` and
 //! `genbot-cache`, and knows nothing of Telegram: the front end reads [`JobEvent`]s.
 
+// Prompts, options and settings values are any Unicode: a byte-index slice of them can cut a
+// character in half and panic.
+#![deny(clippy::string_slice)]
+
 pub mod catalogue;
 mod engine;
 mod error;

@@ -128,16 +128,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
     /// Credits a new user starts with.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = genbot_telegram::FrontConfig::DEFAULT_INITIAL_CREDITS)]
     pub(crate) initial_credits: i64,
-    /// Test only: every message handler waits this long first (a deliberately slowed build,
-    /// for showing that `bench compare` catches a regression).
-    #[arg(long, hide = true, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    pub(crate) test_slow_handlers_ms: u64,
-    /// Test only: every update received on the webhook waits this long before it is recorded
-    /// (a window for killing the process between receiving and recording).
-    #[arg(long, hide = true, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    pub(crate) test_hold_webhook_updates_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -101,6 +101,22 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Any text a user (or a client forging button data) can send, for property tests of every
+/// parser of it: any Unicode, with the characters that broke parsers weighted in (whitespace of
+/// every class, zero-width and RTL marks, combining marks, emoji joiners, controls, `/`, `@`,
+/// `:` and `=`).
+#[cfg(test)]
+pub(crate) fn arbitrary_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let special = prop::sample::select(vec![
+        '/', '@', ':', '=', ' ', '\t', '\n', '\u{a0}', '\u{3000}', '\u{2003}', '\u{200b}',
+        '\u{200d}', '\u{200f}', '\u{202e}', '\u{301}', '\u{fe0f}', '\u{0}', '\u{7f}', 'п', 'я',
+        '🦊', '-', '0', '9',
+    ]);
+    let ch = prop_oneof![3 => any::<char>(), 2 => special];
+    prop::collection::vec(ch, 0..64).prop_map(|chars| chars.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,18 +152,6 @@ mod tests {
         );
         assert_eq!(Input::parse("/"), Input::Unknown);
         assert_eq!(Input::parse("/@"), Input::Unknown);
-    }
-
-    fn arbitrary_text() -> impl proptest::strategy::Strategy<Value = String> {
-        use proptest::prelude::*;
-        // Any Unicode, with the characters that broke parsers weighted in: whitespace of every
-        // class, zero-width and RTL marks, combining marks, emoji joiners, controls, `/` and `@`.
-        let special = prop::sample::select(vec![
-            '/', '@', ' ', '\t', '\n', '\u{a0}', '\u{3000}', '\u{2003}', '\u{200b}', '\u{200d}',
-            '\u{200f}', '\u{202e}', '\u{301}', '\u{fe0f}', '\u{0}', '\u{7f}', 'п', 'я', '🦊', '-',
-        ]);
-        let ch = prop_oneof![3 => any::<char>(), 2 => special];
-        prop::collection::vec(ch, 0..64).prop_map(|chars| chars.into_iter().collect())
     }
 
     proptest::proptest! {

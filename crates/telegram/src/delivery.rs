@@ -119,14 +119,28 @@ fn finished(front: &Front, job: JobId) {
 
 /// Marks left for a handler that never records a queue message (group jobs, re-runs in groups,
 /// jobs taken over or replayed) are forgotten after this: a handler records its message within
-/// seconds of the job's start.
+/// seconds of the job's start. A queue message is kept at least this long too, and then only
+/// while its job waits in the queue: a job another replica ran (or took over, or cancelled)
+/// sends no event here.
 const MARK_KEPT: std::time::Duration = std::time::Duration::from_secs(300);
 
-async fn refresh_positions(front: &Front) {
-    front.waiting().lock().retain(|_, slot| match slot {
+/// Whether `job`'s entry is still of use; `queued` is the queue's positions when they were read
+/// (unread: a message still to be edited is kept).
+fn still_of_use(
+    job: &JobId,
+    slot: &Slot,
+    queued: Option<&std::collections::HashMap<JobId, usize>>,
+) -> bool {
+    match slot {
         Slot::Started(at) | Slot::Finished(at) => at.elapsed() < MARK_KEPT,
-        Slot::Waiting(_) => true,
-    });
+        Slot::Waiting(w) if w.sent.elapsed() < MARK_KEPT => true,
+        // Its one progress message was had: nothing more will be done with it.
+        Slot::Waiting(w) if w.edited => false,
+        Slot::Waiting(_) => queued.is_none_or(|q| q.contains_key(job)),
+    }
+}
+
+async fn refresh_positions(front: &Front) {
     let shown: Vec<_> = front
         .waiting()
         .lock()
@@ -136,15 +150,23 @@ async fn refresh_positions(front: &Front) {
             _ => None,
         })
         .collect();
-    if shown.is_empty() {
-        return;
-    }
-    let positions = match front.engine().queue_positions().await {
-        Ok(positions) => positions,
-        Err(e) => {
-            tracing::debug!(error = %e, "reading queue positions failed; next refresh retries");
-            return;
+    let positions = if shown.is_empty() {
+        None
+    } else {
+        match front.engine().queue_positions().await {
+            Ok(positions) => Some(positions),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading queue positions failed; next refresh retries");
+                None
+            }
         }
+    };
+    front
+        .waiting()
+        .lock()
+        .retain(|job, slot| still_of_use(job, slot, positions.as_ref()));
+    let Some(positions) = positions else {
+        return;
     };
     // A message is worth editing when its job moved a quarter closer, or into the top three;
     // the biggest moves go first and at most a few per refresh, so a long queue costs a bounded
@@ -194,5 +216,51 @@ async fn refresh_positions(front: &Front) {
 fn release_progress(front: &Front, job: JobId) {
     if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
         w.edited = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    use teloxide::types::{ChatId, MessageId};
+
+    use super::*;
+    use crate::{Lang, Waiting};
+
+    fn message(sent_ago: Duration, edited: bool) -> Slot {
+        Slot::Waiting(Waiting {
+            chat: ChatId(1),
+            message: MessageId(1),
+            lang: Lang::En,
+            position: 3,
+            edited,
+            sent: Instant::now()
+                .checked_sub(sent_ago)
+                .unwrap_or_else(Instant::now),
+        })
+    }
+
+    /// Every kind of entry goes once it is of no use, so the map is bounded by the queue and five
+    /// minutes of traffic, whatever ran elsewhere.
+    #[test]
+    fn entries_whose_jobs_ran_elsewhere_are_forgotten() {
+        let (job, other) = (JobId(7), JobId(8));
+        let queued: HashMap<JobId, usize> = [(job, 1)].into();
+        let old = MARK_KEPT + Duration::from_secs(1);
+        let fresh = Duration::from_secs(1);
+        // A queue message whose job another replica ran: no event will ever remove it.
+        assert!(!still_of_use(&other, &message(old, false), Some(&queued)));
+        assert!(!still_of_use(&other, &message(old, true), None));
+        // Still waiting in the queue, or the queue unread, or sent just now: kept.
+        assert!(still_of_use(&job, &message(old, false), Some(&queued)));
+        assert!(still_of_use(&other, &message(old, false), None));
+        assert!(still_of_use(&other, &message(fresh, false), Some(&queued)));
+        // Marks for handlers that never record a message.
+        let long_ago = Instant::now().checked_sub(old).unwrap_or_else(Instant::now);
+        assert!(!still_of_use(&other, &Slot::Started(long_ago), None));
+        assert!(!still_of_use(&other, &Slot::Finished(long_ago), None));
+        assert!(still_of_use(&other, &Slot::Finished(Instant::now()), None));
     }
 }

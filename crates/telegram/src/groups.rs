@@ -53,10 +53,14 @@ pub(crate) async fn group_message(
 ) -> HandlerResult {
     // A photo's caption addresses the bot as a text would.
     let Some(text) = msg.text().or(msg.caption()) else {
+        front
+            .metrics()
+            .unsupported(crate::isolation::message_kind(msg));
         return Ok(());
     };
     if from_no_person(msg) {
         // One shared stand-in account for every anonymous admin and channel: nobody's credits.
+        front.metrics().ignored("group_message_of_a_chat");
         return Ok(());
     }
     let me = front.me().await?;
@@ -76,6 +80,8 @@ pub(crate) async fn group_message(
     } else if replied_to_us && !text.starts_with('/') {
         text
     } else {
+        // A command for another bot, or one the bot has nothing for in a group.
+        front.metrics().ignored("group_message_not_for_the_bot");
         return Ok(());
     };
     if msg.photo().is_some() {
@@ -168,7 +174,10 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_text_is_read_without_panicking(text in "\\PC*", me in "\\PC{0,8}") {
+        fn any_text_or_caption_is_read_without_panicking(
+            text in crate::command::arbitrary_text(),
+            me in crate::command::arbitrary_text(),
+        ) {
             let _ = command_args(&text, "img", &me);
             let _ = command_args(&text, "help", &me);
         }

@@ -62,10 +62,15 @@ async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult
 #[tracing::instrument(skip_all, fields(user_id))]
 async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerResult {
     let Some(from) = msg.from.as_ref() else {
+        // Telegram leaves `from` out only of channel messages: nobody to answer.
+        front.metrics().ignored("message_without_from");
         return Ok(());
     };
     let user = user_id(from);
     tracing::Span::current().record("user_id", user.0);
+    if front.config().poison.is_some() && msg.text() == front.config().poison.as_deref() {
+        panic!("the test's poison message");
+    }
     let lang = Lang::from_code(from.language_code.as_deref());
     let bot = front.bot();
     let chat = msg.chat.id;
@@ -73,19 +78,22 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         // Money already taken: never skipped by the flood limit.
         return payments::paid(front, chat, from, lang, payment).await;
     }
-    if let Err(warn) = front.admit(user.0) {
-        if warn {
-            send(front, chat, bot.send_message(chat, texts::slow_down(lang))).await?;
-        }
-        return Ok(());
-    }
     if crate::groups::is_group(&msg.chat) {
         return crate::groups::group_message(front, msg, from, lang, update).await;
     }
     if msg.photo().is_some() {
+        if !front.album_photo_due(msg) {
+            // An album arrives as one message per photo: one answer for the album.
+            front.metrics().ignored("album_photo");
+            return Ok(());
+        }
         return crate::img2img::photo_received(front, msg, from, lang, update, msg.caption()).await;
     }
     let Some(text) = msg.text() else {
+        // Stickers, voice, video, documents, locations, polls…: what the bot can do instead.
+        front
+            .metrics()
+            .unsupported(crate::isolation::message_kind(msg));
         send(front, chat, bot.send_message(chat, texts::help(lang))).await?;
         return Ok(());
     };
@@ -292,6 +300,7 @@ pub(crate) async fn submit_and_track(
                 lang,
                 position,
                 edited: false,
+                sent: std::time::Instant::now(),
             };
             let earlier = {
                 let mut slots = front.waiting().lock();
@@ -394,22 +403,12 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
     let bot: &BotApi = front.bot();
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
-    if front.admit(user.0).is_err() {
-        return Ok(());
-    }
     let handled = match settings::on_press(front, query).await {
         Some(handled) => Some(handled),
         None => rerun::on_press(front, query, update).await,
     };
     if let Some(handled) = handled {
-        let text = handled?;
-        let answer = bot.answer_callback_query(query.id.clone());
-        if text.is_empty() {
-            answer.await?;
-        } else {
-            answer.text(text).await?;
-        }
-        return Ok(());
+        return answer_press(front, query, handled?).await;
     }
     if let Some(package) = query
         .data
@@ -418,32 +417,25 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
     {
         // Invoices go to the buyer's own chat only: a press elsewhere was forged.
         if press_chat(query).0 != user.0 {
-            bot.answer_callback_query(query.id.clone()).await?;
-            return Ok(());
+            return answer_press(front, query, texts::button_expired(lang)).await;
         }
         let text = payments::send_invoice(front, press_chat(query), lang, package).await?;
-        bot.answer_callback_query(query.id.clone())
-            .text(text)
-            .await?;
-        return Ok(());
+        return answer_press(front, query, text).await;
     }
     let Some(model_id) = query
         .data
         .as_deref()
         .and_then(|d| d.strip_prefix(MODEL_BUTTON))
     else {
-        bot.answer_callback_query(query.id.clone()).await?;
-        return Ok(());
+        // No button of ours has this data (or none): stale, or forged.
+        return answer_press(front, query, texts::button_expired(lang)).await;
     };
     let engine = front.engine();
     let Some(model) = engine.catalogue().get(model_id).filter(|m| m.enabled) else {
         // Stale (a model since withdrawn) or forged: said to the presser alone, and the
         // message, which others may see, is left as it is.
         let unavailable = texts::model_unavailable(lang, &shorten(model_id, 64));
-        bot.answer_callback_query(query.id.clone())
-            .text(unavailable)
-            .await?;
-        return Ok(());
+        return answer_press(front, query, unavailable).await;
     };
     if engine.users().get(user).await?.is_none() {
         register(front, &query.from).await?;
@@ -453,9 +445,7 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         .set_selected_model(user, Some(model.id.clone()))
         .await?;
     let text = texts::model_chosen(lang, &model.name);
-    bot.answer_callback_query(query.id.clone())
-        .text(text.clone())
-        .await?;
+    answer_press(front, query, text.clone()).await?;
     // Only the presser's own private chat shows the choice: a /models list is sent nowhere
     // else, and a press on anything else was forged.
     if let Some(message) = query.message.as_ref().filter(|m| m.chat().id.0 == user.0) {
@@ -467,4 +457,34 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         .await?;
     }
     Ok(())
+}
+
+/// Answers a press, to the presser alone: `text` shown (nothing when empty).
+async fn answer_press(front: &Front, query: &CallbackQuery, text: String) -> HandlerResult {
+    let mut answer = front.bot().answer_callback_query(query.id.clone());
+    if !text.is_empty() {
+        answer = answer.text(text);
+    }
+    crate::pacing::call(front, answer).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    proptest::proptest! {
+        /// User text echoed back (a forged model id, a prompt in a caption) is cut on a
+        /// character boundary: at most `max` characters and the ellipsis, a prefix of the text.
+        #[test]
+        fn echoed_text_is_cut_on_characters(
+            text in crate::command::arbitrary_text(),
+            max in 0usize..80,
+        ) {
+            let short = shorten(&text, max);
+            let kept = short.strip_suffix('…').unwrap_or(&short);
+            proptest::prop_assert!(text.starts_with(kept));
+            proptest::prop_assert!(kept.chars().count() <= max);
+        }
+    }
 }

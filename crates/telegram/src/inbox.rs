@@ -9,6 +9,11 @@
 //! module's business: the recorder takes in the same transaction the updates it may handle,
 //! and every replica's rounds take the rest. Handlers mark updates handled when they are done
 //! (`Front::update_handled`, written in batches by `claims::keep_marking`).
+//!
+//! While the database does not answer, a batch is tried again until it is recorded, however long
+//! that takes: it stays unconfirmed at Telegram meanwhile, and its senders are told it is
+//! delayed. Pre-checkout queries alone are passed on unrecorded at once: Telegram cancels a
+//! payment whose query is not answered within 10 s, and one lost to a crash moved no money.
 
 use std::time::Duration;
 
@@ -27,8 +32,9 @@ use crate::Front;
 /// By default a chat claim not renewed this long lapses (its replica is gone) and another
 /// replica takes the chat over.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
-/// Tries to record updates before they are passed on unrecorded (the database is down).
-const RECORD_TRIES: u32 = 3;
+/// First and longest pause between tries to record a batch the database did not take.
+const RECORD_PAUSE: Duration = Duration::from_millis(100);
+const RECORD_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// A batch whose record takes longer than this (the database does not answer) gets its senders
 /// told that their messages are delayed, not lost.
 const NOTICE_AFTER: Duration = Duration::from_secs(2);
@@ -125,6 +131,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             timeout: self.timeout,
             allowed: self.allowed.clone(),
             offset: None,
+            unrecorded: None,
             failures: 0,
             polling_since: None,
             stopped: Box::pin(flag),
@@ -203,6 +210,9 @@ struct Poll {
     allowed: Option<Vec<AllowedUpdate>>,
     /// The next `getUpdates` offset (confirms everything below it).
     offset: Option<i32>,
+    /// A batch still to record before `offset` may move to the second value (its pre-checkout
+    /// queries went ahead).
+    unrecorded: Option<(Vec<Update>, i32)>,
     failures: u32,
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
@@ -293,6 +303,19 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         if poll.stopped.is_stopped() {
             return None;
         }
+        // The rest of a batch whose pre-checkout queries went ahead: recorded before the next
+        // request confirms it.
+        if let Some((rest, next)) = poll.unrecorded.take() {
+            let fresh = if rest.is_empty() {
+                Vec::new()
+            } else {
+                record_or_tell(&poll, rest).await?
+            };
+            poll.offset = Some(next);
+            if !fresh.is_empty() {
+                return Some((fresh.into_iter().map(Ok).collect(), poll));
+            }
+        }
         if !poll.may_poll().await {
             let pause = poll.standby_pause();
             tokio::select! {
@@ -323,7 +346,18 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                     continue;
                 };
                 let next = last.id.as_offset();
-                let fresh = record_or_tell(&poll, updates).await;
+                // Pre-checkout queries go ahead unrecorded: Telegram cancels the payment unless
+                // it is answered within 10 s, so one must not wait for the database, and one
+                // lost to a crash moved no money (replayed later, it would be expired anyway).
+                let (checkouts, rest): (Vec<Update>, Vec<Update>) = updates
+                    .into_iter()
+                    .partition(|u| matches!(u.kind, UpdateKind::PreCheckoutQuery(_)));
+                if !checkouts.is_empty() {
+                    poll.unrecorded = Some((rest, next));
+                    return Some((checkouts.into_iter().map(Ok).collect(), poll));
+                }
+                // `None`: stopping with the batch unrecorded, so unconfirmed.
+                let fresh = record_or_tell(&poll, rest).await?;
                 // Only now may the next request confirm this batch.
                 poll.offset = Some(next);
                 if !fresh.is_empty() {
@@ -354,7 +388,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
 /// confirms nothing) and tells each sender once that their message is delayed, not lost:
 /// unconfirmed updates stay with Telegram, and are recorded and handled when the database is
 /// back.
-async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
+async fn record_or_tell(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let mut told = std::collections::HashSet::new();
     let mut waiting = updates.clone();
     let recording = record(poll, updates);
@@ -410,9 +444,12 @@ fn tell_delayed(front: &Front, chat: teloxide::types::ChatId, language: Option<&
 /// Records `updates` in one transaction and returns those this replica handles now: the ones
 /// it took (see [`genbot_store::Store::record_updates`]), and any that cannot be recorded. An
 /// update seen before (Telegram sent it again after a crash) is left to whoever holds it, or
-/// was handled already. When the database does not answer after a few tries they are passed on
-/// unrecorded (and said so).
-async fn record(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
+/// was handled already. While the database does not answer it is tried again with backoff, for
+/// as long as that lasts: an unrecorded update must not be confirmed to Telegram (a crash would
+/// lose it, and with it a payment). `None` when the bot stops first: the batch stays
+/// unconfirmed at Telegram, which sends it again to the next poller. Only a write the database
+/// refuses outright passes the batch on unrecorded (trying again could not help).
+async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let front = &poll.front;
     let mut rows = Vec::with_capacity(updates.len());
     let mut unrecordable = Vec::new();
@@ -429,24 +466,27 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Vec<Update> {
     let store = front.engine().store();
     let owner = front.engine().replica_id();
     let lease = front.config().inbox_takeover_after;
-    let mut pause = Duration::from_millis(100);
-    for attempt in 1..=RECORD_TRIES {
+    let mut pause = RECORD_PAUSE;
+    loop {
         match store.record_updates(owner, rows.clone(), lease).await {
             Ok(recorded) => {
                 poll.last_record.now();
                 let mut fed = crate::claims::feed_known(front, recorded.taken, &mut known);
                 fed.extend(unrecordable);
-                return fed;
+                return Some(fed);
             }
-            Err(e) if attempt < RECORD_TRIES => {
-                tracing::warn!(error = %e, "recording updates failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, retry_in = ?pause, "recording updates failed; trying again (they stay unconfirmed at Telegram meanwhile)");
             }
             Err(e) => {
-                tracing::error!(error = %e, updates = updates.len(), "updates handled without being recorded (a crash now would lose them)");
+                tracing::error!(error = %e, updates = updates.len(), "the database refused to record updates; handled unrecorded (a crash now would lose them)");
+                return Some(updates);
             }
         }
+        tokio::select! {
+            () = front.stopping().cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RECORD_PAUSE_MAX);
     }
-    updates
 }

@@ -174,6 +174,37 @@ pub(crate) fn kind_of(update: &Update) -> &'static str {
     }
 }
 
+/// What a message carries, for counters (never its content).
+pub(crate) fn message_kind(msg: &teloxide::types::Message) -> &'static str {
+    use teloxide::types::{MediaKind, MessageKind};
+    let MessageKind::Common(common) = &msg.kind else {
+        return match &msg.kind {
+            MessageKind::Dice(_) => "dice",
+            _ => "service",
+        };
+    };
+    match &common.media_kind {
+        MediaKind::Animation(_) => "animation",
+        MediaKind::Audio(_) => "audio",
+        MediaKind::Contact(_) => "contact",
+        MediaKind::Document(_) => "document",
+        MediaKind::PaidMedia(_) => "paid_media",
+        MediaKind::Game(_) => "game",
+        MediaKind::Venue(_) => "venue",
+        MediaKind::Location(_) => "location",
+        MediaKind::Photo(_) => "photo",
+        MediaKind::Poll(_) => "poll",
+        MediaKind::Checklist(_) => "checklist",
+        MediaKind::Sticker(_) => "sticker",
+        MediaKind::Story(_) => "story",
+        MediaKind::Text(_) => "text",
+        MediaKind::Video(_) => "video",
+        MediaKind::VideoNote(_) => "video_note",
+        MediaKind::Voice(_) => "voice",
+        MediaKind::Migration(_) => "migration",
+    }
+}
+
 thread_local! {
     /// Set while a handler is being polled on this thread: its panics may quote user text.
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };

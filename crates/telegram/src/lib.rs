@@ -28,6 +28,7 @@ mod broadcast;
 mod claims;
 mod command;
 pub mod delivery;
+mod flood;
 mod groups;
 pub mod handlers;
 mod img2img;
@@ -90,13 +91,37 @@ pub struct FrontConfig {
     /// uses `JOB_LEASE_SECONDS`, the same liveness bound as for running jobs.
     pub inbox_takeover_after: std::time::Duration,
     /// Every message handler first waits this long. Zero in production: a deliberately slowed
-    /// build for the suite's own tests (`genbot serve --test-slow-handlers-ms`), so that
+    /// build for the suite's own tests (`GENBOT_TEST_SLOW_HANDLERS_MS`, a test hook), so that
     /// `bench compare` can be shown to catch a regression.
     pub handler_delay: std::time::Duration,
     /// Every update received on the webhook waits this long before it is recorded. Zero in
     /// production: the fault tests' window for killing a replica between receiving an update
-    /// and recording it (`genbot serve --test-hold-webhook-updates-ms`).
+    /// and recording it (`GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS`, a test hook).
     pub intake_delay: std::time::Duration,
+    /// A message whose text is exactly this makes its handler panic. `None` in production: the
+    /// isolation's own tests (a handler that keeps panicking, and what becomes of its update).
+    pub poison: Option<String>,
+}
+
+impl FrontConfig {
+    /// Credits a new user starts with unless `genbot serve --initial-credits` says otherwise.
+    pub const DEFAULT_INITIAL_CREDITS: i64 = 10;
+
+    /// The front end as the settings configure it: `ADMIN_IDS`, `STARS_PACKAGES`, Telegram's
+    /// send limits with `TELEGRAM_SENDS_PER_SECOND` overall, and `JOB_LEASE_SECONDS` as the
+    /// inbox's takeover bound. What no setting names keeps [`FrontConfig::default`]'s value.
+    pub fn from_settings(settings: &genbot_config::Settings) -> Self {
+        FrontConfig {
+            admin_ids: settings.admin_ids.clone(),
+            stars_packages: settings.stars_packages.clone(),
+            send_limits: SendLimits {
+                overall_per_sec: settings.telegram_sends_per_sec,
+                ..SendLimits::TELEGRAM
+            },
+            inbox_takeover_after: settings.job_lease,
+            ..FrontConfig::default()
+        }
+    }
 }
 
 impl Default for FrontConfig {
@@ -104,13 +129,14 @@ impl Default for FrontConfig {
         FrontConfig {
             admin_ids: Vec::new(),
             stars_packages: Vec::new(),
-            initial_credits: 10,
+            initial_credits: FrontConfig::DEFAULT_INITIAL_CREDITS,
             send_limits: SendLimits::TELEGRAM,
             user_updates_per_sec: 2,
             user_burst: 10,
             inbox_takeover_after: inbox::STALE_AFTER,
             handler_delay: std::time::Duration::ZERO,
             intake_delay: std::time::Duration::ZERO,
+            poison: None,
         }
     }
 }
@@ -138,6 +164,9 @@ pub(crate) struct Waiting {
     /// The message was edited (or an edit is on its way): a job gets one progress message in
     /// all, so it costs at most three sends (queue message, one progress message, result).
     pub(crate) edited: bool,
+    /// When the message was sent: one whose job left the queue long ago is forgotten (another
+    /// replica ran it, and no event of it comes here).
+    pub(crate) sent: std::time::Instant,
 }
 
 /// The front end's shared state. Cheap to clone.
@@ -153,7 +182,8 @@ struct FrontInner {
     metrics: Metrics,
     pacer: pacing::Pacer,
     waiting: Mutex<HashMap<JobId, Slot>>,
-    /// Per-user update limit: one user's flood is skipped at the door, costing others nothing.
+    /// Per-user update limit: one user's flood is dropped at intake, costing others nothing
+    /// (see [`flood`]).
     flood: DefaultKeyedRateLimiter<i64>,
     /// Users told to slow down, so each flood gets one warning, not one per skipped message.
     warned: Mutex<HashMap<i64, std::time::Instant>>,
@@ -180,6 +210,8 @@ struct FrontInner {
     /// Members answered in a group (a refusal, a how-to): once a minute each, so one member
     /// cannot spend the group's 20 messages a minute.
     group_replies: backlog::OncePer<(i64, u64)>,
+    /// Albums (media groups) whose uncaptioned photos were answered: once per album.
+    albums: backlog::OncePer<(i64, String)>,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -222,6 +254,7 @@ impl Front {
                 backlog_told: backlog::OncePer::default(),
                 group_help: backlog::OncePer::default(),
                 group_replies: backlog::OncePer::default(),
+                albums: backlog::OncePer::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -260,24 +293,6 @@ impl Front {
 
     pub(crate) fn waiting(&self) -> &Mutex<HashMap<JobId, Slot>> {
         &self.inner.waiting
-    }
-
-    /// Whether this user's update may be handled now; the first refusal of a flood returns
-    /// `Err(true)` so the caller warns once.
-    pub(crate) fn admit(&self, user: i64) -> Result<(), bool> {
-        if self.inner.flood.check_key(&user).is_ok() {
-            return Ok(());
-        }
-        self.inner.metrics.dropped();
-        let mut warned = self.inner.warned.lock();
-        let now = std::time::Instant::now();
-        let warn = warned
-            .get(&user)
-            .is_none_or(|at| now.duration_since(*at) > std::time::Duration::from_secs(30));
-        if warn {
-            warned.insert(user, now);
-        }
-        Err(warn)
     }
 
     /// Notes that update `id` was handled (the inbox will not replay it).
@@ -333,6 +348,20 @@ impl Front {
         self.inner
             .group_replies
             .first_in((chat.0, member), std::time::Duration::from_secs(60))
+    }
+
+    /// Whether a photo is answered: always with a caption; without, only the first of its
+    /// album (the rest of an album, captioned on its first photo or not at all, is one request).
+    pub(crate) fn album_photo_due(&self, msg: &teloxide::types::Message) -> bool {
+        let Some(album) = msg.media_group_id() else {
+            return true;
+        };
+        let seen = !self.inner.albums.first_in(
+            (msg.chat.id.0, album.0.clone()),
+            std::time::Duration::from_secs(60),
+        );
+        let captioned = msg.caption().is_some_and(|c| !c.trim().is_empty());
+        captioned || !seen
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

@@ -34,6 +34,16 @@ async fn handle(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
         }
         return Ok(());
     }
+    if crate::groups::is_group(&change.chat) && was_in && !is_in {
+        // Nothing is kept per group: a result still on its way meets one 403 and is recorded
+        // refused (never retried, and its asker is not marked blocked).
+        tracing::info!(
+            chat = change.chat.id.0,
+            "removed from a group; its pending results will be refused once each"
+        );
+        front.metrics().ignored("my_chat_member_removed_from_group");
+        return Ok(());
+    }
     if crate::groups::is_group(&change.chat) && is_in && !was_in {
         let me = front.me().await?;
         let lang = Lang::from_code(change.from.language_code.as_deref());

@@ -47,6 +47,7 @@ pub struct Metrics {
     dead_letters: Counter,
     shed: Counter,
     ignored: Family<KindLabels, Counter>,
+    unsupported: Family<KindLabels, Counter>,
     send_errors: Family<SendErrorLabels, Counter>,
     update_seconds: Histogram,
     snapshot: Arc<Mutex<Snapshot>>,
@@ -65,6 +66,7 @@ impl Default for Metrics {
             dead_letters: Counter::default(),
             shed: Counter::default(),
             ignored: Family::default(),
+            unsupported: Family::default(),
             send_errors: Family::default(),
             update_seconds: Histogram::new(BUCKETS),
             snapshot: Arc::default(),
@@ -122,6 +124,12 @@ impl Metrics {
             self.ignored.clone(),
         );
         r.register(
+            "genbot_messages_unsupported",
+            "Messages whose content the bot does not take (stickers, voice, video…), by kind: \
+             answered with the help text in a private chat, left alone in a group",
+            self.unsupported.clone(),
+        );
+        r.register(
             "genbot_telegram_send_errors",
             "Telegram requests that failed, by answer (429, 403, 400, 5xx, network)",
             self.send_errors.clone(),
@@ -176,9 +184,28 @@ impl Metrics {
         self.ignored.get_or_create(&KindLabels { kind }).inc();
     }
 
+    pub(crate) fn unsupported(&self, kind: &'static str) {
+        self.unsupported.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Updates of `kind` ignored so far (`genbot_updates_ignored_total{kind}`).
+    pub fn ignored_count(&self, kind: &'static str) -> u64 {
+        self.ignored.get_or_create(&KindLabels { kind }).get()
+    }
+
+    /// Messages of `kind` the bot did not take so far (`genbot_messages_unsupported_total`).
+    pub fn unsupported_count(&self, kind: &'static str) -> u64 {
+        self.unsupported.get_or_create(&KindLabels { kind }).get()
+    }
+
     /// Handlers that panicked so far.
     pub fn handler_panics(&self) -> u64 {
         self.handler_panics.get()
+    }
+
+    /// Updates set aside as dead letters by this process so far.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters.get()
     }
 
     /// Updates skipped because their chat had too many waiting.

@@ -26,11 +26,15 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
-use teloxide::requests::{Output, Request};
+use teloxide::requests::Output;
 use teloxide::types::ChatId;
 use teloxide::{ApiError, RequestError};
 
 use crate::Front;
+
+mod wire;
+
+pub(crate) use wire::Wire;
 
 /// Telegram's send limits, as the pacer applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +87,10 @@ pub(crate) enum SendClass {
 
 /// Most 429s waited out for one send before giving up.
 const MAX_RETRIES: u32 = 3;
+/// Most server errors (5xx) an answer is tried again after, first after this pause, doubling:
+/// then the error goes to the handler (and the update is tried again later).
+const SERVER_RETRIES: u32 = 3;
+const SERVER_RETRY_FIRST: Duration = Duration::from_millis(200);
 
 pub(crate) struct Pacer {
     overall: DefaultDirectRateLimiter,
@@ -266,19 +274,60 @@ pub(crate) fn is_blocked(error: &RequestError) -> bool {
     )
 }
 
-/// Sends `request` into `chat` within the limits, waiting out up to three 429 answers.
+/// Whether Telegram (or a proxy in front of it) had a server error (5xx): worth trying again.
+pub(crate) fn is_server_error(error: &RequestError) -> bool {
+    match error {
+        RequestError::Api(ApiError::Unknown(description)) => {
+            crate::isolation::is_server_error(description)
+        }
+        _ => false,
+    }
+}
+
+/// Sends `request` into `chat` within the limits, waiting out up to three 429 answers and
+/// trying again after up to three server errors (200 ms, doubling).
 ///
 /// # Errors
-/// The request failed for another reason, or Telegram kept answering 429.
+/// The request failed for another reason, or Telegram kept answering 429 or 5xx.
 pub(crate) async fn send<R>(
     front: &Front,
     chat: ChatId,
     request: R,
 ) -> Result<Output<R>, RequestError>
 where
-    R: Request<Err = RequestError>,
+    R: Wire,
 {
     send_as(front, chat, request, SendClass::Answer).await
+}
+
+/// Makes a call that is no message (a button's or a checkout's answer): outside the send
+/// budget, but like an answer without teloxide's 10 s pause after a 5xx, and tried again after
+/// up to three of them.
+///
+/// # Errors
+/// As [`send`].
+pub(crate) async fn call<R>(front: &Front, request: R) -> Result<Output<R>, RequestError>
+where
+    R: Wire,
+{
+    let mut pause = SERVER_RETRY_FIRST;
+    let mut retries = 0;
+    loop {
+        match request.on_wire(front.bot()).await {
+            Err(e) if is_server_error(&e) && retries < SERVER_RETRIES => {
+                front.metrics().send_error(&e);
+                retries += 1;
+                tracing::debug!(error = %e, retry_in = ?pause, "telegram had a server error");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                front.metrics().send_error(&e);
+                return Err(e);
+            }
+            ok => return ok,
+        }
+    }
 }
 
 /// [`send`] for a result: behind the answers waiting for the budget.
@@ -291,7 +340,7 @@ pub(crate) async fn send_result<R>(
     request: R,
 ) -> Result<Output<R>, RequestError>
 where
-    R: Request<Err = RequestError>,
+    R: Wire,
 {
     send_as(front, chat, request, SendClass::Result).await
 }
@@ -303,17 +352,32 @@ async fn send_as<R>(
     class: SendClass,
 ) -> Result<Output<R>, RequestError>
 where
-    R: Request<Err = RequestError>,
+    R: Wire,
 {
     let mut retries = 0;
+    let mut server_retries = 0;
+    let mut server_pause = SERVER_RETRY_FIRST;
     loop {
         front.pacer().ready_as(chat, class).await;
-        match request.send_ref().await {
+        match request.on_wire(front.bot()).await {
             Err(RequestError::RetryAfter(after)) if retries < MAX_RETRIES => {
                 front.metrics().send_error(&RequestError::RetryAfter(after));
                 retries += 1;
                 tracing::debug!(chat = chat.0, ?after, "telegram asked to slow down");
                 tokio::time::sleep(after.duration().max(Duration::from_millis(100))).await;
+            }
+            // An answer is tried again at once, in its place in the chat; a result's retry is
+            // the outbox's (with its own backoff and attempt count).
+            Err(e)
+                if class == SendClass::Answer
+                    && is_server_error(&e)
+                    && server_retries < SERVER_RETRIES =>
+            {
+                front.metrics().send_error(&e);
+                server_retries += 1;
+                tracing::debug!(chat = chat.0, error = %e, retry_in = ?server_pause, "telegram had a server error");
+                tokio::time::sleep(server_pause).await;
+                server_pause *= 2;
             }
             Err(e) => {
                 front.metrics().send_error(&e);
@@ -335,13 +399,13 @@ pub(crate) async fn send_progress<R>(
     request: R,
 ) -> Result<Option<Output<R>>, RequestError>
 where
-    R: Request<Err = RequestError>,
+    R: Wire,
 {
     if !front.pacer().try_progress(chat) {
         front.metrics().progress_dropped();
         return Ok(None);
     }
-    match request.send_ref().await {
+    match request.on_wire(front.bot()).await {
         Ok(output) => Ok(Some(output)),
         Err(e @ RequestError::RetryAfter(_)) => {
             front.metrics().send_error(&e);

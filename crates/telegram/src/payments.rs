@@ -32,6 +32,9 @@ pub(crate) const BUY_BUTTON: &str = "buy:";
 const PAYLOAD_PREFIX: &str = "credits:";
 /// Telegram's currency code for Stars.
 const STARS: &str = "XTR";
+/// Longest a pre-checkout answer waits for the database: Telegram cancels the payment of a
+/// query not answered within 10 s, and the answer itself may meet a slow Bot API.
+const CHECKOUT_DB_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
 /// Movements `/balance` shows; payments `/paysupport` lists.
 const RECENT: u32 = 5;
 
@@ -109,7 +112,8 @@ pub(crate) async fn send_invoice(
 
 /// Answers a pre-checkout query: yes for a package still offered at the invoiced price, in
 /// Stars, to a user who may buy; otherwise no, with the reason. Telegram cancels the payment if
-/// no answer comes within 10 seconds, so this touches the database at most once.
+/// no answer comes within 10 seconds, so this touches the database at most once, for at most
+/// [`CHECKOUT_DB_BUDGET`] (the query reached it without waiting for the inbox).
 pub(crate) async fn on_pre_checkout(
     front: Front,
     query: PreCheckoutQuery,
@@ -159,25 +163,31 @@ async fn answer_pre_checkout(front: &Front, query: &PreCheckoutQuery) -> Handler
     let refusal = match judged {
         Some(InvoiceRefusal::Currency) => Some(texts::checkout_wrong_currency(lang)),
         Some(InvoiceRefusal::PackageGone) => Some(texts::package_gone(lang)),
-        // Registered now, so the payment that follows always finds its buyer.
-        None => match register(front, &query.from).await {
-            Ok(user) if user.banned => Some(texts::checkout_banned(lang)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "pre-checkout: registering the buyer failed");
-                Some(texts::checkout_unavailable(lang))
+        // Registered now, so the payment that follows always finds its buyer; a database that
+        // takes longer than the budget gets the checkout refused (nothing is charged) rather
+        // than left unanswered past Telegram's 10 s.
+        None => {
+            match tokio::time::timeout(CHECKOUT_DB_BUDGET, register(front, &query.from)).await {
+                Ok(Ok(user)) if user.banned => Some(texts::checkout_banned(lang)),
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "pre-checkout: registering the buyer failed");
+                    Some(texts::checkout_unavailable(lang))
+                }
+                Err(_) => {
+                    tracing::warn!(budget = ?CHECKOUT_DB_BUDGET, "pre-checkout: the database did not answer in time; refused");
+                    Some(texts::checkout_unavailable(lang))
+                }
             }
-        },
-    };
-    let bot = front.bot();
-    let answer = bot.answer_pre_checkout_query(query.id.clone(), refusal.is_none());
-    match refusal {
-        None => answer.await?,
-        Some(reason) => {
-            use teloxide::payloads::AnswerPreCheckoutQuerySetters;
-            answer.error_message(reason).await?
         }
     };
+    let bot = front.bot();
+    let mut answer = bot.answer_pre_checkout_query(query.id.clone(), refusal.is_none());
+    if let Some(reason) = refusal {
+        use teloxide::payloads::AnswerPreCheckoutQuerySetters;
+        answer = answer.error_message(reason);
+    }
+    crate::pacing::call(front, answer).await?;
     Ok(())
 }
 
@@ -375,6 +385,26 @@ mod tests {
                 Some(InvoiceRefusal::PackageGone),
                 "{total} {payload}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// A package button's data and an invoice's payload are whatever a client sends: read
+        /// without panicking, and a checkout of anything but a package on offer is refused.
+        #[test]
+        fn any_package_data_or_payload_is_read_without_panicking(
+            data in crate::command::arbitrary_text(),
+            total in proptest::prelude::any::<u32>(),
+        ) {
+            let offer = [StarsPackage { credits: 10, stars: 50 }];
+            let package = parse_package(&data);
+            let judged = judge_invoice(&offer, STARS, total, &data);
+            if judged.is_none() {
+                proptest::prop_assert!(data.starts_with(PAYLOAD_PREFIX) && total == 50);
+            }
+            if let Some(package) = package {
+                proptest::prop_assert_eq!(parse_package(&package_text(package)), Some(package));
+            }
         }
     }
 }

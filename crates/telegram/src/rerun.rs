@@ -106,6 +106,14 @@ async fn resend(
     Ok(())
 }
 
+/// The job a button's `data` names after `prefix`, if it is one of ours (any text may come:
+/// clients can send any data).
+fn job_in(data: &str, prefix: &str) -> Option<JobId> {
+    data.strip_prefix(prefix)
+        .and_then(|id| id.parse::<i64>().ok())
+        .map(JobId)
+}
+
 /// Handles a press of one of this module's buttons; `None` when the data is not ours.
 /// Returns the text the press is answered with.
 pub(crate) async fn on_press(
@@ -117,11 +125,7 @@ pub(crate) async fn on_press(
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
     let chat = press_chat(query);
-    let job = |prefix: &str| {
-        data.strip_prefix(prefix)
-            .and_then(|id| id.parse::<i64>().ok())
-            .map(JobId)
-    };
+    let job = |prefix: &str| job_in(data, prefix);
     let handled = if let Some(job) = job(AGAIN) {
         rerun(front, query, chat, lang, job, false, update).await
     } else if let Some(job) = job(SAME_SEED) {
@@ -261,5 +265,20 @@ mod tests {
         assert_eq!(again["aspect_ratio"], "16:9");
         let same = rerun_params(&past, true);
         assert_eq!((same.len(), &same["seed"]), (2, &Value::from(7)));
+    }
+
+    proptest::proptest! {
+        /// Button data is whatever a client sends: read without panicking; our own data reads
+        /// back as the job it names.
+        #[test]
+        fn any_button_data_is_read_without_panicking(
+            data in crate::command::arbitrary_text(),
+            job in proptest::prelude::any::<i64>(),
+        ) {
+            for prefix in [AGAIN, SAME_SEED, AS_FILE, OLDER] {
+                let _ = job_in(&data, prefix);
+                proptest::prop_assert_eq!(job_in(&format!("{prefix}{job}"), prefix), Some(JobId(job)));
+            }
+        }
     }
 }

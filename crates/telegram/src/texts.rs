@@ -246,6 +246,16 @@ pub(crate) fn not_handled(lang: Lang) -> String {
     )
 }
 
+/// A press's answer (to the presser alone) when its button means nothing now: unknown, stale or
+/// forged data.
+pub(crate) fn button_expired(lang: Lang) -> String {
+    pick(
+        lang,
+        "This button has expired. Send /help to see what I can do.".into(),
+        "Эта кнопка устарела. Отправьте /help, чтобы увидеть, что я умею.".into(),
+    )
+}
+
 /// Said once a minute to a chat whose messages arrive faster than they can be answered.
 pub(crate) fn chat_backlog(lang: Lang) -> String {
     pick(

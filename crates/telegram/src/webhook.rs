@@ -5,7 +5,8 @@
 //!   requests still pass: Telegram keeps one secret per bot.
 //! - An update is recorded in the inbox before Telegram is answered 200: a crash before that
 //!   means Telegram sends it again; a database that does not answer gets 503, and Telegram keeps
-//!   the update and retries.
+//!   the update and retries. Pre-checkout queries alone go ahead unrecorded (see
+//!   `crate::inbox`).
 //! - A stopping replica leaves the webhook alone (Telegram keeps one webhook per bot: deleting
 //!   it would silence every other replica). Setting and deleting it are the operator's
 //!   (`genbot webhook set | delete | info`); `serve` sets it at start, the same for all.
@@ -23,7 +24,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
-use teloxide::types::{AllowedUpdate, Update};
+use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use tokio::sync::mpsc;
 
@@ -125,6 +126,11 @@ pub(crate) async fn receive(
             return StatusCode::OK;
         }
     };
+    if matches!(update.kind, UpdateKind::PreCheckoutQuery(_)) {
+        // Answered within Telegram's 10 s or the payment is canceled, so never held up by the
+        // database; one lost to a crash moved no money (and would be expired when replayed).
+        return forward(&intake, update).await;
+    }
     let id = i64::from(update.id.0);
     let Some(row) = crate::inbox::row(&update) else {
         return forward(&intake, update).await;

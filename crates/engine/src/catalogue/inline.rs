@@ -190,4 +190,57 @@ mod tests {
         let error = parse(&flux, "a fox --steps 9").unwrap_err().to_string();
         assert!(error.contains("from 1 to 4"), "{error}");
     }
+
+    /// A prompt as users type it: any Unicode, with what options are made of weighted in
+    /// (flags and their dashes, numbers, ratios) and what broke text parsers elsewhere
+    /// (whitespace of every class, zero-width and RTL marks, combining marks, emoji, controls),
+    /// up to Telegram's 4096 characters.
+    fn typed_prompt() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            3 => any::<char>().prop_map(String::from),
+            2 => prop::sample::select(vec![
+                "--", "—", "--ar", "—ar", "--seed", "--steps", "--no", "--cfg", "--w", "--AR",
+                "16:9", "9:16", "42", "-1", "1e309", "NaN", " ", "\t", "\n", "\u{a0}",
+                "\u{3000}", "\u{2003}", "\u{200b}", "\u{200d}", "\u{200f}", "\u{202e}",
+                "e\u{301}", "🦊\u{200d}🔥", "\u{0}", "\u{7f}", "кот", "猫",
+            ])
+            .prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..64)
+            .prop_map(|pieces| pieces.concat().chars().take(4096).collect())
+    }
+
+    proptest::proptest! {
+        /// Every model's options parse any prompt without panicking; what is taken out is
+        /// checked, and what is left is words of the prompt.
+        #[test]
+        fn any_prompt_parses_for_every_model(text in typed_prompt()) {
+            let catalogue = Catalogue::load(None, "flux-schnell").unwrap();
+            for model in catalogue.models() {
+                if let Ok(parsed) = parse(model, &text) {
+                    for word in parsed.prompt.split_whitespace() {
+                        proptest::prop_assert!(text.split_whitespace().any(|w| w == word));
+                    }
+                    for (name, value) in &parsed.params {
+                        let rechecked = model.params[name].check(name, value);
+                        proptest::prop_assert_eq!(rechecked.as_ref(), Ok(value));
+                    }
+                }
+                let _ = crate::engine::says_nothing(&text);
+            }
+        }
+
+        /// A value typed for any input (an option, or a /settings button's data) is read and
+        /// checked without panicking.
+        #[test]
+        fn any_value_is_read_and_checked(text in typed_prompt()) {
+            let catalogue = Catalogue::load(None, "flux-schnell").unwrap();
+            for model in catalogue.models() {
+                for (name, spec) in &model.params {
+                    let _ = spec.check(name, &spec.value_from_text(&text));
+                }
+            }
+        }
+    }
 }

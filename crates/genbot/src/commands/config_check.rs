@@ -1,8 +1,16 @@
 //! `genbot config check`: the effective settings, redacted, with where each came from.
 
 use genbot_config::Settings;
+use genbot_engine::catalogue::Catalogue;
 
+use crate::UsageError;
+
+/// Prints the effective settings, after checking what only the catalogue can tell: that
+/// `MODELS_FILE` parses and `DEFAULT_MODEL` is one of its enabled models (`serve` would refuse
+/// to start otherwise, so a check that passed them would promise a start that fails).
 pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
+    Catalogue::load(settings.models_file.as_deref(), &settings.default_model)
+        .map_err(|e| UsageError(e.to_string()))?;
     print!("{}", render(settings));
     Ok(())
 }

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use genbot_assembly::BotAssembly;
 use genbot_config::{DatabaseUrl, SecretString, Settings};
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
-use genbot_telegram::{connect_bot, Front, FrontConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
@@ -29,6 +29,7 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
     let dir = tempfile::tempdir().context("Failed to create a temporary directory")?;
     settings.telegram_api_url = telegram.url().parse().context("mock URL")?;
     settings.replicate_api_url = replicate.url().parse().context("mock URL")?;
+    settings.telegram_bot_token = Some(SecretString::from("0:demo"));
     settings.replicate_api_token = Some(SecretString::from("demo"));
     settings.database_url = DatabaseUrl::Sqlite {
         path: dir.path().join("demo.db"),
@@ -42,29 +43,17 @@ pub(crate) async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Resul
         dir.path().display()
     );
 
-    let core = app::start_core(&settings).await?;
-    let bot = connect_bot(
-        &SecretString::from("0:demo"),
-        settings.telegram_api_url.clone(),
-    );
-    let front = Front::new(
-        bot,
-        core.engine,
-        FrontConfig {
-            stars_packages: settings.stars_packages.clone(),
-            ..FrontConfig::default()
-        },
-    );
+    let bot = BotAssembly::from_settings(&settings)
+        .build()
+        .await
+        .map_err(app::usage_or_failure)?;
     let stop = CancellationToken::new();
-    let bot_task = tokio::spawn(genbot_telegram::run::serve_bot(
-        front,
-        core.events,
+    let bot_task = tokio::spawn(bot.serve(
         genbot_telegram::run::Mode::Polling {
             http: None,
             drop_webhook: false,
         },
         stop.clone(),
-        settings.shutdown_grace,
     ));
 
     let ann = telegram.user(101, "Ann", Some("en"));

@@ -1,9 +1,10 @@
 //! `genbot serve`: the real bot.
 
 use anyhow::Context;
+use genbot_assembly::{BotAssembly, TestHooks};
 use genbot_config::{ExposeSecret, Settings};
 use genbot_telegram::run::{Mode, WebhookSettings};
-use genbot_telegram::{connect_bot, Front, FrontConfig};
+use genbot_telegram::FrontConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         ))
         .into());
     }
+    let hooks = test_hooks()?;
     // One bot process per SQLite file: two would both be `local` and take each other's jobs
     // and updates over. Held until the process ends.
     let _sole_user = sole_user_of_sqlite(&settings.database_url)?;
@@ -56,28 +58,19 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             stop.cancel();
         });
     }
-    let Some(core) = app::start_core_waiting(&settings, &stop).await? else {
+    let Some(bot) = BotAssembly::from_settings(&settings)
+        .with_front(FrontConfig {
+            initial_credits: args.initial_credits,
+            ..FrontConfig::from_settings(&settings)
+        })
+        .with_test_hooks(hooks)
+        .build_waiting(&stop)
+        .await
+        .map_err(app::usage_or_failure)?
+    else {
         tracing::info!("stopped before the database answered");
         return Ok(());
     };
-    let bot = connect_bot(&token, settings.telegram_api_url.clone());
-    let front = Front::new(
-        bot,
-        core.engine,
-        FrontConfig {
-            admin_ids: settings.admin_ids.clone(),
-            stars_packages: settings.stars_packages.clone(),
-            initial_credits: args.initial_credits,
-            send_limits: genbot_telegram::SendLimits {
-                overall_per_sec: settings.telegram_sends_per_sec,
-                ..genbot_telegram::SendLimits::TELEGRAM
-            },
-            inbox_takeover_after: settings.job_lease,
-            handler_delay: std::time::Duration::from_millis(args.test_slow_handlers_ms),
-            intake_delay: std::time::Duration::from_millis(args.test_hold_webhook_updates_ms),
-            ..FrontConfig::default()
-        },
-    );
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", args.listen))?;
@@ -96,9 +89,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             drop_webhook: args.drop_webhook,
         },
     };
-    let ran =
-        genbot_telegram::run::serve_bot(front, core.events, mode, stop, settings.shutdown_grace)
-            .await;
+    let ran = bot.serve(mode, stop).await;
     tracing::info!("stopped");
     match ran {
         Err(
@@ -109,6 +100,23 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         Err(genbot_telegram::run::RunError::Stopped) => Ok(()),
         other => other.context("The bot stopped with an error"),
     }
+}
+
+/// The test hooks the environment arms (see [`genbot_assembly::test_hooks`]); none unless
+/// `GENBOT_TEST_HOOKS=1`.
+///
+/// # Errors
+/// A [`UsageError`] naming a hook variable whose value is out of range.
+fn test_hooks() -> anyhow::Result<TestHooks> {
+    let hooks = TestHooks::from_vars(|name| std::env::var(name).ok())
+        .map_err(|e| UsageError(e.to_string()))?;
+    if hooks.any() {
+        tracing::warn!(
+            ?hooks,
+            "test hooks armed: this process is deliberately flawed, never a deployment"
+        );
+    }
+    Ok(hooks)
 }
 
 /// Locks `<database>.serve.lock` beside an SQLite file for this process's life; `None` for

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
-use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser};
 
-use crate::process::{wait_until, Bot};
+use crate::process::{default_mocks, wait_until, Bot};
 
 const USERS: i64 = 60;
 const TEXT: &str = "The bot is back: new models inside";
@@ -21,12 +20,7 @@ fn received(user: &SimUser) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_resumes_after_sigkill_and_reaches_everyone() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("broadcast.db").display());
     let mut bot = Bot::new(&telegram, &replicate, &url).with("ADMIN_IDS", "1");

@@ -46,6 +46,18 @@ fn each_invalid_value_exits_2_with_one_line_naming_it() {
 }
 
 #[test]
+fn a_default_model_missing_from_the_catalogue_exits_2_naming_it() {
+    let out = config_check(&[("DEFAULT_MODEL", "nope")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEFAULT_MODEL=nope is not in the catalogue"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing promised valid: {out:?}");
+}
+
+#[test]
 fn secrets_are_never_printed() {
     let out = config_check(&[
         ("TELEGRAM_BOT_TOKEN", "123:bot-secret-value"),

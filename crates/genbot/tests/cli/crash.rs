@@ -2,15 +2,13 @@
 //! started again; outcomes are counted at the Replicate mock and in the database.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::{JobStatus, Store};
-use tokio::process::Command;
 
-use crate::process::{database_url_text, open, scratch_postgres, wait_until, Bot};
+use crate::process::{database_url_text, default_mocks, open, scratch_postgres, wait_until, Bot};
 use crate::wire::assert_photos_repeated_only_at_the_wire;
 
 /// Every job final, each succeeded job with its own prediction, every prediction at the mock
@@ -145,8 +143,9 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(12);
 /// prediction ends (median 1.5 s, log-normal), with the same room.
 const QUEUED_START_BOUND: Duration = Duration::from_secs(12);
 
-/// Two replicas on one PostgreSQL (+ Redis when `REDIS_URL` is set); A receives 200 prompts and
-/// is killed mid-run; B starts A's queued jobs at once and takes over its running ones when
+/// Two replicas on one PostgreSQL (+ Redis when `REDIS_URL` is set); A receives 100 prompts and
+/// is killed mid-run (with 30 predictions created of 10 slots, most of the 100 are still queued:
+/// more prompts would only lengthen the drain); B starts A's queued jobs at once and takes over its running ones when
 /// their leases expire. Predictions == jobs, and the mock never saw more running than the one
 /// global `MAX_CONCURRENT_GENERATIONS`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +199,7 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
         }
     };
     b.start();
-    let users: Vec<_> = (0..200)
+    let users: Vec<_> = (0..100)
         .map(|n| front.user(20_000 + n, &format!("u{n}"), Some("en")))
         .collect();
     for user in &users {
@@ -290,7 +289,7 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
         max_running <= limit,
         "the mock saw {max_running} running at once; MAX_CONCURRENT_GENERATIONS={limit} over both replicas"
     );
-    assert_exactly_once(&store, &replicate, 20_000..20_200).await;
+    assert_exactly_once(&store, &replicate, 20_000..20_100).await;
     if let Store::Postgres(pg) = &store {
         pg.close().await;
     }
@@ -300,31 +299,17 @@ async fn two_replicas_share_one_queue_and_a_killed_ones_jobs_are_taken_over() {
 /// Webhook mode with no traffic stops within 10 s of SIGTERM (it used to hang on).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("webhook.db").display());
     let port = crate::free_port();
-    let bot = Bot::new(&telegram, &replicate, &database_url);
-    let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
+    let mut bot = Bot::new(&telegram, &replicate, &database_url)
+        .listen_on(port)
+        .with_args(&[
             "--webhook-url",
             &format!("http://127.0.0.1:{port}/telegram/webhook"),
-        ])
-        .env_clear()
-        .envs(bot.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        ]);
+    bot.start();
     wait_until("the webhook is set", Duration::from_secs(30), || async {
         telegram
             .stats()
@@ -340,49 +325,23 @@ async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
         reqwest::get(&health).await.is_ok_and(|r| r.status() == 200)
     })
     .await;
-    let pid = child.id().unwrap().to_string();
-    let signalled = Instant::now();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("genbot serve --webhook-url still running 10 s after SIGTERM")
-        .unwrap();
-    assert!(out.status.success(), "{:?}", out.status);
-    eprintln!(
-        "webhook mode stopped {:?} after SIGTERM",
-        signalled.elapsed()
-    );
+    let (status, took) = bot.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    eprintln!("webhook mode stopped {took:?} after SIGTERM");
 }
 
 /// With the Bot API unreachable, serve waits (saying what it waits for) instead of exiting,
 /// and SIGTERM still stops it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
-    let closed = crate::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_genbot"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", "123456:wait-secret")
-        .env("TELEGRAM_API_URL", format!("http://127.0.0.1:{closed}"))
-        .env("REPLICATE_API_URL", replicate.url())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("w.db").display()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log = crate::process::Log::collect(child.stderr.take().unwrap());
+    let database_url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let (_held, closed) = crate::closed_port();
+    let mut bot = Bot::new(&telegram, &replicate, &database_url)
+        .with("TELEGRAM_BOT_TOKEN", "123456:wait-secret")
+        .with("TELEGRAM_API_URL", &format!("http://127.0.0.1:{closed}"));
+    let log = bot.start_logged();
     // Asked twice (the backoff's first pause is 0.5 s): it keeps waiting, not just says so.
     wait_until(
         "two \"waiting for the Telegram Bot API\" lines",
@@ -391,15 +350,11 @@ async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
     )
     .await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        bot.exited().is_none(),
         "serve exited instead of waiting for the Bot API:\n{}",
         log.text()
     );
-    crate::process::sigterm(child.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("still running 10 s after SIGTERM")
-        .unwrap();
+    let (status, _) = bot.terminate(Duration::from_secs(10)).await;
     let stderr = log.finish().await;
     assert!(status.success(), "{status:?}: {stderr}");
     assert!(!stderr.contains("refused the bot"), "{stderr}");

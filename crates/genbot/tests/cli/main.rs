@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod blackbox;
 mod broadcast;
+mod busy_group;
 mod config_check;
 mod crash;
 mod deploy;
@@ -23,7 +24,8 @@ mod webhooks;
 mod wire;
 
 /// A loopback port for a `genbot serve --listen` that must be known before the start (a
-/// webhook URL, `/healthz`) or kept across restarts, or one that nothing listens on.
+/// webhook URL, `/healthz`) or kept across restarts. (A port that must refuse connections is
+/// [`closed_port`]'s: held, so there is no gap at all.)
 ///
 /// It comes from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768 up
 /// by default), which `bind(…:0)` and outgoing connections draw from: a port taken from there
@@ -51,4 +53,14 @@ pub(crate) fn free_port() -> u16 {
         }
     }
     panic!("no free port in {LOW}..{}", LOW + span);
+}
+
+/// A loopback port that refuses connections for as long as the returned socket lives: bound,
+/// so nothing else can take it meanwhile (no gap between a probe and the use, unlike a port
+/// found free and let go), and never listening, so every connect is refused at once.
+pub(crate) fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }

@@ -98,3 +98,72 @@ async fn texts_that_took_the_bot_down_are_answered_across_a_restart() {
     );
     bot.kill().await;
 }
+
+/// Runs `genbot inbox ARGS` on the SQLite file `db`.
+fn inbox(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .arg("inbox")
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .output()
+        .expect("run genbot")
+}
+
+/// An operator lists the dead letters (id, attempts, error; never the message) and gives one
+/// another try; a second retry of the same update is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_and_retries_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bot.db");
+    {
+        let store = genbot_store::Store::Sqlite(genbot_store::SqliteStore::open(&db, 1).unwrap());
+        let update = genbot_store::InboxUpdate::new(
+            4_200_000_001,
+            42,
+            r#"{"update_id":4200000001,"message":{"text":"my secret words"}}"#.into(),
+        );
+        store
+            .record_updates("a", vec![update], std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            store
+                .note_update_failure(4_200_000_001, "panicked at crates/x.rs:1")
+                .await
+                .unwrap();
+        }
+        let reason = "panicked at crates/telegram/src/handlers.rs:72 (after 3 attempts)";
+        assert!(store
+            .dead_letter_update(4_200_000_001, reason)
+            .await
+            .unwrap());
+    }
+    let listed = inbox(&db, &["list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(stdout.starts_with("1 dead letters"), "{stdout}");
+    assert!(stdout.contains("4200000001  attempts 2"), "{stdout}");
+    assert!(
+        stdout.contains("handlers.rs:72 (after 3 attempts)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("secret"),
+        "the message's text is listed: {stdout}"
+    );
+
+    let retried = inbox(&db, &["retry", "4200000001"]);
+    assert!(retried.status.success(), "{retried:?}");
+    let listed = inbox(&db, &["list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).starts_with("0 dead letters"),
+        "{listed:?}"
+    );
+    let again = inbox(&db, &["retry", "4200000001"]);
+    assert!(!again.status.success(), "retried twice: {again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not a dead letter"),
+        "{again:?}"
+    );
+}

@@ -53,7 +53,9 @@ impl Bot {
         }
     }
 
+    /// Sets `key` (over the default's value, if it has one).
     pub(crate) fn with(mut self, key: &str, value: &str) -> Bot {
+        self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
@@ -70,6 +72,17 @@ impl Bot {
     }
 
     pub(crate) fn start(&mut self) {
+        self.spawn(Stdio::null());
+    }
+
+    /// Starts it with its stderr collected, for a test that waits for a log line or reads the
+    /// whole log after the stop.
+    pub(crate) fn start_logged(&mut self) -> Log {
+        let child = self.spawn(Stdio::piped());
+        Log::collect(child.stderr.take().expect("stderr is piped"))
+    }
+
+    fn spawn(&mut self, stderr: Stdio) -> &mut Child {
         let port = self.port.unwrap_or(0);
         let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -77,11 +90,11 @@ impl Bot {
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.child.insert(child)
     }
 
     /// How the process ended, if it did.

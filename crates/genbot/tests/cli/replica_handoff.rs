@@ -222,12 +222,9 @@ async fn a_webhook_update_whose_replica_dies_before_recording_it_is_answered_onc
     let mut a = Bot::new(&telegram, &replicate, &database_url)
         .with("REPLICA_ID", "hold-a")
         .listen_on(port_a)
-        .with_args(&[
-            "--webhook-url",
-            &url,
-            "--test-hold-webhook-updates-ms",
-            "60000",
-        ]);
+        .with("GENBOT_TEST_HOOKS", "1")
+        .with("GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS", "60000")
+        .with_args(&["--webhook-url", &url]);
     let mut b = Bot::new(&telegram, &replicate, &database_url)
         .with("REPLICA_ID", "hold-b")
         .listen_on(port_b)

@@ -1,8 +1,12 @@
+//! `genbot serve` as an operator starts it: refusals at start, an image end to end, SIGTERM,
+//! and no credential in its logs; and `genbot demo`.
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
-use genbot_mocks::telegram::{Entry, TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::Entry;
+
+use crate::process::{default_mocks, sigterm, wait_until, Bot, Log};
 
 #[test]
 fn serve_without_a_token_exits_2_and_says_why() {
@@ -19,34 +23,62 @@ fn serve_without_a_token_exits_2_and_says_why() {
     );
 }
 
+/// Test hooks are not on the command line; armed from the environment, a value out of range
+/// is refused at start, naming the variable.
+#[test]
+fn test_hooks_are_no_flags_and_a_bad_one_exits_2() {
+    let flag = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--test-slow-handlers-ms", "300"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(flag.status.code(), Some(2), "{flag:?}");
+    let help = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--help"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--initial-credits") && !help.to_lowercase().contains("test"),
+        "{help}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("TELEGRAM_BOT_TOKEN", "123456:hooks")
+        .env("TELEGRAM_API_URL", "http://127.0.0.1:9")
+        .env("REPLICATE_API_URL", "http://127.0.0.1:9")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("hooks.db").display()),
+        )
+        .env("GENBOT_TEST_HOOKS", "1")
+        .env("GENBOT_TEST_SLOW_HANDLERS_MS", "99999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GENBOT_TEST_SLOW_HANDLERS_MS"), "{stderr}");
+}
+
 /// The real binary against both mocks: a user gets an image; SIGTERM stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_a_user_end_to_end_and_stops_on_sigterm() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let port = crate::free_port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", "123456:e2e-secret-token")
-        .env("TELEGRAM_API_URL", telegram.url())
-        .env("REPLICATE_API_URL", replicate.url())
-        .env("REPLICATE_API_TOKEN", "r8_e2e-secret")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("e2e.db").display()),
-        )
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut bot = Bot::new(
+        &telegram,
+        &replicate,
+        &format!("sqlite://{}", dir.path().join("e2e.db").display()),
+    )
+    .listen_on(port)
+    .with("TELEGRAM_BOT_TOKEN", "123456:e2e-secret-token")
+    .with("REPLICATE_API_TOKEN", "r8_e2e-secret")
+    .with("RUST_LOG", "debug");
+    let log = bot.start_logged();
 
     let ann = telegram.user(555, "Ann", Some("en"));
     ann.send_text("/start");
@@ -66,18 +98,9 @@ async fn serve_answers_a_user_end_to_end_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(health.status(), 200);
 
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("genbot did not stop within 20 s of SIGTERM")
-        .unwrap();
-    assert!(out.status.success(), "exit: {:?}", out.status);
-    let logs = String::from_utf8_lossy(&out.stderr);
+    let (status, _) = bot.terminate(Duration::from_secs(20)).await;
+    let logs = log.finish().await;
+    assert!(status.success(), "exit: {status:?}");
     for secret in ["e2e-secret-token", "r8_e2e-secret"] {
         assert!(!logs.contains(secret), "{secret} appeared in the logs");
     }
@@ -97,18 +120,44 @@ fn demo_shows_the_whole_flow() {
     assert!(stdout.contains("Привет, Иван!"), "{stdout}");
 }
 
-/// `genbot serve` with `vars`, its stderr collected as it comes.
-fn serve_collecting_stderr(
-    args: &[&str],
-    vars: &[(&str, String)],
-) -> (
-    tokio::process::Child,
-    std::sync::Arc<std::sync::Mutex<String>>,
-) {
-    use tokio::io::AsyncBufReadExt;
+/// Credentials inside TELEGRAM_API_URL, REPLICATE_API_URL and REPLICATE_WEBHOOK_URL never
+/// reach serve's log, at debug level, while it waits for an unreachable Bot API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_logs_credentials_inside_the_configured_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port: serve keeps waiting for the Bot API and says so.
+    let (_held, closed) = crate::closed_port();
+    let vars = [
+        // A token of the real shape: teloxide then masks only the token in its errors, leaving
+        // the rest of the URL, credentials included, for genbot to mask.
+        (
+            "TELEGRAM_BOT_TOKEN",
+            "123456:AAlog-test-token-0123456789abcdefgh".to_owned(),
+        ),
+        (
+            "TELEGRAM_API_URL",
+            format!("http://tg-user:tg-pass-1@127.0.0.1:{closed}/?token=tg-tok-2"),
+        ),
+        (
+            "REPLICATE_API_URL",
+            format!("http://r-user:r-pass-3@127.0.0.1:{closed}/?api_key=r-key-4"),
+        ),
+        (
+            "REPLICATE_WEBHOOK_URL",
+            "https://hook:hook-pass-5@bot.example/replicate?token=hook-tok-6".into(),
+        ),
+        (
+            "REPLICATE_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        ),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("logs.db").display()),
+        ),
+        ("RUST_LOG", "debug".into()),
+    ];
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
-        .arg("serve")
-        .args(args)
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
@@ -116,82 +165,19 @@ fn serve_collecting_stderr(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let collected = logs.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut logs = collected.lock().unwrap();
-            logs.push_str(&line);
-            logs.push('\n');
-        }
-    });
-    (child, logs)
-}
-
-/// Credentials inside TELEGRAM_API_URL, REPLICATE_API_URL and REPLICATE_WEBHOOK_URL never
-/// reach serve's log, at debug level, while it waits for an unreachable Bot API.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_never_logs_credentials_inside_the_configured_urls() {
-    let dir = tempfile::tempdir().unwrap();
-    // Nothing listens on these ports: serve keeps waiting for the Bot API and says so.
-    let closed = crate::free_port();
-    let (child, logs) = serve_collecting_stderr(
-        &["--listen", &format!("127.0.0.1:{}", crate::free_port())],
-        &[
-            // A token of the real shape: teloxide then masks only the token in its errors, leaving
-            // the rest of the URL, credentials included, for genbot to mask.
-            (
-                "TELEGRAM_BOT_TOKEN",
-                "123456:AAlog-test-token-0123456789abcdefgh".into(),
-            ),
-            (
-                "TELEGRAM_API_URL",
-                format!("http://tg-user:tg-pass-1@127.0.0.1:{closed}/?token=tg-tok-2"),
-            ),
-            (
-                "REPLICATE_API_URL",
-                format!("http://r-user:r-pass-3@127.0.0.1:{closed}/?api_key=r-key-4"),
-            ),
-            (
-                "REPLICATE_WEBHOOK_URL",
-                "https://hook:hook-pass-5@bot.example/replicate?token=hook-tok-6".into(),
-            ),
-            (
-                "REPLICATE_WEBHOOK_SECRET",
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            ),
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("logs.db").display()),
-            ),
-            ("RUST_LOG", "debug".into()),
-        ],
-    );
-    crate::process::wait_until(
+    let log = Log::collect(child.stderr.take().unwrap());
+    wait_until(
         "serve to say it waits for the Bot API",
         Duration::from_secs(30),
-        || {
-            let seen = logs
-                .lock()
-                .unwrap()
-                .contains("waiting for the Telegram Bot API");
-            async move { seen }
-        },
+        || async { log.count("waiting for the Telegram Bot API") >= 1 },
     )
     .await;
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+    sigterm(child.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("genbot did not stop within 20 s of SIGTERM")
-        .unwrap()
-        .status;
-    let logs = logs.lock().unwrap().clone();
+        .unwrap();
+    let logs = log.finish().await;
     assert!(status.success(), "exit {status:?}: {logs}");
     for secret in [
         "tg-pass-1",
@@ -239,12 +225,7 @@ fn a_refusal_at_start_names_the_url_without_its_credentials() {
 /// reaches the Bot API (it used to panic inside teloxide once the Bot API answered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_secret_telegram_refuses_exits_2_instead_of_panicking() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(60),
@@ -252,7 +233,7 @@ async fn a_webhook_secret_telegram_refuses_exits_2_instead_of_panicking() {
             .args([
                 "serve",
                 "--listen",
-                &format!("127.0.0.1:{}", crate::free_port()),
+                "127.0.0.1:0",
                 "--webhook-url",
                 "https://bot.example/telegram/webhook",
             ])

@@ -11,7 +11,7 @@ use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
 use genbot_store::JobStatus;
 use tokio::process::Command;
 
-use crate::process::{open, sigterm, wait_until, Bot, Log};
+use crate::process::{default_mocks, open, wait_until, Bot};
 
 fn texts(user: &SimUser) -> usize {
     user.transcript()
@@ -24,29 +24,14 @@ fn texts(user: &SimUser) -> usize {
 /// (the password redacted), and SIGTERM during the wait ends it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_postgres_is_waited_for_at_start() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
-    let closed = crate::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_genbot"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("TELEGRAM_BOT_TOKEN", "123456:pg-wait")
-        .env("TELEGRAM_API_URL", telegram.url())
-        .env("REPLICATE_API_URL", replicate.url())
-        .env(
-            "DATABASE_URL",
-            format!("postgres://genbot:pg-secret-pw@127.0.0.1:{closed}/genbot"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log = Log::collect(child.stderr.take().unwrap());
+    let (telegram, replicate) = default_mocks().await;
+    let (_held, closed) = crate::closed_port();
+    let mut bot = Bot::new(
+        &telegram,
+        &replicate,
+        &format!("postgres://genbot:pg-secret-pw@127.0.0.1:{closed}/genbot"),
+    );
+    let log = bot.start_logged();
     // Each try takes the pool's connect timeout, so one line is waited for; a build that gave
     // up after it would not end with "stopped before the database answered" and exit 0.
     wait_until(
@@ -56,15 +41,11 @@ async fn an_unreachable_postgres_is_waited_for_at_start() {
     )
     .await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        bot.exited().is_none(),
         "serve exited instead of waiting for PostgreSQL:\n{}",
         log.text()
     );
-    sigterm(child.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("still running 10 s after SIGTERM")
-        .unwrap();
+    let (status, _) = bot.terminate(Duration::from_secs(10)).await;
     let stderr = log.finish().await;
     assert!(status.success(), "{status:?}: {stderr}");
     assert!(
@@ -155,18 +136,14 @@ async fn a_rejected_token_exits_2_at_once() {
 /// (not waited for), its update left unhandled in the inbox and answered after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_waits_for_handlers_at_most_shutdown_grace_seconds() {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("grace.db").display());
     let slow = |handler_ms: u64, grace_s: u64| {
         Bot::new(&telegram, &replicate, &url)
             .with("SHUTDOWN_GRACE_SECONDS", &grace_s.to_string())
-            .with_args(&["--test-slow-handlers-ms", &handler_ms.to_string()])
+            .with("GENBOT_TEST_HOOKS", "1")
+            .with("GENBOT_TEST_SLOW_HANDLERS_MS", &handler_ms.to_string())
     };
     let taken = |n: u64| {
         let telegram = &telegram;
@@ -192,7 +169,7 @@ async fn sigterm_waits_for_handlers_at_most_shutdown_grace_seconds() {
         "stopping took {took:?} for a 1.5 s handler"
     );
 
-    // 2. The handler needs 10 s (the most `--test-slow-handlers-ms` allows), the grace is
+    // 2. The handler needs 10 s (the most `GENBOT_TEST_SLOW_HANDLERS_MS` allows), the grace is
     //    2 s: the stop waits about 2 s, no longer.
     let bea = telegram.user(80_002, "Bea", Some("en"));
     let mut bot = slow(10_000, 2);

@@ -1,20 +1,21 @@
-//! `spawn_bot()`: both mocks, a fresh SQLite store, the engine and the front end wired as
-//! `genbot serve` wires them, with long polling (or a webhook) over loopback HTTP.
+//! `spawn_bot()`: both mocks, a fresh SQLite store and the whole bot built by `genbot serve`'s
+//! own assembly from settings that point at the mocks, with long polling (or a webhook) over
+//! loopback HTTP. What the tests change is said through the assembly's named overrides.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use genbot_cache::{MemoryCache, UserCache, Users};
-use genbot_engine::catalogue::Catalogue;
-use genbot_engine::limiter::LocalRateLimiter;
-use genbot_engine::replicate::{PollPolicy, ReplicateClient};
-use genbot_engine::{Engine, EngineConfig};
+use genbot_assembly::BotAssembly;
+use genbot_config::{Settings, Sources};
+use genbot_engine::replicate::PollPolicy;
+use genbot_engine::EngineConfig;
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
-use genbot_store::{SqliteStore, Store};
+use genbot_store::Store;
 use genbot_telegram::run::{Mode, WebhookSettings};
-use genbot_telegram::{connect_bot, Front, FrontConfig, SendLimits};
-use secrecy::SecretString;
+use genbot_telegram::{Front, FrontConfig, SendLimits};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
@@ -68,6 +69,34 @@ pub(crate) struct TestBot {
     dir: tempfile::TempDir,
 }
 
+/// The mock's sub-second latency polled tightly, so tests wait on the bot, not on the poll.
+const POLL: PollPolicy = PollPolicy {
+    initial: Duration::from_millis(20),
+    factor: 1.5,
+    max: Duration::from_millis(100),
+};
+
+/// The test bot's settings, read the way `genbot serve` reads its environment: the mocks'
+/// URLs, throwaway tokens, the private SQLite file, and creations limited only loosely (the
+/// tests are not about Replicate's rate).
+fn settings(telegram: &TelegramMock, replicate: &ReplicateMock, database: &Path) -> Settings {
+    let env: HashMap<String, String> = [
+        ("TELEGRAM_BOT_TOKEN", "123456:TEST".to_owned()),
+        ("TELEGRAM_API_URL", telegram.url().to_string()),
+        ("REPLICATE_API_TOKEN", "r8_t".to_owned()),
+        ("REPLICATE_API_URL", replicate.url().to_string()),
+        ("DATABASE_URL", format!("sqlite://{}", database.display())),
+        ("DB_POOL_SIZE", "4".to_owned()),
+        ("CACHE_TTL_SECONDS", "60".to_owned()),
+        ("REPLICATE_RATE_LIMIT", "100000".to_owned()),
+        ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    Settings::from_sources(&Sources::from_env(env)).unwrap()
+}
+
 pub(crate) async fn spawn_bot(options: Options) -> TestBot {
     let telegram = TelegramMock::start(TelegramMockConfig {
         enforce_limits: options.enforce_telegram_limits,
@@ -77,37 +106,16 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
     .unwrap();
     let replicate = Arc::new(ReplicateMock::start(options.replicate).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::Sqlite(SqliteStore::open(&dir.path().join(DATABASE_FILE), 4).unwrap());
-    let users = Users::new(
-        store.clone(),
-        UserCache::Memory(MemoryCache::new(Duration::from_secs(60), 100_000)),
-    );
-    let client = ReplicateClient::new(
-        replicate.url().parse().unwrap(),
-        Some(&SecretString::from("r8_t")),
-    )
-    .unwrap()
-    .with_poll(PollPolicy {
-        initial: Duration::from_millis(20),
-        factor: 1.5,
-        max: Duration::from_millis(100),
-    })
-    .with_limiter(Arc::new(LocalRateLimiter::new(600_000, 1)));
-    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
-    let engine = Engine::start(
-        users,
-        Catalogue::load(None, "flux-schnell").unwrap(),
-        client,
-        options.engine,
-        Some(events_tx),
-    )
-    .await
-    .unwrap();
-    let bot = connect_bot(
-        &SecretString::from("123456:TEST"),
-        telegram.url().parse().unwrap(),
-    );
-    let front = Front::new(bot, engine, options.front);
+    let settings = settings(&telegram, &replicate, &dir.path().join(DATABASE_FILE));
+    let bot = BotAssembly::from_settings(&settings)
+        .with_engine(options.engine)
+        .with_front(options.front)
+        .with_poll(POLL)
+        .build()
+        .await
+        .unwrap();
+    let store = bot.store().clone();
+    let front = bot.front().clone();
     let stop = CancellationToken::new();
     let mut webhook_url = None;
     let mode = if options.webhook {
@@ -125,13 +133,7 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
             drop_webhook: false,
         }
     };
-    tokio::spawn(genbot_telegram::run::serve_bot(
-        front.clone(),
-        events,
-        mode,
-        stop.clone(),
-        Duration::from_secs(5),
-    ));
+    tokio::spawn(bot.serve(mode, stop.clone()));
     TestBot {
         telegram,
         replicate,

@@ -126,3 +126,69 @@ async fn one_users_flood_does_not_slow_the_others() {
         "the flooder got a few answers, not 500: {replies:?}"
     );
 }
+
+/// A burst beyond the per-user flood limit is dropped where it enters the dispatcher, not when
+/// each handler runs: under Telegram's per-chat pacing a chat's handlers run about once a
+/// second, by which time the limiter has refilled, so checked there a 300-message burst was
+/// answered one by one for minutes and nothing counted as dropped. Here the burst gets at most
+/// the limiter's burst of answers (one more if a token refills while the burst comes in) and
+/// one notice, and the rest is counted as dropped at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_flood_limit_is_dropped_at_intake_and_told_once() {
+    const BURST: u64 = 300;
+    let defaults = Options::default();
+    let front = genbot_telegram::FrontConfig {
+        // Production's pacing: one answer a second into a chat after a burst of 3.
+        send_limits: genbot_telegram::SendLimits::TELEGRAM,
+        // Every prompt is refused for want of credits: one text answer each.
+        initial_credits: 0,
+        ..defaults.front
+    };
+    let allowed = u64::from(front.user_burst) + 1;
+    let bot = spawn_bot(Options { front, ..defaults }).await;
+    let flooder = bot.telegram.user(77_001, "Burst", Some("en"));
+    for n in 0..BURST {
+        flooder.send_text(&format!("a lighthouse {n}"));
+    }
+    let metrics = bot.front.metrics();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.dropped_flood() < BURST - allowed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dropped = metrics.dropped_flood();
+    assert!(
+        dropped >= BURST - allowed,
+        "only {dropped} of {BURST} dropped within 10 s ({} shed)",
+        metrics.updates_shed()
+    );
+    assert_eq!(
+        metrics.updates_shed(),
+        0,
+        "dropped before the backlog bound"
+    );
+    // Every admitted prompt is answered, and the flood told once.
+    let admitted = usize::try_from(BURST - dropped).unwrap();
+    let texts = |t: &[Entry]| {
+        t.iter()
+            .filter(|e| matches!(e, Entry::BotText { .. }))
+            .count()
+    };
+    let transcript = flooder
+        .wait_for(Duration::from_secs(30), |t| texts(t) > admitted)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{admitted} answers and a notice: {:?}",
+                flooder.transcript()
+            )
+        });
+    let notices = transcript
+        .iter()
+        .filter(
+            |e| matches!(e, Entry::BotText { text, .. } if text.starts_with("Too many messages")),
+        )
+        .count();
+    assert_eq!(notices, 1, "{transcript:?}");
+    assert_eq!(texts(&transcript), admitted + 1, "{transcript:?}");
+    println!("a {BURST}-message burst: {admitted} answered, {dropped} dropped at intake, 1 notice");
+}

@@ -8,6 +8,7 @@ mod groups;
 mod helpers;
 mod history;
 mod img2img;
+mod kinds;
 mod load;
 mod outage;
 mod outbox;

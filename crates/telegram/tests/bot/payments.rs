@@ -1,6 +1,8 @@
 //! Telegram Stars end to end: /buy → invoice → pre-checkout → successful_payment → credits,
 //! repeated payments, refused checkouts, /refund, /paysupport and /balance's movements.
 
+use std::time::{Duration, Instant};
+
 use genbot_config::StarsPackage;
 use genbot_engine::GenerationRequest;
 use genbot_mocks::telegram::{Entry, SimUser};
@@ -329,4 +331,191 @@ async fn a_payment_reported_while_the_database_is_locked_is_recorded_when_it_is_
     assert!(got.is_some(), "no receipt: {:?}", ann.transcript());
     assert_eq!(credits(&bot, 2101).await, 20, "10 to start, 10 bought once");
     ledger_balances(&bot, 2101).await;
+}
+
+/// `n` new buyers, each with an invoice for the 10-credit package: the buyers and their
+/// invoices' message ids.
+async fn buyers_with_invoices(bot: &TestBot, first_id: i64, n: usize) -> Vec<(SimUser, i64)> {
+    let buyers: Vec<SimUser> = (0..n as i64)
+        .map(|k| bot.telegram.user(first_id + k, "Buyer", Some("en")))
+        .collect();
+    for buyer in &buyers {
+        buyer.send_text("/buy");
+    }
+    let menu_of = |t: &[Entry]| {
+        t.iter().find_map(|e| match e {
+            Entry::BotText {
+                message_id,
+                buttons,
+                ..
+            } if !buttons.is_empty() => Some(*message_id),
+            _ => None,
+        })
+    };
+    for buyer in &buyers {
+        let transcript = buyer.wait_for(WAIT, |t| menu_of(t).is_some()).await;
+        let menu = transcript.as_deref().and_then(menu_of);
+        let menu = menu.unwrap_or_else(|| panic!("buyer {} got no /buy menu", buyer.id()));
+        buyer.press(menu, "buy:10:50").unwrap();
+    }
+    let mut invoices = Vec::with_capacity(n);
+    for buyer in buyers {
+        let invoice = buyer
+            .wait_for(WAIT, |t| {
+                t.iter().any(|e| matches!(e, Entry::BotInvoice { .. }))
+            })
+            .await
+            .and_then(|_| buyer.last_invoice())
+            .unwrap_or_else(|| panic!("buyer {} got no invoice", buyer.id()));
+        invoices.push((buyer, invoice));
+    }
+    invoices
+}
+
+/// Holds SQLite's write lock from outside for `stall` (a database that does not answer for that
+/// long); returns once it is held.
+async fn stall_database(bot: &TestBot, stall: Duration) -> std::thread::JoinHandle<()> {
+    let path = bot.database_path();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let lock = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let _ = locked_tx.send(());
+        std::thread::sleep(stall);
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.await.unwrap();
+    lock
+}
+
+/// The checkout answer in `buyer`'s chat, if any: accepted, and the reason when refused.
+fn checkout_answer(buyer: &SimUser) -> Option<(bool, Option<String>)> {
+    buyer.transcript().into_iter().find_map(|e| match e {
+        Entry::CheckoutAnswered { ok, error } => Some((ok, error)),
+        _ => None,
+    })
+}
+
+/// Telegram cancels a payment whose pre-checkout query is not answered within 10 s. A burst of
+/// 200 checkouts while the database stalls is answered within that: after a 2 s stall each is
+/// accepted (and credited once), through a 12 s stall each is refused with the reason before
+/// Telegram gives up (nothing is charged). Before, a checkout waited for the inbox to record it
+/// (tries of SQLite's 5 s busy timeout) and then for the database again: none of the second
+/// burst was answered within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_checkouts_is_answered_within_10_s_however_the_database_stalls() {
+    checkouts_through_stalls(false, 22_000).await;
+}
+
+/// The same through the webhook: a checkout is passed on before (and without) its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_checkouts_by_webhook_is_answered_within_10_s_however_the_database_stalls() {
+    checkouts_through_stalls(true, 24_000).await;
+}
+
+async fn checkouts_through_stalls(webhook: bool, mut first_id: i64) {
+    const BURST: usize = 200;
+    let bot = spawn_bot(Options {
+        webhook,
+        ..selling()
+    })
+    .await;
+    // A webhook bot gets updates once it has set its webhook.
+    let deadline = Instant::now() + WAIT;
+    while webhook && !bot.telegram.stats().methods.contains_key("setwebhook") {
+        assert!(Instant::now() < deadline, "setWebhook never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut credited = Vec::new();
+    for (stall, accepted) in [
+        (Duration::from_secs(2), true),
+        (Duration::from_secs(12), false),
+    ] {
+        let invoices = buyers_with_invoices(&bot, first_id, BURST).await;
+        first_id += BURST as i64;
+        let lock = stall_database(&bot, stall).await;
+        let asked = Instant::now();
+        for (buyer, invoice) in &invoices {
+            buyer.pay(*invoice).unwrap();
+        }
+        let deadline = asked + Duration::from_secs(10);
+        let answered = || {
+            invoices
+                .iter()
+                .filter(|(buyer, _)| checkout_answer(buyer).is_some())
+                .count()
+        };
+        while answered() < BURST && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = asked.elapsed();
+        assert_eq!(
+            answered(),
+            BURST,
+            "checkouts answered within Telegram's 10 s through a {stall:?} stall"
+        );
+        eprintln!("{BURST} checkouts through a {stall:?} stall answered within {took:?} (webhook: {webhook})");
+        for (buyer, _) in &invoices {
+            let (ok, error) = checkout_answer(buyer).unwrap_or_default();
+            assert_eq!(ok, accepted, "through a {stall:?} stall: {error:?}");
+            if !ok {
+                let error = error.unwrap_or_default();
+                assert!(error.contains("not charged"), "{error}");
+            }
+        }
+        if accepted {
+            credited.extend(invoices.iter().map(|(buyer, _)| buyer.id()));
+        }
+        tokio::task::spawn_blocking(move || lock.join().unwrap())
+            .await
+            .unwrap();
+    }
+    // The first burst's payments are credited once each when the database is back.
+    let deadline = Instant::now() + WAIT * 2;
+    for buyer in credited {
+        while credits(&bot, buyer).await != 20 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            credits(&bot, buyer).await,
+            20,
+            "buyer {buyer}: 10 to start, 10 bought once"
+        );
+        ledger_balances(&bot, buyer).await;
+    }
+    assert_eq!(
+        bot.telegram.charges().len(),
+        BURST,
+        "a refused checkout was charged"
+    );
+}
+
+/// A checkout answer that meets Telegram's 5xx is sent again at once: teloxide's own 10 s pause
+/// after a 5xx alone would have passed Telegram's 10 s and cancelled the payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_answer_that_meets_a_server_error_is_sent_again_in_time() {
+    let bot = spawn_bot(selling()).await;
+    let ann = bot.telegram.user(2301, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let invoice = invoice_for(&ann, 10).await;
+    bot.telegram
+        .fail_next("answerPreCheckoutQuery", 500, "Internal Server Error", 1);
+    let asked = Instant::now();
+    ann.pay(invoice).unwrap();
+    let answered = ann
+        .wait_for(Duration::from_secs(5), |t| {
+            t.iter()
+                .any(|e| matches!(e, Entry::CheckoutAnswered { ok: true, .. }))
+        })
+        .await;
+    assert!(
+        answered.is_some(),
+        "the checkout was not answered within 5 s"
+    );
+    eprintln!("checkout answered {:?} after a 500", asked.elapsed());
+    let deadline = Instant::now() + WAIT;
+    while credits(&bot, 2301).await != 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(credits(&bot, 2301).await, 20);
 }

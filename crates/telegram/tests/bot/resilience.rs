@@ -71,6 +71,7 @@ async fn a_busy_group_never_holds_up_private_answers() {
     let private: Vec<_> = (0..5)
         .map(|n| bot.telegram.user(8200 + n, &format!("p{n}"), Some("en")))
         .collect();
+    let mut slowest = Duration::ZERO;
     for round in 0..3 {
         for user in &private {
             let asked = Instant::now();
@@ -87,8 +88,13 @@ async fn a_busy_group_never_holds_up_private_answers() {
                     asked.elapsed()
                 )
             });
+            slowest = slowest.max(asked.elapsed());
         }
     }
+    eprintln!(
+        "15 private answers beside 1200 group /help: slowest {slowest:?}; {} shed",
+        bot.front.metrics().updates_shed()
+    );
     let helps = group
         .chat()
         .transcript()
@@ -150,6 +156,14 @@ async fn forged_button_data_edits_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(answered(), 5, "every forged press is answered");
+    let expired = group.chat().transcript().iter().any(|e| {
+        matches!(e, Entry::CallbackAnswered(Some(text)) if text.contains("This button has expired"))
+    });
+    assert!(
+        expired,
+        "unknown data was not answered as expired: {:?}",
+        group.chat().transcript()
+    );
     let edited = |t: &[Entry]| {
         t.iter()
             .any(|e| matches!(e, Entry::BotText { edits, .. } if *edits > 0))
@@ -191,4 +205,106 @@ async fn one_member_cannot_spend_a_groups_budget_on_refusals() {
         .filter(|e| matches!(e, Entry::BotText { .. }))
         .count();
     assert_eq!(refusals, 1, "{:?}", group.chat().transcript());
+}
+
+/// An answer whose send meets Telegram's 5xx is sent again after a short backoff, in its place:
+/// the user hears within a second. teloxide itself waits 10 s after every 5xx before it returns
+/// it, so two in a row held the answer (and the chat's worker) for over 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_meets_server_errors_is_sent_again_at_once() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(8501, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let sends = || {
+        bot.telegram
+            .stats()
+            .methods
+            .get("sendmessage")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = sends();
+    bot.telegram.fail_next("sendMessage", 502, "Bad Gateway", 2);
+    let seen = ann.transcript().len();
+    let asked = Instant::now();
+    ann.send_text("/help");
+    let answered = ann
+        .wait_for(Duration::from_secs(5), |t| {
+            t[seen.min(t.len())..]
+                .iter()
+                .any(|e| matches!(e, Entry::BotText { .. }))
+        })
+        .await;
+    let took = asked.elapsed();
+    assert!(
+        answered.is_some(),
+        "the answer that met two 502s was not sent again within 5 s"
+    );
+    eprintln!("answered {took:?} after two 502s");
+    assert_eq!(
+        sends(),
+        before + 3,
+        "two failed sends and the one that went"
+    );
+    let (_, help, _) = say(&ann, "/help").await;
+    assert!(!help.is_empty());
+}
+
+/// A message whose handler panics every time: the panic is caught and counted, the update tried
+/// again with backoff, set aside as a dead letter after three panics (kept with its error,
+/// never its text), and its sender told once, in their language. The chat's next messages are
+/// answered as usual, before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_panicking_is_set_aside_and_its_sender_told_once() {
+    const POISON: &str = "☠ яд";
+    genbot_telegram::install_panic_hook();
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            poison: Some(POISON.into()),
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let boris = bot.telegram.user(8601, "Boris", Some("ru"));
+    say(&boris, "/start").await;
+    let sent = Instant::now();
+    boris.send_text(POISON);
+    let (_, help, _) = say(&boris, "/help").await;
+    assert!(!help.is_empty(), "the chat's next message was not answered");
+    const NOTICE: &str = "не смог обработать";
+    let notices = |t: &[Entry]| {
+        t.iter()
+            .filter(|e| matches!(e, Entry::BotText { text, .. } if text.contains(NOTICE)))
+            .count()
+    };
+    boris
+        .wait_for(Duration::from_secs(15), |t| notices(t) == 1)
+        .await
+        .unwrap_or_else(|| panic!("the sender was never told: {:?}", boris.transcript()));
+    eprintln!("set aside and told {:?} after it was sent", sent.elapsed());
+    let metrics = bot.front.metrics();
+    assert_eq!(metrics.handler_panics(), 3, "tried three times in all");
+    assert_eq!(metrics.dead_letters(), 1);
+    assert_eq!(bot.store.count_dead_letters().await.unwrap(), 1);
+    let letters = bot.store.dead_letters(10).await.unwrap();
+    assert!(letters[0].error.contains("panicked at"), "{:?}", letters[0]);
+    assert!(
+        !letters[0].error.contains("яд") && !letters[0].error.contains("poison"),
+        "the dead letter quotes the message or the panic's text: {:?}",
+        letters[0]
+    );
+    // Shown to an admin.
+    let admin = bot.telegram.user(1, "Admin", Some("en"));
+    let (_, stats, _) = say(&admin, "/stats").await;
+    assert!(
+        stats.contains("dead letters: 1") && stats.contains("handler panics: 3"),
+        "{stats}"
+    );
+    // Never tried again: no more panics, no second notice, and the chat still answered.
+    let (_, balance, _) = say(&boris, "/balance").await;
+    assert!(balance.contains("Кредиты"), "{balance}");
+    assert_eq!(metrics.handler_panics(), 3);
+    assert_eq!(notices(&boris.transcript()), 1, "{:?}", boris.transcript());
 }

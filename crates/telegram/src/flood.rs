@@ -1,0 +1,80 @@
+//! The per-user flood limit (`FrontConfig::user_updates_per_sec` after a burst of
+//! `user_burst`), checked where a live update enters the dispatcher. Checked when its handler
+//! runs instead, a burst is never cut: a chat's handlers run one at a time, each waiting for
+//! Telegram's per-chat send pacing (about one answer a second), and by then the limiter has
+//! refilled, so 300 messages sent in a quarter of a second were answered one by one for
+//! minutes. At intake the excess is dropped at once: marked handled (the inbox does not replay
+//! it), counted in `genbot_updates_dropped_flood_total`, and the sender told once per flood.
+//!
+//! Only messages and button presses count. Payments, pre-checkout queries and membership
+//! changes are never limited, and neither are updates taken from the inbox or tried again:
+//! those are work already taken on.
+
+use std::time::{Duration, Instant};
+
+use teloxide::requests::Requester;
+use teloxide::types::{Update, UpdateKind, User};
+
+use crate::texts::Lang;
+use crate::Front;
+
+/// A flooding user is told at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+impl Front {
+    /// Whether `update` is within its sender's flood limit; when not, it is dropped here
+    /// (marked handled, counted) and the sender told once per flood.
+    pub(crate) fn within_flood_limit(&self, update: &Update) -> bool {
+        let (from, chat) = match &update.kind {
+            UpdateKind::Message(message) => (message.from.as_ref(), Some(message.chat.id)),
+            // A press gets no notice: its message's chat may be a group the notice would spam.
+            UpdateKind::CallbackQuery(query) => (Some(&query.from), None),
+            _ => return true,
+        };
+        let Some(from) = from else {
+            return true;
+        };
+        let user = i64::try_from(from.id.0).unwrap_or(i64::MAX);
+        if self.inner.flood.check_key(&user).is_ok() {
+            return true;
+        }
+        self.metrics().dropped();
+        self.finished(i64::from(update.id.0));
+        tracing::debug!(
+            user_id = user,
+            update_id = update.id.0,
+            "over the flood limit; dropped"
+        );
+        if let Some(chat) = chat.filter(|_| self.first_warning(user)) {
+            self.tell_to_slow_down(chat, from);
+        }
+        false
+    }
+
+    /// Whether `user` was not warned within [`WARN_EVERY`]; if so, they count as warned now.
+    fn first_warning(&self, user: i64) -> bool {
+        let mut warned = self.inner.warned.lock();
+        let now = Instant::now();
+        let first = warned
+            .get(&user)
+            .is_none_or(|at| now.duration_since(*at) > WARN_EVERY);
+        if first {
+            warned.insert(user, now);
+        }
+        first
+    }
+
+    /// Sends the slow-down notice through the pacer, off the intake path.
+    fn tell_to_slow_down(&self, chat: teloxide::types::ChatId, from: &User) {
+        let lang = Lang::from_code(from.language_code.as_deref());
+        let front = self.clone();
+        tokio::spawn(async move {
+            let notice = front
+                .bot()
+                .send_message(chat, crate::texts::slow_down(lang));
+            if let Err(e) = crate::pacing::send(&front, chat, notice).await {
+                tracing::debug!(chat = chat.0, error = %e, "flood notice not sent");
+            }
+        });
+    }
+}

@@ -1,0 +1,164 @@
+//! Putting a request on the wire without teloxide's pause after a server error.
+//!
+//! teloxide sleeps 10 s after every 5xx answer before it returns the error: the send, its
+//! handler and the chat's worker (for a group, every member) wait that long, and the answer's
+//! retry only starts after it. Requests whose payload goes as JSON (every answer: texts, edits,
+//! invoices, button and checkout answers) are posted here instead, with teloxide's client,
+//! URL, payload and error types, so a 5xx comes back at once and the pacer retries it with
+//! backoff. Uploads (multipart: results' photos and documents) keep teloxide's path; the outbox
+//! retries those with its own backoff.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use teloxide::requests::{HasPayload, JsonRequest, MultipartRequest, Output, Payload, Request};
+use teloxide::types::ResponseParameters;
+use teloxide::{ApiError, RequestError};
+
+use crate::BotApi;
+
+/// A request the pacer can put on the wire.
+pub(crate) trait Wire: Request<Err = RequestError> {
+    /// Sends the request through `bot`; a server error is returned as soon as it is answered.
+    fn on_wire(&self, bot: &BotApi) -> BoxFuture<'static, Result<Output<Self>, RequestError>>;
+}
+
+impl<P> Wire for JsonRequest<P>
+where
+    P: Payload + Serialize + Send + 'static,
+    P::Output: DeserializeOwned + Send + 'static,
+{
+    fn on_wire(&self, bot: &BotApi) -> BoxFuture<'static, Result<Output<Self>, RequestError>> {
+        let body = serde_json::to_vec(self.payload_ref());
+        let url = method_url(bot, P::NAME);
+        let client = bot.client().clone();
+        Box::pin(async move {
+            let body = body.map_err(|e| RequestError::InvalidJson {
+                source: Arc::new(e),
+                raw: "".into(),
+            })?;
+            let response = client
+                .post(url?)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let text = response.text().await?;
+            parse_answer(&text)
+        })
+    }
+}
+
+impl<P> Wire for MultipartRequest<P>
+where
+    MultipartRequest<P>: Request<Err = RequestError>,
+    <MultipartRequest<P> as Request>::SendRef: 'static,
+{
+    fn on_wire(&self, _bot: &BotApi) -> BoxFuture<'static, Result<Output<Self>, RequestError>> {
+        Box::pin(self.send_ref())
+    }
+}
+
+/// `{api}/bot{token}/{method}`, as teloxide builds it (an `…Inline` variant is the method
+/// itself). The token never reaches an error: teloxide's conversion of network errors hides it.
+fn method_url(bot: &BotApi, method: &str) -> Result<reqwest::Url, RequestError> {
+    let mut url = bot.api_url();
+    let pushed = url.path_segments_mut().map(|mut segments| {
+        segments.push(&format!("bot{}", bot.token()));
+        segments.push(method.trim_end_matches("Inline"));
+    });
+    match pushed {
+        Ok(()) => Ok(url),
+        Err(()) => Err(RequestError::Io(Arc::new(std::io::Error::other(
+            "the Bot API URL cannot take a path",
+        )))),
+    }
+}
+
+/// The Bot API's answer: its `result`, or the error teloxide would have made of it.
+fn parse_answer<R: DeserializeOwned>(text: &str) -> Result<R, RequestError> {
+    let invalid = |e: serde_json::Error| RequestError::InvalidJson {
+        source: Arc::new(e),
+        raw: text.into(),
+    };
+    let mut answer: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+    if answer.get("ok").and_then(serde_json::Value::as_bool) == Some(true) {
+        let result = answer
+            .get_mut("result")
+            .map(serde_json::Value::take)
+            .unwrap_or_default();
+        return serde_json::from_value(result).map_err(invalid);
+    }
+    if let Some(parameters) = answer.get_mut("parameters").map(serde_json::Value::take) {
+        match serde_json::from_value::<ResponseParameters>(parameters) {
+            Ok(ResponseParameters::RetryAfter(after)) => {
+                return Err(RequestError::RetryAfter(after))
+            }
+            Ok(ResponseParameters::MigrateToChatId(to)) => {
+                return Err(RequestError::MigrateToChatId(to))
+            }
+            Err(_) => {}
+        }
+    }
+    let description = answer
+        .get_mut("description")
+        .map(serde_json::Value::take)
+        .unwrap_or_default();
+    let error: ApiError = serde_json::from_value(description).map_err(invalid)?;
+    Err(RequestError::Api(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_what_teloxide_makes_of_them() {
+        let sent: teloxide::types::True =
+            parse_answer(r#"{"ok":true,"result":true}"#).unwrap_or_else(|e| panic!("{e}"));
+        let _ = sent;
+        let server = parse_answer::<teloxide::types::True>(
+            r#"{"ok":false,"error_code":502,"description":"Bad Gateway"}"#,
+        );
+        assert!(
+            matches!(&server, Err(RequestError::Api(ApiError::Unknown(d))) if d == "Bad Gateway"),
+            "{server:?}"
+        );
+        let blocked = parse_answer::<teloxide::types::True>(
+            r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
+        );
+        assert!(
+            matches!(blocked, Err(RequestError::Api(ApiError::BotBlocked))),
+            "{blocked:?}"
+        );
+        let slow = parse_answer::<teloxide::types::True>(
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#,
+        );
+        assert!(
+            matches!(slow, Err(RequestError::RetryAfter(s)) if s.seconds() == 7),
+            "{slow:?}"
+        );
+        let page = parse_answer::<teloxide::types::True>("<html>502 Bad Gateway</html>");
+        assert!(
+            matches!(page, Err(RequestError::InvalidJson { .. })),
+            "{page:?}"
+        );
+    }
+
+    #[test]
+    fn the_method_url_is_teloxides() {
+        let bot = crate::connect_bot(
+            &secrecy::SecretString::from("123:ABC"),
+            "http://127.0.0.1:1/telegram"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let url = method_url(&bot, "editMessageTextInline").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:1/telegram/bot123:ABC/editMessageText"
+        );
+    }
+}
