@@ -94,28 +94,43 @@ pub(crate) async fn at_start(front: &Front) -> Vec<Update> {
 /// may have died with a process) is a replay, counted as it starts; one that died too often is
 /// set aside instead.
 pub(crate) fn feed(front: &Front, taken: Vec<InboxUpdate>) -> Vec<Update> {
+    feed_known(front, taken, &mut std::collections::HashMap::new())
+}
+
+/// As [`feed`], with the updates of `known` (the batch just recorded, by id) passed on as
+/// they are instead of decoded again from their JSON: the intake is one task for every chat,
+/// and decoding a flood's batch twice held everyone's updates up.
+pub(crate) fn feed_known(
+    front: &Front,
+    taken: Vec<InboxUpdate>,
+    known: &mut std::collections::HashMap<i64, Update>,
+) -> Vec<Update> {
     let mut decoded = Vec::with_capacity(taken.len());
     for update in taken {
-        match serde_json::from_str::<Update>(&update.payload) {
-            // Its handling died with the process (or panicked) again and again: a crash loop.
-            Ok(parsed) if update.attempts >= crate::isolation::PANICS_MAX => {
-                let front = front.clone();
-                tokio::spawn(async move {
-                    let reason = "the process stopped while handling it";
-                    front.set_aside(&parsed, reason, update.attempts).await;
-                });
-            }
-            Ok(parsed) => {
-                if update.replay {
-                    front.note_replayed([update.id]);
+        let parsed = match known.remove(&update.id) {
+            Some(parsed) => parsed,
+            None => match serde_json::from_str::<Update>(&update.payload) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
+                    front.update_handled(update.id);
+                    continue;
                 }
-                decoded.push(parsed);
-            }
-            Err(e) => {
-                tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
-                front.update_handled(update.id);
-            }
+            },
+        };
+        if update.attempts >= crate::isolation::PANICS_MAX {
+            // Its handling died with the process (or panicked) again and again: a crash loop.
+            let front = front.clone();
+            tokio::spawn(async move {
+                let reason = "the process stopped while handling it";
+                front.set_aside(&parsed, reason, update.attempts).await;
+            });
+            continue;
         }
+        if update.replay {
+            front.note_replayed([update.id]);
+        }
+        decoded.push(parsed);
     }
     decoded
 }

@@ -26,7 +26,7 @@ use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use teloxide::RequestError;
 
-use crate::claims::{alongside, feed, rounds, LastRecord};
+use crate::claims::{alongside, rounds, LastRecord};
 use crate::Front;
 
 /// By default a chat claim not renewed this long lapses (its replica is gone) and another
@@ -487,9 +487,13 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let front = &poll.front;
     let mut rows = Vec::with_capacity(updates.len());
     let mut unrecordable = Vec::new();
+    let mut known = std::collections::HashMap::with_capacity(updates.len());
     for update in &updates {
         match row(update) {
-            Some(row) => rows.push(row),
+            Some(row) => {
+                rows.push(row);
+                known.insert(i64::from(update.id.0), update.clone());
+            }
             None => unrecordable.push(update.clone()),
         }
     }
@@ -501,7 +505,7 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
         match store.record_updates(owner, rows.clone(), lease).await {
             Ok(recorded) => {
                 poll.last_record.now();
-                let mut fed = feed(front, recorded.taken);
+                let mut fed = crate::claims::feed_known(front, recorded.taken, &mut known);
                 fed.extend(unrecordable);
                 return Some(fed);
             }

@@ -152,7 +152,8 @@ pub(crate) async fn receive(
         Ok(recorded) if recorded.new.is_empty() => StatusCode::OK,
         Ok(recorded) => {
             intake.last_record.now();
-            for taken in crate::claims::feed(front, recorded.taken) {
+            let mut known = std::collections::HashMap::from([(id, update)]);
+            for taken in crate::claims::feed_known(front, recorded.taken, &mut known) {
                 forward(&intake, taken).await;
             }
             StatusCode::OK

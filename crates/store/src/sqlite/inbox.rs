@@ -13,7 +13,7 @@ use crate::{DeadLetter, InboxUpdate, Recorded, StoreError, Unhandled};
 
 impl SqliteStore {
     /// On SQLite one process handles everything: the recorder claims every free chat of the
-    /// batch (and renews those it holds).
+    /// batch (and renews those it holds) first, then inserts the new updates as taken.
     pub(crate) async fn record_updates(
         &self,
         owner: &str,
@@ -24,26 +24,36 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
+                let held = claim(
+                    conn,
+                    &owner,
+                    distinct(updates.iter().map(|u| u.chat)),
+                    now,
+                    lease,
+                )?;
                 let mut insert = conn.prepare_cached(
                     "INSERT INTO telegram_updates (update_id, chat_id, payload, owner, received_at)
-                     VALUES (?1, ?2, ?3, '', ?4) ON CONFLICT (update_id) DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (update_id) DO NOTHING",
                 )?;
-                let mut new = Vec::with_capacity(updates.len());
-                let mut chats = Vec::with_capacity(updates.len());
-                for update in &updates {
-                    let row = params![update.id, update.chat, update.payload, millis(now)];
+                let mut recorded = Recorded::default();
+                for update in updates {
+                    let mine = held.contains(&update.chat);
+                    let taker = if mine { owner.as_str() } else { "" };
+                    let row = params![update.id, update.chat, update.payload, taker, millis(now)];
                     if insert.execute(row)? == 1 {
-                        new.push(update.id);
-                        chats.push(update.chat);
+                        recorded.new.push(update.id);
+                        if mine {
+                            recorded.taken.push(update);
+                        }
                     }
                 }
-                if new.is_empty() {
-                    return Ok(Recorded::default());
-                }
-                new.sort_unstable();
-                let held = claim(conn, &owner, distinct(chats), now, lease)?;
-                let taken = take(conn, &owner, &held, false)?;
-                Ok(Recorded { new, taken })
+                // Older updates still waiting in those chats come first.
+                let mut taken = take(conn, &owner, &held, false)?;
+                taken.append(&mut recorded.taken);
+                taken.sort_by_key(|u| u.id);
+                recorded.taken = taken;
+                recorded.new.sort_unstable();
+                Ok(recorded)
             })
             .await
     }
