@@ -15,7 +15,7 @@ use serde::Serialize;
 mod local;
 mod shared;
 
-pub use local::LocalRateLimiter;
+pub use local::{LocalRateLimiter, TokioClock};
 pub use shared::SharedRateLimiter;
 
 /// Admits prediction creations at a set rate.

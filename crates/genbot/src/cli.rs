@@ -124,7 +124,8 @@ pub(crate) struct ServeArgs {
     /// does not let a bot poll while a webhook is set).
     #[arg(long)]
     pub(crate) drop_webhook: bool,
-    /// Address for the webhook (if any), /healthz and /metrics.
+    /// Address for the webhook (if any), /healthz and /metrics (port 0 picks a free one; the
+    /// log says `listening on ADDRESS`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
     /// Credits a new user starts with.

@@ -74,6 +74,11 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", args.listen))?;
+    // From the socket, not the argument: with `--listen …:0` it tells the port the system chose.
+    let address = listener
+        .local_addr()
+        .context("Failed to read the listening address")?;
+    tracing::info!("listening on {address}");
     let mode = match args.webhook_url {
         Some(url) => {
             // The same for every replica, so none refuses what Telegram sends with another's.

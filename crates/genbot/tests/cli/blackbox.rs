@@ -548,6 +548,7 @@ fn the_whole_quick_suite_measures_an_aiogram_bot() {
 #[test]
 fn a_webhook_bot_is_measured_through_the_url_it_sets() {
     let dir = tempfile::tempdir().unwrap();
+    // Fixed: the webhook URL naming it is an argument.
     let port = crate::free_port();
     let command = genbot_serve(&format!(
         " --webhook-url http://127.0.0.1:{port}/telegram/webhook"

@@ -302,6 +302,7 @@ async fn webhook_mode_stops_within_ten_seconds_of_sigterm() {
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("webhook.db").display());
+    // Fixed: the webhook URL naming it is an argument.
     let port = crate::free_port();
     let mut bot = Bot::new(&telegram, &replicate, &database_url)
         .listen_on(port)

@@ -137,19 +137,17 @@ fn exposed(page: &str) -> std::collections::BTreeSet<String> {
 async fn every_metric_the_rules_and_dashboard_use_is_exposed_by_genbot_serve() {
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::free_port();
     let mut bot = Bot::new(
         &telegram,
         &replicate,
         &format!("sqlite://{}", dir.path().join("genbot.db").display()),
-    )
-    .listen_on(port);
+    );
     // A labelled counter has no series (and no # TYPE) before its first event: one 429 from
     // Telegram makes genbot_telegram_send_errors_total{code="429"} exist, as the rule expects.
     telegram.throttle_next("sendMessage", 1, 1);
     bot.start();
     let user = telegram.user(7001, "Ops", Some("en"));
-    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", bot.port().await);
     let page = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     wait_until(
         "a 429 from Telegram counted on /metrics",

@@ -24,8 +24,10 @@ mod webhooks;
 mod wire;
 
 /// A loopback port for a `genbot serve --listen` that must be known before the start (a
-/// webhook URL, `/healthz`) or kept across restarts. (A port that must refuse connections is
-/// [`closed_port`]'s: held, so there is no gap at all.)
+/// webhook URL given as an argument) or stay the bot's across a restart or after its death.
+/// Any other test lets the child bind port 0 and reads the port from its log
+/// ([`process::Bot::port`]): no gap between a probe and the bind at all. (A port that must
+/// refuse connections is [`closed_port`]'s: held, so there is no gap either.)
 ///
 /// It comes from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768 up
 /// by default), which `bind(…:0)` and outgoing connections draw from: a port taken from there

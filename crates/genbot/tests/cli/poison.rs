@@ -43,9 +43,9 @@ async fn texts_that_took_the_bot_down_are_answered_across_a_restart() {
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("poison.db").display());
-    let port = crate::free_port();
-    let mut bot = Bot::new(&telegram, &replicate, &url).listen_on(port);
+    let mut bot = Bot::new(&telegram, &replicate, &url);
     bot.start();
+    let port = bot.port().await;
     let hostile = telegram.user(61_001, "Hostile", Some("ru"));
     for text in HOSTILE {
         hostile.send_text(text);

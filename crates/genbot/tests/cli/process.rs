@@ -18,8 +18,11 @@ pub(crate) struct Bot {
     args: Vec<String>,
     child: Option<Child>,
     /// The `--listen` port: fixed when set (see [`crate::free_port`]), else the child binds
-    /// port 0 itself (nothing to pick and lose between a probe and the bind).
+    /// port 0 itself (nothing to pick and lose between a probe and the bind) and [`Bot::port`]
+    /// reads the one it got from its log.
     port: Option<u16>,
+    /// The current start's stderr, as it comes.
+    lines: Option<Lines>,
     /// Every SIGKILL so far: a photo sent again is judged against them.
     kills: Vec<Kill>,
 }
@@ -49,6 +52,7 @@ impl Bot {
             args: Vec::new(),
             child: None,
             port: None,
+            lines: None,
             kills: Vec::new(),
         }
     }
@@ -65,36 +69,66 @@ impl Bot {
         self
     }
 
-    /// Listens on `port` at every start (for URLs given to others before the start).
+    /// Listens on `port` at every start, for a URL that must name it before the start (a
+    /// webhook's) or a port that must stay this bot's after it died. Otherwise leave the port
+    /// to the child and ask [`Bot::port`].
     pub(crate) fn listen_on(mut self, port: u16) -> Bot {
         self.port = Some(port);
         self
     }
 
     pub(crate) fn start(&mut self) {
-        self.spawn(Stdio::null());
+        self.spawn();
     }
 
-    /// Starts it with its stderr collected, for a test that waits for a log line or reads the
+    /// Starts it and hands over its stderr, for a test that waits for a log line or reads the
     /// whole log after the stop.
     pub(crate) fn start_logged(&mut self) -> Log {
-        let child = self.spawn(Stdio::piped());
-        Log::collect(child.stderr.take().expect("stderr is piped"))
+        self.spawn()
     }
 
-    fn spawn(&mut self, stderr: Stdio) -> &mut Child {
+    fn spawn(&mut self) -> Log {
         let port = self.port.unwrap_or(0);
-        let child = Command::new(env!("CARGO_BIN_EXE_genbot"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_genbot"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        self.child.insert(child)
+        // Read whether or not the test wants the log: a full pipe would stop the child.
+        let log = Log::collect(child.stderr.take().expect("stderr is piped"));
+        self.lines = Some(log.lines.clone());
+        self.child = Some(child);
+        log
+    }
+
+    /// The port the current start listens on: the fixed one, or the one the child says it
+    /// bound (`listening on 127.0.0.1:PORT`, logged once the database answered), waited for.
+    pub(crate) async fn port(&self) -> u16 {
+        if let Some(port) = self.port {
+            return port;
+        }
+        let lines = self.lines.clone().expect("the bot was started");
+        let bound = || {
+            lines.lock().unwrap().iter().find_map(|line| {
+                let (_, rest) = line.split_once("listening on 127.0.0.1:")?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+        };
+        wait_until(
+            "genbot serve says where it listens",
+            Duration::from_secs(60),
+            || async { bound().is_some() },
+        )
+        .await;
+        bound().expect("just seen")
     }
 
     /// How the process ended, if it did.
@@ -202,10 +236,13 @@ pub(crate) fn database_url_text(database: &ScratchDatabase) -> String {
     }
 }
 
+/// A child's stderr lines so far.
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A child's stderr, collected line by line as it comes, so a test can wait for a line with a
 /// deadline (instead of sleeping and hoping it was written) and still read everything later.
 pub(crate) struct Log {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    lines: Lines,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -217,7 +254,7 @@ impl Log {
         let reader = tokio::spawn(async move {
             let mut input = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = input.next_line().await {
-                sink.lock().unwrap().push(line);
+                sink.lock().unwrap().push(without_colours(&line));
             }
         });
         Log { lines, reader }
@@ -237,11 +274,41 @@ impl Log {
             .count()
     }
 
+    /// Lines containing each of `wanted` so far.
+    pub(crate) fn count_all(&self, wanted: &[&str]) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| wanted.iter().all(|w| l.contains(w)))
+            .count()
+    }
+
     /// Everything, once the child closed its stderr (it exited).
     pub(crate) async fn finish(self) -> String {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.reader).await;
         self.lines.lock().unwrap().join("\n")
     }
+}
+
+/// `line` without its ANSI escape sequences (the log's colours), so a test matches its text
+/// (`rows_affected=0`, not `rows_affected\x1b[0m\x1b[2m=\x1b[0m0`).
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final byte (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 /// Sends SIGTERM to `pid`.

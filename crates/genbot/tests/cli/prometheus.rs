@@ -99,8 +99,8 @@ struct Prometheus {
 
 impl Prometheus {
     /// Starts `binary` scraping `target`'s /metrics every second and evaluating `rules` every
-    /// second.
-    fn start(binary: &Path, target: &str, rules: &str) -> Prometheus {
+    /// second, on a port it picks itself.
+    async fn start(binary: &Path, target: &str, rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
         let config = format!(
@@ -109,7 +109,6 @@ impl Prometheus {
              scrape_configs:\n  - job_name: genbot\n    static_configs:\n      - targets: [\"{target}\"]\n"
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = crate::free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = std::process::Command::new(binary)
             .current_dir(dir.path())
@@ -121,16 +120,35 @@ impl Prometheus {
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        Prometheus {
+        let mut prometheus = Prometheus {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             dir,
-        }
+        };
+        // It logs the address it bound: `msg="Listening on" address=127.0.0.1:PORT`.
+        let bound = |log: &str| {
+            log.lines().find_map(|line| {
+                let (_, rest) = line.split_once("msg=\"Listening on\" address=127.0.0.1:")?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u16>()
+                    .ok()
+            })
+        };
+        wait_until(
+            "Prometheus says where it listens",
+            Duration::from_secs(30),
+            || async { bound(&prometheus.log()).is_some() },
+        )
+        .await;
+        let port = bound(&prometheus.log()).expect("just seen");
+        prometheus.url = format!("http://127.0.0.1:{port}");
+        prometheus
     }
 
     /// Its log so far, for a failure message.
@@ -224,16 +242,15 @@ async fn a_real_prometheus_fires_and_clears_the_alerts_for_telegram_and_replicat
     let started = Instant::now();
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::free_port();
     let mut bot = Bot::new(
         &telegram,
         &replicate,
         &format!("sqlite://{}", dir.path().join("genbot.db").display()),
     )
     .with("DAILY_GENERATION_LIMIT", "1000000")
-    .with_args(&["--initial-credits", "100000"])
-    .listen_on(port);
+    .with_args(&["--initial-credits", "100000"]);
     bot.start();
+    let port = bot.port().await;
 
     let deployed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/genbot-rules.yml"),
@@ -243,7 +260,8 @@ async fn a_real_prometheus_fires_and_clears_the_alerts_for_telegram_and_replicat
         &binary,
         &format!("127.0.0.1:{port}"),
         &compressed_rules(&deployed),
-    );
+    )
+    .await;
     wait_until(
         "Prometheus scrapes genbot serve (up == 1)",
         Duration::from_secs(20),

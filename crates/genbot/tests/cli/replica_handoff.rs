@@ -71,20 +71,21 @@ async fn a_replicate_webhook_at_another_replica_ends_the_owners_wait_at_once() {
     })
     .await
     .unwrap();
-    let (port_a, port_b) = (crate::free_port(), crate::free_port());
+    // Both replicas give Replicate B's webhook URL from their start: B's port is fixed.
+    let port_b = crate::free_port();
     let hook = format!("http://127.0.0.1:{port_b}/replicate/webhook");
-    let replica = |id: &str, port: u16| {
+    let replica = |id: &str| {
         Bot::new(&telegram, &replicate, &database_url)
             .with("REPLICA_ID", id)
             .with("REPLICATE_WEBHOOK_URL", &hook)
             .with("REPLICATE_RECONCILE_SECONDS", "3600")
-            .listen_on(port)
     };
-    let mut a = replica("relay-a", port_a);
-    let mut b = replica("relay-b", port_b);
+    let mut a = replica("relay-a");
+    let mut b = replica("relay-b").listen_on(port_b);
     // A starts first and polls Telegram: it handles every message, and its own submissions
     // wake its dispatcher, so it claims most jobs (B looks at the queue every 250 ms).
     a.start();
+    let port_a = a.port().await;
     let first = telegram.user(76_000, "first", Some("en"));
     first.send_text("/start");
     wait_until("replica A answers", WAIT, || async { texts(&first) > 0 }).await;
@@ -216,6 +217,8 @@ async fn a_webhook_update_whose_replica_dies_before_recording_it_is_answered_onc
     };
     let database_url = database_url_text(&database);
     let (telegram, replicate) = default_mocks().await;
+    // Fixed ports: after A's SIGKILL the balancer must find A's refusing connections, and one
+    // from below the ephemeral range is taken by no port-0 bind or outgoing connection meanwhile.
     let (port_a, port_b) = (crate::free_port(), crate::free_port());
     let balancer = Failover::start(port_a, port_b).await;
     let url = format!("http://127.0.0.1:{}/telegram/webhook", balancer.port);

@@ -43,7 +43,8 @@ async fn two_webhook_replicas_share_the_webhook_and_a_stop_silences_neither() {
     };
     let database_url = database_url_text(&database);
     let (telegram, replicate) = default_mocks().await;
-    // The load balancer's URL is replica A's address: Telegram delivers everything there.
+    // The load balancer's URL is replica A's address: Telegram delivers everything there. It is
+    // an argument of both replicas, so A's port is fixed before A starts.
     let port_a = crate::free_port();
     let url = format!("http://127.0.0.1:{port_a}/telegram/webhook");
     let mut a = Bot::new(&telegram, &replicate, &database_url)
@@ -216,12 +217,15 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
     let database_url = database_url_text(&database);
     let (telegram, replicate) = default_mocks().await;
     let mut a = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-a");
-    let mut b = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-b");
+    // B's statements are logged (sqlx logs each at debug): its requests for the lease show.
+    let mut b = Bot::new(&telegram, &replicate, &database_url)
+        .with("REPLICA_ID", "poll-b")
+        .with("RUST_LOG", "info,sqlx::query=debug");
     a.start();
     let first = telegram.user(74_001, "First", Some("en"));
     first.send_text("/start");
     wait_until("replica A answers", WAIT, || async { answered(&first) }).await;
-    b.start();
+    let b_log = b.start_logged();
     let store = crate::process::open(&database_url).await;
     let api = url::Url::parse(telegram.url()).unwrap();
     let lease = format!(
@@ -229,8 +233,9 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
         api.host_str().unwrap(),
         api.port().unwrap()
     );
-    // B is up (its migrations ran, it asks for the lease) and idle beside A for a while:
-    // several of A's long polls, several of B's requests for the lease.
+    // B stands by beside A for a while: several of A's long polls and several of B's requests
+    // for the lease, each refused (the only statement on `leases`, and it changed no row).
+    let refused = || b_log.count_all(&["INSERT INTO leases", "rows_affected=0"]);
     let polls = || {
         telegram
             .stats()
@@ -239,12 +244,17 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
             .copied()
             .unwrap_or(0)
     };
-    let before = polls();
-    wait_until("a few polls with both replicas up", WAIT, || async {
-        polls() >= before + 4
+    wait_until("replica B asks for the lease", WAIT, || async {
+        refused() >= 1
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = (refused(), polls());
+    wait_until(
+        "4 more of B's requests for the lease and of A's polls",
+        WAIT,
+        || async { refused() >= before.0 + 4 && polls() >= before.1 + 4 },
+    )
+    .await;
     assert_eq!(
         telegram.stats().poll_conflicts,
         0,

@@ -68,13 +68,11 @@ fn test_hooks_are_no_flags_and_a_bad_one_exits_2() {
 async fn serve_answers_a_user_end_to_end_and_stops_on_sigterm() {
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::free_port();
     let mut bot = Bot::new(
         &telegram,
         &replicate,
         &format!("sqlite://{}", dir.path().join("e2e.db").display()),
     )
-    .listen_on(port)
     .with("TELEGRAM_BOT_TOKEN", "123456:e2e-secret-token")
     .with("REPLICATE_API_TOKEN", "r8_e2e-secret")
     .with("RUST_LOG", "debug");
@@ -93,6 +91,7 @@ async fn serve_answers_a_user_end_to_end_and_stops_on_sigterm() {
         .iter()
         .any(|e| matches!(e, Entry::BotPhoto { caption: Some(c), .. } if c == "a paper boat")));
 
+    let port = bot.port().await;
     let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
         .await
         .unwrap();

@@ -50,6 +50,7 @@ async fn webhooks_end_generations_forgeries_and_replays_change_nothing_and_the_r
     let replicate = ReplicateMock::start(quick.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("hooks.db").display());
+    // Fixed: the webhook URL is given before the start, and the restart below must serve it.
     let port = crate::free_port();
     let hook_url = format!("http://127.0.0.1:{port}/replicate/webhook");
     // No REPLICATE_WEBHOOK_SECRET: the bot asks Replicate (the mock) for the default one.
