@@ -12,8 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+use teloxide::payloads::AnswerCallbackQuerySetters;
 use teloxide::requests::Requester;
-use teloxide::types::{Update, UpdateKind, User};
+use teloxide::types::{CallbackQueryId, Update, UpdateKind, User};
 
 use crate::texts::Lang;
 use crate::Front;
@@ -32,7 +33,8 @@ impl Front {
                 message.from.as_ref(),
                 Some(message.chat.id).filter(|_| message.chat.is_private()),
             ),
-            // A press gets no notice: its message's chat may be a group the notice would spam.
+            // A press is told in its own answer (see below), never in its message's chat: that
+            // may be a group the notice would spam.
             UpdateKind::CallbackQuery(query) => (Some(&query.from), None),
             _ => return true,
         };
@@ -50,10 +52,32 @@ impl Front {
             update_id = update.id.0,
             "over the flood limit; dropped"
         );
-        if let Some(chat) = chat.filter(|_| self.first_warning(user)) {
+        let first = self.first_warning(user);
+        if let UpdateKind::CallbackQuery(query) = &update.kind {
+            // Every press is answered, or the presser's client spins until it gives up; the
+            // first of a flood says why, to the presser alone (a toast, never in the chat).
+            self.answer_dropped_press(query.id.clone(), first.then(|| from));
+        } else if let Some(chat) = chat.filter(|_| first) {
             self.tell_to_slow_down(chat, from);
         }
         false
+    }
+
+    /// Answers a press dropped by the flood limit, off the intake path: with the slow-down
+    /// notice when `tell` is the presser, empty otherwise.
+    fn answer_dropped_press(&self, query: CallbackQueryId, tell: Option<&User>) {
+        let front = self.clone();
+        let text = tell
+            .map(|from| crate::texts::slow_down(Lang::from_code(from.language_code.as_deref())));
+        tokio::spawn(async move {
+            let mut answer = front.bot().answer_callback_query(query);
+            if let Some(text) = text {
+                answer = answer.text(text);
+            }
+            if let Err(e) = crate::pacing::call(&front, answer).await {
+                tracing::debug!(error = %e, "a dropped press was not answered");
+            }
+        });
     }
 
     /// Whether `user` was not warned within [`WARN_EVERY`]; if so, they count as warned now.

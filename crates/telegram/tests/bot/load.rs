@@ -233,3 +233,48 @@ async fn members_flooding_a_group_get_no_notices_in_it() {
         .await;
     assert!(told.is_none(), "the group was told: {told:?}");
 }
+
+/// Button presses dropped by the flood limit are still answered: an unanswered press leaves
+/// the presser's client spinning until it gives up (8 of 301 presses were answered before).
+/// The first answer of a flood says why, to the presser alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presses_over_the_flood_limit_are_each_answered_and_the_first_says_why() {
+    const PRESSES: usize = 40;
+    let bot = spawn_bot(Options::default()).await;
+    let presser = bot.telegram.user(79_001, "Tapper", Some("en"));
+    let (models, _, _) = say(&presser, "/models").await;
+    for _ in 0..PRESSES {
+        assert!(presser.press(models, "model:flux-schnell").is_some());
+    }
+    let answers = |t: &[Entry]| {
+        t.iter()
+            .filter_map(|e| match e {
+                Entry::CallbackAnswered(text) => Some(text.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let transcript = presser
+        .wait_for(Duration::from_secs(20), |t| answers(t).len() >= PRESSES)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{} of {PRESSES} presses answered ({} dropped): {:?}",
+                answers(&presser.transcript()).len(),
+                bot.front.metrics().dropped_flood(),
+                presser.transcript()
+            )
+        });
+    assert!(
+        bot.front.metrics().dropped_flood() > 0,
+        "nothing was over the limit"
+    );
+    let told = answers(&transcript)
+        .iter()
+        .filter(|text| {
+            text.as_deref()
+                .is_some_and(|t| t.starts_with("Too many messages"))
+        })
+        .count();
+    assert_eq!(told, 1, "{transcript:?}");
+}
