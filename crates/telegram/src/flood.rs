@@ -56,7 +56,7 @@ impl Front {
         if let UpdateKind::CallbackQuery(query) = &update.kind {
             // Every press is answered, or the presser's client spins until it gives up; the
             // first of a flood says why, to the presser alone (a toast, never in the chat).
-            self.answer_dropped_press(query.id.clone(), first.then(|| from));
+            self.answer_dropped_press(query.id.clone(), first.then_some(from));
         } else if let Some(chat) = chat.filter(|_| first) {
             self.tell_to_slow_down(chat, from);
         }
