@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `GENBOT_TEST_SLOW_HANDLERS_MS` | every message handler waits this long first (a slowed build, for showing that `bench compare` catches a regression, and for the shutdown grace's tests) | 0–10,000 |
 //! | `GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS` | every update received on the webhook waits this long before it is recorded (a window for killing a replica between receiving and recording) | 0–60,000 |
+//! | `GENBOT_TEST_POISON_TEXT` | a message whose text is exactly this makes its handler panic, every time (a poison update, for the dead letters' tests) | any text; empty = none |
 //!
 //! Without the switch the variables are ignored (with a warning), so a stray one in a
 //! deployment's environment cannot slow the bot.
@@ -20,14 +21,18 @@ pub const SWITCH: &str = "GENBOT_TEST_HOOKS";
 pub const SLOW_HANDLERS_MS: &str = "GENBOT_TEST_SLOW_HANDLERS_MS";
 /// Milliseconds every webhook update waits before it is recorded.
 pub const HOLD_WEBHOOK_UPDATES_MS: &str = "GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS";
+/// The text of a message whose handler panics.
+pub const POISON_TEXT: &str = "GENBOT_TEST_POISON_TEXT";
 
 /// The hooks armed; none by default (production).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestHooks {
     /// Every message handler first waits this long.
     pub slow_handlers: Duration,
     /// Every update received on the webhook waits this long before it is recorded.
     pub hold_webhook_updates: Duration,
+    /// A message whose text is exactly this makes its handler panic.
+    pub poison: Option<String>,
 }
 
 /// A hook variable whose value is not allowed.
@@ -46,7 +51,7 @@ impl TestHooks {
     /// With the switch on, a hook variable that is not a whole number of milliseconds in its
     /// range.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<TestHooks, TestHookError> {
-        let hooks = [SLOW_HANDLERS_MS, HOLD_WEBHOOK_UPDATES_MS];
+        let hooks = [SLOW_HANDLERS_MS, HOLD_WEBHOOK_UPDATES_MS, POISON_TEXT];
         if var(SWITCH).as_deref() != Some("1") {
             for name in hooks.into_iter().filter(|name| var(name).is_some()) {
                 tracing::warn!(
@@ -70,6 +75,7 @@ impl TestHooks {
         Ok(TestHooks {
             slow_handlers: millis(SLOW_HANDLERS_MS, 10_000)?,
             hold_webhook_updates: millis(HOLD_WEBHOOK_UPDATES_MS, 60_000)?,
+            poison: var(POISON_TEXT).filter(|text| !text.is_empty()),
         })
     }
 
@@ -82,6 +88,7 @@ impl TestHooks {
         if self.any() {
             front.handler_delay = self.slow_handlers;
             front.intake_delay = self.hold_webhook_updates;
+            front.poison.clone_from(&self.poison);
         }
     }
 }
@@ -115,7 +122,17 @@ mod tests {
             Ok(TestHooks {
                 slow_handlers: Duration::from_millis(300),
                 hold_webhook_updates: Duration::ZERO,
+                poison: None,
             })
+        );
+        assert_eq!(
+            hooks(&[(POISON_TEXT, "☠")]).map(|h| h.poison),
+            Ok(None),
+            "read without the switch"
+        );
+        assert_eq!(
+            hooks(&[(SWITCH, "1"), (POISON_TEXT, "☠")]).map(|h| h.poison),
+            Ok(Some("☠".to_owned()))
         );
         assert_eq!(
             hooks(&[(SWITCH, "1"), (HOLD_WEBHOOK_UPDATES_MS, "60000")])
@@ -137,12 +154,15 @@ mod tests {
         let mut front = FrontConfig::default();
         TestHooks::default().apply(&mut front);
         assert_eq!(front.handler_delay, Duration::ZERO);
+        assert_eq!(front.poison, None);
         TestHooks {
             slow_handlers: Duration::from_millis(5),
             hold_webhook_updates: Duration::from_millis(7),
+            poison: Some("☠".into()),
         }
         .apply(&mut front);
         assert_eq!(front.handler_delay, Duration::from_millis(5));
         assert_eq!(front.intake_delay, Duration::from_millis(7));
+        assert_eq!(front.poison.as_deref(), Some("☠"));
     }
 }

@@ -99,7 +99,8 @@ pub struct FrontConfig {
     /// and recording it (`GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS`, a test hook).
     pub intake_delay: std::time::Duration,
     /// A message whose text is exactly this makes its handler panic. `None` in production: the
-    /// isolation's own tests (a handler that keeps panicking, and what becomes of its update).
+    /// isolation's own tests (a handler that keeps panicking, and what becomes of its update;
+    /// `GENBOT_TEST_POISON_TEXT`, a test hook, for the real binary's).
     pub poison: Option<String>,
 }
 

@@ -1,7 +1,9 @@
 //! One bad message never takes the bot down: the real `genbot serve` gets texts that once
 //! panicked its chat worker (and, replayed from the inbox, every restart), answers them and
 //! everyone after them, survives a SIGKILL and a restart on the same database, and handles
-//! nothing twice.
+//! nothing twice. A message that panics its handler every time (`GENBOT_TEST_POISON_TEXT`, a
+//! test hook) is set aside as a dead letter after a bounded number of tries, across restarts,
+//! and a restart never meets it again.
 
 use std::time::Duration;
 
@@ -96,6 +98,168 @@ async fn texts_that_took_the_bot_down_are_answered_across_a_restart() {
         "an update handled before the kill was handled again: {:?}",
         hostile.transcript()
     );
+    bot.kill().await;
+}
+
+/// The poison: a message whose handler panics every time in a bot started by [`poisoned`].
+const POISON: &str = "☠ яд";
+/// The Russian "could not handle your message" notice.
+const NOTICE: &str = "не смог обработать";
+/// Tries before an update is set aside (the isolation's `PANICS_MAX`).
+const PANICS_MAX: u64 = 3;
+
+/// A bot whose handler panics at [`POISON`].
+fn poisoned(
+    telegram: &genbot_mocks::telegram::TelegramMock,
+    replicate: &genbot_mocks::replicate::ReplicateMock,
+    url: &str,
+) -> Bot {
+    Bot::new(telegram, replicate, url)
+        .with("GENBOT_TEST_HOOKS", "1")
+        .with("GENBOT_TEST_POISON_TEXT", POISON)
+}
+
+fn notices(user: &SimUser) -> usize {
+    user.transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { text, .. } if text.contains(NOTICE)))
+        .count()
+}
+
+/// Sends `text` as `user` and waits for one more answer.
+async fn say(user: &SimUser, text: &str) {
+    let before = texts(user);
+    user.send_text(text);
+    wait_until(&format!("an answer to {text}"), WAIT, || async {
+        texts(user) > before
+    })
+    .await;
+}
+
+/// A poison message is tried [`PANICS_MAX`] times, set aside and its sender told once; after a
+/// SIGKILL and a start on the same database, the new process never handles it (no panic), never
+/// tells its sender again, and handles nobody's message twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_not_met_again_after_a_sigkill_and_a_restart() {
+    let (telegram, replicate) = default_mocks().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dead.db").display());
+    let mut bot = poisoned(&telegram, &replicate, &url);
+    bot.start();
+    let port = bot.port().await;
+    let store = crate::process::open(&url).await;
+    let sender = telegram.user(62_001, "Отравитель", Some("ru"));
+    let other = telegram.user(62_002, "Other", Some("en"));
+    sender.send_text(POISON);
+    other.send_text("/start");
+    wait_until("the poison set aside and its sender told", WAIT, || async {
+        notices(&sender) == 1 && store.count_dead_letters().await.unwrap() == 1
+    })
+    .await;
+    wait_until("the other user answered", WAIT, || async {
+        texts(&other) >= 1
+    })
+    .await;
+    assert_eq!(
+        handler_panics(port).await,
+        Some(PANICS_MAX),
+        "tried {PANICS_MAX} times in all"
+    );
+    let answered_other = texts(&other);
+
+    bot.kill().await;
+    bot.start();
+    let port = bot.port().await;
+    // The new process replays what it finds unhandled before it polls, each chat in order: had
+    // it taken up the poison, it would have met it before the same chat's next messages.
+    say(&sender, "/help").await;
+    say(&sender, "/balance").await;
+    assert_eq!(
+        handler_panics(port).await,
+        Some(0),
+        "the restarted process handled the poison again"
+    );
+    assert_eq!(
+        notices(&sender),
+        1,
+        "the sender was told twice: {:?}",
+        sender.transcript()
+    );
+    assert_eq!(store.count_dead_letters().await.unwrap(), 1);
+    assert_eq!(
+        texts(&other),
+        answered_other,
+        "the other user's message was handled again: {:?}",
+        other.transcript()
+    );
+    assert!(bot.exited().is_none(), "genbot exited: {:?}", bot.exited());
+    bot.kill().await;
+}
+
+/// A crash loop: the process is SIGKILLed while the poison waits for its next try (after two
+/// panics). The next start goes on from the attempts the inbox recorded: the poison is set aside
+/// with at most [`PANICS_MAX`] panics over both processes, its sender told once, and the message
+/// answered before the kill is not handled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_killed_between_tries_goes_on_from_its_count_after_the_restart() {
+    let (telegram, replicate) = default_mocks().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("loop.db").display());
+    // Every handling waits 1 s first: with the 1 s pause after the second panic, the kill has
+    // 2 s to land between the second try and the third.
+    let mut bot =
+        poisoned(&telegram, &replicate, &url).with("GENBOT_TEST_SLOW_HANDLERS_MS", "1000");
+    let log = bot.start_logged();
+    let other = telegram.user(63_002, "Other", Some("en"));
+    say(&other, "/start").await;
+    let sender = telegram.user(63_001, "Отравитель", Some("ru"));
+    sender.send_text(POISON);
+    wait_until("the poison's second panic", WAIT, || async {
+        log.count_all(&["update failed; trying again", "attempts=2"]) >= 1
+    })
+    .await;
+    bot.kill().await;
+    let first_log = log.finish().await;
+    let first_panics = first_log.matches("a handler panicked").count() as u64;
+    assert_eq!(
+        first_panics, 2,
+        "the kill did not land between the second try and the third"
+    );
+    let store = crate::process::open(&url).await;
+    assert_eq!(store.count_dead_letters().await.unwrap(), 0);
+    let answered_other = texts(&other);
+
+    bot.start();
+    let port = bot.port().await;
+    wait_until("the poison set aside after the restart", WAIT, || async {
+        store.count_dead_letters().await.unwrap() == 1
+    })
+    .await;
+    let letter = store.dead_letters(10).await.unwrap().remove(0);
+    say(&sender, "/help").await;
+    let second_panics = handler_panics(port).await.unwrap();
+    eprintln!(
+        "crash loop: {first_panics} panics before the kill, {second_panics} after; set aside after {} attempts",
+        letter.attempts
+    );
+    assert!(
+        first_panics + second_panics <= PANICS_MAX,
+        "{first_panics} panics before the kill, {second_panics} after: the count started over"
+    );
+    assert!(
+        u64::from(letter.attempts) >= PANICS_MAX,
+        "set aside after {} attempts",
+        letter.attempts
+    );
+    wait_until("the sender told", WAIT, || async { notices(&sender) >= 1 }).await;
+    say(&sender, "/balance").await;
+    assert_eq!(notices(&sender), 1, "{:?}", sender.transcript());
+    assert_eq!(
+        texts(&other),
+        answered_other,
+        "the other user's message was handled again"
+    );
+    assert!(bot.exited().is_none(), "genbot exited: {:?}", bot.exited());
     bot.kill().await;
 }
 
