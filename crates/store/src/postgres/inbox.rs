@@ -14,8 +14,9 @@ fn attempts(column: i32) -> u32 {
 }
 
 /// Records a batch (`$3` ids, `$4` chats, `$5` payloads) and takes for `$1` what it may handle,
-/// in one statement (one commit: the embedded path's cost). The batch's chats held by `$1`
-/// are locked (`FOR SHARE`) and its share of their free ones claimed under a lease of `$2`
+/// in one statement (one commit: the embedded path's cost). The batch's chats `$1` holds
+/// under a live claim are renewed (which locks them; a lapsed claim is not held: renewed, it
+/// could be taken over by a round that waited on its lock, and the chat handled twice) and its share of their free ones claimed under a lease of `$2`
 /// seconds (as many as there are members, rounded up) before the new updates are inserted:
 /// those of chats `$1` now holds are inserted as taken by it, the others untaken (`''`); the
 /// older updates still waiting in those chats are taken too (at most `$6`). Each row returned:
@@ -44,9 +45,9 @@ claimed AS (
     WHERE chat_claims.lease_until < now()
     RETURNING chat_id),
 held AS (
-    SELECT c.chat_id FROM chat_claims c
-    WHERE c.owner = $1 AND c.chat_id IN (SELECT chat FROM batch)
-    FOR SHARE OF c),
+    UPDATE chat_claims c SET lease_until = now() + make_interval(secs => $2)
+    WHERE c.owner = $1 AND c.lease_until >= now() AND c.chat_id IN (SELECT chat FROM batch)
+    RETURNING c.chat_id),
 mine AS (SELECT chat_id FROM claimed UNION SELECT chat_id FROM held),
 inserted AS (
     INSERT INTO telegram_updates (update_id, chat_id, payload, owner)
@@ -77,9 +78,11 @@ SELECT update_id, chat_id, payload, attempts, was, false, true FROM older";
 ///   every chat it held with an update to take), oldest first, at most `$5`: with `$4` all of
 ///   them (at start), else those not taken by `$1` already.
 ///
-/// Held claims are locked (`FOR SHARE`) before their updates are taken, so a concurrent
-/// release of an idle claim (which locks it first) either sees the update waiting or happens
-/// before: an update is never taken under a claim that is gone.
+/// Held claims (live ones only) are renewed, which locks them, before their updates are taken,
+/// so a concurrent release of an idle claim (which locks it first) either sees the update
+/// waiting or happens before: an update is never taken under a claim that is gone; and a round
+/// of another replica that waited on the lock finds the claim live, never lapsed under an
+/// update just taken.
 const CLAIM_AND_TAKE: &str = "
 WITH free AS (
     SELECT x.chat_id, x.n FROM unnest($3::bigint[]) WITH ORDINALITY AS x(chat_id, n)
@@ -92,12 +95,12 @@ claimed AS (
     WHERE chat_claims.lease_until < now()
     RETURNING chat_id),
 held AS (
-    SELECT c.chat_id FROM chat_claims c
-    WHERE c.owner = $1 AND EXISTS (
+    UPDATE chat_claims c SET lease_until = now() + make_interval(secs => $2)
+    WHERE c.owner = $1 AND c.lease_until >= now() AND EXISTS (
         SELECT 1 FROM telegram_updates w
         WHERE w.chat_id = c.chat_id AND w.handled_at IS NULL AND w.dead_at IS NULL
           AND ($4 OR w.owner <> $1))
-    FOR SHARE OF c),
+    RETURNING c.chat_id),
 mine AS (SELECT chat_id FROM claimed UNION SELECT chat_id FROM held),
 picked AS (
     SELECT u.update_id, u.owner AS was FROM telegram_updates u

@@ -9,6 +9,7 @@ on_both_backends!(
     a_chats_updates_go_to_the_replica_holding_it_until_none_waits,
     a_dead_replicas_chats_are_taken_over_when_its_claims_lapse_and_a_restart_takes_its_own,
     a_replayed_prompt_finds_its_job_and_is_not_charged_again,
+    a_recorder_whose_claim_lapsed_renews_it_before_taking_more,
 );
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -348,4 +349,42 @@ async fn a_postgres_database_at_schema_14_is_upgraded_with_its_updates_chats() {
             .unwrap(),
     );
     upgraded_updates_know_their_chats(&upgraded).await;
+}
+
+/// A replica whose chat claim lapsed (its renewal was late) never takes another update of
+/// that chat under the lapsed claim: held as it was, the claim stayed lapsed, and another
+/// replica's next round took the chat with the update just taken (both handling one chat at
+/// once). Two members, so a recorder claims only its share of the batch's free chats.
+async fn a_recorder_whose_claim_lapsed_renews_it_before_taking_more(store: &Store) {
+    let base = 7_700_000_000;
+    let (kept, new) = (701, 702);
+    let short = Duration::from_secs(1);
+    for member in ["a", "b"] {
+        store
+            .take_updates(member, Unhandled::AtStart, LONG)
+            .await
+            .unwrap();
+    }
+    let first = store
+        .record_updates("a", vec![update(base, kept)], short)
+        .await
+        .unwrap();
+    assert_eq!(first.taken.len(), 1);
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    let next = store
+        .record_updates(
+            "a",
+            vec![update(base + 1, new), update(base + 2, kept)],
+            LONG,
+        )
+        .await
+        .unwrap();
+    let stolen = store.take_updates("b", RUNNING, LONG).await.unwrap();
+    let by_a: Vec<i64> = next.taken.iter().map(|u| u.id).collect();
+    let by_b: Vec<i64> = stolen.iter().map(|u| u.id).collect();
+    assert!(
+        !by_b.contains(&(base + 2)) || !by_a.contains(&(base + 2)),
+        "both replicas took update {}: A {by_a:?}, B {by_b:?}",
+        base + 2
+    );
 }
