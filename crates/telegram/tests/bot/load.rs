@@ -96,8 +96,11 @@ async fn one_users_flood_does_not_slow_the_others() {
     println!(
         "p90 /start answer: {before:?} without a flood, {during:?} during a 500-message flood"
     );
+    // The failure this guards against is seconds (others queued behind the flood's answers);
+    // a shared 2-core machine alone moves a p90 of tens of milliseconds by a few hundred (262 ms
+    // against 45 ms was seen in a full parallel run), so the slack is half a second.
     assert!(
-        during <= before * 4 + Duration::from_millis(50),
+        during <= before * 4 + Duration::from_millis(500),
         "p90 answer time {during:?} during the flood vs {before:?} without"
     );
     // The flood drains after the others are served: wait for it, then check it was skipped
