@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use genbot_mocks::telegram::{Entry, SimUser, TelegramMock};
+use genbot_mocks::telegram::{Entry, SimUser};
 
 use crate::process::{database_url_text, default_mocks, scratch_postgres, wait_until, Bot};
 use crate::replica_handoff::{healthy, metric};
+use crate::replicas::webhook_url_at_telegram;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -253,22 +254,6 @@ impl Drop for RoundRobin {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-async fn webhook_url_at_telegram(telegram: &TelegramMock) -> Option<String> {
-    let info: serde_json::Value = reqwest::get(format!(
-        "{}/bot123456:crash-secret/getWebhookInfo",
-        telegram.url()
-    ))
-    .await
-    .ok()?
-    .json()
-    .await
-    .ok()?;
-    info["result"]["url"]
-        .as_str()
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
 }
 
 /// Two webhook replicas behind one round-robin load balancer; replica B gets SIGTERM while

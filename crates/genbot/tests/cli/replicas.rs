@@ -11,7 +11,8 @@ use crate::process::{database_url_text, default_mocks, scratch_postgres, wait_un
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn webhook_url_at_telegram(telegram: &TelegramMock) -> Option<String> {
+/// The webhook URL the Bot API mock has set for the test bot, if any.
+pub(crate) async fn webhook_url_at_telegram(telegram: &TelegramMock) -> Option<String> {
     let info: serde_json::Value = reqwest::get(format!(
         "{}/bot123456:crash-secret/getWebhookInfo",
         telegram.url()
