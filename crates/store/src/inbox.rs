@@ -88,6 +88,17 @@ pub enum Unhandled {
     Running { leave_fresh: std::time::Duration },
 }
 
+impl Unhandled {
+    /// What both backends' round queries take: whether a replica takes its own taken updates
+    /// again (at start), and how long free chats' fresh updates are left to their recorder.
+    pub(crate) fn again_and_leave_fresh(self) -> (bool, std::time::Duration) {
+        match self {
+            Unhandled::AtStart => (true, std::time::Duration::ZERO),
+            Unhandled::Running { leave_fresh } => (false, leave_fresh),
+        }
+    }
+}
+
 /// The lease of a replica taking part in the handling (`inbox-member:<replica>`).
 pub(crate) const MEMBER_LEASE_PREFIX: &str = "inbox-member:";
 /// Most free chats one round claims.

@@ -200,10 +200,7 @@ impl PgStore {
         which: Unhandled,
         lease: Duration,
     ) -> Result<Vec<InboxUpdate>, StoreError> {
-        let (again, leave_fresh) = match which {
-            Unhandled::AtStart => (true, Duration::ZERO),
-            Unhandled::Running { leave_fresh } => (false, leave_fresh),
-        };
+        let (again, leave_fresh) = which.again_and_leave_fresh();
         let mut conn = self.connection().await?;
         // Read first: most rounds find nothing to do and write nothing.
         let row = sqlx::query(

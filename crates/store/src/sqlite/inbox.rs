@@ -64,10 +64,7 @@ impl SqliteStore {
         which: Unhandled,
         lease: Duration,
     ) -> Result<Vec<InboxUpdate>, StoreError> {
-        let (again, leave_fresh) = match which {
-            Unhandled::AtStart => (true, Duration::ZERO),
-            Unhandled::Running { leave_fresh } => (false, leave_fresh),
-        };
+        let (again, leave_fresh) = which.again_and_leave_fresh();
         let reader_owner = owner.to_owned();
         // Read first, off the writer: most rounds find nothing to do.
         let (candidates, mine_waiting) = self
