@@ -59,6 +59,22 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults with the per-user flood limit out of the way, for tests that send one user's
+    /// many messages to see each one handled.
+    pub(crate) fn without_flood_limit() -> Self {
+        let defaults = Options::default();
+        Options {
+            front: FrontConfig {
+                user_updates_per_sec: 1000,
+                user_burst: 1000,
+                ..defaults.front
+            },
+            ..defaults
+        }
+    }
+}
+
 pub(crate) struct TestBot {
     pub(crate) telegram: TelegramMock,
     pub(crate) replicate: Arc<ReplicateMock>,
