@@ -14,8 +14,8 @@ use teloxide::prelude::*;
 use teloxide::types::MessageId;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::HandlerResult;
 use crate::pacing::{is_blocked, send};
+use crate::shared::HandlerResult;
 use crate::texts::{self, Lang};
 use crate::Front;
 

@@ -7,35 +7,16 @@
 //! group: a group gets at most 20 messages a minute (`SendLimits::per_group_per_min`), which
 //! are kept for results.
 
-use genbot_engine::{GenerationRequest, SubmitError};
-use genbot_store::ReplyTarget;
+use genbot_engine::GenerationRequest;
 use teloxide::prelude::*;
-use teloxide::types::{Chat, MessageId, ReplyParameters, User as TgUser};
+use teloxide::types::User as TgUser;
 
 use crate::command::Command;
-use crate::handlers::{submit_registering, user_id, HandlerResult};
-use crate::pacing::send;
+use crate::shared::ids::{from_no_person, reply_target, user_id};
+use crate::shared::reply::in_group as reply;
+use crate::shared::{submit, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::Front;
-
-/// Whether updates from `chat` follow group rules.
-pub(crate) fn is_group(chat: &Chat) -> bool {
-    chat.is_group() || chat.is_supergroup()
-}
-
-/// Telegram's stand-ins in `from` for senders who are not a person: an anonymous admin
-/// (GroupAnonymousBot), a channel posting in its linked group (Channel_Bot), an automatic forward
-/// (777000). Everyone posting that way shares one of them, so they get no account here.
-const PLACEHOLDER_SENDERS: [u64; 3] = [1_087_968_824, 136_817_688, 777_000];
-
-/// Whether `msg` was sent on behalf of a chat or anonymously rather than by a person.
-pub(crate) fn from_no_person(msg: &Message) -> bool {
-    msg.sender_chat.is_some()
-        || msg
-            .from
-            .as_ref()
-            .is_some_and(|u| PLACEHOLDER_SENDERS.contains(&u.id.0))
-}
 
 /// `/NAME args` or `/NAME@bot args` addressed to us: the arguments.
 fn command_args<'t>(text: &'t str, name: &str, me: &str) -> Option<&'t str> {
@@ -99,55 +80,7 @@ pub(crate) async fn group_message(
         source_update: Some(update),
         reply: Some(reply_target(&msg.chat, msg.id)),
     };
-    submit_to_group(front, msg, from, lang, request).await
-}
-
-/// Where a result asked for by `message` in `chat` goes: that chat, as a reply to it.
-pub(crate) fn reply_target(chat: &Chat, message: MessageId) -> ReplyTarget {
-    ReplyTarget {
-        chat: chat.id.0,
-        message: i64::from(message.0),
-    }
-}
-
-/// Submits a generation asked for in a group: no queue message (the group's 20 a minute are
-/// kept for results); a refusal is a reply to the asking message.
-pub(crate) async fn submit_to_group(
-    front: &Front,
-    msg: &Message,
-    from: &TgUser,
-    lang: Lang,
-    request: GenerationRequest,
-) -> HandlerResult {
-    match submit_registering(front, from, request).await? {
-        Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
-        Err(SubmitError::Store(e)) if e.is_transient() => Err(e.into()),
-        Err(refusal) => reply(front, msg, texts::refused(lang, &refusal)).await,
-    }
-}
-
-/// Answers `msg` in its chat, as a reply to it: at most once a minute per member (the rest are
-/// dropped), so one member's refusals never spend the group's budget.
-pub(crate) async fn reply(front: &Front, msg: &Message, text: String) -> HandlerResult {
-    let chat = msg.chat.id;
-    let member = msg.from.as_ref().map_or(0, |u| u.id.0);
-    if !front.group_reply_due(chat, member) {
-        tracing::debug!(
-            chat = chat.0,
-            "group answer dropped: this member was answered within the minute"
-        );
-        return Ok(());
-    }
-    send(
-        front,
-        chat,
-        front
-            .bot()
-            .send_message(chat, text)
-            .reply_parameters(ReplyParameters::new(msg.id)),
-    )
-    .await?;
-    Ok(())
+    submit::to_group(front, msg, from, lang, request).await
 }
 
 #[cfg(test)]

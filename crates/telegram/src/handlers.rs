@@ -3,44 +3,33 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use genbot_engine::{GenerationRequest, SubmitError, Submitted};
-use genbot_store::{NewUser, User, UserId};
+use genbot_engine::GenerationRequest;
+use genbot_store::UserId;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::prelude::*;
-use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User as TgUser};
+use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::command::Input;
 use crate::isolation::isolated;
 use crate::pacing::send;
+use crate::shared::account::{register, registered};
+use crate::shared::buttons::Button;
+use crate::shared::ids::{update_id, user_id};
+use crate::shared::reply::{shorten, to_press as answer_press};
+use crate::shared::{submit, HandlerError, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::{payments, rerun, settings};
-use crate::{BotApi, Front, Slot, Waiting};
-
-/// What a handler may fail with (logged by the dispatcher's error handler).
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
-pub(crate) type HandlerResult = Result<(), HandlerError>;
-
-/// Callback data prefix of the `/models` buttons.
-const MODEL_BUTTON: &str = "model:";
+use crate::{BotApi, Front};
 
 /// The dispatch tree: messages, button presses, pre-checkout queries and the bot's own
 /// membership; other updates are counted and ignored (`run`'s default handler). Each endpoint
 /// runs its handler [`isolated`]: it always returns `Ok`, the outcome is the isolation's.
-pub fn schema() -> UpdateHandler<HandlerError> {
+pub(crate) fn schema() -> UpdateHandler<HandlerError> {
     dptree::entry()
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_button))
         .branch(Update::filter_pre_checkout_query().endpoint(payments::on_pre_checkout))
         .branch(Update::filter_my_chat_member().endpoint(crate::membership::on_my_membership))
-}
-
-pub(crate) fn user_id(from: &TgUser) -> UserId {
-    UserId(i64::try_from(from.id.0).unwrap_or(i64::MAX))
-}
-
-/// The update's id as the inbox and the jobs store it.
-fn update_id(update: &Update) -> i64 {
-    i64::from(update.id.0)
 }
 
 async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult {
@@ -78,7 +67,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
         // Money already taken: never skipped by the flood limit.
         return payments::paid(front, chat, from, lang, payment).await;
     }
-    if crate::groups::is_group(&msg.chat) {
+    if crate::shared::ids::is_group(&msg.chat) {
         return crate::groups::group_message(front, msg, from, lang, update).await;
     }
     if msg.photo().is_some() {
@@ -126,7 +115,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
                 let mark = if model.id == current { "✅ " } else { "" };
                 vec![InlineKeyboardButton::callback(
                     format!("{mark}{} · {}", model.name, model.cost),
-                    format!("{MODEL_BUTTON}{}", model.id),
+                    Button::Model(&model.id).data(),
                 )]
             });
             send(
@@ -138,10 +127,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
             .await?;
         }
         Input::Balance => {
-            let stored = match engine.users().get(user).await? {
-                Some(stored) => stored,
-                None => register(front, from).await?,
-            };
+            let stored = registered(front, from).await?;
             let limit = engine.config().daily_limit;
             let today = Utc::now().date_naive();
             let remaining = limit.saturating_sub(stored.used_on(today));
@@ -209,13 +195,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
             .await?;
         }
         Input::History => rerun::show_history(front, chat, lang, user, None).await?,
-        Input::Settings => {
-            let stored = match engine.users().get(user).await? {
-                Some(stored) => stored,
-                None => register(front, from).await?,
-            };
-            settings::show(front, chat, lang, &stored).await?;
-        }
+        Input::Settings => settings::show(front, chat, from, lang).await?,
         Input::Prompt(prompt) => {
             let request = GenerationRequest {
                 user,
@@ -225,118 +205,7 @@ async fn handle_message(front: &Front, msg: &Message, update: i64) -> HandlerRes
                 source_update: Some(update),
                 reply: None,
             };
-            submit_and_track(front, from, chat, lang, request).await?;
-        }
-    }
-    Ok(())
-}
-
-/// At most `max` characters of `text`, with `…` when cut (user-supplied data echoed back).
-pub(crate) fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
-        None => text.to_owned(),
-    }
-}
-
-/// The chat a button was pressed in (the presser's private chat when Telegram no longer says).
-pub(crate) fn press_chat(query: &CallbackQuery) -> ChatId {
-    query
-        .message
-        .as_ref()
-        .map_or_else(|| ChatId(user_id(&query.from).0), |m| m.chat().id)
-}
-
-pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, HandlerError> {
-    Ok(front
-        .engine()
-        .users()
-        .upsert(NewUser {
-            id: user_id(from),
-            username: from.username.clone(),
-            language: from.language_code.clone(),
-            initial_credits: front.config().initial_credits,
-        })
-        .await?)
-}
-
-/// Submits a generation; a user who never sent /start is registered on the spot rather than
-/// sent back. The outer error is the registration's, the inner the engine's refusal.
-pub(crate) async fn submit_registering(
-    front: &Front,
-    from: &TgUser,
-    request: GenerationRequest,
-) -> Result<Result<Submitted, SubmitError>, HandlerError> {
-    let submitted = front.engine().submit(request.clone()).await;
-    if matches!(submitted, Err(SubmitError::NotRegistered)) {
-        register(front, from).await?;
-        return Ok(front.engine().submit(request).await);
-    }
-    Ok(submitted)
-}
-
-/// Submits a generation (a prompt, or a re-run) and answers with its queue position, which the
-/// delivery task keeps current.
-pub(crate) async fn submit_and_track(
-    front: &Front,
-    from: &TgUser,
-    chat: ChatId,
-    lang: Lang,
-    request: GenerationRequest,
-) -> HandlerResult {
-    let bot = front.bot();
-    match submit_registering(front, from, request).await? {
-        Ok(accepted) => {
-            let position = accepted.position;
-            let sent = send(
-                front,
-                chat,
-                bot.send_message(chat, texts::queued(lang, position)),
-            )
-            .await?;
-            let waiting = Waiting {
-                chat,
-                message: sent.id,
-                lang,
-                position,
-                edited: false,
-                sent: std::time::Instant::now(),
-            };
-            let earlier = {
-                let mut slots = front.waiting().lock();
-                let earlier = slots.remove(&accepted.job);
-                if !matches!(earlier, Some(Slot::Finished(_))) {
-                    // A job that started first gets its one progress message here.
-                    let edited = matches!(earlier, Some(Slot::Started(_)));
-                    slots.insert(accepted.job, Slot::Waiting(Waiting { edited, ..waiting }));
-                }
-                earlier
-            };
-            if matches!(earlier, Some(Slot::Started(_))) {
-                crate::pacing::send_progress(
-                    front,
-                    chat,
-                    bot.edit_message_text(chat, sent.id, texts::generating(lang)),
-                )
-                .await?;
-            }
-        }
-        Err(SubmitError::AlreadySubmitted(job)) => {
-            // A replay after a crash: the job runs (or ran) and its result comes from the outbox.
-            tracing::info!(job_id = job.0, "replayed prompt: its job exists already");
-        }
-        // The database did not answer: the prompt is tried again (the isolation's backoff).
-        Err(SubmitError::Store(e)) if e.is_transient() => return Err(e.into()),
-        Err(refusal) => {
-            if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {
-                tracing::error!(error = %refusal, "submit failed");
-            }
-            send(
-                front,
-                chat,
-                bot.send_message(chat, texts::refused(lang, &refusal)),
-            )
-            .await?;
+            submit::and_track(front, from, chat, lang, request).await?;
         }
     }
     Ok(())
@@ -400,36 +269,26 @@ async fn on_button(front: Front, query: CallbackQuery, update: Update) -> Handle
 }
 
 async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> HandlerResult {
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let answer = match Button::parse(query.data.as_deref().unwrap_or_default()) {
+        Button::Setting(data) => settings::press(front, query, data).await?,
+        Button::Again(job) => rerun::again(front, query, job, false, update).await?,
+        Button::SameSeed(job) => rerun::again(front, query, job, true, update).await?,
+        Button::AsFile(job) => rerun::as_file_pressed(front, query, job).await?,
+        Button::Older(job) => rerun::older(front, query, job).await?,
+        Button::Buy(package) => payments::package_pressed(front, query, package).await?,
+        Button::Model(model) => return model_pressed(front, query, model).await,
+        // No button of ours has this data (or none): stale, or forged.
+        Button::Unknown => texts::button_expired(lang),
+    };
+    answer_press(front, query, answer).await
+}
+
+/// A `/models` button: the model chosen, said to the presser and shown in their own chat.
+async fn model_pressed(front: &Front, query: &CallbackQuery, model_id: &str) -> HandlerResult {
     let bot: &BotApi = front.bot();
     let user = user_id(&query.from);
     let lang = Lang::from_code(query.from.language_code.as_deref());
-    let handled = match settings::on_press(front, query).await {
-        Some(handled) => Some(handled),
-        None => rerun::on_press(front, query, update).await,
-    };
-    if let Some(handled) = handled {
-        return answer_press(front, query, handled?).await;
-    }
-    if let Some(package) = query
-        .data
-        .as_deref()
-        .and_then(|d| d.strip_prefix(payments::BUY_BUTTON))
-    {
-        // Invoices go to the buyer's own chat only: a press elsewhere was forged.
-        if press_chat(query).0 != user.0 {
-            return answer_press(front, query, texts::button_expired(lang)).await;
-        }
-        let text = payments::send_invoice(front, press_chat(query), lang, package).await?;
-        return answer_press(front, query, text).await;
-    }
-    let Some(model_id) = query
-        .data
-        .as_deref()
-        .and_then(|d| d.strip_prefix(MODEL_BUTTON))
-    else {
-        // No button of ours has this data (or none): stale, or forged.
-        return answer_press(front, query, texts::button_expired(lang)).await;
-    };
     let engine = front.engine();
     let Some(model) = engine.catalogue().get(model_id).filter(|m| m.enabled) else {
         // Stale (a model since withdrawn) or forged: said to the presser alone, and the
@@ -437,9 +296,7 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         let unavailable = texts::model_unavailable(lang, &shorten(model_id, 64));
         return answer_press(front, query, unavailable).await;
     };
-    if engine.users().get(user).await?.is_none() {
-        register(front, &query.from).await?;
-    }
+    registered(front, &query.from).await?;
     engine
         .users()
         .set_selected_model(user, Some(model.id.clone()))
@@ -457,34 +314,4 @@ async fn handle_button(front: &Front, query: &CallbackQuery, update: i64) -> Han
         .await?;
     }
     Ok(())
-}
-
-/// Answers a press, to the presser alone: `text` shown (nothing when empty).
-async fn answer_press(front: &Front, query: &CallbackQuery, text: String) -> HandlerResult {
-    let mut answer = front.bot().answer_callback_query(query.id.clone());
-    if !text.is_empty() {
-        answer = answer.text(text);
-    }
-    crate::pacing::call(front, answer).await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shorten;
-
-    proptest::proptest! {
-        /// User text echoed back (a forged model id, a prompt in a caption) is cut on a
-        /// character boundary: at most `max` characters and the ellipsis, a prefix of the text.
-        #[test]
-        fn echoed_text_is_cut_on_characters(
-            text in crate::command::arbitrary_text(),
-            max in 0usize..80,
-        ) {
-            let short = shorten(&text, max);
-            let kept = short.strip_suffix('…').unwrap_or(&short);
-            proptest::prop_assert!(text.starts_with(kept));
-            proptest::prop_assert!(kept.chars().count() <= max);
-        }
-    }
 }

@@ -13,10 +13,11 @@ use teloxide::net::Download;
 use teloxide::prelude::*;
 use teloxide::types::{PhotoSize, User as TgUser};
 
-use crate::handlers::{submit_and_track, user_id, HandlerResult};
 use crate::pacing::send;
+use crate::shared::ids::{is_group, reply_target, user_id};
+use crate::shared::{reply, submit, HandlerResult};
 use crate::texts::{self, Lang};
-use crate::{groups, Front};
+use crate::Front;
 
 /// The largest size Telegram offers within the limit (sizes without a known byte count are
 /// judged while they download).
@@ -58,11 +59,11 @@ pub(crate) async fn photo_received(
 ) -> HandlerResult {
     let chat = msg.chat.id;
     let bot = front.bot();
-    let in_group = groups::is_group(&msg.chat);
+    let in_group = is_group(&msg.chat);
     // In a group every answer is a reply to the photo.
     let say = |text: String| async move {
         if in_group {
-            groups::reply(front, msg, text).await
+            reply::in_group(front, msg, text).await
         } else {
             send(front, chat, bot.send_message(chat, text)).await?;
             Ok(())
@@ -127,10 +128,10 @@ pub(crate) async fn photo_received(
         model: Some(model.id.clone()),
         params,
         source_update: Some(update),
-        reply: in_group.then(|| groups::reply_target(&msg.chat, msg.id)),
+        reply: in_group.then(|| reply_target(&msg.chat, msg.id)),
     };
     if in_group {
-        return groups::submit_to_group(front, msg, from, lang, request).await;
+        return submit::to_group(front, msg, from, lang, request).await;
     }
-    submit_and_track(front, from, chat, lang, request).await
+    submit::and_track(front, from, chat, lang, request).await
 }

@@ -29,7 +29,7 @@ use teloxide::requests::Requester;
 use teloxide::types::{Update, UpdateKind};
 use teloxide::{ApiError, RequestError};
 
-use crate::handlers::HandlerError;
+use crate::shared::HandlerError;
 use crate::Front;
 
 /// Panics (or handlings that died with the process) before an update is set aside.

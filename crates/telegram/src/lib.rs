@@ -30,7 +30,7 @@ mod command;
 pub mod delivery;
 mod flood;
 mod groups;
-pub mod handlers;
+mod handlers;
 mod img2img;
 pub mod inbox;
 mod isolation;
@@ -42,6 +42,7 @@ mod payments;
 mod rerun;
 pub mod run;
 mod settings;
+mod shared;
 mod texts;
 pub mod webhook;
 

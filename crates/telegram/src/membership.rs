@@ -5,9 +5,10 @@
 use teloxide::prelude::*;
 use teloxide::types::ChatMemberUpdated;
 
-use crate::handlers::{user_id, HandlerResult};
 use crate::isolation::isolated;
 use crate::pacing::send;
+use crate::shared::ids::{is_group, user_id};
+use crate::shared::HandlerResult;
 use crate::texts::{self, Lang};
 use crate::Front;
 
@@ -34,7 +35,7 @@ async fn handle(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
         }
         return Ok(());
     }
-    if crate::groups::is_group(&change.chat) && was_in && !is_in {
+    if is_group(&change.chat) && was_in && !is_in {
         // Nothing is kept per group: a result still on its way meets one 403 and is recorded
         // refused (never retried, and its asker is not marked blocked).
         tracing::info!(
@@ -44,7 +45,7 @@ async fn handle(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
         front.metrics().ignored("my_chat_member_removed_from_group");
         return Ok(());
     }
-    if crate::groups::is_group(&change.chat) && is_in && !was_in {
+    if is_group(&change.chat) && is_in && !was_in {
         let me = front.me().await?;
         let lang = Lang::from_code(change.from.language_code.as_deref());
         let chat = change.chat.id;

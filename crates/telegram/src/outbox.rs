@@ -289,7 +289,7 @@ async fn send_image(
     let caption: String = delivery.prompt.chars().take(CAPTION_MAX).collect();
     let bot = front.bot();
     let lang = front.language_of(delivery.user).await;
-    let keyboard = crate::rerun::result_keyboard(lang, delivery.job);
+    let keyboard = crate::shared::buttons::result_keyboard(lang, delivery.job);
     let photo = |input: InputFile| {
         let photo = bot
             .send_photo(chat, input)

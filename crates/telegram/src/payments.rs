@@ -15,18 +15,19 @@ use genbot_config::StarsPackage;
 use genbot_store::{NewStarPayment, PaymentRecorded, RefundResult, RefundStart, UserId};
 use teloxide::prelude::*;
 use teloxide::types::{
-    InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery, SuccessfulPayment,
-    TelegramTransactionId,
+    CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery,
+    SuccessfulPayment, TelegramTransactionId,
 };
 use teloxide::{ApiError, RequestError};
 
-use crate::handlers::{register, user_id, HandlerResult};
 use crate::pacing::send;
+use crate::shared::account::register;
+use crate::shared::buttons::Button;
+use crate::shared::ids::{press_chat, user_id};
+use crate::shared::{HandlerError, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::Front;
 
-/// Callback data prefix of `/buy`'s package buttons: `buy:CREDITS:STARS`.
-pub(crate) const BUY_BUTTON: &str = "buy:";
 /// The invoice payload: `credits:CREDITS:STARS`, so the pre-checkout answer and the credit
 /// need no state kept between the invoice and the payment.
 const PAYLOAD_PREFIX: &str = "credits:";
@@ -70,7 +71,7 @@ pub(crate) async fn show_packages(front: &Front, chat: ChatId, lang: Lang) -> Ha
     let rows = packages.iter().map(|package| {
         vec![InlineKeyboardButton::callback(
             texts::package_button(package.credits, package.stars),
-            format!("{BUY_BUTTON}{}", package_text(*package)),
+            Button::Buy(&package_text(*package)).data(),
         )]
     });
     send(
@@ -83,13 +84,19 @@ pub(crate) async fn show_packages(front: &Front, chat: ChatId, lang: Lang) -> Ha
     Ok(())
 }
 
-/// A package button was pressed: its invoice. Returns the text for the button's answer.
-pub(crate) async fn send_invoice(
+/// A package button was pressed (`package`: its `CREDITS:STARS`): its invoice, in the buyer's
+/// own chat. Returns the text for the button's answer.
+pub(crate) async fn package_pressed(
     front: &Front,
-    chat: ChatId,
-    lang: Lang,
+    query: &CallbackQuery,
     package: &str,
-) -> Result<String, crate::handlers::HandlerError> {
+) -> Result<String, HandlerError> {
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let chat = press_chat(query);
+    // Invoices go to the buyer's own chat only: a press elsewhere was forged.
+    if chat.0 != user_id(&query.from).0 {
+        return Ok(texts::button_expired(lang));
+    }
     let Some(package) = parse_package(package).filter(|p| offered(front, *p)) else {
         return Ok(texts::package_gone(lang));
     };

@@ -12,31 +12,18 @@ use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
 use teloxide::RequestError;
 
-use crate::handlers::{press_chat, submit_and_track, submit_registering, user_id, HandlerError};
 use crate::pacing::send;
+use crate::shared::buttons::{result_keyboard, Button};
+use crate::shared::ids::{is_group, press_chat, reply_target, user_id};
+use crate::shared::reply::shorten;
+use crate::shared::{submit, HandlerError};
 use crate::texts::{self, Lang};
-use crate::{groups, Front};
+use crate::Front;
 
-const AGAIN: &str = "again:";
-const SAME_SEED: &str = "seed:";
-const AS_FILE: &str = "file:";
-const OLDER: &str = "hist:";
 /// Images `/history` sends per page.
 const PAGE: u32 = 5;
 /// Telegram's caption limit, in characters.
 const CAPTION_MAX: usize = 1024;
-
-/// The buttons under a delivered image.
-pub(crate) fn result_keyboard(lang: Lang, job: JobId) -> InlineKeyboardMarkup {
-    InlineKeyboardMarkup::new([vec![
-        InlineKeyboardButton::callback(texts::again_button(lang), format!("{AGAIN}{}", job.0)),
-        InlineKeyboardButton::callback(
-            texts::same_seed_button(lang),
-            format!("{SAME_SEED}{}", job.0),
-        ),
-        InlineKeyboardButton::callback(texts::as_file_button(lang), format!("{AS_FILE}{}", job.0)),
-    ]])
-}
 
 fn caption(prompt: &str) -> String {
     prompt.chars().take(CAPTION_MAX).collect()
@@ -68,7 +55,7 @@ pub(crate) async fn show_history(
         let oldest = page.last().map_or(0, |item| item.job.0);
         let more = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback(
             texts::older_button(lang),
-            format!("{OLDER}{oldest}"),
+            Button::Older(JobId(oldest)).data(),
         )]]);
         send(
             front,
@@ -106,43 +93,38 @@ async fn resend(
     Ok(())
 }
 
-/// The job a button's `data` names after `prefix`, if it is one of ours (any text may come:
-/// clients can send any data).
-fn job_in(data: &str, prefix: &str) -> Option<JobId> {
-    data.strip_prefix(prefix)
-        .and_then(|id| id.parse::<i64>().ok())
-        .map(JobId)
+/// The presser's own private chat, their language and id; `None` for a press anywhere else:
+/// files and history go to the presser's own chat only, and a press elsewhere was forged.
+fn own_chat(query: &CallbackQuery) -> Option<(ChatId, Lang, UserId)> {
+    let user = user_id(&query.from);
+    let chat = press_chat(query);
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    (chat.0 == user.0).then_some((chat, lang, user))
 }
 
-/// Handles a press of one of this module's buttons; `None` when the data is not ours.
-/// Returns the text the press is answered with.
-pub(crate) async fn on_press(
+/// "As file" under an image. Returns the text the press is answered with.
+pub(crate) async fn as_file_pressed(
     front: &Front,
     query: &CallbackQuery,
-    update: i64,
-) -> Option<Result<String, HandlerError>> {
-    let data = query.data.as_deref()?;
-    let user = user_id(&query.from);
-    let lang = Lang::from_code(query.from.language_code.as_deref());
-    let chat = press_chat(query);
-    let job = |prefix: &str| job_in(data, prefix);
-    let handled = if let Some(job) = job(AGAIN) {
-        rerun(front, query, chat, lang, job, false, update).await
-    } else if let Some(job) = job(SAME_SEED) {
-        rerun(front, query, chat, lang, job, true, update).await
-    } else if (job(AS_FILE).is_some() || job(OLDER).is_some()) && chat.0 != user.0 {
-        // Files and history go to the presser's own chat only: a press elsewhere was forged.
-        Ok(String::new())
-    } else if let Some(job) = job(AS_FILE) {
-        as_file(front, chat, lang, user, job).await
-    } else if let Some(job) = job(OLDER) {
-        show_history(front, chat, lang, user, Some(job))
-            .await
-            .map(|()| String::new())
-    } else {
-        return None;
+    job: JobId,
+) -> Result<String, HandlerError> {
+    let Some((chat, lang, user)) = own_chat(query) else {
+        return Ok(String::new());
     };
-    Some(handled)
+    as_file(front, chat, lang, user, job).await
+}
+
+/// "Older" under a `/history` page: the next page. Returns the text the press is answered with.
+pub(crate) async fn older(
+    front: &Front,
+    query: &CallbackQuery,
+    before: JobId,
+) -> Result<String, HandlerError> {
+    let Some((chat, lang, user)) = own_chat(query) else {
+        return Ok(String::new());
+    };
+    show_history(front, chat, lang, user, Some(before)).await?;
+    Ok(String::new())
 }
 
 /// The inputs a past job ran with, as overrides for a new one (`prompt` aside; `seed` too
@@ -156,16 +138,18 @@ fn rerun_params(params: &Value, keep_seed: bool) -> Map<String, Value> {
     params
 }
 
-async fn rerun(
+/// "Again" under an image, with a new seed or (`keep_seed`) the same one: a new job of the
+/// same inputs. Returns the text the press is answered with.
+pub(crate) async fn again(
     front: &Front,
     query: &CallbackQuery,
-    chat: ChatId,
-    lang: Lang,
     job: JobId,
     keep_seed: bool,
     update: i64,
 ) -> Result<String, HandlerError> {
     let user = user_id(&query.from);
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let chat = press_chat(query);
     let Some(past) = own_job(front, user, job).await? else {
         return Ok(texts::not_yours(lang));
     };
@@ -179,21 +163,21 @@ async fn rerun(
         reply: query
             .message
             .as_ref()
-            .filter(|m| groups::is_group(m.chat()))
-            .map(|m| groups::reply_target(m.chat(), m.id())),
+            .filter(|m| is_group(m.chat()))
+            .map(|m| reply_target(m.chat(), m.id())),
     };
     if request.reply.is_some() {
         // In a group: no queue message (the group's 20 a minute are kept for results); a
         // refusal is told to the presser alone, in the press's answer.
         return Ok(
-            match submit_registering(front, &query.from, request).await? {
+            match submit::registering(front, &query.from, request).await? {
                 Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => texts::rerun_queued(lang),
                 // A press's answer holds at most 200 characters.
-                Err(refusal) => crate::handlers::shorten(&texts::refused(lang, &refusal), 190),
+                Err(refusal) => shorten(&texts::refused(lang, &refusal), 190),
             },
         );
     }
-    submit_and_track(front, &query.from, chat, lang, request).await?;
+    submit::and_track(front, &query.from, chat, lang, request).await?;
     Ok(texts::rerun_queued(lang))
 }
 
@@ -265,20 +249,5 @@ mod tests {
         assert_eq!(again["aspect_ratio"], "16:9");
         let same = rerun_params(&past, true);
         assert_eq!((same.len(), &same["seed"]), (2, &Value::from(7)));
-    }
-
-    proptest::proptest! {
-        /// Button data is whatever a client sends: read without panicking; our own data reads
-        /// back as the job it names.
-        #[test]
-        fn any_button_data_is_read_without_panicking(
-            data in crate::command::arbitrary_text(),
-            job in proptest::prelude::any::<i64>(),
-        ) {
-            for prefix in [AGAIN, SAME_SEED, AS_FILE, OLDER] {
-                let _ = job_in(&data, prefix);
-                proptest::prop_assert_eq!(job_in(&format!("{prefix}{job}"), prefix), Some(JobId(job)));
-            }
-        }
     }
 }

@@ -15,8 +15,9 @@ use teloxide::types::BotCommand;
 use tokio::net::TcpListener;
 
 use crate::command::MENU;
-use crate::handlers::{schema, HandlerError};
+use crate::handlers::schema;
 use crate::inbox::InboxPolling;
+use crate::shared::HandlerError;
 use crate::Front;
 
 /// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order

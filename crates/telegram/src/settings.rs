@@ -7,15 +7,17 @@ use genbot_engine::catalogue::{inline, Model, ParamSpec};
 use genbot_store::User;
 use serde_json::{Map, Value};
 use teloxide::prelude::*;
-use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup};
+use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User as TgUser};
 
-use crate::handlers::{register, user_id, HandlerError};
 use crate::pacing::send;
+use crate::shared::account::registered;
+use crate::shared::buttons::Button;
+use crate::shared::HandlerError;
 use crate::texts::{self, Lang};
 use crate::Front;
 
-const SET: &str = "set:";
-const RESET: &str = "set:reset";
+/// The reset button's data after `set:` (any other is `NAME=VALUE`).
+const RESET: &str = "reset";
 /// Telegram refuses callback data longer than this.
 const CALLBACK_DATA_MAX: usize = 64;
 
@@ -77,7 +79,7 @@ fn view(lang: Lang, model: &Model, current: &Map<String, Value>) -> (String, Inl
         let mut row: Vec<InlineKeyboardButton> = offered(spec)
             .into_iter()
             .filter_map(|option| {
-                let data = format!("{SET}{name}={}", shown(&option));
+                let data = Button::Setting(&format!("{name}={}", shown(&option))).data();
                 let mark = if option == effective { "✅" } else { "" };
                 (data.len() <= CALLBACK_DATA_MAX).then(|| {
                     InlineKeyboardButton::callback(format!("{mark}{}", shown(&option)), data)
@@ -87,7 +89,7 @@ fn view(lang: Lang, model: &Model, current: &Map<String, Value>) -> (String, Inl
         if matches!(spec, ParamSpec::RandomInt { .. }) && value.is_some() {
             row.push(InlineKeyboardButton::callback(
                 format!("🎲 {}", texts::random(lang)),
-                format!("{SET}{name}=random"),
+                Button::Setting(&format!("{name}=random")).data(),
             ));
         }
         if !row.is_empty() {
@@ -96,7 +98,7 @@ fn view(lang: Lang, model: &Model, current: &Map<String, Value>) -> (String, Inl
     }
     rows.push(vec![InlineKeyboardButton::callback(
         texts::reset_button(lang),
-        RESET.to_owned(),
+        Button::Setting(RESET).data(),
     )]);
     (text, InlineKeyboardMarkup::new(rows))
 }
@@ -105,10 +107,11 @@ fn view(lang: Lang, model: &Model, current: &Map<String, Value>) -> (String, Inl
 pub(crate) async fn show(
     front: &Front,
     chat: ChatId,
+    from: &TgUser,
     lang: Lang,
-    user: &User,
 ) -> Result<(), HandlerError> {
-    let model = model_of(front, user);
+    let user = registered(front, from).await?;
+    let model = model_of(front, &user);
     let (text, keyboard) = view(lang, model, &user.settings_for(&model.id));
     send(
         front,
@@ -119,25 +122,18 @@ pub(crate) async fn show(
     Ok(())
 }
 
-/// A press on a `/settings` button; `None` when the data is not ours. Returns the answer text.
-pub(crate) async fn on_press(
+/// A press on a `/settings` button (`data`: what follows `set:`). Returns the answer text.
+pub(crate) async fn press(
     front: &Front,
     query: &CallbackQuery,
-) -> Option<Result<String, HandlerError>> {
-    let data = query.data.as_deref()?.strip_prefix(SET)?;
-    Some(press(front, query, data).await)
-}
-
-async fn press(front: &Front, query: &CallbackQuery, data: &str) -> Result<String, HandlerError> {
+    data: &str,
+) -> Result<String, HandlerError> {
     let lang = Lang::from_code(query.from.language_code.as_deref());
     let users = front.engine().users();
-    let user = match users.get(user_id(&query.from)).await? {
-        Some(user) => user,
-        None => register(front, &query.from).await?,
-    };
+    let user = registered(front, &query.from).await?;
     let model = model_of(front, &user);
     let mut settings = user.settings_for(&model.id);
-    let answer = if data == "reset" {
+    let answer = if data == RESET {
         settings.clear();
         texts::settings_reset(lang)
     } else {

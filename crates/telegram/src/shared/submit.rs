@@ -1,0 +1,112 @@
+//! Submitting a generation, however it was asked for (a prompt, a photo, a re-run): the user
+//! registered on the spot if need be, then in a private chat a queue-position message the
+//! delivery task keeps current, in a group nothing but a refusal. A handler never waits for
+//! the generation itself.
+
+use genbot_engine::{GenerationRequest, SubmitError, Submitted};
+use teloxide::prelude::*;
+use teloxide::types::User as TgUser;
+
+use super::account::register;
+use super::{reply, HandlerError, HandlerResult};
+use crate::pacing::send;
+use crate::texts::{self, Lang};
+use crate::{Front, Slot, Waiting};
+
+/// Submits a generation; a user who never sent /start is registered on the spot rather than
+/// sent back. The outer error is the registration's, the inner the engine's refusal.
+pub(crate) async fn registering(
+    front: &Front,
+    from: &TgUser,
+    request: GenerationRequest,
+) -> Result<Result<Submitted, SubmitError>, HandlerError> {
+    let submitted = front.engine().submit(request.clone()).await;
+    if matches!(submitted, Err(SubmitError::NotRegistered)) {
+        register(front, from).await?;
+        return Ok(front.engine().submit(request).await);
+    }
+    Ok(submitted)
+}
+
+/// Submits a generation (a prompt, or a re-run) and answers with its queue position, which the
+/// delivery task keeps current.
+pub(crate) async fn and_track(
+    front: &Front,
+    from: &TgUser,
+    chat: ChatId,
+    lang: Lang,
+    request: GenerationRequest,
+) -> HandlerResult {
+    let bot = front.bot();
+    match registering(front, from, request).await? {
+        Ok(accepted) => {
+            let position = accepted.position;
+            let sent = send(
+                front,
+                chat,
+                bot.send_message(chat, texts::queued(lang, position)),
+            )
+            .await?;
+            let waiting = Waiting {
+                chat,
+                message: sent.id,
+                lang,
+                position,
+                edited: false,
+                sent: std::time::Instant::now(),
+            };
+            let earlier = {
+                let mut slots = front.waiting().lock();
+                let earlier = slots.remove(&accepted.job);
+                if !matches!(earlier, Some(Slot::Finished(_))) {
+                    // A job that started first gets its one progress message here.
+                    let edited = matches!(earlier, Some(Slot::Started(_)));
+                    slots.insert(accepted.job, Slot::Waiting(Waiting { edited, ..waiting }));
+                }
+                earlier
+            };
+            if matches!(earlier, Some(Slot::Started(_))) {
+                crate::pacing::send_progress(
+                    front,
+                    chat,
+                    bot.edit_message_text(chat, sent.id, texts::generating(lang)),
+                )
+                .await?;
+            }
+        }
+        Err(SubmitError::AlreadySubmitted(job)) => {
+            // A replay after a crash: the job runs (or ran) and its result comes from the outbox.
+            tracing::info!(job_id = job.0, "replayed prompt: its job exists already");
+        }
+        // The database did not answer: the prompt is tried again (the isolation's backoff).
+        Err(SubmitError::Store(e)) if e.is_transient() => return Err(e.into()),
+        Err(refusal) => {
+            if matches!(refusal, SubmitError::Store(_) | SubmitError::ShuttingDown) {
+                tracing::error!(error = %refusal, "submit failed");
+            }
+            send(
+                front,
+                chat,
+                bot.send_message(chat, texts::refused(lang, &refusal)),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Submits a generation asked for in a group: no queue message (the group's 20 a minute are
+/// kept for results); a refusal is a reply to the asking message.
+pub(crate) async fn to_group(
+    front: &Front,
+    msg: &Message,
+    from: &TgUser,
+    lang: Lang,
+    request: GenerationRequest,
+) -> HandlerResult {
+    match registering(front, from, request).await? {
+        Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
+        Err(SubmitError::Store(e)) if e.is_transient() => Err(e.into()),
+        Err(refusal) => reply::in_group(front, msg, texts::refused(lang, &refusal)).await,
+    }
+}
