@@ -1,4 +1,5 @@
-//! Parsing a message's text into a command or a prompt.
+//! Parsing a message's text into a command or a prompt: in a private chat ([`Input`]), and in
+//! a group, where the bot answers only what is addressed to it ([`GroupInput`]).
 
 /// What a user's text asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +102,41 @@ impl<'a> Input<'a> {
     }
 }
 
+/// What a text or caption in a group asks of the bot. With privacy mode on (Telegram's default)
+/// the bot sees only commands and replies to its own messages: it answers `/img prompt` and
+/// `/img@botname prompt` (a command naming another bot is left alone), takes a reply to one of
+/// its messages as a prompt, and `/help`; anything else is not for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupInput<'a> {
+    /// A description to draw (may be empty: `/img` alone).
+    Prompt(&'a str),
+    Help,
+    /// A command for another bot, or one the bot has nothing for in a group.
+    NotOurs,
+}
+
+impl<'a> GroupInput<'a> {
+    /// Reads `text` sent to a group the bot called `me` is in; `replied_to_us`: whether it
+    /// replies to one of the bot's messages.
+    pub(crate) fn parse(text: &'a str, me: &str, replied_to_us: bool) -> GroupInput<'a> {
+        if let Some(prompt) = command_args(text, "img", me) {
+            GroupInput::Prompt(prompt)
+        } else if command_args(text, "help", me).is_some() {
+            GroupInput::Help
+        } else if replied_to_us && !text.starts_with('/') {
+            GroupInput::Prompt(text)
+        } else {
+            GroupInput::NotOurs
+        }
+    }
+}
+
+/// `/NAME args` or `/NAME@bot args` addressed to us: the arguments.
+fn command_args<'t>(text: &'t str, name: &str, me: &str) -> Option<&'t str> {
+    let command = Command::split(text)?;
+    (command.is_for(me) && command.name.eq_ignore_ascii_case(name)).then_some(command.args)
+}
+
 /// Any text a user (or a client forging button data) can send, for property tests of every
 /// parser of it: any Unicode, with the characters that broke parsers weighted in (whitespace of
 /// every class, zero-width and RTL marks, combining marks, emoji joiners, controls, `/`, `@`,
@@ -154,10 +190,44 @@ mod tests {
         assert_eq!(Input::parse("/@"), Input::Unknown);
     }
 
+    #[test]
+    fn commands_for_other_bots_are_not_ours() {
+        assert_eq!(command_args("/img a fox", "img", "genbot"), Some("a fox"));
+        assert_eq!(
+            command_args("/img@GenBot  a fox ", "img", "genbot"),
+            Some("a fox")
+        );
+        assert_eq!(command_args("/img@otherbot a fox", "img", "genbot"), None);
+        assert_eq!(command_args("/imagine a fox", "img", "genbot"), None);
+        assert_eq!(command_args("a fox", "img", "genbot"), None);
+        assert_eq!(
+            command_args("/img@genbot кот", "img", "genbot"),
+            Some("кот")
+        );
+        assert_eq!(command_args("/ привет", "img", "genbot"), None);
+        assert_eq!(command_args("/img@ привет", "img", "genbot"), None);
+    }
+
+    #[test]
+    fn a_group_is_answered_only_what_is_addressed_to_the_bot() {
+        let parse = GroupInput::parse;
+        assert_eq!(
+            parse("/img@genbot a fox", "genbot", false),
+            GroupInput::Prompt("a fox")
+        );
+        assert_eq!(parse("/help@genbot", "genbot", false), GroupInput::Help);
+        assert_eq!(parse("/help@other", "genbot", true), GroupInput::NotOurs);
+        assert_eq!(parse("a fox", "genbot", true), GroupInput::Prompt("a fox"));
+        assert_eq!(parse("a fox", "genbot", false), GroupInput::NotOurs);
+        assert_eq!(parse("/start", "genbot", true), GroupInput::NotOurs);
+    }
+
     proptest::proptest! {
         #[test]
-        fn any_text_parses_without_panicking(text in arbitrary_text()) {
+        fn any_text_parses_without_panicking(text in arbitrary_text(), me in arbitrary_text()) {
             let _ = Input::parse(&text);
+            let _ = GroupInput::parse(&text, &me, true);
+            let _ = GroupInput::parse(&text, &me, false);
         }
 
         #[test]

@@ -1,47 +1,52 @@
 //! genbot's Telegram front end.
 //!
-//! [`Front`] turns updates into engine calls and engine events into messages:
-//! - [`handlers`]: `/start`, `/help`, `/models` (inline keyboard), `/balance`, `/cancel`,
-//!   `/stats` (admins only), and plain text = a prompt; `payments`: `/buy`, invoices,
-//!   pre-checkout, `successful_payment` (credited once per charge id), `/refund`, `/paysupport`;
-//!   `rerun`: `/history` and the buttons under every image (again, same seed, as file);
-//!   `settings`: `/settings`, the catalogue's options per user and model; `img2img`: a photo
-//!   with a caption, drawn from by a model that takes a picture; `groups`: `/img@bot` and replies
-//!   under privacy mode, results threaded as replies; `broadcast`: `/broadcast` for admins,
-//!   paced and resumable after a crash. A handler never waits for a generation:
-//!   it submits the job, answers with the queue position and returns;
-//! - [`delivery`]: a task that reads the engine's [`genbot_engine::JobEvent`]s and sends the
-//!   "generating" action, the photo, or the failure, and keeps queue-position messages current
-//!   by editing them in place;
-//! - [`run`]: long polling or a webhook (axum, secret token checked), `/healthz` and `/metrics`,
-//!   graceful shutdown.
+//! [`Front`] turns updates into engine calls and engine events into messages. The modules read
+//! top-down as the path an update takes:
 //!
-//! Telegram's send limits are kept by [`pacing`] (which also waits out 429s); a per-user update
-//! limit keeps one flooding user from slowing anyone else down.
-//! This crate knows Telegram and the engine's public API, nothing of SQL or Replicate.
+//! ```text
+//! intake    run (long polling; start, stop, /healthz, /metrics) · webhook (axum,
+//!    │      secret checked)
+//!    ▼
+//! inbox     inbox (recorded, replayed after a crash) · claims (one replica per chat)
+//!    │      flood (per-user limit) · backlog (per-chat shedding)
+//!    ▼
+//! router    router: the update's kind, command (command::Input, GroupInput) or
+//!    │      button (shared::buttons::Button) → exactly one feature function,
+//!    │      run isolated (isolation: panics, retries, dead letters)
+//!    ▼
+//! features  features::{help, models, balance, prompt, settings, rerun, img2img, groups,
+//!    │      payments, broadcast, admin, membership}: one module per feature, none
+//!    │      importing another or the router
+//!    ▼
+//! shared    shared::{ids, account, submit, reply, buttons} · texts · command
+//!    ▼
+//! outbox    delivery (engine events → queue messages kept current) · outbox (each result
+//!           delivered once) · pacing (Telegram's send limits, 429s waited out)
+//! ```
+//!
+//! A handler never waits for a generation: it submits the job, answers with the queue position
+//! and returns; the result comes through the outbox. No feature names another feature or the
+//! router, the shared layer names neither, and below the router nothing names a feature but
+//! `run`, which starts the broadcaster (`tests/layers.rs` reads the sources to hold them to it).
+//! [`Front`], at the crate root, is the state every layer shares. This crate knows Telegram and
+//! the engine's public API, nothing of SQL or Replicate.
 
 // User text is any Unicode: a byte-index slice of it can cut a character in half and panic.
 #![deny(clippy::string_slice)]
 
 mod backlog;
-mod broadcast;
 mod claims;
 mod command;
 pub mod delivery;
+mod features;
 mod flood;
-mod groups;
-mod handlers;
-mod img2img;
 pub mod inbox;
 mod isolation;
-mod membership;
 mod metrics;
 mod outbox;
 mod pacing;
-mod payments;
-mod rerun;
+mod router;
 pub mod run;
-mod settings;
 mod shared;
 mod texts;
 pub mod webhook;

@@ -15,8 +15,9 @@ use teloxide::types::BotCommand;
 use tokio::net::TcpListener;
 
 use crate::command::MENU;
-use crate::handlers::schema;
+use crate::features::broadcast;
 use crate::inbox::InboxPolling;
+use crate::router::schema;
 use crate::shared::HandlerError;
 use crate::Front;
 
@@ -452,7 +453,7 @@ pub async fn serve_bot(
         events,
         stop_delivery.clone(),
     ));
-    let broadcaster = tokio::spawn(crate::broadcast::run(front.clone(), stop_delivery.clone()));
+    let broadcaster = tokio::spawn(broadcast::run(front.clone(), stop_delivery.clone()));
     let stop_marking = tokio_util::sync::CancellationToken::new();
     let marking = tokio::spawn(crate::claims::keep_marking(
         front.clone(),

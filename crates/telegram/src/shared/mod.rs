@@ -4,8 +4,8 @@
 //! callback data ([`buttons`]).
 //!
 //! It imports no feature and not the router: what one feature needs of another is found
-//! here, or it belongs here. (This file declares only the error types: [`crate::isolation`],
-//! which judges them, sits below the modules here that send through [`crate::pacing`].)
+//! here, or it belongs here. This file declares only the error types (the isolation judges
+//! them, and imports nothing else of this layer).
 
 pub(crate) mod account;
 pub(crate) mod buttons;

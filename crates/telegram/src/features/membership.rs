@@ -1,27 +1,20 @@
 //! The bot's own membership (`my_chat_member`): a user who blocks the bot is marked blocked
 //! (no more results or broadcasts are sent there); added to a group, the bot says how to use it
 //! there.
+//!
+//! Imports the shared layer, never another feature or the router.
 
 use teloxide::prelude::*;
 use teloxide::types::ChatMemberUpdated;
 
-use crate::isolation::isolated;
 use crate::pacing::send;
 use crate::shared::ids::{is_group, user_id};
 use crate::shared::HandlerResult;
 use crate::texts::{self, Lang};
 use crate::Front;
 
-pub(crate) async fn on_my_membership(
-    front: Front,
-    change: ChatMemberUpdated,
-    update: Update,
-) -> HandlerResult {
-    isolated(&front, &update, handle(&front, &change)).await;
-    Ok(())
-}
-
-async fn handle(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
+/// The bot's membership in `change.chat` changed.
+pub(crate) async fn changed(front: &Front, change: &ChatMemberUpdated) -> HandlerResult {
     let was_in = change.old_chat_member.kind.is_present();
     let is_in = change.new_chat_member.kind.is_present();
     if change.chat.is_private() {

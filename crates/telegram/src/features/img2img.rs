@@ -4,6 +4,8 @@
 //! as a data URL; Telegram offers each photo in several sizes, and the largest within
 //! [`MAX_IMAGE_INPUT_BYTES`] is taken. A photo without a caption is answered with a request
 //! for one.
+//!
+//! Imports the shared layer, never another feature or the router.
 
 use futures_util::StreamExt;
 use genbot_engine::image_input::{self, MAX_IMAGE_INPUT_BYTES};

@@ -2,6 +2,8 @@
 //! guidance, seed, …) with their current values, as inline keyboards; a press saves the value
 //! for that user and model. Free-text inputs (`negative_prompt`) are set in the prompt instead
 //! (`--no …`), and any option may be overridden per prompt (`--ar 16:9`).
+//!
+//! Imports the shared layer, never another feature or the router.
 
 use genbot_engine::catalogue::{inline, Model, ParamSpec};
 use genbot_store::User;

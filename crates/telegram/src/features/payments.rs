@@ -8,8 +8,8 @@
 //! as Telegram requires of bots that sell.
 //!
 //! Payments are never skipped by the per-user flood limit: a payment is money already taken.
-
-use std::time::Instant;
+//!
+//! Imports the shared layer, never another feature or the router.
 
 use genbot_config::StarsPackage;
 use genbot_store::{NewStarPayment, PaymentRecorded, RefundResult, RefundStart, UserId};
@@ -36,7 +36,7 @@ const STARS: &str = "XTR";
 /// Longest a pre-checkout answer waits for the database: Telegram cancels the payment of a
 /// query not answered within 10 s, and the answer itself may meet a slow Bot API.
 const CHECKOUT_DB_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
-/// Movements `/balance` shows; payments `/paysupport` lists.
+/// Payments `/paysupport` lists.
 const RECENT: u32 = 5;
 
 fn package_text(package: StarsPackage) -> String {
@@ -117,23 +117,6 @@ pub(crate) async fn package_pressed(
     Ok(texts::invoice_sent(lang))
 }
 
-/// Answers a pre-checkout query: yes for a package still offered at the invoiced price, in
-/// Stars, to a user who may buy; otherwise no, with the reason. Telegram cancels the payment if
-/// no answer comes within 10 seconds, so this touches the database at most once, for at most
-/// [`CHECKOUT_DB_BUDGET`] (the query reached it without waiting for the inbox).
-pub(crate) async fn on_pre_checkout(
-    front: Front,
-    query: PreCheckoutQuery,
-    update: Update,
-) -> HandlerResult {
-    // A query has no chat: teloxide's default worker runs such updates concurrently, so a burst
-    // of checkouts meets Telegram's 10 s together.
-    let started = Instant::now();
-    crate::isolation::isolated(&front, &update, answer_pre_checkout(&front, &query)).await;
-    front.metrics().observe(started.elapsed());
-    Ok(())
-}
-
 /// Why an invoice may not be paid, judged from the query alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InvoiceRefusal {
@@ -159,7 +142,11 @@ fn judge_invoice(
     package.is_none().then_some(InvoiceRefusal::PackageGone)
 }
 
-async fn answer_pre_checkout(front: &Front, query: &PreCheckoutQuery) -> HandlerResult {
+/// Answers a pre-checkout query: yes for a package still offered at the invoiced price, in
+/// Stars, to a user who may buy; otherwise no, with the reason. Telegram cancels the payment if
+/// no answer comes within 10 seconds, so this touches the database at most once, for at most
+/// [`CHECKOUT_DB_BUDGET`] (the query reached it without waiting for the inbox).
+pub(crate) async fn pre_checkout(front: &Front, query: &PreCheckoutQuery) -> HandlerResult {
     let lang = Lang::from_code(query.from.language_code.as_deref());
     let judged = judge_invoice(
         &front.config().stars_packages,
@@ -342,17 +329,6 @@ pub(crate) async fn support(
     let text = texts::support(lang, &payments);
     send(front, chat, front.bot().send_message(chat, text)).await?;
     Ok(())
-}
-
-/// `/balance`'s recent movements.
-pub(crate) async fn recent_movements(front: &Front, lang: Lang, user: UserId) -> String {
-    match front.engine().store().movements(user, RECENT).await {
-        Ok(movements) => texts::movements(lang, &movements),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading credit movements failed");
-            String::new()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //!
 //! A re-run is a new job submitted like a prompt, carrying the button press's update id: a
 //! press replayed after a crash finds its job instead of charging twice.
+//!
+//! Imports the shared layer, never another feature or the router.
 
 use genbot_engine::{GenerationRequest, SubmitError};
 use genbot_store::{HistoryItem, JobId, UserId};

@@ -4,6 +4,9 @@
 //! marked and skipped from then on) and failed. The broadcast lives in the database with its
 //! cursor, moved after every send and leased to one replica, so a crash resumes after the last
 //! recorded user: at most the one message in flight at the crash goes out twice.
+//!
+//! Imports the shared layer, never another feature or the router. (`run`, the broadcaster,
+//! is started with the bot's other tasks in [`crate::run`].)
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
