@@ -7,11 +7,10 @@
 //!
 //! Imports the shared layer, never another feature or the router.
 
-use genbot_engine::GenerationRequest;
 use teloxide::prelude::*;
 use teloxide::types::User as TgUser;
 
-use crate::shared::ids::{reply_target, user_id};
+use crate::shared::ids::reply_target;
 use crate::shared::{reply, submit, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::Front;
@@ -40,13 +39,7 @@ pub(crate) async fn prompt(
         reply::in_group(front, msg, texts::group_help(lang, me)).await?;
         return Ok(());
     }
-    let request = GenerationRequest {
-        user: user_id(from),
-        prompt: prompt.to_owned(),
-        model: None,
-        params: Default::default(),
-        source_update: Some(update),
-        reply: Some(reply_target(&msg.chat, msg.id)),
-    };
+    let reply = Some(reply_target(&msg.chat, msg.id));
+    let request = submit::prompt_request(from, prompt, update, reply);
     submit::to_group(front, msg, from, lang, request).await
 }

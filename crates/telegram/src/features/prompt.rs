@@ -3,13 +3,11 @@
 //!
 //! Imports the shared layer, never another feature or the router.
 
-use genbot_engine::GenerationRequest;
 use genbot_store::UserId;
 use teloxide::prelude::*;
 use teloxide::types::User as TgUser;
 
 use crate::pacing::send;
-use crate::shared::ids::user_id;
 use crate::shared::{submit, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::Front;
@@ -23,14 +21,7 @@ pub(crate) async fn generate(
     update: i64,
     prompt: &str,
 ) -> HandlerResult {
-    let request = GenerationRequest {
-        user: user_id(from),
-        prompt: prompt.to_owned(),
-        model: None,
-        params: Default::default(),
-        source_update: Some(update),
-        reply: None,
-    };
+    let request = submit::prompt_request(from, prompt, update, None);
     submit::and_track(front, from, chat, lang, request).await
 }
 

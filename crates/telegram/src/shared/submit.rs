@@ -4,14 +4,34 @@
 //! the generation itself.
 
 use genbot_engine::{GenerationRequest, SubmitError, Submitted};
+use genbot_store::ReplyTarget;
 use teloxide::prelude::*;
 use teloxide::types::User as TgUser;
 
 use super::account::register;
+use super::ids::user_id;
 use super::{reply, HandlerError, HandlerResult};
 use crate::pacing::send;
 use crate::texts::{self, Lang};
 use crate::{Front, Slot, Waiting};
+
+/// A prompt's request from `from` in `update` (the user's model and settings; a replay finds
+/// its job by the update), its result sent to `reply` when given.
+pub(crate) fn prompt_request(
+    from: &TgUser,
+    prompt: &str,
+    update: i64,
+    reply: Option<ReplyTarget>,
+) -> GenerationRequest {
+    GenerationRequest {
+        user: user_id(from),
+        prompt: prompt.to_owned(),
+        model: None,
+        params: Default::default(),
+        source_update: Some(update),
+        reply,
+    }
+}
 
 /// Submits a generation; a user who never sent /start is registered on the spot rather than
 /// sent back. The outer error is the registration's, the inner the engine's refusal.
