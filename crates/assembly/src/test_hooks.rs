@@ -79,6 +79,46 @@ impl TestHooks {
         })
     }
 
+    /// The hooks this process's environment arms: what `serve` runs with, and what
+    /// `config check` and `doctor` check, through this one parser.
+    ///
+    /// # Errors
+    /// As [`TestHooks::from_vars`].
+    pub fn from_env() -> Result<TestHooks, TestHookError> {
+        TestHooks::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// What an operator is told when hooks are armed (each one named, with its value's
+    /// length only for the poison text); `None` when none is.
+    pub fn warning(&self) -> Option<String> {
+        if !self.any() {
+            return None;
+        }
+        let mut armed = Vec::new();
+        if !self.slow_handlers.is_zero() {
+            armed.push(format!(
+                "{SLOW_HANDLERS_MS}={}",
+                self.slow_handlers.as_millis()
+            ));
+        }
+        if !self.hold_webhook_updates.is_zero() {
+            armed.push(format!(
+                "{HOLD_WEBHOOK_UPDATES_MS}={}",
+                self.hold_webhook_updates.as_millis()
+            ));
+        }
+        if let Some(poison) = &self.poison {
+            armed.push(format!(
+                "{POISON_TEXT} ({} characters)",
+                poison.chars().count()
+            ));
+        }
+        Some(format!(
+            "test hooks armed ({SWITCH}=1: {}): this process is deliberately flawed, never a deployment",
+            armed.join(", ")
+        ))
+    }
+
     /// Whether any hook is armed.
     pub fn any(&self) -> bool {
         *self != TestHooks::default()

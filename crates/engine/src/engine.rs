@@ -266,7 +266,8 @@ impl Engine {
         if inner.shutdown.is_cancelled() {
             return Err(SubmitError::ShuttingDown);
         }
-        let prompt = request.prompt.trim();
+        let prompt = without_hidden_controls(&request.prompt);
+        let prompt = prompt.trim();
         if says_nothing(prompt) {
             return Err(SubmitError::EmptyPrompt);
         }
@@ -477,6 +478,20 @@ fn next_midnight(today: NaiveDate) -> chrono::DateTime<Utc> {
         .map_or_else(Utc::now, |d| d.and_utc())
 }
 
+/// `prompt` without what a user may not store: NUL (PostgreSQL's text refuses it, and no model
+/// draws it) and the bidirectional embeddings, overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069), which would make the prompt display as something else wherever it is shown
+/// again (`/history`, captions). The implicit direction marks (U+200E, U+200F) stay: they
+/// change no order beyond their neighbours and some right-to-left texts need them.
+pub(crate) fn without_hidden_controls(prompt: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| matches!(c, '\0' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if prompt.contains(hidden) {
+        std::borrow::Cow::Owned(prompt.chars().filter(|c| !hidden(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(prompt)
+    }
+}
+
 /// Whether a prompt has nothing a model could draw: only whitespace, control characters and
 /// invisible format marks (zero-width spaces and joiners, direction marks, soft hyphens, BOMs).
 /// Seen: "\u{200b}\u{200b}" was generated and charged.
@@ -492,7 +507,33 @@ pub(crate) fn says_nothing(prompt: &str) -> bool {
 
 #[cfg(test)]
 mod prompt_tests {
-    use super::says_nothing;
+    use super::{says_nothing, without_hidden_controls};
+
+    fn hidden(c: char) -> bool {
+        matches!(c, '\0' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }
+
+    fn any_prompt() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let special = prop::sample::select(vec![
+            '\0', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}',
+            '\u{2067}', '\u{2068}', '\u{2069}', '\u{200F}', 'a', ' ',
+        ]);
+        let ch = prop_oneof![2 => any::<char>(), 1 => special];
+        prop::collection::vec(ch, 0..64).prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        /// Whatever a user sends, what is kept has no NUL and no direction override or
+        /// isolate, and everything else is kept in its order.
+        #[test]
+        fn kept_prompts_have_no_nul_and_no_direction_overrides(prompt in any_prompt()) {
+            let kept = without_hidden_controls(&prompt);
+            proptest::prop_assert!(!kept.contains(hidden), "{:?}", kept);
+            let others: String = prompt.chars().filter(|c| !hidden(*c)).collect();
+            proptest::prop_assert_eq!(kept.as_ref(), others.as_str());
+        }
+    }
 
     #[test]
     fn invisible_prompts_say_nothing_and_visible_ones_do() {

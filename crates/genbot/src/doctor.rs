@@ -164,7 +164,21 @@ pub(crate) async fn run(settings: &Settings, intent: &Intent) -> Report {
         checks.push(check);
     }
     checks.push(stars(settings));
+    checks.extend(test_hooks());
     Report { checks }
+}
+
+/// Test hooks (`GENBOT_TEST_HOOKS=1`) armed in this environment: a WARN, or a FAIL for a value
+/// `serve` would refuse; no line when none is set.
+fn test_hooks() -> Option<Check> {
+    const NAME: &str = "process.test_hooks";
+    const FIX: &str = "unset GENBOT_TEST_HOOKS and the GENBOT_TEST_* variables: only the suite's own tests arm them";
+    match genbot_assembly::TestHooks::from_env() {
+        Ok(hooks) => hooks
+            .warning()
+            .map(|warning| Check::warn(NAME, warning, FIX)),
+        Err(e) => Some(Check::fail(NAME, e.to_string(), FIX)),
+    }
 }
 
 /// `STARS_PACKAGES`: what `/buy` sells.

@@ -10,7 +10,10 @@ impl StoreError {
             StoreError::Sqlite(e) => {
                 e.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation)
             }
-            StoreError::Postgres(sqlx::Error::Database(e)) => e.constraint().is_none(),
+            // Class 22, data exceptions (a NUL in text, say): the same value is refused again.
+            StoreError::Postgres(sqlx::Error::Database(e)) => {
+                e.constraint().is_none() && !e.code().is_some_and(|code| code.starts_with("22"))
+            }
             StoreError::Connect { .. }
             | StoreError::Postgres(_)
             | StoreError::WriterStopped

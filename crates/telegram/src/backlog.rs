@@ -49,14 +49,11 @@ impl<K: std::hash::Hash + Eq> OncePer<K> {
 }
 
 impl Front {
-    /// Whether `update` goes on to the dispatcher; `false` when it is `sheddable` (live, not
-    /// work already taken on) and its sender is over the flood limit (see [`crate::flood`]) or
-    /// its chat has too many waiting (the update is then marked handled, counted and the chat
-    /// told once a minute).
+    /// Whether `update` goes on to the dispatcher; `false` when it is `sheddable` (not work
+    /// already taken on) and its chat has too many waiting (the update is then marked handled,
+    /// counted and the chat told once a minute). The flood limit was applied before it was
+    /// recorded (see [`crate::flood`]).
     pub(crate) fn enter_backlog(&self, update: &Update, sheddable: bool) -> bool {
-        if sheddable && !self.within_flood_limit(update) {
-            return false;
-        }
         let Some(chat) = update.chat().map(|c| c.id) else {
             return true;
         };

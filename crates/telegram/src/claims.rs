@@ -91,8 +91,8 @@ pub(crate) async fn at_start(front: &Front) -> Vec<Update> {
 }
 
 /// The updates this replica took, decoded for the dispatcher. One taken before (its handling
-/// may have died with a process) is a replay, counted as it starts; one that died too often is
-/// set aside instead.
+/// may have died with a process) is a replay, counted as it starts; one that died too often, or
+/// whose JSON no longer parses (a teloxide upgrade), is set aside instead.
 pub(crate) fn feed(front: &Front, taken: Vec<InboxUpdate>) -> Vec<Update> {
     feed_known(front, taken, &mut std::collections::HashMap::new())
 }
@@ -112,8 +112,14 @@ pub(crate) fn feed_known(
             None => match serde_json::from_str::<Update>(&update.payload) {
                 Ok(parsed) => parsed,
                 Err(e) => {
-                    tracing::warn!(update_id = update.id, error = %e, "a recorded update no longer parses; dropped");
-                    front.update_handled(update.id);
+                    // serde's message may quote the update's text: only where it broke is kept.
+                    let reason = format!(
+                        "the recorded update no longer parses ({:?} error at line {} column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    );
+                    front.set_aside_unparsed(update.id, reason);
                     continue;
                 }
             },

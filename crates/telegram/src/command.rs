@@ -43,7 +43,7 @@ pub(crate) const MENU: [(&str, &str); 9] = [
 /// A `/command` as written: `/name@target args`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Command<'a> {
-    /// The word after the slash, without `@target` (may be empty: `/ text`).
+    /// The word after the slash, without `@target` (empty only for `/` or `/@target`).
     pub(crate) name: &'a str,
     /// The bot it names (`/img@genbot_bot`), if any.
     pub(crate) target: Option<&'a str>,
@@ -53,11 +53,15 @@ pub(crate) struct Command<'a> {
 
 impl<'a> Command<'a> {
     /// Splits a text that starts with `/` (after leading whitespace) into its parts; `None`
-    /// for any other text. Splits only at character boundaries the string itself reports
+    /// for any other text, and for a slash followed by whitespace (`/ привет`): no command is
+    /// named, and a user who writes that means the text, not a command. Splits only at character boundaries the string itself reports
     /// (`find`, `split_once`), never at a byte count taken from another string: user text is
     /// any Unicode, and a cut inside a character panics.
     pub(crate) fn split(text: &'a str) -> Option<Command<'a>> {
         let rest = text.trim().strip_prefix('/')?;
+        if rest.starts_with(char::is_whitespace) {
+            return None;
+        }
         let (word, args) = match rest.split_once(char::is_whitespace) {
             Some((word, args)) => (word, args.trim()),
             None => (rest, ""),
@@ -174,14 +178,17 @@ mod tests {
     /// Texts that cut a character in half when the arguments were found by byte count.
     #[test]
     fn whitespace_of_every_kind_before_non_ascii_words() {
-        assert_eq!(Input::parse("/ привет"), Input::Unknown);
-        assert_eq!(Input::parse("/\u{a0}привет"), Input::Unknown);
+        assert_eq!(Input::parse("/ привет"), Input::Prompt("/ привет"));
+        assert_eq!(
+            Input::parse("/\u{a0}привет"),
+            Input::Prompt("/\u{a0}привет")
+        );
         assert_eq!(
             Input::parse("/img\u{3000}кот на крыше"),
             Input::Prompt("кот на крыше")
         );
         assert_eq!(Input::parse("/img\u{200b}кот"), Input::Unknown);
-        assert_eq!(Input::parse("/\t🦊🦊"), Input::Unknown);
+        assert_eq!(Input::parse("/\t🦊🦊"), Input::Prompt("/\t🦊🦊"));
         assert_eq!(
             Input::parse("/refund\u{2003}é\u{301}"),
             Input::Refund("é\u{301}")
@@ -238,8 +245,26 @@ mod tests {
                 proptest::prop_assert!(!command.name.contains(char::is_whitespace));
                 proptest::prop_assert!(!command.name.contains('@'));
             } else {
-                proptest::prop_assert!(!text.trim_start().starts_with('/'));
+                let slash_then_space = text
+                    .trim()
+                    .strip_prefix('/')
+                    .is_some_and(|rest| rest.starts_with(char::is_whitespace));
+                proptest::prop_assert!(!text.trim_start().starts_with('/') || slash_then_space);
             }
+        }
+
+        /// A slash, whitespace of any kind, then anything: text to draw, never a command (it
+        /// was answered "Unknown command").
+        #[test]
+        fn a_slash_then_whitespace_is_a_prompt(
+            space in proptest::sample::select(vec![' ', '\t', '\n', '\u{a0}', '\u{2003}', '\u{3000}']),
+            rest in arbitrary_text(),
+        ) {
+            let text = format!("/{space}{rest}");
+            // Nothing after it: a lone `/`.
+            proptest::prop_assume!(text.trim() != "/");
+            proptest::prop_assert_eq!(Command::split(&text), None);
+            proptest::prop_assert_eq!(Input::parse(&text), Input::Prompt(text.trim()));
         }
 
         #[test]

@@ -1,14 +1,19 @@
 //! The per-user flood limit (`FrontConfig::user_updates_per_sec` after a burst of
-//! `user_burst`), checked where a live update enters the dispatcher. Checked when its handler
-//! runs instead, a burst is never cut: a chat's handlers run one at a time, each waiting for
+//! `user_burst`), checked on live updates as they arrive from Telegram (a `getUpdates` batch, a
+//! webhook delivery), before they are recorded in the inbox. Checked when its handler runs
+//! instead, a burst is never cut: a chat's handlers run one at a time, each waiting for
 //! Telegram's per-chat send pacing (about one answer a second), and by then the limiter has
 //! refilled, so 300 messages sent in a quarter of a second were answered one by one for
-//! minutes. At intake the excess is dropped at once: marked handled (the inbox does not replay
-//! it), counted in `genbot_updates_dropped_flood_total`, and the sender told once per flood.
+//! minutes. At intake the excess is dropped at once, unrecorded (so no replica handles it),
+//! counted in `genbot_updates_dropped_flood_total`, and the sender told once per flood.
 //!
 //! Only messages and button presses count. Payments, pre-checkout queries and membership
-//! changes are never limited, and neither are updates taken from the inbox or tried again:
-//! those are work already taken on.
+//! changes are never limited, and neither is what comes from elsewhere than live traffic:
+//! updates taken from the inbox (recorded but never taken, e.g. while a replica that then died
+//! held their chat), updates tried again, and the backlog Telegram held for the poller while
+//! the database was out (`crate::inbox`). Those are work already taken on, or were told they
+//! are delayed, not lost; their number says nothing of how fast their sender writes now.
+//! Which it is is decided by where an update comes from, never by timing.
 
 use std::time::{Duration, Instant};
 
@@ -23,10 +28,22 @@ use crate::Front;
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
 impl Front {
-    /// Whether `update` is within its sender's flood limit; when not, it is dropped here
-    /// (marked handled, counted) and the sender told once per flood.
+    /// The live updates of a batch just received within their senders' flood limits; the
+    /// others are dropped here (see [`Front::within_flood_limit`]).
+    pub(crate) fn within_flood_limits(&self, updates: Vec<Update>) -> Vec<Update> {
+        updates
+            .into_iter()
+            .filter(|update| self.within_flood_limit(update))
+            .collect()
+    }
+
+    /// Whether the live `update`, not recorded yet, is within its sender's flood limit; when
+    /// not, it is dropped here (counted; never recorded, so never handled) and the sender told
+    /// once per flood.
     pub(crate) fn within_flood_limit(&self, update: &Update) -> bool {
         let (from, chat) = match &update.kind {
+            // Money already taken.
+            UpdateKind::Message(message) if message.successful_payment().is_some() => return true,
             // Only a private chat is told: in a group every flooding member's notice would land
             // in the same chat, spamming everyone else in it.
             UpdateKind::Message(message) => (
@@ -46,7 +63,6 @@ impl Front {
             return true;
         }
         self.metrics().dropped();
-        self.finished(i64::from(update.id.0));
         tracing::debug!(
             user_id = user,
             update_id = update.id.0,

@@ -334,11 +334,27 @@ impl Front {
         }
     }
 
-    /// Sets `update` aside for good and tells its sender once.
-    pub(crate) async fn set_aside(&self, update: &Update, reason: &str, attempts: u32) {
-        let id = i64::from(update.id.0);
-        self.inner.attempts.lock().remove(&id);
-        let reason = format!("{reason} (after {attempts} attempts)");
+    /// Sets aside, in the background, a recorded update that does not parse: kept with
+    /// `reason` (never its text) for `genbot inbox list` and counted as a dead letter, not
+    /// marked handled as if it had been. One that was never recorded is only marked handled.
+    pub(crate) fn set_aside_unparsed(&self, id: i64, reason: String) {
+        let front = self.clone();
+        tokio::spawn(async move {
+            match front.write_dead_letter(id, reason).await {
+                Some(true) => tracing::error!(
+                    update_id = id,
+                    "an update that does not parse set aside as a dead letter (genbot inbox list)"
+                ),
+                Some(false) => front.finished(id),
+                None => {}
+            }
+        });
+    }
+
+    /// Writes `id`'s dead letter (counted when written): `Some(false)` when it is not in the
+    /// inbox unhandled (handled meanwhile, set aside already, never recorded), `None` when the
+    /// database did not take it before the bot stopped (the next start replays the update).
+    async fn write_dead_letter(&self, id: i64, reason: String) -> Option<bool> {
         let store = self.engine().store().clone();
         let written = genbot_engine::until_written(self.stopping(), "a dead letter", || {
             let store = store.clone();
@@ -347,18 +363,31 @@ impl Front {
         })
         .await;
         match written {
-            Ok(true) => {}
-            // Handled meanwhile (by a replay elsewhere) or set aside already: nothing to tell.
-            Ok(false) => return,
+            Ok(true) => {
+                self.metrics().dead_lettered();
+                Some(true)
+            }
+            Ok(false) => Some(false),
             Err(_) => {
                 tracing::warn!(
                     update_id = id,
                     "the dead letter was not written; the update is replayed at the next start"
                 );
-                return;
+                None
             }
         }
-        self.metrics().dead_lettered();
+    }
+
+    /// Sets `update` aside for good and tells its sender once.
+    pub(crate) async fn set_aside(&self, update: &Update, reason: &str, attempts: u32) {
+        let id = i64::from(update.id.0);
+        self.inner.attempts.lock().remove(&id);
+        let reason = format!("{reason} (after {attempts} attempts)");
+        // Not written (handled meanwhile by a replay elsewhere, or set aside already): nothing
+        // to tell.
+        if self.write_dead_letter(id, reason).await != Some(true) {
+            return;
+        }
         tracing::error!(
             update_id = id,
             kind = kind_of(update),

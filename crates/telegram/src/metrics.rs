@@ -45,6 +45,7 @@ pub struct Metrics {
     progress_dropped: Counter,
     handler_panics: Counter,
     dead_letters: Counter,
+    payments_uncredited: Counter,
     shed: Counter,
     ignored: Family<KindLabels, Counter>,
     unsupported: Family<KindLabels, Counter>,
@@ -64,6 +65,7 @@ impl Default for Metrics {
             progress_dropped: Counter::default(),
             handler_panics: Counter::default(),
             dead_letters: Counter::default(),
+            payments_uncredited: Counter::default(),
             shed: Counter::default(),
             ignored: Family::default(),
             unsupported: Family::default(),
@@ -110,8 +112,15 @@ impl Metrics {
         );
         r.register(
             "genbot_updates_dead_lettered",
-            "Updates set aside after failing too often (genbot inbox list)",
+            "Updates set aside after failing too often, or because they no longer parse \
+             (genbot inbox list)",
             self.dead_letters.clone(),
+        );
+        r.register(
+            "genbot_payments_uncredited",
+            "Successful payments recorded without credits: their currency or amount is not \
+             that of the package their invoice named (an admin refunds them: /refund)",
+            self.payments_uncredited.clone(),
         );
         r.register(
             "genbot_updates_shed",
@@ -174,6 +183,15 @@ impl Metrics {
 
     pub(crate) fn dead_lettered(&self) {
         self.dead_letters.inc();
+    }
+
+    pub(crate) fn payment_uncredited(&self) {
+        self.payments_uncredited.inc();
+    }
+
+    /// Payments recorded without credits so far (`genbot_payments_uncredited_total`).
+    pub fn payments_uncredited(&self) -> u64 {
+        self.payments_uncredited.get()
     }
 
     pub(crate) fn shed(&self) {

@@ -131,6 +131,10 @@ pub(crate) async fn receive(
         // database; one lost to a crash moved no money (and would be expired when replayed).
         return forward(&intake, update).await;
     }
+    // Live intake: over its sender's flood limit, it is dropped before it is recorded.
+    if !intake.front.within_flood_limit(&update) {
+        return StatusCode::OK;
+    }
     let id = i64::from(update.id.0);
     let Some(row) = crate::inbox::row(&update) else {
         return forward(&intake, update).await;

@@ -219,3 +219,29 @@ async fn refusals_are_specific_and_charge_nothing() {
     );
     assert_eq!(app.engine.stats().queue_length, 4);
 }
+
+/// A prompt is kept without NUL (PostgreSQL's text refuses it: the job was never written) and
+/// without bidirectional overrides and isolates (stored, they made `/history` show the prompt
+/// as something else); the rest as written, direction marks included. One that is nothing
+/// else is refused as empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_are_kept_without_nul_or_direction_overrides() {
+    let app = spawn_engine(TestSettings::default(), ReplicateMockConfig::default()).await;
+    app.register(1, 10).await;
+    let submitted = app
+        .submit(
+            1,
+            "a \u{202e}fox\u{202c} at\0 night \u{2067}\u{200f}قط\u{2069}",
+        )
+        .await;
+    let job = app.store.get_job(submitted.job).await.unwrap().unwrap();
+    assert_eq!(job.prompt, "a fox at night \u{200f}قط");
+    let refused = app
+        .engine
+        .submit(request(1, "\u{202e}\0\u{2066} \u{2069}"))
+        .await;
+    assert!(
+        matches!(refused, Err(SubmitError::EmptyPrompt)),
+        "{refused:?}"
+    );
+}

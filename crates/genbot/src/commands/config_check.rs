@@ -1,5 +1,6 @@
 //! `genbot config check`: the effective settings, redacted, with where each came from.
 
+use genbot_assembly::TestHooks;
 use genbot_config::Settings;
 use genbot_engine::catalogue::Catalogue;
 
@@ -8,10 +9,16 @@ use crate::UsageError;
 /// Prints the effective settings, after checking what only the catalogue can tell: that
 /// `MODELS_FILE` parses and `DEFAULT_MODEL` is one of its enabled models (`serve` would refuse
 /// to start otherwise, so a check that passed them would promise a start that fails).
+/// The test hooks are checked as `serve` reads them (a bad value exits 2), and armed ones
+/// are warned of on stderr.
 pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
     Catalogue::load(settings.models_file.as_deref(), &settings.default_model)
         .map_err(|e| UsageError(e.to_string()))?;
+    let hooks = TestHooks::from_env().map_err(|e| UsageError(e.to_string()))?;
     print!("{}", render(settings));
+    if let Some(warning) = hooks.warning() {
+        eprintln!("genbot: warning: {warning}");
+    }
     Ok(())
 }
 

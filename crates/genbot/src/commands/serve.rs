@@ -113,13 +113,9 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
 /// # Errors
 /// A [`UsageError`] naming a hook variable whose value is out of range.
 fn test_hooks() -> anyhow::Result<TestHooks> {
-    let hooks = TestHooks::from_vars(|name| std::env::var(name).ok())
-        .map_err(|e| UsageError(e.to_string()))?;
-    if hooks.any() {
-        tracing::warn!(
-            ?hooks,
-            "test hooks armed: this process is deliberately flawed, never a deployment"
-        );
+    let hooks = TestHooks::from_env().map_err(|e| UsageError(e.to_string()))?;
+    if let Some(warning) = hooks.warning() {
+        tracing::warn!("{warning}");
     }
     Ok(hooks)
 }

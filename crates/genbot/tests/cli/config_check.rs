@@ -229,3 +229,45 @@ fn a_webhook_secret_telegram_would_refuse_exits_2_without_echoing_it() {
         );
     }
 }
+
+/// Test hooks are checked as `serve` reads them: a value `serve` refuses exits 2 naming it
+/// (before, `config check` passed it and `serve` then refused to start), and armed hooks pass
+/// with a warning naming each, never printed among the settings.
+#[test]
+fn test_hooks_are_checked_like_serve_and_warned_of_when_armed() {
+    let bad = config_check(&[
+        ("GENBOT_TEST_HOOKS", "1"),
+        ("GENBOT_TEST_SLOW_HANDLERS_MS", "99999"),
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "GENBOT_TEST_SLOW_HANDLERS_MS=\"99999\": expected whole milliseconds from 0 to 10000"
+        ),
+        "{stderr}"
+    );
+    assert!(bad.stdout.is_empty(), "nothing promised valid: {bad:?}");
+
+    let armed = config_check(&[
+        ("GENBOT_TEST_HOOKS", "1"),
+        ("GENBOT_TEST_SLOW_HANDLERS_MS", "300"),
+        ("GENBOT_TEST_POISON_TEXT", "secret poison"),
+    ]);
+    assert!(armed.status.success(), "{armed:?}");
+    let stderr = String::from_utf8_lossy(&armed.stderr);
+    assert!(
+        stderr.contains("warning: test hooks armed")
+            && stderr.contains("GENBOT_TEST_SLOW_HANDLERS_MS=300")
+            && stderr.contains("GENBOT_TEST_POISON_TEXT"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret poison"), "{stderr}");
+
+    let unarmed = config_check(&[]);
+    assert!(
+        !String::from_utf8_lossy(&unarmed.stderr).contains("test hooks"),
+        "{unarmed:?}"
+    );
+}

@@ -87,6 +87,32 @@ fn failed(report: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Armed test hooks are a WARN naming them; a value `serve` would refuse is a FAIL; none set,
+/// no line.
+#[tokio::test]
+async fn armed_test_hooks_are_flagged() {
+    let (telegram, replicate) = default_mocks().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = deployment(&telegram, &replicate, dir.path());
+    let (_, report) = doctor(&env).await;
+    assert!(
+        !report.to_string().contains("process.test_hooks"),
+        "{report:#}"
+    );
+    let armed = with(
+        with(env.clone(), "GENBOT_TEST_HOOKS", "1"),
+        "GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS",
+        "500",
+    );
+    let (code, report) = doctor(&armed).await;
+    assert_eq!(status(&report, "process.test_hooks"), "WARN", "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+    let bad = with(armed, "GENBOT_TEST_HOLD_WEBHOOK_UPDATES_MS", "soon");
+    let (code, report) = doctor(&bad).await;
+    assert_eq!(status(&report, "process.test_hooks"), "FAIL", "{report:#}");
+    assert_eq!(code, Some(1), "{report:#}");
+}
+
 #[tokio::test]
 async fn a_healthy_deployment_passes_with_one_line_per_check() {
     let (telegram, replicate) = default_mocks().await;

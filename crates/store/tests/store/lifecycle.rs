@@ -15,7 +15,39 @@ on_both_backends!(
     a_deferred_delivery_waits_without_counting_as_a_failure,
     a_banned_user_is_refused_in_the_submitting_transaction,
     concurrent_acceptances_never_pass_the_queue_cap,
+    a_prompt_with_nul_is_kept_or_refused_for_good,
 );
+
+/// A NUL in a prompt (the engine strips it; this is the store's own answer should one get
+/// through): SQLite keeps it; PostgreSQL's text refuses it, and that refusal must not be
+/// "transient" (the update would be tried again forever) nor charge anything.
+async fn a_prompt_with_nul_is_kept_or_refused_for_good(store: &Store) {
+    register(store, 1, 5).await;
+    let mut one = submission(1, 1);
+    one.job.prompt = "a fox\0 at night".into();
+    match store.submit_job(one).await {
+        Ok(SubmitOutcome::Queued { job, .. }) => {
+            assert!(matches!(store, Store::Sqlite(_)), "PostgreSQL took a NUL");
+            assert_eq!(job.prompt, "a fox\0 at night");
+            assert_eq!(credits(store, 1).await, 4);
+        }
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => {
+            assert!(matches!(store, Store::Postgres(_)), "{e}");
+            assert!(!e.is_transient(), "a NUL is refused as transient: {e}");
+            assert_eq!(credits(store, 1).await, 5, "charged for a refused job");
+        }
+    }
+}
+
+async fn credits(store: &Store, user: i64) -> i64 {
+    store
+        .get_user(UserId(user))
+        .await
+        .unwrap()
+        .map(|u| u.credits)
+        .unwrap_or_default()
+}
 
 /// `QUEUE_MAX_LENGTH` holds when many acceptances race (replicas, or one replica's handlers):
 /// the count and the insert are one step under the acceptance lock, so no two read the same

@@ -194,13 +194,14 @@ pub(crate) async fn paid(
     payment: &SuccessfulPayment,
 ) -> HandlerResult {
     let charge = payment.telegram_payment_charge_id.0.clone();
-    let package = payment
-        .invoice_payload
-        .strip_prefix(PAYLOAD_PREFIX)
-        .and_then(parse_package)
-        .filter(|_| payment.currency == STARS);
+    let package = paid_package(
+        &payment.currency,
+        payment.total_amount,
+        &payment.invoice_payload,
+    );
     // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since; a
-    // payload that does not parse is still recorded (zero credits), so it can be refunded.
+    // payment that does not match its invoice's package is still recorded (zero credits), so
+    // it can be refunded.
     let credits = package.map_or(0, |p| i64::from(p.credits));
     let new = NewStarPayment {
         charge_id: charge.clone(),
@@ -217,8 +218,19 @@ pub(crate) async fn paid(
         other => other?,
     };
     let text = match (recorded, package) {
-        (_, None) => {
-            tracing::error!(charge_id = %charge, payload = %payment.invoice_payload, "a payment for an unknown package: recorded with no credits");
+        (recorded, None) => {
+            if matches!(recorded, PaymentRecorded::Credited { .. }) {
+                front.metrics().payment_uncredited();
+            }
+            // The payload is ours (`credits:N:STARS`), never a secret; the buyer's details stay
+            // out of the log.
+            tracing::error!(
+                charge_id = %charge,
+                payload = %payment.invoice_payload,
+                currency = %payment.currency,
+                total = payment.total_amount,
+                "a payment that does not match the package its invoice named: recorded with no credits (refund it)"
+            );
             texts::payment_unreadable(lang, &charge)
         }
         (PaymentRecorded::Credited { balance }, Some(_)) => {
@@ -232,6 +244,16 @@ pub(crate) async fn paid(
     };
     send(front, chat, front.bot().send_message(chat, text)).await?;
     Ok(())
+}
+
+/// The package a `successful_payment` pays for: the one its invoice payload names, paid in
+/// Stars and in full. A payment in another currency or of another amount (a forged or altered
+/// invoice) buys nothing.
+fn paid_package(currency: &str, total: u32, payload: &str) -> Option<StarsPackage> {
+    payload
+        .strip_prefix(PAYLOAD_PREFIX)
+        .and_then(parse_package)
+        .filter(|p| currency == STARS && p.stars == total)
 }
 
 /// `/refund <charge id>` (admins): credits back first, then Telegram; undone if Telegram
@@ -369,6 +391,19 @@ mod tests {
                 "{total} {payload}"
             );
         }
+    }
+
+    #[test]
+    fn a_payment_buys_its_package_only_in_stars_and_in_full() {
+        let package = StarsPackage {
+            credits: 10,
+            stars: 50,
+        };
+        assert_eq!(paid_package("XTR", 50, "credits:10:50"), Some(package));
+        assert_eq!(paid_package("XTR", 1, "credits:10:50"), None);
+        assert_eq!(paid_package("XTR", 500, "credits:10:50"), None);
+        assert_eq!(paid_package("USD", 50, "credits:10:50"), None);
+        assert_eq!(paid_package("XTR", 50, "credits:10"), None);
     }
 
     proptest::proptest! {

@@ -45,9 +45,26 @@ where
                 .body(body)
                 .send()
                 .await?;
+            let status = response.status();
             let text = response.text().await?;
-            parse_answer(&text)
+            parse_answer(&text).map_err(|e| proxy_page(status, e))
         })
+    }
+}
+
+/// A 5xx whose body is no Bot API answer (a proxy's HTML 502 or 503 page) as the server error
+/// it is, named by its status so the pacer tries it again as it does Telegram's own 5xx;
+/// teloxide would report it as invalid JSON, which nobody retries.
+fn proxy_page(status: reqwest::StatusCode, error: RequestError) -> RequestError {
+    match error {
+        RequestError::InvalidJson { .. } if status.is_server_error() => {
+            RequestError::Api(ApiError::Unknown(format!(
+                "{} (HTTP {}, not a Bot API answer)",
+                status.canonical_reason().unwrap_or("Server Error"),
+                status.as_u16()
+            )))
+        }
+        other => other,
     }
 }
 
@@ -145,6 +162,64 @@ mod tests {
             matches!(page, Err(RequestError::InvalidJson { .. })),
             "{page:?}"
         );
+    }
+
+    /// A proxy in front of the Bot API answers its own HTML 502 page, then the Bot API
+    /// answers: the first is a server error the pacer retries (it was invalid JSON, which
+    /// nobody retried, so the whole handler was tried again), the second goes through.
+    #[tokio::test]
+    async fn a_proxys_html_502_page_is_a_server_error_and_the_next_try_goes_through() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use teloxide::requests::Requester;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counted = counted.clone();
+            async move {
+                if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    (
+                        axum::http::StatusCode::BAD_GATEWAY,
+                        [(axum::http::header::CONTENT_TYPE, "text/html")],
+                        "<html><body><h1>502 Bad Gateway</h1>nginx</body></html>",
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        r#"{"ok":true,"result":true}"#,
+                    )
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let url = format!(
+            "http://{}/",
+            listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let bot = crate::connect_bot(
+            &secrecy::SecretString::from("123:ABC"),
+            url.parse().unwrap_or_else(|e| panic!("{e}")),
+        );
+        let request = bot.answer_callback_query(teloxide::types::CallbackQueryId("q".into()));
+        let first = request.on_wire(&bot).await;
+        assert!(
+            matches!(&first, Err(e) if crate::pacing::is_server_error(e)),
+            "{first:?}"
+        );
+        let second = request.on_wire(&bot).await;
+        assert!(second.is_ok(), "{second:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // A 4xx page stays what it was: not worth trying again.
+        assert!(!crate::pacing::is_server_error(&proxy_page(
+            reqwest::StatusCode::FORBIDDEN,
+            RequestError::InvalidJson {
+                source: Arc::new(serde_json::from_str::<u8>("<html>").unwrap_err()),
+                raw: "<html>".into(),
+            }
+        )));
     }
 
     #[test]

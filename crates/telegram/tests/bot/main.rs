@@ -13,5 +13,6 @@ mod load;
 mod outage;
 mod outbox;
 mod payments;
+mod recorded;
 mod refusals;
 mod resilience;

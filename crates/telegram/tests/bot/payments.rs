@@ -590,3 +590,59 @@ async fn a_checkout_answer_that_meets_a_server_error_is_sent_again_in_time() {
     }
     assert_eq!(credits(&bot, 2301).await, 20);
 }
+
+/// A `successful_payment` whose amount or currency is not that of the package its invoice
+/// payload names credits nothing: it is recorded (so an admin can refund it), counted in
+/// `genbot_payments_uncredited_total` once per charge, and the buyer gets the "could not read"
+/// receipt. Before, the payload alone decided: 1 Star bought the 60-credit package.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_that_does_not_match_its_package_credits_nothing() {
+    const BUYER: i64 = 2_901;
+    let bot = spawn_bot(selling()).await;
+    let ann = bot.telegram.user(BUYER, "Ann", Some("en"));
+    say(&ann, "/start").await;
+    let before = credits(&bot, BUYER).await;
+    let paid = |charge: &str, currency: &str, total: u32| {
+        serde_json::json!({ "message": {
+            "message_id": bot.telegram.fresh_message_id(),
+            "from": { "id": BUYER, "is_bot": false, "first_name": "Ann", "language_code": "en" },
+            "chat": { "id": BUYER, "type": "private", "first_name": "Ann" },
+            "date": chrono::Utc::now().timestamp(),
+            "successful_payment": {
+                "currency": currency,
+                "total_amount": total,
+                "invoice_payload": "credits:60:250",
+                "telegram_payment_charge_id": charge,
+                "provider_payment_charge_id": "",
+            },
+        }})
+    };
+    for (charge, currency, total) in [
+        ("cheap-1", "XTR", 1),
+        ("cheap-1", "XTR", 1),
+        ("other-2", "USD", 250),
+    ] {
+        let seen = ann.transcript().len();
+        bot.telegram.inject_update(paid(charge, currency, total));
+        let (_, receipt, _) = reply_after(&ann, seen).await;
+        assert!(receipt.contains(charge), "{receipt}");
+        assert!(!receipt.contains("+60"), "{receipt}");
+    }
+    assert_eq!(
+        credits(&bot, BUYER).await,
+        before,
+        "a mismatched payment credited"
+    );
+    assert_eq!(
+        bot.front.metrics().payments_uncredited(),
+        2,
+        "once per charge"
+    );
+    ledger_balances(&bot, BUYER).await;
+    // The same package paid in full is credited.
+    let seen = ann.transcript().len();
+    bot.telegram.inject_update(paid("full-3", "XTR", 250));
+    let (_, receipt, _) = reply_after(&ann, seen).await;
+    assert!(receipt.contains("+60 credits"), "{receipt}");
+    assert_eq!(credits(&bot, BUYER).await, before + 60);
+}
