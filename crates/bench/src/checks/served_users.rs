@@ -48,7 +48,9 @@ pub(crate) async fn measure(ctx: &Context) -> Option<TestOutcome> {
         return None;
     }
     let program = ctx.bot_program.clone()?;
-    let users = ctx.users.clamp(1, if ctx.quick { QUICK_USERS } else { USERS });
+    let users = ctx
+        .users
+        .clamp(1, if ctx.quick { QUICK_USERS } else { USERS });
     let spec = StageSpec {
         env: serve_env(&ctx.settings),
         ..StageSpec::default()
@@ -76,8 +78,14 @@ async fn on_stage(ctx: &Context, stage: &Stage, users: u32) -> Result<TestOutcom
     if let Some(status) = bot.exited() {
         out.grade = Grade::NeedsOptimization;
         out.recommend(ctx.text(
-            format!("`genbot serve` exited during the run ({status}); its log ends: {}", bot.log_tail(5)),
-            format!("`genbot serve` завершился во время запуска ({status}); конец его журнала: {}", bot.log_tail(5)),
+            format!(
+                "`genbot serve` exited during the run ({status}); its log ends: {}",
+                bot.log_tail(5)
+            ),
+            format!(
+                "`genbot serve` завершился во время запуска ({status}); конец его журнала: {}",
+                bot.log_tail(5)
+            ),
         ));
     }
     bot.kill().await;

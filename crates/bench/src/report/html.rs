@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use super::svg::line_chart;
 use super::{
-    ceiling_rows, users_per_minute_row, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
-    score_text, title, xml_escape, View,
+    ceiling_rows, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
+    score_text, title, users_per_minute_row, xml_escape, View,
 };
 use crate::grade::{Grade, Lang};
 use crate::monitor::{MonitorSummary, Sample};

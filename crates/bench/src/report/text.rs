@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    ceiling_rows, users_per_minute_row, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
-    score_text, title, View,
+    ceiling_rows, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
+    score_text, title, users_per_minute_row, View,
 };
 use crate::grade::Lang;
 use crate::monitor::MonitorSummary;

@@ -273,5 +273,9 @@ async fn positions_count_the_jobs_waiting_for_the_rate_limiter() {
     // Told on submission too: behind the four in line and the two queued.
     let third = app.submit(8, "third queued").await;
     assert_eq!(third.position, waiting_in_line + 3);
-    assert_eq!(app.mock.stats().created, 1, "the limiter let another through");
+    assert_eq!(
+        app.mock.stats().created,
+        1,
+        "the limiter let another through"
+    );
 }

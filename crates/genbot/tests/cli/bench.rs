@@ -378,7 +378,10 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     // What users see: the crowd (20 users, --users) on a `genbot serve` child under
     // Telegram's budget, beside the in-process capacity; the forecast's users a minute follow
     // from its messages per session.
-    let users = tests.iter().find(|t| t["id"] == "concurrent_users").unwrap();
+    let users = tests
+        .iter()
+        .find(|t| t["id"] == "concurrent_users")
+        .unwrap();
     for metric in [
         "serve_users",
         "serve_success_rate",
@@ -396,7 +399,11 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     let sends = users["metrics"]["concurrent_users.serve_sends_per_user"]
         .as_f64()
         .unwrap();
-    assert_eq!(per_minute["sends_per_user"].as_f64(), Some(sends), "{per_minute}");
+    assert_eq!(
+        per_minute["sends_per_user"].as_f64(),
+        Some(sends),
+        "{per_minute}"
+    );
     let expected = per_minute["sends_per_s"].as_f64().unwrap() * 60.0 / sends;
     assert!(
         (per_minute["users"].as_f64().unwrap() - expected).abs() < 1e-9,

@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blackbox::scenario::{Action, Answer, Scenario};
 use crate::blackbox::{session, BlackBox, StepFailure};
-use genbot_mocks::telegram::{SimUser, TelegramMock};
 use crate::context::Context;
 use crate::grade::{Grade, Lang};
 use crate::histogram::Latencies;
 use crate::outcome::{TestId, TestOutcome};
 use crate::timeline;
 use genbot_mocks::telegram::FloodBudget;
+use genbot_mocks::telegram::{SimUser, TelegramMock};
 
 /// Users start their sessions at this rate.
 const ARRIVALS_PER_SEC: f64 = 200.0;
