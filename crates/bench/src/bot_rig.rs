@@ -84,8 +84,8 @@ impl BotRig {
     pub(crate) fn budget_fact(&self, ctx: &Context) -> String {
         match self.send_budget {
             SendBudget::Lifted => ctx.text(
-                "capacity without Telegram's send budget: the in-process bot sends without pacing and the mock without flood control; what users would see under the budget is the black-box run's figure (--bot-cmd \"genbot serve\")",
-                "пропускная способность без бюджета отправки Telegram: бот в процессе шлёт без ограничения темпа, мок — без контроля флуда; что увидят пользователи под бюджетом, измеряет внешний запуск (--bot-cmd \"genbot serve\")",
+                "capacity without Telegram's send budget: the in-process bot sends without pacing and the mock without flood control; what users see under the budget is measured on `genbot serve` (the concurrent-users test's serve_* figures on the embedded default; --bot-cmd \"genbot serve\" elsewhere)",
+                "пропускная способность без бюджета отправки Telegram: бот в процессе шлёт без ограничения темпа, мок — без контроля флуда; что видят пользователи под бюджетом, измеряется на `genbot serve` (показатели serve_* теста одновременных пользователей на встроенной конфигурации; в остальных случаях --bot-cmd \"genbot serve\")",
             ),
             SendBudget::Telegram => ctx.text(
                 format!("under Telegram's send budget as configured (TELEGRAM_SENDS_PER_SECOND={}, a chat's and a group's limits as Telegram's)", ctx.settings.telegram_sends_per_sec),

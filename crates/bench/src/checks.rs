@@ -12,6 +12,7 @@ pub mod operation_simulation;
 pub mod queue;
 pub mod rate_limiting;
 pub mod semaphores;
+pub mod served_users;
 pub mod storage;
 pub mod system_limits;
 

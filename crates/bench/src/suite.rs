@@ -124,6 +124,20 @@ pub struct Forecast {
     /// Telegram messages (answers, edits, photos) the bot sent per generation, measured by the
     /// fault tests on `genbot serve` with Telegram's pacing.
     pub sends_per_job: Option<f64>,
+    /// New users a minute Telegram's send budget sustains for the concurrent-users scenario's
+    /// sessions, from the run under the budget (`genbot serve`, or the black-box bot).
+    pub users_per_minute: Option<UsersPerMinute>,
+}
+
+/// Users a minute Telegram's budget sustains: `sends_per_s` × 60 ÷ `sends_per_user`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsersPerMinute {
+    pub users: f64,
+    /// `TELEGRAM_SENDS_PER_SECOND`.
+    pub sends_per_s: u32,
+    /// Messages and edits the bot sent per user session of the scenario as run (answers,
+    /// progress, photos, invoices), measured at the Bot API mock.
+    pub sends_per_user: f64,
 }
 
 /// One part's ceiling on generations per second.
@@ -376,7 +390,24 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
         .filter_map(|id| find(outcomes, id))
         .find_map(|o| o.get("sends_per_job"));
     forecast.ceilings = ceilings(outcomes, ctx, forecast.sends_per_job);
+    forecast.users_per_minute = users_per_minute(outcomes, ctx.settings.telegram_sends_per_sec);
     forecast
+}
+
+/// Users a minute the send budget sustains, from the concurrent-users run under the budget:
+/// `genbot serve`'s figures on the embedded default, the black-box bot's otherwise.
+fn users_per_minute(outcomes: &[TestOutcome], sends_per_s: u32) -> Option<UsersPerMinute> {
+    let test = find(outcomes, TestId::ConcurrentUsers).filter(|o| o.applies())?;
+    let served = format!("{}sends_per_user", checks::served_users::PREFIX);
+    let sends_per_user = test
+        .get(&served)
+        .or_else(|| test.get("sends_per_user"))
+        .filter(|s| *s > 0.0)?;
+    Some(UsersPerMinute {
+        users: f64::from(sends_per_s) * 60.0 / sends_per_user,
+        sends_per_s,
+        sends_per_user,
+    })
 }
 
 /// A limit of the bot under test: the scenario's claim for a black-box bot (none if it claims
@@ -459,6 +490,33 @@ fn ceilings(outcomes: &[TestOutcome], ctx: &Context, sends_per_job: Option<f64>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_a_minute_follow_from_the_messages_a_session_cost_under_the_budget() {
+        // `genbot serve`'s figure on the embedded default: 30 a second × 60 ÷ 12 a session.
+        let mut served = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        served.metric("serve_sends_per_user", 12.0);
+        let f = users_per_minute(&[served], 30).expect("measured");
+        assert!((f.users - 150.0).abs() < 1e-9, "{f:?}");
+        assert_eq!((f.sends_per_s, f.sends_per_user), (30, 12.0));
+        let forecast = Forecast {
+            users_per_minute: Some(f),
+            ..Forecast::default()
+        };
+        let (name, value) =
+            crate::report::users_per_minute_row(&forecast, Lang::En).expect("a row");
+        assert_eq!(name, "users per minute Telegram's budget sustains");
+        assert!(value.starts_with("150 "), "{value}");
+        assert!(value.contains("30 × 60 ÷ 12 messages"), "{value}");
+        // A black-box bot's own run under the budget.
+        let mut black_box = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        black_box.metric("sends_per_user", 9.0);
+        let f = users_per_minute(&[black_box], 30).expect("measured");
+        assert!((f.users - 200.0).abs() < 1e-9, "{f:?}");
+        // Nothing sent under the budget (the in-process crowd alone): nothing to state.
+        let capacity_only = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        assert_eq!(users_per_minute(&[capacity_only], 30), None);
+    }
 
     #[test]
     fn a_criterion_with_tests_not_applicable_does_not_read_full() {

@@ -116,7 +116,9 @@ pub struct GenerationRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Submitted {
     pub job: JobId,
-    /// 1-based place in the queue when accepted.
+    /// 1-based place in the queue when accepted: the jobs queued ahead in the fair order, and
+    /// the jobs this process claimed that wait to be created at Replicate (the rate limiter's
+    /// line), which all start first.
     pub position: usize,
 }
 
@@ -139,6 +141,10 @@ struct Inner {
     wake: Notify,
     /// Queued jobs of every replica, as last counted.
     queue_length: AtomicU64,
+    /// Jobs this process claimed whose prediction is not created yet: under load they wait
+    /// in the Replicate rate limiter's line (about `MAX_CONCURRENT_GENERATIONS` of them), and
+    /// every one of them starts before any job still queued, so positions count them.
+    awaiting_create: AtomicU64,
     counters: Counters,
     events: Option<mpsc::UnboundedSender<JobEvent>>,
     /// Cancelled by `shutdown`: the dispatcher and every job task stop at their next step,
@@ -170,6 +176,7 @@ impl Engine {
                 running: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
                 queue_length: AtomicU64::new(0),
+                awaiting_create: AtomicU64::new(0),
                 counters: Counters::default(),
                 events,
                 shutdown: CancellationToken::new(),
@@ -343,7 +350,9 @@ impl Engine {
                 tracing::debug!(job_id = job.id.0, position, "job queued");
                 Ok(Submitted {
                     job: job.id,
-                    position: usize::try_from(position).unwrap_or(usize::MAX),
+                    position: usize::try_from(position)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(self.awaiting_create()),
                 })
             }
             SubmitOutcome::QueueFull { max } => Err(SubmitError::QueueFull { max }),
@@ -402,8 +411,9 @@ impl Engine {
         }
     }
 
-    /// Every queued job's current place in the fair order (all replicas' jobs), computed in
-    /// one pass, for refreshing many position messages at once.
+    /// Every queued job's current place in the fair order (all replicas' jobs), behind the
+    /// jobs waiting to be created (see [`Engine::submit`]'s position), computed in one pass,
+    /// for refreshing many position messages at once.
     ///
     /// # Errors
     /// Database failures.
@@ -412,7 +422,19 @@ impl Engine {
         self.inner
             .queue_length
             .store(queued.len() as u64, Ordering::Relaxed);
-        Ok(crate::fair::positions(&queued))
+        let ahead = self.awaiting_create();
+        let mut positions = crate::fair::positions(&queued);
+        for position in positions.values_mut() {
+            *position = position.saturating_add(ahead);
+        }
+        Ok(positions)
+    }
+
+    /// Jobs this process has claimed whose prediction is not created yet (waiting for the
+    /// Replicate rate limiter, most of them under load). With several replicas each counts
+    /// its own: a position is then short by the other replicas' waiters.
+    fn awaiting_create(&self) -> usize {
+        usize::try_from(self.inner.awaiting_create.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// Queued jobs of every replica, counted now.

@@ -8,7 +8,7 @@
 mod generation;
 mod load;
 mod queue;
-mod sessions;
+pub(crate) mod sessions;
 mod system_limits;
 
 use std::time::{Duration, Instant};

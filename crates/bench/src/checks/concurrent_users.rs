@@ -4,7 +4,9 @@
 //! the real dispatcher, with think time. Success = every step answered with what it asks for
 //! (a prompt with its queue position, not any text), and for the users told a position up to
 //! [`PHOTO_SAMPLE`] the image itself; latency = update → the bot's first answer. Every purchase must be
-//! credited exactly once (checked in the ledger).
+//! credited exactly once (checked in the ledger). These are capacity figures, without
+//! Telegram's send budget; on the embedded default the test also measures what users see,
+//! on `genbot serve` under the budget ([`served_users`]), and reports both.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use genbot_telegram::FrontConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot_rig::{crowd_engine, BotRig};
-use crate::checks::CheckError;
+use crate::checks::{served_users, CheckError};
 use crate::context::Context;
 use crate::grade::Grade;
 use crate::histogram::Latencies;
@@ -38,11 +40,16 @@ const PHOTO_PATIENCE: Duration = Duration::from_secs(60);
 /// The SLO for non-generation commands.
 const P99_TARGET_MS: f64 = 100.0;
 
+/// The in-process crowd (capacity without Telegram's send budget), then, on the embedded
+/// default, the crowd on `genbot serve` under the budget ([`served_users`]) beside it.
 pub async fn run(ctx: &Context) -> TestOutcome {
     let mut out = TestOutcome::new(TestId::ConcurrentUsers, ctx.lang);
     if let Err(e) = measure(ctx, &mut out).await {
         out.fact(format!("could not run: {e}"));
         out.grade = Grade::NeedsOptimization;
+    }
+    if let Some(served) = served_users::measure(ctx).await {
+        served_users::merge(ctx, &mut out, served);
     }
     out
 }

@@ -88,7 +88,7 @@ async fn on_stage<M>(
 }
 
 /// A test whose stage or bot could not be brought up: graded as failing, with the reason.
-fn could_not_run(id: TestId, ctx: &Context, error: &FaultError) -> TestOutcome {
+pub(crate) fn could_not_run(id: TestId, ctx: &Context, error: &FaultError) -> TestOutcome {
     let mut out = TestOutcome::new(id, ctx.lang);
     out.grade = Grade::NeedsOptimization;
     out.fact(ctx.text(

@@ -255,6 +255,11 @@ fn every_metric_the_suite_writes_has_a_listed_direction() {
         ("settle_after_load_s", Direction::Lower),
         ("payments", Direction::None),
         ("photos_duplicated_at_wire", Direction::None),
+        // The concurrent-users figures from `genbot serve` are judged as the black-box ones.
+        ("serve_success_rate", Direction::Higher),
+        ("serve_p99_to_floor", Direction::Lower),
+        ("serve_floor_p99_ms", Direction::None),
+        ("serve_sends_per_user", Direction::None),
     ] {
         assert_eq!(super::direction(name), direction, "{name}");
     }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::svg::line_chart;
 use super::{
     ceiling_rows, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
-    score_text, title, xml_escape, View,
+    score_text, title, users_per_minute_row, xml_escape, View,
 };
 use crate::grade::{Grade, Lang};
 use crate::monitor::{MonitorSummary, Sample};
@@ -341,6 +341,7 @@ fn forecast_section(out: &mut String, f: &Forecast, lang: Lang) {
     let rows = rows
         .into_iter()
         .map(|(n, v)| (n.to_owned(), v))
+        .chain(users_per_minute_row(f, lang))
         .chain(ceiling_rows(f, lang));
     for (name, value) in rows {
         let _ = write!(

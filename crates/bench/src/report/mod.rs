@@ -254,6 +254,33 @@ pub fn readiness_heading(extended: bool, lang: Lang) -> &'static str {
     }
 }
 
+/// The users a minute Telegram's budget sustains, as a row with its basis (none if not
+/// measured).
+pub(crate) fn users_per_minute_row(
+    forecast: &crate::suite::Forecast,
+    lang: Lang,
+) -> Option<(String, String)> {
+    let f = forecast.users_per_minute.as_ref()?;
+    Some((
+        pick(
+            lang,
+            "users per minute Telegram's budget sustains",
+            "пользователей в минуту в бюджете Telegram",
+        )
+        .to_owned(),
+        match lang {
+            Lang::En => format!(
+                "{} (TELEGRAM_SENDS_PER_SECOND {} × 60 ÷ {} messages the bot sent per user session of the concurrent-users scenario, measured under the budget)",
+                number(f.users), f.sends_per_s, number(f.sends_per_user)
+            ),
+            Lang::Ru => format!(
+                "{} (TELEGRAM_SENDS_PER_SECOND {} × 60 ÷ {} сообщений бота на сессию пользователя в сценарии теста одновременных пользователей, измерено под бюджетом)",
+                number(f.users), f.sends_per_s, number(f.sends_per_user)
+            ),
+        },
+    ))
+}
+
 /// The forecast's ceilings as rows: part, generations/s, basis; the binding one marked.
 pub(crate) fn ceiling_rows(forecast: &crate::suite::Forecast, lang: Lang) -> Vec<(String, String)> {
     let binding = forecast.binding().map(|c| c.part);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{
     ceiling_rows, monitoring_line, not_measured, number, pick, readiness_heading, run_line,
-    score_text, title, View,
+    score_text, title, users_per_minute_row, View,
 };
 use crate::grade::Lang;
 use crate::monitor::MonitorSummary;
@@ -147,6 +147,7 @@ pub fn render(view: &View<'_>) -> String {
         for (name, value) in rows
             .into_iter()
             .map(|(n, v)| (n.to_owned(), v))
+            .chain(users_per_minute_row(f, lang))
             .chain(ceiling_rows(f, lang))
         {
             let _ = writeln!(out, "   {name:<34} {value}");

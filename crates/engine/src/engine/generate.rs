@@ -56,7 +56,12 @@ impl Engine {
                     }
                 }
             }
-            None => self.create_once(job, deadline).await?,
+            None => {
+                // Counted from the claim until the prediction exists (or the attempt ends):
+                // positions told meanwhile count this job as ahead of every queued one.
+                let _awaiting = AwaitingCreate::count(&inner.awaiting_create);
+                self.create_once(job, deadline).await?
+            }
         };
         let done = inner
             .client
@@ -229,5 +234,21 @@ impl Engine {
                 () = tokio::time::sleep(LOOKUP_PAUSE) => {}
             }
         }
+    }
+}
+
+/// One job in [`super::Inner::awaiting_create`] while it lives.
+struct AwaitingCreate<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> AwaitingCreate<'a> {
+    fn count(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        AwaitingCreate(counter)
+    }
+}
+
+impl Drop for AwaitingCreate<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -245,3 +245,63 @@ async fn prompts_are_kept_without_nul_or_direction_overrides() {
         "{refused:?}"
     );
 }
+
+/// Jobs claimed but waiting for the Replicate rate limiter start before any queued job: a
+/// position told (and refreshed) counts them. Seen: under load about 80 jobs waited in the
+/// limiter's line while users were told "position 1".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_count_the_jobs_waiting_for_the_rate_limiter() {
+    let app = spawn_engine(
+        TestSettings {
+            config: EngineConfig {
+                max_concurrent: 5,
+                per_user: 1,
+                ..TestSettings::default().config
+            },
+            // One creation at once, the next 30 s later: the test is over long before.
+            rate_per_min: 2,
+        },
+        ReplicateMockConfig {
+            median_latency: Duration::from_secs(60),
+            ..ReplicateMockConfig::default()
+        },
+    )
+    .await;
+    for user in 1..=8 {
+        app.register(user, 100).await;
+    }
+    // Five claimed at once: one created, four in the limiter's line.
+    for user in 1..=5 {
+        app.submit(user, &format!("claimed {user}")).await;
+    }
+    let first_queued = app.submit(6, "first queued").await;
+    app.submit(7, "second queued").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waiting_in_line = 4;
+    loop {
+        let positions = app.engine.queue_positions().await.unwrap();
+        let counts = app.store.count_jobs_by_status().await.unwrap();
+        if counts.running == 5
+            && app.mock.stats().created == 1
+            && positions.get(&first_queued.job) == Some(&(waiting_in_line + 1))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first queued job's position stayed {:?} with {} running and {} created",
+            positions.get(&first_queued.job),
+            counts.running,
+            app.mock.stats().created
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Told on submission too: behind the four in line and the two queued.
+    let third = app.submit(8, "third queued").await;
+    assert_eq!(third.position, waiting_in_line + 3);
+    assert_eq!(
+        app.mock.stats().created,
+        1,
+        "the limiter let another through"
+    );
+}

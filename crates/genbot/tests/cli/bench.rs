@@ -375,6 +375,48 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
         .as_f64()
         .unwrap();
     assert_eq!(lost, 0.0);
+    // What users see: the crowd (20 users, --users) on a `genbot serve` child under
+    // Telegram's budget, beside the in-process capacity; the forecast's users a minute follow
+    // from its messages per session.
+    let users = tests
+        .iter()
+        .find(|t| t["id"] == "concurrent_users")
+        .unwrap();
+    for metric in [
+        "serve_users",
+        "serve_success_rate",
+        "serve_p99_ms",
+        "serve_floor_p99_ms",
+        "serve_sends_per_user",
+    ] {
+        assert!(
+            users["metrics"][format!("concurrent_users.{metric}")].is_number(),
+            "{metric} missing: {users}"
+        );
+    }
+    assert_eq!(users["metrics"]["concurrent_users.serve_users"], 20.0);
+    let per_minute = &json["forecast"]["users_per_minute"];
+    let sends = users["metrics"]["concurrent_users.serve_sends_per_user"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        per_minute["sends_per_user"].as_f64(),
+        Some(sends),
+        "{per_minute}"
+    );
+    let expected = per_minute["sends_per_s"].as_f64().unwrap() * 60.0 / sends;
+    assert!(
+        (per_minute["users"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{per_minute}"
+    );
+    let text = std::fs::read_to_string(reports.join(comprehensive)).unwrap();
+    for shown in [
+        "what users see (genbot serve, Telegram's budget): ",
+        "capacity without Telegram's send budget",
+        "users per minute Telegram's budget sustains",
+    ] {
+        assert!(text.contains(shown), "{shown} not in:\n{text}");
+    }
 
     let html = reports.join(comprehensive.replace(".txt", ".html"));
     assert_report_shape(
@@ -756,4 +798,100 @@ fn ctrl_c_or_sigterm_removes_the_test_users() {
             Some(real.clone())
         );
     }
+}
+
+/// On the embedded default the concurrent-users test also walks the default scenario on
+/// `genbot serve` as a child process under Telegram's flood control, and its report shows both
+/// figures, each labelled: what users see under the budget, and the in-process capacity
+/// without it. A handful of users each, so it runs in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_users_measures_genbot_serve_beside_the_in_process_capacity() {
+    use genbot_bench::grade::{Lang, Thresholds};
+    use genbot_bench::readiness::{Criterion, Readiness};
+    use genbot_bench::suite::{Forecast, Suite, SuiteReport};
+
+    let settings = genbot_config::Settings::from_sources(&genbot_config::Sources::from_env(
+        std::collections::HashMap::new(),
+    ))
+    .unwrap();
+    let target = genbot_bench::target::Target::embedded(
+        None,
+        settings.cache_ttl,
+        settings.cache_max_entries,
+        settings.db_pool_size,
+    )
+    .await
+    .unwrap();
+    let ctx = genbot_bench::context::Context {
+        settings,
+        thresholds: Thresholds::default(),
+        lang: Lang::En,
+        quick: true,
+        users: 6,
+        duration: std::time::Duration::from_secs(1),
+        target,
+        seeded: 0..0,
+        live_replicate: false,
+        replicate_webhooks: false,
+        database_url: None,
+        bot_program: Some(env!("CARGO_BIN_EXE_genbot").into()),
+        blackbox: None,
+        seed: 1,
+    };
+    let outcome = genbot_bench::checks::concurrent_users::run(&ctx).await;
+    let metric = |name: &str| {
+        outcome
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing: {:#?}", outcome))
+    };
+    // The child's crowd: every session completed, under the budget, measured against the
+    // floor; the in-process crowd's own figures stay beside it.
+    assert_eq!(metric("serve_users"), 6.0);
+    assert_eq!(metric("serve_success_rate"), 1.0, "{outcome:#?}");
+    assert!(metric("serve_p99_ms") > 0.0);
+    // Six users fit Telegram's bursts: the floor is about nothing (so no ratio to it).
+    assert!(metric("serve_floor_p99_ms") >= 0.0);
+    assert!(metric("serve_sends_per_user") >= 7.0, "{outcome:#?}");
+    assert_eq!(metric("users"), 6.0);
+    assert!(metric("p99_ms") > 0.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = SuiteReport {
+        suite: Suite::Performance,
+        started_at: chrono::Utc::now(),
+        duration_s: 1.0,
+        quick: true,
+        tests: vec![outcome],
+        readiness: Readiness::score(&Criterion::SEED, &[]),
+        readiness_extended: Readiness::score(&Criterion::EXTENDED, &[]),
+        forecast: Forecast::default(),
+        monitoring: Vec::new(),
+    };
+    let env = genbot_bench::report::Environment {
+        db: "embedded SQLite".into(),
+        cache: "in-process".into(),
+        cpus: 2,
+        replicate: "in-process mock".into(),
+        version: "test".into(),
+        bot: None,
+    };
+    let formats = genbot_bench::report::Formats {
+        json: true,
+        ..Default::default()
+    };
+    genbot_bench::report::write(dir.path(), &report, &env, Lang::En, formats).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("performance_report.txt")).unwrap();
+    for shown in [
+        "concurrent_users.serve_floor_p99_ms",
+        "concurrent_users.serve_sends_per_user",
+        "what users see (genbot serve, Telegram's budget): ",
+        "capacity without Telegram's send budget",
+    ] {
+        assert!(text.contains(shown), "{shown} not in:\n{text}");
+    }
+    let json = read_json(&dir.path().join("performance_report.json"));
+    assert!(
+        json["tests"][0]["metrics"]["concurrent_users.serve_p99_ms"].is_number(),
+        "{json}"
+    );
 }

@@ -16,6 +16,7 @@ use crate::histogram::Latencies;
 use crate::outcome::{TestId, TestOutcome};
 use crate::timeline;
 use genbot_mocks::telegram::FloodBudget;
+use genbot_mocks::telegram::{SimUser, TelegramMock};
 
 /// Users start their sessions at this rate.
 const ARRIVALS_PER_SEC: f64 = 200.0;
@@ -33,16 +34,29 @@ const FLOOR_FACTOR: f64 = 1.2;
 const FLOOR_SLACK_MS: f64 = 500.0;
 
 pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutcome {
+    let users = bot.users(ctx.users.max(1), None);
+    crowd(ctx, &bot.telegram, &bot.scenario, users).await
+}
+
+/// The concurrent-users measurement of whatever bot answers at `telegram` (the Bot API mock,
+/// enforcing Telegram's flood control): `users` walk `scenario`, arriving at
+/// [`ARRIVALS_PER_SEC`]; graded against the floor Telegram's budget imposes on the run.
+pub(crate) async fn crowd(
+    ctx: &Context,
+    telegram: &TelegramMock,
+    scenario: &Scenario,
+    users: Vec<SimUser>,
+) -> TestOutcome {
     let mut out = TestOutcome::new(TestId::ConcurrentUsers, ctx.lang);
-    let count = ctx.users.max(1);
-    let users = bot.users(count, None);
+    let count = u32::try_from(users.len()).unwrap_or(u32::MAX).max(1);
     let failures: Arc<Mutex<Vec<StepFailure>>> = Arc::default();
     let times: Arc<Mutex<(Latencies, Latencies)>> = Arc::default();
-    let from = bot.telegram.stats().answer_latencies.len();
-    let charges_before = bot.telegram.charges().len();
+    let from = telegram.stats().answer_latencies.len();
+    let sends_before = telegram.stats().sends;
+    let charges_before = telegram.charges().len();
     let stop_sampling = CancellationToken::new();
     let sampler = timeline::sample(
-        bot.telegram.answers(),
+        telegram.answers(),
         Duration::from_millis(if ctx.quick { 250 } else { 1000 }),
         stop_sampling.clone(),
     );
@@ -50,7 +64,7 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
     let mut sessions = Vec::with_capacity(users.len());
     for (n, user) in users.into_iter().enumerate() {
         let (failures, times) = (failures.clone(), times.clone());
-        let scenario = bot.scenario.clone();
+        let scenario = scenario.clone();
         sessions.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs_f64(n as f64 / ARRIVALS_PER_SEC)).await;
             match session(&user, &scenario, n as u64).await {
@@ -84,10 +98,13 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
     ) {
         out.series(series);
     }
-    let answers_seen = bot.telegram.answers().latencies_since(from).len();
-    let telegram = bot.telegram.stats();
-    let peak_sends = telegram.peak_sends_per_s;
-    let over_budget = telegram.sends_over_budget as f64 / telegram.sends.max(1) as f64;
+    let answers_seen = telegram.answers().latencies_since(from).len();
+    let stats = telegram.stats();
+    let peak_sends = stats.peak_sends_per_s;
+    let over_budget = stats.sends_over_budget as f64 / stats.sends.max(1) as f64;
+    // What one user's session costs of Telegram's budget: every message and edit the bot
+    // sent during the run (answers, progress, photos, invoices) over the users.
+    let sends_per_user = stats.sends.saturating_sub(sends_before) as f64 / f64::from(count);
     let (summary, images) = {
         let times = times.lock();
         (times.0.summary(), times.1.summary())
@@ -102,20 +119,20 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
         .metric("p99_ms", summary.p99_ms)
         .metric("max_ms", summary.max_ms)
         .metric("peak_sends_per_s", peak_sends as f64)
+        .metric("sends_per_user", sends_per_user)
         .metric("sends_over_telegram_budget_share", over_budget);
     if images.count > 0 {
         out.metric("image_p50_ms", images.p50_ms)
             .metric("image_p99_ms", images.p99_ms);
     }
-    let pays = bot
-        .scenario
+    let pays = scenario
         .steps
         .iter()
         .filter(|step| matches!(step.action, Action::Pay))
         .count();
     if pays > 0 {
         // Counted at the mock: payments Telegram completed because the bot said yes at checkout.
-        let payments = bot.telegram.charges().len().saturating_sub(charges_before);
+        let payments = telegram.charges().len().saturating_sub(charges_before);
         out.metric("payments", payments as f64);
         out.fact(ctx.text(
             format!(
@@ -128,10 +145,10 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
             ),
         ));
     }
-    let steps = bot.scenario.steps.len();
+    let steps = scenario.steps.len();
     out.fact(ctx.text(
-        format!("{count} users arriving at {ARRIVALS_PER_SEC} per second, each walking the scenario's {steps} steps with its think times (scenario: {}); latency = a step's message → the answer it expects; p99 target for text answers {P99_TARGET_MS} ms (images are reported apart: prompt → photo p50 {:.0} ms, p99 {:.0} ms)", bot.scenario.name, images.p50_ms, images.p99_ms),
-        format!("{count} пользователей (прибывают по {ARRIVALS_PER_SEC} в секунду), каждый проходит {steps} шагов сценария с его паузами (сценарий: {}); задержка = сообщение шага → ожидаемый ответ; цель p99 для текстовых ответов {P99_TARGET_MS} мс (изображения отдельно: запрос → фото p50 {:.0} мс, p99 {:.0} мс)", bot.scenario.name, images.p50_ms, images.p99_ms),
+        format!("{count} users arriving at {ARRIVALS_PER_SEC} per second, each walking the scenario's {steps} steps with its think times (scenario: {}); latency = a step's message → the answer it expects; p99 target for text answers {P99_TARGET_MS} ms (images are reported apart: prompt → photo p50 {:.0} ms, p99 {:.0} ms)", scenario.name, images.p50_ms, images.p99_ms),
+        format!("{count} пользователей (прибывают по {ARRIVALS_PER_SEC} в секунду), каждый проходит {steps} шагов сценария с его паузами (сценарий: {}); задержка = сообщение шага → ожидаемый ответ; цель p99 для текстовых ответов {P99_TARGET_MS} мс (изображения отдельно: запрос → фото p50 {:.0} мс, p99 {:.0} мс)", scenario.name, images.p50_ms, images.p99_ms),
     ));
     // The floor for the scenario as run: each session's answers sent the moment their step
     // arrives (images after the measured median), within Telegram's budget.
@@ -140,7 +157,7 @@ pub(super) async fn concurrent_users(ctx: &Context, bot: &BlackBox) -> TestOutco
     } else {
         0.0
     };
-    let floor_p99_ms = floor_p99_ms(&bot.scenario, count, image_s);
+    let floor_p99_ms = floor_p99_ms(scenario, count, image_s);
     let at_floor = summary.p99_ms <= FLOOR_FACTOR * floor_p99_ms + FLOOR_SLACK_MS;
     out.metric("floor_p99_ms", floor_p99_ms);
     if floor_p99_ms > 0.0 {
