@@ -123,21 +123,9 @@ fn is_transient_request(error: &RequestError) -> bool {
         RequestError::InvalidJson { .. } => true,
         // teloxide keeps Telegram's description, not its status: server errors have
         // descriptions no refusal has.
-        RequestError::Api(ApiError::Unknown(text)) => is_server_error(text),
+        RequestError::Api(ApiError::Unknown(text)) => crate::pacing::is_server_description(text),
         RequestError::Api(_) | RequestError::MigrateToChatId(_) => false,
     }
-}
-
-/// Whether a Bot API description is a server error's (5xx) rather than a refusal's.
-pub(crate) fn is_server_error(description: &str) -> bool {
-    const SERVER: [&str; 5] = [
-        "Internal Server Error",
-        "Bad Gateway",
-        "Service Unavailable",
-        "Gateway Timeout",
-        "Gateway Time-out",
-    ];
-    SERVER.iter().any(|s| description.contains(s))
 }
 
 fn is_transient_store(error: &StoreError) -> bool {

@@ -304,12 +304,22 @@ pub(crate) fn is_blocked(error: &RequestError) -> bool {
     )
 }
 
+/// Whether a Bot API description is a server error's (5xx) rather than a refusal's.
+pub(crate) fn is_server_description(description: &str) -> bool {
+    const SERVER: [&str; 5] = [
+        "Internal Server Error",
+        "Bad Gateway",
+        "Service Unavailable",
+        "Gateway Timeout",
+        "Gateway Time-out",
+    ];
+    SERVER.iter().any(|s| description.contains(s))
+}
+
 /// Whether Telegram (or a proxy in front of it) had a server error (5xx): worth trying again.
 pub(crate) fn is_server_error(error: &RequestError) -> bool {
     match error {
-        RequestError::Api(ApiError::Unknown(description)) => {
-            crate::isolation::is_server_error(description)
-        }
+        RequestError::Api(ApiError::Unknown(description)) => is_server_description(description),
         _ => false,
     }
 }
