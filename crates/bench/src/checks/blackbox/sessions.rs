@@ -187,8 +187,8 @@ pub(crate) async fn crowd(
             out.grade = Grade::Good;
         }
         out.recommend(ctx.text(
-            format!("{:.0} % of the bot's messages went beyond Telegram's budget of about {TELEGRAM_SENDS_PER_S} a second (up to {peak_sends} in one second): the real API answers those 429, so production answers would be slower than measured here (the mock does not throttle). Pace sends and honour retry_after.", over_budget * 100.0),
-            format!("{:.0} % сообщений бота вышли за бюджет Telegram (около {TELEGRAM_SENDS_PER_S} в секунду; до {peak_sends} за секунду): настоящий API ответит на них 429, так что в работе ответы будут медленнее измеренных (мок не ограничивает). Ограничьте частоту отправки и соблюдайте retry_after.", over_budget * 100.0),
+            format!("{:.0} % of the bot's messages went beyond Telegram's budget of about {TELEGRAM_SENDS_PER_S} a second (up to {peak_sends} in one second): the mock answered those 429 as the real API does, so each such answer waited out retry_after or was lost. Pace sends and honour retry_after.", over_budget * 100.0),
+            format!("{:.0} % сообщений бота вышли за бюджет Telegram (около {TELEGRAM_SENDS_PER_S} в секунду; до {peak_sends} за секунду): мок, как и настоящий API, ответил на них 429, так что каждый такой ответ ждал retry_after или потерялся. Ограничьте частоту отправки и соблюдайте retry_after.", over_budget * 100.0),
         ));
     }
     if out.grade != Grade::Excellent && failures.is_empty() {
