@@ -250,14 +250,21 @@ where
 {
     let id = i64::from(update.id.0);
     let kind = kind_of(update);
-    if front.take_replayed(id) {
-        // Counted before it starts: had the process died during a replay's handling, the next
-        // start would see it (a crash loop ends as a dead letter, not as a loop).
+    // A replay's try is counted before it starts: had the process died during its handling,
+    // the next start would see it (a crash loop ends as a dead letter, not as a loop). Its
+    // count, when written, is this try's: a panic in it is the same attempt, not another.
+    let counted = if front.take_replayed(id) {
         let reason = "the process stopped while handling it";
-        if let Err(e) = front.engine().store().note_update_failure(id, reason).await {
-            tracing::debug!(update_id = id, error = %e, "could not count a replay's attempt");
+        match front.engine().store().note_update_failure(id, reason).await {
+            Ok(attempts) => Some(attempts),
+            Err(e) => {
+                tracing::debug!(update_id = id, error = %e, "could not count a replay's attempt");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
     let failure = match Flagged(Box::pin(AssertUnwindSafe(work).catch_unwind())).await {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(judge(&error)),
@@ -275,7 +282,7 @@ where
             tracing::warn!(update_id = id, kind, error = %reason, "update refused; not retried");
             front.finished(id);
         }
-        Some(failure) => front.failed(update, failure).await,
+        Some(failure) => front.failed(update, failure, counted).await,
     }
 }
 
@@ -287,8 +294,9 @@ impl Front {
     }
 
     /// Counts a failed attempt at `update` (in the inbox when the database answers, here in any
-    /// case), then tries it again after a pause or sets it aside.
-    pub(crate) async fn failed(&self, update: &Update, failure: Failure) {
+    /// case; `counted`: the inbox's count already holds this try, a replay's), then tries it
+    /// again after a pause or sets it aside.
+    pub(crate) async fn failed(&self, update: &Update, failure: Failure, counted: Option<u32>) {
         let id = i64::from(update.id.0);
         let kind = kind_of(update);
         // Panics and transient failures are counted apart: only panics (with the replays that
@@ -302,8 +310,9 @@ impl Front {
             }
             *counts
         };
-        let attempts = match failure {
-            Failure::Panic(_) => self
+        let attempts = match (&failure, counted) {
+            (Failure::Panic(_), Some(counted)) => counted.max(panics),
+            (Failure::Panic(_), None) => self
                 .engine()
                 .store()
                 .note_update_failure(id, failure.reason())

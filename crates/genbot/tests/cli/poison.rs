@@ -198,8 +198,9 @@ async fn a_dead_letter_is_not_met_again_after_a_sigkill_and_a_restart() {
 
 /// A crash loop: the process is SIGKILLed while the poison waits for its next try (after two
 /// panics). The next start goes on from the attempts the inbox recorded: the poison is set aside
-/// with at most [`PANICS_MAX`] panics over both processes, its sender told once, and the message
-/// answered before the kill is not handled again.
+/// after [`PANICS_MAX`] panics over both processes, its dead letter saying so (the replayed try
+/// counted once), its sender told once, and the message answered before the kill is not
+/// handled again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_killed_between_tries_goes_on_from_its_count_after_the_restart() {
     let (telegram, replicate) = default_mocks().await;
@@ -246,10 +247,19 @@ async fn a_poison_killed_between_tries_goes_on_from_its_count_after_the_restart(
         first_panics + second_panics <= PANICS_MAX,
         "{first_panics} panics before the kill, {second_panics} after: the count started over"
     );
-    assert!(
-        u64::from(letter.attempts) >= PANICS_MAX,
-        "set aside after {} attempts",
+    // Every try panicked and none died with the process (the kill came between tries): the
+    // letter's count and its reason name the tries there were, the replay's as one.
+    let tries = first_panics + second_panics;
+    assert_eq!(
+        (u64::from(letter.attempts), tries),
+        (PANICS_MAX, PANICS_MAX),
+        "set aside after {} attempts with {tries} panics",
         letter.attempts
+    );
+    assert!(
+        letter.error.ends_with(&format!("(after {tries} attempts)")),
+        "the dead letter says {:?} after {tries} panics",
+        letter.error
     );
     wait_until("the sender told", WAIT, || async { notices(&sender) >= 1 }).await;
     say(&sender, "/balance").await;

@@ -15,9 +15,12 @@ use genbot_mocks::replicate::ReplicateMockConfig;
 use crate::process::{default_mocks, wait_until, Bot};
 
 /// How much faster time runs in the rules under test: every `for:` and every range (`[5m]`)
-/// of the deployed rules is divided by it (5m → 5s), so an alert that would take minutes to
-/// fire and clear does so in seconds while its expression stays the deployed one.
-const TIME_SCALE: u64 = 60;
+/// of the deployed rules is divided by it (5m → 1250ms), so an alert that would take minutes
+/// to fire and clear does so in seconds while its expression stays the deployed one.
+const TIME_SCALE: u64 = 240;
+/// Prometheus' scrape and evaluation interval, in milliseconds: a compressed range holds
+/// several scrapes (the shortest one the alerts under test use, `[5m]`, holds five).
+const SCRAPE_MS: u64 = 250;
 
 /// `name` on `PATH`, or `None` with a SKIPPED line outside CI (under CI a missing one fails:
 /// `.ci/run` installs Debian's `prometheus` package).
@@ -51,10 +54,11 @@ fn seconds(duration: &str) -> Option<u64> {
     }
 }
 
-/// `duration` divided by [`TIME_SCALE`], at least one second, as Prometheus writes it.
+/// `duration` divided by [`TIME_SCALE`], at least two scrapes, in milliseconds as Prometheus
+/// writes them.
 fn scaled(duration: &str) -> String {
     let s = seconds(duration).unwrap_or_else(|| panic!("not a duration: {duration}"));
-    format!("{}s", (s / TIME_SCALE).max(1))
+    format!("{}ms", (s * 1000 / TIME_SCALE).max(2 * SCRAPE_MS))
 }
 
 /// The deployed rules with time compressed by [`TIME_SCALE`]: each `for:` and each range
@@ -68,7 +72,7 @@ fn compressed_rules(rules: &str) -> String {
             out.push_str(&format!("{indent}for: {}\n", scaled(duration.trim())));
             continue;
         }
-        // Range selectors: `[10m]` → `[10s]`.
+        // Range selectors: `[10m]` → `[2500ms]`.
         let mut rest = line;
         while let Some(open) = rest.find('[') {
             let Some(close) = rest[open..].find(']').map(|c| open + c) else {
@@ -98,13 +102,13 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts `binary` scraping `target`'s /metrics every second and evaluating `rules` every
-    /// second, on a port it picks itself.
+    /// Starts `binary` scraping `target`'s /metrics and evaluating `rules` every
+    /// [`SCRAPE_MS`], on a port it picks itself.
     async fn start(binary: &Path, target: &str, rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: {SCRAPE_MS}ms\n  scrape_timeout: {SCRAPE_MS}ms\n  evaluation_interval: {SCRAPE_MS}ms\n\
              rule_files:\n  - rules.yml\n\
              scrape_configs:\n  - job_name: genbot\n    static_configs:\n      - targets: [\"{target}\"]\n"
         );
@@ -228,7 +232,7 @@ fn compressed_rules_rewrite_every_for_and_range_and_nothing_else() {
     let rules = "      - alert: A\n        expr: rate(x[10m]) > 0.1 and y[1h] \n        for: 5m\n        annotations:\n          summary: \"{{ $labels.a }} [sic]\"\n";
     assert_eq!(
         compressed_rules(rules),
-        "      - alert: A\n        expr: rate(x[10s]) > 0.1 and y[60s] \n        for: 5s\n        annotations:\n          summary: \"{{ $labels.a }} [sic]\"\n"
+        "      - alert: A\n        expr: rate(x[2500ms]) > 0.1 and y[15000ms] \n        for: 1250ms\n        annotations:\n          summary: \"{{ $labels.a }} [sic]\"\n"
     );
 }
 
@@ -242,15 +246,17 @@ async fn a_real_prometheus_fires_and_clears_the_alerts_for_telegram_and_replicat
     let started = Instant::now();
     let (telegram, replicate) = default_mocks().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut bot = Bot::new(
+    let bot = Bot::new(
         &telegram,
         &replicate,
         &format!("sqlite://{}", dir.path().join("genbot.db").display()),
     )
     .with("DAILY_GENERATION_LIMIT", "1000000")
     .with_args(&["--initial-credits", "100000"]);
+    // Fixed, so that Prometheus starts beside the bot instead of after it.
+    let port = crate::free_port();
+    let mut bot = bot.listen_on(port);
     bot.start();
-    let port = bot.port().await;
 
     let deployed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/genbot-rules.yml"),
@@ -262,6 +268,7 @@ async fn a_real_prometheus_fires_and_clears_the_alerts_for_telegram_and_replicat
         &compressed_rules(&deployed),
     )
     .await;
+    // Prometheus hands new targets to its scrapers every 5 s: the first scrape comes then.
     wait_until(
         "Prometheus scrapes genbot serve (up == 1)",
         Duration::from_secs(20),
