@@ -10,10 +10,9 @@
 //! Only messages and button presses count. Payments, pre-checkout queries and membership
 //! changes are never limited, and neither is what comes from elsewhere than live traffic:
 //! updates taken from the inbox (recorded but never taken, e.g. while a replica that then died
-//! held their chat), updates tried again, and the backlog Telegram held for the poller while
-//! the database was out (`crate::inbox`). Those are work already taken on, or were told they
-//! are delayed, not lost; their number says nothing of how fast their sender writes now.
-//! Which it is is decided by where an update comes from, never by timing.
+//! held their chat), updates tried again, and the backlog Telegram held while the database was
+//! out ([`Intake`]). Those are work already taken on, or were told they are delayed, not lost;
+//! their number says nothing of how fast their sender writes now.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,48 @@ use crate::Front;
 
 /// A flooding user is told at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
+impl Intake {
+    /// Whether an update dated `dated` (a message's date; `None` for what has none) is part
+    /// of the outage's backlog; see [`Front::within_flood_limit`].
+    fn is_backlog(&mut self, dated: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+        match *self {
+            Intake::Live => false,
+            Intake::Outage => true,
+            Intake::CatchingUp { since, .. } if since.elapsed() > CATCH_UP_AT_MOST => {
+                *self = Intake::Live;
+                false
+            }
+            Intake::CatchingUp { before, .. } => match dated {
+                Some(date) if date < before => true,
+                Some(_) => {
+                    *self = Intake::Live;
+                    false
+                }
+                None => false,
+            },
+        }
+    }
+}
+
+/// The longest a catch-up after an outage exempts anything: a flood that began after the
+/// outage is limited again by then whatever its messages' dates.
+const CATCH_UP_AT_MOST: Duration = Duration::from_secs(300);
+
+/// Where the intake stands with the database. During an outage nothing can be recorded, and
+/// Telegram sends again what it was refused (webhook) or holds what comes (polling): dropping
+/// any of it as flood would lose messages sent once. After it, what Telegram held arrives at
+/// once; it is the outage's backlog, told by its date, not a flood.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Intake {
+    Live,
+    /// Recording failed, or took so long that senders were told their message is delayed.
+    Outage,
+    /// Recording works again since `since`; messages dated before `before` are the backlog.
+    CatchingUp {
+        before: chrono::DateTime<chrono::Utc>,
+        since: Instant,
+    },
+}
 
 impl Front {
     /// The live updates of a batch just received within their senders' flood limits; the
@@ -41,6 +82,9 @@ impl Front {
     /// not, it is dropped here (counted; never recorded, so never handled) and the sender told
     /// once per flood.
     pub(crate) fn within_flood_limit(&self, update: &Update) -> bool {
+        if self.outage_backlog(update) {
+            return true;
+        }
         let (from, chat) = match &update.kind {
             // Money already taken.
             UpdateKind::Message(message) if message.successful_payment().is_some() => return true,
@@ -77,6 +121,36 @@ impl Front {
             self.tell_to_slow_down(chat, from);
         }
         false
+    }
+
+    /// The database did not take what the intake received (refused it, or kept it waiting until
+    /// its senders were told it is delayed).
+    pub(crate) fn intake_refused(&self) {
+        *self.inner.intake.lock() = Intake::Outage;
+    }
+
+    /// The database took what the intake received; after an outage, what Telegram held meanwhile
+    /// is caught up from now on.
+    pub(crate) fn intake_recorded(&self) {
+        let mut intake = self.inner.intake.lock();
+        if matches!(*intake, Intake::Outage) {
+            *intake = Intake::CatchingUp {
+                before: chrono::Utc::now(),
+                since: Instant::now(),
+            };
+        }
+    }
+
+    /// Whether `update` is part of an outage's backlog: received during the outage, or a message
+    /// dated before it ended. The first message dated after it (or the catch-up's time running
+    /// out) ends the catch-up: Telegram sends in order, so what follows is live.
+    fn outage_backlog(&self, update: &Update) -> bool {
+        let dated = match &update.kind {
+            UpdateKind::Message(message) => Some(message.date),
+            // A press carries no date of its own; one dropped is answered, never lost.
+            _ => None,
+        };
+        self.inner.intake.lock().is_backlog(dated)
     }
 
     /// Answers a press dropped by the flood limit, off the intake path: with the slow-down
@@ -121,5 +195,48 @@ impl Front {
                 tracing::debug!(chat = chat.0, error = %e, "flood notice not sent");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeDelta, Utc};
+
+    #[test]
+    fn an_outage_exempts_all_then_only_messages_dated_before_it_ended() {
+        let mut intake = Intake::Live;
+        assert!(!intake.is_backlog(Some(Utc::now())));
+        intake = Intake::Outage;
+        assert!(intake.is_backlog(Some(Utc::now())));
+        assert!(intake.is_backlog(None), "a refused delivery comes again");
+        let ended = Utc::now();
+        intake = Intake::CatchingUp {
+            before: ended,
+            since: Instant::now(),
+        };
+        let held = ended - TimeDelta::seconds(20);
+        assert!(intake.is_backlog(Some(held)));
+        assert!(intake.is_backlog(Some(held)));
+        assert!(!intake.is_backlog(None), "a press has no date: live");
+        // The first message sent after the outage ends the catch-up: a flood after it is live,
+        // even one whose later messages Telegram happened to date earlier.
+        assert!(!intake.is_backlog(Some(ended + TimeDelta::seconds(1))));
+        assert!(!intake.is_backlog(Some(held)));
+        assert!(matches!(intake, Intake::Live));
+    }
+
+    #[test]
+    fn a_catch_up_ends_by_time_whatever_the_dates() {
+        let Some(long_ago) = Instant::now().checked_sub(CATCH_UP_AT_MOST + Duration::from_secs(1))
+        else {
+            return;
+        };
+        let mut intake = Intake::CatchingUp {
+            before: Utc::now(),
+            since: long_ago,
+        };
+        assert!(!intake.is_backlog(Some(Utc::now() - TimeDelta::seconds(60))));
+        assert!(matches!(intake, Intake::Live));
     }
 }

@@ -15,7 +15,6 @@
 //! delayed. Pre-checkout queries alone are passed on unrecorded at once: Telegram cancels a
 //! payment whose query is not answered within 10 s, and one lost to a crash moved no money.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -44,8 +43,6 @@ const NOTICE_AGAIN: Duration = Duration::from_millis(500);
 /// First and longest pause after a failed `getUpdates`.
 const POLL_BACKOFF: Duration = Duration::from_millis(500);
 const POLL_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// The most updates one `getUpdates` returns (Telegram's default `limit`, which is not set).
-const GET_UPDATES_MAX: usize = 100;
 
 /// The row recording `update`, or `None` when it cannot be serialized (handled unrecorded).
 pub(crate) fn row(update: &Update) -> Option<InboxUpdate> {
@@ -137,7 +134,6 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             unrecorded: None,
             failures: 0,
             early_checkouts: parking_lot::Mutex::default(),
-            catching_up: std::sync::atomic::AtomicBool::new(false),
             polling_since: None,
             stopped: Box::pin(flag),
         };
@@ -219,11 +215,6 @@ struct Poll {
     /// Pre-checkout queries handed to the dispatcher while an earlier batch waited for the
     /// database (see [`record_or_tell`]): skipped when `getUpdates` returns them again.
     early_checkouts: parking_lot::Mutex<std::collections::HashSet<u32>>,
-    /// Set when the database did not take a batch (refused it, or kept it waiting until its
-    /// senders were told it is delayed): what Telegram held meanwhile comes in the batches that
-    /// follow, up to the first that is not full. Those are the outage's backlog, not live
-    /// traffic, and skip the flood limit.
-    catching_up: std::sync::atomic::AtomicBool,
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
     stopped: std::pin::Pin<Box<StopFlag>>,
@@ -357,17 +348,8 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                 };
                 let next = last.id.as_offset();
                 // Live intake: the flood limit applies here, before anything is recorded, and
-                // nowhere else; not to the backlog of an outage (see `catching_up`).
-                let backlog = if updates.len() < GET_UPDATES_MAX {
-                    poll.catching_up.swap(false, Ordering::Relaxed)
-                } else {
-                    poll.catching_up.load(Ordering::Relaxed)
-                };
-                let updates = if backlog {
-                    updates
-                } else {
-                    poll.front.within_flood_limits(updates)
-                };
+                // nowhere else (not to an outage's backlog: see `flood::Intake`).
+                let updates = poll.front.within_flood_limits(updates);
                 // Pre-checkout queries go ahead unrecorded: Telegram cancels the payment unless
                 // it is answered within 10 s, so one must not wait for the database, and one
                 // lost to a crash moved no money (replayed later, it would be expired anyway).
@@ -441,7 +423,7 @@ async fn record_or_tell(poll: &Poll, updates: Vec<Update>, beyond: i32) -> Optio
             () = tokio::time::sleep(pause) => {}
         }
         // Telegram holds what comes meanwhile, and its senders are told it is delayed.
-        poll.catching_up.store(true, Ordering::Relaxed);
+        poll.front.intake_refused();
         let mut peek = poll.front.bot().get_updates().timeout(0);
         if let Some(offset) = poll.offset {
             peek = peek.offset(offset);
@@ -525,12 +507,13 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
         match store.record_updates(owner, rows.clone(), lease).await {
             Ok(recorded) => {
                 poll.last_record.now();
+                front.intake_recorded();
                 let mut fed = crate::claims::feed_known(front, recorded.taken, &mut known);
                 fed.extend(unrecordable);
                 return Some(fed);
             }
             Err(e) if e.is_transient() => {
-                poll.catching_up.store(true, Ordering::Relaxed);
+                front.intake_refused();
                 tracing::warn!(error = %e, retry_in = ?pause, "recording updates failed; trying again (they stay unconfirmed at Telegram meanwhile)");
             }
             Err(e) => {

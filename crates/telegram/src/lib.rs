@@ -194,6 +194,8 @@ struct FrontInner {
     flood: DefaultKeyedRateLimiter<i64>,
     /// Users told to slow down, so each flood gets one warning, not one per skipped message.
     warned: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Whether the intake is in or just after a database outage (see [`flood::Intake`]).
+    intake: Mutex<flood::Intake>,
     /// Updates handled since the inbox was last told (written in batches).
     handled: Mutex<Vec<i64>>,
     /// The bot's own user (`getMe`), asked once: groups address it by username.
@@ -250,6 +252,7 @@ impl Front {
                     Quota::per_second(per_sec).allow_burst(burst),
                 ),
                 warned: Mutex::new(HashMap::new()),
+                intake: Mutex::new(flood::Intake::Live),
                 handled: Mutex::new(Vec::new()),
                 me: tokio::sync::OnceCell::new(),
                 broadcasts: tokio::sync::Notify::new(),

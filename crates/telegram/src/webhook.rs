@@ -153,9 +153,13 @@ pub(crate) async fn receive(
         .await
     {
         // A repeat: recorded (and taken or handled) already.
-        Ok(recorded) if recorded.new.is_empty() => StatusCode::OK,
+        Ok(recorded) if recorded.new.is_empty() => {
+            front.intake_recorded();
+            StatusCode::OK
+        }
         Ok(recorded) => {
             intake.last_record.now();
+            front.intake_recorded();
             let mut known = std::collections::HashMap::from([(id, update)]);
             for taken in crate::claims::feed_known(front, recorded.taken, &mut known) {
                 forward(&intake, taken).await;
@@ -163,6 +167,7 @@ pub(crate) async fn receive(
             StatusCode::OK
         }
         Err(e) => {
+            front.intake_refused();
             tracing::warn!(update_id = id, error = %e, "recording a webhook update failed; Telegram will send it again");
             StatusCode::SERVICE_UNAVAILABLE
         }
