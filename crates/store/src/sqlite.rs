@@ -71,7 +71,11 @@ impl SqliteStore {
         schema::migrate(&mut writer_conn)?;
         // The checkpoint thread copies the WAL on; the writer's own is only a backstop.
         writer_conn
-            .pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES)
+            .pragma_update(
+                None,
+                "wal_autocheckpoint",
+                checkpoint::WRITER_BACKSTOP_PAGES,
+            )
             .map_err(|e| StoreError::Connect {
                 backend: "sqlite",
                 location: path.display().to_string(),
