@@ -5,6 +5,7 @@
 //! two workers can never claim the same job: the writer runs one claim at a time.
 
 mod broadcast;
+mod checkpoint;
 mod connection;
 mod history;
 mod inbox;
@@ -40,6 +41,7 @@ use crate::{
 pub struct SqliteStore {
     readers: Arc<ReadPool>,
     writer: Writer,
+    _checkpoints: checkpoint::Checkpointer,
     path: PathBuf,
 }
 
@@ -67,10 +69,23 @@ impl SqliteStore {
         }
         let mut writer_conn = connection::open(path, true)?;
         schema::migrate(&mut writer_conn)?;
+        // The checkpoint thread copies the WAL on; the writer's own is only a backstop.
+        writer_conn
+            .pragma_update(
+                None,
+                "wal_autocheckpoint",
+                checkpoint::WRITER_BACKSTOP_PAGES,
+            )
+            .map_err(|e| StoreError::Connect {
+                backend: "sqlite",
+                location: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         let readers = ReadPool::open(path, read_connections.max(1))?;
         Ok(SqliteStore {
             readers: Arc::new(readers),
             writer: Writer::spawn(writer_conn)?,
+            _checkpoints: checkpoint::Checkpointer::spawn(path)?,
             path: path.to_owned(),
         })
     }

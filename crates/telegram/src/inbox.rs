@@ -59,6 +59,19 @@ pub(crate) fn row(update: &Update) -> Option<InboxUpdate> {
     }
 }
 
+/// As [`row`], with `json` (what `update` was parsed from) recorded as it came instead of
+/// serialized again.
+pub(crate) fn row_as_received(update: &Update, json: &[u8]) -> Option<InboxUpdate> {
+    match std::str::from_utf8(json) {
+        Ok(payload) => Some(InboxUpdate::new(
+            i64::from(update.id.0),
+            crate::claims::chat_key(update),
+            payload.to_owned(),
+        )),
+        Err(_) => row(update),
+    }
+}
+
 /// Long polling through the inbox: a batch is recorded before the `getUpdates` that confirms
 /// it is sent.
 pub struct InboxPolling {
@@ -408,7 +421,9 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
 /// 10 s, however long the database takes (only the first 100 waiting updates are seen).
 async fn record_or_tell(poll: &Poll, updates: Vec<Update>, beyond: i32) -> Option<Vec<Update>> {
     let mut told = std::collections::HashSet::new();
-    let mut waiting = updates.clone();
+    // Who to tell, should the record take long (not the updates: copying a batch of them for
+    // a notice that is almost never sent cost the poller more than the notice ever did).
+    let mut waiting = senders(&updates);
     let recording = record(poll, updates);
     tokio::pin!(recording);
     loop {
@@ -430,15 +445,12 @@ async fn record_or_tell(poll: &Poll, updates: Vec<Update>, beyond: i32) -> Optio
         }
         if let Ok(more) = peek.send().await {
             hand_over_checkouts(poll, &more, beyond);
-            waiting.extend(more);
+            waiting.extend(senders(&more));
         }
         let before = told.len();
-        for update in waiting.drain(..) {
-            let (Some(chat), Some(user)) = (update.chat(), update.from()) else {
-                continue;
-            };
-            if told.insert(chat.id) {
-                tell_delayed(&poll.front, chat.id, user.language_code.as_deref());
+        for (chat, language) in waiting.drain(..) {
+            if told.insert(chat) {
+                tell_delayed(&poll.front, chat, language.as_deref());
             }
         }
         if told.len() > before {
@@ -448,6 +460,14 @@ async fn record_or_tell(poll: &Poll, updates: Vec<Update>, beyond: i32) -> Optio
             );
         }
     }
+}
+
+/// The chat and language of each of `updates`' senders (updates without both tell nobody).
+fn senders(updates: &[Update]) -> Vec<(teloxide::types::ChatId, Option<String>)> {
+    updates
+        .iter()
+        .filter_map(|u| Some((u.chat()?.id, u.from()?.language_code.clone())))
+        .collect()
 }
 
 /// Hands the pre-checkout queries among `peeked` that come after the batch being recorded
@@ -490,13 +510,13 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let mut rows = Vec::with_capacity(updates.len());
     let mut unrecordable = Vec::new();
     let mut known = std::collections::HashMap::with_capacity(updates.len());
-    for update in &updates {
-        match row(update) {
+    for update in updates {
+        match row(&update) {
             Some(row) => {
                 rows.push(row);
-                known.insert(i64::from(update.id.0), update.clone());
+                known.insert(i64::from(update.id.0), update);
             }
-            None => unrecordable.push(update.clone()),
+            None => unrecordable.push(update),
         }
     }
     let store = front.engine().store();
@@ -517,8 +537,11 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
                 tracing::warn!(error = %e, retry_in = ?pause, "recording updates failed; trying again (they stay unconfirmed at Telegram meanwhile)");
             }
             Err(e) => {
-                tracing::error!(error = %e, updates = updates.len(), "the database refused to record updates; handled unrecorded (a crash now would lose them)");
-                return Some(updates);
+                tracing::error!(error = %e, updates = known.len(), "the database refused to record updates; handled unrecorded (a crash now would lose them)");
+                let mut refused: Vec<Update> = known.into_values().collect();
+                refused.extend(unrecordable);
+                refused.sort_by_key(|u| u.id.0);
+                return Some(refused);
             }
         }
         tokio::select! {

@@ -136,7 +136,7 @@ pub(crate) async fn receive(
         return StatusCode::OK;
     }
     let id = i64::from(update.id.0);
-    let Some(row) = crate::inbox::row(&update) else {
+    let Some(row) = crate::inbox::row_as_received(&update, &body) else {
         return forward(&intake, update).await;
     };
     let hold = intake.front.config().intake_delay;

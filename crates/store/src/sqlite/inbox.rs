@@ -47,8 +47,13 @@ impl SqliteStore {
                         }
                     }
                 }
-                // Older updates still waiting in those chats come first.
-                let mut taken = take(conn, &owner, &held, false)?;
+                // Older updates still waiting in those chats come first (none when every
+                // waiting update is this replica's already, as on one process it almost always is).
+                let mut taken = if others_waiting(conn, &owner)? {
+                    take(conn, &owner, &held, false)?
+                } else {
+                    Vec::new()
+                };
                 taken.append(&mut recorded.taken);
                 taken.sort_by_key(|u| u.id);
                 recorded.taken = taken;
@@ -70,6 +75,11 @@ impl SqliteStore {
         let (candidates, mine_waiting) = self
             .readers
             .with(move |conn| {
+                // While running, only updates not taken by this replica can be taken: when
+                // none waits, the scans below (of every waiting update) would find nothing.
+                if !again && !others_waiting(conn, &reader_owner)? {
+                    return Ok((Vec::new(), false));
+                }
                 let now = Utc::now();
                 let fresh_since = millis(now) - i64::try_from(leave_fresh.as_millis()).unwrap_or(0);
                 let mut free = conn.prepare_cached(
@@ -336,6 +346,19 @@ fn claim(
         }
     }
     Ok(held)
+}
+
+/// Whether any update waits that `owner` has not taken (no one's, or another replica's): two
+/// range probes of `telegram_updates_waiting_owner`, however many updates wait.
+fn others_waiting(conn: &Connection, owner: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM telegram_updates INDEXED BY telegram_updates_waiting_owner
+                            WHERE owner < ?1 AND handled_at IS NULL AND dead_at IS NULL)
+                 OR EXISTS (SELECT 1 FROM telegram_updates INDEXED BY telegram_updates_waiting_owner
+                            WHERE owner > ?1 AND handled_at IS NULL AND dead_at IS NULL)",
+        )?
+        .query_row(params![owner], |row| row.get(0))?)
 }
 
 /// Takes for `owner` the waiting updates of `chats` (which it holds), oldest first: with

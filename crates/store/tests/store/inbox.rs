@@ -283,10 +283,11 @@ fn a_sqlite_database_at_schema_14_is_upgraded_with_its_updates_chats() {
     let path = dir.path().join("old.db");
     drop(genbot_store::SqliteStore::open(&path, 1).unwrap());
     {
-        // Back to schema 14: no chats, no claims.
+        // Back to schema 14: no chats, no claims (nor v16's index by owner).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE chat_claims;
+            "DROP INDEX telegram_updates_waiting_owner;
+             DROP TABLE chat_claims;
              DROP INDEX telegram_updates_waiting;
              ALTER TABLE telegram_updates DROP COLUMN chat_id;
              PRAGMA user_version = 14;",
