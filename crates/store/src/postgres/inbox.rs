@@ -273,7 +273,7 @@ impl PgStore {
         .await?;
         let done = sqlx::query(
             "UPDATE telegram_updates SET handled_at = now()
-             WHERE handled_at IS NULL AND update_id = ANY($1)",
+             WHERE handled_at IS NULL AND dead_at IS NULL AND update_id = ANY($1)",
         )
         .bind(ids)
         .execute(&mut *tx)

@@ -149,7 +149,7 @@ impl SqliteStore {
                 let done = conn
                     .prepare_cached(
                         "UPDATE telegram_updates SET handled_at = ?2
-                         WHERE handled_at IS NULL
+                         WHERE handled_at IS NULL AND dead_at IS NULL
                            AND update_id IN (SELECT value FROM json_each(?1))",
                     )?
                     .execute(params![ids, millis(Utc::now())])? as u64;
