@@ -55,7 +55,7 @@ pub use payments::{
     RefundState, StarPayment,
 };
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A named lease among replicas as it stands (e.g. the right to poll Telegram).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,7 @@ mod writer;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -53,13 +54,43 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// How a SQLite store's connections behave, beyond the file and the pool size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a connection waits on a lock held by another before the operation fails as
+    /// busy (transient). Readers never wait in WAL mode; this covers the writer meeting an
+    /// external process (a backup, `sqlite3`). Default 5 s; tests that hold such a lock on
+    /// purpose set it shorter so an outage of a few tries takes a second, not half a minute.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, migrates it, and opens
-    /// `read_connections` readers beside the one writer.
+    /// `read_connections` readers beside the one writer, with [`SqliteOptions::default`].
     ///
     /// # Errors
     /// The file cannot be opened or created, or a migration fails.
     pub fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
+        Self::open_with(path, read_connections, SqliteOptions::default())
+    }
+
+    /// As [`SqliteStore::open`], with `options`.
+    ///
+    /// # Errors
+    /// The file cannot be opened or created, or a migration fails.
+    pub fn open_with(
+        path: &Path,
+        read_connections: u32,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
                 backend: "sqlite",
@@ -67,7 +98,7 @@ impl SqliteStore {
                 reason: e.to_string(),
             })?;
         }
-        let mut writer_conn = connection::open(path, true)?;
+        let mut writer_conn = connection::open(path, true, options.busy_timeout)?;
         schema::migrate(&mut writer_conn)?;
         // The checkpoint thread copies the WAL on; the writer's own is only a backstop.
         writer_conn
@@ -81,11 +112,11 @@ impl SqliteStore {
                 location: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        let readers = ReadPool::open(path, read_connections.max(1))?;
+        let readers = ReadPool::open(path, read_connections.max(1), options.busy_timeout)?;
         Ok(SqliteStore {
             readers: Arc::new(readers),
             writer: Writer::spawn(writer_conn)?,
-            _checkpoints: checkpoint::Checkpointer::spawn(path)?,
+            _checkpoints: checkpoint::Checkpointer::spawn(path, options.busy_timeout)?,
             path: path.to_owned(),
         })
     }

@@ -97,8 +97,16 @@ pub async fn run(ctx: &Context) -> TestOutcome {
     out
 }
 
+/// How long each step of the ramp sends: `--duration`, at most 2 s with `--quick` and 5 s
+/// without (so the default durations, 2 and 10 s, give 2 and 5 s steps; a shorter
+/// `--duration` shortens the ramp too).
+pub(crate) fn step_length(ctx: &Context) -> Duration {
+    let longest = Duration::from_secs(if ctx.quick { 2 } else { 5 });
+    ctx.duration.min(longest)
+}
+
 async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError> {
-    let step_length = Duration::from_secs(if ctx.quick { 2 } else { 5 });
+    let step_length = step_length(ctx);
     let rates: &[f64] = if ctx.quick {
         &[100.0, 200.0, 400.0, 800.0, 1600.0]
     } else {

@@ -32,8 +32,11 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread checkpointing the database at `path`.
-    pub(super) fn spawn(path: &Path) -> Result<Self, StoreError> {
-        let conn = super::connection::open(path, true)?;
+    pub(super) fn spawn(
+        path: &Path,
+        busy_timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let conn = super::connection::open(path, true, busy_timeout)?;
         let (alive, stopped) = mpsc::channel::<()>();
         thread::Builder::new()
             .name("genbot-sqlite-checkpoint".into())

@@ -11,12 +11,13 @@ use tokio::sync::Semaphore;
 use crate::waiting::Waiting;
 use crate::{PoolStats, StoreError};
 
-/// How long a connection waits on a lock held by another before giving up. Readers never wait
-/// in WAL mode; this covers the writer meeting an external process (a backup, `sqlite3`).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Opens a connection with genbot's pragmas. `writer` selects the read-write role.
-pub(super) fn open(path: &Path, writer: bool) -> Result<Connection, StoreError> {
+/// Opens a connection with genbot's pragmas. `writer` selects the read-write role; a lock held
+/// by another is waited for up to `busy_timeout`.
+pub(super) fn open(
+    path: &Path,
+    writer: bool,
+    busy_timeout: Duration,
+) -> Result<Connection, StoreError> {
     let connect_error = |e: rusqlite::Error| StoreError::Connect {
         backend: "sqlite",
         location: path.display().to_string(),
@@ -27,7 +28,7 @@ pub(super) fn open(path: &Path, writer: bool) -> Result<Connection, StoreError> 
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(connect_error)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(connect_error)?;
+    conn.busy_timeout(busy_timeout).map_err(connect_error)?;
     // WAL: readers never block the writer nor each other. synchronous=NORMAL in WAL mode keeps
     // every commit safe from a process crash and fsyncs at checkpoints; a power loss can drop the
     // last commits but never corrupts the file. See `SqliteStore::durability`.
@@ -58,9 +59,9 @@ pub(super) struct ReadPool {
 }
 
 impl ReadPool {
-    pub(super) fn open(path: &Path, size: u32) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path, size: u32, busy_timeout: Duration) -> Result<Self, StoreError> {
         let connections = (0..size)
-            .map(|_| open(path, false))
+            .map(|_| open(path, false, busy_timeout))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ReadPool {
             connections: Mutex::new(connections),

@@ -13,7 +13,7 @@ use genbot_engine::replicate::PollPolicy;
 use genbot_engine::EngineConfig;
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
-use genbot_store::Store;
+use genbot_store::{SqliteOptions, SqliteStore, Store};
 use genbot_telegram::run::{Mode, WebhookSettings};
 use genbot_telegram::{Front, FrontConfig, SendLimits};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,9 @@ pub(crate) struct Options {
     pub(crate) webhook: bool,
     /// Make the Bot API mock answer 429 when the bot sends faster than Telegram allows.
     pub(crate) enforce_telegram_limits: bool,
+    /// The store's SQLite options (tests that hold the database's lock shorten its busy
+    /// timeout so a few failed tries take a second).
+    pub(crate) sqlite: SqliteOptions,
 }
 
 impl Default for Options {
@@ -55,11 +58,20 @@ impl Default for Options {
             },
             webhook: false,
             enforce_telegram_limits: false,
+            sqlite: SqliteOptions::default(),
         }
     }
 }
 
 impl Options {
+    /// These options with SQLite's busy timeout at `busy_timeout`.
+    pub(crate) fn busy_timeout(self, busy_timeout: Duration) -> Self {
+        Options {
+            sqlite: SqliteOptions { busy_timeout },
+            ..self
+        }
+    }
+
     /// The defaults with the per-user flood limit out of the way, for tests that send one user's
     /// many messages to see each one handled.
     pub(crate) fn without_flood_limit() -> Self {
@@ -122,8 +134,12 @@ pub(crate) async fn spawn_bot(options: Options) -> TestBot {
     .unwrap();
     let replicate = Arc::new(ReplicateMock::start(options.replicate).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let settings = settings(&telegram, &replicate, &dir.path().join(DATABASE_FILE));
+    let database = dir.path().join(DATABASE_FILE);
+    let settings = settings(&telegram, &replicate, &database);
+    // Opened here rather than from `DATABASE_URL` only to pass the SQLite options.
+    let store = SqliteStore::open_with(&database, settings.db_pool_size, options.sqlite).unwrap();
     let bot = BotAssembly::from_settings(&settings)
+        .with_store(Store::Sqlite(store))
         .with_engine(options.engine)
         .with_front(options.front)
         .with_poll(POLL)

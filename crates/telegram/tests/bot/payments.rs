@@ -297,21 +297,22 @@ async fn a_banned_user_can_neither_draw_nor_buy_until_unbanned() {
 /// the buyer gets the receipt and the charge is credited once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_reported_while_the_database_is_locked_is_recorded_when_it_is_back() {
-    let bot = spawn_bot(selling()).await;
+    // A 300 ms busy timeout, so a lock of 1.5 s fails the first tries.
+    let bot = spawn_bot(selling().busy_timeout(Duration::from_millis(300))).await;
     let ann = bot.telegram.user(2101, "Ann", Some("en"));
     say(&ann, "/start").await;
     let invoice = invoice_for(&ann, 10).await;
     let (ok, _, _) = pay(&ann, invoice).await;
     assert!(ok);
     let (charge, ..) = bot.telegram.charges()[0].clone();
-    // Locked for longer than the store's 5 s busy timeout: the first try fails.
+    // Locked for several times the store's busy timeout: the first tries fail.
     let path = bot.database_path();
     let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
     let lock = std::thread::spawn(move || {
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let _ = locked_tx.send(());
-        std::thread::sleep(std::time::Duration::from_secs(7));
+        std::thread::sleep(Duration::from_millis(1500));
         conn.execute_batch("ROLLBACK").unwrap();
     });
     locked_rx.await.unwrap();
@@ -398,8 +399,9 @@ fn checkout_answer(buyer: &SimUser) -> Option<(bool, Option<String>)> {
 
 /// Telegram cancels a payment whose pre-checkout query is not answered within 10 s. A burst of
 /// 200 checkouts while the database stalls is answered within that: after a 2 s stall each is
-/// accepted (and credited once), through a 12 s stall each is refused with the reason before
-/// Telegram gives up (nothing is charged). Before, a checkout waited for the inbox to record it
+/// accepted (and credited once), through a 7 s stall each is refused with the reason before
+/// Telegram gives up and while the database is still out (nothing is charged); a stall longer
+/// than that is answered the same, as the answer did not wait for the database. Before, a checkout waited for the inbox to record it
 /// (tries of SQLite's 5 s busy timeout) and then for the database again: none of the second
 /// burst was answered within 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,7 +431,7 @@ async fn checkouts_through_stalls(webhook: bool, mut first_id: i64) {
     let mut credited = Vec::new();
     for (stall, accepted) in [
         (Duration::from_secs(2), true),
-        (Duration::from_secs(12), false),
+        (Duration::from_secs(7), false),
     ] {
         let invoices = buyers_with_invoices(&bot, first_id, BURST).await;
         first_id += BURST as i64;
@@ -462,6 +464,12 @@ async fn checkouts_through_stalls(webhook: bool, mut first_id: i64) {
                 let error = error.unwrap_or_default();
                 assert!(error.contains("not charged"), "{error}");
             }
+        }
+        if !accepted {
+            assert!(
+                took < stall,
+                "refusals waited for the database to come back ({took:?} through a {stall:?} stall)"
+            );
         }
         if accepted {
             credited.extend(invoices.iter().map(|(buyer, _)| buyer.id()));
@@ -498,7 +506,11 @@ async fn checkouts_behind_a_message_waiting_for_the_database_are_answered_in_tim
     const BURST: usize = 20;
     let bot = spawn_bot(selling()).await;
     let invoices = buyers_with_invoices(&bot, 26_000, BURST).await;
-    let lock = stall_database(&bot, Duration::from_secs(12)).await;
+    // Longer than the budget of a checkout asked after the notice below (2 s in + 4 s), so
+    // the answers are refusals given while the database is still out.
+    const STALL: Duration = Duration::from_secs(8);
+    let lock = stall_database(&bot, STALL).await;
+    let stalled_until = Instant::now() + STALL;
     let talker = bot.telegram.user(25_999, "Talker", Some("en"));
     talker.send_text("/help");
     // Told that the message is delayed: the poller is stuck recording the batch it is in.
@@ -526,12 +538,17 @@ async fn checkouts_behind_a_message_waiting_for_the_database_are_answered_in_tim
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (done, took) = (answered(), asked.elapsed());
+    let during_stall = Instant::now() < stalled_until;
     tokio::task::spawn_blocking(move || lock.join().unwrap())
         .await
         .unwrap();
     assert_eq!(
         done, BURST,
         "checkouts behind a message waiting for the database answered within 10 s"
+    );
+    assert!(
+        during_stall,
+        "the checkouts waited for the database to come back (answered within {took:?})"
     );
     eprintln!("{BURST} checkouts behind a recording batch answered within {took:?}");
     // Once the database is back the message is answered, and the checkouts, which getUpdates

@@ -53,7 +53,14 @@ pub(super) async fn operation_simulation(
         (Some(c), Some(r)) => Some(c.min(r)),
         (one, other) => one.or(other),
     };
-    let span = if ctx.quick { 6.0 } else { 60.0 };
+    // Seconds of load: three `--duration`s, at most 6 s, with `--quick`; six, at most 60 s,
+    // without (the default durations, 2 and 10 s, give 6 and 60 s).
+    let duration = ctx.duration.as_secs_f64();
+    let span = if ctx.quick {
+        (3.0 * duration).min(6.0)
+    } else {
+        (6.0 * duration).min(60.0)
+    };
     let jobs = bound.map_or(40, |b| ((b * span).ceil() as u32).clamp(20, 2_000));
     bot.replicate.reconfigure(ReplicateMockConfig {
         median_latency: median,

@@ -11,8 +11,8 @@ use genbot_mocks::telegram::SimUser;
 use crate::blackbox::scenario::{fill, Action, Answer};
 use crate::blackbox::BlackBox;
 use crate::checks::system_limits::{
-    breaks_slo, chart_points, grade_knee, ChartPoint, Ramp, DRAIN, SECONDS_PER_UPDATE_PER_USER,
-    SLO_ERRORS, SLO_P99_MS,
+    breaks_slo, chart_points, grade_knee, step_length, ChartPoint, Ramp, DRAIN,
+    SECONDS_PER_UPDATE_PER_USER, SLO_ERRORS, SLO_P99_MS,
 };
 use crate::context::Context;
 use crate::histogram::Latencies;
@@ -50,7 +50,7 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
         ));
     };
     let mut out = TestOutcome::new(test, ctx.lang);
-    let step_length = Duration::from_secs(if ctx.quick { 2 } else { 5 });
+    let step_length = step_length(ctx);
     let rates: &[f64] = if ctx.quick {
         &[25.0, 50.0, 100.0, 200.0, 400.0, 800.0]
     } else {
