@@ -266,6 +266,13 @@ mod tests {
             "{note}"
         );
         assert_eq!(unmeasured_note(&ready, Lang::En), None);
+        // The score's own line says so too: the terminal shows it without the note.
+        let line = crate::report::score_text(&half, Lang::En);
+        assert!(
+            line.contains("3 of 6") && !line.contains("ready for production"),
+            "{line}"
+        );
+        assert!(crate::report::score_text(&ready, Lang::En).contains("ready for production"));
         let nothing = Readiness::score(seed, &[]);
         assert_eq!((nothing.percent, nothing.band), (None, None));
 

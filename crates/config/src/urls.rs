@@ -235,7 +235,7 @@ fn is_secret_parameter(name: &str) -> bool {
     .any(|part| name.contains(part))
         || matches!(
             name.as_str(),
-            "key" | "apikey" | "api_key" | "access_key" | "sslkey"
+            "key" | "apikey" | "api_key" | "access_key" | "sslkey" | "sslcert" | "sig"
         )
 }
 
@@ -366,6 +366,8 @@ mod tests {
             ("redis://:pw-only@127.0.0.1:6379/0", "pw-only"),
             ("postgres://h/db?user=bot&Password=Mixed", "Mixed"),
             ("redis://h/0?token=abc-def", "abc-def"),
+            ("https://h/hook?secret=A&sig=LEAK", "LEAK"),
+            ("postgres://h/db?sslcert=/keys/client.pem", "client.pem"),
         ] {
             let url = RedactedUrl::new(Url::parse(text).unwrap());
             let shown = format!("{url} {url:?}");

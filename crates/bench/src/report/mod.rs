@@ -236,9 +236,21 @@ pub(crate) fn monitoring_line(m: &crate::monitor::MonitorSummary, lang: Lang) ->
     }
 }
 
-/// `85.7 % — partly ready…`, or "not measured" when the run measured none of its criteria.
+/// `85.7 % — partly ready…`, or "not measured" when the run measured none of its criteria. A
+/// run that measured only some says so in the same line: no verdict from tests not run.
 pub fn score_text(readiness: &crate::readiness::Readiness, lang: Lang) -> String {
+    let all = readiness.criteria.len();
     match (readiness.percent, readiness.band) {
+        (Some(percent), Some(_)) if readiness.measured < all => match lang {
+            Lang::En => format!(
+                "{percent:.1} % over the {} of {all} criteria measured — no verdict on readiness (`genbot bench all` measures all {all})",
+                readiness.measured
+            ),
+            Lang::Ru => format!(
+                "{percent:.1} % по {} из {all} измеренных критериев — без вердикта о готовности (`genbot bench all` измеряет все {all})",
+                readiness.measured
+            ),
+        },
         (Some(percent), Some(band)) => format!("{percent:.1} % — {}", band_text(band, lang)),
         _ => not_measured(lang).to_owned(),
     }

@@ -198,12 +198,10 @@ pub(crate) async fn paid(
         &payment.currency,
         payment.total_amount,
         &payment.invoice_payload,
-    )
-    .filter(|package| offered(front, *package));
-    // Only a package on offer is credited: the pre-checkout answer refused any other, so one
-    // here was forged (or STARS_PACKAGES changed in the seconds between the two). A payment
-    // that does not match a package on offer is still recorded (zero credits), so it can be
-    // refunded.
+    );
+    // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since; a
+    // payment that does not match its invoice's package is still recorded (zero credits), so
+    // it can be refunded.
     let credits = package.map_or(0, |p| i64::from(p.credits));
     let new = NewStarPayment {
         charge_id: charge.clone(),
