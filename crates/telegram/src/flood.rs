@@ -16,6 +16,8 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::Timelike;
+
 use teloxide::payloads::AnswerCallbackQuerySetters;
 use teloxide::requests::Requester;
 use teloxide::types::{CallbackQueryId, Update, UpdateKind, User};
@@ -26,6 +28,17 @@ use crate::Front;
 /// A flooding user is told at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 impl Intake {
+    /// Catching up from now (this process receives again after nobody may have): messages
+    /// dated before this second are a backlog; those of this very second are live (Telegram
+    /// dates in whole seconds), so a flood that starts with the process is limited.
+    pub(crate) fn catching_up() -> Intake {
+        let now = chrono::Utc::now();
+        Intake::CatchingUp {
+            before: now.with_nanosecond(0).unwrap_or(now),
+            since: Instant::now(),
+        }
+    }
+
     /// Whether an update dated `dated` (a message's date; `None` for what has none) is part
     /// of the outage's backlog; see [`Front::within_flood_limit`].
     fn is_backlog(&mut self, dated: Option<chrono::DateTime<chrono::Utc>>) -> bool {
@@ -55,7 +68,8 @@ const CATCH_UP_AT_MOST: Duration = Duration::from_secs(300);
 /// Where the intake stands with the database. During an outage nothing can be recorded, and
 /// Telegram sends again what it was refused (webhook) or holds what comes (polling): dropping
 /// any of it as flood would lose messages sent once. After it, what Telegram held arrives at
-/// once; it is the outage's backlog, told by its date, not a flood.
+/// once; it is the outage's backlog, told by its date, not a flood. So is what Telegram held
+/// while nobody received it: before this process started, or before it took over polling.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Intake {
     Live,
@@ -134,11 +148,19 @@ impl Front {
     pub(crate) fn intake_recorded(&self) {
         let mut intake = self.inner.intake.lock();
         if matches!(*intake, Intake::Outage) {
+            // Messages of the second the outage ended in were held too (their senders were
+            // told they are delayed): all of that second is backlog.
             *intake = Intake::CatchingUp {
                 before: chrono::Utc::now(),
                 since: Instant::now(),
             };
         }
+    }
+
+    /// This replica (again) receives what Telegram sends, after a time in which nobody may
+    /// have: at start, or on taking over polling.
+    pub(crate) fn intake_resumed(&self) {
+        *self.inner.intake.lock() = Intake::catching_up();
     }
 
     /// Whether `update` is part of an outage's backlog: received during the outage, or a message
@@ -223,6 +245,20 @@ mod tests {
         // even one whose later messages Telegram happened to date earlier.
         assert!(!intake.is_backlog(Some(ended + TimeDelta::seconds(1))));
         assert!(!intake.is_backlog(Some(held)));
+        assert!(matches!(intake, Intake::Live));
+    }
+
+    #[test]
+    fn at_start_what_was_held_is_a_backlog_and_this_seconds_messages_are_live() {
+        let mut intake = Intake::catching_up();
+        let Intake::CatchingUp { before, .. } = intake else {
+            panic!("{intake:?}");
+        };
+        assert!(intake.is_backlog(Some(before - TimeDelta::seconds(1))));
+        assert!(
+            !intake.is_backlog(Some(before)),
+            "a message dated this second (Telegram's dates are whole seconds) is live"
+        );
         assert!(matches!(intake, Intake::Live));
     }
 

@@ -280,6 +280,8 @@ impl Poll {
                         replica = owner,
                         "this replica now polls Telegram (the others stand by)"
                     );
+                    // What Telegram held while nobody polled is a backlog, not a flood.
+                    self.front.intake_resumed();
                 }
                 self.polling_since = Some(tokio::time::Instant::now());
                 true
@@ -537,6 +539,8 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
                 tracing::warn!(error = %e, retry_in = ?pause, "recording updates failed; trying again (they stay unconfirmed at Telegram meanwhile)");
             }
             Err(e) => {
+                // Refused for good, not an outage: the limit applies again.
+                front.intake_recorded();
                 tracing::error!(error = %e, updates = known.len(), "the database refused to record updates; handled unrecorded (a crash now would lose them)");
                 let mut refused: Vec<Update> = known.into_values().collect();
                 refused.extend(unrecordable);

@@ -252,7 +252,8 @@ impl Front {
                     Quota::per_second(per_sec).allow_burst(burst),
                 ),
                 warned: Mutex::new(HashMap::new()),
-                intake: Mutex::new(flood::Intake::Live),
+                // What Telegram held while the bot was down is a backlog, not a flood.
+                intake: Mutex::new(flood::Intake::catching_up()),
                 handled: Mutex::new(Vec::new()),
                 me: tokio::sync::OnceCell::new(),
                 broadcasts: tokio::sync::Notify::new(),

@@ -167,7 +167,9 @@ pub(crate) async fn receive(
             StatusCode::OK
         }
         Err(e) => {
-            front.intake_refused();
+            if e.is_transient() {
+                front.intake_refused();
+            }
             tracing::warn!(update_id = id, error = %e, "recording a webhook update failed; Telegram will send it again");
             StatusCode::SERVICE_UNAVAILABLE
         }
