@@ -57,18 +57,7 @@ async fn while_the_database_is_out_each_sender_is_told_once_in_their_language() 
 
     // The database refuses every write (a lock held from outside, past the store's 5 s busy
     // timeout per try) until the test lets go: an outage as the bot sees it.
-    let path = bot.database_path();
-    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let lock = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        let _ = locked_tx.send(());
-        // Released when told, or when the test has failed and dropped its sender.
-        let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        conn.execute_batch("ROLLBACK").unwrap();
-    });
-    locked_rx.await.unwrap();
+    let outage = Outage::begin(&bot).await;
     let out_since = Instant::now();
     ann.send_text("/balance");
     boris.send_text("/help");
@@ -111,10 +100,7 @@ async fn while_the_database_is_out_each_sender_is_told_once_in_their_language() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    release_tx.send(()).unwrap();
-    tokio::task::spawn_blocking(move || lock.join().unwrap())
-        .await
-        .unwrap();
+    outage.end().await;
 
     // Back: everything answered (notice + two answers each), and still one notice each.
     for (user, before) in [(&ann, ann_before), (&boris, boris_before)] {
@@ -200,17 +186,7 @@ async fn messages_held_during_an_outage_are_not_dropped_as_a_flood() {
     let ann = bot.telegram.user(9101, "Ann", Some("en"));
     say(&ann, "/start").await;
     let before = texts(&ann);
-    let path = bot.database_path();
-    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let lock = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        let _ = locked_tx.send(());
-        let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        conn.execute_batch("ROLLBACK").unwrap();
-    });
-    locked_rx.await.unwrap();
+    let outage = Outage::begin(&bot).await;
     // The first waits for the database in the poller's batch; the rest wait at Telegram.
     ann.send_text("/help 0");
     ann.wait_for(WAIT, |t| !notices_in(t).is_empty())
@@ -219,10 +195,7 @@ async fn messages_held_during_an_outage_are_not_dropped_as_a_flood() {
     for n in 1..SENT {
         ann.send_text(&format!("/help {n}"));
     }
-    release_tx.send(()).unwrap();
-    tokio::task::spawn_blocking(move || lock.join().unwrap())
-        .await
-        .unwrap();
+    outage.end().await;
     // The notice and an answer to each.
     ann.wait_for(WAIT, |t| texts_in(t) >= before + 1 + SENT)
         .await
@@ -234,4 +207,37 @@ async fn messages_held_during_an_outage_are_not_dropped_as_a_flood() {
             )
         });
     assert_eq!(bot.front.metrics().dropped_flood(), 0);
+}
+
+/// A lock on the bot's SQLite file held from outside until [`Outage::end`]: the database
+/// refuses every write meanwhile, as in an outage.
+struct Outage {
+    release: std::sync::mpsc::Sender<()>,
+    lock: std::thread::JoinHandle<()>,
+}
+
+impl Outage {
+    async fn begin(bot: &crate::helpers::TestBot) -> Outage {
+        let path = bot.database_path();
+        let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let lock = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            let _ = locked_tx.send(());
+            // Released when told, or when the test has failed and dropped its sender.
+            let _ = released.recv_timeout(Duration::from_secs(30));
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        locked_rx.await.unwrap();
+        Outage { release, lock }
+    }
+
+    async fn end(self) {
+        self.release.send(()).unwrap();
+        let lock = self.lock;
+        tokio::task::spawn_blocking(move || lock.join().unwrap())
+            .await
+            .unwrap();
+    }
 }
