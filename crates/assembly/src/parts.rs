@@ -11,16 +11,20 @@ use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
 use genbot_engine::replicate::webhook::WebhookSecret;
 use genbot_engine::replicate::{PollPolicy, ReplicateClient, WebhookSettings};
 use genbot_engine::{Engine, EngineConfig, JobEvent};
-use genbot_store::{Store, StoreError};
+use genbot_store::{PgOptions, Store, StoreError};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::AssemblyError;
 
-/// Opens `DATABASE_URL` with `DB_POOL_SIZE` connections.
+/// Opens `DATABASE_URL` with `DB_POOL_SIZE` connections, a PostgreSQL pool waiting
+/// `DB_CONNECT_TIMEOUT_SECONDS` for one.
 pub(crate) async fn connect(settings: &Settings) -> Result<Store, StoreError> {
-    Store::connect(&settings.database_url, settings.db_pool_size).await
+    let pg = PgOptions {
+        acquire_timeout: settings.db_connect_timeout,
+    };
+    Store::connect_with(&settings.database_url, settings.db_pool_size, pg).await
 }
 
 /// Longest pause between two tries of an unreachable database.

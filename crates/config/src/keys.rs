@@ -13,6 +13,7 @@ pub enum Key {
     ReplicateApiUrl,
     DatabaseUrl,
     DbPoolSize,
+    DbConnectTimeoutSeconds,
     RedisUrl,
     RedisKeyPrefix,
     CacheTtlSeconds,
@@ -40,13 +41,14 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order `config check` prints them.
-    pub const ALL: [Key; 29] = [
+    pub const ALL: [Key; 30] = [
         Key::TelegramBotToken,
         Key::TelegramApiUrl,
         Key::ReplicateApiToken,
         Key::ReplicateApiUrl,
         Key::DatabaseUrl,
         Key::DbPoolSize,
+        Key::DbConnectTimeoutSeconds,
         Key::RedisUrl,
         Key::RedisKeyPrefix,
         Key::CacheTtlSeconds,
@@ -81,6 +83,7 @@ impl Key {
             Key::ReplicateApiUrl => "REPLICATE_API_URL",
             Key::DatabaseUrl => "DATABASE_URL",
             Key::DbPoolSize => "DB_POOL_SIZE",
+            Key::DbConnectTimeoutSeconds => "DB_CONNECT_TIMEOUT_SECONDS",
             Key::RedisUrl => "REDIS_URL",
             Key::RedisKeyPrefix => "REDIS_KEY_PREFIX",
             Key::CacheTtlSeconds => "CACHE_TTL_SECONDS",
@@ -128,6 +131,7 @@ impl Key {
             Key::ReplicateApiUrl => Some("https://api.replicate.com"),
             Key::DatabaseUrl => Some("sqlite://genbot.db"),
             Key::DbPoolSize => Some("8"),
+            Key::DbConnectTimeoutSeconds => Some("10"),
             Key::RedisKeyPrefix => Some("genbot:"),
             Key::CacheTtlSeconds => Some("300"),
             Key::CacheMaxEntries => Some("100000"),
@@ -151,6 +155,9 @@ impl Key {
             Key::ReplicateApiUrl => "Replicate API base URL (the mock in tests)",
             Key::DatabaseUrl => "sqlite://PATH (embedded default) or postgres://…",
             Key::DbPoolSize => "database connections in the pool",
+            Key::DbConnectTimeoutSeconds => {
+                "PostgreSQL: longest wait for a connection (each try at start, a busy pool later)"
+            }
             Key::RedisUrl => "redis://… ; unset = in-process cache",
             Key::RedisKeyPrefix => {
                 "start of every Redis key (cache, shared rate limit): deployments sharing one Redis use different ones"

@@ -31,6 +31,8 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// `DB_POOL_SIZE`.
     pub db_pool_size: u32,
+    /// `DB_CONNECT_TIMEOUT_SECONDS`: PostgreSQL's pool acquire timeout.
+    pub db_connect_timeout: Duration,
     /// `REDIS_URL`; `None` selects the in-process cache.
     pub redis_url: Option<RedactedUrl>,
     /// `REDIS_KEY_PREFIX`: every Redis key starts with it.
@@ -265,6 +267,7 @@ impl Settings {
             replicate_api_url: http_url(Key::ReplicateApiUrl, required(Key::ReplicateApiUrl))?,
             database_url,
             db_pool_size: as_u32(int(Key::DbPoolSize, 1, 1_000)?),
+            db_connect_timeout: Duration::from_secs(int(Key::DbConnectTimeoutSeconds, 1, 600)?),
             redis_url,
             redis_key_prefix,
             cache_ttl: Duration::from_secs(int(Key::CacheTtlSeconds, 1, 30 * 86_400)?),
@@ -360,6 +363,7 @@ impl Settings {
             Key::JobLeaseSeconds => self.job_lease.as_secs().to_string(),
             Key::JobHeartbeatSeconds => self.job_heartbeat.as_secs().to_string(),
             Key::ShutdownGraceSeconds => self.shutdown_grace.as_secs().to_string(),
+            Key::DbConnectTimeoutSeconds => self.db_connect_timeout.as_secs().to_string(),
             Key::TelegramSendsPerSecond => self.telegram_sends_per_sec.to_string(),
             Key::ReplicateWebhookUrl => self.replicate_webhook_url.as_ref().map_or_else(
                 || "(unset: polling)".into(),
@@ -406,6 +410,7 @@ impl std::fmt::Debug for Settings {
             replicate_api_url,
             database_url,
             db_pool_size,
+            db_connect_timeout,
             redis_url,
             redis_key_prefix,
             cache_ttl,
@@ -440,6 +445,7 @@ impl std::fmt::Debug for Settings {
             .field("replicate_api_url", &url(replicate_api_url))
             .field("database_url", database_url)
             .field("db_pool_size", db_pool_size)
+            .field("db_connect_timeout", db_connect_timeout)
             .field("redis_url", redis_url)
             .field("redis_key_prefix", redis_key_prefix)
             .field("cache_ttl", cache_ttl)

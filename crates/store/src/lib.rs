@@ -54,7 +54,7 @@ pub use payments::{
     Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
     RefundState, StarPayment,
 };
-pub use postgres::PgStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A named lease among replicas as it stands (e.g. the right to poll Telegram).
@@ -92,6 +92,18 @@ impl Store {
     /// [`StoreError::Connect`] when the database cannot be opened or reached,
     /// [`StoreError::Migration`] when the schema cannot be brought up to date.
     pub async fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Store, StoreError> {
+        Store::connect_with(url, pool_size, PgOptions::default()).await
+    }
+
+    /// As [`Store::connect`], with `pg` for a PostgreSQL pool (ignored for SQLite).
+    ///
+    /// # Errors
+    /// As [`Store::connect`].
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        pg: PgOptions,
+    ) -> Result<Store, StoreError> {
         match url {
             DatabaseUrl::Sqlite { path } => {
                 let path = path.clone();
@@ -107,7 +119,7 @@ impl Store {
                 Ok(Store::Sqlite(store))
             }
             DatabaseUrl::Postgres(url) => {
-                Ok(Store::Postgres(PgStore::connect(url, pool_size).await?))
+                Ok(Store::Postgres(PgStore::connect(url, pool_size, pg).await?))
             }
         }
     }

@@ -34,6 +34,24 @@ use crate::{
     StoreError, User, UserId,
 };
 
+/// How a PostgreSQL store's pool behaves, beyond the URL and the pool size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgOptions {
+    /// How long getting a connection may take: at start, one try of an unreachable server
+    /// (sqlx retries within it, so a refused connection still takes all of it); later, a query
+    /// waiting for a busy pool. Default 10 s (`DB_CONNECT_TIMEOUT_SECONDS`); the test of
+    /// waiting for an unreachable server sets 1 s so each try is not 10 s of the suite.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Users and jobs in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -48,8 +66,13 @@ impl PgStore {
     /// Connects with a pool of `pool_size` connections and migrates the schema.
     ///
     /// # Errors
-    /// The server cannot be reached within 10 s, refuses the login, or a migration fails.
-    pub async fn connect(url: &RedactedUrl, pool_size: u32) -> Result<Self, StoreError> {
+    /// The server cannot be reached within `pg.acquire_timeout`, refuses the login, or a
+    /// migration fails.
+    pub async fn connect(
+        url: &RedactedUrl,
+        pool_size: u32,
+        pg: PgOptions,
+    ) -> Result<Self, StoreError> {
         let options: PgConnectOptions =
             url.expose()
                 .parse()
@@ -58,10 +81,11 @@ impl PgStore {
                     location: url.to_string(),
                     reason: e.to_string(),
                 })?;
-        PgStore::connect_with(options, pool_size, &url.to_string()).await
+        PgStore::open(options, pool_size, &url.to_string(), pg).await
     }
 
-    /// Connects with explicit options (tests use this to select a schema).
+    /// Connects with explicit options (tests use this to select a schema) and
+    /// [`PgOptions::default`].
     ///
     /// # Errors
     /// As [`PgStore::connect`].
@@ -70,9 +94,18 @@ impl PgStore {
         pool_size: u32,
         shown_location: &str,
     ) -> Result<Self, StoreError> {
+        PgStore::open(options, pool_size, shown_location, PgOptions::default()).await
+    }
+
+    async fn open(
+        options: PgConnectOptions,
+        pool_size: u32,
+        shown_location: &str,
+        pg: PgOptions,
+    ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(pg.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Connect {

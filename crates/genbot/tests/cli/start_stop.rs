@@ -26,18 +26,21 @@ fn texts(user: &SimUser) -> usize {
 async fn an_unreachable_postgres_is_waited_for_at_start() {
     let (telegram, replicate) = default_mocks().await;
     let (_held, closed) = crate::closed_port();
+    // Each try takes the pool's acquire timeout (sqlx retries a refused connection within
+    // it): 1 s instead of the default 10 s lets the test see two tries, i.e. the wait goes on.
     let mut bot = Bot::new(
         &telegram,
         &replicate,
         &format!("postgres://genbot:pg-secret-pw@127.0.0.1:{closed}/genbot"),
-    );
+    )
+    .with("DB_CONNECT_TIMEOUT_SECONDS", "1");
     let log = bot.start_logged();
-    // Each try takes the pool's connect timeout, so one line is waited for; a build that gave
-    // up after it would not end with "stopped before the database answered" and exit 0.
+    // Two lines: a build that gave up after the first try would not log a second, nor end with
+    // "stopped before the database answered" and exit 0.
     wait_until(
-        "a \"waiting for the database\" line",
+        "two \"waiting for the database\" lines",
         Duration::from_secs(30),
-        || async { log.count("waiting for the database") >= 1 },
+        || async { log.count("waiting for the database") >= 2 },
     )
     .await;
     assert!(
