@@ -98,6 +98,70 @@ async fn a_busy_group_never_holds_up_private_answers() {
     );
 }
 
+/// A group whose every message is answered and so waits for the group's 20 a minute (1,400
+/// members each sending `/img@bot` without a prompt once): its handlers take 3 s each, so its
+/// worker's queue (1024) would fill and the dispatcher wait on it, leaving everyone
+/// unanswered. The per-chat backlog cap sheds the group's excess instead: private users are
+/// answered within 2 s, and updates were shed. (The `/help` flood above is answered once a
+/// minute, so its handlers are quick and never meet the cap; this one does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_slow_answers_is_shed_beyond_its_backlog() {
+    const MEMBERS: i64 = 1_400;
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            send_limits: genbot_telegram::SendLimits::TELEGRAM,
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let group = bot.telegram.group(-1_003_100, "Slow");
+    for n in 0..MEMBERS {
+        let member = bot
+            .telegram
+            .user(9_000_000 + n, &format!("s{n}"), Some("en"));
+        group.send_text(&member, "/img@genbot_mock_bot").unwrap();
+    }
+    // Until the first is shed the group's backlog is still filling; a build without the cap
+    // sheds none, and by the deadline its worker's queue has long been full.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bot.front.metrics().updates_shed() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let private: Vec<_> = (0..5)
+        .map(|n| {
+            bot.telegram
+                .user(9_100_000 + n, &format!("q{n}"), Some("en"))
+        })
+        .collect();
+    for round in 0..2 {
+        for user in &private {
+            let asked = Instant::now();
+            let seen = user.transcript().len();
+            user.send_text("/start");
+            user.wait_for(Duration::from_secs(2), |t| {
+                t[seen..].iter().any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "round {round}: user {} unanswered after {:?} beside a group of slow answers \
+                     ({} shed)",
+                    user.id(),
+                    asked.elapsed(),
+                    bot.front.metrics().updates_shed()
+                )
+            });
+        }
+    }
+    let shed = bot.front.metrics().updates_shed();
+    assert!(
+        shed >= 1,
+        "nothing shed of {MEMBERS} slow group updates: the group's backlog is not capped"
+    );
+}
+
 /// Button data a client can forge: a model that does not exist, settings, unknown data, on a
 /// message in a group. Each press is answered to the presser alone and no message changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
