@@ -145,6 +145,9 @@ async fn a_burst_beyond_the_flood_limit_is_dropped_at_intake_and_told_once() {
         send_limits: genbot_telegram::SendLimits::TELEGRAM,
         // Every prompt is refused for want of credits: one text answer each.
         initial_credits: 0,
+        // A burst of 3 (production's is 10): the admitted answers come at the chat's one a
+        // second, so each one fewer is a second less of the test, and 300 is as far beyond.
+        user_burst: 3,
         ..defaults.front
     };
     let allowed = u64::from(front.user_burst) + 1;
