@@ -138,6 +138,11 @@ pub struct UsersPerMinute {
     /// Messages and edits the bot sent per user session of the scenario as run (answers,
     /// progress, photos, invoices), measured at the Bot API mock.
     pub sends_per_user: f64,
+    /// Which limit binds, when the system-limits ramp measured the bot's own
+    /// (`max_rps`): `telegram_sends` when the bot answers more updates a second within the SLO
+    /// than Telegram takes messages (each answer is at least one message, so the budget, not
+    /// the bot's `max_concurrent_users`, sets how many users it serves), `bot` otherwise.
+    pub binds: Option<&'static str>,
 }
 
 /// One part's ceiling on generations per second.
@@ -390,13 +395,21 @@ fn forecast(outcomes: &[TestOutcome], ctx: &Context) -> Forecast {
         .filter_map(|id| find(outcomes, id))
         .find_map(|o| o.get("sends_per_job"));
     forecast.ceilings = ceilings(outcomes, ctx, forecast.sends_per_job);
-    forecast.users_per_minute = users_per_minute(outcomes, ctx.settings.telegram_sends_per_sec);
+    forecast.users_per_minute = users_per_minute(
+        outcomes,
+        ctx.settings.telegram_sends_per_sec,
+        forecast.max_rps,
+    );
     forecast
 }
 
 /// Users a minute the send budget sustains, from the concurrent-users run under the budget:
 /// `genbot serve`'s figures on the embedded default, the black-box bot's otherwise.
-fn users_per_minute(outcomes: &[TestOutcome], sends_per_s: u32) -> Option<UsersPerMinute> {
+fn users_per_minute(
+    outcomes: &[TestOutcome],
+    sends_per_s: u32,
+    max_rps: Option<f64>,
+) -> Option<UsersPerMinute> {
     let test = find(outcomes, TestId::ConcurrentUsers).filter(|o| o.applies())?;
     let served = format!("{}sends_per_user", checks::served_users::PREFIX);
     let sends_per_user = test
@@ -407,6 +420,13 @@ fn users_per_minute(outcomes: &[TestOutcome], sends_per_s: u32) -> Option<UsersP
         users: f64::from(sends_per_s) * 60.0 / sends_per_user,
         sends_per_s,
         sends_per_user,
+        binds: max_rps.filter(|r| r.is_finite()).map(|rps| {
+            if rps > f64::from(sends_per_s) {
+                "telegram_sends"
+            } else {
+                "bot"
+            }
+        }),
     })
 }
 
@@ -496,8 +516,9 @@ mod tests {
         // `genbot serve`'s figure on the embedded default: 30 a second × 60 ÷ 12 a session.
         let mut served = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
         served.metric("serve_sends_per_user", 12.0);
-        let f = users_per_minute(&[served], 30).expect("measured");
+        let f = users_per_minute(&[served], 30, None).expect("measured");
         assert!((f.users - 150.0).abs() < 1e-9, "{f:?}");
+        assert_eq!(f.binds, None, "no ramp measured: nothing to compare");
         assert_eq!((f.sends_per_s, f.sends_per_user), (30, 12.0));
         let forecast = Forecast {
             users_per_minute: Some(f),
@@ -511,11 +532,37 @@ mod tests {
         // A black-box bot's own run under the budget.
         let mut black_box = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
         black_box.metric("sends_per_user", 9.0);
-        let f = users_per_minute(&[black_box], 30).expect("measured");
+        let f = users_per_minute(&[black_box], 30, None).expect("measured");
         assert!((f.users - 200.0).abs() < 1e-9, "{f:?}");
         // Nothing sent under the budget (the in-process crowd alone): nothing to state.
         let capacity_only = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
-        assert_eq!(users_per_minute(&[capacity_only], 30), None);
+        assert_eq!(users_per_minute(&[capacity_only], 30, None), None);
+    }
+
+    #[test]
+    fn the_forecast_says_which_limit_binds_the_users_served() {
+        let mut served = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        served.metric("serve_sends_per_user", 8.0);
+        // The bot answers 1600 updates/s (8000 users at one update per 5 s); Telegram takes 30
+        // messages/s: the budget binds.
+        let f =
+            users_per_minute(std::slice::from_ref(&served), 30, Some(1600.0)).expect("measured");
+        assert_eq!(f.binds, Some("telegram_sends"));
+        let forecast = Forecast {
+            users_per_minute: Some(f),
+            max_rps: Some(1600.0),
+            max_concurrent_users: Some(8000.0),
+            ..Forecast::default()
+        };
+        let (_, value) = crate::report::users_per_minute_row(&forecast, Lang::En).expect("a row");
+        assert!(
+            value.contains("Telegram's send budget binds, not the bot")
+                && value.contains("8000 concurrent users"),
+            "{value}"
+        );
+        // A bot slower than the budget binds itself.
+        let f = users_per_minute(&[served], 30, Some(12.0)).expect("measured");
+        assert_eq!(f.binds, Some("bot"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use genbot_mocks::replicate::ReplicateMockConfig;
-use genbot_mocks::telegram::SimUser;
+use genbot_mocks::telegram::{SimUser, TelegramMock};
 use genbot_telegram::FrontConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -287,7 +287,7 @@ async fn run_step(
         }
         _ => f64::NAN,
     };
-    drain(rig, answered_before, started, count).await;
+    drain(&rig.telegram, answered_before, started, count).await;
     let after = rig.telegram.stats();
     let answered = after.answer_latencies.len() - answered_before;
     let mut latency = Latencies::new();
@@ -315,9 +315,10 @@ async fn run_step(
 
 /// Waits for the step's stragglers: until each of the `count` updates the step sent from
 /// `started` on (answers from index `from` on) is answered, for at most [`DRAIN`]. A step the
-/// bot keeps up with ends at once; one it does not gets the whole drain, as before.
-async fn drain(rig: &BotRig, from: usize, started: Instant, count: u64) {
-    let answers = rig.telegram.answers();
+/// bot keeps up with ends at once; one it does not gets the whole drain, as before. The
+/// black-box ramp waits the same way.
+pub(crate) async fn drain(telegram: &TelegramMock, from: usize, started: Instant, count: u64) {
+    let answers = telegram.answers();
     let deadline = tokio::time::Instant::now() + DRAIN;
     loop {
         let answered = answers

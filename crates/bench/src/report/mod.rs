@@ -273,6 +273,31 @@ pub(crate) fn users_per_minute_row(
     lang: Lang,
 ) -> Option<(String, String)> {
     let f = forecast.users_per_minute.as_ref()?;
+    let binds = match (f.binds, forecast.max_rps, forecast.max_concurrent_users, lang) {
+        (Some("telegram_sends"), Some(rps), users, Lang::En) => format!(
+            "; Telegram's send budget binds, not the bot: the bot answers {} updates/s within the SLO{} but Telegram takes {} messages/s",
+            number(rps),
+            users.map_or_else(String::new, |u| format!(" ({} concurrent users)", number(u))),
+            f.sends_per_s
+        ),
+        (Some("telegram_sends"), Some(rps), users, Lang::Ru) => format!(
+            "; ограничивает бюджет отправок Telegram, а не бот: бот отвечает на {} обновлений/с в пределах SLO{}, а Telegram принимает {} сообщений/с",
+            number(rps),
+            users.map_or_else(String::new, |u| format!(" ({} одновременных пользователей)", number(u))),
+            f.sends_per_s
+        ),
+        (Some("bot"), Some(rps), _, Lang::En) => format!(
+            "; the bot binds before Telegram's budget: it answers {} updates/s within the SLO, Telegram takes {} messages/s",
+            number(rps),
+            f.sends_per_s
+        ),
+        (Some("bot"), Some(rps), _, Lang::Ru) => format!(
+            "; бот ограничивает раньше бюджета Telegram: он отвечает на {} обновлений/с в пределах SLO, Telegram принимает {} сообщений/с",
+            number(rps),
+            f.sends_per_s
+        ),
+        _ => String::new(),
+    };
     Some((
         pick(
             lang,
@@ -282,11 +307,11 @@ pub(crate) fn users_per_minute_row(
         .to_owned(),
         match lang {
             Lang::En => format!(
-                "{} (TELEGRAM_SENDS_PER_SECOND {} × 60 ÷ {} messages the bot sent per user session of the concurrent-users scenario, measured under the budget)",
+                "{} (TELEGRAM_SENDS_PER_SECOND {} × 60 ÷ {} messages the bot sent per user session of the concurrent-users scenario, measured under the budget){binds}",
                 number(f.users), f.sends_per_s, number(f.sends_per_user)
             ),
             Lang::Ru => format!(
-                "{} (TELEGRAM_SENDS_PER_SECOND {} × 60 ÷ {} сообщений бота на сессию пользователя в сценарии теста одновременных пользователей, измерено под бюджетом)",
+                "{} (TELEGRAM_SENDS_PER_SECOND {} × 60 ÷ {} сообщений бота на сессию пользователя в сценарии теста одновременных пользователей, измерено под бюджетом){binds}",
                 number(f.users), f.sends_per_s, number(f.sends_per_user)
             ),
         },

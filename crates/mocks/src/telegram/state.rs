@@ -96,8 +96,10 @@ pub struct TelegramMockStats {
     pub unanswered: u64,
     /// Sends answered 403 because the user blocked the bot, per chat.
     pub blocked_refusals: BTreeMap<i64, u64>,
-    /// Most messages and edits the bot sent within one second of the mock's clock (Telegram
-    /// answers 429 above about 30 a second).
+    /// Most messages and edits the bot sent within one calendar second of the mock's clock.
+    /// Not a sustained rate: Telegram's budget as [`sends_over_budget`](Self::sends_over_budget)
+    /// keeps it (30 a second, a burst of 30) admits up to 60 in a second that starts with a
+    /// full bucket.
     pub peak_sends_per_s: u64,
     /// Messages and edits sent so far…
     pub sends: u64,

@@ -126,6 +126,11 @@ fn headline(test: &TestOutcome) -> Option<String> {
     if let Some(reason) = &test.not_applicable {
         return Some(reason.clone());
     }
+    if test.id == TestId::ConcurrentUsers {
+        if let Some(served) = concurrent_users_served(test) {
+            return Some(served);
+        }
+    }
     let (name, unit, scale) = match test.id {
         TestId::DbRead | TestId::DbWrite => ("rps", " ops/s", 1.0),
         TestId::Cache => ("hit_rate", " % hits", 100.0),
@@ -154,6 +159,23 @@ fn headline(test: &TestOutcome) -> Option<String> {
             format!("{value:.2}{unit}")
         }
     })
+}
+
+/// The concurrent-users row when `genbot serve` was measured: users see the served p99 (the
+/// grade is already the lower of both), so it leads; the in-process figure is capacity
+/// without Telegram's send budget and is labelled so.
+fn concurrent_users_served(test: &TestOutcome) -> Option<String> {
+    let served = test
+        .get(&format!(
+            "{}p99_ms",
+            genbot_bench::checks::served_users::PREFIX
+        ))
+        .filter(|v| v.is_finite())?;
+    let mut line = format!("{served:.0} ms p99 served");
+    if let Some(capacity) = test.get("p99_ms").filter(|v| v.is_finite()) {
+        line.push_str(&format!(" (capacity {capacity:.0} ms p99)"));
+    }
+    Some(line)
 }
 
 fn monitor_line(sample: &Sample) -> String {
@@ -232,6 +254,18 @@ mod tests {
         assert_eq!(headline(&cache).as_deref(), Some("99.60 % hits"));
         let empty = TestOutcome::new(TestId::DbRead, Lang::En);
         assert_eq!(headline(&empty), None);
+    }
+
+    #[test]
+    fn concurrent_users_headline_leads_with_the_served_figure() {
+        let mut users = TestOutcome::new(TestId::ConcurrentUsers, Lang::En);
+        users.metric("p99_ms", 207.0);
+        assert_eq!(headline(&users).as_deref(), Some("207 ms p99"));
+        users.metric("serve_p99_ms", 1480.4);
+        assert_eq!(
+            headline(&users).as_deref(),
+            Some("1480 ms p99 served (capacity 207 ms p99)")
+        );
     }
 
     #[test]
