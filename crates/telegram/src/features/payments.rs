@@ -289,9 +289,14 @@ pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) 
         }
     };
     let buyer = teloxide::types::UserId(u64::try_from(payment.user.0).unwrap_or_default());
-    let asked = bot
-        .refund_star_payment(buyer, TelegramTransactionId(charge.to_owned()))
-        .await;
+    // Through the pacer's wire, not teloxide's: teloxide sleeps 10 s after a 5xx before it
+    // returns it, keeping the admin waiting. A 5xx is tried again with backoff; a refund
+    // that went through on a try whose answer was lost comes back CHARGE_ALREADY_REFUNDED.
+    let asked = crate::pacing::call(
+        front,
+        bot.refund_star_payment(buyer, TelegramTransactionId(charge.to_owned())),
+    )
+    .await;
     let text = match asked {
         Ok(_) => {
             users
