@@ -198,7 +198,14 @@ impl Settings {
             ));
         }
 
-        let redis_key_prefix = required(Key::RedisKeyPrefix).trim().to_owned();
+        // Set empty, it would count as unset and take the default `genbot:`, while whoever
+        // wrote `REDIS_KEY_PREFIX=` most likely meant no prefix: two deployments sharing one
+        // Redis could then share keys unawares. Refused, as a prefix of spaces is.
+        let redis_key_prefix = if sources.set_empty(Key::RedisKeyPrefix) {
+            String::new()
+        } else {
+            required(Key::RedisKeyPrefix).trim().to_owned()
+        };
         if redis_key_prefix.is_empty()
             || redis_key_prefix.len() > 64
             || !redis_key_prefix
@@ -208,7 +215,8 @@ impl Settings {
             return Err(ConfigError::invalid(
                 Key::RedisKeyPrefix.name(),
                 &redis_key_prefix,
-                "expected 1 to 64 of letters, digits, '-', '_', '.', ':' (e.g. genbot:staging:)",
+                "expected 1 to 64 of letters, digits, '-', '_', '.', ':' (e.g. genbot:staging:); \
+                 a prefix is required (unset it for the default genbot:)",
             ));
         }
 
@@ -617,6 +625,39 @@ mod tests {
             settings(&[("ADMIN_IDS", "7,8")]).unwrap().admin_ids,
             vec![7, 8]
         );
+    }
+
+    /// Set empty, the prefix was taken as unset (the default `genbot:`), though whoever wrote
+    /// it most likely meant no prefix: refused, naming the variable and what is allowed.
+    #[test]
+    fn an_empty_redis_key_prefix_is_refused() {
+        let line = error_line(&[("REDIS_KEY_PREFIX", "")]);
+        assert!(
+            line.starts_with("invalid REDIS_KEY_PREFIX=\"\": expected 1 to 64"),
+            "{line}"
+        );
+        assert!(line.contains("unset it for the default genbot:"), "{line}");
+        let file = Sources::from_env(HashMap::new())
+            .with_file_text(
+                std::path::Path::new("genbot.toml"),
+                "redis_key_prefix = \"\"",
+            )
+            .unwrap();
+        assert!(Settings::from_sources(&file).is_err());
+        // Empty in the environment, set in the file: the file's, as for every setting.
+        let both = Sources::from_env(HashMap::from([(
+            "REDIS_KEY_PREFIX".to_owned(),
+            String::new(),
+        )]))
+        .with_file_text(
+            std::path::Path::new("genbot.toml"),
+            "redis_key_prefix = \"a:\"",
+        )
+        .unwrap();
+        let prefix = Settings::from_sources(&both).map(|s| s.redis_key_prefix);
+        assert_eq!(prefix.ok().as_deref(), Some("a:"));
+        // Other empty variables still count as unset.
+        assert!(settings(&[("REDIS_URL", ""), ("CACHE_TTL_SECONDS", "")]).is_ok());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Where raw setting values come from: the process environment and an optional `genbot.toml`.
 //!
 //! The environment wins over the file, the file over the defaults in [`crate::Key`]. An empty
-//! environment variable counts as unset, as container tooling often exports empty ones.
+//! environment variable counts as unset, as container tooling often exports empty ones; which
+//! variables were set empty is kept, for the one setting where empty could mean something else
+//! (see [`Sources::set_empty`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,8 @@ impl std::fmt::Display for Origin {
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     env: HashMap<String, String>,
+    /// Variables set in the environment (or keys in the file) with an empty value.
+    empty: std::collections::HashSet<String>,
     file: HashMap<Key, String>,
     file_path: Option<PathBuf>,
 }
@@ -65,9 +69,11 @@ impl Sources {
 
     /// Sources from the given environment only (used by tests and embedders).
     pub fn from_env(env: HashMap<String, String>) -> Self {
-        let env = env.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let (empty, env): (HashMap<String, String>, HashMap<String, String>) =
+            env.into_iter().partition(|(_, v)| v.is_empty());
         Sources {
             env,
+            empty: empty.into_keys().collect(),
             ..Sources::default()
         }
     }
@@ -123,6 +129,9 @@ impl Sources {
                     )))
                 }
             };
+            if text.is_empty() {
+                self.empty.insert(key.name().to_owned());
+            }
             self.file.insert(key, text);
         }
         self.file_path = Some(path.to_owned());
@@ -132,6 +141,13 @@ impl Sources {
     /// The configuration file in use, if any.
     pub fn file_path(&self) -> Option<&Path> {
         self.file_path.as_deref()
+    }
+
+    /// Whether `key` was set with an empty value (in the environment or the file) and nothing
+    /// else sets it: it would take its default, as if unset.
+    pub fn set_empty(&self, key: Key) -> bool {
+        self.empty.contains(key.name())
+            && matches!(self.lookup(key), None | Some((_, Origin::Default)))
     }
 
     /// The raw value of `key` and where it came from; `None` when it is unset everywhere.

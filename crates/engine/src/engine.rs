@@ -500,18 +500,39 @@ fn next_midnight(today: NaiveDate) -> chrono::DateTime<Utc> {
         .map_or_else(Utc::now, |d| d.and_utc())
 }
 
-/// `prompt` without what a user may not store: NUL (PostgreSQL's text refuses it, and no model
-/// draws it) and the bidirectional embeddings, overrides and isolates (U+202A–U+202E,
+/// Whether a user may not store `c` in a prompt: NUL (PostgreSQL's text refuses it, and no
+/// model draws it) and the bidirectional embeddings, overrides and isolates (U+202A–U+202E,
 /// U+2066–U+2069), which would make the prompt display as something else wherever it is shown
 /// again (`/history`, captions). The implicit direction marks (U+200E, U+200F) stay: they
 /// change no order beyond their neighbours and some right-to-left texts need them.
+fn hidden_control(c: char) -> bool {
+    matches!(c, '\0' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `prompt` without its [hidden controls](hidden_control): each run of them between two
+/// visible characters becomes one space, never deleted outright (`a\0cat` was kept as `acat`,
+/// joining the words the user had apart); beside whitespace or at either end it leaves
+/// nothing, so no space is doubled or added at an end.
 pub(crate) fn without_hidden_controls(prompt: &str) -> std::borrow::Cow<'_, str> {
-    let hidden = |c: char| matches!(c, '\0' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    if prompt.contains(hidden) {
-        std::borrow::Cow::Owned(prompt.chars().filter(|c| !hidden(*c)).collect())
-    } else {
-        std::borrow::Cow::Borrowed(prompt)
+    if !prompt.contains(hidden_control) {
+        return std::borrow::Cow::Borrowed(prompt);
     }
+    let mut kept = String::with_capacity(prompt.len());
+    let mut gap = false;
+    for c in prompt.chars() {
+        if hidden_control(c) {
+            gap = true;
+            continue;
+        }
+        let apart =
+            !c.is_whitespace() && kept.chars().next_back().is_some_and(|p| !p.is_whitespace());
+        if gap && apart {
+            kept.push(' ');
+        }
+        gap = false;
+        kept.push(c);
+    }
+    std::borrow::Cow::Owned(kept)
 }
 
 /// Whether a prompt has nothing a model could draw: only whitespace, control characters and
@@ -529,17 +550,13 @@ pub(crate) fn says_nothing(prompt: &str) -> bool {
 
 #[cfg(test)]
 mod prompt_tests {
-    use super::{says_nothing, without_hidden_controls};
-
-    fn hidden(c: char) -> bool {
-        matches!(c, '\0' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    }
+    use super::{hidden_control as hidden, says_nothing, without_hidden_controls};
 
     fn any_prompt() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let special = prop::sample::select(vec![
             '\0', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}',
-            '\u{2067}', '\u{2068}', '\u{2069}', '\u{200F}', 'a', ' ',
+            '\u{2067}', '\u{2068}', '\u{2069}', '\u{200F}', 'a', ' ', '\n',
         ]);
         let ch = prop_oneof![2 => any::<char>(), 1 => special];
         prop::collection::vec(ch, 0..64).prop_map(|chars| chars.into_iter().collect())
@@ -547,14 +564,56 @@ mod prompt_tests {
 
     proptest::proptest! {
         /// Whatever a user sends, what is kept has no NUL and no direction override or
-        /// isolate, and everything else is kept in its order.
+        /// isolate, everything else is kept in its order, and only single spaces are added
+        /// (one at most per run of hidden controls, never at either end).
         #[test]
         fn kept_prompts_have_no_nul_and_no_direction_overrides(prompt in any_prompt()) {
             let kept = without_hidden_controls(&prompt);
             proptest::prop_assert!(!kept.contains(hidden), "{:?}", kept);
-            let others: String = prompt.chars().filter(|c| !hidden(*c)).collect();
-            proptest::prop_assert_eq!(kept.as_ref(), others.as_str());
+            let others: String = prompt.chars().filter(|c| !hidden(*c) && *c != ' ').collect();
+            let kept_others: String = kept.chars().filter(|c| *c != ' ').collect();
+            proptest::prop_assert_eq!(kept_others, others);
+            let spaces = |t: &str| t.chars().filter(|c| *c == ' ').count();
+            let runs = prompt
+                .chars()
+                .zip(prompt.chars().skip(1))
+                .filter(|(a, b)| hidden(*a) && !hidden(*b))
+                .count();
+            proptest::prop_assert!(spaces(&kept) <= spaces(&prompt) + runs);
+            proptest::prop_assert!(!kept.contains("  ") || prompt.replace(hidden, "").contains("  "),
+                "{:?} doubled a space", kept);
+            proptest::prop_assert_eq!(
+                kept.starts_with(' '),
+                prompt.trim_start_matches(hidden).starts_with(' ')
+            );
         }
+
+        /// Two words a hidden control alone keeps apart stay apart (`a\0cat` was `acat`).
+        #[test]
+        fn a_hidden_control_between_words_leaves_a_space(
+            before in any_prompt(),
+            controls in proptest::collection::vec(
+                proptest::sample::select(vec!['\0', '\u{202E}', '\u{2066}', '\u{2069}']), 1..4),
+            after in any_prompt(),
+        ) {
+            let before: String = before.chars().filter(|c| !hidden(*c)).collect();
+            let after: String = after.chars().filter(|c| !hidden(*c)).collect();
+            proptest::prop_assume!(before.chars().next_back().is_some_and(|c| !c.is_whitespace()));
+            proptest::prop_assume!(after.chars().next().is_some_and(|c| !c.is_whitespace()));
+            let controls: String = controls.into_iter().collect();
+            let sent = format!("{before}{controls}{after}");
+            let kept = without_hidden_controls(&sent);
+            proptest::prop_assert_eq!(kept.as_ref(), format!("{before} {after}"));
+        }
+    }
+
+    #[test]
+    fn hidden_controls_between_words_become_one_space() {
+        assert_eq!(without_hidden_controls("a\0cat"), "a cat");
+        assert_eq!(without_hidden_controls("a\0\u{202e}\0cat"), "a cat");
+        assert_eq!(without_hidden_controls("a \0cat"), "a cat");
+        assert_eq!(without_hidden_controls("\0a cat\0"), "a cat");
+        assert_eq!(without_hidden_controls("a\0\ncat"), "a\ncat");
     }
 
     #[test]

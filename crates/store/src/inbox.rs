@@ -76,6 +76,17 @@ impl std::fmt::Debug for DeadLetter {
     }
 }
 
+/// What setting an update aside as a dead letter did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetAside {
+    /// Nothing: the update is handled, set aside already, or not in the inbox.
+    NotWaiting,
+    /// Set aside for the first time: its sender has not been told yet.
+    First,
+    /// Set aside again after an operator's retry: its sender was told the first time.
+    AfterRetry,
+}
+
 /// Which unhandled updates a replica takes in a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unhandled {

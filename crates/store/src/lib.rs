@@ -41,7 +41,7 @@ use genbot_config::DatabaseUrl;
 pub use broadcast::{Broadcast, BroadcastSend};
 pub use error::StoreError;
 pub use history::HistoryItem;
-pub use inbox::{DeadLetter, InboxUpdate, Recorded, Unhandled};
+pub use inbox::{DeadLetter, InboxUpdate, Recorded, SetAside, Unhandled};
 pub use lifecycle::{
     Claim, ClaimSpec, CreditAudit, Finished, JobOutcome, QueuedJob, Submission, SubmitOutcome,
 };
@@ -640,12 +640,13 @@ impl Store {
         dispatch!(self.note_update_failure(id, error))
     }
 
-    /// Sets update `id` aside as a dead letter (not replayed again); `Ok(false)` when it was
-    /// handled or set aside already.
+    /// Sets update `id` aside as a dead letter (not replayed again), saying whether an operator
+    /// had retried it ([`SetAside::AfterRetry`]: its sender was told when it was first set
+    /// aside); [`SetAside::NotWaiting`] when it was handled or set aside already.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn dead_letter_update(&self, id: i64, error: &str) -> Result<bool, StoreError> {
+    pub async fn dead_letter_update(&self, id: i64, error: &str) -> Result<SetAside, StoreError> {
         dispatch!(self.dead_letter_update(id, error))
     }
 
@@ -665,13 +666,16 @@ impl Store {
         dispatch!(self.count_dead_letters())
     }
 
-    /// Gives dead letter `id` another chance: its attempts start over and any replica takes
-    /// it at its next round. `Ok(false)` when there is no such dead letter.
+    /// Gives dead letter `id` another chance: its attempts are set to `attempts` (the handler's
+    /// limit less the tries it is given) and any replica takes it at its next round; it is
+    /// marked as retried (received at the epoch, which no update from Telegram is), so that
+    /// setting it aside again says [`SetAside::AfterRetry`]. `Ok(false)` when there is no
+    /// such dead letter.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
-        dispatch!(self.retry_dead_letter(id))
+    pub async fn retry_dead_letter(&self, id: i64, attempts: u32) -> Result<bool, StoreError> {
+        dispatch!(self.retry_dead_letter(id, attempts))
     }
 
     /// Takes or renews the lease `name` for `owner` until `ttl` from now: `Ok(true)` when

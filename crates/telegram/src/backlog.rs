@@ -2,14 +2,15 @@
 //! whose queue is full makes the dispatcher wait, which would stall every chat. So each chat may
 //! have at most [`CHAT_BACKLOG_MAX`] updates passed on and not yet handled; beyond that its
 //! newest updates are shed (marked handled, counted in `genbot_updates_shed_total`) and the
-//! chat is told once a minute. A flooding chat loses its own excess, never anyone else's
+//! chat is told once a minute; a shed button press is answered with a "busy, try again" toast
+//! to its presser instead. A flooding chat loses its own excess, never anyone else's
 //! answers.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use teloxide::requests::Requester;
-use teloxide::types::Update;
+use teloxide::types::{Update, UpdateKind};
 
 use crate::Front;
 
@@ -67,13 +68,19 @@ impl Front {
         }
         self.metrics().shed();
         self.finished(i64::from(update.id.0));
-        let tell = self.inner.backlog_told.first_in(chat.0, TELL_EVERY);
         tracing::warn!(
             chat = chat.0,
             update_id = update.id.0,
             "chat backlog full; update shed"
         );
-        if tell {
+        // Every press is answered, or the presser's client spins until it gives up: a toast to
+        // the presser alone, never a notice in the chat (a group, maybe).
+        if let UpdateKind::CallbackQuery(query) = &update.kind {
+            let lang = crate::texts::Lang::from_code(query.from.language_code.as_deref());
+            self.answer_dropped_press(query.id.clone(), Some(crate::texts::busy_press(lang)));
+            return false;
+        }
+        if self.inner.backlog_told.first_in(chat.0, TELL_EVERY) {
             let lang = crate::texts::Lang::from_code(
                 update.from().and_then(|u| u.language_code.as_deref()),
             );

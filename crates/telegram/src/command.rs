@@ -24,6 +24,8 @@ pub(crate) enum Input<'a> {
     Unknown,
     /// Anything else, or `/img <prompt>`: a description to draw.
     Prompt(&'a str),
+    /// A command naming another bot (`/start@otherbot`): not for us, left unanswered.
+    NotOurs,
 }
 
 /// The commands shown in Telegram's menu (`setMyCommands`); the admins' (`/stats`, `/refund`,
@@ -77,14 +79,26 @@ impl<'a> Command<'a> {
     pub(crate) fn is_for(&self, me: &str) -> bool {
         self.target.is_none_or(|t| t.eq_ignore_ascii_case(me))
     }
+
+    /// Whether it names a bot other than `me` (`/start@otherbot`, as Telegram clients write a
+    /// command picked from another bot's menu). A bare `@` names nobody.
+    fn for_another_bot(&self, me: &str) -> bool {
+        self.target
+            .is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(me))
+    }
 }
 
 impl<'a> Input<'a> {
-    /// Reads `/cmd`, `/cmd@botname` and `/cmd args` as commands, the rest as a prompt.
-    pub(crate) fn parse(text: &'a str) -> Input<'a> {
-        let Some(Command { name, args, .. }) = Command::split(text) else {
+    /// Reads `/cmd`, `/cmd@me` and `/cmd args` as commands (`me`: the bot's username), a
+    /// command naming another bot as [`Input::NotOurs`], the rest as a prompt.
+    pub(crate) fn parse(text: &'a str, me: &str) -> Input<'a> {
+        let Some(command) = Command::split(text) else {
             return Input::Prompt(text.trim());
         };
+        if command.for_another_bot(me) {
+            return Input::NotOurs;
+        }
+        let Command { name, args, .. } = command;
         match name.to_ascii_lowercase().as_str() {
             "start" => Input::Start,
             "help" => Input::Help,
@@ -127,7 +141,7 @@ impl<'a> GroupInput<'a> {
             GroupInput::Prompt(prompt)
         } else if command_args(text, "help", me).is_some() {
             GroupInput::Help
-        } else if replied_to_us && !text.starts_with('/') {
+        } else if replied_to_us && !text.trim_start().starts_with('/') {
             GroupInput::Prompt(text)
         } else {
             GroupInput::NotOurs
@@ -163,38 +177,50 @@ mod tests {
 
     #[test]
     fn commands_and_prompts() {
-        assert_eq!(Input::parse("/start"), Input::Start);
-        assert_eq!(Input::parse("/models@genbot_bot"), Input::Models);
-        assert_eq!(Input::parse(" /Balance now"), Input::Balance);
-        assert_eq!(Input::parse("/dance"), Input::Unknown);
+        assert_eq!(Input::parse("/start", "genbot"), Input::Start);
         assert_eq!(
-            Input::parse("/refund@genbot_bot  stx123 "),
+            Input::parse("/models@genbot_bot", "genbot_bot"),
+            Input::Models
+        );
+        assert_eq!(Input::parse(" /Balance now", "genbot"), Input::Balance);
+        assert_eq!(Input::parse("/dance", "genbot"), Input::Unknown);
+        assert_eq!(
+            Input::parse("/refund@genbot_bot  stx123 ", "genbot_bot"),
             Input::Refund("stx123")
         );
-        assert_eq!(Input::parse("/refund"), Input::Refund(""));
-        assert_eq!(Input::parse("  a red fox  "), Input::Prompt("a red fox"));
+        assert_eq!(Input::parse("/refund", "genbot"), Input::Refund(""));
+        assert_eq!(Input::parse("/start@otherbot", "genbot"), Input::NotOurs);
+        assert_eq!(Input::parse("/START@GENBOT", "genbot"), Input::Start);
+        assert_eq!(Input::parse("/help@ me", "genbot"), Input::Help);
+        assert_eq!(
+            Input::parse("  a red fox  ", "genbot"),
+            Input::Prompt("a red fox")
+        );
     }
 
     /// Texts that cut a character in half when the arguments were found by byte count.
     #[test]
     fn whitespace_of_every_kind_before_non_ascii_words() {
-        assert_eq!(Input::parse("/ привет"), Input::Prompt("/ привет"));
         assert_eq!(
-            Input::parse("/\u{a0}привет"),
+            Input::parse("/ привет", "genbot"),
+            Input::Prompt("/ привет")
+        );
+        assert_eq!(
+            Input::parse("/\u{a0}привет", "genbot"),
             Input::Prompt("/\u{a0}привет")
         );
         assert_eq!(
-            Input::parse("/img\u{3000}кот на крыше"),
+            Input::parse("/img\u{3000}кот на крыше", "genbot"),
             Input::Prompt("кот на крыше")
         );
-        assert_eq!(Input::parse("/img\u{200b}кот"), Input::Unknown);
-        assert_eq!(Input::parse("/\t🦊🦊"), Input::Prompt("/\t🦊🦊"));
+        assert_eq!(Input::parse("/img\u{200b}кот", "genbot"), Input::Unknown);
+        assert_eq!(Input::parse("/\t🦊🦊", "genbot"), Input::Prompt("/\t🦊🦊"));
         assert_eq!(
-            Input::parse("/refund\u{2003}é\u{301}"),
+            Input::parse("/refund\u{2003}é\u{301}", "genbot"),
             Input::Refund("é\u{301}")
         );
-        assert_eq!(Input::parse("/"), Input::Unknown);
-        assert_eq!(Input::parse("/@"), Input::Unknown);
+        assert_eq!(Input::parse("/", "genbot"), Input::Unknown);
+        assert_eq!(Input::parse("/@", "genbot"), Input::Unknown);
     }
 
     #[test]
@@ -232,7 +258,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_text_parses_without_panicking(text in arbitrary_text(), me in arbitrary_text()) {
-            let _ = Input::parse(&text);
+            let _ = Input::parse(&text, &me);
             let _ = GroupInput::parse(&text, &me, true);
             let _ = GroupInput::parse(&text, &me, false);
         }
@@ -264,13 +290,45 @@ mod tests {
             // Nothing after it: a lone `/`.
             proptest::prop_assume!(text.trim() != "/");
             proptest::prop_assert_eq!(Command::split(&text), None);
-            proptest::prop_assert_eq!(Input::parse(&text), Input::Prompt(text.trim()));
+            proptest::prop_assert_eq!(Input::parse(&text, "genbot"), Input::Prompt(text.trim()));
+        }
+
+        /// A command naming another bot is never ours, in a private chat as in a group
+        /// (`/start@otherbot` was answered in a private chat); naming us, or nobody, it is the
+        /// command itself.
+        #[test]
+        fn a_command_for_another_bot_is_not_ours(text in arbitrary_text(), me in arbitrary_text()) {
+            let parsed = Input::parse(&text, &me);
+            let other = Command::split(&text).is_some_and(|c| {
+                c.target.is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case(&me))
+            });
+            proptest::prop_assert_eq!(parsed == Input::NotOurs, other, "{:?}", parsed);
+            if other {
+                proptest::prop_assert_eq!(GroupInput::parse(&text, &me, true), GroupInput::NotOurs);
+            }
+        }
+
+        #[test]
+        fn a_known_command_is_ours_only_when_it_names_us(
+            name in proptest::sample::select(MENU.iter().map(|(n, _)| *n).collect::<Vec<_>>()),
+            other in arbitrary_text(),
+            args in arbitrary_text(),
+        ) {
+            // A bot's name as Telegram clients write it after `@`: no whitespace, no `@`.
+            let other: String = other.chars().filter(|c| !c.is_whitespace() && *c != '@').collect();
+            proptest::prop_assume!(!other.is_empty() && !other.eq_ignore_ascii_case("genbot"));
+            let text = format!("/{name}@{other} {args}");
+            proptest::prop_assert_eq!(Input::parse(&text, "genbot"), Input::NotOurs);
+            let ours = format!("/{name}@GenBot {args}");
+            let plain = format!("/{name} {args}");
+            proptest::prop_assert_eq!(Input::parse(&ours, "genbot"), Input::parse(&plain, "genbot"));
+            proptest::prop_assert_ne!(Input::parse(&plain, "genbot"), Input::NotOurs);
         }
 
         #[test]
         fn the_4096_character_limit_parses(prefix in arbitrary_text(), fill in proptest::prelude::any::<char>()) {
             let text: String = prefix.chars().chain(std::iter::repeat(fill)).take(4096).collect();
-            let _ = Input::parse(&text);
+            let _ = Input::parse(&text, "genbot");
             let _ = Command::split(&text).map(|c| c.is_for("genbot"));
         }
     }

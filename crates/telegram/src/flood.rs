@@ -130,7 +130,9 @@ impl Front {
         if let UpdateKind::CallbackQuery(query) = &update.kind {
             // Every press is answered, or the presser's client spins until it gives up; the
             // first of a flood says why, to the presser alone (a toast, never in the chat).
-            self.answer_dropped_press(query.id.clone(), first.then_some(from));
+            let text = first
+                .then(|| crate::texts::slow_down(Lang::from_code(from.language_code.as_deref())));
+            self.answer_dropped_press(query.id.clone(), text);
         } else if let Some(chat) = chat.filter(|_| first) {
             self.tell_to_slow_down(chat, from);
         }
@@ -175,12 +177,10 @@ impl Front {
         self.inner.intake.lock().is_backlog(dated)
     }
 
-    /// Answers a press dropped by the flood limit, off the intake path: with the slow-down
-    /// notice when `tell` is the presser, empty otherwise.
-    fn answer_dropped_press(&self, query: CallbackQueryId, tell: Option<&User>) {
+    /// Answers a press dropped unhandled (by the flood limit, or shed from a full chat backlog)
+    /// off the intake path, with `text` as its toast (to the presser alone) when given.
+    pub(crate) fn answer_dropped_press(&self, query: CallbackQueryId, text: Option<String>) {
         let front = self.clone();
-        let text = tell
-            .map(|from| crate::texts::slow_down(Lang::from_code(from.language_code.as_deref())));
         tokio::spawn(async move {
             let mut answer = front.bot().answer_callback_query(query);
             if let Some(text) = text {

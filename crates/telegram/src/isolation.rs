@@ -9,8 +9,9 @@
 //! - An update that keeps panicking, or whose handling died with the process, [`PANICS_MAX`]
 //!   times in all (counted in the inbox: a replayed update counts one as its handling starts)
 //!   is set aside as a dead letter: kept with its error and attempt count, never replayed again
-//!   until an operator retries it (`genbot inbox retry`), and its sender is told once, in their
-//!   language, that the message could not be handled. Transient failures never set an update
+//!   until an operator retries it (`genbot inbox retry`: one more try, set aside again at the
+//!   next panic), and its sender is told once, in their language, that the message could not
+//!   be handled (not again when a retry fails). Transient failures never set an update
 //!   aside, however long they last: a payment met by a long database outage is credited when
 //!   the database is back.
 //!
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use genbot_engine::{CancelError, SubmitError};
-use genbot_store::StoreError;
+use genbot_store::{SetAside, StoreError};
 use teloxide::requests::Requester;
 use teloxide::types::{Update, UpdateKind};
 use teloxide::{ApiError, RequestError};
@@ -34,6 +35,9 @@ use crate::Front;
 
 /// Panics (or handlings that died with the process) before an update is set aside.
 pub(crate) const PANICS_MAX: u32 = 3;
+/// The attempts an operator's retry (`genbot inbox retry`) gives a dead letter: one short of
+/// [`PANICS_MAX`], so it has one more try, as README promises, not another full round.
+pub const RETRIED_ATTEMPTS: u32 = PANICS_MAX - 1;
 /// First and longest pause before an update is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
@@ -338,20 +342,20 @@ impl Front {
         let front = self.clone();
         tokio::spawn(async move {
             match front.write_dead_letter(id, reason).await {
-                Some(true) => tracing::error!(
+                Some(SetAside::First | SetAside::AfterRetry) => tracing::error!(
                     update_id = id,
                     "an update that does not parse set aside as a dead letter (genbot inbox list)"
                 ),
-                Some(false) => front.finished(id),
+                Some(SetAside::NotWaiting) => front.finished(id),
                 None => {}
             }
         });
     }
 
-    /// Writes `id`'s dead letter (counted when written): `Some(false)` when it is not in the
-    /// inbox unhandled (handled meanwhile, set aside already, never recorded), `None` when the
-    /// database did not take it before the bot stopped (the next start replays the update).
-    async fn write_dead_letter(&self, id: i64, reason: String) -> Option<bool> {
+    /// Writes `id`'s dead letter (counted when written): `Some(NotWaiting)` when it is not in
+    /// the inbox unhandled (handled meanwhile, set aside already, never recorded), `None` when
+    /// the database did not take it before the bot stopped (the next start replays the update).
+    async fn write_dead_letter(&self, id: i64, reason: String) -> Option<SetAside> {
         let store = self.engine().store().clone();
         let written = genbot_engine::until_written(self.stopping(), "a dead letter", || {
             let store = store.clone();
@@ -360,11 +364,11 @@ impl Front {
         })
         .await;
         match written {
-            Ok(true) => {
+            Ok(SetAside::NotWaiting) => Some(SetAside::NotWaiting),
+            Ok(set_aside) => {
                 self.metrics().dead_lettered();
-                Some(true)
+                Some(set_aside)
             }
-            Ok(false) => Some(false),
             Err(_) => {
                 tracing::warn!(
                     update_id = id,
@@ -380,9 +384,10 @@ impl Front {
         let id = i64::from(update.id.0);
         self.inner.attempts.lock().remove(&id);
         let reason = format!("{reason} (after {attempts} attempts)");
+        let set_aside = self.write_dead_letter(id, reason).await;
         // Not written (handled meanwhile by a replay elsewhere, or set aside already): nothing
         // to tell.
-        if self.write_dead_letter(id, reason).await != Some(true) {
+        if !matches!(set_aside, Some(SetAside::First | SetAside::AfterRetry)) {
             return;
         }
         tracing::error!(
@@ -391,6 +396,11 @@ impl Front {
             attempts,
             "update set aside as a dead letter (genbot inbox list)"
         );
+        // An operator's retry that failed again: the sender was told the first time, and an
+        // apology for a message they sent long ago would only puzzle them.
+        if set_aside == Some(SetAside::AfterRetry) {
+            return;
+        }
         if let (Some(chat), Some(user)) = (update.chat(), update.from()) {
             let lang = crate::texts::Lang::from_code(user.language_code.as_deref());
             let text = crate::texts::not_handled(lang);

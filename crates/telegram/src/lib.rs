@@ -63,7 +63,7 @@ use secrecy::{ExposeSecret, SecretString};
 use teloxide::types::{ChatId, MessageId};
 use teloxide::Bot;
 
-pub use isolation::install_panic_hook;
+pub use isolation::{install_panic_hook, RETRIED_ATTEMPTS};
 pub use metrics::Metrics;
 pub use pacing::SendLimits;
 pub use texts::Lang;

@@ -104,7 +104,9 @@ async fn message(front: &Front, msg: &Message, update: i64) -> HandlerResult {
     let Some(text) = msg.text() else {
         return help::unsupported(front, msg, lang).await;
     };
-    command(front, chat, from, lang, update, Input::parse(text)).await
+    let me = front.me().await?;
+    let input = Input::parse(text, me.username.as_deref().unwrap_or_default());
+    command(front, chat, from, lang, update, input).await
 }
 
 /// A command or a prompt in a private chat.
@@ -140,6 +142,12 @@ async fn command(
         Input::History => rerun::show_history(front, chat, lang, user, None).await,
         Input::Settings => settings::show(front, chat, from, lang).await,
         Input::Prompt(text) => prompt::generate(front, chat, from, lang, update, text).await,
+        // Telegram clients write `/cmd@otherbot` for another bot's command: its answer is that
+        // bot's business.
+        Input::NotOurs => {
+            front.metrics().ignored("command_for_another_bot");
+            Ok(())
+        }
     }
 }
 

@@ -265,6 +265,16 @@ pub(crate) fn chat_backlog(lang: Lang) -> String {
     )
 }
 
+/// A press's answer (to the presser alone) when its chat has too many updates waiting and the
+/// press was skipped.
+pub(crate) fn busy_press(lang: Lang) -> String {
+    pick(
+        lang,
+        "I am busy in this chat; please try again in a moment.".into(),
+        "В этом чате я сейчас занят; пожалуйста, попробуйте через минуту.".into(),
+    )
+}
+
 /// Said once to each user who writes while the database does not answer.
 pub(crate) fn delayed(lang: Lang) -> String {
     pick(

@@ -222,7 +222,8 @@ async fn refusals_are_specific_and_charge_nothing() {
 
 /// A prompt is kept without NUL (PostgreSQL's text refuses it: the job was never written) and
 /// without bidirectional overrides and isolates (stored, they made `/history` show the prompt
-/// as something else); the rest as written, direction marks included. One that is nothing
+/// as something else), each run of them between two words left as a space; the rest as
+/// written, direction marks included. One that is nothing
 /// else is refused as empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_are_kept_without_nul_or_direction_overrides() {
@@ -236,6 +237,10 @@ async fn prompts_are_kept_without_nul_or_direction_overrides() {
         .await;
     let job = app.store.get_job(submitted.job).await.unwrap().unwrap();
     assert_eq!(job.prompt, "a fox at night \u{200f}قط");
+    // Between two words, a hidden control leaves a space: the words stay apart.
+    let submitted = app.submit(1, "a\0cat in\u{202e}a hat").await;
+    let job = app.store.get_job(submitted.job).await.unwrap().unwrap();
+    assert_eq!(job.prompt, "a cat in a hat");
     let refused = app
         .engine
         .submit(request(1, "\u{202e}\0\u{2066} \u{2069}"))

@@ -27,8 +27,11 @@ pub(crate) async fn run(settings: &Settings, command: InboxCommand) -> anyhow::R
             print!("{}", render(&letters, store.count_dead_letters().await?));
         }
         InboxCommand::Retry { update_id } => {
-            if store.retry_dead_letter(update_id).await? {
-                println!("update {update_id} will be handled again: any running replica takes it at its next look for waiting updates");
+            if store
+                .retry_dead_letter(update_id, genbot_telegram::RETRIED_ATTEMPTS)
+                .await?
+            {
+                println!("update {update_id} will be handled once more: any running replica takes it at its next look for waiting updates");
             } else {
                 anyhow::bail!("update {update_id} is not a dead letter (see `genbot inbox list`)");
             }

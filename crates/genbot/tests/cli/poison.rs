@@ -275,13 +275,40 @@ async fn a_poison_killed_between_tries_goes_on_from_its_count_after_the_restart(
 
 /// Runs `genbot inbox ARGS` on the SQLite file `db`.
 fn inbox(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    inbox_at(&format!("sqlite://{}", db.display()), args)
+}
+
+/// Runs `genbot inbox ARGS` on the database at `url`.
+fn inbox_at(url: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
         .arg("inbox")
         .args(args)
         .env_clear()
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("DATABASE_URL", url)
         .output()
         .expect("run genbot")
+}
+
+/// An operator's `genbot inbox list` on PostgreSQL prints its answer and nothing else: sqlx's
+/// info line (about a slow statement) came with it, on a terminal in the middle of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_list_on_postgres_prints_only_its_answer() {
+    let Some(database) =
+        crate::process::scratch_postgres("inbox_list_on_postgres_prints_only_its_answer").await
+    else {
+        return;
+    };
+    let url = crate::process::database_url_text(&database);
+    drop(crate::process::open(&url).await);
+    let listed = inbox_at(&url, &["list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "0 dead letters\n");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stderr),
+        "",
+        "logs beside the answer"
+    );
+    database.drop_now().await.unwrap();
 }
 
 /// An operator lists the dead letters (id, attempts, error; never the message) and gives one
@@ -308,10 +335,13 @@ async fn an_operator_lists_and_retries_dead_letters() {
                 .unwrap();
         }
         let reason = "panicked at crates/telegram/src/handlers.rs:72 (after 3 attempts)";
-        assert!(store
-            .dead_letter_update(4_200_000_001, reason)
-            .await
-            .unwrap());
+        assert_eq!(
+            store
+                .dead_letter_update(4_200_000_001, reason)
+                .await
+                .unwrap(),
+            genbot_store::SetAside::First
+        );
     }
     let listed = inbox(&db, &["list"]);
     assert!(listed.status.success(), "{listed:?}");
@@ -340,4 +370,50 @@ async fn an_operator_lists_and_retries_dead_letters() {
         String::from_utf8_lossy(&again.stderr).contains("is not a dead letter"),
         "{again:?}"
     );
+}
+
+/// `genbot inbox retry` gives a dead letter exactly one more try, as README says: a poison
+/// retried while the bot runs panics once more and is set aside again, and its sender, told
+/// when it was first set aside, is not told again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_dead_letter_gets_one_more_try_and_no_second_notice() {
+    let (telegram, replicate) = default_mocks().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("retry.db");
+    let url = format!("sqlite://{}", db.display());
+    let mut bot = poisoned(&telegram, &replicate, &url);
+    bot.start();
+    let port = bot.port().await;
+    let store = crate::process::open(&url).await;
+    let sender = telegram.user(64_001, "Отравитель", Some("ru"));
+    sender.send_text(POISON);
+    wait_until("the poison set aside and its sender told", WAIT, || async {
+        notices(&sender) == 1 && store.count_dead_letters().await.unwrap() == 1
+    })
+    .await;
+    assert_eq!(handler_panics(port).await, Some(PANICS_MAX));
+    let id = store.dead_letters(1).await.unwrap().remove(0).id;
+
+    let retried = inbox(&db, &["retry", &id.to_string()]);
+    assert!(retried.status.success(), "{retried:?}");
+    wait_until("the retried poison set aside again", WAIT, || async {
+        store.count_dead_letters().await.unwrap() == 1
+    })
+    .await;
+    // Whatever else was still to come (another try, a notice) comes before the sender's next
+    // message is answered: one chat's updates are handled in order.
+    say(&sender, "/help").await;
+    assert_eq!(
+        handler_panics(port).await,
+        Some(PANICS_MAX + 1),
+        "a retry is one more try"
+    );
+    assert_eq!(
+        notices(&sender),
+        1,
+        "the sender was told twice: {:?}",
+        sender.transcript()
+    );
+    assert!(bot.exited().is_none(), "genbot exited: {:?}", bot.exited());
+    bot.kill().await;
 }

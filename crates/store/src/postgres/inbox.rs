@@ -6,7 +6,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use super::PgStore;
 use crate::inbox::{MEMBER_LEASE_PREFIX, ROUND_CHATS, TAKE_MAX};
-use crate::{DeadLetter, InboxUpdate, Recorded, StoreError, Unhandled};
+use crate::{DeadLetter, InboxUpdate, Recorded, SetAside, StoreError, Unhandled};
 
 /// The `attempts` column (an INTEGER) as a count.
 fn attempts(column: i32) -> u32 {
@@ -359,17 +359,23 @@ impl PgStore {
         &self,
         id: i64,
         error: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<SetAside, StoreError> {
         let mut conn = self.connection().await?;
-        let done = sqlx::query(
+        // Received at the epoch: an operator retried it (see `retry_dead_letter`).
+        let row = sqlx::query(
             "UPDATE telegram_updates SET dead_at = now(), last_error = $2
-             WHERE update_id = $1 AND handled_at IS NULL AND dead_at IS NULL",
+             WHERE update_id = $1 AND handled_at IS NULL AND dead_at IS NULL
+             RETURNING received_at = 'epoch'",
         )
         .bind(id)
         .bind(error)
-        .execute(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(match row {
+            None => SetAside::NotWaiting,
+            Some(row) if row.try_get::<bool, _>(0)? => SetAside::AfterRetry,
+            Some(_) => SetAside::First,
+        })
     }
 
     pub(crate) async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
@@ -404,15 +410,21 @@ impl PgStore {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
-    pub(crate) async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn retry_dead_letter(
+        &self,
+        id: i64,
+        attempts: u32,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.connection().await?;
-        // No replica's, received long ago: the next sweep of any replica takes it.
+        // No replica's, received long ago (at the epoch, the mark of a retry): the next sweep
+        // of any replica takes it.
         let done = sqlx::query(
             "UPDATE telegram_updates
-             SET dead_at = NULL, attempts = 0, owner = '', received_at = 'epoch'
+             SET dead_at = NULL, attempts = $2, owner = '', received_at = 'epoch'
              WHERE update_id = $1 AND dead_at IS NOT NULL",
         )
         .bind(id)
+        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
         .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected() == 1)

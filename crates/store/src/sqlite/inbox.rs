@@ -9,7 +9,7 @@ use super::rows::{millis, timestamp};
 use super::SqliteStore;
 use crate::inbox::{distinct, MEMBER_LEASE_PREFIX, ROUND_CHATS, TAKE_MAX};
 use crate::lifecycle::lease_end;
-use crate::{DeadLetter, InboxUpdate, Recorded, StoreError, Unhandled};
+use crate::{DeadLetter, InboxUpdate, Recorded, SetAside, StoreError, Unhandled};
 
 impl SqliteStore {
     /// On SQLite one process handles everything: the recorder claims every free chat of the
@@ -237,17 +237,24 @@ impl SqliteStore {
         &self,
         id: i64,
         error: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<SetAside, StoreError> {
         let error = error.to_owned();
         self.writer
             .run(move |conn| {
-                Ok(conn
+                // Received at 0: an operator retried it (see `retry_dead_letter`).
+                let retried: Option<bool> = conn
                     .prepare_cached(
                         "UPDATE telegram_updates SET dead_at = ?3, last_error = ?2
-                         WHERE update_id = ?1 AND handled_at IS NULL AND dead_at IS NULL",
+                         WHERE update_id = ?1 AND handled_at IS NULL AND dead_at IS NULL
+                         RETURNING received_at = 0",
                     )?
-                    .execute(params![id, error, millis(Utc::now())])?
-                    == 1)
+                    .query_row(params![id, error, millis(Utc::now())], |row| row.get(0))
+                    .optional()?;
+                Ok(match retried {
+                    None => SetAside::NotWaiting,
+                    Some(false) => SetAside::First,
+                    Some(true) => SetAside::AfterRetry,
+                })
             })
             .await
     }
@@ -289,17 +296,22 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn retry_dead_letter(
+        &self,
+        id: i64,
+        attempts: u32,
+    ) -> Result<bool, StoreError> {
         self.writer
             .run(move |conn| {
-                // No replica's, received long ago: the next sweep of any replica takes it.
+                // No replica's, received long ago (at 0, the mark of a retry): the next sweep
+                // of any replica takes it.
                 Ok(conn
                     .prepare_cached(
                         "UPDATE telegram_updates
-                         SET dead_at = NULL, attempts = 0, owner = '', received_at = 0
+                         SET dead_at = NULL, attempts = ?2, owner = '', received_at = 0
                          WHERE update_id = ?1 AND dead_at IS NOT NULL",
                     )?
-                    .execute(params![id])?
+                    .execute(params![id, attempts])?
                     == 1)
             })
             .await

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use genbot_store::{InboxUpdate, Store, Unhandled};
+use genbot_store::{InboxUpdate, SetAside, Store, Unhandled};
 
 use crate::helpers::on_both_backends;
 
@@ -31,12 +31,16 @@ async fn a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator(st
         0,
         "an update not in the inbox has no attempts"
     );
-    assert!(store
-        .dead_letter_update(id, "panicked 3 times")
-        .await
-        .unwrap());
-    assert!(
-        !store.dead_letter_update(id, "again").await.unwrap(),
+    assert_eq!(
+        store
+            .dead_letter_update(id, "panicked 3 times")
+            .await
+            .unwrap(),
+        SetAside::First
+    );
+    assert_eq!(
+        store.dead_letter_update(id, "again").await.unwrap(),
+        SetAside::NotWaiting,
         "set aside twice"
     );
     // A replica whose claim lapsed while it set the update aside too marks it handled: the
@@ -62,17 +66,38 @@ async fn a_poison_update_is_counted_set_aside_and_retried_only_by_an_operator(st
     }
     // Its chat's claim is given up at A's next heartbeat: nothing of it waits.
     store.renew_chat_claims("a", LONG).await.unwrap();
-    // Retried by an operator: any replica's next round takes it, its attempts start over.
-    assert!(store.retry_dead_letter(id).await.unwrap());
-    assert!(!store.retry_dead_letter(id).await.unwrap(), "retried twice");
+    // Retried by an operator: any replica's next round takes it, with the attempts the retry
+    // gave it (one short of the handler's limit: one more try).
+    assert!(store.retry_dead_letter(id, 2).await.unwrap());
+    assert!(
+        !store.retry_dead_letter(id, 2).await.unwrap(),
+        "retried twice"
+    );
     assert_eq!(store.count_dead_letters().await.unwrap(), 0);
     let taken = store.take_updates("b", RUNNING, LONG).await.unwrap();
     let retried: Vec<&InboxUpdate> = taken.iter().filter(|u| u.id == id).collect();
     assert_eq!(retried.len(), 1, "the retried dead letter was not taken");
-    assert_eq!(retried[0].attempts, 0, "a retried dead letter starts over");
-    // Handled now: it can no longer be set aside.
+    assert_eq!(retried[0].attempts, 2, "the retry's attempts");
+    assert!(
+        !retried[0].replay,
+        "a retried dead letter is a new try, not a replay"
+    );
+    // Set aside again: its sender was told the first time.
+    assert_eq!(
+        store
+            .dead_letter_update(id, "panicked again")
+            .await
+            .unwrap(),
+        SetAside::AfterRetry
+    );
+    // Retried once more and handled now: it can no longer be set aside.
+    assert!(store.retry_dead_letter(id, 2).await.unwrap());
+    store.take_updates("b", RUNNING, LONG).await.unwrap();
     store.mark_updates_handled("b", &[id]).await.unwrap();
-    assert!(!store.dead_letter_update(id, "late").await.unwrap());
+    assert_eq!(
+        store.dead_letter_update(id, "late").await.unwrap(),
+        SetAside::NotWaiting
+    );
 }
 
 /// Restarts alone never add up to a dead letter: only a replay whose handling started does.

@@ -11,7 +11,10 @@ use genbot_engine::{GenerationRequest, SubmitError};
 use genbot_store::{HistoryItem, JobId, UserId};
 use serde_json::{Map, Value};
 use teloxide::prelude::*;
-use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
+use teloxide::types::{
+    CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageId,
+    ReplyParameters,
+};
 use teloxide::RequestError;
 
 use crate::pacing::send;
@@ -104,16 +107,31 @@ fn own_chat(query: &CallbackQuery) -> Option<(ChatId, Lang, UserId)> {
     (chat.0 == user.0).then_some((chat, lang, user))
 }
 
-/// "As file" under an image. Returns the text the press is answered with.
+/// "As file" under an image. Returns the text the press is answered with. In a private chat
+/// the file comes there; under a result in a group, to the group as a reply to the image (the
+/// presser may never have opened a private chat with the bot), for its requester alone.
 pub(crate) async fn as_file_pressed(
     front: &Front,
     query: &CallbackQuery,
     job: JobId,
 ) -> Result<String, HandlerError> {
+    let user = user_id(&query.from);
+    let lang = Lang::from_code(query.from.language_code.as_deref());
+    let under_group_result = query.message.as_ref().filter(|m| is_group(m.chat()));
+    if let Some(message) = under_group_result {
+        let Some(past) = own_job(front, user, job).await? else {
+            return Ok(texts::not_your_result(lang));
+        };
+        return as_file(front, message.chat().id, lang, past, Some(message.id())).await;
+    }
+    // Anywhere else but the presser's own private chat, the press was forged.
     let Some((chat, lang, user)) = own_chat(query) else {
         return Ok(String::new());
     };
-    as_file(front, chat, lang, user, job).await
+    let Some(past) = own_job(front, user, job).await? else {
+        return Ok(texts::not_yours(lang));
+    };
+    as_file(front, chat, lang, past, None).await
 }
 
 /// "Older" under a `/history` page: the next page. Returns the text the press is answered with.
@@ -193,24 +211,28 @@ async fn own_job(
     Ok(found.filter(|j| j.user_id == user))
 }
 
-/// "As file": by the document's `file_id` once Telegram has given one (no upload, and it
-/// outlives the original's day), else the original bytes, keeping the `file_id` they get.
+/// "As file" of `past` (the presser's own job) to `chat`, as a reply to `reply_to` when given:
+/// by the document's `file_id` once Telegram has given one (no upload, and it outlives the
+/// original's day), else the original bytes, keeping the `file_id` they get.
 async fn as_file(
     front: &Front,
     chat: ChatId,
     lang: Lang,
-    user: UserId,
-    job: JobId,
+    past: genbot_store::Job,
+    reply_to: Option<MessageId>,
 ) -> Result<String, HandlerError> {
-    let Some(past) = own_job(front, user, job).await? else {
-        return Ok(texts::not_yours(lang));
-    };
+    let job = past.id;
     let store = front.engine().store();
     let document = |input: InputFile| {
-        front
+        let mut request = front
             .bot()
             .send_document(chat, input)
-            .caption(caption(&past.prompt))
+            .caption(caption(&past.prompt));
+        if let Some(message) = reply_to {
+            request = request
+                .reply_parameters(ReplyParameters::new(message).allow_sending_without_reply());
+        }
+        request
     };
     if let Some(file_id) = store.job_document(job).await? {
         match send(front, chat, document(InputFile::file_id(file_id.into()))).await {

@@ -46,6 +46,15 @@ pub(crate) fn not_yours(lang: Lang) -> String {
     )
 }
 
+/// A press of "as file" under a group's result by someone other than who asked for it.
+pub(crate) fn not_your_result(lang: Lang) -> String {
+    pick(
+        lang,
+        "Only whoever asked for this image can get it as a file.".into(),
+        "Получить эту картинку файлом может только тот, кто её заказал.".into(),
+    )
+}
+
 pub(crate) fn rerun_queued(lang: Lang) -> String {
     pick(lang, "Queued".into(), "В очереди".into())
 }

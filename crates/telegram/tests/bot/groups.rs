@@ -20,6 +20,21 @@ fn photos(chat: &SimUser) -> Vec<(i64, Option<i64>)> {
         .collect()
 }
 
+/// The data of the button starting with `prefix` under the bot's photo `photo` in `chat`.
+fn button_under(chat: &SimUser, photo: i64, prefix: &str) -> Option<String> {
+    chat.transcript().iter().find_map(|e| match e {
+        Entry::BotPhoto {
+            message_id,
+            buttons,
+            ..
+        } if *message_id == photo => buttons
+            .iter()
+            .find(|(_, d)| d.starts_with(prefix))
+            .map(|(_, d)| d.clone()),
+        _ => None,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot() {
     let bot = spawn_bot(Options::default()).await;
@@ -60,21 +75,7 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
     assert!(photos(group.chat())[1].1.is_some());
 
     // "Again" under a group result: the new image comes to the group, no queue message.
-    let again = group
-        .chat()
-        .transcript()
-        .iter()
-        .find_map(|e| match e {
-            Entry::BotPhoto {
-                message_id,
-                buttons,
-                ..
-            } if *message_id == first.0 => buttons
-                .iter()
-                .find(|(_, d)| d.starts_with("again:"))
-                .map(|(_, d)| d.clone()),
-            _ => None,
-        })
+    let again = button_under(group.chat(), first.0, "again:")
         .expect("no Again button under the group's result");
     let seen = group.chat().transcript().len();
     group.press(&ann, first.0, &again).unwrap();
@@ -220,4 +221,72 @@ async fn a_busy_group_does_not_hold_up_other_users_results() {
         sent_to_group <= 20,
         "{sent_to_group} messages into one group within {waited:?}"
     );
+}
+
+/// "As file" under a result in a group: its requester gets the file in the group, as a reply to
+/// the image (before, the press was taken for a forged one and answered with nothing); another
+/// member's press is answered, to them alone, that the image is not theirs, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_file_under_a_group_result_is_for_its_requester() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(5101, "Ann", Some("en"));
+    let bob = bot.telegram.user(5102, "Bob", Some("en"));
+    let group = bot.telegram.group(-1_001_100, "Files");
+    group
+        .send_text(&ann, "/img@genbot_mock_bot a lighthouse")
+        .unwrap();
+    let photo = group
+        .chat()
+        .wait_for(WAIT, |_| !photos(group.chat()).is_empty())
+        .await
+        .map(|_| photos(group.chat())[0].0)
+        .expect("no result in the group");
+    let as_file = button_under(group.chat(), photo, "file:")
+        .expect("no As file button under the group's result");
+    let answers = |from: usize| -> Vec<Option<String>> {
+        group.chat().transcript()[from..]
+            .iter()
+            .filter_map(|e| match e {
+                Entry::CallbackAnswered(text) => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let documents = || {
+        group
+            .chat()
+            .transcript()
+            .iter()
+            .filter(|e| matches!(e, Entry::BotDocument { .. }))
+            .count()
+    };
+
+    let seen = group.chat().transcript().len();
+    group.press(&bob, photo, &as_file).unwrap();
+    group
+        .chat()
+        .wait_for(WAIT, |_| !answers(seen).is_empty())
+        .await
+        .expect("Bob's press was not answered");
+    assert_eq!(
+        answers(seen),
+        [Some(
+            "Only whoever asked for this image can get it as a file.".to_owned()
+        )]
+    );
+    assert_eq!(documents(), 0, "Bob got Ann's file");
+
+    let seen = group.chat().transcript().len();
+    group.press(&ann, photo, &as_file).unwrap();
+    group
+        .chat()
+        .wait_for(WAIT, |_| documents() == 1 && !answers(seen).is_empty())
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "Ann's file did not come to the group: {:?}",
+                group.chat().transcript()
+            )
+        });
+    assert_eq!(answers(seen), [Some("File sent".to_owned())]);
 }

@@ -267,6 +267,10 @@ async fn a_banned_user_can_neither_draw_nor_buy_until_unbanned() {
 
     let (_, refused, _) = say(&fay, "/ban 1").await;
     assert!(refused.contains("administrators"), "{refused}");
+    assert!(
+        !refused.contains("ADMIN_IDS"),
+        "a user is told the bot's configuration: {refused}"
+    );
     let (_, usage, _) = say(&admin, "/ban someone").await;
     assert!(usage.starts_with("Usage: /ban"), "{usage}");
     let (_, unknown, _) = say(&admin, "/ban 999999").await;

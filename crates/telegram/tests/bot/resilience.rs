@@ -363,3 +363,39 @@ async fn a_message_that_keeps_panicking_is_set_aside_and_its_sender_told_once() 
     assert_eq!(metrics.handler_panics(), 3);
     assert_eq!(notices(&boris.transcript()), 1, "{:?}", boris.transcript());
 }
+
+/// A button press shed because its chat has too many updates waiting is answered (a "busy" toast
+/// to the presser alone), as a press dropped by the flood limit is: unanswered, the presser's
+/// client spins until it gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_press_shed_at_a_full_chat_backlog_is_answered() {
+    let defaults = Options::without_flood_limit();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            // The chat's worker takes 2 s a message: 300 quick ones leave its backlog full.
+            handler_delay: Duration::from_secs(2),
+            user_updates_per_sec: 100_000,
+            user_burst: 100_000,
+            ..defaults.front
+        },
+        ..defaults
+    })
+    .await;
+    let user = bot.telegram.user(8401, "Presser", Some("ru"));
+    let (menu, _, buttons) = say(&user, "/models").await;
+    let (_, data) = buttons.first().expect("/models has buttons").clone();
+    for n in 0..300 {
+        user.send_text(&format!("/help {n}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while bot.front.metrics().updates_shed() == 0 {
+        assert!(Instant::now() < deadline, "the chat's backlog never filled");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = crate::helpers::press(&user, menu, &data).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("В этом чате я сейчас занят; пожалуйста, попробуйте через минуту.")
+    );
+}
