@@ -303,7 +303,13 @@ impl Settings {
                 1,
                 3_600,
             )?),
-            stars_packages: stars_packages(Key::StarsPackages, required(Key::StarsPackages))?,
+            // Set empty, it means what the README says: nothing on sale (unset, the default
+            // packages). Taken as unset, `STARS_PACKAGES=` would have switched payments on.
+            stars_packages: if sources.set_empty(Key::StarsPackages) {
+                Vec::new()
+            } else {
+                stars_packages(Key::StarsPackages, required(Key::StarsPackages))?
+            },
             webhook_secret: raw(Key::WebhookSecret)
                 .map(|text| telegram_secret_token(Key::WebhookSecret.name(), text))
                 .transpose()?
@@ -625,6 +631,23 @@ mod tests {
             settings(&[("ADMIN_IDS", "7,8")]).unwrap().admin_ids,
             vec![7, 8]
         );
+    }
+
+    /// `STARS_PACKAGES=` turns `/buy` off, as the README says; unset sells the default packages.
+    #[test]
+    fn an_empty_stars_packages_sells_nothing() {
+        assert!(settings(&[("STARS_PACKAGES", "")])
+            .unwrap()
+            .stars_packages
+            .is_empty());
+        assert!(!settings(&[]).unwrap().stars_packages.is_empty());
+        let file = Sources::from_env(HashMap::new())
+            .with_file_text(std::path::Path::new("genbot.toml"), "stars_packages = \"\"")
+            .unwrap();
+        assert!(Settings::from_sources(&file)
+            .unwrap()
+            .stars_packages
+            .is_empty());
     }
 
     /// Set empty, the prefix was taken as unset (the default `genbot:`), though whoever wrote
