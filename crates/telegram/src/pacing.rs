@@ -13,7 +13,8 @@
 //! wait in a line of their own and go only while no answer waits, or once they have waited
 //! [`RESULT_PATIENCE`]: a user's next message is answered before someone's image is sent,
 //! and images are never starved. Both wait for their chat's own budget before they queue, so
-//! nobody waits behind another chat's backlog. Progress
+//! nobody waits behind another chat's backlog, and a chat's sends take its budget in the order
+//! they arrived (a queue position is never overtaken by the image it announced). Progress
 //! (position and "generating" edits) never waits: it goes out only when no answer waits, none
 //! went out in the last three send slots (100 ms at 30/s), budget is free at that moment and
 //! within progress's own share (a third of the overall rate); otherwise it is dropped — the
@@ -120,6 +121,8 @@ pub(crate) struct Pacer {
     /// Progress may use at most this share of the overall rate.
     progress: DirectLimiter,
     per_chat: KeyedLimiter,
+    /// Each chat's sends take its budget in the order they arrived (see [`ChatLines`]).
+    chat_lines: ChatLines,
     /// Groups (negative chat ids) also get at most `per_group_per_min` a minute: a burst of 3,
     /// then the rest of the minute's budget spread evenly, so no 60 s window holds more.
     per_group: KeyedLimiter,
@@ -146,6 +149,52 @@ pub(crate) struct Pacer {
     /// Signalled whenever an answer takes the budget: a result waiting for answers to pass
     /// looks again.
     answer_passed: tokio::sync::Notify,
+}
+
+/// One line per chat with sends waiting for its budget: without it, two sends to one chat
+/// slept until the same instant and whichever the runtime woke first went first, so a fast
+/// job's image could reach the user before the "In the queue: position 1" answer sent ahead of
+/// it. A chat's line lives only while a send waits in it, so the map holds waiting chats only.
+#[derive(Default)]
+struct ChatLines(
+    parking_lot::Mutex<std::collections::HashMap<i64, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl ChatLines {
+    /// `chat`'s line (tokio's mutex queues its waiters in order), held until the returned
+    /// handle is dropped.
+    fn line(&self, chat: ChatId) -> ChatLine<'_> {
+        let line = self.0.lock().entry(chat.0).or_default().clone();
+        ChatLine {
+            lines: self,
+            chat: chat.0,
+            line,
+        }
+    }
+}
+
+struct ChatLine<'a> {
+    lines: &'a ChatLines,
+    chat: i64,
+    line: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::ops::Deref for ChatLine<'_> {
+    type Target = tokio::sync::Mutex<()>;
+    fn deref(&self) -> &Self::Target {
+        &self.line
+    }
+}
+
+impl Drop for ChatLine<'_> {
+    fn drop(&mut self) {
+        let mut lines = self.lines.0.lock();
+        // Only the map's handle and this one left: nobody else waits in the chat's line (a
+        // new waiter must take the map's lock first to get a handle).
+        if std::sync::Arc::strong_count(&self.line) == 2 {
+            lines.remove(&self.chat);
+        }
+    }
 }
 
 /// Counts an answer as waiting for as long as it lives.
@@ -192,6 +241,7 @@ impl Pacer {
                     .allow_burst(nonzero(limits.per_chat_burst)),
             ),
             per_group: keyed(group_quota(limits.per_group_per_min)),
+            chat_lines: ChatLines::default(),
             clock: TokioClock,
             answers_waiting: AtomicUsize::new(0),
             last_answer: AtomicU64::new(0),
@@ -252,8 +302,11 @@ impl Pacer {
         true
     }
 
-    /// Waits for `chat`'s own budget (and its group's).
+    /// Waits for `chat`'s own budget (and its group's), behind the sends to `chat` that
+    /// arrived before.
     async fn chat_ready(&self, chat: ChatId) {
+        let line = self.chat_lines.line(chat);
+        let _turn = line.lock().await;
         if chat.0 < 0 {
             while let Err(not_until) = self.per_group.check_key(&chat.0) {
                 tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
@@ -535,12 +588,22 @@ mod tests {
         n: i64,
         class: SendClass,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        let one_each = (first_chat..first_chat + n).map(|chat| (chat, ChatId(chat), class));
+        arrivals_of(pacer, through, one_each).await
+    }
+
+    /// Sends of `(what through records, chat, class)`, arriving as in [`arrivals`].
+    async fn arrivals_of(
+        pacer: &std::sync::Arc<Pacer>,
+        through: &Through,
+        sends_in_order: impl IntoIterator<Item = (i64, ChatId, SendClass)>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut sends = Vec::new();
-        for chat in first_chat..first_chat + n {
+        for (recorded, chat, class) in sends_in_order {
             let (pacer, through) = (pacer.clone(), through.clone());
             let (arrived, in_line) = tokio::sync::oneshot::channel::<()>();
             sends.push(tokio::spawn(async move {
-                let ready = pacer.ready_as(ChatId(chat), class);
+                let ready = pacer.ready_as(chat, class);
                 tokio::pin!(ready);
                 let first = std::future::poll_fn(|cx| {
                     std::task::Poll::Ready(std::future::Future::poll(ready.as_mut(), cx))
@@ -551,7 +614,7 @@ mod tests {
                     ready.await;
                 }
                 let at = pacer.epoch.elapsed();
-                through.lock().push((chat, at));
+                through.lock().push((recorded, at));
             }));
             let _ = in_line.await;
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -572,6 +635,30 @@ mod tests {
         .await;
         // Seen without the line: the first to arrive let through 37th of 40.
         assert_eq!(chats(&through), (0..40).collect::<Vec<_>>());
+    }
+
+    /// Sends to one chat wait for its budget: an answer (a queue position) must not be
+    /// overtaken by the result (the image) that arrived after it, whichever waiter the runtime
+    /// wakes first, on several workers and the real clock as in production.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_to_one_chat_take_its_budget_in_the_order_they_arrived() {
+        let pacer = std::sync::Arc::new(Pacer::new(SendLimits {
+            per_chat_per_sec: 50,
+            per_chat_burst: 1,
+            overall_per_sec: 1_000,
+            per_group_per_min: 20,
+        }));
+        let chat = ChatId(7);
+        while pacer.per_chat.check_key(&chat.0).is_ok() {}
+        let through = Through::default();
+        let classes = [SendClass::Answer, SendClass::Result];
+        let sends = (0..30).map(|i| (i, chat, classes[(i % 2) as usize]));
+        let through = let_through(arrivals_of(&pacer, &through, sends).await, &through).await;
+        assert_eq!(chats(&through), (0..30).collect::<Vec<_>>());
+        assert!(
+            pacer.chat_lines.0.lock().is_empty(),
+            "a line outlived its waiters"
+        );
     }
 
     /// Whether a result waits depends on when answers arrive: on tokio's paused clock, which
