@@ -211,3 +211,35 @@ impl SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use crate::payments::movements_sql;
+
+    /// `/balance` reads the ledger on every call: each of its four parts must come out of an
+    /// index in the order it is limited by, leaving one sort (the merge) per read.
+    #[test]
+    fn movements_sort_only_the_merge() {
+        let mut conn = Connection::open_in_memory().expect("in-memory database");
+        super::super::schema::migrate(&mut conn).expect("schema");
+        let mut plan = conn
+            .prepare(concat!("EXPLAIN QUERY PLAN ", movements_sql!("?1", "?2")))
+            .expect("plan");
+        let steps: Vec<String> = plan
+            .query_map(rusqlite::params![1_i64, 5_i64], |row| row.get(3))
+            .expect("plan rows")
+            .collect::<Result<_, _>>()
+            .expect("plan text");
+        let sorts = steps.iter().filter(|s| s.contains("TEMP B-TREE")).count();
+        assert_eq!(sorts, 1, "{steps:#?}");
+        assert!(
+            !steps
+                .iter()
+                .any(|s| s.starts_with("SCAN generation_jobs")
+                    || s.starts_with("SCAN star_payments")),
+            "{steps:#?}"
+        );
+    }
+}

@@ -281,6 +281,19 @@ CREATE INDEX chat_claims_owner ON chat_claims (owner);
 CREATE INDEX telegram_updates_waiting_owner ON telegram_updates (owner)
 WHERE handled_at IS NULL AND dead_at IS NULL;
 "#,
+    // v17: a user's credit movements (`/balance`) read in index order. Each of the ledger
+    // query's four parts found its rows by user and then sorted them in a temporary B-tree
+    // (generation jobs by user and status, not id; refunds by user and purchase date): four
+    // sorters set up per `/balance`, most of the query's cost when a user has no movements.
+    // With these the parts come out in the order they are limited by, and only the merge sorts.
+    r#"
+CREATE INDEX generation_jobs_user_charged ON generation_jobs (user_id)
+WHERE charged_credits > 0;
+CREATE INDEX generation_jobs_user_refunded ON generation_jobs (user_id)
+WHERE refunded_credits > 0;
+CREATE INDEX star_payments_user_refund ON star_payments (user_id, refund_at)
+WHERE refund_state IS NOT NULL;
+"#,
 ];
 
 /// Brings the database to the latest schema version inside one transaction per migration.

@@ -283,10 +283,14 @@ fn a_sqlite_database_at_schema_14_is_upgraded_with_its_updates_chats() {
     let path = dir.path().join("old.db");
     drop(genbot_store::SqliteStore::open(&path, 1).unwrap());
     {
-        // Back to schema 14: no chats, no claims (nor v16's index by owner).
+        // Back to schema 14: no chats, no claims (nor v16's index by owner, nor v17's
+        // ledger indexes).
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX telegram_updates_waiting_owner;
+            "DROP INDEX generation_jobs_user_charged;
+             DROP INDEX generation_jobs_user_refunded;
+             DROP INDEX star_payments_user_refund;
+             DROP INDEX telegram_updates_waiting_owner;
              DROP TABLE chat_claims;
              DROP INDEX telegram_updates_waiting;
              ALTER TABLE telegram_updates DROP COLUMN chat_id;
