@@ -114,6 +114,10 @@ impl Unhandled {
 pub(crate) const MEMBER_LEASE_PREFIX: &str = "inbox-member:";
 /// Most free chats one round claims.
 pub(crate) const ROUND_CHATS: i64 = 64;
+/// The owner a retried dead letter waits under: no replica's, so any takes it, and not empty,
+/// so whoever takes it sees a replay (its try is counted as it starts and it is never shed):
+/// a retry that dies with its process is set aside at the next take, one more try in all.
+pub(crate) const RETRIED_OWNER: &str = "(retried by an operator)";
 /// Most updates taken at once.
 pub(crate) const TAKE_MAX: i64 = 10_000;
 

@@ -667,8 +667,8 @@ impl Store {
     }
 
     /// Gives dead letter `id` another chance: its attempts are set to `attempts` (the handler's
-    /// limit less the tries it is given) and any replica takes it at its next round; it is
-    /// marked as retried (received at the epoch, which no update from Telegram is), so that
+    /// limit less the tries it is given) and any replica takes it at its next round, as a
+    /// replay (its try counted as it starts, never shed); it is marked as retried (received at the epoch, which no update from Telegram is), so that
     /// setting it aside again says [`SetAside::AfterRetry`]. `Ok(false)` when there is no
     /// such dead letter.
     ///

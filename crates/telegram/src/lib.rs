@@ -397,6 +397,11 @@ impl Front {
             .await
     }
 
+    /// Keeps the bot's own user as getMe answered it at start (the first answer is kept).
+    pub(crate) fn remember_me(&self, me: &teloxide::types::User) {
+        let _ = self.inner.me.set(me.clone());
+    }
+
     pub(crate) fn is_admin(&self, user: i64) -> bool {
         self.inner.config.admin_ids.contains(&user)
     }

@@ -14,7 +14,8 @@
 //! [`RESULT_PATIENCE`]: a user's next message is answered before someone's image is sent,
 //! and images are never starved. Both wait for their chat's own budget before they queue, so
 //! nobody waits behind another chat's backlog, and a chat's sends take its budget in the order
-//! they arrived (a queue position is never overtaken by the image it announced). Progress
+//! they arrived (an image from a fast job no longer overtakes the queue position sent ahead of
+//! it; a send retried after a 429 or 5xx, or a result out of patience, can still change places). Progress
 //! (position and "generating" edits) never waits: it goes out only when no answer waits, none
 //! went out in the last three send slots (100 ms at 30/s), budget is free at that moment and
 //! within progress's own share (a third of the overall rate); otherwise it is dropped — the
@@ -168,7 +169,7 @@ impl ChatLines {
         ChatLine {
             lines: self,
             chat: chat.0,
-            line,
+            line: Some(line),
         }
     }
 }
@@ -176,22 +177,31 @@ impl ChatLines {
 struct ChatLine<'a> {
     lines: &'a ChatLines,
     chat: i64,
-    line: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Taken out only in `drop`, so the handle is gone before the map lock is released.
+    line: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::ops::Deref for ChatLine<'_> {
     type Target = tokio::sync::Mutex<()>;
     fn deref(&self) -> &Self::Target {
-        &self.line
+        match &self.line {
+            Some(line) => line,
+            None => unreachable!("a chat line's handle is taken only when it is dropped"),
+        }
     }
 }
 
 impl Drop for ChatLine<'_> {
     fn drop(&mut self) {
         let mut lines = self.lines.0.lock();
-        // Only the map's handle and this one left: nobody else waits in the chat's line (a
-        // new waiter must take the map's lock first to get a handle).
-        if std::sync::Arc::strong_count(&self.line) == 2 {
+        // This handle goes while the map is locked, so two handles dropped at once cannot
+        // both count the other and leave the line behind; a new waiter must take the map's
+        // lock to get a handle, so only the map's handle left means nobody waits.
+        drop(self.line.take());
+        if lines
+            .get(&self.chat)
+            .is_some_and(|line| std::sync::Arc::strong_count(line) == 1)
+        {
             lines.remove(&self.chat);
         }
     }
@@ -459,8 +469,9 @@ where
                 tracing::debug!(chat = chat.0, ?after, "telegram asked to slow down");
                 tokio::time::sleep(after.duration().max(Duration::from_millis(100))).await;
             }
-            // An answer is tried again at once, in its place in the chat; a result's retry is
-            // the outbox's (with its own backoff and attempt count).
+            // An answer is tried again after a short pause (behind its chat's sends that came
+            // meanwhile); a result's retry is the outbox's (with its own backoff and attempt
+            // count).
             Err(e)
                 if class == SendClass::Answer
                     && is_server_error(&e)

@@ -208,5 +208,12 @@ async fn button(front: &Front, query: &CallbackQuery, update: i64) -> HandlerRes
             texts::button_expired(Lang::from_code(query.from.language_code.as_deref()))
         }
     };
-    to_press(front, query, answer).await
+    // The press's work is done (a file sent, a job submitted): an answer that fails even after
+    // the pacer's retries must not make the whole update run again and repeat that work. The
+    // client stops its spinner by itself.
+    if let Err(e) = to_press(front, query, answer).await {
+        let error = genbot_config::redact_urls_in(&e.to_string());
+        tracing::info!(update_id = update, %error, "answering a button press failed");
+    }
+    Ok(())
 }

@@ -75,7 +75,12 @@ pub async fn wait_for_bot_api(
     let mut pause = CONNECT_PAUSE;
     loop {
         let reason = match front.bot().get_me().await {
-            Ok(me) => return Ok(me),
+            Ok(me) => {
+                // Handlers read the bot's username (is `/cmd@name` ours?): known from here,
+                // none of them asks getMe again, waiting out teloxide's pause after a 5xx.
+                front.remember_me(&me.user);
+                return Ok(me);
+            }
             Err(RequestError::Api(e @ ApiError::InvalidToken)) => {
                 return Err(RunError::InvalidToken(e.to_string()))
             }

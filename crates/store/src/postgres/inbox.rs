@@ -417,14 +417,15 @@ impl PgStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.connection().await?;
         // No replica's, received long ago (at the epoch, the mark of a retry): the next sweep
-        // of any replica takes it.
+        // of any replica takes it, as a replay (see RETRIED_OWNER).
         let done = sqlx::query(
             "UPDATE telegram_updates
-             SET dead_at = NULL, attempts = $2, owner = '', received_at = 'epoch'
+             SET dead_at = NULL, attempts = $2, owner = $3, received_at = 'epoch'
              WHERE update_id = $1 AND dead_at IS NOT NULL",
         )
         .bind(id)
         .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+        .bind(crate::inbox::RETRIED_OWNER)
         .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -304,14 +304,14 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 // No replica's, received long ago (at 0, the mark of a retry): the next sweep
-                // of any replica takes it.
+                // of any replica takes it, as a replay (see RETRIED_OWNER).
                 Ok(conn
                     .prepare_cached(
                         "UPDATE telegram_updates
-                         SET dead_at = NULL, attempts = ?2, owner = '', received_at = 0
+                         SET dead_at = NULL, attempts = ?2, owner = ?3, received_at = 0
                          WHERE update_id = ?1 AND dead_at IS NOT NULL",
                     )?
-                    .execute(params![id, attempts])?
+                    .execute(params![id, attempts, crate::inbox::RETRIED_OWNER])?
                     == 1)
             })
             .await

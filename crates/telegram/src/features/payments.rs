@@ -12,7 +12,9 @@
 //! Imports the shared layer, never another feature or the router.
 
 use genbot_config::StarsPackage;
-use genbot_store::{NewStarPayment, PaymentRecorded, RefundResult, RefundStart, UserId};
+use genbot_store::{
+    NewStarPayment, PaymentRecorded, RefundResult, RefundStart, StarPayment, UserId,
+};
 use teloxide::prelude::*;
 use teloxide::types::{
     CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, PreCheckoutQuery,
@@ -298,18 +300,15 @@ pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) 
     )
     .await;
     let text = match asked {
+        // Telegram refunded it, on this try or on an earlier one whose answer was lost: the
+        // buyer is told once, by whichever attempt finishes the refund (not by a second admin
+        // racing the first).
         Ok(_) => {
-            users
-                .finish_refund(payment.user, charge, RefundResult::Refunded)
-                .await?;
-            notify_buyer(front, payment.user, charge, payment.stars, payment.credits).await;
+            refunded(front, users, &payment, charge).await?;
             texts::refunded(lang, charge, payment.stars, payment.credits, payment.user.0)
         }
         Err(RequestError::Api(e)) if e.to_string().contains("CHARGE_ALREADY_REFUNDED") => {
-            // Telegram refunded it on an earlier attempt whose answer was lost.
-            users
-                .finish_refund(payment.user, charge, RefundResult::Refunded)
-                .await?;
+            refunded(front, users, &payment, charge).await?;
             texts::refunded(lang, charge, payment.stars, payment.credits, payment.user.0)
         }
         Err(RequestError::Api(e)) if is_refusal(&e) => {
@@ -334,6 +333,23 @@ fn is_refusal(error: &ApiError) -> bool {
         ApiError::Unknown(description) => description.starts_with("Bad Request"),
         _ => true,
     }
+}
+
+/// Records that Telegram refunded `payment` and tells its buyer, if this attempt is the one
+/// that finished the refund.
+async fn refunded(
+    front: &Front,
+    users: &genbot_cache::Users,
+    payment: &StarPayment,
+    charge: &str,
+) -> HandlerResult {
+    if users
+        .finish_refund(payment.user, charge, RefundResult::Refunded)
+        .await?
+    {
+        notify_buyer(front, payment.user, charge, payment.stars, payment.credits).await;
+    }
+    Ok(())
 }
 
 async fn notify_buyer(front: &Front, user: UserId, charge: &str, stars: i64, credits: i64) {
