@@ -35,7 +35,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
     let hooks = test_hooks()?;
     // One bot process per SQLite file: two would both be `local` and take each other's jobs
     // and updates over. Held until the process ends.
-    let _sole_user = sole_user_of_sqlite(&settings.database_url)?;
+    let mut sole_user = sole_user_of_sqlite(&settings.database_url)?;
     // Checked before anything starts: teloxide panics on a secret Telegram would refuse, and
     // only after the Bot API has answered. WEBHOOK_SECRET was checked with the settings.
     let webhook_secret = match &args.webhook_secret {
@@ -71,6 +71,10 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
         tracing::info!("stopped before the database answered");
         return Ok(());
     };
+    // A file this start created has an identity only now.
+    if let Some(sole_user) = sole_user.as_mut() {
+        sole_user.lock_the_file_itself()?;
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("Failed to listen on {}", args.listen))?;
@@ -120,14 +124,13 @@ fn test_hooks() -> anyhow::Result<TestHooks> {
     Ok(hooks)
 }
 
-/// Locks `<database>.serve.lock` beside an SQLite file for this process's life; `None` for
-/// PostgreSQL (replicas share it by design).
+/// Locks `<database>.serve.lock` beside an SQLite file, and the lock named by the file's
+/// identity when it exists (see [`SoleUser`]), for this process's life; `None` for PostgreSQL
+/// (replicas share it by design).
 ///
 /// # Errors
 /// A [`UsageError`] when another `genbot serve` holds it.
-fn sole_user_of_sqlite(
-    database: &genbot_config::DatabaseUrl,
-) -> anyhow::Result<Option<std::fs::File>> {
+fn sole_user_of_sqlite(database: &genbot_config::DatabaseUrl) -> anyhow::Result<Option<SoleUser>> {
     let genbot_config::DatabaseUrl::Sqlite { path } = database else {
         return Ok(None);
     };
@@ -152,7 +155,15 @@ fn sole_user_of_sqlite(
         .open(&lock_path)
         .with_context(|| format!("Failed to open {}", lock_path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
+        Ok(()) => {
+            let mut sole_user = SoleUser {
+                path: path.clone(),
+                _by_path: file,
+                by_identity: None,
+            };
+            sole_user.lock_the_file_itself()?;
+            Ok(Some(sole_user))
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(UsageError(format!(
             "another genbot serve is running on the SQLite file {} (it holds {}); run one process per SQLite file, or use PostgreSQL (DATABASE_URL=postgres://…) for replicas",
             path.display(),
@@ -162,5 +173,68 @@ fn sole_user_of_sqlite(
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("Failed to lock {}", lock_path.display()))
         }
+    }
+}
+
+/// The locks that make this process the SQLite file's only `serve`, held for its life: one
+/// beside the file's real path, and one named by the file's device and inode, since a hard
+/// link is another real path to the same file (two processes on it each kept their own WAL
+/// and corrupted the database).
+struct SoleUser {
+    path: std::path::PathBuf,
+    _by_path: std::fs::File,
+    by_identity: Option<std::fs::File>,
+}
+
+impl SoleUser {
+    /// Takes the lock named by the file's identity, once the file exists. The lock file lives
+    /// in the temporary directory, where every name of the file leads; the database file itself
+    /// is never opened here (closing a descriptor of it would drop SQLite's own locks).
+    ///
+    /// # Errors
+    /// A [`UsageError`] when another `genbot serve` holds it.
+    #[cfg(unix)]
+    fn lock_the_file_itself(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if self.by_identity.is_some() {
+            return Ok(());
+        }
+        let identity = match std::fs::metadata(&self.path) {
+            Ok(meta) => (meta.dev(), meta.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("Failed to read {}", self.path.display()))
+            }
+        };
+        let lock_path = std::env::temp_dir().join(format!(
+            "genbot-sqlite-{}-{}.serve.lock",
+            identity.0, identity.1
+        ));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("Failed to open {}", lock_path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.by_identity = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(UsageError(format!(
+                "another genbot serve is running on the SQLite file {} under another name (a hard link to it; it holds {}); run one process per SQLite file, or use PostgreSQL (DATABASE_URL=postgres://…) for replicas",
+                self.path.display(),
+                lock_path.display()
+            ))
+            .into()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("Failed to lock {}", lock_path.display()))
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn lock_the_file_itself(&mut self) -> anyhow::Result<()> {
+        Ok(())
     }
 }

@@ -193,6 +193,23 @@ async fn a_second_serve_on_one_sqlite_file_is_refused() {
         stderr.contains("another genbot serve") && stderr.contains("PostgreSQL"),
         "{stderr}"
     );
+    // A hard link is another real path to the same file: two processes on it each kept their
+    // own WAL, doubled every generation and corrupted the database.
+    let link = dir.path().join("link.db");
+    std::fs::hard_link(dir.path().join("one.db"), &link).unwrap();
+    let through_link = tokio::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .envs(first.env.iter().map(|(k, v)| (k, v)))
+        .env("DATABASE_URL", format!("sqlite://{}", link.display()))
+        .output();
+    let through_link = tokio::time::timeout(WAIT, through_link)
+        .await
+        .expect("the process on a hard link kept running")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&through_link.stderr);
+    assert_eq!(through_link.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("hard link"), "{stderr}");
     first.kill().await;
     let mut again = Bot::new(&telegram, &replicate, &database_url);
     again.start();
