@@ -51,9 +51,7 @@ impl Sources {
     /// The file named by `GENBOT_CONFIG` is missing, or a file cannot be read or parsed, or it
     /// holds an unknown key.
     pub fn from_process() -> Result<Self, ConfigError> {
-        let env: HashMap<String, String> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
+        let env = unicode_env(std::env::vars_os())?;
         let mut sources = Sources::from_env(env);
         match sources.env.get(CONFIG_FILE_VARIABLE).cloned() {
             Some(path) => sources = sources.with_file(Path::new(&path))?,
@@ -162,9 +160,65 @@ impl Sources {
     }
 }
 
+/// The environment as text. A genbot variable whose value is not UTF-8 is refused (taken as
+/// unset, `STARS_PACKAGES` would have sold the default packages and `DATABASE_URL` opened
+/// `genbot.db`); other variables are none of genbot's business and are skipped.
+fn unicode_env(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let mut env = HashMap::new();
+    for (name, value) in vars {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => {
+                env.insert(name, value);
+            }
+            Err(_) => {
+                let ours = Key::ALL
+                    .iter()
+                    .map(|key| key.name())
+                    .chain([CONFIG_FILE_VARIABLE])
+                    .find(|known| *known == name);
+                if let Some(variable) = ours {
+                    return Err(ConfigError::invalid(
+                        variable,
+                        "(bytes that are not UTF-8)",
+                        "a UTF-8 value",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(env)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_genbot_variable_that_is_not_utf8_is_refused_not_taken_as_unset() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| std::ffi::OsString::from_vec(b.to_vec());
+        let error = unicode_env([(bytes(b"STARS_PACKAGES"), bytes(b"\xff\xfe"))])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "invalid STARS_PACKAGES=(bytes that are not UTF-8): a UTF-8 value"
+        );
+        assert!(unicode_env([(bytes(b"GENBOT_CONFIG"), bytes(b"\xff"))]).is_err());
+        // Not ours: skipped, the rest kept.
+        let env = unicode_env([
+            (bytes(b"LS_COLORS"), bytes(b"\xff")),
+            (bytes(b"DATABASE_URL"), bytes(b"sqlite://a.db")),
+        ])
+        .unwrap();
+        assert_eq!(env.len(), 1);
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
