@@ -142,11 +142,12 @@ async fn command(
         Input::History => rerun::show_history(front, chat, lang, user, None).await,
         Input::Settings => settings::show(front, chat, from, lang).await,
         Input::Prompt(text) => prompt::generate(front, chat, from, lang, update, text).await,
-        // Telegram clients write `/cmd@otherbot` for another bot's command: its answer is that
-        // bot's business.
+        // `/cmd@otherbot` is not run (it is another bot's command), but a private chat has no
+        // other bot to answer it: silence would leave the user guessing (and `/balance@@me`,
+        // a slip of the keyboard, names nobody we know either).
         Input::NotOurs => {
             front.metrics().ignored("command_for_another_bot");
-            Ok(())
+            help::unknown_command(front, chat, lang).await
         }
     }
 }

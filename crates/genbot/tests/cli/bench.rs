@@ -316,13 +316,17 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     // percent their mean (one decimal).
     check_score(&json["readiness"], 6, 6);
     // The extended score: the same six and fault tolerance, graded from the fault tests (the
-    // worst of those that ran).
+    // worst of those that ran, bad input included: on a loaded machine its hostile answers'
+    // p99 can grade it GOOD while the others are EXCELLENT).
     let extended = &json["readiness_extended"];
     check_score(extended, 7, 7);
     assert_eq!(extended["criteria"][6]["criterion"], "fault_tolerance");
     let worst_fault = tests
         .iter()
-        .filter(|t| EMBEDDED_FAULTS.contains(&t["id"].as_str().unwrap()))
+        .filter(|t| {
+            let id = t["id"].as_str().unwrap();
+            EMBEDDED_FAULTS.contains(&id) || id == "bad_input"
+        })
         .filter_map(|t| t["grade"].as_str())
         .min_by(|a, b| points_of(a).total_cmp(&points_of(b)))
         .unwrap();
