@@ -208,6 +208,17 @@ impl Answers {
         self.0.answer_latencies_since(from)
     }
 
+    /// How many answers have been recorded so far (the index the next one gets).
+    pub fn count(&self) -> usize {
+        self.0.answer_count()
+    }
+
+    /// How many answers from index `from` on answer updates that reached the mock at or after
+    /// `since`.
+    pub fn answered_since(&self, from: usize, since: std::time::Instant) -> usize {
+        self.0.answered_since(from, since)
+    }
+
     /// From answer `from` on: the chat, when the answered update reached the mock, and the
     /// time to its first answer.
     pub fn answers_since(&self, from: usize) -> Vec<(i64, std::time::Instant, Duration)> {

@@ -98,7 +98,7 @@ struct Tally {
 async fn session(user: SimUser, think: Duration, tally: Arc<Tally>) {
     let mut await_photo = false;
     for step in &SESSION {
-        let seen = user.transcript().len();
+        let seen = user.transcript_len();
         let sent = match step {
             Step::Text(text) | Step::Prompt(text) => Some(user.send_text(text)),
             Step::Photo(caption) => Some(user.send_photo(Some(caption))),

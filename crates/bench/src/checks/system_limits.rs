@@ -268,7 +268,9 @@ async fn run_step(
     let users_this_step = ((rate * SECONDS_PER_UPDATE_PER_USER) as usize)
         .min(pool.len())
         .max(1);
-    let answered_before = rig.telegram.stats().answer_latencies.len();
+    // A count, not `stats()`: that copies every latency recorded so far (all steps').
+    let answers = rig.telegram.answers();
+    let answered_before = answers.count();
     let queue_before = rig.front.engine().stats().queue_length as f64;
     let cpu_before = process_cpu();
     let started = Instant::now();
@@ -288,10 +290,10 @@ async fn run_step(
         _ => f64::NAN,
     };
     drain(&rig.telegram, answered_before, started, count).await;
-    let after = rig.telegram.stats();
-    let answered = after.answer_latencies.len() - answered_before;
+    let step_latencies = answers.latencies_since(answered_before);
+    let answered = step_latencies.len();
     let mut latency = Latencies::new();
-    for l in &after.answer_latencies[answered_before..] {
+    for l in &step_latencies {
         latency.record(*l);
     }
     let lag_p99 = generator.lag.summary().p99_ms;
@@ -321,11 +323,7 @@ pub(crate) async fn drain(telegram: &TelegramMock, from: usize, started: Instant
     let answers = telegram.answers();
     let deadline = tokio::time::Instant::now() + DRAIN;
     loop {
-        let answered = answers
-            .answers_since(from)
-            .iter()
-            .filter(|(_, arrived, _)| *arrived >= started)
-            .count() as u64;
+        let answered = answers.answered_since(from, started) as u64;
         if answered >= count || tokio::time::Instant::now() >= deadline {
             return;
         }

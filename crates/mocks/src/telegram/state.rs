@@ -951,6 +951,17 @@ impl BotState {
             .unwrap_or_default()
     }
 
+    /// `f` of the chat's transcript, read in place: a simulated user checks it at every step
+    /// and every wake-up, and a copy each time was most of the crowd driver's work, under the
+    /// lock every update and answer takes. An unknown chat reads as empty, as in
+    /// [`Self::transcript`].
+    pub(super) fn read_transcript<T>(&self, chat_id: i64, f: impl FnOnce(&[Entry]) -> T) -> T {
+        match self.chats.lock().get(&chat_id) {
+            Some(chat) => f(&chat.transcript),
+            None => f(&[]),
+        }
+    }
+
     /// Answer latencies recorded from index `from` on (all of them when `from` is 0).
     pub(super) fn answer_latencies_since(&self, from: usize) -> Vec<Duration> {
         self.counters
@@ -959,6 +970,24 @@ impl BotState {
             .get(from..)
             .map(<[Duration]>::to_vec)
             .unwrap_or_default()
+    }
+
+    /// How many answers have been recorded: an index for [`Self::answer_latencies_since`]
+    /// without copying the latencies (the ramp asks at every step; a copy of all of them held
+    /// the lock the bot's answers take).
+    pub(super) fn answer_count(&self) -> usize {
+        self.counters.lock().answer_latencies.len()
+    }
+
+    /// Of the answers from index `from` on, how many answer updates that reached the mock at
+    /// or after `since`: counted in place, as a drain polls it every few milliseconds.
+    pub(super) fn answered_since(&self, from: usize, since: Instant) -> usize {
+        self.answered_arrivals
+            .lock()
+            .get(from..)
+            .map_or(0, |arrivals| {
+                arrivals.iter().filter(|(_, at)| *at >= since).count()
+            })
     }
 
     /// Records a request Telegram would refuse, as [`TelegramMockStats::refused`] reports it.

@@ -121,21 +121,18 @@ impl SimUser {
 
     /// The bot's latest invoice in the chat (its message id), for [`SimUser::pay`].
     pub fn last_invoice(&self) -> Option<i64> {
-        self.transcript()
-            .iter()
-            .rev()
-            .find_map(|entry| match entry {
+        self.state.read_transcript(self.id, |transcript| {
+            transcript.iter().rev().find_map(|entry| match entry {
                 Entry::BotInvoice { message_id, .. } => Some(*message_id),
                 _ => None,
             })
+        })
     }
 
     /// The bot's latest message with inline buttons (its message id), for [`SimUser::press`].
     pub fn last_keyboard(&self) -> Option<i64> {
-        self.transcript()
-            .iter()
-            .rev()
-            .find_map(|entry| match entry {
+        self.state.read_transcript(self.id, |transcript| {
+            transcript.iter().rev().find_map(|entry| match entry {
                 Entry::BotText {
                     message_id,
                     buttons,
@@ -143,6 +140,7 @@ impl SimUser {
                 } if !buttons.is_empty() => Some(*message_id),
                 _ => None,
             })
+        })
     }
 
     /// Telegram reports the payment `charge_id` again (a new update, the same charge).
@@ -155,7 +153,13 @@ impl SimUser {
         self.state.transcript(self.id)
     }
 
+    /// How many entries the transcript has (where the next one will be), without copying it.
+    pub fn transcript_len(&self) -> usize {
+        self.state.read_transcript(self.id, <[Entry]>::len)
+    }
+
     /// Waits until `done` holds for the transcript; returns it, or `None` after `timeout`.
+    /// `done` runs on the transcript in place, under the mock's lock: keep it cheap.
     pub async fn wait_for(
         &self,
         timeout: Duration,
@@ -166,9 +170,13 @@ impl SimUser {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let transcript = self.transcript();
-            if done(&transcript) {
-                return Some(transcript);
+            // Copied only once it is done: a wake-up that is not (a chat action, an edit, the
+            // first look before the answer) reads it in place.
+            let finished = self
+                .state
+                .read_transcript(self.id, |t| done(t).then(|| t.to_vec()));
+            if finished.is_some() {
+                return finished;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return None;
@@ -181,7 +189,7 @@ impl SimUser {
         &self,
         timeout: Duration,
     ) -> Option<(i64, String, Vec<(String, String)>)> {
-        let seen = self.transcript().len();
+        let seen = self.transcript_len();
         let transcript = self
             .wait_for(timeout, |t| {
                 t[seen.min(t.len())..]

@@ -294,3 +294,52 @@ async fn kinds_the_bot_did_not_allow_are_dropped_as_telegram_drops_them() {
         .iter()
         .any(|u| u.get("pre_checkout_query").is_some()));
 }
+
+#[tokio::test]
+async fn answers_are_counted_in_place_from_an_index_and_an_arrival_time() {
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let answers = mock.answers();
+    let (ann, bob) = (mock.user(11, "Ann", None), mock.user(12, "Bob", None));
+    ann.send_text("/start");
+    call(
+        &mock,
+        "sendMessage",
+        json!({"chat_id": 11, "text": "Hi Ann"}),
+    )
+    .await;
+    // Bob's update reaches the mock after `since`; Ann's did before it.
+    let since = Instant::now();
+    bob.send_text("/start");
+    ann.send_text("/balance");
+    call(
+        &mock,
+        "sendMessage",
+        json!({"chat_id": 12, "text": "Hi Bob"}),
+    )
+    .await;
+    call(
+        &mock,
+        "sendMessage",
+        json!({"chat_id": 11, "text": "0 credits"}),
+    )
+    .await;
+    assert_eq!(answers.count(), 3);
+    assert_eq!(answers.count(), mock.stats().answer_latencies.len());
+    assert_eq!(answers.answered_since(0, since), 2);
+    assert_eq!(answers.answered_since(2, since), 1);
+    assert_eq!(answers.answered_since(3, since), 0);
+    assert_eq!(answers.answered_since(99, since), 0);
+    // The transcript is read in place: its length, and a wait that copies it once done.
+    assert_eq!(ann.transcript_len(), 4);
+    let done = ann
+        .wait_for(Duration::from_secs(5), |t| t.len() == 4)
+        .await
+        .unwrap();
+    assert_eq!(done, ann.transcript());
+    assert!(ann
+        .wait_for(Duration::from_millis(50), |t| t.len() > 4)
+        .await
+        .is_none());
+}
