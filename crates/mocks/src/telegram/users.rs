@@ -159,7 +159,6 @@ impl SimUser {
     }
 
     /// Waits until `done` holds for the transcript; returns it, or `None` after `timeout`.
-    /// `done` runs on the transcript in place, under the mock's lock: keep it cheap.
     pub async fn wait_for(
         &self,
         timeout: Duration,
@@ -170,13 +169,11 @@ impl SimUser {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            // Copied only once it is done: a wake-up that is not (a chat action, an edit, the
-            // first look before the answer) reads it in place.
-            let finished = self
-                .state
-                .read_transcript(self.id, |t| done(t).then(|| t.to_vec()));
-            if finished.is_some() {
-                return finished;
+            // A copy, not a look in place under the mock's lock: `done` may ask the mock
+            // anything (another user's transcript), which would deadlock on that lock.
+            let transcript = self.transcript();
+            if done(&transcript) {
+                return Some(transcript);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return None;
