@@ -112,8 +112,10 @@ async fn an_output_of_unsaid_length_is_cut_off_past_20_mb() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/out.png", listener.local_addr().unwrap());
     const CHUNK: usize = 1024 * 1024;
-    // 30 MB offered; the client should stop reading after a little over 20.
-    let offered = 30 * CHUNK;
+    // 128 MB offered; the client should stop reading after a little over 20. The socket
+    // buffers between them can hold tens of MB more (tcp_rmem's maximum is 32 MB on the CI
+    // machine), so 30 MB offered was once all written though the client had stopped at 20.
+    let offered = 128 * CHUNK;
     let server = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut request = Vec::new();
