@@ -148,25 +148,40 @@ fn sole_user_of_sqlite(database: &genbot_config::DatabaseUrl) -> anyhow::Result<
     let mut lock_path = real.into_os_string();
     lock_path.push(".serve.lock");
     let lock_path = std::path::PathBuf::from(lock_path);
+    let file = lock_exclusively(&lock_path, || {
+        format!(
+            "another genbot serve is running on the SQLite file {}",
+            path.display()
+        )
+    })?;
+    let mut sole_user = SoleUser {
+        path: path.clone(),
+        _by_path: file,
+        by_identity: None,
+    };
+    sole_user.lock_the_file_itself()?;
+    Ok(Some(sole_user))
+}
+
+/// Opens (creating it) and locks `lock_path` for this process's life.
+///
+/// # Errors
+/// A [`UsageError`] starting with `held_by()` when another process holds it.
+fn lock_exclusively(
+    lock_path: &std::path::Path,
+    held_by: impl FnOnce() -> String,
+) -> anyhow::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
+        .open(lock_path)
         .with_context(|| format!("Failed to open {}", lock_path.display()))?;
     match file.try_lock() {
-        Ok(()) => {
-            let mut sole_user = SoleUser {
-                path: path.clone(),
-                _by_path: file,
-                by_identity: None,
-            };
-            sole_user.lock_the_file_itself()?;
-            Ok(Some(sole_user))
-        }
+        Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(UsageError(format!(
-            "another genbot serve is running on the SQLite file {} (it holds {}); run one process per SQLite file, or use PostgreSQL (DATABASE_URL=postgres://…) for replicas",
-            path.display(),
+            "{} (it holds {}); run one process per SQLite file, or use PostgreSQL (DATABASE_URL=postgres://…) for replicas",
+            held_by(),
             lock_path.display()
         ))
         .into()),
@@ -210,27 +225,14 @@ impl SoleUser {
             "genbot-sqlite-{}-{}.serve.lock",
             identity.0, identity.1
         ));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("Failed to open {}", lock_path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {
-                self.by_identity = Some(file);
-                Ok(())
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Err(UsageError(format!(
-                "another genbot serve is running on the SQLite file {} under another name (a hard link to it; it holds {}); run one process per SQLite file, or use PostgreSQL (DATABASE_URL=postgres://…) for replicas",
-                self.path.display(),
-                lock_path.display()
-            ))
-            .into()),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("Failed to lock {}", lock_path.display()))
-            }
-        }
+        let path = &self.path;
+        self.by_identity = Some(lock_exclusively(&lock_path, || {
+            format!(
+                "another genbot serve is running on the SQLite file {} under another name (a hard link to it)",
+                path.display()
+            )
+        })?);
+        Ok(())
     }
 
     #[cfg(not(unix))]
