@@ -29,7 +29,7 @@ use std::time::Duration;
 use genbot_config::Settings;
 use genbot_engine::replicate::PollPolicy;
 use genbot_engine::{Engine, EngineConfig, EngineError, JobEvent};
-use genbot_store::{Store, StoreError};
+use genbot_store::{ReplicaIdHold, Store, StoreError};
 use genbot_telegram::run::{Mode, RunError};
 use genbot_telegram::{connect_bot, Front, FrontConfig, SendLimits};
 use tokio::sync::mpsc;
@@ -74,6 +74,7 @@ pub struct BotAssembly {
     poll: Option<PollPolicy>,
     send_budget: SendBudget,
     hooks: TestHooks,
+    sole_replica_id: bool,
 }
 
 impl BotAssembly {
@@ -87,6 +88,7 @@ impl BotAssembly {
             poll: None,
             send_budget: SendBudget::Telegram,
             hooks: TestHooks::default(),
+            sole_replica_id: false,
         }
     }
 
@@ -126,6 +128,14 @@ impl BotAssembly {
     /// The test hooks to arm (none by default).
     pub fn with_test_hooks(mut self, hooks: TestHooks) -> Self {
         self.hooks = hooks;
+        self
+    }
+
+    /// Refuses to build while another live process holds `REPLICA_ID` on the same PostgreSQL
+    /// database, and holds it for the built bot's life (`genbot serve`: two processes with one
+    /// id would each take the other's jobs and updates as their own).
+    pub fn one_process_per_replica_id(mut self) -> Self {
+        self.sole_replica_id = true;
         self
     }
 
@@ -171,6 +181,12 @@ impl BotAssembly {
                 "TELEGRAM_BOT_TOKEN is not set: the bot needs its token from @BotFather".into(),
             )
         })?;
+        // Before the engine starts: its start takes back the jobs running under this id.
+        let replica_id = if self.sole_replica_id {
+            parts::hold_replica_id(settings, &store).await?
+        } else {
+            None
+        };
         let (engine, events) = parts::start_engine(
             settings,
             store,
@@ -192,6 +208,7 @@ impl BotAssembly {
             events,
             grace: settings.shutdown_grace,
             send_budget: self.send_budget,
+            _replica_id: replica_id,
         })
     }
 }
@@ -204,6 +221,9 @@ pub struct AssembledBot {
     /// `SHUTDOWN_GRACE_SECONDS`: how long running handlers get after the stop.
     grace: Duration,
     send_budget: SendBudget,
+    /// `REPLICA_ID` held on PostgreSQL while the bot lives (see
+    /// [`BotAssembly::one_process_per_replica_id`]).
+    _replica_id: Option<ReplicaIdHold>,
 }
 
 impl AssembledBot {
@@ -233,6 +253,8 @@ impl AssembledBot {
     /// # Errors
     /// As [`genbot_telegram::run::serve_bot`].
     pub async fn serve(self, mode: Mode, stop: CancellationToken) -> Result<(), RunError> {
+        // Held until the bot has stopped, not merely until it starts.
+        let _replica_id = self._replica_id;
         genbot_telegram::run::serve_bot(self.front, self.events, mode, stop, self.grace).await
     }
 }

@@ -11,7 +11,7 @@ use genbot_engine::limiter::{LocalRateLimiter, RateLimiter, SharedRateLimiter};
 use genbot_engine::replicate::webhook::WebhookSecret;
 use genbot_engine::replicate::{PollPolicy, ReplicateClient, WebhookSettings};
 use genbot_engine::{Engine, EngineConfig, JobEvent};
-use genbot_store::{PgOptions, Store, StoreError};
+use genbot_store::{PgOptions, ReplicaIdHold, Store, StoreError};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +57,41 @@ pub(crate) async fn connect_waiting(
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(CONNECT_PAUSE_MAX);
+    }
+}
+
+/// How long a start waits for `REPLICA_ID` to come free: the connection of a process that was
+/// killed on this host a moment ago may not have been closed by the server yet.
+const REPLICA_ID_WAIT: Duration = Duration::from_secs(5);
+
+/// Holds `REPLICA_ID` on `store` (see [`Store::hold_replica_id`]), waiting up to
+/// [`REPLICA_ID_WAIT`] for it to come free. A database that fails the attempt is warned of and
+/// not waited for: the check guards against a mistake and must not keep a replica down.
+///
+/// # Errors
+/// [`AssemblyError::Config`] when another live process still holds the id.
+pub(crate) async fn hold_replica_id(
+    settings: &Settings,
+    store: &Store,
+) -> Result<Option<ReplicaIdHold>, AssemblyError> {
+    let id = &settings.replica_id;
+    let deadline = tokio::time::Instant::now() + REPLICA_ID_WAIT;
+    loop {
+        match store.hold_replica_id(id).await {
+            Ok(Some(hold)) => return Ok(Some(hold)),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(None) => {
+                return Err(AssemblyError::Config(format!(
+                    "REPLICA_ID={id:?} is held by another live genbot process on this database: every live replica needs its own REPLICA_ID (two with one id would each take the other's jobs and updates; a replica whose host vanished is let go within about 30 s)"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check that REPLICA_ID is this process's alone; starting without the check");
+                return Ok(None);
+            }
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub use payments::{
     Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
     RefundState, StarPayment,
 };
-pub use postgres::{PgOptions, PgStore};
+pub use postgres::{PgOptions, PgStore, ReplicaIdHold};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A named lease among replicas as it stands (e.g. the right to poll Telegram).
@@ -699,6 +699,19 @@ impl Store {
     /// Database failures.
     pub async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
         dispatch!(self.release_lease(name, owner))
+    }
+
+    /// Tries once to hold replica id `id` for this process's life: `None` when another live
+    /// process holds it on this PostgreSQL database. On SQLite there is nothing to hold (one
+    /// process per file is locked apart), so it always succeeds.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn hold_replica_id(&self, id: &str) -> Result<Option<ReplicaIdHold>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(Some(ReplicaIdHold::not_needed())),
+            Store::Postgres(store) => store.hold_replica_id(id).await,
+        }
     }
 
     /// Who holds the lease `name` now, if anyone.

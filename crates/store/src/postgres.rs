@@ -12,8 +12,10 @@ mod lifecycle;
 mod outbox;
 mod outcomes;
 mod payments;
+mod replica_name;
 mod schema;
 
+pub use replica_name::ReplicaIdHold;
 pub(crate) use schema::LATEST as SCHEMA_LATEST;
 
 use std::ops::Range;

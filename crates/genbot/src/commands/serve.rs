@@ -64,6 +64,7 @@ pub(crate) async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<(
             ..FrontConfig::from_settings(&settings)
         })
         .with_test_hooks(hooks)
+        .one_process_per_replica_id()
         .build_waiting(&stop)
         .await
         .map_err(app::usage_or_failure)?

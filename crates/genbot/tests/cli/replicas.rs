@@ -378,3 +378,58 @@ async fn a_webhook_replica_is_refused_while_another_polls() {
     hooked.kill().await;
     database.drop_now().await.unwrap();
 }
+
+/// `REPLICA_ID` must be unique among live replicas: a second process started with a live one's
+/// id is refused (exit 2, naming the variable) before it takes any of that replica's jobs or
+/// updates, the live one goes on answering, and once the live one is killed its id is free to
+/// a restart at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_a_live_replicas_id_is_refused() {
+    let Some(database) =
+        scratch_postgres("a_second_process_with_a_live_replicas_id_is_refused").await
+    else {
+        return;
+    };
+    let database_url = database_url_text(&database);
+    let (telegram, replicate) = default_mocks().await;
+    let mut live = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "twin");
+    live.start();
+    let first = telegram.user(75_001, "First", Some("en"));
+    first.send_text("/start");
+    wait_until("the live replica answers", WAIT, || async {
+        answered(&first)
+    })
+    .await;
+
+    let mut twin = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "twin");
+    let log = twin.start_logged();
+    wait_until("the twin exits", WAIT, || {
+        let ended = twin.exited();
+        async move { ended.is_some() }
+    })
+    .await;
+    let status = twin.exited().expect("just seen");
+    let text = log.finish().await;
+    assert_eq!(status.code(), Some(2), "the twin's exit; its log:\n{text}");
+    assert!(
+        text.contains("REPLICA_ID=\"twin\" is held by another live genbot process"),
+        "the twin's log:\n{text}"
+    );
+    let second = telegram.user(75_002, "Second", Some("en"));
+    second.send_text("/start");
+    wait_until("the live replica still answers", WAIT, || async {
+        answered(&second)
+    })
+    .await;
+
+    // Killed, the live replica's connection ends with it: a restart under its id is not refused.
+    live.kill().await;
+    live.start();
+    let third = telegram.user(75_003, "Third", Some("en"));
+    third.send_text("/start");
+    wait_until("the restarted replica answers", WAIT, || async {
+        answered(&third)
+    })
+    .await;
+    assert!(live.exited().is_none(), "the restart exited");
+}

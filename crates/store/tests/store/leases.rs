@@ -4,7 +4,10 @@ use genbot_store::Store;
 
 use crate::helpers::on_both_backends;
 
-on_both_backends!(a_lease_has_one_holder_until_it_expires_or_is_released);
+on_both_backends!(
+    a_lease_has_one_holder_until_it_expires_or_is_released,
+    a_replica_id_is_held_by_one_live_process
+);
 
 async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: &Store) {
     let long = Duration::from_secs(60);
@@ -60,4 +63,32 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: &Store) {
         store.lease_holder("short").await.unwrap().as_deref(),
         Some("b")
     );
+}
+
+/// On PostgreSQL a replica id is one holder's until its hold is dropped (its connection ends);
+/// SQLite has nothing to hold.
+async fn a_replica_id_is_held_by_one_live_process(store: &Store) {
+    let first = store.hold_replica_id("twin").await.unwrap();
+    assert!(first.is_some(), "the first hold refused");
+    let second = store.hold_replica_id("twin").await.unwrap();
+    let other = store.hold_replica_id("other").await.unwrap();
+    assert!(other.is_some(), "ids share a hold");
+    if store.backend() == "sqlite" {
+        assert!(second.is_some(), "SQLite refused a hold it does not need");
+        return;
+    }
+    assert!(second.is_none(), "two live holders of one replica id");
+    drop(first);
+    // The server lets go when it reads the closed connection: soon, but not synchronously.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if store.hold_replica_id("twin").await.unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the id stayed held 10 s after its holder let go"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
