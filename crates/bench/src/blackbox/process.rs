@@ -205,6 +205,9 @@ pub struct GroupUsage {
     pub rss_bytes: u64,
     pub cpu: Duration,
     pub processes: u32,
+    /// The longest time one of its processes was ready to run but waited for a CPU
+    /// (`/proc/PID/schedstat`; zero where the kernel does not keep it).
+    pub cpu_wait: Duration,
 }
 
 /// Sums `/proc/*/stat` over the processes whose group is `group`; `None` without `/proc`.
@@ -241,8 +244,18 @@ pub(crate) fn group_usage(group: u32) -> Option<GroupUsage> {
         let ticks = number(11) + number(12);
         usage.cpu += Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64);
         usage.rss_bytes += number(21) * page;
+        usage.cpu_wait = usage.cpu_wait.max(run_delay(pid));
     }
     Some(usage)
+}
+
+/// How long `pid` has been runnable but waiting for a CPU: `/proc/PID/schedstat` is
+/// "time on CPU, time waiting on a run queue, time slices", in nanoseconds.
+fn run_delay(pid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 #[cfg(test)]
@@ -290,6 +303,32 @@ mod tests {
             Stopped::OnSigterm { status, .. } => assert!(status.contains("15"), "{status}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_group_with_more_busy_processes_than_cpus_is_seen_waiting_for_one() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let dir = tempfile::tempdir().expect("dir");
+        // Twice as many spinning shells as CPUs: each must queue for one.
+        let spin = format!(
+            "for i in $(seq {}); do (while :; do :; done) & done; wait",
+            2 * cpus
+        );
+        let mut bot =
+            BotCommand::spawn(&spin, Vec::new(), &dir.path().join("bot.log")).expect("spawn");
+        let group = bot.group().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut waited = Duration::ZERO;
+        while waited < Duration::from_millis(100) && Instant::now() < deadline {
+            waited = group_usage(group).map_or(Duration::ZERO, |u| u.cpu_wait);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bot.stop(Duration::from_secs(5)).await;
+        if !std::path::Path::new("/proc/self/schedstat").exists() {
+            eprintln!("SKIPPED a_group_with_more_busy_processes_than_cpus_is_seen_waiting_for_one: no schedstat");
+            return;
+        }
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! ```toml
 //! name = "my aiogram bot"              # names the bot in the report
 //! token = "123456:TEST"                # the token the bot is started with (any well-formed one)
-//! startup_timeout_s = 30               # until it polls or sets a webhook
+//! startup_timeout_s = 30               # until it polls or sets a webhook (its waits for a CPU
+//!                                      # not counted, at most 10x this of wall time)
 //! stop_grace_s = 10                    # SIGTERM, then SIGKILL after this
 //!
 //! [env]                                # the names the bot reads (these are the defaults)

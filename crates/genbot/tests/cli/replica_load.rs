@@ -34,6 +34,19 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
         .0
 }
 
+/// Waits until no update in the table is still unhandled (`handled_at` unset).
+async fn every_update_handled(pool: &sqlx::PgPool) {
+    wait_until("every update marked handled", WAIT, || async {
+        count(
+            pool,
+            "SELECT count(*) FROM telegram_updates WHERE handled_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+}
+
 /// Two polling replicas, many chats each sending three commands at once: both replicas handle
 /// updates (only one of them polls), every update is answered once and each chat's answers come
 /// in the order of its messages. Then replica B, which does not poll and whose handlers are
@@ -106,15 +119,7 @@ async fn polling_replicas_share_the_handling_and_a_killed_handlers_chats_are_tak
         })
         .await;
         let took = started.elapsed();
-        wait_until("every update marked handled", WAIT, || async {
-            count(
-                &pool,
-                "SELECT count(*) FROM telegram_updates WHERE handled_at IS NULL",
-            )
-            .await
-                == 0
-        })
-        .await;
+        every_update_handled(&pool).await;
         let handled_a = metric(port_a, "genbot_updates_total").await;
         let handled_b = metric(port_b, "genbot_updates_total").await;
         eprintln!(
@@ -193,15 +198,7 @@ async fn polling_replicas_share_the_handling_and_a_killed_handlers_chats_are_tak
     })
     .await;
     let answered_after = killed.elapsed();
-    wait_until("every update marked handled", WAIT, || async {
-        count(
-            &pool,
-            "SELECT count(*) FROM telegram_updates WHERE handled_at IS NULL",
-        )
-        .await
-            == 0
-    })
-    .await;
+    every_update_handled(&pool).await;
     eprintln!(
         "kill: B held {} updates; all {} new users answered {answered_after:?} after the kill",
         held.len(),
@@ -362,15 +359,7 @@ async fn webhook_replicas_behind_a_round_robin_balancer_lose_nothing_to_a_rollin
     })
     .await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    wait_until("every update marked handled", WAIT, || async {
-        count(
-            &pool,
-            "SELECT count(*) FROM telegram_updates WHERE handled_at IS NULL",
-        )
-        .await
-            == 0
-    })
-    .await;
+    every_update_handled(&pool).await;
     let stats = telegram.stats();
     eprintln!(
         "round robin: connections A {}, B {}; webhook answers {:?}, retries {}",

@@ -37,12 +37,32 @@ async fn an_unreachable_postgres_is_waited_for_at_start() {
     let log = bot.start_logged();
     // Two lines: a build that gave up after the first try would not log a second, nor end with
     // "stopped before the database answered" and exit 0.
+    let waiting = |lines: usize| {
+        let log = &log;
+        async move { log.count("waiting for the database") >= lines }
+    };
     wait_until(
-        "two \"waiting for the database\" lines",
+        "a \"waiting for the database\" line",
         Duration::from_secs(30),
-        || async { log.count("waiting for the database") >= 2 },
+        || waiting(1),
     )
     .await;
+    let first = Instant::now();
+    wait_until(
+        "a second \"waiting for the database\" line",
+        Duration::from_secs(30),
+        || waiting(2),
+    )
+    .await;
+    // Between the two: the 0.5 s pause and a second try of DB_CONNECT_TIMEOUT_SECONDS=1, i.e.
+    // 1.5 s; a build ignoring the setting tries for the default 10 s (10.5 s). The lower bound
+    // shows the try waited for the server rather than failing at once.
+    let between = first.elapsed();
+    assert!(
+        between >= Duration::from_millis(1000) && between < Duration::from_secs(6),
+        "{between:?} between the two tries' lines; DB_CONNECT_TIMEOUT_SECONDS=1 gives 1.5 s:\n{}",
+        log.text()
+    );
     assert!(
         bot.exited().is_none(),
         "serve exited instead of waiting for PostgreSQL:\n{}",

@@ -164,15 +164,7 @@ async fn a_group_gets_results_as_replies_and_only_what_is_addressed_to_the_bot()
 /// private users' results are not held behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_group_does_not_hold_up_other_users_results() {
-    let defaults = Options::default();
-    let bot = spawn_bot(Options {
-        front: genbot_telegram::FrontConfig {
-            send_limits: genbot_telegram::SendLimits::TELEGRAM,
-            ..defaults.front
-        },
-        ..defaults
-    })
-    .await;
+    let bot = spawn_bot(Options::paced_like_telegram()).await;
     let group = bot.telegram.group(-1_002_000, "Busy");
     let members: Vec<_> = (0..40)
         .map(|n| bot.telegram.user(5100 + n, &format!("m{n}"), Some("en")))

@@ -64,6 +64,19 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The defaults with production's send pacing (30 a second, one a second per chat after a
+    /// burst, 20 a minute per group), for tests of what waits behind Telegram's limits.
+    pub(crate) fn paced_like_telegram() -> Self {
+        let defaults = Options::default();
+        Options {
+            front: FrontConfig {
+                send_limits: SendLimits::TELEGRAM,
+                ..defaults.front
+            },
+            ..defaults
+        }
+    }
+
     /// These options with SQLite's busy timeout at `busy_timeout`.
     pub(crate) fn busy_timeout(self, busy_timeout: Duration) -> Self {
         Options {

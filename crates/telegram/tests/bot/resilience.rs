@@ -39,15 +39,14 @@ async fn texts_that_once_panicked_are_answered_and_nothing_panics() {
 /// 2 s throughout, and the group gets one `/help` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_group_never_holds_up_private_answers() {
-    let defaults = Options::default();
+    let paced = Options::paced_like_telegram();
     let bot = spawn_bot(Options {
         front: genbot_telegram::FrontConfig {
-            send_limits: genbot_telegram::SendLimits::TELEGRAM,
             user_updates_per_sec: 100_000,
             user_burst: 100_000,
-            ..defaults.front
+            ..paced.front
         },
-        ..defaults
+        ..paced
     })
     .await;
     let group = bot.telegram.group(-1_003_000, "Busy");
@@ -107,15 +106,7 @@ async fn a_busy_group_never_holds_up_private_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_slow_answers_is_shed_beyond_its_backlog() {
     const MEMBERS: i64 = 1_400;
-    let defaults = Options::default();
-    let bot = spawn_bot(Options {
-        front: genbot_telegram::FrontConfig {
-            send_limits: genbot_telegram::SendLimits::TELEGRAM,
-            ..defaults.front
-        },
-        ..defaults
-    })
-    .await;
+    let bot = spawn_bot(Options::paced_like_telegram()).await;
     let group = bot.telegram.group(-1_003_100, "Slow");
     for n in 0..MEMBERS {
         let member = bot
