@@ -101,11 +101,20 @@ impl Sources {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
+        // Keys are read in any case: two spellings of one key would leave which wins to the
+        // table's order, so they are refused.
+        let mut spelled: HashMap<Key, String> = HashMap::new();
         for (name, value) in table {
             let key = Key::from_name(&name).ok_or_else(|| ConfigError::UnknownKey {
                 path: path.to_owned(),
                 key: name.clone(),
             })?;
+            if let Some(first) = spelled.insert(key, name.clone()) {
+                return Err(file_error(format!(
+                    "`{first}` and `{name}` are the same setting ({}): keep one",
+                    key.name()
+                )));
+            }
             let text = match value {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
@@ -258,6 +267,25 @@ mod tests {
             Some(("300", Origin::Default))
         );
         assert_eq!(sources.lookup(Key::RedisUrl), None);
+    }
+
+    #[test]
+    fn one_key_in_two_spellings_is_refused_naming_both() {
+        let error = Sources::default()
+            .with_file_text(
+                Path::new("genbot.toml"),
+                "db_pool_size = 5\nDB_POOL_SIZE = 7\n",
+            )
+            .unwrap_err()
+            .to_string();
+        for named in [
+            "genbot.toml",
+            "`db_pool_size`",
+            "`DB_POOL_SIZE`",
+            "keep one",
+        ] {
+            assert!(error.contains(named), "{named} not in {error}");
+        }
     }
 
     #[test]
