@@ -37,12 +37,31 @@ impl ConfigError {
     pub(crate) fn invalid(variable: &'static str, value: &str, allowed: impl Into<String>) -> Self {
         ConfigError::Invalid {
             variable,
-            value: if value.is_empty() {
-                "\"\"".to_owned()
+            // Empty, or holding a newline or another control character: shown quoted and
+            // escaped, so the error stays one line and says what was really set.
+            value: if value.is_empty() || value.chars().any(char::is_control) {
+                format!("{value:?}")
             } else {
                 value.to_owned()
             },
             allowed: allowed.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConfigError;
+
+    #[test]
+    fn a_value_with_a_newline_is_shown_escaped_on_one_line() {
+        let error = ConfigError::invalid("DB_POOL_SIZE", "5\nx", "1-1000").to_string();
+        assert_eq!(error, "invalid DB_POOL_SIZE=\"5\\nx\": 1-1000");
+        assert!(!error.contains('\n'), "{error}");
+        // Plain values stay as written; an empty one is shown as "".
+        let error = ConfigError::invalid("DB_POOL_SIZE", "0", "1-1000").to_string();
+        assert_eq!(error, "invalid DB_POOL_SIZE=0: 1-1000");
+        let error = ConfigError::invalid("DB_POOL_SIZE", "", "1-1000").to_string();
+        assert_eq!(error, "invalid DB_POOL_SIZE=\"\": 1-1000");
     }
 }

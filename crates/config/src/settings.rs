@@ -263,9 +263,18 @@ impl Settings {
             }
         }
 
+        // `STARS_PACKAGES=` is a setting (nothing on sale), not the default it does not take:
+        // labelled with where it was set empty.
         let origins = Key::ALL
             .into_iter()
-            .filter_map(|key| sources.lookup(key).map(|(_, origin)| (key, origin)))
+            .filter_map(|key| {
+                let set_empty = (key == Key::StarsPackages)
+                    .then(|| sources.empty_origin(key))
+                    .flatten();
+                set_empty
+                    .or_else(|| sources.lookup(key).map(|(_, origin)| origin))
+                    .map(|origin| (key, origin))
+            })
             .collect();
 
         Ok(Settings {
@@ -871,6 +880,27 @@ mod tests {
         assert_eq!((pool.shown.as_str(), pool.origin), ("3", Some(Origin::Env)));
         let redis = effective.iter().find(|e| e.key == Key::RedisUrl).unwrap();
         assert_eq!(redis.origin, None);
+    }
+
+    #[test]
+    fn stars_packages_set_empty_is_labelled_where_it_was_set() {
+        let origin = |s: &Settings| {
+            s.effective()
+                .into_iter()
+                .find(|e| e.key == Key::StarsPackages)
+                .and_then(|e| e.origin)
+        };
+        let s = settings(&[("STARS_PACKAGES", "")]).unwrap();
+        assert!(s.stars_packages.is_empty());
+        assert_eq!(origin(&s), Some(Origin::Env));
+        let file = Sources::from_env(HashMap::new())
+            .with_file_text(std::path::Path::new("genbot.toml"), "STARS_PACKAGES = \"\"")
+            .unwrap();
+        let s = Settings::from_sources(&file).unwrap();
+        assert!(s.stars_packages.is_empty());
+        assert_eq!(origin(&s), Some(Origin::File));
+        // Unset, it takes the default packages and says so.
+        assert_eq!(origin(&settings(&[]).unwrap()), Some(Origin::Default));
     }
 
     #[test]

@@ -35,8 +35,9 @@ impl std::fmt::Display for Origin {
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     env: HashMap<String, String>,
-    /// Variables set in the environment (or keys in the file) with an empty value.
-    empty: std::collections::HashSet<String>,
+    /// Variables set in the environment (or keys in the file) with an empty value, and which
+    /// layer set them so (the environment's when both did).
+    empty: HashMap<String, Origin>,
     file: HashMap<Key, String>,
     file_path: Option<PathBuf>,
 }
@@ -71,7 +72,7 @@ impl Sources {
             env.into_iter().partition(|(_, v)| v.is_empty());
         Sources {
             env,
-            empty: empty.into_keys().collect(),
+            empty: empty.into_keys().map(|name| (name, Origin::Env)).collect(),
             ..Sources::default()
         }
     }
@@ -100,11 +101,20 @@ impl Sources {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
+        // Keys are read in any case: two spellings of one key would leave which wins to the
+        // table's order, so they are refused.
+        let mut spelled: HashMap<Key, String> = HashMap::new();
         for (name, value) in table {
             let key = Key::from_name(&name).ok_or_else(|| ConfigError::UnknownKey {
                 path: path.to_owned(),
                 key: name.clone(),
             })?;
+            if let Some(first) = spelled.insert(key, name.clone()) {
+                return Err(file_error(format!(
+                    "`{first}` and `{name}` are the same setting ({}): keep one",
+                    key.name()
+                )));
+            }
             let text = match value {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
@@ -128,7 +138,9 @@ impl Sources {
                 }
             };
             if text.is_empty() {
-                self.empty.insert(key.name().to_owned());
+                self.empty
+                    .entry(key.name().to_owned())
+                    .or_insert(Origin::File);
             }
             self.file.insert(key, text);
         }
@@ -144,8 +156,17 @@ impl Sources {
     /// Whether `key` was set with an empty value (in the environment or the file) and nothing
     /// else sets it: it would take its default, as if unset.
     pub fn set_empty(&self, key: Key) -> bool {
-        self.empty.contains(key.name())
+        self.empty.contains_key(key.name())
             && matches!(self.lookup(key), None | Some((_, Origin::Default)))
+    }
+
+    /// Where `key` was set empty, when [`Sources::set_empty`] holds: for a setting whose empty
+    /// value means something, the label `config check` shows.
+    pub fn empty_origin(&self, key: Key) -> Option<Origin> {
+        if !self.set_empty(key) {
+            return None;
+        }
+        self.empty.get(key.name()).copied()
     }
 
     /// The raw value of `key` and where it came from; `None` when it is unset everywhere.
@@ -246,6 +267,25 @@ mod tests {
             Some(("300", Origin::Default))
         );
         assert_eq!(sources.lookup(Key::RedisUrl), None);
+    }
+
+    #[test]
+    fn one_key_in_two_spellings_is_refused_naming_both() {
+        let error = Sources::default()
+            .with_file_text(
+                Path::new("genbot.toml"),
+                "db_pool_size = 5\nDB_POOL_SIZE = 7\n",
+            )
+            .unwrap_err()
+            .to_string();
+        for named in [
+            "genbot.toml",
+            "`db_pool_size`",
+            "`DB_POOL_SIZE`",
+            "keep one",
+        ] {
+            assert!(error.contains(named), "{named} not in {error}");
+        }
     }
 
     #[test]

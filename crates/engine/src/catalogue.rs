@@ -214,6 +214,34 @@ mod tests {
     }
 
     #[test]
+    fn a_range_of_nan_or_inf_must_be_finite_numbers() {
+        for (param, problem) in [
+            (
+                "{ min = nan, max = 1.0 }",
+                "min (NaN) must be a finite number",
+            ),
+            (
+                "{ min = 0.0, max = inf }",
+                "max (inf) must be a finite number",
+            ),
+            (
+                "{ min = 0.0, max = 1.0, default = nan }",
+                "default (NaN) must be a finite number",
+            ),
+        ] {
+            let text = format!(
+                "[[models]]\nid = \"a\"\nname = \"A\"\nreplicate = \"owner/a\"\ncost = 1\n[models.params]\nguidance = {param}\n"
+            );
+            let err = Catalogue::parse(&text, "test.toml", "a").unwrap_err();
+            assert_eq!(
+                err.problems,
+                [format!("models[0].params.guidance: {problem}")],
+                "{param}"
+            );
+        }
+    }
+
+    #[test]
     fn a_file_with_three_distinct_errors_reports_all_three() {
         let text = r#"
             [[models]]

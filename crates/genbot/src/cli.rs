@@ -99,7 +99,7 @@ pub(crate) enum InboxCommand {
     /// List the dead letters, newest first (id, attempts, when, error; never the text).
     List {
         /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = at_least_one)]
         limit: u32,
     },
     /// Give a dead letter another try: a running replica (polling or webhook) takes it within
@@ -176,7 +176,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) quick: bool,
     /// Simulated users for the concurrent-users test.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub(crate) users: Option<u32>,
     /// Seconds each timed measurement runs (default 2 with --quick, 10 otherwise).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -322,8 +322,17 @@ pub(crate) struct ReplicateMockArgs {
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     pub(crate) failure_rate: f64,
     /// Answer 429 above this many creations per second (Replicate-style throttling).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub(crate) rate_limit: Option<u32>,
+}
+
+/// A count where zero means nothing to do (no users, no rows, no creations allowed): refused
+/// rather than run as a test that measures nothing. Clap names the option and the value.
+fn at_least_one(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {}", u32::MAX)),
+    }
 }
 
 fn fraction(text: &str) -> Result<f64, String> {
@@ -348,5 +357,25 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_zero_count_is_refused_naming_the_option_the_value_and_the_range() {
+        for args in [
+            &["genbot", "bench", "all", "--users", "0"][..],
+            &["genbot", "inbox", "list", "--limit", "0"],
+            &["genbot", "mock", "replicate", "--rate-limit", "0"],
+        ] {
+            let Err(e) = Cli::try_parse_from(args) else {
+                panic!("{args:?} was accepted");
+            };
+            let message = e.to_string();
+            let option = args[args.len() - 2];
+            assert!(message.contains(option), "{message}");
+            assert!(message.contains("'0'"), "{message}");
+            assert!(message.contains("from 1 to 4294967295"), "{message}");
+        }
+        let parsed = Cli::try_parse_from(["genbot", "bench", "all", "--users", "1"]);
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 }

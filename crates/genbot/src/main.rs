@@ -36,18 +36,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The suite and the demo print their own progress; their engines' info logs would
-    // interleave with it. An operator's one-shot commands print an answer: a database's info
-    // line (sqlx's notice of a slow statement, a migration's) is no part of it.
-    let default_level = match cli.command {
-        Command::Bench(_)
-        | Command::Demo(_)
-        | Command::Doctor(_)
-        | Command::Inbox { .. }
-        | Command::Webhook { .. }
-        | Command::Config { .. } => "warn",
-        _ => "info",
-    };
+    let default_level = telemetry::default_level(&cli.command);
     telemetry::init(cli.log_format, default_level);
     let settings = match genbot_config::Settings::load() {
         Ok(settings) => settings,

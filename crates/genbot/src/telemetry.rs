@@ -4,7 +4,26 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-use crate::cli::LogFormat;
+use crate::cli::{Command, LogFormat};
+
+/// The log level a command shows when `RUST_LOG` is unset.
+pub(crate) fn default_level(command: &Command) -> &'static str {
+    // The suite and the demo print their own progress; their engines' info logs would
+    // interleave with it. An operator's one-shot commands print an answer: a database's info
+    // line (sqlx's notice of a slow statement, a migration's) is no part of it. `bench --quiet`
+    // prints nothing but the reports: its engines' warnings (a retried step, a slow query)
+    // stay out too, and only errors reach stderr.
+    match command {
+        Command::Bench(args) if args.quiet => "error",
+        Command::Bench(_)
+        | Command::Demo(_)
+        | Command::Doctor(_)
+        | Command::Inbox { .. }
+        | Command::Webhook { .. }
+        | Command::Config { .. } => "warn",
+        _ => "info",
+    }
+}
 
 /// Starts logging; `default_level` applies when `RUST_LOG` is unset.
 pub(crate) fn init(format: LogFormat, default_level: &str) {
@@ -34,5 +53,25 @@ pub(crate) fn init(format: LogFormat, default_level: &str) {
                     .with_filter(filter),
             )
             .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::default_level;
+    use crate::cli::Cli;
+
+    fn level(args: &[&str]) -> &'static str {
+        let cli = Cli::try_parse_from(args).expect("a valid command line");
+        default_level(&cli.command)
+    }
+
+    #[test]
+    fn bench_quiet_logs_only_errors() {
+        assert_eq!(level(&["genbot", "bench", "all", "--quiet"]), "error");
+        assert_eq!(level(&["genbot", "bench", "all"]), "warn");
+        assert_eq!(level(&["genbot", "serve"]), "info");
     }
 }

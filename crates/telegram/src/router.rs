@@ -99,7 +99,18 @@ async fn message(front: &Front, msg: &Message, update: i64) -> HandlerResult {
             front.metrics().ignored("album_photo");
             return Ok(());
         }
-        return img2img::photo_received(front, msg, from, lang, update, msg.caption()).await;
+        let Some(caption) = msg.caption() else {
+            return img2img::photo_received(front, msg, from, lang, update, None).await;
+        };
+        // A caption is read as a text is: `/img cat` draws "cat", `/balance` shows the
+        // balance; only a prompt redraws the photo.
+        let me = front.me().await?;
+        return match Input::parse(caption, me.username.as_deref().unwrap_or_default()) {
+            Input::Prompt(asked) => {
+                img2img::photo_received(front, msg, from, lang, update, Some(asked)).await
+            }
+            input => command(front, chat, from, lang, update, input).await,
+        };
     }
     let Some(text) = msg.text() else {
         return help::unsupported(front, msg, lang).await;

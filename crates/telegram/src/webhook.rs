@@ -28,6 +28,8 @@ use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use tokio::sync::mpsc;
 
+mod refusals;
+
 use crate::Front;
 
 /// The header Telegram sends the secret token in.
@@ -75,6 +77,7 @@ pub(crate) struct Intake {
     secret: String,
     updates: mpsc::Sender<Update>,
     last_record: crate::claims::LastRecord,
+    refusals: std::sync::Arc<refusals::RefusalLog>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -97,6 +100,7 @@ pub(crate) fn intake(
             secret,
             updates,
             last_record: last_record.clone(),
+            refusals: std::sync::Arc::default(),
         },
         received,
         last_record,
@@ -116,7 +120,8 @@ pub(crate) async fn receive(
         .map(|v| v.as_bytes())
         .unwrap_or_default();
     if !same_secret(given, intake.secret.as_bytes()) {
-        tracing::warn!("telegram webhook request without the right secret token; refused");
+        intake.front.metrics().ignored("webhook_without_secret");
+        intake.refusals.log(std::time::Instant::now());
         return StatusCode::UNAUTHORIZED;
     }
     let update: Update = match serde_json::from_slice(&body) {

@@ -19,7 +19,7 @@ use crate::bot_rig::{crowd_engine, BotRig};
 use crate::checks::CheckError;
 use crate::context::Context;
 use crate::cpu::{process_cpu, thread_cpu};
-use crate::grade::Grade;
+use crate::grade::{Grade, Lang};
 use crate::histogram::Latencies;
 use crate::outcome::{Line, Scale, Series, TestId, TestOutcome};
 use crate::timeline;
@@ -161,7 +161,14 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         format!("открытая модель: /balance с постоянной частотой на ступени ({step_length:?}), пользователь шлёт раз в {SECONDS_PER_UPDATE_PER_USER} с; SLO p99 ≤ {SLO_P99_MS} мс от плановой отправки, ≤ {:.0} % без ответа; ступень, нарушившая SLO, повторяется один раз", SLO_ERRORS * 100.0),
     ));
     out.fact(rig.budget_fact(ctx));
-    grade_knee(ctx, out, knee.map(|k| k.rate), broke.is_some(), &bottleneck);
+    grade_knee(
+        ctx.lang,
+        out,
+        knee.map(|k| k.rate),
+        broke.is_some(),
+        &bottleneck,
+        broke.as_ref().is_some_and(generator_limited),
+    );
     out.telegram(&rig.telegram.stats());
     out.cap_for_refusals(ctx.lang);
     rig.stop().await;
@@ -402,12 +409,16 @@ pub(crate) fn chart_points(ctx: &Context, out: &mut TestOutcome, points: &[Chart
 
 /// Grades the knee (found, and either no step broke the SLO or it held ≥ 400 updates/s) and
 /// names the bottleneck when it is not excellent; the in-process and black-box tests share it.
+/// When the step that broke the SLO was the load generator's limit (`generator_limited`), a
+/// grade below EXCELLENT would blame the bot for what the generator could not offer: the test
+/// did not measure the bot's limit and says so.
 pub(crate) fn grade_knee(
-    ctx: &Context,
+    lang: Lang,
     out: &mut TestOutcome,
     knee: Option<f64>,
     broke: bool,
     bottleneck: &str,
+    generator_limited: bool,
 ) {
     let max_rps = knee.unwrap_or(0.0);
     out.grade = match knee {
@@ -415,16 +426,30 @@ pub(crate) fn grade_knee(
         Some(_) => Grade::Good,
         None => Grade::NeedsOptimization,
     };
-    if out.grade != Grade::Excellent {
-        out.recommend(ctx.text(
-            format!(
-                "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
-            ),
-            format!(
-                "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
-            ),
-        ));
+    if out.grade == Grade::Excellent {
+        return;
     }
+    if generator_limited {
+        out.did_not_measure(match lang {
+            Lang::En => format!("did not measure: the load generator, not the bot, was the limit ({bottleneck}); {max_rps:.0} updates/s held within the SLO before it"),
+            Lang::Ru => format!("не измерено: предел — генератор нагрузки, а не бот ({bottleneck}); до него в пределах SLO {max_rps:.0} обновлений/с"),
+        });
+        return;
+    }
+    out.recommend(match lang {
+        Lang::En => format!(
+            "The bot holds {max_rps:.0} updates/s within the SLO; bottleneck: {bottleneck}."
+        ),
+        Lang::Ru => format!(
+            "Бот держит {max_rps:.0} обновлений/с в пределах SLO; узкое место: {bottleneck}."
+        ),
+    });
+}
+
+/// Whether a step broke the SLO because the generator fell behind its schedule or ran out of
+/// its core, not because the bot was slow.
+fn generator_limited(s: &Step) -> bool {
+    s.lag_p99_ms > SLO_P99_MS / 2.0 || s.generator_cpu_percent > 90.0
 }
 
 /// Names what broke the SLO, from the evidence of the breaking step.
@@ -440,7 +465,7 @@ fn bottleneck(
             format!("none found up to {max_rps:.0} updates/s (the highest step)"),
             format!("не найдено до {max_rps:.0} обновлений/с (верхняя ступень)"),
         ),
-        Some(s) if s.lag_p99_ms > SLO_P99_MS / 2.0 || s.generator_cpu_percent > 90.0 => ctx.text(
+        Some(s) if generator_limited(&s) => ctx.text(
             format!("the load generator, not the bot (it fell {:.0} ms behind its schedule and used {:.0} % of a core at {:.0}/s): the bot's limit is at least this high", s.lag_p99_ms, s.generator_cpu_percent, s.rate),
             format!("генератор нагрузки, а не бот (отстал на {:.0} мс, занял {:.0} % ядра при {:.0}/с): предел бота не ниже", s.lag_p99_ms, s.generator_cpu_percent, s.rate),
         ),
@@ -465,7 +490,41 @@ fn bottleneck(
 
 #[cfg(test)]
 mod tests {
-    use super::Ramp;
+    use super::{grade_knee, Ramp};
+    use crate::grade::{Grade, Lang};
+    use crate::outcome::{TestId, TestOutcome};
+
+    fn graded(knee: Option<f64>, generator_limited: bool) -> TestOutcome {
+        let mut out = TestOutcome::new(TestId::SystemLimits, Lang::En);
+        grade_knee(
+            Lang::En,
+            &mut out,
+            knee,
+            true,
+            "the load generator",
+            generator_limited,
+        );
+        out
+    }
+
+    #[test]
+    fn a_ramp_the_generator_could_not_offer_did_not_measure() {
+        // The first step already broke, and the generator was why: the bot is not graded.
+        let out = graded(None, true);
+        assert!(out.did_not_measure, "{out:#?}");
+        assert!(!out.applies());
+        assert_eq!(out.verdict(Lang::En), "DID NOT MEASURE");
+        assert!(out.recommendations.is_empty(), "{out:#?}");
+        // A knee below 400/s cut short by the generator says nothing of the bot's limit.
+        assert!(graded(Some(200.0), true).did_not_measure);
+        // The bot's own break stays a measured failure.
+        let out = graded(None, false);
+        assert!(out.applies());
+        assert_eq!(out.grade, Grade::NeedsOptimization);
+        // A knee at 400/s or more is EXCELLENT whoever broke the step after it.
+        assert_eq!(graded(Some(400.0), true).grade, Grade::Excellent);
+        assert!(graded(Some(400.0), true).applies());
+    }
 
     /// The (rate, repeat) runs a ramp makes when each run breaks the SLO as `breaks` says.
     fn runs(rates: &[f64], breaks: &[bool]) -> Vec<(f64, bool)> {

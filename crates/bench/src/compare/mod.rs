@@ -47,7 +47,13 @@ pub enum CompareError {
     },
     #[error("no report to compare on one side")]
     NoRuns,
+    #[error("{path} is larger than {limit_mib} MiB, more than any readiness report: not read")]
+    TooLarge { path: String, limit_mib: u64 },
 }
+
+/// The largest report file read: a full run's JSON is a few MB, and an unbounded read of a
+/// wrong path (`/dev/zero`, a disk image) would take all the memory there is.
+pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// One run, as its JSON report (or OpenMetrics file) has it.
 #[derive(Debug, Clone)]
@@ -68,11 +74,24 @@ impl Run {
     /// # Errors
     /// The file cannot be read or is not a readiness report.
     pub fn load(path: &std::path::Path) -> Result<Run, CompareError> {
+        use std::io::Read as _;
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CompareError::Read {
+        let read_error = |source| CompareError::Read {
             path: shown.clone(),
             source,
-        })?;
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_REPORT_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_REPORT_BYTES {
+            return Err(CompareError::TooLarge {
+                path: shown,
+                limit_mib: MAX_REPORT_BYTES / 1024 / 1024,
+            });
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         Run::parse(&text, &shown)
     }
 

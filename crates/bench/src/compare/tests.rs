@@ -100,6 +100,18 @@ fn reports_of_different_kinds_and_other_files_are_refused() {
     );
 }
 
+#[test]
+fn an_endless_file_is_refused_after_the_limit_naming_it() {
+    // /dev/zero never ends: an unbounded read took 9.9 GB before this limit.
+    let error = Run::load(std::path::Path::new("/dev/zero"))
+        .expect_err("not a report")
+        .to_string();
+    assert!(
+        error.contains("/dev/zero") && error.contains("64 MiB"),
+        "{error}"
+    );
+}
+
 /// A copy of a real `bench performance --quick` report's figures (trimmed to what the seen
 /// cases touch); each case below makes one thing worse.
 fn real(edit: impl FnOnce(&mut serde_json::Value)) -> String {

@@ -237,12 +237,22 @@ fn param_spec(raw: &RawParam) -> Result<ParamSpec, String> {
             let (Some(min), Some(max)) = (number(min), number(max)) else {
                 return Err("min and max must be numbers".into());
             };
+            // TOML reads `nan` and `inf` as floats: no range a user could pick from.
+            if let Some(bad) = [("min", min), ("max", max)]
+                .into_iter()
+                .find(|(_, v)| !v.is_finite())
+            {
+                return Err(format!("{} ({}) must be a finite number", bad.0, bad.1));
+            }
             if max < min {
                 return Err(format!("max ({max}) < min ({min})"));
             }
             let default = match default.as_ref().map(number) {
                 None => min,
                 Some(Some(d)) if min <= d && d <= max => d,
+                Some(Some(d)) if !d.is_finite() => {
+                    return Err(format!("default ({d}) must be a finite number"))
+                }
                 Some(_) => return Err(format!("default is outside {min}..={max}")),
             };
             Ok(ParamSpec::Float { min, max, default })

@@ -187,6 +187,20 @@ pub(crate) async fn pre_checkout(front: &Front, query: &PreCheckoutQuery) -> Han
     Ok(())
 }
 
+/// Logs a payment that does not match the package its invoice named. The payload should be ours
+/// (`credits:N:STARS`), never a secret, but it arrives as the update has it: a forged one may
+/// hold a newline, so it (and the charge id and currency beside it) is logged escaped (`?`),
+/// and one event stays one line. The buyer's details stay out of the log.
+fn log_unmatched(charge: &str, payment: &SuccessfulPayment) {
+    tracing::error!(
+        charge_id = ?charge,
+        payload = ?payment.invoice_payload,
+        currency = ?payment.currency,
+        total = payment.total_amount,
+        "a payment that does not match the package its invoice named: recorded with no credits (refund it)"
+    );
+}
+
 /// `successful_payment`: the ledger entry and its credits, once per charge id; then the receipt.
 pub(crate) async fn paid(
     front: &Front,
@@ -224,15 +238,7 @@ pub(crate) async fn paid(
             if matches!(recorded, PaymentRecorded::Credited { .. }) {
                 front.metrics().payment_uncredited();
             }
-            // The payload is ours (`credits:N:STARS`), never a secret; the buyer's details stay
-            // out of the log.
-            tracing::error!(
-                charge_id = %charge,
-                payload = %payment.invoice_payload,
-                currency = %payment.currency,
-                total = payment.total_amount,
-                "a payment that does not match the package its invoice named: recorded with no credits (refund it)"
-            );
+            log_unmatched(&charge, payment);
             texts::payment_unreadable(lang, &charge)
         }
         (PaymentRecorded::Credited { balance }, Some(_)) => {
@@ -377,6 +383,52 @@ pub(crate) async fn support(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each event's fields as a text log would show them (`%` shows the raw text, `?` its
+    /// escaped form).
+    #[derive(Default)]
+    struct Fields(std::sync::Mutex<Vec<String>>);
+
+    impl tracing::field::Visit for &Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(format!("{}={value:?}", field.name()));
+            }
+        }
+    }
+
+    impl tracing::Subscriber for Fields {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            event.record(&mut &*self);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn a_forged_payload_with_a_newline_stays_on_one_log_line() {
+        let payment: SuccessfulPayment = serde_json::from_value(serde_json::json!({
+            "currency": "XTR\nforged: line",
+            "total_amount": 1,
+            "invoice_payload": "credits:60:250\nINFO payment credited",
+            "telegram_payment_charge_id": "c\r1",
+            "provider_payment_charge_id": "p1",
+        }))
+        .expect("a successful payment");
+        let fields = std::sync::Arc::new(Fields::default());
+        tracing::subscriber::with_default(fields.clone(), || log_unmatched("c\r1", &payment));
+        let seen = fields.0.lock().map(|s| s.join(" ")).unwrap_or_default();
+        assert!(seen.contains("credits:60:250\\nINFO"), "{seen}");
+        assert!(!seen.contains(['\n', '\r']), "{seen}");
+    }
 
     #[test]
     fn packages_round_trip_through_button_data_and_payload() {

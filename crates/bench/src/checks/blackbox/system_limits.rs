@@ -89,11 +89,12 @@ pub(super) async fn run(ctx: &Context, bot: &BlackBox) -> TestOutcome {
     ));
     chart(ctx, &mut out, &steps);
     grade_knee(
-        ctx,
+        ctx.lang,
         &mut out,
         knee.map(|k| k.rate),
         broke.is_some(),
         &bottleneck,
+        broke.as_ref().is_some_and(generator_limited),
     );
     out
 }
@@ -166,6 +167,11 @@ async fn run_step(
     }
 }
 
+/// Whether a step broke the SLO because the sender fell behind its schedule, not the bot.
+fn generator_limited(s: &Step) -> bool {
+    s.lag_p99_ms > SLO_P99_MS / 2.0
+}
+
 fn bottleneck(ctx: &Context, broke: Option<Step>, max_rps: f64) -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     match broke {
@@ -173,7 +179,7 @@ fn bottleneck(ctx: &Context, broke: Option<Step>, max_rps: f64) -> String {
             format!("none found up to {max_rps:.0} updates/s (the highest step)"),
             format!("не найдено до {max_rps:.0} обновлений/с (верхняя ступень)"),
         ),
-        Some(s) if s.lag_p99_ms > SLO_P99_MS / 2.0 => ctx.text(
+        Some(s) if generator_limited(&s) => ctx.text(
             format!("the load generator fell {:.0} ms behind at {:.0}/s: the bot's limit is at least this high", s.lag_p99_ms, s.rate),
             format!("генератор нагрузки отстал на {:.0} мс при {:.0}/с: предел бота не ниже", s.lag_p99_ms, s.rate),
         ),
