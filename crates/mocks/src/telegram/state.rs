@@ -442,12 +442,14 @@ impl BotState {
     }
 
     pub(super) fn count_method(&self, method: &str) {
-        *self
-            .counters
-            .lock()
-            .methods
-            .entry(method.to_owned())
-            .or_insert(0) += 1;
+        // Looked up before inserting: the name is allocated once per method, not per call.
+        let mut counters = self.counters.lock();
+        match counters.methods.get_mut(method) {
+            Some(calls) => *calls += 1,
+            None => {
+                counters.methods.insert(method.to_owned(), 1);
+            }
+        }
     }
 
     pub(super) fn ensure_chat(
@@ -745,7 +747,12 @@ impl BotState {
 
     /// The bot's `allowed_updates` (an empty list: every kind).
     pub(super) fn set_allowed_updates(&self, kinds: Vec<String>) {
-        self.updates.lock().allowed = (!kinds.is_empty()).then_some(kinds);
+        let kinds = (!kinds.is_empty()).then_some(kinds);
+        let mut updates = self.updates.lock();
+        // The bot repeats its list on every `getUpdates`: replaced only when it changed.
+        if updates.allowed != kinds {
+            updates.allowed = kinds;
+        }
     }
 
     /// Updates from `offset` on (forgetting older ones), at most `limit`; kinds the bot did not
@@ -756,10 +763,11 @@ impl BotState {
             updates.queue.pop_front();
         }
         let before = updates.queue.len();
-        let allowed = updates.allowed.clone();
-        updates
-            .queue
-            .retain(|(_, kind, _)| allows(allowed.as_deref(), kind));
+        // Borrowed, not cloned (this runs on every poll); with every kind allowed nothing drops.
+        let Updates { queue, allowed, .. } = &mut *updates;
+        if allowed.is_some() {
+            queue.retain(|(_, kind, _)| allows(allowed.as_deref(), kind));
+        }
         let dropped = (before - updates.queue.len()) as u64;
         let batch: Vec<RawUpdate> = updates
             .queue
