@@ -148,6 +148,23 @@ fn assert_graded(tests: &[serde_json::Value]) {
     }
 }
 
+/// How many tests did not measure because the suite's own load generator, not the bot, was
+/// the limit: system limits' ramp on a debug build at load 4+ can be cut short by the sender
+/// (its report says so), and its criterion is then not graded. Any other test, or any other
+/// reason, counts none, so the scores below still require it graded.
+fn limited_by_the_generator(tests: &[serde_json::Value]) -> usize {
+    tests
+        .iter()
+        .filter(|t| {
+            let reason = t["not_applicable"].as_str().unwrap_or_default();
+            t["id"] == "system_limits"
+                && t["did_not_measure"] == true
+                && (reason.contains("the load generator, not the bot")
+                    || reason.contains("генератор нагрузки, а не бот"))
+        })
+        .count()
+}
+
 /// A readiness score of `criteria_count` criteria, `measured` of them graded: each graded
 /// criterion's points its grade's, the percent their mean over the measured (one decimal).
 fn check_score(score: &serde_json::Value, criteria_count: usize, measured: usize) {
@@ -314,12 +331,13 @@ fn bench_all_quick_writes_the_three_reports_with_every_test() {
     assert_graded(tests);
     // Readiness: every one of the six measured, each criterion's points its grade's, the
     // percent their mean (one decimal).
-    check_score(&json["readiness"], 6, 6);
+    let unmeasured = limited_by_the_generator(tests);
+    check_score(&json["readiness"], 6, 6 - unmeasured);
     // The extended score: the same six and fault tolerance, graded from the fault tests (the
     // worst of those that ran, bad input included: on a loaded machine its hostile answers'
     // p99 can grade it GOOD while the others are EXCELLENT).
     let extended = &json["readiness_extended"];
-    check_score(extended, 7, 7);
+    check_score(extended, 7, 7 - unmeasured);
     assert_eq!(extended["criteria"][6]["criterion"], "fault_tolerance");
     let worst_fault = tests
         .iter()
@@ -516,7 +534,7 @@ fn bench_on_a_deployment_with_redis_down_in_russian() {
     let ids: Vec<&str> = tests.iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ALL_IDS[..6]);
     assert_graded(tests);
-    check_score(&json["readiness"], 6, 5);
+    check_score(&json["readiness"], 6, 5 - limited_by_the_generator(tests));
     assert_report_shape(
         &json,
         &reports.join("performance_report.html"),
