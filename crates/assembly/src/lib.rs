@@ -131,9 +131,11 @@ impl BotAssembly {
         self
     }
 
-    /// Refuses to build while another live process holds `REPLICA_ID` on the same PostgreSQL
-    /// database, and holds it for the built bot's life (`genbot serve`: two processes with one
-    /// id would each take the other's jobs and updates as their own).
+    /// Holds `REPLICA_ID` on PostgreSQL for the built bot's life, and does not start the bot
+    /// while another live process holds it (`genbot serve`: two processes with one id would
+    /// each take the other's jobs and updates as their own). [`BotAssembly::build_waiting`]
+    /// waits for the id, saying so in the log, until it comes free or the stop fires;
+    /// [`BotAssembly::build`] tries once and refuses.
     pub fn one_process_per_replica_id(mut self) -> Self {
         self.sole_replica_id = true;
         self
@@ -151,7 +153,15 @@ impl BotAssembly {
                 .await
                 .map_err(AssemblyError::Store)?,
         };
-        self.build_on(store).await
+        let replica_id = if self.sole_replica_id {
+            match parts::hold_replica_id(&self.settings, &store, None).await {
+                Some(hold) => Some(hold),
+                None => return Err(parts::replica_id_held(&self.settings)),
+            }
+        } else {
+            None
+        };
+        self.build_on(store, replica_id).await
     }
 
     /// As [`BotAssembly::build`], but a PostgreSQL server that cannot be reached yet is waited
@@ -171,22 +181,30 @@ impl BotAssembly {
                 Err(e) => return Err(AssemblyError::Store(e)),
             },
         };
-        self.build_on(store).await.map(Some)
+        let replica_id = if self.sole_replica_id {
+            match parts::hold_replica_id(&self.settings, &store, Some(stop)).await {
+                Some(hold) => Some(hold),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        self.build_on(store, replica_id).await.map(Some)
     }
 
-    async fn build_on(self, store: Store) -> Result<AssembledBot, AssemblyError> {
+    /// Starts the engine on `store` (after `replica_id` was held, when it is: the engine's
+    /// start takes back the jobs running under the id) and the front end over it.
+    async fn build_on(
+        self,
+        store: Store,
+        replica_id: Option<ReplicaIdHold>,
+    ) -> Result<AssembledBot, AssemblyError> {
         let settings = &self.settings;
         let token = settings.telegram_bot_token.clone().ok_or_else(|| {
             AssemblyError::Config(
                 "TELEGRAM_BOT_TOKEN is not set: the bot needs its token from @BotFather".into(),
             )
         })?;
-        // Before the engine starts: its start takes back the jobs running under this id.
-        let replica_id = if self.sole_replica_id {
-            parts::hold_replica_id(settings, &store).await?
-        } else {
-            None
-        };
         let (engine, events) = parts::start_engine(
             settings,
             store,

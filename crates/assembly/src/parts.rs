@@ -60,39 +60,59 @@ pub(crate) async fn connect_waiting(
     }
 }
 
-/// How long a start waits for `REPLICA_ID` to come free: the connection of a process that was
-/// killed on this host a moment ago may not have been closed by the server yet.
-const REPLICA_ID_WAIT: Duration = Duration::from_secs(5);
+/// How often a start waiting for `REPLICA_ID` tries again, and how often it says so.
+const REPLICA_ID_RETRY: Duration = Duration::from_millis(250);
+const REPLICA_ID_REMINDER: Duration = Duration::from_secs(30);
 
-/// Holds `REPLICA_ID` on `store` (see [`Store::hold_replica_id`]), waiting up to
-/// [`REPLICA_ID_WAIT`] for it to come free. A database that fails the attempt is warned of and
-/// not waited for: the check guards against a mistake and must not keep a replica down.
-///
-/// # Errors
-/// [`AssemblyError::Config`] when another live process still holds the id.
+/// Holds `REPLICA_ID` on `store` (see [`Store::hold_replica_id`]). With `stop`, an id another
+/// live process holds is waited for, with a warning at once and every 30 s, until it comes free
+/// (the holder stopped, or died: at once on this host, within about 30 s when its host vanished)
+/// or `stop` fires (then `None`); without, one try (`None` when held). Waiting is safe where
+/// exiting is not: a restart refused for good would leave the replica down, and a twin that
+/// waits takes nothing. A database that fails the attempt is warned of and not waited for:
+/// the check guards against a mistake and must not keep a replica down.
 pub(crate) async fn hold_replica_id(
     settings: &Settings,
     store: &Store,
-) -> Result<Option<ReplicaIdHold>, AssemblyError> {
+    stop: Option<&CancellationToken>,
+) -> Option<ReplicaIdHold> {
     let id = &settings.replica_id;
-    let deadline = tokio::time::Instant::now() + REPLICA_ID_WAIT;
+    let mut next_warning = tokio::time::Instant::now();
     loop {
         match store.hold_replica_id(id).await {
-            Ok(Some(hold)) => return Ok(Some(hold)),
-            Ok(None) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Ok(None) => {
-                return Err(AssemblyError::Config(format!(
-                    "REPLICA_ID={id:?} is held by another live genbot process on this database: every live replica needs its own REPLICA_ID (two with one id would each take the other's jobs and updates; a replica whose host vanished is let go within about 30 s)"
-                )))
-            }
+            Ok(Some(hold)) => return Some(hold),
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "could not check that REPLICA_ID is this process's alone; starting without the check");
-                return Ok(None);
+                return Some(ReplicaIdHold::none());
             }
         }
+        let stop = stop?;
+        if tokio::time::Instant::now() >= next_warning {
+            tracing::warn!(
+                holder = %ReplicaIdHold::application_name(id),
+                "{}; waiting for it to end before starting",
+                replica_id_held_text(id)
+            );
+            next_warning += REPLICA_ID_REMINDER;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(REPLICA_ID_RETRY) => {}
+        }
     }
+}
+
+/// The refusal of a start whose `REPLICA_ID` another live process holds.
+pub(crate) fn replica_id_held(settings: &Settings) -> AssemblyError {
+    AssemblyError::Config(replica_id_held_text(&settings.replica_id))
+}
+
+fn replica_id_held_text(id: &str) -> String {
+    format!(
+        "REPLICA_ID={id:?} is held by another live genbot process on this database: every live replica needs its own REPLICA_ID (two with one id would each take the other's jobs and updates; its connection shows as application_name {:?} in pg_stat_activity)",
+        ReplicaIdHold::application_name(id)
+    )
 }
 
 /// Loads the catalogue, opens the cache, builds the Replicate client and starts the engine on

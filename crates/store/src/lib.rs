@@ -709,7 +709,7 @@ impl Store {
     /// Database failures.
     pub async fn hold_replica_id(&self, id: &str) -> Result<Option<ReplicaIdHold>, StoreError> {
         match self {
-            Store::Sqlite(_) => Ok(Some(ReplicaIdHold::not_needed())),
+            Store::Sqlite(_) => Ok(Some(ReplicaIdHold::none())),
             Store::Postgres(store) => store.hold_replica_id(id).await,
         }
     }

@@ -6,7 +6,12 @@
 //! out of the pool, for as long as it runs. The server lets the lock go when that connection
 //! ends: at once when the process dies on this host (the kernel closes its socket), and within
 //! about half a minute when its host vanishes, through the keepalives set below (the server's
-//! default would wait two hours).
+//! default would wait two hours). The lock is named by the id and the schema: two bots in two
+//! schemas of one database are two deployments, whatever their ids.
+//!
+//! A session lock needs a session: behind a pooler in transaction mode (PgBouncer's
+//! `pool_mode = transaction`) it would stay on a pooled server connection after the process
+//! ends. The README says the check needs a direct connection or session pooling.
 
 use sqlx::{Connection, PgConnection};
 
@@ -24,8 +29,21 @@ pub struct ReplicaIdHold {
 }
 
 impl ReplicaIdHold {
-    /// The hold of a backend that needs none (SQLite: one process per file is locked apart).
-    pub(crate) fn not_needed() -> Self {
+    /// How the holder of `id` shows in `pg_stat_activity` (its `application_name`):
+    /// `genbot replica ID`, cut to the 63 bytes the server keeps.
+    pub fn application_name(id: &str) -> String {
+        let mut name = format!("genbot replica {id}");
+        let mut end = name.len().min(63);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+        name
+    }
+
+    /// No connection held: SQLite needs none (one process per file is locked apart), and a
+    /// start that could not check (the database failed the attempt) goes on without.
+    pub fn none() -> Self {
         ReplicaIdHold { _connection: None }
     }
 }
@@ -45,10 +63,17 @@ impl PgStore {
         ] {
             sqlx::query(setting).execute(&mut connection).await?;
         }
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(format!("{KEY_PREFIX}{id}"))
-            .fetch_one(&mut connection)
+        // So that an operator told the id is held can find the holder in pg_stat_activity.
+        sqlx::query("SELECT set_config('application_name', $1, false)")
+            .bind(ReplicaIdHold::application_name(id))
+            .execute(&mut connection)
             .await?;
+        let held: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended($1 || coalesce(current_schema(), ''), 0))",
+        )
+        .bind(format!("{KEY_PREFIX}{id} in schema "))
+        .fetch_one(&mut connection)
+        .await?;
         if held {
             Ok(Some(ReplicaIdHold {
                 _connection: Some(connection),

@@ -68,9 +68,12 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: &Store) {
 /// On PostgreSQL a replica id is one holder's until its hold is dropped (its connection ends);
 /// SQLite has nothing to hold.
 async fn a_replica_id_is_held_by_one_live_process(store: &Store) {
-    let first = store.hold_replica_id("twin").await.unwrap();
+    // The hold is named by the schema too, so runs of this test beside each other (each in its
+    // own schema) do not meet; the pid keeps them apart on a server without that.
+    let twin = format!("twin-{}", std::process::id());
+    let first = store.hold_replica_id(&twin).await.unwrap();
     assert!(first.is_some(), "the first hold refused");
-    let second = store.hold_replica_id("twin").await.unwrap();
+    let second = store.hold_replica_id(&twin).await.unwrap();
     let other = store.hold_replica_id("other").await.unwrap();
     assert!(other.is_some(), "ids share a hold");
     if store.backend() == "sqlite" {
@@ -82,7 +85,7 @@ async fn a_replica_id_is_held_by_one_live_process(store: &Store) {
     // The server lets go when it reads the closed connection: soon, but not synchronously.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if store.hold_replica_id("twin").await.unwrap().is_some() {
+        if store.hold_replica_id(&twin).await.unwrap().is_some() {
             break;
         }
         assert!(
