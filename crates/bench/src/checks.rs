@@ -77,3 +77,37 @@ impl CheckError {
         }
     }
 }
+
+/// Spawns between two yields in a loop that starts one task per simulated user.
+const SPAWNS_PER_YIELD: usize = 256;
+
+/// Call after the `n`-th spawn of a long spawn loop: spawning never waits, so without a yield
+/// the loop holds its worker until every session exists, and a Ctrl-C/SIGTERM raced against
+/// the run (a `select!` in the same task) is not seen until then.
+pub(crate) async fn pace_spawns(n: usize) {
+    if n % SPAWNS_PER_YIELD == SPAWNS_PER_YIELD - 1 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_spawn_loop_lets_other_tasks_run_before_it_ends() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let other = tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        let mut seen_during_loop = false;
+        for n in 0..SPAWNS_PER_YIELD * 4 {
+            pace_spawns(n).await;
+            seen_during_loop |= ran.load(Ordering::SeqCst);
+        }
+        assert!(seen_during_loop, "the loop never let the other task run");
+        let _ = other.await;
+    }
+}

@@ -175,8 +175,8 @@ pub(crate) struct BenchArgs {
     /// Shorter measurements (about a minute for `all`), for CI and a first look.
     #[arg(long)]
     pub(crate) quick: bool,
-    /// Simulated users for the concurrent-users test.
-    #[arg(long, value_parser = at_least_one)]
+    /// Simulated users for the concurrent-users test (at most 1,000,000: the test user ids).
+    #[arg(long, value_parser = simulated_users)]
     pub(crate) users: Option<u32>,
     /// Seconds each timed measurement runs (default 2 with --quick, 10 otherwise).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -335,6 +335,19 @@ fn at_least_one(text: &str) -> Result<u32, String> {
     }
 }
 
+/// Most simulated users a bench run takes: one per test user id (1,000,000–1,999,999), so a
+/// typo such as 4294967295 is refused rather than spawning sessions until memory runs out.
+const MAX_SIMULATED_USERS: u32 = 1_000_000;
+
+fn simulated_users(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_SIMULATED_USERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from 1 to {MAX_SIMULATED_USERS} (one per test user id)"
+        )),
+    }
+}
+
 fn fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
@@ -362,8 +375,7 @@ mod tests {
     #[test]
     fn a_zero_count_is_refused_naming_the_option_the_value_and_the_range() {
         for args in [
-            &["genbot", "bench", "all", "--users", "0"][..],
-            &["genbot", "inbox", "list", "--limit", "0"],
+            &["genbot", "inbox", "list", "--limit", "0"][..],
             &["genbot", "mock", "replicate", "--rate-limit", "0"],
         ] {
             let Err(e) = Cli::try_parse_from(args) else {
@@ -375,7 +387,23 @@ mod tests {
             assert!(message.contains("'0'"), "{message}");
             assert!(message.contains("from 1 to 4294967295"), "{message}");
         }
-        let parsed = Cli::try_parse_from(["genbot", "bench", "all", "--users", "1"]);
-        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn simulated_users_are_bounded_by_the_test_user_ids() {
+        for value in ["0", "1000001", "4294967295", "4294967296"] {
+            let args = ["genbot", "bench", "all", "--users", value];
+            let Err(e) = Cli::try_parse_from(args) else {
+                panic!("{args:?} was accepted");
+            };
+            let message = e.to_string();
+            assert!(message.contains("--users"), "{message}");
+            assert!(message.contains(&format!("'{value}'")), "{message}");
+            assert!(message.contains("from 1 to 1000000"), "{message}");
+        }
+        for value in ["1", "1000000"] {
+            let parsed = Cli::try_parse_from(["genbot", "bench", "all", "--users", value]);
+            assert!(parsed.is_ok(), "{parsed:?}");
+        }
     }
 }

@@ -247,6 +247,7 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
             tokio::time::sleep(Duration::from_secs_f64(spread * f64::from(n))).await;
             session(user, think, tally).await;
         }));
+        crate::checks::pace_spawns(n as usize).await;
     }
     for session in sessions {
         let _ = session.await;

@@ -80,6 +80,7 @@ pub(crate) async fn crowd(
                 Err(failure) => failures.lock().push(failure),
             }
         }));
+        crate::checks::pace_spawns(n).await;
     }
     for running in sessions {
         let _ = running.await;
