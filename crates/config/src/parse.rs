@@ -63,6 +63,28 @@ pub fn telegram_secret_token(variable: &'static str, raw: &str) -> Result<String
     }
 }
 
+/// The signing key inside Replicate's webhook secret, `whsec_<base64>` (the answer of
+/// `GET /v1/webhooks/default/secret`). Parsed here, the one place settings are validated, so
+/// that `config check` refuses what `serve` would; the engine's `WebhookSecret` uses it too.
+///
+/// # Errors
+/// The prefix is missing, the rest is not base64, or the key is empty; the reason never
+/// contains the secret.
+pub fn replicate_webhook_key(text: &str) -> Result<Vec<u8>, &'static str> {
+    use base64::Engine as _;
+    let encoded = text
+        .trim()
+        .strip_prefix("whsec_")
+        .ok_or("a webhook secret starts with `whsec_`")?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| "the part after `whsec_` is not base64")?;
+    if key.is_empty() {
+        return Err("the webhook secret is empty");
+    }
+    Ok(key)
+}
+
 /// A comma-separated list of positive Telegram user ids; empty is allowed.
 pub(crate) fn user_ids(key: Key, raw: &str) -> Result<Vec<i64>, ConfigError> {
     let allowed = "expected comma-separated positive Telegram user ids, e.g. 12345,67890";

@@ -7,8 +7,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::parse::{
-    http_url, integer_in, redact_url_text, stars_packages, telegram_secret_token, token, user_ids,
-    StarsPackage,
+    http_url, integer_in, redact_url_text, replicate_webhook_key, stars_packages,
+    telegram_secret_token, token, user_ids, StarsPackage,
 };
 use crate::{ConfigError, DatabaseUrl, Key, Origin, RedactedUrl, Sources};
 
@@ -254,11 +254,11 @@ impl Settings {
 
         let replicate_webhook_secret = secret(Key::ReplicateWebhookSecret)?;
         if let Some(text) = raw(Key::ReplicateWebhookSecret) {
-            if !text.trim().starts_with("whsec_") {
+            if let Err(reason) = replicate_webhook_key(text) {
                 return Err(ConfigError::invalid(
                     Key::ReplicateWebhookSecret.name(),
                     "***",
-                    "expected whsec_<base64>, as `GET /v1/webhooks/default/secret` answers",
+                    format!("expected whsec_<base64> of a non-empty key, as `GET /v1/webhooks/default/secret` answers ({reason})"),
                 ));
             }
         }

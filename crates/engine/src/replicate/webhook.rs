@@ -41,16 +41,7 @@ impl WebhookSecret {
     /// # Errors
     /// The prefix is missing or the rest is not base64; the message never contains the secret.
     pub fn parse(text: &str) -> Result<WebhookSecret, String> {
-        let encoded = text
-            .trim()
-            .strip_prefix("whsec_")
-            .ok_or("a webhook secret starts with `whsec_`")?;
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| "the part after `whsec_` is not base64")?;
-        if key.is_empty() {
-            return Err("the webhook secret is empty".into());
-        }
+        let key = genbot_config::replicate_webhook_key(text)?;
         Ok(WebhookSecret { key })
     }
 

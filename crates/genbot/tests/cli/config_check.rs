@@ -271,3 +271,34 @@ fn test_hooks_are_checked_like_serve_and_warned_of_when_armed() {
         "{unarmed:?}"
     );
 }
+
+#[test]
+fn a_replicate_webhook_secret_serve_would_refuse_exits_2_without_echoing_it() {
+    for bad in ["whsec_", "whsec_!!!", "c2VjcmV0LWtleQ=="] {
+        let stderr = refused_in_one_line(&config_check(&[("REPLICATE_WEBHOOK_SECRET", bad)]));
+        assert!(
+            stderr.starts_with(
+                "genbot: invalid REPLICATE_WEBHOOK_SECRET=***: expected whsec_<base64>"
+            ),
+            "{stderr}"
+        );
+        // The message names the prefix itself, so only what follows it must not show.
+        let payload = bad.trim_start_matches("whsec_");
+        assert!(
+            payload.is_empty() || !stderr.contains(payload),
+            "{bad} echoed: {stderr}"
+        );
+    }
+    let good = "whsec_c2VjcmV0LWtleQ==";
+    let out = config_check(&[("REPLICATE_WEBHOOK_SECRET", good)]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(good));
+}
+
+/// The stderr of a run that must have exited 2 with one line.
+fn refused_in_one_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
