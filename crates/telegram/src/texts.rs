@@ -3,6 +3,7 @@
 
 mod broadcast;
 mod img2img;
+mod names;
 mod payments;
 mod rerun;
 mod settings;
@@ -46,7 +47,9 @@ fn until(at: DateTime<Utc>) -> String {
     format!("{}h {:02}m", minutes / 60, minutes % 60)
 }
 
+/// `name` is the user's own `first_name`, cleaned here so no caller can send it raw.
 pub(crate) fn welcome(lang: Lang, name: &str, credits: i64, daily_limit: u32) -> String {
+    let name = names::display_name(name);
     pick(
         lang,
         format!("Hi, {name}! Send me a description and I will draw it.\nCredits: {credits}. Up to {daily_limit} images a day.\n/models — choose a model, /balance — credits, /help — help."),
@@ -296,5 +299,24 @@ mod tests {
         assert_eq!(Lang::from_code(Some("en-GB")), Lang::En);
         assert_eq!(Lang::from_code(None), Lang::En);
         assert!(help(Lang::Ru).contains("/models"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_greeting_fits_one_message_whatever_the_name(
+            raw in names::tests::names(),
+            long in 0_usize..10_000,
+        ) {
+            // Arbitrary text, and arbitrary text made long enough to overflow unchecked.
+            let name = raw.repeat(long / raw.chars().count().max(1) + 1);
+            for lang in [Lang::En, Lang::Ru] {
+                let text = welcome(lang, &name, i64::MIN, u32::MAX);
+                proptest::prop_assert!(text.chars().count() <= 4_096, "{}", text.len());
+                proptest::prop_assert!(
+                    !text.contains('\u{202E}') && !text.contains('\0'),
+                    "{text:?}"
+                );
+            }
+        }
     }
 }
