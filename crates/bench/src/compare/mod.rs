@@ -47,13 +47,44 @@ pub enum CompareError {
     },
     #[error("no report to compare on one side")]
     NoRuns,
-    #[error("{path} is larger than {limit_mib} MiB, more than any readiness report: not read")]
-    TooLarge { path: String, limit_mib: u64 },
+    #[error("{path} is larger than {limit_mib} MiB (at least {bytes} bytes), more than any readiness report: not read")]
+    TooLarge {
+        path: String,
+        limit_mib: u64,
+        bytes: u64,
+    },
+    #[error("{path} is {kind}, not a regular file: not read (a report is a file a run wrote)")]
+    NotAFile { path: String, kind: &'static str },
 }
 
 /// The largest report file read: a full run's JSON is a few MB, and an unbounded read of a
 /// wrong path (`/dev/zero`, a disk image) would take all the memory there is.
 pub const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a path that is not a regular file is, for the refusal.
+fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
 
 /// One run, as its JSON report (or OpenMetrics file) has it.
 #[derive(Debug, Clone)]
@@ -80,15 +111,30 @@ impl Run {
             path: shown.clone(),
             source,
         };
+        let too_large = |path, bytes| CompareError::TooLarge {
+            path,
+            limit_mib: MAX_REPORT_BYTES / 1024 / 1024,
+            bytes,
+        };
+        // Looked at before opening: opening a FIFO with no writer blocks for ever, and a
+        // device or an oversized file would be read up to the limit (RSS 229 MB) to no use.
+        let metadata = std::fs::metadata(path).map_err(read_error)?;
+        if !metadata.is_file() {
+            return Err(CompareError::NotAFile {
+                path: shown,
+                kind: kind_of(&metadata.file_type()),
+            });
+        }
+        if metadata.len() > MAX_REPORT_BYTES {
+            return Err(too_large(shown, metadata.len()));
+        }
+        // Still bounded: the file may grow between the look and the read.
         let mut bytes = Vec::new();
         std::fs::File::open(path)
             .and_then(|file| file.take(MAX_REPORT_BYTES + 1).read_to_end(&mut bytes))
             .map_err(read_error)?;
         if bytes.len() as u64 > MAX_REPORT_BYTES {
-            return Err(CompareError::TooLarge {
-                path: shown,
-                limit_mib: MAX_REPORT_BYTES / 1024 / 1024,
-            });
+            return Err(too_large(shown, bytes.len() as u64));
         }
         let text = String::from_utf8(bytes)
             .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;

@@ -100,14 +100,57 @@ fn reports_of_different_kinds_and_other_files_are_refused() {
     );
 }
 
+/// `Run::load` on another thread, given up on after a deadline (a blocking open would hang
+/// the test run instead of failing it).
+fn load_within_deadline(path: &std::path::Path) -> String {
+    let (sender, answer) = std::sync::mpsc::channel();
+    let owned = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = sender.send(Run::load(&owned).map(|_| ()));
+    });
+    match answer.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(result) => result.expect_err("not a report").to_string(),
+        Err(_) => panic!("reading {} did not end within 10 s", path.display()),
+    }
+}
+
 #[test]
-fn an_endless_file_is_refused_after_the_limit_naming_it() {
-    // /dev/zero never ends: an unbounded read took 9.9 GB before this limit.
-    let error = Run::load(std::path::Path::new("/dev/zero"))
-        .expect_err("not a report")
-        .to_string();
+fn a_device_is_refused_without_reading_it_naming_it() {
+    // /dev/zero never ends: an unbounded read took 9.9 GB, a bounded one 64 MiB.
+    let error = load_within_deadline(std::path::Path::new("/dev/zero"));
     assert!(
-        error.contains("/dev/zero") && error.contains("64 MiB"),
+        error.contains("/dev/zero") && error.contains("a character device"),
+        "{error}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_without_a_writer_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("report.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let error = load_within_deadline(&fifo);
+    assert!(
+        error.contains("report.json") && error.contains("a FIFO"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_over_the_limit_is_refused_by_its_size_before_reading() {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    // Sparse: the size is in the metadata, no bytes are written. Twice the limit, so the
+    // size shown is the metadata's, not the limit + 1 a bounded read stops at.
+    let size = MAX_REPORT_BYTES * 2;
+    file.as_file().set_len(size).expect("set length");
+    let error = load_within_deadline(file.path());
+    assert!(
+        error.contains("64 MiB") && error.contains(&format!("at least {size} bytes")),
         "{error}"
     );
 }
