@@ -156,7 +156,13 @@ impl Stage {
                     .map_err(FaultError::Mock)?;
                 Some(StageRedis {
                     url: url.clone(),
-                    prefix: format!("genbot:bench:{:012x}:", rand::random::<u64>() >> 16),
+                    // Under the deployment's own prefix, so that runs beside each other with
+                    // their own prefixes can each find (and clean) only their keys.
+                    prefix: format!(
+                        "{}bench:{:012x}:",
+                        ctx.settings.redis_key_prefix,
+                        rand::random::<u64>() >> 16
+                    ),
                     proxy,
                 })
             }
