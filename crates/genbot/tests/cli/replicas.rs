@@ -430,4 +430,6 @@ async fn a_second_process_with_a_live_replicas_id_waits_for_it() {
     })
     .await;
     assert!(log.count("listening on") >= 1, "{}", log.text());
+    twin.kill().await;
+    database.drop_now().await.unwrap();
 }
