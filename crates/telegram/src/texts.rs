@@ -50,10 +50,17 @@ fn until(at: DateTime<Utc>) -> String {
 /// `name` is the user's own `first_name`, cleaned here so no caller can send it raw.
 pub(crate) fn welcome(lang: Lang, name: &str, credits: i64, daily_limit: u32) -> String {
     let name = names::display_name(name);
+    // A name of only spaces, control or bidi characters cleans to nothing: greet without it
+    // rather than "Hi, !".
+    let (hi_en, hi_ru) = if name.is_empty() {
+        ("Hi!".to_owned(), "Привет!".to_owned())
+    } else {
+        (format!("Hi, {name}!"), format!("Привет, {name}!"))
+    };
     pick(
         lang,
-        format!("Hi, {name}! Send me a description and I will draw it.\nCredits: {credits}. Up to {daily_limit} images a day.\n/models — choose a model, /balance — credits, /help — help."),
-        format!("Привет, {name}! Опишите картинку, и я её нарисую.\nКредиты: {credits}. До {daily_limit} картинок в день.\n/models — выбрать модель, /balance — баланс, /help — помощь."),
+        format!("{hi_en} Send me a description and I will draw it.\nCredits: {credits}. Up to {daily_limit} images a day.\n/models — choose a model, /balance — credits, /help — help."),
+        format!("{hi_ru} Опишите картинку, и я её нарисую.\nКредиты: {credits}. До {daily_limit} картинок в день.\n/models — выбрать модель, /balance — баланс, /help — помощь."),
     )
 }
 
@@ -318,5 +325,54 @@ mod tests {
                 );
             }
         }
+
+        #[test]
+        fn the_greeting_never_has_an_empty_name_slot_or_controls(
+            raw in proptest::prop_oneof![
+                names::tests::names(),
+                // Names that clean to nothing, often enough to be seen.
+                names::tests::invisible_names(),
+            ],
+        ) {
+            for (lang, hi, rest) in [
+                (Lang::En, "Hi", "! Send me a description and I will draw it."),
+                (Lang::Ru, "Привет", "! Опишите картинку, и я её нарисую."),
+            ] {
+                let text = welcome(lang, &raw, 5, 10);
+                let (greeting, _) = text.split_once('\n').unwrap_or((&text, ""));
+                // Either no name slot at all, or one with something visible in it (the name
+                // itself may hold "!" or ", ", so the slot is cut out by the fixed words).
+                let slot = greeting
+                    .strip_prefix(hi)
+                    .and_then(|g| g.strip_suffix(rest))
+                    .and_then(|g| g.strip_prefix(", "));
+                proptest::prop_assert!(
+                    greeting == format!("{hi}{rest}")
+                        || slot.is_some_and(|name| !name.trim().is_empty()),
+                    "{greeting:?}"
+                );
+                // The template's own line breaks are the only control characters allowed.
+                proptest::prop_assert!(
+                    !text.chars().any(|c| c != '\n' && c.is_control()),
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_name_that_cleans_to_nothing_gets_a_greeting_without_it() {
+        for raw in ["", "   ", "\u{202E}\u{2066}", "\0\n\t", "\u{2028} \r"] {
+            assert!(
+                welcome(Lang::En, raw, 5, 10).starts_with("Hi! Send me"),
+                "{raw:?}"
+            );
+            assert!(
+                welcome(Lang::Ru, raw, 5, 10).starts_with("Привет! Опишите"),
+                "{raw:?}"
+            );
+        }
+        assert!(welcome(Lang::En, " Ann ", 5, 10).starts_with("Hi, Ann! Send me"));
+        assert!(welcome(Lang::Ru, "Анна", 5, 10).starts_with("Привет, Анна! Опишите"));
     }
 }

@@ -66,6 +66,15 @@ pub(crate) mod tests {
             .prop_map(|chars| chars.into_iter().collect())
     }
 
+    /// Only whitespace, control and bidi characters: names that clean to nothing.
+    pub(crate) fn invisible_names() -> impl Strategy<Value = String> {
+        let invisible = prop::sample::select(vec![
+            '\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}', '\0', '\n', '\r', '\t', '\u{2028}',
+            '\u{2029}', '\u{7F}', '\u{85}', ' ', '\u{A0}', '\u{3000}',
+        ]);
+        prop::collection::vec(invisible, 0..20).prop_map(|chars| chars.into_iter().collect())
+    }
+
     proptest! {
         #[test]
         fn a_cleaned_name_is_one_short_line_without_controls(raw in names()) {
