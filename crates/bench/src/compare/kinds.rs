@@ -203,8 +203,19 @@ pub fn direction(metric: &str) -> Direction {
     }
 }
 
+/// Figures that may be below zero: a signed deviation from a setting, and a position that
+/// is −1 for "never". Every other figure the suite writes is a latency, a rate, a size or a
+/// count.
+const SIGNED: &[&str] = &["b_started_at", "error_percent"];
+
+/// Whether `metric` may be negative: the signed ones above, and names no list knows that are
+/// not judged either (a negative there cannot flip a verdict). A negative latency, rate or
+/// count would be judged as an improvement, so those are refused.
+pub(super) fn may_be_negative(metric: &str) -> bool {
+    SIGNED.contains(&judged_as(metric)) || (!listed(metric) && direction(metric) == Direction::None)
+}
+
 /// Whether `metric` is in one of the lists (or is a latency).
-#[cfg(test)]
 pub(super) fn listed(metric: &str) -> bool {
     let metric = judged_as(metric);
     NONE.contains(&metric)

@@ -55,6 +55,67 @@ pub enum CompareError {
     },
     #[error("{path} is {kind}, not a regular file: not read (a report is a file a run wrote)")]
     NotAFile { path: String, kind: &'static str },
+    #[error("{path}: {key} is {value}, not a figure a run measures: allowed is {allowed}")]
+    BadValue {
+        path: String,
+        key: String,
+        value: String,
+        allowed: String,
+    },
+}
+
+/// The largest magnitude a figure may have. No figure of the suite comes near it (a day in
+/// ms is 8.6e7, a TiB in bytes 1.1e12); beyond it a difference of two figures overflows to
+/// infinity (±1e308) and the table prints 300-digit numbers.
+pub const MAX_FIGURE: f64 = 1e15;
+
+/// `value` as the refusal shows it: exponent form when plain digits would run long.
+fn shown(value: f64) -> String {
+    if value.is_finite() && value.abs() < MAX_FIGURE {
+        value.to_string()
+    } else {
+        format!("{value:e}")
+    }
+}
+
+/// `value` of `metric` (named `key` in the file at `path`) if it is a figure a run can have:
+/// finite, within [`MAX_FIGURE`], and not negative unless the metric is signed
+/// ([`kinds::may_be_negative`]). A negative p99 was judged an improvement.
+fn checked_metric(path: &str, key: &str, metric: &str, value: f64) -> Result<f64, CompareError> {
+    let min = if kinds::may_be_negative(metric) {
+        -MAX_FIGURE
+    } else {
+        0.0
+    };
+    checked(path, key, value, (min, MAX_FIGURE))
+}
+
+/// `value` if it is finite and within `min..=max`, else the refusal naming `path` and `key`.
+fn checked(path: &str, key: &str, value: f64, (min, max): (f64, f64)) -> Result<f64, CompareError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        return Ok(value);
+    }
+    let allowed = if min == 0.0 {
+        format!(
+            "a finite number from 0 to {} (it cannot be negative)",
+            shown(max)
+        )
+    } else {
+        format!("a finite number from {} to {}", shown(min), shown(max))
+    };
+    Err(CompareError::BadValue {
+        path: path.into(),
+        key: key.into(),
+        value: shown(value),
+        allowed,
+    })
+}
+
+/// A readiness percent, as [`checked`] (`key` names it in the file).
+fn checked_percent(path: &str, key: &str, value: Option<f64>) -> Result<Option<f64>, CompareError> {
+    value
+        .map(|v| checked(path, key, v, (0.0, 100.0)))
+        .transpose()
 }
 
 /// The largest report file read: a full run's JSON is a few MB, and an unbounded read of a
@@ -167,19 +228,18 @@ impl Run {
                 continue;
             }
             let id = test["id"].as_str().ok_or_else(|| bad("a test has no id"))?;
-            let metrics = test["metrics"]
-                .as_object()
-                .map(|m| {
-                    // Reports name metrics `test.metric`; the table shows the test apart.
-                    let prefix = format!("{id}.");
-                    m.iter()
-                        .filter_map(|(k, v)| {
-                            let name = k.strip_prefix(&prefix).unwrap_or(k);
-                            Some((name.to_owned(), v.as_f64()?))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut metrics = BTreeMap::new();
+            // Reports name metrics `test.metric`; the table shows the test apart.
+            let prefix = format!("{id}.");
+            for (key, value) in test["metrics"].as_object().into_iter().flatten() {
+                // null (not measured) and non-numbers are left out, as before.
+                let Some(value) = value.as_f64() else {
+                    continue;
+                };
+                let name = key.strip_prefix(&prefix).unwrap_or(key);
+                let value = checked_metric(path, &format!("metric \"{key}\""), name, value)?;
+                metrics.insert(name.to_owned(), value);
+            }
             let grade = test["grade"].as_str().unwrap_or_default().to_owned();
             runs.insert(id.to_owned(), (grade, metrics));
         }
@@ -193,8 +253,16 @@ impl Run {
             repeats: value["repeats"]
                 .as_u64()
                 .map_or(1, |r| r.clamp(1, 1_000) as u32),
-            readiness: value["readiness"]["percent"].as_f64(),
-            readiness_extended: value["readiness_extended"]["percent"].as_f64(),
+            readiness: checked_percent(
+                path,
+                "readiness.percent",
+                value["readiness"]["percent"].as_f64(),
+            )?,
+            readiness_extended: checked_percent(
+                path,
+                "readiness_extended.percent",
+                value["readiness_extended"]["percent"].as_f64(),
+            )?,
             tests: runs,
         })
     }

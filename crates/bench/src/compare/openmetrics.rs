@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{CompareError, Run};
+use super::{checked_metric, checked_percent, CompareError, Run};
 
 /// One sample: family name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
@@ -103,19 +103,28 @@ pub(super) fn parse(text: &str, path: &str) -> Result<Run, CompareError> {
         let mut label = |key: &str| labels.remove(key).unwrap_or_default();
         match name.as_str() {
             "genbot_bench_run_info" => run.suite = label("suite"),
-            "genbot_bench_readiness_ratio" if value.is_finite() => match label("score").as_str() {
-                "seed" => run.readiness = Some(percent(value)),
-                "extended" => run.readiness_extended = Some(percent(value)),
-                _ => {}
-            },
+            // NaN stands for a score the JSON writes as null.
+            "genbot_bench_readiness_ratio" if !value.is_nan() => {
+                let score = label("score");
+                let key = format!("genbot_bench_readiness_ratio{{score=\"{score}\"}} × 100");
+                let percent = checked_percent(path, &key, Some(percent(value)))?;
+                match score.as_str() {
+                    "seed" => run.readiness = percent,
+                    "extended" => run.readiness_extended = percent,
+                    _ => {}
+                }
+            }
             "genbot_bench_test_grade" => {
                 let test = label("test");
                 let grade = grade(value).ok_or_else(|| bad(format!("not a grade: {line}")))?;
                 run.tests.entry(test).or_default().0 = grade.to_owned();
             }
             // NaN stands for a figure the JSON writes as null: not measured.
-            "genbot_bench_metric" if value.is_finite() => {
-                figures.push((label("test"), label("metric"), value));
+            "genbot_bench_metric" if !value.is_nan() => {
+                let (test, metric) = (label("test"), label("metric"));
+                let key = format!("genbot_bench_metric{{test=\"{test}\",metric=\"{metric}\"}}");
+                let value = checked_metric(path, &key, &metric, value)?;
+                figures.push((test, metric, value));
             }
             _ => {}
         }

@@ -384,3 +384,72 @@ fn a_photo_re_sent_at_the_wire_is_shown_but_a_duplicate_is_a_regression() {
     let names: Vec<&str> = c.regressions().iter().map(|r| r.metric.as_str()).collect();
     assert_eq!(names, ["photos_duplicated"]);
 }
+
+#[test]
+fn figures_no_run_can_have_are_refused_naming_file_key_and_what_is_allowed() {
+    // A negative p99 was judged an improvement; ±1e308 overflowed the change to infinity.
+    for (test, key, value) in [
+        (0, "db_read.p99_ms", -5.0),
+        (0, "db_read.rps", -1.0),
+        (0, "db_read.errors", -1.0),
+        (0, "db_read.p99_ms", 1e308),
+        (0, "db_read.p99_ms", -1e308),
+        (1, "cache.speed_up", 1e308),
+    ] {
+        let error = Run::parse(&real(|r| set(r, test, key, value)), "new.json")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("new.json")
+                && error.contains(&format!("\"{key}\""))
+                && error.contains(&super::shown(value))
+                && error.contains("finite number from"),
+            "{key} = {value}: {error}"
+        );
+        if value < 0.0 && value > -1e15 {
+            assert!(error.contains("cannot be negative"), "{error}");
+        }
+    }
+    let error = Run::parse(
+        &real(|r| r["readiness"]["percent"] = 1e308.into()),
+        "new.json",
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(error.contains("readiness.percent"), "{error}");
+    // The limiter's deviation from its setting, and a position that is −1 for "never", are
+    // signed: still read.
+    let signed = real(|r| {
+        set(r, 0, "db_read.error_percent", -3.5);
+        set(r, 0, "db_read.b_started_at", -1.0);
+    });
+    let run = Run::parse(&signed, "r.json").expect("signed figures are figures");
+    assert_eq!(run.tests["db_read"].1["error_percent"], -3.5);
+}
+
+#[test]
+fn openmetrics_figures_no_run_can_have_are_refused() {
+    let prom = |value: &str| {
+        format!(
+            "# TYPE genbot_bench_test_grade gauge\ngenbot_bench_test_grade{{test=\"db_read\"}} 3\n\
+             # TYPE genbot_bench_metric gauge\n\
+             genbot_bench_metric{{test=\"db_read\",metric=\"p99_ms\"}} {value}\n"
+        )
+    };
+    // NaN is the file's null: not measured, left out.
+    let run = Run::parse(&prom("NaN"), "r.prom").expect("NaN is not measured");
+    assert!(run.tests["db_read"].1.is_empty());
+    assert_eq!(
+        Run::parse(&prom("4.5"), "r.prom").expect("a figure").tests["db_read"].1["p99_ms"],
+        4.5
+    );
+    for value in ["-4.5", "+Inf", "-Inf", "1e308"] {
+        let error = Run::parse(&prom(value), "r.prom")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("r.prom") && error.contains("metric=\"p99_ms\""),
+            "{value}: {error}"
+        );
+    }
+}
