@@ -280,13 +280,45 @@ fn inbox(db: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 /// Runs `genbot inbox ARGS` on the database at `url`.
 fn inbox_at(url: &str, args: &[&str]) -> std::process::Output {
+    inbox_logged(url, args, &[])
+}
+
+/// As [`inbox_at`], with the environment's `extra` variables (`RUST_LOG`).
+fn inbox_logged(url: &str, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_genbot"))
         .arg("inbox")
         .args(args)
         .env_clear()
         .env("DATABASE_URL", url)
+        .envs(extra.iter().copied())
         .output()
         .expect("run genbot")
+}
+
+/// The schema's `CREATE TABLE IF NOT EXISTS` on a migrated database is no news to the
+/// operator: with RUST_LOG=info, every command after the first printed PostgreSQL's NOTICE
+/// `relation "genbot_schema_version" already exists, skipping`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_on_postgres_print_no_migration_notice() {
+    let Some(database) =
+        crate::process::scratch_postgres("operator_commands_on_postgres_print_no_migration_notice")
+            .await
+    else {
+        return;
+    };
+    let url = crate::process::database_url_text(&database);
+    // The first run migrates a new database, the second finds it migrated.
+    for run in 1..=2 {
+        let listed = inbox_logged(&url, &["list"], &[("RUST_LOG", "info")]);
+        assert!(listed.status.success(), "run {run}: {listed:?}");
+        assert_eq!(String::from_utf8_lossy(&listed.stdout), "0 dead letters\n");
+        let stderr = String::from_utf8_lossy(&listed.stderr);
+        assert!(
+            !stderr.contains("already exists") && !stderr.contains("NOTICE"),
+            "run {run}: {stderr}"
+        );
+    }
+    database.drop_now().await.unwrap();
 }
 
 /// An operator's `genbot inbox list` on PostgreSQL prints its answer and nothing else: sqlx's

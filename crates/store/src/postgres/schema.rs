@@ -294,6 +294,12 @@ const MIGRATION_LOCK: i64 = 0x6765_6e62_6f74; // "genbot"
 
 pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    // `CREATE TABLE IF NOT EXISTS` below answers every start after the first with a NOTICE
+    // ("already exists, skipping") that sqlx logs at info: every operator command run with
+    // RUST_LOG=info, and every `genbot serve`, printed it. LOCAL: the pooled connection goes
+    // back to the server's setting at the end of this transaction; warnings still come.
+    tx.execute("SET LOCAL client_min_messages = warning")
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
