@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
-use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser};
 use genbot_store::{Store, UserId};
 
-use crate::process::{database_url_text, open, scratch_postgres, wait_until, Bot};
+use crate::process::{database_url_text, default_mocks, open, scratch_postgres, wait_until, Bot};
 
 const PAYERS: i64 = 30;
 const FIRST: i64 = 40_000;
@@ -28,12 +27,7 @@ fn keyboard_of(user: &SimUser) -> Option<i64> {
 }
 
 async fn paying_users_are_credited_once_across_a_crash_and_repeats(database_url: &str) {
-    let telegram = TelegramMock::start(TelegramMockConfig::default())
-        .await
-        .unwrap();
-    let replicate = ReplicateMock::start(ReplicateMockConfig::default())
-        .await
-        .unwrap();
+    let (telegram, replicate) = default_mocks().await;
     let mut bot = Bot::new(&telegram, &replicate, database_url).with("STARS_PACKAGES", "10:50");
     bot.start();
     let users: Vec<SimUser> = (0..=PAYERS)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use genbot_config::DatabaseUrl;
 use genbot_mocks::replicate::{ReplicateMock, ReplicateMockConfig};
 use genbot_mocks::telegram::repeats::Kill;
-use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::{Entry, SimUser, TelegramMock, TelegramMockConfig};
 use genbot_store::scratch::ScratchDatabase;
 use genbot_store::Store;
 use tokio::process::{Child, Command};
@@ -226,6 +226,50 @@ pub(crate) async fn scratch_postgres(test: &str) -> Option<ScratchDatabase> {
             None
         }
     }
+}
+
+/// Whether the bot has said anything to `user` yet.
+pub(crate) fn answered(user: &SimUser) -> bool {
+    user.transcript()
+        .iter()
+        .any(|e| matches!(e, Entry::BotText { .. }))
+}
+
+/// What a PostgreSQL replica test starts from: a scratch database (drop it at the end), both
+/// mocks, and a first replica that has answered user 75 001's `/start` (later users of the
+/// test take other ids).
+pub(crate) struct FirstReplica {
+    pub(crate) database: ScratchDatabase,
+    pub(crate) database_url: String,
+    pub(crate) telegram: TelegramMock,
+    pub(crate) replicate: ReplicateMock,
+    pub(crate) bot: Bot,
+}
+
+/// Creates the scratch database for `test`, starts both mocks and a replica with `REPLICA_ID`
+/// `replica_id`, and waits up to `limit` for it to answer a first user's `/start` (`what` names
+/// the wait if it times out). `None`, said as SKIPPED, when `DATABASE_URL` is no PostgreSQL.
+pub(crate) async fn start_first_replica(
+    test: &str,
+    replica_id: &str,
+    what: &str,
+    limit: Duration,
+) -> Option<FirstReplica> {
+    let database = scratch_postgres(test).await?;
+    let database_url = database_url_text(&database);
+    let (telegram, replicate) = default_mocks().await;
+    let mut bot = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", replica_id);
+    bot.start();
+    let user = telegram.user(75_001, "First", Some("en"));
+    user.send_text("/start");
+    wait_until(what, limit, || async { answered(&user) }).await;
+    Some(FirstReplica {
+        database,
+        database_url,
+        telegram,
+        replicate,
+        bot,
+    })
 }
 
 /// The scratch database's URL as text, credentials included (for a child's environment).

@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
-use genbot_mocks::telegram::{Entry, SimUser, TelegramMock};
+use genbot_mocks::telegram::{SimUser, TelegramMock};
 
-use crate::process::{database_url_text, default_mocks, scratch_postgres, wait_until, Bot};
+use crate::process::{
+    answered, database_url_text, default_mocks, scratch_postgres, start_first_replica, wait_until,
+    Bot, FirstReplica,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -26,12 +29,6 @@ pub(crate) async fn webhook_url_at_telegram(telegram: &TelegramMock) -> Option<S
         .as_str()
         .filter(|u| !u.is_empty())
         .map(str::to_owned)
-}
-
-fn answered(user: &SimUser) -> bool {
-    user.transcript()
-        .iter()
-        .any(|e| matches!(e, Entry::BotText { .. }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,20 +309,22 @@ async fn two_polling_replicas_poll_one_at_a_time_and_take_over() {
 /// webhook (Telegram would end the poller's getUpdates); once the pollers stopped it starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_replica_is_refused_while_another_polls() {
-    let Some(database) = scratch_postgres("a_webhook_replica_is_refused_while_another_polls").await
+    let Some(FirstReplica {
+        database,
+        database_url,
+        telegram,
+        replicate,
+        bot: mut poller,
+    }) = start_first_replica(
+        "a_webhook_replica_is_refused_while_another_polls",
+        "poll-p",
+        "the polling replica answers",
+        WAIT,
+    )
+    .await
     else {
         return;
     };
-    let database_url = database_url_text(&database);
-    let (telegram, replicate) = default_mocks().await;
-    let mut poller = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "poll-p");
-    poller.start();
-    let first = telegram.user(75_001, "First", Some("en"));
-    first.send_text("/start");
-    wait_until("the polling replica answers", WAIT, || async {
-        answered(&first)
-    })
-    .await;
     let set_calls = || {
         telegram
             .stats()
@@ -385,21 +384,22 @@ async fn a_webhook_replica_is_refused_while_another_polls() {
 /// restart under a killed process's id is not refused either).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_with_a_live_replicas_id_waits_for_it() {
-    let Some(database) =
-        scratch_postgres("a_second_process_with_a_live_replicas_id_waits_for_it").await
+    let Some(FirstReplica {
+        database,
+        database_url,
+        telegram,
+        replicate,
+        bot: mut live,
+    }) = start_first_replica(
+        "a_second_process_with_a_live_replicas_id_waits_for_it",
+        "twin",
+        "the live replica answers",
+        WAIT,
+    )
+    .await
     else {
         return;
     };
-    let database_url = database_url_text(&database);
-    let (telegram, replicate) = default_mocks().await;
-    let mut live = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "twin");
-    live.start();
-    let first = telegram.user(75_001, "First", Some("en"));
-    first.send_text("/start");
-    wait_until("the live replica answers", WAIT, || async {
-        answered(&first)
-    })
-    .await;
 
     let mut twin = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "twin");
     let log = twin.start_logged();
