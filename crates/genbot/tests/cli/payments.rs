@@ -172,4 +172,6 @@ async fn stars_payments_survive_sigkill_and_repeats_on_postgres() {
         return;
     };
     paying_users_are_credited_once_across_a_crash_and_repeats(&database_url_text(&database)).await;
+    // As the replica tests do: a run left one genbot_scratch_* database behind.
+    database.drop_now().await.unwrap();
 }
