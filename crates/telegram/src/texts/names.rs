@@ -32,7 +32,31 @@ pub(crate) fn display_name(raw: &str) -> String {
         out.push(c);
         kept += needed;
     }
+    // Zero-width and blank characters alone (U+200B, U+FEFF, Hangul fillers: a popular way to
+    // look nameless) are no name; among visible ones they stay (U+200D joins emoji).
+    if out.chars().all(|c| c == ' ' || is_blank(c)) {
+        out.clear();
+    }
     out
+}
+
+/// Characters that draw nothing though they are neither whitespace nor controls.
+pub(crate) fn is_blank(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 /// The bidi formatting characters of Unicode (marks, embeddings, overrides, isolates).
@@ -54,6 +78,8 @@ pub(crate) mod tests {
         assert_eq!(display_name("Ann\u{202E}a\0b"), "Annab");
         assert_eq!(display_name("  Ann\n\r\u{2028}Lee\t "), "Ann Lee");
         assert_eq!(display_name("Анна"), "Анна");
+        assert_eq!(display_name("\u{200B}\u{FEFF} \u{3164}"), "");
+        assert_eq!(display_name("👨\u{200D}👩"), "👨\u{200D}👩");
         assert_eq!(display_name(&"ж".repeat(7_000)), "ж".repeat(MAX_NAME_CHARS));
     }
 
@@ -69,8 +95,28 @@ pub(crate) mod tests {
     /// Only whitespace, control and bidi characters: names that clean to nothing.
     pub(crate) fn invisible_names() -> impl Strategy<Value = String> {
         let invisible = prop::sample::select(vec![
-            '\u{202E}', '\u{2066}', '\u{200F}', '\u{061C}', '\0', '\n', '\r', '\t', '\u{2028}',
-            '\u{2029}', '\u{7F}', '\u{85}', ' ', '\u{A0}', '\u{3000}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200F}',
+            '\u{061C}',
+            '\0',
+            '\n',
+            '\r',
+            '\t',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{7F}',
+            '\u{85}',
+            ' ',
+            '\u{A0}',
+            '\u{3000}',
+            '\u{200B}',
+            '\u{FEFF}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{2060}',
+            '\u{E0020}',
+            '\u{00AD}',
         ]);
         prop::collection::vec(invisible, 0..20).prop_map(|chars| chars.into_iter().collect())
     }
