@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! intake    run (long polling; start, stop, /healthz, /metrics) · webhook (axum,
-//!    │      secret checked)
+//!    │      secret checked) · http_serve (header-read timeout, connection cap)
 //!    ▼
 //! inbox     inbox (recorded, replayed after a crash) · claims (one replica per chat)
 //!    │      flood (per-user limit) · backlog (per-chat shedding)
@@ -40,6 +40,7 @@ mod command;
 pub mod delivery;
 mod features;
 mod flood;
+pub mod http_serve;
 pub mod inbox;
 mod isolation;
 mod metrics;

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::command::MENU;
 use crate::features::broadcast;
+use crate::http_serve::HttpLimits;
 use crate::inbox::InboxPolling;
 use crate::router::schema;
 use crate::shared::HandlerError;
@@ -260,14 +261,12 @@ pub async fn polling(
     if let Some(listener) = http {
         let stop = stop.clone();
         let app = http_router(front.clone());
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "health/metrics server stopped");
-            }
-        });
+        tokio::spawn(crate::http_serve::serve(
+            listener,
+            app,
+            HttpLimits::default(),
+            async move { stop.cancelled().await },
+        ));
     }
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -387,16 +386,17 @@ pub async fn webhook(
     // The server stops taking requests at the stop (Telegram then sends to another replica, or
     // retries), and when the dispatcher ended.
     let stop_requests = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = server_stop.cancelled() => {}
-                    () = stop_requests.cancelled() => {}
-                }
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::http_serve::serve(
+        listener,
+        app,
+        HttpLimits::default(),
+        async move {
+            tokio::select! {
+                () = server_stop.cancelled() => {}
+                () = stop_requests.cancelled() => {}
+            }
+        },
+    ));
     tokio::spawn(async move {
         shutdown.cancelled().await;
         tracing::info!(
@@ -413,8 +413,8 @@ pub async fn webhook(
         )
         .await;
     stop.cancel();
-    if let Ok(Err(e)) = server.await {
-        return Err(e.into());
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "the webhook's HTTP server ended abnormally");
     }
     Ok(())
 }
