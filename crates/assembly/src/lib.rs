@@ -226,7 +226,7 @@ impl BotAssembly {
             events,
             grace: settings.shutdown_grace,
             send_budget: self.send_budget,
-            _replica_id: replica_id,
+            replica_id,
         })
     }
 }
@@ -241,7 +241,7 @@ pub struct AssembledBot {
     send_budget: SendBudget,
     /// `REPLICA_ID` held on PostgreSQL while the bot lives (see
     /// [`BotAssembly::one_process_per_replica_id`]).
-    _replica_id: Option<ReplicaIdHold>,
+    replica_id: Option<ReplicaIdHold>,
 }
 
 impl AssembledBot {
@@ -268,11 +268,34 @@ impl AssembledBot {
     /// Runs the bot in `mode` until `stop` fires, then gives running handlers the grace
     /// period and stops delivery and the engine (see [`genbot_telegram::run::serve_bot`]).
     ///
+    /// A held `REPLICA_ID` is watched meanwhile ([`ReplicaIdHold::keep`]): taken again when its
+    /// connection ended; when another process took it first, the bot stops as on `stop` and
+    /// the result is [`RunError::ReplicaIdTaken`].
+    ///
     /// # Errors
-    /// As [`genbot_telegram::run::serve_bot`].
+    /// As [`genbot_telegram::run::serve_bot`], and [`RunError::ReplicaIdTaken`].
     pub async fn serve(self, mode: Mode, stop: CancellationToken) -> Result<(), RunError> {
-        // Held until the bot has stopped, not merely until it starts.
-        let _replica_id = self._replica_id;
-        genbot_telegram::run::serve_bot(self.front, self.events, mode, stop, self.grace).await
+        // Held until the bot has stopped, not merely until it starts: the watch below owns it
+        // and is dropped (letting the lock go) only after `serve_bot` returned.
+        let mut replica_id = self.replica_id.unwrap_or_else(ReplicaIdHold::none);
+        let serving = stop.child_token();
+        let bot = genbot_telegram::run::serve_bot(
+            self.front,
+            self.events,
+            mode,
+            serving.clone(),
+            self.grace,
+        );
+        tokio::pin!(bot);
+        tokio::select! {
+            ran = &mut bot => ran,
+            taken = replica_id.keep(parts::REPLICA_ID_CHECK) => {
+                tracing::error!(replica_id = %taken.id, "{taken}");
+                serving.cancel();
+                // Whatever the stop brought, the reason to report is the id.
+                let _ = bot.await;
+                Err(RunError::ReplicaIdTaken(taken))
+            }
+        }
     }
 }

@@ -60,34 +60,54 @@ pub(crate) async fn connect_waiting(
     }
 }
 
-/// How often a start waiting for `REPLICA_ID` tries again, and how often it says so.
-const REPLICA_ID_RETRY: Duration = Duration::from_millis(250);
+/// How often a start waiting for `REPLICA_ID` tries again: quickly at first (a holder that
+/// stops or dies on its host lets go at once, and a restart should not linger), then every 2 s
+/// (a holder whose host vanished lets go only after ~25 s of keepalives anyway); and how often
+/// it says so.
+const REPLICA_ID_RETRY_QUICK: Duration = Duration::from_millis(250);
+const REPLICA_ID_QUICK_FOR: Duration = Duration::from_secs(5);
+const REPLICA_ID_RETRY: Duration = Duration::from_secs(2);
 const REPLICA_ID_REMINDER: Duration = Duration::from_secs(30);
+
+/// How often a held `REPLICA_ID` is checked while the bot runs (see [`ReplicaIdHold::keep`]):
+/// one cheap query on its own connection.
+pub(crate) const REPLICA_ID_CHECK: Duration = Duration::from_secs(10);
 
 /// Holds `REPLICA_ID` on `store` (see [`Store::hold_replica_id`]). With `stop`, an id another
 /// live process holds is waited for, with a warning at once and every 30 s, until it comes free
 /// (the holder stopped, or died: at once on this host, within about 30 s when its host vanished)
 /// or `stop` fires (then `None`); without, one try (`None` when held). Waiting is safe where
 /// exiting is not: a restart refused for good would leave the replica down, and a twin that
-/// waits takes nothing. A database that fails the attempt is warned of and not waited for:
-/// the check guards against a mistake and must not keep a replica down.
+/// waits takes nothing. The tries share one connection (a new one only after it broke). A
+/// database that fails the first attempt is warned of and not waited for: the check guards
+/// against a mistake and must not keep a replica down; once the id was seen held, a failed try
+/// is warned of and the wait goes on (a twin must not start beside its holder on a blip).
 pub(crate) async fn hold_replica_id(
     settings: &Settings,
     store: &Store,
     stop: Option<&CancellationToken>,
 ) -> Option<ReplicaIdHold> {
     let id = &settings.replica_id;
-    let mut next_warning = tokio::time::Instant::now();
+    let mut claim = store.replica_id_claim(id);
+    let started = tokio::time::Instant::now();
+    let mut next_warning = started;
+    let mut seen_held = false;
     loop {
-        match store.hold_replica_id(id).await {
+        match claim.try_take().await {
             Ok(Some(hold)) => return Some(hold),
-            Ok(None) => {}
+            Ok(None) => seen_held = true,
+            Err(e) if seen_held => {
+                tracing::warn!(error = %e, "could not try REPLICA_ID again; still waiting for it");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not check that REPLICA_ID is this process's alone; starting without the check");
                 return Some(ReplicaIdHold::none());
             }
         }
-        let stop = stop?;
+        let Some(stop) = stop else {
+            claim.close().await;
+            return None;
+        };
         if tokio::time::Instant::now() >= next_warning {
             tracing::warn!(
                 holder = %ReplicaIdHold::application_name(id),
@@ -96,9 +116,17 @@ pub(crate) async fn hold_replica_id(
             );
             next_warning += REPLICA_ID_REMINDER;
         }
+        let pause = if started.elapsed() < REPLICA_ID_QUICK_FOR {
+            REPLICA_ID_RETRY_QUICK
+        } else {
+            REPLICA_ID_RETRY
+        };
         tokio::select! {
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep(REPLICA_ID_RETRY) => {}
+            () = stop.cancelled() => {
+                claim.close().await;
+                return None;
+            }
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

@@ -54,7 +54,7 @@ pub use payments::{
     Movement, MovementKind, NewStarPayment, PaymentRecorded, RefundResult, RefundStart,
     RefundState, StarPayment,
 };
-pub use postgres::{PgOptions, PgStore, ReplicaIdHold};
+pub use postgres::{PgOptions, PgStore, ReplicaIdClaim, ReplicaIdHold, ReplicaIdTaken};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A named lease among replicas as it stands (e.g. the right to poll Telegram).
@@ -708,9 +708,18 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn hold_replica_id(&self, id: &str) -> Result<Option<ReplicaIdHold>, StoreError> {
+        let mut claim = self.replica_id_claim(id);
+        let taken = claim.try_take().await?;
+        claim.close().await;
+        Ok(taken)
+    }
+
+    /// A claim on replica id `id` for a start that waits for it: tried again and again on one
+    /// connection of its own (see [`ReplicaIdClaim::try_take`]); SQLite's always succeeds.
+    pub fn replica_id_claim(&self, id: &str) -> ReplicaIdClaim {
         match self {
-            Store::Sqlite(_) => Ok(Some(ReplicaIdHold::none())),
-            Store::Postgres(store) => store.hold_replica_id(id).await,
+            Store::Sqlite(_) => ReplicaIdClaim::sqlite(id),
+            Store::Postgres(store) => store.replica_id_claim(id),
         }
     }
 

@@ -15,7 +15,7 @@ mod payments;
 mod replica_name;
 mod schema;
 
-pub use replica_name::ReplicaIdHold;
+pub use replica_name::{ReplicaIdClaim, ReplicaIdHold, ReplicaIdTaken};
 pub(crate) use schema::LATEST as SCHEMA_LATEST;
 
 use std::ops::Range;

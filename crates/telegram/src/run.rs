@@ -57,6 +57,11 @@ pub enum RunError {
     /// Stopped (SIGTERM) before the Bot API could be reached.
     #[error("stopped before the Bot API answered")]
     Stopped,
+    /// Stopped because another live process took this process's `REPLICA_ID` after its hold
+    /// ended: a failure (not a configuration error), so that a supervisor restarts the process
+    /// and the restart waits for the id.
+    #[error("{0}")]
+    ReplicaIdTaken(#[from] genbot_store::ReplicaIdTaken),
 }
 
 /// First and longest pause between tries while the Bot API cannot be reached at start.

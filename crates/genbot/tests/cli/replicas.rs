@@ -413,6 +413,25 @@ async fn a_second_process_with_a_live_replicas_id_waits_for_it() {
         "the twin started beside the live replica:\n{}",
         log.text()
     );
+    // Waiting, the twin keeps one connection and asks again on it: one backend pid of its own
+    // for seconds, beside the live one's (each try opened and closed a connection, 4 a second).
+    let mut admin = admin_connection(&database_url).await;
+    let mut pids = std::collections::BTreeSet::new();
+    let sampled_until = std::time::Instant::now() + Duration::from_secs(4);
+    let mut samples = 0;
+    while std::time::Instant::now() < sampled_until {
+        let now = replica_sessions(&mut admin, database.name(), "twin").await;
+        // Both there at every look: a connection per try would be missing between tries.
+        assert_eq!(now.len(), 2, "sample {samples}: pids {now:?}");
+        pids.extend(now);
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pids.len(),
+        2,
+        "backend pids of the holder and its waiting twin over 4 s ({samples} samples): {pids:?}"
+    );
     let second = telegram.user(75_002, "Second", Some("en"));
     second.send_text("/start");
     wait_until("the live replica still answers", WAIT, || async {
@@ -431,5 +450,136 @@ async fn a_second_process_with_a_live_replicas_id_waits_for_it() {
     .await;
     assert!(log.count("listening on") >= 1, "{}", log.text());
     twin.kill().await;
+    database.drop_now().await.unwrap();
+}
+
+async fn admin_connection(database_url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(database_url).await.unwrap()
+}
+
+/// Backend pids of the scratch database `datname` whose `application_name` names replica id
+/// `id` (holding or waiting): this test's processes only.
+async fn replica_sessions(admin: &mut sqlx::PgConnection, datname: &str, id: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name IN ($2, $3)",
+    )
+    .bind(datname)
+    .bind(genbot_store::ReplicaIdHold::application_name(id))
+    .bind(genbot_store::ReplicaIdHold::waiting_application_name(id))
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// The backend pid holding replica id `id` in the scratch database `datname`, if any.
+async fn holder(admin: &mut sqlx::PgConnection, datname: &str, id: &str) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+         WHERE a.datname = $1 AND a.application_name = $2 AND l.locktype = 'advisory' AND l.granted",
+    )
+    .bind(datname)
+    .bind(genbot_store::ReplicaIdHold::application_name(id))
+    .fetch_optional(admin)
+    .await
+    .unwrap()
+}
+
+/// Ends backend `pid` of the scratch database `datname` (never another test's session).
+async fn end_backend(admin: &mut sqlx::PgConnection, datname: &str, pid: i32) {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND datname = $2",
+    )
+    .bind(pid)
+    .bind(datname)
+    .execute(admin)
+    .await
+    .unwrap();
+}
+
+/// The hold of `REPLICA_ID` is watched while the bot runs: its connection ended (as by
+/// pg_terminate_backend, idle_session_timeout or a proxy), the id is taken again and the bot
+/// goes on; when another process took the id first, the bot stops with exit code 1 (a failure
+/// a supervisor restarts, not 2, which the systemd unit does not restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_id_hold_ended_takes_it_again_or_stops() {
+    let Some(database) =
+        scratch_postgres("a_replica_whose_id_hold_ended_takes_it_again_or_stops").await
+    else {
+        return;
+    };
+    let database_url = database_url_text(&database);
+    let datname = database.name().to_owned();
+    let (telegram, replicate) = default_mocks().await;
+    let mut bot = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "watched");
+    let log = bot.start_logged();
+    let first = telegram.user(75_101, "First", Some("en"));
+    first.send_text("/start");
+    wait_until("the replica answers", WAIT, || async { answered(&first) }).await;
+    let mut admin = admin_connection(&database_url).await;
+    let ended = holder(&mut admin, &datname, "watched")
+        .await
+        .expect("the replica holds its id");
+
+    end_backend(&mut admin, &datname, ended).await;
+    let retaken = "REPLICA_ID taken again on a new connection";
+    wait_until("the replica takes its id again", WAIT, || async {
+        log.count(retaken) >= 1
+    })
+    .await;
+    let now = holder(&mut admin, &datname, "watched").await;
+    assert!(
+        now.is_some_and(|pid| pid != ended),
+        "holder {now:?} after {ended} ended:\n{}",
+        log.text()
+    );
+    let second = telegram.user(75_102, "Second", Some("en"));
+    second.send_text("/start");
+    wait_until("the replica still answers", WAIT, || async {
+        answered(&second)
+    })
+    .await;
+
+    // Ended again, and this test takes the id first (as a process started meanwhile would):
+    // the replica must stop. Should the replica win the race, its hold is ended once more.
+    let mut other = admin_connection(&database_url).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    'taken: loop {
+        if let Some(pid) = holder(&mut admin, &datname, "watched").await {
+            end_backend(&mut admin, &datname, pid).await;
+        }
+        let tried_until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < tried_until {
+            let got: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtextextended('genbot replica id: watched in schema ' || coalesce(current_schema(), ''), 0))",
+            )
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+            if got {
+                break 'taken;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never took the id from the replica:\n{}",
+            log.text()
+        );
+    }
+    wait_until("the replica stops", WAIT, || {
+        let stopped = bot.exited().is_some();
+        async move { stopped }
+    })
+    .await;
+    let status = bot.exited().expect("just seen");
+    assert_eq!(status.code(), Some(1), "{status:?}:\n{}", log.text());
+    assert!(
+        log.count("REPLICA_ID=\"watched\" was taken by another live genbot process") >= 1,
+        "{}",
+        log.text()
+    );
+    drop(other);
+    drop(admin);
     database.drop_now().await.unwrap();
 }
