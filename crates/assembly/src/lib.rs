@@ -269,8 +269,9 @@ impl AssembledBot {
     /// period and stops delivery and the engine (see [`genbot_telegram::run::serve_bot`]).
     ///
     /// A held `REPLICA_ID` is watched meanwhile ([`ReplicaIdHold::keep`]): taken again when its
-    /// connection ended; when another process took it first, the bot stops as on `stop` and
-    /// the result is [`RunError::ReplicaIdTaken`].
+    /// connection ended; when another process took it first, the bot stops at once, without
+    /// the graceful stop's releases (they would release the other process's work), and the
+    /// result is [`RunError::ReplicaIdTaken`]: the caller must end the process.
     ///
     /// # Errors
     /// As [`genbot_telegram::run::serve_bot`], and [`RunError::ReplicaIdTaken`].
@@ -291,9 +292,12 @@ impl AssembledBot {
             ran = &mut bot => ran,
             taken = replica_id.keep(parts::REPLICA_ID_CHECK) => {
                 tracing::error!(replica_id = %taken.id, "{taken}");
-                serving.cancel();
-                // Whatever the stop brought, the reason to report is the id.
-                let _ = bot.await;
+                // Not the graceful stop: it releases what is filed under the id (running jobs'
+                // leases, chat claims, the poller lease), which the process that took the id
+                // now holds, and would hand that process's work to a third replica (jobs run
+                // twice). Everything this process was doing is filed under the id, so the
+                // other took it back at its start: this one ends here, its tasks dropped with
+                // the runtime.
                 Err(RunError::ReplicaIdTaken(taken))
             }
         }

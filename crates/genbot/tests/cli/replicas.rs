@@ -579,6 +579,20 @@ async fn a_replica_whose_id_hold_ended_takes_it_again_or_stops() {
         "{}",
         log.text()
     );
+    // What is filed under the id now belongs to whoever took it: the stop released none of it
+    // (a graceful stop gives the poller lease up, and would hand the taker's work to a third).
+    let poller_leases: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM leases WHERE name LIKE 'telegram-poller:%' AND owner = 'watched'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        poller_leases,
+        1,
+        "the stop released the id's poller lease:\n{}",
+        log.text()
+    );
     drop(other);
     drop(admin);
     database.drop_now().await.unwrap();

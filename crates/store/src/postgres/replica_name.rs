@@ -108,7 +108,16 @@ impl ReplicaIdHold {
                 held.connection = None;
             }
             let mut claim = ReplicaIdClaim::postgres(held.store.clone(), &held.id);
-            match claim.try_take().await {
+            // Bounded: a new connection that hangs (half-open TCP) would stop the watch.
+            let taken = match tokio::time::timeout(CHECK_TIMEOUT, claim.try_take()).await {
+                Ok(taken) => taken,
+                Err(_) => Err(StoreError::Connect {
+                    backend: "postgres",
+                    location: "the REPLICA_ID connection".into(),
+                    reason: format!("no answer within {CHECK_TIMEOUT:?}"),
+                }),
+            };
+            match taken {
                 Ok(Some(mut hold)) => {
                     held.connection = hold.held.take().and_then(|h| h.connection);
                     tracing::info!(replica_id = %held.id, "REPLICA_ID taken again on a new connection; going on");
@@ -243,6 +252,14 @@ async fn open_connection(store: &PgStore, id: &str) -> Result<PgConnection, Stor
         "SET tcp_keepalives_count = 3",
     ] {
         sqlx::query(setting).execute(&mut connection).await?;
+    }
+    // The lock's connection idles between checks: a server-wide `idle_session_timeout` would
+    // end it (and the lock) every cycle. PostgreSQL 14 and later only, hence not required.
+    if let Err(e) = sqlx::query("SET idle_session_timeout = 0")
+        .execute(&mut connection)
+        .await
+    {
+        tracing::debug!(error = %e, "idle_session_timeout not set on the REPLICA_ID connection");
     }
     set_application_name(
         &mut connection,
