@@ -279,14 +279,7 @@ impl AssembledBot {
         // Held until the bot has stopped, not merely until it starts: the watch below owns it
         // and is dropped (letting the lock go) only after `serve_bot` returned.
         let mut replica_id = self.replica_id.unwrap_or_else(ReplicaIdHold::none);
-        let serving = stop.child_token();
-        let bot = genbot_telegram::run::serve_bot(
-            self.front,
-            self.events,
-            mode,
-            serving.clone(),
-            self.grace,
-        );
+        let bot = genbot_telegram::run::serve_bot(self.front, self.events, mode, stop, self.grace);
         tokio::pin!(bot);
         tokio::select! {
             ran = &mut bot => ran,

@@ -244,6 +244,8 @@ pub(crate) struct FirstReplica {
     pub(crate) telegram: TelegramMock,
     pub(crate) replicate: ReplicateMock,
     pub(crate) bot: Bot,
+    /// The replica's stderr.
+    pub(crate) log: Log,
 }
 
 /// Creates the scratch database for `test`, starts both mocks and a replica with `REPLICA_ID`
@@ -259,7 +261,7 @@ pub(crate) async fn start_first_replica(
     let database_url = database_url_text(&database);
     let (telegram, replicate) = default_mocks().await;
     let mut bot = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", replica_id);
-    bot.start();
+    let log = bot.start_logged();
     let user = telegram.user(75_001, "First", Some("en"));
     user.send_text("/start");
     wait_until(what, limit, || async { answered(&user) }).await;
@@ -269,6 +271,7 @@ pub(crate) async fn start_first_replica(
         telegram,
         replicate,
         bot,
+        log,
     })
 }
 

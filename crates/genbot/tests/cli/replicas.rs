@@ -315,6 +315,7 @@ async fn a_webhook_replica_is_refused_while_another_polls() {
         telegram,
         replicate,
         bot: mut poller,
+        ..
     }) = start_first_replica(
         "a_webhook_replica_is_refused_while_another_polls",
         "poll-p",
@@ -390,6 +391,7 @@ async fn a_second_process_with_a_live_replicas_id_waits_for_it() {
         telegram,
         replicate,
         bot: mut live,
+        ..
     }) = start_first_replica(
         "a_second_process_with_a_live_replicas_id_waits_for_it",
         "twin",
@@ -503,19 +505,24 @@ async fn end_backend(admin: &mut sqlx::PgConnection, datname: &str, pid: i32) {
 /// a supervisor restarts, not 2, which the systemd unit does not restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_id_hold_ended_takes_it_again_or_stops() {
-    let Some(database) =
-        scratch_postgres("a_replica_whose_id_hold_ended_takes_it_again_or_stops").await
+    let Some(FirstReplica {
+        database,
+        database_url,
+        telegram,
+        replicate: _replicate,
+        mut bot,
+        log,
+    }) = start_first_replica(
+        "a_replica_whose_id_hold_ended_takes_it_again_or_stops",
+        "watched",
+        "the replica answers",
+        WAIT,
+    )
+    .await
     else {
         return;
     };
-    let database_url = database_url_text(&database);
     let datname = database.name().to_owned();
-    let (telegram, replicate) = default_mocks().await;
-    let mut bot = Bot::new(&telegram, &replicate, &database_url).with("REPLICA_ID", "watched");
-    let log = bot.start_logged();
-    let first = telegram.user(75_101, "First", Some("en"));
-    first.send_text("/start");
-    wait_until("the replica answers", WAIT, || async { answered(&first) }).await;
     let mut admin = admin_connection(&database_url).await;
     let ended = holder(&mut admin, &datname, "watched")
         .await
