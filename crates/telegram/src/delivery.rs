@@ -86,16 +86,15 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 }
             };
             // Without a queue message recorded yet, the handler turns it into "generating"
-            // when it records it (the job's one progress message).
-            if let Some(waiting) = waiting {
+            // when it records it (the job's one progress message); a message put off is never
+            // sent now (the image comes next).
+            if let Some((waiting, message)) =
+                waiting.and_then(|waiting| Some((waiting, waiting.message?)))
+            {
                 send_progress(
                     front,
                     waiting.chat,
-                    bot.edit_message_text(
-                        waiting.chat,
-                        waiting.message,
-                        texts::generating(waiting.lang),
-                    ),
+                    bot.edit_message_text(waiting.chat, message, texts::generating(waiting.lang)),
                 )
                 .await?;
             }
@@ -168,13 +167,17 @@ async fn refresh_positions(front: &Front) {
     let Some(positions) = positions else {
         return;
     };
-    // A message is worth editing when its job moved a quarter closer, or into the top three;
-    // the biggest moves go first and at most a few per refresh, so a long queue costs a bounded
-    // number of edits instead of one per waiting user per refresh.
+    // A message put off is worth sending while its job waits (those go first); one sent is
+    // worth editing when its job moved a quarter closer, or into the top three. The biggest
+    // moves go first and at most a few per refresh, so a long queue costs a bounded number of
+    // sends instead of one per waiting user per refresh.
     let mut moves: Vec<(f64, JobId, Waiting, usize)> = shown
         .into_iter()
         .filter_map(|(job, entry)| {
             let now = *positions.get(&job)?;
+            if entry.message.is_none() {
+                return Some((-1.0, job, entry, now));
+            }
             let worth = now * 4 <= entry.position * 3 || (now <= 3 && now != entry.position);
             worth.then(|| (now as f64 / entry.position.max(1) as f64, job, entry, now))
         })
@@ -186,19 +189,36 @@ async fn refresh_positions(front: &Front) {
             Some(Slot::Waiting(w)) if !w.edited => w.edited = true,
             _ => continue,
         }
-        let edit = front.bot().edit_message_text(
-            entry.chat,
-            entry.message,
-            texts::queued(entry.lang, position),
-        );
+        let text = texts::queued(entry.lang, position);
         let front = front.clone();
         tokio::spawn(async move {
-            match send_progress(&front, entry.chat, edit).await {
+            let shown = match entry.message {
+                Some(message) => send_progress(
+                    &front,
+                    entry.chat,
+                    front.bot().edit_message_text(entry.chat, message, text),
+                )
+                .await
+                .map(|edited| edited.map(|_| message)),
+                None => send_progress(
+                    &front,
+                    entry.chat,
+                    front.bot().send_message(entry.chat, text),
+                )
+                .await
+                .map(|sent| sent.map(|sent| sent.id)),
+            };
+            match shown {
                 // Remember what the message shows only once it shows it: a dropped edit is
-                // tried again at a later refresh.
-                Ok(Some(_)) => {
+                // tried again at a later refresh. A message put off and now sent is not yet
+                // the job's progress message: its start may still turn it into "generating".
+                Ok(Some(message)) => {
                     if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
                         w.position = position;
+                        if w.message.is_none() {
+                            w.message = Some(message);
+                            w.edited = false;
+                        }
                     }
                 }
                 // Dropped or failed: the job's progress message is still to be had.
@@ -232,7 +252,7 @@ mod tests {
     fn message(sent_ago: Duration, edited: bool) -> Slot {
         Slot::Waiting(Waiting {
             chat: ChatId(1),
-            message: MessageId(1),
+            message: Some(MessageId(1)),
             lang: Lang::En,
             position: 3,
             edited,

@@ -148,6 +148,7 @@ impl<'a> AsUpdateStream<'a> for InboxPolling {
             failures: 0,
             early_checkouts: parking_lot::Mutex::default(),
             polling_since: None,
+            received: std::collections::HashMap::new(),
             stopped: Box::pin(flag),
         };
         let live = stream::unfold(poll, next_batch).flat_map(stream::iter);
@@ -230,6 +231,8 @@ struct Poll {
     early_checkouts: parking_lot::Mutex<std::collections::HashSet<u32>>,
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
+    /// The last batch's updates as they came, by id: recorded as received.
+    received: std::collections::HashMap<u32, Box<serde_json::value::RawValue>>,
     stopped: std::pin::Pin<Box<StopFlag>>,
 }
 
@@ -353,11 +356,17 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         }
         let answer = tokio::select! {
             () = &mut poll.stopped => return None,
-            answer = request.send() => answer,
+            answer = crate::pacing::get_updates(poll.front.bot(), &request) => answer,
         };
         match answer {
-            Ok(updates) => {
+            Ok(received) => {
                 poll.failures = 0;
+                poll.received.clear();
+                let mut updates = Vec::with_capacity(received.len());
+                for crate::pacing::Received { update, json } in received {
+                    poll.received.insert(update.id.0, json);
+                    updates.push(update);
+                }
                 let Some(last) = updates.last() else {
                     continue;
                 };
@@ -513,7 +522,11 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
     let mut unrecordable = Vec::new();
     let mut known = std::collections::HashMap::with_capacity(updates.len());
     for update in updates {
-        match row(&update) {
+        let recorded = match poll.received.get(&update.id.0) {
+            Some(json) => row_as_received(&update, json.get().as_bytes()),
+            None => row(&update),
+        };
+        match recorded {
             Some(row) => {
                 rows.push(row);
                 known.insert(i64::from(update.id.0), update);

@@ -166,7 +166,9 @@ pub(crate) enum Slot {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Waiting {
     pub(crate) chat: ChatId,
-    pub(crate) message: MessageId,
+    /// `None` while the message is put off (the send budget was short when the prompt came):
+    /// a refresh sends it while the job still waits, and never once it has started.
+    pub(crate) message: Option<MessageId>,
     pub(crate) lang: Lang,
     pub(crate) position: usize,
     /// The message was edited (or an edit is on its way): a job gets one progress message in

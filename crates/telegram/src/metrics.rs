@@ -102,7 +102,7 @@ impl Metrics {
         );
         r.register(
             "genbot_progress_dropped",
-            "Progress messages (status edits) dropped to leave the send budget to answers",
+            "Progress messages (queue positions, status edits) dropped or put off to leave the send budget to answers",
             self.progress_dropped.clone(),
         );
         r.register(

@@ -40,7 +40,7 @@ use crate::Front;
 
 mod wire;
 
-pub(crate) use wire::Wire;
+pub(crate) use wire::{get_updates, Received, Wire};
 
 /// Telegram's send limits, as the pacer applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ impl Default for SendLimits {
         SendLimits::TELEGRAM
     }
 }
+
+/// The budget counts as short for this long after a send last had to sleep for it.
+const SHORT_FOR: Duration = Duration::from_secs(1);
 
 /// A result yields to answers for at most this long, then queues with them.
 const RESULT_PATIENCE: Duration = Duration::from_secs(2);
@@ -133,6 +136,10 @@ pub(crate) struct Pacer {
     answers_waiting: AtomicUsize,
     /// When the last answer was let through (nanoseconds since `epoch`)…
     last_answer: AtomicU64,
+    /// When a send last had to sleep for the overall budget (nanoseconds since `epoch`, 0:
+    /// never): while that is recent and answers wait, the budget is short and an
+    /// acknowledgement stands aside ([`Pacer::try_acknowledgement`]).
+    short_at: AtomicU64,
     epoch: tokio::time::Instant,
     /// …and how long the bot must have been free of answers before progress may go: three
     /// send slots, so a burst of answers is never interleaved with progress.
@@ -255,6 +262,7 @@ impl Pacer {
             clock: TokioClock,
             answers_waiting: AtomicUsize::new(0),
             last_answer: AtomicU64::new(0),
+            short_at: AtomicU64::new(0),
             epoch: tokio::time::Instant::now(),
             quiet: Duration::from_secs_f64(3.0 / f64::from(limits.overall_per_sec.max(1))),
             answer_line: tokio::sync::Mutex::new(()),
@@ -288,6 +296,8 @@ impl Pacer {
         };
         let slot = self.next_slot.lock().await;
         while let Err(not_until) = self.overall.check() {
+            self.short_at
+                .store(self.since_epoch().max(1), AtomicOrdering::SeqCst);
             tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
         }
         self.last_answer
@@ -335,6 +345,21 @@ impl Pacer {
         self.answers_waiting.load(AtomicOrdering::SeqCst) == 0
             && (last == 0 || quiet)
             && self.progress.check().is_ok()
+            && (chat.0 >= 0 || self.per_group.check_key(&chat.0).is_ok())
+            && self.per_chat.check_key(&chat.0).is_ok()
+            && self.overall.check().is_ok()
+    }
+
+    /// Whether an acknowledgement (a prompt's queue position) to `chat` may go out now; never
+    /// waits. It stands aside while answers wait for a budget that is short (a send had to
+    /// sleep for it within [`SHORT_FOR`]) and when its chat's budget is spent: the user waits
+    /// for the image, which comes anyway, and other users' answers go first. Unlike progress it
+    /// needs no quiet and no share of its own: with budget to spare it goes at once.
+    pub(crate) fn try_acknowledgement(&self, chat: ChatId) -> bool {
+        let short_at = self.short_at.load(AtomicOrdering::SeqCst);
+        let short = short_at != 0
+            && self.since_epoch().saturating_sub(short_at) < SHORT_FOR.as_nanos() as u64;
+        !(short && self.answers_waiting.load(AtomicOrdering::SeqCst) > 0)
             && (chat.0 >= 0 || self.per_group.check_key(&chat.0).is_ok())
             && self.per_chat.check_key(&chat.0).is_ok()
             && self.overall.check().is_ok()
@@ -388,11 +413,26 @@ pub(crate) fn is_server_error(error: &RequestError) -> bool {
 }
 
 /// Sends `request` into `chat` within the limits, waiting out up to three 429 answers and
-/// trying again after up to three server errors (200 ms, doubling).
+/// trying again after up to three server errors (200 ms, doubling). What Telegram answers with
+/// (the sent message) is not read: [`send_reading`] for a caller that needs it.
 ///
 /// # Errors
 /// The request failed for another reason, or Telegram kept answering 429 or 5xx.
-pub(crate) async fn send<R>(
+pub(crate) async fn send<R>(front: &Front, chat: ChatId, request: R) -> Result<(), RequestError>
+where
+    R: Wire,
+{
+    send_as(front, chat, SendClass::Answer, || {
+        request.on_wire_unread(front.bot())
+    })
+    .await
+}
+
+/// [`send`], returning what Telegram answered with (the sent message: its id, to edit it).
+///
+/// # Errors
+/// As [`send`].
+pub(crate) async fn send_reading<R>(
     front: &Front,
     chat: ChatId,
     request: R,
@@ -400,7 +440,10 @@ pub(crate) async fn send<R>(
 where
     R: Wire,
 {
-    send_as(front, chat, request, SendClass::Answer).await
+    send_as(front, chat, SendClass::Answer, || {
+        request.on_wire(front.bot())
+    })
+    .await
 }
 
 /// Makes a call that is no message (a button's or a checkout's answer): outside the send
@@ -433,7 +476,7 @@ where
     }
 }
 
-/// [`send`] for a result: behind the answers waiting for the budget.
+/// [`send_reading`] for a result: behind the answers waiting for the budget.
 ///
 /// # Errors
 /// As [`send`].
@@ -445,24 +488,26 @@ pub(crate) async fn send_result<R>(
 where
     R: Wire,
 {
-    send_as(front, chat, request, SendClass::Result).await
+    send_as(front, chat, SendClass::Result, || {
+        request.on_wire(front.bot())
+    })
+    .await
 }
 
-async fn send_as<R>(
+/// Puts a send of `class` into `chat` on the wire (`put`) once the pacer lets it through,
+/// again after a 429 (up to three) and, for an answer, after a server error (up to three).
+async fn send_as<T>(
     front: &Front,
     chat: ChatId,
-    request: R,
     class: SendClass,
-) -> Result<Output<R>, RequestError>
-where
-    R: Wire,
-{
+    put: impl Fn() -> futures_util::future::BoxFuture<'static, Result<T, RequestError>>,
+) -> Result<T, RequestError> {
     let mut retries = 0;
     let mut server_retries = 0;
     let mut server_pause = SERVER_RETRY_FIRST;
     loop {
         front.pacer().ready_as(chat, class).await;
-        match request.on_wire(front.bot()).await {
+        match put().await {
             Err(RequestError::RetryAfter(after)) if retries < MAX_RETRIES => {
                 front.metrics().send_error(&RequestError::RetryAfter(after));
                 retries += 1;
@@ -505,7 +550,37 @@ pub(crate) async fn send_progress<R>(
 where
     R: Wire,
 {
-    if !front.pacer().try_progress(chat) {
+    now_or_never(front, front.pacer().try_progress(chat), request).await
+}
+
+/// Sends a prompt's acknowledgement (its queue position) if it may go now
+/// ([`Pacer::try_acknowledgement`]); `Ok(None)` when it stood aside (the budget is short, or
+/// Telegram asked to slow down): the caller tries again later, while the job still waits.
+///
+/// # Errors
+/// The request failed for another reason.
+pub(crate) async fn send_acknowledgement<R>(
+    front: &Front,
+    chat: ChatId,
+    request: R,
+) -> Result<Option<Output<R>>, RequestError>
+where
+    R: Wire,
+{
+    now_or_never(front, front.pacer().try_acknowledgement(chat), request).await
+}
+
+/// Puts `request` on the wire if the pacer let it go (`may_go`), counted as dropped progress
+/// otherwise or when Telegram asks to slow down: such a send never waits.
+async fn now_or_never<R>(
+    front: &Front,
+    may_go: bool,
+    request: R,
+) -> Result<Option<Output<R>>, RequestError>
+where
+    R: Wire,
+{
+    if !may_go {
         front.metrics().progress_dropped();
         return Ok(None);
     }
@@ -675,6 +750,45 @@ mod tests {
     /// Whether a result waits depends on when answers arrive: on tokio's paused clock, which
     /// the pacer's budget is read from, arrivals, slots and patience are exact and the order is
     /// the same on every run, however loaded the machine.
+    /// A prompt's queue position goes at once with budget to spare (always without Telegram's
+    /// budget), and stands aside while answers wait for a short budget or its chat's budget is
+    /// spent: in a crowd it took a send ahead of other users' answers.
+    #[tokio::test(start_paused = true)]
+    async fn an_acknowledgement_stands_aside_while_answers_wait_for_a_short_budget() {
+        let unlimited = Pacer::new(SendLimits::UNLIMITED);
+        let _waiting = WaitingAnswer::enter(&unlimited.answers_waiting);
+        assert!(
+            (0..1_000).all(|_| unlimited.try_acknowledgement(ChatId(1))),
+            "nothing is short without Telegram's budget"
+        );
+
+        let pacer = Pacer::new(SendLimits::TELEGRAM);
+        assert!(pacer.try_acknowledgement(ChatId(1)), "budget to spare");
+        assert!(pacer.try_acknowledgement(ChatId(1)));
+        assert!(pacer.try_acknowledgement(ChatId(1)));
+        assert!(
+            !pacer.try_acknowledgement(ChatId(1)),
+            "the chat's burst of 3 is spent"
+        );
+
+        let (pacer, _) = spent_pacer(30);
+        let answer = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move { pacer.ready_as(ChatId(2), SendClass::Answer).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !pacer.try_acknowledgement(ChatId(3)),
+            "an answer waits for the spent budget"
+        );
+        answer.await.expect("answer");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(
+            pacer.try_acknowledgement(ChatId(3)),
+            "no answer waits once it has gone, and the budget has refilled a slot"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn results_wait_for_waiting_answers_but_not_for_ever() {
         let (pacer, through) = spent_pacer(50);

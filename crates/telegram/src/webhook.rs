@@ -34,6 +34,12 @@ use crate::Front;
 
 /// The header Telegram sends the secret token in.
 const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+/// Longest a webhook body may take to arrive once its headers have (Telegram sends an update
+/// at once; the header timeout is `http_serve`'s).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Largest webhook body read: an update is a few kilobytes (axum's own default limit).
+const MAX_UPDATE_BYTES: usize = 2 * 1024 * 1024;
+
 /// Updates received and recorded, waiting for the dispatcher (beyond this, Telegram waits).
 const QUEUE: usize = 1024;
 
@@ -110,10 +116,14 @@ pub(crate) fn intake(
 /// `POST` from Telegram: 401 without the secret, 503 when the update cannot be recorded (Telegram
 /// retries), 200 once it is recorded (or was before, or does not parse: Telegram would only send
 /// it again).
+///
+/// The body is read only once the secret is right, within [`BODY_READ_TIMEOUT`] and up to
+/// [`MAX_UPDATE_BYTES`]: anyone can post here, and a body trickled in a byte at a time held a
+/// connection (and a graceful stop) for as long as the sender liked.
 pub(crate) async fn receive(
     State(intake): State<Intake>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> StatusCode {
     let given = headers
         .get(SECRET_HEADER)
@@ -124,6 +134,23 @@ pub(crate) async fn receive(
         intake.refusals.log(std::time::Instant::now());
         return StatusCode::UNAUTHORIZED;
     }
+    let body: Bytes = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_UPDATE_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        // Too large, or the connection broke: Telegram sends neither.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "a webhook body could not be read; refused");
+            return StatusCode::PAYLOAD_TOO_LARGE;
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?BODY_READ_TIMEOUT, "a webhook body did not arrive in time; refused");
+            return StatusCode::REQUEST_TIMEOUT;
+        }
+    };
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(e) => {

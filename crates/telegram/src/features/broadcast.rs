@@ -17,7 +17,7 @@ use teloxide::prelude::*;
 use teloxide::types::MessageId;
 use tokio_util::sync::CancellationToken;
 
-use crate::pacing::{is_blocked, send};
+use crate::pacing::{is_blocked, send, send_reading};
 use crate::shared::HandlerResult;
 use crate::texts::{self, Lang};
 use crate::Front;
@@ -67,7 +67,7 @@ pub(crate) async fn start(
         return Ok(());
     };
     let progress = texts::broadcast_progress(lang, broadcast.id, 0, 0, 0, false);
-    let message = send(front, chat, bot.send_message(chat, progress)).await?;
+    let message = send_reading(front, chat, bot.send_message(chat, progress)).await?;
     engine
         .store()
         .finish_broadcast(broadcast.id, Some(i64::from(message.id.0)), false)

@@ -17,7 +17,7 @@ use teloxide::types::{
 };
 use teloxide::RequestError;
 
-use crate::pacing::send;
+use crate::pacing::{send, send_reading};
 use crate::shared::buttons::{result_keyboard, Button};
 use crate::shared::ids::{is_group, press_chat, reply_target, user_id};
 use crate::shared::reply::shorten;
@@ -248,7 +248,7 @@ async fn as_file(
         return Ok(texts::original_gone(lang));
     };
     let input = InputFile::memory(image.bytes).file_name(image.file_name);
-    let sent = send(front, chat, document(input)).await?;
+    let sent = send_reading(front, chat, document(input)).await?;
     if let Some(sent) = sent.document() {
         // The file reached the user; failing to keep its id only costs the next upload.
         if let Err(error) = store

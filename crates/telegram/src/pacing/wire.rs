@@ -23,6 +23,12 @@ use crate::BotApi;
 pub(crate) trait Wire: Request<Err = RequestError> {
     /// Sends the request through `bot`; a server error is returned as soon as it is answered.
     fn on_wire(&self, bot: &BotApi) -> BoxFuture<'static, Result<Output<Self>, RequestError>>;
+
+    /// As [`Wire::on_wire`], for a caller that does not need what was sent: the answer's
+    /// `result` (for a message, the whole message as Telegram stored it) is not decoded.
+    /// teloxide's `Message` is an untagged enum that serde decodes by trying each kind, so
+    /// decoding every answer's copy cost about a tenth of the bot's CPU under load.
+    fn on_wire_unread(&self, bot: &BotApi) -> BoxFuture<'static, Result<(), RequestError>>;
 }
 
 impl<P> Wire for JsonRequest<P>
@@ -31,25 +37,106 @@ where
     P::Output: DeserializeOwned + Send + 'static,
 {
     fn on_wire(&self, bot: &BotApi) -> BoxFuture<'static, Result<Output<Self>, RequestError>> {
-        let body = serde_json::to_vec(self.payload_ref());
-        let url = method_url(bot, P::NAME);
-        let client = bot.client().clone();
-        Box::pin(async move {
-            let body = body.map_err(|e| RequestError::InvalidJson {
-                source: Arc::new(e),
-                raw: "".into(),
-            })?;
-            let response = client
-                .post(url?)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await?;
-            let status = response.status();
-            let text = response.text().await?;
-            parse_answer(&text).map_err(|e| proxy_page(status, e))
-        })
+        Box::pin(post_json::<P, P::Output>(bot, self.payload_ref()))
     }
+
+    fn on_wire_unread(&self, bot: &BotApi) -> BoxFuture<'static, Result<(), RequestError>> {
+        let posted = post_json::<P, serde::de::IgnoredAny>(bot, self.payload_ref());
+        Box::pin(async move { posted.await.map(|_| ()) })
+    }
+}
+
+/// Posts `payload` as JSON to its method and reads the answer's `result` as `R`.
+fn post_json<P, R>(
+    bot: &BotApi,
+    payload: &P,
+) -> impl std::future::Future<Output = Result<R, RequestError>> + Send + 'static
+where
+    P: Payload + Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    let body = serde_json::to_vec(payload);
+    let url = method_url(bot, P::NAME);
+    let client = bot.client().clone();
+    async move {
+        let body = body.map_err(|e| RequestError::InvalidJson {
+            source: Arc::new(e),
+            raw: "".into(),
+        })?;
+        let response = client
+            .post(url?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        parse_answer(&text).map_err(|e| proxy_page(status, e))
+    }
+}
+
+/// An update as `getUpdates` returned it: decoded, and the JSON it came as (what the inbox
+/// records, instead of encoding the decoded update again).
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) update: teloxide::types::Update,
+    pub(crate) json: Box<serde_json::value::RawValue>,
+}
+
+/// `getUpdates`, each update decoded from its own JSON, which is kept. The answer is read in
+/// one pass and each update once (teloxide buffers the whole answer to try its shapes, then
+/// decodes the updates from the buffer). An update teloxide cannot decode becomes
+/// `UpdateKind::Error` holding its JSON, as teloxide makes it; one without an `update_id` is
+/// left out (nothing could confirm it or record it).
+///
+/// # Errors
+/// As [`Wire::on_wire`].
+pub(crate) async fn get_updates(
+    bot: &BotApi,
+    request: &JsonRequest<teloxide::payloads::GetUpdates>,
+) -> Result<Vec<Received>, RequestError> {
+    let raw: Vec<Box<serde_json::value::RawValue>> = post_json::<
+        teloxide::payloads::GetUpdates,
+        Vec<Box<serde_json::value::RawValue>>,
+    >(bot, request.payload_ref())
+    .await?;
+    Ok(raw.into_iter().filter_map(decode_update).collect())
+}
+
+fn decode_update(json: Box<serde_json::value::RawValue>) -> Option<Received> {
+    use teloxide::types::{Update, UpdateId, UpdateKind};
+    let update = match serde_json::from_str::<Update>(json.get()) {
+        Ok(Update {
+            id,
+            kind: UpdateKind::Error(_),
+        }) => Update {
+            id,
+            kind: UpdateKind::Error(serde_json::from_str(json.get()).unwrap_or_default()),
+        },
+        Ok(update) => update,
+        Err(e) => {
+            let value: serde_json::Value = serde_json::from_str(json.get()).unwrap_or_default();
+            let Some(id) = value
+                .get("update_id")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|id| u32::try_from(id).ok())
+            else {
+                // serde's message may quote the update's text: only where it broke is kept.
+                tracing::warn!(
+                    error = ?e.classify(),
+                    line = e.line(),
+                    column = e.column(),
+                    "getUpdates returned an update without an update_id; left out"
+                );
+                return None;
+            };
+            Update {
+                id: UpdateId(id),
+                kind: UpdateKind::Error(value),
+            }
+        }
+    };
+    Some(Received { update, json })
 }
 
 /// A 5xx whose body is no Bot API answer (a proxy's HTML 502 or 503 page) as the server error
@@ -76,6 +163,11 @@ where
     fn on_wire(&self, _bot: &BotApi) -> BoxFuture<'static, Result<Output<Self>, RequestError>> {
         Box::pin(self.send_ref())
     }
+
+    fn on_wire_unread(&self, _bot: &BotApi) -> BoxFuture<'static, Result<(), RequestError>> {
+        let sent = self.send_ref();
+        Box::pin(async move { sent.await.map(|_| ()) })
+    }
 }
 
 /// `{api}/bot{token}/{method}`, as teloxide builds it (an `…Inline` variant is the method
@@ -94,21 +186,30 @@ fn method_url(bot: &BotApi, method: &str) -> Result<reqwest::Url, RequestError> 
     }
 }
 
+/// A Bot API answer, read in one pass (no `serde_json::Value` in between).
+#[derive(serde::Deserialize)]
+struct Answer<R> {
+    #[serde(default)]
+    ok: bool,
+    result: Option<R>,
+    description: Option<serde_json::Value>,
+    parameters: Option<serde_json::Value>,
+}
+
 /// The Bot API's answer: its `result`, or the error teloxide would have made of it.
 fn parse_answer<R: DeserializeOwned>(text: &str) -> Result<R, RequestError> {
     let invalid = |e: serde_json::Error| RequestError::InvalidJson {
         source: Arc::new(e),
         raw: text.into(),
     };
-    let mut answer: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
-    if answer.get("ok").and_then(serde_json::Value::as_bool) == Some(true) {
-        let result = answer
-            .get_mut("result")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
-        return serde_json::from_value(result).map_err(invalid);
+    let answer: Answer<R> = serde_json::from_str(text).map_err(invalid)?;
+    if answer.ok {
+        return match answer.result {
+            Some(result) => Ok(result),
+            None => serde_json::from_value(serde_json::Value::Null).map_err(invalid),
+        };
     }
-    if let Some(parameters) = answer.get_mut("parameters").map(serde_json::Value::take) {
+    if let Some(parameters) = answer.parameters {
         match serde_json::from_value::<ResponseParameters>(parameters) {
             Ok(ResponseParameters::RetryAfter(after)) => {
                 return Err(RequestError::RetryAfter(after))
@@ -119,10 +220,7 @@ fn parse_answer<R: DeserializeOwned>(text: &str) -> Result<R, RequestError> {
             Err(_) => {}
         }
     }
-    let description = answer
-        .get_mut("description")
-        .map(serde_json::Value::take)
-        .unwrap_or_default();
+    let description = answer.description.unwrap_or_default();
     let error: ApiError = serde_json::from_value(description).map_err(invalid)?;
     Err(RequestError::Api(error))
 }
@@ -156,6 +254,25 @@ mod tests {
         assert!(
             matches!(slow, Err(RequestError::RetryAfter(s)) if s.seconds() == 7),
             "{slow:?}"
+        );
+        // What a caller that does not read the sent message gets: the same errors.
+        let unread: Result<serde::de::IgnoredAny, _> = parse_answer(
+            r#"{"ok":true,"result":{"message_id":7,"date":0,"chat":{"id":1,"type":"private"}}}"#,
+        );
+        assert!(unread.is_ok(), "{unread:?}");
+        let unread_blocked = parse_answer::<serde::de::IgnoredAny>(
+            r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
+        );
+        assert!(
+            matches!(unread_blocked, Err(RequestError::Api(ApiError::BotBlocked))),
+            "{unread_blocked:?}"
+        );
+        let unread_slow = parse_answer::<serde::de::IgnoredAny>(
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}"#,
+        );
+        assert!(
+            matches!(unread_slow, Err(RequestError::RetryAfter(s)) if s.seconds() == 3),
+            "{unread_slow:?}"
         );
         let page = parse_answer::<teloxide::types::True>("<html>502 Bad Gateway</html>");
         assert!(

@@ -11,7 +11,7 @@ use teloxide::types::User as TgUser;
 use super::account::register;
 use super::ids::user_id;
 use super::{reply, HandlerError, HandlerResult};
-use crate::pacing::send;
+use crate::pacing::{send, send_acknowledgement};
 use crate::texts::{self, Lang};
 use crate::{Front, Slot, Waiting};
 
@@ -49,7 +49,8 @@ pub(crate) async fn registering(
 }
 
 /// Submits a generation (a prompt, or a re-run) and answers with its queue position, which the
-/// delivery task keeps current.
+/// delivery task keeps current; while the send budget is short the position waits for a
+/// refresh (see [`crate::pacing::send_acknowledgement`]).
 pub(crate) async fn and_track(
     front: &Front,
     from: &TgUser,
@@ -61,7 +62,9 @@ pub(crate) async fn and_track(
     match registering(front, from, request).await? {
         Ok(accepted) => {
             let position = accepted.position;
-            let sent = send(
+            // Put off while the budget is short: other users' answers go first, and the image
+            // comes anyway (a refresh sends the position if the job still waits then).
+            let sent = send_acknowledgement(
                 front,
                 chat,
                 bot.send_message(chat, texts::queued(lang, position)),
@@ -69,7 +72,7 @@ pub(crate) async fn and_track(
             .await?;
             let waiting = Waiting {
                 chat,
-                message: sent.id,
+                message: sent.map(|sent| sent.id),
                 lang,
                 position,
                 edited: false,
@@ -78,18 +81,23 @@ pub(crate) async fn and_track(
             let earlier = {
                 let mut slots = front.waiting().lock();
                 let earlier = slots.remove(&accepted.job);
-                if !matches!(earlier, Some(Slot::Finished(_))) {
-                    // A job that started first gets its one progress message here.
-                    let edited = matches!(earlier, Some(Slot::Started(_)));
-                    slots.insert(accepted.job, Slot::Waiting(Waiting { edited, ..waiting }));
+                match &earlier {
+                    Some(Slot::Finished(_)) => {}
+                    // Started before a message was had: none will be, the image comes first.
+                    Some(Slot::Started(_)) if waiting.message.is_none() => {}
+                    _ => {
+                        // A job that started first gets its one progress message here.
+                        let edited = matches!(earlier, Some(Slot::Started(_)));
+                        slots.insert(accepted.job, Slot::Waiting(Waiting { edited, ..waiting }));
+                    }
                 }
                 earlier
             };
-            if matches!(earlier, Some(Slot::Started(_))) {
+            if let (Some(Slot::Started(_)), Some(message)) = (&earlier, waiting.message) {
                 crate::pacing::send_progress(
                     front,
                     chat,
-                    bot.edit_message_text(chat, sent.id, texts::generating(lang)),
+                    bot.edit_message_text(chat, message, texts::generating(lang)),
                 )
                 .await?;
             }

@@ -118,6 +118,34 @@ async fn webhook_mode_handles_pushed_updates_and_refuses_a_wrong_secret() {
     assert_eq!(forged.status(), 401);
     let missing = client.post(&url).json(&update).send().await.unwrap();
     assert_eq!(missing.status(), 401);
+    // A post without the secret is refused before its body is read: one that promises a body
+    // and never sends it held the connection (and a graceful stop) for as long as it liked.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let parsed = url::Url::parse(&url).unwrap();
+        let address = format!(
+            "{}:{}",
+            parsed.host_str().unwrap(),
+            parsed.port_or_known_default().unwrap()
+        );
+        let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{",
+            parsed.path()
+        );
+        stalled.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(3), stalled.read_exact(&mut answer))
+            .await
+            .expect("answered before the body came")
+            .unwrap();
+        assert_eq!(
+            &answer[..read],
+            b"HTTP/1.1 401",
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
 
     let health = client
         .get(url.replace("/telegram/webhook", "/healthz"))

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use genbot_mocks::telegram::{Entry, SimUser};
 
-use crate::helpers::{photo, say, spawn_bot, Options};
+use crate::helpers::{photo, say, spawn_bot, Options, WAIT};
 
 async fn run_flow(user: SimUser) -> Duration {
     let started = Instant::now();
@@ -283,4 +283,87 @@ async fn presses_over_the_flood_limit_are_each_answered_and_the_first_says_why()
         })
         .count();
     assert_eq!(told, 1, "{transcript:?}");
+}
+
+/// Under a crowd, a prompt's queue position stands aside for other users' answers: it is
+/// progress (the user waits for the image), and sent ahead of their answers it cost each one
+/// more a send slot (in the crowd of 100 on Telegram's budget, text answers' p99 was
+/// 1.5 times the floor). Nothing is lost: every prompt still gets its image, and a position put
+/// off is sent once the budget has room while its job waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_positions_stand_aside_for_other_users_answers_when_the_budget_is_short() {
+    const PROMPTERS: i64 = 30;
+    const ASKERS: i64 = 20;
+    const PER_SEC: u32 = 10;
+    let defaults = Options::default();
+    let bot = spawn_bot(Options {
+        front: genbot_telegram::FrontConfig {
+            send_limits: genbot_telegram::SendLimits {
+                overall_per_sec: PER_SEC,
+                ..genbot_telegram::SendLimits::TELEGRAM
+            },
+            ..defaults.front
+        },
+        // Images come after the askers' answers: they would take send slots of their own.
+        replicate: genbot_mocks::replicate::ReplicateMockConfig {
+            median_latency: Duration::from_secs(6),
+            latency_sigma: 0.0,
+            ..defaults.replicate
+        },
+        ..defaults
+    })
+    .await;
+    let prompters: Vec<SimUser> = (0..PROMPTERS)
+        .map(|n| bot.telegram.user(81_000 + n, "P", Some("en")))
+        .collect();
+    let askers: Vec<SimUser> = (0..ASKERS)
+        .map(|n| bot.telegram.user(82_000 + n, "A", Some("en")))
+        .collect();
+    for (n, prompter) in prompters.iter().enumerate() {
+        prompter.send_text(&format!("a lighthouse at dawn {n}"));
+    }
+    // Every prompt's job is submitted (its position sent, waiting for the budget, or put off)
+    // before the askers write.
+    let engine = bot.front.engine();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stats().submitted < PROMPTERS as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        engine.stats().submitted,
+        PROMPTERS as u64,
+        "the prompts were submitted"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let from = bot.telegram.answers().count();
+    for asker in &askers {
+        asker.send_text("/balance");
+    }
+    for asker in &askers {
+        asker
+            .wait_for(WAIT, |t| {
+                t.iter().any(|e| matches!(e, Entry::BotText { .. }))
+            })
+            .await
+            .unwrap_or_else(|| panic!("no balance for {}", asker.id()));
+    }
+    let askers_ids: Vec<i64> = askers.iter().map(SimUser::id).collect();
+    let slowest = bot
+        .telegram
+        .answers()
+        .answers_since(from)
+        .into_iter()
+        .filter(|(chat, _, _)| askers_ids.contains(chat))
+        .map(|(_, _, took)| took)
+        .max()
+        .unwrap_or_default();
+    // 20 answers at 10 a second take 2 s; behind the 20 positions the burst left waiting, 4 s.
+    assert!(
+        slowest < Duration::from_millis(3_000),
+        "the last of {ASKERS} balances took {slowest:?}: queue positions went ahead of them"
+    );
+    for prompter in &prompters {
+        photo(prompter).await;
+    }
+    println!("{ASKERS} balances behind {PROMPTERS} prompts: the slowest answered in {slowest:?}");
 }
