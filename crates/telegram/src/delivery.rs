@@ -10,7 +10,7 @@ use teloxide::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::pacing::send_progress;
+use crate::pacing::{send_progress, send_result};
 use crate::texts;
 use crate::{Front, Slot, Waiting};
 
@@ -20,6 +20,9 @@ const POSITION_REFRESH: Duration = Duration::from_secs(2);
 
 /// Most position messages edited per refresh.
 const EDITS_PER_REFRESH: usize = 10;
+
+/// A position put off this long goes behind waiting answers rather than being dropped again.
+const PUT_OFF_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Reads `events` until the engine closes them or `stop` is cancelled, delivering each in its own
 /// task so one slow send does not hold up the others; refreshes queue positions meanwhile.
@@ -73,7 +76,12 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
             let waiting = {
                 let mut slots = front.waiting().lock();
                 match slots.get_mut(&job) {
-                    Some(Slot::Waiting(waiting)) if waiting.edited => return Ok(()),
+                    Some(Slot::Waiting(waiting)) if waiting.edited => {
+                        // A put-off position on its way: it is turned into "generating" when
+                        // it lands.
+                        waiting.started = true;
+                        return Ok(());
+                    }
                     Some(Slot::Waiting(waiting)) => {
                         waiting.edited = true;
                         Some(*waiting)
@@ -191,44 +199,77 @@ async fn refresh_positions(front: &Front) {
         }
         let text = texts::queued(entry.lang, position);
         let front = front.clone();
-        tokio::spawn(async move {
-            let shown = match entry.message {
-                Some(message) => send_progress(
-                    &front,
-                    entry.chat,
-                    front.bot().edit_message_text(entry.chat, message, text),
-                )
-                .await
-                .map(|edited| edited.map(|_| message)),
-                None => send_progress(
-                    &front,
-                    entry.chat,
-                    front.bot().send_message(entry.chat, text),
-                )
-                .await
-                .map(|sent| sent.map(|sent| sent.id)),
-            };
-            match shown {
-                // Remember what the message shows only once it shows it: a dropped edit is
-                // tried again at a later refresh. A message put off and now sent is not yet
-                // the job's progress message: its start may still turn it into "generating".
-                Ok(Some(message)) => {
-                    if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
-                        w.position = position;
-                        if w.message.is_none() {
-                            w.message = Some(message);
-                            w.edited = false;
+        match entry.message {
+            Some(message) => {
+                let edit = front.bot().edit_message_text(entry.chat, message, text);
+                tokio::spawn(async move {
+                    match send_progress(&front, entry.chat, edit).await {
+                        // Remember what the message shows only once it shows it: a dropped
+                        // edit is tried again at a later refresh.
+                        Ok(Some(_)) => {
+                            if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
+                                w.position = position;
+                            }
+                        }
+                        // Dropped or failed: the job's progress message is still to be had.
+                        Ok(None) => release_progress(&front, job),
+                        Err(e) => {
+                            release_progress(&front, job);
+                            tracing::debug!(error = %e, "position edit failed");
                         }
                     }
-                }
-                // Dropped or failed: the job's progress message is still to be had.
-                Ok(None) => release_progress(&front, job),
-                Err(e) => {
-                    release_progress(&front, job);
-                    tracing::debug!(error = %e, "position edit failed");
-                }
+                });
             }
-        });
+            None => {
+                tokio::spawn(send_put_off(front, job, entry, position, text));
+            }
+        }
+    }
+}
+
+/// A prompt's position put off while the budget was short, sent now that its job still waits:
+/// as progress while the prompt is recent (dropped again if answers wait), behind waiting
+/// answers but surely once it has waited [`PUT_OFF_PATIENCE`] (a user told nothing for long
+/// may well send the prompt again).
+async fn send_put_off(front: Front, job: JobId, entry: Waiting, position: usize, text: String) {
+    let request = front.bot().send_message(entry.chat, text);
+    let sent = if entry.sent.elapsed() < PUT_OFF_PATIENCE {
+        send_progress(&front, entry.chat, request).await
+    } else {
+        send_result(&front, entry.chat, request).await.map(Some)
+    };
+    let message = match sent {
+        Ok(Some(sent)) => sent.id,
+        // Dropped: tried again at a later refresh.
+        Ok(None) => return release_progress(&front, job),
+        // A new message is not sent twice (it may have arrived): the job goes without one.
+        Err(e) => {
+            tracing::debug!(error = %e, "sending a put-off queue position failed");
+            return;
+        }
+    };
+    let started = {
+        let mut slots = front.waiting().lock();
+        match slots.get_mut(&job) {
+            Some(Slot::Waiting(w)) => {
+                w.message = Some(message);
+                w.position = position;
+                // Not yet the job's progress message: its start may still edit it.
+                w.edited = w.started;
+                w.started
+            }
+            // Finished meanwhile: nothing more to show.
+            _ => false,
+        }
+    };
+    if started {
+        let generating =
+            front
+                .bot()
+                .edit_message_text(entry.chat, message, texts::generating(entry.lang));
+        if let Err(e) = send_progress(&front, entry.chat, generating).await {
+            tracing::debug!(error = %e, "progress edit failed");
+        }
     }
 }
 
@@ -256,6 +297,7 @@ mod tests {
             lang: Lang::En,
             position: 3,
             edited,
+            started: false,
             sent: Instant::now()
                 .checked_sub(sent_ago)
                 .unwrap_or_else(Instant::now),

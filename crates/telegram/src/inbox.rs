@@ -359,8 +359,16 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             answer = crate::pacing::get_updates(poll.front.bot(), &request) => answer,
         };
         match answer {
-            Ok(received) => {
+            Ok((received, left_out)) => {
                 poll.failures = 0;
+                if received.is_empty() && left_out > 0 {
+                    // Only updates without an id: nothing confirms them, so they come back at
+                    // once; ask again after a pause rather than in a tight loop.
+                    tokio::select! {
+                        () = &mut poll.stopped => return None,
+                        () = tokio::time::sleep(POLL_BACKOFF) => continue,
+                    }
+                }
                 poll.received.clear();
                 let mut updates = Vec::with_capacity(received.len());
                 for crate::pacing::Received { update, json } in received {

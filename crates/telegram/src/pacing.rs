@@ -138,7 +138,7 @@ pub(crate) struct Pacer {
     last_answer: AtomicU64,
     /// When a send last had to sleep for the overall budget (nanoseconds since `epoch`, 0:
     /// never): while that is recent and answers wait, the budget is short and an
-    /// acknowledgement stands aside ([`Pacer::try_acknowledgement`]).
+    /// acknowledgement stands aside ([`Pacer::contended`]).
     short_at: AtomicU64,
     epoch: tokio::time::Instant,
     /// …and how long the bot must have been free of answers before progress may go: three
@@ -350,19 +350,14 @@ impl Pacer {
             && self.overall.check().is_ok()
     }
 
-    /// Whether an acknowledgement (a prompt's queue position) to `chat` may go out now; never
-    /// waits. It stands aside while answers wait for a budget that is short (a send had to
-    /// sleep for it within [`SHORT_FOR`]) and when its chat's budget is spent: the user waits
-    /// for the image, which comes anyway, and other users' answers go first. Unlike progress it
-    /// needs no quiet and no share of its own: with budget to spare it goes at once.
-    pub(crate) fn try_acknowledgement(&self, chat: ChatId) -> bool {
+    /// Whether answers wait for an overall budget that is short (a send had to sleep for it
+    /// within [`SHORT_FOR`]): then an acknowledgement (a prompt's queue position) stands aside,
+    /// so that other users' answers go first; the user waits for the image, which comes anyway.
+    pub(crate) fn contended(&self) -> bool {
         let short_at = self.short_at.load(AtomicOrdering::SeqCst);
-        let short = short_at != 0
-            && self.since_epoch().saturating_sub(short_at) < SHORT_FOR.as_nanos() as u64;
-        !(short && self.answers_waiting.load(AtomicOrdering::SeqCst) > 0)
-            && (chat.0 >= 0 || self.per_group.check_key(&chat.0).is_ok())
-            && self.per_chat.check_key(&chat.0).is_ok()
-            && self.overall.check().is_ok()
+        short_at != 0
+            && self.since_epoch().saturating_sub(short_at) < SHORT_FOR.as_nanos() as u64
+            && self.answers_waiting.load(AtomicOrdering::SeqCst) > 0
     }
 
     fn since_epoch(&self) -> u64 {
@@ -550,37 +545,7 @@ pub(crate) async fn send_progress<R>(
 where
     R: Wire,
 {
-    now_or_never(front, front.pacer().try_progress(chat), request).await
-}
-
-/// Sends a prompt's acknowledgement (its queue position) if it may go now
-/// ([`Pacer::try_acknowledgement`]); `Ok(None)` when it stood aside (the budget is short, or
-/// Telegram asked to slow down): the caller tries again later, while the job still waits.
-///
-/// # Errors
-/// The request failed for another reason.
-pub(crate) async fn send_acknowledgement<R>(
-    front: &Front,
-    chat: ChatId,
-    request: R,
-) -> Result<Option<Output<R>>, RequestError>
-where
-    R: Wire,
-{
-    now_or_never(front, front.pacer().try_acknowledgement(chat), request).await
-}
-
-/// Puts `request` on the wire if the pacer let it go (`may_go`), counted as dropped progress
-/// otherwise or when Telegram asks to slow down: such a send never waits.
-async fn now_or_never<R>(
-    front: &Front,
-    may_go: bool,
-    request: R,
-) -> Result<Option<Output<R>>, RequestError>
-where
-    R: Wire,
-{
-    if !may_go {
+    if !front.pacer().try_progress(chat) {
         front.metrics().progress_dropped();
         return Ok(None);
     }
@@ -596,6 +561,28 @@ where
             Err(e)
         }
     }
+}
+
+/// Sends a prompt's acknowledgement (its queue position) as an answer, unless answers wait for
+/// a short overall budget ([`Pacer::contended`]): then `Ok(None)`, and the caller sends it later
+/// while the job still waits. Only the overall budget puts it off: waiting for its own chat's
+/// budget delays nobody else.
+///
+/// # Errors
+/// As [`send`].
+pub(crate) async fn send_acknowledgement<R>(
+    front: &Front,
+    chat: ChatId,
+    request: R,
+) -> Result<Option<Output<R>>, RequestError>
+where
+    R: Wire,
+{
+    if front.pacer().contended() {
+        front.metrics().progress_dropped();
+        return Ok(None);
+    }
+    send_reading(front, chat, request).await.map(Some)
 }
 
 #[cfg(test)]
@@ -750,42 +737,43 @@ mod tests {
     /// Whether a result waits depends on when answers arrive: on tokio's paused clock, which
     /// the pacer's budget is read from, arrivals, slots and patience are exact and the order is
     /// the same on every run, however loaded the machine.
-    /// A prompt's queue position goes at once with budget to spare (always without Telegram's
-    /// budget), and stands aside while answers wait for a short budget or its chat's budget is
-    /// spent: in a crowd it took a send ahead of other users' answers.
+    /// The budget counts as contended (a prompt's queue position stands aside) only while
+    /// answers wait for an overall budget that had to be slept for: never without Telegram's
+    /// budget, not with budget to spare, not once the waiting answer has gone.
     #[tokio::test(start_paused = true)]
-    async fn an_acknowledgement_stands_aside_while_answers_wait_for_a_short_budget() {
+    async fn the_budget_is_contended_only_while_answers_wait_for_it() {
         let unlimited = Pacer::new(SendLimits::UNLIMITED);
         let _waiting = WaitingAnswer::enter(&unlimited.answers_waiting);
         assert!(
-            (0..1_000).all(|_| unlimited.try_acknowledgement(ChatId(1))),
+            !unlimited.contended(),
             "nothing is short without Telegram's budget"
         );
 
-        let pacer = Pacer::new(SendLimits::TELEGRAM);
-        assert!(pacer.try_acknowledgement(ChatId(1)), "budget to spare");
-        assert!(pacer.try_acknowledgement(ChatId(1)));
-        assert!(pacer.try_acknowledgement(ChatId(1)));
-        assert!(
-            !pacer.try_acknowledgement(ChatId(1)),
-            "the chat's burst of 3 is spent"
-        );
-
         let (pacer, _) = spent_pacer(30);
+        assert!(
+            !pacer.contended(),
+            "spent, but nobody has waited for it yet"
+        );
         let answer = {
             let pacer = pacer.clone();
             tokio::spawn(async move { pacer.ready_as(ChatId(2), SendClass::Answer).await })
         };
         tokio::task::yield_now().await;
-        assert!(
-            !pacer.try_acknowledgement(ChatId(3)),
-            "an answer waits for the spent budget"
-        );
+        assert!(pacer.contended(), "an answer waits for the spent budget");
         answer.await.expect("answer");
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(!pacer.contended(), "no answer waits once it has gone");
+        let again = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move { pacer.ready_as(ChatId(3), SendClass::Answer).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(pacer.contended());
+        again.await.expect("answer");
+        tokio::time::sleep(SHORT_FOR).await;
+        let _waiting = WaitingAnswer::enter(&pacer.answers_waiting);
         assert!(
-            pacer.try_acknowledgement(ChatId(3)),
-            "no answer waits once it has gone, and the budget has refilled a slot"
+            !pacer.contended(),
+            "a second after the last sleep the budget is no longer short"
         );
     }
 

@@ -91,16 +91,21 @@ pub(crate) struct Received {
 ///
 /// # Errors
 /// As [`Wire::on_wire`].
+/// Also returns how many updates were left out: a batch of nothing else would come back at once
+/// (nothing moved the offset), so the caller pauses before asking again.
 pub(crate) async fn get_updates(
     bot: &BotApi,
     request: &JsonRequest<teloxide::payloads::GetUpdates>,
-) -> Result<Vec<Received>, RequestError> {
+) -> Result<(Vec<Received>, usize), RequestError> {
     let raw: Vec<Box<serde_json::value::RawValue>> = post_json::<
         teloxide::payloads::GetUpdates,
         Vec<Box<serde_json::value::RawValue>>,
     >(bot, request.payload_ref())
     .await?;
-    Ok(raw.into_iter().filter_map(decode_update).collect())
+    let returned = raw.len();
+    let received: Vec<Received> = raw.into_iter().filter_map(decode_update).collect();
+    let left_out = returned - received.len();
+    Ok((received, left_out))
 }
 
 fn decode_update(json: Box<serde_json::value::RawValue>) -> Option<Received> {
@@ -186,7 +191,10 @@ fn method_url(bot: &BotApi, method: &str) -> Result<reqwest::Url, RequestError> 
     }
 }
 
-/// A Bot API answer, read in one pass (no `serde_json::Value` in between).
+/// A Bot API answer, read in one pass (no `serde_json::Value` in between). Telegram's answers
+/// read as they did through a `Value`; of what it never sends, an `ok` that is no boolean or a
+/// repeated key is now invalid JSON, and `{"ok":true}` without a result is a success for a
+/// caller that does not read it.
 #[derive(serde::Deserialize)]
 struct Answer<R> {
     #[serde(default)]

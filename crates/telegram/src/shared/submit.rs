@@ -76,6 +76,7 @@ pub(crate) async fn and_track(
                 lang,
                 position,
                 edited: false,
+                started: false,
                 sent: std::time::Instant::now(),
             };
             let earlier = {

@@ -362,8 +362,30 @@ async fn queue_positions_stand_aside_for_other_users_answers_when_the_budget_is_
         slowest < Duration::from_millis(3_000),
         "the last of {ASKERS} balances took {slowest:?}: queue positions went ahead of them"
     );
+    let mut told = 0;
     for prompter in &prompters {
         photo(prompter).await;
+        let transcript = prompter.transcript();
+        let image = transcript
+            .iter()
+            .position(|e| matches!(e, Entry::BotPhoto { .. }));
+        let positions: Vec<usize> = transcript
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Entry::BotText { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            positions.len() <= 1,
+            "one queue message at most: {transcript:?}"
+        );
+        assert!(
+            positions.iter().all(|&p| Some(p) < image),
+            "a queue message after the image: {transcript:?}"
+        );
+        told += positions.len();
     }
-    println!("{ASKERS} balances behind {PROMPTERS} prompts: the slowest answered in {slowest:?}");
+    println!(
+        "{ASKERS} balances behind {PROMPTERS} prompts: the slowest answered in {slowest:?}; {told} prompters told their position before the image"
+    );
 }
