@@ -10,7 +10,7 @@ use teloxide::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::pacing::{send_progress, send_result};
+use crate::pacing::send_progress;
 use crate::texts;
 use crate::{Front, Slot, Waiting};
 
@@ -20,9 +20,6 @@ const POSITION_REFRESH: Duration = Duration::from_secs(2);
 
 /// Most position messages edited per refresh.
 const EDITS_PER_REFRESH: usize = 10;
-
-/// A position put off this long goes behind waiting answers rather than being dropped again.
-const PUT_OFF_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Reads `events` until the engine closes them or `stop` is cancelled, delivering each in its own
 /// task so one slow send does not hold up the others; refreshes queue positions meanwhile.
@@ -77,9 +74,6 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 let mut slots = front.waiting().lock();
                 match slots.get_mut(&job) {
                     Some(Slot::Waiting(waiting)) if waiting.edited => {
-                        // A put-off position on its way: it is turned into "generating" when
-                        // it lands.
-                        waiting.started = true;
                         return Ok(());
                     }
                     Some(Slot::Waiting(waiting)) => {
@@ -184,7 +178,8 @@ async fn refresh_positions(front: &Front) {
         .filter_map(|(job, entry)| {
             let now = *positions.get(&job)?;
             if entry.message.is_none() {
-                return Some((-1.0, job, entry, now));
+                // Put off: first, the longest waiting first.
+                return Some((-1.0 - entry.sent.elapsed().as_secs_f64(), job, entry, now));
             }
             let worth = now * 4 <= entry.position * 3 || (now <= 3 && now != entry.position);
             worth.then(|| (now as f64 / entry.position.max(1) as f64, job, entry, now))
@@ -227,49 +222,23 @@ async fn refresh_positions(front: &Front) {
     }
 }
 
-/// A prompt's position put off while the budget was short, sent now that its job still waits:
-/// as progress while the prompt is recent (dropped again if answers wait), behind waiting
-/// answers but surely once it has waited [`PUT_OFF_PATIENCE`] (a user told nothing for long
-/// may well send the prompt again).
+/// A prompt's position put off while the budget was short, sent now that its job still waits,
+/// as progress: dropped again while answers wait (the prompt was acknowledged by a chat action
+/// when it was put off). Once sent it is the job's one progress message: its start edits
+/// nothing, so a job still costs at most three sends.
 async fn send_put_off(front: Front, job: JobId, entry: Waiting, position: usize, text: String) {
     let request = front.bot().send_message(entry.chat, text);
-    let sent = if entry.sent.elapsed() < PUT_OFF_PATIENCE {
-        send_progress(&front, entry.chat, request).await
-    } else {
-        send_result(&front, entry.chat, request).await.map(Some)
-    };
-    let message = match sent {
-        Ok(Some(sent)) => sent.id,
-        // Dropped: tried again at a later refresh.
-        Ok(None) => return release_progress(&front, job),
-        // A new message is not sent twice (it may have arrived): the job goes without one.
-        Err(e) => {
-            tracing::debug!(error = %e, "sending a put-off queue position failed");
-            return;
-        }
-    };
-    let started = {
-        let mut slots = front.waiting().lock();
-        match slots.get_mut(&job) {
-            Some(Slot::Waiting(w)) => {
-                w.message = Some(message);
+    match send_progress(&front, entry.chat, request).await {
+        Ok(Some(sent)) => {
+            if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
+                w.message = Some(sent.id);
                 w.position = position;
-                // Not yet the job's progress message: its start may still edit it.
-                w.edited = w.started;
-                w.started
             }
-            // Finished meanwhile: nothing more to show.
-            _ => false,
         }
-    };
-    if started {
-        let generating =
-            front
-                .bot()
-                .edit_message_text(entry.chat, message, texts::generating(entry.lang));
-        if let Err(e) = send_progress(&front, entry.chat, generating).await {
-            tracing::debug!(error = %e, "progress edit failed");
-        }
+        // Dropped: tried again at a later refresh while the job waits.
+        Ok(None) => release_progress(&front, job),
+        // A new message is not sent twice (it may have arrived): the job goes without one.
+        Err(e) => tracing::debug!(error = %e, "sending a put-off queue position failed"),
     }
 }
 
@@ -297,7 +266,6 @@ mod tests {
             lang: Lang::En,
             position: 3,
             edited,
-            started: false,
             sent: Instant::now()
                 .checked_sub(sent_ago)
                 .unwrap_or_else(Instant::now),

@@ -174,9 +174,6 @@ pub(crate) struct Waiting {
     /// The message was edited (or an edit is on its way): a job gets one progress message in
     /// all, so it costs at most three sends (queue message, one progress message, result).
     pub(crate) edited: bool,
-    /// The job started while its put-off position was on its way: once sent, the message is
-    /// turned into "generating" rather than left saying the job waits.
-    pub(crate) started: bool,
     /// When the message was sent: one whose job left the queue long ago is forgotten (another
     /// replica ran it, and no event of it comes here).
     pub(crate) sent: std::time::Instant,

@@ -734,9 +734,6 @@ mod tests {
         );
     }
 
-    /// Whether a result waits depends on when answers arrive: on tokio's paused clock, which
-    /// the pacer's budget is read from, arrivals, slots and patience are exact and the order is
-    /// the same on every run, however loaded the machine.
     /// The budget counts as contended (a prompt's queue position stands aside) only while
     /// answers wait for an overall budget that had to be slept for: never without Telegram's
     /// budget, not with budget to spare, not once the waiting answer has gone.
@@ -777,6 +774,9 @@ mod tests {
         );
     }
 
+    /// Whether a result waits depends on when answers arrive: on tokio's paused clock, which
+    /// the pacer's budget is read from, arrivals, slots and patience are exact and the order is
+    /// the same on every run, however loaded the machine.
     #[tokio::test(start_paused = true)]
     async fn results_wait_for_waiting_answers_but_not_for_ever() {
         let (pacer, through) = spent_pacer(50);

@@ -87,12 +87,12 @@ pub(crate) struct Received {
 /// one pass and each update once (teloxide buffers the whole answer to try its shapes, then
 /// decodes the updates from the buffer). An update teloxide cannot decode becomes
 /// `UpdateKind::Error` holding its JSON, as teloxide makes it; one without an `update_id` is
-/// left out (nothing could confirm it or record it).
+/// left out (nothing could confirm it or record it). Also returns how many were left out: a
+/// batch of nothing else would come back at once (nothing moved the offset), so the caller
+/// pauses before asking again.
 ///
 /// # Errors
 /// As [`Wire::on_wire`].
-/// Also returns how many updates were left out: a batch of nothing else would come back at once
-/// (nothing moved the offset), so the caller pauses before asking again.
 pub(crate) async fn get_updates(
     bot: &BotApi,
     request: &JsonRequest<teloxide::payloads::GetUpdates>,

@@ -6,7 +6,7 @@
 use genbot_engine::{GenerationRequest, SubmitError, Submitted};
 use genbot_store::ReplyTarget;
 use teloxide::prelude::*;
-use teloxide::types::User as TgUser;
+use teloxide::types::{ChatAction, User as TgUser};
 
 use super::account::register;
 use super::ids::user_id;
@@ -70,13 +70,20 @@ pub(crate) async fn and_track(
                 bot.send_message(chat, texts::queued(lang, position)),
             )
             .await?;
+            if sent.is_none() {
+                // Put off: the client shows "sending a photo…" meanwhile. A chat action is no
+                // message (outside the send budget), so the prompt is acknowledged at once.
+                let action = bot.send_chat_action(chat, ChatAction::UploadPhoto);
+                if let Err(e) = crate::pacing::call(front, action).await {
+                    tracing::debug!(error = %e, "the put-off prompt's chat action failed");
+                }
+            }
             let waiting = Waiting {
                 chat,
                 message: sent.map(|sent| sent.id),
                 lang,
                 position,
                 edited: false,
-                started: false,
                 sent: std::time::Instant::now(),
             };
             let earlier = {

@@ -288,8 +288,8 @@ async fn presses_over_the_flood_limit_are_each_answered_and_the_first_says_why()
 /// Under a crowd, a prompt's queue position stands aside for other users' answers: it is
 /// progress (the user waits for the image), and sent ahead of their answers it cost each one
 /// more a send slot (in the crowd of 100 on Telegram's budget, text answers' p99 was
-/// 1.5 times the floor). Nothing is lost: every prompt still gets its image, and a position put
-/// off is sent once the budget has room while its job waits.
+/// 1.5 times the floor). Nothing is lost: every prompt is acknowledged before its image (its
+/// position, or a chat action, which is no message), and gets the image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_positions_stand_aside_for_other_users_answers_when_the_budget_is_short() {
     const PROMPTERS: i64 = 30;
@@ -378,6 +378,14 @@ async fn queue_positions_stand_aside_for_other_users_answers_when_the_budget_is_
         assert!(
             positions.len() <= 1,
             "one queue message at most: {transcript:?}"
+        );
+        // Acknowledged before the image: by its position, or (put off) by a chat action.
+        let acknowledged = transcript
+            .iter()
+            .position(|e| matches!(e, Entry::BotText { .. } | Entry::BotAction(_)));
+        assert!(
+            acknowledged.is_some() && acknowledged < image,
+            "the prompt was not acknowledged before its image: {transcript:?}"
         );
         assert!(
             positions.iter().all(|&p| Some(p) < image),
