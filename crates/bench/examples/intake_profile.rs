@@ -1,6 +1,6 @@
 //! The system-limits check's load, alone and fixed in size, for profiling: the whole bot as
 //! the check builds it (the assembly from default settings, a temporary SQLite file, the
-//! in-process cache, both mocks, no send budget), `COUNT` `/balance` updates at `RATE` a
+//! in-process cache, both mocks, no send budget), `COUNT` updates (`TEXT`, default `/balance`) at `RATE` a
 //! second round-robin over `USERS` users, then a wait until every one is answered.
 //!
 //! ```text
@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let count = arg(1, 10_000)?;
     let rate = arg(2, 1_000)?.max(1) as f64;
     let users = arg(3, 5_000)?.max(1) as i64;
+    let text = std::env::args().nth(4).unwrap_or_else(|| "/balance".into());
 
     let telegram = TelegramMock::start(TelegramMockConfig::default()).await?;
     let replicate = ReplicateMock::start(ReplicateMockConfig::default()).await?;
@@ -90,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let first = telegram.answers().count();
     let sender = {
         let pool = pool.clone();
+        let text = text.clone();
         std::thread::spawn(move || {
             for i in 0..count {
                 let intended = started + Duration::from_secs_f64(i as f64 / rate);
@@ -97,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
                 if intended > now {
                     std::thread::sleep(intended - now);
                 }
-                pool[i as usize % pool.len()].send_text("/balance");
+                pool[i as usize % pool.len()].send_text(&text);
             }
         })
     };
