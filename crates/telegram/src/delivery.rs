@@ -88,17 +88,33 @@ async fn deliver(front: &Front, event: JobEvent) -> Result<(), teloxide::Request
                 }
             };
             // Without a queue message recorded yet, the handler turns it into "generating"
-            // when it records it (the job's one progress message); a message put off is never
-            // sent now (the image comes next).
-            if let Some((waiting, message)) =
-                waiting.and_then(|waiting| Some((waiting, waiting.message?)))
-            {
-                send_progress(
-                    front,
-                    waiting.chat,
-                    bot.edit_message_text(waiting.chat, message, texts::generating(waiting.lang)),
-                )
-                .await?;
+            // when it records it (the job's one progress message). A position put off becomes
+            // a "generating" message of its own, if the budget has room now: a crowd held up by
+            // Replicate's rate limit otherwise heard nothing between the chat action and the
+            // image, tens of seconds later.
+            match waiting.map(|waiting| (waiting, waiting.message)) {
+                Some((waiting, Some(message))) => {
+                    send_progress(
+                        front,
+                        waiting.chat,
+                        bot.edit_message_text(
+                            waiting.chat,
+                            message,
+                            texts::generating(waiting.lang),
+                        ),
+                    )
+                    .await?;
+                }
+                Some((waiting, None)) => {
+                    let generating =
+                        bot.send_message(waiting.chat, texts::generating(waiting.lang));
+                    if let Some(sent) = send_progress(front, waiting.chat, generating).await? {
+                        if let Some(Slot::Waiting(w)) = front.waiting().lock().get_mut(&job) {
+                            w.message = Some(sent.id);
+                        }
+                    }
+                }
+                None => {}
             }
         }
         // The outbox sends the result; here only the position message is let go.

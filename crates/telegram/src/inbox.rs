@@ -360,15 +360,20 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         };
         match answer {
             Ok((received, left_out)) => {
-                poll.failures = 0;
                 if received.is_empty() && left_out > 0 {
                     // Only updates without an id: nothing confirms them, so they come back at
-                    // once; ask again after a pause rather than in a tight loop.
+                    // once; ask again after a growing pause, and say so once per pause.
+                    let pause = POLL_BACKOFF
+                        .saturating_mul(1 << poll.failures.min(6))
+                        .min(POLL_BACKOFF_MAX);
+                    poll.failures += 1;
+                    tracing::warn!(updates = left_out, ?pause, "getUpdates returned only updates without an update_id; they cannot be confirmed or recorded");
                     tokio::select! {
                         () = &mut poll.stopped => return None,
-                        () = tokio::time::sleep(POLL_BACKOFF) => continue,
+                        () = tokio::time::sleep(pause) => continue,
                     }
                 }
+                poll.failures = 0;
                 poll.received.clear();
                 let mut updates = Vec::with_capacity(received.len());
                 for crate::pacing::Received { update, json } in received {
