@@ -109,16 +109,11 @@ pub(crate) fn feed_known(
     for update in taken {
         let parsed = match known.remove(&update.id) {
             Some(parsed) => parsed,
-            None => match serde_json::from_str::<Update>(&update.payload) {
+            // Decoded as it was received (a panic in teloxide's decoding is caught).
+            None => match crate::inbox::parse(&update.payload) {
                 Ok(parsed) => parsed,
-                Err(e) => {
-                    // serde's message may quote the update's text: only where it broke is kept.
-                    let reason = format!(
-                        "the recorded update no longer parses ({:?} error at line {} column {})",
-                        e.classify(),
-                        e.line(),
-                        e.column()
-                    );
+                Err(reason) => {
+                    let reason = format!("the recorded update no longer parses ({reason})");
                     front.set_aside_unparsed(update.id, reason);
                     continue;
                 }

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use genbot_store::InboxUpdate;
+use serde_json::value::RawValue;
 use teloxide::payloads::GetUpdatesSetters;
-use teloxide::requests::{Request, Requester};
+use teloxide::requests::Requester;
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
@@ -70,6 +71,70 @@ pub(crate) fn row_as_received(update: &Update, json: &[u8]) -> Option<InboxUpdat
         )),
         Err(_) => row(update),
     }
+}
+
+/// teloxide's decoding of one update, a panic in it caught as an error: teloxide unwraps a
+/// `None` on input Telegram never sends (a `message_reaction` with neither `user` nor
+/// `actor_chat`), which took the poller, and with it the process, down on every start. The
+/// error says where the JSON broke, never what it says (it may quote a user's text).
+pub(crate) fn parse(json: &str) -> Result<Update, String> {
+    match std::panic::catch_unwind(|| serde_json::from_str::<Update>(json)) {
+        Ok(Ok(update)) => Ok(update),
+        Ok(Err(e)) => Err(format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )),
+        Err(_) => Err("teloxide panicked decoding it".to_owned()),
+    }
+}
+
+/// One update as received (polled or posted to the webhook), as teloxide would make it: one
+/// teloxide cannot decode is `UpdateKind::Error` holding its JSON (set aside as a dead letter,
+/// not handled); `None` for one without an `update_id` (nothing could confirm or record it).
+pub(crate) fn decode(json: &str) -> Option<Update> {
+    let reason = match parse(json) {
+        Ok(Update {
+            id,
+            kind: UpdateKind::Error(_),
+        }) => {
+            return Some(Update {
+                id,
+                kind: UpdateKind::Error(serde_json::from_str(json).unwrap_or_default()),
+            })
+        }
+        Ok(update) => return Some(update),
+        Err(reason) => reason,
+    };
+    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let Some(id) = value
+        .get("update_id")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|id| u32::try_from(id).ok())
+    else {
+        // The poller says so, once per batch (a webhook post: acknowledged and dropped).
+        tracing::debug!(%reason, "an update without an update_id; left out");
+        return None;
+    };
+    tracing::warn!(update_id = id, %reason, "an update teloxide cannot decode; set aside");
+    Some(Update {
+        id: teloxide::types::UpdateId(id),
+        kind: UpdateKind::Error(value),
+    })
+}
+
+/// `getUpdates`' updates decoded, each with the JSON it came as, and how many were left out
+/// (without an `update_id`): a batch of nothing else comes back at once, since nothing moved
+/// the offset.
+fn decoded(raw: Vec<Box<RawValue>>) -> (Vec<(Update, Box<RawValue>)>, usize) {
+    let returned = raw.len();
+    let received: Vec<_> = raw
+        .into_iter()
+        .filter_map(|json| Some((decode(json.get())?, json)))
+        .collect();
+    let left_out = returned - received.len();
+    (received, left_out)
 }
 
 /// Long polling through the inbox: a batch is recorded before the `getUpdates` that confirms
@@ -232,7 +297,7 @@ struct Poll {
     /// When this replica last took or renewed the right to poll, if it holds it.
     polling_since: Option<tokio::time::Instant>,
     /// The last batch's updates as they came, by id: recorded as received.
-    received: std::collections::HashMap<u32, Box<serde_json::value::RawValue>>,
+    received: std::collections::HashMap<u32, Box<RawValue>>,
     stopped: std::pin::Pin<Box<StopFlag>>,
 }
 
@@ -310,6 +375,16 @@ impl Poll {
             .min((self.lease() / 2).max(Duration::from_secs(1)))
     }
 
+    /// The pause before the next `getUpdates` after one more failed (or brought nothing it
+    /// could take): 0.5 s, doubling, at most 30 s.
+    fn backoff(&mut self) -> Duration {
+        let pause = POLL_BACKOFF
+            .saturating_mul(1 << self.failures.min(6))
+            .min(POLL_BACKOFF_MAX);
+        self.failures += 1;
+        pause
+    }
+
     /// How often a standby replica asks for the lease.
     fn standby_pause(&self) -> Duration {
         (self.lease() / 6).clamp(Duration::from_millis(200), Duration::from_secs(5))
@@ -359,14 +434,12 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             answer = crate::pacing::get_updates(poll.front.bot(), &request) => answer,
         };
         match answer {
-            Ok((received, left_out)) => {
+            Ok(raw) => {
+                let (received, left_out) = decoded(raw);
                 if received.is_empty() && left_out > 0 {
                     // Only updates without an id: nothing confirms them, so they come back at
                     // once; ask again after a growing pause, and say so once per pause.
-                    let pause = POLL_BACKOFF
-                        .saturating_mul(1 << poll.failures.min(6))
-                        .min(POLL_BACKOFF_MAX);
-                    poll.failures += 1;
+                    let pause = poll.backoff();
                     tracing::warn!(updates = left_out, ?pause, "getUpdates returned only updates without an update_id; they cannot be confirmed or recorded");
                     tokio::select! {
                         () = &mut poll.stopped => return None,
@@ -376,7 +449,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                 poll.failures = 0;
                 poll.received.clear();
                 let mut updates = Vec::with_capacity(received.len());
-                for crate::pacing::Received { update, json } in received {
+                for (update, json) in received {
                     poll.received.insert(update.id.0, json);
                     updates.push(update);
                 }
@@ -419,12 +492,12 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
             }
             Err(e) => {
                 let pause = match &e {
-                    RequestError::RetryAfter(after) => after.duration(),
-                    _ => POLL_BACKOFF
-                        .saturating_mul(1 << poll.failures.min(6))
-                        .min(POLL_BACKOFF_MAX),
+                    RequestError::RetryAfter(after) => {
+                        poll.failures += 1;
+                        after.duration()
+                    }
+                    _ => poll.backoff(),
                 };
-                poll.failures += 1;
                 tracing::warn!(error = %e, ?pause, "getUpdates failed; retrying");
                 tokio::select! {
                     () = &mut poll.stopped => return None,
@@ -467,7 +540,9 @@ async fn record_or_tell(poll: &Poll, updates: Vec<Update>, beyond: i32) -> Optio
         if let Some(offset) = poll.offset {
             peek = peek.offset(offset);
         }
-        if let Ok(more) = peek.send().await {
+        if let Ok(raw) = crate::pacing::get_updates(poll.front.bot(), &peek).await {
+            // Decoded as the poller decodes (teloxide's own decoding can panic).
+            let more: Vec<Update> = decoded(raw).0.into_iter().map(|(u, _)| u).collect();
             hand_over_checkouts(poll, &more, beyond);
             waiting.extend(senders(&more));
         }
@@ -579,5 +654,31 @@ async fn record(poll: &Poll, updates: Vec<Update>) -> Option<Vec<Update>> {
             () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(RECORD_PAUSE_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// teloxide unwraps a `None` decoding a reaction with neither `user` nor `actor_chat`:
+    /// the panic took the poller (and the process, on every start) down, and would have taken
+    /// a replica's rounds down replaying the update from the inbox.
+    #[test]
+    fn an_update_teloxide_panics_on_is_set_aside_not_a_crash() {
+        let reaction = r#"{"update_id":20,"message_reaction":{"chat":{"id":1,"type":"private"},"message_id":5,"date":0,"old_reaction":[],"new_reaction":[]}}"#;
+        let update = decode(reaction).expect("it has an id");
+        assert_eq!(update.id.0, 20);
+        assert!(
+            matches!(&update.kind, teloxide::types::UpdateKind::Error(v) if v.get("message_reaction").is_some()),
+            "{update:?}"
+        );
+        // The same JSON replayed from the inbox (recorded as received) is set aside too.
+        assert_eq!(
+            parse(reaction).map(|u| u.id.0),
+            Err("teloxide panicked decoding it".to_owned())
+        );
+        assert!(decode(r#"{"message":{}}"#).is_none(), "no id: left out");
+        assert!(decode("not json").is_none());
     }
 }

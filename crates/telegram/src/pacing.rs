@@ -40,7 +40,7 @@ use crate::Front;
 
 mod wire;
 
-pub(crate) use wire::{decode, get_updates, Received, Wire};
+pub(crate) use wire::{get_updates, Wire};
 
 /// Telegram's send limits, as the pacer applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -155,7 +155,7 @@ pub(crate) async fn receive(
     // aside); a body that is no update at all is acknowledged and dropped.
     let Some(update) = std::str::from_utf8(&body)
         .ok()
-        .and_then(crate::pacing::decode)
+        .and_then(crate::inbox::decode)
     else {
         tracing::warn!("a webhook body that is no update; acknowledged and dropped");
         return StatusCode::OK;

@@ -75,88 +75,21 @@ where
     }
 }
 
-/// An update as `getUpdates` returned it: decoded, and the JSON it came as (what the inbox
-/// records, instead of encoding the decoded update again).
-#[derive(Debug)]
-pub(crate) struct Received {
-    pub(crate) update: teloxide::types::Update,
-    pub(crate) json: Box<serde_json::value::RawValue>,
-}
-
-/// `getUpdates`, each update decoded from its own JSON, which is kept. The answer is read in
-/// one pass and each update once (teloxide buffers the whole answer to try its shapes, then
-/// decodes the updates from the buffer). An update teloxide cannot decode becomes
-/// `UpdateKind::Error` holding its JSON, as teloxide makes it; one without an `update_id` is
-/// left out (nothing could confirm it or record it). Also returns how many were left out: a
-/// batch of nothing else would come back at once (nothing moved the offset), so the caller
-/// pauses before asking again.
+/// `getUpdates`, its updates as they came (the inbox decodes them, and records that JSON). The
+/// answer is read in one pass: teloxide buffered the whole answer to try its shapes, then
+/// decoded the updates from the buffer.
 ///
 /// # Errors
 /// As [`Wire::on_wire`].
 pub(crate) async fn get_updates(
     bot: &BotApi,
     request: &JsonRequest<teloxide::payloads::GetUpdates>,
-) -> Result<(Vec<Received>, usize), RequestError> {
-    let raw: Vec<Box<serde_json::value::RawValue>> = post_json::<
-        teloxide::payloads::GetUpdates,
-        Vec<Box<serde_json::value::RawValue>>,
-    >(bot, request.payload_ref())
-    .await?;
-    let returned = raw.len();
-    let received: Vec<Received> = raw.into_iter().filter_map(decode_update).collect();
-    let left_out = returned - received.len();
-    Ok((received, left_out))
-}
-
-fn decode_update(json: Box<serde_json::value::RawValue>) -> Option<Received> {
-    let update = decode(json.get())?;
-    Some(Received { update, json })
-}
-
-/// One update from its JSON, as teloxide would make it: an update teloxide cannot decode is
-/// `UpdateKind::Error` holding its JSON (set aside as a dead letter, not handled). `None` for
-/// one without an `update_id` (nothing could confirm or record it). teloxide's decoding can
-/// panic on input Telegram never sends (a `message_reaction` with neither `user` nor
-/// `actor_chat` unwraps a `None`): caught here, such an update is undecodable like any other,
-/// where it took the poller, and with it the process, down on every start.
-pub(crate) fn decode(json: &str) -> Option<teloxide::types::Update> {
-    use teloxide::types::{Update, UpdateId, UpdateKind};
-    let decoded = std::panic::catch_unwind(|| serde_json::from_str::<Update>(json));
-    let reason = match decoded {
-        Ok(Ok(Update {
-            id,
-            kind: UpdateKind::Error(_),
-        })) => {
-            return Some(Update {
-                id,
-                kind: UpdateKind::Error(serde_json::from_str(json).unwrap_or_default()),
-            })
-        }
-        Ok(Ok(update)) => return Some(update),
-        // serde's message may quote the update's text: only where it broke is kept.
-        Ok(Err(e)) => format!(
-            "{:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ),
-        Err(_) => "teloxide panicked decoding it".to_owned(),
-    };
-    let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let Some(id) = value
-        .get("update_id")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|id| u32::try_from(id).ok())
-    else {
-        // The poller says so, once per batch (a webhook post: acknowledged and dropped).
-        tracing::debug!(%reason, "an update without an update_id; left out");
-        return None;
-    };
-    tracing::warn!(update_id = id, %reason, "an update teloxide cannot decode; set aside");
-    Some(Update {
-        id: UpdateId(id),
-        kind: UpdateKind::Error(value),
-    })
+) -> Result<Vec<Box<serde_json::value::RawValue>>, RequestError> {
+    post_json::<teloxide::payloads::GetUpdates, Vec<Box<serde_json::value::RawValue>>>(
+        bot,
+        request.payload_ref(),
+    )
+    .await
 }
 
 /// A 5xx whose body is no Bot API answer (a proxy's HTML 502 or 503 page) as the server error
@@ -251,21 +184,6 @@ fn parse_answer<R: DeserializeOwned>(text: &str) -> Result<R, RequestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// teloxide unwraps a `None` decoding a reaction with neither `user` nor `actor_chat`:
-    /// the panic took the poller (and the process, on every start) down.
-    #[test]
-    fn an_update_teloxide_panics_on_is_set_aside_not_a_crash() {
-        let reaction = r#"{"update_id":20,"message_reaction":{"chat":{"id":1,"type":"private"},"message_id":5,"date":0,"old_reaction":[],"new_reaction":[]}}"#;
-        let update = decode(reaction).expect("it has an id");
-        assert_eq!(update.id.0, 20);
-        assert!(
-            matches!(&update.kind, teloxide::types::UpdateKind::Error(v) if v.get("message_reaction").is_some()),
-            "{update:?}"
-        );
-        assert!(decode(r#"{"message":{}}"#).is_none(), "no id: left out");
-        assert!(decode("not json").is_none());
-    }
 
     #[test]
     fn answers_become_what_teloxide_makes_of_them() {
