@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             .get("id")
             .and_then(|i| i.as_str())
             .unwrap_or_default();
-        if !id.contains("latency") {
+        if !id.contains("latency") && !id.contains("answers") {
             continue;
         }
         for line in series

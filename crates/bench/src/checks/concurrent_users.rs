@@ -93,12 +93,28 @@ struct Tally {
     photos_delivered: AtomicU64,
     /// What the first few users left without their image last heard from the bot.
     photos_missing: parking_lot::Mutex<Vec<String>>,
+    /// Each step's time from the user's update to the answer it expects, as the user saw it.
+    steps: [parking_lot::Mutex<Latencies>; SESSION.len()],
+}
+
+impl Step {
+    /// The step's name in the per-step metrics (`p99_ms_<name>`).
+    fn name(&self) -> &'static str {
+        match self {
+            Step::Text(command) => command.trim_start_matches('/'),
+            Step::Prompt(_) => "prompt",
+            Step::PressBuy => "press_buy",
+            Step::Pay => "pay",
+            Step::Photo(_) => "photo",
+        }
+    }
 }
 
 async fn session(user: SimUser, think: Duration, tally: Arc<Tally>) {
     let mut await_photo = false;
-    for step in &SESSION {
+    for (index, step) in SESSION.iter().enumerate() {
         let seen = user.transcript_len();
+        let asked = Instant::now();
         let sent = match step {
             Step::Text(text) | Step::Prompt(text) => Some(user.send_text(text)),
             Step::Photo(caption) => Some(user.send_photo(Some(caption))),
@@ -121,6 +137,7 @@ async fn session(user: SimUser, think: Duration, tally: Arc<Tally>) {
             tally.failed.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        tally.steps[index].lock().record(asked.elapsed());
         if matches!(step, Step::Prompt(_)) {
             await_photo = transcript[seen.min(transcript.len())..]
                 .iter()
@@ -312,6 +329,13 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         .metric("purchases", charges.len() as f64)
         .metric("purchases_credited", credited as f64)
         .metric("ledger_mismatches", unbalanced as f64);
+    // Which step the tail comes from, as users saw it (their wait includes their own wake-up).
+    for (step, latencies) in SESSION.iter().zip(&tally.steps) {
+        out.metric(
+            &format!("p99_ms_{}", step.name()),
+            latencies.lock().summary().p99_ms,
+        );
+    }
     // Without the budget: how much the bot itself can handle, not what users of the real
     // Bot API would see (the black-box run on `genbot serve` measures that).
     out.fact(rig.budget_fact(ctx));
