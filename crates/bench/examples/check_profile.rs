@@ -58,11 +58,21 @@ async fn main() -> anyhow::Result<()> {
         blackbox: None,
         seed: 1,
     };
+    let cpu_before = genbot_bench::cpu::process_cpu();
+    let started = std::time::Instant::now();
     let outcome: TestOutcome = match check.as_str() {
         "concurrent" => genbot_bench::checks::concurrent_users::run(&ctx).await,
         "limits" => genbot_bench::checks::system_limits::run(&ctx).await,
         other => anyhow::bail!("unknown check {other:?}: concurrent or limits"),
     };
+    // The check's own CPU (seeding excluded): steadier than its latencies on a shared machine.
+    if let (Some(before), Some(after)) = (cpu_before, genbot_bench::cpu::process_cpu()) {
+        let cpu = after.saturating_sub(before).as_secs_f64();
+        println!(
+            "process_cpu_s {cpu:.2} over {:.1} s of wall time",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let json = serde_json::to_value(&outcome).context("the outcome as JSON")?;
     if let Some(metrics) = json.get("metrics").and_then(|m| m.as_object()) {
         for (name, value) in metrics {

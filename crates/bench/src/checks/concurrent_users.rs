@@ -126,28 +126,24 @@ async fn session(user: SimUser, think: Duration, tally: Arc<Tally>) {
         };
         let answer = match sent {
             Some(_) => {
-                user.wait_for(STEP_PATIENCE, |t| {
-                    t[seen.min(t.len())..].iter().any(|e| expected(step, e))
-                })
-                .await
+                user.wait_for_after(seen, STEP_PATIENCE, |t| t.iter().any(|e| expected(step, e)))
+                    .await
             }
             None => None,
         };
-        let Some(transcript) = answer else {
+        let Some(said) = answer else {
             tally.failed.fetch_add(1, Ordering::Relaxed);
             return;
         };
         tally.steps[index].lock().record(asked.elapsed());
         if matches!(step, Step::Prompt(_)) {
-            await_photo = transcript[seen.min(transcript.len())..]
-                .iter()
-                .any(|e| match e {
-                    Entry::BotText { text, .. } => {
-                        told_position(text).is_some_and(|p| p <= PHOTO_SAMPLE)
-                    }
-                    Entry::BotPhoto { .. } => true,
-                    _ => false,
-                });
+            await_photo = said.iter().any(|e| match e {
+                Entry::BotText { text, .. } => {
+                    told_position(text).is_some_and(|p| p <= PHOTO_SAMPLE)
+                }
+                Entry::BotPhoto { .. } => true,
+                _ => false,
+            });
         }
         tokio::time::sleep(think).await;
     }

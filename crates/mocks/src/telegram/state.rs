@@ -348,6 +348,86 @@ pub struct Sent {
     pub photo: bool,
 }
 
+/// A user's text message as its update: what [`BotState::message_update`] serializes.
+#[derive(Serialize)]
+struct TextUpdate<'a> {
+    update_id: i64,
+    message: TextMessage<'a>,
+}
+
+#[derive(Serialize)]
+struct TextMessage<'a> {
+    message_id: i64,
+    from: UserOut<'a>,
+    chat: ChatOut,
+    date: i64,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entities: Option<[CommandEntity; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to_message: Option<Value>,
+}
+
+/// A user as updates carry it ([`BotState::user_json`]'s fields).
+#[derive(Serialize)]
+struct UserOut<'a> {
+    id: i64,
+    is_bot: bool,
+    first_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language_code: Option<&'a str>,
+}
+
+/// A chat as updates and sent messages carry it ([`BotState::chat_json`]'s fields).
+#[derive(Serialize)]
+pub(super) struct ChatOut {
+    id: i64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<String>,
+}
+
+impl ChatOut {
+    /// Group ids are negative, as in Telegram.
+    pub(super) fn of(id: i64, chat: &Chat) -> Self {
+        let name = Some(chat.first_name.clone());
+        if id < 0 {
+            ChatOut {
+                id,
+                kind: "supergroup",
+                title: name,
+                first_name: None,
+            }
+        } else {
+            ChatOut {
+                id,
+                kind: "private",
+                title: None,
+                first_name: name,
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CommandEntity {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    offset: usize,
+    length: usize,
+}
+
+/// `value` as JSON; these shapes (strings, numbers, nested structs) always serialize.
+fn serialized(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the mock could not serialize an update");
+        "{}".to_owned()
+    })
+}
+
 pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -432,6 +512,12 @@ impl BotState {
         }
     }
 
+    /// [`Self::me`], built once.
+    pub(super) fn me_cached() -> &'static Value {
+        static ME: std::sync::LazyLock<Value> = std::sync::LazyLock::new(BotState::me);
+        &ME
+    }
+
     pub(super) fn me() -> Value {
         json!({
             "id": BOT_ID, "is_bot": true, "first_name": "genbot", "username": "genbot_mock_bot",
@@ -500,38 +586,57 @@ impl BotState {
         text: &str,
         reply_to: Option<i64>,
     ) -> Option<i64> {
-        let member = {
+        let (first_name, language) = {
             let chats = self.chats.lock();
-            Self::user_json(from, chats.get(&from)?)
+            let member = chats.get(&from)?;
+            (member.first_name.clone(), member.language.clone())
         };
         let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        self.user_update(group, Entry::UserText(text.to_owned()), |_, chat| {
-            let mut message = json!({
-                "message_id": message_id,
-                "from": member,
-                "chat": Self::chat_json(group, chat),
-                "date": unix_now(),
-                "text": text,
-            });
-            if text.starts_with('/') {
-                let length = text
-                    .split_whitespace()
-                    .next()
-                    .map_or(0, |c| c.encode_utf16().count());
-                message["entities"] =
-                    json!([{ "type": "bot_command", "offset": 0, "length": length }]);
-            }
-            if let Some(replied) = reply_to {
-                message["reply_to_message"] = json!({
-                    "message_id": replied,
-                    "from": Self::me(),
-                    "chat": Self::chat_json(group, chat),
-                    "date": unix_now(),
-                    "text": "",
+        // Serialized from borrowed parts, not built as a `Value` tree: a crowd's every step
+        // passes here, and the mock must not cost what the bot is measured on.
+        self.user_update_serialized(
+            group,
+            Entry::UserText(text.to_owned()),
+            |update_id, chat| {
+                let command = text.starts_with('/').then(|| {
+                    let length = text
+                        .split_whitespace()
+                        .next()
+                        .map_or(0, |c| c.encode_utf16().count());
+                    [CommandEntity {
+                        kind: "bot_command",
+                        offset: 0,
+                        length,
+                    }]
                 });
-            }
-            json!({ "message": message })
-        })
+                let update = TextUpdate {
+                    update_id,
+                    message: TextMessage {
+                        message_id,
+                        from: UserOut {
+                            id: from,
+                            is_bot: false,
+                            first_name: &first_name,
+                            language_code: language.as_deref(),
+                        },
+                        chat: ChatOut::of(group, chat),
+                        date: unix_now(),
+                        text,
+                        entities: command,
+                        reply_to_message: reply_to.map(|replied| {
+                            json!({
+                                "message_id": replied,
+                                "from": Self::me(),
+                                "chat": Self::chat_json(group, chat),
+                                "date": unix_now(),
+                                "text": "",
+                            })
+                        }),
+                    },
+                };
+                ("message".to_owned(), serialized(&update))
+            },
+        )
     }
 
     /// A message privacy mode keeps from the bot: shown in the chat, never delivered.
@@ -548,19 +653,33 @@ impl BotState {
         entry: Entry,
         body: impl FnOnce(i64, &Chat) -> Value,
     ) -> Option<i64> {
-        let update_id = {
-            let mut chats = self.chats.lock();
-            let chat = chats.get_mut(&chat_id)?;
-            let mut updates = self.updates.lock();
-            let update_id = updates.next_id;
-            updates.next_id += 1;
+        self.user_update_serialized(chat_id, entry, |update_id, chat| {
             let mut update = body(update_id, chat);
             let kind = update
                 .as_object()
                 .and_then(|o| o.keys().next().cloned())
                 .unwrap_or_default();
             update["update_id"] = json!(update_id);
-            let update: RawUpdate = update.to_string().into();
+            (kind, update.to_string())
+        })
+    }
+
+    /// As [`Self::user_update`], with `body` giving the update's kind and its whole JSON
+    /// (`update_id` included) for the id it is given.
+    fn user_update_serialized(
+        &self,
+        chat_id: i64,
+        entry: Entry,
+        body: impl FnOnce(i64, &Chat) -> (String, String),
+    ) -> Option<i64> {
+        let update_id = {
+            let mut chats = self.chats.lock();
+            let chat = chats.get_mut(&chat_id)?;
+            let mut updates = self.updates.lock();
+            let update_id = updates.next_id;
+            updates.next_id += 1;
+            let (kind, update) = body(update_id, chat);
+            let update: RawUpdate = update.into();
             chat.transcript.push(entry);
             chat.pending.push_back(Instant::now());
             let webhook = self.webhook.lock();
@@ -952,6 +1071,11 @@ impl BotState {
 
     pub(super) fn chat_public(&self, chat_id: i64) -> Option<Value> {
         self.with_chat(chat_id, |chat| Self::chat_json(chat_id, chat))
+    }
+
+    /// The chat as sent messages carry it, if the mock knows it.
+    pub(super) fn chat_out(&self, chat_id: i64) -> Option<ChatOut> {
+        self.with_chat(chat_id, |chat| ChatOut::of(chat_id, chat))
     }
 
     pub(super) fn transcript(&self, chat_id: i64) -> Vec<Entry> {

@@ -181,6 +181,33 @@ impl SimUser {
         }
     }
 
+    /// Waits until `done` holds for the entries from index `seen` on (those said since the
+    /// transcript had `seen` entries); returns them, or `None` after `timeout`. Only those are
+    /// copied at each wake-up: a crowd's users wait this way at every step.
+    pub async fn wait_for_after(
+        &self,
+        seen: usize,
+        timeout: Duration,
+        done: impl Fn(&[Entry]) -> bool,
+    ) -> Option<Vec<Entry>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            // A copy, as in `wait_for`: `done` may ask the mock anything.
+            let since = self
+                .state
+                .read_transcript(self.id, |t| t[seen.min(t.len())..].to_vec());
+            if done(&since) {
+                return Some(since);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
     /// Waits for the bot's next text after the transcript's current length.
     pub async fn next_bot_text(
         &self,
