@@ -147,6 +147,20 @@ async fn webhook_mode_handles_pushed_updates_and_refuses_a_wrong_secret() {
         );
     }
 
+    // With the right secret, a body over the 2 MiB an update can be is refused (Telegram
+    // retries a 4xx/5xx, so nothing is lost), and the bot still answers afterwards.
+    let oversize = client
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "test-secret")
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversize.status(), 413);
+    let (_, again, _) = say(&eve, "/start").await;
+    assert!(again.starts_with("Hi, Eve!"), "{again}");
+
     let health = client
         .get(url.replace("/telegram/webhook", "/healthz"))
         .send()
