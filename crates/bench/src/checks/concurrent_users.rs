@@ -98,7 +98,7 @@ struct Tally {
 }
 
 impl Step {
-    /// The step's name in the per-step metrics (`p99_ms_<name>`).
+    /// The step's name in the per-step metrics (`user_wait_p99_ms_<name>`).
     fn name(&self) -> &'static str {
         match self {
             Step::Text(command) => command.trim_start_matches('/'),
@@ -325,13 +325,23 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         .metric("purchases", charges.len() as f64)
         .metric("purchases_credited", credited as f64)
         .metric("ledger_mismatches", unbalanced as f64);
-    // Which step the tail comes from, as users saw it (their wait includes their own wake-up).
+    // Which step the tail comes from, as users saw it: from sending to the answer the step
+    // expects (a payment's receipt comes after its checkout), their own wake-up included, so
+    // not the update-to-first-answer figures above. Answered steps only; a step no user got
+    // an answer to has no figure rather than 0.
+    let mut waits = Vec::new();
     for (step, latencies) in SESSION.iter().zip(&tally.steps) {
-        out.metric(
-            &format!("p99_ms_{}", step.name()),
-            latencies.lock().summary().p99_ms,
-        );
+        let latencies = latencies.lock();
+        if latencies.count() > 0 {
+            let p99 = latencies.summary().p99_ms;
+            out.metric(&format!("user_wait_p99_ms_{}", step.name()), p99);
+            waits.push(format!("{} {p99:.0} ms", step.name()));
+        }
     }
+    out.fact(ctx.text(
+        format!("p99 of each step as users waited for the answer it expects (a payment: checkout and receipt), in session order: {}", waits.join(", ")),
+        format!("p99 каждого шага, как его ждали пользователи (до ожидаемого ответа; оплата: проверка и чек), по порядку сессии: {}", waits.join(", ")),
+    ));
     // Without the budget: how much the bot itself can handle, not what users of the real
     // Bot API would see (the black-box run on `genbot serve` measures that).
     out.fact(rig.budget_fact(ctx));

@@ -268,7 +268,13 @@ async fn params(request: Request) -> Result<Params, String> {
         .query()
         .map(|q| url_pairs(q.as_bytes()))
         .unwrap_or_default();
-    let mut params: Params = query.into_iter().map(|(k, v)| (k, text_value(v))).collect();
+    let mut params: Params = query
+        .into_iter()
+        .map(|(k, v)| {
+            let value = text_value(&k, v);
+            (k, value)
+        })
+        .collect();
     if content_type.starts_with("multipart/form-data") {
         let mut multipart = Multipart::from_request(request, &())
             .await
@@ -285,7 +291,8 @@ async fn params(request: Request) -> Result<Params, String> {
                 continue;
             }
             let value = field.text().await.map_err(|e| e.to_string())?;
-            params.insert(name, text_value(value));
+            let value = text_value(&name, value);
+            params.insert(name, value);
         }
         // `photo=attach://<part>` names the part that holds the file.
         for value in params.values_mut() {
@@ -302,11 +309,10 @@ async fn params(request: Request) -> Result<Params, String> {
             .await
             .map_err(|e| e.to_string())?;
         if content_type.starts_with("application/x-www-form-urlencoded") {
-            params.extend(
-                url_pairs(&body)
-                    .into_iter()
-                    .map(|(k, v)| (k, text_value(v))),
-            );
+            params.extend(url_pairs(&body).into_iter().map(|(k, v)| {
+                let value = text_value(&k, v);
+                (k, value)
+            }));
         } else if !body.is_empty() {
             match serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())? {
                 Value::Object(map) => params.extend(map),
@@ -321,10 +327,26 @@ fn url_pairs(bytes: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(bytes).into_owned().collect()
 }
 
-fn text_value(text: String) -> Value {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        if let Ok(value) = serde_json::from_str(trimmed) {
+/// A form or multipart value: the parameters the Bot API takes JSON-serialized are read back
+/// as JSON, every other one stays the text it is (a message text that looks like JSON is text).
+fn text_value(name: &str, text: String) -> Value {
+    const JSON_SERIALIZED: &[&str] = &[
+        "reply_markup",
+        "entities",
+        "caption_entities",
+        "allowed_updates",
+        "prices",
+        "media",
+        "reply_parameters",
+        "link_preview_options",
+        "commands",
+        "scope",
+        "suggested_tip_amounts",
+        "results",
+        "permissions",
+    ];
+    if JSON_SERIALIZED.contains(&name) {
+        if let Ok(value) = serde_json::from_str(text.trim_start()) {
             return value;
         }
     }

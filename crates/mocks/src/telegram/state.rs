@@ -1041,7 +1041,10 @@ impl BotState {
                         edits,
                         ..
                     }) => {
-                        if t == text && *b == buttons {
+                        // Compared as Telegram stores them: stripped of what shows nothing.
+                        let shown =
+                            |t: &str| t.trim_matches(super::validate::shows_nothing).to_owned();
+                        if shown(t) == shown(text) && *b == buttons {
                             return Edit::NotModified;
                         }
                         *t = text.to_owned();

@@ -178,20 +178,33 @@ fn message_text(params: &Params) -> Result<(), Refusal> {
         ));
     }
     let text = parsed(params, "text")?.unwrap_or_default();
-    // Telegram trims the text; nothing left (whitespace, or markup around nothing) is empty.
-    if text.trim().is_empty() {
+    // Telegram strips the text of what shows nothing (whitespace, control characters,
+    // zero-width and direction marks, the Braille blank…); nothing left (or markup around
+    // nothing) is empty, and the length is what is left.
+    let text = text.trim_matches(shows_nothing);
+    if text.is_empty() {
         return Err(Refusal::bad_request(
             "message text is empty",
             summary(params, "text"),
         ));
     }
-    if utf16_len(&text) > MAX_TEXT {
+    if utf16_len(text) > MAX_TEXT {
         return Err(Refusal::bad_request(
             "message is too long",
             summary(params, "text"),
         ));
     }
     Ok(())
+}
+
+/// A character Telegram strips from the ends of a text (tdlib's `clean_input_string` and
+/// `strip_empty_characters`): a text of nothing else is empty.
+pub(super) fn shows_nothing(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FEFF}' | '\u{FFFC}')
 }
 
 fn caption(params: &Params) -> Result<(), Refusal> {
@@ -207,9 +220,15 @@ fn caption(params: &Params) -> Result<(), Refusal> {
 
 /// `reply_markup.inline_keyboard`: rows of buttons, each with a text and exactly one action.
 fn keyboard(params: &Params) -> Result<(), Refusal> {
-    let Some(markup) = params.get("reply_markup") else {
+    let Some(markup) = params.get("reply_markup").filter(|m| !m.is_null()) else {
         return Ok(());
     };
+    if !markup.is_object() {
+        return Err(Refusal::bad_request(
+            "can't parse reply keyboard markup JSON object",
+            summary(params, "reply_markup"),
+        ));
+    }
     let Some(keyboard) = markup.get("inline_keyboard") else {
         // Reply keyboards, `remove_keyboard` and `force_reply` are not checked here.
         return Ok(());
@@ -367,6 +386,59 @@ mod tests {
         };
         let shown = summary(&params, "provider_token");
         assert!(!shown.contains("SECRET"), "{shown}");
+    }
+
+    #[test]
+    fn texts_that_show_nothing_are_empty_and_length_is_counted_after_stripping() {
+        let empty = Some("Bad Request: message text is empty".to_owned());
+        for text in [
+            "\u{200b}",
+            "\u{0}",
+            "\u{feff}",
+            "\u{2800}",
+            "\u{200e}\u{200f}",
+            "\u{180e}",
+            "\u{1}\u{2}",
+            " \u{200b} ",
+            "\n\t",
+        ] {
+            assert_eq!(
+                refused("sendmessage", json!({"chat_id": 1, "text": text})),
+                empty,
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            refused("sendmessage", json!({"chat_id": 1, "text": "\u{200b}hi"})),
+            None
+        );
+        let padded = format!("{}   \r", "a".repeat(MAX_TEXT));
+        assert_eq!(
+            refused("sendmessage", json!({"chat_id": 1, "text": padded})),
+            None
+        );
+    }
+
+    #[test]
+    fn a_reply_markup_that_is_no_json_object_is_refused() {
+        let refusal = Some("Bad Request: can't parse reply keyboard markup JSON object".to_owned());
+        for markup in [json!("{not json"), json!([1, 2]), json!(7)] {
+            assert_eq!(
+                refused(
+                    "sendmessage",
+                    json!({"chat_id": 1, "text": "x", "reply_markup": markup})
+                ),
+                refusal,
+                "{markup}"
+            );
+        }
+        assert_eq!(
+            refused(
+                "sendmessage",
+                json!({"chat_id": 1, "text": "x", "reply_markup": {"remove_keyboard": true}})
+            ),
+            None
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Bot API mock refuses what Telegram refuses, with Telegram's descriptions, and records
 //! each refusal (method, description, first examples) in its stats.
 
-use genbot_mocks::telegram::{Refused, TelegramMock, TelegramMockConfig};
+use genbot_mocks::telegram::{Entry, Refused, TelegramMock, TelegramMockConfig};
 use serde_json::{json, Value};
 
 async fn call(mock: &TelegramMock, method: &str, body: Value) -> (u16, Value) {
@@ -297,6 +297,13 @@ async fn edits_need_a_message_and_a_change() {
             .as_deref(),
         Some(not_modified)
     );
+    // Telegram strips the text first: trailing blanks change nothing.
+    assert_eq!(
+        refused(&mock, "editMessageText", edit("v1 \u{200b}\n", true))
+            .await
+            .as_deref(),
+        Some(not_modified)
+    );
     assert_eq!(
         refused(&mock, "editMessageText", edit("v2", true)).await,
         None
@@ -327,7 +334,29 @@ async fn edits_need_a_message_and_a_change() {
     let record = recorded(&stats.refused, not_modified);
     assert_eq!(
         (record.method.as_str(), record.count),
-        ("editmessagetext", 2)
+        ("editmessagetext", 3)
+    );
+}
+
+#[tokio::test]
+async fn a_form_posted_text_that_looks_like_json_stays_the_text() {
+    let mock = mock().await;
+    let user = mock.user(1, "Ann", None);
+    let text = r#"{"b": 2,   "a":1}"#;
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/bot123:SECRETTOKEN/sendMessage", mock.url()))
+        .form(&[("chat_id", "1"), ("text", text)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["result"]["text"], text, "{answer}");
+    let said = user.transcript();
+    assert!(
+        matches!(said.last(), Some(Entry::BotText { text: t, .. }) if t == text),
+        "{said:?}"
     );
 }
 

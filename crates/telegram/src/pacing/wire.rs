@@ -70,8 +70,9 @@ where
             .send()
             .await?;
         let status = response.status();
-        let text = response.text().await?;
-        parse_answer(&text).map_err(|e| proxy_page(status, e))
+        // The Bot API answers in UTF-8: read as `text()` would, without its charset lookup.
+        let body = response.bytes().await?;
+        parse_answer(&String::from_utf8_lossy(&body)).map_err(|e| proxy_page(status, e))
     }
 }
 
