@@ -65,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
         "limits" => genbot_bench::checks::system_limits::run(&ctx).await,
         other => anyhow::bail!("unknown check {other:?}: concurrent or limits"),
     };
-    // The check's own CPU (seeding excluded): steadier than its latencies on a shared machine.
+    // The check's own CPU (seeding excluded; this process only: bot, mocks and users, not a
+    // `genbot serve` child): steadier than its latencies on a shared machine.
     if let (Some(before), Some(after)) = (cpu_before, genbot_bench::cpu::process_cpu()) {
         let cpu = after.saturating_sub(before).as_secs_f64();
         println!(

@@ -510,16 +510,15 @@ fn send_message(state: &Shared, params: &Params) -> Response {
         return too_many(retry_after);
     }
     let message_id = state.next_message_id();
-    let markup = params.get("reply_markup");
-    let response = sent_text(message_id, chat_out, &body, markup);
+    // Recorded first: the answer's latency is the bot's, not the mock's serialization.
     let entry = Entry::BotText {
         message_id,
-        text: body,
+        text: body.clone(),
         buttons: buttons(params).unwrap_or_default(),
         edits: 0,
     };
     state.bot_answer(chat, Some(entry));
-    response
+    sent_text(message_id, chat_out, &body, params.get("reply_markup"))
 }
 
 fn edit_message_text(state: &Shared, params: &Params) -> Response {
@@ -538,6 +537,10 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
             "message_id",
         );
     };
+    // Known before the edit is made: an edit is either refused untouched or made and answered.
+    let Some(chat_out) = state.chat_out(chat) else {
+        return refuse(state, method, params, "chat not found", "chat_id");
+    };
     if let Some(retry_after) = state.throttle(chat) {
         return too_many(retry_after);
     }
@@ -550,10 +553,7 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
     if let Some(reason) = reason {
         return refuse(state, method, params, reason, "text");
     }
-    match state.chat_out(chat) {
-        Some(chat_out) => sent_text(message_id, chat_out, &body, None),
-        None => refuse(state, method, params, "chat not found", "chat_id"),
-    }
+    sent_text(message_id, chat_out, &body, None)
 }
 
 /// `{"ok":true,"result":<the text message>}`, serialized from its parts: every answer of a
