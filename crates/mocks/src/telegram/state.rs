@@ -560,20 +560,18 @@ impl BotState {
     }
 
     pub(super) fn user_json(id: i64, chat: &Chat) -> Value {
-        let mut user = json!({ "id": id, "is_bot": false, "first_name": chat.first_name });
-        if let Some(language) = &chat.language {
-            user["language_code"] = json!(language);
-        }
-        user
+        serde_json::to_value(UserOut {
+            id,
+            is_bot: false,
+            first_name: &chat.first_name,
+            language_code: chat.language.as_deref(),
+        })
+        .unwrap_or_default()
     }
 
+    /// One shape for a chat, whether built as a `Value` or serialized directly.
     pub(super) fn chat_json(id: i64, chat: &Chat) -> Value {
-        // Group ids are negative, as in Telegram.
-        if id < 0 {
-            json!({ "id": id, "type": "supergroup", "title": chat.first_name })
-        } else {
-            json!({ "id": id, "type": "private", "first_name": chat.first_name })
-        }
+        serde_json::to_value(ChatOut::of(id, chat)).unwrap_or_default()
     }
 
     /// `from` writes in `group` (or, with both ids the same, in their private chat): the update
