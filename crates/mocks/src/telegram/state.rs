@@ -1040,9 +1040,8 @@ impl BotState {
                         ..
                     }) => {
                         // Compared as Telegram stores them: stripped of what shows nothing.
-                        let shown =
-                            |t: &str| t.trim_matches(super::validate::shows_nothing).to_owned();
-                        if shown(t) == shown(text) && *b == buttons {
+                        let blank = super::validate::shows_nothing;
+                        if t.trim_matches(blank) == text.trim_matches(blank) && *b == buttons {
                             return Edit::NotModified;
                         }
                         *t = text.to_owned();

@@ -164,21 +164,7 @@ impl SimUser {
         timeout: Duration,
         done: impl Fn(&[Entry]) -> bool,
     ) -> Option<Vec<Entry>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            // A copy, not a look in place under the mock's lock: `done` may ask the mock
-            // anything (another user's transcript), which would deadlock on that lock.
-            let transcript = self.transcript();
-            if done(&transcript) {
-                return Some(transcript);
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return None;
-            }
-        }
+        self.wait_for_after(0, timeout, done).await
     }
 
     /// Waits until `done` holds for the entries from index `seen` on (those said since the
@@ -195,7 +181,8 @@ impl SimUser {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            // A copy, as in `wait_for`: `done` may ask the mock anything.
+            // A copy, not a look in place under the mock's lock: `done` may ask the mock
+            // anything (another user's transcript), which would deadlock on that lock.
             let since = self
                 .state
                 .read_transcript(self.id, |t| t[seen.min(t.len())..].to_vec());
