@@ -419,6 +419,17 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any text is judged without panicking; one with a character that shows is never
+        /// "empty", and one of nothing else always is.
+        #[test]
+        fn any_text_is_empty_exactly_when_nothing_in_it_shows(text in "\\PC*|[\\s\\x00-\\x1f\\u{200b}-\\u{200f}\\u{2060}-\\u{206f}\\u{2800}\\u{feff}]*") {
+            let empty = refused("sendmessage", json!({"chat_id": 1, "text": text}))
+                .is_some_and(|r| r == "Bad Request: message text is empty");
+            proptest::prop_assert_eq!(empty, text.chars().all(shows_nothing), "{:?}", text);
+        }
+    }
+
     #[test]
     fn a_reply_markup_that_is_no_json_object_is_refused() {
         let refusal = Some("Bad Request: can't parse reply keyboard markup JSON object".to_owned());
