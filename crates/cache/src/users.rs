@@ -16,10 +16,8 @@ use crate::{CacheStats, CacheStatsSnapshot, UserCache};
 /// changes a user, so cached copies never outlive a change made through it. Clones share the
 /// cache and the counters.
 ///
-/// A write that returns the user's row caches that row, a payment writes the new balance into
-/// the cached copy (the next read is a hit either way); other writes drop the cached copy. A read racing a write can put the pre-write copy back after the
-/// write's invalidation, and two writes of one user racing on two replicas can leave the
-/// earlier row cached; such a copy lives at most `CACHE_TTL_SECONDS`. Values that must be exact (credits, daily quota) are
+/// A read racing a write can put the pre-write copy back after the write's invalidation; that
+/// copy lives at most `CACHE_TTL_SECONDS`. Values that must be exact (credits, daily quota) are
 /// checked by the database in the write itself, never from the cached copy.
 #[derive(Debug, Clone)]
 pub struct Users {
@@ -83,8 +81,9 @@ impl Users {
     /// # Errors
     /// Database failures.
     pub async fn upsert(&self, new: NewUser) -> Result<User, StoreError> {
+        let id = new.id;
         let user = self.store.upsert_user(new).await?;
-        self.fill(&user).await;
+        self.invalidate(id).await;
         Ok(user)
     }
 
@@ -98,7 +97,7 @@ impl Users {
         model: Option<String>,
     ) -> Result<User, StoreError> {
         let user = self.store.set_selected_model(id, model).await?;
-        self.fill(&user).await;
+        self.invalidate(id).await;
         Ok(user)
     }
 
@@ -108,7 +107,7 @@ impl Users {
     /// As the store's.
     pub async fn set_banned(&self, id: UserId, banned: bool) -> Result<User, StoreError> {
         let user = self.store.set_banned(id, banned).await?;
-        self.fill(&user).await;
+        self.invalidate(id).await;
         Ok(user)
     }
 
@@ -123,7 +122,7 @@ impl Users {
         settings: serde_json::Map<String, serde_json::Value>,
     ) -> Result<User, StoreError> {
         let user = self.store.set_model_settings(id, model, settings).await?;
-        self.fill(&user).await;
+        self.invalidate(id).await;
         Ok(user)
     }
 
@@ -213,8 +212,8 @@ impl Users {
     ) -> Result<PaymentRecorded, StoreError> {
         let id = payment.user;
         let recorded = self.store.record_payment(payment).await?;
-        if let PaymentRecorded::Credited { balance } = recorded {
-            self.set_cached_credits(id, balance).await;
+        if matches!(recorded, PaymentRecorded::Credited { .. }) {
+            self.invalidate(id).await;
         }
         Ok(recorded)
     }
@@ -251,19 +250,6 @@ impl Users {
     async fn fill(&self, user: &User) {
         if let Err(e) = self.cache.put(user).await {
             self.cache_failed(&e);
-        }
-    }
-
-    /// Writes the balance a write returned into the cached copy, if there is one: the user's
-    /// next read (right after a payment, typically) is then a hit.
-    async fn set_cached_credits(&self, id: UserId, balance: i64) {
-        match self.cache.get(id).await {
-            Ok(Some(mut user)) => {
-                user.credits = balance;
-                self.fill(&user).await;
-            }
-            Ok(None) => {}
-            Err(e) => self.cache_failed(&e),
         }
     }
 

@@ -3,14 +3,11 @@
 //! SQLite allows one writer at a time; many connections racing for the write lock would sleep
 //! in the busy handler. Instead every write is sent to this thread, which takes all pending
 //! writes, runs each inside its own savepoint (so one failing write does not undo the others)
-//! and commits them together. While writes stream in from many callers, it waits a moment
-//! before each batch so that more of them share one commit. A caller's future resolves only
-//! after its batch committed, so a returned write is as durable as the `synchronous` setting
-//! makes any commit.
+//! and commits them together. A caller's future resolves only after its batch committed, so a
+//! returned write is as durable as the `synchronous` setting makes any commit.
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -19,15 +16,6 @@ use crate::StoreError;
 
 /// Most writes committed in one transaction; bounds the latency one batch adds to the next.
 const MAX_BATCH: usize = 512;
-
-/// A batch starting this soon after the previous one means writes are streaming in (more than
-/// a thousand commits a second); below that, a write is committed as soon as it arrives.
-const BUSY_WITHIN: Duration = Duration::from_millis(1);
-
-/// How long a busy writer waits for more writes before committing. A commit costs about as
-/// much as several small writes (its WAL frames, locks and wake-ups): under a stream of writes,
-/// committing each as it comes would spend more on commits than on writing.
-const LINGER: Duration = Duration::from_micros(250);
 
 /// Called with the batch's commit outcome once the batch is done.
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -87,16 +75,7 @@ impl Writer {
 fn run(conn: Connection, receiver: mpsc::Receiver<WriteOp>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut completions = Vec::with_capacity(MAX_BATCH);
-    let mut previous_batch: Option<(Instant, usize)> = None;
     while let Ok(first) = receiver.recv() {
-        let started = Instant::now();
-        if previous_batch
-            .is_some_and(|(at, len)| len > 1 && started.duration_since(at) < BUSY_WITHIN)
-        {
-            // Writes are streaming in from many callers: let a few more arrive and share this
-            // commit. (One caller writing in a loop never waits: its batches hold one write.)
-            thread::sleep(LINGER);
-        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -113,7 +92,6 @@ fn run(conn: Connection, receiver: mpsc::Receiver<WriteOp>) {
             }
             continue;
         }
-        previous_batch = Some((started, batch.len()));
         for op in batch.drain(..) {
             completions.push(run_in_savepoint(&conn, op));
         }
