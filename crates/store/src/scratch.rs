@@ -9,13 +9,16 @@ use sqlx::Connection as _;
 use crate::StoreError;
 
 /// A database created for one run, on the same server and with the same credentials as the
-/// URL it was made from. Drop it with [`ScratchDatabase::drop_now`]; a crash leaves a
-/// `genbot_scratch_*` database behind, which is safe to drop by hand.
+/// URL it was made from. Drop it with [`ScratchDatabase::drop_now`]; a handle dropped without
+/// it (a test that failed, a run that returned early) drops the database on a thread of its
+/// own before `drop` returns. Only a crash leaves a `genbot_scratch_*` database behind, which
+/// is safe to drop by hand.
 #[derive(Debug)]
 pub struct ScratchDatabase {
     admin: PgConnectOptions,
     name: String,
     url: RedactedUrl,
+    dropped: bool,
 }
 
 fn failed(location: &RedactedUrl, e: impl std::fmt::Display) -> StoreError {
@@ -47,6 +50,7 @@ impl ScratchDatabase {
             admin,
             name,
             url: RedactedUrl::new(url),
+            dropped: false,
         })
     }
 
@@ -64,17 +68,51 @@ impl ScratchDatabase {
     ///
     /// # Errors
     /// The server cannot be reached or refuses the drop.
-    pub async fn drop_now(self) -> Result<(), StoreError> {
-        let mut conn = sqlx::PgConnection::connect_with(&self.admin)
-            .await
-            .map_err(|e| failed(&self.url, e))?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
+    pub async fn drop_now(mut self) -> Result<(), StoreError> {
+        // Tried once: a failure is reported here, not retried by `Drop`.
+        self.dropped = true;
+        drop_database(&self.admin, &self.name, &self.url).await
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        // `drop` may run inside a runtime (a failing async test), where blocking on another
+        // runtime is refused: the drop runs on a thread with a runtime of its own.
+        let (admin, name, url) = (self.admin.clone(), self.name.clone(), self.url.clone());
+        let dropping = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| failed(&url, e))?;
+            runtime.block_on(drop_database(&admin, &name, &url))
+        });
+        match dropping.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(database = %self.name, error = %e, "a scratch database was left behind");
+            }
+            Err(_) => {
+                tracing::warn!(database = %self.name, "dropping a scratch database panicked");
+            }
+        }
+    }
+}
+
+async fn drop_database(
+    admin: &PgConnectOptions,
+    name: &str,
+    url: &RedactedUrl,
+) -> Result<(), StoreError> {
+    let mut conn = sqlx::PgConnection::connect_with(admin)
+        .await
+        .map_err(|e| failed(url, e))?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut conn)
         .await
-        .map_err(|e| failed(&self.url, e))?;
-        Ok(())
-    }
+        .map_err(|e| failed(url, e))?;
+    Ok(())
 }

@@ -12,4 +12,5 @@ mod lifecycle;
 mod outcomes;
 mod payments;
 mod pool;
+mod scratch;
 mod users;

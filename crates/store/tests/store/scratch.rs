@@ -1,0 +1,65 @@
+//! Scratch databases never outlive their handle, even when the run holding one fails.
+
+use genbot_config::DatabaseUrl;
+use genbot_store::scratch::ScratchDatabase;
+use sqlx::Connection as _;
+
+use crate::helpers::say_skipped;
+
+/// The `DATABASE_URL` server, or `None` (with a visible note) outside CI when it names none.
+fn server(test: &str) -> Option<genbot_config::RedactedUrl> {
+    match std::env::var("DATABASE_URL")
+        .ok()
+        .map(|u| DatabaseUrl::parse(&u))
+    {
+        Some(Ok(DatabaseUrl::Postgres(url))) => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but DATABASE_URL does not name a PostgreSQL server"
+            );
+            say_skipped(test, "set DATABASE_URL=postgres://… to run it");
+            None
+        }
+    }
+}
+
+async fn exists(server: &genbot_config::RedactedUrl, name: &str) -> bool {
+    let options: sqlx::postgres::PgConnectOptions = server.expose().parse().unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_scratch_database_is_dropped_when_its_run_panics() {
+    let Some(server) = server("a_scratch_database_is_dropped_when_its_run_panics") else {
+        return;
+    };
+    let (named, name) = tokio::sync::oneshot::channel();
+    let holder = server.clone();
+    // A test that fails while holding its database: the handle is dropped while unwinding.
+    let run = tokio::spawn(async move {
+        let database = ScratchDatabase::create(&holder).await.unwrap();
+        named.send(database.name().to_owned()).unwrap();
+        panic!("the run failed while holding {}", database.name());
+    });
+    assert!(run.await.unwrap_err().is_panic());
+    let name = name.await.unwrap();
+    assert!(!exists(&server, &name).await, "{name} was left behind");
+}
+
+#[tokio::test]
+async fn drop_now_drops_the_database_once() {
+    let Some(server) = server("drop_now_drops_the_database_once") else {
+        return;
+    };
+    let database = ScratchDatabase::create(&server).await.unwrap();
+    let name = database.name().to_owned();
+    assert!(exists(&server, &name).await);
+    database.drop_now().await.unwrap();
+    assert!(!exists(&server, &name).await);
+}
