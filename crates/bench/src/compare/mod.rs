@@ -17,6 +17,7 @@
 mod kinds;
 mod openmetrics;
 mod render;
+mod strict_json;
 #[cfg(test)]
 mod tests;
 
@@ -215,7 +216,7 @@ impl Run {
             path: path.into(),
             reason: reason.into(),
         };
-        let value: Value = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+        let value: Value = strict_json::parse(text).map_err(|e| bad(&e.to_string()))?;
         if value["schema"] != "genbot.readiness/1" {
             return Err(bad("no \"schema\": \"genbot.readiness/1\""));
         }
@@ -238,10 +239,14 @@ impl Run {
                 };
                 let name = key.strip_prefix(&prefix).unwrap_or(key);
                 let value = checked_metric(path, &format!("metric \"{key}\""), name, value)?;
-                metrics.insert(name.to_owned(), value);
+                if metrics.insert(name.to_owned(), value).is_some() {
+                    return Err(bad(&format!("test {id:?} has the metric {name:?} twice")));
+                }
             }
             let grade = test["grade"].as_str().unwrap_or_default().to_owned();
-            runs.insert(id.to_owned(), (grade, metrics));
+            if runs.insert(id.to_owned(), (grade, metrics)).is_some() {
+                return Err(bad(&format!("the test {id:?} appears twice")));
+            }
         }
         let label = match value["environment"]["bot"].as_str() {
             Some(bot) => format!("{path} ({bot})"),

@@ -453,3 +453,33 @@ fn openmetrics_figures_no_run_can_have_are_refused() {
         );
     }
 }
+
+/// A report that says one thing twice is refused, not read as whichever copy came last: a
+/// second `p99_ms` of 1 ms would otherwise hide the first's 900 ms.
+#[test]
+fn a_report_that_says_a_figure_twice_is_refused() {
+    let good = real(|_| {});
+    let twice = good.replacen(
+        "\"db_read.p99_ms\":4.2",
+        "\"db_read.p99_ms\":900.0,\"db_read.p99_ms\":1.0",
+        1,
+    );
+    assert_ne!(twice, good, "the edit must apply");
+    let error = Run::parse(&twice, "twice.json").expect_err("a key twice");
+    assert!(error.to_string().contains("appears twice"), "{error}");
+    // The same metric under its full and its short name.
+    let aliased = real(|r| set(r, 0, "p99_ms", 1.0));
+    let error = Run::parse(&aliased, "aliased.json").expect_err("a metric twice");
+    assert!(error.to_string().contains("\"p99_ms\" twice"), "{error}");
+    // The same test twice.
+    let repeated = real(|r| {
+        let first = r["tests"][0].clone();
+        r["tests"].as_array_mut().unwrap().push(first);
+    });
+    let error = Run::parse(&repeated, "repeated.json").expect_err("a test twice");
+    assert!(
+        error.to_string().contains("\"db_read\" appears twice"),
+        "{error}"
+    );
+    assert!(Run::parse(&good, "good.json").is_ok());
+}
