@@ -267,6 +267,7 @@ async fn params(request: Request) -> Result<Params, String> {
         .uri()
         .query()
         .map(|q| url_pairs(q.as_bytes()))
+        .transpose()?
         .unwrap_or_default();
     let mut params: Params = query
         .into_iter()
@@ -290,8 +291,8 @@ async fn params(request: Request) -> Result<Params, String> {
                 params.insert(name, Value::String(upload));
                 continue;
             }
-            let value = field.text().await.map_err(|e| e.to_string())?;
-            let value = text_value(&name, value);
+            let bytes = field.bytes().await.map_err(|e| e.to_string())?;
+            let value = text_value(&name, utf8(&name, bytes.to_vec())?);
             params.insert(name, value);
         }
         // `photo=attach://<part>` names the part that holds the file.
@@ -309,7 +310,7 @@ async fn params(request: Request) -> Result<Params, String> {
             .await
             .map_err(|e| e.to_string())?;
         if content_type.starts_with("application/x-www-form-urlencoded") {
-            params.extend(url_pairs(&body).into_iter().map(|(k, v)| {
+            params.extend(url_pairs(&body)?.into_iter().map(|(k, v)| {
                 let value = text_value(&k, v);
                 (k, value)
             }));
@@ -323,8 +324,59 @@ async fn params(request: Request) -> Result<Params, String> {
     Ok(params)
 }
 
-fn url_pairs(bytes: &[u8]) -> HashMap<String, String> {
-    url::form_urlencoded::parse(bytes).into_owned().collect()
+/// A query string's or form's pairs. A name or value that is no UTF-8 once percent-decoded is
+/// refused as the Bot API refuses it (`url`'s own parser would pass it on with U+FFFD in it).
+fn url_pairs(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
+    bytes
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            };
+            let name = utf8("", percent_decoded(name))?;
+            let value = utf8(&name, percent_decoded(value))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte, anything else
+/// (a `%` not followed by two hex digits included) itself.
+fn percent_decoded(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(high), Some(low)) => {
+                    // Two hex digits make one byte: at most 0xFF.
+                    out.push(u8::try_from(high * 16 + low).unwrap_or(u8::MAX));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `bytes` as text, or the Bot API's refusal of a parameter that is no UTF-8: `text` has its
+/// own wording ("text must be encoded in UTF-8", as bots report it from `sendMessage`), any
+/// other string the general one ("strings must be encoded in UTF-8").
+fn utf8(name: &str, bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|_| match name {
+        "text" => "text must be encoded in UTF-8".to_owned(),
+        _ => "strings must be encoded in UTF-8".to_owned(),
+    })
 }
 
 /// A form or multipart value: the parameters the Bot API takes JSON-serialized are read back
@@ -713,4 +765,33 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) 
         message["caption"] = json!(caption);
     }
     state.wire.watch(sent, ok(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::url_pairs;
+
+    proptest! {
+        /// Whatever Unicode a client form-encodes (as `url` and `reqwest` do) reads back as
+        /// written, names included.
+        #[test]
+        fn any_form_encoded_text_reads_back_as_written(name in "\\PC{0,8}", value in "\\PC*") {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(&name, &value)
+                .finish();
+            let pairs = url_pairs(body.as_bytes()).unwrap();
+            prop_assert_eq!(pairs.get(&name), Some(&value));
+        }
+
+        /// Any bytes at all: decoded or refused as no UTF-8, never anything else.
+        #[test]
+        fn any_bytes_decode_or_are_refused_as_no_utf8(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            match url_pairs(&bytes) {
+                Ok(_) => {}
+                Err(reason) => prop_assert!(reason.ends_with("must be encoded in UTF-8"), "{}", reason),
+            }
+        }
+    }
 }

@@ -569,3 +569,50 @@ async fn refusals_in_exempt_chats_are_answered_alike_and_counted_apart() {
     assert_eq!(recorded(&stats.refused, long).count, 1);
     assert_eq!(stats.refused_exempt, 1);
 }
+
+/// Bytes that are no UTF-8 in a form or multipart value are refused, as the Bot API refuses
+/// them, and nothing is sent; the same text well encoded goes through unchanged.
+#[tokio::test]
+async fn a_text_that_is_no_utf8_is_refused_and_not_sent() {
+    let mock = mock().await;
+    let user = mock.user(1, "Ann", None);
+    let post = |body: reqwest::RequestBuilder| async move {
+        let response = body.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let url = format!("{}/bot123:SECRETTOKEN/sendMessage", mock.url());
+    let client = reqwest::Client::new();
+    let form = |body: &'static str| {
+        client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let (status, answer) = post(form("chat_id=1&text=caf%E9")).await;
+    assert_eq!(
+        (status, answer["description"].as_str()),
+        (400, Some("Bad Request: text must be encoded in UTF-8")),
+        "{answer}"
+    );
+    let (status, answer) = post(form("chat_id=1&text=ok&parse_mode=%FF%FE")).await;
+    assert_eq!(
+        (status, answer["description"].as_str()),
+        (400, Some("Bad Request: strings must be encoded in UTF-8")),
+        "{answer}"
+    );
+    let latin1 = reqwest::multipart::Form::new()
+        .text("chat_id", "1")
+        .part("text", reqwest::multipart::Part::bytes(b"caf\xe9".to_vec()));
+    let (status, answer) = post(client.post(&url).multipart(latin1)).await;
+    assert_eq!(
+        (status, answer["description"].as_str()),
+        (400, Some("Bad Request: text must be encoded in UTF-8")),
+        "{answer}"
+    );
+    assert!(user.transcript().is_empty(), "{:?}", user.transcript());
+    // Well encoded, with `+`, `%2B` and a stray `%`: sent as written.
+    let (status, answer) = post(form("chat_id=1&text=caf%C3%A9+%2B1%+%F0%9F%98%80")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["text"], "café +1% 😀");
+}
