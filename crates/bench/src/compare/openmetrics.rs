@@ -117,7 +117,11 @@ pub(super) fn parse(text: &str, path: &str) -> Result<Run, CompareError> {
             "genbot_bench_test_grade" => {
                 let test = label("test");
                 let grade = grade(value).ok_or_else(|| bad(format!("not a grade: {line}")))?;
-                run.tests.entry(test).or_default().0 = grade.to_owned();
+                let graded = &mut run.tests.entry(test.clone()).or_default().0;
+                if !graded.is_empty() {
+                    return Err(bad(format!("the test {test:?} is graded twice")));
+                }
+                *graded = grade.to_owned();
             }
             // NaN stands for a figure the JSON writes as null: not measured.
             "genbot_bench_metric" if !value.is_nan() => {
@@ -135,7 +139,11 @@ pub(super) fn parse(text: &str, path: &str) -> Result<Run, CompareError> {
     for (test, metric, value) in figures {
         // Only graded tests' figures, as the JSON reader keeps only applicable tests.
         if let Some((_, metrics)) = run.tests.get_mut(&test) {
-            metrics.insert(metric, value);
+            if metrics.insert(metric.clone(), value).is_some() {
+                return Err(bad(format!(
+                    "test {test:?} has the metric {metric:?} twice"
+                )));
+            }
         }
     }
     Ok(run)

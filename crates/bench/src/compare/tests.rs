@@ -483,3 +483,22 @@ fn a_report_that_says_a_figure_twice_is_refused() {
     );
     assert!(Run::parse(&good, "good.json").is_ok());
 }
+
+/// The OpenMetrics file is judged as the JSON is: a figure or a grade said twice is refused.
+#[test]
+fn an_openmetrics_file_that_says_a_figure_twice_is_refused() {
+    let grade =
+        "# TYPE genbot_bench_test_grade gauge\ngenbot_bench_test_grade{test=\"db_read\"} 3\n";
+    let metric = "genbot_bench_metric{test=\"db_read\",metric=\"p99_ms\"}";
+    let twice = format!("{grade}# TYPE genbot_bench_metric gauge\n{metric} 900\n{metric} 1\n");
+    let error = Run::parse(&twice, "r.prom")
+        .expect_err("a figure twice")
+        .to_string();
+    assert!(error.contains("\"p99_ms\" twice"), "{error}");
+    let graded_twice = format!("{grade}genbot_bench_test_grade{{test=\"db_read\"}} 0\n");
+    let error = Run::parse(&graded_twice, "r.prom")
+        .expect_err("a grade twice")
+        .to_string();
+    assert!(error.contains("graded twice"), "{error}");
+    assert!(Run::parse(grade, "r.prom").is_ok());
+}

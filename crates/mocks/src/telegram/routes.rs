@@ -104,11 +104,22 @@ async fn call(
     if !bot.starts_with("bot") || bot.len() <= 3 {
         return error(404, "Not Found");
     }
+    let method = method.to_ascii_lowercase();
     let params = match params(request).await {
         Ok(params) => params,
-        Err(reason) => return error(400, &format!("Bad Request: {reason}")),
+        Err(Unreadable::NotUtf8 { name, reason }) => {
+            state.count_method(&method);
+            // A refusal like any other: recorded (the parameter's name, never its bytes).
+            let example = format!("{name}: not UTF-8");
+            return refused(
+                &state,
+                &method,
+                &Params::new(),
+                Refusal::bad_request(reason, example),
+            );
+        }
+        Err(Unreadable::Malformed(reason)) => return error(400, &format!("Bad Request: {reason}")),
     };
-    let method = method.to_ascii_lowercase();
     state.count_method(&method);
     // Parameters first, as the Bot API checks them before anything else.
     if let Err(refusal) = validate::check(&method, &params) {
@@ -254,9 +265,23 @@ const QUERY_INVALID: &str = "query is too old and response timeout expired or qu
 /// Telegram's answer to an edit that changes nothing.
 const NOT_MODIFIED: &str = "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
 
+/// Why a request's parameters could not be read.
+enum Unreadable {
+    /// A query, form or multipart value that is no UTF-8: the Bot API's refusal `reason`.
+    NotUtf8 { name: String, reason: &'static str },
+    /// A body that is no form, multipart or JSON object.
+    Malformed(String),
+}
+
+impl From<String> for Unreadable {
+    fn from(reason: String) -> Self {
+        Unreadable::Malformed(reason)
+    }
+}
+
 /// The request's parameters, whatever the body's encoding. Multipart and form values arrive as
 /// text; numbers and JSON (reply_markup) in them are read back as such.
-async fn params(request: Request) -> Result<Params, String> {
+async fn params(request: Request) -> Result<Params, Unreadable> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -317,7 +342,7 @@ async fn params(request: Request) -> Result<Params, String> {
         } else if !body.is_empty() {
             match serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())? {
                 Value::Object(map) => params.extend(map),
-                _ => return Err("body must be a JSON object".into()),
+                _ => return Err(Unreadable::Malformed("body must be a JSON object".into())),
             }
         }
     }
@@ -326,7 +351,7 @@ async fn params(request: Request) -> Result<Params, String> {
 
 /// A query string's or form's pairs. A name or value that is no UTF-8 once percent-decoded is
 /// refused as the Bot API refuses it (`url`'s own parser would pass it on with U+FFFD in it).
-fn url_pairs(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
+fn url_pairs(bytes: &[u8]) -> Result<HashMap<String, String>, Unreadable> {
     bytes
         .split(|&b| b == b'&')
         .filter(|pair| !pair.is_empty())
@@ -372,10 +397,13 @@ fn percent_decoded(raw: &[u8]) -> Vec<u8> {
 /// `bytes` as text, or the Bot API's refusal of a parameter that is no UTF-8: `text` has its
 /// own wording ("text must be encoded in UTF-8", as bots report it from `sendMessage`), any
 /// other string the general one ("strings must be encoded in UTF-8").
-fn utf8(name: &str, bytes: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(bytes).map_err(|_| match name {
-        "text" => "text must be encoded in UTF-8".to_owned(),
-        _ => "strings must be encoded in UTF-8".to_owned(),
+fn utf8(name: &str, bytes: Vec<u8>) -> Result<String, Unreadable> {
+    String::from_utf8(bytes).map_err(|_| Unreadable::NotUtf8 {
+        name: name.to_owned(),
+        reason: match name {
+            "text" => "text must be encoded in UTF-8",
+            _ => "strings must be encoded in UTF-8",
+        },
     })
 }
 
@@ -771,7 +799,7 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) 
 mod tests {
     use proptest::prelude::*;
 
-    use super::url_pairs;
+    use super::{url_pairs, Unreadable};
 
     proptest! {
         /// Whatever Unicode a client form-encodes (as `url` and `reqwest` do) reads back as
@@ -781,17 +809,17 @@ mod tests {
             let body = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair(&name, &value)
                 .finish();
-            let pairs = url_pairs(body.as_bytes()).unwrap();
-            prop_assert_eq!(pairs.get(&name), Some(&value));
+            let pairs = url_pairs(body.as_bytes()).ok();
+            prop_assert_eq!(pairs.as_ref().and_then(|p| p.get(&name)), Some(&value));
         }
 
         /// Any bytes at all: decoded or refused as no UTF-8, never anything else.
         #[test]
         fn any_bytes_decode_or_are_refused_as_no_utf8(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            match url_pairs(&bytes) {
-                Ok(_) => {}
-                Err(reason) => prop_assert!(reason.ends_with("must be encoded in UTF-8"), "{}", reason),
-            }
+            prop_assert!(
+                !matches!(url_pairs(&bytes), Err(Unreadable::Malformed(_))),
+                "only UTF-8 can make a form unreadable"
+            );
         }
     }
 }

@@ -611,6 +611,26 @@ async fn a_text_that_is_no_utf8_is_refused_and_not_sent() {
         "{answer}"
     );
     assert!(user.transcript().is_empty(), "{:?}", user.transcript());
+    // Recorded as refusals, by the parameter's name only.
+    let stats = mock.stats();
+    let not_text = recorded(&stats.refused, "Bad Request: text must be encoded in UTF-8");
+    assert_eq!(not_text.count, 2);
+    assert!(
+        not_text.examples.iter().all(|e| e == "text: not UTF-8"),
+        "{not_text:?}"
+    );
+    let not_string = recorded(
+        &stats.refused,
+        "Bad Request: strings must be encoded in UTF-8",
+    );
+    assert_eq!(not_string.examples, ["parse_mode: not UTF-8"]);
+    // A query string is read the same way.
+    let (status, answer) = post(client.post(format!("{url}?chat_id=1&text=%C0"))).await;
+    assert_eq!(
+        (status, answer["description"].as_str()),
+        (400, Some("Bad Request: text must be encoded in UTF-8")),
+        "{answer}"
+    );
     // Well encoded, with `+`, `%2B` and a stray `%`: sent as written.
     let (status, answer) = post(form("chat_id=1&text=caf%C3%A9+%2B1%+%F0%9F%98%80")).await;
     assert_eq!(status, 200, "{answer}");
