@@ -3,7 +3,7 @@
 //! two JSON reports: the same tests (those graded; a test not applicable has no grade line and
 //! its figures are left out, as the JSON's are), grades, figures and readiness.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{checked_metric, checked_percent, CompareError, Run};
 
@@ -56,7 +56,10 @@ fn sample(line: &str) -> Option<Sample> {
                     other => value.push(other),
                 }
             };
-            labels.insert(key.trim().to_owned(), value);
+            // A label twice in one sample is no OpenMetrics: not one of ours.
+            if labels.insert(key.trim().to_owned(), value).is_some() {
+                return None;
+            }
             inner = &after[end..];
         }
     }
@@ -94,12 +97,18 @@ pub(super) fn parse(text: &str, path: &str) -> Result<Run, CompareError> {
         tests: BTreeMap::new(),
     };
     let mut figures: Vec<(String, String, f64)> = Vec::new();
+    // Every sample once: the same series twice (whatever its value, NaN included) would be
+    // read as whichever came last.
+    let mut series = BTreeSet::new();
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
         let (name, mut labels, value) =
             sample(line).ok_or_else(|| bad(format!("not an OpenMetrics sample: {line}")))?;
+        if !series.insert((name.clone(), labels.clone())) {
+            return Err(bad(format!("a sample said twice: {line}")));
+        }
         let mut label = |key: &str| labels.remove(key).unwrap_or_default();
         match name.as_str() {
             "genbot_bench_run_info" => run.suite = label("suite"),

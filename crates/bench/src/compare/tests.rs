@@ -484,21 +484,38 @@ fn a_report_that_says_a_figure_twice_is_refused() {
     assert!(Run::parse(&good, "good.json").is_ok());
 }
 
-/// The OpenMetrics file is judged as the JSON is: a figure or a grade said twice is refused.
+/// The OpenMetrics file is judged as the JSON is: any sample said twice (a figure, a grade,
+/// readiness, NaN then a number) or a label twice in one sample is refused.
 #[test]
 fn an_openmetrics_file_that_says_a_figure_twice_is_refused() {
     let grade =
         "# TYPE genbot_bench_test_grade gauge\ngenbot_bench_test_grade{test=\"db_read\"} 3\n";
     let metric = "genbot_bench_metric{test=\"db_read\",metric=\"p99_ms\"}";
-    let twice = format!("{grade}# TYPE genbot_bench_metric gauge\n{metric} 900\n{metric} 1\n");
-    let error = Run::parse(&twice, "r.prom")
-        .expect_err("a figure twice")
+    let readiness = "genbot_bench_readiness_ratio{score=\"seed\"}";
+    for (case, twice) in [
+        ("a figure", format!("{grade}{metric} 900\n{metric} 1\n")),
+        (
+            "NaN then a figure",
+            format!("{grade}{metric} NaN\n{metric} 900\n"),
+        ),
+        (
+            "a grade",
+            format!("{grade}genbot_bench_test_grade{{test=\"db_read\"}} 0\n"),
+        ),
+        (
+            "readiness",
+            format!("{grade}{readiness} 0.2\n{readiness} 1\n"),
+        ),
+    ] {
+        let error = Run::parse(&twice, "r.prom").expect_err(case).to_string();
+        assert!(error.contains("said twice"), "{case}: {error}");
+    }
+    let label_twice = format!("{grade}genbot_bench_test_grade{{test=\"db_read\",test=\"zz\"}} 0\n");
+    let error = Run::parse(&label_twice, "r.prom")
+        .expect_err("a label twice")
         .to_string();
-    assert!(error.contains("\"p99_ms\" twice"), "{error}");
-    let graded_twice = format!("{grade}genbot_bench_test_grade{{test=\"db_read\"}} 0\n");
-    let error = Run::parse(&graded_twice, "r.prom")
-        .expect_err("a grade twice")
-        .to_string();
-    assert!(error.contains("graded twice"), "{error}");
-    assert!(Run::parse(grade, "r.prom").is_ok());
+    assert!(error.contains("not an OpenMetrics sample"), "{error}");
+    let once = format!("{grade}{metric} 4.5\n{readiness} 1\n");
+    let run = Run::parse(&once, "r.prom").expect("each said once");
+    assert_eq!(run.readiness, Some(100.0));
 }

@@ -105,22 +105,23 @@ async fn call(
         return error(404, "Not Found");
     }
     let method = method.to_ascii_lowercase();
-    let params = match params(request).await {
-        Ok(params) => params,
-        Err(Unreadable::NotUtf8 { name, reason }) => {
-            state.count_method(&method);
-            // A refusal like any other: recorded (the parameter's name, never its bytes).
-            let example = format!("{name}: not UTF-8");
-            return refused(
-                &state,
-                &method,
-                &Params::new(),
-                Refusal::bad_request(reason, example),
-            );
-        }
-        Err(Unreadable::Malformed(reason)) => return error(400, &format!("Bad Request: {reason}")),
+    let (params, not_utf8) = match params(request).await {
+        Ok(read) => read,
+        Err(reason) => return error(400, &format!("Bad Request: {reason}")),
     };
     state.count_method(&method);
+    if let Some(NotUtf8 { name, reason }) = not_utf8 {
+        // A refusal like any other: recorded (the parameter's name, never its bytes), in its
+        // chat when that was readable.
+        let name: String = name.chars().take(40).collect();
+        let example = format!("{name}: not UTF-8");
+        return refused(
+            &state,
+            &method,
+            &params,
+            Refusal::bad_request(reason, example),
+        );
+    }
     // Parameters first, as the Bot API checks them before anything else.
     if let Err(refusal) = validate::check(&method, &params) {
         return refused(&state, &method, &params, refusal);
@@ -265,23 +266,20 @@ const QUERY_INVALID: &str = "query is too old and response timeout expired or qu
 /// Telegram's answer to an edit that changes nothing.
 const NOT_MODIFIED: &str = "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
 
-/// Why a request's parameters could not be read.
-enum Unreadable {
-    /// A query, form or multipart value that is no UTF-8: the Bot API's refusal `reason`.
-    NotUtf8 { name: String, reason: &'static str },
-    /// A body that is no form, multipart or JSON object.
-    Malformed(String),
-}
-
-impl From<String> for Unreadable {
-    fn from(reason: String) -> Self {
-        Unreadable::Malformed(reason)
-    }
+/// The first query, form or multipart value that was no UTF-8: the Bot API refuses the call
+/// with `reason`.
+struct NotUtf8 {
+    name: String,
+    reason: &'static str,
 }
 
 /// The request's parameters, whatever the body's encoding. Multipart and form values arrive as
 /// text; numbers and JSON (reply_markup) in them are read back as such.
-async fn params(request: Request) -> Result<Params, Unreadable> {
+///
+/// A value that is no UTF-8 is kept with U+FFFD in it and named in the second part: the caller
+/// refuses the call, knowing its other parameters (its chat).
+async fn params(request: Request) -> Result<(Params, Option<NotUtf8>), String> {
+    let mut not_utf8 = None;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -291,8 +289,7 @@ async fn params(request: Request) -> Result<Params, Unreadable> {
     let query: HashMap<String, String> = request
         .uri()
         .query()
-        .map(|q| url_pairs(q.as_bytes()))
-        .transpose()?
+        .map(|q| url_pairs(q.as_bytes(), &mut not_utf8))
         .unwrap_or_default();
     let mut params: Params = query
         .into_iter()
@@ -317,7 +314,7 @@ async fn params(request: Request) -> Result<Params, Unreadable> {
                 continue;
             }
             let bytes = field.bytes().await.map_err(|e| e.to_string())?;
-            let value = text_value(&name, utf8(&name, bytes.to_vec())?);
+            let value = text_value(&name, decoded(&name, bytes.to_vec(), &mut not_utf8));
             params.insert(name, value);
         }
         // `photo=attach://<part>` names the part that holds the file.
@@ -335,23 +332,24 @@ async fn params(request: Request) -> Result<Params, Unreadable> {
             .await
             .map_err(|e| e.to_string())?;
         if content_type.starts_with("application/x-www-form-urlencoded") {
-            params.extend(url_pairs(&body)?.into_iter().map(|(k, v)| {
+            params.extend(url_pairs(&body, &mut not_utf8).into_iter().map(|(k, v)| {
                 let value = text_value(&k, v);
                 (k, value)
             }));
         } else if !body.is_empty() {
             match serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())? {
                 Value::Object(map) => params.extend(map),
-                _ => return Err(Unreadable::Malformed("body must be a JSON object".into())),
+                _ => return Err("body must be a JSON object".into()),
             }
         }
     }
-    Ok(params)
+    Ok((params, not_utf8))
 }
 
 /// A query string's or form's pairs. A name or value that is no UTF-8 once percent-decoded is
-/// refused as the Bot API refuses it (`url`'s own parser would pass it on with U+FFFD in it).
-fn url_pairs(bytes: &[u8]) -> Result<HashMap<String, String>, Unreadable> {
+/// kept with U+FFFD in it and the first such recorded in `not_utf8` (`url`'s own parser would
+/// pass it on unremarked).
+fn url_pairs(bytes: &[u8], not_utf8: &mut Option<NotUtf8>) -> HashMap<String, String> {
     bytes
         .split(|&b| b == b'&')
         .filter(|pair| !pair.is_empty())
@@ -360,9 +358,9 @@ fn url_pairs(bytes: &[u8]) -> Result<HashMap<String, String>, Unreadable> {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &[][..]),
             };
-            let name = utf8("", percent_decoded(name))?;
-            let value = utf8(&name, percent_decoded(value))?;
-            Ok((name, value))
+            let name = decoded("", percent_decoded(name), not_utf8);
+            let value = decoded(&name, percent_decoded(value), not_utf8);
+            (name, value)
         })
         .collect()
 }
@@ -394,17 +392,24 @@ fn percent_decoded(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `bytes` as text, or the Bot API's refusal of a parameter that is no UTF-8: `text` has its
-/// own wording ("text must be encoded in UTF-8", as bots report it from `sendMessage`), any
-/// other string the general one ("strings must be encoded in UTF-8").
-fn utf8(name: &str, bytes: Vec<u8>) -> Result<String, Unreadable> {
-    String::from_utf8(bytes).map_err(|_| Unreadable::NotUtf8 {
-        name: name.to_owned(),
-        reason: match name {
-            "text" => "text must be encoded in UTF-8",
-            _ => "strings must be encoded in UTF-8",
-        },
-    })
+/// `bytes` as text; when they are no UTF-8, lossily, with the Bot API's refusal recorded in
+/// `not_utf8` (the first only): `text` has its own wording ("text must be encoded in UTF-8", as
+/// bots report it from `sendMessage`), any other string the general one ("strings must be
+/// encoded in UTF-8").
+fn decoded(name: &str, bytes: Vec<u8>, not_utf8: &mut Option<NotUtf8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            not_utf8.get_or_insert_with(|| NotUtf8 {
+                name: name.to_owned(),
+                reason: match name {
+                    "text" => "text must be encoded in UTF-8",
+                    _ => "strings must be encoded in UTF-8",
+                },
+            });
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    }
 }
 
 /// A form or multipart value: the parameters the Bot API takes JSON-serialized are read back
@@ -799,27 +804,35 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) 
 mod tests {
     use proptest::prelude::*;
 
-    use super::{url_pairs, Unreadable};
+    use super::url_pairs;
 
     proptest! {
         /// Whatever Unicode a client form-encodes (as `url` and `reqwest` do) reads back as
-        /// written, names included.
+        /// written, names included, and is not refused.
         #[test]
         fn any_form_encoded_text_reads_back_as_written(name in "\\PC{0,8}", value in "\\PC*") {
             let body = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair(&name, &value)
                 .finish();
-            let pairs = url_pairs(body.as_bytes()).ok();
-            prop_assert_eq!(pairs.as_ref().and_then(|p| p.get(&name)), Some(&value));
+            let mut not_utf8 = None;
+            let pairs = url_pairs(body.as_bytes(), &mut not_utf8);
+            prop_assert!(not_utf8.is_none());
+            prop_assert_eq!(pairs.get(&name), Some(&value));
         }
 
-        /// Any bytes at all: decoded or refused as no UTF-8, never anything else.
+        /// Any bytes at all decode; a form is refused only when something in it was no UTF-8
+        /// (and so holds a U+FFFD it did not bring).
         #[test]
-        fn any_bytes_decode_or_are_refused_as_no_utf8(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            prop_assert!(
-                !matches!(url_pairs(&bytes), Err(Unreadable::Malformed(_))),
-                "only UTF-8 can make a form unreadable"
-            );
+        fn any_bytes_decode_and_are_refused_only_for_bytes_that_are_no_utf8(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut not_utf8 = None;
+            let pairs = url_pairs(&bytes, &mut not_utf8);
+            let replaced = pairs.iter().any(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'));
+            prop_assert!(not_utf8.is_none() || replaced, "a refusal without a replaced byte");
+            if std::str::from_utf8(&bytes).is_ok() && !bytes.contains(&b'%') {
+                prop_assert!(not_utf8.is_none(), "UTF-8 without escapes refused");
+            }
         }
     }
 }

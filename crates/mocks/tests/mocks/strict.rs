@@ -631,6 +631,18 @@ async fn a_text_that_is_no_utf8_is_refused_and_not_sent() {
         (400, Some("Bad Request: text must be encoded in UTF-8")),
         "{answer}"
     );
+    // In a chat exempt from refusals (hostile input sent on purpose) it is counted apart.
+    mock.user(2, "Bob", None);
+    mock.exempt_from_refusals([2]);
+    let (status, _) = post(form("chat_id=2&text=caf%E9")).await;
+    assert_eq!(status, 400);
+    let stats = mock.stats();
+    assert_eq!(stats.refused_exempt, 1);
+    assert_eq!(
+        recorded(&stats.refused, "Bad Request: text must be encoded in UTF-8").count,
+        3,
+        "the exempt chat's refusal is not among the others"
+    );
     // Well encoded, with `+`, `%2B` and a stray `%`: sent as written.
     let (status, answer) = post(form("chat_id=1&text=caf%C3%A9+%2B1%+%F0%9F%98%80")).await;
     assert_eq!(status, 200, "{answer}");
