@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use genbot_config::DatabaseUrl;
+use genbot_config::{DatabaseUrl, RedactedUrl};
 use genbot_store::{NewUser, PgStore, SqliteStore, Store, UserId};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
@@ -44,14 +44,14 @@ pub(crate) fn say_skipped(test: &str, reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }
 
-/// A PostgreSQL store in a fresh schema, or `None` (with a visible note) when `DATABASE_URL`
-/// does not name PostgreSQL. Under CI (`CI` set) a missing server is a failure, not a skip.
-pub(crate) async fn postgres(test: &str) -> Option<TestStore> {
-    let url = match std::env::var("DATABASE_URL")
+/// The PostgreSQL server `DATABASE_URL` names, or `None` (with a visible note) when it names
+/// none. Under CI (`CI` set) a missing server is a failure, not a skip.
+pub(crate) fn postgres_server(test: &str) -> Option<RedactedUrl> {
+    match std::env::var("DATABASE_URL")
         .ok()
         .map(|u| DatabaseUrl::parse(&u))
     {
-        Some(Ok(DatabaseUrl::Postgres(url))) => url,
+        Some(Ok(DatabaseUrl::Postgres(url))) => Some(url),
         _ => {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -61,9 +61,14 @@ pub(crate) async fn postgres(test: &str) -> Option<TestStore> {
                 test,
                 "set DATABASE_URL=postgres://… to run the PostgreSQL variant",
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// A PostgreSQL store in a fresh schema on [`postgres_server`], or `None` when there is none.
+pub(crate) async fn postgres(test: &str) -> Option<TestStore> {
+    let url = postgres_server(test)?;
     let base: PgConnectOptions = url.expose().parse().expect("postgres url");
     let schema = format!("genbot_test_{:016x}", rand::random::<u64>());
     let mut admin = sqlx::PgConnection::connect_with(&base)

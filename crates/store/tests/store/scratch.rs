@@ -1,30 +1,12 @@
 //! Scratch databases never outlive their handle, even when the run holding one fails.
 
-use genbot_config::DatabaseUrl;
+use genbot_config::RedactedUrl;
 use genbot_store::scratch::ScratchDatabase;
 use sqlx::Connection as _;
 
-use crate::helpers::say_skipped;
+use crate::helpers::postgres_server as server;
 
-/// The `DATABASE_URL` server, or `None` (with a visible note) outside CI when it names none.
-fn server(test: &str) -> Option<genbot_config::RedactedUrl> {
-    match std::env::var("DATABASE_URL")
-        .ok()
-        .map(|u| DatabaseUrl::parse(&u))
-    {
-        Some(Ok(DatabaseUrl::Postgres(url))) => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but DATABASE_URL does not name a PostgreSQL server"
-            );
-            say_skipped(test, "set DATABASE_URL=postgres://… to run it");
-            None
-        }
-    }
-}
-
-async fn exists(server: &genbot_config::RedactedUrl, name: &str) -> bool {
+async fn exists(server: &RedactedUrl, name: &str) -> bool {
     let options: sqlx::postgres::PgConnectOptions = server.expose().parse().unwrap();
     let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
     sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
