@@ -92,6 +92,10 @@ pub struct TelegramMockStats {
     pub throttled: u64,
     /// Time from each update to the bot's first answer in that chat, in order of answers.
     pub answer_latencies: Vec<Duration>,
+    /// How long each update waited at the mock before a `getUpdates` first returned it (the
+    /// bot's polling lag, Telegram's side of it), in order of first delivery; updates pushed to
+    /// a webhook are not counted.
+    pub intake_waits: Vec<Duration>,
     /// Updates not answered yet.
     pub unanswered: u64,
     /// Sends answered 403 because the user blocked the bot, per chat.
@@ -168,10 +172,31 @@ pub(super) type RawUpdate = Arc<str>;
 struct Updates {
     next_id: i64,
     /// Each waiting update with its kind (`message`, `callback_query`, …).
-    queue: VecDeque<(i64, String, RawUpdate)>,
+    queue: VecDeque<Queued>,
     /// The kinds the bot asked for (`allowed_updates` of its last `getUpdates`/`setWebhook`);
     /// `None`: every kind. As Telegram does, other kinds are dropped, not delivered.
     allowed: Option<Vec<String>>,
+}
+
+/// An update waiting for the bot's `getUpdates`.
+#[derive(Debug)]
+struct Queued {
+    id: i64,
+    kind: String,
+    raw: RawUpdate,
+    /// When it was queued, until a `getUpdates` first returned it.
+    undelivered_since: Option<Instant>,
+}
+
+impl Queued {
+    fn new(id: i64, kind: String, raw: RawUpdate) -> Self {
+        Queued {
+            id,
+            kind,
+            raw,
+            undelivered_since: Some(Instant::now()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -688,7 +713,9 @@ impl BotState {
                     true
                 }
                 None => {
-                    updates.queue.push_back((update_id, kind, update));
+                    updates
+                        .queue
+                        .push_back(Queued::new(update_id, kind, update));
                     true
                 }
             };
@@ -728,7 +755,7 @@ impl BotState {
                 Some((_, pusher)) => {
                     let _ = pusher.send(raw);
                 }
-                None => updates.queue.push_back((update_id, kind, raw)),
+                None => updates.queue.push_back(Queued::new(update_id, kind, raw)),
             }
             (update_id, allowed)
         };
@@ -876,26 +903,37 @@ impl BotState {
     /// allow are dropped.
     pub(super) fn take_updates(&self, offset: i64, limit: usize) -> Vec<RawUpdate> {
         let mut updates = self.updates.lock();
-        while updates.queue.front().is_some_and(|(id, _, _)| *id < offset) {
+        while updates
+            .queue
+            .front()
+            .is_some_and(|queued| queued.id < offset)
+        {
             updates.queue.pop_front();
         }
         let before = updates.queue.len();
         // Borrowed, not cloned (this runs on every poll); with every kind allowed nothing drops.
         let Updates { queue, allowed, .. } = &mut *updates;
         if allowed.is_some() {
-            queue.retain(|(_, kind, _)| allows(allowed.as_deref(), kind));
+            queue.retain(|queued| allows(allowed.as_deref(), &queued.kind));
         }
-        let dropped = (before - updates.queue.len()) as u64;
-        let batch: Vec<RawUpdate> = updates
-            .queue
-            .iter()
+        let dropped = (before - queue.len()) as u64;
+        let now = Instant::now();
+        let mut waits = Vec::new();
+        let batch: Vec<RawUpdate> = queue
+            .iter_mut()
             .take(limit)
-            .map(|(_, _, u)| u.clone())
+            .map(|queued| {
+                if let Some(since) = queued.undelivered_since.take() {
+                    waits.push(now.saturating_duration_since(since));
+                }
+                queued.raw.clone()
+            })
             .collect();
         drop(updates);
         let mut counters = self.counters.lock();
         counters.updates_delivered += batch.len() as u64;
         counters.updates_not_allowed += dropped;
+        counters.intake_waits.append(&mut waits);
         batch
     }
 

@@ -343,3 +343,31 @@ async fn answers_are_counted_in_place_from_an_index_and_an_arrival_time() {
         .await
         .is_none());
 }
+
+#[tokio::test]
+async fn an_updates_intake_wait_is_counted_once_at_its_first_delivery() {
+    let mock = TelegramMock::start(TelegramMockConfig::default())
+        .await
+        .unwrap();
+    let user = mock.user(43, "Bea", None);
+    user.send_text("/start");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, first) = call(&mock, "getUpdates", json!({"offset": 0})).await;
+    assert_eq!(first["result"].as_array().map(Vec::len), Some(1));
+    // Not confirmed: returned again, as Telegram does, but it waited only once.
+    let (_, again) = call(&mock, "getUpdates", json!({"offset": 0})).await;
+    assert_eq!(again["result"].as_array().map(Vec::len), Some(1));
+    let stats = mock.stats();
+    assert_eq!(stats.updates_delivered, 2);
+    assert_eq!(stats.intake_waits.len(), 1, "{:?}", stats.intake_waits);
+    assert!(
+        stats.intake_waits[0] >= Duration::from_millis(140),
+        "{:?}",
+        stats.intake_waits
+    );
+    // The next update is counted at its own first delivery.
+    user.send_text("/help");
+    let next = first["result"][0]["update_id"].as_i64().unwrap() + 1;
+    call(&mock, "getUpdates", json!({"offset": next})).await;
+    assert_eq!(mock.stats().intake_waits.len(), 2);
+}
