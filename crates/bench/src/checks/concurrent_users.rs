@@ -333,8 +333,8 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         .metric("purchases_credited", credited as f64)
         .metric("ledger_mismatches", unbalanced as f64);
     out.fact(ctx.text(
-        format!("of that latency, updates waited at the Bot API mock until a getUpdates fetched them (the bot's polling lag): p50 {:.1} ms, p99 {:.1} ms", intake.p50_ms, intake.p99_ms),
-        format!("из этой задержки обновления ждали в моке Bot API, пока getUpdates их не забрал (задержка опроса бота): p50 {:.1} мс, p99 {:.1} мс", intake.p50_ms, intake.p99_ms),
+        format!("part of that latency: updates (of every kind, payments' too) waited at the Bot API mock until a getUpdates fetched them (the bot's polling lag): p50 {:.1} ms, p99 {:.1} ms", intake.p50_ms, intake.p99_ms),
+        format!("часть этой задержки: обновления (всех видов, платежи тоже) ждали в моке Bot API, пока getUpdates их не забрал (задержка опроса бота): p50 {:.1} мс, p99 {:.1} мс", intake.p50_ms, intake.p99_ms),
     ));
     // Which step the tail comes from, as users saw it: from sending to the answer the step
     // expects (a payment's receipt comes after its checkout), their own wake-up included, so

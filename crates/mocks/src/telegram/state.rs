@@ -94,7 +94,8 @@ pub struct TelegramMockStats {
     pub answer_latencies: Vec<Duration>,
     /// How long each update waited at the mock before a `getUpdates` first returned it (the
     /// bot's polling lag, Telegram's side of it), in order of first delivery; updates pushed to
-    /// a webhook are not counted.
+    /// a webhook are not counted (one queued before `setWebhook` and fetched after
+    /// `deleteWebhook` counts the whole time between).
     pub intake_waits: Vec<Duration>,
     /// Updates not answered yet.
     pub unanswered: u64,
@@ -929,8 +930,10 @@ impl BotState {
                 queued.raw.clone()
             })
             .collect();
-        drop(updates);
+        // Counted under the queue's lock (then the counters', the order every path takes), so
+        // two overlapping polls add their waits in the order they took the updates.
         let mut counters = self.counters.lock();
+        drop(updates);
         counters.updates_delivered += batch.len() as u64;
         counters.updates_not_allowed += dropped;
         counters.intake_waits.append(&mut waits);

@@ -352,22 +352,38 @@ async fn an_updates_intake_wait_is_counted_once_at_its_first_delivery() {
     let user = mock.user(43, "Bea", None);
     user.send_text("/start");
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let (_, first) = call(&mock, "getUpdates", json!({"offset": 0})).await;
-    assert_eq!(first["result"].as_array().map(Vec::len), Some(1));
-    // Not confirmed: returned again, as Telegram does, but it waited only once.
-    let (_, again) = call(&mock, "getUpdates", json!({"offset": 0})).await;
-    assert_eq!(again["result"].as_array().map(Vec::len), Some(1));
-    let stats = mock.stats();
-    assert_eq!(stats.updates_delivered, 2);
-    assert_eq!(stats.intake_waits.len(), 1, "{:?}", stats.intake_waits);
-    assert!(
-        stats.intake_waits[0] >= Duration::from_millis(140),
-        "{:?}",
-        stats.intake_waits
-    );
-    // The next update is counted at its own first delivery.
     user.send_text("/help");
-    let next = first["result"][0]["update_id"].as_i64().unwrap() + 1;
-    call(&mock, "getUpdates", json!({"offset": next})).await;
-    assert_eq!(mock.stats().intake_waits.len(), 2);
+    let (_, first) = call(&mock, "getUpdates", json!({"offset": 0})).await;
+    assert_eq!(first["result"].as_array().map(Vec::len), Some(2));
+    // Timed from when each was queued to one moment of delivery: the first waited 150 ms more.
+    let waits = mock.stats().intake_waits;
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    assert!(
+        waits[0] >= waits[1] + Duration::from_millis(150),
+        "{waits:?}"
+    );
+    // Not confirmed: returned again, as Telegram does, but each waited only once.
+    let (_, again) = call(&mock, "getUpdates", json!({"offset": 0})).await;
+    assert_eq!(again["result"].as_array().map(Vec::len), Some(2));
+    let stats = mock.stats();
+    assert_eq!(stats.updates_delivered, 4);
+    assert_eq!(stats.intake_waits.len(), 2);
+    // Past `limit`, an update is counted when it is first returned, not before.
+    let next = first["result"][1]["update_id"].as_i64().unwrap() + 1;
+    user.send_text("/balance");
+    user.send_text("/models");
+    let (_, one) = call(&mock, "getUpdates", json!({"offset": next, "limit": 1})).await;
+    assert_eq!(one["result"].as_array().map(Vec::len), Some(1));
+    assert_eq!(mock.stats().intake_waits.len(), 3);
+    // A kind the bot left out of `allowed_updates` is dropped, never delivered nor counted.
+    user.send_text("/buy");
+    let (_, none) = call(
+        &mock,
+        "getUpdates",
+        json!({"offset": next + 2, "allowed_updates": ["callback_query"]}),
+    )
+    .await;
+    assert_eq!(none["result"].as_array().map(Vec::len), Some(0));
+    let stats = mock.stats();
+    assert_eq!(stats.intake_waits.len(), 3, "{:?}", stats.intake_waits);
 }
