@@ -37,8 +37,6 @@ const POLL: Duration = Duration::from_secs(1);
 const MAX_ATTEMPTS: u32 = 10;
 /// Telegram's limit for photos; larger images go as documents (up to 50 MB).
 const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
-/// Telegram's caption limit, in characters.
-const CAPTION_MAX: usize = 1024;
 /// A delivered image's original bytes are kept this long, for "as file".
 const KEEP_ORIGINALS: Duration = Duration::from_secs(86_400);
 /// A result for a group that is busy sending is looked at again this much later.
@@ -286,7 +284,7 @@ async fn send_image(
     delivery: &Delivery,
     reply: Option<ReplyParameters>,
 ) -> Result<Option<String>, RequestError> {
-    let caption: String = delivery.prompt.chars().take(CAPTION_MAX).collect();
+    let caption = crate::shared::reply::caption(&delivery.prompt);
     let bot = front.bot();
     let lang = front.language_of(delivery.user).await;
     let keyboard = crate::shared::buttons::result_keyboard(lang, delivery.job);

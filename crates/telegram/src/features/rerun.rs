@@ -20,20 +20,13 @@ use teloxide::RequestError;
 use crate::pacing::{send, send_reading};
 use crate::shared::buttons::{result_keyboard, Button};
 use crate::shared::ids::{is_group, press_chat, reply_target, user_id};
-use crate::shared::reply::shorten;
+use crate::shared::reply::{caption, shorten};
 use crate::shared::{submit, HandlerError};
 use crate::texts::{self, Lang};
 use crate::Front;
 
 /// Images `/history` sends per page.
 const PAGE: u32 = 5;
-/// Telegram's caption limit, in characters.
-const CAPTION_MAX: usize = 1024;
-
-fn caption(prompt: &str) -> String {
-    prompt.chars().take(CAPTION_MAX).collect()
-}
-
 /// `/history`: a page of the user's images, newest first, older than `before`.
 pub(crate) async fn show_history(
     front: &Front,

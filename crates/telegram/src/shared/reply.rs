@@ -1,6 +1,6 @@
 //! Answers that follow a rule of their own: in a group (a reply to the asking message, at most
 //! once a minute per member), to a button press (to the presser alone), and user text echoed
-//! back (cut on a character boundary).
+//! back (cut on a character boundary, to a length as Telegram counts it: UTF-16 code units).
 
 use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, ReplyParameters};
@@ -43,21 +43,62 @@ pub(crate) async fn to_press(front: &Front, query: &CallbackQuery, text: String)
     Ok(())
 }
 
-/// At most `max` characters of `text`, with `…` when cut (user-supplied data echoed back).
+/// Telegram's caption limit, in UTF-16 code units (Telegram counts every length that way: an
+/// emoji or a "fancy font" letter outside the Basic Multilingual Plane is two).
+const CAPTION_MAX: usize = 1024;
+
+/// A prompt (or a line holding one) as an image's caption: its longest prefix Telegram takes.
+/// Cut by characters, 1,000 astral characters were 2,000 units: every send was refused as "message
+/// caption is too long", and the image never reached its user.
+pub(crate) fn caption(text: &str) -> String {
+    fit_utf16(text, CAPTION_MAX).to_owned()
+}
+
+/// The longest prefix of `text`, cut between characters, at most `max` UTF-16 code units long.
+pub(crate) fn fit_utf16(text: &str, max: usize) -> &str {
+    let mut units = 0;
+    for (at, c) in text.char_indices() {
+        units += c.len_utf16();
+        if units > max {
+            return text.get(..at).unwrap_or_default();
+        }
+    }
+    text
+}
+
+/// At most `max` UTF-16 code units of `text`, with `…` when cut (user-supplied data echoed
+/// back).
 pub(crate) fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or_default()),
-        None => text.to_owned(),
+    let kept = fit_utf16(text, max);
+    if kept.len() == text.len() {
+        text.to_owned()
+    } else {
+        format!("{kept}…")
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::shorten;
+    use super::{caption, fit_utf16, shorten, CAPTION_MAX};
+
+    fn utf16_len(text: &str) -> usize {
+        text.encode_utf16().count()
+    }
+
+    #[test]
+    fn a_caption_of_astral_characters_fits_telegrams_limit() {
+        let emoji = "😀".repeat(999);
+        let cut = caption(&emoji);
+        assert_eq!(utf16_len(&cut), CAPTION_MAX);
+        assert_eq!(cut.chars().count(), CAPTION_MAX / 2);
+        // One unit short of a pair: the pair is left out whole, not split.
+        assert_eq!(fit_utf16("a😀", 2), "a");
+        assert_eq!(caption("a short prompt"), "a short prompt");
+    }
 
     proptest::proptest! {
         /// User text echoed back (a forged model id, a prompt in a caption) is cut on a
-        /// character boundary: at most `max` characters and the ellipsis, a prefix of the text.
+        /// character boundary: at most `max` UTF-16 units and the ellipsis, a prefix of the text.
         #[test]
         fn echoed_text_is_cut_on_characters(
             text in crate::command::arbitrary_text(),
@@ -66,7 +107,21 @@ mod tests {
             let short = shorten(&text, max);
             let kept = short.strip_suffix('…').unwrap_or(&short);
             proptest::prop_assert!(text.starts_with(kept));
-            proptest::prop_assert!(kept.chars().count() <= max);
+            proptest::prop_assert!(utf16_len(kept) <= max);
+        }
+
+        /// A cut is the longest prefix within the limit: the next character would pass it.
+        #[test]
+        fn a_cut_keeps_all_that_fits(
+            text in crate::command::arbitrary_text(),
+            max in 0usize..80,
+        ) {
+            let kept = fit_utf16(&text, max);
+            proptest::prop_assert!(text.starts_with(kept));
+            proptest::prop_assert!(utf16_len(kept) <= max);
+            if let Some(next) = text.get(kept.len()..).and_then(|rest| rest.chars().next()) {
+                proptest::prop_assert!(utf16_len(kept) + next.len_utf16() > max);
+            }
         }
     }
 }

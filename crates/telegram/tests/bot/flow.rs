@@ -269,3 +269,17 @@ async fn a_photo_still_being_sent_when_its_lease_passes_is_not_sent_again() {
         .await;
     assert!(twice.is_none(), "the photo was sent twice: {twice:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_of_emoji_gets_its_image_with_a_caption_telegram_takes() {
+    let bot = spawn_bot(Options::default()).await;
+    let zoe = bot.telegram.user(1004, "Zoe", None);
+    say(&zoe, "/start").await;
+    // 999 characters, under the 1,000-character prompt limit, but 1,998 UTF-16 units: twice
+    // Telegram's caption limit, which the Bot API mock enforces as Telegram does.
+    let prompt = "😀".repeat(999);
+    say(&zoe, &prompt).await;
+    let caption = photo(&zoe).await.expect("the image reaches its user");
+    assert_eq!(caption.encode_utf16().count(), 1024);
+    assert!(prompt.starts_with(&caption));
+}
