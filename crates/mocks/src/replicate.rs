@@ -110,6 +110,12 @@ impl ReplicateMock {
         self.state.set_output_size(bytes);
     }
 
+    /// Every output image served from now on is a blank PNG of `width` × `height` pixels
+    /// (`None`: 1 × 1): a panorama Telegram refuses as a photo, say.
+    pub fn set_output_dimensions(&self, dimensions: Option<(u32, u32)>) {
+        self.state.set_output_dimensions(dimensions);
+    }
+
     /// The next `times` requests for output files answer 500 (a CDN having a bad minute).
     pub fn fail_output_downloads(&self, times: u32) {
         self.state.fail_output_downloads(times);

@@ -263,7 +263,17 @@ fn error_code(error: &RequestError) -> &'static str {
         RequestError::RetryAfter(_) => "429",
         blocked if crate::pacing::is_blocked(blocked) => "403",
         RequestError::Api(ApiError::InvalidToken) => "401",
-        // Unknown descriptions are mostly server errors ("Bad Gateway", "Internal Server Error").
+        // An unknown description is a refusal when it says so ("Bad Request: …"), else a
+        // server's error ("Bad Gateway", "Internal Server Error").
+        RequestError::Api(ApiError::Unknown(description))
+            if crate::pacing::is_refusal_description(description) =>
+        {
+            match description {
+                d if d.starts_with("Forbidden") => "403",
+                d if d.starts_with("Unauthorized") => "401",
+                _ => "400",
+            }
+        }
         RequestError::Api(ApiError::Unknown(_)) => "5xx",
         RequestError::Api(_) | RequestError::MigrateToChatId(_) => "400",
         RequestError::Network(_) | RequestError::Io(_) => "network",
@@ -296,5 +306,26 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("# TYPE genbot_cache_hits counter"), "{out}");
+    }
+
+    /// A refusal teloxide has no name for is counted as the refusal it says it is, not as a
+    /// server error.
+    #[test]
+    fn unknown_descriptions_are_labelled_by_what_they_say() {
+        let unknown = |d: &str| RequestError::Api(ApiError::Unknown(d.to_owned()));
+        let cases = [
+            ("Bad Request: PHOTO_INVALID_DIMENSIONS", "400"),
+            (
+                "Forbidden: bot can't initiate conversation with a user",
+                "403",
+            ),
+            ("Bad Gateway", "5xx"),
+            ("Internal Server Error", "5xx"),
+            ("Bad Gateway (HTTP 502, not a Bot API answer)", "5xx"),
+            ("something nobody has seen", "5xx"),
+        ];
+        for (description, code) in cases {
+            assert_eq!(error_code(&unknown(description)), code, "{description}");
+        }
     }
 }

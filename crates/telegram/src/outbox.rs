@@ -315,24 +315,33 @@ async fn send_image(
             .await
             .map(JobImage::from),
     };
+    let as_document = |image: JobImage| {
+        let input = InputFile::memory(image.bytes).file_name(image.file_name);
+        let document = bot
+            .send_document(chat, input)
+            .caption(caption.clone())
+            .reply_markup(keyboard.clone());
+        let document = match reply.clone() {
+            Some(reply) => document.reply_parameters(reply),
+            None => document,
+        };
+        send_document(front, delivery.job, chat, document)
+    };
     match image {
         Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
+            // Kept for a document, should Telegram refuse the bytes as a photo.
+            let kept = image.clone();
             let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let message = send_result(front, chat, photo(input)).await?;
-            Ok(photo_file_id(&message))
-        }
-        Ok(image) => {
-            let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            let mut document = bot
-                .send_document(chat, input)
-                .caption(caption.clone())
-                .reply_markup(keyboard.clone());
-            if let Some(reply) = reply.clone() {
-                document = document.reply_parameters(reply);
+            match send_result(front, chat, photo(input)).await {
+                Ok(message) => Ok(photo_file_id(&message)),
+                Err(refusal) if refused_as_photo(&refusal) => {
+                    tracing::info!(job_id = delivery.job.0, error = %refusal, "Telegram refused the image as a photo; sending it as a document");
+                    as_document(kept).await
+                }
+                Err(other) => Err(other),
             }
-            let message = send_result(front, chat, document).await?;
-            Ok(message.document().map(|d| d.file.id.to_string()))
         }
+        Ok(image) => as_document(image).await,
         Err(reason) => {
             tracing::warn!(job_id = delivery.job.0, %reason, "no stored image and the download failed; Telegram fetches the URL instead");
             let Ok(parsed) = url.parse() else {
@@ -341,6 +350,49 @@ async fn send_image(
             let message = send_result(front, chat, photo(InputFile::url(parsed))).await?;
             Ok(photo_file_id(&message))
         }
+    }
+}
+
+/// Sends a result as a document. Its `file_id` is kept as the job's document (for "as file"),
+/// not as its photo: `/history` re-sends photos by `file_id`, and Telegram refuses a
+/// document's id as a photo.
+async fn send_document(
+    front: &Front,
+    job: JobId,
+    chat: ChatId,
+    document: teloxide::requests::MultipartRequest<teloxide::payloads::SendDocument>,
+) -> Result<Option<String>, RequestError> {
+    let message = send_result(front, chat, document).await?;
+    if let Some(sent) = message.document() {
+        // The image reached the user; failing to keep the id only costs the next upload.
+        if let Err(error) = front
+            .engine()
+            .store()
+            .keep_job_document(job, &sent.file.id.to_string())
+            .await
+        {
+            tracing::warn!(job_id = job.0, %error, "could not keep the document's file_id");
+        }
+    }
+    Ok(None)
+}
+
+/// Whether Telegram refused an uploaded photo for what it is (its dimensions, a format it
+/// cannot process), where the same bytes as a document, which Telegram takes as they are,
+/// would reach the user. A refusal of the chat (blocked, not found) is not one: it would
+/// refuse the document too.
+fn refused_as_photo(error: &RequestError) -> bool {
+    match error {
+        RequestError::Api(ApiError::ImageProcessFailed | ApiError::PhotoAsInputFileRequired) => {
+            true
+        }
+        RequestError::Api(ApiError::Unknown(description)) => {
+            crate::pacing::is_refusal_description(description)
+                && ["PHOTO", "IMAGE"]
+                    .iter()
+                    .any(|word| description.contains(word))
+        }
+        _ => false,
     }
 }
 
@@ -382,8 +434,11 @@ fn classify(error: &RequestError, attempts: u32) -> DeliveryOutcome {
             }
         }
         RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => true,
-        // Unknown descriptions are mostly server errors (5xx); known ones are refusals.
-        RequestError::Api(ApiError::Unknown(_)) => true,
+        // An unknown description is a server error's (5xx) unless it says it is a refusal
+        // ("Bad Request: …"): sending the same again cannot pass, so it is not tried for minutes.
+        RequestError::Api(ApiError::Unknown(description)) => {
+            !crate::pacing::is_refusal_description(description)
+        }
         _ => false,
     };
     if retryable && attempts + 1 < MAX_ATTEMPTS {
@@ -427,6 +482,23 @@ mod tests {
             classify(&gateway, MAX_ATTEMPTS),
             DeliveryOutcome::GaveUp { .. }
         ));
+        // A refusal teloxide has no name for is still a refusal: given up at once.
+        let unknown = RequestError::Api(ApiError::Unknown(
+            "Bad Request: PHOTO_INVALID_DIMENSIONS".into(),
+        ));
+        assert!(matches!(
+            classify(&unknown, 0),
+            DeliveryOutcome::GaveUp { .. }
+        ));
+        assert!(refused_as_photo(&unknown));
+        let proxy = RequestError::Api(ApiError::Unknown(
+            "Bad Gateway (HTTP 502, not a Bot API answer)".into(),
+        ));
+        assert!(matches!(classify(&proxy, 0), DeliveryOutcome::Retry { .. }));
+        assert!(!refused_as_photo(&proxy));
+        assert!(!refused_as_photo(&RequestError::Api(
+            ApiError::ChatNotFound
+        )));
         let wait = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(7));
         assert_eq!(
             classify(&wait, 0),

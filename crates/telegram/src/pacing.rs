@@ -399,6 +399,20 @@ pub(crate) fn is_server_description(description: &str) -> bool {
     SERVER.iter().any(|s| description.contains(s))
 }
 
+/// Whether a Bot API description teloxide does not know is a refusal (a 4xx such as "Bad
+/// Request: PHOTO_INVALID_DIMENSIONS"): the same request cannot pass later. Anything else it
+/// does not know is taken for a server's or a proxy's error, worth trying again.
+pub(crate) fn is_refusal_description(description: &str) -> bool {
+    const REFUSALS: [&str; 5] = [
+        "Bad Request",
+        "Forbidden",
+        "Unauthorized",
+        "Not Found",
+        "Conflict",
+    ];
+    !is_server_description(description) && REFUSALS.iter().any(|r| description.starts_with(r))
+}
+
 /// Whether Telegram (or a proxy in front of it) had a server error (5xx): worth trying again.
 pub(crate) fn is_server_error(error: &RequestError) -> bool {
     match error {

@@ -287,13 +287,19 @@ async fn file(
 ) -> Response {
     let with_token = headers.contains_key(header::AUTHORIZATION);
     match state.serve_output(&file, with_token) {
-        OutputAnswer::Image(None) => {
-            ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response()
-        }
-        OutputAnswer::Image(Some(size)) => {
+        OutputAnswer::Image {
+            size: None,
+            dimensions: None,
+        } => ([(header::CONTENT_TYPE, "image/png")], TINY_PNG).into_response(),
+        OutputAnswer::Image { size, dimensions } => {
+            let mut bytes = match dimensions {
+                Some((width, height)) => crate::png::blank(width, height),
+                None => TINY_PNG.to_vec(),
+            };
             // A valid PNG whose padding after its end chunk makes it `size` bytes.
-            let mut bytes = TINY_PNG.to_vec();
-            bytes.resize(size.max(TINY_PNG.len()), 0);
+            if let Some(size) = size {
+                bytes.resize(size.max(bytes.len()), 0);
+            }
             ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
         }
         OutputAnswer::Gone => problem(

@@ -39,6 +39,8 @@ pub(super) struct MockState {
 struct Outputs {
     /// Bytes of every output file (a PNG padded at its end); `None` = the 67-byte PNG.
     size: Option<usize>,
+    /// Width and height of every output image; `None` = 1 × 1.
+    dimensions: Option<(u32, u32)>,
     /// The next this many downloads answer 500.
     failing: u32,
 }
@@ -47,7 +49,12 @@ struct Outputs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OutputAnswer {
     /// The image, of this many bytes (`None`: the 67-byte PNG).
-    Image(Option<usize>),
+    Image {
+        /// Bytes, padding included (`None`: as the image is).
+        size: Option<usize>,
+        /// Width and height (`None`: the 1 × 1 PNG).
+        dimensions: Option<(u32, u32)>,
+    },
     /// Gone (404), as Replicate's outputs are after an hour.
     Gone,
     /// A scripted server error (500).
@@ -453,13 +460,21 @@ impl MockState {
             OutputAnswer::Gone
         } else {
             counters.output_downloads += 1;
-            OutputAnswer::Image(outputs.size)
+            OutputAnswer::Image {
+                size: outputs.size,
+                dimensions: outputs.dimensions,
+            }
         }
     }
 
     /// Every output file from now on has `bytes` bytes (`None`: the 67-byte PNG).
     pub(super) fn set_output_size(&self, bytes: Option<usize>) {
         self.outputs.lock().size = bytes;
+    }
+
+    /// Every output image from now on is `width` × `height` (`None`: 1 × 1).
+    pub(super) fn set_output_dimensions(&self, dimensions: Option<(u32, u32)>) {
+        self.outputs.lock().dimensions = dimensions;
     }
 
     /// The next `times` output downloads answer 500.

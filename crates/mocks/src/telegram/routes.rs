@@ -105,7 +105,7 @@ async fn call(
         return error(404, "Not Found");
     }
     let method = method.to_ascii_lowercase();
-    let (params, not_utf8) = match params(request).await {
+    let (params, not_utf8, images) = match params(request).await {
         Ok(read) => read,
         Err(reason) => return error(400, &format!("Bad Request: {reason}")),
     };
@@ -169,6 +169,22 @@ async fn call(
         }
         "sendmessage" => send_message(&state, &params),
         "editmessagetext" => edit_message_text(&state, &params),
+        "sendphoto"
+            if images
+                .get("photo")
+                .is_some_and(|size| !photo_dimensions_allowed(*size)) =>
+        {
+            let (width, height) = images.get("photo").copied().unwrap_or_default();
+            refused(
+                &state,
+                &method,
+                &params,
+                Refusal::bad_request(
+                    "PHOTO_INVALID_DIMENSIONS",
+                    format!("photo: {width}×{height}"),
+                ),
+            )
+        }
         "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
         "sendchataction" => {
             let action = text(&params, "action").unwrap_or_default();
@@ -277,9 +293,11 @@ struct NotUtf8 {
 /// text; numbers and JSON (reply_markup) in them are read back as such.
 ///
 /// A value that is no UTF-8 is kept with U+FFFD in it and named in the second part: the caller
-/// refuses the call, knowing its other parameters (its chat).
-async fn params(request: Request) -> Result<(Params, Option<NotUtf8>), String> {
+/// refuses the call, knowing its other parameters (its chat). The third part gives the size of
+/// each uploaded PNG, as Telegram reads it before taking a photo.
+async fn params(request: Request) -> Result<(Params, Option<NotUtf8>, Images), String> {
     let mut not_utf8 = None;
+    let mut images = Images::new();
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -303,12 +321,16 @@ async fn params(request: Request) -> Result<(Params, Option<NotUtf8>), String> {
             .await
             .map_err(|e| e.to_string())?;
         let mut files = HashMap::new();
+        let mut sizes = HashMap::new();
         while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
             let name = field.name().unwrap_or_default().to_owned();
             // An uploaded file is recorded by name and size: its bytes are no text.
             if let Some(file_name) = field.file_name().map(str::to_owned) {
                 let bytes = field.bytes().await.map_err(|e| e.to_string())?;
                 let upload = format!("upload:{file_name} ({} bytes)", bytes.len());
+                if let Some(size) = crate::png::dimensions(&bytes) {
+                    sizes.insert(name.clone(), size);
+                }
                 files.insert(name.clone(), upload.clone());
                 params.insert(name, Value::String(upload));
                 continue;
@@ -318,12 +340,14 @@ async fn params(request: Request) -> Result<(Params, Option<NotUtf8>), String> {
             params.insert(name, value);
         }
         // `photo=attach://<part>` names the part that holds the file.
-        for value in params.values_mut() {
-            let attached = value
-                .as_str()
-                .and_then(|v| v.strip_prefix("attach://"))
-                .and_then(|part| files.get(part));
-            if let Some(upload) = attached {
+        for (name, value) in params.iter_mut() {
+            let Some(part) = value.as_str().and_then(|v| v.strip_prefix("attach://")) else {
+                continue;
+            };
+            if let Some(size) = sizes.get(part) {
+                images.insert(name.clone(), *size);
+            }
+            if let Some(upload) = files.get(part) {
                 *value = Value::String(upload.clone());
             }
         }
@@ -343,7 +367,7 @@ async fn params(request: Request) -> Result<(Params, Option<NotUtf8>), String> {
             }
         }
     }
-    Ok((params, not_utf8))
+    Ok((params, not_utf8, images))
 }
 
 /// A query string's or form's pairs. A name or value that is no UTF-8 once percent-decoded is
@@ -732,6 +756,16 @@ enum FileKind {
     Document,
 }
 
+/// Width and height of the uploaded PNG images, by the parameter that names them (`photo`).
+type Images = HashMap<String, (u32, u32)>;
+
+/// Telegram's rule for a photo: "width and height must not exceed 10000 in total; width and
+/// height ratio must be at most 20". A document may be any size.
+fn photo_dimensions_allowed((width, height): (u32, u32)) -> bool {
+    let (long, short) = (width.max(height), width.min(height));
+    u64::from(width) + u64::from(height) <= 10_000 && short > 0 && long <= short.saturating_mul(20)
+}
+
 /// `sendPhoto` / `sendDocument`: the file as given (URL, `file_id` or `upload:…`).
 fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) -> Response {
     let field = match kind {
@@ -834,5 +868,20 @@ mod tests {
                 prop_assert!(not_utf8.is_none(), "UTF-8 without escapes refused");
             }
         }
+    }
+
+    /// Telegram's photo rule: sides at most 10,000 together, the long one at most 20 times the
+    /// short one.
+    #[test]
+    fn photo_sizes_telegram_takes_and_refuses() {
+        use super::photo_dimensions_allowed as allowed;
+        assert!(allowed((1, 1)));
+        assert!(allowed((5_000, 5_000)));
+        assert!(allowed((2_000, 100)), "a ratio of exactly 20");
+        assert!(!allowed((2_100, 100)), "a ratio over 20");
+        assert!(!allowed((100, 2_100)), "either way round");
+        assert!(!allowed((5_001, 5_000)), "over 10,000 together");
+        assert!(!allowed((0, 10)));
+        assert!(!allowed((u32::MAX, u32::MAX)));
     }
 }

@@ -210,3 +210,46 @@ async fn a_refusal_is_recorded_with_its_reason_and_a_403_marks_the_user_blocked(
     let after = bot.store.broadcast_recipients(8004, 1).await.unwrap();
     assert_eq!(after, [(UserId(8005), true)], "blocked_at was not set");
 }
+
+/// A panorama Telegram refuses as a photo ("PHOTO_INVALID_DIMENSIONS": width + height over
+/// 10,000, or one side over 20 times the other) reaches the user as a document, at once: the
+/// refusal was retried for minutes as a server error, then given up, the credit spent. The
+/// document's `file_id` is kept for "as file", not as the job's photo (`/history` sends photos
+/// by id, and Telegram refuses a document's id as a photo).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
+    let bot = spawn_bot(Options::default()).await;
+    let fay = bot.telegram.user(8006, "Fay", Some("en"));
+    say(&fay, "/start").await;
+    bot.replicate.set_output_dimensions(Some((2_100, 100)));
+    let (document, as_document) = draw(&fay, "a very wide panorama").await;
+    assert!(
+        as_document && document.starts_with("upload:image.png"),
+        "{document} (as a document: {as_document})"
+    );
+    assert_eq!(
+        recorded_delivery(&bot, 8006).await,
+        None,
+        "delivered, with no error left"
+    );
+    assert_eq!(calls(&bot, "sendphoto"), 1, "refused once, not retried");
+    assert_eq!(calls(&bot, "senddocument"), 1);
+    let refused = bot.telegram.stats().refused;
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.description.contains("PHOTO_INVALID_DIMENSIONS")),
+        "{refused:?}"
+    );
+    assert_eq!(images(&fay), 1);
+    // Nothing in the history to send as a photo: its id is a document's.
+    let seen = fay.transcript().len();
+    say(&fay, "/history").await;
+    assert!(
+        !fay.transcript()[seen..]
+            .iter()
+            .any(|e| matches!(e, Entry::BotPhoto { .. })),
+        "{:?}",
+        fay.transcript()
+    );
+}
