@@ -24,7 +24,7 @@ const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /// A Telegram send error, by what Telegram (or the network) answered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SendErrorLabels {
-    /// `429`, `403`, `400`, `401`, `5xx`, `network` or `invalid_json`.
+    /// `429`, `403`, `400`, `401`, `404`, `409`, `5xx`, `network` or `invalid_json`.
     code: &'static str,
 }
 
@@ -271,6 +271,8 @@ fn error_code(error: &RequestError) -> &'static str {
             match description {
                 d if d.starts_with("Forbidden") => "403",
                 d if d.starts_with("Unauthorized") => "401",
+                d if d.starts_with("Not Found") => "404",
+                d if d.starts_with("Conflict") => "409",
                 _ => "400",
             }
         }
@@ -319,6 +321,7 @@ mod tests {
                 "Forbidden: bot can't initiate conversation with a user",
                 "403",
             ),
+            ("Conflict: terminated by other getUpdates request", "409"),
             ("Bad Gateway", "5xx"),
             ("Internal Server Error", "5xx"),
             ("Bad Gateway (HTTP 502, not a Bot API answer)", "5xx"),

@@ -228,7 +228,10 @@ async fn deliver(
             if let Some(reply) = reply {
                 message = message.reply_parameters(reply);
             }
-            send_result(front, chat, message).await.map(|_| None)
+            send_result(front, chat, message)
+                .await
+                .map(|_| None)
+                .map_err(SendFailure::Final)
         }
     };
     let outcome = match sent {
@@ -236,9 +239,18 @@ async fn deliver(
             front.metrics().delivered();
             DeliveryOutcome::Delivered { file_id }
         }
-        Err(e) => {
+        Err(failure) => {
             front.metrics().delivery_failed();
-            let outcome = classify(&e, delivery.attempts);
+            let (e, outcome) = match failure {
+                SendFailure::Final(e) => {
+                    let outcome = classify(&e, delivery.attempts);
+                    (e, outcome)
+                }
+                SendFailure::ByUrl(e) => {
+                    let outcome = classify_by_url(&e, delivery.attempts);
+                    (e, outcome)
+                }
+            };
             if is_blocked(&e) && delivery.reply.is_none() {
                 if let Err(e) = front.engine().store().mark_blocked(delivery.user).await {
                     tracing::warn!(error = %e, "recording a blocked user failed");
@@ -283,7 +295,7 @@ async fn send_image(
     chat: ChatId,
     delivery: &Delivery,
     reply: Option<ReplyParameters>,
-) -> Result<Option<String>, RequestError> {
+) -> Result<Option<String>, SendFailure> {
     let caption = crate::shared::reply::caption(&delivery.prompt);
     let bot = front.bot();
     let lang = front.language_of(delivery.user).await;
@@ -302,11 +314,27 @@ async fn send_image(
         let input = InputFile::file_id(file_id.clone().into());
         return send_result(front, chat, photo(input))
             .await
-            .map(|_| Some(file_id.clone()));
+            .map(|_| Some(file_id.clone()))
+            .map_err(SendFailure::Final);
     }
     let Some(url) = delivery.result_url.as_deref() else {
         return Ok(None);
     };
+    // Sent as a document already (its id is kept only once Telegram took it): the process
+    // stopped before the delivery was recorded. Recorded now, not sent twice.
+    match front.engine().store().job_document(delivery.job).await {
+        Ok(Some(_)) => {
+            tracing::info!(
+                job_id = delivery.job.0,
+                "the result went out as a document before a restart; recorded as delivered"
+            );
+            return Ok(None);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(job_id = delivery.job.0, error = %e, "could not look for a document already sent; sending");
+        }
+    }
     let image = match stored_image(front, delivery).await {
         Some(image) => Ok(image),
         None => front
@@ -315,8 +343,7 @@ async fn send_image(
             .await
             .map(JobImage::from),
     };
-    let as_document = |image: JobImage| {
-        let input = InputFile::memory(image.bytes).file_name(image.file_name);
+    let as_document = |input: InputFile| {
         let document = bot
             .send_document(chat, input)
             .caption(caption.clone())
@@ -327,30 +354,47 @@ async fn send_image(
         };
         send_document(front, delivery.job, chat, document)
     };
-    match image {
-        Ok(image) if image.bytes.len() <= MAX_PHOTO_BYTES => {
-            // Kept for a document, should Telegram refuse the bytes as a photo.
-            let kept = image.clone();
-            let input = InputFile::memory(image.bytes).file_name(image.file_name);
-            match send_result(front, chat, photo(input)).await {
-                Ok(message) => Ok(photo_file_id(&message)),
-                Err(refusal) if refused_as_photo(&refusal) => {
-                    tracing::info!(job_id = delivery.job.0, error = %refusal, "Telegram refused the image as a photo; sending it as a document");
-                    as_document(kept).await
-                }
-                Err(other) => Err(other),
-            }
+    let by_url = image.is_err();
+    let (input, fits_a_photo) = match image {
+        Ok(image) => {
+            let fits = image.bytes.len() <= MAX_PHOTO_BYTES;
+            (
+                InputFile::memory(image.bytes).file_name(image.file_name),
+                fits,
+            )
         }
-        Ok(image) => as_document(image).await,
         Err(reason) => {
             tracing::warn!(job_id = delivery.job.0, %reason, "no stored image and the download failed; Telegram fetches the URL instead");
             let Ok(parsed) = url.parse() else {
                 return Ok(None);
             };
-            let message = send_result(front, chat, photo(InputFile::url(parsed))).await?;
-            Ok(photo_file_id(&message))
+            (InputFile::url(parsed), true)
         }
+    };
+    if !fits_a_photo {
+        return as_document(input).await.map_err(SendFailure::Final);
     }
+    // A clone of the input shares its bytes.
+    match send_result(front, chat, photo(input.clone())).await {
+        Ok(message) => Ok(photo_file_id(&message)),
+        Err(refusal) if refused_as_photo(&refusal) => {
+            tracing::info!(job_id = delivery.job.0, error = %refusal, "Telegram refused the image as a photo; sending it as a document");
+            as_document(input).await.map_err(SendFailure::Final)
+        }
+        Err(other) if by_url => Err(SendFailure::ByUrl(other)),
+        Err(other) => Err(SendFailure::Final(other)),
+    }
+}
+
+/// Why a result's send failed.
+#[derive(Debug)]
+enum SendFailure {
+    /// As Telegram answered: classified by [`classify`].
+    Final(RequestError),
+    /// Telegram was given the image's URL to fetch, and refused it: worth another try while
+    /// tries are left, since the next one downloads the image again (a CDN that failed us may
+    /// serve it then) and uploads the bytes.
+    ByUrl(RequestError),
 }
 
 /// Sends a result as a document. Its `file_id` is kept as the job's document (for "as file"),
@@ -386,9 +430,10 @@ fn refused_as_photo(error: &RequestError) -> bool {
         RequestError::Api(ApiError::ImageProcessFailed | ApiError::PhotoAsInputFileRequired) => {
             true
         }
+        // Its size or format, or a group that takes files but not photos.
         RequestError::Api(ApiError::Unknown(description)) => {
             crate::pacing::is_refusal_description(description)
-                && ["PHOTO", "IMAGE"]
+                && ["PHOTO", "IMAGE", "rights to send photos"]
                     .iter()
                     .any(|word| description.contains(word))
         }
@@ -418,6 +463,27 @@ async fn stored_image(front: &Front, delivery: &Delivery) -> Option<JobImage> {
     }
 }
 
+/// As [`classify`], for Telegram's refusal of the image's URL: tried again while tries are
+/// left (the next try downloads the image itself), unless the user blocked the bot.
+fn classify_by_url(error: &RequestError, attempts: u32) -> DeliveryOutcome {
+    match classify(error, attempts) {
+        DeliveryOutcome::GaveUp { error: text }
+            if !is_blocked(error) && attempts + 1 < MAX_ATTEMPTS =>
+        {
+            DeliveryOutcome::Retry {
+                error: text,
+                after: backoff(attempts),
+            }
+        }
+        outcome => outcome,
+    }
+}
+
+/// The pause before a delivery's next try: 1 s, doubling, at most 5 minutes.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(8)).min(Duration::from_secs(300))
+}
+
 /// What to do after a failed send: retry what may pass later, give up on refusals.
 fn classify(error: &RequestError, attempts: u32) -> DeliveryOutcome {
     let text = error.to_string();
@@ -442,10 +508,9 @@ fn classify(error: &RequestError, attempts: u32) -> DeliveryOutcome {
         _ => false,
     };
     if retryable && attempts + 1 < MAX_ATTEMPTS {
-        let backoff = Duration::from_secs(1u64 << attempts.min(8)).min(Duration::from_secs(300));
         DeliveryOutcome::Retry {
             error: text,
-            after: backoff,
+            after: backoff(attempts),
         }
     } else {
         DeliveryOutcome::GaveUp { error: text }
@@ -499,6 +564,28 @@ mod tests {
         assert!(!refused_as_photo(&RequestError::Api(
             ApiError::ChatNotFound
         )));
+        // Telegram's wording today for a user who never started the bot: blocked, given up.
+        let never_started = RequestError::Api(ApiError::Unknown(
+            "Forbidden: bot can't initiate conversation with a user".into(),
+        ));
+        assert!(is_blocked(&never_started));
+        // Given the URL, a refusal is tried again (the next try downloads the image)…
+        let fetch = RequestError::Api(ApiError::Unknown(
+            "Bad Request: wrong type of the web page content".into(),
+        ));
+        assert!(matches!(
+            classify_by_url(&fetch, 0),
+            DeliveryOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_by_url(&fetch, MAX_ATTEMPTS),
+            DeliveryOutcome::GaveUp { .. }
+        ));
+        // …but not for a user who blocked the bot.
+        assert!(matches!(
+            classify_by_url(&never_started, 0),
+            DeliveryOutcome::GaveUp { .. }
+        ));
         let wait = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(7));
         assert_eq!(
             classify(&wait, 0),

@@ -374,17 +374,22 @@ impl Pacer {
 /// Whether Telegram refused because the user blocked the bot or cannot be written to (403):
 /// retrying cannot help.
 pub(crate) fn is_blocked(error: &RequestError) -> bool {
-    matches!(
-        error,
+    match error {
         RequestError::Api(
             ApiError::BotBlocked
-                | ApiError::UserDeactivated
-                | ApiError::CantInitiateConversation
-                | ApiError::BotKicked
-                | ApiError::BotKickedFromSupergroup
-                | ApiError::BotKickedFromChannel
-        )
-    )
+            | ApiError::UserDeactivated
+            | ApiError::CantInitiateConversation
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::BotKickedFromChannel,
+        ) => true,
+        // Telegram's current wording of `CantInitiateConversation`, which teloxide knows only
+        // as "Unauthorized: …".
+        RequestError::Api(ApiError::Unknown(description)) => {
+            description.starts_with("Forbidden: bot can't initiate conversation")
+        }
+        _ => false,
+    }
 }
 
 /// Whether a Bot API description is a server error's (5xx) rather than a refusal's.

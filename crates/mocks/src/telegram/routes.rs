@@ -760,7 +760,9 @@ enum FileKind {
 type Images = HashMap<String, (u32, u32)>;
 
 /// Telegram's rule for a photo: "width and height must not exceed 10000 in total; width and
-/// height ratio must be at most 20". A document may be any size.
+/// height ratio must be at most 20". A document may be any size. The mock reads the size of
+/// PNG uploads only (the bot uploads what Replicate made); Telegram also checks JPEG and WebP,
+/// photos given by URL and albums.
 fn photo_dimensions_allowed((width, height): (u32, u32)) -> bool {
     let (long, short) = (width.max(height), width.min(height));
     u64::from(width) + u64::from(height) <= 10_000 && short > 0 && long <= short.saturating_mul(20)

@@ -47,7 +47,15 @@ pub(crate) async fn show_history(
         return Ok(());
     }
     for item in &page {
-        resend(front, chat, lang, item).await?;
+        match resend(front, chat, lang, item).await {
+            Ok(()) => {}
+            // One image Telegram no longer takes by its id (before results sent as documents
+            // kept their id apart, a document's id was kept as the photo's) costs only itself.
+            Err(error @ RequestError::Api(_)) if !crate::pacing::is_blocked(&error) => {
+                tracing::warn!(job_id = item.job.0, %error, "a history image was refused by its file_id; left out");
+            }
+            Err(other) => return Err(other.into()),
+        }
     }
     if page.len() == PAGE as usize {
         let oldest = page.last().map_or(0, |item| item.job.0);
@@ -71,7 +79,7 @@ async fn resend(
     chat: ChatId,
     lang: Lang,
     item: &HistoryItem,
-) -> Result<(), HandlerError> {
+) -> Result<(), RequestError> {
     let photo = InputFile::file_id(item.file_id.clone().into());
     let text = format!(
         "{} · {}",

@@ -253,3 +253,40 @@ async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
         fay.transcript()
     );
 }
+
+/// Telegram refusing to fetch the image's URL (the downloads had failed) is tried again, not
+/// given up: the next try downloads the image itself and uploads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_url_is_tried_again_with_the_image_downloaded() {
+    let bot = spawn_bot(Options::default()).await;
+    let gus = bot.telegram.user(8007, "Gus", Some("en"));
+    say(&gus, "/start").await;
+    // The three downloads at success and the one at delivery fail: Telegram gets the URL…
+    bot.replicate.fail_output_downloads(4);
+    // …and cannot fetch it (teloxide has no name for this refusal).
+    bot.telegram.fail_next(
+        "sendPhoto",
+        400,
+        "Bad Request: wrong type of the web page content",
+        1,
+    );
+    let (photo, as_document) = draw(&gus, "a harbour behind a flaky CDN").await;
+    assert!(
+        photo.starts_with("upload:image.png") && !as_document,
+        "{photo}"
+    );
+    assert_eq!(
+        calls(&bot, "sendphoto"),
+        2,
+        "the URL refused, then the upload"
+    );
+    assert_eq!(
+        recorded_delivery(&bot, 8007)
+            .await
+            .as_deref()
+            .map(|e| e.contains("web page")),
+        Some(true),
+        "delivered, its last error kept"
+    );
+    assert_eq!(images(&gus), 1);
+}
