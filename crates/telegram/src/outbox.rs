@@ -6,8 +6,10 @@
 //! next start (or another replica, once the lease expires) sends what was not recorded. The image is downloaded (bounded,
 //! type-checked) and uploaded, and Telegram's `file_id` kept for re-sends; network errors, 5xx
 //! and 429 past the pacer's retries are tried again with backoff; 403 (the user blocked the
-//! bot) marks the user and stops; other refusals are recorded with their reason. Images go out
-//! with the re-run buttons under them; their original bytes are kept a day for "as file".
+//! bot) marks the user and stops; an image Telegram refuses as a photo (its size, a format it
+//! cannot process) goes at once as a document; other refusals are recorded with their reason.
+//! Images go out with the re-run buttons under them; their original bytes are kept a day for
+//! "as file".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -377,7 +379,9 @@ async fn send_image(
     // A clone of the input shares its bytes.
     match send_result(front, chat, photo(input.clone())).await {
         Ok(message) => Ok(photo_file_id(&message)),
-        Err(refusal) if refused_as_photo(&refusal) => {
+        // Telegram sends documents by URL only for PDF, ZIP and GIF: a URL refused as a photo
+        // is tried again, and the next try downloads the image and uploads it.
+        Err(refusal) if refused_as_photo(&refusal) && !by_url => {
             tracing::info!(job_id = delivery.job.0, error = %refusal, "Telegram refused the image as a photo; sending it as a document");
             as_document(input).await.map_err(SendFailure::Final)
         }

@@ -186,6 +186,20 @@ async fn call(
             )
         }
         "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
+        "senddocument"
+            if text(&params, "document")
+                .is_some_and(|document| !document_url_allowed(&document)) =>
+        {
+            refused(
+                &state,
+                &method,
+                &params,
+                Refusal::bad_request(
+                    "wrong type of the web page content",
+                    "document: a URL to an image".to_owned(),
+                ),
+            )
+        }
         "sendchataction" => {
             let action = text(&params, "action").unwrap_or_default();
             match chat_id(&params).and_then(|chat| {
@@ -768,6 +782,22 @@ fn photo_dimensions_allowed((width, height): (u32, u32)) -> bool {
     u64::from(width) + u64::from(height) <= 10_000 && short > 0 && long <= short.saturating_mul(20)
 }
 
+/// Whether Telegram sends `document` (a URL, a `file_id` or an upload): "sending by URL will
+/// currently only work for GIF, PDF and ZIP files". Telegram looks at what the URL serves; the
+/// mock, which fetches nothing, at the URL's path.
+fn document_url_allowed(document: &str) -> bool {
+    let Ok(url) = url::Url::parse(document) else {
+        return true;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return true;
+    }
+    let path = url.path().to_ascii_lowercase();
+    [".gif", ".pdf", ".zip"]
+        .iter()
+        .any(|kind| path.ends_with(kind))
+}
+
 /// `sendPhoto` / `sendDocument`: the file as given (URL, `file_id` or `upload:…`).
 fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) -> Response {
     let field = match kind {
@@ -870,6 +900,17 @@ mod tests {
                 prop_assert!(not_utf8.is_none(), "UTF-8 without escapes refused");
             }
         }
+    }
+
+    #[test]
+    fn documents_go_by_url_only_as_gif_pdf_or_zip() {
+        use super::document_url_allowed as allowed;
+        assert!(!allowed("http://127.0.0.1:9/files/out-1.png"));
+        assert!(!allowed("https://example.com/a.jpg?x=.pdf"));
+        assert!(allowed("https://example.com/A.PDF"));
+        assert!(allowed("http://example.com/anim.gif"));
+        assert!(allowed("upload:image.png (67 bytes)"));
+        assert!(allowed("BQACAgIAAxkBAAIB"));
     }
 
     /// Telegram's photo rule: sides at most 10,000 together, the long one at most 20 times the

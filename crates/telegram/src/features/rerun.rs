@@ -46,9 +46,10 @@ pub(crate) async fn show_history(
         send(front, chat, bot.send_message(chat, text)).await?;
         return Ok(());
     }
+    let mut shown = 0;
     for item in &page {
         match resend(front, chat, lang, item).await {
-            Ok(()) => {}
+            Ok(()) => shown += 1,
             // One image Telegram no longer takes by its id (before results sent as documents
             // kept their id apart, a document's id was kept as the photo's) costs only itself.
             Err(error @ RequestError::Api(_)) if !crate::pacing::is_blocked(&error) => {
@@ -56,6 +57,15 @@ pub(crate) async fn show_history(
             }
             Err(other) => return Err(other.into()),
         }
+    }
+    if shown == 0 && page.len() < PAGE as usize {
+        // Every image left was refused: the user is told the list ended, not left with nothing.
+        let text = if before.is_none() {
+            texts::history_empty(lang)
+        } else {
+            texts::history_end(lang)
+        };
+        send(front, chat, bot.send_message(chat, text)).await?;
     }
     if page.len() == PAGE as usize {
         let oldest = page.last().map_or(0, |item| item.job.0);

@@ -290,3 +290,30 @@ async fn a_refused_url_is_tried_again_with_the_image_downloaded() {
     );
     assert_eq!(images(&gus), 1);
 }
+
+/// A URL Telegram refuses as a photo (the downloads had failed, and the image is a panorama)
+/// is not sent as a document by URL, which Telegram refuses for anything but GIF, PDF and ZIP:
+/// the next try downloads the image and uploads it, as a document once refused as a photo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_refused_as_a_photo_is_uploaded_on_the_next_try() {
+    let bot = spawn_bot(Options::default()).await;
+    let hal = bot.telegram.user(8008, "Hal", Some("en"));
+    say(&hal, "/start").await;
+    bot.replicate.set_output_dimensions(Some((2_100, 100)));
+    bot.replicate.fail_output_downloads(4);
+    // Telegram fetched the URL and found the panorama (the mock fetches nothing: scripted).
+    bot.telegram
+        .fail_next("sendPhoto", 400, "Bad Request: PHOTO_INVALID_DIMENSIONS", 1);
+    let (document, as_document) = draw(&hal, "a panorama behind a flaky CDN").await;
+    assert!(
+        as_document && document.starts_with("upload:image.png"),
+        "{document} (as a document: {as_document})"
+    );
+    assert_eq!(
+        calls(&bot, "sendphoto"),
+        2,
+        "the URL, then the upload, both refused as photos"
+    );
+    assert_eq!(calls(&bot, "senddocument"), 1, "no document by URL");
+    assert_eq!(images(&hal), 1);
+}
