@@ -185,6 +185,17 @@ async fn call(
                 ),
             )
         }
+        "sendphoto" if text(&params, "photo").is_some_and(|photo| is_document_file_id(&photo)) => {
+            refused(
+                &state,
+                &method,
+                &params,
+                Refusal::bad_request(
+                    "can't use file of type Document as Photo",
+                    "photo: a document's file_id".to_owned(),
+                ),
+            )
+        }
         "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
         "senddocument"
             if text(&params, "document")
@@ -798,6 +809,13 @@ fn document_url_allowed(document: &str) -> bool {
         .any(|kind| path.ends_with(kind))
 }
 
+/// Whether `file` is the `file_id` of a document this mock sent (`document<message id>`, as
+/// [`send_file`] names them): Telegram refuses one as a photo.
+fn is_document_file_id(file: &str) -> bool {
+    file.strip_prefix("document")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `sendPhoto` / `sendDocument`: the file as given (URL, `file_id` or `upload:…`).
 fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) -> Response {
     let field = match kind {
@@ -911,6 +929,16 @@ mod tests {
         assert!(allowed("http://example.com/anim.gif"));
         assert!(allowed("upload:image.png (67 bytes)"));
         assert!(allowed("BQACAgIAAxkBAAIB"));
+    }
+
+    #[test]
+    fn a_documents_file_id_is_told_from_other_files() {
+        use super::is_document_file_id as document;
+        assert!(document("document12"));
+        assert!(!document("photo12"));
+        assert!(!document("document"));
+        assert!(!document("upload:document1.png (67 bytes)"));
+        assert!(!document("http://127.0.0.1/document1"));
     }
 
     /// Telegram's photo rule: sides at most 10,000 together, the long one at most 20 times the

@@ -252,6 +252,13 @@ async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
         "{:?}",
         fay.transcript()
     );
+    let refused = bot.telegram.stats().refused;
+    assert!(
+        !refused
+            .iter()
+            .any(|r| r.description.contains("type Document as Photo")),
+        "/history sent the document's id as a photo: {refused:?}"
+    );
 }
 
 /// Telegram refusing to fetch the image's URL (the downloads had failed) is tried again, not
