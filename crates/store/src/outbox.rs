@@ -23,6 +23,9 @@ pub struct Delivery {
     pub reply: Option<ReplyTarget>,
     /// Whether the image's bytes are stored ([`crate::Store::job_image`]).
     pub has_image: bool,
+    /// Whether it went out as a document already ([`crate::Store::job_document`] is kept once
+    /// Telegram took one): a process that stopped before recording the delivery.
+    pub sent_as_document: bool,
 }
 
 /// A message a job's result answers: in a group, the result is sent there as a reply to it.

@@ -324,18 +324,12 @@ async fn send_image(
     };
     // Sent as a document already (its id is kept only once Telegram took it): the process
     // stopped before the delivery was recorded. Recorded now, not sent twice.
-    match front.engine().store().job_document(delivery.job).await {
-        Ok(Some(_)) => {
-            tracing::info!(
-                job_id = delivery.job.0,
-                "the result went out as a document before a restart; recorded as delivered"
-            );
-            return Ok(None);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(job_id = delivery.job.0, error = %e, "could not look for a document already sent; sending");
-        }
+    if delivery.sent_as_document {
+        tracing::info!(
+            job_id = delivery.job.0,
+            "the result went out as a document before a restart; recorded as delivered"
+        );
+        return Ok(None);
     }
     let image = match stored_image(front, delivery).await {
         Some(image) => Ok(image),

@@ -32,7 +32,9 @@ impl PgStore {
              RETURNING id, user_id, status, prompt, result_url, error,
                        delivery_attempts, telegram_file_id, reply_chat, reply_message,
                        EXISTS (SELECT 1 FROM job_images
-                               WHERE job_images.job_id = generation_jobs.id) AS has_image",
+                               WHERE job_images.job_id = generation_jobs.id) AS has_image,
+                       EXISTS (SELECT 1 FROM job_documents
+                               WHERE job_documents.job_id = generation_jobs.id) AS sent_as_document",
         )
         .bind(owner)
         .bind(lease.as_secs_f64())
@@ -192,5 +194,6 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
             _ => None,
         },
         has_image: row.try_get(10)?,
+        sent_as_document: row.try_get(11)?,
     })
 }

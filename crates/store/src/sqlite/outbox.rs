@@ -36,7 +36,9 @@ impl SqliteStore {
                      RETURNING id, user_id, status, prompt, result_url, error,
                                delivery_attempts, telegram_file_id, reply_chat, reply_message,
                                EXISTS (SELECT 1 FROM job_images
-                                       WHERE job_images.job_id = generation_jobs.id)",
+                                       WHERE job_images.job_id = generation_jobs.id),
+                               EXISTS (SELECT 1 FROM job_documents
+                                       WHERE job_documents.job_id = generation_jobs.id)",
                 )?;
                 let mut rows = stmt.query(params![
                     owner,
@@ -207,5 +209,6 @@ fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
             _ => None,
         },
         has_image: row.get(10)?,
+        sent_as_document: row.get(11)?,
     })
 }

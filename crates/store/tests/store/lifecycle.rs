@@ -370,6 +370,7 @@ async fn a_succeeded_jobs_image_is_kept_after_delivery_until_pruned(store: &Stor
         .await
         .unwrap();
     assert!(again.iter().any(|d| d.job == ids[0] && d.has_image));
+    assert!(again.iter().all(|d| !d.sent_as_document), "{again:?}");
     let delivered = DeliveryOutcome::Delivered {
         file_id: Some("f1".into()),
     };
@@ -406,4 +407,15 @@ async fn a_succeeded_jobs_image_is_kept_after_delivery_until_pruned(store: &Stor
         "the newest file_id is kept"
     );
     assert_eq!(store.job_document(ids[1]).await.unwrap(), None);
+    // A document Telegram took before the process stopped (the second job, still undelivered)
+    // shows at the next claim, so the outbox records the delivery instead of sending again.
+    store.keep_job_document(ids[1], "doc3").await.unwrap();
+    let own = store
+        .claim_deliveries("a", Duration::from_secs(60), 10, true)
+        .await
+        .unwrap();
+    assert!(
+        own.iter().any(|d| d.job == ids[1] && d.sent_as_document),
+        "{own:?}"
+    );
 }
