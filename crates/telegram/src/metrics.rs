@@ -265,18 +265,9 @@ fn error_code(error: &RequestError) -> &'static str {
         RequestError::Api(ApiError::InvalidToken) => "401",
         // An unknown description is a refusal when it says so ("Bad Request: …"), else a
         // server's error ("Bad Gateway", "Internal Server Error").
-        RequestError::Api(ApiError::Unknown(description))
-            if crate::pacing::is_refusal_description(description) =>
-        {
-            match description {
-                d if d.starts_with("Forbidden") => "403",
-                d if d.starts_with("Unauthorized") => "401",
-                d if d.starts_with("Not Found") => "404",
-                d if d.starts_with("Conflict") => "409",
-                _ => "400",
-            }
+        RequestError::Api(ApiError::Unknown(description)) => {
+            crate::pacing::refusal_status(description).unwrap_or("5xx")
         }
-        RequestError::Api(ApiError::Unknown(_)) => "5xx",
         RequestError::Api(_) | RequestError::MigrateToChatId(_) => "400",
         RequestError::Network(_) | RequestError::Io(_) => "network",
         RequestError::InvalidJson { .. } => "invalid_json",

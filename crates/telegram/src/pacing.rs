@@ -408,14 +408,26 @@ pub(crate) fn is_server_description(description: &str) -> bool {
 /// Request: PHOTO_INVALID_DIMENSIONS"): the same request cannot pass later. Anything else it
 /// does not know is taken for a server's or a proxy's error, worth trying again.
 pub(crate) fn is_refusal_description(description: &str) -> bool {
-    const REFUSALS: [&str; 5] = [
-        "Bad Request",
-        "Forbidden",
-        "Unauthorized",
-        "Not Found",
-        "Conflict",
+    refusal_status(description).is_some()
+}
+
+/// The HTTP status of a refusal teloxide does not know, by how Telegram starts its
+/// description; `None` when it is no refusal (see [`is_refusal_description`]).
+pub(crate) fn refusal_status(description: &str) -> Option<&'static str> {
+    const REFUSALS: [(&str, &str); 5] = [
+        ("Bad Request", "400"),
+        ("Forbidden", "403"),
+        ("Unauthorized", "401"),
+        ("Not Found", "404"),
+        ("Conflict", "409"),
     ];
-    !is_server_description(description) && REFUSALS.iter().any(|r| description.starts_with(r))
+    if is_server_description(description) {
+        return None;
+    }
+    REFUSALS
+        .iter()
+        .find(|(start, _)| description.starts_with(start))
+        .map(|(_, status)| *status)
 }
 
 /// Whether Telegram (or a proxy in front of it) had a server error (5xx): worth trying again.

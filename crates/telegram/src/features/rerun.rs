@@ -37,15 +37,6 @@ pub(crate) async fn show_history(
 ) -> Result<(), HandlerError> {
     let bot = front.bot();
     let page = front.engine().store().history(user, before, PAGE).await?;
-    if page.is_empty() {
-        let text = if before.is_none() {
-            texts::history_empty(lang)
-        } else {
-            texts::history_end(lang)
-        };
-        send(front, chat, bot.send_message(chat, text)).await?;
-        return Ok(());
-    }
     let mut shown = 0;
     for item in &page {
         match resend(front, chat, lang, item).await {
@@ -59,7 +50,8 @@ pub(crate) async fn show_history(
         }
     }
     if shown == 0 && page.len() < PAGE as usize {
-        // Every image left was refused: the user is told the list ended, not left with nothing.
+        // Nothing (more) to show, or every image left was refused: the user is told the list
+        // ended, not left with nothing.
         let text = if before.is_none() {
             texts::history_empty(lang)
         } else {
