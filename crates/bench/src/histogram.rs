@@ -31,6 +31,17 @@ impl Default for Latencies {
     }
 }
 
+/// A recording of these samples: `samples.iter().copied().collect()`.
+impl FromIterator<Duration> for Latencies {
+    fn from_iter<I: IntoIterator<Item = Duration>>(samples: I) -> Self {
+        let mut latencies = Latencies::new();
+        for latency in samples {
+            latencies.record(latency);
+        }
+        latencies
+    }
+}
+
 impl Latencies {
     pub fn new() -> Self {
         // Bounds are constants known to be valid (low 1 ≤ high / 2, sigfig 3 ≤ 5).
@@ -93,5 +104,13 @@ mod tests {
         other.record(Duration::from_secs(2));
         latencies.merge(&other);
         assert!((latencies.summary().max_ms - 2000.0).abs() < 2.0);
+    }
+
+    #[test]
+    fn collecting_samples_records_each() {
+        let collected: Latencies = (1..=100).map(Duration::from_millis).collect();
+        let s = collected.summary();
+        assert_eq!(s.count, 100);
+        assert!((s.p99_ms - 99.0).abs() < 0.1, "{s:?}");
     }
 }

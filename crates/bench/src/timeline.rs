@@ -41,11 +41,7 @@ pub(crate) fn sample(
             };
             let fresh = answers.latencies_since(seen);
             if !fresh.is_empty() {
-                let mut window = Latencies::new();
-                for latency in &fresh {
-                    window.record(*latency);
-                }
-                let summary = window.summary();
+                let summary = fresh.iter().copied().collect::<Latencies>().summary();
                 windows.push(Window {
                     t_s: started.elapsed().as_secs_f64(),
                     answers_per_s: fresh.len() as f64 / last.elapsed().as_secs_f64().max(1e-3),

@@ -300,17 +300,19 @@ async fn measure(ctx: &Context, out: &mut TestOutcome) -> Result<(), CheckError>
         .filter(|a| a.credits != a.expected)
         .count();
     let stats = rig.telegram.stats();
-    let mut latencies = Latencies::new();
-    for latency in &stats.answer_latencies {
-        latencies.record(*latency);
-    }
-    let summary = latencies.summary();
+    let summary = stats
+        .answer_latencies
+        .iter()
+        .copied()
+        .collect::<Latencies>()
+        .summary();
     // The bot's polling lag, as Telegram sees it: part of every latency above.
-    let mut intake = Latencies::new();
-    for wait in &stats.intake_waits {
-        intake.record(*wait);
-    }
-    let intake = intake.summary();
+    let intake = stats
+        .intake_waits
+        .iter()
+        .copied()
+        .collect::<Latencies>()
+        .summary();
     let failed = tally.failed.load(Ordering::Relaxed);
     let photos_awaited = tally.photos_awaited.load(Ordering::Relaxed);
     let photos_delivered = tally.photos_delivered.load(Ordering::Relaxed);

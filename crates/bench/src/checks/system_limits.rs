@@ -299,10 +299,7 @@ async fn run_step(
     drain(&rig.telegram, answered_before, started, count).await;
     let step_latencies = answers.latencies_since(answered_before);
     let answered = step_latencies.len();
-    let mut latency = Latencies::new();
-    for l in &step_latencies {
-        latency.record(*l);
-    }
+    let latency: Latencies = step_latencies.iter().copied().collect();
     let lag_p99 = generator.lag.summary().p99_ms;
     Ok(Step {
         rate,

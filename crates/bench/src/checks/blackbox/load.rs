@@ -103,11 +103,11 @@ pub(super) async fn operation_simulation(
     let mut finished = std::mem::take(&mut *finished.lock());
     finished.sort_by(|a, b| a.0.total_cmp(&b.0));
     let completed = finished.len();
-    let mut latencies = Latencies::new();
-    for (_, latency) in &finished {
-        latencies.record(*latency);
-    }
-    let summary = latencies.summary();
+    let summary = finished
+        .iter()
+        .map(|(_, latency)| *latency)
+        .collect::<Latencies>()
+        .summary();
     let throughput = completed as f64 / elapsed.max(1e-3);
     let times: Vec<f64> = finished.iter().map(|(t, _)| *t).collect();
     let steady = steady_rate(&times).unwrap_or(throughput);

@@ -145,10 +145,7 @@ async fn run_step(
     // not sit out the whole drain after each step (it cost the suite's tests 2 s a step).
     drain(&bot.telegram, answered_before, started, count as u64).await;
     let latencies = bot.telegram.answers().latencies_since(answered_before);
-    let mut answer = Latencies::new();
-    for latency in &latencies {
-        answer.record(*latency);
-    }
+    let answer: Latencies = latencies.iter().copied().collect();
     let lag_p99 = lag.summary().p99_ms;
     Step {
         rate,
