@@ -115,6 +115,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever bytes an upload holds, reading its size never panics, and a PNG's header
+        /// in front of anything reads back as written.
+        #[test]
+        fn any_upload_is_read_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            width in 1_u32..20_000,
+            height in 1_u32..20_000,
+        ) {
+            let _ = dimensions(&bytes);
+            let mut png = blank(1, 1)[..33].to_vec();
+            png[16..20].copy_from_slice(&width.to_be_bytes());
+            png[20..24].copy_from_slice(&height.to_be_bytes());
+            png.extend_from_slice(&bytes);
+            proptest::prop_assert_eq!(dimensions(&png), Some((width, height)));
+        }
+    }
+
     #[test]
     fn a_blank_png_is_well_formed() {
         let png = blank(17, 3);
