@@ -32,6 +32,9 @@ pub enum FailureReason {
     Model(String),
     /// Replicate refused the request or could not be reached.
     Replicate(String),
+    /// The image was made, but it could never reach the user: Telegram refused it every way
+    /// it was sent, or it could not be fetched. Recorded by the delivery outbox, which refunds.
+    Undeliverable(String),
 }
 
 impl FailureReason {
@@ -42,6 +45,8 @@ impl FailureReason {
             FailureReason::TimedOut
         } else if let Some(model) = error.strip_prefix("model failed: ") {
             FailureReason::Model(model.to_owned())
+        } else if let Some(refusal) = error.strip_prefix("undeliverable: ") {
+            FailureReason::Undeliverable(refusal.to_owned())
         } else {
             FailureReason::Replicate(
                 error
@@ -59,6 +64,32 @@ impl std::fmt::Display for FailureReason {
             FailureReason::TimedOut => f.write_str("timed out"),
             FailureReason::Model(e) => write!(f, "model failed: {e}"),
             FailureReason::Replicate(e) => write!(f, "replicate: {e}"),
+            FailureReason::Undeliverable(e) => write!(f, "undeliverable: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A restart delivers the reason read back from the stored text: every kind survives it.
+        #[test]
+        fn a_stored_reason_reads_back_as_itself(detail in any::<String>(), kind in 0..3u8) {
+            let reason = match kind {
+                0 => FailureReason::Model(detail),
+                1 => FailureReason::Replicate(detail),
+                _ => FailureReason::Undeliverable(detail),
+            };
+            prop_assert_eq!(FailureReason::from_stored(&reason.to_string()), reason);
+        }
+    }
+
+    #[test]
+    fn a_timeout_reads_back_as_a_timeout() {
+        let stored = FailureReason::TimedOut.to_string();
+        assert_eq!(FailureReason::from_stored(&stored), FailureReason::TimedOut);
     }
 }

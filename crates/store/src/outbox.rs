@@ -74,4 +74,9 @@ pub enum DeliveryOutcome {
     /// Will never be sent (the user blocked the bot, Telegram refused the request): recorded
     /// with its reason and not tried again.
     GaveUp { error: String },
+    /// A succeeded job's image can never reach its user, though the chat can (Telegram refused
+    /// it every way it was sent, or it could not be fetched): in one transaction the job
+    /// becomes `failed` with `error`, its credits are refunded, and its failure notice is due
+    /// now, delivered like any failed job's. Recorded once: a second call changes nothing.
+    Undeliverable { error: String },
 }

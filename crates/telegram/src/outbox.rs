@@ -8,6 +8,7 @@
 //! and 429 past the pacer's retries are tried again with backoff; 403 (the user blocked the
 //! bot) marks the user and stops; an image Telegram refuses as a photo (its size, a format it
 //! cannot process) goes at once as a document; other refusals are recorded with their reason.
+//! A result that can never reach a chat still there is refunded, and its user told.
 //! Images go out with the re-run buttons under them; their original bytes are kept a day for
 //! "as file".
 
@@ -243,22 +244,20 @@ async fn deliver(
         }
         Err(failure) => {
             front.metrics().delivery_failed();
-            let (e, outcome) = match failure {
-                SendFailure::Final(e) => {
-                    let outcome = classify(&e, delivery.attempts);
-                    (e, outcome)
-                }
-                SendFailure::ByUrl(e) => {
-                    let outcome = classify_by_url(&e, delivery.attempts);
-                    (e, outcome)
+            let (blocked, outcome) = match &failure {
+                SendFailure::Final(e) => (is_blocked(e), classify(e, delivery.attempts)),
+                SendFailure::ByUrl(e) => (is_blocked(e), classify_by_url(e, delivery.attempts)),
+                SendFailure::NoImage(why) => {
+                    (false, DeliveryOutcome::GaveUp { error: why.clone() })
                 }
             };
-            if is_blocked(&e) && delivery.reply.is_none() {
+            if blocked && delivery.reply.is_none() {
                 if let Err(e) = front.engine().store().mark_blocked(delivery.user).await {
                     tracing::warn!(error = %e, "recording a blocked user failed");
                 }
             }
-            tracing::info!(job_id = delivery.job.0, error = %e, ?outcome, "delivery failed");
+            let outcome = refund_if_never_deliverable(&delivery, blocked, outcome);
+            tracing::info!(job_id = delivery.job.0, error = %failure, ?outcome, "delivery failed");
             outcome
         }
     };
@@ -320,7 +319,7 @@ async fn send_image(
             .map_err(SendFailure::Final);
     }
     let Some(url) = delivery.result_url.as_deref() else {
-        return Ok(None);
+        return Err(SendFailure::NoImage("the job has no result URL".into()));
     };
     // Sent as a document already (its id is kept only once Telegram took it): the process
     // stopped before the delivery was recorded. Recorded now, not sent twice.
@@ -362,7 +361,9 @@ async fn send_image(
         Err(reason) => {
             tracing::warn!(job_id = delivery.job.0, %reason, "no stored image and the download failed; Telegram fetches the URL instead");
             let Ok(parsed) = url.parse() else {
-                return Ok(None);
+                return Err(SendFailure::NoImage(format!(
+                    "the result URL cannot be parsed, and its download failed: {reason}"
+                )));
             };
             (InputFile::url(parsed), true)
         }
@@ -393,6 +394,38 @@ enum SendFailure {
     /// tries are left, since the next one downloads the image again (a CDN that failed us may
     /// serve it then) and uploads the bytes.
     ByUrl(RequestError),
+    /// Nothing to send: the job has no usable result URL. Never tried with Telegram.
+    NoImage(String),
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Final(e) | SendFailure::ByUrl(e) => e.fmt(f),
+            SendFailure::NoImage(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A succeeded job given up for good while its chat can still be written to (the image was
+/// refused every way it was sent, or never fetched, or Telegram failed every try) is recorded
+/// as undeliverable: refunded, and its user told, as for a failed job. One whose user blocked
+/// the bot is only given up: the image was made, and nobody can be told.
+fn refund_if_never_deliverable(
+    delivery: &Delivery,
+    blocked: bool,
+    outcome: DeliveryOutcome,
+) -> DeliveryOutcome {
+    match outcome {
+        DeliveryOutcome::GaveUp { error }
+            if delivery.status == JobStatus::Succeeded && !blocked =>
+        {
+            DeliveryOutcome::Undeliverable {
+                error: FailureReason::Undeliverable(error).to_string(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Sends a result as a document. Its `file_id` is kept as the job's document (for "as file"),

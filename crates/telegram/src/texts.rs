@@ -169,6 +169,10 @@ pub(crate) fn failed(lang: Lang, reason: &FailureReason) -> String {
             "The image service is not answering right now.",
             "Сервис генерации сейчас не отвечает.",
         ),
+        FailureReason::Undeliverable(_) => (
+            "The image was made, but Telegram would not take it.",
+            "Картинка получилась, но Telegram не принял её.",
+        ),
     };
     pick(
         lang,

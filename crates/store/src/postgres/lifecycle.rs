@@ -26,6 +26,31 @@ fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Gives a refunded job's credits back to its user, and its place in the day's quota when
+/// that day is still the user's counted one.
+pub(super) async fn give_back(
+    conn: &mut sqlx::PgConnection,
+    user: UserId,
+    credits: i64,
+    quota_day: Option<chrono::NaiveDate>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE users SET
+            credits = credits + $2,
+            daily_count = CASE WHEN daily_reset_date = $3 AND daily_count > 0
+                               THEN daily_count - 1 ELSE daily_count END,
+            updated_at = $4
+         WHERE id = $1",
+    )
+    .bind(user.0)
+    .bind(credits)
+    .bind(quota_day)
+    .bind(Utc::now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One of the trigger-kept counts (`genbot_job_counts`).
 async fn count(conn: &mut sqlx::PgConnection, name: &str) -> Result<i64, StoreError> {
     Ok(
@@ -304,20 +329,7 @@ impl PgStore {
             .await?;
         }
         if status != JobStatus::Succeeded {
-            sqlx::query(
-                "UPDATE users SET
-                    credits = credits + $2,
-                    daily_count = CASE WHEN daily_reset_date = $3 AND daily_count > 0
-                                       THEN daily_count - 1 ELSE daily_count END,
-                    updated_at = $4
-                 WHERE id = $1",
-            )
-            .bind(finished.user_id.0)
-            .bind(refunded)
-            .bind(finished.quota_day)
-            .bind(Utc::now())
-            .execute(&mut *tx)
-            .await?;
+            give_back(&mut tx, finished.user_id, refunded, finished.quota_day).await?;
         }
         tx.commit().await?;
         Ok(Finished {

@@ -57,6 +57,9 @@ impl PgStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.connection().await?;
         let query = match &outcome {
+            DeliveryOutcome::Undeliverable { error } => {
+                return undeliverable(&mut conn, job, owner, error).await;
+            }
             DeliveryOutcome::Delivered { file_id } => sqlx::query(
                 "UPDATE generation_jobs SET delivered_at = now(),
                     telegram_file_id = coalesce($3, telegram_file_id)
@@ -196,4 +199,42 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
         has_image: row.try_get(10)?,
         sent_as_document: row.try_get(11)?,
     })
+}
+
+/// A succeeded job whose image can never reach its user becomes a failed one, refunded, with
+/// its notice due now ([`DeliveryOutcome::Undeliverable`]), in one transaction. False when it
+/// was recorded already (or is not this owner's), so it is refunded once.
+async fn undeliverable(
+    conn: &mut sqlx::PgConnection,
+    job: JobId,
+    owner: &str,
+    error: &str,
+) -> Result<bool, StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let refund = sqlx::query(
+        "UPDATE generation_jobs SET status = 'failed', error = $3, delivery_error = $3,
+            refunded_credits = charged_credits, delivery_attempts = 0,
+            delivery_due = now(), updated_at = now()
+         WHERE id = $1 AND delivery_owner = $2 AND delivered_at IS NULL
+           AND status = 'succeeded'
+         RETURNING user_id, refunded_credits, quota_day",
+    )
+    .bind(job.0)
+    .bind(owner)
+    .bind(error)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = refund else {
+        return Ok(false);
+    };
+    let user = UserId(row.try_get(0)?);
+    super::lifecycle::give_back(&mut tx, user, row.try_get(1)?, row.try_get(2)?).await?;
+    // Its bytes are no longer needed: it will never be sent.
+    sqlx::query("DELETE FROM job_images WHERE job_id = $1")
+        .bind(job.0)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }

@@ -480,25 +480,39 @@ fn finish(
         .execute(params![id.0, image.file_name, image.bytes, now])?;
     }
     if status != JobStatus::Succeeded {
-        conn.prepare_cached(
-            "UPDATE users SET
-                credits = credits + ?2,
-                daily_count = CASE WHEN daily_reset_date = ?3 AND daily_count > 0
-                                   THEN daily_count - 1 ELSE daily_count END,
-                updated_at = ?4
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            finished.user_id.0,
+        give_back(
+            conn,
+            finished.user_id,
             refunded,
             finished.quota_day.map(date_text),
-            now
-        ])?;
+            now,
+        )?;
     }
     Ok(Finished {
         job: finished,
         refunded,
     })
+}
+
+/// Gives a refunded job's credits back to its user, and its place in the day's quota when
+/// that day (`quota_day`, as stored) is still the user's counted one.
+pub(super) fn give_back(
+    conn: &Connection,
+    user: UserId,
+    credits: i64,
+    quota_day: Option<String>,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE users SET
+            credits = credits + ?2,
+            daily_count = CASE WHEN daily_reset_date = ?3 AND daily_count > 0
+                               THEN daily_count - 1 ELSE daily_count END,
+            updated_at = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![user.0, credits, quota_day, now])?;
+    Ok(())
 }
 
 /// Why a guarded update of `id` by `owner` matched nothing.

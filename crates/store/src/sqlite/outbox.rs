@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rusqlite::{params, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::rows::{self, millis};
 use super::SqliteStore;
@@ -67,7 +67,10 @@ impl SqliteStore {
         self.writer
             .run(move |conn| {
                 let now = Utc::now();
-                let gave_up = matches!(outcome, DeliveryOutcome::GaveUp { .. });
+                let gave_up = matches!(
+                    outcome,
+                    DeliveryOutcome::GaveUp { .. } | DeliveryOutcome::Undeliverable { .. }
+                );
                 let changed = match outcome {
                     DeliveryOutcome::Delivered { file_id } => conn
                         .prepare_cached(
@@ -96,6 +99,9 @@ impl SqliteStore {
                              WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL",
                         )?
                         .execute(params![job.0, owner, millis(now), error])?,
+                    DeliveryOutcome::Undeliverable { error } => {
+                        undeliverable(conn, job, &owner, &error, millis(now))?
+                    }
                 };
                 // Never to be delivered: its bytes are no longer needed. A delivered image's
                 // are kept a while for "as file" (`prune_job_images`).
@@ -211,4 +217,38 @@ fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
         has_image: row.get(10)?,
         sent_as_document: row.get(11)?,
     })
+}
+
+/// A succeeded job whose image can never reach its user becomes a failed one, refunded, with
+/// its notice due now ([`DeliveryOutcome::Undeliverable`]). Returns the rows changed: 0 when
+/// it was recorded already (or is not this owner's), so it is refunded once.
+fn undeliverable(
+    conn: &rusqlite::Connection,
+    job: JobId,
+    owner: &str,
+    error: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let refund = conn
+        .prepare_cached(
+            "UPDATE generation_jobs SET status = 'failed', error = ?3, delivery_error = ?3,
+                refunded_credits = charged_credits, delivery_attempts = 0,
+                delivery_due = ?4, updated_at = ?4
+             WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL
+               AND status = 'succeeded'
+             RETURNING user_id, refunded_credits, quota_day",
+        )?
+        .query_row(params![job.0, owner, error, now], |row| {
+            Ok((
+                UserId(row.get(0)?),
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .optional()?;
+    let Some((user, credits, quota_day)) = refund else {
+        return Ok(0);
+    };
+    super::lifecycle::give_back(conn, user, credits, quota_day, now)?;
+    Ok(1)
 }

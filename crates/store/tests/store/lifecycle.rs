@@ -16,6 +16,7 @@ on_both_backends!(
     a_banned_user_is_refused_in_the_submitting_transaction,
     concurrent_acceptances_never_pass_the_queue_cap,
     a_prompt_with_nul_is_kept_or_refused_for_good,
+    an_undeliverable_result_is_refunded_once_and_its_notice_claimed,
 );
 
 /// A NUL in a prompt (the engine strips it; this is the store's own answer should one get
@@ -148,6 +149,97 @@ async fn a_deferred_delivery_waits_without_counting_as_a_failure(store: &Store) 
         again[0].attempts, 0,
         "a deferral counted as a failed attempt"
     );
+}
+
+/// A succeeded job whose image can never reach its user: refunded once (credits and the day's
+/// quota), turned into a failed job, and its notice claimable at once, like any failure's.
+async fn an_undeliverable_result_is_refunded_once_and_its_notice_claimed(store: &Store) {
+    register(store, 1, 5).await;
+    let SubmitOutcome::Queued { job, .. } = store.submit_job(submission(1, 2)).await.unwrap()
+    else {
+        panic!("refused")
+    };
+    let Claim::Claimed(_) = store.claim_next(spec("a", 10, 10)).await.unwrap() else {
+        panic!("nothing claimed")
+    };
+    let image = JobImage {
+        file_name: "image.png".into(),
+        bytes: b"\x89PNG\r\n\x1a\n-bytes".to_vec(),
+    };
+    let outcome = JobOutcome::Succeeded {
+        result_url: "http://127.0.0.1:9/files/0.png".into(),
+        image: Some(image),
+    };
+    assert_eq!(
+        store
+            .finish_job(job.id, "a", outcome)
+            .await
+            .unwrap()
+            .refunded,
+        0
+    );
+    let user = store.get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!((user.credits, user.daily_count), (3, 1));
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_deliveries("a", lease, 10, false).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let undeliverable = DeliveryOutcome::Undeliverable {
+        error: "undeliverable: Bad Request: wrong file identifier/HTTP URL specified".into(),
+    };
+    // Only the delivery's owner records it.
+    assert!(!store
+        .finish_delivery(job.id, "b", undeliverable.clone())
+        .await
+        .unwrap());
+    assert!(store
+        .finish_delivery(job.id, "a", undeliverable.clone())
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .finish_delivery(job.id, "a", undeliverable)
+            .await
+            .unwrap(),
+        "recorded twice"
+    );
+    let user = store.get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (user.credits, user.daily_count),
+        (5, 0),
+        "refunded once, quota given back"
+    );
+    for audit in store.credit_audit(0..10).await.unwrap() {
+        assert_eq!(audit.credits, audit.expected, "{audit:?}");
+    }
+    assert_counts_exact(store).await;
+    let stored = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.refunded_credits),
+        (JobStatus::Failed, 2)
+    );
+    assert_eq!(store.job_image(job.id).await.unwrap(), None, "bytes kept");
+    // Its notice is due now, for any worker, as a failed job's with the reason.
+    let notice = store.claim_deliveries("b", lease, 10, false).await.unwrap();
+    assert_eq!(notice.len(), 1);
+    assert_eq!(
+        (
+            notice[0].status,
+            notice[0].attempts,
+            notice[0].error.as_deref()
+        ),
+        (
+            JobStatus::Failed,
+            0,
+            Some("undeliverable: Bad Request: wrong file identifier/HTTP URL specified")
+        )
+    );
+    // A notice that cannot be delivered either is given up without a second refund.
+    let gave_up = DeliveryOutcome::GaveUp {
+        error: "Forbidden: bot was blocked by the user".into(),
+    };
+    assert!(store.finish_delivery(job.id, "b", gave_up).await.unwrap());
+    assert_eq!(credits(store, 1).await, 5);
+    assert_eq!(store.outbox_backlog().await.unwrap().undelivered, 0);
 }
 
 fn submission(user: i64, cost: i64) -> Submission {

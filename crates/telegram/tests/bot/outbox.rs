@@ -176,23 +176,45 @@ async fn a_429_on_send_photo_is_waited_out_and_the_photo_sent_once() {
     assert_eq!(images(&cy), 1);
 }
 
+/// A result Telegram refuses for good, with the chat still there, is refunded and its user
+/// told (it was given up in silence, the credits spent); one for a user who blocked the bot is
+/// only given up, and marks the user blocked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusal_is_recorded_with_its_reason_and_a_403_marks_the_user_blocked() {
+async fn a_refused_result_is_refunded_and_told_and_a_403_marks_the_user_blocked() {
     let bot = spawn_bot(Options::default()).await;
+    let balance = |user: i64| {
+        let store = bot.store.clone();
+        async move { store.get_user(UserId(user)).await.unwrap().unwrap().credits }
+    };
     let di = bot.telegram.user(8004, "Di", Some("en"));
     say(&di, "/start").await;
+    let before = balance(8004).await;
     bot.telegram.fail_next(
         "sendPhoto",
         400,
         "Bad Request: wrong file identifier/HTTP URL specified",
         1,
     );
+    let seen = di.transcript().len();
     di.send_text("a refused photo");
-    // Recorded as done at once: a refusal is final, not retried.
+    // Recorded as done once the notice went: a refusal is final, not retried.
     let reason = recorded_delivery(&bot, 8004).await.unwrap_or_default();
     assert!(reason.contains("wrong file identifier"), "{reason:?}");
     assert_eq!(calls(&bot, "sendphoto"), 1);
     assert_eq!(images(&di), 0);
+    let told = di.transcript()[seen..].iter().any(|e| {
+        matches!(e, Entry::BotText { text, .. }
+            if text.contains("Telegram would not take it") && text.contains("credits are back"))
+    });
+    assert!(told, "not told: {:?}", di.transcript());
+    assert_eq!(
+        balance(8004).await,
+        before,
+        "the refused result was charged"
+    );
+    for audit in bot.store.credit_audit(8004..8005).await.unwrap() {
+        assert_eq!(audit.credits, audit.expected, "{audit:?}");
+    }
 
     let ed = bot.telegram.user(8005, "Ed", Some("en"));
     say(&ed, "/start").await;
@@ -209,6 +231,10 @@ async fn a_refusal_is_recorded_with_its_reason_and_a_403_marks_the_user_blocked(
     );
     let after = bot.store.broadcast_recipients(8004, 1).await.unwrap();
     assert_eq!(after, [(UserId(8005), true)], "blocked_at was not set");
+    assert!(
+        balance(8005).await < balance(8004).await,
+        "refunded though the user blocked the bot"
+    );
 }
 
 /// A panorama Telegram refuses as a photo ("PHOTO_INVALID_DIMENSIONS": width + height over
