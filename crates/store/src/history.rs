@@ -15,7 +15,10 @@ pub struct HistoryItem {
     pub prompt: String,
     /// The inputs it ran with (seed included).
     pub params: serde_json::Value,
-    /// Telegram's id of the delivered photo.
+    /// Telegram's id of the delivered photo, or of the document it went as (too big for a
+    /// photo, or refused as one).
     pub file_id: String,
+    /// Whether `file_id` is a document's: Telegram refuses a document's id as a photo.
+    pub as_document: bool,
     pub created_at: DateTime<Utc>,
 }

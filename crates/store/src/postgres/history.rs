@@ -16,11 +16,14 @@ impl PgStore {
     ) -> Result<Vec<HistoryItem>, StoreError> {
         let mut conn = self.connection().await?;
         sqlx::query(
-            "SELECT id, model, prompt, params, telegram_file_id, created_at
-             FROM generation_jobs
-             WHERE user_id = $1 AND status = 'succeeded' AND telegram_file_id IS NOT NULL
-               AND id < $2
-             ORDER BY id DESC LIMIT $3",
+            "SELECT j.id, j.model, j.prompt, j.params,
+                    coalesce(j.telegram_file_id, d.file_id), j.created_at,
+                    j.telegram_file_id IS NULL
+             FROM generation_jobs j LEFT JOIN job_documents d ON d.job_id = j.id
+             WHERE j.user_id = $1 AND j.status = 'succeeded' AND j.id < $2
+               AND (j.telegram_file_id IS NOT NULL
+                    OR (j.delivered_at IS NOT NULL AND d.file_id IS NOT NULL))
+             ORDER BY j.id DESC LIMIT $3",
         )
         .bind(user.0)
         .bind(before.map_or(i64::MAX, |j| j.0))
@@ -36,6 +39,7 @@ impl PgStore {
                 params: row.try_get(3)?,
                 file_id: row.try_get(4)?,
                 created_at: row.try_get(5)?,
+                as_document: row.try_get(6)?,
             })
         })
         .collect()

@@ -19,11 +19,14 @@ impl SqliteStore {
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id, model, prompt, params, telegram_file_id, created_at
-                     FROM generation_jobs
-                     WHERE user_id = ?1 AND status = 'succeeded' AND telegram_file_id IS NOT NULL
-                       AND id < ?2
-                     ORDER BY id DESC LIMIT ?3",
+                    "SELECT j.id, j.model, j.prompt, j.params,
+                            coalesce(j.telegram_file_id, d.file_id), j.created_at,
+                            j.telegram_file_id IS NULL
+                     FROM generation_jobs j LEFT JOIN job_documents d ON d.job_id = j.id
+                     WHERE j.user_id = ?1 AND j.status = 'succeeded' AND j.id < ?2
+                       AND (j.telegram_file_id IS NOT NULL
+                            OR (j.delivered_at IS NOT NULL AND d.file_id IS NOT NULL))
+                     ORDER BY j.id DESC LIMIT ?3",
                 )?;
                 let mut rows = stmt.query(params![
                     user.0,
@@ -39,6 +42,7 @@ impl SqliteStore {
                         params: json("generation_jobs.params", row.get(3)?)?,
                         file_id: row.get(4)?,
                         created_at: timestamp("generation_jobs.created_at", row.get(5)?)?,
+                        as_document: row.get(6)?,
                     });
                 }
                 Ok(items)

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use genbot_store::{
-    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobImage, JobOutcome, JobStatus, NewJob, Store,
-    StoreError, Submission, SubmitOutcome, UserId,
+    Claim, ClaimSpec, DeliveryOutcome, JobCounts, JobId, JobImage, JobOutcome, JobStatus, NewJob,
+    Store, StoreError, Submission, SubmitOutcome, UserId,
 };
 
 use crate::helpers::{on_both_backends, register};
@@ -509,5 +509,19 @@ async fn a_succeeded_jobs_image_is_kept_after_delivery_until_pruned(store: &Stor
     assert!(
         own.iter().any(|d| d.job == ids[1] && d.sent_as_document),
         "{own:?}"
+    );
+    // Not in the history until its delivery is recorded; then as the document it went as.
+    assert_eq!(store.history(UserId(1), None, 10).await.unwrap().len(), 1);
+    let delivered = DeliveryOutcome::Delivered { file_id: None };
+    assert!(store.finish_delivery(ids[1], "a", delivered).await.unwrap());
+    let history = store.history(UserId(1), None, 10).await.unwrap();
+    let listed: Vec<(JobId, &str, bool)> = history
+        .iter()
+        .map(|item| (item.job, item.file_id.as_str(), item.as_document))
+        .collect();
+    assert_eq!(
+        listed,
+        [(ids[1], "doc3", true), (ids[0], "f1", false)],
+        "a photo's own id comes before its \"as file\" document's"
     );
 }

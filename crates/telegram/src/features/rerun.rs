@@ -1,6 +1,7 @@
 //! Past images: the buttons under every delivered image ("again" with a new seed, "same seed",
 //! "as file" with the original bytes, then by the document's `file_id`) and `/history`, which
-//! re-sends images by their stored `file_id` (no new generation), a page at a time.
+//! re-sends images by their stored `file_id` (no new generation), a page at a time: as photos,
+//! or as documents where they were delivered as documents.
 //!
 //! A re-run is a new job submitted like a prompt, carrying the button press's update id: a
 //! press replayed after a crash finds its job instead of charging twice.
@@ -82,22 +83,33 @@ async fn resend(
     lang: Lang,
     item: &HistoryItem,
 ) -> Result<(), RequestError> {
-    let photo = InputFile::file_id(item.file_id.clone().into());
+    let file = InputFile::file_id(item.file_id.clone().into());
     let text = format!(
         "{} · {}",
         item.created_at.format("%Y-%m-%d"),
         caption(&item.prompt)
     );
-    send(
-        front,
-        chat,
-        front
-            .bot()
-            .send_photo(chat, photo)
-            .caption(caption(&text))
-            .reply_markup(result_keyboard(lang, item.job)),
-    )
-    .await?;
+    let bot = front.bot();
+    let keyboard = result_keyboard(lang, item.job);
+    // A result delivered as a document (too big for a photo, or refused as one) is re-sent as
+    // one: Telegram refuses a document's id as a photo.
+    if item.as_document {
+        let document = bot.send_document(chat, file);
+        send(
+            front,
+            chat,
+            document.caption(caption(&text)).reply_markup(keyboard),
+        )
+        .await?;
+    } else {
+        let photo = bot.send_photo(chat, file);
+        send(
+            front,
+            chat,
+            photo.caption(caption(&text)).reply_markup(keyboard),
+        )
+        .await?;
+    }
     Ok(())
 }
 
