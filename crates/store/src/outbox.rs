@@ -75,8 +75,9 @@ pub enum DeliveryOutcome {
     /// with its reason and not tried again.
     GaveUp { error: String },
     /// A succeeded job's image can never reach its user, though the chat can (Telegram refused
-    /// it every way it was sent, or it could not be fetched): in one transaction the job
-    /// becomes `failed` with `error`, its credits are refunded, and its failure notice is due
-    /// now, delivered like any failed job's. Recorded once: a second call changes nothing.
+    /// it every way it was sent, or there is nothing to send): in one transaction the job
+    /// becomes `failed` with `error` and its credits are refunded. It stays claimed: the worker
+    /// sends its failure notice next (after a crash, whoever claims it does, like any failed
+    /// job's). Recorded once: a second call changes nothing.
     Undeliverable { error: String },
 }

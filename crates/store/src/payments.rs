@@ -167,7 +167,7 @@ macro_rules! movements_sql {
             $limit,
             ") g
                 UNION ALL
-                SELECT * FROM (SELECT coalesce(finished_at, updated_at), 'generation_refund',
+                SELECT * FROM (SELECT updated_at, 'generation_refund',
                                       refunded_credits, model
                                FROM generation_jobs
                                WHERE user_id = ",

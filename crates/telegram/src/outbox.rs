@@ -185,11 +185,12 @@ impl Drop for GroupTurn<'_> {
     }
 }
 
-/// One delivery attempt, recorded whatever its outcome.
+/// One delivery attempt, recorded whatever its outcome. A result recorded as undeliverable
+/// (refunded) has its notice sent next, under the same claim and group turn.
 async fn deliver(
     front: &Front,
     owner: &str,
-    delivery: Delivery,
+    mut delivery: Delivery,
     busy_groups: &Mutex<HashSet<i64>>,
     stop: &CancellationToken,
 ) {
@@ -216,6 +217,36 @@ async fn deliver(
         },
         None => None,
     };
+    loop {
+        let outcome = attempt(front, &delivery).await;
+        let notice = match &outcome {
+            DeliveryOutcome::Undeliverable { error } => Some(error.clone()),
+            _ => None,
+        };
+        let recorded = record(front, owner, delivery.job, outcome, stop).await;
+        match notice {
+            // Now a failed job, refunded: its notice goes at once, not after its lease.
+            Some(error) if recorded => delivery = failure_notice(delivery, error),
+            _ => return,
+        }
+    }
+}
+
+/// The delivery of the notice that `delivery`'s result could not be delivered and was refunded.
+fn failure_notice(delivery: Delivery, error: String) -> Delivery {
+    Delivery {
+        status: JobStatus::Failed,
+        error: Some(error),
+        attempts: 0,
+        file_id: None,
+        has_image: false,
+        sent_as_document: false,
+        ..delivery
+    }
+}
+
+/// Sends `delivery` once and says what to record.
+async fn attempt(front: &Front, delivery: &Delivery) -> DeliveryOutcome {
     // A group's job answers in the group, as a reply to the asking message.
     let chat = ChatId(delivery.reply.map_or(delivery.user.0, |r| r.chat));
     let reply = delivery
@@ -223,7 +254,7 @@ async fn deliver(
         .and_then(|r| i32::try_from(r.message).ok())
         .map(|m| ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
     let sent = match delivery.status {
-        JobStatus::Succeeded => send_image(front, chat, &delivery, reply.clone()).await,
+        JobStatus::Succeeded => send_image(front, chat, delivery, reply.clone()).await,
         _ => {
             let lang = front.language_of(delivery.user).await;
             let reason = FailureReason::from_stored(delivery.error.as_deref().unwrap_or(""));
@@ -237,31 +268,31 @@ async fn deliver(
                 .map_err(SendFailure::Final)
         }
     };
-    let outcome = match sent {
+    match sent {
         Ok(file_id) => {
             front.metrics().delivered();
             DeliveryOutcome::Delivered { file_id }
         }
         Err(failure) => {
             front.metrics().delivery_failed();
-            let (blocked, outcome) = match &failure {
-                SendFailure::Final(e) => (is_blocked(e), classify(e, delivery.attempts)),
-                SendFailure::ByUrl(e) => (is_blocked(e), classify_by_url(e, delivery.attempts)),
-                SendFailure::NoImage(why) => {
-                    (false, DeliveryOutcome::GaveUp { error: why.clone() })
-                }
+            let outcome = match &failure {
+                SendFailure::Final(e) => classify(e, delivery.attempts),
+                SendFailure::ByUrl(e) => classify_by_url(e, delivery.attempts),
+                SendFailure::NoImage(why) => DeliveryOutcome::GaveUp { error: why.clone() },
             };
+            // A user who blocked the bot; in a group, the group that removed it.
+            let blocked = failure.request_error().is_some_and(is_blocked);
             if blocked && delivery.reply.is_none() {
                 if let Err(e) = front.engine().store().mark_blocked(delivery.user).await {
                     tracing::warn!(error = %e, "recording a blocked user failed");
                 }
             }
-            let outcome = refund_if_never_deliverable(&delivery, blocked, outcome);
+            let refund = failure.refuses_the_result() && !(blocked && delivery.reply.is_none());
+            let outcome = refund_if_never_deliverable(delivery, refund, outcome);
             tracing::info!(job_id = delivery.job.0, error = %failure, ?outcome, "delivery failed");
             outcome
         }
-    };
-    record(front, owner, delivery.job, outcome, stop).await;
+    }
 }
 
 /// Records a delivery's outcome until it lands: a photo sent but not recorded would be sent
@@ -272,7 +303,7 @@ async fn record(
     job: JobId,
     outcome: DeliveryOutcome,
     stop: &CancellationToken,
-) {
+) -> bool {
     let store = front.engine().store();
     let recorded = genbot_engine::until_written(stop, "a delivery", || {
         store.finish_delivery(job, owner, outcome.clone())
@@ -286,6 +317,7 @@ async fn record(
             "delivery already recorded (an earlier try, or another replica after its lease passed)"
         );
     }
+    matches!(recorded, Ok(true))
 }
 
 /// Sends the image: by its kept `file_id`, else its stored bytes, else downloaded now from its
@@ -318,9 +350,6 @@ async fn send_image(
             .map(|_| Some(file_id.clone()))
             .map_err(SendFailure::Final);
     }
-    let Some(url) = delivery.result_url.as_deref() else {
-        return Err(SendFailure::NoImage("the job has no result URL".into()));
-    };
     // Sent as a document already (its id is kept only once Telegram took it): the process
     // stopped before the delivery was recorded. Recorded now, not sent twice.
     if delivery.sent_as_document {
@@ -330,6 +359,9 @@ async fn send_image(
         );
         return Ok(None);
     }
+    let Some(url) = delivery.result_url.as_deref() else {
+        return Err(SendFailure::NoImage("the job has no result URL".into()));
+    };
     let image = match stored_image(front, delivery).await {
         Some(image) => Ok(image),
         None => front
@@ -398,6 +430,32 @@ enum SendFailure {
     NoImage(String),
 }
 
+impl SendFailure {
+    fn request_error(&self) -> Option<&RequestError> {
+        match self {
+            SendFailure::Final(e) | SendFailure::ByUrl(e) => Some(e),
+            SendFailure::NoImage(_) => None,
+        }
+    }
+
+    /// Whether this says the result itself cannot be sent, for good: Telegram refused it (a
+    /// 4xx, not a bad token: that is the deployment's fault, not the image's), or there is
+    /// nothing to send. Not an outage, a throttle, or an answer that may hide a sent message
+    /// (a timeout, a 5xx, a body teloxide could not read): refunding those could refund an
+    /// image the user got.
+    fn refuses_the_result(&self) -> bool {
+        match self.request_error() {
+            None => true,
+            Some(RequestError::Api(ApiError::InvalidToken)) => false,
+            Some(RequestError::Api(ApiError::Unknown(description))) => {
+                crate::pacing::refusal_status(description).is_some_and(|status| status != "401")
+            }
+            Some(RequestError::Api(_)) => true,
+            Some(_) => false,
+        }
+    }
+}
+
 impl std::fmt::Display for SendFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -407,19 +465,17 @@ impl std::fmt::Display for SendFailure {
     }
 }
 
-/// A succeeded job given up for good while its chat can still be written to (the image was
-/// refused every way it was sent, or never fetched, or Telegram failed every try) is recorded
-/// as undeliverable: refunded, and its user told, as for a failed job. One whose user blocked
-/// the bot is only given up: the image was made, and nobody can be told.
+/// A succeeded job given up because its result was refused for good (`refund`: refused by
+/// Telegram every way it was sent, or nothing to send) is recorded as undeliverable: refunded,
+/// and its user told, as for a failed job. One whose user blocked the bot, or given up after
+/// failures that may hide a sent message, is only given up.
 fn refund_if_never_deliverable(
     delivery: &Delivery,
-    blocked: bool,
+    refund: bool,
     outcome: DeliveryOutcome,
 ) -> DeliveryOutcome {
     match outcome {
-        DeliveryOutcome::GaveUp { error }
-            if delivery.status == JobStatus::Succeeded && !blocked =>
-        {
+        DeliveryOutcome::GaveUp { error } if delivery.status == JobStatus::Succeeded && refund => {
             DeliveryOutcome::Undeliverable {
                 error: FailureReason::Undeliverable(error).to_string(),
             }
@@ -535,7 +591,10 @@ fn classify(error: &RequestError, attempts: u32) -> DeliveryOutcome {
         // ("Bad Request: …"): sending the same again cannot pass, so it is not tried for minutes.
         RequestError::Api(ApiError::Unknown(description)) => {
             !crate::pacing::is_refusal_description(description)
+                || description.starts_with("Unauthorized")
         }
+        // A bad token is the deployment's to fix (a rotation under way), not the result's.
+        RequestError::Api(ApiError::InvalidToken) => true,
         _ => false,
     };
     if retryable && attempts + 1 < MAX_ATTEMPTS {
@@ -617,6 +676,20 @@ mod tests {
             classify_by_url(&never_started, 0),
             DeliveryOutcome::GaveUp { .. }
         ));
+        // A bad token is retried (a rotation under way), and never refunds a result.
+        let token = RequestError::Api(ApiError::Unknown("Unauthorized".into()));
+        assert!(matches!(classify(&token, 0), DeliveryOutcome::Retry { .. }));
+        assert!(!SendFailure::Final(token).refuses_the_result());
+        assert!(
+            !SendFailure::Final(RequestError::Api(ApiError::InvalidToken)).refuses_the_result()
+        );
+        // Only a refusal of the result refunds it; a failure that may hide a sent message does
+        // not.
+        assert!(SendFailure::Final(unknown).refuses_the_result());
+        assert!(SendFailure::ByUrl(fetch).refuses_the_result());
+        assert!(SendFailure::NoImage("no URL".into()).refuses_the_result());
+        assert!(!SendFailure::Final(gateway).refuses_the_result());
+        assert!(!SendFailure::Final(proxy).refuses_the_result());
         let wait = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(7));
         assert_eq!(
             classify(&wait, 0),

@@ -202,7 +202,7 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
 }
 
 /// A succeeded job whose image can never reach its user becomes a failed one, refunded, with
-/// its notice due now ([`DeliveryOutcome::Undeliverable`]), in one transaction. False when it
+/// its notice next ([`DeliveryOutcome::Undeliverable`]), in one transaction. False when it
 /// was recorded already (or is not this owner's), so it is refunded once.
 async fn undeliverable(
     conn: &mut sqlx::PgConnection,
@@ -214,8 +214,7 @@ async fn undeliverable(
     let mut tx = conn.begin().await?;
     let refund = sqlx::query(
         "UPDATE generation_jobs SET status = 'failed', error = $3, delivery_error = $3,
-            refunded_credits = charged_credits, delivery_attempts = 0,
-            delivery_due = now(), updated_at = now()
+            refunded_credits = charged_credits, delivery_attempts = 0, updated_at = now()
          WHERE id = $1 AND delivery_owner = $2 AND delivered_at IS NULL
            AND status = 'succeeded'
          RETURNING user_id, refunded_credits, quota_day",

@@ -220,7 +220,7 @@ fn delivery(row: &Row<'_>) -> Result<Delivery, StoreError> {
 }
 
 /// A succeeded job whose image can never reach its user becomes a failed one, refunded, with
-/// its notice due now ([`DeliveryOutcome::Undeliverable`]). Returns the rows changed: 0 when
+/// its notice next ([`DeliveryOutcome::Undeliverable`]). Returns the rows changed: 0 when
 /// it was recorded already (or is not this owner's), so it is refunded once.
 fn undeliverable(
     conn: &rusqlite::Connection,
@@ -232,8 +232,7 @@ fn undeliverable(
     let refund = conn
         .prepare_cached(
             "UPDATE generation_jobs SET status = 'failed', error = ?3, delivery_error = ?3,
-                refunded_credits = charged_credits, delivery_attempts = 0,
-                delivery_due = ?4, updated_at = ?4
+                refunded_credits = charged_credits, delivery_attempts = 0, updated_at = ?4
              WHERE id = ?1 AND delivery_owner = ?2 AND delivered_at IS NULL
                AND status = 'succeeded'
              RETURNING user_id, refunded_credits, quota_day",

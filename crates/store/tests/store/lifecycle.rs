@@ -152,7 +152,7 @@ async fn a_deferred_delivery_waits_without_counting_as_a_failure(store: &Store) 
 }
 
 /// A succeeded job whose image can never reach its user: refunded once (credits and the day's
-/// quota), turned into a failed job, and its notice claimable at once, like any failure's.
+/// quota), turned into a failed job whose notice its worker sends next, like any failure's.
 async fn an_undeliverable_result_is_refunded_once_and_its_notice_claimed(store: &Store) {
     register(store, 1, 5).await;
     let SubmitOutcome::Queued { job, .. } = store.submit_job(submission(1, 2)).await.unwrap()
@@ -218,8 +218,14 @@ async fn an_undeliverable_result_is_refunded_once_and_its_notice_claimed(store: 
         (JobStatus::Failed, 2)
     );
     assert_eq!(store.job_image(job.id).await.unwrap(), None, "bytes kept");
-    // Its notice is due now, for any worker, as a failed job's with the reason.
-    let notice = store.claim_deliveries("b", lease, 10, false).await.unwrap();
+    // Still claimed (its worker sends the notice next): after a crash, its own restart takes
+    // it at once as a failed job's notice, with the reason; others wait for the lease.
+    assert!(store
+        .claim_deliveries("b", lease, 10, false)
+        .await
+        .unwrap()
+        .is_empty());
+    let notice = store.claim_deliveries("a", lease, 10, true).await.unwrap();
     assert_eq!(notice.len(), 1);
     assert_eq!(
         (
@@ -237,7 +243,7 @@ async fn an_undeliverable_result_is_refunded_once_and_its_notice_claimed(store: 
     let gave_up = DeliveryOutcome::GaveUp {
         error: "Forbidden: bot was blocked by the user".into(),
     };
-    assert!(store.finish_delivery(job.id, "b", gave_up).await.unwrap());
+    assert!(store.finish_delivery(job.id, "a", gave_up).await.unwrap());
     assert_eq!(credits(store, 1).await, 5);
     assert_eq!(store.outbox_backlog().await.unwrap().undelivered, 0);
 }
