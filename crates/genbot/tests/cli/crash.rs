@@ -9,7 +9,9 @@ use genbot_mocks::telegram::{TelegramMock, TelegramMockConfig};
 use genbot_store::{JobStatus, Store};
 
 use crate::process::{database_url_text, default_mocks, open, scratch_postgres, wait_until, Bot};
-use crate::wire::assert_photos_repeated_only_at_the_wire;
+use crate::wire::{
+    assert_files_repeated_only_at_the_wire, assert_photos_repeated_only_at_the_wire,
+};
 
 /// Every job final, each succeeded job with its own prediction, every prediction at the mock
 /// belonging to exactly one job, every balance equal to its ledger.
@@ -362,7 +364,23 @@ async fn an_unreachable_bot_api_is_waited_for_not_fatal() {
 /// that was on the wire at the kill can arrive twice (Telegram has no idempotency key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
+    kill_during_delivery(30_000, None).await;
+}
+
+/// As above, with every image a panorama Telegram refuses as a photo, so each goes as a
+/// document after its photo's refusal: a document Telegram took before the kill (its id kept,
+/// the delivery not recorded) is recorded at the restart, never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_delivery_then_restart_every_user_gets_their_document() {
+    kill_during_delivery(31_000, Some((2_100, 100))).await;
+}
+
+/// 100 users' prompts, a SIGKILL once 20 results are delivered, a restart: every user gets
+/// exactly one result (less repeats the kill caught at the wire). `dimensions`: the outputs'
+/// size (`None`: the tiny default photo; a panorama goes as a document).
+async fn kill_during_delivery(first_user: i64, dimensions: Option<(u32, u32)>) {
     use genbot_mocks::telegram::Entry;
+    let as_document = dimensions.is_some();
     let telegram = TelegramMock::start(TelegramMockConfig::default())
         .await
         .unwrap();
@@ -372,12 +390,13 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     })
     .await
     .unwrap();
+    replicate.set_output_dimensions(dimensions);
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("deliver.db").display());
     let mut bot = Bot::new(&telegram, &replicate, &database_url);
     bot.start();
     let users: Vec<_> = (0..100)
-        .map(|n| telegram.user(30_000 + n, &format!("u{n}"), Some("en")))
+        .map(|n| telegram.user(first_user + n, &format!("u{n}"), Some("en")))
         .collect();
     for user in &users {
         user.send_text("/start");
@@ -386,7 +405,11 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     let photos = |user: &genbot_mocks::telegram::SimUser| {
         user.transcript()
             .iter()
-            .filter(|e| matches!(e, Entry::BotPhoto { .. }))
+            .filter(|e| match e {
+                Entry::BotPhoto { .. } => !as_document,
+                Entry::BotDocument { .. } => as_document,
+                _ => false,
+            })
             .count()
     };
     wait_until("20 photos delivered", Duration::from_secs(60), || async {
@@ -437,7 +460,7 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
     .await;
     bot.kill().await;
     // A photo sent twice is allowed only when the kill caught its first copy at the wire.
-    let at_wire = assert_photos_repeated_only_at_the_wire(&telegram, bot.kills());
+    let at_wire = assert_files_repeated_only_at_the_wire(&telegram, bot.kills(), as_document);
     let twice: Vec<i64> = users
         .iter()
         .filter(|u| photos(u) > 1)
@@ -470,8 +493,9 @@ async fn sigkill_during_delivery_then_restart_every_user_gets_their_photo() {
         beyond.is_empty(),
         "users without exactly one different photo (user, photos less repeats at the wire): {beyond:?}"
     );
-    assert_exactly_once(&store, &replicate, 30_000..30_100).await;
-    assert_one_job_per_user(&store, 30_000..30_100).await;
+    let ids = first_user..first_user + 100;
+    assert_exactly_once(&store, &replicate, ids.clone()).await;
+    assert_one_job_per_user(&store, ids).await;
 }
 
 /// 50 users each send /start and a prompt at once, under Telegram's 30 sends/s (100 answers

@@ -16,10 +16,19 @@ pub(crate) fn assert_photos_repeated_only_at_the_wire(
     telegram: &TelegramMock,
     kills: &[Kill],
 ) -> HashMap<i64, usize> {
+    assert_files_repeated_only_at_the_wire(telegram, kills, false)
+}
+
+/// As [`assert_photos_repeated_only_at_the_wire`], for the documents (`documents`) or photos.
+pub(crate) fn assert_files_repeated_only_at_the_wire(
+    telegram: &TelegramMock,
+    kills: &[Kill],
+    documents: bool,
+) -> HashMap<i64, usize> {
     let sends: Vec<_> = telegram
         .file_sends()
         .into_iter()
-        .filter(|s| !s.document)
+        .filter(|s| s.document == documents)
         .collect();
     let found = repeats(&sends, kills, WIRE_GRACE);
     let defects: Vec<String> = found
