@@ -36,8 +36,10 @@ const BATCH: u32 = 64;
 const CONCURRENT_SENDS: usize = 32;
 /// How often the outbox is looked at without a wake-up (work of other replicas, retries due).
 const POLL: Duration = Duration::from_secs(1);
-/// Tries before a delivery that keeps failing is given up (recorded with its last error).
-const MAX_ATTEMPTS: u32 = 10;
+/// Tries before a delivery that keeps failing is given up (recorded with its last error):
+/// with the backoff below, about 50 minutes, so a Telegram outage that long loses no result
+/// (its bytes are kept until it is delivered).
+const MAX_ATTEMPTS: u32 = 20;
 /// Telegram's limit for photos; larger images go as documents (up to 50 MB).
 const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
 /// A delivered image's original bytes are kept this long, for "as file".
@@ -566,7 +568,7 @@ fn classify_by_url(error: &RequestError, attempts: u32) -> DeliveryOutcome {
     }
 }
 
-/// The pause before a delivery's next try: 1 s, doubling, at most 5 minutes.
+/// The pause before a delivery's next try: 1 s, doubling, at most 256 s.
 fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(8)).min(Duration::from_secs(300))
 }
