@@ -93,22 +93,35 @@ async fn resend(
     let keyboard = result_keyboard(lang, item.job);
     // A result delivered as a document (too big for a photo, or refused as one) is re-sent as
     // one: Telegram refuses a document's id as a photo.
-    if item.as_document {
-        let document = bot.send_document(chat, file);
+    let document = |keyboard| {
+        let document = bot.send_document(chat, file.clone());
         send(
             front,
             chat,
             document.caption(caption(&text)).reply_markup(keyboard),
         )
-        .await?;
-    } else {
-        let photo = bot.send_photo(chat, file);
-        send(
-            front,
-            chat,
-            photo.caption(caption(&text)).reply_markup(keyboard),
-        )
-        .await?;
+    };
+    if item.as_document {
+        document(keyboard).await?;
+        return Ok(());
+    }
+    let photo = bot.send_photo(chat, file.clone());
+    let sent = send(
+        front,
+        chat,
+        photo.caption(caption(&text)).reply_markup(keyboard.clone()),
+    )
+    .await;
+    match sent {
+        // A document's id kept as a photo's by a build before documents kept theirs apart.
+        Err(RequestError::Api(teloxide::ApiError::Unknown(description)))
+            if description.contains("type Document as Photo") =>
+        {
+            document(keyboard).await?;
+        }
+        other => {
+            other?;
+        }
     }
     Ok(())
 }

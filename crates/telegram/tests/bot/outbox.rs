@@ -291,6 +291,30 @@ async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
             .any(|r| r.description.contains("type Document as Photo")),
         "/history sent the document's id as a photo: {refused:?}"
     );
+    // A row an older build wrote (the document's id kept as the photo's): Telegram refuses it
+    // as a photo, and /history sends it as the document it is instead of leaving it out.
+    let path = bot.database_path();
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "UPDATE generation_jobs SET telegram_file_id =
+                (SELECT file_id FROM job_documents WHERE job_id = generation_jobs.id)
+             WHERE user_id = 8006;
+             DELETE FROM job_documents;",
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let seen = fay.transcript().len();
+    fay.send_text("/history");
+    fay.wait_for(WAIT, |t| {
+        t[seen.min(t.len())..]
+            .iter()
+            .any(|e| matches!(e, Entry::BotDocument { .. }))
+    })
+    .await
+    .unwrap_or_else(|| panic!("/history left the old row out: {:?}", fay.transcript()));
 }
 
 /// Telegram refusing to fetch the image's URL (the downloads had failed) is tried again, not
