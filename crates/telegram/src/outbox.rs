@@ -282,15 +282,14 @@ async fn attempt(front: &Front, delivery: &Delivery) -> DeliveryOutcome {
                 SendFailure::ByUrl(e) => classify_by_url(e, delivery.attempts),
                 SendFailure::NoImage(why) => DeliveryOutcome::GaveUp { error: why.clone() },
             };
-            // A user who blocked the bot; in a group, the group that removed it.
             let blocked = failure.request_error().is_some_and(is_blocked);
             if blocked && delivery.reply.is_none() {
                 if let Err(e) = front.engine().store().mark_blocked(delivery.user).await {
                     tracing::warn!(error = %e, "recording a blocked user failed");
                 }
             }
-            let refund = failure.refuses_the_result() && !(blocked && delivery.reply.is_none());
-            let outcome = refund_if_never_deliverable(delivery, refund, outcome);
+            let outcome =
+                refund_if_never_deliverable(delivery, failure.refuses_the_result(), outcome);
             tracing::info!(job_id = delivery.job.0, error = %failure, ?outcome, "delivery failed");
             outcome
         }
@@ -440,21 +439,49 @@ impl SendFailure {
         }
     }
 
-    /// Whether this says the result itself cannot be sent, for good: Telegram refused it (a
-    /// 4xx, not a bad token: that is the deployment's fault, not the image's), or there is
-    /// nothing to send. Not an outage, a throttle, or an answer that may hide a sent message
-    /// (a timeout, a 5xx, a body teloxide could not read): refunding those could refund an
-    /// image the user got.
+    /// Whether this says the result itself cannot be sent, for good: Telegram refused the
+    /// file (its size, format or URL; a chat that takes no photos or files), or there is
+    /// nothing to send. Not a refusal of the chat (not found, blocked, the bot removed): that
+    /// is not the image's fault, and nobody can be told. Not an outage, a throttle, a bad
+    /// token, or an answer that may hide a sent message (a timeout, a 5xx, a body teloxide
+    /// could not read): refunding those could refund an image the user got.
     fn refuses_the_result(&self) -> bool {
         match self.request_error() {
             None => true,
-            Some(RequestError::Api(ApiError::InvalidToken)) => false,
-            Some(RequestError::Api(ApiError::Unknown(description))) => {
-                crate::pacing::refusal_status(description).is_some_and(|status| status != "401")
-            }
-            Some(RequestError::Api(_)) => true,
+            Some(RequestError::Api(error)) => refuses_the_file(error),
             Some(_) => false,
         }
+    }
+}
+
+/// Whether Telegram's refusal is of the file sent, not of the chat or the request's sender.
+fn refuses_the_file(error: &ApiError) -> bool {
+    /// Words of Telegram's descriptions of a refused file (`Bad Request: …`).
+    const FILE_WORDS: [&str; 10] = [
+        "PHOTO",
+        "IMAGE",
+        "FILE",
+        "MEDIA",
+        "WEBPAGE",
+        "web page",
+        "file",
+        "HTTP URL",
+        "rights to send photos",
+        "rights to send documents",
+    ];
+    match error {
+        ApiError::ImageProcessFailed
+        | ApiError::PhotoAsInputFileRequired
+        | ApiError::WrongFileId
+        | ApiError::WrongFileIdOrUrl
+        | ApiError::FailedToGetUrlContent
+        | ApiError::WrongHttpUrl
+        | ApiError::RequestEntityTooLarge => true,
+        ApiError::Unknown(description) => {
+            crate::pacing::refusal_status(description) == Some("400")
+                && FILE_WORDS.iter().any(|word| description.contains(word))
+        }
+        _ => false,
     }
 }
 
@@ -467,10 +494,10 @@ impl std::fmt::Display for SendFailure {
     }
 }
 
-/// A succeeded job given up because its result was refused for good (`refund`: refused by
-/// Telegram every way it was sent, or nothing to send) is recorded as undeliverable: refunded,
-/// and its user told, as for a failed job. One whose user blocked the bot, or given up after
-/// failures that may hide a sent message, is only given up.
+/// A succeeded job given up because its result was refused for good (`refund`: its file
+/// refused by Telegram every way it was sent, or nothing to send) is recorded as
+/// undeliverable: refunded, and its user told, as for a failed job. One whose chat was refused,
+/// or given up after failures that may hide a sent message, is only given up.
 fn refund_if_never_deliverable(
     delivery: &Delivery,
     refund: bool,
@@ -692,6 +719,25 @@ mod tests {
         assert!(SendFailure::NoImage("no URL".into()).refuses_the_result());
         assert!(!SendFailure::Final(gateway).refuses_the_result());
         assert!(!SendFailure::Final(proxy).refuses_the_result());
+        // A refusal of the chat is not the result's.
+        for chat in [
+            RequestError::Api(ApiError::ChatNotFound),
+            RequestError::Api(ApiError::BotKicked),
+            RequestError::Api(ApiError::Unknown(
+                "Bad Request: have no rights to send a message".into(),
+            )),
+            RequestError::Api(ApiError::Unknown("Forbidden: bot is not a member".into())),
+        ] {
+            assert!(!SendFailure::Final(chat).refuses_the_result());
+        }
+        assert!(SendFailure::Final(RequestError::Api(ApiError::Unknown(
+            "Bad Request: not enough rights to send photos to the chat".into()
+        )))
+        .refuses_the_result());
+        assert!(
+            SendFailure::Final(RequestError::Api(ApiError::RequestEntityTooLarge))
+                .refuses_the_result()
+        );
         let wait = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(7));
         assert_eq!(
             classify(&wait, 0),
