@@ -440,9 +440,9 @@ impl SendFailure {
     }
 
     /// Whether this says the result itself cannot be sent, for good: Telegram refused the
-    /// file (its size, format or URL; a chat that takes no photos or files), or there is
-    /// nothing to send. Not a refusal of the chat (not found, blocked, the bot removed): that
-    /// is not the image's fault, and nobody can be told. Not an outage, a throttle, a bad
+    /// file (its size, format or URL), or there is nothing to send. Not a refusal of the chat
+    /// (not found, blocked, the bot removed, or a group whose members may not send photos or
+    /// files: refunding that would let a group's admin give its members images for free). Not an outage, a throttle, a bad
     /// token, or an answer that may hide a sent message (a timeout, a 5xx, a body teloxide
     /// could not read): refunding those could refund an image the user got.
     fn refuses_the_result(&self) -> bool {
@@ -457,17 +457,8 @@ impl SendFailure {
 /// Whether Telegram's refusal is of the file sent, not of the chat or the request's sender.
 fn refuses_the_file(error: &ApiError) -> bool {
     /// Words of Telegram's descriptions of a refused file (`Bad Request: …`).
-    const FILE_WORDS: [&str; 10] = [
-        "PHOTO",
-        "IMAGE",
-        "FILE",
-        "MEDIA",
-        "WEBPAGE",
-        "web page",
-        "file",
-        "HTTP URL",
-        "rights to send photos",
-        "rights to send documents",
+    const FILE_WORDS: [&str; 8] = [
+        "PHOTO", "IMAGE", "FILE", "MEDIA", "WEBPAGE", "web page", "file", "HTTP URL",
     ];
     match error {
         ApiError::ImageProcessFailed
@@ -730,8 +721,10 @@ mod tests {
         ] {
             assert!(!SendFailure::Final(chat).refuses_the_result());
         }
-        assert!(SendFailure::Final(RequestError::Api(ApiError::Unknown(
-            "Bad Request: not enough rights to send photos to the chat".into()
+        // A group that takes no files is the chat's choice: refunding it would let a group's
+        // admin give its members images for free.
+        assert!(!SendFailure::Final(RequestError::Api(ApiError::Unknown(
+            "Bad Request: not enough rights to send documents to the chat".into()
         )))
         .refuses_the_result());
         assert!(

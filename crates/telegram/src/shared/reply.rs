@@ -27,7 +27,8 @@ pub(crate) async fn in_group(front: &Front, msg: &Message, text: String) -> Hand
         front
             .bot()
             .send_message(chat, text)
-            .reply_parameters(ReplyParameters::new(msg.id)),
+            // The asking message may be deleted by then: the answer still goes.
+            .reply_parameters(ReplyParameters::new(msg.id).allow_sending_without_reply()),
     )
     .await?;
     Ok(())
