@@ -8,7 +8,7 @@
 //! and 429 past the pacer's retries are tried again with backoff; 403 (the user blocked the
 //! bot) marks the user and stops; an image Telegram refuses as a photo (its size, a format it
 //! cannot process) goes at once as a document; other refusals are recorded with their reason.
-//! A result that can never reach a chat still there is refunded, and its user told.
+//! A result whose file Telegram refuses for good (not its chat) is refunded, and its user told.
 //! Images go out with the re-run buttons under them; their original bytes are kept a day for
 //! "as file".
 
@@ -442,9 +442,10 @@ impl SendFailure {
     /// Whether this says the result itself cannot be sent, for good: Telegram refused the
     /// file (its size, format or URL), or there is nothing to send. Not a refusal of the chat
     /// (not found, blocked, the bot removed, or a group whose members may not send photos or
-    /// files: refunding that would let a group's admin give its members images for free). Not an outage, a throttle, a bad
-    /// token, or an answer that may hide a sent message (a timeout, a 5xx, a body teloxide
-    /// could not read): refunding those could refund an image the user got.
+    /// files: refunding that would let a group's admin give its members images for free).
+    /// Not an outage, a throttle, a bad token, or an answer that may hide a sent message (a
+    /// timeout, a 5xx, a body teloxide could not read): refunding those could refund an image
+    /// the user got.
     fn refuses_the_result(&self) -> bool {
         match self.request_error() {
             None => true,
@@ -469,7 +470,11 @@ fn refuses_the_file(error: &ApiError) -> bool {
         | ApiError::WrongHttpUrl
         | ApiError::RequestEntityTooLarge => true,
         ApiError::Unknown(description) => {
+            // A chat's permissions ("not enough rights to send photos",
+            // "CHAT_SEND_PHOTOS_FORBIDDEN") are the chat's, whatever words they share.
+            let permission = description.contains("rights") || description.contains("FORBIDDEN");
             crate::pacing::refusal_status(description) == Some("400")
+                && !permission
                 && FILE_WORDS.iter().any(|word| description.contains(word))
         }
         _ => false,
@@ -723,10 +728,17 @@ mod tests {
         }
         // A group that takes no files is the chat's choice: refunding it would let a group's
         // admin give its members images for free.
-        assert!(!SendFailure::Final(RequestError::Api(ApiError::Unknown(
-            "Bad Request: not enough rights to send documents to the chat".into()
-        )))
-        .refuses_the_result());
+        for permission in [
+            "Bad Request: not enough rights to send documents to the chat",
+            "Bad Request: not enough rights to send photos to the chat",
+            "Bad Request: CHAT_SEND_PHOTOS_FORBIDDEN",
+        ] {
+            let refusal = RequestError::Api(ApiError::Unknown(permission.into()));
+            assert!(
+                !SendFailure::Final(refusal).refuses_the_result(),
+                "{permission}"
+            );
+        }
         assert!(
             SendFailure::Final(RequestError::Api(ApiError::RequestEntityTooLarge))
                 .refuses_the_result()
