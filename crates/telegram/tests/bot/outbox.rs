@@ -35,6 +35,18 @@ async fn draw(user: &SimUser, prompt: &str) -> (String, bool) {
         .unwrap()
 }
 
+/// The transcript once a document came after its first `seen` entries; `missing` (with the
+/// transcript) when none came in time.
+async fn document_after(user: &SimUser, seen: usize, missing: &str) -> Vec<Entry> {
+    user.wait_for(WAIT, |t| {
+        t[seen.min(t.len())..]
+            .iter()
+            .any(|e| matches!(e, Entry::BotDocument { .. }))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{missing}: {:?}", user.transcript()))
+}
+
 fn is_image(entry: &Entry) -> bool {
     matches!(entry, Entry::BotPhoto { .. } | Entry::BotDocument { .. })
 }
@@ -271,14 +283,7 @@ async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
     // The history sends it as the document it went as, by its id: never as a photo.
     let seen = fay.transcript().len();
     fay.send_text("/history");
-    let transcript = fay
-        .wait_for(WAIT, |t| {
-            t[seen.min(t.len())..]
-                .iter()
-                .any(|e| matches!(e, Entry::BotDocument { .. }))
-        })
-        .await
-        .unwrap_or_else(|| panic!("/history left the document out: {:?}", fay.transcript()));
+    let transcript = document_after(&fay, seen, "/history left the document out").await;
     let resent: Vec<&Entry> = transcript[seen..].iter().filter(|e| is_image(e)).collect();
     assert!(
         matches!(resent.as_slice(), [Entry::BotDocument { file, .. }] if !file.starts_with("upload:")),
@@ -308,13 +313,7 @@ async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
     .unwrap();
     let seen = fay.transcript().len();
     fay.send_text("/history");
-    fay.wait_for(WAIT, |t| {
-        t[seen.min(t.len())..]
-            .iter()
-            .any(|e| matches!(e, Entry::BotDocument { .. }))
-    })
-    .await
-    .unwrap_or_else(|| panic!("/history left the old row out: {:?}", fay.transcript()));
+    document_after(&fay, seen, "/history left the old row out").await;
 }
 
 /// Telegram refusing to fetch the image's URL (the downloads had failed) is tried again, not
