@@ -87,6 +87,24 @@ impl Users {
         Ok(user)
     }
 
+    /// Registers a user seen for the first time, or refreshes the username and language of one
+    /// whose changed; a user stored as they are now is returned as stored, without a write.
+    /// The stored copy is read from the database, not the cache, so what callers show or check
+    /// (the credits in `/start`'s welcome, a ban at checkout) is exact. Most calls are the
+    /// unchanged case (every `/start` and every checkout), and a read costs far less than
+    /// the write it saves, and it keeps the cached copy (an upsert drops it).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn register(&self, new: NewUser) -> Result<User, StoreError> {
+        match self.store.get_user(new.id).await? {
+            Some(stored) if stored.username == new.username && stored.language == new.language => {
+                Ok(stored)
+            }
+            _ => self.upsert(new).await,
+        }
+    }
+
     /// Stores the user's model choice; see [`Store::set_selected_model`].
     ///
     /// # Errors

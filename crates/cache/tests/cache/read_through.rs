@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use genbot_cache::{MemoryCache, UserCache, Users};
-use genbot_store::UserId;
+use genbot_store::{NewUser, UserId};
 
 use crate::helpers::{on_both_caches, redis, store_with_users, unreachable_redis, users};
 
@@ -9,6 +9,7 @@ on_both_caches!(
     hits_and_misses_are_counted,
     entries_expire_after_the_ttl,
     writes_invalidate_the_cached_copy,
+    registering_an_unchanged_user_writes_nothing,
 );
 
 type MakeCache = fn(Duration) -> Option<UserCache>;
@@ -132,4 +133,47 @@ async fn redis_reports_the_bytes_it_holds_for_cached_users() {
     for id in &ids {
         users.cache().invalidate(*id).await.unwrap();
     }
+}
+
+/// `register` writes only what is new or changed: an unchanged user keeps their cached copy
+/// (an upsert would drop it) and their row as it was; a new language is stored; a new user gets
+/// the initial credits.
+async fn registering_an_unchanged_user_writes_nothing(make: MakeCache) {
+    let Some(cache) = make(Duration::from_secs(60)) else {
+        return;
+    };
+    let (users, _dir) = users(cache, 1).await;
+    let seen = |language: Option<&str>| NewUser {
+        id: UserId(1),
+        username: Some("u1".into()),
+        language: language.map(Into::into),
+        initial_credits: 99,
+    };
+    let cached = users.get(UserId(1)).await.unwrap().unwrap();
+    let same = users.register(seen(None)).await.unwrap();
+    assert_eq!(same, cached, "an unchanged user is returned as stored");
+    users.get(UserId(1)).await.unwrap();
+    assert_eq!(
+        users.stats().hits,
+        1,
+        "the cached copy was dropped: a write happened"
+    );
+    let changed = users.register(seen(Some("ru"))).await.unwrap();
+    assert_eq!(changed.language.as_deref(), Some("ru"));
+    assert_eq!(
+        changed.credits, cached.credits,
+        "a refresh keeps the credits"
+    );
+    let stored = users.store().get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(stored.language.as_deref(), Some("ru"));
+    let new = users
+        .register(NewUser {
+            id: UserId(2),
+            username: None,
+            language: None,
+            initial_credits: 7,
+        })
+        .await
+        .unwrap();
+    assert_eq!(new.credits, 7);
 }

@@ -8,12 +8,13 @@ use super::ids::user_id;
 use super::HandlerError;
 use crate::Front;
 
-/// Registers `from` (or refreshes their username and language), returning the stored user.
+/// Registers `from` (or refreshes their username and language when they changed), returning
+/// the stored user as the database has it.
 pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, HandlerError> {
     Ok(front
         .engine()
         .users()
-        .upsert(NewUser {
+        .register(NewUser {
             id: user_id(from),
             username: from.username.clone(),
             language: from.language_code.clone(),
