@@ -10,6 +10,7 @@ on_both_backends!(
     a_dead_replicas_chats_are_taken_over_when_its_claims_lapse_and_a_restart_takes_its_own,
     a_replayed_prompt_finds_its_job_and_is_not_charged_again,
     a_recorder_whose_claim_lapsed_renews_it_before_taking_more,
+    a_crowds_marks_are_all_written_and_free_every_chat,
 );
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -101,6 +102,28 @@ async fn a_chats_updates_go_to_the_replica_holding_it_until_none_waits(store: &S
     store.mark_updates_handled("b", &[base + 4]).await.unwrap();
     assert_eq!(store.renew_chat_claims("a", LONG).await.unwrap(), 0);
     assert_eq!(store.renew_chat_claims("b", LONG).await.unwrap(), 0);
+}
+
+/// A round's marks under a crowd: more than one write's worth on SQLite (which writes them in
+/// chunks). Every one is marked, counted once, and every chat's claim is given up.
+async fn a_crowds_marks_are_all_written_and_free_every_chat(store: &Store) {
+    let base = 7_100_000_000;
+    let updates: Vec<InboxUpdate> = (0..700).map(|n| update(base + n, 600 + n % 300)).collect();
+    let recorded = store.record_updates("a", updates, LONG).await.unwrap();
+    assert_eq!(recorded.taken.len(), 700);
+    let all: Vec<i64> = (base..base + 700).collect();
+    assert_eq!(store.mark_updates_handled("a", &all).await.unwrap(), 700);
+    assert_eq!(store.mark_updates_handled("a", &all).await.unwrap(), 0);
+    assert_eq!(
+        store.renew_chat_claims("a", LONG).await.unwrap(),
+        0,
+        "a claim outlived its chat's last update"
+    );
+    let next = store
+        .record_updates("b", vec![update(base + 700, 600)], LONG)
+        .await
+        .unwrap();
+    assert_eq!(ids(&next.taken), [(base + 700, false)]);
 }
 
 async fn a_dead_replicas_chats_are_taken_over_when_its_claims_lapse_and_a_restart_takes_its_own(
