@@ -122,3 +122,27 @@ impl ReadPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` builds the bundled SQLite without the global page-cache and
+    /// allocation mutexes; a build that lost those flags is caught here.
+    #[test]
+    fn sqlite_is_built_without_global_mutexes_on_the_page_cache_and_allocations() {
+        let conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
+        let mut stmt = conn.prepare("PRAGMA compile_options").expect("pragma");
+        let options: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .expect("options")
+            .collect::<Result<_, _>>()
+            .expect("option text");
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+}
