@@ -166,6 +166,12 @@ async fn registering_an_unchanged_user_writes_nothing(make: MakeCache) {
     );
     let stored = users.store().get_user(UserId(1)).await.unwrap().unwrap();
     assert_eq!(stored.language.as_deref(), Some("ru"));
+    let read = users.get(UserId(1)).await.unwrap().unwrap();
+    assert_eq!(
+        read.language.as_deref(),
+        Some("ru"),
+        "a refresh left the old copy cached"
+    );
     let new = users
         .register(NewUser {
             id: UserId(2),

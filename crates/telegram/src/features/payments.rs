@@ -146,8 +146,9 @@ fn judge_invoice(
 
 /// Answers a pre-checkout query: yes for a package still offered at the invoiced price, in
 /// Stars, to a user who may buy; otherwise no, with the reason. Telegram cancels the payment if
-/// no answer comes within 10 seconds, so this touches the database at most once, for at most
-/// [`CHECKOUT_DB_BUDGET`] (the query reached it without waiting for the inbox).
+/// no answer comes within 10 seconds, so its database work (a read of the buyer, and a write
+/// only for a new buyer or a changed name or language) gets at most [`CHECKOUT_DB_BUDGET`] in
+/// all (the query reached it without waiting for the inbox).
 pub(crate) async fn pre_checkout(front: &Front, query: &PreCheckoutQuery) -> HandlerResult {
     let lang = Lang::from_code(query.from.language_code.as_deref());
     let judged = judge_invoice(
