@@ -87,12 +87,12 @@ impl Users {
         Ok(user)
     }
 
-    /// Registers a user seen for the first time, or refreshes the username and language of one
-    /// whose changed; a user stored as they are now is returned as stored, without a write.
+    /// Registers a user seen for the first time, or stores a known user's new username or
+    /// language; a user stored as they are now is returned as stored, without a write.
     /// The stored copy is read from the database, not the cache, so what callers show or check
-    /// (the credits in `/start`'s welcome, a ban at checkout) is exact. Most calls are the
-    /// unchanged case (every `/start` and every checkout), and a read costs far less than
-    /// the write it saves, and it keeps the cached copy (an upsert drops it).
+    /// (the credits in `/start`'s welcome, a ban at checkout) is exact. Most calls find the
+    /// user unchanged (a repeated `/start`, a checkout): the read costs far less than the write
+    /// it saves through the single SQLite writer, and the cached copy stays (an upsert drops it).
     ///
     /// # Errors
     /// Database failures.
