@@ -35,13 +35,11 @@ async fn draw(user: &SimUser, prompt: &str) -> (String, bool) {
         .unwrap()
 }
 
-/// The transcript once a document came after its first `seen` entries; `missing` (with the
-/// transcript) when none came in time.
+/// The entries after the transcript's first `seen`, once a document is among them; `missing`
+/// (with the transcript) when none came in time.
 async fn document_after(user: &SimUser, seen: usize, missing: &str) -> Vec<Entry> {
-    user.wait_for(WAIT, |t| {
-        t[seen.min(t.len())..]
-            .iter()
-            .any(|e| matches!(e, Entry::BotDocument { .. }))
+    user.wait_for_after(seen, WAIT, |since| {
+        since.iter().any(|e| matches!(e, Entry::BotDocument { .. }))
     })
     .await
     .unwrap_or_else(|| panic!("{missing}: {:?}", user.transcript()))
@@ -283,8 +281,8 @@ async fn an_image_telegram_refuses_as_a_photo_comes_as_a_document() {
     // The history sends it as the document it went as, by its id: never as a photo.
     let seen = fay.transcript().len();
     fay.send_text("/history");
-    let transcript = document_after(&fay, seen, "/history left the document out").await;
-    let resent: Vec<&Entry> = transcript[seen..].iter().filter(|e| is_image(e)).collect();
+    let answered = document_after(&fay, seen, "/history left the document out").await;
+    let resent: Vec<&Entry> = answered.iter().filter(|e| is_image(e)).collect();
     assert!(
         matches!(resent.as_slice(), [Entry::BotDocument { file, .. }] if !file.starts_with("upload:")),
         "{resent:?}"
