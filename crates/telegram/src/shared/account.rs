@@ -16,11 +16,26 @@ pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, Handl
         .users()
         .register(NewUser {
             id: user_id(from),
-            username: from.username.clone(),
-            language: from.language_code.clone(),
+            username: bounded(from.username.as_deref(), USERNAME_MAX_CHARS),
+            language: bounded(from.language_code.as_deref(), LANGUAGE_MAX_CHARS),
             initial_credits: front.config().initial_credits,
         })
         .await?)
+}
+
+/// Telegram's usernames are 5–32 characters; a longer one came from a forged update.
+const USERNAME_MAX_CHARS: usize = 32;
+/// The longest IETF language tag a client could plausibly report (`language_code`).
+const LANGUAGE_MAX_CHARS: usize = 35;
+
+/// `value` cut to its first `max` characters: what an update claims about its sender is stored
+/// with every row of the user and kept in the cache, so a forged 20,000-character username
+/// must not be.
+fn bounded(value: Option<&str>, max: usize) -> Option<String> {
+    value.map(|v| match v.char_indices().nth(max) {
+        Some((end, _)) => v[..end].to_owned(),
+        None => v.to_owned(),
+    })
 }
 
 /// The stored user `from`, registered now if they never were.
@@ -28,5 +43,31 @@ pub(crate) async fn registered(front: &Front, from: &TgUser) -> Result<User, Han
     match front.engine().users().get(user_id(from)).await? {
         Some(stored) => Ok(stored),
         None => register(front, from).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_fields_keep_what_telegram_sends_and_cut_the_rest() {
+        assert_eq!(bounded(None, 32), None);
+        assert_eq!(bounded(Some("fox_42"), 32).as_deref(), Some("fox_42"));
+        let long = "я".repeat(20_000);
+        assert_eq!(bounded(Some(&long), 32), Some("я".repeat(32)));
+        assert_eq!(bounded(Some("pt-br"), 35).as_deref(), Some("pt-br"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_bounded_field_is_a_prefix_of_at_most_max_characters(
+            text in crate::command::arbitrary_text(),
+            max in 0usize..70,
+        ) {
+            let cut = bounded(Some(&text), max).unwrap_or_default();
+            proptest::prop_assert!(text.starts_with(&cut));
+            proptest::prop_assert_eq!(cut.chars().count(), text.chars().count().min(max));
+        }
     }
 }
