@@ -126,6 +126,16 @@ async fn call(
     if let Err(refusal) = validate::check(&method, &params) {
         return refused(&state, &method, &params, refusal);
     }
+    // Then the message replied to, before the send reaches Telegram's servers.
+    let reply = match method.as_str() {
+        "sendmessage" | "sendphoto" | "senddocument" | "sendinvoice" => {
+            match replied(&state, &params) {
+                Ok(reply) => reply,
+                Err(refusal) => return refused(&state, &method, &params, refusal),
+            }
+        }
+        _ => None,
+    };
     let sends_into_chat = matches!(
         method.as_str(),
         "sendmessage"
@@ -167,7 +177,7 @@ async fn call(
                 .unwrap_or_default();
             ok(json!({ "url": url, "has_custom_certificate": false, "pending_update_count": 0 }))
         }
-        "sendmessage" => send_message(&state, &params),
+        "sendmessage" => send_message(&state, &params, reply),
         "editmessagetext" => edit_message_text(&state, &params),
         "sendphoto"
             if images
@@ -196,7 +206,10 @@ async fn call(
                 ),
             )
         }
-        "sendphoto" => held(&state, send_file(&state, &params, FileKind::Photo, arrived)).await,
+        "sendphoto" => {
+            let answer = send_file(&state, &params, FileKind::Photo, arrived, reply);
+            held(&state, answer).await
+        }
         "senddocument"
             if text(&params, "document")
                 .is_some_and(|document| !document_url_allowed(&document)) =>
@@ -231,13 +244,10 @@ async fn call(
             }
         }
         "getfile" => get_file(&params),
-        "sendinvoice" => send_invoice(&state, &params),
+        "sendinvoice" => send_invoice(&state, &params, reply),
         "senddocument" => {
-            held(
-                &state,
-                send_file(&state, &params, FileKind::Document, arrived),
-            )
-            .await
+            let answer = send_file(&state, &params, FileKind::Document, arrived, reply);
+            held(&state, answer).await
         }
         "answerprecheckoutquery" => {
             let query = text(&params, "pre_checkout_query_id").unwrap_or_default();
@@ -300,6 +310,50 @@ async fn call(
         _ => error(404, "Not Found"),
     }
 }
+
+/// The message a send replies to: its id and how the sent message's `reply_to_message` shows it.
+type Reply = Option<(i64, Value)>;
+
+/// The message a send replies to, if it asks for one that exists; `Ok(None)` also for a
+/// missing one when the send allows sending without the reply (then it goes as no reply);
+/// `Err`: the refusal, when the message is not in the chat (or `reply_parameters.chat_id` names
+/// a chat the mock does not know). A send's own unknown chat is the method's to refuse ("chat
+/// not found"), as Telegram checks the chat first.
+fn replied(state: &Shared, params: &Params) -> Result<Reply, Refusal> {
+    let Some(chat) = chat_id(params).filter(|chat| state.with_chat(*chat, |_| ()).is_some()) else {
+        return Ok(None);
+    };
+    // Parsed by `validate::check` already: a refusal there answered the call.
+    let Ok(Some(reply)) = validate::reply_to(params) else {
+        return Ok(None);
+    };
+    let in_chat = match reply.chat.as_deref() {
+        None => chat,
+        Some(other) => match other
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|other| state.with_chat(*other, |_| ()).is_some())
+        {
+            Some(other) => other,
+            None => {
+                let example = validate::summary(params, reply.field);
+                return Err(Refusal::bad_request("chat not found", example));
+            }
+        },
+    };
+    match state.replied(in_chat, reply.message_id) {
+        Some(message) => Ok(Some((reply.message_id, message))),
+        None if reply.allow_sending_without_reply => Ok(None),
+        None => Err(Refusal::bad_request(
+            REPLIED_NOT_FOUND,
+            validate::summary(params, reply.field),
+        )),
+    }
+}
+
+/// Telegram's answer to a reply to a message the chat does not have.
+const REPLIED_NOT_FOUND: &str = "message to be replied not found";
 
 /// Telegram's answer to a query it does not know (or no longer: answered or expired).
 const QUERY_INVALID: &str = "query is too old and response timeout expired or query ID is invalid";
@@ -632,7 +686,7 @@ fn message_json(state: &Shared, chat: i64, message_id: i64) -> Value {
     })
 }
 
-fn send_message(state: &Shared, params: &Params) -> Response {
+fn send_message(state: &Shared, params: &Params, reply: Reply) -> Response {
     let method = "sendmessage";
     let (Some(chat), Some(body)) = (chat_id(params), text(params, "text")) else {
         return refuse(state, method, params, "chat not found", "chat_id");
@@ -652,7 +706,14 @@ fn send_message(state: &Shared, params: &Params) -> Response {
         edits: 0,
     };
     state.bot_answer(chat, Some(entry));
-    sent_text(message_id, chat_out, &body, params.get("reply_markup"))
+    let replied = reply.as_ref().map(|(_, message)| message);
+    sent_text(
+        message_id,
+        chat_out,
+        &body,
+        params.get("reply_markup"),
+        replied,
+    )
 }
 
 fn edit_message_text(state: &Shared, params: &Params) -> Response {
@@ -687,12 +748,18 @@ fn edit_message_text(state: &Shared, params: &Params) -> Response {
     if let Some(reason) = reason {
         return refuse(state, method, params, reason, "text");
     }
-    sent_text(message_id, chat_out, &body, None)
+    sent_text(message_id, chat_out, &body, None, None)
 }
 
 /// `{"ok":true,"result":<the text message>}`, serialized from its parts: every answer of a
 /// crowd passes here, and the mock must not cost what the bot is measured on.
-fn sent_text(message_id: i64, chat: ChatOut, text: &str, reply_markup: Option<&Value>) -> Response {
+fn sent_text(
+    message_id: i64,
+    chat: ChatOut,
+    text: &str,
+    reply_markup: Option<&Value>,
+    reply_to_message: Option<&Value>,
+) -> Response {
     #[derive(Serialize)]
     struct Answer<'a> {
         ok: bool,
@@ -704,6 +771,8 @@ fn sent_text(message_id: i64, chat: ChatOut, text: &str, reply_markup: Option<&V
         from: &'a Value,
         chat: ChatOut,
         date: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to_message: Option<&'a Value>,
         text: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         reply_markup: Option<&'a Value>,
@@ -715,6 +784,7 @@ fn sent_text(message_id: i64, chat: ChatOut, text: &str, reply_markup: Option<&V
             from: BotState::me_cached(),
             chat,
             date: super::state::unix_now(),
+            reply_to_message,
             text,
             reply_markup,
         },
@@ -729,7 +799,7 @@ fn ok_true() -> Response {
     ok(json!(true))
 }
 
-fn send_invoice(state: &Shared, params: &Params) -> Response {
+fn send_invoice(state: &Shared, params: &Params, reply: Reply) -> Response {
     let method = "sendinvoice";
     let Some(chat) = chat_id(params).filter(|chat| state.chat_public(*chat).is_some()) else {
         return refuse(state, method, params, "chat not found", "chat_id");
@@ -762,6 +832,9 @@ fn send_invoice(state: &Shared, params: &Params) -> Response {
         "currency": invoice.currency,
         "total_amount": invoice.amount,
     });
+    if let Some((_, replied)) = reply {
+        message["reply_to_message"] = replied;
+    }
     ok(message)
 }
 
@@ -817,7 +890,13 @@ fn is_document_file_id(file: &str) -> bool {
 }
 
 /// `sendPhoto` / `sendDocument`: the file as given (URL, `file_id` or `upload:…`).
-fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) -> Response {
+fn send_file(
+    state: &Shared,
+    params: &Params,
+    kind: FileKind,
+    arrived: Instant,
+    reply: Reply,
+) -> Response {
     let field = match kind {
         FileKind::Photo => "photo",
         FileKind::Document => "document",
@@ -834,10 +913,8 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) 
     }
     let message_id = state.next_message_id();
     let caption = text(params, "caption");
-    let reply_to = params
-        .get("reply_parameters")
-        .and_then(|r| r.get("message_id"))
-        .and_then(Value::as_i64);
+    // The message it replies to, when it is one: a missing one allowed is no reply.
+    let (reply_to, replied) = reply.unzip();
     let keyboard = buttons(params).unwrap_or_default();
     let sent = state.wire.record(FileSend {
         chat,
@@ -865,21 +942,16 @@ fn send_file(state: &Shared, params: &Params, kind: FileKind, arrived: Instant) 
     };
     state.bot_answer(chat, Some(entry));
     let mut message = message_json(state, chat, message_id);
-    let ids = json!({
-        "file_id": format!("{field}{message_id}"), "file_unique_id": format!("u{message_id}"),
-    });
+    let file = super::state::sent_file_json(field, message_id);
     message[field] = match kind {
-        FileKind::Photo => {
-            let mut size = ids;
-            size["width"] = json!(1);
-            size["height"] = json!(1);
-            size["file_size"] = json!(67);
-            json!([size])
-        }
-        FileKind::Document => ids,
+        FileKind::Photo => json!([file]),
+        FileKind::Document => file,
     };
     if let Some(caption) = caption {
         message["caption"] = json!(caption);
+    }
+    if let Some(replied) = replied {
+        message["reply_to_message"] = replied;
     }
     state.wire.watch(sent, ok(message))
 }

@@ -40,7 +40,9 @@ pub enum Entry {
         caption: Option<String>,
         /// Inline keyboard buttons under the photo as (label, callback data).
         buttons: Vec<(String, String)>,
-        /// The message it replies to (`reply_parameters.message_id`), if any.
+        /// The message it replies to (`reply_parameters.message_id` or `reply_to_message_id`),
+        /// if any: `None` also when that message was missing and the send allowed sending
+        /// without the reply.
         reply_to: Option<i64>,
     },
     /// The bot sent a document: `file` as for photos.
@@ -115,7 +117,8 @@ pub struct TelegramMockStats {
     /// they waited (Telegram's "terminated by other getUpdates request": two pollers).
     pub poll_conflicts: u64,
     /// Requests Telegram would have refused (a text too long, markup that does not parse, an
-    /// edit of nothing or to the same content, an unknown query…), by method and description
+    /// edit of nothing or to the same content, a reply to a message the chat does not have, an
+    /// unknown query…), by method and description
     /// with the first examples. Not here: scripted faults, flood control's 429s
     /// ([`Self::throttled`]) and blocked users' 403s, which tests provoke on purpose.
     pub refused: Vec<Refused>,
@@ -163,6 +166,19 @@ pub(super) struct Chat {
     /// When each not-yet-answered update of this chat was sent.
     pending: VecDeque<Instant>,
     pub(super) changed: Arc<Notify>,
+    /// The messages in the chat by id (the users' and the bot's): what a send may reply to.
+    said: HashMap<i64, Said>,
+}
+
+/// A message in a chat, kept to be shown as a reply's `reply_to_message`.
+#[derive(Debug)]
+enum Said {
+    /// The transcript's entry `at` (a user's text or the bot's message), sent by `from` (the
+    /// bot's id for the bot's) at `date`: read back from the transcript, as a crowd's every text
+    /// passes here and a copy of each would cost what the bot is measured on.
+    Entry { at: usize, from: i64, date: i64 },
+    /// The message as its update delivered it (a user's photo, a payment, an injected update).
+    Delivered(Box<Value>),
 }
 
 /// An update serialized once, when the user acts: getUpdates and webhook pushes send the same
@@ -454,6 +470,31 @@ fn serialized(value: &impl Serialize) -> String {
     })
 }
 
+/// The message an update delivers (`message`), with its id, as a reply to it shows it: without
+/// its own `reply_to_message`, as Telegram shows a reply's.
+fn delivered(message: &Value) -> Option<(i64, Said)> {
+    let message_id = message.get("message_id")?.as_i64()?;
+    let mut message = message.clone();
+    if let Some(fields) = message.as_object_mut() {
+        fields.remove("reply_to_message");
+    }
+    Some((message_id, Said::Delivered(Box::new(message))))
+}
+
+/// A file the bot sent as message `message_id` (`field` is `photo` or `document`): its
+/// `file_id` is `<field><message id>`, which is how the mock knows a document's id again.
+pub(super) fn sent_file_json(field: &str, message_id: i64) -> Value {
+    let mut file = json!({
+        "file_id": format!("{field}{message_id}"), "file_unique_id": format!("u{message_id}"),
+    });
+    if field == "photo" {
+        file["width"] = json!(1);
+        file["height"] = json!(1);
+        file["file_size"] = json!(67);
+    }
+    file
+}
+
 pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -577,6 +618,7 @@ impl BotState {
             transcript: Vec::new(),
             pending: VecDeque::new(),
             changed: Arc::new(Notify::new()),
+            said: HashMap::new(),
         });
         chat.changed.clone()
     }
@@ -616,6 +658,7 @@ impl BotState {
             (member.first_name.clone(), member.language.clone())
         };
         let message_id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        let date = unix_now();
         // Serialized from borrowed parts, not built as a `Value` tree: a crowd's every step
         // passes here, and the mock must not cost what the bot is measured on.
         self.user_update_serialized(
@@ -644,7 +687,7 @@ impl BotState {
                             language_code: language.as_deref(),
                         },
                         chat: ChatOut::of(group, chat),
-                        date: unix_now(),
+                        date,
                         text,
                         entities: command,
                         reply_to_message: reply_to.map(|replied| {
@@ -658,7 +701,17 @@ impl BotState {
                         }),
                     },
                 };
-                ("message".to_owned(), serialized(&update))
+                // The entry is pushed next: at the transcript's end.
+                let said = Said::Entry {
+                    at: chat.transcript.len(),
+                    from,
+                    date,
+                };
+                (
+                    "message".to_owned(),
+                    serialized(&update),
+                    Some((message_id, said)),
+                )
             },
         )
     }
@@ -684,17 +737,19 @@ impl BotState {
                 .and_then(|o| o.keys().next().cloned())
                 .unwrap_or_default();
             update["update_id"] = json!(update_id);
-            (kind, update.to_string())
+            let said = update.get("message").and_then(delivered);
+            (kind, update.to_string(), said)
         })
     }
 
-    /// As [`Self::user_update`], with `body` giving the update's kind and its whole JSON
-    /// (`update_id` included) for the id it is given.
+    /// As [`Self::user_update`], with `body` giving the update's kind, its whole JSON
+    /// (`update_id` included) for the id it is given and the message it brings into the chat
+    /// (its id and how a reply shows it), if any.
     fn user_update_serialized(
         &self,
         chat_id: i64,
         entry: Entry,
-        body: impl FnOnce(i64, &Chat) -> (String, String),
+        body: impl FnOnce(i64, &Chat) -> (String, String, Option<(i64, Said)>),
     ) -> Option<i64> {
         let update_id = {
             let mut chats = self.chats.lock();
@@ -702,8 +757,11 @@ impl BotState {
             let mut updates = self.updates.lock();
             let update_id = updates.next_id;
             updates.next_id += 1;
-            let (kind, update) = body(update_id, chat);
+            let (kind, update, said) = body(update_id, chat);
             let update: RawUpdate = update.into();
+            if let Some((message_id, said)) = said {
+                chat.said.insert(message_id, said);
+            }
             chat.transcript.push(entry);
             chat.pending.push_back(Instant::now());
             let webhook = self.webhook.lock();
@@ -735,6 +793,7 @@ impl BotState {
     /// no transcript entry and no pending answer are recorded (the caller judges the answers).
     /// Returns the update id and whether its kind passes the bot's `allowed_updates` now.
     pub(super) fn raw_update(&self, mut update: Value) -> (i64, bool) {
+        self.register_messages(&update);
         let (update_id, delivered) = {
             let mut updates = self.updates.lock();
             let update_id = updates.next_id;
@@ -769,6 +828,90 @@ impl BotState {
         }
         self.updates_ready.notify_waiters();
         (update_id, delivered)
+    }
+
+    /// Messages in a hand-built update are in their chats (those the mock knows) from now on,
+    /// as Telegram has the messages it delivers: a send may reply to them.
+    fn register_messages(&self, update: &Value) {
+        const MESSAGES: &[&str] = &[
+            "message",
+            "edited_message",
+            "channel_post",
+            "edited_channel_post",
+            "business_message",
+            "edited_business_message",
+        ];
+        let mut chats = self.chats.lock();
+        for message in MESSAGES.iter().filter_map(|kind| update.get(*kind)) {
+            let chat = message.pointer("/chat/id").and_then(Value::as_i64);
+            let Some(chat) = chat.and_then(|chat| chats.get_mut(&chat)) else {
+                continue;
+            };
+            if let Some((message_id, said)) = delivered(message) {
+                chat.said.insert(message_id, said);
+            }
+        }
+    }
+
+    /// Message `message_id` of chat `chat_id` as a reply to it shows it (`reply_to_message`);
+    /// `None` when the chat has no such message (the mock's or one of its users', or one an
+    /// injected update delivered).
+    pub(super) fn replied(&self, chat_id: i64, message_id: i64) -> Option<Value> {
+        let chats = self.chats.lock();
+        let chat = chats.get(&chat_id)?;
+        let (from, date, at) = match chat.said.get(&message_id)? {
+            Said::Delivered(message) => return Some((**message).clone()),
+            Said::Entry { at, from, date } => (*from, *date, *at),
+        };
+        let from = match from {
+            BOT_ID => Self::me_cached().clone(),
+            user => chats.get(&user).map_or_else(
+                || json!({ "id": user, "is_bot": false, "first_name": "" }),
+                |sender| Self::user_json(user, sender),
+            ),
+        };
+        let mut message = json!({
+            "message_id": message_id,
+            "from": from,
+            "chat": Self::chat_json(chat_id, chat),
+            "date": date,
+        });
+        let caption = match chat.transcript.get(at)? {
+            Entry::UserText(text) | Entry::BotText { text, .. } => {
+                message["text"] = json!(text);
+                None
+            }
+            Entry::BotPhoto { caption, .. } => {
+                message["photo"] = json!([sent_file_json("photo", message_id)]);
+                caption.as_ref()
+            }
+            Entry::BotDocument { caption, .. } => {
+                message["document"] = sent_file_json("document", message_id);
+                caption.as_ref()
+            }
+            Entry::BotInvoice {
+                title,
+                currency,
+                stars,
+                ..
+            } => {
+                message["invoice"] = json!({
+                    "title": title, "description": "", "start_parameter": "",
+                    "currency": currency, "total_amount": stars,
+                });
+                None
+            }
+            // Not kept as `Said::Entry`; shown with an empty text, as a reply to it would be
+            // of something the mock does not show.
+            _ => {
+                message["text"] = json!("");
+                None
+            }
+        };
+        if let Some(caption) = caption {
+            message["caption"] = json!(caption);
+        }
+        Some(message)
     }
 
     /// Queries in a hand-built update are real to the bot: answering them is no refusal.
@@ -993,6 +1136,13 @@ impl BotState {
                     _ => None,
                 };
                 if let Some(message_id) = message_id {
+                    // Pushed next: at the transcript's end.
+                    let said = Said::Entry {
+                        at: chat.transcript.len(),
+                        from: BOT_ID,
+                        date: unix_now(),
+                    };
+                    chat.said.insert(message_id, said);
                     self.log_sent(Sent {
                         chat: chat_id,
                         message_id,

@@ -1,7 +1,7 @@
 //! The Bot API's checks on a request's parameters, made before the request does anything, with
 //! Telegram's own descriptions: required parameters, text 1–4096 and captions up to 1024 UTF-16
 //! code units after entity parsing, parse modes that parse, inline keyboards (at most 100
-//! buttons, `callback_data` 1–64 bytes), invoices in Telegram Stars.
+//! buttons, `callback_data` 1–64 bytes), invoices in Telegram Stars, reply parameters that parse.
 //!
 //! Descriptions come from tdlib/telegram-bot-api (`Client.cpp`: "Message text is empty",
 //! "There is no photo in the request", "Message identifier is not specified", `Parameter "…"
@@ -13,7 +13,9 @@
 //!
 //! Checks that need the mock's state (a chat that exists, a message to edit, a query to answer)
 //! are made where the method is served; both kinds are counted by
-//! [`super::state::BotState::refuse`].
+//! [`super::state::BotState::refuse`]. A send replying to a message its chat does not have
+//! (`reply_parameters.message_id`, or the legacy `reply_to_message_id`) is refused "message to
+//! be replied not found" unless it allows sending without the reply, when it goes as no reply.
 
 use serde_json::{Map, Value};
 
@@ -53,6 +55,7 @@ pub(super) fn check(method: &str, params: &Params) -> Result<(), Refusal> {
         "sendmessage" => {
             chat(params)?;
             message_text(params)?;
+            reply_to(params)?;
             keyboard(params)
         }
         "editmessagetext" => {
@@ -82,6 +85,7 @@ pub(super) fn check(method: &str, params: &Params) -> Result<(), Refusal> {
                 ));
             }
             caption(params)?;
+            reply_to(params)?;
             keyboard(params)
         }
         "sendchataction" => {
@@ -110,6 +114,7 @@ pub(super) fn check(method: &str, params: &Params) -> Result<(), Refusal> {
         "sendinvoice" => {
             chat(params)?;
             invoice(params)?;
+            reply_to(params)?;
             keyboard(params)
         }
         "answercallbackquery" => required(params, "callback_query_id"),
@@ -216,6 +221,91 @@ fn caption(params: &Params) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// The message a send replies to, as its parameters name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ReplyTo {
+    /// `reply_parameters.chat_id` (an id or `@username`, as given), when the message is in
+    /// another chat.
+    pub(super) chat: Option<String>,
+    pub(super) message_id: i64,
+    /// Sent without the reply when the message is not found, rather than refused.
+    pub(super) allow_sending_without_reply: bool,
+    /// The parameter that named it (`reply_parameters` or `reply_to_message_id`), for the
+    /// record.
+    pub(super) field: &'static str,
+}
+
+/// Whether a form's or query's flag is set, as the Bot API reads one (`true`, `yes`, `1`).
+fn flag(params: &Params, name: &str) -> bool {
+    string(params, name)
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1"))
+}
+
+/// The message a send replies to, as the Bot API reads it (telegram-bot-api's
+/// `get_reply_parameters`): `reply_parameters`, a JSON object (its JSON text in a form or
+/// multipart body), or without it the legacy `reply_to_message_id` with a top-level
+/// `allow_sending_without_reply`. `None`: no reply (no parameter, an empty object, an id that
+/// is not positive). Whether the message exists is the route's to check.
+pub(super) fn reply_to(params: &Params) -> Result<Option<ReplyTo>, Refusal> {
+    const FIELD: &str = "reply_parameters";
+    let refusal = |reason: &str| Refusal::bad_request(reason, summary(params, FIELD));
+    let parsed;
+    let object = match params.get(FIELD) {
+        None | Some(Value::Null) => {
+            let message_id = string(params, "reply_to_message_id")
+                .and_then(|id| id.trim().parse::<i32>().ok())
+                .unwrap_or(0);
+            return Ok((message_id > 0).then(|| ReplyTo {
+                chat: None,
+                message_id: i64::from(message_id),
+                allow_sending_without_reply: flag(params, "allow_sending_without_reply"),
+                field: "reply_to_message_id",
+            }));
+        }
+        Some(Value::String(text)) if text.is_empty() => return Ok(None),
+        Some(Value::String(text)) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|_| refusal("can't parse reply parameters JSON object"))?;
+            &parsed
+        }
+        Some(value) => value,
+    };
+    let Some(object) = object.as_object() else {
+        return Err(refusal("object expected as reply parameters"));
+    };
+    if object.is_empty() {
+        return Ok(None);
+    }
+    let chat = match object.get("chat_id") {
+        None => None,
+        Some(Value::String(chat)) => Some(chat.clone()),
+        Some(Value::Number(chat)) => Some(chat.to_string()),
+        Some(_) => return Err(refusal("field \"chat_id\" must be of type String")),
+    };
+    let message_id = match object.get("message_id") {
+        None => return Err(refusal("can't find field \"message_id\"")),
+        Some(Value::Number(id)) => id.as_i64().and_then(|id| i32::try_from(id).ok()),
+        Some(Value::String(id)) => id.parse::<i32>().ok(),
+        Some(_) => return Err(refusal("field \"message_id\" must be a Number")),
+    }
+    .ok_or_else(|| refusal("field \"message_id\" must be a valid Number"))?;
+    let allow_sending_without_reply = match object.get("allow_sending_without_reply") {
+        None => false,
+        Some(Value::Bool(allow)) => *allow,
+        Some(_) => {
+            return Err(refusal(
+                "field \"allow_sending_without_reply\" must be of type Boolean",
+            ))
+        }
+    };
+    Ok((message_id > 0).then(|| ReplyTo {
+        chat,
+        message_id: i64::from(message_id),
+        allow_sending_without_reply,
+        field: FIELD,
+    }))
 }
 
 /// `reply_markup.inline_keyboard`: rows of buttons, each with a text and exactly one action.

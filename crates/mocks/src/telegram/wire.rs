@@ -31,7 +31,9 @@ pub struct FileSend {
     pub caption: Option<String>,
     /// Inline keyboard buttons as (label, callback data): genbot's carry the job id.
     pub buttons: Vec<(String, String)>,
-    /// `reply_parameters.message_id`, if any.
+    /// The message it replies to (`reply_parameters.message_id` or `reply_to_message_id`),
+    /// if any: `None` also when that message was missing and the send allowed sending
+    /// without the reply.
     pub reply_to: Option<i64>,
     /// When the request reached the mock (before its body was read).
     pub arrived: Instant,

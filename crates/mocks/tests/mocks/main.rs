@@ -4,6 +4,7 @@
 
 mod fault_proxy;
 mod replicate;
+mod replies;
 mod strict;
 mod telegram;
 mod teloxide_client;
