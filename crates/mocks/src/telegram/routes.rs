@@ -319,12 +319,17 @@ type Reply = Option<(i64, Value)>;
 /// `Err`: the refusal, when the message is not in the chat (or `reply_parameters.chat_id` names
 /// a chat the mock does not know). A send's own unknown chat is the method's to refuse ("chat
 /// not found"), as Telegram checks the chat first.
+///
+/// A reply to a message of another chat (`reply_parameters.chat_id`) is checked alike but comes
+/// back without `reply_to_message`: Telegram shows only same-chat replies there (another
+/// chat's message is an `external_reply`, which the mock does not build).
 fn replied(state: &Shared, params: &Params) -> Result<Reply, Refusal> {
-    let Some(chat) = chat_id(params).filter(|chat| state.with_chat(*chat, |_| ()).is_some()) else {
+    // Parsed by `validate::check` already: a refusal there answered the call. Most sends ask
+    // for no reply and are done here, before any lock.
+    let Ok(Some(reply)) = validate::reply_to(params) else {
         return Ok(None);
     };
-    // Parsed by `validate::check` already: a refusal there answered the call.
-    let Ok(Some(reply)) = validate::reply_to(params) else {
+    let Some(chat) = chat_id(params).filter(|chat| state.with_chat(*chat, |_| ()).is_some()) else {
         return Ok(None);
     };
     let in_chat = match reply.chat.as_deref() {
@@ -343,6 +348,7 @@ fn replied(state: &Shared, params: &Params) -> Result<Reply, Refusal> {
         },
     };
     match state.replied(in_chat, reply.message_id) {
+        Some(_) if in_chat != chat => Ok(None),
         Some(message) => Ok(Some((reply.message_id, message))),
         None if reply.allow_sending_without_reply => Ok(None),
         None => Err(Refusal::bad_request(

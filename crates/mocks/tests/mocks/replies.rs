@@ -176,11 +176,23 @@ async fn a_reply_to_a_missing_message_is_refused_and_leaves_nothing_in_the_chat(
     )
     .await;
     assert_eq!(refusal(&answer), (400, NOT_FOUND));
-    // Named with its chat, it may be replied to.
+    // Named with its chat, it may be replied to; Telegram shows only a same-chat reply as
+    // `reply_to_message` (another chat's is an `external_reply`).
     let answer = call(
         &mock,
         "sendMessage",
         json!({"chat_id": 2, "text": "x", "reply_parameters": {"message_id": asked, "chat_id": 1}}),
+    )
+    .await;
+    assert!(
+        sent(&answer).get("reply_to_message").is_none(),
+        "{answer:?}"
+    );
+    // The same in its own chat, named alike, is a reply there.
+    let answer = call(
+        &mock,
+        "sendMessage",
+        json!({"chat_id": 1, "text": "x", "reply_parameters": {"message_id": asked, "chat_id": 1}}),
     )
     .await;
     assert_eq!(sent(&answer)["reply_to_message"]["message_id"], asked);

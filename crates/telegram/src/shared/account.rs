@@ -28,14 +28,12 @@ const USERNAME_MAX_CHARS: usize = 32;
 /// The longest IETF language tag a client could plausibly report (`language_code`).
 const LANGUAGE_MAX_CHARS: usize = 35;
 
-/// `value` cut to its first `max` characters: what an update claims about its sender is stored
-/// with every row of the user and kept in the cache, so a forged 20,000-character username
-/// must not be.
+/// `value` without control characters, cut to its first `max` characters. What an update claims
+/// about its sender is stored in the user's row and kept in the cache: a forged 20,000-character
+/// username must not be, nor a `\0`, which PostgreSQL refuses in text (that user could then never
+/// register). Telegram's own usernames and language codes have neither.
 fn bounded(value: Option<&str>, max: usize) -> Option<String> {
-    value.map(|v| match v.char_indices().nth(max) {
-        Some((end, _)) => v[..end].to_owned(),
-        None => v.to_owned(),
-    })
+    value.map(|v| v.chars().filter(|c| !c.is_control()).take(max).collect())
 }
 
 /// The stored user `from`, registered now if they never were.
@@ -57,17 +55,20 @@ mod tests {
         let long = "я".repeat(20_000);
         assert_eq!(bounded(Some(&long), 32), Some("я".repeat(32)));
         assert_eq!(bounded(Some("pt-br"), 35).as_deref(), Some("pt-br"));
+        assert_eq!(bounded(Some("fox\0\n_42"), 32).as_deref(), Some("fox_42"));
     }
 
     proptest::proptest! {
         #[test]
-        fn a_bounded_field_is_a_prefix_of_at_most_max_characters(
+        fn a_bounded_field_is_the_texts_first_characters_without_controls(
             text in crate::command::arbitrary_text(),
             max in 0usize..70,
         ) {
             let cut = bounded(Some(&text), max).unwrap_or_default();
-            proptest::prop_assert!(text.starts_with(&cut));
-            proptest::prop_assert_eq!(cut.chars().count(), text.chars().count().min(max));
+            let kept: String = text.chars().filter(|c| !c.is_control()).collect();
+            proptest::prop_assert!(kept.starts_with(&cut));
+            proptest::prop_assert_eq!(cut.chars().count(), kept.chars().count().min(max));
+            proptest::prop_assert!(!cut.chars().any(char::is_control));
         }
     }
 }
