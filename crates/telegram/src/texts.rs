@@ -26,8 +26,10 @@ pub enum Lang {
 
 impl Lang {
     /// Russian for `ru`, `uk`, `be` and `kk` speakers (who mostly read Russian), English
-    /// otherwise.
+    /// otherwise, and for a code with control characters (none of Telegram's has one: such a
+    /// code is not stored either, see `shared::account`).
     pub fn from_code(code: Option<&str>) -> Lang {
+        let code = code.filter(|c| !c.chars().any(char::is_control));
         match code.map(|c| c.split(['-', '_']).next().unwrap_or(c)) {
             Some("ru" | "uk" | "be" | "kk") => Lang::Ru,
             _ => Lang::En,

@@ -17,7 +17,7 @@ pub(crate) async fn register(front: &Front, from: &TgUser) -> Result<User, Handl
         .register(NewUser {
             id: user_id(from),
             username: bounded(from.username.as_deref(), USERNAME_MAX_CHARS),
-            language: bounded(from.language_code.as_deref(), LANGUAGE_MAX_CHARS),
+            language: stored_language(from.language_code.as_deref()),
             initial_credits: front.config().initial_credits,
         })
         .await?)
@@ -44,6 +44,15 @@ pub(crate) async fn registered(front: &Front, from: &TgUser) -> Result<User, Han
     }
 }
 
+/// The language code as stored: none for a code with control characters (Telegram sends none;
+/// a forged `ru\0` is answered in English, so it is stored as no language rather than cleaned
+/// into `ru`, which later messages would then be written in), otherwise its first
+/// [`LANGUAGE_MAX_CHARS`] characters, which keep the subtag the texts are chosen by.
+fn stored_language(code: Option<&str>) -> Option<String> {
+    code.filter(|c| !c.chars().any(char::is_control))
+        .and_then(|c| bounded(Some(c), LANGUAGE_MAX_CHARS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +65,13 @@ mod tests {
         assert_eq!(bounded(Some(&long), 32), Some("я".repeat(32)));
         assert_eq!(bounded(Some("pt-br"), 35).as_deref(), Some("pt-br"));
         assert_eq!(bounded(Some("fox\0\n_42"), 32).as_deref(), Some("fox_42"));
+        assert_eq!(stored_language(Some("ru\0")), None);
+        assert_eq!(stored_language(Some("pt-br")).as_deref(), Some("pt-br"));
+        let long = format!("ru-RU{}", "x".repeat(5_000));
+        assert_eq!(
+            stored_language(Some(&long)).map(|l| l.chars().count()),
+            Some(35)
+        );
     }
 
     proptest::proptest! {
@@ -69,6 +85,22 @@ mod tests {
             proptest::prop_assert!(kept.starts_with(&cut));
             proptest::prop_assert_eq!(cut.chars().count(), kept.chars().count().min(max));
             proptest::prop_assert!(!cut.chars().any(char::is_control));
+        }
+
+        /// Replies choose their language from the code as received, later messages (results,
+        /// notices) from the code as stored: both must choose alike.
+        #[test]
+        fn the_stored_language_chooses_the_texts_the_received_one_does(
+            code in crate::command::arbitrary_text(),
+            prefix in proptest::sample::select(vec!["", "ru", "ru-", "uk_", "en", "kk-KZ"]),
+        ) {
+            let code = format!("{prefix}{code}");
+            let stored = stored_language(Some(&code));
+            proptest::prop_assert_eq!(
+                crate::texts::Lang::from_code(Some(&code)),
+                crate::texts::Lang::from_code(stored.as_deref())
+            );
+            proptest::prop_assert!(stored.is_none_or(|s| s.chars().count() <= LANGUAGE_MAX_CHARS));
         }
     }
 }
