@@ -112,6 +112,7 @@ pub(crate) fn decode(json: &str) -> Option<Update> {
         .get("update_id")
         .and_then(serde_json::Value::as_u64)
         .and_then(|id| u32::try_from(id).ok())
+        .or_else(|| update_id_only(json))
     else {
         // The poller says so, once per batch (a webhook post: acknowledged and dropped).
         tracing::debug!(%reason, "an update without an update_id; left out");
@@ -122,6 +123,20 @@ pub(crate) fn decode(json: &str) -> Option<Update> {
         id: teloxide::types::UpdateId(id),
         kind: UpdateKind::Error(value),
     })
+}
+
+/// The `update_id` of JSON that is no JSON value as a whole: a string with a lone surrogate
+/// escape (`"\ud800"`) fails every parse into text, yet the id is readable when the rest is
+/// skipped unread. Left out, such an update would never be confirmed, and `getUpdates` would
+/// return it first, alone, after ever longer pauses, stalling everyone's next message.
+fn update_id_only(json: &str) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        update_id: u32,
+    }
+    serde_json::from_str::<IdOnly>(json)
+        .ok()
+        .map(|only| only.update_id)
 }
 
 /// `getUpdates`' updates decoded, each with the JSON it came as, and how many were left out
@@ -679,6 +694,12 @@ mod tests {
             Err("teloxide panicked decoding it".to_owned())
         );
         assert!(decode(r#"{"message":{}}"#).is_none(), "no id: left out");
+        // A lone surrogate escape makes the whole update unreadable as text, not its id.
+        let surrogate = r#"{"update_id":21,"message":{"message_id":1,"date":0,"chat":{"id":1,"type":"private"},"from":{"id":1,"is_bot":false,"first_name":"\ud800x"},"text":"/start"}}"#;
+        assert!(serde_json::from_str::<serde_json::Value>(surrogate).is_err());
+        let update = decode(surrogate).expect("its id is readable");
+        assert_eq!(update.id.0, 21);
+        assert!(matches!(update.kind, teloxide::types::UpdateKind::Error(_)));
         assert!(decode("not json").is_none());
     }
 }
