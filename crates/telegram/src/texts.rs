@@ -30,8 +30,16 @@ impl Lang {
     /// code is not stored either, see `shared::account`).
     pub fn from_code(code: Option<&str>) -> Lang {
         let code = code.filter(|c| !c.chars().any(char::is_control));
-        match code.map(|c| c.split(['-', '_']).next().unwrap_or(c)) {
-            Some("ru" | "uk" | "be" | "kk") => Lang::Ru,
+        // Language tags are case-insensitive (BCP 47): `RU` is Russian as `ru` is.
+        let primary = code.map(|c| c.split(['-', '_']).next().unwrap_or(c));
+        match primary {
+            Some(p)
+                if ["ru", "uk", "be", "kk"]
+                    .iter()
+                    .any(|l| p.eq_ignore_ascii_case(l)) =>
+            {
+                Lang::Ru
+            }
             _ => Lang::En,
         }
     }
@@ -311,6 +319,10 @@ mod tests {
         assert_eq!(Lang::from_code(Some("uk")), Lang::Ru);
         assert_eq!(Lang::from_code(Some("en-GB")), Lang::En);
         assert_eq!(Lang::from_code(None), Lang::En);
+        assert_eq!(Lang::from_code(Some("RU")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("Kk_kz")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("ru\0")), Lang::En);
+        assert_eq!(Lang::from_code(Some("rus")), Lang::En);
         assert!(help(Lang::Ru).contains("/models"));
     }
 
