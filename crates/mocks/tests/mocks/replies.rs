@@ -50,6 +50,22 @@ fn sent((status, body): &(u16, Value)) -> &Value {
     &body["result"]
 }
 
+/// `sendMessage`'s body "Queued" to chat 1, with the parameters of `reply` added.
+fn queued_with(reply: &Value) -> Value {
+    let mut body = json!({"chat_id": 1, "text": "Queued"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(reply.as_object().unwrap().clone());
+    body
+}
+
+/// `sendInvoice`'s body for 10 credits in chat 1, replying as `reply_parameters` says.
+fn invoice_replying(reply_parameters: Value) -> Value {
+    json!({"chat_id": 1, "title": "Credits", "description": "10 credits",
+        "payload": "p", "currency": "XTR", "prices": [{"label": "10", "amount": 50}],
+        "reply_parameters": reply_parameters})
+}
+
 #[tokio::test]
 async fn a_reply_to_a_message_in_the_chat_carries_it() {
     let (mock, asked) = mock_with_a_user_message().await;
@@ -95,13 +111,6 @@ async fn a_reply_to_a_missing_message_is_refused_and_leaves_nothing_in_the_chat(
     let (mock, asked) = mock_with_a_user_message().await;
     let user = mock.user(1, "Ann", Some("en"));
     let before = user.transcript();
-    let text = |reply: Value| {
-        let mut body = json!({"chat_id": 1, "text": "Queued"});
-        body.as_object_mut()
-            .unwrap()
-            .extend(reply.as_object().unwrap().clone());
-        body
-    };
     for reply in [
         json!({"reply_parameters": {"message_id": MISSING}}),
         json!({"reply_parameters": {"message_id": MISSING, "allow_sending_without_reply": false}}),
@@ -112,7 +121,7 @@ async fn a_reply_to_a_missing_message_is_refused_and_leaves_nothing_in_the_chat(
         // The top-level flag goes with the legacy parameter only, as the Bot API reads it.
         json!({"reply_parameters": {"message_id": MISSING}, "allow_sending_without_reply": true}),
     ] {
-        let answer = call(&mock, "sendMessage", text(reply.clone())).await;
+        let answer = call(&mock, "sendMessage", queued_with(&reply)).await;
         assert_eq!(refusal(&answer), (400, NOT_FOUND), "{reply}");
     }
     // A form body, as `reqwest`'s and many clients' own.
@@ -125,9 +134,7 @@ async fn a_reply_to_a_missing_message_is_refused_and_leaves_nothing_in_the_chat(
         ]);
     assert_eq!(refusal(&answer(form).await), (400, NOT_FOUND));
     // The other sends that reply.
-    let invoice = json!({"chat_id": 1, "title": "Credits", "description": "10 credits",
-        "payload": "p", "currency": "XTR", "prices": [{"label": "10", "amount": 50}],
-        "reply_parameters": {"message_id": MISSING}});
+    let invoice = invoice_replying(json!({"message_id": MISSING}));
     assert_eq!(
         refusal(&call(&mock, "sendInvoice", invoice).await),
         (400, NOT_FOUND)
@@ -210,11 +217,7 @@ async fn a_missing_message_allowed_to_be_missing_is_sent_as_no_reply() {
         json!({"reply_to_message_id": MISSING, "allow_sending_without_reply": true}),
         json!({"reply_to_message_id": MISSING, "allow_sending_without_reply": "1"}),
     ] {
-        let mut body = json!({"chat_id": 1, "text": "Queued"});
-        body.as_object_mut()
-            .unwrap()
-            .extend(reply.as_object().unwrap().clone());
-        let answer = call(&mock, "sendMessage", body).await;
+        let answer = call(&mock, "sendMessage", queued_with(&reply)).await;
         let message = sent(&answer);
         assert!(
             message.get("reply_to_message").is_none(),
@@ -227,9 +230,8 @@ async fn a_missing_message_allowed_to_be_missing_is_sent_as_no_reply() {
         .filter(|e| matches!(e, Entry::BotText { text, .. } if text == "Queued"))
         .count();
     assert_eq!(texts, 4);
-    let invoice = json!({"chat_id": 1, "title": "Credits", "description": "10 credits",
-        "payload": "p", "currency": "XTR", "prices": [{"label": "10", "amount": 50}],
-        "reply_parameters": {"message_id": MISSING, "allow_sending_without_reply": true}});
+    let invoice =
+        invoice_replying(json!({"message_id": MISSING, "allow_sending_without_reply": true}));
     let answer = call(&mock, "sendInvoice", invoice).await;
     assert!(sent(&answer).get("reply_to_message").is_none());
     assert!(
