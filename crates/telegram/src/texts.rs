@@ -26,10 +26,9 @@ pub enum Lang {
 
 impl Lang {
     /// Russian for `ru`, `uk`, `be` and `kk` speakers (who mostly read Russian), English
-    /// otherwise, and for a code with control characters (none of Telegram's has one: such a
-    /// code is not stored either, see `shared::account`).
+    /// otherwise, and for a code that is no code (see [`Lang::usable_code`]).
     pub fn from_code(code: Option<&str>) -> Lang {
-        let code = code.filter(|c| !c.chars().any(char::is_control));
+        let code = Lang::usable_code(code);
         // Language tags are case-insensitive (BCP 47): `RU` is Russian as `ru` is.
         let primary = code.map(|c| c.split(['-', '_']).next().unwrap_or(c));
         match primary {
@@ -42,6 +41,13 @@ impl Lang {
             }
             _ => Lang::En,
         }
+    }
+
+    /// `code` when it can be a language code: none with control characters (none of
+    /// Telegram's has one). Both the texts' choice and the stored code go by this, so a user's
+    /// replies and later messages come in one language.
+    pub(crate) fn usable_code(code: Option<&str>) -> Option<&str> {
+        code.filter(|c| !c.chars().any(char::is_control))
     }
 }
 

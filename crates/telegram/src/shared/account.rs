@@ -6,6 +6,7 @@ use teloxide::types::User as TgUser;
 
 use super::ids::user_id;
 use super::HandlerError;
+use crate::texts::Lang;
 use crate::Front;
 
 /// Registers `from` (or refreshes their username and language when they changed), returning
@@ -44,13 +45,12 @@ pub(crate) async fn registered(front: &Front, from: &TgUser) -> Result<User, Han
     }
 }
 
-/// The language code as stored: none for a code with control characters (Telegram sends none;
-/// a forged `ru\0` is answered in English, so it is stored as no language rather than cleaned
+/// The language code as stored: none for a code that is no code ([`Lang::usable_code`]: a
+/// forged `ru\0` is answered in English, so it is stored as no language rather than cleaned
 /// into `ru`, which later messages would then be written in), otherwise its first
 /// [`LANGUAGE_MAX_CHARS`] characters, which keep the subtag the texts are chosen by.
 fn stored_language(code: Option<&str>) -> Option<String> {
-    code.filter(|c| !c.chars().any(char::is_control))
-        .and_then(|c| bounded(Some(c), LANGUAGE_MAX_CHARS))
+    bounded(Lang::usable_code(code), LANGUAGE_MAX_CHARS)
 }
 
 #[cfg(test)]
@@ -97,8 +97,8 @@ mod tests {
             let code = format!("{prefix}{code}");
             let stored = stored_language(Some(&code));
             proptest::prop_assert_eq!(
-                crate::texts::Lang::from_code(Some(&code)),
-                crate::texts::Lang::from_code(stored.as_deref())
+                Lang::from_code(Some(&code)),
+                Lang::from_code(stored.as_deref())
             );
             proptest::prop_assert!(stored.is_none_or(|s| s.chars().count() <= LANGUAGE_MAX_CHARS));
         }
