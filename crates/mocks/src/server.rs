@@ -1,5 +1,6 @@
 //! Serving a mock's router in the background until its handle is dropped.
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -12,6 +13,13 @@ pub(crate) fn spawn(listener: TcpListener, app: Router, name: &'static str) -> o
         let shutdown = async {
             let _ = stopped.await;
         };
+        // As Telegram's and Replicate's servers answer: at once, not after Nagle's wait for the
+        // previous answer's acknowledgement.
+        let listener = listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on a mock connection");
+            }
+        });
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -144,10 +144,12 @@ fn update_id_only(json: &str) -> Option<u32> {
 /// the offset.
 fn decoded(raw: Vec<Box<RawValue>>) -> (Vec<(Update, Box<RawValue>)>, usize) {
     let returned = raw.len();
-    let received: Vec<_> = raw
-        .into_iter()
-        .filter_map(|json| Some((decode(json.get())?, json)))
-        .collect();
+    // Sized up front: an `Update` is large, and growing the vector moved them all again.
+    let mut received = Vec::with_capacity(returned);
+    received.extend(
+        raw.into_iter()
+            .filter_map(|json| Some((decode(json.get())?, json))),
+    );
     let left_out = returned - received.len();
     (received, left_out)
 }

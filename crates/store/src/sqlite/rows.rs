@@ -29,12 +29,20 @@ pub(super) fn job_ids_json(jobs: &[JobId]) -> String {
     serde_json::Value::from(jobs.iter().map(|j| j.0).collect::<Vec<i64>>()).to_string()
 }
 
+/// `YYYY-MM-DD` (chrono's ISO form; a strftime format would be parsed again at every call).
 pub(super) fn date_text(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    date.to_string()
+}
+
+/// A date column's `YYYY-MM-DD` text, parsed.
+fn date(column: &'static str, text: String) -> Result<NaiveDate, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        column,
+        value: text,
+    })
 }
 
 pub(super) fn user(row: &Row<'_>) -> Result<User, StoreError> {
-    let date: String = row.get(6)?;
     Ok(User {
         id: UserId(row.get(0)?),
         username: row.get(1)?,
@@ -42,12 +50,7 @@ pub(super) fn user(row: &Row<'_>) -> Result<User, StoreError> {
         selected_model: row.get(3)?,
         credits: row.get(4)?,
         daily_count: row.get(5)?,
-        daily_reset_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
-            StoreError::Corrupt {
-                column: "users.daily_reset_date",
-                value: date.clone(),
-            }
-        })?,
+        daily_reset_date: date("users.daily_reset_date", row.get(6)?)?,
         banned: row.get(7)?,
         created_at: timestamp("users.created_at", row.get(8)?)?,
         updated_at: timestamp("users.updated_at", row.get(9)?)?,
@@ -84,15 +87,34 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job, StoreError> {
         refunded_credits: row.get(15)?,
         quota_day: row
             .get::<_, Option<String>>(16)?
-            .map(|text| {
-                NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| StoreError::Corrupt {
-                    column: "generation_jobs.quota_day",
-                    value: text.clone(),
-                })
-            })
+            .map(|text| date("generation_jobs.quota_day", text))
             .transpose()?,
         owner: row.get(17)?,
         lease_until: optional_timestamp("generation_jobs.lease_until", 18)?,
         create_intent_at: optional_timestamp("generation_jobs.create_intent_at", 19)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_date_is_stored_as_iso_text_and_read_back() {
+        for (y, m, d) in [(2026, 12, 7), (1, 1, 1), (9999, 12, 31), (2024, 2, 29)] {
+            let day = NaiveDate::from_ymd_opt(y, m, d).expect("a real date");
+            let text = date_text(day);
+            assert_eq!(text, day.format("%Y-%m-%d").to_string());
+            assert_eq!(date("t.c", text).expect("readable"), day);
+        }
+        for bad in ["", "2026-13-01", "2026-02-30", "yesterday", "2026/12/07"] {
+            assert!(
+                matches!(
+                    date("t.c", bad.to_owned()),
+                    Err(StoreError::Corrupt { column: "t.c", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
 }
