@@ -2,7 +2,7 @@
 
 use url::Url;
 
-use crate::urls::masked_userinfo_and_query;
+use crate::urls::{masked_keyword_values, masked_userinfo_and_query};
 use crate::{ConfigError, Key, RedactedUrl};
 
 /// A whole number in `min..=max`.
@@ -37,8 +37,9 @@ pub(crate) fn redact_url_text(text: &str) -> String {
     if let Ok(url) = Url::parse(text.trim()) {
         return RedactedUrl::new(url).to_string();
     }
-    // Unparseable: hide the whole userinfo and query, which is where credentials go.
-    masked_userinfo_and_query(text)
+    // Unparseable: hide the whole userinfo and query, which is where credentials go, and the
+    // secrets of a libpq keyword string (`host=db password=…`).
+    masked_keyword_values(&masked_userinfo_and_query(text))
 }
 
 /// What Telegram accepts as a webhook's `secret_token` (setWebhook): 1 to 256 characters of

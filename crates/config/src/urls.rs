@@ -7,9 +7,9 @@ use url::Url;
 
 /// A URL that may carry credentials. `Display` and `Debug` print it with every credential-bearing
 /// part replaced by `***`: the user name and password (`rediss://TOKEN@host` carries its token as
-/// the user name), and query parameters named like secrets (`password`, `sslpassword`, `token`,
-/// `secret`, `key`, `auth`, …). [`RedactedUrl::expose`] gives the real one to the code that
-/// connects.
+/// the user name), and the value of every query parameter but the few known to hold no secret
+/// (`sslmode`, `connect_timeout`, …: see [`is_public_parameter`]), since a secret can hide under
+/// any name (`?k=…`). [`RedactedUrl::expose`] gives the real one to the code that connects.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedactedUrl(Url);
 
@@ -52,7 +52,7 @@ impl RedactedUrl {
             let pairs: Vec<(String, String)> = shown
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if is_secret_parameter(&k) || is_bot_token_segment(&v) {
+                    let v = if !is_public_parameter(&k) || is_bot_token_segment(&v) {
                         "***".to_owned()
                     } else {
                         v.into_owned()
@@ -218,25 +218,84 @@ fn masked_tokens(text: &str) -> String {
     out
 }
 
-/// Whether a query parameter of this name carries a credential (libpq's `password` and
-/// `sslpassword`, tokens, secrets, keys).
-fn is_secret_parameter(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "pass",
-        "pwd",
-        "token",
-        "secret",
-        "auth",
-        "credential",
-        "signature",
-    ]
-    .iter()
-    .any(|part| name.contains(part))
-        || matches!(
-            name.as_str(),
-            "key" | "apikey" | "api_key" | "access_key" | "sslkey" | "sslcert" | "sig"
-        )
+/// Query parameters (and libpq keywords) whose values are settings, never credentials: shown
+/// as they are. Every other value is masked.
+pub(crate) fn is_public_parameter(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "sslmode"
+            | "connect_timeout"
+            | "application_name"
+            | "fallback_application_name"
+            | "target_session_attrs"
+            | "load_balance_hosts"
+            | "channel_binding"
+            | "gssencmode"
+            | "keepalives"
+            | "keepalives_idle"
+            | "keepalives_interval"
+            | "keepalives_count"
+            | "host"
+            | "hostaddr"
+            | "port"
+            | "dbname"
+            | "mode"
+            | "cache"
+            | "immutable"
+            | "timeout"
+            | "protocol"
+    )
+}
+
+/// `text` with the value of every `name=value` pair whose name is not public masked: libpq's
+/// keyword form (`host=db password=… dbname=x`) pasted where a URL belongs. A name is the word
+/// before `=` (blanks allowed between); a value runs to the next blank, `&` or `=`, or is a
+/// single-quoted string (`'a b\'c'`).
+pub(crate) fn masked_keyword_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        out.push(c);
+        if c != '=' {
+            continue;
+        }
+        // `at` is a character's own index, so a boundary.
+        let head = text.get(..at).unwrap_or_default().trim_end_matches(' ');
+        let name_len: usize = head
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .map(char::len_utf8)
+            .sum();
+        let name = head.get(head.len() - name_len..).unwrap_or_default();
+        if name.is_empty() {
+            continue;
+        }
+        while let Some((_, blank)) = chars.next_if(|(_, c)| *c == ' ') {
+            out.push(blank);
+        }
+        let mut value = String::new();
+        if let Some((_, quote)) = chars.next_if(|(_, c)| *c == '\'') {
+            value.push(quote);
+            let mut escaped = false;
+            for (_, c) in chars.by_ref() {
+                value.push(c);
+                if c == '\'' && !escaped {
+                    break;
+                }
+                escaped = c == '\\' && !escaped;
+            }
+        } else {
+            while let Some((_, c)) =
+                chars.next_if(|(_, c)| !c.is_whitespace() && !matches!(c, '&' | '='))
+            {
+                value.push(c);
+            }
+        }
+        let hide = !value.is_empty() && !is_public_parameter(name);
+        out.push_str(if hide { "***" } else { &value });
+    }
+    out
 }
 
 /// Where the users and jobs live.
@@ -399,5 +458,51 @@ mod tests {
         assert_eq!(redact_urls_in("nothing here"), "nothing here");
         assert_eq!(redact_urls_in("ends with ://"), "ends with ://");
         assert_eq!(redact_urls_in("é://ü@x"), "é://***@x");
+    }
+
+    #[test]
+    fn only_query_values_known_to_be_settings_are_shown() {
+        let url = RedactedUrl::new(
+            Url::parse("http://127.0.0.1:1/?k=Hunter2Pass&sslmode=require&x=1").unwrap(),
+        );
+        assert_eq!(
+            url.to_string(),
+            "http://127.0.0.1:1/?k=***&sslmode=require&x=***"
+        );
+    }
+
+    #[test]
+    fn keyword_form_secrets_are_masked() {
+        for (text, shown) in [
+            (
+                "host=127.0.0.1 user=bob password=Hunter2Pass dbname=x",
+                "host=127.0.0.1 user=*** password=*** dbname=x",
+            ),
+            (
+                "host = db password = 'a b\\'c' port=5432",
+                "host = db password = *** port=5432",
+            ),
+            ("password=", "password="),
+            ("a=b&token=T1&mode=ro", "a=***&token=***&mode=ro"),
+            ("no pairs at all", "no pairs at all"),
+            ("=lonely", "=lonely"),
+            ("пароль=секрет", "пароль=***"),
+        ] {
+            assert_eq!(masked_keyword_values(text), shown, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, a value after `password=` never survives.
+        #[test]
+        fn a_password_in_any_text_is_masked(
+            before in "[^'\\\\]{0,20}",
+            secret in "[A-Za-z0-9]{6,20}",
+            after in "( [a-z]+=[a-z0-9]+){0,3}",
+        ) {
+            let text = format!("{before} password={secret}{after}");
+            let shown = masked_keyword_values(&text);
+            proptest::prop_assert!(!shown.contains(&format!("password={secret}")), "{}", shown);
+        }
     }
 }

@@ -63,7 +63,7 @@ pub(crate) enum Command {
 pub(crate) struct DoctorArgs {
     /// The `--webhook-url` `genbot serve` will run with (the webhook Telegram should have);
     /// without it, serve is expected to poll.
-    #[arg(long)]
+    #[arg(long, value_parser = WebhookUrl)]
     pub(crate) webhook_url: Option<url::Url>,
     /// Output: one line per check, or a JSON document.
     #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
@@ -82,6 +82,7 @@ pub(crate) enum WebhookCommand {
     /// WEBHOOK_SECRET) and the update kinds genbot handles.
     Set {
         /// The public HTTPS URL `genbot serve --webhook-url` serves.
+        #[arg(value_parser = WebhookUrl)]
         url: url::Url,
         /// Secret Telegram must send with each request (default: WEBHOOK_SECRET, else derived
         /// from the bot token, as `serve` does).
@@ -113,7 +114,7 @@ pub(crate) enum InboxCommand {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Receive updates by webhook at this public URL instead of long polling.
-    #[arg(long)]
+    #[arg(long, value_parser = WebhookUrl)]
     pub(crate) webhook_url: Option<url::Url>,
     /// Secret Telegram must send with each webhook request: 1-256 of A-Z, a-z, 0-9, _ and -
     /// (default: WEBHOOK_SECRET, else one derived from the bot token, the same for every
@@ -326,6 +327,45 @@ pub(crate) struct ReplicateMockArgs {
     pub(crate) rate_limit: Option<u32>,
 }
 
+/// A webhook URL Telegram can post to: https (http only to a local Bot API server), with a
+/// host. One rule for `serve`, `webhook set` and `doctor`: `serve --webhook-url ftp://x` ran and
+/// asked Telegram to post there. A refused value is echoed redacted (clap's own message would
+/// quote it whole, credentials included).
+#[derive(Debug, Clone, Copy)]
+struct WebhookUrl;
+
+impl clap::builder::TypedValueParser for WebhookUrl {
+    type Value = url::Url;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<url::Url, clap::Error> {
+        let text = value.to_string_lossy();
+        let refuse = |why: String| {
+            let option = arg.map_or_else(|| "the webhook URL".to_owned(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value '{}' for '{option}': {why}, expected https://HOST/PATH\n",
+                    genbot_config::redact_urls_in(&text)
+                ),
+            )
+            .with_cmd(cmd)
+        };
+        let url = url::Url::parse(&text).map_err(|e| refuse(format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
+            return Err(refuse(format!(
+                "it uses {}: Telegram posts updates over https (http only to a local Bot API server)",
+                url.scheme()
+            )));
+        }
+        Ok(url)
+    }
+}
+
 /// A count where zero means nothing to do (no users, no rows, no creations allowed): refused
 /// rather than run as a test that measures nothing. Clap names the option and the value.
 fn at_least_one(text: &str) -> Result<u32, String> {
@@ -370,6 +410,38 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_webhook_url_telegram_cannot_post_to_is_refused_without_its_credentials() {
+        for args in [
+            &["genbot", "serve", "--webhook-url", "ftp://u:pw-1@x/hook"][..],
+            &["genbot", "webhook", "set", "ftp://u:pw-1@x/hook"],
+            &["genbot", "doctor", "--webhook-url", "ftp://u:pw-1@x/hook"],
+            &[
+                "genbot",
+                "serve",
+                "--webhook-url",
+                "https://u:pw-1@/no-host",
+            ],
+            &["genbot", "serve", "--webhook-url", "not a url pw-1"],
+        ] {
+            let Err(e) = Cli::try_parse_from(args) else {
+                panic!("{args:?} was accepted");
+            };
+            let message = e.to_string();
+            assert!(message.contains("https://HOST/PATH"), "{message}");
+            if args[args.len() - 1].contains("@x") {
+                assert!(message.contains("ftp://***:***@x/hook"), "{message}");
+                assert!(message.contains("uses ftp"), "{message}");
+            }
+            if args[args.len() - 1].contains("://") {
+                assert!(!message.contains("pw-1"), "{message}");
+            }
+        }
+        let ok =
+            Cli::try_parse_from(["genbot", "serve", "--webhook-url", "https://bot.example/tg"]);
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

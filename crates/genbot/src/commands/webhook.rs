@@ -18,15 +18,6 @@ pub(crate) async fn run(settings: &Settings, command: WebhookCommand) -> anyhow:
     let bot = connect_bot(&token, settings.telegram_api_url.clone());
     match command {
         WebhookCommand::Set { url, secret } => {
-            // Telegram delivers only over HTTPS; anything else would leave the bot deaf.
-            if url.scheme() != "https" && url.scheme() != "http" {
-                return Err(UsageError(format!(
-                    "the webhook URL {} uses {}: Telegram posts updates over https (http only to a local Bot API server)",
-                    genbot_config::RedactedUrl::new(url.clone()),
-                    url.scheme()
-                ))
-                .into());
-            }
             let secret = match secret {
                 Some(text) => genbot_config::telegram_secret_token("--secret", &text)
                     .map_err(|e| UsageError(e.to_string()))?,

@@ -21,20 +21,31 @@ use crate::shared::{reply, submit, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::Front;
 
-/// The largest size Telegram offers within the limit (sizes without a known byte count are
-/// judged while they download).
+/// teloxide's stand-in for a `file_size` Telegram left out (it is optional in `PhotoSize` and
+/// in `getFile`'s answer): not a size, so not "too large".
+const SIZE_UNKNOWN: u32 = u32::MAX;
+
+/// The largest size Telegram offers within the limit; failing that, the smallest whose byte
+/// count Telegram did not say (judged while it downloads). A photo whose sizes all lacked
+/// `file_size` was refused as too large unread.
 fn best_size(sizes: &[PhotoSize]) -> Option<&PhotoSize> {
-    sizes
+    let within = sizes
         .iter()
-        .filter(|s| (s.file.size as usize) <= MAX_IMAGE_INPUT_BYTES)
-        .max_by_key(|s| (s.width * s.height, s.file.size))
+        .filter(|s| s.file.size != SIZE_UNKNOWN && (s.file.size as usize) <= MAX_IMAGE_INPUT_BYTES)
+        .max_by_key(|s| (u64::from(s.width) * u64::from(s.height), s.file.size));
+    within.or_else(|| {
+        sizes
+            .iter()
+            .filter(|s| s.file.size == SIZE_UNKNOWN)
+            .min_by_key(|s| u64::from(s.width) * u64::from(s.height))
+    })
 }
 
 /// Downloads the file, refusing it once it passes the limit.
 async fn fetch(front: &Front, size: &PhotoSize) -> Result<Option<Vec<u8>>, teloxide::RequestError> {
     let bot = front.bot();
     let file = bot.get_file(size.file.id.clone()).await?;
-    if file.meta.size as usize > MAX_IMAGE_INPUT_BYTES {
+    if file.meta.size != SIZE_UNKNOWN && file.meta.size as usize > MAX_IMAGE_INPUT_BYTES {
         return Ok(None);
     }
     let mut stream = bot.download_file_stream(&file.path);
@@ -135,5 +146,68 @@ pub(crate) async fn photo_received(
     if in_group {
         return submit::to_group(front, msg, from, lang, request).await;
     }
-    submit::and_track(front, from, chat, lang, request).await
+    submit::and_track(front, from, chat, lang, request).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes as Telegram sends them, `file_size` left out where `size` is `None`.
+    fn sizes(list: &[(u32, u32, Option<u32>)]) -> Vec<PhotoSize> {
+        list.iter()
+            .enumerate()
+            .map(|(n, (width, height, size))| {
+                let mut json = serde_json::json!({
+                    "file_id": format!("F{n}"),
+                    "file_unique_id": format!("U{n}"),
+                    "width": width,
+                    "height": height,
+                });
+                if let Some(size) = size {
+                    json["file_size"] = (*size).into();
+                }
+                serde_json::from_value(json).expect("a PhotoSize")
+            })
+            .collect()
+    }
+
+    fn chosen(list: &[(u32, u32, Option<u32>)]) -> Option<String> {
+        best_size(&sizes(list)).map(|s| s.file.id.0.clone())
+    }
+
+    #[test]
+    fn the_largest_size_within_the_limit_is_taken() {
+        let max = u32::try_from(MAX_IMAGE_INPUT_BYTES).expect("a small limit");
+        assert_eq!(
+            chosen(&[
+                (90, 90, Some(2_000)),
+                (800, 800, Some(90_000)),
+                (1280, 1280, Some(max + 1))
+            ]),
+            Some("F1".into())
+        );
+        assert_eq!(chosen(&[(1280, 1280, Some(max + 1))]), None);
+        assert_eq!(chosen(&[]), None);
+    }
+
+    #[test]
+    fn a_size_telegram_gave_no_byte_count_is_fetched_not_refused() {
+        // Seen: a photo whose sizes all lacked `file_size` was answered "too large" unread.
+        assert_eq!(
+            chosen(&[(800, 800, None), (90, 90, None)]),
+            Some("F1".into())
+        );
+        // A known fitting size still wins over an unknown one.
+        assert_eq!(
+            chosen(&[(90, 90, Some(2_000)), (800, 800, None)]),
+            Some("F0".into())
+        );
+        // Forged dimensions do not overflow.
+        assert_eq!(
+            chosen(&[(u32::MAX, u32::MAX, Some(10)), (1, 1, Some(5))]),
+            Some("F0".into())
+        );
+    }
 }

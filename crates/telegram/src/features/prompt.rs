@@ -22,7 +22,8 @@ pub(crate) async fn generate(
     prompt: &str,
 ) -> HandlerResult {
     let request = submit::prompt_request(from, prompt, update, None);
-    submit::and_track(front, from, chat, lang, request).await
+    submit::and_track(front, from, chat, lang, request).await?;
+    Ok(())
 }
 
 /// `/cancel`: the user's latest queued job withdrawn; or why it cannot be.

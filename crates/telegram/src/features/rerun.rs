@@ -225,8 +225,13 @@ pub(crate) async fn again(
             },
         );
     }
-    submit::and_track(front, &query.from, chat, lang, request).await?;
-    Ok(texts::rerun_queued(lang))
+    // A refusal was told in the chat; the press's answer must not say "Queued" beside it.
+    Ok(
+        match submit::and_track(front, &query.from, chat, lang, request).await? {
+            submit::Told::Queued => texts::rerun_queued(lang),
+            submit::Told::Refused => texts::rerun_not_queued(lang),
+        },
+    )
 }
 
 /// Job `job` if `user` asked for it.

@@ -48,6 +48,15 @@ pub(crate) async fn registering(
     Ok(submitted)
 }
 
+/// What [`and_track`] told the user: queued, or why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Told {
+    /// Queued now, or by this update before (a replay).
+    Queued,
+    /// Refused; the chat was told why.
+    Refused,
+}
+
 /// Submits a generation (a prompt, or a re-run) and answers with its queue position, which the
 /// delivery task keeps current; while the send budget is short the position waits for a
 /// refresh (see [`crate::pacing::send_acknowledgement`]).
@@ -57,9 +66,9 @@ pub(crate) async fn and_track(
     chat: ChatId,
     lang: Lang,
     request: GenerationRequest,
-) -> HandlerResult {
+) -> Result<Told, HandlerError> {
     let bot = front.bot();
-    match registering(front, from, request).await? {
+    let submitted = match registering(front, from, request).await? {
         Ok(accepted) => {
             let position = accepted.position;
             // Put off while the budget is short: other users' answers go first, and the image
@@ -109,10 +118,12 @@ pub(crate) async fn and_track(
                 )
                 .await?;
             }
+            Told::Queued
         }
         Err(SubmitError::AlreadySubmitted(job)) => {
             // A replay after a crash: the job runs (or ran) and its result comes from the outbox.
             tracing::info!(job_id = job.0, "replayed prompt: its job exists already");
+            Told::Queued
         }
         // The database did not answer: the prompt is tried again (the isolation's backoff).
         Err(SubmitError::Store(e)) if e.is_transient() => return Err(e.into()),
@@ -126,9 +137,10 @@ pub(crate) async fn and_track(
                 bot.send_message(chat, texts::refused(lang, &refusal)),
             )
             .await?;
+            Told::Refused
         }
-    }
-    Ok(())
+    };
+    Ok(submitted)
 }
 
 /// Submits a generation asked for in a group: no queue message (the group's 20 a minute are

@@ -59,6 +59,15 @@ pub(crate) fn rerun_queued(lang: Lang) -> String {
     pick(lang, "Queued".into(), "В очереди".into())
 }
 
+/// A press's answer when the re-run was refused (the reason is in the chat).
+pub(crate) fn rerun_not_queued(lang: Lang) -> String {
+    pick(
+        lang,
+        "Not queued: see the chat".into(),
+        "Не в очереди: см. чат".into(),
+    )
+}
+
 pub(crate) fn original_gone(lang: Lang) -> String {
     pick(
         lang,

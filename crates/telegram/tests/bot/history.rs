@@ -153,6 +153,23 @@ async fn options_reruns_originals_and_history() {
     );
     assert_eq!(succeeded(&bot).await.len(), 3);
 
+    // Again without the credits for it: the chat says why, and the press is not answered
+    // "Queued" (seen: a refused re-run's press said "Queued").
+    let left = credits(&bot).await;
+    bot.store.add_credits(UserId(3001), -left).await.unwrap();
+    let answer = press(&ann, first, button(&buttons, "again:"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(answer, "Not queued: see the chat");
+    ann.wait_for(WAIT, |t| {
+        t.iter().any(
+            |e| matches!(e, Entry::BotText { text, .. } if text.contains("Not enough credits")),
+        )
+    })
+    .await
+    .unwrap_or_else(|| panic!("no refusal in the chat: {:?}", ann.transcript()));
+    assert_eq!(succeeded(&bot).await.len(), 3);
+
     // Someone else's image cannot be re-run.
     let eve = bot.telegram.user(3002, "Eve", Some("en"));
     say(&eve, "/start").await;
