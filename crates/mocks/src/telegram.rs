@@ -171,6 +171,13 @@ impl TelegramMock {
         self.state.exempt_from_refusals(chats);
     }
 
+    /// The group becomes a supergroup with id `supergroup`: from now on every send into the
+    /// group is refused as Telegram refuses it, `400 Bad Request: group chat was upgraded to a
+    /// supergroup chat` with `parameters.migrate_to_chat_id`.
+    pub fn migrate(&self, group: i64, supergroup: i64) {
+        self.state.migrate(group, supergroup);
+    }
+
     /// The user blocks the bot: from now on every send into their chat is answered 403.
     pub fn block(&self, user: i64) {
         self.state.block(user);

@@ -255,20 +255,22 @@ async fn attempt(front: &Front, delivery: &Delivery) -> DeliveryOutcome {
         .reply
         .and_then(|r| i32::try_from(r.message).ok())
         .map(|m| ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
-    let sent = match delivery.status {
-        JobStatus::Succeeded => send_image(front, chat, delivery, reply.clone()).await,
-        _ => {
-            let lang = front.language_of(delivery.user).await;
-            let reason = FailureReason::from_stored(delivery.error.as_deref().unwrap_or(""));
-            let mut message = front.bot().send_message(chat, texts::failed(lang, &reason));
-            if let Some(reply) = reply {
-                message = message.reply_parameters(reply);
+    let sent = match send_to(front, chat, reply, delivery).await {
+        // The group became a supergroup (its history moved, under new message ids): the result
+        // goes there, as a message of its own. Not recorded: a later try meets the same answer.
+        Err(failure) => match failure.request_error() {
+            Some(RequestError::MigrateToChatId(supergroup)) if delivery.reply.is_some() => {
+                tracing::info!(
+                    job_id = delivery.job.0,
+                    group = chat.0,
+                    supergroup = supergroup.0,
+                    "the group became a supergroup; delivering there"
+                );
+                send_to(front, *supergroup, None, delivery).await
             }
-            send_result(front, chat, message)
-                .await
-                .map(|_| None)
-                .map_err(SendFailure::Final)
-        }
+            _ => Err(failure),
+        },
+        sent => sent,
     };
     match sent {
         Ok(file_id) => {
@@ -292,6 +294,31 @@ async fn attempt(front: &Front, delivery: &Delivery) -> DeliveryOutcome {
                 refund_if_never_deliverable(delivery, failure.refuses_the_result(), outcome);
             tracing::info!(job_id = delivery.job.0, error = %failure, ?outcome, "delivery failed");
             outcome
+        }
+    }
+}
+
+/// Sends `delivery`'s result (its image, or why it failed) into `chat`; the uploaded
+/// `file_id` of an image.
+async fn send_to(
+    front: &Front,
+    chat: ChatId,
+    reply: Option<ReplyParameters>,
+    delivery: &Delivery,
+) -> Result<Option<String>, SendFailure> {
+    match delivery.status {
+        JobStatus::Succeeded => send_image(front, chat, delivery, reply).await,
+        _ => {
+            let lang = front.language_of(delivery.user).await;
+            let reason = FailureReason::from_stored(delivery.error.as_deref().unwrap_or(""));
+            let mut message = front.bot().send_message(chat, texts::failed(lang, &reason));
+            if let Some(reply) = reply {
+                message = message.reply_parameters(reply);
+            }
+            send_result(front, chat, message)
+                .await
+                .map(|_| None)
+                .map_err(SendFailure::Final)
         }
     }
 }

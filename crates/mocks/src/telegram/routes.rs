@@ -127,15 +127,6 @@ async fn call(
         return refused(&state, &method, &params, refusal);
     }
     // Then the message replied to, before the send reaches Telegram's servers.
-    let reply = match method.as_str() {
-        "sendmessage" | "sendphoto" | "senddocument" | "sendinvoice" => {
-            match replied(&state, &params) {
-                Ok(reply) => reply,
-                Err(refusal) => return refused(&state, &method, &params, refusal),
-            }
-        }
-        _ => None,
-    };
     let sends_into_chat = matches!(
         method.as_str(),
         "sendmessage"
@@ -145,6 +136,32 @@ async fn call(
             | "sendinvoice"
             | "senddocument"
     );
+    // The chat is resolved before the message replied to: a group that became a supergroup
+    // takes nothing more, and the answer names where it went.
+    if let Some(to) = chat_id(&params)
+        .filter(|_| sends_into_chat)
+        .and_then(|chat| state.migrated_to(chat))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "ok": false,
+                "error_code": 400,
+                "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                "parameters": { "migrate_to_chat_id": to },
+            })),
+        )
+            .into_response();
+    }
+    let reply = match method.as_str() {
+        "sendmessage" | "sendphoto" | "senddocument" | "sendinvoice" => {
+            match replied(&state, &params) {
+                Ok(reply) => reply,
+                Err(refusal) => return refused(&state, &method, &params, refusal),
+            }
+        }
+        _ => None,
+    };
     if sends_into_chat && chat_id(&params).is_some_and(|chat| state.refuses_blocked(chat)) {
         return error(403, "Forbidden: bot was blocked by the user");
     }

@@ -340,6 +340,9 @@ pub(super) struct BotState {
     pub(super) file_answer_hold: Mutex<Duration>,
     /// Users who blocked the bot: every send into their chat is answered 403.
     blocked: Mutex<std::collections::HashSet<i64>>,
+    /// Groups upgraded to supergroups, with their new ids: sends to the old id are refused
+    /// with the new one named.
+    migrated: Mutex<std::collections::HashMap<i64, i64>>,
     /// The bot's messages and edits in the order they arrived (the first `SENT_LOG_MAX`).
     sent: Mutex<Vec<Sent>>,
     /// Invoices, pending pre-checkout queries and completed Stars payments.
@@ -524,6 +527,15 @@ impl BotState {
         self.blocked.lock().insert(user);
     }
 
+    pub(super) fn migrate(&self, group: i64, supergroup: i64) {
+        self.migrated.lock().insert(group, supergroup);
+    }
+
+    /// The supergroup a group became, if it did.
+    pub(super) fn migrated_to(&self, chat: i64) -> Option<i64> {
+        self.migrated.lock().get(&chat).copied()
+    }
+
     /// Whether the chat's user blocked the bot; counts the refusal when so.
     pub(super) fn refuses_blocked(&self, chat: i64) -> bool {
         let blocked = self.blocked.lock().contains(&chat);
@@ -570,6 +582,7 @@ impl BotState {
             send_delay: Mutex::new(Duration::ZERO),
             file_answer_hold: Mutex::new(Duration::ZERO),
             blocked: Mutex::new(std::collections::HashSet::new()),
+            migrated: Mutex::new(std::collections::HashMap::new()),
             sent: Mutex::new(Vec::new()),
             payments: Mutex::new(super::payments::Payments::default()),
             wire: super::wire::WireLog::default(),

@@ -282,3 +282,43 @@ async fn as_file_under_a_group_result_is_for_its_requester() {
         });
     assert_eq!(answers(seen), [Some("File sent".to_owned())]);
 }
+
+/// A group upgraded to a supergroup refuses every send with the new chat's id: a result asked
+/// for in the group goes to the supergroup. Seen: the result was given up ("The group has
+/// been migrated…"), its credit kept and the image never shown anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_follows_a_group_that_became_a_supergroup() {
+    let bot = spawn_bot(Options::default()).await;
+    let ann = bot.telegram.user(5101, "Ann", Some("en"));
+    let group = bot.telegram.group(-5_101, "Sketchers");
+    let supergroup = bot.telegram.group(-1_005_101, "Sketchers");
+    bot.telegram.migrate(-5_101, -1_005_101);
+
+    group
+        .send_text(&ann, "/img@genbot_mock_bot a lighthouse")
+        .unwrap();
+    supergroup
+        .chat()
+        .wait_for(WAIT, |_| !photos(supergroup.chat()).is_empty())
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no result in the supergroup: {:?}",
+                group.chat().transcript()
+            )
+        });
+    assert!(photos(group.chat()).is_empty());
+    let succeeded = bot
+        .store
+        .jobs_with_status(JobStatus::Succeeded, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        succeeded
+            .iter()
+            .filter(|j| j.user_id == UserId(5101))
+            .count(),
+        1
+    );
+    assert_eq!(photos(supergroup.chat()).len(), 1, "sent more than once");
+}
