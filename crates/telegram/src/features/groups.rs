@@ -36,8 +36,9 @@ pub(crate) async fn prompt(
     me: &str,
 ) -> HandlerResult {
     if prompt.is_empty() {
-        reply::in_group(front, msg, texts::group_help(lang, me)).await?;
-        return Ok(());
+        // The help `/help` gives, under its limit: thirty empty `/img`s were thirty answers,
+        // and a real result waited behind them for the group's budget.
+        return help(front, msg, lang, me).await;
     }
     let reply = Some(reply_target(&msg.chat, msg.id));
     let request = submit::prompt_request(from, prompt, update, reply);

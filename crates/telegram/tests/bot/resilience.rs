@@ -111,7 +111,8 @@ async fn private_users_answered_within_2s(
 }
 
 /// A group whose every message is answered and so waits for the group's 20 a minute (1,400
-/// members each sending `/img@bot` without a prompt once): its handlers take 3 s each, so its
+/// members each sending `/img@bot` with an option the model refuses, once; refusals are
+/// answered once a minute per member, so each of these is): its handlers take 3 s each, so its
 /// worker's queue (1024) would fill and the dispatcher wait on it, leaving everyone
 /// unanswered. The per-chat backlog cap sheds the group's excess instead: private users are
 /// answered within 2 s, and updates were shed. (The `/help` flood above is answered once a
@@ -125,7 +126,9 @@ async fn a_group_of_slow_answers_is_shed_beyond_its_backlog() {
         let member = bot
             .telegram
             .user(9_000_000 + n, &format!("s{n}"), Some("en"));
-        group.send_text(&member, "/img@genbot_mock_bot").unwrap();
+        group
+            .send_text(&member, "/img@genbot_mock_bot a castle --ar 5:4")
+            .unwrap();
     }
     // Until the first is shed the group's backlog is still filling; a build without the cap
     // sheds none, and by the deadline its worker's queue has long been full.
@@ -215,6 +218,37 @@ async fn forged_button_data_edits_nothing() {
     );
     assert!(!edited(&ann.transcript()), "{:?}", ann.transcript());
     assert_eq!(bot.front.metrics().handler_panics(), 0);
+}
+
+/// Many members each sending an empty `/img` (answered with the group's help) get one answer
+/// a minute between them, as `/help` does: seen, 30 of them were 30 answers, and a real
+/// result waited 99 s behind them for the group's 20 messages a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_img_commands_share_the_groups_help_limit() {
+    let bot = spawn_bot(Options::default()).await;
+    let group = bot.telegram.group(-1_005_100, "Empty");
+    for n in 0..30 {
+        let member = bot.telegram.user(8_450 + n, &format!("e{n}"), Some("en"));
+        group.send_text(&member, "/img@genbot_mock_bot").unwrap();
+    }
+    let asker = bot.telegram.user(8_499, "Asker", Some("en"));
+    group
+        .send_text(&asker, "/img@genbot_mock_bot a lighthouse")
+        .unwrap();
+    let photo = group
+        .chat()
+        .wait_for(Duration::from_secs(15), |t| {
+            t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
+        })
+        .await;
+    assert!(photo.is_some(), "the real prompt's result never came");
+    let answers = group
+        .chat()
+        .transcript()
+        .iter()
+        .filter(|e| matches!(e, Entry::BotText { .. }))
+        .count();
+    assert_eq!(answers, 1, "{:?}", group.chat().transcript());
 }
 
 /// One member repeating what the bot must refuse (an empty `/img`) is answered once a minute:
