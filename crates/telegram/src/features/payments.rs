@@ -265,11 +265,20 @@ fn paid_package(currency: &str, total: u32, payload: &str) -> Option<StarsPackag
         .filter(|p| currency == STARS && p.stars == total)
 }
 
+/// Longest `/refund` argument taken as a charge id (Telegram's are well under 100 characters).
+const MAX_CHARGE_ID_CHARS: usize = 256;
+
 /// `/refund <charge id>` (admins): credits back first, then Telegram; undone if Telegram
 /// refuses.
 pub(crate) async fn refund(front: &Front, chat: ChatId, lang: Lang, args: &str) -> HandlerResult {
     let bot = front.bot();
-    let Some(charge) = args.split_whitespace().next() else {
+    // No charge id Telegram issues is this long; echoed in a refusal, a 5,000-character one
+    // pushed the answer past sendMessage's 4,096 and the admin got nothing.
+    let Some(charge) = args
+        .split_whitespace()
+        .next()
+        .filter(|id| id.chars().count() <= MAX_CHARGE_ID_CHARS)
+    else {
         send(
             front,
             chat,

@@ -178,6 +178,9 @@ async fn refunds_take_back_unspent_credits_and_are_refused_once_spent() {
     assert!(refused.contains("administrators"), "{refused}");
     let (_, usage, _) = say(&admin, "/refund").await;
     assert!(usage.starts_with("Usage: /refund"), "{usage}");
+    // An id no charge has, too long to echo: the usage, not a lost answer.
+    let (_, long, _) = say(&admin, &format!("/refund {}", "A".repeat(5_000))).await;
+    assert!(long.starts_with("Usage: /refund"), "{long}");
     let (_, unknown, _) = say(&admin, "/refund stx-nope").await;
     assert!(unknown.contains("No payment stx-nope"), "{unknown}");
 
