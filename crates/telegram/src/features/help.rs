@@ -35,6 +35,14 @@ pub(crate) async fn unsupported(front: &Front, msg: &Message, lang: Lang) -> Han
     front
         .metrics()
         .unsupported(crate::isolation::message_kind(msg));
+    // A picture sent as a file is what image-to-image wants, sent the other way.
+    let image_file = msg
+        .document()
+        .and_then(|d| d.mime_type.as_ref())
+        .is_some_and(|mime| mime.type_() == "image");
+    if image_file {
+        return say(front, msg.chat.id, texts::image_as_file(lang)).await;
+    }
     help(front, msg.chat.id, lang).await
 }
 

@@ -18,6 +18,15 @@ pub(crate) fn photo_needs_caption(lang: Lang) -> String {
     )
 }
 
+/// A picture sent as a file (a document): image-to-image takes photos.
+pub(crate) fn image_as_file(lang: Lang) -> String {
+    pick(
+        lang,
+        "That picture came as a file. Send it as a photo (not as a file), with a caption saying what to make of it.".into(),
+        "Картинка пришла файлом. Отправьте её как фото (не файлом) с подписью — что из неё сделать.".into(),
+    )
+}
+
 pub(crate) fn no_image_model(lang: Lang) -> String {
     pick(
         lang,

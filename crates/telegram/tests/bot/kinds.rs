@@ -96,6 +96,13 @@ async fn every_kind_of_update_is_answered_or_counted_and_handled() {
                 .inject_update(json!({ "message": message(&bot, content.clone()) })),
         );
     }
+    // A picture sent as a file: told to send it as a photo (counted as a document).
+    ids.push(
+        bot.telegram
+            .inject_update(json!({ "message": message(&bot, json!({
+        "document": { "file_id": "d2", "file_unique_id": "d2", "file_name": "cat.png",
+            "mime_type": "image/png" }, "caption": "make it blue" })) })),
+    );
     // An album without a caption: one message per photo, one answer for the album.
     for n in 0..3 {
         let content = json!({ "media_group_id": "album-1", "photo": photo(&format!("a{n}")) });
@@ -138,15 +145,21 @@ async fn every_kind_of_update_is_answered_or_counted_and_handled() {
         );
     }
 
-    let answers = unsupported.len() + 1 + 1;
+    let answers = unsupported.len() + 1 + 1 + 1;
     until("every message answered", || {
         texts(&user).len() >= before + answers
     })
     .await;
     let metrics = bot.front.metrics();
     for (kind, _) in &unsupported {
-        assert_eq!(metrics.unsupported_count(kind), 1, "{kind}");
+        let expected = if *kind == "document" { 2 } else { 1 };
+        assert_eq!(metrics.unsupported_count(kind), expected, "{kind}");
     }
+    let as_photo = texts(&user)
+        .iter()
+        .filter(|t| t.contains("Send it as a photo"))
+        .count();
+    assert_eq!(as_photo, 1, "{:?}", texts(&user));
     let asked_for_captions = texts(&user)
         .iter()
         .filter(|t| t.contains("Send it again with a caption"))
