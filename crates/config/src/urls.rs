@@ -224,6 +224,8 @@ pub(crate) fn is_public_parameter(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
         "sslmode"
+            | "ssl-mode"
+            | "sslrootcert"
             | "connect_timeout"
             | "application_name"
             | "fallback_application_name"
@@ -247,10 +249,11 @@ pub(crate) fn is_public_parameter(name: &str) -> bool {
     )
 }
 
-/// `text` with the value of every `name=value` pair whose name is not public masked: libpq's
-/// keyword form (`host=db password=… dbname=x`) pasted where a URL belongs. A name is the word
-/// before `=` (blanks allowed between); a value runs to the next blank, `&` or `=`, or is a
-/// single-quoted string (`'a b\'c'`).
+/// `text` with the value of every `name=value` pair masked unless its name is public and the
+/// value plainly one setting: libpq's keyword form (`host=db password=… dbname=x`) pasted where
+/// a URL belongs. A name is the word before `=` (blanks allowed between); a value runs to the
+/// next unescaped blank (libpq's `\ ` is no blank), or is a single-quoted string (`'a b\'c'`).
+/// A public name's value holding `=`, `&` or `\` is masked too: it may run into a secret.
 pub(crate) fn masked_keyword_values(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
@@ -260,39 +263,32 @@ pub(crate) fn masked_keyword_values(text: &str) -> String {
             continue;
         }
         // `at` is a character's own index, so a boundary.
-        let head = text.get(..at).unwrap_or_default().trim_end_matches(' ');
+        let head = text.get(..at).unwrap_or_default().trim_end();
         let name_len: usize = head
             .chars()
             .rev()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-'))
             .map(char::len_utf8)
             .sum();
         let name = head.get(head.len() - name_len..).unwrap_or_default();
-        if name.is_empty() {
-            continue;
-        }
-        while let Some((_, blank)) = chars.next_if(|(_, c)| *c == ' ') {
+        while let Some((_, blank)) = chars.next_if(|(_, c)| c.is_whitespace()) {
             out.push(blank);
         }
         let mut value = String::new();
-        if let Some((_, quote)) = chars.next_if(|(_, c)| *c == '\'') {
-            value.push(quote);
-            let mut escaped = false;
-            for (_, c) in chars.by_ref() {
-                value.push(c);
-                if c == '\'' && !escaped {
-                    break;
-                }
-                escaped = c == '\\' && !escaped;
-            }
-        } else {
-            while let Some((_, c)) =
-                chars.next_if(|(_, c)| !c.is_whitespace() && !matches!(c, '&' | '='))
-            {
-                value.push(c);
-            }
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        if quoted {
+            value.push('\'');
         }
-        let hide = !value.is_empty() && !is_public_parameter(name);
+        let mut escaped = false;
+        while let Some((_, c)) = chars.next_if(|(_, c)| quoted || escaped || !c.is_whitespace()) {
+            value.push(c);
+            if quoted && c == '\'' && !escaped {
+                break;
+            }
+            escaped = c == '\\' && !escaped;
+        }
+        let plain = !value.contains(['=', '&', '\\']);
+        let hide = !value.is_empty() && !(plain && is_public_parameter(name));
         out.push_str(if hide { "***" } else { &value });
     }
     out
@@ -483,9 +479,16 @@ mod tests {
                 "host = db password = *** port=5432",
             ),
             ("password=", "password="),
-            ("a=b&token=T1&mode=ro", "a=***&token=***&mode=ro"),
+            ("a=b&token=T1&mode=ro", "a=***"),
+            ("mode=ro&token=T1", "mode=***"),
+            ("host=db password=Tr0ub&dor", "host=db password=***"),
+            ("password=ab!=xyz port=1", "password=*** port=1"),
+            ("password=ab\\ cd port=1", "password=*** port=1"),
+            ("password=\tS3cret", "password=\t***"),
+            ("password\t=S3cret", "password\t=***"),
+            ("= password=S3cret", "= ***"),
             ("no pairs at all", "no pairs at all"),
-            ("=lonely", "=lonely"),
+            ("=lonely", "=***"),
             ("пароль=секрет", "пароль=***"),
         ] {
             assert_eq!(masked_keyword_values(text), shown, "{text}");
@@ -497,12 +500,20 @@ mod tests {
         #[test]
         fn a_password_in_any_text_is_masked(
             before in "[^'\\\\]{0,20}",
-            secret in "[A-Za-z0-9]{6,20}",
+            blank_before in "[ \t]{0,2}",
+            blank_after in "[ \t]{0,2}",
+            secret in "[!-&(-\\[\\]-~]{6,20}",
             after in "( [a-z]+=[a-z0-9]+){0,3}",
         ) {
-            let text = format!("{before} password={secret}{after}");
+            let text = format!("{before} password{blank_before}={blank_after}{secret}{after}");
             let shown = masked_keyword_values(&text);
-            proptest::prop_assert!(!shown.contains(&format!("password={secret}")), "{}", shown);
+            // No four characters of the secret are shown together after its name.
+            let tail = shown.rsplit_once("password").map_or("", |(_, tail)| tail);
+            let chars: Vec<char> = secret.chars().collect();
+            for piece in chars.windows(4) {
+                let piece: String = piece.iter().collect();
+                proptest::prop_assert!(!tail.contains(&piece), "{} in {}", piece, shown);
+            }
         }
     }
 }

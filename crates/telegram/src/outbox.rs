@@ -9,6 +9,7 @@
 //! bot) marks the user and stops; an image Telegram refuses as a photo (its size, a format it
 //! cannot process) goes at once as a document; other refusals are recorded with their reason.
 //! A result whose file Telegram refuses for good (not its chat) is refunded, and its user told.
+//! A group's result whose group became a supergroup (Telegram names the new chat) goes there.
 //! Images go out with the re-run buttons under them; their original bytes are kept a day for
 //! "as file".
 
@@ -257,7 +258,8 @@ async fn attempt(front: &Front, delivery: &Delivery) -> DeliveryOutcome {
         .map(|m| ReplyParameters::new(MessageId(m)).allow_sending_without_reply());
     let sent = match send_to(front, chat, reply, delivery).await {
         // The group became a supergroup (its history moved, under new message ids): the result
-        // goes there, as a message of its own. Not recorded: a later try meets the same answer.
+        // goes there, as a message of its own. The new chat id is not stored: a later try (or
+        // result) asks the old group first and is redirected the same way, one send dearer.
         Err(failure) => match failure.request_error() {
             Some(RequestError::MigrateToChatId(supergroup)) if delivery.reply.is_some() => {
                 tracing::info!(

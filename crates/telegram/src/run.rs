@@ -252,6 +252,8 @@ pub async fn polling(
     let me = wait_for_bot_api(&front, &shutdown).await?;
     let set = front.bot().get_webhook_info().await?.url;
     if let Some(url) = set {
+        // The operator's URL may carry a secret (a query value, basic auth): shown redacted.
+        let url = genbot_config::RedactedUrl::new(url);
         if !drop_webhook {
             return Err(RunError::WebhookSet(url.to_string()));
         }

@@ -129,6 +129,18 @@ fn credentials_in_urls_never_reach_the_output() {
         assert!(!shown.contains(secret), "{secret} shown: {shown}");
     }
     assert!(shown.contains("db.internal"), "{shown}");
+    // libpq's keyword form is no URL genbot takes: refused, its password not echoed.
+    let out = config_check(&[(
+        "DATABASE_URL",
+        "host=db user=bob password=pg-Secret&9 dbname=x",
+    )]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(
+        !stderr.contains("pg-Secret") && !stderr.contains("&9"),
+        "{stderr}"
+    );
     // A value refused as invalid is echoed redacted too.
     let out = config_check(&[("REDIS_URL", "http://user:bad-3@h?token=bad-4")]);
     assert_eq!(out.status.code(), Some(2));

@@ -61,6 +61,18 @@ fn error(code: u16, description: &str) -> Response {
         .into_response()
 }
 
+/// As [`error`], with the `parameters` Telegram adds to some refusals.
+fn error_with(code: u16, description: &str, parameters: serde_json::Value) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = json!({
+        "ok": false,
+        "error_code": code,
+        "description": description,
+        "parameters": parameters,
+    });
+    (status, Json(body)).into_response()
+}
+
 /// A request Telegram would refuse: answered 400 with its description and recorded.
 fn refused(state: &Shared, method: &str, params: &Params, refusal: Refusal) -> Response {
     state.refuse(
@@ -126,7 +138,6 @@ async fn call(
     if let Err(refusal) = validate::check(&method, &params) {
         return refused(&state, &method, &params, refusal);
     }
-    // Then the message replied to, before the send reaches Telegram's servers.
     let sends_into_chat = matches!(
         method.as_str(),
         "sendmessage"
@@ -142,17 +153,13 @@ async fn call(
         .filter(|_| sends_into_chat)
         .and_then(|chat| state.migrated_to(chat))
     {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "ok": false,
-                "error_code": 400,
-                "description": "Bad Request: group chat was upgraded to a supergroup chat",
-                "parameters": { "migrate_to_chat_id": to },
-            })),
-        )
-            .into_response();
+        return error_with(
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            json!({ "migrate_to_chat_id": to }),
+        );
     }
+    // Then the message replied to, before the send reaches Telegram's servers.
     let reply = match method.as_str() {
         "sendmessage" | "sendphoto" | "senddocument" | "sendinvoice" => {
             match replied(&state, &params) {

@@ -157,11 +157,12 @@ async fn options_reruns_originals_and_history() {
     // "Queued" (seen: a refused re-run's press said "Queued").
     let left = credits(&bot).await;
     bot.store.add_credits(UserId(3001), -left).await.unwrap();
+    let seen = ann.transcript_len();
     let answer = press(&ann, first, button(&buttons, "again:"))
         .await
         .unwrap_or_default();
     assert_eq!(answer, "Not queued: see the chat");
-    ann.wait_for(WAIT, |t| {
+    ann.wait_for_after(seen, WAIT, |t| {
         t.iter().any(
             |e| matches!(e, Entry::BotText { text, .. } if text.contains("Not enough credits")),
         )
