@@ -287,9 +287,9 @@ pub(crate) fn masked_keyword_values(text: &str) -> String {
             }
             escaped = c == '\\' && !escaped;
         }
-        let plain = !value.contains(['=', '&', '\\']);
-        let hide = !value.is_empty() && !(plain && is_public_parameter(name));
-        out.push_str(if hide { "***" } else { &value });
+        let shown_as_is =
+            value.is_empty() || (!value.contains(['=', '&', '\\']) && is_public_parameter(name));
+        out.push_str(if shown_as_is { &value } else { "***" });
     }
     out
 }
