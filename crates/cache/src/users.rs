@@ -144,6 +144,22 @@ impl Users {
         Ok(user)
     }
 
+    /// Sets or removes one of the user's inputs for a model; see [`Store::set_model_setting`].
+    ///
+    /// # Errors
+    /// As the store's.
+    pub async fn set_model_setting(
+        &self,
+        id: UserId,
+        model: String,
+        name: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        let user = self.store.set_model_setting(id, model, name, value).await?;
+        self.invalidate(id).await;
+        Ok(user)
+    }
+
     /// Changes the user's credits; see [`Store::add_credits`].
     ///
     /// # Errors

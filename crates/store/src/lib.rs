@@ -285,6 +285,22 @@ impl Store {
         dispatch!(self.set_model_settings(id, model, settings))
     }
 
+    /// Sets one input the user chose for `model` (`/settings`), or removes it (`None`: back to
+    /// the model's default), leaving the others as they are in the row: two presses at once,
+    /// from two chats, each keep theirs (a read-modify-write of the whole map lost one).
+    ///
+    /// # Errors
+    /// [`StoreError::UserNotFound`], or database failures.
+    pub async fn set_model_setting(
+        &self,
+        id: UserId,
+        model: String,
+        name: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        dispatch!(self.set_model_setting(id, model, name, value))
+    }
+
     /// Adds `delta` (negative to charge) to the user's credits and returns the new balance.
     ///
     /// # Errors

@@ -271,6 +271,33 @@ impl PgStore {
         self.updated_user(id, query).await
     }
 
+    pub(crate) async fn set_model_setting(
+        &self,
+        id: UserId,
+        model: String,
+        name: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        let query = sqlx::query(concat!(
+            "UPDATE users SET updated_at = $5,
+                model_settings = CASE WHEN $4::jsonb IS NULL
+                    THEN model_settings #- ARRAY[$2, $3]
+                    ELSE jsonb_set(model_settings, ARRAY[$2],
+                        CASE WHEN jsonb_typeof(model_settings -> $2) = 'object'
+                             THEN model_settings -> $2 ELSE '{}'::jsonb END
+                        || jsonb_build_object($3, $4::jsonb), true)
+                END
+             WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id.0)
+        .bind(model)
+        .bind(name)
+        .bind(value.map(sqlx::types::Json))
+        .bind(Utc::now());
+        self.updated_user(id, query).await
+    }
+
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
         let mut conn = self.connection().await?;
         let balance: Option<i64> = sqlx::query(

@@ -237,6 +237,32 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn set_model_setting(
+        &self,
+        id: UserId,
+        model: String,
+        name: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<User, StoreError> {
+        let value = value.map(|v| v.to_string());
+        self.writer
+            .run(move |conn| {
+                // A merge patch (RFC 7396) rather than a JSON path: a path cannot spell every
+                // key (SQLite refuses one holding a quote), and a null in the patch removes
+                // the input. The model's object is created when it is missing.
+                let sql = concat!(
+                    "UPDATE users SET updated_at = ?5,
+                        model_settings = json_patch(model_settings, json_object(?2,
+                            json_object(?3, CASE WHEN ?4 IS NULL THEN json('null') ELSE json(?4) END)))
+                     WHERE id = ?1 RETURNING ",
+                    user_columns!()
+                );
+                let now = millis(Utc::now());
+                updated_user(conn, sql, params![id.0, model, name, value, now], id)
+            })
+            .await
+    }
+
     pub(crate) async fn add_credits(&self, id: UserId, delta: i64) -> Result<i64, StoreError> {
         self.writer
             .run(move |conn| {

@@ -10,7 +10,49 @@ on_both_backends!(
     concurrent_consumers_never_exceed_the_daily_limit,
     range_delete_leaves_other_ids_untouched,
     settings_are_kept_per_model,
+    concurrent_settings_each_keep_theirs,
 );
+
+/// Presses from several chats at once, each on its own input: every one is kept (a press that
+/// read the map and wrote it back whole lost the others'), and one set to `None` is removed.
+async fn concurrent_settings_each_keep_theirs(store: &Store) {
+    store.upsert_user(new_user(9)).await.unwrap();
+    let names: Vec<String> = (0..12).map(|n| format!("input_{n}")).collect();
+    let mut presses = tokio::task::JoinSet::new();
+    for (n, name) in names.iter().enumerate() {
+        let (store, name) = (store.clone(), name.clone());
+        presses.spawn(async move {
+            store
+                .set_model_setting(
+                    UserId(9),
+                    "flux \"dev\".1".into(),
+                    name,
+                    Some(serde_json::json!(n)),
+                )
+                .await
+        });
+    }
+    while let Some(pressed) = presses.join_next().await {
+        pressed.unwrap().unwrap();
+    }
+    let user = store
+        .set_model_setting(UserId(9), "flux \"dev\".1".into(), "input_3".into(), None)
+        .await
+        .unwrap();
+    let settings = user.settings_for("flux \"dev\".1");
+    assert_eq!(settings.len(), 11, "{settings:?}");
+    for (n, name) in names.iter().enumerate().filter(|(n, _)| *n != 3) {
+        assert_eq!(settings.get(name), Some(&serde_json::json!(n)), "{name}");
+    }
+    // Another model's inputs are untouched, and a missing user is said to be.
+    assert!(user.settings_for("flux-dev").is_empty());
+    assert!(matches!(
+        store
+            .set_model_setting(UserId(10), "m".into(), "x".into(), Some(1.into()))
+            .await,
+        Err(StoreError::UserNotFound(_))
+    ));
+}
 
 async fn settings_are_kept_per_model(store: &Store) {
     store.upsert_user(new_user(7)).await.unwrap();

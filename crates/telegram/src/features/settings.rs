@@ -134,32 +134,34 @@ pub(crate) async fn press(
     let users = front.engine().users();
     let user = registered(front, &query.from).await?;
     let model = model_of(front, &user);
-    let mut settings = user.settings_for(&model.id);
-    let answer = if data == RESET {
-        settings.clear();
-        texts::settings_reset(lang)
+    // One input changed in the row, not the map read above written back: two presses at once
+    // (from two chats) would each have lost the other's.
+    let (answer, user) = if data == RESET {
+        let user = users
+            .set_model_settings(user.id, model.id.clone(), serde_json::Map::new())
+            .await?;
+        (texts::settings_reset(lang), user)
     } else {
         let (name, text) = data.split_once('=').unwrap_or((data, ""));
         let Some(spec) = model.params.get(name) else {
             return Ok(texts::setting_refused(lang, name, "—"));
         };
-        if text == "random" && matches!(spec, ParamSpec::RandomInt { .. }) {
-            settings.remove(name);
-            texts::setting_saved(lang, name, &texts::random(lang))
+        let (answer, value) = if text == "random" && matches!(spec, ParamSpec::RandomInt { .. }) {
+            (texts::setting_saved(lang, name, &texts::random(lang)), None)
         } else {
             match spec.check(name, &spec.value_from_text(text)) {
-                Ok(value) => {
-                    let answer = texts::setting_saved(lang, name, &shown(&value));
-                    settings.insert(name.to_owned(), value);
-                    answer
-                }
+                Ok(value) => (
+                    texts::setting_saved(lang, name, &shown(&value)),
+                    Some(value),
+                ),
                 Err(_) => return Ok(texts::setting_refused(lang, name, &spec.allowed())),
             }
-        }
+        };
+        let user = users
+            .set_model_setting(user.id, model.id.clone(), name.to_owned(), value)
+            .await?;
+        (answer, user)
     };
-    let user = users
-        .set_model_settings(user.id, model.id.clone(), settings)
-        .await?;
     // Only a /settings message in the presser's own private chat is redrawn: a press on any
     // other message (a result in a group) was forged and leaves it as it is.
     let own = |m: &&teloxide::types::MaybeInaccessibleMessage| m.chat().id.0 == user.id.0;
