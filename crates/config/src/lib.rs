@@ -25,7 +25,7 @@ mod urls;
 
 pub use error::ConfigError;
 pub use keys::Key;
-pub use parse::{replicate_webhook_key, telegram_secret_token, StarsPackage};
+pub use parse::{is_http_with_host, replicate_webhook_key, telegram_secret_token, StarsPackage};
 pub use settings::{EffectiveSetting, Settings};
 pub use sources::{Origin, Sources, CONFIG_FILE_VARIABLE};
 pub use urls::{redact_urls_in, DatabaseUrl, RedactedUrl};

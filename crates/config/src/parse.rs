@@ -25,11 +25,17 @@ pub(crate) fn http_url(key: Key, raw: &str) -> Result<Url, ConfigError> {
     let allowed = "expected an http:// or https:// URL, e.g. https://api.example.com";
     let refuse = || ConfigError::invalid(key.name(), &redact_url_text(raw), allowed);
     let url = Url::parse(raw.trim()).map_err(|_| refuse())?;
-    if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() {
+    if is_http_with_host(&url) {
         Ok(url)
     } else {
         Err(refuse())
     }
+}
+
+/// Whether `url` is `http://` or `https://` with a host: what the Bot API, Replicate and a
+/// webhook can be reached at.
+pub fn is_http_with_host(url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty())
 }
 
 /// Masks the credentials of a URL-looking text (parsed or not), for messages.

@@ -356,7 +356,7 @@ impl clap::builder::TypedValueParser for WebhookUrl {
             .with_cmd(cmd)
         };
         let url = url::Url::parse(&text).map_err(|e| refuse(format!("not a URL ({e})")))?;
-        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
+        if !genbot_config::is_http_with_host(&url) {
             return Err(refuse(format!(
                 "it uses {}: Telegram posts updates over https (http only to a local Bot API server)",
                 url.scheme()

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use genbot_mocks::telegram::{Entry, SimUser};
+use genbot_mocks::telegram::{Entry, SimGroup, SimUser};
 
 use crate::helpers::{say, spawn_bot, Options, TestBot};
 
@@ -235,20 +235,25 @@ async fn empty_img_commands_share_the_groups_help_limit() {
     group
         .send_text(&asker, "/img@genbot_mock_bot a lighthouse")
         .unwrap();
+    let answers = texts_once_a_photo_came(&group, "the real prompt's result never came").await;
+    assert_eq!(answers, 1, "{:?}", group.chat().transcript());
+}
+
+/// How many texts `group` holds once a photo came there (within 15 s; else fails with `what`).
+async fn texts_once_a_photo_came(group: &SimGroup, what: &str) -> usize {
     let photo = group
         .chat()
         .wait_for(Duration::from_secs(15), |t| {
             t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
         })
         .await;
-    assert!(photo.is_some(), "the real prompt's result never came");
-    let answers = group
+    assert!(photo.is_some(), "{what}");
+    group
         .chat()
         .transcript()
         .iter()
         .filter(|e| matches!(e, Entry::BotText { .. }))
-        .count();
-    assert_eq!(answers, 1, "{:?}", group.chat().transcript());
+        .count()
 }
 
 /// One member repeating what the bot must refuse (an empty `/img`) is answered once a minute:
@@ -265,19 +270,7 @@ async fn one_member_cannot_spend_a_groups_budget_on_refusals() {
     group
         .send_text(&other, "/img@genbot_mock_bot a lighthouse")
         .unwrap();
-    let photo = group
-        .chat()
-        .wait_for(Duration::from_secs(15), |t| {
-            t.iter().any(|e| matches!(e, Entry::BotPhoto { .. }))
-        })
-        .await;
-    assert!(photo.is_some(), "the other member's result never came");
-    let refusals = group
-        .chat()
-        .transcript()
-        .iter()
-        .filter(|e| matches!(e, Entry::BotText { .. }))
-        .count();
+    let refusals = texts_once_a_photo_came(&group, "the other member's result never came").await;
     assert_eq!(refusals, 1, "{:?}", group.chat().transcript());
 }
 
