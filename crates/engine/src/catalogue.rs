@@ -180,7 +180,6 @@ impl Catalogue {
         self.models.iter().find(|m| m.id == id)
     }
 
-    /// The model used until a user picks one.
     /// The model a photo is drawn from for a user who chose `selected`: that one if it takes
     /// images, else the first enabled one that does.
     pub fn image_model_for(&self, selected: Option<&str>) -> Option<&Model> {
@@ -191,6 +190,7 @@ impl Catalogue {
             .or_else(|| self.enabled().find(takes_images))
     }
 
+    /// The model used until a user picks one.
     pub fn default_model(&self) -> &Model {
         // `parse` refuses catalogues without it.
         self.get(&self.default_model)

@@ -293,10 +293,20 @@ impl Engine {
         if user.banned {
             return Err(SubmitError::Banned);
         }
-        let model_id = request
-            .model
-            .or(user.selected_model.clone())
-            .unwrap_or_else(|| inner.catalogue.default_model().id.clone());
+        let model_id = match (request.model, &user.selected_model) {
+            (Some(asked), _) => asked,
+            // A choice the catalogue no longer holds (the operator removed the model) would
+            // refuse every prompt: it is undone, once, and the user told before any charge.
+            (None, Some(chosen)) if inner.catalogue.get(chosen).is_none() => {
+                inner.users.set_selected_model(user.id, None).await?;
+                return Err(SubmitError::ChosenModelRemoved {
+                    removed: chosen.clone(),
+                    default: inner.catalogue.default_model().name.clone(),
+                });
+            }
+            (None, Some(chosen)) => chosen.clone(),
+            (None, None) => inner.catalogue.default_model().id.clone(),
+        };
         let model = inner
             .catalogue
             .get(&model_id)

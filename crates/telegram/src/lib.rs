@@ -224,6 +224,9 @@ struct FrontInner {
     group_replies: backlog::OncePer<(i64, u64)>,
     /// Albums (media groups) whose uncaptioned photos were answered: once per album.
     albums: backlog::OncePer<(i64, String)>,
+    /// Re-runs queued lately, by (user, pressed message, past job, same seed): a double tap
+    /// queues one.
+    reruns: backlog::OncePer<(i64, i32, i64, bool)>,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -269,6 +272,7 @@ impl Front {
                 group_help: backlog::OncePer::default(),
                 group_replies: backlog::OncePer::default(),
                 albums: backlog::OncePer::default(),
+                reruns: backlog::OncePer::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -376,6 +380,12 @@ impl Front {
         );
         let captioned = msg.caption().is_some_and(|c| !c.trim().is_empty());
         captioned || !seen
+    }
+
+    /// Re-runs queued within [`features::rerun::DOUBLE_TAP`], by (user, pressed message, past
+    /// job, same seed).
+    pub(crate) fn reruns(&self) -> &backlog::OncePer<(i64, i32, i64, bool)> {
+        &self.inner.reruns
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

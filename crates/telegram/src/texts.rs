@@ -227,6 +227,11 @@ pub(crate) fn refused(lang: Lang, error: &SubmitError) -> String {
         SubmitError::UnknownModel(id) | SubmitError::ModelDisabled(id) => {
             model_unavailable(lang, id)
         }
+        SubmitError::ChosenModelRemoved { removed, default } => pick(
+            lang,
+            format!("The model “{removed}” you chose is no longer offered; you are back on “{default}”. Nothing was charged: send the prompt again, or choose another model: /models"),
+            format!("Выбранной модели «{removed}» больше нет; снова выбрана «{default}». Ничего не списано: отправьте описание ещё раз или выберите другую модель: /models"),
+        ),
         SubmitError::InvalidParams(e) => pick(
             lang,
             format!("Invalid settings: {e}"),

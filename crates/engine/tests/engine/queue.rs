@@ -152,6 +152,22 @@ async fn refusals_are_specific_and_charge_nothing() {
         e.submit(unknown).await,
         Err(SubmitError::UnknownModel(_))
     ));
+    // A chosen model the catalogue no longer holds (removed from models.toml since) is undone
+    // once, charging nothing; the next prompt runs on the default model.
+    app.engine
+        .users()
+        .set_selected_model(UserId(1), Some("removed-model".into()))
+        .await
+        .unwrap();
+    match e.submit(request(1, "x")).await {
+        Err(SubmitError::ChosenModelRemoved { removed, default }) => {
+            assert_eq!(removed, "removed-model");
+            assert!(!default.is_empty());
+        }
+        other => panic!("expected ChosenModelRemoved, got {other:?}"),
+    }
+    let undone = app.store.get_user(UserId(1)).await.unwrap().unwrap();
+    assert_eq!((undone.selected_model, undone.credits), (None, 2));
     let mut bad_params = request(1, "x");
     bad_params
         .params

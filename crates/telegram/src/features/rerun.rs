@@ -26,6 +26,10 @@ use crate::shared::{submit, HandlerError};
 use crate::texts::{self, Lang};
 use crate::Front;
 
+/// A second "again" press on one image within this long is taken for a double tap (a re-run
+/// is queued and charged once); a deliberate second re-run comes later.
+pub(crate) const DOUBLE_TAP: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Images `/history` sends per page.
 const PAGE: u32 = 5;
 /// `/history`: a page of the user's images, newest first, older than `before`.
@@ -201,6 +205,15 @@ pub(crate) async fn again(
     let Some(past) = own_job(front, user, job).await? else {
         return Ok(texts::not_yours(lang));
     };
+    // A chat's presses are handled one after another, so a double tap's second press (on the
+    // same message) sees the first's re-run queued. Counted only once queued: a press retried
+    // after a failure (or refused) is not mistaken for a double tap.
+    let pressed = query.message.as_ref().map_or(0, |m| m.id().0);
+    let tap = (user.0, pressed, job.0, keep_seed);
+    if front.reruns().done_within(&tap, DOUBLE_TAP) {
+        return Ok(texts::rerun_double_tap(lang));
+    }
+    let queued = || front.reruns().done_now(tap, DOUBLE_TAP);
     // Pressed under a result in a group: the new one goes there too.
     let request = GenerationRequest {
         user,
@@ -219,7 +232,10 @@ pub(crate) async fn again(
         // refusal is told to the presser alone, in the press's answer.
         return Ok(
             match submit::registering(front, &query.from, request).await? {
-                Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => texts::rerun_queued(lang),
+                Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => {
+                    queued();
+                    texts::rerun_queued(lang)
+                }
                 // A press's answer holds at most 200 characters.
                 Err(refusal) => shorten(&texts::refused(lang, &refusal), 190),
             },
@@ -228,7 +244,10 @@ pub(crate) async fn again(
     // A refusal was told in the chat; the press's answer must not say "Queued" beside it.
     Ok(
         match submit::and_track(front, &query.from, chat, lang, request).await? {
-            submit::Told::Queued => texts::rerun_queued(lang),
+            submit::Told::Queued => {
+                queued();
+                texts::rerun_queued(lang)
+            }
             submit::Told::Refused => texts::rerun_not_queued(lang),
         },
     )

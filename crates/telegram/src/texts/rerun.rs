@@ -59,6 +59,15 @@ pub(crate) fn rerun_queued(lang: Lang) -> String {
     pick(lang, "Queued".into(), "В очереди".into())
 }
 
+/// A press's answer to a double tap: the first press's re-run is queued, this one is not.
+pub(crate) fn rerun_double_tap(lang: Lang) -> String {
+    pick(
+        lang,
+        "Already queued. For one more, press again in a few seconds".into(),
+        "Уже в очереди. Чтобы получить ещё одно, нажмите снова через несколько секунд".into(),
+    )
+}
+
 /// A press's answer when the re-run was refused (the reason is in the chat).
 pub(crate) fn rerun_not_queued(lang: Lang) -> String {
     pick(

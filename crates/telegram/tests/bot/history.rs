@@ -140,7 +140,7 @@ async fn options_reruns_originals_and_history() {
     let created = bot.replicate.stats().created;
     let seen_photos = 3;
     ann.send_text("/history");
-    let (_, resent, history_buttons) = nth_photo(&ann, seen_photos + 3).await;
+    let (resent_id, resent, history_buttons) = nth_photo(&ann, seen_photos + 3).await;
     assert!(
         resent.starts_with("photo"),
         "not re-sent by file_id: {resent}"
@@ -153,12 +153,13 @@ async fn options_reruns_originals_and_history() {
     );
     assert_eq!(succeeded(&bot).await.len(), 3);
 
-    // Again without the credits for it: the chat says why, and the press is not answered
-    // "Queued" (seen: a refused re-run's press said "Queued").
+    // Again without the credits for it (under the re-sent copy: a press on the first image now
+    // could be a double tap): the chat says why, and the press is not answered "Queued" (seen:
+    // a refused re-run's press said "Queued").
     let left = credits(&bot).await;
     bot.store.add_credits(UserId(3001), -left).await.unwrap();
     let seen = ann.transcript_len();
-    let answer = press(&ann, first, button(&buttons, "again:"))
+    let answer = press(&ann, resent_id, button(&history_buttons, "again:"))
         .await
         .unwrap_or_default();
     assert_eq!(answer, "Not queued: see the chat");
@@ -182,6 +183,48 @@ async fn options_reruns_originals_and_history() {
     let answer = press(&eve, message, &foreign).await.unwrap_or_default();
     assert!(answer.contains("not in your history"), "{answer}");
     assert_eq!(succeeded(&bot).await.len(), 3);
+}
+
+/// A double tap on "again" (two presses on one image, sent before the first is answered) queues
+/// and charges one re-run; the second press is told so (seen: 4 of 5 fast taps each charged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_tap_on_again_queues_one_rerun() {
+    let bot = spawn_bot(Options::default()).await;
+    let dan = bot.telegram.user(3003, "Dan", Some("en"));
+    say(&dan, "/start").await;
+    say(&dan, "a lighthouse").await;
+    let (first, _, buttons) = nth_photo(&dan, 1).await;
+    let seen = dan.transcript_len();
+    for _ in 0..3 {
+        dan.press(first, button(&buttons, "again:")).unwrap();
+    }
+    let answers = |t: &[Entry]| -> Vec<String> {
+        t[seen.min(t.len())..]
+            .iter()
+            .filter_map(|e| match e {
+                Entry::CallbackAnswered(text) => Some(text.clone().unwrap_or_default()),
+                _ => None,
+            })
+            .collect()
+    };
+    let transcript = dan
+        .wait_for(WAIT, |t| answers(t).len() >= 3)
+        .await
+        .unwrap_or_else(|| panic!("three presses, not three answers: {:?}", dan.transcript()));
+    let mut answers = answers(&transcript);
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            "Already queued. For one more, press again in a few seconds",
+            "Already queued. For one more, press again in a few seconds",
+            "Queued",
+        ]
+    );
+    nth_photo(&dan, 2).await;
+    assert_eq!(succeeded(&bot).await.len(), 2, "a double tap ran twice");
+    let dan_credits = bot.store.get_user(UserId(3003)).await.unwrap().unwrap();
+    assert_eq!(dan_credits.credits, 8, "a double tap charged twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
