@@ -259,7 +259,9 @@ where
     // count, when written, is this try's: a panic in it is the same attempt, not another.
     let counted = if front.take_replayed(id) {
         let reason = "the process stopped while handling it";
-        match front.engine().store().note_update_failure(id, reason).await {
+        // The rare paths' store futures are boxed: held inline they would size this future,
+        // which every update's handling creates and moves (see `router::on_message`).
+        match Box::pin(front.engine().store().note_update_failure(id, reason)).await {
             Ok(attempts) => Some(attempts),
             Err(e) => {
                 tracing::debug!(update_id = id, error = %e, "could not count a replay's attempt");
@@ -286,7 +288,7 @@ where
             tracing::warn!(update_id = id, kind, error = %reason, "update refused; not retried");
             front.finished(id);
         }
-        Some(failure) => front.failed(update, failure, counted).await,
+        Some(failure) => Box::pin(front.failed(update, failure, counted)).await,
     }
 }
 

