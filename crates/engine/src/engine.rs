@@ -113,13 +113,16 @@ pub struct GenerationRequest {
 }
 
 /// A job accepted into the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
     pub job: JobId,
     /// 1-based place in the queue when accepted: the jobs queued ahead in the fair order, and
     /// the jobs this process claimed that wait to be created at Replicate (the rate limiter's
     /// line), which all start first.
     pub position: usize,
+    /// The user's chosen model, when the catalogue no longer holds it: the job runs on the
+    /// default model instead, and the choice was undone (the user is told once).
+    pub instead_of_removed: Option<String>,
 }
 
 /// The generation engine. Cheap to clone; clones share everything. Dropping every clone does
@@ -293,19 +296,19 @@ impl Engine {
         if user.banned {
             return Err(SubmitError::Banned);
         }
+        let default_model = || inner.catalogue.default_model().id.clone();
+        // A choice the catalogue no longer holds (the operator removed the model) would refuse
+        // every prompt: the job runs on the default model, and the choice is undone once the
+        // job is in (a replay of this update then finds its job; nothing is decided twice).
+        let mut instead_of_removed = None;
         let model_id = match (request.model, &user.selected_model) {
             (Some(asked), _) => asked,
-            // A choice the catalogue no longer holds (the operator removed the model) would
-            // refuse every prompt: it is undone, once, and the user told before any charge.
             (None, Some(chosen)) if inner.catalogue.get(chosen).is_none() => {
-                inner.users.set_selected_model(user.id, None).await?;
-                return Err(SubmitError::ChosenModelRemoved {
-                    removed: chosen.clone(),
-                    default: inner.catalogue.default_model().name.clone(),
-                });
+                instead_of_removed = Some(chosen.clone());
+                default_model()
             }
             (None, Some(chosen)) => chosen.clone(),
-            (None, None) => inner.catalogue.default_model().id.clone(),
+            (None, None) => default_model(),
         };
         let model = inner
             .catalogue
@@ -358,11 +361,18 @@ impl Engine {
                 inner.queue_length.fetch_add(1, Ordering::Relaxed);
                 inner.wake.notify_one();
                 tracing::debug!(job_id = job.id.0, position, "job queued");
+                if instead_of_removed.is_some() {
+                    // Failing costs one more note at the next prompt.
+                    if let Err(e) = inner.users.set_selected_model(user.id, None).await {
+                        tracing::warn!(error = %e, "could not undo a removed model's choice");
+                    }
+                }
                 Ok(Submitted {
                     job: job.id,
                     position: usize::try_from(position)
                         .unwrap_or(usize::MAX)
                         .saturating_add(self.awaiting_create()),
+                    instead_of_removed,
                 })
             }
             SubmitOutcome::QueueFull { max } => Err(SubmitError::QueueFull { max }),

@@ -19,10 +19,6 @@ pub enum SubmitError {
     Banned,
     #[error("model `{0}` is not in the catalogue")]
     UnknownModel(String),
-    /// The user's chosen model is no longer in the catalogue: the choice was undone (back to
-    /// the default model, named `default`), nothing charged.
-    #[error("the chosen model `{removed}` is no longer offered; back to the default ({default})")]
-    ChosenModelRemoved { removed: String, default: String },
     #[error("model `{0}` is disabled")]
     ModelDisabled(String),
     #[error("invalid parameters: {0}")]

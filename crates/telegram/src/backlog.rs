@@ -47,22 +47,6 @@ impl<K: std::hash::Hash + Eq> OncePer<K> {
         done.insert(key, now);
         true
     }
-
-    /// Whether `key` was counted done within `every`; asking does not count as done (see
-    /// [`OncePer::done_now`]).
-    pub(crate) fn done_within(&self, key: &K, every: Duration) -> bool {
-        let done = self.0.lock();
-        done.get(key)
-            .is_some_and(|at| Instant::now().duration_since(*at) < every)
-    }
-
-    /// Counts `key` done now, forgetting what was done longer than `every` ago.
-    pub(crate) fn done_now(&self, key: K, every: Duration) {
-        let mut done = self.0.lock();
-        let now = Instant::now();
-        done.retain(|_, at| now.duration_since(*at) < every);
-        done.insert(key, now);
-    }
 }
 
 impl Front {

@@ -224,9 +224,8 @@ struct FrontInner {
     group_replies: backlog::OncePer<(i64, u64)>,
     /// Albums (media groups) whose uncaptioned photos were answered: once per album.
     albums: backlog::OncePer<(i64, String)>,
-    /// Re-runs queued lately, by (user, pressed message, past job, same seed): a double tap
-    /// queues one.
-    reruns: backlog::OncePer<(i64, i32, i64, bool)>,
+    /// Re-run presses being handled or queued lately: a double tap queues one.
+    double_taps: features::rerun::DoubleTaps,
     /// Fires when the bot stops: retries are left to the inbox.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -272,7 +271,7 @@ impl Front {
                 group_help: backlog::OncePer::default(),
                 group_replies: backlog::OncePer::default(),
                 albums: backlog::OncePer::default(),
-                reruns: backlog::OncePer::default(),
+                double_taps: features::rerun::DoubleTaps::default(),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -382,10 +381,8 @@ impl Front {
         captioned || !seen
     }
 
-    /// Re-runs queued within [`features::rerun::DOUBLE_TAP`], by (user, pressed message, past
-    /// job, same seed).
-    pub(crate) fn reruns(&self) -> &backlog::OncePer<(i64, i32, i64, bool)> {
-        &self.inner.reruns
+    pub(crate) fn double_taps(&self) -> &features::rerun::DoubleTaps {
+        &self.inner.double_taps
     }
 
     pub(crate) fn broadcasts(&self) -> &tokio::sync::Notify {

@@ -127,6 +127,15 @@ pub(crate) fn queued(lang: Lang, position: usize) -> String {
     )
 }
 
+/// Told once, before the queue position, when the chosen model was removed from the catalogue.
+pub(crate) fn chosen_model_removed(lang: Lang, removed: &str, default: &str) -> String {
+    pick(
+        lang,
+        format!("The model “{removed}” you chose is no longer offered: this image is drawn with “{default}”, and it is your model from now on. To choose another: /models"),
+        format!("Выбранной модели «{removed}» больше нет: это изображение рисует «{default}», и дальше будет она. Выбрать другую: /models"),
+    )
+}
+
 pub(crate) fn generating(lang: Lang) -> String {
     pick(lang, "Generating…".into(), "Рисую…".into())
 }
@@ -227,11 +236,7 @@ pub(crate) fn refused(lang: Lang, error: &SubmitError) -> String {
         SubmitError::UnknownModel(id) | SubmitError::ModelDisabled(id) => {
             model_unavailable(lang, id)
         }
-        SubmitError::ChosenModelRemoved { removed, default } => pick(
-            lang,
-            format!("The model “{removed}” you chose is no longer offered; you are back on “{default}”. Nothing was charged: send the prompt again, or choose another model: /models"),
-            format!("Выбранной модели «{removed}» больше нет; снова выбрана «{default}». Ничего не списано: отправьте описание ещё раз или выберите другую модель: /models"),
-        ),
+
         SubmitError::InvalidParams(e) => pick(
             lang,
             format!("Invalid settings: {e}"),

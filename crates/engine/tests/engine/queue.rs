@@ -152,22 +152,32 @@ async fn refusals_are_specific_and_charge_nothing() {
         e.submit(unknown).await,
         Err(SubmitError::UnknownModel(_))
     ));
-    // A chosen model the catalogue no longer holds (removed from models.toml since) is undone
-    // once, charging nothing; the next prompt runs on the default model.
+    // A chosen model the catalogue no longer holds (removed from models.toml since): the job
+    // runs on the default model and the choice is undone; a replay of the update finds its job.
+    app.register(3, 5).await;
     app.engine
         .users()
-        .set_selected_model(UserId(1), Some("removed-model".into()))
+        .set_selected_model(UserId(3), Some("removed-model".into()))
         .await
         .unwrap();
-    match e.submit(request(1, "x")).await {
-        Err(SubmitError::ChosenModelRemoved { removed, default }) => {
-            assert_eq!(removed, "removed-model");
-            assert!(!default.is_empty());
-        }
-        other => panic!("expected ChosenModelRemoved, got {other:?}"),
-    }
-    let undone = app.store.get_user(UserId(1)).await.unwrap().unwrap();
-    assert_eq!((undone.selected_model, undone.credits), (None, 2));
+    let mut chosen_gone = request(3, "x");
+    chosen_gone.source_update = Some(77);
+    let accepted = e.submit(chosen_gone).await.unwrap();
+    assert_eq!(
+        accepted.instead_of_removed.as_deref(),
+        Some("removed-model")
+    );
+    let job = app.store.get_job(accepted.job).await.unwrap().unwrap();
+    assert_eq!(job.model, e.catalogue().default_model().id);
+    let undone = app.store.get_user(UserId(3)).await.unwrap().unwrap();
+    assert_eq!((undone.selected_model, undone.credits), (None, 4));
+    let mut replayed = request(3, "x");
+    replayed.source_update = Some(77);
+    assert!(matches!(
+        e.submit(replayed).await,
+        Err(SubmitError::AlreadySubmitted(j)) if j == accepted.job
+    ));
+    assert_eq!(app.credits(3).await, 4, "a replay charged again");
     let mut bad_params = request(1, "x");
     bad_params
         .params

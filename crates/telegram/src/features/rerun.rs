@@ -8,6 +8,9 @@
 //!
 //! Imports the shared layer, never another feature or the router.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use genbot_engine::{GenerationRequest, SubmitError};
 use genbot_store::{HistoryItem, JobId, UserId};
 use serde_json::{Map, Value};
@@ -26,9 +29,58 @@ use crate::shared::{submit, HandlerError};
 use crate::texts::{self, Lang};
 use crate::Front;
 
-/// A second "again" press on one image within this long is taken for a double tap (a re-run
-/// is queued and charged once); a deliberate second re-run comes later.
-pub(crate) const DOUBLE_TAP: std::time::Duration = std::time::Duration::from_secs(3);
+/// A second "again" press on one image within this long of the first's re-run being queued
+/// is taken for a double tap (one re-run is queued and charged); a deliberate second press
+/// comes later, once the first image has been seen.
+const DOUBLE_TAP: Duration = Duration::from_secs(1);
+
+/// One press's target: a user's "again" (or "same seed") under one message showing one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct DoubleTap {
+    user: i64,
+    chat: i64,
+    message: i32,
+    job: i64,
+    keep_seed: bool,
+}
+
+/// The re-run presses being handled or queued lately, each with the update that claimed it.
+/// In memory: a press replayed after a crash, or handled by another replica, is not seen.
+#[derive(Debug, Default)]
+pub(crate) struct DoubleTaps(parking_lot::Mutex<HashMap<DoubleTap, (Instant, i64)>>);
+
+impl DoubleTaps {
+    /// Whether `update` may re-run `tap`: nobody claimed it within [`DOUBLE_TAP`], or `update`
+    /// did (its retry). Claims it for `update` if so.
+    pub(crate) fn claim(&self, tap: DoubleTap, update: i64) -> bool {
+        let mut claims = self.0.lock();
+        let now = Instant::now();
+        claims.retain(|_, (at, _)| now.duration_since(*at) < DOUBLE_TAP);
+        match claims.get(&tap) {
+            Some((_, by)) if *by != update => false,
+            _ => {
+                claims.insert(tap, (now, update));
+                true
+            }
+        }
+    }
+
+    /// The re-run of `tap` was queued: the window starts now (a first press waiting for the
+    /// send budget must not let its double tap through once it is answered).
+    pub(crate) fn queued(&self, tap: DoubleTap) {
+        if let Some((at, _)) = self.0.lock().get_mut(&tap) {
+            *at = Instant::now();
+        }
+    }
+
+    /// `update`'s re-run of `tap` was refused: the next press is no double tap.
+    pub(crate) fn release(&self, tap: DoubleTap, update: i64) {
+        let mut claims = self.0.lock();
+        if claims.get(&tap).is_some_and(|(_, by)| *by == update) {
+            claims.remove(&tap);
+        }
+    }
+}
 
 /// Images `/history` sends per page.
 const PAGE: u32 = 5;
@@ -205,15 +257,21 @@ pub(crate) async fn again(
     let Some(past) = own_job(front, user, job).await? else {
         return Ok(texts::not_yours(lang));
     };
-    // A chat's presses are handled one after another, so a double tap's second press (on the
-    // same message) sees the first's re-run queued. Counted only once queued: a press retried
-    // after a failure (or refused) is not mistaken for a double tap.
-    let pressed = query.message.as_ref().map_or(0, |m| m.id().0);
-    let tap = (user.0, pressed, job.0, keep_seed);
-    if front.reruns().done_within(&tap, DOUBLE_TAP) {
+    // A double tap's second press (on the same message) finds the first's claim: it is
+    // handled after the first (a chat's presses run in order), or beside it (presses on inline
+    // messages have no chat). A retry of the same press keeps its claim; a refusal gives it up.
+    let tap = DoubleTap {
+        user: user.0,
+        chat: chat.0,
+        message: query.message.as_ref().map_or(0, |m| m.id().0),
+        job: job.0,
+        keep_seed,
+    };
+    if !front.double_taps().claim(tap, update) {
         return Ok(texts::rerun_double_tap(lang));
     }
-    let queued = || front.reruns().done_now(tap, DOUBLE_TAP);
+    let queued = || front.double_taps().queued(tap);
+    let refused = || front.double_taps().release(tap, update);
     // Pressed under a result in a group: the new one goes there too.
     let request = GenerationRequest {
         user,
@@ -237,7 +295,10 @@ pub(crate) async fn again(
                     texts::rerun_queued(lang)
                 }
                 // A press's answer holds at most 200 characters.
-                Err(refusal) => shorten(&texts::refused(lang, &refusal), 190),
+                Err(refusal) => {
+                    refused();
+                    shorten(&texts::refused(lang, &refusal), 190)
+                }
             },
         );
     }
@@ -248,7 +309,10 @@ pub(crate) async fn again(
                 queued();
                 texts::rerun_queued(lang)
             }
-            submit::Told::Refused => texts::rerun_not_queued(lang),
+            submit::Told::Refused => {
+                refused();
+                texts::rerun_not_queued(lang)
+            }
         },
     )
 }
@@ -316,6 +380,37 @@ async fn as_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_double_tap_waits_for_the_window_while_a_retry_and_a_refusal_pass() {
+        let taps = DoubleTaps::default();
+        let tap = |message| DoubleTap {
+            user: 1,
+            chat: 1,
+            message,
+            job: 7,
+            keep_seed: false,
+        };
+        assert!(taps.claim(tap(10), 100));
+        assert!(
+            taps.claim(tap(10), 100),
+            "a retry of the same press was refused"
+        );
+        assert!(!taps.claim(tap(10), 101), "a double tap passed");
+        assert!(
+            taps.claim(tap(11), 102),
+            "another message's press is no double tap"
+        );
+        taps.queued(tap(10));
+        assert!(!taps.claim(tap(10), 103));
+        taps.release(tap(10), 103);
+        assert!(
+            !taps.claim(tap(10), 104),
+            "another update's release freed the claim"
+        );
+        taps.release(tap(10), 100);
+        assert!(taps.claim(tap(10), 105), "a refused press kept its claim");
+    }
 
     #[test]
     fn a_rerun_keeps_every_input_but_the_prompt_and_maybe_the_seed() {

@@ -71,6 +71,14 @@ pub(crate) async fn and_track(
     let submitted = match registering(front, from, request).await? {
         Ok(accepted) => {
             let position = accepted.position;
+            if let Some(removed) = &accepted.instead_of_removed {
+                let default = &front.engine().catalogue().default_model().name;
+                let note = texts::chosen_model_removed(lang, removed, default);
+                // The job is in whatever becomes of the note: a failed send is not retried.
+                if let Err(e) = send(front, chat, bot.send_message(chat, note)).await {
+                    tracing::warn!(error = %e, "the removed model's note was not sent");
+                }
+            }
             // Put off while the budget is short: other users' answers go first, and the image
             // comes anyway (a refresh sends the position if the job still waits then).
             let sent = send_acknowledgement(
