@@ -65,12 +65,11 @@ impl DoubleTaps {
         }
     }
 
-    /// The re-run of `tap` was queued: the window starts now (a first press waiting for the
-    /// send budget must not let its double tap through once it is answered).
-    pub(crate) fn queued(&self, tap: DoubleTap) {
-        if let Some((at, _)) = self.0.lock().get_mut(&tap) {
-            *at = Instant::now();
-        }
+    /// `update`'s re-run of `tap` was queued: the window starts now (a first press waiting for
+    /// the send budget, its claim perhaps swept meanwhile, must not let its double tap through
+    /// once it is answered).
+    pub(crate) fn queued(&self, tap: DoubleTap, update: i64) {
+        self.0.lock().insert(tap, (Instant::now(), update));
     }
 
     /// `update`'s re-run of `tap` was refused: the next press is no double tap.
@@ -270,7 +269,7 @@ pub(crate) async fn again(
     if !front.double_taps().claim(tap, update) {
         return Ok(texts::rerun_double_tap(lang));
     }
-    let queued = || front.double_taps().queued(tap);
+    let queued = || front.double_taps().queued(tap, update);
     let refused = || front.double_taps().release(tap, update);
     // Pressed under a result in a group: the new one goes there too.
     let request = GenerationRequest {
@@ -401,7 +400,7 @@ mod tests {
             taps.claim(tap(11), 102),
             "another message's press is no double tap"
         );
-        taps.queued(tap(10));
+        taps.queued(tap(10), 100);
         assert!(!taps.claim(tap(10), 103));
         taps.release(tap(10), 103);
         assert!(
