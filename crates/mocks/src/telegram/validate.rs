@@ -25,6 +25,8 @@ type Params = Map<String, Value>;
 
 /// Longest message text, in UTF-16 code units after entity parsing.
 pub const MAX_TEXT: usize = 4096;
+/// Most UTF-16 code units in a press's answer (`answerCallbackQuery`'s `text`).
+pub const PRESS_ANSWER_MAX: usize = 200;
 /// Longest media caption, likewise.
 pub const MAX_CAPTION: usize = 1024;
 /// Most buttons in one inline keyboard.
@@ -117,7 +119,16 @@ pub(super) fn check(method: &str, params: &Params) -> Result<(), Refusal> {
             reply_to(params)?;
             keyboard(params)
         }
-        "answercallbackquery" => required(params, "callback_query_id"),
+        "answercallbackquery" => {
+            required(params, "callback_query_id")?;
+            match string(params, "text") {
+                Some(text) if utf16_len(&text) > PRESS_ANSWER_MAX => Err(Refusal::bad_request(
+                    "MESSAGE_TOO_LONG",
+                    summary(params, "text"),
+                )),
+                _ => Ok(()),
+            }
+        }
         "answerprecheckoutquery" => required(params, "pre_checkout_query_id"),
         _ => Ok(()),
     }

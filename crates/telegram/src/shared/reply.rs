@@ -38,11 +38,16 @@ pub(crate) async fn in_group(front: &Front, msg: &Message, text: String) -> Hand
 pub(crate) async fn to_press(front: &Front, query: &CallbackQuery, text: String) -> HandlerResult {
     let mut answer = front.bot().answer_callback_query(query.id.clone());
     if !text.is_empty() {
-        answer = answer.text(text);
+        // Telegram refuses a press's answer over 200 characters; one that echoes a forged
+        // button's data could be longer.
+        answer = answer.text(shorten(&text, PRESS_ANSWER_MAX - 1));
     }
     crate::pacing::call(front, answer).await?;
     Ok(())
 }
+
+/// Telegram's limit on a press's answer (`answerCallbackQuery`'s text), in UTF-16 code units.
+const PRESS_ANSWER_MAX: usize = 200;
 
 /// Telegram's caption limit, in UTF-16 code units (Telegram counts every length that way: an
 /// emoji or a "fancy font" letter outside the Basic Multilingual Plane is two).

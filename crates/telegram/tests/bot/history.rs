@@ -258,6 +258,18 @@ async fn settings_are_saved_per_user_and_prompt_options_win() {
         .await
         .unwrap_or_default();
     assert!(refused.contains("from 1 to 4"), "{refused}");
+    // A forged button far longer than Telegram's 64 bytes: its echo is cut to what Telegram
+    // takes in a press's answer (refused whole before: the press was never answered).
+    for forged in [
+        format!("set:aspect_ratio={}", "x".repeat(5_000)),
+        format!("set:{}=1", "x".repeat(5_000)),
+    ] {
+        let answer = press(&bea, menu, &forged).await.unwrap_or_default();
+        assert!(
+            !answer.is_empty() && answer.encode_utf16().count() <= 200,
+            "{answer}"
+        );
+    }
 
     say(&bea, "a quiet lake").await;
     nth_photo(&bea, 1).await;
