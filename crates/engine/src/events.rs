@@ -32,6 +32,9 @@ pub enum FailureReason {
     Model(String),
     /// Replicate refused the request or could not be reached.
     Replicate(String),
+    /// The job's model (its id) left the catalogue before the job started: the operator
+    /// withdrew it.
+    Withdrawn(String),
     /// The image was made, but it could never reach the user: Telegram refused it every way
     /// it was sent, or it could not be fetched. Recorded by the delivery outbox, which refunds.
     Undeliverable(String),
@@ -47,6 +50,8 @@ impl FailureReason {
             FailureReason::Model(model.to_owned())
         } else if let Some(refusal) = error.strip_prefix("undeliverable: ") {
             FailureReason::Undeliverable(refusal.to_owned())
+        } else if let Some(model) = error.strip_prefix("withdrawn: ") {
+            FailureReason::Withdrawn(model.to_owned())
         } else {
             FailureReason::Replicate(
                 error
@@ -65,6 +70,7 @@ impl std::fmt::Display for FailureReason {
             FailureReason::Model(e) => write!(f, "model failed: {e}"),
             FailureReason::Replicate(e) => write!(f, "replicate: {e}"),
             FailureReason::Undeliverable(e) => write!(f, "undeliverable: {e}"),
+            FailureReason::Withdrawn(model) => write!(f, "withdrawn: {model}"),
         }
     }
 }
@@ -77,10 +83,11 @@ mod tests {
     proptest! {
         /// A restart delivers the reason read back from the stored text: every kind survives it.
         #[test]
-        fn a_stored_reason_reads_back_as_itself(detail in any::<String>(), kind in 0..3u8) {
+        fn a_stored_reason_reads_back_as_itself(detail in any::<String>(), kind in 0..4u8) {
             let reason = match kind {
                 0 => FailureReason::Model(detail),
                 1 => FailureReason::Replicate(detail),
+                2 => FailureReason::Withdrawn(detail),
                 _ => FailureReason::Undeliverable(detail),
             };
             prop_assert_eq!(FailureReason::from_stored(&reason.to_string()), reason);

@@ -198,6 +198,10 @@ pub(crate) fn failed(lang: Lang, reason: &FailureReason) -> String {
             "The image was made, but Telegram would not take it.",
             "Картинка получилась, но Telegram не принял её.",
         ),
+        FailureReason::Withdrawn(_) => (
+            "Its model was withdrawn before it started; choose another: /models.",
+            "Её модель убрали до начала работы; выберите другую: /models.",
+        ),
     };
     pick(
         lang,

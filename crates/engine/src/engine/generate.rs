@@ -126,12 +126,10 @@ impl Engine {
     /// else created now, with the intent recorded first.
     async fn create_once(&self, job: &Job, deadline: Instant) -> Result<Prediction, Stop> {
         let inner = &self.inner;
-        let model = inner.catalogue.get(&job.model).ok_or_else(|| {
-            Stop::Failed(FailureReason::Replicate(format!(
-                "model `{}` left the catalogue",
-                job.model
-            )))
-        })?;
+        let model = inner
+            .catalogue
+            .get(&job.model)
+            .ok_or_else(|| Stop::Failed(FailureReason::Withdrawn(job.model.clone())))?;
         let mut unresolved = job.create_intent_at;
         let mut creates = 0;
         loop {

@@ -348,3 +348,44 @@ async fn positions_count_the_jobs_waiting_for_the_rate_limiter() {
         "the limiter let another through"
     );
 }
+
+/// A queued job whose model the operator withdrew (removed from the catalogue before the job
+/// started: a restart with a new `models.toml`) fails as withdrawn, not as Replicate not
+/// answering, and is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_withdrawn_model_fails_as_withdrawn_and_is_refunded() {
+    let app = spawn_engine(TestSettings::default(), ReplicateMockConfig::default()).await;
+    app.register(1, 5).await;
+    app.engine.shutdown().await;
+    let queued = app
+        .store
+        .submit_job(genbot_store::Submission {
+            job: genbot_store::NewJob {
+                user_id: UserId(1),
+                model: "withdrawn-model".into(),
+                prompt: "a fox".into(),
+                params: serde_json::json!({"prompt": "a fox"}),
+            },
+            cost: 2,
+            quota_day: chrono::Utc::now().date_naive(),
+            daily_limit: 100,
+            queue_max: 100,
+            source_update: None,
+            reply: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(queued, genbot_store::SubmitOutcome::Queued { .. }));
+    assert_eq!(app.credits(1).await, 3);
+    let mut restarted = restart(&app).await;
+    let events = restarted.finished(1).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, JobEvent::Failed { reason, .. }
+            if *reason == genbot_engine::FailureReason::Withdrawn("withdrawn-model".into()))),
+        "{events:?}"
+    );
+    assert_eq!(restarted.credits(1).await, 5, "not refunded");
+    assert_eq!(app.mock.stats().created, 0, "a prediction was created");
+}
