@@ -11,6 +11,8 @@
 //!
 //! Imports the shared layer, never another feature or the router.
 
+mod payload;
+
 use genbot_config::StarsPackage;
 use genbot_store::{
     NewStarPayment, PaymentRecorded, RefundResult, RefundStart, StarPayment, UserId,
@@ -29,10 +31,8 @@ use crate::shared::ids::{press_chat, user_id};
 use crate::shared::{HandlerError, HandlerResult};
 use crate::texts::{self, Lang};
 use crate::Front;
+use payload::{package_text, parse_package};
 
-/// The invoice payload: `credits:CREDITS:STARS`, so the pre-checkout answer and the credit
-/// need no state kept between the invoice and the payment.
-const PAYLOAD_PREFIX: &str = "credits:";
 /// Telegram's currency code for Stars.
 const STARS: &str = "XTR";
 /// Longest a pre-checkout answer waits for the database: Telegram cancels the payment of a
@@ -40,18 +40,6 @@ const STARS: &str = "XTR";
 const CHECKOUT_DB_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
 /// Payments `/paysupport` lists.
 const RECENT: u32 = 5;
-
-fn package_text(package: StarsPackage) -> String {
-    format!("{}:{}", package.credits, package.stars)
-}
-
-fn parse_package(text: &str) -> Option<StarsPackage> {
-    let (credits, stars) = text.split_once(':')?;
-    Some(StarsPackage {
-        credits: credits.parse().ok()?,
-        stars: stars.parse().ok()?,
-    })
-}
 
 fn offered(front: &Front, package: StarsPackage) -> bool {
     front.config().stars_packages.contains(&package)
@@ -110,7 +98,7 @@ pub(crate) async fn package_pressed(
             chat,
             title.clone(),
             texts::invoice_description(lang, package.credits),
-            format!("{PAYLOAD_PREFIX}{}", package_text(package)),
+            payload::write(package, front.bot().token()),
             STARS,
             [LabeledPrice::new(title, package.stars)],
         ),
@@ -133,13 +121,13 @@ fn judge_invoice(
     currency: &str,
     total: u32,
     payload: &str,
+    token: &str,
 ) -> Option<InvoiceRefusal> {
     if currency != STARS {
         return Some(InvoiceRefusal::Currency);
     }
-    let package = payload
-        .strip_prefix(PAYLOAD_PREFIX)
-        .and_then(parse_package)
+    let package = payload::read(payload, token)
+        .map(|invoiced| invoiced.package)
         .filter(|p| packages.contains(p) && p.stars == total);
     package.is_none().then_some(InvoiceRefusal::PackageGone)
 }
@@ -156,6 +144,7 @@ pub(crate) async fn pre_checkout(front: &Front, query: &PreCheckoutQuery) -> Han
         &query.currency,
         query.total_amount,
         &query.invoice_payload,
+        front.bot().token(),
     );
     let refusal = match judged {
         Some(InvoiceRefusal::Currency) => Some(texts::checkout_wrong_currency(lang)),
@@ -215,10 +204,12 @@ pub(crate) async fn paid(
         &payment.currency,
         payment.total_amount,
         &payment.invoice_payload,
+        front.bot().token(),
+        &front.config().stars_packages,
     );
-    // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since; a
-    // payment that does not match its invoice's package is still recorded (zero credits), so
-    // it can be refunded.
+    // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since (its
+    // payload is signed); a payment that does not match its invoice's package, or whose package
+    // this bot never sold, is still recorded (zero credits), so it can be refunded.
     let credits = package.map_or(0, |p| i64::from(p.credits));
     let new = NewStarPayment {
         charge_id: charge.clone(),
@@ -255,13 +246,20 @@ pub(crate) async fn paid(
     Ok(())
 }
 
-/// The package a `successful_payment` pays for: the one its invoice payload names, paid in
-/// Stars and in full. A payment in another currency or of another amount (a forged or altered
-/// invoice) buys nothing.
-fn paid_package(currency: &str, total: u32, payload: &str) -> Option<StarsPackage> {
-    payload
-        .strip_prefix(PAYLOAD_PREFIX)
-        .and_then(parse_package)
+/// The package a `successful_payment` pays for: the one its invoice payload names, signed by
+/// this bot (or, unsigned, still `offered`), paid in Stars and in full. A payment in another
+/// currency or of another amount, or for a package this bot never sold (a forged or altered
+/// invoice), buys nothing.
+fn paid_package(
+    currency: &str,
+    total: u32,
+    payload: &str,
+    token: &str,
+    offered: &[StarsPackage],
+) -> Option<StarsPackage> {
+    payload::read(payload, token)
+        .filter(|invoiced| invoiced.signed || offered.contains(&invoiced.package))
+        .map(|invoiced| invoiced.package)
         .filter(|p| currency == STARS && p.stars == total)
 }
 
@@ -394,6 +392,8 @@ pub(crate) async fn support(
 mod tests {
     use super::*;
 
+    const TOKEN: &str = "123:abc";
+
     /// Each event's fields as a text log would show them (`%` shows the raw text, `?` its
     /// escaped form).
     #[derive(Default)]
@@ -457,9 +457,14 @@ mod tests {
             credits: 10,
             stars: 50,
         }];
-        assert_eq!(judge_invoice(&offer, "XTR", 50, "credits:10:50"), None);
         assert_eq!(
-            judge_invoice(&offer, "USD", 50, "credits:10:50"),
+            judge_invoice(&offer, "XTR", 50, "credits:10:50", TOKEN),
+            None
+        );
+        let signed = payload::write(offer[0], TOKEN);
+        assert_eq!(judge_invoice(&offer, "XTR", 50, &signed, TOKEN), None);
+        assert_eq!(
+            judge_invoice(&offer, "USD", 50, "credits:10:50", TOKEN),
             Some(InvoiceRefusal::Currency)
         );
         for (total, payload) in [
@@ -469,7 +474,7 @@ mod tests {
             (50, "something else"), // not ours
         ] {
             assert_eq!(
-                judge_invoice(&offer, "XTR", total, payload),
+                judge_invoice(&offer, "XTR", total, payload, TOKEN),
                 Some(InvoiceRefusal::PackageGone),
                 "{total} {payload}"
             );
@@ -482,11 +487,28 @@ mod tests {
             credits: 10,
             stars: 50,
         };
-        assert_eq!(paid_package("XTR", 50, "credits:10:50"), Some(package));
-        assert_eq!(paid_package("XTR", 1, "credits:10:50"), None);
-        assert_eq!(paid_package("XTR", 500, "credits:10:50"), None);
-        assert_eq!(paid_package("USD", 50, "credits:10:50"), None);
-        assert_eq!(paid_package("XTR", 50, "credits:10"), None);
+        let offer = [package];
+        let paid =
+            |currency, total, payload: &str| paid_package(currency, total, payload, TOKEN, &offer);
+        let signed = payload::write(package, TOKEN);
+        for payload in ["credits:10:50", signed.as_str()] {
+            assert_eq!(paid("XTR", 50, payload), Some(package));
+            assert_eq!(paid("XTR", 1, payload), None);
+            assert_eq!(paid("XTR", 500, payload), None);
+            assert_eq!(paid("USD", 50, payload), None);
+        }
+        assert_eq!(paid("XTR", 50, "credits:10"), None);
+        // Withdrawn since its invoice: signed, it buys what the invoice sold; unsigned, nothing.
+        let withdrawn = StarsPackage {
+            credits: 20,
+            stars: 90,
+        };
+        let old_invoice = payload::write(withdrawn, TOKEN);
+        assert_eq!(paid("XTR", 90, &old_invoice), Some(withdrawn));
+        assert_eq!(paid("XTR", 90, "credits:20:90"), None);
+        // A package this bot never sold, however well formed (seen credited: +99999 for 1 Star).
+        assert_eq!(paid("XTR", 1, "credits:99999:1"), None);
+        assert_eq!(paid("XTR", 1, "credits:99999:1:0123456789abcdef"), None);
     }
 
     proptest::proptest! {
@@ -499,10 +521,12 @@ mod tests {
         ) {
             let offer = [StarsPackage { credits: 10, stars: 50 }];
             let package = parse_package(&data);
-            let judged = judge_invoice(&offer, STARS, total, &data);
+            let judged = judge_invoice(&offer, STARS, total, &data, TOKEN);
             if judged.is_none() {
-                proptest::prop_assert!(data.starts_with(PAYLOAD_PREFIX) && total == 50);
+                proptest::prop_assert!(data.starts_with(payload::PREFIX) && total == 50);
             }
+            let paid = paid_package(STARS, total, &data, TOKEN, &offer);
+            proptest::prop_assert!(paid.is_none() || paid == Some(offer[0]));
             if let Some(package) = package {
                 proptest::prop_assert_eq!(parse_package(&package_text(package)), Some(package));
             }

@@ -1,0 +1,115 @@
+//! The invoice payload, `credits:CREDITS:STARS:SIGNATURE`: what an invoice sold, so the
+//! pre-checkout answer and the credit need no state kept between the invoice and the payment.
+//!
+//! The signature (HMAC-SHA256 of the package, keyed with the bot token, 16 hex digits) tells a
+//! payload this bot wrote from one it never did: a signed package is credited even after
+//! `STARS_PACKAGES` changed (the buyer paid for what the invoice sold), an unsigned one (an
+//! invoice from a build before signatures, or after the token changed) only while it is still
+//! on offer, and a made-up package (`credits:99999:1`) never.
+
+use genbot_config::StarsPackage;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub(super) const PREFIX: &str = "credits:";
+/// Hex digits of the signature kept: 64 bits, against forgers without the token.
+const SIGNATURE_HEX: usize = 16;
+
+/// A package as its button's data names it: `CREDITS:STARS`.
+pub(super) fn package_text(package: StarsPackage) -> String {
+    format!("{}:{}", package.credits, package.stars)
+}
+
+pub(super) fn parse_package(text: &str) -> Option<StarsPackage> {
+    let (credits, stars) = text.split_once(':')?;
+    Some(StarsPackage {
+        credits: credits.parse().ok()?,
+        stars: stars.parse().ok()?,
+    })
+}
+
+/// The payload of an invoice for `package`, signed with `token`.
+pub(super) fn write(package: StarsPackage, token: &str) -> String {
+    let text = package_text(package);
+    format!("{PREFIX}{text}:{}", signature(&text, token))
+}
+
+/// What a payload names, and whether this bot (holding `token`) signed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Invoiced {
+    pub(super) package: StarsPackage,
+    pub(super) signed: bool,
+}
+
+/// `payload` read: `None` when it names no package.
+pub(super) fn read(payload: &str, token: &str) -> Option<Invoiced> {
+    let rest = payload.strip_prefix(PREFIX)?;
+    let (text, given) = match rest.rsplit_once(':') {
+        Some((text, given)) if text.contains(':') => (text, Some(given)),
+        _ => (rest, None),
+    };
+    let package = parse_package(text)?;
+    let signed =
+        given.is_some_and(|given| same(given.as_bytes(), signature(text, token).as_bytes()));
+    Some(Invoiced { package, signed })
+}
+
+fn signature(package_text: &str, token: &str) -> String {
+    // Any key length is valid for HMAC.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"genbot invoice payload v1:");
+    mac.update(package_text.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    hex.truncate(SIGNATURE_HEX);
+    hex
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |differs, (a, b)| differs | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123:abc";
+
+    #[test]
+    fn a_written_payload_reads_back_signed_and_only_with_its_token() {
+        let package = StarsPackage {
+            credits: 60,
+            stars: 250,
+        };
+        let payload = write(package, TOKEN);
+        assert!(payload.starts_with("credits:60:250:") && payload.len() <= 128);
+        assert_eq!(
+            read(&payload, TOKEN),
+            Some(Invoiced {
+                package,
+                signed: true
+            })
+        );
+        assert_eq!(read(&payload, "456:def").map(|i| i.signed), Some(false));
+        let unsigned = read("credits:60:250", TOKEN);
+        assert_eq!(
+            unsigned,
+            Some(Invoiced {
+                package,
+                signed: false
+            })
+        );
+        let forged = payload.replace("credits:60:", "credits:99999:");
+        assert_eq!(read(&forged, TOKEN).map(|i| i.signed), Some(false));
+        for unreadable in ["credits:60", "credits:60:x:y", "other:60:250", ""] {
+            assert_eq!(read(unreadable, TOKEN), None, "{unreadable}");
+        }
+    }
+}
