@@ -147,7 +147,8 @@ fn crate_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
 fn violations(file: &str, code: &str) -> Vec<String> {
     let module = module_of(file);
     let own_feature = match module.as_slice() {
-        [features, own] if features == "features" => Some(own.as_str()),
+        // A feature's own submodules (`features/payments/payload.rs`) are the feature's.
+        [features, own, ..] if features == "features" => Some(own.as_str()),
         _ => None,
     };
     let mut found = Vec::new();

@@ -98,7 +98,7 @@ pub(crate) async fn package_pressed(
             chat,
             title.clone(),
             texts::invoice_description(lang, package.credits),
-            payload::write(package, front.bot().token()),
+            payload::write_unsigned(package),
             STARS,
             [LabeledPrice::new(title, package.stars)],
         ),

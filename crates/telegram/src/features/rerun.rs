@@ -287,33 +287,43 @@ pub(crate) async fn again(
     if request.reply.is_some() {
         // In a group: no queue message (the group's 20 a minute are kept for results); a
         // refusal is told to the presser alone, in the press's answer.
-        return Ok(
-            match submit::registering(front, &query.from, request).await? {
-                Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => {
-                    queued();
-                    texts::rerun_queued(lang)
-                }
-                // A press's answer holds at most 200 characters.
-                Err(refusal) => {
-                    refused();
-                    shorten(&texts::refused(lang, &refusal), 190)
-                }
-            },
-        );
-    }
-    // A refusal was told in the chat; the press's answer must not say "Queued" beside it.
-    Ok(
-        match submit::and_track(front, &query.from, chat, lang, request).await? {
-            submit::Told::Queued => {
+        let submitted = submit::registering(front, &query.from, request).await;
+        return Ok(match failed_kept(submitted, queued)? {
+            Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => {
                 queued();
                 texts::rerun_queued(lang)
             }
-            submit::Told::Refused => {
+            // A press's answer holds at most 200 characters.
+            Err(refusal) => {
                 refused();
-                texts::rerun_not_queued(lang)
+                shorten(&texts::refused(lang, &refusal), 190)
             }
-        },
-    )
+        });
+    }
+    // A refusal was told in the chat; the press's answer must not say "Queued" beside it.
+    let submitted = submit::and_track(front, &query.from, chat, lang, request).await;
+    Ok(match failed_kept(submitted, queued)? {
+        submit::Told::Queued => {
+            queued();
+            texts::rerun_queued(lang)
+        }
+        submit::Told::Refused => {
+            refused();
+            texts::rerun_not_queued(lang)
+        }
+    })
+}
+
+/// `submitted`, with a failed press's claim kept as if its re-run were queued: the job may
+/// be in (an answer failing after it was), and the press's own retry passes its claim.
+fn failed_kept<T>(
+    submitted: Result<T, HandlerError>,
+    queued: impl FnOnce(),
+) -> Result<T, HandlerError> {
+    if submitted.is_err() {
+        queued();
+    }
+    submitted
 }
 
 /// Job `job` if `user` asked for it.

@@ -40,7 +40,12 @@ pub(crate) async fn to_press(front: &Front, query: &CallbackQuery, text: String)
     if !text.is_empty() {
         // Telegram refuses a press's answer over 200 characters; one that echoes a forged
         // button's data could be longer.
-        answer = answer.text(shorten(&text, PRESS_ANSWER_MAX - 1));
+        let fits = text.encode_utf16().count() <= PRESS_ANSWER_MAX;
+        answer = answer.text(if fits {
+            text
+        } else {
+            shorten(&text, PRESS_ANSWER_MAX - 1)
+        });
     }
     crate::pacing::call(front, answer).await?;
     Ok(())

@@ -161,7 +161,18 @@ pub(crate) async fn to_group(
     request: GenerationRequest,
 ) -> HandlerResult {
     match registering(front, from, request).await? {
-        Ok(_) | Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
+        Ok(accepted) => {
+            if let Some(removed) = &accepted.instead_of_removed {
+                let default = &front.engine().catalogue().default_model().name;
+                let note = texts::chosen_model_removed(lang, removed, default);
+                // The job is in whatever becomes of the note.
+                if let Err(e) = reply::in_group(front, msg, note).await {
+                    tracing::warn!(error = %e, "the removed model's note was not sent");
+                }
+            }
+            Ok(())
+        }
+        Err(SubmitError::AlreadySubmitted(_)) => Ok(()),
         Err(SubmitError::Store(e)) if e.is_transient() => Err(e.into()),
         Err(refusal) => reply::in_group(front, msg, texts::refused(lang, &refusal)).await,
     }
