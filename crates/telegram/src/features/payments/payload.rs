@@ -1,5 +1,6 @@
-//! The invoice payload, `credits:CREDITS:STARS:SIGNATURE`: what an invoice sold, so the
-//! pre-checkout answer and the credit need no state kept between the invoice and the payment.
+//! The invoice payload, `credits:CREDITS:STARS` (and, read but not yet written, with
+//! `:SIGNATURE` after it): what an invoice sold, so the pre-checkout answer and the credit need
+//! no state kept between the invoice and the payment.
 //!
 //! The signature (HMAC-SHA256 of the package, keyed with the bot token, 16 hex digits) tells a
 //! payload this bot wrote from one it never did: a signed package is credited even after
