@@ -122,4 +122,30 @@ mod tests {
             assert_eq!(read(unreadable, TOKEN), None, "{unreadable}");
         }
     }
+
+    proptest::proptest! {
+        /// Payloads shaped like ours (numbers, colons, a signature or anything after them):
+        /// one reads as signed only when this token wrote it, and then names what was written.
+        #[test]
+        fn only_a_payload_this_token_wrote_reads_as_signed(
+            credits in 0u32..200_000,
+            stars in 0u32..200_000,
+            tail in proptest::option::of("[0-9a-f:]{0,20}"),
+            other_token in "[0-9]{1,10}:[A-Za-z0-9_-]{1,40}",
+        ) {
+            let package = StarsPackage { credits, stars };
+            let written = write(package, TOKEN);
+            proptest::prop_assert_eq!(read(&written, TOKEN), Some(Invoiced { package, signed: true }));
+            let foreign = read(&written, &other_token).map(|i| i.signed);
+            proptest::prop_assert_eq!(foreign, Some(other_token == TOKEN));
+            let made_up = match &tail {
+                Some(tail) => format!("{PREFIX}{credits}:{stars}:{tail}"),
+                None => format!("{PREFIX}{credits}:{stars}"),
+            };
+            if let Some(invoiced) = read(&made_up, TOKEN) {
+                proptest::prop_assert_eq!(invoiced.package, package);
+                proptest::prop_assert!(!invoiced.signed || made_up == written);
+            }
+        }
+    }
 }
