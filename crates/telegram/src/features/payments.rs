@@ -207,9 +207,9 @@ pub(crate) async fn paid(
         front.bot().token(),
         &front.config().stars_packages,
     );
-    // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since (its
-    // payload is signed); a payment that does not match its invoice's package, or whose package
-    // this bot never sold, is still recorded (zero credits), so it can be refunded.
+    // What the invoice sold is what was paid for, even if STARS_PACKAGES changed since; a
+    // payment that does not match its invoice's package, or whose package this bot cannot have
+    // sold, is still recorded (zero credits), so it can be refunded.
     let credits = package.map_or(0, |p| i64::from(p.credits));
     let new = NewStarPayment {
         charge_id: charge.clone(),
@@ -246,10 +246,12 @@ pub(crate) async fn paid(
     Ok(())
 }
 
-/// The package a `successful_payment` pays for: the one its invoice payload names, signed by
-/// this bot (or, unsigned, still `offered`), paid in Stars and in full. A payment in another
-/// currency or of another amount, or for a package this bot never sold (a forged or altered
-/// invoice), buys nothing.
+/// The package a `successful_payment` pays for: the one its invoice payload names, paid in
+/// Stars and in full, and plausibly sold by this bot: signed by it, or (unsigned, as this build
+/// still writes) no better a deal than the best package on offer now. A package withdrawn or
+/// repriced since its invoice (a restart with new `STARS_PACKAGES` while payments waited in
+/// the inbox) is still credited; a made-up one (`credits:99999:1`) is not. A payment in another
+/// currency or of another amount buys nothing.
 fn paid_package(
     currency: &str,
     total: u32,
@@ -258,9 +260,19 @@ fn paid_package(
     offered: &[StarsPackage],
 ) -> Option<StarsPackage> {
     payload::read(payload, token)
-        .filter(|invoiced| invoiced.signed || offered.contains(&invoiced.package))
+        .filter(|invoiced| invoiced.signed || no_better_than_offered(invoiced.package, offered))
         .map(|invoiced| invoiced.package)
         .filter(|p| currency == STARS && p.stars == total)
+}
+
+/// Whether `package` gives no more credits per Star than some package `offered` (any, when
+/// nothing is offered: sales were turned off after the invoice).
+fn no_better_than_offered(package: StarsPackage, offered: &[StarsPackage]) -> bool {
+    offered.is_empty()
+        || offered.iter().any(|q| {
+            u64::from(package.credits) * u64::from(q.stars)
+                <= u64::from(q.credits) * u64::from(package.stars)
+        })
 }
 
 /// Longest `/refund` argument taken as a charge id (Telegram's are well under 100 characters).
@@ -498,17 +510,35 @@ mod tests {
             assert_eq!(paid("USD", 50, payload), None);
         }
         assert_eq!(paid("XTR", 50, "credits:10"), None);
-        // Withdrawn since its invoice: signed, it buys what the invoice sold; unsigned, nothing.
+        // Withdrawn since its invoice: it buys what the invoice sold, signed or (no better a
+        // deal than the offer, 10 for 50) unsigned.
         let withdrawn = StarsPackage {
-            credits: 20,
-            stars: 90,
+            credits: 8,
+            stars: 50,
         };
-        let old_invoice = payload::write(withdrawn, TOKEN);
-        assert_eq!(paid("XTR", 90, &old_invoice), Some(withdrawn));
-        assert_eq!(paid("XTR", 90, "credits:20:90"), None);
-        // A package this bot never sold, however well formed (seen credited: +99999 for 1 Star).
+        assert_eq!(
+            paid("XTR", 50, &payload::write(withdrawn, TOKEN)),
+            Some(withdrawn)
+        );
+        assert_eq!(paid("XTR", 50, "credits:8:50"), Some(withdrawn));
+        // A package this bot never sold, a better deal than any it offers (seen credited:
+        // +99999 for 1 Star): nothing, unless this bot signed it.
         assert_eq!(paid("XTR", 1, "credits:99999:1"), None);
+        assert_eq!(paid("XTR", 50, "credits:11:50"), None);
         assert_eq!(paid("XTR", 1, "credits:99999:1:0123456789abcdef"), None);
+        let signed_deal = StarsPackage {
+            credits: 11,
+            stars: 50,
+        };
+        assert_eq!(
+            paid("XTR", 50, &payload::write(signed_deal, TOKEN)),
+            Some(signed_deal)
+        );
+        // Sales turned off since the invoice: what it sold is credited.
+        assert_eq!(
+            paid_package("XTR", 50, "credits:11:50", TOKEN, &[]),
+            Some(signed_deal)
+        );
     }
 
     proptest::proptest! {
@@ -525,8 +555,10 @@ mod tests {
             if judged.is_none() {
                 proptest::prop_assert!(data.starts_with(payload::PREFIX) && total == 50);
             }
-            let paid = paid_package(STARS, total, &data, TOKEN, &offer);
-            proptest::prop_assert!(paid.is_none() || paid == Some(offer[0]));
+            // Nothing unsigned buys more credits per Star than the offer.
+            if let Some(paid) = paid_package(STARS, total, &data, TOKEN, &offer) {
+                proptest::prop_assert!(u64::from(paid.credits) * 50 <= 10 * u64::from(paid.stars));
+            }
             if let Some(package) = package {
                 proptest::prop_assert_eq!(parse_package(&package_text(package)), Some(package));
             }

@@ -3,10 +3,9 @@
 //! no state kept between the invoice and the payment.
 //!
 //! The signature (HMAC-SHA256 of the package, keyed with the bot token, 16 hex digits) tells a
-//! payload this bot wrote from one it never did: a signed package is credited even after
-//! `STARS_PACKAGES` changed (the buyer paid for what the invoice sold), an unsigned one (an
-//! invoice from a build before signatures, or after the token changed) only while it is still
-//! on offer, and a made-up package (`credits:99999:1`) never.
+//! payload this bot wrote from one it never did: a signed package is credited whatever
+//! `STARS_PACKAGES` says now (the buyer paid for what the invoice sold); an unsigned one only
+//! when it is no better a deal than the offer (see the payments feature's `paid_package`).
 
 use genbot_config::StarsPackage;
 use hmac::{Hmac, Mac};
