@@ -43,6 +43,7 @@ mod flood;
 pub mod http_serve;
 pub mod inbox;
 mod isolation;
+mod keyed;
 mod metrics;
 mod outbox;
 mod pacing;

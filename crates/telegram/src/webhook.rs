@@ -20,9 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use futures_util::stream::{self, BoxStream, StreamExt};
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use teloxide::stop::{mk_stop_token, StopFlag, StopToken};
 use teloxide::types::{AllowedUpdate, Update, UpdateKind};
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
@@ -30,6 +28,7 @@ use tokio::sync::mpsc;
 
 mod refusals;
 
+use crate::keyed::{keyed_hex, same_in_constant_time};
 use crate::Front;
 
 /// The header Telegram sends the secret token in.
@@ -55,25 +54,11 @@ pub const ALLOWED_UPDATES: [AllowedUpdate; 4] = [
 /// keyed with the token, in hex (64 of the characters Telegram allows). It reveals nothing of
 /// the token, and changes when the token does.
 pub fn derived_secret(token: &SecretString) -> String {
-    // Any key length is valid for HMAC.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.expose_secret().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(b"genbot telegram webhook secret v1");
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Equal, in time that does not depend on where they differ.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
+    keyed_hex(
+        token.expose_secret().as_bytes(),
+        b"genbot telegram webhook secret v1",
+        b"",
+    )
 }
 
 /// What the webhook route needs.
@@ -129,7 +114,7 @@ pub(crate) async fn receive(
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !same_secret(given, intake.secret.as_bytes()) {
+    if !same_in_constant_time(given, intake.secret.as_bytes()) {
         intake.front.metrics().ignored("webhook_without_secret");
         intake.refusals.log(std::time::Instant::now());
         return StatusCode::UNAUTHORIZED;
@@ -315,13 +300,5 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
         assert!(!secret.contains("ABC"));
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abd", b"abc"));
-        assert!(!same_secret(b"ab", b"abc"));
-        assert!(!same_secret(b"", b"abc"));
     }
 }

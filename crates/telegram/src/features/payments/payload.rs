@@ -8,8 +8,8 @@
 //! when it is no better a deal than the offer (see the payments feature's `paid_package`).
 
 use genbot_config::StarsPackage;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+
+use crate::keyed::{keyed_hex, same_in_constant_time};
 
 pub(super) const PREFIX: &str = "credits:";
 /// Hex digits of the signature kept: 64 bits, against forgers without the token.
@@ -58,31 +58,20 @@ pub(super) fn read(payload: &str, token: &str) -> Option<Invoiced> {
         _ => (rest, None),
     };
     let package = parse_package(text)?;
-    let signed =
-        given.is_some_and(|given| same(given.as_bytes(), signature(text, token).as_bytes()));
+    let signed = given.is_some_and(|given| {
+        same_in_constant_time(given.as_bytes(), signature(text, token).as_bytes())
+    });
     Some(Invoiced { package, signed })
 }
 
 fn signature(package_text: &str, token: &str) -> String {
-    // Any key length is valid for HMAC.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(b"genbot invoice payload v1:");
-    mac.update(package_text.as_bytes());
-    let digest = mac.finalize().into_bytes();
-    let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut hex = keyed_hex(
+        token.as_bytes(),
+        b"genbot invoice payload v1:",
+        package_text.as_bytes(),
+    );
     hex.truncate(SIGNATURE_HEX);
     hex
-}
-
-/// Equal, in time that does not depend on where they differ.
-fn same(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |differs, (a, b)| differs | (a ^ b))
-            == 0
 }
 
 #[cfg(test)]
