@@ -71,9 +71,7 @@ pub(crate) async fn and_track(
     let submitted = match registering(front, from, request).await? {
         Ok(accepted) => {
             let position = accepted.position;
-            if let Some(removed) = &accepted.instead_of_removed {
-                let default = &front.engine().catalogue().default_model().name;
-                let note = texts::chosen_model_removed(lang, removed, default);
+            if let Some(note) = removed_model_note(front, lang, &accepted) {
                 // The job is in whatever becomes of the note: a failed send is not retried.
                 if let Err(e) = send(front, chat, bot.send_message(chat, note)).await {
                     tracing::warn!(error = %e, "the removed model's note was not sent");
@@ -151,6 +149,13 @@ pub(crate) async fn and_track(
     Ok(submitted)
 }
 
+/// The note that a job runs on the default model because the user's chosen one was removed.
+fn removed_model_note(front: &Front, lang: Lang, accepted: &Submitted) -> Option<String> {
+    let removed = accepted.instead_of_removed.as_deref()?;
+    let default = &front.engine().catalogue().default_model().name;
+    Some(texts::chosen_model_removed(lang, removed, default))
+}
+
 /// Submits a generation asked for in a group: no queue message (the group's 20 a minute are
 /// kept for results); a refusal is a reply to the asking message.
 pub(crate) async fn to_group(
@@ -162,9 +167,7 @@ pub(crate) async fn to_group(
 ) -> HandlerResult {
     match registering(front, from, request).await? {
         Ok(accepted) => {
-            if let Some(removed) = &accepted.instead_of_removed {
-                let default = &front.engine().catalogue().default_model().name;
-                let note = texts::chosen_model_removed(lang, removed, default);
+            if let Some(note) = removed_model_note(front, lang, &accepted) {
                 // The job is in whatever becomes of the note.
                 if let Err(e) = reply::in_group(front, msg, note).await {
                     tracing::warn!(error = %e, "the removed model's note was not sent");
