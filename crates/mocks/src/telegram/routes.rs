@@ -53,23 +53,24 @@ fn ok_updates(batch: &[RawUpdate]) -> Response {
 }
 
 fn error(code: u16, description: &str) -> Response {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    (
-        status,
-        Json(json!({ "ok": false, "error_code": code, "description": description })),
-    )
-        .into_response()
+    refusal_response(code, description, None)
 }
 
 /// As [`error`], with the `parameters` Telegram adds to some refusals.
 fn error_with(code: u16, description: &str, parameters: serde_json::Value) -> Response {
+    refusal_response(code, description, Some(parameters))
+}
+
+fn refusal_response(
+    code: u16,
+    description: &str,
+    parameters: Option<serde_json::Value>,
+) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = json!({
-        "ok": false,
-        "error_code": code,
-        "description": description,
-        "parameters": parameters,
-    });
+    let mut body = json!({ "ok": false, "error_code": code, "description": description });
+    if let Some(parameters) = parameters {
+        body["parameters"] = parameters;
+    }
     (status, Json(body)).into_response()
 }
 
