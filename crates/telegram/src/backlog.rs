@@ -1,5 +1,5 @@
-//! No chat slows another. teloxide hands each chat's updates to one worker in order; a worker
-//! whose queue is full makes the dispatcher wait, which would stall every chat. So each chat may
+//! No chat slows another, nor grows without bound. The dispatch (`crate::dispatch`) handles
+//! each chat's updates one at a time, in order, and queues the rest. So each chat may
 //! have at most [`CHAT_BACKLOG_MAX`] updates passed on and not yet handled; beyond that its
 //! newest updates are shed (marked handled, counted in `genbot_updates_shed_total`) and the
 //! chat is told once a minute; a shed button press is answered with a "busy, try again" toast
@@ -14,9 +14,8 @@ use teloxide::types::{Update, UpdateKind};
 
 use crate::Front;
 
-/// Updates one chat may have waiting for its worker: room for a big group's burst (every member
-/// asking at once), and a quarter of the worker queue's size, so the dispatcher never waits on
-/// one chat.
+/// Updates one chat may have waiting for its handler: room for a big group's burst (every
+/// member asking at once), yet a flood's queue stays small.
 pub(crate) const CHAT_BACKLOG_MAX: usize = 256;
 /// A chat whose backlog was shed is told at most this often.
 const TELL_EVERY: Duration = Duration::from_secs(60);

@@ -38,6 +38,7 @@ mod backlog;
 mod claims;
 mod command;
 pub mod delivery;
+mod dispatch;
 mod features;
 mod flood;
 pub mod http_serve;

@@ -8,25 +8,17 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use teloxide::dispatching::Dispatcher;
-use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::prelude::*;
 use teloxide::types::BotCommand;
 use tokio::net::TcpListener;
 
 use crate::command::MENU;
+use crate::dispatch::{Dispatch, Listening};
 use crate::features::broadcast;
 use crate::http_serve::HttpLimits;
 use crate::inbox::InboxPolling;
 use crate::router::schema;
-use crate::shared::HandlerError;
 use crate::Front;
-
-/// Updates one chat may have waiting for its handler. teloxide runs a chat's updates in order
-/// in one worker; when a worker's queue is full the dispatcher waits, which would stall every
-/// chat. The per-user limit skips a flood cheaply, and this size lets a burst of a few hundred
-/// updates queue without stalling anyone else.
-const WORKER_QUEUE: usize = 1024;
 
 /// Long-poll timeout asked of `getUpdates` (below teloxide's 17 s client timeout).
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -214,28 +206,25 @@ async fn announce_commands(front: &Front) {
     }
 }
 
-fn dispatcher(
-    front: &Front,
-) -> Dispatcher<crate::BotApi, HandlerError, teloxide::dispatching::DefaultKey> {
+/// The handlers' dispatch: the router's schema, with updates it does not take (edits, channel
+/// posts, polls…) counted and marked handled, or the inbox would replay them.
+fn dispatch(front: &Front) -> Dispatch {
     let ignored = front.clone();
-    Dispatcher::builder(front.bot().clone(), schema())
-        .dependencies(dptree::deps![front.clone()])
-        .worker_queue_size(WORKER_QUEUE)
-        .default_handler(move |update| {
-            // Ignored kinds (edits, channel posts, polls…) are handled too, or the inbox would
-            // replay them; each kind is counted.
-            let kind = crate::isolation::kind_of(&update);
+    Dispatch::new(
+        schema(),
+        dptree::deps![front.clone()],
+        Box::new(move |update| {
+            let kind = crate::isolation::kind_of(update);
             tracing::debug!(
                 update_id = update.id.0,
                 kind,
                 "update of a kind the bot ignores"
             );
             ignored.metrics().ignored(kind);
-            ignored.leave_backlog(&update);
+            ignored.leave_backlog(update);
             ignored.finished(i64::from(update.id.0));
-            async {}
-        })
-        .build()
+        }),
+    )
 }
 
 /// Runs the bot with long polling until `shutdown` completes; handlers running then finish.
@@ -262,8 +251,6 @@ pub async fn polling(
     }
     tracing::info!(bot = %me.username(), "bot started (long polling)");
     announce_commands(&front).await;
-    let mut dispatcher = dispatcher(&front);
-    let token = dispatcher.shutdown_token();
     let stop = tokio_util::sync::CancellationToken::new();
     if let Some(listener) = http {
         let stop = stop.clone();
@@ -275,20 +262,13 @@ pub async fn polling(
             async move { stop.cancelled().await },
         ));
     }
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        tracing::info!("shutting down: no new updates; running handlers finish");
-        if let Ok(done) = token.shutdown() {
-            done.await;
-        }
-    });
     let listener = InboxPolling::new(front.clone(), POLL_TIMEOUT).await;
-    dispatcher
-        .dispatch_with_listener(
-            listener,
-            LoggingErrorHandler::with_custom_text("update listener failed"),
-        )
-        .await;
+    let listening = Listening {
+        allowed: &crate::webhook::ALLOWED_UPDATES,
+        failed: "update listener failed",
+        stopping: "shutting down: no new updates; running handlers finish",
+    };
+    crate::dispatch::listen(dispatch(&front), listener, &listening, &shutdown).await;
     stop.cancel();
     // A standby replica polls as soon as it next asks, not a whole lease later.
     let owner = front.engine().replica_id();
@@ -386,8 +366,6 @@ pub async fn webhook(
         .route(settings.url.path(), post(crate::webhook::receive))
         .with_state(intake)
         .merge(http_router(front.clone()));
-    let mut dispatcher = dispatcher(&front);
-    let token = dispatcher.shutdown_token();
     let stop = tokio_util::sync::CancellationToken::new();
     let server_stop = stop.clone();
     // The server stops taking requests at the stop (Telegram then sends to another replica, or
@@ -404,21 +382,12 @@ pub async fn webhook(
             }
         },
     ));
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        tracing::info!(
-            "shutting down: no new updates; running handlers finish (the webhook stays set)"
-        );
-        if let Ok(done) = token.shutdown() {
-            done.await;
-        }
-    });
-    dispatcher
-        .dispatch_with_listener(
-            updates,
-            LoggingErrorHandler::with_custom_text("webhook listener failed"),
-        )
-        .await;
+    let listening = Listening {
+        allowed: &crate::webhook::ALLOWED_UPDATES,
+        failed: "webhook listener failed",
+        stopping: "shutting down: no new updates; running handlers finish (the webhook stays set)",
+    };
+    crate::dispatch::listen(dispatch(&front), updates, &listening, &shutdown).await;
     stop.cancel();
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the webhook's HTTP server ended abnormally");
