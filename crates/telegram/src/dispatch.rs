@@ -21,7 +21,7 @@ use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::dptree;
-use teloxide::types::{AllowedUpdate, ChatId, Update};
+use teloxide::types::{AllowedUpdate, ChatId, Update, UpdateKind};
 use teloxide::update_listeners::UpdateListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,6 +71,15 @@ impl Dispatch {
 
     /// Handles `update` after its chat's earlier ones (at once when it has no chat).
     pub(crate) fn push(&self, update: Update) {
+        if matches!(update.kind, UpdateKind::Error(_)) {
+            // As teloxide's dispatcher: never handled. The inbox sets such updates aside before
+            // they get here (`inbox::to_dispatcher`).
+            tracing::error!(
+                update_id = update.id.0,
+                "an undecoded update reached the dispatch; dropped"
+            );
+            return;
+        }
         let Some(chat) = update.chat().map(|chat| chat.id) else {
             let shared = Arc::clone(&self.shared);
             self.tasks.spawn(async move { shared.handle(update).await });
@@ -126,25 +135,27 @@ impl Shared {
     async fn handle(&self, update: Update) {
         let mut deps = self.deps.clone();
         deps.insert(update);
+        let handled = async {
+            match self.handler.dispatch(deps).await {
+                ControlFlow::Break(Ok(())) => {}
+                ControlFlow::Break(Err(e)) => tracing::error!(error = ?e, "a handler failed"),
+                ControlFlow::Continue(deps) => (self.unhandled)(&deps.get::<Update>()),
+            }
+        };
         // Handlers run isolated (their panics are caught and answered there); a panic that
         // still gets here must not end the chat's task with its queue left behind.
-        match AssertUnwindSafe(self.handler.dispatch(deps))
-            .catch_unwind()
-            .await
-        {
-            Ok(ControlFlow::Break(Ok(()))) => {}
-            Ok(ControlFlow::Break(Err(e))) => tracing::error!(error = ?e, "a handler failed"),
-            Ok(ControlFlow::Continue(deps)) => (self.unhandled)(&deps.get::<Update>()),
-            Err(_) => tracing::error!(
-                "a handler panicked outside its isolation: its update stays in the inbox, unhandled"
-            ),
+        if AssertUnwindSafe(handled).catch_unwind().await.is_err() {
+            tracing::error!(
+                "a panic escaped an update's handling: the update stays unhandled in the inbox until the next start replays it"
+            );
         }
     }
 }
 
 /// What [`listen`] says of its listener.
 pub(crate) struct Listening {
-    /// The update kinds the listener is told to ask for.
+    /// The update kinds the listener is told to ask for: those the handler's tree branches on
+    /// (teloxide's dispatcher read them off the tree; its reading is not public).
     pub(crate) allowed: &'static [AllowedUpdate],
     /// Logged with a listener's error.
     pub(crate) failed: &'static str,
@@ -197,8 +208,14 @@ mod tests {
 
     use super::*;
 
+    /// An update from its JSON text (teloxide reads a `serde_json::Value`'s keys as owned
+    /// strings, which its `UpdateKind` does not take).
+    fn update(json: serde_json::Value) -> Update {
+        serde_json::from_str(&json.to_string()).expect("an update")
+    }
+
     fn text(update_id: u32, chat: i64, text: &str) -> Update {
-        serde_json::from_value(serde_json::json!({
+        update(serde_json::json!({
             "update_id": update_id,
             "message": {
                 "message_id": update_id, "date": 0, "text": text,
@@ -206,18 +223,16 @@ mod tests {
                 "from": {"id": chat, "is_bot": false, "first_name": "a"},
             }
         }))
-        .expect("a text update")
     }
 
     fn checkout(update_id: u32) -> Update {
-        serde_json::from_value(serde_json::json!({
+        update(serde_json::json!({
             "update_id": update_id,
             "pre_checkout_query": {
                 "id": "q", "currency": "XTR", "total_amount": 1, "invoice_payload": "p",
                 "from": {"id": 1, "is_bot": false, "first_name": "a"},
             }
         }))
-        .expect("a checkout update")
     }
 
     #[derive(Default)]

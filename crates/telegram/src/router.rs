@@ -58,8 +58,8 @@ async fn on_button(front: Front, query: CallbackQuery, update: Update) -> Handle
 }
 
 async fn on_pre_checkout(front: Front, query: PreCheckoutQuery, update: Update) -> HandlerResult {
-    // A query has no chat: teloxide's default worker runs such updates concurrently, so a burst
-    // of checkouts meets Telegram's 10 s together.
+    // A query has no chat: the dispatch runs such updates at once, side by side, so a burst of
+    // checkouts meets Telegram's 10 s together.
     let started = Instant::now();
     isolated(&front, &update, payments::pre_checkout(&front, &query)).await;
     front.metrics().observe(started.elapsed());

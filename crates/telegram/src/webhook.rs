@@ -42,7 +42,8 @@ const MAX_UPDATE_BYTES: usize = 2 * 1024 * 1024;
 /// Updates received and recorded, waiting for the dispatcher (beyond this, Telegram waits).
 const QUEUE: usize = 1024;
 
-/// The update kinds genbot handles, asked of Telegram with the webhook.
+/// The update kinds genbot handles (those `router::schema` branches on), asked of Telegram
+/// with the webhook and with `getUpdates`.
 pub const ALLOWED_UPDATES: [AllowedUpdate; 4] = [
     AllowedUpdate::Message,
     AllowedUpdate::CallbackQuery,

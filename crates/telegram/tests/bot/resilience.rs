@@ -113,9 +113,9 @@ async fn private_users_answered_within_2s(
 /// A group whose every message is answered and so waits for the group's 20 a minute (1,400
 /// members each sending `/img@bot` with an option the model refuses, once; refusals are
 /// answered once a minute per member, so each of these is): its handlers take 3 s each, so its
-/// worker's queue (1024) would fill and the dispatcher wait on it, leaving everyone
-/// unanswered. The per-chat backlog cap sheds the group's excess instead: private users are
-/// answered within 2 s, and updates were shed. (The `/help` flood above is answered once a
+/// queue would hold over an hour of answers (and, under teloxide's dispatcher, whose queue
+/// per chat held 1,024, stalled everyone). The per-chat backlog cap sheds the group's excess
+/// instead: private users are answered within 2 s, and updates were shed. (The `/help` flood above is answered once a
 /// minute, so its handlers are quick and never meet the cap; this one does.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_slow_answers_is_shed_beyond_its_backlog() {
