@@ -145,6 +145,15 @@ fn update_id_only(json: &str) -> Option<u32> {
         .map(|only| only.update_id)
 }
 
+/// The `getUpdates` offset that confirms `id` and every update before it. teloxide's offset is
+/// an `i32`, and its own `UpdateId::as_offset` asserts the id is below `i32::MAX`: a debug
+/// build panicked on a forged id of 2147483647 or more (the poller, and with it the process,
+/// on every start), a release build wrapped it to a negative offset, which Telegram reads as
+/// "the last updates". Telegram's ids fit in 31 bits; a larger one asks for the largest offset.
+fn next_offset(id: teloxide::types::UpdateId) -> i32 {
+    i32::try_from(u64::from(id.0) + 1).unwrap_or(i32::MAX)
+}
+
 /// `getUpdates`' updates decoded, each with the JSON it came as, and how many were left out
 /// (without an `update_id`): a batch of nothing else comes back at once, since nothing moved
 /// the offset.
@@ -469,6 +478,19 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                         () = tokio::time::sleep(pause) => continue,
                     }
                 }
+                if received
+                    .last()
+                    .is_some_and(|(last, _)| poll.offset == Some(next_offset(last.id)))
+                {
+                    // Only updates past the largest offset there is (see `next_offset`): taken
+                    // once already, they come back at once; ask again after a growing pause.
+                    let pause = poll.backoff();
+                    tracing::warn!(updates = received.len(), ?pause, "getUpdates returned only updates whose ids are past the largest offset it takes; they cannot be confirmed");
+                    tokio::select! {
+                        () = &mut poll.stopped => return None,
+                        () = tokio::time::sleep(pause) => continue,
+                    }
+                }
                 poll.failures = 0;
                 poll.received.clear();
                 let mut updates = Vec::with_capacity(received.len());
@@ -479,7 +501,7 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
                 let Some(last) = updates.last() else {
                     continue;
                 };
-                let next = last.id.as_offset();
+                let next = next_offset(last.id);
                 // Live intake: the flood limit applies here, before anything is recorded, and
                 // nowhere else (not to an outage's backlog: see `flood::Intake`).
                 let updates = poll.front.within_flood_limits(updates);
@@ -687,6 +709,15 @@ mod tests {
     /// teloxide unwraps a `None` decoding a reaction with neither `user` nor `actor_chat`:
     /// the panic took the poller (and the process, on every start) down, and would have taken
     /// a replica's rounds down replaying the update from the inbox.
+    #[test]
+    fn the_offset_past_any_update_id_is_the_largest_there_is() {
+        use teloxide::types::UpdateId;
+        assert_eq!(next_offset(UpdateId(0)), 1);
+        assert_eq!(next_offset(UpdateId(2_147_483_646)), i32::MAX);
+        assert_eq!(next_offset(UpdateId(2_147_483_647)), i32::MAX);
+        assert_eq!(next_offset(UpdateId(u32::MAX)), i32::MAX);
+    }
+
     #[test]
     fn an_update_teloxide_panics_on_is_set_aside_not_a_crash() {
         let reaction = r#"{"update_id":20,"message_reaction":{"chat":{"id":1,"type":"private"},"message_id":5,"date":0,"old_reaction":[],"new_reaction":[]}}"#;
