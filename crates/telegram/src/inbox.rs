@@ -468,24 +468,23 @@ async fn next_batch(mut poll: Poll) -> Option<(Vec<Result<Update, RequestError>>
         match answer {
             Ok(raw) => {
                 let (received, left_out) = decoded(raw);
-                if received.is_empty() && left_out > 0 {
-                    // Only updates without an id: nothing confirms them, so they come back at
-                    // once; ask again after a growing pause, and say so once per pause.
-                    let pause = poll.backoff();
-                    tracing::warn!(updates = left_out, ?pause, "getUpdates returned only updates without an update_id; they cannot be confirmed or recorded");
-                    tokio::select! {
-                        () = &mut poll.stopped => return None,
-                        () = tokio::time::sleep(pause) => continue,
+                // Nothing in the batch can move the offset, so it comes back at once: only
+                // updates without an id, or (taken once already) only ids past the largest
+                // offset there is (see `next_offset`). Asked again after a growing pause,
+                // said once per pause.
+                let unconfirmable = match received.last() {
+                    None if left_out > 0 => {
+                        Some("without an update_id; they cannot be confirmed or recorded")
                     }
-                }
-                if received
-                    .last()
-                    .is_some_and(|(last, _)| poll.offset == Some(next_offset(last.id)))
-                {
-                    // Only updates past the largest offset there is (see `next_offset`): taken
-                    // once already, they come back at once; ask again after a growing pause.
+                    Some((last, _)) if poll.offset == Some(next_offset(last.id)) => Some(
+                        "whose ids are past the largest offset it takes; they cannot be confirmed",
+                    ),
+                    _ => None,
+                };
+                if let Some(which) = unconfirmable {
                     let pause = poll.backoff();
-                    tracing::warn!(updates = received.len(), ?pause, "getUpdates returned only updates whose ids are past the largest offset it takes; they cannot be confirmed");
+                    let updates = received.len() + left_out;
+                    tracing::warn!(updates, ?pause, "getUpdates returned only updates {which}");
                     tokio::select! {
                         () = &mut poll.stopped => return None,
                         () = tokio::time::sleep(pause) => continue,
