@@ -21,7 +21,7 @@ use futures_util::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::dptree;
-use teloxide::types::{AllowedUpdate, ChatId, Update, UpdateKind};
+use teloxide::types::{ChatId, Update, UpdateKind};
 use teloxide::update_listeners::UpdateListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -154,9 +154,6 @@ impl Shared {
 
 /// What [`listen`] says of its listener.
 pub(crate) struct Listening {
-    /// The update kinds the listener is told to ask for: those the handler's tree branches on
-    /// (teloxide's dispatcher read them off the tree; its reading is not public).
-    pub(crate) allowed: &'static [AllowedUpdate],
     /// Logged with a listener's error.
     pub(crate) failed: &'static str,
     /// Logged when the stop comes.
@@ -174,7 +171,9 @@ pub(crate) async fn listen<L>(
     L: UpdateListener,
     L::Err: Debug,
 {
-    listener.hint_allowed_updates(&mut listening.allowed.iter().copied());
+    // The kinds the router's tree branches on (teloxide's dispatcher read them off the tree;
+    // its reading is not public): the same the webhook asks for.
+    listener.hint_allowed_updates(&mut crate::webhook::ALLOWED_UPDATES.into_iter());
     let mut stop_listener = Some(listener.stop_token());
     {
         let updates = listener.as_stream();

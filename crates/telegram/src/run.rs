@@ -264,7 +264,6 @@ pub async fn polling(
     }
     let listener = InboxPolling::new(front.clone(), POLL_TIMEOUT).await;
     let listening = Listening {
-        allowed: &crate::webhook::ALLOWED_UPDATES,
         failed: "update listener failed",
         stopping: "shutting down: no new updates; running handlers finish",
     };
@@ -383,7 +382,6 @@ pub async fn webhook(
         },
     ));
     let listening = Listening {
-        allowed: &crate::webhook::ALLOWED_UPDATES,
         failed: "webhook listener failed",
         stopping: "shutting down: no new updates; running handlers finish (the webhook stays set)",
     };
